@@ -1,0 +1,108 @@
+//! `GET /v1/audit`: the audit trail, filtered.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{AppState, Query};
+use crate::audit::AuditEntry;
+use crate::clock::parse_micros;
+use crate::error::{Error, ErrorBody, Result};
+use crate::identity::{Caller, Role};
+use crate::store::AuditFilter;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_audit))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// `agent`, `human`, `service` or `admin`.
+    actor_kind: Option<String>,
+    /// Records concerning this agent.
+    agent: Option<String>,
+    /// Environment of the action.
+    environment: Option<String>,
+    /// Action class.
+    action_class: Option<String>,
+    /// Event type (`decision`, `agent.created`, …).
+    event_type: Option<String>,
+    /// At or after this time (RFC 3339).
+    since: Option<String>,
+    /// Before this time (RFC 3339).
+    until: Option<String>,
+    /// Page after this sequence number (use the previous page's `next_after`).
+    after: Option<i64>,
+    /// Page size, 1–1000 (default 100).
+    limit: Option<i64>,
+}
+
+/// A page of audit records.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// Records in chain order.
+    pub records: Vec<serde_json::Value>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+fn time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
+    value
+        .as_deref()
+        .map(|v| {
+            parse_micros(v)
+                .ok_or_else(|| Error::field(field, format!("`{v}` is not an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+/// Query the audit trail (admins and approvers).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<axum::Json<AuditPage>> {
+    caller.require(&[Role::Admin, Role::Approver])?;
+    if let Some(kind) = &q.actor_kind
+        && !["agent", "human", "service", "admin"].contains(&kind.as_str())
+    {
+        return Err(Error::field(
+            "actor_kind",
+            format!("`{kind}` is not one of agent, human, service, admin"),
+        ));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::field("limit", "must be from 1 to 1000"));
+    }
+    let filter = AuditFilter {
+        actor_kind: q.actor_kind,
+        agent: q.agent,
+        environment: q.environment,
+        action_class: q.action_class,
+        event_type: q.event_type,
+        since: time("since", &q.since)?,
+        until: time("until", &q.until)?,
+        after_seq: q.after,
+        limit,
+    };
+    let entries: Vec<AuditEntry> = state.store.audit(&filter).await?;
+    let next_after = if entries.len() as i64 == limit {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    let records = entries
+        .into_iter()
+        .map(|e| serde_json::to_value(e).map_err(Error::internal))
+        .collect::<Result<_>>()?;
+    Ok(axum::Json(AuditPage {
+        records,
+        next_after,
+    }))
+}

@@ -1,0 +1,693 @@
+//! The command line: `warden serve`, offline maintenance against the database, and admin
+//! commands that talk to a running server.
+//!
+//! Only bootstrapping (`token`), `migrate`, `config` and `audit verify` touch the database
+//! directly; everything else goes through the server's API with the token in `WARDEN_TOKEN`, so
+//! that it is authorised and audited like any other call.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::audit::Actor;
+use crate::config::{Config, LogFormat};
+use crate::identity::Role;
+use crate::server::{Warden, shutdown_signal};
+
+/// Warden: governs AI agents as first-class users of your platform.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the configuration and the database are (for commands that open the database).
+#[derive(Debug, Args)]
+struct DbArgs {
+    /// Configuration file (default: ./warden.toml when it exists, else built-in defaults).
+    #[arg(long, global = true, env = "WARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the embedded SQLite database (default ./warden-data).
+    #[arg(long, global = true, env = "WARDEN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: postgres://… to share one PostgreSQL between replicas, or sqlite://….
+    #[arg(long, global = true, env = "WARDEN_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+/// A running server to talk to.
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, env = "WARDEN_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    #[command(
+        after_help = "Example:\n  warden serve --listen 0.0.0.0:8080 --database-url postgres://warden@db/warden --log-format json"
+    )]
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "WARDEN_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Log format.
+        #[arg(long, value_enum, env = "WARDEN_LOG_FORMAT")]
+        log_format: Option<LogFormat>,
+    },
+    /// Apply database migrations and exit (serve also applies them at start).
+    #[command(after_help = "Example:\n  warden migrate --database-url postgres://warden@db/warden")]
+    Migrate,
+    /// Print the effective configuration as TOML.
+    #[command(after_help = "Example:\n  warden config --config warden.toml")]
+    Config,
+    /// Create, list and revoke API tokens directly in the database (works offline; bootstrapping).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Query the audit trail (server) or verify its hash chain (offline).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Manage agents on a running server.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Manage humans on a running server.
+    #[command(subcommand)]
+    Humans(HumansCommand),
+    /// Ask a running server for a decision.
+    #[command(
+        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden decide --agent deploy-bot --class deploy --environment staging --service payments"
+    )]
+    Decide {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The agent (omit when WARDEN_TOKEN is the agent's own token).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Action class.
+        #[arg(long)]
+        class: String,
+        /// Environment.
+        #[arg(long)]
+        environment: String,
+        /// Service.
+        #[arg(long)]
+        service: String,
+        /// The human the agent acts for.
+        #[arg(long)]
+        on_behalf_of: Option<String>,
+        /// The agent's reasoning.
+        #[arg(long)]
+        reasoning: Option<String>,
+    },
+    /// Show the server's effective policy.
+    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden policy")]
+    Policy {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret once.
+    #[command(
+        after_help = "Examples:\n  warden token create --role admin --subject alice\n  warden token create --role agent --subject deploy-bot"
+    )]
+    Create {
+        /// admin, approver, service or agent.
+        #[arg(long)]
+        role: String,
+        /// The agent's id (agent), the human's id (approver), or a name.
+        #[arg(long)]
+        subject: Option<String>,
+        /// A note.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Revoke a token by id.
+    #[command(after_help = "Example:\n  warden token revoke tok_3f2a9c81d0e4")]
+    Revoke {
+        /// Token id (from `warden token list`).
+        id: String,
+    },
+    /// List tokens (never their secrets).
+    #[command(after_help = "Example:\n  warden token list")]
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain: detects edited, deleted or reordered records (offline).
+    #[command(after_help = "Example:\n  warden audit verify --data-dir ./warden-data")]
+    Verify,
+    /// List audit records from a running server.
+    #[command(
+        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden audit list --actor-kind agent --environment production --since 2026-11-01T00:00:00Z"
+    )]
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// agent, human, service or admin.
+        #[arg(long)]
+        actor_kind: Option<String>,
+        /// Records concerning this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Environment.
+        #[arg(long)]
+        environment: Option<String>,
+        /// Action class.
+        #[arg(long)]
+        action_class: Option<String>,
+        /// At or after (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentsCommand {
+    /// Register an agent.
+    #[command(
+        after_help = "Example:\n  warden agents create --id deploy-bot --tool claude-code --model claude-opus --team payments --sponsor alice --tier 2"
+    )]
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Slug id.
+        #[arg(long)]
+        id: String,
+        /// Tool it runs in.
+        #[arg(long)]
+        tool: String,
+        /// Model behind it.
+        #[arg(long)]
+        model: String,
+        /// Owning team.
+        #[arg(long)]
+        team: String,
+        /// Accountable human.
+        #[arg(long)]
+        sponsor: String,
+        /// Starting tier (default 1).
+        #[arg(long)]
+        tier: Option<u8>,
+        /// Ceiling (default 2).
+        #[arg(long)]
+        ceiling: Option<u8>,
+        /// Parent agent.
+        #[arg(long)]
+        parent: Option<String>,
+        /// Start in shadow mode.
+        #[arg(long)]
+        shadow: bool,
+    },
+    /// List agents.
+    #[command(after_help = "Example:\n  warden agents list --team payments")]
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only this team.
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Show one agent.
+    #[command(after_help = "Example:\n  warden agents get deploy-bot")]
+    Get {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Agent id.
+        id: String,
+    },
+    /// Change an agent.
+    #[command(
+        after_help = "Examples:\n  warden agents update deploy-bot --ceiling 3 --tier 3\n  warden agents update deploy-bot --status suspended"
+    )]
+    Update {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Agent id.
+        id: String,
+        /// New tier.
+        #[arg(long)]
+        tier: Option<u8>,
+        /// New ceiling.
+        #[arg(long)]
+        ceiling: Option<u8>,
+        /// New parent.
+        #[arg(long, conflicts_with = "no_parent")]
+        parent: Option<String>,
+        /// Detach from the parent.
+        #[arg(long)]
+        no_parent: bool,
+        /// active or suspended.
+        #[arg(long)]
+        status: Option<String>,
+        /// Shadow mode on or off.
+        #[arg(long)]
+        shadow: Option<bool>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HumansCommand {
+    /// Register a human with grants `class:environment:service:max_risk` (`*` wildcards).
+    #[command(
+        after_help = "Example:\n  warden humans create --id alice --team payments --grant '*:staging:*:critical' --grant 'deploy:production:pay*:medium'"
+    )]
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Id.
+        #[arg(long)]
+        id: String,
+        /// Team.
+        #[arg(long)]
+        team: String,
+        /// A grant, `class:environment:service:max_risk`; repeat for more.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+    },
+    /// List humans.
+    #[command(after_help = "Example:\n  warden humans list")]
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one human.
+    #[command(after_help = "Example:\n  warden humans get alice")]
+    Get {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Id.
+        id: String,
+    },
+}
+
+/// Runs the command line; the exit code says whether it worked.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(db: &DbArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(db.config.as_deref())?;
+    if let Some(dir) = &db.data_dir {
+        config.storage.data_dir = dir.clone();
+    }
+    if let Some(url) = &db.database_url {
+        config.storage.database_url = url.clone();
+    }
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn offline_actor() -> Actor {
+    let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
+    Actor {
+        kind: "admin".into(),
+        id: format!("cli:{user}"),
+        tool: None,
+        model: None,
+        token_id: None,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { listen, log_format } => {
+            let mut config = load_config(&cli.db)?;
+            if let Some(l) = listen {
+                config.server.listen = l;
+            }
+            if let Some(f) = log_format {
+                config.log.format = f;
+            }
+            init_logging(&config);
+            let listen = config.server.listen;
+            let warden = Warden::open_default(config).await?;
+            if let Ok(secret) = std::env::var("WARDEN_BOOTSTRAP_ADMIN_TOKEN") {
+                warden.seed_bootstrap_token(&secret).await?;
+            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(%listen, database = %crate::store::redact(&warden.config.database_url()), policy = %warden.state.engine.policy().version, "warden is serving");
+            warden.serve(listener, shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let config = load_config(&cli.db)?;
+            let warden = Warden::open_default(config).await?;
+            warden.state.store.close().await;
+            println!(
+                "migrations applied to {}",
+                crate::store::redact(&warden.config.database_url())
+            );
+            Ok(())
+        }
+        Command::Config => {
+            let config = load_config(&cli.db)?;
+            crate::policy::CompiledPolicy::new(config.policy.apply())
+                .context("invalid [policy]")?;
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+        Command::Token(cmd) => {
+            let warden = Warden::open_default(load_config(&cli.db)?).await?;
+            let store = &warden.state.store;
+            let now = warden.state.clock.now_micros();
+            let result = match cmd {
+                TokenCommand::Create {
+                    role,
+                    subject,
+                    note,
+                } => {
+                    let role = Role::parse(&role).with_context(|| {
+                        format!("unknown role `{role}`: use admin, approver, service or agent")
+                    })?;
+                    let new = crate::api::tokens::issue(
+                        store,
+                        offline_actor(),
+                        role,
+                        subject,
+                        note,
+                        None,
+                        now,
+                    )
+                    .await?;
+                    eprintln!(
+                        "token {} ({}) created; the secret below is shown only once:",
+                        new.record.id,
+                        role.as_str()
+                    );
+                    println!("{}", new.secret);
+                    Ok(())
+                }
+                TokenCommand::Revoke { id } => {
+                    crate::api::tokens::revoke(store, offline_actor(), &id, now).await?;
+                    println!("revoked {id}");
+                    Ok(())
+                }
+                TokenCommand::List => {
+                    let tokens: Vec<crate::api::tokens::TokenInfo> =
+                        store.tokens().await?.into_iter().map(Into::into).collect();
+                    println!("{}", serde_json::to_string_pretty(&tokens)?);
+                    Ok(())
+                }
+            };
+            store.close().await;
+            result
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let warden = Warden::open_default(load_config(&cli.db)?).await?;
+            let outcome = warden.state.store.verify_audit().await?;
+            warden.state.store.close().await;
+            match outcome {
+                Ok(n) => {
+                    println!("audit chain intact: {n} records");
+                    Ok(())
+                }
+                Err(problem) => bail!("audit chain broken: {problem}"),
+            }
+        }
+        Command::Audit(AuditCommand::List {
+            server,
+            actor_kind,
+            agent,
+            environment,
+            action_class,
+            since,
+            limit,
+        }) => {
+            let mut query = vec![("limit", limit.to_string())];
+            for (k, v) in [
+                ("actor_kind", actor_kind),
+                ("agent", agent),
+                ("environment", environment),
+                ("action_class", action_class),
+                ("since", since),
+            ] {
+                if let Some(v) = v {
+                    query.push((k, v));
+                }
+            }
+            let qs = serde_urlencoded::to_string(&query)?;
+            print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/audit?{qs}"),
+                    None,
+                )
+                .await?,
+            )
+        }
+        Command::Agents(cmd) => match cmd {
+            AgentsCommand::Create {
+                server,
+                id,
+                tool,
+                model,
+                team,
+                sponsor,
+                tier,
+                ceiling,
+                parent,
+                shadow,
+            } => {
+                let body = json!({"id": id, "tool": tool, "model": model, "team": team, "sponsor": sponsor, "tier": tier, "ceiling": ceiling, "parent": parent, "shadow": shadow});
+                print_json(call(&server, reqwest::Method::POST, "/v1/agents", Some(body)).await?)
+            }
+            AgentsCommand::List { server, team } => {
+                let path = match team {
+                    Some(t) => {
+                        format!("/v1/agents?{}", serde_urlencoded::to_string([("team", t)])?)
+                    }
+                    None => "/v1/agents".into(),
+                };
+                print_json(call(&server, reqwest::Method::GET, &path, None).await?)
+            }
+            AgentsCommand::Get { server, id } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/agents/{id}"),
+                    None,
+                )
+                .await?,
+            ),
+            AgentsCommand::Update {
+                server,
+                id,
+                tier,
+                ceiling,
+                parent,
+                no_parent,
+                status,
+                shadow,
+            } => {
+                let mut body = serde_json::Map::new();
+                for (k, v) in [
+                    ("tier", tier.map(|t| json!(t))),
+                    ("ceiling", ceiling.map(|t| json!(t))),
+                    ("parent", parent.map(|p| json!(p))),
+                    ("status", status.map(|s| json!(s))),
+                    ("shadow", shadow.map(|s| json!(s))),
+                ] {
+                    if let Some(v) = v {
+                        body.insert(k.into(), v);
+                    }
+                }
+                if no_parent {
+                    body.insert("parent".into(), Value::Null);
+                }
+                print_json(
+                    call(
+                        &server,
+                        reqwest::Method::PATCH,
+                        &format!("/v1/agents/{id}"),
+                        Some(Value::Object(body)),
+                    )
+                    .await?,
+                )
+            }
+        },
+        Command::Humans(cmd) => match cmd {
+            HumansCommand::Create {
+                server,
+                id,
+                team,
+                grants,
+            } => {
+                let grants = grants
+                    .iter()
+                    .map(|g| parse_grant(g))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                print_json(
+                    call(
+                        &server,
+                        reqwest::Method::POST,
+                        "/v1/humans",
+                        Some(json!({"id": id, "team": team, "grants": grants})),
+                    )
+                    .await?,
+                )
+            }
+            HumansCommand::List { server } => {
+                print_json(call(&server, reqwest::Method::GET, "/v1/humans", None).await?)
+            }
+            HumansCommand::Get { server, id } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/humans/{id}"),
+                    None,
+                )
+                .await?,
+            ),
+        },
+        Command::Decide {
+            server,
+            agent,
+            class,
+            environment,
+            service,
+            on_behalf_of,
+            reasoning,
+        } => {
+            let mut body =
+                json!({"action": {"class": class, "environment": environment, "service": service}});
+            if let Some(a) = agent {
+                body["agent"] = json!(a);
+            }
+            if let Some(h) = on_behalf_of {
+                body["on_behalf_of"] = json!(h);
+            }
+            if let Some(r) = reasoning {
+                body["action"]["reasoning"] = json!(r);
+            }
+            print_json(call(&server, reqwest::Method::POST, "/v1/decisions", Some(body)).await?)
+        }
+        Command::Policy { server } => {
+            print_json(call(&server, reqwest::Method::GET, "/v1/policy", None).await?)
+        }
+    }
+}
+
+/// Parses `class:environment:service:max_risk` into a grant's JSON.
+fn parse_grant(s: &str) -> anyhow::Result<Value> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [class, environment, service, max_risk] = parts[..] else {
+        bail!(
+            "grant `{s}` must be class:environment:service:max_risk, e.g. deploy:staging:*:medium"
+        );
+    };
+    Ok(
+        json!({"class": class, "environment": environment, "service": service, "max_risk": max_risk}),
+    )
+}
+
+fn print_json(v: Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+/// Calls the server with `WARDEN_TOKEN`; a non-2xx answer becomes an error with its message.
+async fn call(
+    server: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let token = std::env::var("WARDEN_TOKEN")
+        .context("set WARDEN_TOKEN to an API token (create one with `warden token create`)")?;
+    let url = format!("{}{path}", server.server.trim_end_matches('/'));
+    let mut req = reqwest::Client::new()
+        .request(method, &url)
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    let value: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    if !status.is_success() {
+        let e = &value["error"];
+        let field = e["field"]
+            .as_str()
+            .map(|f| format!(" (field `{f}`)"))
+            .unwrap_or_default();
+        bail!(
+            "{status}: {}{field}: {}",
+            e["code"].as_str().unwrap_or("error"),
+            e["message"].as_str().unwrap_or(&value.to_string())
+        );
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn grants_parse() {
+        assert_eq!(
+            parse_grant("deploy:staging:*:medium").unwrap()["max_risk"],
+            "medium"
+        );
+        assert!(parse_grant("deploy:staging").is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! Time, injectable so that tests can move it (trust, quotas and expiry depend on it).
+//!
+//! Warden stores times as Unix microseconds and shows them as RFC 3339 in UTC.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A source of the current time, in Unix microseconds.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now, in Unix microseconds.
+    fn now_micros(&self) -> i64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_micros(&self) -> i64 {
+        (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug, Default, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock stopped at `micros`.
+    pub fn at(micros: i64) -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(micros)))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, micros: i64) {
+        self.0.fetch_add(micros, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_micros(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The shared clock handle.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// Formats Unix microseconds as RFC 3339 (UTC, six fractional digits).
+pub fn format_micros(micros: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// Parses RFC 3339 into Unix microseconds.
+pub fn parse_micros(s: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let now = SystemClock.now_micros();
+        assert_eq!(parse_micros(&format_micros(now)), Some(now));
+        assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            parse_micros("2026-11-26T10:00:00+01:00"),
+            parse_micros("2026-11-26T09:00:00Z")
+        );
+        assert_eq!(parse_micros("yesterday"), None);
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let c = ManualClock::at(5);
+        assert_eq!(c.now_micros(), 5);
+        c.advance(10);
+        assert_eq!(c.now_micros(), 15);
+    }
+}

@@ -1,0 +1,247 @@
+//! Configuration: `warden.toml` over built-in defaults, then environment, then flags.
+//!
+//! Every setting is documented in `docs/configuration.md`; `warden config` prints the effective
+//! configuration. Secrets (the bootstrap admin token) come only from the environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Policy, PolicyMode, RiskLevel, Tier, ViolationMode};
+use crate::store::StoreOptions;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// The database.
+    pub storage: StorageConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Overrides of the built-in policy.
+    pub policy: PolicyOverrides,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger is a 413.
+    pub body_limit_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid"),
+            body_limit_bytes: 256 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Where the SQLite database lives when no `database_url` is set.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to share one PostgreSQL between replicas, or `sqlite://…`; empty for the
+    /// embedded default (`<data_dir>/warden.db`).
+    pub database_url: String,
+    /// Read connections in the pool.
+    pub max_connections: u32,
+    /// Most changes the writer commits in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./warden-data"),
+            database_url: String::new(),
+            max_connections: 8,
+            max_batch: 512,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `warden=debug,info`); `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// `[policy]`: each key set here replaces the built-in one; `risk` and `violation_modes` merge
+/// per action class; `tiers`, when given, must define all five.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyOverrides {
+    /// `enforce` or `shadow`.
+    pub mode: Option<PolicyMode>,
+    /// Risk floor of breaking changes.
+    pub breaking_change_risk: Option<RiskLevel>,
+    /// Violation mode for classes not in `violation_modes`.
+    pub default_violation_mode: Option<ViolationMode>,
+    /// Per-class risk rows (class → environment → level); a new class is added.
+    pub risk: BTreeMap<String, BTreeMap<String, RiskLevel>>,
+    /// Per-class violation modes.
+    pub violation_modes: BTreeMap<String, ViolationMode>,
+    /// All five tiers, replacing the built-in ones.
+    pub tiers: Option<Vec<Tier>>,
+}
+
+impl PolicyOverrides {
+    /// The built-in policy with these overrides applied.
+    pub fn apply(&self) -> Policy {
+        let mut policy = Policy::default();
+        if let Some(m) = self.mode {
+            policy.mode = m;
+        }
+        if let Some(r) = self.breaking_change_risk {
+            policy.breaking_change_risk = r;
+        }
+        if let Some(v) = self.default_violation_mode {
+            policy.default_violation_mode = v;
+        }
+        for (class, row) in &self.risk {
+            policy.risk.insert(class.clone(), row.clone());
+        }
+        for (class, mode) in &self.violation_modes {
+            policy.violation_modes.insert(class.clone(), *mode);
+        }
+        if let Some(tiers) = &self.tiers {
+            policy.tiers = tiers.clone();
+        }
+        policy
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; a missing file is an error (the caller decides whether one is needed).
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// The default, or `./warden.toml` when it exists, or the named file.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        match path {
+            Some(p) => Config::from_file(p),
+            None if Path::new("warden.toml").exists() => {
+                Config::from_file(Path::new("warden.toml"))
+            }
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// The database URL: the configured one, or SQLite under the data directory.
+    pub fn database_url(&self) -> String {
+        if self.storage.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.storage.data_dir.join("warden.db").display()
+            )
+        } else {
+            self.storage.database_url.clone()
+        }
+    }
+
+    /// Store options; creates the data directory for SQLite.
+    pub fn store_options(&self) -> anyhow::Result<StoreOptions> {
+        if self.storage.database_url.is_empty() {
+            std::fs::create_dir_all(&self.storage.data_dir).with_context(|| {
+                format!(
+                    "cannot create data directory {}",
+                    self.storage.data_dir.display()
+                )
+            })?;
+        }
+        Ok(StoreOptions {
+            url: self.database_url(),
+            max_connections: self.storage.max_connections,
+            max_batch: self.storage.max_batch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.body_limit_bytes, 262_144);
+        assert!(c.database_url().starts_with("sqlite://"));
+        assert_eq!(c.policy.apply(), Policy::default());
+    }
+
+    #[test]
+    fn policy_overrides_merge_per_class() {
+        let c: Config = toml::from_str(
+            r#"
+            [policy]
+            mode = "shadow"
+            [policy.risk.deploy]
+            dev = "low"
+            staging = "medium"
+            production = "high"
+            "*" = "high"
+            [policy.violation_modes]
+            docs_update = "flag"
+            "#,
+        )
+        .unwrap();
+        let p = c.policy.apply();
+        assert_eq!(p.mode, PolicyMode::Shadow);
+        assert_eq!(p.risk["deploy"]["production"], RiskLevel::High);
+        assert_eq!(
+            p.risk["db_migration"],
+            Policy::default().risk["db_migration"]
+        );
+        assert_eq!(p.violation_modes["docs_update"], ViolationMode::Flag);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("[server]\nlisten_on = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_on"), "{err}");
+    }
+}

@@ -1,0 +1,946 @@
+//! The decision pipeline (DESIGN.md, "The decision pipeline").
+//!
+//! [`Engine::decide`] loads what a decision needs (the agent, its parent chain, the on-behalf-of
+//! human), runs the pure [`judge`] stage, and commits the decision with its audit record in one
+//! transaction before answering. `judge` does no I/O, so it is what the in-process benchmark
+//! measures.
+//!
+//! Stages: 1 resolve the caller's agent · 2 validate · 3 classify (built-in table; classifier
+//! plugins join here) · 4 anomaly (anomaly plugins, later) · 5 permission (tier grants ∩
+//! on-behalf-of human) · 6 quotas (later) · 7 violation handling · 8 approval (later) · 9 commit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::audit::{Actor, AuditRecord};
+use crate::clock::{SharedClock, format_micros};
+use crate::error::{Error, Kind, Result};
+use crate::identity::{Agent, AgentStatus, Caller, Human, Role};
+use crate::metrics::Metrics;
+use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
+use crate::store::{Change, DecisionRow, Store, ViolationRow, Write};
+
+/// How deep a parent chain may go before Warden refuses it.
+pub const MAX_PARENT_DEPTH: usize = 8;
+
+/// `POST /v1/decisions`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// The agent; may be omitted when an agent's own token calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The human the agent acts for (ChatOps): the agent gets at most that human's rights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// An approval to consume for this exact action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// What the agent wants to do.
+    pub action: Action,
+}
+
+/// The action an agent asks about.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    /// Action class (`deploy`, `db_migration`, …); see `GET /v1/policy`.
+    pub class: String,
+    /// Target environment (`dev`, `staging`, `production`, …).
+    pub environment: String,
+    /// Target service.
+    pub service: String,
+    /// Resources touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// The change, for code and config changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeSummary>,
+    /// Estimated cost in US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_usd: Option<f64>,
+    /// Why the agent wants to do this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+    /// The agent's plan (text or structured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub plan: Option<serde_json::Value>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The size and shape of a code or config change.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSummary {
+    /// Files changed.
+    pub files_changed: u32,
+    /// Lines added.
+    pub lines_added: u32,
+    /// Lines deleted.
+    pub lines_deleted: u32,
+    /// Paths changed.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Whether the change breaks other services' contracts.
+    #[serde(default)]
+    pub breaking: bool,
+}
+
+/// The verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Go ahead.
+    Allow,
+    /// Wait for a human's approval.
+    RequireApproval,
+    /// Do not.
+    Deny,
+}
+
+impl Verdict {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::RequireApproval => "require_approval",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+/// Merged risk.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Risk {
+    /// Highest level of the built-in table and every classifier.
+    pub level: RiskLevel,
+    /// 0–100.
+    pub score: u8,
+    /// What made it risky.
+    pub categories: Vec<String>,
+}
+
+/// One reason behind a verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Reason {
+    /// Stable code.
+    pub code: String,
+    /// For humans.
+    pub text: String,
+}
+
+/// Something the agent or platform must do after an allowed action.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Obligation {
+    /// `rollback_guard`, …
+    pub kind: String,
+    /// For humans.
+    pub detail: String,
+}
+
+/// The answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DecisionAnswer {
+    /// Id of the recorded decision.
+    pub decision_id: String,
+    /// The verdict to act on.
+    pub verdict: Verdict,
+    /// In shadow mode: the verdict enforcement would have given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_verdict: Option<Verdict>,
+    /// Merged risk.
+    pub risk: Risk,
+    /// Why.
+    pub reasons: Vec<Reason>,
+    /// What must follow.
+    pub obligations: Vec<Obligation>,
+    /// Effective tier at decision time.
+    pub tier: u8,
+    /// The agent's own tier (the effective one may be capped by a parent).
+    pub agent_tier: u8,
+    /// Trust score at decision time, once the trust engine has evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_score: Option<f64>,
+    /// Policy version.
+    pub policy_version: String,
+    /// Plugins that ran, as `name@version`.
+    pub plugins: Vec<String>,
+    /// Decision time (RFC 3339).
+    pub decided_at: String,
+}
+
+/// Everything `judge` needs, loaded by `decide`.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The agent.
+    pub agent: Agent,
+    /// Its parents, nearest first.
+    pub parents: Vec<Agent>,
+    /// The on-behalf-of human.
+    pub human: Option<Human>,
+}
+
+/// What `judge` produces: the answer and the change that records it.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    /// The answer to send once `change` is committed.
+    pub answer: DecisionAnswer,
+    /// The decision row, the violation if any, and the audit record.
+    pub change: Change,
+}
+
+/// The decision engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Store,
+    policy: Arc<CompiledPolicy>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    /// An engine over a store and a policy.
+    pub fn new(
+        store: Store,
+        policy: Arc<CompiledPolicy>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
+        Engine {
+            store,
+            policy,
+            clock,
+            metrics,
+        }
+    }
+
+    /// The effective policy.
+    pub fn policy(&self) -> &Arc<CompiledPolicy> {
+        &self.policy
+    }
+
+    /// Decides, records durably, and answers.
+    pub async fn decide(
+        &self,
+        caller: &Caller,
+        request: DecisionRequest,
+    ) -> Result<DecisionAnswer> {
+        let started = Instant::now();
+        let agent_id = resolve_agent(caller, &request)?;
+        // Validate before touching the store: bad input is the caller's problem, whatever the store's state.
+        validate(&self.policy, &request.action)?;
+        let agent = self.store.agent(&agent_id).await?.ok_or_else(|| {
+            Error::not_found("unknown_agent", format!("no agent `{agent_id}`")).at("agent")
+        })?;
+        let parents = self.parents(&agent).await?;
+        let human = match &request.on_behalf_of {
+            Some(id) => Some(self.store.human(id).await?.ok_or_else(|| {
+                Error::not_found("unknown_human", format!("no human `{id}`")).at("on_behalf_of")
+            })?),
+            None => None,
+        };
+        if let Some(id) = &request.approval_id {
+            // Approvals are created by require_approval verdicts (stage 8, not yet built), so none exists to consume.
+            return Err(
+                Error::not_found("unknown_approval", format!("no approval `{id}`"))
+                    .at("approval_id"),
+            );
+        }
+        let now = self.clock.now_micros();
+        let subject = Subject {
+            agent,
+            parents,
+            human,
+        };
+        let judgement = judge(
+            &self.policy,
+            caller,
+            &subject,
+            request,
+            now,
+            uuid::Uuid::now_v7().to_string(),
+        )?;
+        self.store.commit(judgement.change).await?;
+        self.metrics
+            .decision(judgement.answer.verdict, started.elapsed());
+        Ok(judgement.answer)
+    }
+
+    async fn parents(&self, agent: &Agent) -> Result<Vec<Agent>> {
+        let mut parents: Vec<Agent> = Vec::new();
+        let mut next = agent.parent.clone();
+        while let Some(id) = next {
+            if parents.len() >= MAX_PARENT_DEPTH
+                || id == agent.id
+                || parents.iter().any(|p| p.id == id)
+            {
+                return Err(Error::new(
+                    Kind::Conflict,
+                    "parent_chain_invalid",
+                    format!(
+                        "agent `{}` has a parent chain that is too deep or loops",
+                        agent.id
+                    ),
+                ));
+            }
+            let parent = self.store.agent(&id).await?.ok_or_else(|| {
+                Error::internal(format!("parent `{id}` of `{}` is missing", agent.id))
+            })?;
+            next = parent.parent.clone();
+            parents.push(parent);
+        }
+        Ok(parents)
+    }
+}
+
+/// Which agent a request is for, given who calls.
+pub fn resolve_agent(caller: &Caller, request: &DecisionRequest) -> Result<String> {
+    match caller.role {
+        Role::Agent => {
+            let own = caller
+                .subject
+                .clone()
+                .ok_or_else(|| Error::internal("agent token without a subject"))?;
+            match &request.agent {
+                Some(named) if *named != own => Err(Error::forbidden(
+                    "acting_for_another_agent",
+                    format!("agent `{own}` may not ask for agent `{named}`"),
+                )
+                .at("agent")),
+                _ => Ok(own),
+            }
+        }
+        Role::Service | Role::Admin => request.agent.clone().ok_or_else(|| {
+            Error::field("agent", "required when the caller is not the agent itself")
+        }),
+        Role::Approver => Err(Error::forbidden(
+            "forbidden_role",
+            "approver tokens may not ask for decisions",
+        )),
+    }
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        Err(Error::field(
+            field,
+            format!("is {} bytes, over the limit of {max}", value.len()),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::field(field, "must not be empty"));
+    }
+    check_len(field, value, max)?;
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
+    {
+        return Err(Error::field(
+            field,
+            format!("`{value}` may only contain letters, digits and - _ . / :"),
+        ));
+    }
+    Ok(())
+}
+
+/// Stage 2: checks the action against size limits and the policy's known classes.
+pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
+    if !policy.knows_class(&action.class) {
+        let known: Vec<&str> = policy.policy.risk.keys().map(String::as_str).collect();
+        return Err(Error::field(
+            "action.class",
+            format!(
+                "unknown action class `{}`; known: {}",
+                action.class,
+                known.join(", ")
+            ),
+        ));
+    }
+    check_name("action.environment", &action.environment, 64)?;
+    check_name("action.service", &action.service, 128)?;
+    if action.resources.len() > 256 {
+        return Err(Error::field(
+            "action.resources",
+            format!(
+                "{} resources, over the limit of 256",
+                action.resources.len()
+            ),
+        ));
+    }
+    for (i, r) in action.resources.iter().enumerate() {
+        check_len(&format!("action.resources[{i}]"), r, 512)?;
+    }
+    if let Some(change) = &action.change {
+        if change.paths.len() > 10_000 {
+            return Err(Error::field(
+                "action.change.paths",
+                format!("{} paths, over the limit of 10000", change.paths.len()),
+            ));
+        }
+        for (i, p) in change.paths.iter().enumerate() {
+            check_len(&format!("action.change.paths[{i}]"), p, 1024)?;
+        }
+    }
+    if let Some(cost) = action.estimated_cost_usd
+        && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
+    {
+        return Err(Error::field(
+            "action.estimated_cost_usd",
+            "must be a number from 0 to 1e9",
+        ));
+    }
+    if let Some(r) = &action.reasoning {
+        check_len("action.reasoning", r, 16 * 1024)?;
+    }
+    if let Some(plan) = &action.plan {
+        check_len("action.plan", &plan.to_string(), 64 * 1024)?;
+    }
+    if action.labels.len() > 64 {
+        return Err(Error::field("action.labels", "at most 64 labels"));
+    }
+    for (k, v) in &action.labels {
+        check_len(&format!("action.labels.{k}"), k, 64)?;
+        check_len(&format!("action.labels.{k}"), v, 256)?;
+    }
+    Ok(())
+}
+
+fn reason(code: &str, text: String) -> Reason {
+    Reason {
+        code: code.to_string(),
+        text,
+    }
+}
+
+/// Stages 3, 5 and 7 and the record of stage 9, without I/O.
+pub fn judge(
+    policy: &CompiledPolicy,
+    caller: &Caller,
+    subject: &Subject,
+    mut request: DecisionRequest,
+    now: i64,
+    decision_id: String,
+) -> Result<Judgement> {
+    let agent = &subject.agent;
+    request.agent = Some(agent.id.clone());
+    let action = &request.action;
+    let (class, env, service) = (
+        action.class.as_str(),
+        action.environment.as_str(),
+        action.service.as_str(),
+    );
+    let mut reasons = Vec::new();
+
+    // Stage 3: classification from the built-in table (classifier plugins may only raise it).
+    let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
+    let level = policy.table_risk(class, env, breaking);
+    let mut categories = vec![format!("class:{class}"), format!("environment:{env}")];
+    if breaking {
+        categories.push("breaking_change".to_string());
+    }
+    let risk = Risk {
+        level,
+        score: level.base_score(),
+        categories,
+    };
+
+    // Stage 5: effective tier and the grant.
+    let mut tier = agent.tier;
+    for parent in &subject.parents {
+        if parent.tier < tier {
+            tier = parent.tier;
+            reasons.push(reason(
+                "parent_cap",
+                format!(
+                    "parent agent `{}` is at tier {}, which caps this agent",
+                    parent.id, parent.tier
+                ),
+            ));
+        }
+    }
+    let tier_label = format!("tier {tier} ({})", policy.tier_name(tier));
+    let suspended = if agent.status == AgentStatus::Suspended {
+        Some(reason(
+            "agent_suspended",
+            format!("agent `{}` is suspended", agent.id),
+        ))
+    } else {
+        subject
+            .parents
+            .iter()
+            .find(|p| p.status == AgentStatus::Suspended)
+            .map(|p| {
+                reason(
+                    "parent_suspended",
+                    format!("parent agent `{}` is suspended", p.id),
+                )
+            })
+    };
+    let mut violation: Option<&'static str> = None;
+    let mut verdict = if let Some(r) = suspended {
+        reasons.push(r);
+        Verdict::Deny
+    } else {
+        match policy.permission(tier, class, env, service, level) {
+            Permission::Allowed => {
+                reasons.push(reason(
+                    "grant_allows",
+                    format!("{tier_label} may {class} in {env} at {level} risk"),
+                ));
+                Verdict::Allow
+            }
+            Permission::NeedsApproval => {
+                reasons.push(reason(
+                    "approval_required",
+                    format!(
+                        "{tier_label} needs a human's approval to {class} in {env} at {level} risk"
+                    ),
+                ));
+                Verdict::RequireApproval
+            }
+            Permission::ExplicitDeny => {
+                reasons.push(reason(
+                    "explicit_deny",
+                    format!("a grant of {tier_label} denies {class} in {env} for {service}"),
+                ));
+                violation = Some("explicit_deny");
+                Verdict::Deny
+            }
+            Permission::NoGrant => {
+                reasons.push(reason(
+                    "no_grant",
+                    format!("{tier_label} has no grant to {class} in {env} at {level} risk"),
+                ));
+                violation = Some("no_grant");
+                Verdict::Deny
+            }
+        }
+    };
+    // On behalf of a human: the agent gets at most the human's rights.
+    if let Some(human) = &subject.human
+        && verdict != Verdict::Deny
+        && !human.covers(class, env, service, level)
+    {
+        reasons.push(reason("on_behalf_of_not_permitted", format!("`{}`, on whose behalf the agent acts, may not {class} in {env} for {service} at {level} risk", human.id)));
+        violation = Some("on_behalf_of_not_permitted");
+        verdict = Verdict::Deny;
+    }
+
+    // Stage 7: violation handling for the class.
+    let shadow = agent.shadow || policy.policy.mode == PolicyMode::Shadow;
+    let mut obligations = Vec::new();
+    let mut violation_row = None;
+    if let Some(code) = violation
+        && !shadow
+    {
+        let mode = policy.violation_mode(class);
+        match mode {
+            ViolationMode::Block => {}
+            ViolationMode::Flag => {
+                reasons.push(reason(
+                    "violation_flagged",
+                    format!(
+                        "{class} is in flag mode: allowed, and recorded as a violation for review"
+                    ),
+                ));
+                verdict = Verdict::Allow;
+            }
+            ViolationMode::Guard => {
+                reasons.push(reason("violation_guarded", format!("{class} is in guard mode: allowed under an automatic-rollback watch, and recorded as a violation")));
+                obligations.push(Obligation { kind: "rollback_guard".into(), detail: "an automatic-rollback watch is armed; send metric samples to /v1/decisions/{id}/signals".into() });
+                verdict = Verdict::Allow;
+            }
+        }
+        violation_row = Some(ViolationRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: now,
+            decision_id: decision_id.clone(),
+            agent_id: agent.id.clone(),
+            class: class.to_string(),
+            environment: env.to_string(),
+            service: service.to_string(),
+            mode: match mode {
+                ViolationMode::Block => "block",
+                ViolationMode::Flag => "flag",
+                ViolationMode::Guard => "guard",
+            }
+            .to_string(),
+            reason: code.to_string(),
+        });
+    }
+    let shadow_verdict = if shadow {
+        let would = verdict;
+        reasons.push(reason(
+            "shadow_mode",
+            format!(
+                "shadow mode: enforcement would answer {}; nothing is blocked",
+                would.as_str()
+            ),
+        ));
+        verdict = Verdict::Allow;
+        Some(would)
+    } else {
+        None
+    };
+
+    let decided_at = format_micros(now);
+    let answer = DecisionAnswer {
+        decision_id: decision_id.clone(),
+        verdict,
+        shadow_verdict,
+        risk,
+        reasons,
+        obligations,
+        tier,
+        agent_tier: agent.tier,
+        trust_score: None,
+        policy_version: policy.version.clone(),
+        plugins: Vec::new(),
+        decided_at: decided_at.clone(),
+    };
+
+    // Stage 9: the record, committed by the caller before the answer leaves.
+    let action_json = serde_json::to_value(&request.action).map_err(Error::internal)?;
+    let audit = AuditRecord {
+        event_type: "decision".into(),
+        at: decided_at,
+        actor: Actor {
+            kind: "agent".into(),
+            id: agent.id.clone(),
+            tool: Some(agent.tool.clone()),
+            model: Some(agent.model.clone()),
+            token_id: Some(caller.token_id.clone()),
+        },
+        agent: Some(agent.id.clone()),
+        on_behalf_of: request.on_behalf_of.clone(),
+        authorizing_human: None,
+        action_class: Some(class.to_string()),
+        environment: Some(env.to_string()),
+        target: format!("service:{service}"),
+        action: Some(action_json),
+        outcome: Some(verdict.as_str().to_string()),
+        reasoning: request.action.reasoning.clone(),
+        policy_version: Some(policy.version.clone()),
+        decision_id: Some(decision_id.clone()),
+        details: Some(serde_json::json!({
+            "shadow_verdict": shadow_verdict,
+            "risk": answer.risk,
+            "reasons": answer.reasons,
+            "tier": tier,
+            "caller": {"role": caller.role.as_str(), "id": caller.actor_id()},
+        })),
+    };
+    let row = DecisionRow {
+        id: decision_id,
+        at: now,
+        agent_id: agent.id.clone(),
+        on_behalf_of: request.on_behalf_of.clone(),
+        class: class.to_string(),
+        environment: env.to_string(),
+        service: service.to_string(),
+        verdict: verdict.as_str().to_string(),
+        shadow_verdict: shadow_verdict.map(|v| v.as_str().to_string()),
+        risk_level: level.as_str().to_string(),
+        tier,
+        policy_version: policy.version.clone(),
+        request: serde_json::to_string(&request).map_err(Error::internal)?,
+        answer: serde_json::to_string(&answer).map_err(Error::internal)?,
+    };
+    let mut writes = vec![Write::InsertDecision(row)];
+    writes.extend(violation_row.map(Write::InsertViolation));
+    Ok(Judgement {
+        answer,
+        change: Change {
+            writes,
+            audit: vec![audit],
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Grant, Policy};
+
+    fn policy() -> CompiledPolicy {
+        CompiledPolicy::new(Policy::default()).unwrap()
+    }
+
+    fn agent(id: &str, tier: u8) -> Agent {
+        Agent {
+            id: id.into(),
+            tool: "claude-code".into(),
+            model: "m".into(),
+            team: "core".into(),
+            sponsor: "alice".into(),
+            tier,
+            ceiling: 4,
+            parent: None,
+            status: AgentStatus::Active,
+            shadow: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+            version: 1,
+        }
+    }
+
+    fn caller() -> Caller {
+        Caller {
+            token_id: "tok_1".into(),
+            role: Role::Service,
+            subject: None,
+        }
+    }
+
+    fn request(class: &str, env: &str) -> DecisionRequest {
+        serde_json::from_value(serde_json::json!({"agent": "a", "action": {"class": class, "environment": env, "service": "payments"}})).unwrap()
+    }
+
+    fn verdict(
+        p: &CompiledPolicy,
+        subject: &Subject,
+        class: &str,
+        env: &str,
+    ) -> (Verdict, Option<Verdict>, Vec<String>) {
+        let j = judge(p, &caller(), subject, request(class, env), 0, "d1".into()).unwrap();
+        (
+            j.answer.verdict,
+            j.answer.shadow_verdict,
+            j.answer.reasons.into_iter().map(|r| r.code).collect(),
+        )
+    }
+
+    fn alone(a: Agent) -> Subject {
+        Subject {
+            agent: a,
+            parents: vec![],
+            human: None,
+        }
+    }
+
+    #[test]
+    fn standard_agent_seed_scenarios() {
+        let p = policy();
+        let s = alone(agent("a", 2));
+        assert_eq!(verdict(&p, &s, "deploy", "staging").0, Verdict::Allow);
+        assert_eq!(
+            verdict(&p, &s, "deploy", "production").0,
+            Verdict::RequireApproval
+        );
+        assert_eq!(
+            verdict(&p, &s, "db_migration", "production").0,
+            Verdict::RequireApproval
+        );
+        assert_eq!(
+            verdict(&p, &s, "security_policy_change", "staging").0,
+            Verdict::RequireApproval
+        );
+    }
+
+    #[test]
+    fn observe_agent_is_denied_every_write_and_records_a_violation() {
+        let p = policy();
+        let s = alone(agent("a", 0));
+        assert_eq!(verdict(&p, &s, "read", "production").0, Verdict::Allow);
+        for class in [
+            "docs_update",
+            "deploy",
+            "config_change",
+            "db_migration",
+            "infra_delete",
+        ] {
+            let j = judge(&p, &caller(), &s, request(class, "dev"), 0, "d".into()).unwrap();
+            assert_eq!(j.answer.verdict, Verdict::Deny, "{class}");
+            assert!(
+                j.change
+                    .writes
+                    .iter()
+                    .any(|w| matches!(w, Write::InsertViolation(_))),
+                "{class}"
+            );
+        }
+    }
+
+    #[test]
+    fn on_behalf_of_intersects_with_the_humans_grants() {
+        let p = policy();
+        let bob = Human {
+            id: "bob".into(),
+            team: "core".into(),
+            grants: vec![Grant {
+                class: "*".into(),
+                environment: "staging".into(),
+                service: "*".into(),
+                max_risk: RiskLevel::Critical,
+                effect: crate::policy::Effect::Allow,
+            }],
+            created_at: String::new(),
+        };
+        let s = Subject {
+            agent: agent("a", 4),
+            parents: vec![],
+            human: Some(bob),
+        };
+        let (v, _, codes) = verdict(&p, &s, "deploy", "production");
+        assert_eq!(v, Verdict::Deny);
+        assert!(codes.contains(&"on_behalf_of_not_permitted".to_string()));
+        assert_eq!(verdict(&p, &s, "deploy", "staging").0, Verdict::Allow);
+    }
+
+    #[test]
+    fn parent_caps_and_suspension() {
+        let p = policy();
+        let mut parent = agent("boss", 1);
+        let s = Subject {
+            agent: agent("a", 3),
+            parents: vec![parent.clone()],
+            human: None,
+        };
+        let j = judge(
+            &p,
+            &caller(),
+            &s,
+            request("deploy", "production"),
+            0,
+            "d".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            (j.answer.tier, j.answer.agent_tier, j.answer.verdict),
+            (1, 3, Verdict::Deny)
+        );
+        parent.tier = 4;
+        parent.status = AgentStatus::Suspended;
+        let s = Subject {
+            agent: agent("a", 3),
+            parents: vec![parent],
+            human: None,
+        };
+        assert_eq!(verdict(&p, &s, "read", "dev").2, vec!["parent_suspended"]);
+    }
+
+    #[test]
+    fn shadow_never_blocks_but_records_the_would_be_verdict() {
+        let p = policy();
+        let mut a = agent("a", 0);
+        a.shadow = true;
+        let j = judge(
+            &p,
+            &caller(),
+            &alone(a),
+            request("db_migration", "production"),
+            0,
+            "d".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            (j.answer.verdict, j.answer.shadow_verdict),
+            (Verdict::Allow, Some(Verdict::Deny))
+        );
+        let Write::InsertDecision(row) = &j.change.writes[0] else {
+            panic!()
+        };
+        assert_eq!(row.shadow_verdict.as_deref(), Some("deny"));
+        assert_eq!(
+            j.change.audit[0].details.as_ref().unwrap()["shadow_verdict"],
+            "deny"
+        );
+    }
+
+    #[test]
+    fn flag_and_guard_modes_allow_and_record() {
+        let mut policy = Policy::default();
+        policy
+            .violation_modes
+            .insert("deploy".into(), ViolationMode::Guard);
+        policy
+            .violation_modes
+            .insert("docs_update".into(), ViolationMode::Flag);
+        let p = CompiledPolicy::new(policy).unwrap();
+        let s = alone(agent("a", 0));
+        let j = judge(
+            &p,
+            &caller(),
+            &s,
+            request("deploy", "production"),
+            0,
+            "d".into(),
+        )
+        .unwrap();
+        assert_eq!(j.answer.verdict, Verdict::Allow);
+        assert_eq!(j.answer.obligations[0].kind, "rollback_guard");
+        assert!(matches!(&j.change.writes[1], Write::InsertViolation(v) if v.mode == "guard"));
+        let j = judge(
+            &p,
+            &caller(),
+            &s,
+            request("docs_update", "dev"),
+            0,
+            "d".into(),
+        )
+        .unwrap();
+        assert_eq!(j.answer.verdict, Verdict::Allow);
+        assert!(matches!(&j.change.writes[1], Write::InsertViolation(v) if v.mode == "flag"));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let p = policy();
+        let mut a = request("deploy", "prod").action;
+        a.class = "teleport".into();
+        assert_eq!(
+            validate(&p, &a).unwrap_err().field.as_deref(),
+            Some("action.class")
+        );
+        let mut a = request("deploy", "prod").action;
+        a.resources = vec!["x".repeat(600)];
+        assert_eq!(
+            validate(&p, &a).unwrap_err().field.as_deref(),
+            Some("action.resources[0]")
+        );
+        let mut a = request("deploy", "prod").action;
+        a.estimated_cost_usd = Some(-1.0);
+        assert_eq!(
+            validate(&p, &a).unwrap_err().field.as_deref(),
+            Some("action.estimated_cost_usd")
+        );
+        let mut a = request("deploy", "prod").action;
+        a.service = "pay ments".into();
+        assert_eq!(
+            validate(&p, &a).unwrap_err().field.as_deref(),
+            Some("action.service")
+        );
+    }
+
+    #[test]
+    fn agents_may_only_ask_for_themselves() {
+        let me = Caller {
+            token_id: "t".into(),
+            role: Role::Agent,
+            subject: Some("me".into()),
+        };
+        let mut r = request("read", "dev");
+        assert_eq!(
+            resolve_agent(&me, &r).unwrap_err().code,
+            "acting_for_another_agent"
+        );
+        r.agent = None;
+        assert_eq!(resolve_agent(&me, &r).unwrap(), "me");
+        assert_eq!(
+            resolve_agent(&caller(), &r).unwrap_err().field.as_deref(),
+            Some("agent")
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! Wiring: open the store, compile the policy, build the engine and router, serve until told to
+//! stop, then finish in-flight requests and drain the writer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::audit::Actor;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::identity::{Role, hash_token};
+use crate::metrics::Metrics;
+use crate::policy::CompiledPolicy;
+use crate::store::Store;
+
+/// Everything a server needs, opened and ready.
+#[derive(Debug, Clone)]
+pub struct Warden {
+    /// Shared state of the handlers.
+    pub state: AppState,
+    /// The configuration it was opened with.
+    pub config: Config,
+}
+
+impl Warden {
+    /// Opens the store (applying migrations) and compiles the policy.
+    pub async fn open(config: Config, clock: SharedClock) -> anyhow::Result<Warden> {
+        let policy = Arc::new(
+            CompiledPolicy::new(config.policy.apply())
+                .context("invalid [policy] in the configuration")?,
+        );
+        let store = Store::open(&config.store_options()?).await?;
+        let metrics = Arc::new(Metrics::default());
+        let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone());
+        Ok(Warden {
+            state: AppState {
+                engine,
+                store,
+                clock,
+                metrics,
+            },
+            config,
+        })
+    }
+
+    /// Opens with the system clock.
+    pub async fn open_default(config: Config) -> anyhow::Result<Warden> {
+        Warden::open(config, Arc::new(SystemClock)).await
+    }
+
+    /// Seeds the admin token named by `WARDEN_BOOTSTRAP_ADMIN_TOKEN`, if not already there.
+    pub async fn seed_bootstrap_token(&self, secret: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "WARDEN_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters"
+        );
+        let store = &self.state.store;
+        if store.token_by_hash(&hash_token(secret)).await?.is_some() {
+            return Ok(());
+        }
+        let actor = Actor {
+            kind: "admin".into(),
+            id: "bootstrap".into(),
+            tool: None,
+            model: None,
+            token_id: None,
+        };
+        let now = self.state.clock.now_micros();
+        match api::tokens::issue(
+            store,
+            actor,
+            Role::Admin,
+            Some("bootstrap".into()),
+            "WARDEN_BOOTSTRAP_ADMIN_TOKEN".into(),
+            Some(secret.to_string()),
+            now,
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            // Another replica seeded it first.
+            Err(e) if e.code == "token_exists" => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish
+    /// (for at most `server.shutdown_grace_secs`) and closes the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
+        let store = self.state.store.clone();
+        let app = api::router(self.state, self.config.server.body_limit_bytes);
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(true);
+        });
+        tokio::select! {
+            result = server => result.context("the HTTP server failed")?,
+            _ = async { let _ = stopping_rx.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the shutdown grace period");
+            }
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

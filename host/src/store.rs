@@ -1,0 +1,913 @@
+//! Persistence on SQLite (the embedded default) or PostgreSQL (several replicas), through one
+//! SQL dialect on sqlx's `Any` driver.
+//!
+//! Reads go straight to the pool. Every write goes through one writer task per process that
+//! commits whole batches of changes in one transaction (group commit): each change's rows and
+//! its audit records land together or not at all, and a caller hears back only after the
+//! transaction is durable. The writer also extends the audit hash chain; on PostgreSQL it locks
+//! the chain's head row, so replicas append one batch at a time and the chain stays linear.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::audit::{self, AuditEntry, AuditRecord, StoredRow};
+use crate::clock::format_micros;
+use crate::error::{Error, Kind, Result};
+use crate::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One file under the data directory.
+    Sqlite,
+    /// A shared server, for several replicas.
+    Postgres,
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: String,
+    /// Connections in the read pool (the writer takes one more).
+    pub max_connections: u32,
+    /// Most changes committed in one transaction.
+    pub max_batch: usize,
+}
+
+/// A row of the `decisions` table.
+#[derive(Debug, Clone)]
+pub struct DecisionRow {
+    /// Decision id.
+    pub id: String,
+    /// When, Unix microseconds.
+    pub at: i64,
+    /// The agent.
+    pub agent_id: String,
+    /// The human it acted for.
+    pub on_behalf_of: Option<String>,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// The verdict returned.
+    pub verdict: String,
+    /// In shadow mode, the verdict that would have been enforced.
+    pub shadow_verdict: Option<String>,
+    /// Merged risk level.
+    pub risk_level: String,
+    /// Effective tier.
+    pub tier: u8,
+    /// Policy version.
+    pub policy_version: String,
+    /// The request, as JSON.
+    pub request: String,
+    /// The answer, as JSON.
+    pub answer: String,
+}
+
+/// A row of the `violations` table.
+#[derive(Debug, Clone)]
+pub struct ViolationRow {
+    /// Violation id.
+    pub id: String,
+    /// When, Unix microseconds.
+    pub at: i64,
+    /// The decision it came from.
+    pub decision_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// `block`, `flag` or `guard`.
+    pub mode: String,
+    /// Reason code.
+    pub reason: String,
+}
+
+/// One row-level write. Only a change's first write may fail for a logical reason (exists
+/// already, changed underneath, not found), so a failed change has written nothing.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Create an agent; 409 if the id exists.
+    InsertAgent(Agent),
+    /// Replace an agent if its version is still `expected_version`; 409 otherwise.
+    UpdateAgent {
+        /// The new state (its `version` is ignored).
+        agent: Agent,
+        /// The version the change was computed from.
+        expected_version: i64,
+        /// Change time, Unix microseconds.
+        at: i64,
+    },
+    /// Create a human; 409 if the id exists.
+    InsertHuman(Human, i64),
+    /// Store a token; 409 if the same secret exists.
+    InsertToken(TokenRecord),
+    /// Revoke a token; 404 if unknown or already revoked.
+    RevokeToken {
+        /// Token id.
+        id: String,
+        /// Revocation time, Unix microseconds.
+        at: i64,
+    },
+    /// Record a decision.
+    InsertDecision(DecisionRow),
+    /// Record a violation.
+    InsertViolation(ViolationRow),
+}
+
+/// A unit of change: rows and the audit records that describe them, committed together.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// Row writes, in order.
+    pub writes: Vec<Write>,
+    /// Audit records appended to the chain in the same transaction.
+    pub audit: Vec<AuditRecord>,
+}
+
+struct Job {
+    change: Change,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+enum Msg {
+    Job(Job),
+    /// Commit what is queued, release the connection, and stop.
+    Stop(oneshot::Sender<()>),
+}
+
+/// Filters for audit queries.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// `agent`, `human`, `service` or `admin`.
+    pub actor_kind: Option<String>,
+    /// The agent concerned.
+    pub agent: Option<String>,
+    /// Environment of the action.
+    pub environment: Option<String>,
+    /// Action class.
+    pub action_class: Option<String>,
+    /// Event type.
+    pub event_type: Option<String>,
+    /// At or after, Unix microseconds.
+    pub since: Option<i64>,
+    /// Before, Unix microseconds.
+    pub until: Option<i64>,
+    /// Only records after this sequence number (for paging).
+    pub after_seq: Option<i64>,
+    /// At most this many records.
+    pub limit: i64,
+}
+
+/// The store: a read pool and a handle on the writer task.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    writer: mpsc::Sender<Msg>,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Store {
+    /// Connects, applies migrations and starts the writer.
+    pub async fn open(options: &StoreOptions) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let url = options.url.as_str();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!(
+                "unsupported database URL `{}`: use sqlite://… or postgres://…",
+                redact(url)
+            );
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1) + 1)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; FULL makes every commit durable.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .with_context(|| format!("cannot open the database at {}", redact(url)))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .context("cannot apply database migrations")?;
+        let (tx, rx) = mpsc::channel(8192);
+        tokio::spawn(
+            Writer {
+                pool: pool.clone(),
+                backend,
+                conn: None,
+                max_batch: options.max_batch.max(1),
+            }
+            .run(rx),
+        );
+        Ok(Store {
+            pool,
+            backend,
+            writer: tx,
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Commits a change and its audit records; returns once durable.
+    pub async fn commit(&self, change: Change) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Msg::Job(Job { change, reply }))
+            .await
+            .map_err(|_| Error::unavailable("the writer has stopped"))?;
+        rx.await
+            .map_err(|_| Error::unavailable("the writer has stopped"))?
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Drains and stops the writer, then closes the pool. Later writes fail with 503.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(Msg::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.pool.close().await;
+    }
+
+    /// Looks a token up by the hash of its secret.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query("SELECT id, hash, role, subject, note, created_at, revoked_at FROM tokens WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| token_from_row(&r)).transpose()
+    }
+
+    /// Every token, newest first.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query("SELECT id, hash, role, subject, note, created_at, revoked_at FROM tokens ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// One agent.
+    pub async fn agent(&self, id: &str) -> Result<Option<Agent>> {
+        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| agent_from_row(&r)).transpose()
+    }
+
+    /// Agents, optionally of one team, by id.
+    pub async fn agents(&self, team: Option<&str>) -> Result<Vec<Agent>> {
+        let rows = match team {
+            Some(team) => {
+                sqlx::query(&format!(
+                    "SELECT {AGENT_COLUMNS} FROM agents WHERE team = $1 ORDER BY id"
+                ))
+                .bind(team)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    /// One human.
+    pub async fn human(&self, id: &str) -> Result<Option<Human>> {
+        let row = sqlx::query("SELECT id, team, grants, created_at FROM humans WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| human_from_row(&r)).transpose()
+    }
+
+    /// Every human, by id.
+    pub async fn humans(&self) -> Result<Vec<Human>> {
+        let rows = sqlx::query("SELECT id, team, grants, created_at FROM humans ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(human_from_row).collect()
+    }
+
+    /// A recorded decision: its agent and its answer as JSON.
+    pub async fn decision(&self, id: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT agent_id, answer FROM decisions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("agent_id")?, r.try_get("answer")?)))
+            .transpose()?)
+    }
+
+    /// How many audit records refer to a decision.
+    pub async fn count_audit_for_decision(&self, decision_id: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE decision_id = $1")
+            .bind(decision_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?)
+    }
+
+    /// Audit records matching a filter, in chain order.
+    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut sql =
+            String::from("SELECT seq, record, prev_hash, hash FROM audit_events WHERE 1 = 1");
+        let mut args: Vec<Arg> = Vec::new();
+        let mut cond = |column: &str, op: &str, arg: Arg| {
+            args.push(arg);
+            sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
+        };
+        if let Some(v) = &filter.actor_kind {
+            cond("actor_kind", "=", Arg::Text(v.clone()));
+        }
+        if let Some(v) = &filter.agent {
+            cond("agent_id", "=", Arg::Text(v.clone()));
+        }
+        if let Some(v) = &filter.environment {
+            cond("environment", "=", Arg::Text(v.clone()));
+        }
+        if let Some(v) = &filter.action_class {
+            cond("action_class", "=", Arg::Text(v.clone()));
+        }
+        if let Some(v) = &filter.event_type {
+            cond("event_type", "=", Arg::Text(v.clone()));
+        }
+        if let Some(v) = filter.since {
+            cond("at", ">=", Arg::Int(v));
+        }
+        if let Some(v) = filter.until {
+            cond("at", "<", Arg::Int(v));
+        }
+        if let Some(v) = filter.after_seq {
+            cond("seq", ">", Arg::Int(v));
+        }
+        sql.push_str(&format!(
+            " ORDER BY seq LIMIT {}",
+            filter.limit.clamp(1, 1000)
+        ));
+        let mut query = sqlx::query(&sql);
+        for arg in args {
+            query = match arg {
+                Arg::Text(s) => query.bind(s),
+                Arg::Int(i) => query.bind(i),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let record: String = r.try_get("record")?;
+                Ok(AuditEntry {
+                    seq: r.try_get("seq")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                    record: serde_json::from_str(&record).map_err(Error::internal)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Verifies the whole audit chain; returns the number of records, or what is wrong.
+    pub async fn verify_audit(&self) -> Result<std::result::Result<i64, String>> {
+        let mut verifier = audit::Verifier::default();
+        let mut after = 0i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, record, prev_hash, hash \
+                 FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 5000",
+            )
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let row = StoredRow {
+                    seq: r.try_get("seq")?,
+                    at: r.try_get("at")?,
+                    event_type: r.try_get("event_type")?,
+                    actor_kind: r.try_get("actor_kind")?,
+                    actor_id: r.try_get("actor_id")?,
+                    agent_id: r.try_get("agent_id")?,
+                    environment: r.try_get("environment")?,
+                    action_class: r.try_get("action_class")?,
+                    decision_id: r.try_get("decision_id")?,
+                    record: r.try_get("record")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                };
+                if let Err(problem) = verifier.check(&row) {
+                    return Ok(Err(problem));
+                }
+                after = row.seq;
+            }
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(verifier.finish(head.try_get("seq")?, &head.try_get::<String, _>("hash")?))
+    }
+}
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Hides the password in a database URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+const AGENT_COLUMNS: &str = "id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at";
+
+fn agent_from_row(r: &AnyRow) -> Result<Agent> {
+    let status: String = r.try_get("status")?;
+    Ok(Agent {
+        id: r.try_get("id")?,
+        tool: r.try_get("tool")?,
+        model: r.try_get("model")?,
+        team: r.try_get("team")?,
+        sponsor: r.try_get("sponsor")?,
+        tier: small(r.try_get("tier")?)?,
+        ceiling: small(r.try_get("ceiling")?)?,
+        parent: r.try_get("parent")?,
+        status: if status == "suspended" {
+            AgentStatus::Suspended
+        } else {
+            AgentStatus::Active
+        },
+        shadow: r.try_get::<i64, _>("shadow")? != 0,
+        version: r.try_get("version")?,
+        created_at: format_micros(r.try_get("created_at")?),
+        updated_at: format_micros(r.try_get("updated_at")?),
+    })
+}
+
+fn small(v: i64) -> Result<u8> {
+    u8::try_from(v).map_err(|_| Error::internal(format!("stored tier {v} is out of range")))
+}
+
+fn human_from_row(r: &AnyRow) -> Result<Human> {
+    let grants: String = r.try_get("grants")?;
+    Ok(Human {
+        id: r.try_get("id")?,
+        team: r.try_get("team")?,
+        grants: serde_json::from_str(&grants).map_err(Error::internal)?,
+        created_at: format_micros(r.try_get("created_at")?),
+    })
+}
+
+fn token_from_row(r: &AnyRow) -> Result<TokenRecord> {
+    let role: String = r.try_get("role")?;
+    Ok(TokenRecord {
+        id: r.try_get("id")?,
+        hash: r.try_get("hash")?,
+        role: Role::parse(&role)
+            .ok_or_else(|| Error::internal(format!("stored role `{role}` is unknown")))?,
+        subject: r.try_get("subject")?,
+        note: r.try_get("note")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+/// The group-commit writer.
+struct Writer {
+    pool: AnyPool,
+    backend: Backend,
+    conn: Option<PoolConnection<Any>>,
+    max_batch: usize,
+}
+
+/// A write's result: the outer error is the database's, the inner one is logical (409/404).
+type Applied = std::result::Result<Result<()>, sqlx::Error>;
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut msgs = Vec::with_capacity(self.max_batch);
+        let mut batch = Vec::with_capacity(self.max_batch);
+        // Whatever queued up while the last transaction was committing goes into the next one.
+        while rx.recv_many(&mut msgs, self.max_batch).await > 0 {
+            let mut stop = None;
+            for msg in msgs.drain(..) {
+                match msg {
+                    Msg::Job(job) if stop.is_none() => batch.push(job),
+                    Msg::Job(job) => {
+                        let _ = job
+                            .reply
+                            .send(Err(Error::unavailable("the store is closing")));
+                    }
+                    Msg::Stop(ack) => stop = Some(ack),
+                }
+            }
+            if !batch.is_empty() {
+                let results = self.commit(&batch).await;
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            if let Some(ack) = stop {
+                rx.close();
+                while let Ok(Msg::Job(job)) = rx.try_recv() {
+                    let _ = job
+                        .reply
+                        .send(Err(Error::unavailable("the store is closing")));
+                }
+                self.conn = None;
+                let _ = ack.send(());
+                return;
+            }
+        }
+    }
+
+    async fn commit(&mut self, jobs: &[Job]) -> Vec<Result<()>> {
+        let backend = self.backend;
+        let outcome = match self.connection().await {
+            Ok(conn) => commit_batch(conn, backend, jobs.iter().map(|j| &j.change), true).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(results) => results,
+            Err(e) if jobs.len() == 1 => {
+                self.conn = None;
+                vec![Err(Error::unavailable(e))]
+            }
+            Err(e) => {
+                // One bad change must not sink the others: retry each in its own transaction.
+                tracing::warn!(error = %e, batch = jobs.len(), "batch commit failed; retrying changes one by one");
+                self.conn = None;
+                let mut results = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    let result = match self.connection().await {
+                        Ok(conn) => {
+                            commit_batch(conn, backend, std::iter::once(&job.change), false).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    results.push(match result {
+                        Ok(mut r) => r.remove(0),
+                        Err(e) => {
+                            self.conn = None;
+                            Err(Error::unavailable(e))
+                        }
+                    });
+                }
+                results
+            }
+        }
+    }
+
+    async fn connection(&mut self) -> std::result::Result<&mut AnyConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            self.conn = Some(self.pool.acquire().await?);
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+}
+
+/// Commits changes in one transaction. With `batch`, a logical failure past a change's first
+/// write fails the whole batch (so the caller retries one by one); alone, it rolls back.
+async fn commit_batch<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    changes: impl Iterator<Item = &'a Change>,
+    batch: bool,
+) -> std::result::Result<Vec<Result<()>>, sqlx::Error> {
+    conn.execute(if backend == Backend::Sqlite {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    })
+    .await?;
+    let result = apply_all(conn, backend, changes, batch).await;
+    match result {
+        Ok((results, true)) => {
+            conn.execute("COMMIT").await?;
+            Ok(results)
+        }
+        Ok((results, false)) => {
+            conn.execute("ROLLBACK").await?;
+            Ok(results)
+        }
+        Err(e) => {
+            let _ = conn.execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Applies changes inside an open transaction; the flag says whether to commit.
+async fn apply_all<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    changes: impl Iterator<Item = &'a Change>,
+    batch: bool,
+) -> std::result::Result<(Vec<Result<()>>, bool), sqlx::Error> {
+    let head_sql = match backend {
+        Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+        Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+    };
+    let head = sqlx::query(head_sql).fetch_one(&mut *conn).await?;
+    let (mut seq, mut hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+    let start_seq = seq;
+    let mut results = Vec::new();
+    for change in changes {
+        let mut outcome = Ok(());
+        for (i, write) in change.writes.iter().enumerate() {
+            if let Err(e) = apply(conn, write).await? {
+                if i > 0 {
+                    if batch {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "change failed after its first write: {e}"
+                        )));
+                    }
+                    return Ok((vec![Err(e)], false));
+                }
+                outcome = Err(e);
+                break;
+            }
+        }
+        if outcome.is_ok() {
+            for record in &change.audit {
+                seq += 1;
+                let json = serde_json::to_string(record)
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                let next = audit::chain_hash(&hash, seq, &json);
+                let at = crate::clock::parse_micros(&record.at).ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("audit time `{}` is not RFC 3339", record.at))
+                })?;
+                sqlx::query(
+                    "INSERT INTO audit_events (seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, record, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(seq)
+                .bind(at)
+                .bind(&record.event_type)
+                .bind(&record.actor.kind)
+                .bind(&record.actor.id)
+                .bind(&record.agent)
+                .bind(&record.environment)
+                .bind(&record.action_class)
+                .bind(&record.decision_id)
+                .bind(json)
+                .bind(&hash)
+                .bind(&next)
+                .execute(&mut *conn)
+                .await?;
+                hash = next;
+            }
+        }
+        results.push(outcome);
+    }
+    if seq != start_seq {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&hash)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok((results, true))
+}
+
+fn affected(n: u64, kind: Kind, code: &'static str, message: String) -> Result<()> {
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(Error::new(kind, code, message))
+    }
+}
+
+async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
+    Ok(match write {
+        Write::InsertAgent(a) => {
+            let created = crate::clock::parse_micros(&a.created_at).unwrap_or_default();
+            let n = sqlx::query(
+                "INSERT INTO agents (id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&a.id)
+            .bind(&a.tool)
+            .bind(&a.model)
+            .bind(&a.team)
+            .bind(&a.sponsor)
+            .bind(i64::from(a.tier))
+            .bind(i64::from(a.ceiling))
+            .bind(&a.parent)
+            .bind(a.status.as_str())
+            .bind(i64::from(a.shadow))
+            .bind(created)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Kind::Conflict,
+                "agent_exists",
+                format!("agent `{}` exists already", a.id),
+            )
+        }
+        Write::UpdateAgent {
+            agent: a,
+            expected_version,
+            at,
+        } => {
+            let n = sqlx::query(
+                "UPDATE agents SET tool = $1, model = $2, team = $3, sponsor = $4, tier = $5, ceiling = $6, parent = $7, status = $8, \
+                 shadow = $9, version = version + 1, updated_at = $10 WHERE id = $11 AND version = $12",
+            )
+            .bind(&a.tool)
+            .bind(&a.model)
+            .bind(&a.team)
+            .bind(&a.sponsor)
+            .bind(i64::from(a.tier))
+            .bind(i64::from(a.ceiling))
+            .bind(&a.parent)
+            .bind(a.status.as_str())
+            .bind(i64::from(a.shadow))
+            .bind(*at)
+            .bind(&a.id)
+            .bind(*expected_version)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Kind::Conflict,
+                "changed_concurrently",
+                format!(
+                    "agent `{}` changed while this update was prepared; retry",
+                    a.id
+                ),
+            )
+        }
+        Write::InsertHuman(h, at) => {
+            let grants = serde_json::to_string(&h.grants)
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            let n = sqlx::query("INSERT INTO humans (id, team, grants, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
+                .bind(&h.id)
+                .bind(&h.team)
+                .bind(grants)
+                .bind(*at)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            affected(
+                n,
+                Kind::Conflict,
+                "human_exists",
+                format!("human `{}` exists already", h.id),
+            )
+        }
+        Write::InsertToken(t) => {
+            let n = sqlx::query("INSERT INTO tokens (id, hash, role, subject, note, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                .bind(&t.id)
+                .bind(&t.hash)
+                .bind(t.role.as_str())
+                .bind(&t.subject)
+                .bind(&t.note)
+                .bind(t.created_at)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            affected(
+                n,
+                Kind::Conflict,
+                "token_exists",
+                "this token exists already".to_string(),
+            )
+        }
+        Write::RevokeToken { id, at } => {
+            let n = sqlx::query(
+                "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(*at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Kind::NotFound,
+                "unknown_token",
+                format!("no active token `{id}`"),
+            )
+        }
+        Write::InsertDecision(d) => {
+            sqlx::query(
+                "INSERT INTO decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(&d.id)
+            .bind(d.at)
+            .bind(&d.agent_id)
+            .bind(&d.on_behalf_of)
+            .bind(&d.class)
+            .bind(&d.environment)
+            .bind(&d.service)
+            .bind(&d.verdict)
+            .bind(&d.shadow_verdict)
+            .bind(&d.risk_level)
+            .bind(i64::from(d.tier))
+            .bind(&d.policy_version)
+            .bind(&d.request)
+            .bind(&d.answer)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+        Write::InsertViolation(v) => {
+            sqlx::query(
+                "INSERT INTO violations (id, at, decision_id, agent_id, class, environment, service, mode, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&v.id)
+            .bind(v.at)
+            .bind(&v.decision_id)
+            .bind(&v.agent_id)
+            .bind(&v.class)
+            .bind(&v.environment)
+            .bind(&v.service)
+            .bind(&v.mode)
+            .bind(&v.reason)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+    }
+}
