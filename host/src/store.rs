@@ -256,9 +256,11 @@ impl Store {
             .map_err(|_| Error::unavailable("the writer has stopped"))?
     }
 
-    /// Checks that the database answers.
+    /// Checks that the database answers and holds Warden's schema.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -582,11 +584,13 @@ impl Writer {
     }
 
     async fn commit(&mut self, jobs: &[Job]) -> Vec<Result<()>> {
-        let backend = self.backend;
-        let outcome = match self.connection().await {
-            Ok(conn) => commit_batch(conn, backend, jobs.iter().map(|j| &j.change), true).await,
-            Err(e) => Err(e),
-        };
+        // A connection that died while idle (failover, restart) fails the first attempt; the
+        // second runs on a fresh one. A failed transaction wrote nothing, so retrying is safe.
+        let mut outcome = self.try_commit(jobs.iter().map(|j| &j.change), true).await;
+        if outcome.is_err() {
+            self.conn = None;
+            outcome = self.try_commit(jobs.iter().map(|j| &j.change), true).await;
+        }
         match outcome {
             Ok(results) => results,
             Err(e) if jobs.len() == 1 => {
@@ -599,23 +603,29 @@ impl Writer {
                 self.conn = None;
                 let mut results = Vec::with_capacity(jobs.len());
                 for job in jobs {
-                    let result = match self.connection().await {
-                        Ok(conn) => {
-                            commit_batch(conn, backend, std::iter::once(&job.change), false).await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    results.push(match result {
-                        Ok(mut r) => r.remove(0),
-                        Err(e) => {
-                            self.conn = None;
-                            Err(Error::unavailable(e))
-                        }
-                    });
+                    results.push(
+                        match self.try_commit(std::iter::once(&job.change), false).await {
+                            Ok(mut r) => r.remove(0),
+                            Err(e) => {
+                                self.conn = None;
+                                Err(Error::unavailable(e))
+                            }
+                        },
+                    );
                 }
                 results
             }
         }
+    }
+
+    async fn try_commit<'a>(
+        &mut self,
+        changes: impl Iterator<Item = &'a Change>,
+        batch: bool,
+    ) -> std::result::Result<Vec<Result<()>>, sqlx::Error> {
+        let backend = self.backend;
+        let conn = self.connection().await?;
+        commit_batch(conn, backend, changes, batch).await
     }
 
     async fn connection(&mut self) -> std::result::Result<&mut AnyConnection, sqlx::Error> {

@@ -1,1 +1,12 @@
-fn main() {}
+//! End-to-end tests: a real Warden HTTP server on a real SQLite file and a real PostgreSQL
+//! schema, driven over HTTP. Every scenario runs on both backends.
+
+mod support;
+
+mod agents;
+mod audit;
+mod authzen;
+mod decisions;
+mod errors;
+mod ops;
+mod process;

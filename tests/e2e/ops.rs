@@ -1,0 +1,73 @@
+//! Operations endpoints: health, readiness, metrics, OpenAPI, policy.
+
+use serde_json::json;
+
+use crate::both_backends;
+use crate::support::{Backend, TestServer};
+
+both_backends!(operations_endpoints);
+
+async fn operations_endpoints(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    assert_eq!(
+        s.call(reqwest::Method::GET, "/healthz", None, None).await.0,
+        200
+    );
+    assert_eq!(
+        s.call(reqwest::Method::GET, "/readyz", None, None).await.0,
+        200
+    );
+    let bot = s.agent("bot", 2, json!({})).await;
+    s.verdict(&bot, "deploy", "staging").await;
+    s.verdict(&bot, "deploy", "production").await;
+    s.verdict(&bot, "deploy", "staging").await;
+    let (_, metrics) = s.call(reqwest::Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains("warden_decisions_total{verdict=\"allow\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_decisions_total{verdict=\"require_approval\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_decision_duration_seconds_count 3"),
+        "{metrics}"
+    );
+    // The OpenAPI document is generated from the handlers.
+    let (_, doc) = s
+        .call(reqwest::Method::GET, "/openapi.json", None, None)
+        .await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/decisions",
+        "/access/v1/evaluation",
+        "/access/v1/evaluations",
+        "/v1/agents",
+        "/v1/agents/{id}",
+        "/v1/humans",
+        "/v1/tokens",
+        "/v1/audit",
+        "/v1/policy",
+        "/healthz",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"].get("DecisionAnswer").is_some());
+    // The effective policy and its version.
+    let (_, p) = s.get("/v1/policy", &bot).await;
+    assert_eq!(p["policy"]["tiers"].as_array().unwrap().len(), 5);
+    let (_, a) = s.decide(&bot, "read", "dev", json!({})).await;
+    assert_eq!(a["policy_version"], p["version"]);
+    // A graceful stop drains the writer and closes the store.
+    let store = s.warden.state.store.clone();
+    s.stop().await;
+    assert_eq!(
+        store.commit(Default::default()).await.unwrap_err().code,
+        "store_unavailable"
+    );
+}

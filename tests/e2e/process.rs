@@ -1,0 +1,233 @@
+//! The real `warden` binary: bootstrap token, CLI, graceful shutdown without losing anything
+//! that was acknowledged.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::both_backends;
+use crate::support::{Backend, TestDb};
+
+both_backends!(binary_serves_and_shuts_down_without_loss);
+
+const BIN: &str = env!("CARGO_BIN_EXE_warden");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn warden(db: &TestDb, dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env("WARDEN_DATABASE_URL", &db.url)
+        .env_remove("WARDEN_TOKEN")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let bootstrap = "bootstrap-secret-for-tests-0123456789abcdef";
+    let child = warden(&db, dir.path())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .env("WARDEN_BOOTSTRAP_ADMIN_TOKEN", bootstrap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("{server}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server did not become ready");
+
+    // The CLI talks to the server with the bootstrap token.
+    let out = warden(&db, dir.path())
+        .args([
+            "agents",
+            "create",
+            "--server",
+            &server,
+            "--id",
+            "bot",
+            "--tool",
+            "t",
+            "--model",
+            "m",
+            "--team",
+            "core",
+            "--sponsor",
+            "s",
+            "--tier",
+            "2",
+        ])
+        .env("WARDEN_TOKEN", bootstrap)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = warden(&db, dir.path())
+        .args([
+            "decide",
+            "--server",
+            &server,
+            "--agent",
+            "bot",
+            "--class",
+            "deploy",
+            "--environment",
+            "production",
+            "--service",
+            "payments",
+        ])
+        .env("WARDEN_TOKEN", bootstrap)
+        .output()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["verdict"], "require_approval");
+    let out = warden(&db, dir.path())
+        .args([
+            "decide",
+            "--server",
+            &server,
+            "--class",
+            "deploy",
+            "--environment",
+            "dev",
+            "--service",
+            "x",
+        ])
+        .env("WARDEN_TOKEN", bootstrap)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("field `agent`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Load, then SIGTERM in the middle of it: everything acknowledged must be durable.
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let (client, server) = (client.clone(), server.clone());
+        tasks.push(tokio::spawn(async move {
+            if i > 100 {
+                tokio::time::sleep(Duration::from_micros(200 * (i - 100))).await;
+            }
+            let resp = client
+                .post(format!("{server}/v1/decisions"))
+                .bearer_auth(bootstrap)
+                .json(&json!({"agent": "bot", "action": {"class": "deploy", "environment": "staging", "service": "payments"}}))
+                .send()
+                .await
+                .ok()?;
+            if resp.status() != 200 {
+                return None;
+            }
+            resp.json::<serde_json::Value>().await.ok().map(|v| v["decision_id"].as_str().unwrap().to_string())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "exit: {:?}\n{}",
+        status.status,
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stderr).contains("\"message\":\"stopped\""),
+        "JSON logs with a clean stop"
+    );
+    assert!(
+        !acked.is_empty(),
+        "some decisions were acknowledged before shutdown"
+    );
+
+    // Offline: every acknowledged decision is there, and the chain is intact.
+    let out = warden(&db, dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pool = db.pool().await;
+    for id in &acked {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "acknowledged decision {id} was lost");
+    }
+    // Offline token commands.
+    let out = warden(&db, dir.path())
+        .args(["token", "create", "--role", "agent", "--subject", "bot"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .starts_with("wdn_")
+    );
+    let out = warden(&db, dir.path())
+        .args(["token", "create", "--role", "wizard"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = warden(&db, dir.path())
+        .args(["token", "list"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("wdn_"),
+        "secrets are never listed"
+    );
+}

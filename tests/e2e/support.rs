@@ -1,0 +1,320 @@
+//! Test servers on real databases: a fresh SQLite file, or a fresh PostgreSQL schema, per test.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{AnyPool, Executor as _};
+use warden::audit::Actor;
+use warden::clock::SystemClock;
+use warden::config::Config;
+use warden::identity::Role;
+use warden::server::Warden;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests use (trust auth); each test makes its own schema in it.
+pub fn postgres_base_url() -> String {
+    std::env::var("WARDEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// An isolated database: a temp dir for SQLite, a schema for PostgreSQL (dropped on drop).
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("warden.db").display()
+                );
+                TestDb {
+                    backend,
+                    url,
+                    _dir: Some(dir),
+                    schema: None,
+                }
+            }
+            Backend::Postgres => {
+                let schema = format!("warden_t_{}", uuid::Uuid::now_v7().simple());
+                let admin = admin_pool().await;
+                admin
+                    .execute(format!("CREATE SCHEMA {schema}").as_str())
+                    .await
+                    .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable");
+                admin.close().await;
+                let base = postgres_base_url();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!(
+                    "{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+                );
+                TestDb {
+                    backend,
+                    url,
+                    _dir: None,
+                    schema: Some(schema),
+                }
+            }
+        }
+    }
+
+    /// A direct connection pool to the test database (for tampering and fault injection).
+    pub async fn pool(&self) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.url)
+            .await
+            .unwrap()
+    }
+
+    /// The PostgreSQL schema, if this is PostgreSQL.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.storage.database_url = self.url.clone();
+        config.storage.max_connections = 4;
+        config
+    }
+}
+
+/// A pool on the shared test database itself, outside any test's schema.
+pub async fn admin_pool() -> AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&postgres_base_url())
+        .await
+        .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable")
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(schema) = self.schema.take() {
+            // Drop runs inside the test's runtime, so clean up on a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let admin = admin_pool().await;
+                    for name in [schema.clone(), format!("{schema}_gone")] {
+                        let _ = admin
+                            .execute(format!("DROP SCHEMA IF EXISTS {name} CASCADE").as_str())
+                            .await;
+                    }
+                    admin.close().await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A real Warden HTTP server on a random port.
+pub struct TestServer {
+    pub base: String,
+    pub admin: String,
+    pub client: reqwest::Client,
+    pub warden: Warden,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub db: TestDb,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        let db = TestDb::new(backend).await;
+        let config = db.config();
+        TestServer::start_with(db, config).await
+    }
+
+    pub async fn start_with(db: TestDb, config: Config) -> TestServer {
+        let warden = Warden::open(config, Arc::new(SystemClock)).await.unwrap();
+        let actor = Actor {
+            kind: "admin".into(),
+            id: "test".into(),
+            tool: None,
+            model: None,
+            token_id: None,
+        };
+        let now = warden.state.clock.now_micros();
+        let admin = warden::api::tokens::issue(
+            &warden.state.store,
+            actor,
+            Role::Admin,
+            Some("root".into()),
+            String::new(),
+            None,
+            now,
+        )
+        .await
+        .unwrap()
+        .secret;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(warden.clone().serve(listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base,
+            admin,
+            client: reqwest::Client::new(),
+            warden,
+            shutdown: Some(tx),
+            task: Some(task),
+            db,
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    /// Creates an agent (as admin) and returns its own token.
+    pub async fn agent(&self, id: &str, tier: u8, extra: Value) -> String {
+        let mut body = json!({"id": id, "tool": "claude-code", "model": "claude-opus", "team": "payments", "sponsor": "alice", "tier": tier, "ceiling": 4});
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            body[k] = v;
+        }
+        let (status, agent) = self.post("/v1/agents", &self.admin, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{agent}");
+        self.token("agent", Some(id)).await
+    }
+
+    pub async fn token(&self, role: &str, subject: Option<&str>) -> String {
+        let (status, created) = self
+            .post(
+                "/v1/tokens",
+                &self.admin,
+                json!({"role": role, "subject": subject}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["token"].as_str().unwrap().to_string()
+    }
+
+    /// Asks for a decision with a token; returns status and body.
+    pub async fn decide(
+        &self,
+        token: &str,
+        class: &str,
+        env: &str,
+        extra: Value,
+    ) -> (StatusCode, Value) {
+        let mut body =
+            json!({"action": {"class": class, "environment": env, "service": "payments"}});
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            body[k] = v;
+        }
+        self.post("/v1/decisions", token, body).await
+    }
+
+    /// The verdict of a decision that must succeed.
+    pub async fn verdict(&self, token: &str, class: &str, env: &str) -> String {
+        let (status, answer) = self.decide(token, class, env, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["verdict"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Asserts an error's status and code; returns its `field`.
+pub fn assert_error(result: &(StatusCode, Value), status: u16, code: &str) -> Option<String> {
+    let (s, body) = result;
+    assert_eq!(s.as_u16(), status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body["error"]["field"].as_str().map(String::from)
+}
+
+/// Runs each named async test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::support::Backend::Postgres).await
+            }
+        }
+    )*};
+}
