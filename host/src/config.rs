@@ -62,6 +62,9 @@ pub struct StorageConfig {
     pub max_connections: u32,
     /// Most changes the writer commits in one transaction.
     pub max_batch: usize,
+    /// How long (ms) found tokens, agents and humans are cached per process; 0 disables. This
+    /// process's own changes apply at once; another replica's within this time.
+    pub cache_ttl_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -71,6 +74,7 @@ impl Default for StorageConfig {
             database_url: String::new(),
             max_connections: 8,
             max_batch: 512,
+            cache_ttl_ms: 1000,
         }
     }
 }
@@ -194,6 +198,7 @@ impl Config {
             url: self.database_url(),
             max_connections: self.storage.max_connections,
             max_batch: self.storage.max_batch,
+            cache_ttl: std::time::Duration::from_millis(self.storage.cache_ttl_ms),
         })
     }
 }

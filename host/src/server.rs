@@ -9,14 +9,14 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
-use crate::audit::Actor;
+use crate::audit::{Actor, AuditRecord};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::identity::{Role, hash_token};
 use crate::metrics::Metrics;
 use crate::policy::CompiledPolicy;
-use crate::store::Store;
+use crate::store::{Change, Store};
 
 /// Everything a server needs, opened and ready.
 #[derive(Debug, Clone)]
@@ -36,6 +36,7 @@ impl Warden {
         );
         let store = Store::open(&config.store_options()?).await?;
         let metrics = Arc::new(Metrics::default());
+        record_policy(&store, &policy, clock.now_micros()).await?;
         let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone());
         Ok(Warden {
             state: AppState {
@@ -115,6 +116,45 @@ impl Warden {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Appends a `policy.loaded` audit record when the policy differs from the last one recorded,
+/// so every policy change is in the audit trail with the full policy that took effect.
+async fn record_policy(store: &Store, policy: &CompiledPolicy, now: i64) -> anyhow::Result<()> {
+    if store.last_policy_version().await?.as_deref() == Some(policy.version.as_str()) {
+        return Ok(());
+    }
+    let record = AuditRecord {
+        event_type: "policy.loaded".into(),
+        at: crate::clock::format_micros(now),
+        actor: Actor {
+            kind: "admin".into(),
+            id: "configuration".into(),
+            tool: None,
+            model: None,
+            token_id: None,
+        },
+        agent: None,
+        on_behalf_of: None,
+        authorizing_human: None,
+        action_class: None,
+        environment: None,
+        target: "policy".into(),
+        action: None,
+        outcome: None,
+        reasoning: None,
+        policy_version: Some(policy.version.clone()),
+        decision_id: None,
+        details: Some(serde_json::to_value(&policy.policy)?),
+    };
+    store
+        .commit(Change {
+            writes: vec![],
+            audit: vec![record],
+        })
+        .await?;
+    tracing::info!(version = %policy.version, "policy changed; recorded in the audit trail");
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -7,7 +7,9 @@
 //! transaction is durable. The writer also extends the audit hash chain; on PostgreSQL it locks
 //! the chain's head row, so replicas append one batch at a time and the chain stays linear.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -38,6 +40,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// Most changes committed in one transaction.
     pub max_batch: usize,
+    /// How long found tokens, agents and humans are cached; zero disables the cache.
+    pub cache_ttl: Duration,
 }
 
 /// A row of the `decisions` table.
@@ -171,12 +175,66 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-/// The store: a read pool and a handle on the writer task.
+/// The store: a read pool, a handle on the writer task, and a short-lived read cache.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
     writer: mpsc::Sender<Msg>,
+    cache: Arc<ReadCache>,
+}
+
+/// Found tokens, agents and humans, kept for `ttl` so the decision hot path skips its reads.
+/// This process's own writes evict what they change at once; another replica's change (or an
+/// offline `warden token revoke`) is seen here within `ttl`.
+#[derive(Debug)]
+struct ReadCache {
+    ttl: Duration,
+    tokens: Mutex<HashMap<String, (Instant, TokenRecord)>>,
+    agents: Mutex<HashMap<String, (Instant, Agent)>>,
+    humans: Mutex<HashMap<String, (Instant, Human)>>,
+}
+
+/// Entries kept per map before it is cleared (a crude bound; the TTL keeps entries fresh).
+const CACHE_CAPACITY: usize = 100_000;
+
+impl ReadCache {
+    fn get<V: Clone>(&self, map: &Mutex<HashMap<String, (Instant, V)>>, key: &str) -> Option<V> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let map = map.lock().expect("cache lock");
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put<V>(&self, map: &Mutex<HashMap<String, (Instant, V)>>, key: &str, value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut map = map.lock().expect("cache lock");
+        if map.len() >= CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert(key.to_string(), (Instant::now(), value));
+    }
+
+    fn evict(&self, change: &Change) {
+        for write in &change.writes {
+            match write {
+                Write::InsertAgent(a) | Write::UpdateAgent { agent: a, .. } => {
+                    self.agents.lock().expect("cache lock").remove(&a.id);
+                }
+                Write::InsertHuman(h, _) => {
+                    self.humans.lock().expect("cache lock").remove(&h.id);
+                }
+                // Tokens are cached by hash; revocation is rare, so drop them all.
+                Write::RevokeToken { .. } => self.tokens.lock().expect("cache lock").clear(),
+                Write::InsertToken(_) | Write::InsertDecision(_) | Write::InsertViolation(_) => {}
+            }
+        }
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -208,6 +266,8 @@ impl Store {
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                        // Checkpoints run in the background (below), not inside the writer's commits.
+                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     }
                     Ok(())
                 })
@@ -233,10 +293,20 @@ impl Store {
             }
             .run(rx),
         );
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoint_wal(pool.clone()));
+        }
+        let cache = Arc::new(ReadCache {
+            ttl: options.cache_ttl,
+            tokens: Default::default(),
+            agents: Default::default(),
+            humans: Default::default(),
+        });
         Ok(Store {
             pool,
             backend,
             writer: tx,
+            cache,
         })
     }
 
@@ -247,13 +317,30 @@ impl Store {
 
     /// Commits a change and its audit records; returns once durable.
     pub async fn commit(&self, change: Change) -> Result<()> {
+        // Identity changes evict the cache before and after: a read racing the commit cannot
+        // keep the old row for long. Decisions (the hot path) change nothing cached.
+        let evicts = change.writes.iter().any(|w| {
+            !matches!(
+                w,
+                Write::InsertDecision(_) | Write::InsertViolation(_) | Write::InsertToken(_)
+            )
+        });
+        let copy = evicts.then(|| change.clone());
+        if let Some(c) = &copy {
+            self.cache.evict(c);
+        }
         let (reply, rx) = oneshot::channel();
         self.writer
             .send(Msg::Job(Job { change, reply }))
             .await
             .map_err(|_| Error::unavailable("the writer has stopped"))?;
-        rx.await
-            .map_err(|_| Error::unavailable("the writer has stopped"))?
+        let result = rx
+            .await
+            .map_err(|_| Error::unavailable("the writer has stopped"))?;
+        if let Some(c) = &copy {
+            self.cache.evict(c);
+        }
+        result
     }
 
     /// Checks that the database answers and holds Warden's schema.
@@ -275,11 +362,18 @@ impl Store {
 
     /// Looks a token up by the hash of its secret.
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        if let Some(t) = self.cache.get(&self.cache.tokens, hash) {
+            return Ok(Some(t));
+        }
         let row = sqlx::query("SELECT id, hash, role, subject, note, created_at, revoked_at FROM tokens WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| token_from_row(&r)).transpose()
+        let token = row.map(|r| token_from_row(&r)).transpose()?;
+        if let Some(t) = &token {
+            self.cache.put(&self.cache.tokens, hash, t.clone());
+        }
+        Ok(token)
     }
 
     /// Every token, newest first.
@@ -292,6 +386,18 @@ impl Store {
 
     /// One agent.
     pub async fn agent(&self, id: &str) -> Result<Option<Agent>> {
+        if let Some(a) = self.cache.get(&self.cache.agents, id) {
+            return Ok(Some(a));
+        }
+        let agent = self.agent_fresh(id).await?;
+        if let Some(a) = &agent {
+            self.cache.put(&self.cache.agents, id, a.clone());
+        }
+        Ok(agent)
+    }
+
+    /// One agent from the database, never from the cache (for read-modify-write).
+    pub async fn agent_fresh(&self, id: &str) -> Result<Option<Agent>> {
         let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -321,11 +427,18 @@ impl Store {
 
     /// One human.
     pub async fn human(&self, id: &str) -> Result<Option<Human>> {
+        if let Some(h) = self.cache.get(&self.cache.humans, id) {
+            return Ok(Some(h));
+        }
         let row = sqlx::query("SELECT id, team, grants, created_at FROM humans WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| human_from_row(&r)).transpose()
+        let human = row.map(|r| human_from_row(&r)).transpose()?;
+        if let Some(h) = &human {
+            self.cache.put(&self.cache.humans, id, h.clone());
+        }
+        Ok(human)
     }
 
     /// Every human, by id.
@@ -354,6 +467,15 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get::<i64, _>("n")?)
+    }
+
+    /// The policy version of the newest `policy.loaded` audit record.
+    pub async fn last_policy_version(&self) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT record FROM audit_events WHERE event_type = 'policy.loaded' ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        let Some(row) = row else { return Ok(None) };
+        let record: AuditRecord =
+            serde_json::from_str(&row.try_get::<String, _>("record")?).map_err(Error::internal)?;
+        Ok(record.policy_version)
     }
 
     /// Audit records matching a filter, in chain order.
@@ -391,7 +513,7 @@ impl Store {
         }
         sql.push_str(&format!(
             " ORDER BY seq LIMIT {}",
-            filter.limit.clamp(1, 1000)
+            filter.limit.clamp(1, 1001)
         ));
         let mut query = sqlx::query(&sql);
         for arg in args {
@@ -454,6 +576,24 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(verifier.finish(head.try_get("seq")?, &head.try_get::<String, _>("hash")?))
+    }
+}
+
+/// Copies the SQLite WAL back into the database once a second without blocking the writer
+/// (PASSIVE), so that commits never pay for a checkpoint. Ends when the pool closes.
+async fn checkpoint_wal(pool: AnyPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint skipped");
+        }
     }
 }
 
@@ -682,20 +822,29 @@ async fn apply_all<'a>(
     let (mut seq, mut hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
     let start_seq = seq;
     let mut results = Vec::new();
+    // Rows that cannot fail for a logical reason are gathered and written with one multi-row
+    // INSERT per table: a batch costs a few statements, not a few per decision.
+    let (mut decisions, mut violations, mut audit_rows) = (Vec::new(), Vec::new(), Vec::new());
     for change in changes {
         let mut outcome = Ok(());
         for (i, write) in change.writes.iter().enumerate() {
-            if let Err(e) = apply(conn, write).await? {
-                if i > 0 {
-                    if batch {
-                        return Err(sqlx::Error::Protocol(format!(
-                            "change failed after its first write: {e}"
-                        )));
+            match write {
+                Write::InsertDecision(d) => decisions.push(d),
+                Write::InsertViolation(v) => violations.push(v),
+                other => {
+                    if let Err(e) = apply(conn, other).await? {
+                        if i > 0 {
+                            if batch {
+                                return Err(sqlx::Error::Protocol(format!(
+                                    "change failed after its first write: {e}"
+                                )));
+                            }
+                            return Ok((vec![Err(e)], false));
+                        }
+                        outcome = Err(e);
+                        break;
                     }
-                    return Ok((vec![Err(e)], false));
                 }
-                outcome = Err(e);
-                break;
             }
         }
         if outcome.is_ok() {
@@ -707,29 +856,21 @@ async fn apply_all<'a>(
                 let at = crate::clock::parse_micros(&record.at).ok_or_else(|| {
                     sqlx::Error::Protocol(format!("audit time `{}` is not RFC 3339", record.at))
                 })?;
-                sqlx::query(
-                    "INSERT INTO audit_events (seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, record, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(seq)
-                .bind(at)
-                .bind(&record.event_type)
-                .bind(&record.actor.kind)
-                .bind(&record.actor.id)
-                .bind(&record.agent)
-                .bind(&record.environment)
-                .bind(&record.action_class)
-                .bind(&record.decision_id)
-                .bind(json)
-                .bind(&hash)
-                .bind(&next)
-                .execute(&mut *conn)
-                .await?;
-                hash = next;
+                audit_rows.push(AuditRow {
+                    seq,
+                    at,
+                    record,
+                    json,
+                    prev_hash: std::mem::replace(&mut hash, next.clone()),
+                    hash: next,
+                });
             }
         }
         results.push(outcome);
     }
+    insert_decisions(conn, &decisions).await?;
+    insert_violations(conn, &violations).await?;
+    insert_audit(conn, &audit_rows).await?;
     if seq != start_seq {
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
             .bind(seq)
@@ -738,6 +879,126 @@ async fn apply_all<'a>(
             .await?;
     }
     Ok((results, true))
+}
+
+struct AuditRow<'a> {
+    seq: i64,
+    at: i64,
+    record: &'a AuditRecord,
+    json: String,
+    prev_hash: String,
+    hash: String,
+}
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+const ROWS_PER_INSERT: usize = 256;
+
+/// `INSERT INTO table (columns) VALUES ($1, …), ($n+1, …), …` for `rows` rows.
+fn multi_insert(table_and_columns: &str, columns: usize, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * columns + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+async fn insert_decisions(
+    conn: &mut AnyConnection,
+    rows: &[&DecisionRow],
+) -> std::result::Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_insert(
+            "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer)",
+            14,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q
+                .bind(&d.id)
+                .bind(d.at)
+                .bind(&d.agent_id)
+                .bind(&d.on_behalf_of)
+                .bind(&d.class)
+                .bind(&d.environment)
+                .bind(&d.service)
+                .bind(&d.verdict)
+                .bind(&d.shadow_verdict)
+                .bind(&d.risk_level)
+                .bind(i64::from(d.tier))
+                .bind(&d.policy_version)
+                .bind(&d.request)
+                .bind(&d.answer);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_violations(
+    conn: &mut AnyConnection,
+    rows: &[&ViolationRow],
+) -> std::result::Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_insert(
+            "violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)",
+            9,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(&sql);
+        for v in chunk {
+            q = q
+                .bind(&v.id)
+                .bind(v.at)
+                .bind(&v.decision_id)
+                .bind(&v.agent_id)
+                .bind(&v.class)
+                .bind(&v.environment)
+                .bind(&v.service)
+                .bind(&v.mode)
+                .bind(&v.reason);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_audit(
+    conn: &mut AnyConnection,
+    rows: &[AuditRow<'_>],
+) -> std::result::Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_insert(
+            "audit_events (seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, record, prev_hash, hash)",
+            12,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.seq)
+                .bind(r.at)
+                .bind(&r.record.event_type)
+                .bind(&r.record.actor.kind)
+                .bind(&r.record.actor.id)
+                .bind(&r.record.agent)
+                .bind(&r.record.environment)
+                .bind(&r.record.action_class)
+                .bind(&r.record.decision_id)
+                .bind(&r.json)
+                .bind(&r.prev_hash)
+                .bind(&r.hash);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 fn affected(n: u64, kind: Kind, code: &'static str, message: String) -> Result<()> {
@@ -864,44 +1125,11 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             )
         }
         Write::InsertDecision(d) => {
-            sqlx::query(
-                "INSERT INTO decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(&d.id)
-            .bind(d.at)
-            .bind(&d.agent_id)
-            .bind(&d.on_behalf_of)
-            .bind(&d.class)
-            .bind(&d.environment)
-            .bind(&d.service)
-            .bind(&d.verdict)
-            .bind(&d.shadow_verdict)
-            .bind(&d.risk_level)
-            .bind(i64::from(d.tier))
-            .bind(&d.policy_version)
-            .bind(&d.request)
-            .bind(&d.answer)
-            .execute(&mut *conn)
-            .await?;
+            insert_decisions(conn, &[d]).await?;
             Ok(())
         }
         Write::InsertViolation(v) => {
-            sqlx::query(
-                "INSERT INTO violations (id, at, decision_id, agent_id, class, environment, service, mode, reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&v.id)
-            .bind(v.at)
-            .bind(&v.decision_id)
-            .bind(&v.agent_id)
-            .bind(&v.class)
-            .bind(&v.environment)
-            .bind(&v.service)
-            .bind(&v.mode)
-            .bind(&v.reason)
-            .execute(&mut *conn)
-            .await?;
+            insert_violations(conn, &[v]).await?;
             Ok(())
         }
     })
@@ -910,6 +1138,14 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_row_inserts_number_every_parameter() {
+        assert_eq!(
+            multi_insert("t (a, b)", 2, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+    }
 
     #[test]
     fn redacts_passwords_only() {

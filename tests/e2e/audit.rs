@@ -60,7 +60,7 @@ async fn every_decision_has_exactly_one_record(backend: Backend) {
     assert_eq!(audited, ids);
     assert_eq!(
         s.warden.state.store.verify_audit().await.unwrap(),
-        Ok(61 + 2)
+        Ok(60 + 4)
     );
 }
 
@@ -147,7 +147,7 @@ async fn tampering_is_detected(backend: Backend) {
         s.verdict(&bot, "deploy", "staging").await;
     }
     let store = &s.warden.state.store;
-    assert_eq!(store.verify_audit().await.unwrap(), Ok(6));
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(7));
     let pool = s.db.pool().await;
     // Append-only is enforced by the database too.
     assert!(
@@ -172,22 +172,22 @@ async fn tampering_is_detected(backend: Backend) {
             .unwrap(),
     };
     pool.execute(
-        "UPDATE audit_events SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 4",
+        "UPDATE audit_events SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 5",
     )
     .await
     .unwrap();
     let problem = store.verify_audit().await.unwrap().unwrap_err();
     assert!(
-        problem.contains("record 4") && problem.contains("edited"),
+        problem.contains("record 5") && problem.contains("edited"),
         "{problem}"
     );
     pool.execute(
-        "UPDATE audit_events SET record = replace(record, '\"deny\"', '\"allow\"') WHERE seq = 4",
+        "UPDATE audit_events SET record = replace(record, '\"deny\"', '\"allow\"') WHERE seq = 5",
     )
     .await
     .unwrap();
-    assert_eq!(store.verify_audit().await.unwrap(), Ok(6));
-    pool.execute("DELETE FROM audit_events WHERE seq = 5")
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(7));
+    pool.execute("DELETE FROM audit_events WHERE seq = 6")
         .await
         .unwrap();
     assert!(
@@ -196,7 +196,7 @@ async fn tampering_is_detected(backend: Backend) {
             .await
             .unwrap()
             .unwrap_err()
-            .contains("record 5")
+            .contains("record 6")
     );
 }
 
@@ -216,8 +216,8 @@ async fn audit_filters(backend: Backend) {
     assert_eq!(get("actor_kind=agent").await.len(), 2);
     assert_eq!(
         get("actor_kind=admin").await.len(),
-        5,
-        "the test's admin token, 2 agents and their 2 tokens"
+        6,
+        "the policy, the test's admin token, 2 agents and their 2 tokens"
     );
     assert_eq!(get("agent=bot&environment=production").await.len(), 1);
     assert_eq!(get("action_class=deploy").await.len(), 2);
@@ -230,7 +230,7 @@ async fn audit_filters(backend: Backend) {
     let (_, rest) = s
         .get(&format!("/v1/audit?limit=4&after={after}"), &s.admin)
         .await;
-    assert_eq!(rest["records"].as_array().unwrap().len(), 3);
+    assert_eq!(rest["records"].as_array().unwrap().len(), 4);
     assert_eq!(rest["records"][0]["prev_hash"], first["records"][3]["hash"]);
     assert!(rest["next_after"].is_null());
     // Approvers may read the trail.

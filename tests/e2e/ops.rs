@@ -5,7 +5,29 @@ use serde_json::json;
 use crate::both_backends;
 use crate::support::{Backend, TestServer};
 
-both_backends!(operations_endpoints);
+both_backends!(operations_endpoints, policy_changes_are_audited);
+
+async fn policy_changes_are_audited(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, page) = s.get("/v1/audit?event_type=policy.loaded", &s.admin).await;
+    let (_, policy) = s.get("/v1/policy", &s.admin).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 1);
+    assert_eq!(page["records"][0]["policy_version"], policy["version"]);
+    // Opening again with the same policy records nothing; a changed policy is recorded.
+    let same = warden::server::Warden::open_default(s.db.config())
+        .await
+        .unwrap();
+    let mut changed = s.db.config();
+    changed.policy.mode = Some(warden::policy::PolicyMode::Shadow);
+    let other = warden::server::Warden::open_default(changed).await.unwrap();
+    let (_, page) = s.get("/v1/audit?event_type=policy.loaded", &s.admin).await;
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1]["details"]["mode"], "shadow");
+    assert_ne!(records[1]["policy_version"], policy["version"]);
+    same.state.store.close().await;
+    other.state.store.close().await;
+}
 
 async fn operations_endpoints(backend: Backend) {
     let s = TestServer::start(backend).await;

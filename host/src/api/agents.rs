@@ -189,7 +189,7 @@ async fn patch_agent(
     for _ in 0..3 {
         let before = state
             .store
-            .agent(&id)
+            .agent_fresh(&id)
             .await?
             .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
         let mut after = before.clone();

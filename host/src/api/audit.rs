@@ -89,10 +89,12 @@ async fn list_audit(
         since: time("since", &q.since)?,
         until: time("until", &q.until)?,
         after_seq: q.after,
-        limit,
+        // One more than asked tells whether another page exists.
+        limit: limit + 1,
     };
-    let entries: Vec<AuditEntry> = state.store.audit(&filter).await?;
-    let next_after = if entries.len() as i64 == limit {
+    let mut entries: Vec<AuditEntry> = state.store.audit(&filter).await?;
+    let next_after = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
         entries.last().map(|e| e.seq)
     } else {
         None
