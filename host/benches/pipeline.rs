@@ -29,11 +29,7 @@ fn agent(id: &str, tier: u8) -> Agent {
 
 fn pipeline(c: &mut Criterion) {
     let policy = CompiledPolicy::new(Policy::default()).unwrap();
-    let caller = Caller {
-        token_id: "tok_1".into(),
-        role: Role::Agent,
-        subject: Some("deploy-bot".into()),
-    };
+    let caller = Caller { token_id: "tok_1".into(), role: Role::Agent, subject: Some("deploy-bot".into()) };
     let request: DecisionRequest = serde_json::from_value(json!({
         "action": {
             "class": "deploy", "environment": "production", "service": "payments",
@@ -43,44 +39,21 @@ fn pipeline(c: &mut Criterion) {
         }
     }))
     .unwrap();
-    let alone = Subject {
-        agent: agent("deploy-bot", 3),
-        parents: vec![],
-        human: None,
-    };
-    let human: Human = serde_json::from_value(json!({"id": "bob", "team": "payments", "grants": [{"class": "*", "environment": "*", "max_risk": "high"}]})).unwrap();
-    let chatops = Subject {
-        agent: agent("deploy-bot", 4),
-        parents: vec![agent("orchestrator", 4)],
-        human: Some(human),
-    };
+    let alone = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None };
+    let human: Human =
+        serde_json::from_value(json!({"id": "bob", "team": "payments", "grants": [{"class": "*", "environment": "*", "max_risk": "high"}]})).unwrap();
+    let chatops = Subject { agent: agent("deploy-bot", 4), parents: vec![agent("orchestrator", 4)], human: Some(human) };
 
     c.bench_function("decide_in_process/agent_alone", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(
-                &policy,
-                &caller,
-                &alone,
-                request.clone(),
-                1_764_000_000_000_000,
-                uuid::Uuid::now_v7().to_string(),
-            )
-            .unwrap()
+            judge(&policy, &caller, &alone, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string()).unwrap()
         })
     });
     c.bench_function("decide_in_process/on_behalf_with_parent", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(
-                &policy,
-                &caller,
-                &chatops,
-                request.clone(),
-                1_764_000_000_000_000,
-                uuid::Uuid::now_v7().to_string(),
-            )
-            .unwrap()
+            judge(&policy, &caller, &chatops, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string()).unwrap()
         })
     });
 }

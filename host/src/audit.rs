@@ -142,10 +142,7 @@ pub struct Verifier {
 
 impl Default for Verifier {
     fn default() -> Self {
-        Verifier {
-            expected_seq: 1,
-            prev_hash: GENESIS.to_string(),
-        }
+        Verifier { expected_seq: 1, prev_hash: GENESIS.to_string() }
     }
 }
 
@@ -154,26 +151,16 @@ impl Verifier {
     pub fn check(&mut self, row: &StoredRow) -> Result<(), String> {
         let seq = row.seq;
         if seq != self.expected_seq {
-            return Err(format!(
-                "record {} is missing or out of order (found {seq} in its place)",
-                self.expected_seq
-            ));
+            return Err(format!("record {} is missing or out of order (found {seq} in its place)", self.expected_seq));
         }
         if row.prev_hash != self.prev_hash {
-            return Err(format!(
-                "record {seq}: its previous-hash does not match record {}'s hash (deleted or reordered records)",
-                seq - 1
-            ));
+            return Err(format!("record {seq}: its previous-hash does not match record {}'s hash (deleted or reordered records)", seq - 1));
         }
         if chain_hash(&row.prev_hash, seq, &row.record) != row.hash {
-            return Err(format!(
-                "record {seq}: its content does not match its hash (edited)"
-            ));
+            return Err(format!("record {seq}: its content does not match its hash (edited)"));
         }
-        let record: AuditRecord = serde_json::from_str(&row.record)
-            .map_err(|e| format!("record {seq}: unreadable ({e})"))?;
-        let at = crate::clock::parse_micros(&record.at)
-            .ok_or_else(|| format!("record {seq}: bad time"))?;
+        let record: AuditRecord = serde_json::from_str(&row.record).map_err(|e| format!("record {seq}: unreadable ({e})"))?;
+        let at = crate::clock::parse_micros(&record.at).ok_or_else(|| format!("record {seq}: bad time"))?;
         let columns_agree = row.at == at
             && row.event_type == record.event_type
             && row.actor_kind == record.actor.kind
@@ -183,9 +170,7 @@ impl Verifier {
             && row.action_class == record.action_class
             && row.decision_id == record.decision_id;
         if !columns_agree {
-            return Err(format!(
-                "record {seq}: its query columns were edited and no longer match the hashed record"
-            ));
+            return Err(format!("record {seq}: its query columns were edited and no longer match the hashed record"));
         }
         self.expected_seq += 1;
         self.prev_hash = row.hash.clone();
@@ -196,9 +181,7 @@ impl Verifier {
     pub fn finish(self, head_seq: i64, head_hash: &str) -> Result<i64, String> {
         let count = self.expected_seq - 1;
         if head_seq != count || head_hash != self.prev_hash {
-            return Err(format!(
-                "the chain ends at record {count} but its head says {head_seq}: records were deleted from the end"
-            ));
+            return Err(format!("the chain ends at record {count} but its head says {head_seq}: records were deleted from the end"));
         }
         Ok(count)
     }
@@ -212,13 +195,7 @@ mod tests {
         let record = AuditRecord {
             event_type: event.into(),
             at: "2026-01-01T00:00:00.000000Z".into(),
-            actor: Actor {
-                kind: "admin".into(),
-                id: "root".into(),
-                tool: None,
-                model: None,
-                token_id: None,
-            },
+            actor: Actor { kind: "admin".into(), id: "root".into(), tool: None, model: None, token_id: None },
             agent: None,
             on_behalf_of: None,
             authorizing_human: None,
@@ -252,10 +229,7 @@ mod tests {
     fn chain(n: i64) -> Vec<StoredRow> {
         let mut rows: Vec<StoredRow> = Vec::new();
         for seq in 1..=n {
-            let prev = rows
-                .last()
-                .map(|r| r.hash.clone())
-                .unwrap_or_else(|| GENESIS.into());
+            let prev = rows.last().map(|r| r.hash.clone()).unwrap_or_else(|| GENESIS.into());
             rows.push(row(seq, &prev, "agent.created"));
         }
         rows
@@ -288,11 +262,7 @@ mod tests {
         let mut reordered = rows.clone();
         reordered.swap(1, 2);
         assert!(verify(&reordered, head).is_err());
-        assert!(
-            verify(&rows[..4], head)
-                .unwrap_err()
-                .contains("deleted from the end")
-        );
+        assert!(verify(&rows[..4], head).unwrap_err().contains("deleted from the end"));
         let mut column = rows.clone();
         column[3].actor_kind = "human".into();
         assert!(verify(&column, head).unwrap_err().contains("record 4"));

@@ -52,9 +52,7 @@ struct ServerArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    #[command(
-        after_help = "Example:\n  warden serve --listen 0.0.0.0:8080 --database-url postgres://warden@db/warden --log-format json"
-    )]
+    #[command(after_help = "Example:\n  warden serve --listen 0.0.0.0:8080 --database-url postgres://warden@db/warden --log-format json")]
     Serve {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long, env = "WARDEN_LISTEN")]
@@ -82,9 +80,7 @@ enum Command {
     #[command(subcommand)]
     Humans(HumansCommand),
     /// Ask a running server for a decision.
-    #[command(
-        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden decide --agent deploy-bot --class deploy --environment staging --service payments"
-    )]
+    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden decide --agent deploy-bot --class deploy --environment staging --service payments")]
     Decide {
         #[command(flatten)]
         server: ServerArgs,
@@ -118,9 +114,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token and print its secret once.
-    #[command(
-        after_help = "Examples:\n  warden token create --role admin --subject alice\n  warden token create --role agent --subject deploy-bot"
-    )]
+    #[command(after_help = "Examples:\n  warden token create --role admin --subject alice\n  warden token create --role agent --subject deploy-bot")]
     Create {
         /// admin, approver, service or agent.
         #[arg(long)]
@@ -149,9 +143,7 @@ enum AuditCommand {
     #[command(after_help = "Example:\n  warden audit verify --data-dir ./warden-data")]
     Verify,
     /// List audit records from a running server.
-    #[command(
-        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden audit list --actor-kind agent --environment production --since 2026-11-01T00:00:00Z"
-    )]
+    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden audit list --actor-kind agent --environment production --since 2026-11-01T00:00:00Z")]
     List {
         #[command(flatten)]
         server: ServerArgs,
@@ -179,9 +171,7 @@ enum AuditCommand {
 #[derive(Debug, Subcommand)]
 enum AgentsCommand {
     /// Register an agent.
-    #[command(
-        after_help = "Example:\n  warden agents create --id deploy-bot --tool claude-code --model claude-opus --team payments --sponsor alice --tier 2"
-    )]
+    #[command(after_help = "Example:\n  warden agents create --id deploy-bot --tool claude-code --model claude-opus --team payments --sponsor alice --tier 2")]
     Create {
         #[command(flatten)]
         server: ServerArgs,
@@ -231,9 +221,7 @@ enum AgentsCommand {
         id: String,
     },
     /// Change an agent.
-    #[command(
-        after_help = "Examples:\n  warden agents update deploy-bot --ceiling 3 --tier 3\n  warden agents update deploy-bot --status suspended"
-    )]
+    #[command(after_help = "Examples:\n  warden agents update deploy-bot --ceiling 3 --tier 3\n  warden agents update deploy-bot --status suspended")]
     Update {
         #[command(flatten)]
         server: ServerArgs,
@@ -298,10 +286,7 @@ enum HumansCommand {
 /// Runs the command line; the exit code says whether it worked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -329,11 +314,8 @@ fn load_config(db: &DbArgs) -> anyhow::Result<Config> {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -342,13 +324,7 @@ fn init_logging(config: &Config) {
 
 fn offline_actor() -> Actor {
     let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
-    Actor {
-        kind: "admin".into(),
-        id: format!("cli:{user}"),
-        tool: None,
-        model: None,
-        token_id: None,
-    }
+    Actor { kind: "admin".into(), id: format!("cli:{user}"), tool: None, model: None, token_id: None }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -367,9 +343,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Ok(secret) = std::env::var("WARDEN_BOOTSTRAP_ADMIN_TOKEN") {
                 warden.seed_bootstrap_token(&secret).await?;
             }
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, database = %crate::store::redact(&warden.config.database_url()), policy = %warden.state.engine.policy().version, "warden is serving");
             warden.serve(listener, shutdown_signal()).await
         }
@@ -377,16 +351,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(&cli.db)?;
             let warden = Warden::open_default(config).await?;
             warden.state.store.close().await;
-            println!(
-                "migrations applied to {}",
-                crate::store::redact(&warden.config.database_url())
-            );
+            println!("migrations applied to {}", crate::store::redact(&warden.config.database_url()));
             Ok(())
         }
         Command::Config => {
             let config = load_config(&cli.db)?;
-            crate::policy::CompiledPolicy::new(config.policy.apply())
-                .context("invalid [policy]")?;
+            crate::policy::CompiledPolicy::new(config.policy.apply()).context("invalid [policy]")?;
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }
@@ -395,29 +365,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = &warden.state.store;
             let now = warden.state.clock.now_micros();
             let result = match cmd {
-                TokenCommand::Create {
-                    role,
-                    subject,
-                    note,
-                } => {
-                    let role = Role::parse(&role).with_context(|| {
-                        format!("unknown role `{role}`: use admin, approver, service or agent")
-                    })?;
-                    let new = crate::api::tokens::issue(
-                        store,
-                        offline_actor(),
-                        role,
-                        subject,
-                        note,
-                        None,
-                        now,
-                    )
-                    .await?;
-                    eprintln!(
-                        "token {} ({}) created; the secret below is shown only once:",
-                        new.record.id,
-                        role.as_str()
-                    );
+                TokenCommand::Create { role, subject, note } => {
+                    let role = Role::parse(&role).with_context(|| format!("unknown role `{role}`: use admin, approver, service or agent"))?;
+                    let new = crate::api::tokens::issue(store, offline_actor(), role, subject, note, None, now).await?;
+                    eprintln!("token {} ({}) created; the secret below is shown only once:", new.record.id, role.as_str());
                     println!("{}", new.secret);
                     Ok(())
                 }
@@ -427,8 +378,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 TokenCommand::List => {
-                    let tokens: Vec<crate::api::tokens::TokenInfo> =
-                        store.tokens().await?.into_iter().map(Into::into).collect();
+                    let tokens: Vec<crate::api::tokens::TokenInfo> = store.tokens().await?.into_iter().map(Into::into).collect();
                     println!("{}", serde_json::to_string_pretty(&tokens)?);
                     Ok(())
                 }
@@ -448,51 +398,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(problem) => bail!("audit chain broken: {problem}"),
             }
         }
-        Command::Audit(AuditCommand::List {
-            server,
-            actor_kind,
-            agent,
-            environment,
-            action_class,
-            since,
-            limit,
-        }) => {
+        Command::Audit(AuditCommand::List { server, actor_kind, agent, environment, action_class, since, limit }) => {
             let mut query = vec![("limit", limit.to_string())];
-            for (k, v) in [
-                ("actor_kind", actor_kind),
-                ("agent", agent),
-                ("environment", environment),
-                ("action_class", action_class),
-                ("since", since),
-            ] {
+            for (k, v) in [("actor_kind", actor_kind), ("agent", agent), ("environment", environment), ("action_class", action_class), ("since", since)] {
                 if let Some(v) = v {
                     query.push((k, v));
                 }
             }
             let qs = serde_urlencoded::to_string(&query)?;
-            print_json(
-                call(
-                    &server,
-                    reqwest::Method::GET,
-                    &format!("/v1/audit?{qs}"),
-                    None,
-                )
-                .await?,
-            )
+            print_json(call(&server, reqwest::Method::GET, &format!("/v1/audit?{qs}"), None).await?)
         }
         Command::Agents(cmd) => match cmd {
-            AgentsCommand::Create {
-                server,
-                id,
-                tool,
-                model,
-                team,
-                sponsor,
-                tier,
-                ceiling,
-                parent,
-                shadow,
-            } => {
+            AgentsCommand::Create { server, id, tool, model, team, sponsor, tier, ceiling, parent, shadow } => {
                 let body = json!({"id": id, "tool": tool, "model": model, "team": team, "sponsor": sponsor, "tier": tier, "ceiling": ceiling, "parent": parent, "shadow": shadow});
                 print_json(call(&server, reqwest::Method::POST, "/v1/agents", Some(body)).await?)
             }
@@ -505,25 +422,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 print_json(call(&server, reqwest::Method::GET, &path, None).await?)
             }
-            AgentsCommand::Get { server, id } => print_json(
-                call(
-                    &server,
-                    reqwest::Method::GET,
-                    &format!("/v1/agents/{id}"),
-                    None,
-                )
-                .await?,
-            ),
-            AgentsCommand::Update {
-                server,
-                id,
-                tier,
-                ceiling,
-                parent,
-                no_parent,
-                status,
-                shadow,
-            } => {
+            AgentsCommand::Get { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}"), None).await?),
+            AgentsCommand::Update { server, id, tier, ceiling, parent, no_parent, status, shadow } => {
                 let mut body = serde_json::Map::new();
                 for (k, v) in [
                     ("tier", tier.map(|t| json!(t))),
@@ -539,62 +439,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if no_parent {
                     body.insert("parent".into(), Value::Null);
                 }
-                print_json(
-                    call(
-                        &server,
-                        reqwest::Method::PATCH,
-                        &format!("/v1/agents/{id}"),
-                        Some(Value::Object(body)),
-                    )
-                    .await?,
-                )
+                print_json(call(&server, reqwest::Method::PATCH, &format!("/v1/agents/{id}"), Some(Value::Object(body))).await?)
             }
         },
         Command::Humans(cmd) => match cmd {
-            HumansCommand::Create {
-                server,
-                id,
-                team,
-                grants,
-            } => {
-                let grants = grants
-                    .iter()
-                    .map(|g| parse_grant(g))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                print_json(
-                    call(
-                        &server,
-                        reqwest::Method::POST,
-                        "/v1/humans",
-                        Some(json!({"id": id, "team": team, "grants": grants})),
-                    )
-                    .await?,
-                )
+            HumansCommand::Create { server, id, team, grants } => {
+                let grants = grants.iter().map(|g| parse_grant(g)).collect::<anyhow::Result<Vec<_>>>()?;
+                print_json(call(&server, reqwest::Method::POST, "/v1/humans", Some(json!({"id": id, "team": team, "grants": grants}))).await?)
             }
-            HumansCommand::List { server } => {
-                print_json(call(&server, reqwest::Method::GET, "/v1/humans", None).await?)
-            }
-            HumansCommand::Get { server, id } => print_json(
-                call(
-                    &server,
-                    reqwest::Method::GET,
-                    &format!("/v1/humans/{id}"),
-                    None,
-                )
-                .await?,
-            ),
+            HumansCommand::List { server } => print_json(call(&server, reqwest::Method::GET, "/v1/humans", None).await?),
+            HumansCommand::Get { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/humans/{id}"), None).await?),
         },
-        Command::Decide {
-            server,
-            agent,
-            class,
-            environment,
-            service,
-            on_behalf_of,
-            reasoning,
-        } => {
-            let mut body =
-                json!({"action": {"class": class, "environment": environment, "service": service}});
+        Command::Decide { server, agent, class, environment, service, on_behalf_of, reasoning } => {
+            let mut body = json!({"action": {"class": class, "environment": environment, "service": service}});
             if let Some(a) = agent {
                 body["agent"] = json!(a);
             }
@@ -606,9 +463,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print_json(call(&server, reqwest::Method::POST, "/v1/decisions", Some(body)).await?)
         }
-        Command::Policy { server } => {
-            print_json(call(&server, reqwest::Method::GET, "/v1/policy", None).await?)
-        }
+        Command::Policy { server } => print_json(call(&server, reqwest::Method::GET, "/v1/policy", None).await?),
     }
 }
 
@@ -616,13 +471,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn parse_grant(s: &str) -> anyhow::Result<Value> {
     let parts: Vec<&str> = s.split(':').collect();
     let [class, environment, service, max_risk] = parts[..] else {
-        bail!(
-            "grant `{s}` must be class:environment:service:max_risk, e.g. deploy:staging:*:medium"
-        );
+        bail!("grant `{s}` must be class:environment:service:max_risk, e.g. deploy:staging:*:medium");
     };
-    Ok(
-        json!({"class": class, "environment": environment, "service": service, "max_risk": max_risk}),
-    )
+    Ok(json!({"class": class, "environment": environment, "service": service, "max_risk": max_risk}))
 }
 
 fn print_json(v: Value) -> anyhow::Result<()> {
@@ -631,43 +482,21 @@ fn print_json(v: Value) -> anyhow::Result<()> {
 }
 
 /// Calls the server with `WARDEN_TOKEN`; a non-2xx answer becomes an error with its message.
-async fn call(
-    server: &ServerArgs,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let token = std::env::var("WARDEN_TOKEN")
-        .context("set WARDEN_TOKEN to an API token (create one with `warden token create`)")?;
+async fn call(server: &ServerArgs, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let token = std::env::var("WARDEN_TOKEN").context("set WARDEN_TOKEN to an API token (create one with `warden token create`)")?;
     let url = format!("{}{path}", server.server.trim_end_matches('/'));
-    let mut req = reqwest::Client::new()
-        .request(method, &url)
-        .bearer_auth(token);
+    let mut req = reqwest::Client::new().request(method, &url).bearer_auth(token);
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
+    let resp = req.send().await.with_context(|| format!("cannot reach {url}"))?;
     let status = resp.status();
     let text = resp.text().await?;
-    let value: Value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
+    let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
     if !status.is_success() {
         let e = &value["error"];
-        let field = e["field"]
-            .as_str()
-            .map(|f| format!(" (field `{f}`)"))
-            .unwrap_or_default();
-        bail!(
-            "{status}: {}{field}: {}",
-            e["code"].as_str().unwrap_or("error"),
-            e["message"].as_str().unwrap_or(&value.to_string())
-        );
+        let field = e["field"].as_str().map(|f| format!(" (field `{f}`)")).unwrap_or_default();
+        bail!("{status}: {}{field}: {}", e["code"].as_str().unwrap_or("error"), e["message"].as_str().unwrap_or(&value.to_string()));
     }
     Ok(value)
 }
@@ -684,10 +513,7 @@ mod tests {
 
     #[test]
     fn grants_parse() {
-        assert_eq!(
-            parse_grant("deploy:staging:*:medium").unwrap()["max_risk"],
-            "medium"
-        );
+        assert_eq!(parse_grant("deploy:staging:*:medium").unwrap()["max_risk"], "medium");
         assert!(parse_grant("deploy:staging").is_err());
     }
 }

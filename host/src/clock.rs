@@ -51,16 +51,9 @@ pub type SharedClock = Arc<dyn Clock>;
 
 /// Formats Unix microseconds as RFC 3339 (UTC, six fractional digits).
 pub fn format_micros(micros: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z", t.hour(), t.minute(), t.second(), t.microsecond())
 }
 
 /// Parses RFC 3339 into Unix microseconds.
@@ -78,10 +71,7 @@ mod tests {
         let now = SystemClock.now_micros();
         assert_eq!(parse_micros(&format_micros(now)), Some(now));
         assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            parse_micros("2026-11-26T10:00:00+01:00"),
-            parse_micros("2026-11-26T09:00:00Z")
-        );
+        assert_eq!(parse_micros("2026-11-26T10:00:00+01:00"), parse_micros("2026-11-26T09:00:00Z"));
         assert_eq!(parse_micros("yesterday"), None);
     }
 

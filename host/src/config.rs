@@ -25,6 +25,16 @@ pub struct Config {
     pub log: LogConfig,
     /// Overrides of the built-in policy.
     pub policy: PolicyOverrides,
+    /// WebAssembly plugins.
+    pub plugins: PluginsConfig,
+}
+
+/// `[plugins]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// A directory of plugins loaded at start: `<dir>/<name>/plugin.toml` and `plugin.wasm`.
+    pub dir: Option<PathBuf>,
 }
 
 /// `[server]`.
@@ -41,11 +51,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig {
-            listen: "127.0.0.1:8080".parse().expect("valid"),
-            body_limit_bytes: 256 * 1024,
-            shutdown_grace_secs: 30,
-        }
+        ServerConfig { listen: "127.0.0.1:8080".parse().expect("valid"), body_limit_bytes: 256 * 1024, shutdown_grace_secs: 30 }
     }
 }
 
@@ -69,13 +75,7 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig {
-            data_dir: PathBuf::from("./warden-data"),
-            database_url: String::new(),
-            max_connections: 8,
-            max_batch: 512,
-            cache_ttl_ms: 1000,
-        }
+        StorageConfig { data_dir: PathBuf::from("./warden-data"), database_url: String::new(), max_connections: 8, max_batch: 512, cache_ttl_ms: 1000 }
     }
 }
 
@@ -101,10 +101,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            filter: "info".into(),
-        }
+        LogConfig { format: LogFormat::Text, filter: "info".into() }
     }
 }
 
@@ -156,8 +153,7 @@ impl PolicyOverrides {
 impl Config {
     /// Reads a TOML file; a missing file is an error (the caller decides whether one is needed).
     pub fn from_file(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
@@ -165,9 +161,7 @@ impl Config {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         match path {
             Some(p) => Config::from_file(p),
-            None if Path::new("warden.toml").exists() => {
-                Config::from_file(Path::new("warden.toml"))
-            }
+            None if Path::new("warden.toml").exists() => Config::from_file(Path::new("warden.toml")),
             None => Ok(Config::default()),
         }
     }
@@ -175,10 +169,7 @@ impl Config {
     /// The database URL: the configured one, or SQLite under the data directory.
     pub fn database_url(&self) -> String {
         if self.storage.database_url.is_empty() {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.storage.data_dir.join("warden.db").display()
-            )
+            format!("sqlite://{}?mode=rwc", self.storage.data_dir.join("warden.db").display())
         } else {
             self.storage.database_url.clone()
         }
@@ -187,12 +178,7 @@ impl Config {
     /// Store options; creates the data directory for SQLite.
     pub fn store_options(&self) -> anyhow::Result<StoreOptions> {
         if self.storage.database_url.is_empty() {
-            std::fs::create_dir_all(&self.storage.data_dir).with_context(|| {
-                format!(
-                    "cannot create data directory {}",
-                    self.storage.data_dir.display()
-                )
-            })?;
+            std::fs::create_dir_all(&self.storage.data_dir).with_context(|| format!("cannot create data directory {}", self.storage.data_dir.display()))?;
         }
         Ok(StoreOptions {
             url: self.database_url(),
@@ -235,18 +221,13 @@ mod tests {
         let p = c.policy.apply();
         assert_eq!(p.mode, PolicyMode::Shadow);
         assert_eq!(p.risk["deploy"]["production"], RiskLevel::High);
-        assert_eq!(
-            p.risk["db_migration"],
-            Policy::default().risk["db_migration"]
-        );
+        assert_eq!(p.risk["db_migration"], Policy::default().risk["db_migration"]);
         assert_eq!(p.violation_modes["docs_update"], ViolationMode::Flag);
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = toml::from_str::<Config>("[server]\nlisten_on = \"x\"")
-            .unwrap_err()
-            .to_string();
+        let err = toml::from_str::<Config>("[server]\nlisten_on = \"x\"").unwrap_err().to_string();
         assert!(err.contains("listen_on"), "{err}");
     }
 }

@@ -21,6 +21,7 @@ use crate::clock::{SharedClock, format_micros};
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Agent, AgentStatus, Caller, Human, Role};
 use crate::metrics::Metrics;
+use crate::plugins::{Classifications, PluginHost, PluginReport, runtime::bindings::types as wit};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
 use crate::store::{Change, DecisionRow, Store, ViolationRow, Write};
 
@@ -170,8 +171,8 @@ pub struct DecisionAnswer {
     pub trust_score: Option<f64>,
     /// Policy version.
     pub policy_version: String,
-    /// Plugins that ran, as `name@version`.
-    pub plugins: Vec<String>,
+    /// Each plugin that ran: `name@version`, its verdict, fuel used and duration.
+    pub plugins: Vec<PluginReport>,
     /// Decision time (RFC 3339).
     pub decided_at: String,
 }
@@ -203,22 +204,18 @@ pub struct Engine {
     policy: Arc<CompiledPolicy>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    plugins: Arc<PluginHost>,
 }
 
 impl Engine {
     /// An engine over a store and a policy.
-    pub fn new(
-        store: Store,
-        policy: Arc<CompiledPolicy>,
-        clock: SharedClock,
-        metrics: Arc<Metrics>,
-    ) -> Engine {
-        Engine {
-            store,
-            policy,
-            clock,
-            metrics,
-        }
+    pub fn new(store: Store, policy: Arc<CompiledPolicy>, clock: SharedClock, metrics: Arc<Metrics>, plugins: Arc<PluginHost>) -> Engine {
+        Engine { store, policy, clock, metrics, plugins }
+    }
+
+    /// The loaded plugins.
+    pub fn plugins(&self) -> &Arc<PluginHost> {
+        &self.plugins
     }
 
     /// The effective policy.
@@ -227,49 +224,31 @@ impl Engine {
     }
 
     /// Decides, records durably, and answers.
-    pub async fn decide(
-        &self,
-        caller: &Caller,
-        request: DecisionRequest,
-    ) -> Result<DecisionAnswer> {
+    pub async fn decide(&self, caller: &Caller, request: DecisionRequest) -> Result<DecisionAnswer> {
         let started = Instant::now();
         let agent_id = resolve_agent(caller, &request)?;
         // Validate before touching the store: bad input is the caller's problem, whatever the store's state.
         validate(&self.policy, &request.action)?;
-        let agent = self.store.agent(&agent_id).await?.ok_or_else(|| {
-            Error::not_found("unknown_agent", format!("no agent `{agent_id}`")).at("agent")
-        })?;
+        let agent = self.store.agent(&agent_id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{agent_id}`")).at("agent"))?;
         let parents = self.parents(&agent).await?;
         let human = match &request.on_behalf_of {
-            Some(id) => Some(self.store.human(id).await?.ok_or_else(|| {
-                Error::not_found("unknown_human", format!("no human `{id}`")).at("on_behalf_of")
-            })?),
+            Some(id) => Some(self.store.human(id).await?.ok_or_else(|| Error::not_found("unknown_human", format!("no human `{id}`")).at("on_behalf_of"))?),
             None => None,
         };
         if let Some(id) = &request.approval_id {
             // Approvals are created by require_approval verdicts (stage 8, not yet built), so none exists to consume.
-            return Err(
-                Error::not_found("unknown_approval", format!("no approval `{id}`"))
-                    .at("approval_id"),
-            );
+            return Err(Error::not_found("unknown_approval", format!("no approval `{id}`")).at("approval_id"));
         }
         let now = self.clock.now_micros();
-        let subject = Subject {
-            agent,
-            parents,
-            human,
-        };
-        let judgement = judge(
-            &self.policy,
-            caller,
-            &subject,
-            request,
-            now,
-            uuid::Uuid::now_v7().to_string(),
-        )?;
+        // Stage 3 (plugins): classifiers see the action with the table's risk, in fresh instances.
+        let breaking = request.action.change.as_ref().is_some_and(|c| c.breaking);
+        let table = self.policy.table_risk(&request.action.class, &request.action.environment, breaking);
+        let classifications = self.plugins.classify(&plugin_action(&request.action, &agent, table, now)).await;
+        let subject = Subject { agent, parents, human };
+        let decision_id = uuid::Uuid::now_v7().to_string();
+        let judgement = judge(&self.policy, caller, &subject, request, now, decision_id, classifications)?;
         self.store.commit(judgement.change).await?;
-        self.metrics
-            .decision(judgement.answer.verdict, started.elapsed());
+        self.metrics.decision(judgement.answer.verdict, started.elapsed());
         Ok(judgement.answer)
     }
 
@@ -277,22 +256,10 @@ impl Engine {
         let mut parents: Vec<Agent> = Vec::new();
         let mut next = agent.parent.clone();
         while let Some(id) = next {
-            if parents.len() >= MAX_PARENT_DEPTH
-                || id == agent.id
-                || parents.iter().any(|p| p.id == id)
-            {
-                return Err(Error::new(
-                    Kind::Conflict,
-                    "parent_chain_invalid",
-                    format!(
-                        "agent `{}` has a parent chain that is too deep or loops",
-                        agent.id
-                    ),
-                ));
+            if parents.len() >= MAX_PARENT_DEPTH || id == agent.id || parents.iter().any(|p| p.id == id) {
+                return Err(Error::new(Kind::Conflict, "parent_chain_invalid", format!("agent `{}` has a parent chain that is too deep or loops", agent.id)));
             }
-            let parent = self.store.agent(&id).await?.ok_or_else(|| {
-                Error::internal(format!("parent `{id}` of `{}` is missing", agent.id))
-            })?;
+            let parent = self.store.agent(&id).await?.ok_or_else(|| Error::internal(format!("parent `{id}` of `{}` is missing", agent.id)))?;
             next = parent.parent.clone();
             parents.push(parent);
         }
@@ -300,42 +267,52 @@ impl Engine {
     }
 }
 
+/// The action as plugins see it.
+pub fn plugin_action(action: &Action, agent: &Agent, table_risk: RiskLevel, now: i64) -> wit::Action {
+    // Plugins have no clock: they get the hour of the week (Monday 00:00 UTC = 0; 1970-01-01 was a Thursday).
+    let hours = now.div_euclid(3_600_000_000);
+    let hour_of_week = ((hours + 3 * 24).rem_euclid(168)) as u16;
+    wit::Action {
+        agent: agent.id.clone(),
+        team: agent.team.clone(),
+        class: action.class.clone(),
+        environment: action.environment.clone(),
+        service: action.service.clone(),
+        resources: action.resources.clone(),
+        change: action.change.as_ref().map(|c| wit::ChangeSummary {
+            files_changed: c.files_changed,
+            lines_added: c.lines_added,
+            lines_deleted: c.lines_deleted,
+            paths: c.paths.clone(),
+            breaking: c.breaking,
+        }),
+        estimated_cost_usd: action.estimated_cost_usd,
+        reasoning: action.reasoning.clone(),
+        labels: action.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        hour_of_week,
+        table_risk: crate::plugins::wit_level(table_risk),
+    }
+}
+
 /// Which agent a request is for, given who calls.
 pub fn resolve_agent(caller: &Caller, request: &DecisionRequest) -> Result<String> {
     match caller.role {
         Role::Agent => {
-            let own = caller
-                .subject
-                .clone()
-                .ok_or_else(|| Error::internal("agent token without a subject"))?;
+            let own = caller.subject.clone().ok_or_else(|| Error::internal("agent token without a subject"))?;
             match &request.agent {
-                Some(named) if *named != own => Err(Error::forbidden(
-                    "acting_for_another_agent",
-                    format!("agent `{own}` may not ask for agent `{named}`"),
-                )
-                .at("agent")),
+                Some(named) if *named != own => {
+                    Err(Error::forbidden("acting_for_another_agent", format!("agent `{own}` may not ask for agent `{named}`")).at("agent"))
+                }
                 _ => Ok(own),
             }
         }
-        Role::Service | Role::Admin => request.agent.clone().ok_or_else(|| {
-            Error::field("agent", "required when the caller is not the agent itself")
-        }),
-        Role::Approver => Err(Error::forbidden(
-            "forbidden_role",
-            "approver tokens may not ask for decisions",
-        )),
+        Role::Service | Role::Admin => request.agent.clone().ok_or_else(|| Error::field("agent", "required when the caller is not the agent itself")),
+        Role::Approver => Err(Error::forbidden("forbidden_role", "approver tokens may not ask for decisions")),
     }
 }
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.len() > max {
-        Err(Error::field(
-            field,
-            format!("is {} bytes, over the limit of {max}", value.len()),
-        ))
-    } else {
-        Ok(())
-    }
+    if value.len() > max { Err(Error::field(field, format!("is {} bytes, over the limit of {max}", value.len()))) } else { Ok(()) }
 }
 
 fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
@@ -343,14 +320,8 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
         return Err(Error::field(field, "must not be empty"));
     }
     check_len(field, value, max)?;
-    if !value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
-    {
-        return Err(Error::field(
-            field,
-            format!("`{value}` may only contain letters, digits and - _ . / :"),
-        ));
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c)) {
+        return Err(Error::field(field, format!("`{value}` may only contain letters, digits and - _ . / :")));
     }
     Ok(())
 }
@@ -359,35 +330,19 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
 pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
     if !policy.knows_class(&action.class) {
         let known: Vec<&str> = policy.policy.risk.keys().map(String::as_str).collect();
-        return Err(Error::field(
-            "action.class",
-            format!(
-                "unknown action class `{}`; known: {}",
-                action.class,
-                known.join(", ")
-            ),
-        ));
+        return Err(Error::field("action.class", format!("unknown action class `{}`; known: {}", action.class, known.join(", "))));
     }
     check_name("action.environment", &action.environment, 64)?;
     check_name("action.service", &action.service, 128)?;
     if action.resources.len() > 256 {
-        return Err(Error::field(
-            "action.resources",
-            format!(
-                "{} resources, over the limit of 256",
-                action.resources.len()
-            ),
-        ));
+        return Err(Error::field("action.resources", format!("{} resources, over the limit of 256", action.resources.len())));
     }
     for (i, r) in action.resources.iter().enumerate() {
         check_len(&format!("action.resources[{i}]"), r, 512)?;
     }
     if let Some(change) = &action.change {
         if change.paths.len() > 10_000 {
-            return Err(Error::field(
-                "action.change.paths",
-                format!("{} paths, over the limit of 10000", change.paths.len()),
-            ));
+            return Err(Error::field("action.change.paths", format!("{} paths, over the limit of 10000", change.paths.len())));
         }
         for (i, p) in change.paths.iter().enumerate() {
             check_len(&format!("action.change.paths[{i}]"), p, 1024)?;
@@ -396,10 +351,7 @@ pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
     if let Some(cost) = action.estimated_cost_usd
         && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
     {
-        return Err(Error::field(
-            "action.estimated_cost_usd",
-            "must be a number from 0 to 1e9",
-        ));
+        return Err(Error::field("action.estimated_cost_usd", "must be a number from 0 to 1e9"));
     }
     if let Some(r) = &action.reasoning {
         check_len("action.reasoning", r, 16 * 1024)?;
@@ -418,10 +370,7 @@ pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
 }
 
 fn reason(code: &str, text: String) -> Reason {
-    Reason {
-        code: code.to_string(),
-        text,
-    }
+    Reason { code: code.to_string(), text }
 }
 
 /// Stages 3, 5 and 7 and the record of stage 9, without I/O.
@@ -432,61 +381,44 @@ pub fn judge(
     mut request: DecisionRequest,
     now: i64,
     decision_id: String,
+    plugins: Classifications,
 ) -> Result<Judgement> {
     let agent = &subject.agent;
     request.agent = Some(agent.id.clone());
     let action = &request.action;
-    let (class, env, service) = (
-        action.class.as_str(),
-        action.environment.as_str(),
-        action.service.as_str(),
-    );
+    let (class, env, service) = (action.class.as_str(), action.environment.as_str(), action.service.as_str());
     let mut reasons = Vec::new();
 
     // Stage 3: classification from the built-in table (classifier plugins may only raise it).
     let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
-    let level = policy.table_risk(class, env, breaking);
+    let table_level = policy.table_risk(class, env, breaking);
     let mut categories = vec![format!("class:{class}"), format!("environment:{env}")];
     if breaking {
         categories.push("breaking_change".to_string());
     }
-    let risk = Risk {
-        level,
-        score: level.base_score(),
-        categories,
-    };
+    // The merged risk is the highest of the table and every classifier: plugins only raise it.
+    let level = table_level.max(plugins.level.unwrap_or(table_level));
+    let score = table_level.base_score().max(plugins.score).max(level.base_score());
+    categories.extend(plugins.categories);
+    for (plugin, text) in plugins.reasons {
+        let failed = plugins.reports.iter().any(|r| r.plugin == plugin && r.outcome != "ok");
+        reasons.push(reason(if failed { "plugin_failed" } else { "plugin_risk" }, format!("{plugin}: {text}")));
+    }
+    let risk = Risk { level, score, categories };
 
     // Stage 5: effective tier and the grant.
     let mut tier = agent.tier;
     for parent in &subject.parents {
         if parent.tier < tier {
             tier = parent.tier;
-            reasons.push(reason(
-                "parent_cap",
-                format!(
-                    "parent agent `{}` is at tier {}, which caps this agent",
-                    parent.id, parent.tier
-                ),
-            ));
+            reasons.push(reason("parent_cap", format!("parent agent `{}` is at tier {}, which caps this agent", parent.id, parent.tier)));
         }
     }
     let tier_label = format!("tier {tier} ({})", policy.tier_name(tier));
     let suspended = if agent.status == AgentStatus::Suspended {
-        Some(reason(
-            "agent_suspended",
-            format!("agent `{}` is suspended", agent.id),
-        ))
+        Some(reason("agent_suspended", format!("agent `{}` is suspended", agent.id)))
     } else {
-        subject
-            .parents
-            .iter()
-            .find(|p| p.status == AgentStatus::Suspended)
-            .map(|p| {
-                reason(
-                    "parent_suspended",
-                    format!("parent agent `{}` is suspended", p.id),
-                )
-            })
+        subject.parents.iter().find(|p| p.status == AgentStatus::Suspended).map(|p| reason("parent_suspended", format!("parent agent `{}` is suspended", p.id)))
     };
     let mut violation: Option<&'static str> = None;
     let mut verdict = if let Some(r) = suspended {
@@ -495,34 +427,20 @@ pub fn judge(
     } else {
         match policy.permission(tier, class, env, service, level) {
             Permission::Allowed => {
-                reasons.push(reason(
-                    "grant_allows",
-                    format!("{tier_label} may {class} in {env} at {level} risk"),
-                ));
+                reasons.push(reason("grant_allows", format!("{tier_label} may {class} in {env} at {level} risk")));
                 Verdict::Allow
             }
             Permission::NeedsApproval => {
-                reasons.push(reason(
-                    "approval_required",
-                    format!(
-                        "{tier_label} needs a human's approval to {class} in {env} at {level} risk"
-                    ),
-                ));
+                reasons.push(reason("approval_required", format!("{tier_label} needs a human's approval to {class} in {env} at {level} risk")));
                 Verdict::RequireApproval
             }
             Permission::ExplicitDeny => {
-                reasons.push(reason(
-                    "explicit_deny",
-                    format!("a grant of {tier_label} denies {class} in {env} for {service}"),
-                ));
+                reasons.push(reason("explicit_deny", format!("a grant of {tier_label} denies {class} in {env} for {service}")));
                 violation = Some("explicit_deny");
                 Verdict::Deny
             }
             Permission::NoGrant => {
-                reasons.push(reason(
-                    "no_grant",
-                    format!("{tier_label} has no grant to {class} in {env} at {level} risk"),
-                ));
+                reasons.push(reason("no_grant", format!("{tier_label} has no grant to {class} in {env} at {level} risk")));
                 violation = Some("no_grant");
                 Verdict::Deny
             }
@@ -533,7 +451,10 @@ pub fn judge(
         && verdict != Verdict::Deny
         && !human.covers(class, env, service, level)
     {
-        reasons.push(reason("on_behalf_of_not_permitted", format!("`{}`, on whose behalf the agent acts, may not {class} in {env} for {service} at {level} risk", human.id)));
+        reasons.push(reason(
+            "on_behalf_of_not_permitted",
+            format!("`{}`, on whose behalf the agent acts, may not {class} in {env} for {service} at {level} risk", human.id),
+        ));
         violation = Some("on_behalf_of_not_permitted");
         verdict = Verdict::Deny;
     }
@@ -549,17 +470,18 @@ pub fn judge(
         match mode {
             ViolationMode::Block => {}
             ViolationMode::Flag => {
-                reasons.push(reason(
-                    "violation_flagged",
-                    format!(
-                        "{class} is in flag mode: allowed, and recorded as a violation for review"
-                    ),
-                ));
+                reasons.push(reason("violation_flagged", format!("{class} is in flag mode: allowed, and recorded as a violation for review")));
                 verdict = Verdict::Allow;
             }
             ViolationMode::Guard => {
-                reasons.push(reason("violation_guarded", format!("{class} is in guard mode: allowed under an automatic-rollback watch, and recorded as a violation")));
-                obligations.push(Obligation { kind: "rollback_guard".into(), detail: "an automatic-rollback watch is armed; send metric samples to /v1/decisions/{id}/signals".into() });
+                reasons.push(reason(
+                    "violation_guarded",
+                    format!("{class} is in guard mode: allowed under an automatic-rollback watch, and recorded as a violation"),
+                ));
+                obligations.push(Obligation {
+                    kind: "rollback_guard".into(),
+                    detail: "an automatic-rollback watch is armed; send metric samples to /v1/decisions/{id}/signals".into(),
+                });
                 verdict = Verdict::Allow;
             }
         }
@@ -582,13 +504,7 @@ pub fn judge(
     }
     let shadow_verdict = if shadow {
         let would = verdict;
-        reasons.push(reason(
-            "shadow_mode",
-            format!(
-                "shadow mode: enforcement would answer {}; nothing is blocked",
-                would.as_str()
-            ),
-        ));
+        reasons.push(reason("shadow_mode", format!("shadow mode: enforcement would answer {}; nothing is blocked", would.as_str())));
         verdict = Verdict::Allow;
         Some(would)
     } else {
@@ -607,7 +523,7 @@ pub fn judge(
         agent_tier: agent.tier,
         trust_score: None,
         policy_version: policy.version.clone(),
-        plugins: Vec::new(),
+        plugins: plugins.reports,
         decided_at: decided_at.clone(),
     };
 
@@ -639,6 +555,7 @@ pub fn judge(
             "risk": answer.risk,
             "reasons": answer.reasons,
             "tier": tier,
+            "plugins": answer.plugins,
             "caller": {"role": caller.role.as_str(), "id": caller.actor_id()},
         })),
     };
@@ -660,13 +577,7 @@ pub fn judge(
     };
     let mut writes = vec![Write::InsertDecision(row)];
     writes.extend(violation_row.map(Write::InsertViolation));
-    Ok(Judgement {
-        answer,
-        change: Change {
-            writes,
-            audit: vec![audit],
-        },
-    })
+    Ok(Judgement { answer, change: Change { writes, audit: vec![audit] } })
 }
 
 #[cfg(test)]
@@ -697,37 +608,20 @@ mod tests {
     }
 
     fn caller() -> Caller {
-        Caller {
-            token_id: "tok_1".into(),
-            role: Role::Service,
-            subject: None,
-        }
+        Caller { token_id: "tok_1".into(), role: Role::Service, subject: None }
     }
 
     fn request(class: &str, env: &str) -> DecisionRequest {
         serde_json::from_value(serde_json::json!({"agent": "a", "action": {"class": class, "environment": env, "service": "payments"}})).unwrap()
     }
 
-    fn verdict(
-        p: &CompiledPolicy,
-        subject: &Subject,
-        class: &str,
-        env: &str,
-    ) -> (Verdict, Option<Verdict>, Vec<String>) {
-        let j = judge(p, &caller(), subject, request(class, env), 0, "d1".into()).unwrap();
-        (
-            j.answer.verdict,
-            j.answer.shadow_verdict,
-            j.answer.reasons.into_iter().map(|r| r.code).collect(),
-        )
+    fn verdict(p: &CompiledPolicy, subject: &Subject, class: &str, env: &str) -> (Verdict, Option<Verdict>, Vec<String>) {
+        let j = judge(p, &caller(), subject, request(class, env), 0, "d1".into(), Classifications::default()).unwrap();
+        (j.answer.verdict, j.answer.shadow_verdict, j.answer.reasons.into_iter().map(|r| r.code).collect())
     }
 
     fn alone(a: Agent) -> Subject {
-        Subject {
-            agent: a,
-            parents: vec![],
-            human: None,
-        }
+        Subject { agent: a, parents: vec![], human: None }
     }
 
     #[test]
@@ -735,18 +629,9 @@ mod tests {
         let p = policy();
         let s = alone(agent("a", 2));
         assert_eq!(verdict(&p, &s, "deploy", "staging").0, Verdict::Allow);
-        assert_eq!(
-            verdict(&p, &s, "deploy", "production").0,
-            Verdict::RequireApproval
-        );
-        assert_eq!(
-            verdict(&p, &s, "db_migration", "production").0,
-            Verdict::RequireApproval
-        );
-        assert_eq!(
-            verdict(&p, &s, "security_policy_change", "staging").0,
-            Verdict::RequireApproval
-        );
+        assert_eq!(verdict(&p, &s, "deploy", "production").0, Verdict::RequireApproval);
+        assert_eq!(verdict(&p, &s, "db_migration", "production").0, Verdict::RequireApproval);
+        assert_eq!(verdict(&p, &s, "security_policy_change", "staging").0, Verdict::RequireApproval);
     }
 
     #[test]
@@ -754,22 +639,10 @@ mod tests {
         let p = policy();
         let s = alone(agent("a", 0));
         assert_eq!(verdict(&p, &s, "read", "production").0, Verdict::Allow);
-        for class in [
-            "docs_update",
-            "deploy",
-            "config_change",
-            "db_migration",
-            "infra_delete",
-        ] {
-            let j = judge(&p, &caller(), &s, request(class, "dev"), 0, "d".into()).unwrap();
+        for class in ["docs_update", "deploy", "config_change", "db_migration", "infra_delete"] {
+            let j = judge(&p, &caller(), &s, request(class, "dev"), 0, "d".into(), Classifications::default()).unwrap();
             assert_eq!(j.answer.verdict, Verdict::Deny, "{class}");
-            assert!(
-                j.change
-                    .writes
-                    .iter()
-                    .any(|w| matches!(w, Write::InsertViolation(_))),
-                "{class}"
-            );
+            assert!(j.change.writes.iter().any(|w| matches!(w, Write::InsertViolation(_))), "{class}");
         }
     }
 
@@ -788,11 +661,7 @@ mod tests {
             }],
             created_at: String::new(),
         };
-        let s = Subject {
-            agent: agent("a", 4),
-            parents: vec![],
-            human: Some(bob),
-        };
+        let s = Subject { agent: agent("a", 4), parents: vec![], human: Some(bob) };
         let (v, _, codes) = verdict(&p, &s, "deploy", "production");
         assert_eq!(v, Verdict::Deny);
         assert!(codes.contains(&"on_behalf_of_not_permitted".to_string()));
@@ -803,31 +672,12 @@ mod tests {
     fn parent_caps_and_suspension() {
         let p = policy();
         let mut parent = agent("boss", 1);
-        let s = Subject {
-            agent: agent("a", 3),
-            parents: vec![parent.clone()],
-            human: None,
-        };
-        let j = judge(
-            &p,
-            &caller(),
-            &s,
-            request("deploy", "production"),
-            0,
-            "d".into(),
-        )
-        .unwrap();
-        assert_eq!(
-            (j.answer.tier, j.answer.agent_tier, j.answer.verdict),
-            (1, 3, Verdict::Deny)
-        );
+        let s = Subject { agent: agent("a", 3), parents: vec![parent.clone()], human: None };
+        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Classifications::default()).unwrap();
+        assert_eq!((j.answer.tier, j.answer.agent_tier, j.answer.verdict), (1, 3, Verdict::Deny));
         parent.tier = 4;
         parent.status = AgentStatus::Suspended;
-        let s = Subject {
-            agent: agent("a", 3),
-            parents: vec![parent],
-            human: None,
-        };
+        let s = Subject { agent: agent("a", 3), parents: vec![parent], human: None };
         assert_eq!(verdict(&p, &s, "read", "dev").2, vec!["parent_suspended"]);
     }
 
@@ -836,61 +686,25 @@ mod tests {
         let p = policy();
         let mut a = agent("a", 0);
         a.shadow = true;
-        let j = judge(
-            &p,
-            &caller(),
-            &alone(a),
-            request("db_migration", "production"),
-            0,
-            "d".into(),
-        )
-        .unwrap();
-        assert_eq!(
-            (j.answer.verdict, j.answer.shadow_verdict),
-            (Verdict::Allow, Some(Verdict::Deny))
-        );
-        let Write::InsertDecision(row) = &j.change.writes[0] else {
-            panic!()
-        };
+        let j = judge(&p, &caller(), &alone(a), request("db_migration", "production"), 0, "d".into(), Classifications::default()).unwrap();
+        assert_eq!((j.answer.verdict, j.answer.shadow_verdict), (Verdict::Allow, Some(Verdict::Deny)));
+        let Write::InsertDecision(row) = &j.change.writes[0] else { panic!() };
         assert_eq!(row.shadow_verdict.as_deref(), Some("deny"));
-        assert_eq!(
-            j.change.audit[0].details.as_ref().unwrap()["shadow_verdict"],
-            "deny"
-        );
+        assert_eq!(j.change.audit[0].details.as_ref().unwrap()["shadow_verdict"], "deny");
     }
 
     #[test]
     fn flag_and_guard_modes_allow_and_record() {
         let mut policy = Policy::default();
-        policy
-            .violation_modes
-            .insert("deploy".into(), ViolationMode::Guard);
-        policy
-            .violation_modes
-            .insert("docs_update".into(), ViolationMode::Flag);
+        policy.violation_modes.insert("deploy".into(), ViolationMode::Guard);
+        policy.violation_modes.insert("docs_update".into(), ViolationMode::Flag);
         let p = CompiledPolicy::new(policy).unwrap();
         let s = alone(agent("a", 0));
-        let j = judge(
-            &p,
-            &caller(),
-            &s,
-            request("deploy", "production"),
-            0,
-            "d".into(),
-        )
-        .unwrap();
+        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Classifications::default()).unwrap();
         assert_eq!(j.answer.verdict, Verdict::Allow);
         assert_eq!(j.answer.obligations[0].kind, "rollback_guard");
         assert!(matches!(&j.change.writes[1], Write::InsertViolation(v) if v.mode == "guard"));
-        let j = judge(
-            &p,
-            &caller(),
-            &s,
-            request("docs_update", "dev"),
-            0,
-            "d".into(),
-        )
-        .unwrap();
+        let j = judge(&p, &caller(), &s, request("docs_update", "dev"), 0, "d".into(), Classifications::default()).unwrap();
         assert_eq!(j.answer.verdict, Verdict::Allow);
         assert!(matches!(&j.change.writes[1], Write::InsertViolation(v) if v.mode == "flag"));
     }
@@ -900,47 +714,25 @@ mod tests {
         let p = policy();
         let mut a = request("deploy", "prod").action;
         a.class = "teleport".into();
-        assert_eq!(
-            validate(&p, &a).unwrap_err().field.as_deref(),
-            Some("action.class")
-        );
+        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.class"));
         let mut a = request("deploy", "prod").action;
         a.resources = vec!["x".repeat(600)];
-        assert_eq!(
-            validate(&p, &a).unwrap_err().field.as_deref(),
-            Some("action.resources[0]")
-        );
+        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.resources[0]"));
         let mut a = request("deploy", "prod").action;
         a.estimated_cost_usd = Some(-1.0);
-        assert_eq!(
-            validate(&p, &a).unwrap_err().field.as_deref(),
-            Some("action.estimated_cost_usd")
-        );
+        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.estimated_cost_usd"));
         let mut a = request("deploy", "prod").action;
         a.service = "pay ments".into();
-        assert_eq!(
-            validate(&p, &a).unwrap_err().field.as_deref(),
-            Some("action.service")
-        );
+        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.service"));
     }
 
     #[test]
     fn agents_may_only_ask_for_themselves() {
-        let me = Caller {
-            token_id: "t".into(),
-            role: Role::Agent,
-            subject: Some("me".into()),
-        };
+        let me = Caller { token_id: "t".into(), role: Role::Agent, subject: Some("me".into()) };
         let mut r = request("read", "dev");
-        assert_eq!(
-            resolve_agent(&me, &r).unwrap_err().code,
-            "acting_for_another_agent"
-        );
+        assert_eq!(resolve_agent(&me, &r).unwrap_err().code, "acting_for_another_agent");
         r.agent = None;
         assert_eq!(resolve_agent(&me, &r).unwrap(), "me");
-        assert_eq!(
-            resolve_agent(&caller(), &r).unwrap_err().field.as_deref(),
-            Some("agent")
-        );
+        assert_eq!(resolve_agent(&caller(), &r).unwrap_err().field.as_deref(), Some("agent"));
     }
 }

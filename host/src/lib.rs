@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod plugins;
 pub mod policy;
 pub mod server;
 pub mod store;

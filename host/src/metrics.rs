@@ -27,44 +27,25 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("warden");
         let decisions = Family::<VerdictLabel, Counter>::default();
-        registry.register(
-            "decisions",
-            "Decisions answered, by verdict",
-            decisions.clone(),
-        );
+        registry.register("decisions", "Decisions answered, by verdict", decisions.clone());
         // 50 µs to ~1.6 s: the pipeline alone is microseconds, a durable commit milliseconds.
-        let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-            0.00005, 2.0, 16,
-        ));
-        registry.register(
-            "decision_duration_seconds",
-            "Time to decide and durably record a decision",
-            latency.clone(),
-        );
-        Metrics {
-            registry,
-            decisions,
-            latency,
-        }
+        let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 16));
+        registry.register("decision_duration_seconds", "Time to decide and durably record a decision", latency.clone());
+        Metrics { registry, decisions, latency }
     }
 }
 
 impl Metrics {
     /// Counts a decision and its latency.
     pub fn decision(&self, verdict: Verdict, took: Duration) {
-        self.decisions
-            .get_or_create(&VerdictLabel {
-                verdict: verdict.as_str(),
-            })
-            .inc();
+        self.decisions.get_or_create(&VerdictLabel { verdict: verdict.as_str() }).inc();
         self.latency.observe(took.as_secs_f64());
     }
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
@@ -80,17 +61,8 @@ mod tests {
         m.decision(Verdict::Allow, Duration::from_micros(100));
         m.decision(Verdict::Deny, Duration::from_millis(3));
         let text = m.render();
-        assert!(
-            text.contains("warden_decisions_total{verdict=\"allow\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("warden_decisions_total{verdict=\"deny\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("warden_decision_duration_seconds_count 3"),
-            "{text}"
-        );
+        assert!(text.contains("warden_decisions_total{verdict=\"allow\"} 2"), "{text}");
+        assert!(text.contains("warden_decisions_total{verdict=\"deny\"} 1"), "{text}");
+        assert!(text.contains("warden_decision_duration_seconds_count 3"), "{text}");
     }
 }

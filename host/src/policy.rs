@@ -12,9 +12,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 /// Risk levels, ordered from least to most risky.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskLevel {
     /// Routine, easily reversed.
@@ -121,42 +119,19 @@ fn is_allow(e: &Effect) -> bool {
 
 impl Grant {
     fn new(class: &str, environment: &str, max_risk: RiskLevel, effect: Effect) -> Grant {
-        Grant {
-            class: class.into(),
-            environment: environment.into(),
-            service: star(),
-            max_risk,
-            effect,
-        }
+        Grant { class: class.into(), environment: environment.into(), service: star(), max_risk, effect }
     }
 
     /// Whether the grant covers this action at this risk.
     pub fn covers(&self, class: &str, environment: &str, service: &str, risk: RiskLevel) -> bool {
-        risk <= self.max_risk
-            && glob_match(&self.class, class)
-            && glob_match(&self.environment, environment)
-            && glob_match(&self.service, service)
+        risk <= self.max_risk && glob_match(&self.class, class) && glob_match(&self.environment, environment) && glob_match(&self.service, service)
     }
 
     /// Checks the grant's patterns; `what` names it in the error (e.g. `grants[2]`).
     pub fn validate(&self, what: &str) -> Result<(), (String, String)> {
-        for (name, value) in [
-            ("class", &self.class),
-            ("environment", &self.environment),
-            ("service", &self.service),
-        ] {
-            if value.is_empty()
-                || value.len() > 128
-                || !value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.*/:".contains(c))
-            {
-                return Err((
-                    format!("{what}.{name}"),
-                    format!(
-                        "`{value}` is not a valid pattern (1–128 of a-z, 0-9, - _ . / : and *)"
-                    ),
-                ));
+        for (name, value) in [("class", &self.class), ("environment", &self.environment), ("service", &self.service)] {
+            if value.is_empty() || value.len() > 128 || !value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.*/:".contains(c)) {
+                return Err((format!("{what}.{name}"), format!("`{value}` is not a valid pattern (1–128 of a-z, 0-9, - _ . / : and *)")));
             }
         }
         Ok(())
@@ -173,8 +148,7 @@ pub fn glob_match(pattern: &str, value: &str) -> bool {
     }
     let parts: Vec<&str> = pattern.split('*').collect();
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !value.starts_with(first) || value.len() < first.len() + last.len() || !value.ends_with(last)
-    {
+    if !value.starts_with(first) || value.len() < first.len() + last.len() || !value.ends_with(last) {
         return false;
     }
     let mut rest = &value[first.len()..value.len() - last.len()];
@@ -231,15 +205,7 @@ impl Default for Policy {
     fn default() -> Policy {
         use RiskLevel::*;
         let risk_row = |dev, staging, production| -> BTreeMap<String, RiskLevel> {
-            [
-                ("dev", dev),
-                ("staging", staging),
-                ("production", production),
-                ("*", production),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()
+            [("dev", dev), ("staging", staging), ("production", production), ("*", production)].into_iter().map(|(k, v)| (k.to_string(), v)).collect()
         };
         let risk: BTreeMap<String, BTreeMap<String, RiskLevel>> = [
             ("read", risk_row(Low, Low, Low)),
@@ -258,12 +224,7 @@ impl Default for Policy {
         .collect();
         let g = Grant::new;
         let tiers = vec![
-            Tier {
-                tier: 0,
-                name: "observe".into(),
-                inherit: false,
-                grants: vec![g("read", "*", Critical, Effect::Allow)],
-            },
+            Tier { tier: 0, name: "observe".into(), inherit: false, grants: vec![g("read", "*", Critical, Effect::Allow)] },
             Tier {
                 tier: 1,
                 name: "sandbox".into(),
@@ -279,24 +240,10 @@ impl Default for Policy {
                 tier: 2,
                 name: "standard".into(),
                 inherit: true,
-                grants: vec![
-                    g("*", "dev", High, Effect::Allow),
-                    g("*", "staging", Medium, Effect::Allow),
-                    g("*", "*", Critical, Effect::Approve),
-                ],
+                grants: vec![g("*", "dev", High, Effect::Allow), g("*", "staging", Medium, Effect::Allow), g("*", "*", Critical, Effect::Approve)],
             },
-            Tier {
-                tier: 3,
-                name: "trusted".into(),
-                inherit: true,
-                grants: vec![g("*", "production", Low, Effect::Allow)],
-            },
-            Tier {
-                tier: 4,
-                name: "autonomous".into(),
-                inherit: true,
-                grants: vec![g("*", "production", Medium, Effect::Allow)],
-            },
+            Tier { tier: 3, name: "trusted".into(), inherit: true, grants: vec![g("*", "production", Low, Effect::Allow)] },
+            Tier { tier: 4, name: "autonomous".into(), inherit: true, grants: vec![g("*", "production", Medium, Effect::Allow)] },
         ];
         Policy {
             mode: PolicyMode::Enforce,
@@ -341,44 +288,25 @@ impl CompiledPolicy {
         let mut tiers = policy.tiers.clone();
         tiers.sort_by_key(|t| t.tier);
         let numbers: Vec<u8> = tiers.iter().map(|t| t.tier).collect();
-        anyhow::ensure!(
-            numbers == (0..=MAX_TIER).collect::<Vec<_>>(),
-            "policy.tiers must define tiers 0 to 4 exactly once each, found {numbers:?}"
-        );
+        anyhow::ensure!(numbers == (0..=MAX_TIER).collect::<Vec<_>>(), "policy.tiers must define tiers 0 to 4 exactly once each, found {numbers:?}");
         for class in policy.violation_modes.keys() {
-            anyhow::ensure!(
-                policy.risk.contains_key(class),
-                "policy.violation_modes names action class `{class}` that has no row in policy.risk"
-            );
+            anyhow::ensure!(policy.risk.contains_key(class), "policy.violation_modes names action class `{class}` that has no row in policy.risk");
         }
         for (class, row) in &policy.risk {
-            anyhow::ensure!(
-                row.contains_key("*"),
-                "policy.risk.{class} needs a `*` column for environments it does not name"
-            );
+            anyhow::ensure!(row.contains_key("*"), "policy.risk.{class} needs a `*` column for environments it does not name");
         }
         let mut tier_grants: Vec<Vec<Grant>> = Vec::new();
         for tier in &tiers {
             for (i, grant) in tier.grants.iter().enumerate() {
-                grant
-                    .validate(&format!("policy.tiers[{}].grants[{i}]", tier.tier))
-                    .map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
+                grant.validate(&format!("policy.tiers[{}].grants[{i}]", tier.tier)).map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
             }
-            let mut grants = if tier.inherit {
-                tier_grants.last().cloned().unwrap_or_default()
-            } else {
-                Vec::new()
-            };
+            let mut grants = if tier.inherit { tier_grants.last().cloned().unwrap_or_default() } else { Vec::new() };
             grants.extend(tier.grants.iter().cloned());
             tier_grants.push(grants);
         }
         let canonical = serde_json::to_vec(&policy)?;
         let version = format!("p-{}", &hex::encode(Sha256::digest(&canonical))[..16]);
-        Ok(CompiledPolicy {
-            policy,
-            version,
-            tier_grants,
-        })
+        Ok(CompiledPolicy { policy, version, tier_grants })
     }
 
     /// Whether the class is one the policy knows.
@@ -389,33 +317,15 @@ impl CompiledPolicy {
     /// Risk from the built-in table (class × environment), raised for breaking changes.
     pub fn table_risk(&self, class: &str, environment: &str, breaking: bool) -> RiskLevel {
         let row = &self.policy.risk[class];
-        let base = row
-            .get(environment)
-            .or_else(|| row.get("*"))
-            .copied()
-            .unwrap_or(RiskLevel::Critical);
-        if breaking {
-            base.max(self.policy.breaking_change_risk)
-        } else {
-            base
-        }
+        let base = row.get(environment).or_else(|| row.get("*")).copied().unwrap_or(RiskLevel::Critical);
+        if breaking { base.max(self.policy.breaking_change_risk) } else { base }
     }
 
     /// What the grants of `tier` say about this action. Deny wins, then allow, then approve.
-    pub fn permission(
-        &self,
-        tier: u8,
-        class: &str,
-        environment: &str,
-        service: &str,
-        risk: RiskLevel,
-    ) -> Permission {
+    pub fn permission(&self, tier: u8, class: &str, environment: &str, service: &str, risk: RiskLevel) -> Permission {
         let grants = &self.tier_grants[usize::from(tier.min(MAX_TIER))];
         let (mut allow, mut approve) = (false, false);
-        for g in grants
-            .iter()
-            .filter(|g| g.covers(class, environment, service, risk))
-        {
+        for g in grants.iter().filter(|g| g.covers(class, environment, service, risk)) {
             match g.effect {
                 Effect::Deny => return Permission::ExplicitDeny,
                 Effect::Allow => allow = true,
@@ -433,21 +343,12 @@ impl CompiledPolicy {
 
     /// The violation mode for a class.
     pub fn violation_mode(&self, class: &str) -> ViolationMode {
-        self.policy
-            .violation_modes
-            .get(class)
-            .copied()
-            .unwrap_or(self.policy.default_violation_mode)
+        self.policy.violation_modes.get(class).copied().unwrap_or(self.policy.default_violation_mode)
     }
 
     /// The name of a tier.
     pub fn tier_name(&self, tier: u8) -> &str {
-        self.policy
-            .tiers
-            .iter()
-            .find(|t| t.tier == tier)
-            .map(|t| t.name.as_str())
-            .unwrap_or("unknown")
+        self.policy.tiers.iter().find(|t| t.tier == tier).map(|t| t.name.as_str()).unwrap_or("unknown")
     }
 }
 
@@ -475,9 +376,7 @@ mod tests {
     #[test]
     fn default_tier_table_matches_design() {
         let p = compiled();
-        let perm = |tier, class: &str, env: &str| {
-            p.permission(tier, class, env, "svc", p.table_risk(class, env, false))
-        };
+        let perm = |tier, class: &str, env: &str| p.permission(tier, class, env, "svc", p.table_risk(class, env, false));
         // observe: reads only.
         assert_eq!(perm(0, "read", "production"), Permission::Allowed);
         assert_eq!(perm(0, "docs_update", "dev"), Permission::NoGrant);
@@ -488,76 +387,40 @@ mod tests {
         // standard: staging alone, production and risky changes with approval.
         assert_eq!(perm(2, "deploy", "staging"), Permission::Allowed);
         assert_eq!(perm(2, "deploy", "production"), Permission::NeedsApproval);
-        assert_eq!(
-            perm(2, "db_migration", "staging"),
-            Permission::NeedsApproval
-        );
-        assert_eq!(
-            perm(2, "security_policy_change", "staging"),
-            Permission::NeedsApproval
-        );
+        assert_eq!(perm(2, "db_migration", "staging"), Permission::NeedsApproval);
+        assert_eq!(perm(2, "security_policy_change", "staging"), Permission::NeedsApproval);
         // trusted: low-risk production alone, medium and above approved.
         assert_eq!(perm(3, "deploy", "production"), Permission::Allowed);
-        assert_eq!(
-            perm(3, "infra_create", "production"),
-            Permission::NeedsApproval
-        );
-        assert_eq!(
-            perm(3, "db_migration", "production"),
-            Permission::NeedsApproval
-        );
+        assert_eq!(perm(3, "infra_create", "production"), Permission::NeedsApproval);
+        assert_eq!(perm(3, "db_migration", "production"), Permission::NeedsApproval);
         // autonomous: medium production alone, high and critical approved.
         assert_eq!(perm(4, "infra_create", "production"), Permission::Allowed);
-        assert_eq!(
-            perm(4, "db_migration", "production"),
-            Permission::NeedsApproval
-        );
-        assert_eq!(
-            perm(4, "security_policy_change", "production"),
-            Permission::NeedsApproval
-        );
+        assert_eq!(perm(4, "db_migration", "production"), Permission::NeedsApproval);
+        assert_eq!(perm(4, "security_policy_change", "production"), Permission::NeedsApproval);
     }
 
     #[test]
     fn unknown_environment_is_as_strict_as_production() {
         let p = compiled();
-        assert_eq!(
-            p.table_risk("db_migration", "prod-eu", false),
-            p.table_risk("db_migration", "production", false)
-        );
+        assert_eq!(p.table_risk("db_migration", "prod-eu", false), p.table_risk("db_migration", "production", false));
         // A tier-3 production grant names `production`, so `prod-eu` needs approval.
-        assert_eq!(
-            p.permission(3, "deploy", "prod-eu", "svc", Low),
-            Permission::NeedsApproval
-        );
+        assert_eq!(p.permission(3, "deploy", "prod-eu", "svc", Low), Permission::NeedsApproval);
     }
 
     #[test]
     fn breaking_change_raises_risk_never_lowers() {
         let p = compiled();
         assert_eq!(p.table_risk("deploy", "production", true), High);
-        assert_eq!(
-            p.table_risk("security_policy_change", "production", true),
-            Critical
-        );
+        assert_eq!(p.table_risk("security_policy_change", "production", true), Critical);
     }
 
     #[test]
     fn explicit_deny_wins_over_allow() {
         let mut policy = Policy::default();
-        policy.tiers[4].grants.push(Grant {
-            service: "payments".into(),
-            ..Grant::new("deploy", "*", Critical, Effect::Deny)
-        });
+        policy.tiers[4].grants.push(Grant { service: "payments".into(), ..Grant::new("deploy", "*", Critical, Effect::Deny) });
         let p = CompiledPolicy::new(policy).unwrap();
-        assert_eq!(
-            p.permission(4, "deploy", "production", "payments", Low),
-            Permission::ExplicitDeny
-        );
-        assert_eq!(
-            p.permission(4, "deploy", "production", "orders", Low),
-            Permission::Allowed
-        );
+        assert_eq!(p.permission(4, "deploy", "production", "payments", Low), Permission::ExplicitDeny);
+        assert_eq!(p.permission(4, "deploy", "production", "orders", Low), Permission::Allowed);
     }
 
     #[test]
@@ -573,20 +436,9 @@ mod tests {
     fn rejects_incomplete_tiers_and_unknown_classes() {
         let mut p = Policy::default();
         p.tiers.pop();
-        assert!(
-            CompiledPolicy::new(p)
-                .unwrap_err()
-                .to_string()
-                .contains("tiers 0 to 4")
-        );
+        assert!(CompiledPolicy::new(p).unwrap_err().to_string().contains("tiers 0 to 4"));
         let mut p = Policy::default();
-        p.violation_modes
-            .insert("teleport".into(), ViolationMode::Flag);
-        assert!(
-            CompiledPolicy::new(p)
-                .unwrap_err()
-                .to_string()
-                .contains("teleport")
-        );
+        p.violation_modes.insert("teleport".into(), ViolationMode::Flag);
+        assert!(CompiledPolicy::new(p).unwrap_err().to_string().contains("teleport"));
     }
 }

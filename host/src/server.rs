@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::identity::{Role, hash_token};
 use crate::metrics::Metrics;
+use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
 use crate::store::{Change, Store};
 
@@ -30,23 +31,18 @@ pub struct Warden {
 impl Warden {
     /// Opens the store (applying migrations) and compiles the policy.
     pub async fn open(config: Config, clock: SharedClock) -> anyhow::Result<Warden> {
-        let policy = Arc::new(
-            CompiledPolicy::new(config.policy.apply())
-                .context("invalid [policy] in the configuration")?,
-        );
+        let policy = Arc::new(CompiledPolicy::new(config.policy.apply()).context("invalid [policy] in the configuration")?);
         let store = Store::open(&config.store_options()?).await?;
         let metrics = Arc::new(Metrics::default());
         record_policy(&store, &policy, clock.now_micros()).await?;
-        let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone());
-        Ok(Warden {
-            state: AppState {
-                engine,
-                store,
-                clock,
-                metrics,
-            },
-            config,
-        })
+        let plugins = Arc::new(PluginHost::new()?);
+        if let Some(dir) = &config.plugins.dir {
+            for id in plugins.load_dir(dir)? {
+                tracing::info!(plugin = %id, "plugin loaded");
+            }
+        }
+        let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone(), plugins);
+        Ok(Warden { state: AppState { engine, store, clock, metrics }, config })
     }
 
     /// Opens with the system clock.
@@ -56,32 +52,15 @@ impl Warden {
 
     /// Seeds the admin token named by `WARDEN_BOOTSTRAP_ADMIN_TOKEN`, if not already there.
     pub async fn seed_bootstrap_token(&self, secret: &str) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            secret.len() >= 32,
-            "WARDEN_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters"
-        );
+        anyhow::ensure!(secret.len() >= 32, "WARDEN_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters");
         let store = &self.state.store;
         if store.token_by_hash(&hash_token(secret)).await?.is_some() {
             return Ok(());
         }
-        let actor = Actor {
-            kind: "admin".into(),
-            id: "bootstrap".into(),
-            tool: None,
-            model: None,
-            token_id: None,
-        };
+        let actor = Actor { kind: "admin".into(), id: "bootstrap".into(), tool: None, model: None, token_id: None };
         let now = self.state.clock.now_micros();
-        match api::tokens::issue(
-            store,
-            actor,
-            Role::Admin,
-            Some("bootstrap".into()),
-            "WARDEN_BOOTSTRAP_ADMIN_TOKEN".into(),
-            Some(secret.to_string()),
-            now,
-        )
-        .await
+        match api::tokens::issue(store, actor, Role::Admin, Some("bootstrap".into()), "WARDEN_BOOTSTRAP_ADMIN_TOKEN".into(), Some(secret.to_string()), now)
+            .await
         {
             Ok(_) => Ok(()),
             // Another replica seeded it first.
@@ -92,11 +71,7 @@ impl Warden {
 
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish
     /// (for at most `server.shutdown_grace_secs`) and closes the store.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         let store = self.state.store.clone();
         let app = api::router(self.state, self.config.server.body_limit_bytes);
@@ -127,13 +102,7 @@ async fn record_policy(store: &Store, policy: &CompiledPolicy, now: i64) -> anyh
     let record = AuditRecord {
         event_type: "policy.loaded".into(),
         at: crate::clock::format_micros(now),
-        actor: Actor {
-            kind: "admin".into(),
-            id: "configuration".into(),
-            tool: None,
-            model: None,
-            token_id: None,
-        },
+        actor: Actor { kind: "admin".into(), id: "configuration".into(), tool: None, model: None, token_id: None },
         agent: None,
         on_behalf_of: None,
         authorizing_human: None,
@@ -147,12 +116,7 @@ async fn record_policy(store: &Store, policy: &CompiledPolicy, now: i64) -> anyh
         decision_id: None,
         details: Some(serde_json::to_value(&policy.policy)?),
     };
-    store
-        .commit(Change {
-            writes: vec![],
-            audit: vec![record],
-        })
-        .await?;
+    store.commit(Change { writes: vec![], audit: vec![record] }).await?;
     tracing::info!(version = %policy.version, "policy changed; recorded in the audit trail");
     Ok(())
 }

@@ -204,9 +204,7 @@ impl ReadCache {
             return None;
         }
         let map = map.lock().expect("cache lock");
-        map.get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, v)| v.clone())
+        map.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
     }
 
     fn put<V>(&self, map: &Mutex<HashMap<String, (Instant, V)>>, key: &str, value: V) {
@@ -250,10 +248,7 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            anyhow::bail!(
-                "unsupported database URL `{}`: use sqlite://… or postgres://…",
-                redact(url)
-            );
+            anyhow::bail!("unsupported database URL `{}`: use sqlite://… or postgres://…", redact(url));
         };
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1) + 1)
@@ -279,35 +274,14 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&pool)
-            .await
-            .context("cannot apply database migrations")?;
+        migrator.run(&pool).await.context("cannot apply database migrations")?;
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(
-            Writer {
-                pool: pool.clone(),
-                backend,
-                conn: None,
-                max_batch: options.max_batch.max(1),
-            }
-            .run(rx),
-        );
+        tokio::spawn(Writer { pool: pool.clone(), backend, conn: None, max_batch: options.max_batch.max(1) }.run(rx));
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoint_wal(pool.clone()));
         }
-        let cache = Arc::new(ReadCache {
-            ttl: options.cache_ttl,
-            tokens: Default::default(),
-            agents: Default::default(),
-            humans: Default::default(),
-        });
-        Ok(Store {
-            pool,
-            backend,
-            writer: tx,
-            cache,
-        })
+        let cache = Arc::new(ReadCache { ttl: options.cache_ttl, tokens: Default::default(), agents: Default::default(), humans: Default::default() });
+        Ok(Store { pool, backend, writer: tx, cache })
     }
 
     /// Which database this is.
@@ -319,24 +293,14 @@ impl Store {
     pub async fn commit(&self, change: Change) -> Result<()> {
         // Identity changes evict the cache before and after: a read racing the commit cannot
         // keep the old row for long. Decisions (the hot path) change nothing cached.
-        let evicts = change.writes.iter().any(|w| {
-            !matches!(
-                w,
-                Write::InsertDecision(_) | Write::InsertViolation(_) | Write::InsertToken(_)
-            )
-        });
+        let evicts = change.writes.iter().any(|w| !matches!(w, Write::InsertDecision(_) | Write::InsertViolation(_) | Write::InsertToken(_)));
         let copy = evicts.then(|| change.clone());
         if let Some(c) = &copy {
             self.cache.evict(c);
         }
         let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Msg::Job(Job { change, reply }))
-            .await
-            .map_err(|_| Error::unavailable("the writer has stopped"))?;
-        let result = rx
-            .await
-            .map_err(|_| Error::unavailable("the writer has stopped"))?;
+        self.writer.send(Msg::Job(Job { change, reply })).await.map_err(|_| Error::unavailable("the writer has stopped"))?;
+        let result = rx.await.map_err(|_| Error::unavailable("the writer has stopped"))?;
         if let Some(c) = &copy {
             self.cache.evict(c);
         }
@@ -345,9 +309,7 @@ impl Store {
 
     /// Checks that the database answers and holds Warden's schema.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
+        sqlx::query("SELECT seq FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
         Ok(())
     }
 
@@ -378,9 +340,8 @@ impl Store {
 
     /// Every token, newest first.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        let rows = sqlx::query("SELECT id, hash, role, subject, note, created_at, revoked_at FROM tokens ORDER BY created_at DESC")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, hash, role, subject, note, created_at, revoked_at FROM tokens ORDER BY created_at DESC").fetch_all(&self.pool).await?;
         rows.iter().map(token_from_row).collect()
     }
 
@@ -398,29 +359,15 @@ impl Store {
 
     /// One agent from the database, never from the cache (for read-modify-write).
     pub async fn agent_fresh(&self, id: &str) -> Result<Option<Agent>> {
-        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
         row.map(|r| agent_from_row(&r)).transpose()
     }
 
     /// Agents, optionally of one team, by id.
     pub async fn agents(&self, team: Option<&str>) -> Result<Vec<Agent>> {
         let rows = match team {
-            Some(team) => {
-                sqlx::query(&format!(
-                    "SELECT {AGENT_COLUMNS} FROM agents WHERE team = $1 ORDER BY id"
-                ))
-                .bind(team)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id"))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+            Some(team) => sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE team = $1 ORDER BY id")).bind(team).fetch_all(&self.pool).await?,
+            None => sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id")).fetch_all(&self.pool).await?,
         };
         rows.iter().map(agent_from_row).collect()
     }
@@ -430,10 +377,7 @@ impl Store {
         if let Some(h) = self.cache.get(&self.cache.humans, id) {
             return Ok(Some(h));
         }
-        let row = sqlx::query("SELECT id, team, grants, created_at FROM humans WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT id, team, grants, created_at FROM humans WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         let human = row.map(|r| human_from_row(&r)).transpose()?;
         if let Some(h) = &human {
             self.cache.put(&self.cache.humans, id, h.clone());
@@ -443,45 +387,34 @@ impl Store {
 
     /// Every human, by id.
     pub async fn humans(&self) -> Result<Vec<Human>> {
-        let rows = sqlx::query("SELECT id, team, grants, created_at FROM humans ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT id, team, grants, created_at FROM humans ORDER BY id").fetch_all(&self.pool).await?;
         rows.iter().map(human_from_row).collect()
     }
 
     /// A recorded decision: its agent and its answer as JSON.
     pub async fn decision(&self, id: &str) -> Result<Option<(String, String)>> {
-        let row = sqlx::query("SELECT agent_id, answer FROM decisions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get("agent_id")?, r.try_get("answer")?)))
-            .transpose()?)
+        let row = sqlx::query("SELECT agent_id, answer FROM decisions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("agent_id")?, r.try_get("answer")?))).transpose()?)
     }
 
     /// How many audit records refer to a decision.
     pub async fn count_audit_for_decision(&self, decision_id: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE decision_id = $1")
-            .bind(decision_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE decision_id = $1").bind(decision_id).fetch_one(&self.pool).await?;
         Ok(row.try_get::<i64, _>("n")?)
     }
 
     /// The policy version of the newest `policy.loaded` audit record.
     pub async fn last_policy_version(&self) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT record FROM audit_events WHERE event_type = 'policy.loaded' ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT record FROM audit_events WHERE event_type = 'policy.loaded' ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
-        let record: AuditRecord =
-            serde_json::from_str(&row.try_get::<String, _>("record")?).map_err(Error::internal)?;
+        let record: AuditRecord = serde_json::from_str(&row.try_get::<String, _>("record")?).map_err(Error::internal)?;
         Ok(record.policy_version)
     }
 
     /// Audit records matching a filter, in chain order.
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let mut sql =
-            String::from("SELECT seq, record, prev_hash, hash FROM audit_events WHERE 1 = 1");
+        let mut sql = String::from("SELECT seq, record, prev_hash, hash FROM audit_events WHERE 1 = 1");
         let mut args: Vec<Arg> = Vec::new();
         let mut cond = |column: &str, op: &str, arg: Arg| {
             args.push(arg);
@@ -511,10 +444,7 @@ impl Store {
         if let Some(v) = filter.after_seq {
             cond("seq", ">", Arg::Int(v));
         }
-        sql.push_str(&format!(
-            " ORDER BY seq LIMIT {}",
-            filter.limit.clamp(1, 1001)
-        ));
+        sql.push_str(&format!(" ORDER BY seq LIMIT {}", filter.limit.clamp(1, 1001)));
         let mut query = sqlx::query(&sql);
         for arg in args {
             query = match arg {
@@ -572,9 +502,7 @@ impl Store {
                 after = row.seq;
             }
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
         Ok(verifier.finish(head.try_get("seq")?, &head.try_get::<String, _>("hash")?))
     }
 }
@@ -588,10 +516,7 @@ async fn checkpoint_wal(pool: AnyPool) {
         if pool.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
             tracing::debug!(error = %e, "WAL checkpoint skipped");
         }
     }
@@ -608,12 +533,7 @@ pub fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
                 None => url.to_string(),
             }
         }
@@ -634,11 +554,7 @@ fn agent_from_row(r: &AnyRow) -> Result<Agent> {
         tier: small(r.try_get("tier")?)?,
         ceiling: small(r.try_get("ceiling")?)?,
         parent: r.try_get("parent")?,
-        status: if status == "suspended" {
-            AgentStatus::Suspended
-        } else {
-            AgentStatus::Active
-        },
+        status: if status == "suspended" { AgentStatus::Suspended } else { AgentStatus::Active },
         shadow: r.try_get::<i64, _>("shadow")? != 0,
         version: r.try_get("version")?,
         created_at: format_micros(r.try_get("created_at")?),
@@ -665,8 +581,7 @@ fn token_from_row(r: &AnyRow) -> Result<TokenRecord> {
     Ok(TokenRecord {
         id: r.try_get("id")?,
         hash: r.try_get("hash")?,
-        role: Role::parse(&role)
-            .ok_or_else(|| Error::internal(format!("stored role `{role}` is unknown")))?,
+        role: Role::parse(&role).ok_or_else(|| Error::internal(format!("stored role `{role}` is unknown")))?,
         subject: r.try_get("subject")?,
         note: r.try_get("note")?,
         created_at: r.try_get("created_at")?,
@@ -696,9 +611,7 @@ impl Writer {
                 match msg {
                     Msg::Job(job) if stop.is_none() => batch.push(job),
                     Msg::Job(job) => {
-                        let _ = job
-                            .reply
-                            .send(Err(Error::unavailable("the store is closing")));
+                        let _ = job.reply.send(Err(Error::unavailable("the store is closing")));
                     }
                     Msg::Stop(ack) => stop = Some(ack),
                 }
@@ -712,9 +625,7 @@ impl Writer {
             if let Some(ack) = stop {
                 rx.close();
                 while let Ok(Msg::Job(job)) = rx.try_recv() {
-                    let _ = job
-                        .reply
-                        .send(Err(Error::unavailable("the store is closing")));
+                    let _ = job.reply.send(Err(Error::unavailable("the store is closing")));
                 }
                 self.conn = None;
                 let _ = ack.send(());
@@ -743,26 +654,20 @@ impl Writer {
                 self.conn = None;
                 let mut results = Vec::with_capacity(jobs.len());
                 for job in jobs {
-                    results.push(
-                        match self.try_commit(std::iter::once(&job.change), false).await {
-                            Ok(mut r) => r.remove(0),
-                            Err(e) => {
-                                self.conn = None;
-                                Err(Error::unavailable(e))
-                            }
-                        },
-                    );
+                    results.push(match self.try_commit(std::iter::once(&job.change), false).await {
+                        Ok(mut r) => r.remove(0),
+                        Err(e) => {
+                            self.conn = None;
+                            Err(Error::unavailable(e))
+                        }
+                    });
                 }
                 results
             }
         }
     }
 
-    async fn try_commit<'a>(
-        &mut self,
-        changes: impl Iterator<Item = &'a Change>,
-        batch: bool,
-    ) -> std::result::Result<Vec<Result<()>>, sqlx::Error> {
+    async fn try_commit<'a>(&mut self, changes: impl Iterator<Item = &'a Change>, batch: bool) -> std::result::Result<Vec<Result<()>>, sqlx::Error> {
         let backend = self.backend;
         let conn = self.connection().await?;
         commit_batch(conn, backend, changes, batch).await
@@ -784,12 +689,7 @@ async fn commit_batch<'a>(
     changes: impl Iterator<Item = &'a Change>,
     batch: bool,
 ) -> std::result::Result<Vec<Result<()>>, sqlx::Error> {
-    conn.execute(if backend == Backend::Sqlite {
-        "BEGIN IMMEDIATE"
-    } else {
-        "BEGIN"
-    })
-    .await?;
+    conn.execute(if backend == Backend::Sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" }).await?;
     let result = apply_all(conn, backend, changes, batch).await;
     match result {
         Ok((results, true)) => {
@@ -835,9 +735,7 @@ async fn apply_all<'a>(
                     if let Err(e) = apply(conn, other).await? {
                         if i > 0 {
                             if batch {
-                                return Err(sqlx::Error::Protocol(format!(
-                                    "change failed after its first write: {e}"
-                                )));
+                                return Err(sqlx::Error::Protocol(format!("change failed after its first write: {e}")));
                             }
                             return Ok((vec![Err(e)], false));
                         }
@@ -850,20 +748,10 @@ async fn apply_all<'a>(
         if outcome.is_ok() {
             for record in &change.audit {
                 seq += 1;
-                let json = serde_json::to_string(record)
-                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                let json = serde_json::to_string(record).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
                 let next = audit::chain_hash(&hash, seq, &json);
-                let at = crate::clock::parse_micros(&record.at).ok_or_else(|| {
-                    sqlx::Error::Protocol(format!("audit time `{}` is not RFC 3339", record.at))
-                })?;
-                audit_rows.push(AuditRow {
-                    seq,
-                    at,
-                    record,
-                    json,
-                    prev_hash: std::mem::replace(&mut hash, next.clone()),
-                    hash: next,
-                });
+                let at = crate::clock::parse_micros(&record.at).ok_or_else(|| sqlx::Error::Protocol(format!("audit time `{}` is not RFC 3339", record.at)))?;
+                audit_rows.push(AuditRow { seq, at, record, json, prev_hash: std::mem::replace(&mut hash, next.clone()), hash: next });
             }
         }
         results.push(outcome);
@@ -872,11 +760,7 @@ async fn apply_all<'a>(
     insert_violations(conn, &violations).await?;
     insert_audit(conn, &audit_rows).await?;
     if seq != start_seq {
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(&hash)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1").bind(seq).bind(&hash).execute(&mut *conn).await?;
     }
     Ok((results, true))
 }
@@ -909,10 +793,7 @@ fn multi_insert(table_and_columns: &str, columns: usize, rows: usize) -> String 
     sql
 }
 
-async fn insert_decisions(
-    conn: &mut AnyConnection,
-    rows: &[&DecisionRow],
-) -> std::result::Result<(), sqlx::Error> {
+async fn insert_decisions(conn: &mut AnyConnection, rows: &[&DecisionRow]) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_insert(
             "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer)",
@@ -942,16 +823,9 @@ async fn insert_decisions(
     Ok(())
 }
 
-async fn insert_violations(
-    conn: &mut AnyConnection,
-    rows: &[&ViolationRow],
-) -> std::result::Result<(), sqlx::Error> {
+async fn insert_violations(conn: &mut AnyConnection, rows: &[&ViolationRow]) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = multi_insert(
-            "violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)",
-            9,
-            chunk.len(),
-        );
+        let sql = multi_insert("violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)", 9, chunk.len());
         let mut q = sqlx::query(&sql);
         for v in chunk {
             q = q
@@ -970,10 +844,7 @@ async fn insert_violations(
     Ok(())
 }
 
-async fn insert_audit(
-    conn: &mut AnyConnection,
-    rows: &[AuditRow<'_>],
-) -> std::result::Result<(), sqlx::Error> {
+async fn insert_audit(conn: &mut AnyConnection, rows: &[AuditRow<'_>]) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_insert(
             "audit_events (seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, record, prev_hash, hash)",
@@ -1002,11 +873,7 @@ async fn insert_audit(
 }
 
 fn affected(n: u64, kind: Kind, code: &'static str, message: String) -> Result<()> {
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(Error::new(kind, code, message))
-    }
+    if n == 1 { Ok(()) } else { Err(Error::new(kind, code, message)) }
 }
 
 async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
@@ -1031,18 +898,9 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(
-                n,
-                Kind::Conflict,
-                "agent_exists",
-                format!("agent `{}` exists already", a.id),
-            )
+            affected(n, Kind::Conflict, "agent_exists", format!("agent `{}` exists already", a.id))
         }
-        Write::UpdateAgent {
-            agent: a,
-            expected_version,
-            at,
-        } => {
+        Write::UpdateAgent { agent: a, expected_version, at } => {
             let n = sqlx::query(
                 "UPDATE agents SET tool = $1, model = $2, team = $3, sponsor = $4, tier = $5, ceiling = $6, parent = $7, status = $8, \
                  shadow = $9, version = version + 1, updated_at = $10 WHERE id = $11 AND version = $12",
@@ -1062,19 +920,10 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(
-                n,
-                Kind::Conflict,
-                "changed_concurrently",
-                format!(
-                    "agent `{}` changed while this update was prepared; retry",
-                    a.id
-                ),
-            )
+            affected(n, Kind::Conflict, "changed_concurrently", format!("agent `{}` changed while this update was prepared; retry", a.id))
         }
         Write::InsertHuman(h, at) => {
-            let grants = serde_json::to_string(&h.grants)
-                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            let grants = serde_json::to_string(&h.grants).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             let n = sqlx::query("INSERT INTO humans (id, team, grants, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
                 .bind(&h.id)
                 .bind(&h.team)
@@ -1083,12 +932,7 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-            affected(
-                n,
-                Kind::Conflict,
-                "human_exists",
-                format!("human `{}` exists already", h.id),
-            )
+            affected(n, Kind::Conflict, "human_exists", format!("human `{}` exists already", h.id))
         }
         Write::InsertToken(t) => {
             let n = sqlx::query("INSERT INTO tokens (id, hash, role, subject, note, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
@@ -1101,28 +945,16 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-            affected(
-                n,
-                Kind::Conflict,
-                "token_exists",
-                "this token exists already".to_string(),
-            )
+            affected(n, Kind::Conflict, "token_exists", "this token exists already".to_string())
         }
         Write::RevokeToken { id, at } => {
-            let n = sqlx::query(
-                "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-            )
-            .bind(*at)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            affected(
-                n,
-                Kind::NotFound,
-                "unknown_token",
-                format!("no active token `{id}`"),
-            )
+            let n = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(*at)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            affected(n, Kind::NotFound, "unknown_token", format!("no active token `{id}`"))
         }
         Write::InsertDecision(d) => {
             insert_decisions(conn, &[d]).await?;
@@ -1141,18 +973,12 @@ mod tests {
 
     #[test]
     fn multi_row_inserts_number_every_parameter() {
-        assert_eq!(
-            multi_insert("t (a, b)", 2, 2),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
-        );
+        assert_eq!(multi_insert("t (a, b)", 2, 2), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
     }
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
     }

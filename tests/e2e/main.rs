@@ -9,4 +9,5 @@ mod authzen;
 mod decisions;
 mod errors;
 mod ops;
+mod plugins;
 mod process;

@@ -14,19 +14,12 @@ both_backends!(binary_serves_and_shuts_down_without_loss);
 const BIN: &str = env!("CARGO_BIN_EXE_warden");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn warden(db: &TestDb, dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env("WARDEN_DATABASE_URL", &db.url)
-        .env_remove("WARDEN_TOKEN")
-        .env_remove("RUST_LOG");
+    cmd.current_dir(dir).env("WARDEN_DATABASE_URL", &db.url).env_remove("WARDEN_TOKEN").env_remove("RUST_LOG");
     cmd
 }
 
@@ -37,13 +30,7 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     let server = format!("http://127.0.0.1:{port}");
     let bootstrap = "bootstrap-secret-for-tests-0123456789abcdef";
     let child = warden(&db, dir.path())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-format",
-            "json",
-        ])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "json"])
         .env("WARDEN_BOOTSTRAP_ADMIN_TOKEN", bootstrap)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -52,12 +39,7 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     let client = reqwest::Client::new();
     let mut ready = false;
     for _ in 0..200 {
-        if client
-            .get(format!("{server}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
+        if client.get(format!("{server}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
             ready = true;
             break;
         }
@@ -67,72 +49,25 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
 
     // The CLI talks to the server with the bootstrap token.
     let out = warden(&db, dir.path())
-        .args([
-            "agents",
-            "create",
-            "--server",
-            &server,
-            "--id",
-            "bot",
-            "--tool",
-            "t",
-            "--model",
-            "m",
-            "--team",
-            "core",
-            "--sponsor",
-            "s",
-            "--tier",
-            "2",
-        ])
+        .args(["agents", "create", "--server", &server, "--id", "bot", "--tool", "t", "--model", "m", "--team", "core", "--sponsor", "s", "--tier", "2"])
         .env("WARDEN_TOKEN", bootstrap)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = warden(&db, dir.path())
-        .args([
-            "decide",
-            "--server",
-            &server,
-            "--agent",
-            "bot",
-            "--class",
-            "deploy",
-            "--environment",
-            "production",
-            "--service",
-            "payments",
-        ])
+        .args(["decide", "--server", &server, "--agent", "bot", "--class", "deploy", "--environment", "production", "--service", "payments"])
         .env("WARDEN_TOKEN", bootstrap)
         .output()
         .unwrap();
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["verdict"], "require_approval");
     let out = warden(&db, dir.path())
-        .args([
-            "decide",
-            "--server",
-            &server,
-            "--class",
-            "deploy",
-            "--environment",
-            "dev",
-            "--service",
-            "x",
-        ])
+        .args(["decide", "--server", &server, "--class", "deploy", "--environment", "dev", "--service", "x"])
         .env("WARDEN_TOKEN", bootstrap)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("field `agent`"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("field `agent`"), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Load, then SIGTERM in the middle of it: everything acknowledged must be durable.
     let mut tasks = Vec::new();
@@ -156,78 +91,32 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         }));
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let mut acked = Vec::new();
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
-    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "exit: {:?}\n{}",
-        status.status,
-        String::from_utf8_lossy(&status.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&status.stderr).contains("\"message\":\"stopped\""),
-        "JSON logs with a clean stop"
-    );
-    assert!(
-        !acked.is_empty(),
-        "some decisions were acknowledged before shutdown"
-    );
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert!(status.status.success(), "exit: {:?}\n{}", status.status, String::from_utf8_lossy(&status.stderr));
+    assert!(String::from_utf8_lossy(&status.stderr).contains("\"message\":\"stopped\""), "JSON logs with a clean stop");
+    assert!(!acked.is_empty(), "some decisions were acknowledged before shutdown");
 
     // Offline: every acknowledged decision is there, and the chain is intact.
-    let out = warden(&db, dir.path())
-        .args(["audit", "verify"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = warden(&db, dir.path()).args(["audit", "verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let pool = db.pool().await;
     for id in &acked {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE id = $1")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
         assert_eq!(n, 1, "acknowledged decision {id} was lost");
     }
     // Offline token commands.
-    let out = warden(&db, dir.path())
-        .args(["token", "create", "--role", "agent", "--subject", "bot"])
-        .output()
-        .unwrap();
+    let out = warden(&db, dir.path()).args(["token", "create", "--role", "agent", "--subject", "bot"]).output().unwrap();
     assert!(out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .starts_with("wdn_")
-    );
-    let out = warden(&db, dir.path())
-        .args(["token", "create", "--role", "wizard"])
-        .output()
-        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("wdn_"));
+    let out = warden(&db, dir.path()).args(["token", "create", "--role", "wizard"]).output().unwrap();
     assert!(!out.status.success());
-    let out = warden(&db, dir.path())
-        .args(["token", "list"])
-        .output()
-        .unwrap();
+    let out = warden(&db, dir.path()).args(["token", "list"]).output().unwrap();
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("wdn_"),
-        "secrets are never listed"
-    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("wdn_"), "secrets are never listed");
 }

@@ -20,8 +20,7 @@ pub enum Backend {
 
 /// The PostgreSQL server tests use (trust auth); each test makes its own schema in it.
 pub fn postgres_base_url() -> String {
-    std::env::var("WARDEN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("WARDEN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// An isolated database: a temp dir for SQLite, a schema for PostgreSQL (dropped on drop).
@@ -37,36 +36,18 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("warden.db").display()
-                );
-                TestDb {
-                    backend,
-                    url,
-                    _dir: Some(dir),
-                    schema: None,
-                }
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display());
+                TestDb { backend, url, _dir: Some(dir), schema: None }
             }
             Backend::Postgres => {
                 let schema = format!("warden_t_{}", uuid::Uuid::now_v7().simple());
                 let admin = admin_pool().await;
-                admin
-                    .execute(format!("CREATE SCHEMA {schema}").as_str())
-                    .await
-                    .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable");
+                admin.execute(format!("CREATE SCHEMA {schema}").as_str()).await.expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable");
                 admin.close().await;
                 let base = postgres_base_url();
                 let sep = if base.contains('?') { '&' } else { '?' };
-                let url = format!(
-                    "{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
-                );
-                TestDb {
-                    backend,
-                    url,
-                    _dir: None,
-                    schema: Some(schema),
-                }
+                let url = format!("{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}");
+                TestDb { backend, url, _dir: None, schema: Some(schema) }
             }
         }
     }
@@ -74,11 +55,7 @@ impl TestDb {
     /// A direct connection pool to the test database (for tampering and fault injection).
     pub async fn pool(&self) -> AnyPool {
         sqlx::any::install_default_drivers();
-        sqlx::any::AnyPoolOptions::new()
-            .max_connections(2)
-            .connect(&self.url)
-            .await
-            .unwrap()
+        sqlx::any::AnyPoolOptions::new().max_connections(2).connect(&self.url).await.unwrap()
     }
 
     /// The PostgreSQL schema, if this is PostgreSQL.
@@ -97,11 +74,7 @@ impl TestDb {
 /// A pool on the shared test database itself, outside any test's schema.
 pub async fn admin_pool() -> AnyPool {
     sqlx::any::install_default_drivers();
-    sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&postgres_base_url())
-        .await
-        .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable")
+    sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&postgres_base_url()).await.expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable")
 }
 
 impl Drop for TestDb {
@@ -109,16 +82,11 @@ impl Drop for TestDb {
         if let Some(schema) = self.schema.take() {
             // Drop runs inside the test's runtime, so clean up on a thread with its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async {
                     let admin = admin_pool().await;
                     for name in [schema.clone(), format!("{schema}_gone")] {
-                        let _ = admin
-                            .execute(format!("DROP SCHEMA IF EXISTS {name} CASCADE").as_str())
-                            .await;
+                        let _ = admin.execute(format!("DROP SCHEMA IF EXISTS {name} CASCADE").as_str()).await;
                     }
                     admin.close().await;
                 });
@@ -148,41 +116,16 @@ impl TestServer {
 
     pub async fn start_with(db: TestDb, config: Config) -> TestServer {
         let warden = Warden::open(config, Arc::new(SystemClock)).await.unwrap();
-        let actor = Actor {
-            kind: "admin".into(),
-            id: "test".into(),
-            tool: None,
-            model: None,
-            token_id: None,
-        };
+        let actor = Actor { kind: "admin".into(), id: "test".into(), tool: None, model: None, token_id: None };
         let now = warden.state.clock.now_micros();
-        let admin = warden::api::tokens::issue(
-            &warden.state.store,
-            actor,
-            Role::Admin,
-            Some("root".into()),
-            String::new(),
-            None,
-            now,
-        )
-        .await
-        .unwrap()
-        .secret;
+        let admin = warden::api::tokens::issue(&warden.state.store, actor, Role::Admin, Some("root".into()), String::new(), None, now).await.unwrap().secret;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(warden.clone().serve(listener, async move {
             let _ = rx.await;
         }));
-        TestServer {
-            base,
-            admin,
-            client: reqwest::Client::new(),
-            warden,
-            shutdown: Some(tx),
-            task: Some(task),
-            db,
-        }
+        TestServer { base, admin, client: reqwest::Client::new(), warden, shutdown: Some(tx), task: Some(task), db }
     }
 
     /// Stops the server gracefully and waits for it.
@@ -195,13 +138,7 @@ impl TestServer {
         }
     }
 
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -212,25 +149,19 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, Some(token), Some(body))
-            .await
+        self.call(reqwest::Method::POST, path, Some(token), Some(body)).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, Some(token), None)
-            .await
+        self.call(reqwest::Method::GET, path, Some(token), None).await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::PATCH, path, Some(token), Some(body))
-            .await
+        self.call(reqwest::Method::PATCH, path, Some(token), Some(body)).await
     }
 
     /// Creates an agent (as admin) and returns its own token.
@@ -245,27 +176,14 @@ impl TestServer {
     }
 
     pub async fn token(&self, role: &str, subject: Option<&str>) -> String {
-        let (status, created) = self
-            .post(
-                "/v1/tokens",
-                &self.admin,
-                json!({"role": role, "subject": subject}),
-            )
-            .await;
+        let (status, created) = self.post("/v1/tokens", &self.admin, json!({"role": role, "subject": subject})).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         created["token"].as_str().unwrap().to_string()
     }
 
     /// Asks for a decision with a token; returns status and body.
-    pub async fn decide(
-        &self,
-        token: &str,
-        class: &str,
-        env: &str,
-        extra: Value,
-    ) -> (StatusCode, Value) {
-        let mut body =
-            json!({"action": {"class": class, "environment": env, "service": "payments"}});
+    pub async fn decide(&self, token: &str, class: &str, env: &str, extra: Value) -> (StatusCode, Value) {
+        let mut body = json!({"action": {"class": class, "environment": env, "service": "payments"}});
         for (k, v) in extra.as_object().cloned().unwrap_or_default() {
             body[k] = v;
         }
@@ -293,12 +211,7 @@ pub fn assert_error(result: &(StatusCode, Value), status: u16, code: &str) -> Op
     let (s, body) = result;
     assert_eq!(s.as_u16(), status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     body["error"]["field"].as_str().map(String::from)
 }
 

@@ -16,31 +16,16 @@ use crate::identity::{Agent, AgentCreate, AgentPatch, AgentStatus, Caller, Role}
 use crate::store::{Change, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_agent, list_agents))
-        .routes(routes!(get_agent, patch_agent))
+    OpenApiRouter::new().routes(routes!(create_agent, list_agents)).routes(routes!(get_agent, patch_agent))
 }
 
 /// The audit actor for an admin or other human-held token.
 pub(super) fn actor(caller: &Caller) -> Actor {
-    Actor {
-        kind: caller.role.actor_kind().to_string(),
-        id: caller.actor_id(),
-        tool: None,
-        model: None,
-        token_id: Some(caller.token_id.clone()),
-    }
+    Actor { kind: caller.role.actor_kind().to_string(), id: caller.actor_id(), tool: None, model: None, token_id: Some(caller.token_id.clone()) }
 }
 
 /// An audit record for an identity change made by `caller`.
-pub(super) fn change_record(
-    caller: &Caller,
-    event: &str,
-    target: String,
-    agent: Option<String>,
-    details: serde_json::Value,
-    now: i64,
-) -> AuditRecord {
+pub(super) fn change_record(caller: &Caller, event: &str, target: String, agent: Option<String>, details: serde_json::Value, now: i64) -> AuditRecord {
     AuditRecord {
         event_type: event.to_string(),
         at: format_micros(now),
@@ -66,17 +51,11 @@ async fn check_parent(state: &AppState, agent: &Agent) -> Result<()> {
     let mut depth = 0;
     while let Some(id) = next {
         if id == agent.id {
-            return Err(Error::field(
-                "parent",
-                "this parent would make the agent its own ancestor",
-            ));
+            return Err(Error::field("parent", "this parent would make the agent its own ancestor"));
         }
         depth += 1;
         if depth > MAX_PARENT_DEPTH {
-            return Err(Error::field(
-                "parent",
-                format!("parent chains are limited to {MAX_PARENT_DEPTH} levels"),
-            ));
+            return Err(Error::field("parent", format!("parent chains are limited to {MAX_PARENT_DEPTH} levels")));
         }
         let parent = state.store.agent(&id).await?;
         let Some(parent) = parent else {
@@ -91,11 +70,7 @@ async fn check_parent(state: &AppState, agent: &Agent) -> Result<()> {
 #[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = AgentCreate, security(("bearer" = [])),
     responses((status = 201, body = Agent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, description = "The id exists", body = ErrorBody)))]
-async fn create_agent(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(req): Json<AgentCreate>,
-) -> Result<(StatusCode, axum::Json<Agent>)> {
+async fn create_agent(State(state): State<AppState>, caller: Caller, Json(req): Json<AgentCreate>) -> Result<(StatusCode, axum::Json<Agent>)> {
     caller.require(&[Role::Admin])?;
     let now = state.clock.now_micros();
     let agent = Agent {
@@ -115,21 +90,8 @@ async fn create_agent(
     };
     agent.validate()?;
     check_parent(&state, &agent).await?;
-    let record = change_record(
-        &caller,
-        "agent.created",
-        format!("agent:{}", agent.id),
-        Some(agent.id.clone()),
-        serde_json::json!({ "agent": agent }),
-        now,
-    );
-    state
-        .store
-        .commit(Change {
-            writes: vec![Write::InsertAgent(agent.clone())],
-            audit: vec![record],
-        })
-        .await?;
+    let record = change_record(&caller, "agent.created", format!("agent:{}", agent.id), Some(agent.id.clone()), serde_json::json!({ "agent": agent }), now);
+    state.store.commit(Change { writes: vec![Write::InsertAgent(agent.clone())], audit: vec![record] }).await?;
     Ok((StatusCode::CREATED, axum::Json(agent)))
 }
 
@@ -143,11 +105,7 @@ struct ListAgents {
 /// List agents.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(ListAgents), security(("bearer" = [])),
     responses((status = 200, body = [Agent]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_agents(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListAgents>,
-) -> Result<axum::Json<Vec<Agent>>> {
+async fn list_agents(State(state): State<AppState>, caller: Caller, Query(q): Query<ListAgents>) -> Result<axum::Json<Vec<Agent>>> {
     caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     Ok(axum::Json(state.store.agents(q.team.as_deref()).await?))
 }
@@ -155,22 +113,11 @@ async fn list_agents(
 /// One agent. An agent's token may read only itself.
 #[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_agent(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<axum::Json<Agent>> {
+async fn get_agent(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Agent>> {
     if caller.role == Role::Agent && caller.subject.as_deref() != Some(id.as_str()) {
-        return Err(Error::forbidden(
-            "acting_for_another_agent",
-            "an agent may only read itself",
-        ));
+        return Err(Error::forbidden("acting_for_another_agent", "an agent may only read itself"));
     }
-    let agent = state
-        .store
-        .agent(&id)
-        .await?
-        .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+    let agent = state.store.agent(&id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
     Ok(axum::Json(agent))
 }
 
@@ -178,20 +125,11 @@ async fn get_agent(
 #[utoipa::path(patch, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)), request_body = AgentPatch, security(("bearer" = [])),
     responses((status = 200, body = Agent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "Changed concurrently; retry", body = ErrorBody)))]
-async fn patch_agent(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Json(patch): Json<AgentPatch>,
-) -> Result<axum::Json<Agent>> {
+async fn patch_agent(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(patch): Json<AgentPatch>) -> Result<axum::Json<Agent>> {
     caller.require(&[Role::Admin])?;
     // Optimistic concurrency: a patch computed from a stale version is retried on the fresh one.
     for _ in 0..3 {
-        let before = state
-            .store
-            .agent_fresh(&id)
-            .await?
-            .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+        let before = state.store.agent_fresh(&id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
         let mut after = before.clone();
         after.apply(patch.clone());
         after.validate()?;
@@ -201,35 +139,14 @@ async fn patch_agent(
         let now = state.clock.now_micros();
         after.updated_at = format_micros(now);
         after.version = before.version + 1;
-        let record = change_record(
-            &caller,
-            "agent.updated",
-            format!("agent:{id}"),
-            Some(id.clone()),
-            serde_json::json!({ "before": before, "after": after }),
-            now,
-        );
-        let write = Write::UpdateAgent {
-            agent: after.clone(),
-            expected_version: before.version,
-            at: now,
-        };
-        match state
-            .store
-            .commit(Change {
-                writes: vec![write],
-                audit: vec![record],
-            })
-            .await
-        {
+        let record =
+            change_record(&caller, "agent.updated", format!("agent:{id}"), Some(id.clone()), serde_json::json!({ "before": before, "after": after }), now);
+        let write = Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now };
+        match state.store.commit(Change { writes: vec![write], audit: vec![record] }).await {
             Ok(()) => return Ok(axum::Json(after)),
             Err(e) if e.kind == Kind::Conflict => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(Error::new(
-        Kind::Conflict,
-        "changed_concurrently",
-        format!("agent `{id}` kept changing underneath this update; retry"),
-    ))
+    Err(Error::new(Kind::Conflict, "changed_concurrently", format!("agent `{id}` kept changing underneath this update; retry")))
 }

@@ -50,31 +50,18 @@ pub struct AuditPage {
 }
 
 fn time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
-    value
-        .as_deref()
-        .map(|v| {
-            parse_micros(v)
-                .ok_or_else(|| Error::field(field, format!("`{v}` is not an RFC 3339 time")))
-        })
-        .transpose()
+    value.as_deref().map(|v| parse_micros(v).ok_or_else(|| Error::field(field, format!("`{v}` is not an RFC 3339 time")))).transpose()
 }
 
 /// Query the audit trail (admins and approvers).
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_audit(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<AuditQuery>,
-) -> Result<axum::Json<AuditPage>> {
+async fn list_audit(State(state): State<AppState>, caller: Caller, Query(q): Query<AuditQuery>) -> Result<axum::Json<AuditPage>> {
     caller.require(&[Role::Admin, Role::Approver])?;
     if let Some(kind) = &q.actor_kind
         && !["agent", "human", "service", "admin"].contains(&kind.as_str())
     {
-        return Err(Error::field(
-            "actor_kind",
-            format!("`{kind}` is not one of agent, human, service, admin"),
-        ));
+        return Err(Error::field("actor_kind", format!("`{kind}` is not one of agent, human, service, admin")));
     }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -99,12 +86,6 @@ async fn list_audit(
     } else {
         None
     };
-    let records = entries
-        .into_iter()
-        .map(|e| serde_json::to_value(e).map_err(Error::internal))
-        .collect::<Result<_>>()?;
-    Ok(axum::Json(AuditPage {
-        records,
-        next_after,
-    }))
+    let records = entries.into_iter().map(|e| serde_json::to_value(e).map_err(Error::internal)).collect::<Result<_>>()?;
+    Ok(axum::Json(AuditPage { records, next_after }))
 }

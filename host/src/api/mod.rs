@@ -56,10 +56,7 @@ struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
     }
 }
 
@@ -76,17 +73,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router
-        .route(
-            "/openapi.json",
-            axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }),
-        )
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }))
         .fallback(|| async { Error::not_found("no_route", "no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
-            Error::new(
-                Kind::BadRequest,
-                "method_not_allowed",
-                "this endpoint does not take that method; see /openapi.json",
-            )
+            Error::new(Kind::BadRequest, "method_not_allowed", "this endpoint does not take that method; see /openapi.json")
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -97,38 +87,19 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Error> {
         let unauthorized = |code, msg: &str| Error::new(Kind::Unauthorized, code, msg);
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| unauthorized("missing_token", "send `Authorization: Bearer <token>`"))?;
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| unauthorized("missing_token", "send `Authorization: Bearer <token>`"))?;
         let secret = header
             .to_str()
             .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|s| !s.is_empty() && s.len() <= 512)
-            .ok_or_else(|| {
-                unauthorized(
-                    "invalid_token",
-                    "the Authorization header must be `Bearer <token>`",
-                )
-            })?;
-        let token = state
-            .store
-            .token_by_hash(&hash_token(secret))
-            .await?
-            .ok_or_else(|| unauthorized("invalid_token", "unknown token"))?;
+            .ok_or_else(|| unauthorized("invalid_token", "the Authorization header must be `Bearer <token>`"))?;
+        let token = state.store.token_by_hash(&hash_token(secret)).await?.ok_or_else(|| unauthorized("invalid_token", "unknown token"))?;
         if token.revoked_at.is_some() {
             return Err(unauthorized("token_revoked", "this token was revoked"));
         }
-        Ok(Caller {
-            token_id: token.id,
-            role: token.role,
-            subject: token.subject,
-        })
+        Ok(Caller { token_id: token.id, role: token.role, subject: token.subject })
     }
 }
 
@@ -147,24 +118,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(Error::new(
-                Kind::UnsupportedMediaType,
-                "unsupported_media_type",
-                "the body must be JSON with `Content-Type: application/json`",
-            ));
+            return Err(Error::new(Kind::UnsupportedMediaType, "unsupported_media_type", "the body must be JSON with `Content-Type: application/json`"));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::new(
-                    Kind::PayloadTooLarge,
-                    "payload_too_large",
-                    "the body is over the server's limit (server.body_limit_bytes)",
-                )
+                Error::new(Kind::PayloadTooLarge, "payload_too_large", "the body is over the server's limit (server.body_limit_bytes)")
             } else {
                 Error::new(Kind::BadRequest, "unreadable_body", rejection.body_text())
             }
@@ -180,23 +142,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return Error::new(
-                Kind::BadRequest,
-                "malformed_json",
-                format!("the body is not valid JSON: {inner}"),
-            );
+            return Error::new(Kind::BadRequest, "malformed_json", format!("the body is not valid JSON: {inner}"));
         }
         let message = inner.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
         // serde names a missing field in its message and points the path at the parent object.
-        let field = match message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.split('`').next())
-        {
+        let field = match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
             Some(missing) if path == "." => missing.to_string(),
             Some(missing) => format!("{path}.{missing}"),
             None if path == "." => "body".to_string(),
@@ -216,19 +167,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Query<T>, Error> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de)
-            .map(Query)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                Error::field(
-                    if path == "." {
-                        "query".to_string()
-                    } else {
-                        path
-                    },
-                    err.into_inner().to_string(),
-                )
-            })
+        serde_path_to_error::deserialize(de).map(Query).map_err(|err| {
+            let path = err.path().to_string();
+            Error::field(if path == "." { "query".to_string() } else { path }, err.into_inner().to_string())
+        })
     }
 }
 
@@ -239,22 +181,11 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        let e =
-            parse_json::<DecisionRequest>(br#"{"action": {"environment": "dev", "service": "x"}}"#)
-                .unwrap_err();
-        assert_eq!(
-            (e.code, e.field.as_deref()),
-            ("invalid_field", Some("action.class"))
-        );
-        let e = parse_json::<DecisionRequest>(
-            br#"{"action": {"class": 5, "environment": "dev", "service": "x"}}"#,
-        )
-        .unwrap_err();
+        let e = parse_json::<DecisionRequest>(br#"{"action": {"environment": "dev", "service": "x"}}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_field", Some("action.class")));
+        let e = parse_json::<DecisionRequest>(br#"{"action": {"class": 5, "environment": "dev", "service": "x"}}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("action.class"));
-        let e = parse_json::<DecisionRequest>(
-            br#"{"action": {"class": "x", "environment": "dev", "service": "x", "colour": 1}}"#,
-        )
-        .unwrap_err();
+        let e = parse_json::<DecisionRequest>(br#"{"action": {"class": "x", "environment": "dev", "service": "x", "colour": 1}}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("action.colour"), "{e:?}");
         let e = parse_json::<DecisionRequest>(br#"{"action": "#).unwrap_err();
         assert_eq!(e.code, "malformed_json");

@@ -18,9 +18,7 @@ use crate::identity::{Caller, NewToken, Role, TokenRecord, mint_token, validate_
 use crate::store::{Change, Store, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_token, list_tokens))
-        .routes(routes!(revoke_token))
+    OpenApiRouter::new().routes(routes!(create_token, list_tokens)).routes(routes!(revoke_token))
 }
 
 /// `POST /v1/tokens`.
@@ -53,17 +51,9 @@ fn token_record(actor: Actor, event: &str, token: &TokenRecord, now: i64) -> Aud
     AuditRecord {
         event_type: event.to_string(),
         at: format_micros(now),
-        authorizing_human: if actor.kind == "admin" || actor.kind == "human" {
-            Some(actor.id.clone())
-        } else {
-            None
-        },
+        authorizing_human: if actor.kind == "admin" || actor.kind == "human" { Some(actor.id.clone()) } else { None },
         actor,
-        agent: if token.role == Role::Agent {
-            token.subject.clone()
-        } else {
-            None
-        },
+        agent: if token.role == Role::Agent { token.subject.clone() } else { None },
         on_behalf_of: None,
         action_class: None,
         environment: None,
@@ -73,31 +63,18 @@ fn token_record(actor: Actor, event: &str, token: &TokenRecord, now: i64) -> Aud
         reasoning: None,
         policy_version: None,
         decision_id: None,
-        details: Some(
-            serde_json::json!({ "role": token.role, "subject": token.subject, "note": token.note }),
-        ),
+        details: Some(serde_json::json!({ "role": token.role, "subject": token.subject, "note": token.note })),
     }
 }
 
 /// Validates and stores a new token; `secret` overrides the random one (bootstrap only).
-pub async fn issue(
-    store: &Store,
-    actor: Actor,
-    role: Role,
-    subject: Option<String>,
-    note: String,
-    secret: Option<String>,
-    now: i64,
-) -> Result<NewToken> {
+pub async fn issue(store: &Store, actor: Actor, role: Role, subject: Option<String>, note: String, secret: Option<String>, now: i64) -> Result<NewToken> {
     if !note.is_empty() {
         validate_text("note", &note, 256)?;
     }
     match (role, &subject) {
         (Role::Agent, None) | (Role::Approver, None) => {
-            return Err(Error::field(
-                "subject",
-                format!("a {} token needs a subject", role.as_str()),
-            ));
+            return Err(Error::field("subject", format!("a {} token needs a subject", role.as_str())));
         }
         (Role::Agent, Some(id)) if store.agent(id).await?.is_none() => {
             return Err(Error::field("subject", format!("no agent `{id}`")));
@@ -113,63 +90,24 @@ pub async fn issue(
         None => mint_token(role, subject, note, now),
     };
     let record = token_record(actor, "token.created", &new.record, now);
-    store
-        .commit(Change {
-            writes: vec![Write::InsertToken(new.record.clone())],
-            audit: vec![record],
-        })
-        .await?;
+    store.commit(Change { writes: vec![Write::InsertToken(new.record.clone())], audit: vec![record] }).await?;
     Ok(new)
 }
 
 /// Revokes a token by id.
 pub async fn revoke(store: &Store, actor: Actor, id: &str, now: i64) -> Result<()> {
-    let token = store
-        .tokens()
-        .await?
-        .into_iter()
-        .find(|t| t.id == id)
-        .ok_or_else(|| Error::not_found("unknown_token", format!("no token `{id}`")))?;
+    let token = store.tokens().await?.into_iter().find(|t| t.id == id).ok_or_else(|| Error::not_found("unknown_token", format!("no token `{id}`")))?;
     let record = token_record(actor, "token.revoked", &token, now);
-    store
-        .commit(Change {
-            writes: vec![Write::RevokeToken {
-                id: id.to_string(),
-                at: now,
-            }],
-            audit: vec![record],
-        })
-        .await
+    store.commit(Change { writes: vec![Write::RevokeToken { id: id.to_string(), at: now }], audit: vec![record] }).await
 }
 
 /// Create a token (admin). The secret is in the answer and nowhere else.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = TokenCreate, security(("bearer" = [])),
     responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn create_token(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(req): Json<TokenCreate>,
-) -> Result<(StatusCode, axum::Json<TokenCreated>)> {
+async fn create_token(State(state): State<AppState>, caller: Caller, Json(req): Json<TokenCreate>) -> Result<(StatusCode, axum::Json<TokenCreated>)> {
     caller.require(&[Role::Admin])?;
-    let new = issue(
-        &state.store,
-        super::agents::actor(&caller),
-        req.role,
-        req.subject,
-        req.note,
-        None,
-        state.clock.now_micros(),
-    )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(TokenCreated {
-            id: new.record.id,
-            token: new.secret,
-            role: new.record.role,
-            subject: new.record.subject,
-        }),
-    ))
+    let new = issue(&state.store, super::agents::actor(&caller), req.role, req.subject, req.note, None, state.clock.now_micros()).await?;
+    Ok((StatusCode::CREATED, axum::Json(TokenCreated { id: new.record.id, token: new.secret, role: new.record.role, subject: new.record.subject })))
 }
 
 /// A token as listed (never the secret).
@@ -205,37 +143,16 @@ impl From<TokenRecord> for TokenInfo {
 /// List tokens (admin).
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])),
     responses((status = 200, body = [TokenInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_tokens(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<axum::Json<Vec<TokenInfo>>> {
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<axum::Json<Vec<TokenInfo>>> {
     caller.require(&[Role::Admin])?;
-    Ok(axum::Json(
-        state
-            .store
-            .tokens()
-            .await?
-            .into_iter()
-            .map(TokenInfo::from)
-            .collect(),
-    ))
+    Ok(axum::Json(state.store.tokens().await?.into_iter().map(TokenInfo::from).collect()))
 }
 
 /// Revoke a token (admin). It stops working at once, on every replica.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_token(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<StatusCode> {
+async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     caller.require(&[Role::Admin])?;
-    revoke(
-        &state.store,
-        super::agents::actor(&caller),
-        &id,
-        state.clock.now_micros(),
-    )
-    .await?;
+    revoke(&state.store, super::agents::actor(&caller), &id, state.clock.now_micros()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,217 @@
+//! WebAssembly plugins: the manifest, the wasmtime runtime, building components, and the set of
+//! loaded plugins the decision pipeline consults.
+//!
+//! The loaded set is swapped atomically: a decision takes a snapshot when it starts, so it
+//! finishes on the versions it began with while a new version is installed.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub mod build;
+pub mod manifest;
+pub mod runtime;
+
+use manifest::{FailurePolicy, Manifest, PluginKind};
+use runtime::bindings::types;
+use runtime::{CallOutcome, LoadedPlugin, Runtime};
+
+use crate::policy::RiskLevel;
+
+/// What one plugin said about one decision, as recorded in the answer and the audit trail.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct PluginReport {
+    /// `name@version`.
+    pub plugin: String,
+    /// `ok`, `plugin_error` or `failed`.
+    pub outcome: String,
+    /// The risk level a classifier gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<RiskLevel>,
+    /// Its categories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    /// For failures: `fuel`, `memory`, `output`, `input`, `trap`, `instantiate`, or the plugin's error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What went wrong, naming the plugin and the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `fail_closed` or `fail_open`, for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<FailurePolicy>,
+    /// Fuel used.
+    pub fuel_used: u64,
+    /// Wall time, microseconds.
+    pub duration_us: u64,
+    /// Peak linear memory, bytes.
+    pub peak_memory: usize,
+    /// What the plugin logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
+}
+
+/// The classifiers' merged opinion on one action.
+#[derive(Debug, Clone, Default)]
+pub struct Classifications {
+    /// The highest level any classifier gave, or `critical` for a fail-closed failure.
+    pub level: Option<RiskLevel>,
+    /// The highest score.
+    pub score: u8,
+    /// Categories from all classifiers.
+    pub categories: Vec<String>,
+    /// Reasons from all classifiers, and failures.
+    pub reasons: Vec<(String, String)>,
+    /// One report per plugin that ran.
+    pub reports: Vec<PluginReport>,
+}
+
+/// The loaded plugins and the runtime that runs them.
+#[derive(Debug)]
+pub struct PluginHost {
+    runtime: Runtime,
+    loaded: RwLock<Arc<Vec<LoadedPlugin>>>,
+}
+
+fn level_of(l: types::RiskLevel) -> RiskLevel {
+    match l {
+        types::RiskLevel::Low => RiskLevel::Low,
+        types::RiskLevel::Medium => RiskLevel::Medium,
+        types::RiskLevel::High => RiskLevel::High,
+        types::RiskLevel::Critical => RiskLevel::Critical,
+    }
+}
+
+/// Converts a policy level to the contract's.
+pub fn wit_level(l: RiskLevel) -> types::RiskLevel {
+    match l {
+        RiskLevel::Low => types::RiskLevel::Low,
+        RiskLevel::Medium => types::RiskLevel::Medium,
+        RiskLevel::High => types::RiskLevel::High,
+        RiskLevel::Critical => types::RiskLevel::Critical,
+    }
+}
+
+impl PluginHost {
+    /// A host with no plugins loaded.
+    pub fn new() -> anyhow::Result<PluginHost> {
+        Ok(PluginHost { runtime: Runtime::new()?, loaded: RwLock::new(Arc::new(Vec::new())) })
+    }
+
+    /// The runtime (for `warden plugin test`).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Loads every `<dir>/<name>/plugin.toml` with its `plugin.wasm`; returns what loaded.
+    pub fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut entries: Vec<_> =
+            std::fs::read_dir(dir).with_context(|| format!("cannot read plugin directory {}", dir.display()))?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            if !path.join("plugin.toml").exists() {
+                continue;
+            }
+            let manifest: Manifest = toml::from_str(&std::fs::read_to_string(path.join("plugin.toml"))?)
+                .with_context(|| format!("invalid {}", path.join("plugin.toml").display()))?;
+            let bytes = std::fs::read(path.join("plugin.wasm")).with_context(|| format!("no plugin.wasm in {}", path.display()))?;
+            let plugin = self.runtime.load(manifest, &bytes)?;
+            names.push(plugin.manifest.id());
+            self.install(plugin);
+        }
+        Ok(names)
+    }
+
+    /// Installs a plugin, replacing one of the same name; returns the replaced one.
+    pub fn install(&self, plugin: LoadedPlugin) -> Option<LoadedPlugin> {
+        let mut guard = self.loaded.write().expect("plugin lock");
+        let mut next: Vec<LoadedPlugin> = guard.iter().filter(|p| p.manifest.name != plugin.manifest.name).cloned().collect();
+        let old = guard.iter().find(|p| p.manifest.name == plugin.manifest.name).cloned();
+        next.push(plugin);
+        next.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        *guard = Arc::new(next);
+        old
+    }
+
+    /// A snapshot of the loaded plugins.
+    pub fn snapshot(&self) -> Arc<Vec<LoadedPlugin>> {
+        self.loaded.read().expect("plugin lock").clone()
+    }
+
+    /// Runs every classifier that sees the action's class, each in a fresh instance.
+    pub async fn classify(&self, action: &types::Action) -> Classifications {
+        let plugins = self.snapshot();
+        let mut merged = Classifications::default();
+        let classifiers: Vec<&LoadedPlugin> = plugins.iter().filter(|p| p.manifest.kind == PluginKind::Classifier && p.manifest.sees(&action.class)).collect();
+        if classifiers.is_empty() {
+            return merged;
+        }
+        let input_bytes = approx_size(action);
+        for plugin in classifiers {
+            let call = self.runtime.classify(plugin, action, input_bytes).await;
+            let id = plugin.manifest.id();
+            let mut report = PluginReport {
+                plugin: id.clone(),
+                outcome: "ok".into(),
+                level: None,
+                categories: Vec::new(),
+                error: None,
+                message: None,
+                failure_policy: None,
+                fuel_used: call.fuel_used,
+                duration_us: call.duration_us,
+                peak_memory: call.peak_memory,
+                logs: call.logs,
+            };
+            let failure = match call.outcome {
+                CallOutcome::Ok(c) => {
+                    let level = level_of(c.level);
+                    merged.level = merged.level.max(Some(level));
+                    merged.score = merged.score.max(c.score.min(100));
+                    merged.categories.extend(c.categories.iter().cloned());
+                    merged.reasons.extend(c.reasons.iter().map(|r| (id.clone(), r.clone())));
+                    report.level = Some(level);
+                    report.categories = c.categories;
+                    None
+                }
+                CallOutcome::PluginError { code, message } => {
+                    report.outcome = "plugin_error".into();
+                    Some((code, format!("plugin {id} returned an error: {message}")))
+                }
+                CallOutcome::Failed { limit, message } => {
+                    report.outcome = "failed".into();
+                    Some((limit.to_string(), message))
+                }
+            };
+            if let Some((code, message)) = failure {
+                let policy = plugin.manifest.failure_policy();
+                tracing::warn!(plugin = %id, error = %code, %message, ?policy, "plugin failed");
+                if policy == FailurePolicy::FailClosed {
+                    merged.level = Some(RiskLevel::Critical);
+                    merged.score = merged.score.max(RiskLevel::Critical.base_score());
+                    merged.categories.push(format!("plugin_failed:{}", plugin.manifest.name));
+                }
+                merged.reasons.push((id.clone(), message.clone()));
+                report.error = Some(code);
+                report.message = Some(message);
+                report.failure_policy = Some(policy);
+            }
+            merged.reports.push(report);
+        }
+        merged
+    }
+}
+
+/// A cheap estimate of an action's serialized size, for the input limit.
+fn approx_size(a: &types::Action) -> usize {
+    let strings = a.agent.len() + a.team.len() + a.class.len() + a.environment.len() + a.service.len();
+    let resources: usize = a.resources.iter().map(|r| r.len() + 8).sum();
+    let paths: usize = a.change.as_ref().map(|c| c.paths.iter().map(|p| p.len() + 8).sum()).unwrap_or(0);
+    let labels: usize = a.labels.iter().map(|(k, v)| k.len() + v.len() + 16).sum();
+    strings + resources + paths + labels + a.reasoning.as_ref().map_or(0, String::len) + 64
+}

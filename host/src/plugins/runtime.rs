@@ -1,0 +1,374 @@
+//! The wasmtime side: one engine (pooling allocator, copy-on-write memory images), components
+//! compiled once on load and pre-instantiated, and a fresh store and instance for every call,
+//! bounded by fuel, memory and output limits.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, anyhow, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
+
+use super::manifest::{Limits, MAX_LIMITS, Manifest, PluginKind, check_contract};
+
+/// Generated host bindings, one module per world; the shared types are generated once.
+pub mod bindings {
+    /// The `classifier` world (and the shared `types` and `log` interfaces).
+    pub mod classifier {
+        wasmtime::component::bindgen!({ path: "../wit/warden-plugin.wit", world: "classifier", exports: { default: async } });
+    }
+    /// The `anomaly-detector` world.
+    pub mod anomaly {
+        wasmtime::component::bindgen!({
+            path: "../wit/warden-plugin.wit",
+            world: "anomaly-detector",
+            exports: { default: async },
+            with: { "warden:plugin/types": super::classifier::warden::plugin::types, "warden:plugin/log": super::classifier::warden::plugin::log },
+        });
+    }
+    /// The `rollback-trigger` world.
+    pub mod rollback {
+        wasmtime::component::bindgen!({
+            path: "../wit/warden-plugin.wit",
+            world: "rollback-trigger",
+            exports: { default: async },
+            with: { "warden:plugin/types": super::classifier::warden::plugin::types, "warden:plugin/log": super::classifier::warden::plugin::log },
+        });
+    }
+    pub use classifier::warden::plugin::log::Level;
+    pub use classifier::warden::plugin::types;
+}
+
+use bindings::types;
+
+/// Concurrent plugin instances the pool holds; a call beyond it fails by its failure policy.
+pub const POOL_INSTANCES: u32 = 256;
+
+/// Fuel between yields to the async executor: a busy plugin never holds a worker thread long.
+const YIELD_FUEL: u64 = 20_000;
+
+/// Per-call state inside the store.
+pub struct CallState {
+    limits: Limits,
+    logs: Vec<String>,
+    peak_memory: usize,
+    memory_denied: bool,
+}
+
+impl CallState {
+    fn new(limits: Limits) -> CallState {
+        CallState { limits, logs: Vec::new(), peak_memory: 0, memory_denied: false }
+    }
+}
+
+impl ResourceLimiter for CallState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limits.memory_bytes {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        self.peak_memory = self.peak_memory.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl bindings::classifier::warden::plugin::log::Host for CallState {
+    fn log(&mut self, level: bindings::Level, message: String) {
+        if self.logs.len() < self.limits.log_lines as usize {
+            let name = match level {
+                bindings::Level::Debug => "debug",
+                bindings::Level::Info => "info",
+                bindings::Level::Warn => "warn",
+                bindings::Level::Error => "error",
+            };
+            let mut line = format!("{name}: {message}");
+            line.truncate(line.floor_char_boundary(1024));
+            self.logs.push(line);
+        }
+    }
+}
+
+/// The compiled, pre-instantiated form of one plugin's component.
+#[derive(Clone)]
+pub enum Prepared {
+    /// A classifier.
+    Classifier(bindings::classifier::ClassifierPre<CallState>),
+    /// An anomaly detector.
+    Anomaly(bindings::anomaly::AnomalyDetectorPre<CallState>),
+    /// A rollback trigger.
+    Rollback(bindings::rollback::RollbackTriggerPre<CallState>),
+}
+
+/// A loaded plugin: manifest, hash, and a handle to instantiate it from.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    /// Its manifest.
+    pub manifest: Arc<Manifest>,
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
+    /// Component size in bytes.
+    pub size: usize,
+    /// The manifest's config as JSON text, passed on every call.
+    pub config_json: Arc<str>,
+    prepared: Prepared,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("plugin", &self.manifest.id()).field("sha256", &self.sha256).finish()
+    }
+}
+
+/// What a call returned, or how it failed.
+#[derive(Debug, Clone)]
+pub enum CallOutcome<T> {
+    /// The plugin answered.
+    Ok(T),
+    /// The plugin returned its own error.
+    PluginError {
+        /// Its code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// A trap or a limit: the instance is discarded.
+    Failed {
+        /// `fuel`, `memory`, `output`, `input`, `trap` or `instantiate`.
+        limit: &'static str,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// A call's outcome with its costs.
+#[derive(Debug, Clone)]
+pub struct Call<T> {
+    /// What happened.
+    pub outcome: CallOutcome<T>,
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// Peak linear memory, bytes.
+    pub peak_memory: usize,
+    /// Wall time, microseconds.
+    pub duration_us: u64,
+    /// The plugin's log lines.
+    pub logs: Vec<String>,
+}
+
+/// The engine and the base linker (only the `log` import).
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Runtime")
+    }
+}
+
+impl Runtime {
+    /// Builds the engine: pooling allocator, copy-on-write heaps, fuel, async yields.
+    pub fn new() -> anyhow::Result<Runtime> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 2)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 2)
+            .total_stacks(POOL_INSTANCES)
+            .max_memory_size(MAX_LIMITS.memory_bytes as usize)
+            // Keep the first pages of each slot mapped between calls: resetting them is cheaper
+            // than faulting them in again.
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(64 << 10);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            
+            .consume_fuel(true)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = any(Engine::new(&config)).context("cannot start the WebAssembly engine")?;
+        let mut linker = Linker::new(&engine);
+        bindings::classifier::warden::plugin::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+        Ok(Runtime { engine, linker })
+    }
+
+    /// Compiles and pre-instantiates a component for its manifest. Refuses what is not a
+    /// component, is over its size limit, targets another contract version or another world.
+    pub fn load(&self, manifest: Manifest, bytes: &[u8]) -> anyhow::Result<LoadedPlugin> {
+        manifest.validate().map_err(|(field, message)| anyhow!("manifest field `{field}`: {message}"))?;
+        let id = manifest.id();
+        if bytes.len() as u64 > manifest.limits.module_bytes {
+            bail!("plugin {id}: the component is {} bytes, over its module size limit of {} (limits.module_bytes)", bytes.len(), manifest.limits.module_bytes);
+        }
+        if !bytes.starts_with(b"\0asm") || bytes.get(4..8) != Some(&[0x0d, 0x00, 0x01, 0x00]) {
+            bail!("plugin {id}: not a WebAssembly component (a core module must be turned into one: `warden plugin build`)");
+        }
+        let component = any(Component::new(&self.engine, bytes)).with_context(|| format!("plugin {id}: cannot compile the component"))?;
+        // The contract version a component was built against is in its imports' names.
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            if let Some(rest) = name.strip_prefix("warden:plugin/")
+                && let Some((_, version)) = rest.split_once('@')
+            {
+                check_contract(version).map_err(|e| anyhow!("plugin {id}: {e}"))?;
+            }
+        }
+        let mut linker = self.linker.clone();
+        // Components built for wasm32-wasip2 import WASI; they get none of it: every WASI call traps.
+        linker.define_unknown_imports_as_traps(&component)?;
+        let pre = any(linker.instantiate_pre(&component)).with_context(|| format!("plugin {id}: cannot link the component"))?;
+        let wrong_world = |e: wasmtime::Error| {
+            anyhow!("plugin {id}: the component does not implement the `{}` world (no `{}` export): {e:#}", manifest.kind.world(), manifest.kind.export())
+        };
+        let prepared = match manifest.kind {
+            PluginKind::Classifier => Prepared::Classifier(bindings::classifier::ClassifierPre::new(pre).map_err(wrong_world)?),
+            PluginKind::AnomalyDetector => Prepared::Anomaly(bindings::anomaly::AnomalyDetectorPre::new(pre).map_err(wrong_world)?),
+            PluginKind::RollbackTrigger => Prepared::Rollback(bindings::rollback::RollbackTriggerPre::new(pre).map_err(wrong_world)?),
+        };
+        let config_json: Arc<str> = serde_json::to_string(&manifest.config)?.into();
+        Ok(LoadedPlugin { sha256: hex::encode(Sha256::digest(bytes)), size: bytes.len(), config_json, manifest: Arc::new(manifest), prepared })
+    }
+
+    fn store(&self, limits: Limits) -> anyhow::Result<Store<CallState>> {
+        let mut store = Store::new(&self.engine, CallState::new(limits));
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        store.set_fuel(limits.fuel)?;
+        store.fuel_async_yield_interval(Some(YIELD_FUEL))?;
+        Ok(store)
+    }
+
+    /// Runs a classifier on an action in a fresh instance.
+    pub async fn classify(&self, plugin: &LoadedPlugin, action: &types::Action, input_bytes: usize) -> Call<types::Classification> {
+        let Prepared::Classifier(pre) = &plugin.prepared else {
+            return not_kind(plugin, PluginKind::Classifier);
+        };
+        self.call(
+            plugin,
+            input_bytes,
+            async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_classify(&mut *store, action, &plugin.config_json).await
+            },
+            |c: &types::Classification| c.categories.iter().chain(&c.reasons).map(|s| s.len() + 16).sum(),
+        )
+        .await
+    }
+
+    /// Runs an anomaly detector in a fresh instance.
+    pub async fn detect(
+        &self,
+        plugin: &LoadedPlugin,
+        action: &types::Action,
+        baseline: &types::Baseline,
+        activity: &types::Activity,
+        input_bytes: usize,
+    ) -> Call<Vec<types::Finding>> {
+        let Prepared::Anomaly(pre) = &plugin.prepared else {
+            return not_kind(plugin, PluginKind::AnomalyDetector);
+        };
+        self.call(
+            plugin,
+            input_bytes,
+            async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_detect(&mut *store, action, baseline, activity, &plugin.config_json).await
+            },
+            |f: &Vec<types::Finding>| f.iter().map(|f| f.detector.len() + f.message.len() + 32).sum(),
+        )
+        .await
+    }
+
+    /// Runs a rollback trigger in a fresh instance.
+    pub async fn judge(&self, plugin: &LoadedPlugin, action: &types::Action, windows: &[types::MetricWindow], input_bytes: usize) -> Call<types::Judgement> {
+        let Prepared::Rollback(pre) = &plugin.prepared else {
+            return not_kind(plugin, PluginKind::RollbackTrigger);
+        };
+        self.call(
+            plugin,
+            input_bytes,
+            async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_judge(&mut *store, action, windows, &plugin.config_json).await
+            },
+            |j: &types::Judgement| j.reasons.iter().map(|s| s.len() + 16).sum(),
+        )
+        .await
+    }
+
+    async fn call<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        input_bytes: usize,
+        run: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<Result<T, types::PluginError>>,
+        output_size: impl Fn(&T) -> usize,
+    ) -> Call<T> {
+        let limits = plugin.manifest.limits;
+        let started = Instant::now();
+        let fail = |limit, message: String| Call {
+            outcome: CallOutcome::Failed { limit, message },
+            fuel_used: 0,
+            peak_memory: 0,
+            duration_us: started.elapsed().as_micros() as u64,
+            logs: Vec::new(),
+        };
+        if input_bytes as u64 > limits.input_bytes {
+            return fail(
+                "input",
+                format!("plugin {}: the input is {input_bytes} bytes, over its limit of {} (limits.input_bytes)", plugin.manifest.id(), limits.input_bytes),
+            );
+        }
+        let mut store = match self.store(limits) {
+            Ok(s) => s,
+            Err(e) => return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id())),
+        };
+        let result = run(&mut store).await;
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let state = store.into_data();
+        let id = plugin.manifest.id();
+        let outcome = match result {
+            Ok(Ok(value)) => {
+                let size = output_size(&value);
+                if size as u64 > limits.output_bytes {
+                    CallOutcome::Failed {
+                        limit: "output",
+                        message: format!("plugin {id}: its output is about {size} bytes, over its limit of {} (limits.output_bytes)", limits.output_bytes),
+                    }
+                } else {
+                    CallOutcome::Ok(value)
+                }
+            }
+            Ok(Err(e)) => CallOutcome::PluginError { code: e.code, message: e.message },
+            Err(e) => {
+                let (limit, what) = match e.downcast_ref::<Trap>() {
+                    Some(Trap::OutOfFuel) => ("fuel", format!("ran out of fuel after {} units (limits.fuel)", limits.fuel)),
+                    _ if state.memory_denied => ("memory", format!("tried to grow its memory past {} bytes (limits.memory_bytes)", limits.memory_bytes)),
+                    _ => ("trap", format!("trapped: {e:#}")),
+                };
+                CallOutcome::Failed { limit, message: format!("plugin {id}: {what}") }
+            }
+        };
+        Call { outcome, fuel_used, peak_memory: state.peak_memory, duration_us: started.elapsed().as_micros() as u64, logs: state.logs }
+    }
+}
+
+/// wasmtime's errors as anyhow's, for `context`.
+fn any<T>(r: wasmtime::Result<T>) -> anyhow::Result<T> {
+    r.map_err(anyhow::Error::from)
+}
+
+fn not_kind<T>(plugin: &LoadedPlugin, kind: PluginKind) -> Call<T> {
+    Call {
+        outcome: CallOutcome::Failed { limit: "trap", message: format!("plugin {} is a {:?}, not a {kind:?}", plugin.manifest.id(), plugin.manifest.kind) },
+        fuel_used: 0,
+        peak_memory: 0,
+        duration_us: 0,
+        logs: Vec::new(),
+    }
+}

@@ -1,0 +1,183 @@
+//! WebAssembly plugins in the real runtime: the reference classifier in the pipeline, and
+//! hostile plugins that must never stall or crash the host.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::json;
+use warden::plugins::PluginHost;
+use warden::plugins::manifest::Manifest;
+
+use crate::both_backends;
+use crate::support::{Backend, TestDb, TestServer};
+
+both_backends!(reference_classifier_raises_risk, hostile_plugins_follow_their_failure_policy);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Builds a plugin crate into a component once per test process (cargo serialises concurrent builds).
+fn component(krate: &str) -> Vec<u8> {
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> = OnceLock::new();
+    let cache = BUILT.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap();
+    cache
+        .entry(krate.to_string())
+        .or_insert_with(|| {
+            let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target")).join("plugins");
+            let path = warden::plugins::build::build_crate(&workspace().join(krate), Some(&target)).unwrap();
+            std::fs::read(path).unwrap()
+        })
+        .clone()
+}
+
+fn manifest(toml_text: &str) -> Manifest {
+    toml::from_str(toml_text).unwrap()
+}
+
+/// Writes `<dir>/<name>/plugin.toml` and `plugin.wasm`.
+fn install(dir: &Path, name: &str, manifest_toml: &str, wasm: &[u8]) {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("plugin.toml"), manifest_toml).unwrap();
+    std::fs::write(d.join("plugin.wasm"), wasm).unwrap();
+}
+
+async fn server_with_plugins(backend: Backend, plugins: &Path) -> TestServer {
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.plugins.dir = Some(plugins.to_path_buf());
+    TestServer::start_with(db, config).await
+}
+
+async fn reference_classifier_raises_risk(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    install(
+        dir.path(),
+        "action-classifier",
+        "name = \"action-classifier\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n",
+        &component("plugins/action-classifier"),
+    );
+    let s = server_with_plugins(backend, dir.path()).await;
+    let bot = s.agent("bot", 2, json!({})).await;
+    // The table alone says a staging deploy is low risk; a migration path makes it high.
+    let (_, plain) = s.decide(&bot, "deploy", "staging", json!({})).await;
+    assert_eq!((plain["verdict"].as_str(), plain["risk"]["level"].as_str()), (Some("allow"), Some("low")), "{plain}");
+    let report = &plain["plugins"][0];
+    assert_eq!(report["plugin"], "action-classifier@0.1.0");
+    assert_eq!(report["outcome"], "ok");
+    assert!(report["fuel_used"].as_u64().unwrap() > 0);
+    let change = json!({"files_changed": 1, "lines_added": 12, "lines_deleted": 0, "paths": ["db/migrations/0042_index.sql"]});
+    let (_, risky) =
+        s.decide(&bot, "deploy", "staging", json!({"action": {"class": "deploy", "environment": "staging", "service": "payments", "change": change}})).await;
+    assert_eq!((risky["verdict"].as_str(), risky["risk"]["level"].as_str()), (Some("require_approval"), Some("high")), "{risky}");
+    assert!(risky["risk"]["categories"].as_array().unwrap().iter().any(|c| c == "sensitive_path:migrations"));
+    assert!(risky["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "plugin_risk"));
+    // The audit record names the plugin, its verdict and its cost.
+    let (_, page) = s.get("/v1/audit?event_type=decision", &s.admin).await;
+    let plugins = &page["records"][1]["details"]["plugins"][0];
+    assert_eq!((plugins["plugin"].as_str(), plugins["level"].as_str()), (Some("action-classifier@0.1.0"), Some("high")));
+    assert!(plugins["duration_us"].as_u64().is_some());
+}
+
+async fn hostile_plugins_follow_their_failure_policy(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = component("tests/plugins/hostile");
+    // Each misbehaviour watches one action class, so each request meets exactly one of them.
+    for (mode, class, extra) in [
+        ("loop", "infra_delete", ""),
+        ("grow", "infra_create", "[limits]\nmemory_bytes = 4194304\n"),
+        ("panic", "api_call", ""),
+        ("huge_output", "config_change", ""),
+        ("error", "docs_update", "failure_policy = \"fail_open\"\n"),
+        ("ok", "db_migration", ""),
+    ] {
+        let name = format!("hostile-{}", mode.replace('_', "-"));
+        let toml_text = format!("name = \"{name}\"\nversion = \"1.0.0\"\nkind = \"classifier\"\nclasses = [\"{class}\"]\n{extra}[config]\nmode = \"{mode}\"\n");
+        install(dir.path(), &name, &toml_text, &wasm);
+    }
+    let s = server_with_plugins(backend, dir.path()).await;
+    let bot = s.agent("bot", 2, json!({})).await;
+
+    // Infinite loops run concurrently with ordinary requests, which keep being answered.
+    let mut loops = Vec::new();
+    for _ in 0..6 {
+        let (client, base, bot) = (s.client.clone(), s.base.clone(), bot.clone());
+        loops.push(tokio::spawn(async move {
+            let resp = client
+                .post(format!("{base}/v1/decisions"))
+                .bearer_auth(bot)
+                .json(&json!({"action": {"class": "infra_delete", "environment": "dev", "service": "x"}}))
+                .send()
+                .await
+                .unwrap();
+            resp.json::<serde_json::Value>().await.unwrap()
+        }));
+    }
+    for _ in 0..5 {
+        assert_eq!(s.verdict(&bot, "read", "dev").await, "allow");
+    }
+    for l in loops {
+        let a = l.await.unwrap();
+        // fail_closed: treated as critical. Tier 2 may act alone in dev up to high only, so approval is needed.
+        assert_eq!((a["verdict"].as_str(), a["risk"]["level"].as_str()), (Some("require_approval"), Some("critical")), "{a}");
+        let report = &a["plugins"][0];
+        assert_eq!((report["error"].as_str(), report["failure_policy"].as_str()), (Some("fuel"), Some("fail_closed")));
+        assert!(report["message"].as_str().unwrap().contains("hostile-loop@1.0.0") && report["message"].as_str().unwrap().contains("limits.fuel"), "{report}");
+    }
+    for (class, error, limit_text) in
+        [("infra_create", "memory", "limits.memory_bytes"), ("api_call", "trap", "trapped"), ("config_change", "output", "limits.output_bytes")]
+    {
+        let (_, a) = s.decide(&bot, class, "dev", json!({})).await;
+        assert_eq!(a["risk"]["level"], "critical", "{class}: {a}");
+        assert_eq!(a["verdict"], "require_approval", "{class}: {a}");
+        let report = &a["plugins"][0];
+        assert_eq!(report["error"], error, "{class}: {report}");
+        assert!(report["message"].as_str().unwrap().contains(limit_text), "{class}: {report}");
+        assert!(a["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "plugin_failed"));
+    }
+    // fail_open: the failure is recorded and ignored.
+    let (_, a) = s.decide(&bot, "docs_update", "dev", json!({})).await;
+    assert_eq!(
+        (a["verdict"].as_str(), a["plugins"][0]["outcome"].as_str(), a["plugins"][0]["error"].as_str()),
+        (Some("allow"), Some("plugin_error"), Some("refused")),
+        "{a}"
+    );
+    assert_eq!(a["plugins"][0]["logs"][0], "info: mode error");
+    // A classifier cannot lower the table's risk.
+    let (_, a) = s.decide(&bot, "db_migration", "production", json!({})).await;
+    assert_eq!((a["risk"]["level"].as_str(), a["plugins"][0]["level"].as_str()), (Some("high"), Some("low")), "{a}");
+    // The server is still healthy.
+    assert_eq!(s.call(reqwest::Method::GET, "/readyz", None, None).await.0, 200);
+}
+
+#[tokio::test]
+async fn bad_components_are_refused_with_the_reason() {
+    let host = PluginHost::new().unwrap();
+    let rt = host.runtime();
+    let classifier = component("plugins/action-classifier");
+    let m = |extra: &str| manifest(&format!("name = \"p\"\nversion = \"1.0.0\"\nkind = \"classifier\"\n{extra}"));
+    assert!(rt.load(m(""), &classifier).is_ok());
+    // The wrong world.
+    let err = rt.load(manifest("name = \"p\"\nversion = \"1.0.0\"\nkind = \"anomaly_detector\""), &classifier).unwrap_err().to_string();
+    assert!(err.contains("p@1.0.0") && err.contains("anomaly-detector") && err.contains("detect"), "{err}");
+    // Not a component at all, and a bare core module.
+    let err = rt.load(m(""), b"definitely not wasm").unwrap_err().to_string();
+    assert!(err.contains("not a WebAssembly component"), "{err}");
+    let core = std::fs::read(
+        std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace().join("target"))
+            .join("plugins/wasm32-unknown-unknown/release/action_classifier.wasm"),
+    )
+    .unwrap();
+    let err = rt.load(m(""), &core).unwrap_err().to_string();
+    assert!(err.contains("not a WebAssembly component"), "{err}");
+    // Over its module size limit.
+    let err = rt.load(m("[limits]\nmodule_bytes = 1000\n"), &classifier).unwrap_err().to_string();
+    assert!(err.contains("limits.module_bytes"), "{err}");
+    // Built against a contract this host does not serve.
+    let err = rt.load(m("contract = \"0.2.0\"\n"), &classifier).unwrap_err().to_string();
+    assert!(err.contains("warden:plugin@0.2.0"), "{err}");
+}
