@@ -30,11 +30,21 @@ pub struct Config {
 }
 
 /// `[plugins]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
-    /// A directory of plugins loaded at start: `<dir>/<name>/plugin.toml` and `plugin.wasm`.
+    /// A directory of plugins published at start: `<dir>/<name>/plugin.toml` and `plugin.wasm`.
     pub dir: Option<PathBuf>,
+    /// How often (ms) a replica checks the store for plugins changed elsewhere; 0 never.
+    pub sync_interval_ms: u64,
+    /// Largest `POST /v1/plugins` body, bytes (components are larger than decisions).
+    pub upload_limit_bytes: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig { dir: None, sync_interval_ms: 2000, upload_limit_bytes: 32 << 20 }
+    }
 }
 
 /// `[server]`.

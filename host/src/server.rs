@@ -37,9 +37,13 @@ impl Warden {
         record_policy(&store, &policy, clock.now_micros()).await?;
         let plugins = Arc::new(PluginHost::new()?);
         if let Some(dir) = &config.plugins.dir {
-            for id in plugins.load_dir(dir)? {
-                tracing::info!(plugin = %id, "plugin loaded");
+            for id in plugins.publish_dir(dir, &store, clock.now_micros()).await? {
+                tracing::info!(plugin = %id, "plugin published from the plugin directory");
             }
+        }
+        plugins.sync(&store).await?;
+        if config.plugins.sync_interval_ms > 0 {
+            tokio::spawn(sync_plugins(plugins.clone(), store.clone(), Duration::from_millis(config.plugins.sync_interval_ms)));
         }
         let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone(), plugins);
         Ok(Warden { state: AppState { engine, store, clock, metrics }, config })
@@ -74,7 +78,7 @@ impl Warden {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         let store = self.state.store.clone();
-        let app = api::router(self.state, self.config.server.body_limit_bytes);
+        let app = api::router(self.state, self.config.server.body_limit_bytes, self.config.plugins.upload_limit_bytes);
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
@@ -119,6 +123,21 @@ async fn record_policy(store: &Store, policy: &CompiledPolicy, now: i64) -> anyh
     store.commit(Change { writes: vec![], audit: vec![record] }).await?;
     tracing::info!(version = %policy.version, "policy changed; recorded in the audit trail");
     Ok(())
+}
+
+/// Keeps this replica's plugins in step with the store (another replica may have changed them).
+async fn sync_plugins(plugins: Arc<PluginHost>, store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match plugins.sync(&store).await {
+            Ok(()) => {}
+            // The store closes at shutdown; nothing left to keep in step.
+            Err(_) if store.is_closed() => return,
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "plugin sync failed; will retry"),
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -130,6 +130,32 @@ pub enum Write {
     InsertDecision(DecisionRow),
     /// Record a violation.
     InsertViolation(ViolationRow),
+    /// Create or replace a plugin.
+    UpsertPlugin(PluginRow),
+    /// Remove a plugin; 404 if unknown.
+    DeletePlugin {
+        /// Plugin name.
+        name: String,
+    },
+}
+
+/// A row of the `plugins` table.
+#[derive(Debug, Clone)]
+pub struct PluginRow {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Kind (`classifier`, …).
+    pub kind: String,
+    /// The manifest, as JSON.
+    pub manifest: String,
+    /// The component.
+    pub component: Arc<Vec<u8>>,
+    /// Hex SHA-256 of the component.
+    pub sha256: String,
+    /// Unix microseconds.
+    pub updated_at: i64,
 }
 
 /// A unit of change: rows and the audit records that describe them, committed together.
@@ -229,7 +255,7 @@ impl ReadCache {
                 }
                 // Tokens are cached by hash; revocation is rare, so drop them all.
                 Write::RevokeToken { .. } => self.tokens.lock().expect("cache lock").clear(),
-                Write::InsertToken(_) | Write::InsertDecision(_) | Write::InsertViolation(_) => {}
+                Write::InsertToken(_) | Write::InsertDecision(_) | Write::InsertViolation(_) | Write::UpsertPlugin(_) | Write::DeletePlugin { .. } => {}
             }
         }
     }
@@ -282,6 +308,11 @@ impl Store {
         }
         let cache = Arc::new(ReadCache { ttl: options.cache_ttl, tokens: Default::default(), agents: Default::default(), humans: Default::default() });
         Ok(Store { pool, backend, writer: tx, cache })
+    }
+
+    /// Whether the store has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
     }
 
     /// Which database this is.
@@ -410,6 +441,18 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let record: AuditRecord = serde_json::from_str(&row.try_get::<String, _>("record")?).map_err(Error::internal)?;
         Ok(record.policy_version)
+    }
+
+    /// Every stored plugin's name and SHA-256 (cheap: for replicas to notice changes).
+    pub async fn plugin_hashes(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT name, sha256 FROM plugins ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("sha256")?))).collect()
+    }
+
+    /// One stored plugin: its manifest (JSON) and component.
+    pub async fn plugin(&self, name: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let row = sqlx::query("SELECT manifest, component FROM plugins WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("manifest")?, r.try_get("component")?))).transpose()?)
     }
 
     /// Audit records matching a filter, in chain order.
@@ -959,6 +1002,27 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::InsertDecision(d) => {
             insert_decisions(conn, &[d]).await?;
             Ok(())
+        }
+        Write::UpsertPlugin(p) => {
+            sqlx::query(
+                "INSERT INTO plugins (name, version, kind, manifest, component, sha256, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, kind = excluded.kind, manifest = excluded.manifest, \
+                 component = excluded.component, sha256 = excluded.sha256, updated_at = excluded.updated_at",
+            )
+            .bind(&p.name)
+            .bind(&p.version)
+            .bind(&p.kind)
+            .bind(&p.manifest)
+            .bind(p.component.as_slice())
+            .bind(&p.sha256)
+            .bind(p.updated_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+        Write::DeletePlugin { name } => {
+            let n = sqlx::query("DELETE FROM plugins WHERE name = $1").bind(name).execute(&mut *conn).await?.rows_affected();
+            affected(n, Kind::NotFound, "unknown_plugin", format!("no plugin `{name}`"))
         }
         Write::InsertViolation(v) => {
             insert_violations(conn, &[v]).await?;

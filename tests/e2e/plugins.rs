@@ -181,3 +181,93 @@ async fn bad_components_are_refused_with_the_reason() {
     let err = rt.load(m("contract = \"0.2.0\"\n"), &classifier).unwrap_err().to_string();
     assert!(err.contains("warden:plugin@0.2.0"), "{err}");
 }
+
+both_backends!(plugins_through_the_admin_api, replicas_pick_up_plugin_changes);
+
+fn upload(name: &str, version: &str, wasm: &[u8]) -> serde_json::Value {
+    use base64::Engine as _;
+    json!({"manifest": {"name": name, "version": version, "kind": "classifier"}, "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm)})
+}
+
+async fn plugins_through_the_admin_api(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let bot = s.agent("bot", 2, json!({})).await;
+    let wasm = component("plugins/action-classifier");
+    let (status, loaded) = s.post("/v1/plugins", &s.admin, upload("classify", "1.0.0", &wasm)).await;
+    assert_eq!((status.as_u16(), loaded["changed"].as_bool()), (201, Some(true)), "{loaded}");
+    // Loading the same thing again changes nothing.
+    assert_eq!(s.post("/v1/plugins", &s.admin, upload("classify", "1.0.0", &wasm)).await.1["changed"], false);
+    let (_, list) = s.get("/v1/plugins", &s.admin).await;
+    use sha2::Digest as _;
+    assert_eq!(list[0]["sha256"], hex::encode(sha2::Sha256::digest(&wasm)));
+    assert_eq!(list[0]["failure_policy"], "fail_closed");
+    let (_, a) = s.decide(&bot, "deploy", "staging", json!({})).await;
+    assert_eq!(a["plugins"][0]["plugin"], "classify@1.0.0");
+    // A new version swaps in without a restart.
+    assert_eq!(s.post("/v1/plugins", &s.admin, upload("classify", "1.1.0", &wasm)).await.0, 201);
+    let (_, a) = s.decide(&bot, "deploy", "staging", json!({})).await;
+    assert_eq!(a["plugins"][0]["plugin"], "classify@1.1.0");
+    // Removal.
+    assert_eq!(s.call(reqwest::Method::DELETE, "/v1/plugins/classify", Some(&s.admin), None).await.0, 204);
+    let (_, a) = s.decide(&bot, "deploy", "staging", json!({})).await;
+    assert_eq!(a["plugins"].as_array().unwrap().len(), 0);
+    crate::support::assert_error(&s.call(reqwest::Method::DELETE, "/v1/plugins/classify", Some(&s.admin), None).await, 404, "unknown_plugin");
+    // Every load, swap and removal is audited.
+    let (_, page) = s.get("/v1/audit?limit=1000", &s.admin).await;
+    let events: Vec<&str> =
+        page["records"].as_array().unwrap().iter().map(|r| r["event_type"].as_str().unwrap()).filter(|e| e.starts_with("plugin.")).collect();
+    assert_eq!(events, vec!["plugin.loaded", "plugin.replaced", "plugin.removed"]);
+    // Bad uploads are 400s that say why; only admins may load.
+    let mut bad = upload("classify", "1.0.0", &wasm);
+    bad["component_base64"] = json!("%%%");
+    assert_eq!(crate::support::assert_error(&s.post("/v1/plugins", &s.admin, bad).await, 400, "invalid_field").as_deref(), Some("component_base64"));
+    let err = s.post("/v1/plugins", &s.admin, upload("junk", "1.0.0", b"not a component")).await;
+    crate::support::assert_error(&err, 400, "invalid_plugin");
+    assert!(err.1["error"]["message"].as_str().unwrap().contains("not a WebAssembly component"));
+    let mut bad_manifest = upload("classify", "1.0.0", &wasm);
+    bad_manifest["manifest"]["limits"] = json!({"fuel": 0});
+    assert_eq!(
+        crate::support::assert_error(&s.post("/v1/plugins", &s.admin, bad_manifest).await, 400, "invalid_field").as_deref(),
+        Some("manifest.limits.fuel")
+    );
+    crate::support::assert_error(&s.post("/v1/plugins", &bot, upload("classify", "1.0.0", &wasm)).await, 403, "forbidden_role");
+}
+
+async fn replicas_pick_up_plugin_changes(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.plugins.sync_interval_ms = 100;
+    let replica_config = config.clone();
+    let s = TestServer::start_with(db, config).await;
+    // A second replica on the same database.
+    let replica = warden::server::Warden::open_default(replica_config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base2 = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server2 = tokio::spawn(replica.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let listed = |base: String| {
+        let (client, admin) = (s.client.clone(), s.admin.clone());
+        async move { client.get(format!("{base}/v1/plugins")).bearer_auth(admin).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let wait_for = |want: usize| {
+        let base2 = base2.clone();
+        async move {
+            for _ in 0..100 {
+                if listed(base2.clone()).await.as_array().unwrap().len() == want {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert!(s.post("/v1/plugins", &s.admin, upload("classify", "1.0.0", &component("plugins/action-classifier"))).await.0.is_success());
+    assert!(wait_for(1).await, "the other replica never loaded the plugin");
+    assert_eq!(listed(base2.clone()).await[0]["version"], "1.0.0");
+    assert_eq!(s.call(reqwest::Method::DELETE, "/v1/plugins/classify", Some(&s.admin), None).await.0, 204);
+    assert!(wait_for(0).await, "the other replica never unloaded the plugin");
+    let _ = stop.send(());
+    server2.await.unwrap().unwrap();
+}

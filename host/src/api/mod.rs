@@ -28,6 +28,7 @@ mod authzen;
 mod decisions;
 mod humans;
 mod ops;
+mod plugins;
 pub mod tokens;
 
 /// What every handler can reach.
@@ -61,7 +62,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The router and the OpenAPI document that describes it.
-pub fn router(state: AppState, body_limit: usize) -> Router {
+pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(decisions::routes())
         .merge(authzen::routes())
@@ -70,6 +71,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(ops::routes())
+        .merge(plugins::routes(upload_limit))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router

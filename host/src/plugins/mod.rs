@@ -19,7 +19,10 @@ use manifest::{FailurePolicy, Manifest, PluginKind};
 use runtime::bindings::types;
 use runtime::{CallOutcome, LoadedPlugin, Runtime};
 
+use crate::audit::{Actor, AuditRecord};
+use crate::error::{Error, Kind};
 use crate::policy::RiskLevel;
+use crate::store::{Change, PluginRow, Store, Write};
 
 /// What one plugin said about one decision, as recorded in the answer and the audit trail.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
@@ -106,7 +109,100 @@ impl PluginHost {
         &self.runtime
     }
 
-    /// Loads every `<dir>/<name>/plugin.toml` with its `plugin.wasm`; returns what loaded.
+    /// Publishes every `<dir>/<name>/plugin.toml` with its `plugin.wasm` (see [`Self::publish`]);
+    /// returns what changed.
+    pub async fn publish_dir(&self, dir: &Path, store: &Store, now: i64) -> anyhow::Result<Vec<String>> {
+        let mut changed = Vec::new();
+        let actor = Actor { kind: "admin".into(), id: "configuration".into(), tool: None, model: None, token_id: None };
+        for (manifest, bytes) in read_dir(dir)? {
+            if let Some(id) = self.publish(store, actor.clone(), manifest, bytes, now).await.map_err(|e| anyhow::anyhow!("{}", e.message))? {
+                changed.push(id);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Checks, compiles and stores a plugin with an audit record, then installs it here (other
+    /// replicas pick it up on their next sync). Returns `name@version` if anything changed, and
+    /// nothing if the same component and manifest are already stored.
+    pub async fn publish(&self, store: &Store, actor: Actor, manifest: Manifest, bytes: Vec<u8>, now: i64) -> crate::error::Result<Option<String>> {
+        let plugin = self.runtime.load(manifest, &bytes).map_err(|e| Error::new(Kind::BadRequest, "invalid_plugin", format!("{e:#}")))?;
+        let manifest_json = serde_json::to_string(plugin.manifest.as_ref()).map_err(Error::internal)?;
+        let previous = self.snapshot().iter().find(|p| p.manifest.name == plugin.manifest.name).cloned();
+        if let Some(prev) = &previous
+            && prev.sha256 == plugin.sha256
+            && prev.manifest == plugin.manifest
+        {
+            return Ok(None);
+        }
+        let id = plugin.manifest.id();
+        let event = if previous.is_some() { "plugin.replaced" } else { "plugin.loaded" };
+        let details = serde_json::json!({
+            "name": plugin.manifest.name, "version": plugin.manifest.version, "kind": plugin.manifest.kind, "sha256": plugin.sha256, "size": plugin.size,
+            "failure_policy": plugin.manifest.failure_policy(), "limits": plugin.manifest.limits, "classes": plugin.manifest.classes,
+            "previous": previous.as_ref().map(|p| serde_json::json!({"version": p.manifest.version, "sha256": p.sha256})),
+        });
+        let row = PluginRow {
+            name: plugin.manifest.name.clone(),
+            version: plugin.manifest.version.clone(),
+            kind: plugin.manifest.kind.world().to_string(),
+            manifest: manifest_json,
+            component: Arc::new(bytes),
+            sha256: plugin.sha256.clone(),
+            updated_at: now,
+        };
+        let record = plugin_record(actor, event, &plugin.manifest.name, details, now);
+        store.commit(Change { writes: vec![Write::UpsertPlugin(row)], audit: vec![record] }).await?;
+        self.install(plugin);
+        Ok(Some(id))
+    }
+
+    /// Removes a plugin from the store (audited) and from this replica.
+    pub async fn unpublish(&self, store: &Store, actor: Actor, name: &str, now: i64) -> crate::error::Result<()> {
+        let previous = self.snapshot().iter().find(|p| p.manifest.name == name).cloned();
+        let details = serde_json::json!({ "name": name, "version": previous.as_ref().map(|p| p.manifest.version.clone()), "sha256": previous.as_ref().map(|p| p.sha256.clone()) });
+        let record = plugin_record(actor, "plugin.removed", name, details, now);
+        store.commit(Change { writes: vec![Write::DeletePlugin { name: name.to_string() }], audit: vec![record] }).await?;
+        self.remove(name);
+        Ok(())
+    }
+
+    /// Converges this replica on the store: loads new or changed plugins, drops removed ones.
+    pub async fn sync(&self, store: &Store) -> anyhow::Result<()> {
+        let stored = store.plugin_hashes().await?;
+        let loaded = self.snapshot();
+        for (name, sha) in &stored {
+            if loaded.iter().any(|p| &p.manifest.name == name && &p.sha256 == sha) {
+                continue;
+            }
+            let Some((manifest_json, bytes)) = store.plugin(name).await? else { continue };
+            let manifest: Manifest = serde_json::from_str(&manifest_json)?;
+            match self.runtime.load(manifest, &bytes) {
+                Ok(plugin) => {
+                    tracing::info!(plugin = %plugin.manifest.id(), sha256 = %plugin.sha256, "plugin synced from the store");
+                    self.install(plugin);
+                }
+                Err(e) => tracing::error!(plugin = %name, error = %format!("{e:#}"), "stored plugin does not load here"),
+            }
+        }
+        for plugin in loaded.iter().filter(|p| !stored.iter().any(|(n, _)| n == &p.manifest.name)) {
+            tracing::info!(plugin = %plugin.manifest.id(), "plugin removed from the store; unloading");
+            self.remove(&plugin.manifest.name);
+        }
+        Ok(())
+    }
+
+    /// Removes a plugin from this replica; in-flight calls finish on their snapshot.
+    pub fn remove(&self, name: &str) -> Option<LoadedPlugin> {
+        let mut guard = self.loaded.write().expect("plugin lock");
+        let old = guard.iter().find(|p| p.manifest.name == name).cloned();
+        if old.is_some() {
+            *guard = Arc::new(guard.iter().filter(|p| p.manifest.name != name).cloned().collect());
+        }
+        old
+    }
+
+    /// Loads every `<dir>/<name>/plugin.toml` with its `plugin.wasm` into this replica only.
     pub fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
         let mut names = Vec::new();
         let mut entries: Vec<_> =
@@ -204,6 +300,44 @@ impl PluginHost {
             merged.reports.push(report);
         }
         merged
+    }
+}
+
+/// Reads `<dir>/<name>/plugin.toml` and `plugin.wasm` pairs, in name order.
+fn read_dir(dir: &Path) -> anyhow::Result<Vec<(Manifest, Vec<u8>)>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("cannot read plugin directory {}", dir.display()))?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.path();
+        if !path.join("plugin.toml").exists() {
+            continue;
+        }
+        let manifest: Manifest =
+            toml::from_str(&std::fs::read_to_string(path.join("plugin.toml"))?).with_context(|| format!("invalid {}", path.join("plugin.toml").display()))?;
+        let bytes = std::fs::read(path.join("plugin.wasm")).with_context(|| format!("no plugin.wasm in {}", path.display()))?;
+        out.push((manifest, bytes));
+    }
+    Ok(out)
+}
+
+fn plugin_record(actor: Actor, event: &str, name: &str, details: serde_json::Value, now: i64) -> AuditRecord {
+    AuditRecord {
+        event_type: event.to_string(),
+        at: crate::clock::format_micros(now),
+        authorizing_human: if actor.kind == "admin" && actor.id != "configuration" { Some(actor.id.clone()) } else { None },
+        actor,
+        agent: None,
+        on_behalf_of: None,
+        action_class: None,
+        environment: None,
+        target: format!("plugin:{name}"),
+        action: None,
+        outcome: None,
+        reasoning: None,
+        policy_version: None,
+        decision_id: None,
+        details: Some(details),
     }
 }
 

@@ -187,12 +187,7 @@ impl Runtime {
             .linear_memory_keep_resident(256 << 10)
             .table_keep_resident(64 << 10);
         let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            
-            .consume_fuel(true)
-            .memory_init_cow(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.wasm_component_model(true).consume_fuel(true).memory_init_cow(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = any(Engine::new(&config)).context("cannot start the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
         bindings::classifier::warden::plugin::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
