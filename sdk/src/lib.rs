@@ -67,6 +67,7 @@ impl RiskLevel {
 
 /// The size and shape of a code or config change.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChangeSummary {
     /// Files changed.
     pub files_changed: u32,
@@ -160,6 +161,7 @@ impl Classification {
 
 /// How humans of the same team do this kind of action.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Baseline {
     /// Team.
     pub team: String,
@@ -187,6 +189,7 @@ pub struct Baseline {
 
 /// The agent's own recent activity.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Activity {
     /// Actions of the same kind in the last hour, including this one.
     pub actions_last_hour: u32,
@@ -209,6 +212,7 @@ pub struct Finding {
 
 /// Metric samples for canary and baseline over one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MetricWindow {
     /// Metric name.
     pub name: String,

@@ -271,3 +271,36 @@ async fn replicas_pick_up_plugin_changes(backend: Backend) {
     let _ = stop.send(());
     server2.await.unwrap().unwrap();
 }
+
+/// The plugin author's path through the real binary: scaffold, build, test against a fixture.
+#[tokio::test]
+async fn author_path_new_build_test() {
+    let bin = env!("CARGO_BIN_EXE_warden");
+    let dir = tempfile::tempdir().unwrap();
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target")).join("plugins");
+    let run = |args: &[&str], cwd: &Path| std::process::Command::new(bin).args(args).current_dir(cwd).output().unwrap();
+    let out = run(&["plugin", "new", "watch-payments", "--kind", "classifier"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let krate = dir.path().join("watch-payments");
+    let out = run(&["plugin", "build", ".", "--target-dir", target.to_str().unwrap()], &krate);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let component = target.join("wasm32-unknown-unknown/release/watch_payments.component.wasm");
+    let out = run(&["plugin", "test", component.to_str().unwrap(), "--fixture", "fixtures/example.json"], &krate);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["plugin"], "watch-payments@0.1.0");
+    assert_eq!(report["verdict"]["level"], "high", "{report}");
+    assert!(report["fuel_used"].as_u64().unwrap() > 0);
+    assert!(report["module_size"].as_u64().unwrap() > 0);
+    assert_eq!(report["logs"][0], "debug: payments -> High");
+    // A fixture that names no service it watches stays at the table's risk.
+    let quiet = krate.join("fixtures/quiet.json");
+    std::fs::write(
+        &quiet,
+        r#"{"action": {"agent": "a", "team": "t", "class": "deploy", "environment": "production", "service": "docs", "table_risk": "medium"}}"#,
+    )
+    .unwrap();
+    let out = run(&["plugin", "test", component.to_str().unwrap(), "--fixture", quiet.to_str().unwrap()], &krate);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"]["level"], "medium", "{report}");
+}

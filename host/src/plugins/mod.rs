@@ -12,8 +12,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub mod build;
+pub mod fixture;
 pub mod manifest;
 pub mod runtime;
+pub mod scaffold;
 
 use manifest::{FailurePolicy, Manifest, PluginKind};
 use runtime::bindings::types;
@@ -79,7 +81,8 @@ pub struct PluginHost {
     loaded: RwLock<Arc<Vec<LoadedPlugin>>>,
 }
 
-fn level_of(l: types::RiskLevel) -> RiskLevel {
+/// Converts the contract's level to the policy's.
+pub fn level_of(l: types::RiskLevel) -> RiskLevel {
     match l {
         types::RiskLevel::Low => RiskLevel::Low,
         types::RiskLevel::Medium => RiskLevel::Medium,
