@@ -47,16 +47,46 @@ fn pipeline(c: &mut Criterion) {
     c.bench_function("decide_in_process/agent_alone", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(&policy, &caller, &alone, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string()).unwrap()
+            judge(&policy, &caller, &alone, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default()).unwrap()
         })
     });
     c.bench_function("decide_in_process/on_behalf_with_parent", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(&policy, &caller, &chatops, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string()).unwrap()
+            judge(&policy, &caller, &chatops, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default()).unwrap()
         })
     });
 }
 
-criterion_group!(benches, pipeline);
+/// The reference classifier in the real runtime: a fresh instance and one call per iteration,
+/// then the pure pipeline with its opinion merged.
+fn with_plugins(c: &mut Criterion) {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| workspace.join("target")).join("plugins");
+    let component = warden::plugins::build::build_crate(&workspace.join("plugins/action-classifier"), Some(&target)).expect("build the reference classifier");
+    let bytes = std::fs::read(component).unwrap();
+    let host = warden::plugins::PluginHost::new().unwrap();
+    let manifest = toml::from_str("name = \"action-classifier\"\nversion = \"0.1.0\"\nkind = \"classifier\"").unwrap();
+    host.install(host.runtime().load(manifest, &bytes).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let policy = CompiledPolicy::new(Policy::default()).unwrap();
+    let caller = Caller { token_id: "tok_1".into(), role: Role::Agent, subject: Some("deploy-bot".into()) };
+    let request: DecisionRequest = serde_json::from_value(json!({
+        "action": {"class": "deploy", "environment": "production", "service": "payments",
+            "change": {"files_changed": 4, "lines_added": 120, "lines_deleted": 30, "paths": ["src/api.rs", "db/migrations/0042.sql"]}}
+    }))
+    .unwrap();
+    let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None };
+    let wit_action = warden::engine::plugin_action(&request.action, &subject.agent, warden::policy::RiskLevel::Low, 1_764_000_000_000_000);
+    c.bench_function("plugin/fresh_instance_and_classify", |b| b.iter(|| rt.block_on(host.classify(&wit_action))));
+    c.bench_function("decide_in_process/with_reference_classifier", |b| {
+        b.iter(|| {
+            validate(&policy, &request.action).unwrap();
+            let classifications = rt.block_on(host.classify(&wit_action));
+            judge(&policy, &caller, &subject, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), classifications).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, pipeline, with_plugins);
 criterion_main!(benches);

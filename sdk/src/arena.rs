@@ -10,7 +10,7 @@ mod imp {
     use core::alloc::{GlobalAlloc, Layout};
     use core::cell::UnsafeCell;
 
-    const ARENA_BYTES: usize = 1 << 20;
+    const ARENA_BYTES: usize = 256 << 10;
     const PAGE: usize = 65536;
 
     #[repr(C, align(16))]

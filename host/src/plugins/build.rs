@@ -30,6 +30,8 @@ pub fn build_crate(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<Path
     cmd.args(["build", "--release", "--lib", "--target", "wasm32-unknown-unknown", "--manifest-path"]).arg(&manifest_path);
     // Small components: no debug info. (`strip` would also drop the component type.)
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+    // A 64 KiB shadow stack instead of 1 MiB: a fresh instance has less memory to map and reset.
+    cmd.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", "-C link-arg=-zstack-size=65536");
     if let Some(t) = target_dir {
         cmd.arg("--target-dir").arg(t);
     }

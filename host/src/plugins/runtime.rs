@@ -182,10 +182,11 @@ impl Runtime {
             .total_tables(POOL_INSTANCES * 2)
             .total_stacks(POOL_INSTANCES)
             .max_memory_size(MAX_LIMITS.memory_bytes as usize)
-            // Keep the first pages of each slot mapped between calls: resetting them is cheaper
-            // than faulting them in again.
-            .linear_memory_keep_resident(256 << 10)
-            .table_keep_resident(64 << 10);
+            // Keep each slot's pages mapped between calls and reset only the pages a call
+            // dirtied (pagemap_scan, Linux 6.7+): cheaper than unmapping and faulting them in again.
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config.wasm_component_model(true).consume_fuel(true).memory_init_cow(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = any(Engine::new(&config)).context("cannot start the WebAssembly engine")?;
