@@ -78,6 +78,31 @@ pub struct AuditRecord {
     pub details: Option<serde_json::Value>,
 }
 
+impl AuditRecord {
+    /// A record of a change to Warden itself (an identity, token, plugin or the policy) by
+    /// `actor`, with what changed in `details`. Set `agent` or `authorizing_human` after, where
+    /// they apply.
+    pub fn change(actor: Actor, event_type: &str, target: String, details: serde_json::Value, now: i64) -> AuditRecord {
+        AuditRecord {
+            event_type: event_type.to_string(),
+            at: crate::clock::format_micros(now),
+            actor,
+            agent: None,
+            on_behalf_of: None,
+            authorizing_human: None,
+            action_class: None,
+            environment: None,
+            target,
+            action: None,
+            outcome: None,
+            reasoning: None,
+            policy_version: None,
+            decision_id: None,
+            details: Some(details),
+        }
+    }
+}
+
 /// A stored audit record with its place in the chain.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditEntry {

@@ -103,22 +103,10 @@ async fn record_policy(store: &Store, policy: &CompiledPolicy, now: i64) -> anyh
     if store.last_policy_version().await?.as_deref() == Some(policy.version.as_str()) {
         return Ok(());
     }
+    let actor = Actor { kind: "admin".into(), id: "configuration".into(), tool: None, model: None, token_id: None };
     let record = AuditRecord {
-        event_type: "policy.loaded".into(),
-        at: crate::clock::format_micros(now),
-        actor: Actor { kind: "admin".into(), id: "configuration".into(), tool: None, model: None, token_id: None },
-        agent: None,
-        on_behalf_of: None,
-        authorizing_human: None,
-        action_class: None,
-        environment: None,
-        target: "policy".into(),
-        action: None,
-        outcome: None,
-        reasoning: None,
         policy_version: Some(policy.version.clone()),
-        decision_id: None,
-        details: Some(serde_json::to_value(&policy.policy)?),
+        ..AuditRecord::change(actor, "policy.loaded", "policy".into(), serde_json::to_value(&policy.policy)?, now)
     };
     store.commit(Change { writes: vec![], audit: vec![record] }).await?;
     tracing::info!(version = %policy.version, "policy changed; recorded in the audit trail");

@@ -26,23 +26,7 @@ pub(super) fn actor(caller: &Caller) -> Actor {
 
 /// An audit record for an identity change made by `caller`.
 pub(super) fn change_record(caller: &Caller, event: &str, target: String, agent: Option<String>, details: serde_json::Value, now: i64) -> AuditRecord {
-    AuditRecord {
-        event_type: event.to_string(),
-        at: format_micros(now),
-        actor: actor(caller),
-        agent,
-        on_behalf_of: None,
-        authorizing_human: caller.subject.clone(),
-        action_class: None,
-        environment: None,
-        target,
-        action: None,
-        outcome: None,
-        reasoning: None,
-        policy_version: None,
-        decision_id: None,
-        details: Some(details),
-    }
+    AuditRecord { agent, authorizing_human: caller.subject.clone(), ..AuditRecord::change(actor(caller), event, target, details, now) }
 }
 
 /// Checks that the parent exists and that attaching it makes no loop or over-deep chain.

@@ -48,23 +48,10 @@ pub struct TokenCreated {
 }
 
 fn token_record(actor: Actor, event: &str, token: &TokenRecord, now: i64) -> AuditRecord {
-    AuditRecord {
-        event_type: event.to_string(),
-        at: format_micros(now),
-        authorizing_human: if actor.kind == "admin" || actor.kind == "human" { Some(actor.id.clone()) } else { None },
-        actor,
-        agent: if token.role == Role::Agent { token.subject.clone() } else { None },
-        on_behalf_of: None,
-        action_class: None,
-        environment: None,
-        target: format!("token:{}", token.id),
-        action: None,
-        outcome: None,
-        reasoning: None,
-        policy_version: None,
-        decision_id: None,
-        details: Some(serde_json::json!({ "role": token.role, "subject": token.subject, "note": token.note })),
-    }
+    let authorizing_human = if actor.kind == "admin" || actor.kind == "human" { Some(actor.id.clone()) } else { None };
+    let agent = if token.role == Role::Agent { token.subject.clone() } else { None };
+    let details = serde_json::json!({ "role": token.role, "subject": token.subject, "note": token.note });
+    AuditRecord { agent, authorizing_human, ..AuditRecord::change(actor, event, format!("token:{}", token.id), details, now) }
 }
 
 /// Validates and stores a new token; `secret` overrides the random one (bootstrap only).

@@ -325,23 +325,8 @@ fn read_dir(dir: &Path) -> anyhow::Result<Vec<(Manifest, Vec<u8>)>> {
 }
 
 fn plugin_record(actor: Actor, event: &str, name: &str, details: serde_json::Value, now: i64) -> AuditRecord {
-    AuditRecord {
-        event_type: event.to_string(),
-        at: crate::clock::format_micros(now),
-        authorizing_human: if actor.kind == "admin" && actor.id != "configuration" { Some(actor.id.clone()) } else { None },
-        actor,
-        agent: None,
-        on_behalf_of: None,
-        action_class: None,
-        environment: None,
-        target: format!("plugin:{name}"),
-        action: None,
-        outcome: None,
-        reasoning: None,
-        policy_version: None,
-        decision_id: None,
-        details: Some(details),
-    }
+    let authorizing_human = if actor.kind == "admin" && actor.id != "configuration" { Some(actor.id.clone()) } else { None };
+    AuditRecord { authorizing_human, ..AuditRecord::change(actor, event, format!("plugin:{name}"), details, now) }
 }
 
 /// A cheap estimate of an action's serialized size, for the input limit.
