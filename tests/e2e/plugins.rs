@@ -304,3 +304,55 @@ async fn author_path_new_build_test() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["verdict"]["level"], "medium", "{report}");
 }
+
+/// The reference anomaly detector as a component in the real runtime.
+#[tokio::test]
+async fn baseline_anomaly_component_flags_a_burst() {
+    use warden::plugins::runtime::CallOutcome;
+    use warden::plugins::runtime::bindings::types as wit;
+    let host = PluginHost::new().unwrap();
+    let rt = host.runtime();
+    let plugin =
+        rt.load(manifest("name = \"baseline-anomaly\"\nversion = \"0.1.0\"\nkind = \"anomaly_detector\""), &component("plugins/baseline-anomaly")).unwrap();
+    assert_eq!(plugin.manifest.failure_policy(), warden::plugins::manifest::FailurePolicy::FailClosed);
+    let mut counts = vec![0u32; 168];
+    counts[24 + 10] = 40;
+    let baseline = wit::Baseline {
+        team: "payments".into(),
+        service: "payments".into(),
+        class: "deploy".into(),
+        environment: "staging".into(),
+        sample_size: 400,
+        warm: true,
+        rate_per_hour: 2.0,
+        change_size_median: 80.0,
+        change_size_mad: 40.0,
+        hour_of_week_counts: counts,
+        seen_combinations: vec!["deploy/staging/payments".into()],
+    };
+    let action = |hour| wit::Action {
+        agent: "bot".into(),
+        team: "payments".into(),
+        class: "deploy".into(),
+        environment: "staging".into(),
+        service: "payments".into(),
+        resources: vec![],
+        change: None,
+        estimated_cost_usd: None,
+        reasoning: None,
+        labels: vec![],
+        hour_of_week: hour,
+        table_risk: wit::RiskLevel::Low,
+    };
+    let calm = wit::Activity { actions_last_hour: 2, seen_combinations: vec![] };
+    let call = rt.detect(&plugin, &action(34), &baseline, &calm, 0).await;
+    let CallOutcome::Ok(findings) = call.outcome else { panic!("{:?}", call.outcome) };
+    assert!(findings.is_empty(), "{findings:?}");
+    let burst = wit::Activity { actions_last_hour: 40, seen_combinations: vec![] };
+    let call = rt.detect(&plugin, &action(34), &baseline, &burst, 0).await;
+    let CallOutcome::Ok(findings) = call.outcome else { panic!("{:?}", call.outcome) };
+    let detectors: Vec<&str> = findings.iter().map(|f| f.detector.as_str()).collect();
+    assert_eq!(detectors, vec!["burst_rate", "combined"]);
+    assert!(findings[0].severity >= 90);
+    assert!(call.fuel_used > 0);
+}

@@ -1,0 +1,242 @@
+//! Warden's reference anomaly detector: compares an agent's action and recent activity with how
+//! humans of the same team do the same kind of action.
+//!
+//! Detectors, each giving a p-value (how surprising the observation is if the agent behaved like
+//! the humans):
+//! - `burst_rate`: actions in the last hour against the human hourly rate (Poisson upper tail);
+//! - `change_size`: lines changed against the human median, as a robust z-score (median/MAD);
+//! - `rare_hour`: the hour of the week against a smoothed histogram of human activity;
+//! - `first_seen`: a class/environment/service combination neither humans nor the agent have done,
+//!   judged only once the baseline is warm.
+//!
+//! The p-values are combined conservatively (Bonferroni) into one `combined` finding whose
+//! severity (0–100) grows by `severity_per_decade` for every factor of ten of surprise.
+
+use serde::Deserialize;
+use warden_sdk::{Action, Activity, AnomalyDetector, Baseline, Finding, PluginError};
+
+/// Configuration; every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Report a detector's finding when its p-value is below this.
+    pub report_p: f64,
+    /// Floor for the human hourly rate (a rate of zero would make any action infinitely surprising).
+    pub min_rate_per_hour: f64,
+    /// Floor for the median absolute deviation of change size, in lines.
+    pub mad_floor: f64,
+    /// Pseudo-count added to every hour of the week before normalising.
+    pub hour_pseudo_count: f64,
+    /// Severity added per factor of ten of surprise (p = 0.1 → 1×, 0.01 → 2×, …).
+    pub severity_per_decade: f64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { report_p: 0.05, min_rate_per_hour: 0.1, mad_floor: 1.0, hour_pseudo_count: 0.5, severity_per_decade: 20.0 }
+    }
+}
+
+/// P(X ≥ k) for X ~ Poisson(λ), summed from k upwards in log space (accurate in the far tail).
+pub fn poisson_upper_tail(k: u32, lambda: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    let ln_pmf_k = -lambda + f64::from(k) * lambda.ln() - ln_factorial(k);
+    let mut term = ln_pmf_k.exp();
+    let mut sum = term;
+    let mut i = f64::from(k);
+    while term > sum * 1e-15 && i < f64::from(k) + 10_000.0 {
+        i += 1.0;
+        term *= lambda / i;
+        sum += term;
+    }
+    sum.min(1.0)
+}
+
+fn ln_factorial(n: u32) -> f64 {
+    if n < 20 {
+        (1..=n).map(|i| f64::from(i).ln()).sum()
+    } else {
+        // Stirling's series: exact to well under 1e-10 relative for n ≥ 20.
+        let n = f64::from(n);
+        n * n.ln() - n + 0.5 * (2.0 * std::f64::consts::PI * n).ln() + 1.0 / (12.0 * n) - 1.0 / (360.0 * n.powi(3))
+    }
+}
+
+/// The standard normal upper tail, 1 − Φ(z) (Abramowitz–Stegun 7.1.26 on erfc; |error| < 1.5e-7).
+pub fn normal_upper_tail(z: f64) -> f64 {
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let erfc_abs = poly * (-x * x).exp();
+    let erfc = if x >= 0.0 { erfc_abs } else { 2.0 - erfc_abs };
+    0.5 * erfc
+}
+
+fn severity(p: f64, config: &Config) -> u8 {
+    if p >= 1.0 {
+        return 0;
+    }
+    (-p.max(1e-300).log10() * config.severity_per_decade).clamp(0.0, 100.0).round() as u8
+}
+
+fn finding(detector: &str, p: f64, message: String, config: &Config) -> Finding {
+    Finding { detector: detector.into(), severity: severity(p, config), p_value: Some(p), message }
+}
+
+/// The detector.
+pub struct BaselineAnomaly;
+
+impl AnomalyDetector for BaselineAnomaly {
+    type Config = Config;
+
+    fn detect(action: &Action, baseline: &Baseline, activity: &Activity, config: &Config) -> Result<Vec<Finding>, PluginError> {
+        if !(config.report_p > 0.0 && config.report_p < 1.0) {
+            return Err(PluginError::new("bad_config", "report_p must be between 0 and 1"));
+        }
+        // Nothing to compare with yet: a cold baseline never produces findings.
+        if !baseline.warm || baseline.sample_size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tests: Vec<Finding> = Vec::new();
+
+        let lambda = baseline.rate_per_hour.max(config.min_rate_per_hour);
+        let k = activity.actions_last_hour;
+        tests.push(finding("burst_rate", poisson_upper_tail(k, lambda), format!("{k} actions in the last hour; humans average {lambda:.2}"), config));
+
+        if let Some(change) = &action.change {
+            let size = f64::from(change.lines_added) + f64::from(change.lines_deleted);
+            let mad = baseline.change_size_mad.max(config.mad_floor);
+            // 0.6745 makes the MAD a consistent estimate of the standard deviation.
+            let z = 0.6745 * (size - baseline.change_size_median) / mad;
+            tests.push(finding(
+                "change_size",
+                normal_upper_tail(z),
+                format!("{size} lines changed; humans' median {} (robust z {z:.1})", baseline.change_size_median),
+                config,
+            ));
+        }
+
+        if baseline.hour_of_week_counts.len() == 168 {
+            let total: f64 = baseline.hour_of_week_counts.iter().map(|&c| f64::from(c) + config.hour_pseudo_count).sum();
+            let probability = |h: usize| (f64::from(baseline.hour_of_week_counts[h]) + config.hour_pseudo_count) / total;
+            let hour = usize::from(action.hour_of_week) % 168;
+            let here = probability(hour);
+            // The mass of hours at least as rare as this one: small when humans almost never act now.
+            let p: f64 = (0..168).map(probability).filter(|&q| q <= here + 1e-12).sum();
+            tests.push(finding("rare_hour", p.min(1.0), format!("hour {hour} of the week; humans act then {:.2}% of the time", here * 100.0), config));
+        }
+
+        let combo = format!("{}/{}/{}", action.class, action.environment, action.service);
+        if !baseline.seen_combinations.contains(&combo) && !activity.seen_combinations.contains(&combo) {
+            let p = 1.0 / (f64::from(baseline.sample_size) + 1.0);
+            tests.push(finding("first_seen", p, format!("{combo} was never done by this team's humans or this agent"), config));
+        }
+
+        let m = tests.len() as f64;
+        let p_min = tests.iter().filter_map(|f| f.p_value).fold(1.0, f64::min);
+        let combined = (p_min * m).min(1.0);
+        let mut findings: Vec<Finding> = tests.into_iter().filter(|f| f.p_value.is_some_and(|p| p < config.report_p)).collect();
+        if combined < config.report_p {
+            findings.push(finding("combined", combined, format!("Bonferroni over {m} detectors"), config));
+        }
+        Ok(findings)
+    }
+}
+
+warden_sdk::export_anomaly_detector!(BaselineAnomaly);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_sdk::ChangeSummary;
+    use warden_sdk::testing::{action, detect};
+
+    fn baseline() -> Baseline {
+        // Humans deploy payments to staging about twice an hour, on weekday business hours.
+        let mut counts = vec![0u32; 168];
+        for day in 0..5 {
+            for hour in 9..18 {
+                counts[day * 24 + hour] = 40;
+            }
+        }
+        Baseline {
+            team: "payments".into(),
+            service: "payments".into(),
+            class: "deploy".into(),
+            environment: "staging".into(),
+            sample_size: 1800,
+            warm: true,
+            rate_per_hour: 2.0,
+            change_size_median: 80.0,
+            change_size_mad: 40.0,
+            hour_of_week_counts: counts,
+            seen_combinations: vec!["deploy/staging/payments".into()],
+        }
+    }
+
+    fn normal_action() -> Action {
+        let mut a = action("deploy", "staging", "payments");
+        a.hour_of_week = 24 + 10; // Tuesday 10:00
+        a.change = Some(ChangeSummary { files_changed: 3, lines_added: 60, lines_deleted: 20, paths: vec![], breaking: false });
+        a
+    }
+
+    fn run(a: &Action, activity: &Activity) -> Vec<Finding> {
+        detect::<BaselineAnomaly>(a, &baseline(), activity, "").0.unwrap()
+    }
+
+    #[test]
+    fn statistics_match_known_values() {
+        assert!((poisson_upper_tail(5, 2.0) - 0.052653).abs() < 1e-5);
+        assert!((poisson_upper_tail(1, 2.0) - (1.0 - (-2.0f64).exp())).abs() < 1e-12);
+        assert_eq!(poisson_upper_tail(0, 3.0), 1.0);
+        assert!(poisson_upper_tail(200, 2.0) < 1e-200);
+        assert!((normal_upper_tail(1.959964) - 0.025).abs() < 1e-6);
+        assert!((normal_upper_tail(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_upper_tail(-1.0) - 0.841345).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ordinary_behaviour_raises_nothing() {
+        let activity = Activity { actions_last_hour: 2, seen_combinations: vec![] };
+        assert_eq!(run(&normal_action(), &activity), vec![]);
+    }
+
+    #[test]
+    fn a_burst_is_severe() {
+        let f = run(&normal_action(), &Activity { actions_last_hour: 30, seen_combinations: vec![] });
+        let burst = f.iter().find(|f| f.detector == "burst_rate").expect("burst finding");
+        assert!(burst.severity >= 90 && burst.p_value.unwrap() < 1e-10, "{burst:?}");
+        assert!(f.iter().any(|f| f.detector == "combined"));
+    }
+
+    #[test]
+    fn huge_changes_rare_hours_and_new_targets() {
+        let calm = Activity { actions_last_hour: 1, seen_combinations: vec![] };
+        let mut a = normal_action();
+        a.change.as_mut().unwrap().lines_added = 4000;
+        assert!(run(&a, &calm).iter().any(|f| f.detector == "change_size" && f.severity > 50));
+        let mut a = normal_action();
+        a.hour_of_week = 6 * 24 + 3; // Sunday 03:00
+        assert!(run(&a, &calm).iter().any(|f| f.detector == "rare_hour"));
+        let a = action("db_migration", "production", "ledger");
+        let f = run(&a, &calm);
+        assert!(f.iter().any(|f| f.detector == "first_seen"), "{f:?}");
+    }
+
+    #[test]
+    fn a_cold_baseline_judges_nothing() {
+        let mut cold = baseline();
+        cold.warm = false;
+        let (f, _) = detect::<BaselineAnomaly>(&normal_action(), &cold, &Activity { actions_last_hour: 500, seen_combinations: vec![] }, "");
+        assert_eq!(f.unwrap(), vec![]);
+    }
+
+    #[test]
+    fn bad_config_is_an_error() {
+        let (r, _) = detect::<BaselineAnomaly>(&normal_action(), &baseline(), &Activity::default(), r#"{"report_p": 2}"#);
+        assert_eq!(r.unwrap_err().code, "bad_config");
+    }
+}
