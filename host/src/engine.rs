@@ -243,7 +243,7 @@ impl Engine {
         // Stage 3 (plugins): classifiers see the action with the table's risk, in fresh instances.
         let breaking = request.action.change.as_ref().is_some_and(|c| c.breaking);
         let table = self.policy.table_risk(&request.action.class, &request.action.environment, breaking);
-        let classifications = self.plugins.classify(&plugin_action(&request.action, &agent, table, now)).await;
+        let classifications = self.plugins.classify(&request.action.class, || plugin_action(&request.action, &agent, table, now)).await;
         let subject = Subject { agent, parents, human };
         let decision_id = uuid::Uuid::now_v7().to_string();
         let judgement = judge(&self.policy, caller, &subject, request, now, decision_id, classifications)?;

@@ -369,6 +369,13 @@ impl Store {
         Ok(token)
     }
 
+    /// One token by its public id.
+    pub async fn token_by_id(&self, id: &str) -> Result<Option<TokenRecord>> {
+        let row =
+            sqlx::query("SELECT id, hash, role, subject, note, created_at, revoked_at FROM tokens WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| token_from_row(&r)).transpose()
+    }
+
     /// Every token, newest first.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let rows =

@@ -83,7 +83,7 @@ pub async fn issue(store: &Store, actor: Actor, role: Role, subject: Option<Stri
 
 /// Revokes a token by id.
 pub async fn revoke(store: &Store, actor: Actor, id: &str, now: i64) -> Result<()> {
-    let token = store.tokens().await?.into_iter().find(|t| t.id == id).ok_or_else(|| Error::not_found("unknown_token", format!("no token `{id}`")))?;
+    let token = store.token_by_id(id).await?.ok_or_else(|| Error::not_found("unknown_token", format!("no token `{id}`")))?;
     let record = token_record(actor, "token.revoked", &token, now);
     store.commit(Change { writes: vec![Write::RevokeToken { id: id.to_string(), at: now }], audit: vec![record] }).await
 }

@@ -242,14 +242,16 @@ impl PluginHost {
         self.loaded.read().expect("plugin lock").clone()
     }
 
-    /// Runs every classifier that sees the action's class, each in a fresh instance.
-    pub async fn classify(&self, action: &types::Action) -> Classifications {
+    /// Runs every classifier that sees `class`, each in a fresh instance, on the action `build`
+    /// makes; `build` runs only when some classifier will (the common no-plugin path copies nothing).
+    pub async fn classify(&self, class: &str, build: impl FnOnce() -> types::Action) -> Classifications {
         let plugins = self.snapshot();
         let mut merged = Classifications::default();
-        let classifiers: Vec<&LoadedPlugin> = plugins.iter().filter(|p| p.manifest.kind == PluginKind::Classifier && p.manifest.sees(&action.class)).collect();
+        let classifiers: Vec<&LoadedPlugin> = plugins.iter().filter(|p| p.manifest.kind == PluginKind::Classifier && p.manifest.sees(class)).collect();
         if classifiers.is_empty() {
             return merged;
         }
+        let action = &build();
         let input_bytes = approx_size(action);
         for plugin in classifiers {
             let call = self.runtime.classify(plugin, action, input_bytes).await;
