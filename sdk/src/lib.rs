@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod arena;
+pub mod stats;
 pub mod testing;
 
 include!(concat!(env!("OUT_DIR"), "/wit_macro.rs"));

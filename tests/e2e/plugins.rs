@@ -356,3 +356,53 @@ async fn baseline_anomaly_component_flags_a_burst() {
     assert!(findings[0].severity >= 90);
     assert!(call.fuel_used > 0);
 }
+
+/// The reference rollback trigger as a component in the real runtime.
+#[tokio::test]
+async fn canary_rollback_component_judges_windows() {
+    use warden::plugins::runtime::CallOutcome;
+    use warden::plugins::runtime::bindings::types as wit;
+    let host = PluginHost::new().unwrap();
+    let rt = host.runtime();
+    let plugin =
+        rt.load(manifest("name = \"canary-rollback\"\nversion = \"0.1.0\"\nkind = \"rollback_trigger\""), &component("plugins/canary-rollback")).unwrap();
+    let action = wit::Action {
+        agent: "bot".into(),
+        team: "payments".into(),
+        class: "deploy".into(),
+        environment: "production".into(),
+        service: "payments".into(),
+        resources: vec![],
+        change: None,
+        estimated_cost_usd: None,
+        reasoning: None,
+        labels: vec![],
+        hour_of_week: 34,
+        table_risk: wit::RiskLevel::High,
+    };
+    let baseline: Vec<f64> = (0..300).map(|i| 100.0 + f64::from(i % 30)).collect();
+    let window = |canary: Vec<f64>, canary_errors: u64| wit::MetricWindow {
+        name: "latency_ms".into(),
+        canary,
+        baseline: baseline.clone(),
+        canary_errors,
+        canary_total: 5000,
+        baseline_errors: 50,
+        baseline_total: 5000,
+        dry_run: false,
+    };
+    let judge = async |windows: Vec<wit::MetricWindow>| {
+        let call = rt.judge(&plugin, &action, &windows, 0).await;
+        let CallOutcome::Ok(judgement) = call.outcome else { panic!("{:?}", call.outcome) };
+        judgement
+    };
+    let healthy = judge(vec![window(baseline.clone(), 52)]).await;
+    assert_eq!(healthy.verdict, wit::JudgementVerdict::Successful, "{:?}", healthy.reasons);
+    let slow = judge(vec![window(baseline.iter().map(|v| v * 1.5).collect(), 52)]).await;
+    assert_eq!(slow.verdict, wit::JudgementVerdict::Failed, "{:?}", slow.reasons);
+    let erroring = judge(vec![window(baseline.clone(), 150)]).await;
+    assert_eq!(erroring.verdict, wit::JudgementVerdict::Failed, "{:?}", erroring.reasons);
+    assert!(erroring.reasons[0].contains("150/5000 errors"), "{:?}", erroring.reasons);
+    let few = judge(vec![window(vec![400.0; 5], 52)]).await;
+    assert_eq!(few.verdict, wit::JudgementVerdict::Inconclusive, "{:?}", few.reasons);
+}

@@ -13,6 +13,7 @@
 //! severity (0–100) grows by `severity_per_decade` for every factor of ten of surprise.
 
 use serde::Deserialize;
+use warden_sdk::stats::{normal_upper_tail, poisson_upper_tail};
 use warden_sdk::{Action, Activity, AnomalyDetector, Baseline, Finding, PluginError};
 
 /// Configuration; every field has a default.
@@ -35,43 +36,6 @@ impl Default for Config {
     fn default() -> Config {
         Config { report_p: 0.05, min_rate_per_hour: 0.1, mad_floor: 1.0, hour_pseudo_count: 0.5, severity_per_decade: 20.0 }
     }
-}
-
-/// P(X ≥ k) for X ~ Poisson(λ), summed from k upwards in log space (accurate in the far tail).
-pub fn poisson_upper_tail(k: u32, lambda: f64) -> f64 {
-    if k == 0 {
-        return 1.0;
-    }
-    let ln_pmf_k = -lambda + f64::from(k) * lambda.ln() - ln_factorial(k);
-    let mut term = ln_pmf_k.exp();
-    let mut sum = term;
-    let mut i = f64::from(k);
-    while term > sum * 1e-15 && i < f64::from(k) + 10_000.0 {
-        i += 1.0;
-        term *= lambda / i;
-        sum += term;
-    }
-    sum.min(1.0)
-}
-
-fn ln_factorial(n: u32) -> f64 {
-    if n < 20 {
-        (1..=n).map(|i| f64::from(i).ln()).sum()
-    } else {
-        // Stirling's series: exact to well under 1e-10 relative for n ≥ 20.
-        let n = f64::from(n);
-        n * n.ln() - n + 0.5 * (2.0 * std::f64::consts::PI * n).ln() + 1.0 / (12.0 * n) - 1.0 / (360.0 * n.powi(3))
-    }
-}
-
-/// The standard normal upper tail, 1 − Φ(z) (Abramowitz–Stegun 7.1.26 on erfc; |error| < 1.5e-7).
-pub fn normal_upper_tail(z: f64) -> f64 {
-    let x = z / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    let erfc_abs = poly * (-x * x).exp();
-    let erfc = if x >= 0.0 { erfc_abs } else { 2.0 - erfc_abs };
-    0.5 * erfc
 }
 
 fn severity(p: f64, config: &Config) -> u8 {
@@ -185,17 +149,6 @@ mod tests {
 
     fn run(a: &Action, activity: &Activity) -> Vec<Finding> {
         detect::<BaselineAnomaly>(a, &baseline(), activity, "").0.unwrap()
-    }
-
-    #[test]
-    fn statistics_match_known_values() {
-        assert!((poisson_upper_tail(5, 2.0) - 0.052653).abs() < 1e-5);
-        assert!((poisson_upper_tail(1, 2.0) - (1.0 - (-2.0f64).exp())).abs() < 1e-12);
-        assert_eq!(poisson_upper_tail(0, 3.0), 1.0);
-        assert!(poisson_upper_tail(200, 2.0) < 1e-200);
-        assert!((normal_upper_tail(1.959964) - 0.025).abs() < 1e-6);
-        assert!((normal_upper_tail(0.0) - 0.5).abs() < 1e-7);
-        assert!((normal_upper_tail(-1.0) - 0.841345).abs() < 1e-6);
     }
 
     #[test]
