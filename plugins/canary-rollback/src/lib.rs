@@ -228,7 +228,9 @@ fn check(config: &Config) -> Result<(), PluginError> {
     if !(config.alpha > 0.0 && config.alpha < 1.0) {
         return bad("alpha must be between 0 and 1");
     }
-    if !(config.margin >= 0.0) || config.metrics.values().any(|m| m.margin.is_some_and(|x| !(x >= 0.0))) {
+    // Written so that NaN is refused too.
+    let non_negative = |x: f64| x >= 0.0;
+    if !non_negative(config.margin) || config.metrics.values().any(|m| m.margin.is_some_and(|x| !non_negative(x))) {
         return bad("margins must be zero or more");
     }
     if config.min_samples < 2 {
