@@ -78,12 +78,14 @@ fn with_plugins(c: &mut Criterion) {
     .unwrap();
     let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None };
     let wit_action = warden::engine::plugin_action(&request.action, &subject.agent, warden::policy::RiskLevel::Low, 1_764_000_000_000_000);
-    c.bench_function("plugin/fresh_instance_and_classify", |b| b.iter(|| rt.block_on(host.classify("deploy", || wit_action.clone()))));
+    // Only a classifier is loaded, so the anomaly context is never asked for.
+    let assess = || host.assess("deploy", || wit_action.clone(), || std::future::ready(Err(warden::error::Error::internal("no detector loaded"))));
+    c.bench_function("plugin/fresh_instance_and_classify", |b| b.iter(|| rt.block_on(assess()).unwrap()));
     c.bench_function("decide_in_process/with_reference_classifier", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            let classifications = rt.block_on(host.classify("deploy", || wit_action.clone()));
-            judge(&policy, &caller, &subject, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), classifications).unwrap()
+            let assessment = rt.block_on(assess()).unwrap();
+            judge(&policy, &caller, &subject, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), assessment).unwrap()
         })
     });
 }

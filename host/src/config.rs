@@ -132,6 +132,10 @@ pub struct PolicyOverrides {
     pub violation_modes: BTreeMap<String, ViolationMode>,
     /// All five tiers, replacing the built-in ones.
     pub tiers: Option<Vec<Tier>>,
+    /// Anomaly severity (0–100) from which an action is severely anomalous.
+    pub severe_anomaly: Option<u8>,
+    /// The highest tier a severely anomalous action is judged at.
+    pub severe_anomaly_tier_cap: Option<u8>,
 }
 
 impl PolicyOverrides {
@@ -155,6 +159,12 @@ impl PolicyOverrides {
         }
         if let Some(tiers) = &self.tiers {
             policy.tiers = tiers.clone();
+        }
+        if let Some(s) = self.severe_anomaly {
+            policy.severe_anomaly = s;
+        }
+        if let Some(t) = self.severe_anomaly_tier_cap {
+            policy.severe_anomaly_tier_cap = t;
         }
         policy
     }

@@ -5,8 +5,8 @@
 //! transaction before answering. `judge` does no I/O, so it is what the in-process benchmark
 //! measures.
 //!
-//! Stages: 1 resolve the caller's agent · 2 validate · 3 classify (built-in table; classifier
-//! plugins join here) · 4 anomaly (anomaly plugins, later) · 5 permission (tier grants ∩
+//! Stages: 1 resolve the caller's agent · 2 validate · 3 classify (built-in table and classifier
+//! plugins) · 4 anomaly (anomaly-detector plugins against the human baseline) · 5 permission (tier grants ∩
 //! on-behalf-of human) · 6 quotas (later) · 7 violation handling · 8 approval (later) · 9 commit.
 
 use std::collections::BTreeMap;
@@ -21,9 +21,9 @@ use crate::clock::{SharedClock, format_micros};
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Agent, AgentStatus, Caller, Human, Role};
 use crate::metrics::Metrics;
-use crate::plugins::{Classifications, PluginHost, PluginReport, runtime::bindings::types as wit};
+use crate::plugins::{AnomalyContext, AnomalyFinding, Assessment, PluginHost, PluginReport, runtime::bindings::types as wit};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
-use crate::store::{Change, DecisionRow, Store, ViolationRow, Write};
+use crate::store::{Baseline, Change, DecisionRow, Store, ViolationRow, Write};
 
 /// How deep a parent chain may go before Warden refuses it.
 pub const MAX_PARENT_DEPTH: usize = 8;
@@ -128,6 +128,15 @@ pub struct Risk {
     pub categories: Vec<String>,
 }
 
+/// The anomaly stage's result.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Anomaly {
+    /// The highest finding's severity, 0–100 (0 when nothing is unusual).
+    pub severity: u8,
+    /// Every finding of every detector.
+    pub findings: Vec<AnomalyFinding>,
+}
+
 /// One reason behind a verdict.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Reason {
@@ -158,6 +167,9 @@ pub struct DecisionAnswer {
     pub shadow_verdict: Option<Verdict>,
     /// Merged risk.
     pub risk: Risk,
+    /// What the anomaly detectors found, when any ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<Anomaly>,
     /// Why.
     pub reasons: Vec<Reason>,
     /// What must follow.
@@ -240,16 +252,52 @@ impl Engine {
             return Err(Error::not_found("unknown_approval", format!("no approval `{id}`")).at("approval_id"));
         }
         let now = self.clock.now_micros();
-        // Stage 3 (plugins): classifiers see the action with the table's risk, in fresh instances.
-        let breaking = request.action.change.as_ref().is_some_and(|c| c.breaking);
-        let table = self.policy.table_risk(&request.action.class, &request.action.environment, breaking);
-        let classifications = self.plugins.classify(&request.action.class, || plugin_action(&request.action, &agent, table, now)).await;
+        // Stages 3 and 4 (plugins): classifiers, then anomaly detectors, in fresh instances.
+        let action = &request.action;
+        let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
+        let table = self.policy.table_risk(&action.class, &action.environment, breaking);
+        let assessment = self.plugins.assess(&action.class, || plugin_action(action, &agent, table, now), || self.anomaly_context(action, &agent, now)).await?;
         let subject = Subject { agent, parents, human };
         let decision_id = uuid::Uuid::now_v7().to_string();
-        let judgement = judge(&self.policy, caller, &subject, request, now, decision_id, classifications)?;
+        let judgement = judge(&self.policy, caller, &subject, request, now, decision_id, assessment)?;
         self.store.commit(judgement.change).await?;
         self.metrics.decision(judgement.answer.verdict, started.elapsed());
         Ok(judgement.answer)
+    }
+
+    /// What anomaly detectors compare the action with: the human baseline of the agent's team
+    /// for this kind of action (cold when none is computed yet) and the agent's last hour.
+    async fn anomaly_context(&self, action: &Action, agent: &Agent, now: i64) -> Result<AnomalyContext> {
+        let (class, env, service) = (&action.class, &action.environment, &action.service);
+        let combination = format!("{class}/{env}/{service}");
+        let activity = self.store.activity(&agent.id, class, env, service, now - 3_600_000_000).await?;
+        let baseline = self.store.baseline(&agent.team, service, class, env).await?.unwrap_or_else(|| Baseline {
+            team: agent.team.clone(),
+            service: service.clone(),
+            class: class.clone(),
+            environment: env.clone(),
+            ..Baseline::default()
+        });
+        Ok(AnomalyContext {
+            baseline: wit::Baseline {
+                team: baseline.team,
+                service: baseline.service,
+                class: baseline.class,
+                environment: baseline.environment,
+                sample_size: baseline.sample_size,
+                warm: baseline.warm,
+                rate_per_hour: baseline.rate_per_hour,
+                change_size_median: baseline.change_size_median,
+                change_size_mad: baseline.change_size_mad,
+                hour_of_week_counts: baseline.hour_of_week_counts,
+                seen_combinations: baseline.seen_combinations,
+            },
+            activity: wit::Activity {
+                // Including this one.
+                actions_last_hour: activity.recent.saturating_add(1),
+                seen_combinations: if activity.done_before { vec![combination] } else { Vec::new() },
+            },
+        })
     }
 
     async fn parents(&self, agent: &Agent) -> Result<Vec<Agent>> {
@@ -381,7 +429,7 @@ pub fn judge(
     mut request: DecisionRequest,
     now: i64,
     decision_id: String,
-    plugins: Classifications,
+    plugins: Assessment,
 ) -> Result<Judgement> {
     let agent = &subject.agent;
     request.agent = Some(agent.id.clone());
@@ -406,13 +454,24 @@ pub fn judge(
     }
     let risk = Risk { level, score, categories };
 
-    // Stage 5: effective tier and the grant.
+    // Stage 4: anomaly findings; a severe one caps the tier below.
+    let anomaly = plugins.anomaly_checked.then_some(Anomaly { severity: plugins.anomaly_severity, findings: plugins.findings });
+
+    // Stage 5: effective tier = min(agent tier, parent caps, anomaly cap); the grant decides.
     let mut tier = agent.tier;
     for parent in &subject.parents {
         if parent.tier < tier {
             tier = parent.tier;
             reasons.push(reason("parent_cap", format!("parent agent `{}` is at tier {}, which caps this agent", parent.id, parent.tier)));
         }
+    }
+    if let Some(a) = &anomaly
+        && a.severity >= policy.policy.severe_anomaly
+        && tier > policy.policy.severe_anomaly_tier_cap
+    {
+        tier = policy.policy.severe_anomaly_tier_cap;
+        let worst = a.findings.iter().max_by_key(|f| f.severity).map(|f| format!(" ({}: {})", f.detector, f.message)).unwrap_or_default();
+        reasons.push(reason("anomaly_cap", format!("a severe anomaly (severity {}){worst} caps the tier at {tier}", a.severity)));
     }
     let tier_label = format!("tier {tier} ({})", policy.tier_name(tier));
     let suspended = if agent.status == AgentStatus::Suspended {
@@ -517,6 +576,7 @@ pub fn judge(
         verdict,
         shadow_verdict,
         risk,
+        anomaly,
         reasons,
         obligations,
         tier,
@@ -553,6 +613,7 @@ pub fn judge(
         details: Some(serde_json::json!({
             "shadow_verdict": shadow_verdict,
             "risk": answer.risk,
+            "anomaly": answer.anomaly,
             "reasons": answer.reasons,
             "tier": tier,
             "plugins": answer.plugins,
@@ -616,7 +677,7 @@ mod tests {
     }
 
     fn verdict(p: &CompiledPolicy, subject: &Subject, class: &str, env: &str) -> (Verdict, Option<Verdict>, Vec<String>) {
-        let j = judge(p, &caller(), subject, request(class, env), 0, "d1".into(), Classifications::default()).unwrap();
+        let j = judge(p, &caller(), subject, request(class, env), 0, "d1".into(), Assessment::default()).unwrap();
         (j.answer.verdict, j.answer.shadow_verdict, j.answer.reasons.into_iter().map(|r| r.code).collect())
     }
 
@@ -640,7 +701,7 @@ mod tests {
         let s = alone(agent("a", 0));
         assert_eq!(verdict(&p, &s, "read", "production").0, Verdict::Allow);
         for class in ["docs_update", "deploy", "config_change", "db_migration", "infra_delete"] {
-            let j = judge(&p, &caller(), &s, request(class, "dev"), 0, "d".into(), Classifications::default()).unwrap();
+            let j = judge(&p, &caller(), &s, request(class, "dev"), 0, "d".into(), Assessment::default()).unwrap();
             assert_eq!(j.answer.verdict, Verdict::Deny, "{class}");
             assert!(j.change.writes.iter().any(|w| matches!(w, Write::InsertViolation(_))), "{class}");
         }
@@ -673,7 +734,7 @@ mod tests {
         let p = policy();
         let mut parent = agent("boss", 1);
         let s = Subject { agent: agent("a", 3), parents: vec![parent.clone()], human: None };
-        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Classifications::default()).unwrap();
+        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Assessment::default()).unwrap();
         assert_eq!((j.answer.tier, j.answer.agent_tier, j.answer.verdict), (1, 3, Verdict::Deny));
         parent.tier = 4;
         parent.status = AgentStatus::Suspended;
@@ -686,7 +747,7 @@ mod tests {
         let p = policy();
         let mut a = agent("a", 0);
         a.shadow = true;
-        let j = judge(&p, &caller(), &alone(a), request("db_migration", "production"), 0, "d".into(), Classifications::default()).unwrap();
+        let j = judge(&p, &caller(), &alone(a), request("db_migration", "production"), 0, "d".into(), Assessment::default()).unwrap();
         assert_eq!((j.answer.verdict, j.answer.shadow_verdict), (Verdict::Allow, Some(Verdict::Deny)));
         let Write::InsertDecision(row) = &j.change.writes[0] else { panic!() };
         assert_eq!(row.shadow_verdict.as_deref(), Some("deny"));
@@ -700,11 +761,11 @@ mod tests {
         policy.violation_modes.insert("docs_update".into(), ViolationMode::Flag);
         let p = CompiledPolicy::new(policy).unwrap();
         let s = alone(agent("a", 0));
-        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Classifications::default()).unwrap();
+        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Assessment::default()).unwrap();
         assert_eq!(j.answer.verdict, Verdict::Allow);
         assert_eq!(j.answer.obligations[0].kind, "rollback_guard");
         assert!(matches!(&j.change.writes[1], Write::InsertViolation(v) if v.mode == "guard"));
-        let j = judge(&p, &caller(), &s, request("docs_update", "dev"), 0, "d".into(), Classifications::default()).unwrap();
+        let j = judge(&p, &caller(), &s, request("docs_update", "dev"), 0, "d".into(), Assessment::default()).unwrap();
         assert_eq!(j.answer.verdict, Verdict::Allow);
         assert!(matches!(&j.change.writes[1], Write::InsertViolation(v) if v.mode == "flag"));
     }

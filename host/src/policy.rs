@@ -199,6 +199,11 @@ pub struct Policy {
     pub default_violation_mode: ViolationMode,
     /// The five tiers, 0 to 4.
     pub tiers: Vec<Tier>,
+    /// Anomaly severity (0–100) from which an action is severely anomalous.
+    pub severe_anomaly: u8,
+    /// The highest tier a severely anomalous action is judged at. With the default, 2, a severely
+    /// anomalous production action waits for a human rather than being denied outright.
+    pub severe_anomaly_tier_cap: u8,
 }
 
 impl Default for Policy {
@@ -252,6 +257,8 @@ impl Default for Policy {
             violation_modes: BTreeMap::new(),
             default_violation_mode: ViolationMode::Block,
             tiers,
+            severe_anomaly: 70,
+            severe_anomaly_tier_cap: 2,
         }
     }
 }
@@ -289,6 +296,12 @@ impl CompiledPolicy {
         tiers.sort_by_key(|t| t.tier);
         let numbers: Vec<u8> = tiers.iter().map(|t| t.tier).collect();
         anyhow::ensure!(numbers == (0..=MAX_TIER).collect::<Vec<_>>(), "policy.tiers must define tiers 0 to 4 exactly once each, found {numbers:?}");
+        anyhow::ensure!(policy.severe_anomaly <= 100, "policy.severe_anomaly must be 0 to 100, not {}", policy.severe_anomaly);
+        anyhow::ensure!(
+            policy.severe_anomaly_tier_cap <= MAX_TIER,
+            "policy.severe_anomaly_tier_cap must be a tier, 0 to {MAX_TIER}, not {}",
+            policy.severe_anomaly_tier_cap
+        );
         for class in policy.violation_modes.keys() {
             anyhow::ensure!(policy.risk.contains_key(class), "policy.violation_modes names action class `{class}` that has no row in policy.risk");
         }
@@ -424,11 +437,17 @@ mod tests {
     }
 
     #[test]
+    fn anomaly_settings_are_checked() {
+        assert!(CompiledPolicy::new(Policy { severe_anomaly: 101, ..Policy::default() }).is_err());
+        let err = CompiledPolicy::new(Policy { severe_anomaly_tier_cap: 5, ..Policy::default() }).unwrap_err();
+        assert!(err.to_string().contains("severe_anomaly_tier_cap"), "{err}");
+    }
+
+    #[test]
     fn version_changes_with_policy_and_is_stable() {
         let a = compiled().version;
         assert_eq!(a, compiled().version);
-        let mut changed = Policy::default();
-        changed.breaking_change_risk = Critical;
+        let changed = Policy { breaking_change_risk: Critical, ..Policy::default() };
         assert_ne!(a, CompiledPolicy::new(changed).unwrap().version);
     }
 

@@ -12,10 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _};
 use tokio::sync::{mpsc, oneshot};
+use utoipa::ToSchema;
 
 use crate::audit::{self, AuditEntry, AuditRecord, StoredRow};
 use crate::clock::format_micros;
@@ -137,6 +139,49 @@ pub enum Write {
         /// Plugin name.
         name: String,
     },
+    /// Create or replace the human baseline of one team, service, class and environment.
+    UpsertBaseline(Baseline),
+}
+
+/// How humans of a team do one kind of action: the anomaly detectors' reference (the WIT
+/// `baseline` record), kept per team, service, action class and environment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// Team.
+    pub team: String,
+    /// Service.
+    pub service: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Human actions observed in the baseline period.
+    pub sample_size: u32,
+    /// Whether there is enough history to judge against.
+    pub warm: bool,
+    /// Mean human actions of this kind per hour.
+    pub rate_per_hour: f64,
+    /// Median human change size (lines added + deleted).
+    pub change_size_median: f64,
+    /// Median absolute deviation of the human change size.
+    pub change_size_mad: f64,
+    /// Human actions per hour of the week (168 buckets, Monday 00:00 UTC first).
+    pub hour_of_week_counts: Vec<u32>,
+    /// `class/environment/service` combinations the team's humans have done.
+    pub seen_combinations: Vec<String>,
+    /// When it was computed, Unix microseconds.
+    #[serde(default)]
+    pub updated_at: i64,
+}
+
+/// An agent's recent activity of one kind (class, environment and service).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Decisions of this kind since the window start.
+    pub recent: u32,
+    /// Whether the agent was ever allowed this kind of action before.
+    pub done_before: bool,
 }
 
 /// A row of the `plugins` table.
@@ -255,7 +300,12 @@ impl ReadCache {
                 }
                 // Tokens are cached by hash; revocation is rare, so drop them all.
                 Write::RevokeToken { .. } => self.tokens.lock().expect("cache lock").clear(),
-                Write::InsertToken(_) | Write::InsertDecision(_) | Write::InsertViolation(_) | Write::UpsertPlugin(_) | Write::DeletePlugin { .. } => {}
+                Write::InsertToken(_)
+                | Write::InsertDecision(_)
+                | Write::InsertViolation(_)
+                | Write::UpsertPlugin(_)
+                | Write::DeletePlugin { .. }
+                | Write::UpsertBaseline(_) => {}
             }
         }
     }
@@ -460,6 +510,39 @@ impl Store {
     pub async fn plugin(&self, name: &str) -> Result<Option<(String, Vec<u8>)>> {
         let row = sqlx::query("SELECT manifest, component FROM plugins WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("manifest")?, r.try_get("component")?))).transpose()?)
+    }
+
+    /// The human baseline for one kind of action, if one has been computed.
+    pub async fn baseline(&self, team: &str, service: &str, class: &str, environment: &str) -> Result<Option<Baseline>> {
+        let row = sqlx::query("SELECT record FROM baselines WHERE team = $1 AND service = $2 AND class = $3 AND environment = $4")
+            .bind(team)
+            .bind(service)
+            .bind(class)
+            .bind(environment)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let record: String = row.try_get("record")?;
+        Ok(Some(serde_json::from_str(&record).map_err(Error::internal)?))
+    }
+
+    /// An agent's decisions of one kind since `since` (Unix microseconds), and whether it was
+    /// ever allowed that kind of action; both answered from one index.
+    pub async fn activity(&self, agent: &str, class: &str, environment: &str, service: &str, since: i64) -> Result<Activity> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 AND at >= $5) AS recent, \
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
+                     AND verdict = 'allow' LIMIT 1) AS d) AS done",
+        )
+        .bind(agent)
+        .bind(class)
+        .bind(environment)
+        .bind(service)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        let (recent, done): (i64, i64) = (row.try_get("recent")?, row.try_get("done")?);
+        Ok(Activity { recent: u32::try_from(recent).unwrap_or(u32::MAX), done_before: done > 0 })
     }
 
     /// Audit records matching a filter, in chain order.
@@ -1030,6 +1113,22 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::DeletePlugin { name } => {
             let n = sqlx::query("DELETE FROM plugins WHERE name = $1").bind(name).execute(&mut *conn).await?.rows_affected();
             affected(n, Kind::NotFound, "unknown_plugin", format!("no plugin `{name}`"))
+        }
+        Write::UpsertBaseline(b) => {
+            let record = serde_json::to_string(b).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            sqlx::query(
+                "INSERT INTO baselines (team, service, class, environment, record, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (team, service, class, environment) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+            )
+            .bind(&b.team)
+            .bind(&b.service)
+            .bind(&b.class)
+            .bind(&b.environment)
+            .bind(record)
+            .bind(b.updated_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
         }
         Write::InsertViolation(v) => {
             insert_violations(conn, &[v]).await?;

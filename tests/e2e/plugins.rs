@@ -11,7 +11,7 @@ use warden::plugins::manifest::Manifest;
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer};
 
-both_backends!(reference_classifier_raises_risk, hostile_plugins_follow_their_failure_policy);
+both_backends!(reference_classifier_raises_risk, hostile_plugins_follow_their_failure_policy, a_severe_anomaly_caps_the_tier);
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -79,6 +79,66 @@ async fn reference_classifier_raises_risk(backend: Backend) {
     let plugins = &page["records"][1]["details"]["plugins"][0];
     assert_eq!((plugins["plugin"].as_str(), plugins["level"].as_str()), (Some("action-classifier@0.1.0"), Some("high")));
     assert!(plugins["duration_us"].as_u64().is_some());
+}
+
+/// The reference anomaly detector in the pipeline: quiet against a cold baseline, and a burst
+/// far above the team's human rate caps the agent's tier so production waits for a human.
+async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
+    use warden::store::{Baseline, Change, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "name = \"baseline-anomaly\"\nversion = \"0.1.0\"\nkind = \"anomaly_detector\"\nclasses = [\"deploy\"]\n";
+    install(dir.path(), "baseline-anomaly", manifest, &component("plugins/baseline-anomaly"));
+    let s = server_with_plugins(backend, dir.path()).await;
+    let bot = s.agent("bot", 3, json!({})).await;
+
+    // No baseline yet: the detector runs, finds nothing, and the trusted agent deploys.
+    let (_, cold) = s.decide(&bot, "deploy", "production", json!({})).await;
+    assert_eq!(cold["verdict"], "allow", "{cold}");
+    assert_eq!(cold["anomaly"], json!({"severity": 0, "findings": []}), "{cold}");
+    assert_eq!(cold["plugins"][0]["plugin"], "baseline-anomaly@0.1.0");
+    // Classes the manifest does not name never reach the detector.
+    let (_, docs) = s.decide(&bot, "docs_update", "production", json!({})).await;
+    assert!(docs.get("anomaly").is_none() && docs["plugins"] == json!([]), "{docs}");
+
+    // Humans of the team deploy payments to production about once in ten hours, at any hour.
+    let baseline = Baseline {
+        team: "payments".into(),
+        service: "payments".into(),
+        class: "deploy".into(),
+        environment: "production".into(),
+        sample_size: 500,
+        warm: true,
+        rate_per_hour: 0.1,
+        change_size_median: 100.0,
+        change_size_mad: 50.0,
+        hour_of_week_counts: vec![3; 168],
+        seen_combinations: vec!["deploy/production/payments".into()],
+        updated_at: 0,
+    };
+    s.warden.state.store.commit(Change { writes: vec![Write::UpsertBaseline(baseline)], audit: vec![] }).await.unwrap();
+
+    // The agent keeps deploying: within a few actions the burst is severe and caps it at tier 2.
+    let mut capped = None;
+    for n in 2..=6 {
+        let (_, answer) = s.decide(&bot, "deploy", "production", json!({})).await;
+        if answer["verdict"] == "require_approval" {
+            capped = Some((n, answer));
+            break;
+        }
+        assert_eq!(answer["verdict"], "allow", "{answer}");
+    }
+    let (n, answer) = capped.expect("a burst of production deploys is never capped");
+    assert!(n <= 4, "capped only at action {n}");
+    assert_eq!((answer["tier"].as_u64(), answer["agent_tier"].as_u64()), (Some(2), Some(3)), "{answer}");
+    let severity = answer["anomaly"]["severity"].as_u64().unwrap();
+    assert!(severity >= 70, "{answer}");
+    let detectors: Vec<&str> = answer["anomaly"]["findings"].as_array().unwrap().iter().map(|f| f["detector"].as_str().unwrap()).collect();
+    assert!(detectors.contains(&"burst_rate"), "{answer}");
+    assert!(answer["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "anomaly_cap"), "{answer}");
+    // The audit record keeps the findings.
+    let (_, page) = s.get("/v1/audit?event_type=decision", &s.admin).await;
+    let last = page["records"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["details"]["anomaly"]["severity"].as_u64(), Some(severity), "{last}");
 }
 
 async fn hostile_plugins_follow_their_failure_policy(backend: Backend) {

@@ -59,9 +59,9 @@ pub struct PluginReport {
     pub logs: Vec<String>,
 }
 
-/// The classifiers' merged opinion on one action.
+/// The plugins' merged opinion on one action: classification (stage 3) and anomaly (stage 4).
 #[derive(Debug, Clone, Default)]
-pub struct Classifications {
+pub struct Assessment {
     /// The highest level any classifier gave, or `critical` for a fail-closed failure.
     pub level: Option<RiskLevel>,
     /// The highest score.
@@ -70,8 +70,39 @@ pub struct Classifications {
     pub categories: Vec<String>,
     /// Reasons from all classifiers, and failures.
     pub reasons: Vec<(String, String)>,
+    /// Whether any anomaly detector ran.
+    pub anomaly_checked: bool,
+    /// The highest severity (0–100) of any anomaly finding.
+    pub anomaly_severity: u8,
+    /// Every anomaly finding, with the plugin that made it.
+    pub findings: Vec<AnomalyFinding>,
     /// One report per plugin that ran.
     pub reports: Vec<PluginReport>,
+}
+
+/// One anomaly detector's finding, as a decision answer carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
+pub struct AnomalyFinding {
+    /// `name@version` of the detector plugin.
+    pub plugin: String,
+    /// Which of its detectors (`burst_rate`, `combined`, …).
+    pub detector: String,
+    /// 0 (normal) to 100 (certainly anomalous).
+    pub severity: u8,
+    /// The detector's p-value, where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// For humans.
+    pub message: String,
+}
+
+/// What anomaly detectors compare an action with, loaded only when one will run.
+#[derive(Debug, Clone)]
+pub struct AnomalyContext {
+    /// The human baseline for the action's team, service, class and environment.
+    pub baseline: types::Baseline,
+    /// The agent's recent activity of the same kind.
+    pub activity: types::Activity,
 }
 
 /// The loaded plugins and the runtime that runs them.
@@ -242,73 +273,111 @@ impl PluginHost {
         self.loaded.read().expect("plugin lock").clone()
     }
 
-    /// Runs every classifier that sees `class`, each in a fresh instance, on the action `build`
-    /// makes; `build` runs only when some classifier will (the common no-plugin path copies nothing).
-    pub async fn classify(&self, class: &str, build: impl FnOnce() -> types::Action) -> Classifications {
+    /// Runs every classifier and then every anomaly detector that sees `class`, each in a fresh
+    /// instance, on one snapshot of the loaded plugins. `build` makes the plugins' view of the
+    /// action and `context` loads the baseline and activity; each runs only when a plugin needs
+    /// it, so the common no-plugin path copies and loads nothing.
+    pub async fn assess<F, Fut>(&self, class: &str, build: impl FnOnce() -> types::Action, context: F) -> crate::error::Result<Assessment>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = crate::error::Result<AnomalyContext>>,
+    {
         let plugins = self.snapshot();
-        let mut merged = Classifications::default();
-        let classifiers: Vec<&LoadedPlugin> = plugins.iter().filter(|p| p.manifest.kind == PluginKind::Classifier && p.manifest.sees(class)).collect();
-        if classifiers.is_empty() {
-            return merged;
+        let mut merged = Assessment::default();
+        let seen = |kind| plugins.iter().filter(move |p: &&LoadedPlugin| p.manifest.kind == kind && p.manifest.sees(class));
+        if seen(PluginKind::Classifier).next().is_none() && seen(PluginKind::AnomalyDetector).next().is_none() {
+            return Ok(merged);
         }
         let action = &build();
         let input_bytes = approx_size(action);
-        for plugin in classifiers {
-            let call = self.runtime.classify(plugin, action, input_bytes).await;
+        for plugin in seen(PluginKind::Classifier) {
+            let mut call = self.runtime.classify(plugin, action, input_bytes).await;
             let id = plugin.manifest.id();
-            let mut report = PluginReport {
-                plugin: id.clone(),
-                outcome: "ok".into(),
-                level: None,
-                categories: Vec::new(),
-                error: None,
-                message: None,
-                failure_policy: None,
-                fuel_used: call.fuel_used,
-                duration_us: call.duration_us,
-                peak_memory: call.peak_memory,
-                logs: call.logs,
-            };
-            let failure = match call.outcome {
-                CallOutcome::Ok(c) => {
-                    let level = level_of(c.level);
-                    merged.level = merged.level.max(Some(level));
-                    merged.score = merged.score.max(c.score.min(100));
-                    merged.categories.extend(c.categories.iter().cloned());
-                    merged.reasons.extend(c.reasons.iter().map(|r| (id.clone(), r.clone())));
-                    report.level = Some(level);
-                    report.categories = c.categories;
-                    None
-                }
-                CallOutcome::PluginError { code, message } => {
-                    report.outcome = "plugin_error".into();
-                    Some((code, format!("plugin {id} returned an error: {message}")))
-                }
-                CallOutcome::Failed { limit, message } => {
-                    report.outcome = "failed".into();
-                    Some((limit.to_string(), message))
-                }
-            };
-            if let Some((code, message)) = failure {
-                let policy = plugin.manifest.failure_policy();
-                tracing::warn!(plugin = %id, error = %code, %message, ?policy, "plugin failed");
-                if policy == FailurePolicy::FailClosed {
-                    merged.level = Some(RiskLevel::Critical);
-                    merged.score = merged.score.max(RiskLevel::Critical.base_score());
-                    merged.categories.push(format!("plugin_failed:{}", plugin.manifest.name));
-                }
-                merged.reasons.push((id.clone(), message.clone()));
-                report.error = Some(code);
-                report.message = Some(message);
-                report.failure_policy = Some(policy);
+            let mut report = PluginReport::new(&id, &mut call);
+            if let Some(c) = merged.settle(plugin, &mut report, call.outcome) {
+                let level = level_of(c.level);
+                merged.level = merged.level.max(Some(level));
+                merged.score = merged.score.max(c.score.min(100));
+                merged.categories.extend(c.categories.iter().cloned());
+                merged.reasons.extend(c.reasons.iter().map(|r| (id.clone(), r.clone())));
+                report.level = Some(level);
+                report.categories = c.categories;
             }
             merged.reports.push(report);
         }
-        merged
+        if seen(PluginKind::AnomalyDetector).next().is_none() {
+            return Ok(merged);
+        }
+        let context = context().await?;
+        let input_bytes = input_bytes + baseline_size(&context.baseline);
+        merged.anomaly_checked = true;
+        for plugin in seen(PluginKind::AnomalyDetector) {
+            let mut call = self.runtime.detect(plugin, action, &context.baseline, &context.activity, input_bytes).await;
+            let id = plugin.manifest.id();
+            let mut report = PluginReport::new(&id, &mut call);
+            if let Some(findings) = merged.settle(plugin, &mut report, call.outcome) {
+                for f in findings {
+                    let severity = f.severity.min(100);
+                    merged.anomaly_severity = merged.anomaly_severity.max(severity);
+                    report.categories.push(format!("{}:{severity}", f.detector));
+                    merged.findings.push(AnomalyFinding { plugin: id.clone(), detector: f.detector, severity, p_value: f.p_value, message: f.message });
+                }
+            }
+            merged.reports.push(report);
+        }
+        Ok(merged)
     }
 }
 
-/// Reads `<dir>/<name>/plugin.toml` and `plugin.wasm` pairs, in name order.
+impl PluginReport {
+    fn new<T>(id: &str, call: &mut runtime::Call<T>) -> PluginReport {
+        PluginReport {
+            plugin: id.to_string(),
+            outcome: "ok".into(),
+            level: None,
+            categories: Vec::new(),
+            error: None,
+            message: None,
+            failure_policy: None,
+            fuel_used: call.fuel_used,
+            duration_us: call.duration_us,
+            peak_memory: call.peak_memory,
+            logs: std::mem::take(&mut call.logs),
+        }
+    }
+}
+
+impl Assessment {
+    /// Returns a successful call's value; records a failed one under the plugin's failure
+    /// policy (`fail_closed` makes the action critical, so it needs a human).
+    fn settle<T>(&mut self, plugin: &LoadedPlugin, report: &mut PluginReport, outcome: CallOutcome<T>) -> Option<T> {
+        let id = &report.plugin;
+        let (code, message) = match outcome {
+            CallOutcome::Ok(value) => return Some(value),
+            CallOutcome::PluginError { code, message } => {
+                report.outcome = "plugin_error".into();
+                (code, format!("plugin {id} returned an error: {message}"))
+            }
+            CallOutcome::Failed { limit, message } => {
+                report.outcome = "failed".into();
+                (limit.to_string(), message)
+            }
+        };
+        let policy = plugin.manifest.failure_policy();
+        tracing::warn!(plugin = %id, error = %code, %message, ?policy, "plugin failed");
+        if policy == FailurePolicy::FailClosed {
+            self.level = Some(RiskLevel::Critical);
+            self.score = self.score.max(RiskLevel::Critical.base_score());
+            self.categories.push(format!("plugin_failed:{}", plugin.manifest.name));
+        }
+        self.reasons.push((id.clone(), message.clone()));
+        report.error = Some(code);
+        report.message = Some(message);
+        report.failure_policy = Some(policy);
+        None
+    }
+}
+
 fn read_dir(dir: &Path) -> anyhow::Result<Vec<(Manifest, Vec<u8>)>> {
     let mut entries: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("cannot read plugin directory {}", dir.display()))?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
@@ -332,6 +401,16 @@ fn plugin_record(actor: Actor, event: &str, name: &str, details: serde_json::Val
 }
 
 /// A cheap estimate of an action's serialized size, for the input limit.
+fn baseline_size(b: &types::Baseline) -> usize {
+    b.team.len()
+        + b.service.len()
+        + b.class.len()
+        + b.environment.len()
+        + b.hour_of_week_counts.len() * 4
+        + b.seen_combinations.iter().map(|c| c.len() + 8).sum::<usize>()
+        + 64
+}
+
 fn approx_size(a: &types::Action) -> usize {
     let strings = a.agent.len() + a.team.len() + a.class.len() + a.environment.len() + a.service.len();
     let resources: usize = a.resources.iter().map(|r| r.len() + 8).sum();

@@ -47,16 +47,14 @@ warden-sdk = {{ path = "{sdk}" }}
         PluginKind::Classifier => (
             "Classifier",
             "export_classifier",
-            format!(
-                r#"    fn classify(action: &Action, config: &Config) -> Result<Classification, PluginError> {{
+            r#"    fn classify(action: &Action, config: &Config) -> Result<Classification, PluginError> {
         let mut c = Classification::new(action.table_risk);
-        if config.watched_services.iter().any(|s| s == &action.service) && action.environment == "production" {{
-            c.raise(RiskLevel::High, "watched_service", format!("{{}} is watched", action.service));
-        }}
-        warden_sdk::log(LogLevel::Debug, &format!("{{}} -> {{:?}}", action.service, c.level));
+        if config.watched_services.iter().any(|s| s == &action.service) && action.environment == "production" {
+            c.raise(RiskLevel::High, "watched_service", format!("{} is watched", action.service));
+        }
+        warden_sdk::log(LogLevel::Debug, &format!("{} -> {:?}", action.service, c.level));
         Ok(c)
-    }}"#
-            ),
+    }"#.to_string(),
             format!(
                 r##"    #[test]
     fn raises_risk_for_watched_services() {{
