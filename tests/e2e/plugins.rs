@@ -417,6 +417,42 @@ async fn baseline_anomaly_component_flags_a_burst() {
     assert!(call.fuel_used > 0);
 }
 
+/// Every call starts from the component's initial state: a plugin that keeps a call counter
+/// and the previous caller in statics sees neither, whether its instance was made on the call
+/// or ahead of it as a spare, and however fast the calls come.
+#[tokio::test]
+async fn no_call_sees_another() {
+    use warden::plugins::runtime::CallOutcome;
+    use warden::plugins::runtime::bindings::types as wit;
+    let host = PluginHost::new().unwrap();
+    let rt = host.runtime();
+    let toml_text = "name = \"remember\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"remember\"\n";
+    let plugin = rt.load(manifest(toml_text), &component("tests/plugins/hostile")).unwrap();
+    for round in 0..3 {
+        for agent in ["alice-bot", "mallory-bot", "bob-bot", "carol-bot"] {
+            let action = wit::Action {
+                agent: agent.into(),
+                team: "payments".into(),
+                class: "deploy".into(),
+                environment: "production".into(),
+                service: "payments".into(),
+                resources: vec![],
+                change: None,
+                estimated_cost_usd: None,
+                reasoning: None,
+                labels: vec![],
+                hour_of_week: 34,
+                table_risk: wit::RiskLevel::Low,
+            };
+            let call = rt.classify(&plugin, &action, 0).await;
+            let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
+            assert_eq!(c.reasons, vec!["call 1".to_string(), "previous agent: \"\"".to_string()], "round {round}, agent {agent}");
+        }
+        // Give the background thread time to make spares, so later rounds use them.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The reference rollback trigger as a component in the real runtime.
 #[tokio::test]
 async fn canary_rollback_component_judges_windows() {

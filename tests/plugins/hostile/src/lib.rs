@@ -1,5 +1,8 @@
 //! A classifier that misbehaves as its config says: `{"mode": "loop" | "grow" | "panic" |
-//! "huge_output" | "error" | "ok"}`. Used only by Warden's tests of the plugin sandbox.
+//! "huge_output" | "error" | "remember" | "ok"}`. Used only by Warden's tests of the plugin sandbox.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Deserialize;
 use warden_sdk::{Action, Classification, Classifier, LogLevel, PluginError, RiskLevel};
@@ -37,6 +40,14 @@ impl Classifier for Hostile {
             "panic" => panic!("hostile plugin panics on purpose"),
             "huge_output" => Ok(Classification { level: RiskLevel::Low, score: 0, categories: vec!["x".repeat(1024); 4096], reasons: Vec::new() }),
             "error" => Err(PluginError::new("refused", "hostile plugin refuses on purpose")),
+            // Tries to carry state from one call (one agent's action) to the next.
+            "remember" => {
+                static CALLS: AtomicU32 = AtomicU32::new(0);
+                static PREVIOUS: Mutex<String> = Mutex::new(String::new());
+                let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                let previous = std::mem::replace(&mut *PREVIOUS.lock().unwrap_or_else(|e| e.into_inner()), action.agent.clone());
+                Ok(Classification::new(RiskLevel::Low).because(format!("call {n}")).because(format!("previous agent: {previous:?}")))
+            }
             // Tries to lower the risk below the table's: the host must not let it.
             _ => Ok(Classification::new(RiskLevel::Low).because("everything is fine")),
         }
