@@ -63,23 +63,21 @@ impl AnomalyDetector for BaselineAnomaly {
         if !baseline.warm || baseline.sample_size == 0 {
             return Ok(Vec::new());
         }
-        let mut tests: Vec<Finding> = Vec::new();
+        // Each detector's p-value, with its message made only if the finding is reported
+        // (formatting floats costs more than the statistics).
+        let mut tests: Vec<(&str, f64, Box<dyn Fn() -> String + '_>)> = Vec::new();
 
         let lambda = baseline.rate_per_hour.max(config.min_rate_per_hour);
         let k = activity.actions_last_hour;
-        tests.push(finding("burst_rate", poisson_upper_tail(k, lambda), format!("{k} actions in the last hour; humans average {lambda:.2}"), config));
+        tests.push(("burst_rate", poisson_upper_tail(k, lambda), Box::new(move || format!("{k} actions in the last hour; humans average {lambda:.2}"))));
 
         if let Some(change) = &action.change {
             let size = f64::from(change.lines_added) + f64::from(change.lines_deleted);
             let mad = baseline.change_size_mad.max(config.mad_floor);
             // 0.6745 makes the MAD a consistent estimate of the standard deviation.
             let z = 0.6745 * (size - baseline.change_size_median) / mad;
-            tests.push(finding(
-                "change_size",
-                normal_upper_tail(z),
-                format!("{size} lines changed; humans' median {} (robust z {z:.1})", baseline.change_size_median),
-                config,
-            ));
+            let median = baseline.change_size_median;
+            tests.push(("change_size", normal_upper_tail(z), Box::new(move || format!("{size} lines changed; humans' median {median} (robust z {z:.1})"))));
         }
 
         if baseline.hour_of_week_counts.len() == 168 {
@@ -89,19 +87,20 @@ impl AnomalyDetector for BaselineAnomaly {
             let here = probability(hour);
             // The mass of hours at least as rare as this one: small when humans almost never act now.
             let p: f64 = (0..168).map(probability).filter(|&q| q <= here + 1e-12).sum();
-            tests.push(finding("rare_hour", p.min(1.0), format!("hour {hour} of the week; humans act then {:.2}% of the time", here * 100.0), config));
+            tests.push(("rare_hour", p.min(1.0), Box::new(move || format!("hour {hour} of the week; humans act then {:.2}% of the time", here * 100.0))));
         }
 
         let combo = format!("{}/{}/{}", action.class, action.environment, action.service);
         if !baseline.seen_combinations.contains(&combo) && !activity.seen_combinations.contains(&combo) {
             let p = 1.0 / (f64::from(baseline.sample_size) + 1.0);
-            tests.push(finding("first_seen", p, format!("{combo} was never done by this team's humans or this agent"), config));
+            tests.push(("first_seen", p, Box::new(move || format!("{combo} was never done by this team's humans or this agent"))));
         }
 
         let m = tests.len() as f64;
-        let p_min = tests.iter().filter_map(|f| f.p_value).fold(1.0, f64::min);
+        let p_min = tests.iter().map(|t| t.1).fold(1.0, f64::min);
         let combined = (p_min * m).min(1.0);
-        let mut findings: Vec<Finding> = tests.into_iter().filter(|f| f.p_value.is_some_and(|p| p < config.report_p)).collect();
+        let mut findings: Vec<Finding> =
+            tests.into_iter().filter(|t| t.1 < config.report_p).map(|(detector, p, message)| finding(detector, p, message(), config)).collect();
         if combined < config.report_p {
             findings.push(finding("combined", combined, format!("Bonferroni over {m} detectors"), config));
         }
