@@ -79,6 +79,9 @@ enum Command {
     /// Manage humans on a running server.
     #[command(subcommand)]
     Humans(HumansCommand),
+    /// Review policy violations on a running server.
+    #[command(subcommand)]
+    Violations(ViolationsCommand),
     /// Ask a running server for a decision.
     #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden decide --agent deploy-bot --class deploy --environment staging --service payments")]
     Decide {
@@ -294,6 +297,53 @@ enum AgentsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ViolationsCommand {
+    /// List violations, oldest first.
+    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden violations list --status open --agent deploy-bot")]
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// open or acknowledged.
+        #[arg(long)]
+        status: Option<String>,
+        /// The agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Action class.
+        #[arg(long)]
+        class: Option<String>,
+        /// Environment.
+        #[arg(long)]
+        environment: Option<String>,
+        /// At or after (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Show one violation.
+    #[command(after_help = "Example:\n  warden violations show 019abc…")]
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Violation id.
+        id: String,
+    },
+    /// Acknowledge a violation after review.
+    #[command(after_help = "Example:\n  warden violations ack 019abc… --comment 'talked to the team; grant widened'")]
+    Ack {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Violation id.
+        id: String,
+        /// What you found or did.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum HumansCommand {
     /// Register a human with grants `class:environment:service:max_risk` (`*` wildcards).
     #[command(
@@ -372,6 +422,13 @@ fn offline_actor() -> Actor {
     Actor { kind: "admin".into(), id: format!("cli:{user}"), tool: None, model: None, token_id: None }
 }
 
+/// `path?limit=…&k=v…` with the filters that are set.
+fn with_query<const N: usize>(path: &str, limit: i64, filters: [(&str, Option<String>); N]) -> anyhow::Result<String> {
+    let mut query = vec![("limit", limit.to_string())];
+    query.extend(filters.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    Ok(format!("{path}?{}", serde_urlencoded::to_string(&query)?))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { listen, log_format } => {
@@ -444,15 +501,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Audit(AuditCommand::List { server, actor_kind, agent, environment, action_class, since, limit }) => {
-            let mut query = vec![("limit", limit.to_string())];
-            for (k, v) in [("actor_kind", actor_kind), ("agent", agent), ("environment", environment), ("action_class", action_class), ("since", since)] {
-                if let Some(v) = v {
-                    query.push((k, v));
-                }
-            }
-            let qs = serde_urlencoded::to_string(&query)?;
-            print_json(call(&server, reqwest::Method::GET, &format!("/v1/audit?{qs}"), None).await?)
+            let filters = [("actor_kind", actor_kind), ("agent", agent), ("environment", environment), ("action_class", action_class), ("since", since)];
+            print_json(call(&server, reqwest::Method::GET, &with_query("/v1/audit", limit, filters)?, None).await?)
         }
+        Command::Violations(cmd) => match cmd {
+            ViolationsCommand::List { server, status, agent, class, environment, since, limit } => {
+                let filters = [("status", status), ("agent", agent), ("class", class), ("environment", environment), ("since", since)];
+                print_json(call(&server, reqwest::Method::GET, &with_query("/v1/violations", limit, filters)?, None).await?)
+            }
+            ViolationsCommand::Show { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/violations/{id}"), None).await?),
+            ViolationsCommand::Ack { server, id, comment } => {
+                let body = serde_json::json!({ "comment": comment });
+                print_json(call(&server, reqwest::Method::POST, &format!("/v1/violations/{id}/ack"), Some(body)).await?)
+            }
+        },
         Command::Agents(cmd) => match cmd {
             AgentsCommand::Create { server, id, tool, model, team, sponsor, tier, ceiling, parent, shadow } => {
                 let body = json!({"id": id, "tool": tool, "model": model, "team": team, "sponsor": sponsor, "tier": tier, "ceiling": ceiling, "parent": parent, "shadow": shadow});

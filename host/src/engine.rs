@@ -637,8 +637,19 @@ pub fn judge(
         answer: serde_json::to_string(&answer).map_err(Error::internal)?,
     };
     let mut writes = vec![Write::InsertDecision(row)];
-    writes.extend(violation_row.map(Write::InsertViolation));
-    Ok(Judgement { answer, change: Change { writes, audit: vec![audit] } })
+    let mut records = vec![audit];
+    if let Some(v) = violation_row {
+        // Every violation is an audit event of its own, so reviewers can follow them alone.
+        let details = serde_json::json!({"violation_id": v.id, "mode": v.mode, "reason": v.reason, "service": v.service});
+        let mut record = AuditRecord::change(records[0].actor.clone(), "violation.recorded", format!("service:{}", v.service), details, now);
+        record.agent = Some(v.agent_id.clone());
+        record.action_class = Some(v.class.clone());
+        record.environment = Some(v.environment.clone());
+        record.decision_id = Some(v.decision_id.clone());
+        records.push(record);
+        writes.push(Write::InsertViolation(v));
+    }
+    Ok(Judgement { answer, change: Change { writes, audit: records } })
 }
 
 #[cfg(test)]

@@ -141,6 +141,74 @@ pub enum Write {
     },
     /// Create or replace the human baseline of one team, service, class and environment.
     UpsertBaseline(Baseline),
+    /// Acknowledge an open violation; 409 if it is not open any more.
+    AckViolation {
+        /// Violation id.
+        id: String,
+        /// Who acknowledged it.
+        by: String,
+        /// When, Unix microseconds.
+        at: i64,
+        /// The reviewer's comment.
+        comment: Option<String>,
+    },
+}
+
+/// A violation as the review API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Violation {
+    /// Violation id.
+    pub id: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The decision it came from.
+    pub decision_id: String,
+    /// The agent.
+    pub agent: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// The class's violation mode then: `block`, `flag` or `guard`.
+    pub mode: String,
+    /// Reason code (`no_grant`, `explicit_deny`, …).
+    pub reason: String,
+    /// `open` or `acknowledged`.
+    pub status: String,
+    /// Who acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<String>,
+    /// The reviewer's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// Which violations to list: every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct ViolationFilter {
+    /// The agent.
+    pub agent: Option<String>,
+    /// `open` or `acknowledged`.
+    pub status: Option<String>,
+    /// Action class.
+    pub class: Option<String>,
+    /// Environment.
+    pub environment: Option<String>,
+    /// Violation mode.
+    pub mode: Option<String>,
+    /// At or after (Unix microseconds).
+    pub since: Option<i64>,
+    /// Before (Unix microseconds).
+    pub until: Option<i64>,
+    /// Page after this violation id (ids grow with time).
+    pub after: Option<String>,
+    /// Rows to return.
+    pub limit: i64,
 }
 
 /// How humans of a team do one kind of action: the anomaly detectors' reference (the WIT
@@ -305,9 +373,74 @@ impl ReadCache {
                 | Write::InsertViolation(_)
                 | Write::UpsertPlugin(_)
                 | Write::DeletePlugin { .. }
+                | Write::AckViolation { .. }
                 | Write::UpsertBaseline(_) => {}
             }
         }
+    }
+}
+
+const VIOLATION_COLUMNS: &str =
+    "SELECT id, at, decision_id, agent_id, class, environment, service, mode, reason, status, acknowledged_by, acknowledged_at, comment FROM violations";
+
+fn violation_of(r: &AnyRow) -> Result<Violation> {
+    let acknowledged_at: Option<i64> = r.try_get("acknowledged_at")?;
+    Ok(Violation {
+        id: r.try_get("id")?,
+        at: format_micros(r.try_get("at")?),
+        decision_id: r.try_get("decision_id")?,
+        agent: r.try_get("agent_id")?,
+        class: r.try_get("class")?,
+        environment: r.try_get("environment")?,
+        service: r.try_get("service")?,
+        mode: r.try_get("mode")?,
+        reason: r.try_get("reason")?,
+        status: r.try_get("status")?,
+        acknowledged_by: r.try_get("acknowledged_by")?,
+        acknowledged_at: acknowledged_at.map(format_micros),
+        comment: r.try_get("comment")?,
+    })
+}
+
+/// A SELECT narrowed by optional filters, with its bound arguments in order.
+struct Filters {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Filters {
+    fn new(select: &str) -> Filters {
+        Filters { sql: format!("{select} WHERE 1 = 1"), args: Vec::new() }
+    }
+
+    fn cond(&mut self, column: &str, op: &str, arg: Arg) {
+        self.args.push(arg);
+        self.sql.push_str(&format!(" AND {column} {op} ${}", self.args.len()));
+    }
+
+    fn text(&mut self, column: &str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.cond(column, "=", Arg::Text(v.clone()));
+        }
+    }
+
+    fn int(&mut self, column: &str, op: &str, value: Option<i64>) {
+        if let Some(v) = value {
+            self.cond(column, op, Arg::Int(v));
+        }
+    }
+
+    /// Appends `tail` (ORDER BY, LIMIT) and runs the query.
+    async fn fetch_all(mut self, tail: &str, pool: &AnyPool) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
+        self.sql.push_str(tail);
+        let mut query = sqlx::query(&self.sql);
+        for arg in self.args {
+            query = match arg {
+                Arg::Text(s) => query.bind(s),
+                Arg::Int(i) => query.bind(i),
+            };
+        }
+        query.fetch_all(pool).await
     }
 }
 
@@ -547,45 +680,16 @@ impl Store {
 
     /// Audit records matching a filter, in chain order.
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let mut sql = String::from("SELECT seq, record, prev_hash, hash FROM audit_events WHERE 1 = 1");
-        let mut args: Vec<Arg> = Vec::new();
-        let mut cond = |column: &str, op: &str, arg: Arg| {
-            args.push(arg);
-            sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
-        };
-        if let Some(v) = &filter.actor_kind {
-            cond("actor_kind", "=", Arg::Text(v.clone()));
-        }
-        if let Some(v) = &filter.agent {
-            cond("agent_id", "=", Arg::Text(v.clone()));
-        }
-        if let Some(v) = &filter.environment {
-            cond("environment", "=", Arg::Text(v.clone()));
-        }
-        if let Some(v) = &filter.action_class {
-            cond("action_class", "=", Arg::Text(v.clone()));
-        }
-        if let Some(v) = &filter.event_type {
-            cond("event_type", "=", Arg::Text(v.clone()));
-        }
-        if let Some(v) = filter.since {
-            cond("at", ">=", Arg::Int(v));
-        }
-        if let Some(v) = filter.until {
-            cond("at", "<", Arg::Int(v));
-        }
-        if let Some(v) = filter.after_seq {
-            cond("seq", ">", Arg::Int(v));
-        }
-        sql.push_str(&format!(" ORDER BY seq LIMIT {}", filter.limit.clamp(1, 1001)));
-        let mut query = sqlx::query(&sql);
-        for arg in args {
-            query = match arg {
-                Arg::Text(s) => query.bind(s),
-                Arg::Int(i) => query.bind(i),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let mut w = Filters::new("SELECT seq, record, prev_hash, hash FROM audit_events");
+        w.text("actor_kind", &filter.actor_kind);
+        w.text("agent_id", &filter.agent);
+        w.text("environment", &filter.environment);
+        w.text("action_class", &filter.action_class);
+        w.text("event_type", &filter.event_type);
+        w.int("at", ">=", filter.since);
+        w.int("at", "<", filter.until);
+        w.int("seq", ">", filter.after_seq);
+        let rows = w.fetch_all(&format!(" ORDER BY seq LIMIT {}", filter.limit.clamp(1, 1001)), &self.pool).await?;
         rows.iter()
             .map(|r| {
                 let record: String = r.try_get("record")?;
@@ -597,6 +701,29 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// One violation.
+    pub async fn violation(&self, id: &str) -> Result<Option<Violation>> {
+        let row = sqlx::query(&format!("{VIOLATION_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(violation_of).transpose()
+    }
+
+    /// Violations matching a filter, oldest first.
+    pub async fn violations(&self, filter: &ViolationFilter) -> Result<Vec<Violation>> {
+        let mut w = Filters::new(VIOLATION_COLUMNS);
+        w.text("agent_id", &filter.agent);
+        w.text("status", &filter.status);
+        w.text("class", &filter.class);
+        w.text("environment", &filter.environment);
+        w.text("mode", &filter.mode);
+        w.int("at", ">=", filter.since);
+        w.int("at", "<", filter.until);
+        if let Some(after) = &filter.after {
+            w.cond("id", ">", Arg::Text(after.clone()));
+        }
+        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", filter.limit.clamp(1, 1001)), &self.pool).await?;
+        rows.iter().map(violation_of).collect()
     }
 
     /// Verifies the whole audit chain; returns the number of records, or what is wrong.
@@ -1113,6 +1240,19 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::DeletePlugin { name } => {
             let n = sqlx::query("DELETE FROM plugins WHERE name = $1").bind(name).execute(&mut *conn).await?.rows_affected();
             affected(n, Kind::NotFound, "unknown_plugin", format!("no plugin `{name}`"))
+        }
+        Write::AckViolation { id, by, at, comment } => {
+            let n = sqlx::query(
+                "UPDATE violations SET status = 'acknowledged', acknowledged_by = $1, acknowledged_at = $2, comment = $3 WHERE id = $4 AND status = 'open'",
+            )
+            .bind(by)
+            .bind(*at)
+            .bind(comment)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(n, Kind::Conflict, "violation_not_open", format!("violation `{id}` is not open (already acknowledged, or unknown)"))
         }
         Write::UpsertBaseline(b) => {
             let record = serde_json::to_string(b).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;

@@ -11,3 +11,4 @@ mod errors;
 mod ops;
 mod plugins;
 mod process;
+mod violations;

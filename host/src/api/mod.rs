@@ -30,6 +30,7 @@ mod humans;
 mod ops;
 mod plugins;
 pub mod tokens;
+mod violations;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -70,6 +71,7 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
         .merge(humans::routes())
         .merge(tokens::routes())
         .merge(audit::routes())
+        .merge(violations::routes())
         .merge(ops::routes())
         .merge(plugins::routes(upload_limit))
         .split_for_parts();

@@ -1,0 +1,135 @@
+//! `/v1/violations`: policy violations for human review.
+
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::agents::change_record;
+use super::{AppState, Json, Query};
+use crate::clock::parse_micros;
+use crate::error::{Error, ErrorBody, Result};
+use crate::identity::{Caller, Role};
+use crate::store::{Change, Violation, ViolationFilter, Write};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_violations)).routes(routes!(get_violation)).routes(routes!(ack_violation))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ViolationQuery {
+    /// The agent.
+    agent: Option<String>,
+    /// `open` or `acknowledged`.
+    status: Option<String>,
+    /// Action class.
+    class: Option<String>,
+    /// Environment.
+    environment: Option<String>,
+    /// `block`, `flag` or `guard`.
+    mode: Option<String>,
+    /// At or after this time (RFC 3339).
+    since: Option<String>,
+    /// Before this time (RFC 3339).
+    until: Option<String>,
+    /// Page after this violation id (use the previous page's `next_after`).
+    after: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    limit: Option<i64>,
+}
+
+/// A page of violations, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ViolationPage {
+    /// The violations.
+    pub violations: Vec<Violation>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+/// `POST /v1/violations/{id}/ack`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// What the reviewer found or did.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<()> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(Error::field(field, format!("`{v}` is not one of {}", allowed.join(", ")))),
+        _ => Ok(()),
+    }
+}
+
+fn time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
+    value.as_deref().map(|v| parse_micros(v).ok_or_else(|| Error::field(field, format!("`{v}` is not an RFC 3339 time")))).transpose()
+}
+
+/// List violations (admins and approvers).
+#[utoipa::path(get, path = "/v1/violations", tag = "violations", params(ViolationQuery), security(("bearer" = [])),
+    responses((status = 200, body = ViolationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_violations(State(state): State<AppState>, caller: Caller, Query(q): Query<ViolationQuery>) -> Result<axum::Json<ViolationPage>> {
+    caller.require(&[Role::Admin, Role::Approver])?;
+    one_of("status", &q.status, &["open", "acknowledged"])?;
+    one_of("mode", &q.mode, &["block", "flag", "guard"])?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::field("limit", "must be from 1 to 1000"));
+    }
+    let filter = ViolationFilter {
+        agent: q.agent,
+        status: q.status,
+        class: q.class,
+        environment: q.environment,
+        mode: q.mode,
+        since: time("since", &q.since)?,
+        until: time("until", &q.until)?,
+        after: q.after,
+        // One more than asked tells whether another page exists.
+        limit: limit + 1,
+    };
+    let mut violations = state.store.violations(&filter).await?;
+    let next_after = if violations.len() as i64 > limit {
+        violations.truncate(limit as usize);
+        violations.last().map(|v| v.id.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(ViolationPage { violations, next_after }))
+}
+
+/// One violation (admins and approvers).
+#[utoipa::path(get, path = "/v1/violations/{id}", tag = "violations", params(("id" = String, Path, description = "Violation id")), security(("bearer" = [])),
+    responses((status = 200, body = Violation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_violation(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Violation>> {
+    caller.require(&[Role::Admin, Role::Approver])?;
+    let v = state.store.violation(&id).await?.ok_or_else(|| Error::not_found("unknown_violation", format!("no violation `{id}`")))?;
+    Ok(axum::Json(v))
+}
+
+/// Acknowledge an open violation after review (admins and approvers); audited.
+#[utoipa::path(post, path = "/v1/violations/{id}/ack", tag = "violations", request_body = Ack, params(("id" = String, Path, description = "Violation id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Violation), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn ack_violation(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(ack): Json<Ack>) -> Result<axum::Json<Violation>> {
+    caller.require(&[Role::Admin, Role::Approver])?;
+    if let Some(c) = &ack.comment
+        && c.len() > 4096
+    {
+        return Err(Error::field("comment", format!("is {} bytes, over the limit of 4096", c.len())));
+    }
+    let v = state.store.violation(&id).await?.ok_or_else(|| Error::not_found("unknown_violation", format!("no violation `{id}`")))?;
+    let now = state.clock.now_micros();
+    let details = serde_json::json!({"violation_id": id, "reason": v.reason, "mode": v.mode, "comment": ack.comment});
+    let mut record = change_record(&caller, "violation.acknowledged", format!("violation:{id}"), Some(v.agent.clone()), details, now);
+    record.decision_id = Some(v.decision_id.clone());
+    let write = Write::AckViolation { id: id.clone(), by: caller.actor_id(), at: now, comment: ack.comment };
+    state.store.commit(Change { writes: vec![write], audit: vec![record] }).await?;
+    let v = state.store.violation(&id).await?.ok_or_else(|| Error::internal(format!("violation `{id}` vanished")))?;
+    Ok(axum::Json(v))
+}
