@@ -39,10 +39,10 @@ fn pipeline(c: &mut Criterion) {
         }
     }))
     .unwrap();
-    let alone = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None };
+    let alone = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None, approval: None };
     let human: Human =
         serde_json::from_value(json!({"id": "bob", "team": "payments", "grants": [{"class": "*", "environment": "*", "max_risk": "high"}]})).unwrap();
-    let chatops = Subject { agent: agent("deploy-bot", 4), parents: vec![agent("orchestrator", 4)], human: Some(human) };
+    let chatops = Subject { agent: agent("deploy-bot", 4), parents: vec![agent("orchestrator", 4)], human: Some(human), approval: None };
 
     c.bench_function("decide_in_process/agent_alone", |b| {
         b.iter(|| {
@@ -76,7 +76,7 @@ fn with_plugins(c: &mut Criterion) {
             "change": {"files_changed": 4, "lines_added": 120, "lines_deleted": 30, "paths": ["src/api.rs", "db/migrations/0042.sql"]}}
     }))
     .unwrap();
-    let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None };
+    let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None, approval: None };
     let wit_action = warden::engine::plugin_action(&request.action, &subject.agent, warden::policy::RiskLevel::Low, 1_764_000_000_000_000);
     // Only a classifier is loaded, so the anomaly context is never asked for.
     let assess = || host.assess("deploy", || wit_action.clone(), || std::future::ready(Err(warden::error::Error::internal("no detector loaded"))));

@@ -79,6 +79,9 @@ enum Command {
     /// Manage humans on a running server.
     #[command(subcommand)]
     Humans(HumansCommand),
+    /// Decide approval requests on a running server.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Review policy violations on a running server.
     #[command(subcommand)]
     Violations(ViolationsCommand),
@@ -297,6 +300,55 @@ enum AgentsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ApprovalsCommand {
+    /// List approvals, oldest first.
+    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden approvals list --status pending")]
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// pending, approved, rejected, expired or consumed.
+        #[arg(long)]
+        status: Option<String>,
+        /// The agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Show one approval: the agent's plan and reasoning, the action, its risk.
+    #[command(after_help = "Example:\n  warden approvals show 019abc…")]
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Approval id.
+        id: String,
+    },
+    /// Approve a pending approval.
+    #[command(after_help = "Example:\n  warden approvals approve 019abc… --comment 'checked the migration plan'")]
+    Approve {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Approval id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject a pending approval.
+    #[command(after_help = "Example:\n  warden approvals reject 019abc… --comment 'not during the freeze'")]
+    Reject {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Approval id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ViolationsCommand {
     /// List violations, oldest first.
     #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden violations list --status open --agent deploy-bot")]
@@ -504,6 +556,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let filters = [("actor_kind", actor_kind), ("agent", agent), ("environment", environment), ("action_class", action_class), ("since", since)];
             print_json(call(&server, reqwest::Method::GET, &with_query("/v1/audit", limit, filters)?, None).await?)
         }
+        Command::Approvals(cmd) => match cmd {
+            ApprovalsCommand::List { server, status, agent, limit } => {
+                print_json(call(&server, reqwest::Method::GET, &with_query("/v1/approvals", limit, [("status", status), ("agent", agent)])?, None).await?)
+            }
+            ApprovalsCommand::Show { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/approvals/{id}"), None).await?),
+            ApprovalsCommand::Approve { server, id, comment } => {
+                print_json(call(&server, reqwest::Method::POST, &format!("/v1/approvals/{id}/approve"), Some(serde_json::json!({ "comment": comment }))).await?)
+            }
+            ApprovalsCommand::Reject { server, id, comment } => {
+                print_json(call(&server, reqwest::Method::POST, &format!("/v1/approvals/{id}/reject"), Some(serde_json::json!({ "comment": comment }))).await?)
+            }
+        },
         Command::Violations(cmd) => match cmd {
             ViolationsCommand::List { server, status, agent, class, environment, since, limit } => {
                 let filters = [("status", status), ("agent", agent), ("class", class), ("environment", environment), ("since", since)];

@@ -136,6 +136,10 @@ pub struct PolicyOverrides {
     pub severe_anomaly: Option<u8>,
     /// The highest tier a severely anomalous action is judged at.
     pub severe_anomaly_tier_cap: Option<u8>,
+    /// How long a human has to decide an approval request, seconds.
+    pub approval_ttl_secs: Option<u64>,
+    /// Per action class, overriding `approval_ttl_secs`.
+    pub approval_ttl_by_class: BTreeMap<String, u64>,
 }
 
 impl PolicyOverrides {
@@ -166,6 +170,10 @@ impl PolicyOverrides {
         if let Some(t) = self.severe_anomaly_tier_cap {
             policy.severe_anomaly_tier_cap = t;
         }
+        if let Some(t) = self.approval_ttl_secs {
+            policy.approval_ttl_secs = t;
+        }
+        policy.approval_ttl_by_class.extend(self.approval_ttl_by_class.clone());
         policy
     }
 }

@@ -16,6 +16,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::approvals::{self, Presented};
 use crate::audit::{Actor, AuditRecord};
 use crate::clock::{SharedClock, format_micros};
 use crate::error::{Error, Kind, Result};
@@ -23,7 +24,7 @@ use crate::identity::{Agent, AgentStatus, Caller, Human, Role};
 use crate::metrics::Metrics;
 use crate::plugins::{AnomalyContext, AnomalyFinding, Assessment, PluginHost, PluginReport, runtime::bindings::types as wit};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
-use crate::store::{Baseline, Change, DecisionRow, Store, ViolationRow, Write};
+use crate::store::{ApprovalRow, Baseline, Change, DecisionRow, Store, ViolationRow, Write};
 
 /// How deep a parent chain may go before Warden refuses it.
 pub const MAX_PARENT_DEPTH: usize = 8;
@@ -128,6 +129,17 @@ pub struct Risk {
     pub categories: Vec<String>,
 }
 
+/// Where to wait for a human's approval.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalRef {
+    /// Approval id: re-submit the same action with `approval_id` once it is approved.
+    pub id: String,
+    /// When it lapses undecided (RFC 3339).
+    pub expires_at: String,
+    /// Where to watch it.
+    pub url: String,
+}
+
 /// The anomaly stage's result.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Anomaly {
@@ -174,6 +186,9 @@ pub struct DecisionAnswer {
     pub reasons: Vec<Reason>,
     /// What must follow.
     pub obligations: Vec<Obligation>,
+    /// The approval to wait for, with a `require_approval` verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRef>,
     /// Effective tier at decision time.
     pub tier: u8,
     /// The agent's own tier (the effective one may be capped by a parent).
@@ -198,6 +213,8 @@ pub struct Subject {
     pub parents: Vec<Agent>,
     /// The on-behalf-of human.
     pub human: Option<Human>,
+    /// The approval presented with the request, checked against it.
+    pub approval: Option<Presented>,
 }
 
 /// What `judge` produces: the answer and the change that records it.
@@ -247,17 +264,20 @@ impl Engine {
             Some(id) => Some(self.store.human(id).await?.ok_or_else(|| Error::not_found("unknown_human", format!("no human `{id}`")).at("on_behalf_of"))?),
             None => None,
         };
-        if let Some(id) = &request.approval_id {
-            // Approvals are created by require_approval verdicts (stage 8, not yet built), so none exists to consume.
-            return Err(Error::not_found("unknown_approval", format!("no approval `{id}`")).at("approval_id"));
-        }
         let now = self.clock.now_micros();
+        let approval = match &request.approval_id {
+            Some(id) => {
+                let hash = approvals::action_hash(&agent.id, request.on_behalf_of.as_deref(), &request.action);
+                Some(approvals::present(self.store.approval(id, now).await?, id, &agent.id, &hash))
+            }
+            None => None,
+        };
         // Stages 3 and 4 (plugins): classifiers, then anomaly detectors, in fresh instances.
         let action = &request.action;
         let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
         let table = self.policy.table_risk(&action.class, &action.environment, breaking);
         let assessment = self.plugins.assess(&action.class, || plugin_action(action, &agent, table, now), || self.anomaly_context(action, &agent, now)).await?;
-        let subject = Subject { agent, parents, human };
+        let subject = Subject { agent, parents, human, approval };
         let decision_id = uuid::Uuid::now_v7().to_string();
         let judgement = judge(&self.policy, caller, &subject, request, now, decision_id, assessment)?;
         self.store.commit(judgement.change).await?;
@@ -518,6 +538,35 @@ pub fn judge(
         verdict = Verdict::Deny;
     }
 
+    // Stage 8, an approval presented: it allows exactly the action it was given for, once.
+    let mut consume: Option<String> = None;
+    let mut pending: Option<ApprovalRef> = None;
+    let mut approval_violation = false;
+    match &subject.approval {
+        Some(Presented::Valid(a)) if verdict != Verdict::Deny => {
+            let by = a.decided_by.as_deref().unwrap_or("a human");
+            reasons.push(reason("approved", format!("approval `{}` by {by} allows exactly this action, once", a.id)));
+            verdict = Verdict::Allow;
+            consume = Some(a.id.clone());
+        }
+        Some(Presented::Pending(a)) if verdict == Verdict::RequireApproval => {
+            reasons.push(reason("approval_pending", format!("approval `{}` is still waiting for a human", a.id)));
+            pending = Some(ApprovalRef { id: a.id.clone(), expires_at: a.expires_at.clone(), url: format!("/v1/approvals/{}", a.id) });
+        }
+        Some(Presented::Rejected(text)) if verdict != Verdict::Deny => {
+            reasons.push(reason("approval_rejected", text.clone()));
+            verdict = Verdict::Deny;
+        }
+        Some(Presented::Expired(text)) => reasons.push(reason("approval_expired", text.clone())),
+        Some(Presented::Violation { code, text }) => {
+            reasons.push(reason(code, text.clone()));
+            violation = Some(code);
+            approval_violation = true;
+            verdict = Verdict::Deny;
+        }
+        _ => {}
+    }
+
     // Stage 7: violation handling for the class.
     let shadow = agent.shadow || policy.policy.mode == PolicyMode::Shadow;
     let mut obligations = Vec::new();
@@ -525,7 +574,8 @@ pub fn judge(
     if let Some(code) = violation
         && !shadow
     {
-        let mode = policy.violation_mode(class);
+        // A forged, reused or misapplied approval is always blocked, whatever the class's mode.
+        let mode = if approval_violation { ViolationMode::Block } else { policy.violation_mode(class) };
         match mode {
             ViolationMode::Block => {}
             ViolationMode::Flag => {
@@ -570,6 +620,33 @@ pub fn judge(
         None
     };
 
+    // Stage 8, a new request: a human decides; the agent re-submits the same action with its id.
+    let mut new_approval: Option<ApprovalRow> = None;
+    if verdict == Verdict::RequireApproval && pending.is_none() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let expires_at = now.saturating_add(policy.approval_ttl_micros(class));
+        pending = Some(ApprovalRef { id: id.clone(), expires_at: format_micros(expires_at), url: format!("/v1/approvals/{id}") });
+        new_approval = Some(ApprovalRow {
+            id,
+            decision_id: decision_id.clone(),
+            agent_id: agent.id.clone(),
+            on_behalf_of: request.on_behalf_of.clone(),
+            class: class.to_string(),
+            environment: env.to_string(),
+            service: service.to_string(),
+            action_hash: approvals::action_hash(&agent.id, request.on_behalf_of.as_deref(), &request.action),
+            summary: String::new(),
+            created_at: now,
+            expires_at,
+        });
+    }
+    if let Some(p) = &pending {
+        obligations.push(Obligation {
+            kind: "await_approval".into(),
+            detail: format!("wait for approval {} (until {}), then re-submit this exact action with \"approval_id\"", p.id, p.expires_at),
+        });
+    }
+
     let decided_at = format_micros(now);
     let answer = DecisionAnswer {
         decision_id: decision_id.clone(),
@@ -579,6 +656,7 @@ pub fn judge(
         anomaly,
         reasons,
         obligations,
+        approval: pending,
         tier,
         agent_tier: agent.tier,
         trust_score: None,
@@ -621,7 +699,7 @@ pub fn judge(
         })),
     };
     let row = DecisionRow {
-        id: decision_id,
+        id: decision_id.clone(),
         at: now,
         agent_id: agent.id.clone(),
         on_behalf_of: request.on_behalf_of.clone(),
@@ -636,8 +714,16 @@ pub fn judge(
         request: serde_json::to_string(&request).map_err(Error::internal)?,
         answer: serde_json::to_string(&answer).map_err(Error::internal)?,
     };
-    let mut writes = vec![Write::InsertDecision(row)];
+    // Using an approval is the change's first write: if another decision used it meanwhile, the
+    // whole change fails and nothing is recorded (single use, on every replica).
+    let mut writes = Vec::new();
     let mut records = vec![audit];
+    if let Some(id) = consume {
+        writes.push(Write::ConsumeApproval { id: id.clone(), decision_id: decision_id.clone(), at: now });
+        let details = serde_json::json!({"approval_id": id});
+        records.push(approval_record(&records[0], "approval.consumed", &id, details, now));
+    }
+    writes.push(Write::InsertDecision(row));
     if let Some(v) = violation_row {
         // Every violation is an audit event of its own, so reviewers can follow them alone.
         let details = serde_json::json!({"violation_id": v.id, "mode": v.mode, "reason": v.reason, "service": v.service});
@@ -649,7 +735,30 @@ pub fn judge(
         records.push(record);
         writes.push(Write::InsertViolation(v));
     }
+    if let Some(mut a) = new_approval {
+        // What the approver sees: the plan and reasoning with everything Warden judged.
+        a.summary = serde_json::json!({
+            "request": request, "agent": {"id": agent.id, "tool": agent.tool, "model": agent.model, "team": agent.team, "sponsor": agent.sponsor},
+            "risk": answer.risk, "anomaly": answer.anomaly, "reasons": answer.reasons, "tier": tier, "agent_tier": agent.tier, "trust_score": answer.trust_score,
+        })
+        .to_string();
+        let details = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "action_hash": a.action_hash});
+        records.push(approval_record(&records[0], "approval.requested", &a.id, details, now));
+        writes.push(Write::InsertApproval(a));
+    }
     Ok(Judgement { answer, change: Change { writes, audit: records } })
+}
+
+/// An approval event in the decision's change, attributed like the decision.
+fn approval_record(decision: &AuditRecord, event: &str, id: &str, details: serde_json::Value, now: i64) -> AuditRecord {
+    AuditRecord {
+        agent: decision.agent.clone(),
+        on_behalf_of: decision.on_behalf_of.clone(),
+        action_class: decision.action_class.clone(),
+        environment: decision.environment.clone(),
+        decision_id: decision.decision_id.clone(),
+        ..AuditRecord::change(decision.actor.clone(), event, format!("approval:{id}"), details, now)
+    }
 }
 
 #[cfg(test)]
@@ -693,7 +802,7 @@ mod tests {
     }
 
     fn alone(a: Agent) -> Subject {
-        Subject { agent: a, parents: vec![], human: None }
+        Subject { agent: a, parents: vec![], human: None, approval: None }
     }
 
     #[test]
@@ -733,7 +842,7 @@ mod tests {
             }],
             created_at: String::new(),
         };
-        let s = Subject { agent: agent("a", 4), parents: vec![], human: Some(bob) };
+        let s = Subject { agent: agent("a", 4), parents: vec![], human: Some(bob), approval: None };
         let (v, _, codes) = verdict(&p, &s, "deploy", "production");
         assert_eq!(v, Verdict::Deny);
         assert!(codes.contains(&"on_behalf_of_not_permitted".to_string()));
@@ -744,12 +853,12 @@ mod tests {
     fn parent_caps_and_suspension() {
         let p = policy();
         let mut parent = agent("boss", 1);
-        let s = Subject { agent: agent("a", 3), parents: vec![parent.clone()], human: None };
+        let s = Subject { agent: agent("a", 3), parents: vec![parent.clone()], human: None, approval: None };
         let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Assessment::default()).unwrap();
         assert_eq!((j.answer.tier, j.answer.agent_tier, j.answer.verdict), (1, 3, Verdict::Deny));
         parent.tier = 4;
         parent.status = AgentStatus::Suspended;
-        let s = Subject { agent: agent("a", 3), parents: vec![parent], human: None };
+        let s = Subject { agent: agent("a", 3), parents: vec![parent], human: None, approval: None };
         assert_eq!(verdict(&p, &s, "read", "dev").2, vec!["parent_suspended"]);
     }
 

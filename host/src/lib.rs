@@ -6,6 +6,7 @@
 //! `api` → `engine` → (`policy`, …) → `store`/`audit`.
 
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod cli;
 pub mod clock;

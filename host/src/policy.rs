@@ -204,6 +204,10 @@ pub struct Policy {
     /// The highest tier a severely anomalous action is judged at. With the default, 2, a severely
     /// anomalous production action waits for a human rather than being denied outright.
     pub severe_anomaly_tier_cap: u8,
+    /// How long a human has to decide an approval request, seconds.
+    pub approval_ttl_secs: u64,
+    /// Per action class, overriding `approval_ttl_secs`.
+    pub approval_ttl_by_class: BTreeMap<String, u64>,
 }
 
 impl Default for Policy {
@@ -259,6 +263,8 @@ impl Default for Policy {
             tiers,
             severe_anomaly: 70,
             severe_anomaly_tier_cap: 2,
+            approval_ttl_secs: 3600,
+            approval_ttl_by_class: BTreeMap::new(),
         }
     }
 }
@@ -302,6 +308,14 @@ impl CompiledPolicy {
             "policy.severe_anomaly_tier_cap must be a tier, 0 to {MAX_TIER}, not {}",
             policy.severe_anomaly_tier_cap
         );
+        for (what, ttl) in std::iter::once(("approval_ttl_secs".to_string(), policy.approval_ttl_secs))
+            .chain(policy.approval_ttl_by_class.iter().map(|(c, t)| (format!("approval_ttl_by_class.{c}"), *t)))
+        {
+            anyhow::ensure!((1..=7 * 24 * 3600).contains(&ttl), "policy.{what} must be from 1 second to 7 days, not {ttl}");
+        }
+        for class in policy.approval_ttl_by_class.keys() {
+            anyhow::ensure!(policy.risk.contains_key(class), "policy.approval_ttl_by_class names action class `{class}` that has no row in policy.risk");
+        }
         for class in policy.violation_modes.keys() {
             anyhow::ensure!(policy.risk.contains_key(class), "policy.violation_modes names action class `{class}` that has no row in policy.risk");
         }
@@ -352,6 +366,12 @@ impl CompiledPolicy {
         } else {
             Permission::NoGrant
         }
+    }
+
+    /// How long an approval request for `class` stays open, microseconds.
+    pub fn approval_ttl_micros(&self, class: &str) -> i64 {
+        let secs = self.policy.approval_ttl_by_class.get(class).copied().unwrap_or(self.policy.approval_ttl_secs);
+        i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
     }
 
     /// The violation mode for a class.

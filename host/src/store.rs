@@ -141,6 +141,31 @@ pub enum Write {
     },
     /// Create or replace the human baseline of one team, service, class and environment.
     UpsertBaseline(Baseline),
+    /// Record a new pending approval.
+    InsertApproval(ApprovalRow),
+    /// Approve or reject a pending, unexpired approval; 409 otherwise.
+    DecideApproval {
+        /// Approval id.
+        id: String,
+        /// Approve (true) or reject.
+        approve: bool,
+        /// Who decided.
+        by: String,
+        /// When, Unix microseconds (must be before expiry).
+        at: i64,
+        /// The approver's comment.
+        comment: Option<String>,
+    },
+    /// Use an approved, unexpired approval for a decision; 409 if it is not (already used:
+    /// approvals are single-use, and this write is what makes them so on every replica).
+    ConsumeApproval {
+        /// Approval id.
+        id: String,
+        /// The decision that uses it.
+        decision_id: String,
+        /// When, Unix microseconds.
+        at: i64,
+    },
     /// Acknowledge an open violation; 409 if it is not open any more.
     AckViolation {
         /// Violation id.
@@ -152,6 +177,82 @@ pub enum Write {
         /// The reviewer's comment.
         comment: Option<String>,
     },
+}
+
+/// A new approval request (the `approvals` row written with a `require_approval` decision).
+#[derive(Debug, Clone)]
+pub struct ApprovalRow {
+    /// Approval id.
+    pub id: String,
+    /// The decision that asked for it.
+    pub decision_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The human the agent acts for.
+    pub on_behalf_of: Option<String>,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// SHA-256 (hex) of the exact action it allows.
+    pub action_hash: String,
+    /// What the approver sees, as JSON: request (plan, reasoning), risk, anomaly, reasons, tier.
+    pub summary: String,
+    /// Unix microseconds.
+    pub created_at: i64,
+    /// Unix microseconds.
+    pub expires_at: i64,
+}
+
+/// An approval as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Approval {
+    /// Approval id.
+    pub id: String,
+    /// `pending`, `approved`, `rejected`, `expired` or `consumed` (approved and used).
+    pub status: String,
+    /// The decision that asked for it.
+    pub decision_id: String,
+    /// The agent.
+    pub agent: String,
+    /// The human the agent acts for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// SHA-256 (hex) of the exact action it allows.
+    pub action_hash: String,
+    /// The request (action, plan, reasoning), risk, anomaly findings, reasons and tier.
+    #[schema(value_type = Object)]
+    pub summary: serde_json::Value,
+    /// When it was asked for (RFC 3339).
+    pub created_at: String,
+    /// When it lapses unless decided (RFC 3339).
+    pub expires_at: String,
+    /// Who approved or rejected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// The approver's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The decision that used it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed_by: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed_at: Option<String>,
+    /// Expiry, Unix microseconds.
+    #[serde(skip)]
+    pub expires_at_micros: i64,
 }
 
 /// A violation as the review API shows it.
@@ -374,10 +475,46 @@ impl ReadCache {
                 | Write::UpsertPlugin(_)
                 | Write::DeletePlugin { .. }
                 | Write::AckViolation { .. }
+                | Write::InsertApproval(_)
+                | Write::DecideApproval { .. }
+                | Write::ConsumeApproval { .. }
                 | Write::UpsertBaseline(_) => {}
             }
         }
     }
+}
+
+const APPROVAL_COLUMNS: &str = "SELECT id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, \
+     created_at, expires_at, decided_by, decided_at, comment, consumed_by, consumed_at FROM approvals";
+
+fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
+    let expires_at: i64 = r.try_get("expires_at")?;
+    let mut status: String = r.try_get("status")?;
+    if status == "pending" && expires_at <= now {
+        status = "expired".into();
+    }
+    let summary: String = r.try_get("summary")?;
+    let time = |column: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros)) };
+    Ok(Approval {
+        id: r.try_get("id")?,
+        status,
+        decision_id: r.try_get("decision_id")?,
+        agent: r.try_get("agent_id")?,
+        on_behalf_of: r.try_get("on_behalf_of")?,
+        class: r.try_get("class")?,
+        environment: r.try_get("environment")?,
+        service: r.try_get("service")?,
+        action_hash: r.try_get("action_hash")?,
+        summary: serde_json::from_str(&summary).map_err(Error::internal)?,
+        created_at: format_micros(r.try_get("created_at")?),
+        expires_at: format_micros(expires_at),
+        decided_by: r.try_get("decided_by")?,
+        decided_at: time("decided_at")?,
+        comment: r.try_get("comment")?,
+        consumed_by: r.try_get("consumed_by")?,
+        consumed_at: time("consumed_at")?,
+        expires_at_micros: expires_at,
+    })
 }
 
 const VIOLATION_COLUMNS: &str =
@@ -421,6 +558,12 @@ impl Filters {
     fn text(&mut self, column: &str, value: &Option<String>) {
         if let Some(v) = value {
             self.cond(column, "=", Arg::Text(v.clone()));
+        }
+    }
+
+    fn text_op(&mut self, column: &str, op: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.cond(column, op, Arg::Text(v.to_string()));
         }
     }
 
@@ -618,9 +761,10 @@ impl Store {
         Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("agent_id")?, r.try_get("answer")?))).transpose()?)
     }
 
-    /// How many audit records refer to a decision.
+    /// How many `decision` audit records a decision has (its own record; approvals and
+    /// violations it caused are records of their own).
     pub async fn count_audit_for_decision(&self, decision_id: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE decision_id = $1").bind(decision_id).fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE decision_id = $1 AND event_type = 'decision'").bind(decision_id).fetch_one(&self.pool).await?;
         Ok(row.try_get::<i64, _>("n")?)
     }
 
@@ -703,6 +847,32 @@ impl Store {
             .collect()
     }
 
+    /// One approval, with `pending` shown as `expired` once `now` (Unix microseconds) is past its expiry.
+    pub async fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>> {
+        let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(|r| approval_of(r, now)).transpose()
+    }
+
+    /// Approvals by status (as of `now`) and agent, oldest first, after an id.
+    pub async fn approvals(&self, status: Option<&str>, agent: Option<&str>, after: Option<&str>, limit: i64, now: i64) -> Result<Vec<Approval>> {
+        let mut w = Filters::new(APPROVAL_COLUMNS);
+        match status {
+            Some("pending") => {
+                w.cond("status", "=", Arg::Text("pending".into()));
+                w.int("expires_at", ">", Some(now));
+            }
+            Some("expired") => {
+                w.cond("status", "=", Arg::Text("pending".into()));
+                w.int("expires_at", "<=", Some(now));
+            }
+            other => w.text("status", &other.map(String::from)),
+        }
+        w.text("agent_id", &agent.map(String::from));
+        w.text_op("id", ">", after);
+        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1001)), &self.pool).await?;
+        rows.iter().map(|r| approval_of(r, now)).collect()
+    }
+
     /// One violation.
     pub async fn violation(&self, id: &str) -> Result<Option<Violation>> {
         let row = sqlx::query(&format!("{VIOLATION_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
@@ -719,9 +889,7 @@ impl Store {
         w.text("mode", &filter.mode);
         w.int("at", ">=", filter.since);
         w.int("at", "<", filter.until);
-        if let Some(after) = &filter.after {
-            w.cond("id", ">", Arg::Text(after.clone()));
-        }
+        w.text_op("id", ">", filter.after.as_deref());
         let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", filter.limit.clamp(1, 1001)), &self.pool).await?;
         rows.iter().map(violation_of).collect()
     }
@@ -1240,6 +1408,52 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::DeletePlugin { name } => {
             let n = sqlx::query("DELETE FROM plugins WHERE name = $1").bind(name).execute(&mut *conn).await?.rows_affected();
             affected(n, Kind::NotFound, "unknown_plugin", format!("no plugin `{name}`"))
+        }
+        Write::InsertApproval(a) => {
+            sqlx::query(
+                "INSERT INTO approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11)",
+            )
+            .bind(&a.id)
+            .bind(&a.decision_id)
+            .bind(&a.agent_id)
+            .bind(&a.on_behalf_of)
+            .bind(&a.class)
+            .bind(&a.environment)
+            .bind(&a.service)
+            .bind(&a.action_hash)
+            .bind(&a.summary)
+            .bind(a.created_at)
+            .bind(a.expires_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+        Write::DecideApproval { id, approve, by, at, comment } => {
+            let n = sqlx::query(
+                "UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3, comment = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $3",
+            )
+            .bind(if *approve { "approved" } else { "rejected" })
+            .bind(by)
+            .bind(*at)
+            .bind(comment)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(n, Kind::Conflict, "approval_not_pending", format!("approval `{id}` is no longer pending (decided or expired)"))
+        }
+        Write::ConsumeApproval { id, decision_id, at } => {
+            let n = sqlx::query(
+                "UPDATE approvals SET status = 'consumed', consumed_by = $1, consumed_at = $2 WHERE id = $3 AND status = 'approved' AND expires_at > $2",
+            )
+            .bind(decision_id)
+            .bind(*at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(n, Kind::Conflict, "approval_used", format!("approval `{id}` was used by another decision at the same time, or has just expired"))
         }
         Write::AckViolation { id, by, at, comment } => {
             let n = sqlx::query(

@@ -42,7 +42,8 @@ async fn every_decision_has_exactly_one_record(backend: Backend) {
     let (_, page) = s.get("/v1/audit?event_type=decision&limit=1000", &s.admin).await;
     let audited: HashSet<String> = page["records"].as_array().unwrap().iter().map(|r| r["decision_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(audited, ids);
-    assert_eq!(s.warden.state.store.verify_audit().await.unwrap(), Ok(60 + 4));
+    // 60 decisions, the 20 production ones each with an approval request, and 4 set-up records.
+    assert_eq!(s.warden.state.store.verify_audit().await.unwrap(), Ok(60 + 20 + 4));
 }
 
 async fn inject_fault(s: &TestServer, table: &str, column: &str, value: &str) {
@@ -138,19 +139,21 @@ async fn audit_filters(backend: Backend) {
     s.verdict(&bot, "deploy", "production").await;
     let s = &s;
     let get = |q: &'static str| async move { s.get(&format!("/v1/audit?{q}"), &s.admin).await.1["records"].as_array().unwrap().clone() };
-    assert_eq!(get("actor_kind=agent").await.len(), 2);
+    // Two decisions, and the approval the production deploy asks for.
+    assert_eq!(get("actor_kind=agent").await.len(), 3);
     assert_eq!(get("actor_kind=admin").await.len(), 6, "the policy, the test's admin token, 2 agents and their 2 tokens");
-    assert_eq!(get("agent=bot&environment=production").await.len(), 1);
-    assert_eq!(get("action_class=deploy").await.len(), 2);
+    assert_eq!(get("agent=bot&environment=production").await.len(), 2);
+    assert_eq!(get("agent=bot&environment=production&event_type=decision").await.len(), 1);
+    assert_eq!(get("action_class=deploy").await.len(), 3);
     assert_eq!(get("since=2999-01-01T00:00:00Z").await.len(), 0);
     assert_eq!(get("until=2000-01-01T00:00:00Z").await.len(), 0);
     // Paging follows the chain.
-    let (_, first) = s.get("/v1/audit?limit=4", &s.admin).await;
-    assert_eq!(first["records"].as_array().unwrap().len(), 4);
+    let (_, first) = s.get("/v1/audit?limit=5", &s.admin).await;
+    assert_eq!(first["records"].as_array().unwrap().len(), 5);
     let after = first["next_after"].as_i64().unwrap();
-    let (_, rest) = s.get(&format!("/v1/audit?limit=4&after={after}"), &s.admin).await;
+    let (_, rest) = s.get(&format!("/v1/audit?limit=5&after={after}"), &s.admin).await;
     assert_eq!(rest["records"].as_array().unwrap().len(), 4);
-    assert_eq!(rest["records"][0]["prev_hash"], first["records"][3]["hash"]);
+    assert_eq!(rest["records"][0]["prev_hash"], first["records"][4]["hash"]);
     assert!(rest["next_after"].is_null());
     // Approvers may read the trail.
     s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "core", "grants": []})).await;

@@ -4,6 +4,7 @@
 mod support;
 
 mod agents;
+mod approvals;
 mod audit;
 mod authzen;
 mod decisions;

@@ -111,7 +111,7 @@ fn warden_pipeline(c: &mut Criterion) {
             "reasoning": "roll out the retry fix"}
     }))
     .expect("request");
-    let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None };
+    let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None, approval: None };
     let now = 1_764_000_000_000_000;
     let context = AnomalyContext {
         baseline: wit::Baseline {

@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 mod agents;
+mod approvals;
 mod audit;
 mod authzen;
 mod decisions;
@@ -72,6 +73,7 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(violations::routes())
+        .merge(approvals::routes())
         .merge(ops::routes())
         .merge(plugins::routes(upload_limit))
         .split_for_parts();

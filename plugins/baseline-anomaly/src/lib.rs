@@ -49,6 +49,9 @@ fn finding(detector: &str, p: f64, message: String, config: &Config) -> Finding 
     Finding { detector: detector.into(), severity: severity(p, config), p_value: Some(p), message }
 }
 
+/// One detector's name, p-value, and its message, made on demand.
+type Test<'a> = (&'static str, f64, Box<dyn Fn() -> String + 'a>);
+
 /// The detector.
 pub struct BaselineAnomaly;
 
@@ -65,7 +68,7 @@ impl AnomalyDetector for BaselineAnomaly {
         }
         // Each detector's p-value, with its message made only if the finding is reported
         // (formatting floats costs more than the statistics).
-        let mut tests: Vec<(&str, f64, Box<dyn Fn() -> String + '_>)> = Vec::new();
+        let mut tests: Vec<Test> = Vec::new();
 
         let lambda = baseline.rate_per_hour.max(config.min_rate_per_hour);
         let k = activity.actions_last_hour;

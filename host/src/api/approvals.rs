@@ -1,0 +1,144 @@
+//! `/v1/approvals`: human decisions on high-risk agent actions.
+
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::agents::change_record;
+use super::{AppState, Json, Query};
+use crate::error::{Error, ErrorBody, Kind, Result};
+use crate::identity::{Caller, Role};
+use crate::store::{Approval, Change, Write};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_approvals)).routes(routes!(get_approval)).routes(routes!(approve)).routes(routes!(reject))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ApprovalQuery {
+    /// `pending`, `approved`, `rejected`, `expired` or `consumed`.
+    status: Option<String>,
+    /// The agent.
+    agent: Option<String>,
+    /// Page after this approval id (use the previous page's `next_after`).
+    after: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    limit: Option<i64>,
+}
+
+/// A page of approvals, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalPage {
+    /// The approvals.
+    pub approvals: Vec<Approval>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+/// `POST /v1/approvals/{id}/approve` and `/reject`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    /// Why, for the record (and the agent).
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+const STATUSES: [&str; 5] = ["pending", "approved", "rejected", "expired", "consumed"];
+
+/// List approvals (admins and approvers).
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(ApprovalQuery), security(("bearer" = [])),
+    responses((status = 200, body = ApprovalPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_approvals(State(state): State<AppState>, caller: Caller, Query(q): Query<ApprovalQuery>) -> Result<axum::Json<ApprovalPage>> {
+    caller.require(&[Role::Admin, Role::Approver])?;
+    if let Some(s) = &q.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(Error::field("status", format!("`{s}` is not one of {}", STATUSES.join(", "))));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::field("limit", "must be from 1 to 1000"));
+    }
+    let now = state.clock.now_micros();
+    // One more than asked tells whether another page exists.
+    let mut approvals = state.store.approvals(q.status.as_deref(), q.agent.as_deref(), q.after.as_deref(), limit + 1, now).await?;
+    let next_after = if approvals.len() as i64 > limit {
+        approvals.truncate(limit as usize);
+        approvals.last().map(|a| a.id.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(ApprovalPage { approvals, next_after }))
+}
+
+/// One approval: the agent's plan and reasoning, the action, its risk and anomaly findings.
+/// Admins and approvers; an agent may watch its own.
+#[utoipa::path(get, path = "/v1/approvals/{id}", tag = "approvals", params(("id" = String, Path, description = "Approval id")), security(("bearer" = [])),
+    responses((status = 200, body = Approval), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_approval(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Approval>> {
+    let approval = load(&state, &id).await?;
+    let own = caller.role == Role::Agent && caller.subject.as_deref() == Some(approval.agent.as_str());
+    if !own {
+        caller.require(&[Role::Admin, Role::Approver])?;
+    }
+    Ok(axum::Json(approval))
+}
+
+/// Approve a pending approval (admins and approvers; not the human the agent acts for).
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals", request_body = Verdict, params(("id" = String, Path, description = "Approval id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Approval), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn approve(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(v): Json<Verdict>) -> Result<axum::Json<Approval>> {
+    decide(state, caller, id, v, true).await
+}
+
+/// Reject a pending approval (admins and approvers).
+#[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals", request_body = Verdict, params(("id" = String, Path, description = "Approval id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Approval), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn reject(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(v): Json<Verdict>) -> Result<axum::Json<Approval>> {
+    decide(state, caller, id, v, false).await
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Approval> {
+    let now = state.clock.now_micros();
+    state.store.approval(id, now).await?.ok_or_else(|| Error::not_found("unknown_approval", format!("no approval `{id}`")))
+}
+
+async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve: bool) -> Result<axum::Json<Approval>> {
+    caller.require(&[Role::Admin, Role::Approver])?;
+    if let Some(c) = &v.comment
+        && c.len() > 4096
+    {
+        return Err(Error::field("comment", format!("is {} bytes, over the limit of 4096", c.len())));
+    }
+    let approval = load(&state, &id).await?;
+    // Four eyes: the human an agent acts for asked for the action and may not approve it.
+    if approve && caller.subject.is_some() && caller.subject == approval.on_behalf_of {
+        return Err(Error::forbidden(
+            "self_approval",
+            format!("`{}` asked for this action (on_behalf_of) and may not approve it", approval.on_behalf_of.unwrap_or_default()),
+        ));
+    }
+    match approval.status.as_str() {
+        "pending" => {}
+        "expired" => return Err(Error::new(Kind::Conflict, "approval_expired", format!("approval `{id}` expired at {}", approval.expires_at))),
+        other => return Err(Error::new(Kind::Conflict, "approval_not_pending", format!("approval `{id}` is already {other}"))),
+    }
+    let now = state.clock.now_micros();
+    let event = if approve { "approval.approved" } else { "approval.rejected" };
+    let details = serde_json::json!({"approval_id": id, "comment": v.comment, "action_hash": approval.action_hash});
+    let mut record = change_record(&caller, event, format!("approval:{id}"), Some(approval.agent.clone()), details, now);
+    record.decision_id = Some(approval.decision_id.clone());
+    record.action_class = Some(approval.class.clone());
+    record.environment = Some(approval.environment.clone());
+    let write = Write::DecideApproval { id: id.clone(), approve, by: caller.actor_id(), at: now, comment: v.comment };
+    state.store.commit(Change { writes: vec![write], audit: vec![record] }).await?;
+    Ok(axum::Json(load(&state, &id).await?))
+}

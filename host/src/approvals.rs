@@ -1,0 +1,107 @@
+//! Approvals (DESIGN.md, stage 8): a `require_approval` verdict creates a request for a human,
+//! bound to the SHA-256 of the exact action (agent, on-behalf-of human and the whole action,
+//! plan and reasoning included). The agent re-submits the same action with the approval's id;
+//! the approval then allows that action once. Anything else presented as an approval (another
+//! action, another agent, a used or unknown id) is denied and recorded as a violation.
+
+use sha2::{Digest, Sha256};
+
+use crate::store::Approval;
+
+/// An approval presented with a decision request, checked against the request.
+#[derive(Debug, Clone)]
+pub enum Presented {
+    /// Approved, unexpired, unused, and for exactly this action by this agent.
+    Valid(Approval),
+    /// For this action, still waiting for a human: the agent keeps waiting on it.
+    Pending(Approval),
+    /// For this action, but it lapsed undecided: a new request can be made.
+    Expired(String),
+    /// For this action, and a human said no.
+    Rejected(String),
+    /// Presenting it is a violation: unknown, for another action or agent, or already used.
+    Violation {
+        /// Reason code (`approval_unknown`, `approval_mismatch`, `approval_reused`).
+        code: &'static str,
+        /// For humans.
+        text: String,
+    },
+}
+
+/// The hex SHA-256 of the canonical JSON of who asks and the exact action.
+pub fn action_hash(agent: &str, on_behalf_of: Option<&str>, action: &impl serde::Serialize) -> String {
+    let value = serde_json::json!({ "agent": agent, "on_behalf_of": on_behalf_of, "action": action });
+    let mut canonical = String::new();
+    write_canonical(&value, &mut canonical);
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// JSON with object keys sorted at every level, so the hash does not depend on key order.
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Checks a presented approval (as loaded, `None` if unknown) against the request.
+pub fn present(approval: Option<Approval>, id: &str, agent: &str, hash: &str) -> Presented {
+    let violation = |code, text| Presented::Violation { code, text };
+    let Some(a) = approval else {
+        return violation("approval_unknown", format!("no approval `{id}`"));
+    };
+    if a.agent != agent || a.action_hash != hash {
+        return violation("approval_mismatch", format!("approval `{id}` was given for another action or agent; it allows only the exact action asked for"));
+    }
+    match a.status.as_str() {
+        "approved" => Presented::Valid(a),
+        "pending" => Presented::Pending(a),
+        "rejected" => Presented::Rejected(format!("approval `{id}` was rejected by {}", a.decided_by.as_deref().unwrap_or("a human"))),
+        "expired" => Presented::Expired(format!("approval `{id}` expired at {} without a decision", a.expires_at)),
+        _ => violation("approval_reused", format!("approval `{id}` was already used by decision {}", a.consumed_by.as_deref().unwrap_or("?"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(json: serde_json::Value) -> crate::engine::Action {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_hash_binds_the_exact_action_and_ignores_key_order() {
+        let a = action(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "plan": {"steps": [1, 2], "why": "fix"}}));
+        let b = action(serde_json::json!({"service": "payments", "plan": {"why": "fix", "steps": [1, 2]}, "environment": "production", "class": "deploy"}));
+        assert_eq!(action_hash("bot", None, &a), action_hash("bot", None, &b));
+        let c = action(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "plan": {"steps": [2, 1], "why": "fix"}}));
+        assert_ne!(action_hash("bot", None, &a), action_hash("bot", None, &c));
+        assert_ne!(action_hash("bot", None, &a), action_hash("other-bot", None, &a));
+        assert_ne!(action_hash("bot", None, &a), action_hash("bot", Some("alice"), &a));
+        assert_eq!(action_hash("bot", None, &a).len(), 64);
+    }
+}

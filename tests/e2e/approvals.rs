@@ -1,0 +1,169 @@
+//! Human-in-the-loop approvals: a require_approval verdict creates a request bound to the exact
+//! action; a human approves or rejects it; the agent re-submits the same action once.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::support::{Backend, TestDb, TestServer, assert_error};
+
+both_backends!(approve_then_execute_exactly_once, reject_expire_and_four_eyes);
+
+fn migration(service: &str) -> Value {
+    json!({"class": "db_migration", "environment": "production", "service": service,
+        "reasoning": "add an index for the slow payments query", "plan": {"steps": ["create index concurrently", "analyze"]}})
+}
+
+async fn decide(s: &TestServer, token: &str, action: Value, approval_id: Option<&str>) -> (StatusCode, Value) {
+    let mut body = json!({ "action": action });
+    if let Some(id) = approval_id {
+        body["approval_id"] = json!(id);
+    }
+    s.post("/v1/decisions", token, body).await
+}
+
+fn codes(answer: &Value) -> Vec<String> {
+    answer["reasons"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap().to_string()).collect()
+}
+
+async fn human(s: &TestServer, id: &str) -> String {
+    let (status, body) = s
+        .post(
+            "/v1/humans",
+            &s.admin,
+            json!({"id": id, "team": "platform", "grants": [{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    s.token("approver", Some(id)).await
+}
+
+async fn approve_then_execute_exactly_once(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let bot = s.agent("migrator", 2, json!({})).await;
+    let carol = human(&s, "carol").await;
+
+    // A production migration at tier 2 waits for a human.
+    let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
+    assert_eq!(asked["verdict"], "require_approval", "{asked}");
+    let id = asked["approval"]["id"].as_str().unwrap().to_string();
+    assert_eq!(asked["approval"]["url"], format!("/v1/approvals/{id}"));
+    assert!(asked["approval"]["expires_at"].is_string());
+    assert!(asked["obligations"].as_array().unwrap().iter().any(|o| o["kind"] == "await_approval"), "{asked}");
+
+    // The approver sees the plan, the reasoning and the risk; the agent may watch its own.
+    let (_, pending) = s.get("/v1/approvals?status=pending", &carol).await;
+    assert_eq!(pending["approvals"].as_array().unwrap().len(), 1, "{pending}");
+    let (status, shown) = s.get(&format!("/v1/approvals/{id}"), &bot).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["status"], "pending");
+    assert_eq!(shown["summary"]["request"]["action"]["plan"]["steps"][0], "create index concurrently");
+    assert_eq!(shown["summary"]["risk"]["level"], "high");
+    assert_eq!(shown["decision_id"], asked["decision_id"]);
+
+    // Asking again while it is pending waits on the same approval.
+    let (_, again) = decide(&s, &bot, migration("payments"), Some(&id)).await;
+    assert_eq!((again["verdict"].as_str(), again["approval"]["id"].as_str()), (Some("require_approval"), Some(id.as_str())), "{again}");
+    assert!(codes(&again).contains(&"approval_pending".to_string()));
+    let (_, pending) = s.get("/v1/approvals?status=pending", &carol).await;
+    assert_eq!(pending["approvals"].as_array().unwrap().len(), 1);
+
+    let (status, approved) = s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({"comment": "index is safe"})).await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!((approved["status"].as_str(), approved["decided_by"].as_str()), (Some("approved"), Some("carol")));
+    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await, 409, "approval_not_pending");
+
+    // The approval allows only the action it was given for: another service is a violation.
+    let (_, other) = decide(&s, &bot, migration("ledger"), Some(&id)).await;
+    assert_eq!(other["verdict"], "deny", "{other}");
+    assert!(codes(&other).contains(&"approval_mismatch".to_string()), "{other}");
+
+    // The exact action goes through, once.
+    let (_, done) = decide(&s, &bot, migration("payments"), Some(&id)).await;
+    assert_eq!(done["verdict"], "allow", "{done}");
+    assert!(codes(&done).contains(&"approved".to_string()));
+    let (_, used) = s.get(&format!("/v1/approvals/{id}"), &carol).await;
+    assert_eq!((used["status"].as_str(), used["consumed_by"].as_str()), (Some("consumed"), done["decision_id"].as_str()), "{used}");
+    let (_, reused) = decide(&s, &bot, migration("payments"), Some(&id)).await;
+    assert_eq!(reused["verdict"], "deny", "{reused}");
+    assert!(codes(&reused).contains(&"approval_reused".to_string()));
+    let (_, violations) = s.get("/v1/violations?agent=migrator", &s.admin).await;
+    let reasons: Vec<&str> = violations["violations"].as_array().unwrap().iter().map(|v| v["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["approval_mismatch", "approval_reused"]);
+
+    // Many re-submissions at once: exactly one is allowed.
+    let (_, asked) = decide(&s, &bot, migration("orders"), None).await;
+    let id = asked["approval"]["id"].as_str().unwrap().to_string();
+    s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await;
+    let attempts = (0..12).map(|_| decide(&s, &bot, migration("orders"), Some(&id)));
+    let results = futures::future::join_all(attempts).await;
+    let allowed = results.iter().filter(|(status, a)| *status == StatusCode::OK && a["verdict"] == "allow").count();
+    assert_eq!(allowed, 1, "{results:?}");
+    for (status, answer) in &results {
+        assert!(
+            (*status == StatusCode::OK && (answer["verdict"] == "allow" || codes(answer).contains(&"approval_reused".to_string())))
+                || (*status == StatusCode::CONFLICT && answer["error"]["code"] == "approval_used"),
+            "{status} {answer}"
+        );
+    }
+
+    // Every step is in the audit trail, and the chain holds.
+    for event in ["approval.requested", "approval.approved", "approval.consumed"] {
+        let (_, page) = s.get(&format!("/v1/audit?event_type={event}"), &s.admin).await;
+        assert!(!page["records"].as_array().unwrap().is_empty(), "{event}");
+    }
+    assert!(s.warden.state.store.verify_audit().await.unwrap().is_ok());
+}
+
+async fn reject_expire_and_four_eyes(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.policy.approval_ttl_by_class.insert("deploy".into(), 1);
+    let s = TestServer::start_with(db, config).await;
+    let bot = s.agent("deployer", 2, json!({})).await;
+    let carol = human(&s, "carol").await;
+    let alice = human(&s, "alice").await;
+
+    // Rejected: the agent's re-submission is denied.
+    let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
+    let id = asked["approval"]["id"].as_str().unwrap().to_string();
+    let (status, rejected) = s.post(&format!("/v1/approvals/{id}/reject"), &carol, json!({"comment": "not during the freeze"})).await;
+    assert_eq!((status, rejected["status"].as_str()), (StatusCode::OK, Some("rejected")), "{rejected}");
+    let (_, denied) = decide(&s, &bot, migration("payments"), Some(&id)).await;
+    assert_eq!(denied["verdict"], "deny");
+    assert!(codes(&denied).contains(&"approval_rejected".to_string()));
+    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await, 409, "approval_not_pending");
+
+    // Four eyes: the human the agent acts for may not approve; another human may.
+    let mut body = json!({"action": migration("payments"), "on_behalf_of": "alice"});
+    let (_, asked) = s.post("/v1/decisions", &bot, body.clone()).await;
+    let id = asked["approval"]["id"].as_str().unwrap().to_string();
+    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &alice, json!({})).await, 403, "self_approval");
+    assert_eq!(s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await.0, StatusCode::OK);
+    body["approval_id"] = json!(id);
+    let (_, done) = s.post("/v1/decisions", &bot, body).await;
+    assert_eq!(done["verdict"], "allow", "{done}");
+
+    // Expired (the deploy class lapses after a second): too late to approve; asking again opens a new one.
+    let deploy = json!({"class": "deploy", "environment": "production", "service": "payments"});
+    let (_, asked) = decide(&s, &bot, deploy.clone(), None).await;
+    let id = asked["approval"]["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (_, lapsed) = s.get(&format!("/v1/approvals/{id}"), &carol).await;
+    assert_eq!(lapsed["status"], "expired");
+    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await, 409, "approval_expired");
+    let (_, renewed) = decide(&s, &bot, deploy, Some(&id)).await;
+    assert_eq!(renewed["verdict"], "require_approval", "{renewed}");
+    assert!(codes(&renewed).contains(&"approval_expired".to_string()));
+    assert_ne!(renewed["approval"]["id"].as_str(), Some(id.as_str()));
+    let (_, expired) = s.get("/v1/approvals?status=expired", &carol).await;
+    assert_eq!(expired["approvals"].as_array().unwrap().len(), 1);
+
+    // Bad input and roles.
+    assert_eq!(assert_error(&s.get("/v1/approvals?status=maybe", &carol).await, 400, "invalid_field").as_deref(), Some("status"));
+    assert_error(&s.post("/v1/approvals/nope/approve", &carol, json!({})).await, 404, "unknown_approval");
+    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &bot, json!({})).await, 403, "forbidden_role");
+    let (_, unknown) = decide(&s, &bot, migration("payments"), Some("forged-id")).await;
+    assert_eq!(unknown["verdict"], "deny");
+    assert!(codes(&unknown).contains(&"approval_unknown".to_string()));
+}
