@@ -108,6 +108,9 @@ enum Command {
         /// The agent's reasoning.
         #[arg(long)]
         reasoning: Option<String>,
+        /// An approval for exactly this action (from an earlier require_approval answer).
+        #[arg(long)]
+        approval_id: Option<String>,
     },
     /// Write, build and test WebAssembly plugins.
     #[command(subcommand)]
@@ -621,7 +624,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             HumansCommand::List { server } => print_json(call(&server, reqwest::Method::GET, "/v1/humans", None).await?),
             HumansCommand::Get { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/humans/{id}"), None).await?),
         },
-        Command::Decide { server, agent, class, environment, service, on_behalf_of, reasoning } => {
+        Command::Decide { server, agent, class, environment, service, on_behalf_of, reasoning, approval_id } => {
             let mut body = json!({"action": {"class": class, "environment": environment, "service": service}});
             if let Some(a) = agent {
                 body["agent"] = json!(a);
@@ -631,6 +634,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(r) = reasoning {
                 body["action"]["reasoning"] = json!(r);
+            }
+            if let Some(id) = approval_id {
+                body["approval_id"] = json!(id);
             }
             print_json(call(&server, reqwest::Method::POST, "/v1/decisions", Some(body)).await?)
         }

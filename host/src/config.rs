@@ -230,6 +230,16 @@ mod tests {
         assert_eq!(c.policy.apply(), Policy::default());
     }
 
+    /// The documented example is a valid configuration, and its policy compiles.
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md")).unwrap();
+        let example = doc.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a toml block");
+        let config: Config = toml::from_str(example).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
+        assert_eq!(config.policy.approval_ttl_by_class.get("db_migration"), Some(&14400));
+        crate::policy::CompiledPolicy::new(config.policy.apply()).unwrap();
+    }
+
     #[test]
     fn policy_overrides_merge_per_class() {
         let c: Config = toml::from_str(

@@ -764,7 +764,10 @@ impl Store {
     /// How many `decision` audit records a decision has (its own record; approvals and
     /// violations it caused are records of their own).
     pub async fn count_audit_for_decision(&self, decision_id: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE decision_id = $1 AND event_type = 'decision'").bind(decision_id).fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE decision_id = $1 AND event_type = 'decision'")
+            .bind(decision_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get::<i64, _>("n")?)
     }
 
