@@ -28,42 +28,36 @@ pub enum Presented {
     },
 }
 
-/// The hex SHA-256 of the canonical JSON of who asks and the exact action.
+/// The hex SHA-256 of the JSON of who asks and the exact action. Structs serialize their fields
+/// in a fixed order and maps sorted; free-form JSON in the action (its `plan`) must have been
+/// put through [`canonical`] first, so that key order never changes the hash.
 pub fn action_hash(agent: &str, on_behalf_of: Option<&str>, action: &impl serde::Serialize) -> String {
-    let value = serde_json::json!({ "agent": agent, "on_behalf_of": on_behalf_of, "action": action });
-    let mut canonical = String::new();
-    write_canonical(&value, &mut canonical);
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    // Serializing plain data into a hasher cannot fail.
+    let _ = serde_json::to_writer(&mut hashing, &(agent, on_behalf_of, action));
+    hex::encode(hashing.0.finalize())
 }
 
-/// JSON with object keys sorted at every level, so the hash does not depend on key order.
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
+/// The same JSON with object keys sorted at every level.
+pub fn canonical(value: serde_json::Value) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
-            }
-            out.push('}');
+            let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
         }
-        serde_json::Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
     }
 }
 
@@ -90,7 +84,9 @@ mod tests {
     use super::*;
 
     fn action(json: serde_json::Value) -> crate::engine::Action {
-        serde_json::from_value(json).unwrap()
+        let mut action: crate::engine::Action = serde_json::from_value(json).unwrap();
+        action.plan = action.plan.map(canonical);
+        action
     }
 
     #[test]

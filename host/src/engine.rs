@@ -253,8 +253,10 @@ impl Engine {
     }
 
     /// Decides, records durably, and answers.
-    pub async fn decide(&self, caller: &Caller, request: DecisionRequest) -> Result<DecisionAnswer> {
+    pub async fn decide(&self, caller: &Caller, mut request: DecisionRequest) -> Result<DecisionAnswer> {
         let started = Instant::now();
+        // Key order in a free-form plan must not change what an approval is bound to.
+        request.action.plan = request.action.plan.take().map(approvals::canonical);
         let agent_id = resolve_agent(caller, &request)?;
         // Validate before touching the store: bad input is the caller's problem, whatever the store's state.
         validate(&self.policy, &request.action)?;
@@ -737,16 +739,44 @@ pub fn judge(
     }
     if let Some(mut a) = new_approval {
         // What the approver sees: the plan and reasoning with everything Warden judged.
-        a.summary = serde_json::json!({
-            "request": request, "agent": {"id": agent.id, "tool": agent.tool, "model": agent.model, "team": agent.team, "sponsor": agent.sponsor},
-            "risk": answer.risk, "anomaly": answer.anomaly, "reasons": answer.reasons, "tier": tier, "agent_tier": agent.tier, "trust_score": answer.trust_score,
-        })
-        .to_string();
+        let summary = ApprovalSummary {
+            request: &request,
+            agent: AgentBrief { id: &agent.id, tool: &agent.tool, model: &agent.model, team: &agent.team, sponsor: &agent.sponsor },
+            risk: &answer.risk,
+            anomaly: &answer.anomaly,
+            reasons: &answer.reasons,
+            tier,
+            agent_tier: agent.tier,
+            trust_score: answer.trust_score,
+        };
+        a.summary = serde_json::to_string(&summary).map_err(Error::internal)?;
         let details = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "action_hash": a.action_hash});
         records.push(approval_record(&records[0], "approval.requested", &a.id, details, now));
         writes.push(Write::InsertApproval(a));
     }
     Ok(Judgement { answer, change: Change { writes, audit: records } })
+}
+
+/// What an approver sees of a request (stored with the approval).
+#[derive(Serialize)]
+struct ApprovalSummary<'a> {
+    request: &'a DecisionRequest,
+    agent: AgentBrief<'a>,
+    risk: &'a Risk,
+    anomaly: &'a Option<Anomaly>,
+    reasons: &'a [Reason],
+    tier: u8,
+    agent_tier: u8,
+    trust_score: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct AgentBrief<'a> {
+    id: &'a str,
+    tool: &'a str,
+    model: &'a str,
+    team: &'a str,
+    sponsor: &'a str,
 }
 
 /// An approval event in the decision's change, attributed like the decision.
