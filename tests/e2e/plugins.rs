@@ -365,6 +365,24 @@ async fn author_path_new_build_test() {
     assert_eq!(report["verdict"]["level"], "medium", "{report}");
 }
 
+/// The plugins' view of an agent's deploy of `payments`, Tuesday 10:00 UTC, low table risk.
+fn deploy(agent: &str, environment: &str) -> warden::plugins::runtime::bindings::types::Action {
+    warden::plugins::runtime::bindings::types::Action {
+        agent: agent.into(),
+        team: "payments".into(),
+        class: "deploy".into(),
+        environment: environment.into(),
+        service: "payments".into(),
+        resources: vec![],
+        change: None,
+        estimated_cost_usd: None,
+        reasoning: None,
+        labels: vec![],
+        hour_of_week: 34,
+        table_risk: warden::plugins::runtime::bindings::types::RiskLevel::Low,
+    }
+}
+
 /// The reference anomaly detector as a component in the real runtime.
 #[tokio::test]
 async fn baseline_anomaly_component_flags_a_burst() {
@@ -390,20 +408,7 @@ async fn baseline_anomaly_component_flags_a_burst() {
         hour_of_week_counts: counts,
         seen_combinations: vec!["deploy/staging/payments".into()],
     };
-    let action = |hour| wit::Action {
-        agent: "bot".into(),
-        team: "payments".into(),
-        class: "deploy".into(),
-        environment: "staging".into(),
-        service: "payments".into(),
-        resources: vec![],
-        change: None,
-        estimated_cost_usd: None,
-        reasoning: None,
-        labels: vec![],
-        hour_of_week: hour,
-        table_risk: wit::RiskLevel::Low,
-    };
+    let action = |hour| wit::Action { hour_of_week: hour, ..deploy("bot", "staging") };
     let calm = wit::Activity { actions_last_hour: 2, seen_combinations: vec![] };
     let call = rt.detect(&plugin, &action(34), &baseline, &calm, 0).await;
     let CallOutcome::Ok(findings) = call.outcome else { panic!("{:?}", call.outcome) };
@@ -423,27 +428,13 @@ async fn baseline_anomaly_component_flags_a_burst() {
 #[tokio::test]
 async fn no_call_sees_another() {
     use warden::plugins::runtime::CallOutcome;
-    use warden::plugins::runtime::bindings::types as wit;
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
     let toml_text = "name = \"remember\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"remember\"\n";
     let plugin = rt.load(manifest(toml_text), &component("tests/plugins/hostile")).unwrap();
     for round in 0..3 {
         for agent in ["alice-bot", "mallory-bot", "bob-bot", "carol-bot"] {
-            let action = wit::Action {
-                agent: agent.into(),
-                team: "payments".into(),
-                class: "deploy".into(),
-                environment: "production".into(),
-                service: "payments".into(),
-                resources: vec![],
-                change: None,
-                estimated_cost_usd: None,
-                reasoning: None,
-                labels: vec![],
-                hour_of_week: 34,
-                table_risk: wit::RiskLevel::Low,
-            };
+            let action = deploy(agent, "production");
             let call = rt.classify(&plugin, &action, 0).await;
             let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
             assert_eq!(c.reasons, vec!["call 1".to_string(), "previous agent: \"\"".to_string()], "round {round}, agent {agent}");
@@ -462,20 +453,7 @@ async fn canary_rollback_component_judges_windows() {
     let rt = host.runtime();
     let plugin =
         rt.load(manifest("name = \"canary-rollback\"\nversion = \"0.1.0\"\nkind = \"rollback_trigger\""), &component("plugins/canary-rollback")).unwrap();
-    let action = wit::Action {
-        agent: "bot".into(),
-        team: "payments".into(),
-        class: "deploy".into(),
-        environment: "production".into(),
-        service: "payments".into(),
-        resources: vec![],
-        change: None,
-        estimated_cost_usd: None,
-        reasoning: None,
-        labels: vec![],
-        hour_of_week: 34,
-        table_risk: wit::RiskLevel::High,
-    };
+    let action = wit::Action { table_risk: wit::RiskLevel::High, ..deploy("bot", "production") };
     let baseline: Vec<f64> = (0..300).map(|i| 100.0 + f64::from(i % 30)).collect();
     let window = |canary: Vec<f64>, canary_errors: u64| wit::MetricWindow {
         name: "latency_ms".into(),

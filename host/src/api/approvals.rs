@@ -59,19 +59,11 @@ async fn list_approvals(State(state): State<AppState>, caller: Caller, Query(q):
     {
         return Err(Error::field("status", format!("`{s}` is not one of {}", STATUSES.join(", "))));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::field("limit", "must be from 1 to 1000"));
-    }
+    let limit = super::page_limit(q.limit)?;
     let now = state.clock.now_micros();
     // One more than asked tells whether another page exists.
     let mut approvals = state.store.approvals(q.status.as_deref(), q.agent.as_deref(), q.after.as_deref(), limit + 1, now).await?;
-    let next_after = if approvals.len() as i64 > limit {
-        approvals.truncate(limit as usize);
-        approvals.last().map(|a| a.id.clone())
-    } else {
-        None
-    };
+    let next_after = super::next_page(&mut approvals, limit, |a| a.id.clone());
     Ok(axum::Json(ApprovalPage { approvals, next_after }))
 }
 

@@ -63,10 +63,7 @@ async fn list_audit(State(state): State<AppState>, caller: Caller, Query(q): Que
     {
         return Err(Error::field("actor_kind", format!("`{kind}` is not one of agent, human, service, admin")));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::field("limit", "must be from 1 to 1000"));
-    }
+    let limit = super::page_limit(q.limit)?;
     let filter = AuditFilter {
         actor_kind: q.actor_kind,
         agent: q.agent,
@@ -80,12 +77,7 @@ async fn list_audit(State(state): State<AppState>, caller: Caller, Query(q): Que
         limit: limit + 1,
     };
     let mut entries: Vec<AuditEntry> = state.store.audit(&filter).await?;
-    let next_after = if entries.len() as i64 > limit {
-        entries.truncate(limit as usize);
-        entries.last().map(|e| e.seq)
-    } else {
-        None
-    };
+    let next_after = super::next_page(&mut entries, limit, |e| e.seq);
     let records = entries.into_iter().map(|e| serde_json::to_value(e).map_err(Error::internal)).collect::<Result<_>>()?;
     Ok(axum::Json(AuditPage { records, next_after }))
 }

@@ -180,6 +180,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// A list endpoint's `limit`: 1–1000, 100 when absent.
+pub(crate) fn page_limit(limit: Option<i64>) -> crate::error::Result<i64> {
+    let limit = limit.unwrap_or(100);
+    if (1..=1000).contains(&limit) { Ok(limit) } else { Err(Error::field("limit", "must be from 1 to 1000")) }
+}
+
+/// Trims a page fetched with one extra row (which tells that another page exists) to `limit`,
+/// and returns the cursor for the next page.
+pub(crate) fn next_page<T, K>(items: &mut Vec<T>, limit: i64, cursor: impl Fn(&T) -> K) -> Option<K> {
+    if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(cursor)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,10 +76,7 @@ async fn list_violations(State(state): State<AppState>, caller: Caller, Query(q)
     caller.require(&[Role::Admin, Role::Approver])?;
     one_of("status", &q.status, &["open", "acknowledged"])?;
     one_of("mode", &q.mode, &["block", "flag", "guard"])?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::field("limit", "must be from 1 to 1000"));
-    }
+    let limit = super::page_limit(q.limit)?;
     let filter = ViolationFilter {
         agent: q.agent,
         status: q.status,
@@ -93,12 +90,7 @@ async fn list_violations(State(state): State<AppState>, caller: Caller, Query(q)
         limit: limit + 1,
     };
     let mut violations = state.store.violations(&filter).await?;
-    let next_after = if violations.len() as i64 > limit {
-        violations.truncate(limit as usize);
-        violations.last().map(|v| v.id.clone())
-    } else {
-        None
-    };
+    let next_after = super::next_page(&mut violations, limit, |v| v.id.clone());
     Ok(axum::Json(ViolationPage { violations, next_after }))
 }
 
