@@ -22,6 +22,7 @@ use crate::clock::{SharedClock, format_micros};
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Agent, AgentStatus, Caller, Human, Role};
 use crate::metrics::Metrics;
+use crate::outbox::{Event, Outbox};
 use crate::plugins::{AnomalyContext, AnomalyFinding, Assessment, PluginHost, PluginReport, runtime::bindings::types as wit};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
 use crate::store::{ApprovalRow, Baseline, Change, DecisionRow, Store, ViolationRow, Write};
@@ -224,6 +225,8 @@ pub struct Judgement {
     pub answer: DecisionAnswer,
     /// The decision row, the violation if any, and the audit record.
     pub change: Change,
+    /// Events for the outbox, to be written with `change`.
+    pub events: Vec<Event>,
 }
 
 /// The decision engine.
@@ -234,12 +237,18 @@ pub struct Engine {
     clock: SharedClock,
     metrics: Arc<Metrics>,
     plugins: Arc<PluginHost>,
+    outbox: Arc<Outbox>,
 }
 
 impl Engine {
     /// An engine over a store and a policy.
-    pub fn new(store: Store, policy: Arc<CompiledPolicy>, clock: SharedClock, metrics: Arc<Metrics>, plugins: Arc<PluginHost>) -> Engine {
-        Engine { store, policy, clock, metrics, plugins }
+    pub fn new(store: Store, policy: Arc<CompiledPolicy>, clock: SharedClock, metrics: Arc<Metrics>, plugins: Arc<PluginHost>, outbox: Arc<Outbox>) -> Engine {
+        Engine { store, policy, clock, metrics, plugins, outbox }
+    }
+
+    /// The notification outbox.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
     }
 
     /// The loaded plugins.
@@ -281,8 +290,14 @@ impl Engine {
         let assessment = self.plugins.assess(&action.class, || plugin_action(action, &agent, table, now), || self.anomaly_context(action, &agent, now)).await?;
         let subject = Subject { agent, parents, human, approval };
         let decision_id = uuid::Uuid::now_v7().to_string();
-        let judgement = judge(&self.policy, caller, &subject, request, now, decision_id, assessment)?;
+        let mut judgement = judge(&self.policy, caller, &subject, request, now, decision_id, assessment)?;
+        let deliveries: Vec<Write> = judgement.events.iter().flat_map(|e| self.outbox.writes(e, now)).collect();
+        let notify = !deliveries.is_empty();
+        judgement.change.writes.extend(deliveries);
         self.store.commit(judgement.change).await?;
+        if notify {
+            self.outbox.notify();
+        }
         self.metrics.decision(judgement.answer.verdict, started.elapsed());
         Ok(judgement.answer)
     }
@@ -720,6 +735,7 @@ pub fn judge(
     // whole change fails and nothing is recorded (single use, on every replica).
     let mut writes = Vec::new();
     let mut records = vec![audit];
+    let mut events = Vec::new();
     if let Some(id) = consume {
         writes.push(Write::ConsumeApproval { id: id.clone(), decision_id: decision_id.clone(), at: now });
         let details = serde_json::json!({"approval_id": id});
@@ -735,6 +751,11 @@ pub fn judge(
         record.environment = Some(v.environment.clone());
         record.decision_id = Some(v.decision_id.clone());
         records.push(record);
+        if v.mode != "block" {
+            let data = serde_json::json!({"violation_id": v.id, "decision_id": v.decision_id, "agent": v.agent_id, "class": v.class,
+                "environment": v.environment, "service": v.service, "mode": v.mode, "reason": v.reason});
+            events.push(Event::new("violation.flagged", now, data));
+        }
         writes.push(Write::InsertViolation(v));
     }
     if let Some(mut a) = new_approval {
@@ -752,9 +773,13 @@ pub fn judge(
         a.summary = serde_json::to_string(&summary).map_err(Error::internal)?;
         let details = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "action_hash": a.action_hash});
         records.push(approval_record(&records[0], "approval.requested", &a.id, details, now));
+        let data = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "decision_id": a.decision_id, "agent": a.agent_id,
+            "on_behalf_of": a.on_behalf_of, "class": a.class, "environment": a.environment, "service": a.service, "risk": answer.risk,
+            "anomaly": answer.anomaly, "reasoning": request.action.reasoning, "plan": request.action.plan, "tier": tier});
+        events.push(Event::new("approval.requested", now, data));
         writes.push(Write::InsertApproval(a));
     }
-    Ok(Judgement { answer, change: Change { writes, audit: records } })
+    Ok(Judgement { answer, change: Change { writes, audit: records }, events })
 }
 
 /// What an approver sees of a request (stored with the approval).

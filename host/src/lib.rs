@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod outbox;
 pub mod plugins;
 pub mod policy;
 pub mod server;

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::identity::{Role, hash_token};
 use crate::metrics::Metrics;
+use crate::outbox::{self, Outbox};
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
 use crate::store::{Change, Store};
@@ -45,7 +46,9 @@ impl Warden {
         if config.plugins.sync_interval_ms > 0 {
             tokio::spawn(sync_plugins(plugins.clone(), store.clone(), Duration::from_millis(config.plugins.sync_interval_ms)));
         }
-        let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone(), plugins);
+        let outbox = Arc::new(Outbox::new(config.webhooks.clone(), config.notifications.clone()));
+        tokio::spawn(outbox::run(outbox.clone(), store.clone(), clock.clone()));
+        let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone(), plugins, outbox);
         Ok(Warden { state: AppState { engine, store, clock, metrics }, config })
     }
 

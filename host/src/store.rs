@@ -166,6 +166,32 @@ pub enum Write {
         /// When, Unix microseconds.
         at: i64,
     },
+    /// Queue a webhook delivery (written with the change that caused its event).
+    InsertDelivery(Delivery),
+    /// Take a due delivery for an attempt until `until`; 409 if another worker has it or it is not due.
+    ClaimDelivery {
+        /// Delivery id.
+        id: String,
+        /// Now, Unix microseconds.
+        now: i64,
+        /// End of the claim, Unix microseconds.
+        until: i64,
+    },
+    /// Record an attempt's result.
+    DeliveryAttempted {
+        /// Delivery id.
+        id: String,
+        /// `pending` (retry at `next_attempt_at`), `delivered` or `parked`.
+        status: String,
+        /// Attempts so far.
+        attempts: i64,
+        /// When to retry, Unix microseconds.
+        next_attempt_at: i64,
+        /// What went wrong, if it did.
+        last_error: Option<String>,
+        /// When, Unix microseconds.
+        at: i64,
+    },
     /// Acknowledge an open violation; 409 if it is not open any more.
     AckViolation {
         /// Violation id.
@@ -253,6 +279,36 @@ pub struct Approval {
     /// Expiry, Unix microseconds.
     #[serde(skip)]
     pub expires_at_micros: i64,
+}
+
+/// One event's delivery to one webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    /// Delivery id.
+    pub id: String,
+    /// The event's id (the same for every endpoint).
+    pub event_id: String,
+    /// `approval.requested`, …
+    pub event_type: String,
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// The body sent, in the endpoint's format.
+    #[serde(skip_serializing)]
+    pub body: String,
+    /// `pending`, `delivered` or `parked` (gave up; see `last_error`).
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Next attempt, Unix microseconds.
+    pub next_attempt_at: i64,
+    /// What went wrong last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Unix microseconds.
+    pub created_at: i64,
+    /// Unix microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<i64>,
 }
 
 /// A violation as the review API shows it.
@@ -475,6 +531,9 @@ impl ReadCache {
                 | Write::UpsertPlugin(_)
                 | Write::DeletePlugin { .. }
                 | Write::AckViolation { .. }
+                | Write::InsertDelivery(_)
+                | Write::ClaimDelivery { .. }
+                | Write::DeliveryAttempted { .. }
                 | Write::InsertApproval(_)
                 | Write::DecideApproval { .. }
                 | Write::ConsumeApproval { .. }
@@ -514,6 +573,25 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
         consumed_by: r.try_get("consumed_by")?,
         consumed_at: time("consumed_at")?,
         expires_at_micros: expires_at,
+    })
+}
+
+const DELIVERY_COLUMNS: &str =
+    "SELECT id, event_id, event_type, endpoint, body, status, attempts, next_attempt_at, last_error, created_at, delivered_at FROM deliveries";
+
+fn delivery_of(r: &AnyRow) -> Result<Delivery> {
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        endpoint: r.try_get("endpoint")?,
+        body: r.try_get("body")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        delivered_at: r.try_get("delivered_at")?,
     })
 }
 
@@ -874,6 +952,24 @@ impl Store {
         w.text_op("id", ">", after);
         let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1001)), &self.pool).await?;
         rows.iter().map(|r| approval_of(r, now)).collect()
+    }
+
+    /// Deliveries due now (pending, retry time reached, not claimed), oldest first.
+    pub async fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<Delivery>> {
+        let sql =
+            format!("{DELIVERY_COLUMNS} WHERE status = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1 ORDER BY id LIMIT {}", limit.clamp(1, 1000));
+        let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
+        rows.iter().map(delivery_of).collect()
+    }
+
+    /// Deliveries by status and endpoint, oldest first, after an id.
+    pub async fn deliveries(&self, status: Option<&str>, endpoint: Option<&str>, after: Option<&str>, limit: i64) -> Result<Vec<Delivery>> {
+        let mut w = Filters::new(DELIVERY_COLUMNS);
+        w.text("status", &status.map(String::from));
+        w.text("endpoint", &endpoint.map(String::from));
+        w.text_op("id", ">", after);
+        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1001)), &self.pool).await?;
+        rows.iter().map(delivery_of).collect()
     }
 
     /// One violation.
@@ -1411,6 +1507,48 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::DeletePlugin { name } => {
             let n = sqlx::query("DELETE FROM plugins WHERE name = $1").bind(name).execute(&mut *conn).await?.rows_affected();
             affected(n, Kind::NotFound, "unknown_plugin", format!("no plugin `{name}`"))
+        }
+        Write::InsertDelivery(d) => {
+            sqlx::query(
+                "INSERT INTO deliveries (id, event_id, event_type, endpoint, body, status, attempts, next_attempt_at, claimed_until, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, 0, $7)",
+            )
+            .bind(&d.id)
+            .bind(&d.event_id)
+            .bind(&d.event_type)
+            .bind(&d.endpoint)
+            .bind(&d.body)
+            .bind(d.next_attempt_at)
+            .bind(d.created_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+        Write::ClaimDelivery { id, now, until } => {
+            let n =
+                sqlx::query("UPDATE deliveries SET claimed_until = $1 WHERE id = $2 AND status = 'pending' AND next_attempt_at <= $3 AND claimed_until <= $3")
+                    .bind(*until)
+                    .bind(id)
+                    .bind(*now)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            affected(n, Kind::Conflict, "delivery_taken", format!("delivery `{id}` is not due or another worker has it"))
+        }
+        Write::DeliveryAttempted { id, status, attempts, next_attempt_at, last_error, at } => {
+            sqlx::query(
+                "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4, claimed_until = 0, \
+                 delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END WHERE id = $6",
+            )
+            .bind(status)
+            .bind(*attempts)
+            .bind(*next_attempt_at)
+            .bind(last_error)
+            .bind(*at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
         }
         Write::InsertApproval(a) => {
             sqlx::query(

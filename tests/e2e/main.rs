@@ -13,3 +13,4 @@ mod ops;
 mod plugins;
 mod process;
 mod violations;
+mod webhooks;

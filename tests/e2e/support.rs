@@ -128,8 +128,20 @@ impl TestServer {
         TestServer { base, admin, client: reqwest::Client::new(), warden, shutdown: Some(tx), task: Some(task), db }
     }
 
+    /// Stops the server and starts a new one on the same database with `config`.
+    pub async fn restart(mut self, config: Config) -> TestServer {
+        self.halt().await;
+        let placeholder = TestDb { backend: self.db.backend, url: String::new(), _dir: None, schema: None };
+        let db = std::mem::replace(&mut self.db, placeholder);
+        TestServer::start_with(db, config).await
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    async fn halt(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

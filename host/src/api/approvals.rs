@@ -10,6 +10,7 @@ use super::agents::change_record;
 use super::{AppState, Json, Query};
 use crate::error::{Error, ErrorBody, Kind, Result};
 use crate::identity::{Caller, Role};
+use crate::outbox::Event;
 use crate::store::{Approval, Change, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -130,7 +131,13 @@ async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve
     record.decision_id = Some(approval.decision_id.clone());
     record.action_class = Some(approval.class.clone());
     record.environment = Some(approval.environment.clone());
-    let write = Write::DecideApproval { id: id.clone(), approve, by: caller.actor_id(), at: now, comment: v.comment };
-    state.store.commit(Change { writes: vec![write], audit: vec![record] }).await?;
+    let status = if approve { "approved" } else { "rejected" };
+    let data = serde_json::json!({"approval_id": id, "status": status, "decided_by": caller.actor_id(), "comment": v.comment, "decision_id": approval.decision_id,
+        "agent": approval.agent, "class": approval.class, "environment": approval.environment, "service": approval.service});
+    let event = Event::new("approval.decided", now, data);
+    let mut writes = vec![Write::DecideApproval { id: id.clone(), approve, by: caller.actor_id(), at: now, comment: v.comment }];
+    writes.extend(state.engine.outbox().writes(&event, now));
+    state.store.commit(Change { writes, audit: vec![record] }).await?;
+    state.engine.outbox().notify();
     Ok(axum::Json(load(&state, &id).await?))
 }

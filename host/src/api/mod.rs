@@ -32,6 +32,7 @@ mod ops;
 mod plugins;
 pub mod tokens;
 mod violations;
+mod webhooks;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -74,6 +75,7 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
         .merge(audit::routes())
         .merge(violations::routes())
         .merge(approvals::routes())
+        .merge(webhooks::routes())
         .merge(ops::routes())
         .merge(plugins::routes(upload_limit))
         .split_for_parts();

@@ -1,0 +1,291 @@
+//! The notification outbox. An event (`approval.requested`, `violation.flagged`, …) becomes one
+//! delivery row per matching webhook endpoint, written in the same transaction as the change
+//! that caused it, so an event exists exactly when its change does. A worker in every replica
+//! claims due deliveries, POSTs them signed with HMAC-SHA256, and retries failures with
+//! exponential backoff and jitter; a delivery that keeps failing is parked (visible in
+//! `GET /v1/webhooks/deliveries`) and never holds up the others. Nothing lives only in memory:
+//! a restart picks up where the rows say.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::clock::{SharedClock, format_micros};
+use crate::config::{NotificationsConfig, WebhookConfig, WebhookFormat};
+use crate::store::{Change, Delivery, Store, Write};
+
+/// Something that happened that people outside Warden should hear about.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Event id (the same in every endpoint's delivery).
+    pub id: String,
+    /// `approval.requested`, `approval.decided`, `violation.flagged`, …
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// RFC 3339.
+    pub at: String,
+    /// The event's data.
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// A new event of `event_type` at `now` (Unix microseconds).
+    pub fn new(event_type: &str, now: i64, data: serde_json::Value) -> Event {
+        Event { id: uuid::Uuid::now_v7().to_string(), event_type: event_type.to_string(), at: format_micros(now), data }
+    }
+}
+
+/// The configured endpoints, and the bell that wakes this replica's worker.
+#[derive(Debug)]
+pub struct Outbox {
+    endpoints: Vec<WebhookConfig>,
+    settings: NotificationsConfig,
+    wake: Notify,
+}
+
+impl Outbox {
+    /// An outbox for these endpoints.
+    pub fn new(endpoints: Vec<WebhookConfig>, settings: NotificationsConfig) -> Outbox {
+        Outbox { endpoints, settings, wake: Notify::new() }
+    }
+
+    /// The delivery rows for an event, one per endpoint that wants it; add them to the change
+    /// that caused the event.
+    pub fn writes(&self, event: &Event, now: i64) -> Vec<Write> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.events.is_empty() || e.events.iter().any(|t| t == &event.event_type))
+            .map(|e| {
+                Write::InsertDelivery(Delivery {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    event_id: event.id.clone(),
+                    event_type: event.event_type.clone(),
+                    endpoint: e.name.clone(),
+                    body: render(event, e.format, &self.settings.public_url),
+                    status: "pending".into(),
+                    attempts: 0,
+                    next_attempt_at: now,
+                    last_error: None,
+                    created_at: now,
+                    delivered_at: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Tells this replica's worker that deliveries were committed.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The body for an endpoint's format.
+fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
+    match format {
+        WebhookFormat::Warden => serde_json::to_string(event).unwrap_or_default(),
+        WebhookFormat::Slack => {
+            let d = &event.data;
+            let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+            let title = match event.event_type.as_str() {
+                "approval.requested" => format!("Approval needed: *{}* wants to {} `{}` in *{}*", s("agent"), s("class"), s("service"), s("environment")),
+                "approval.decided" => {
+                    format!("Approval {} by {}: {} {} `{}` in {}", s("status"), s("decided_by"), s("agent"), s("class"), s("service"), s("environment"))
+                }
+                "approval.expired" => format!("Approval expired undecided: {} {} `{}` in {}", s("agent"), s("class"), s("service"), s("environment")),
+                "violation.flagged" => {
+                    format!("Policy violation ({}): *{}* {} `{}` in {} — {}", s("mode"), s("agent"), s("class"), s("service"), s("environment"), s("reason"))
+                }
+                other => format!("Warden event {other}"),
+            };
+            let mut detail = Vec::new();
+            if let Some(r) = d.get("reasoning").and_then(|v| v.as_str()) {
+                detail.push(format!("*Reasoning:* {r}"));
+            }
+            if let Some(p) = d.get("plan").filter(|p| !p.is_null()) {
+                let plan = p.as_str().map(String::from).unwrap_or_else(|| p.to_string());
+                detail.push(format!("*Plan:* {}", plan.chars().take(1500).collect::<String>()));
+            }
+            if let Some(level) = d.pointer("/risk/level").and_then(|v| v.as_str()) {
+                detail.push(format!("*Risk:* {level}"));
+            }
+            if let Some(id) = d.get("approval_id").and_then(|v| v.as_str()) {
+                detail.push(format!("<{}/v1/approvals/{id}|Open the approval>", public_url.trim_end_matches('/')));
+            }
+            let mut blocks = vec![serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": title}})];
+            if !detail.is_empty() {
+                blocks.push(serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": detail.join("\n")}}));
+            }
+            blocks.push(serde_json::json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("{} · {}", event.event_type, event.at)}]}));
+            serde_json::json!({"text": title, "blocks": blocks}).to_string()
+        }
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+}
+
+/// The `x-warden-signature` value: `v1=` and the hex HMAC of `"{timestamp}.{body}"`, so a
+/// receiver can check both the body and its freshness.
+pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    format!("v1={}", hex::encode(hmac_sha256(secret.as_bytes(), format!("{timestamp}.{body}").as_bytes())))
+}
+
+/// Delay before attempt `attempts + 1`: exponential, capped, with jitter (50–100%) so that
+/// retries from many deliveries do not arrive together.
+fn backoff(settings: &NotificationsConfig, attempts: i64) -> Duration {
+    let exp = settings.initial_backoff_ms.saturating_mul(1u64 << attempts.clamp(0, 30));
+    let capped = exp.min(settings.max_backoff_ms);
+    let jittered = capped / 2 + rand::rng().random_range(0..=capped / 2);
+    Duration::from_millis(jittered)
+}
+
+/// Delivers due deliveries until the store closes.
+pub async fn run(outbox: Arc<Outbox>, store: Store, clock: SharedClock) {
+    let client = match reqwest::Client::builder().timeout(Duration::from_millis(outbox.settings.timeout_ms)).build() {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "cannot build the webhook client; notifications are off"),
+    };
+    let poll = Duration::from_millis(outbox.settings.poll_interval_ms.max(10));
+    while !store.is_closed() {
+        match store.due_deliveries(clock.now_micros(), 256).await {
+            Ok(due) => {
+                // Each attempt on its own task: a slow endpoint never holds up the others' rounds.
+                let mut attempts = tokio::task::JoinSet::new();
+                for d in due {
+                    attempts.spawn(attempt(outbox.clone(), store.clone(), client.clone(), clock.clone(), d));
+                }
+                while attempts.join_next().await.is_some() {}
+            }
+            Err(e) if !store.is_closed() => tracing::warn!(error = %e.message, "cannot read due deliveries"),
+            Err(_) => return,
+        }
+        let _ = tokio::time::timeout(poll, outbox.wake.notified()).await;
+    }
+}
+
+async fn attempt(outbox: Arc<Outbox>, store: Store, client: reqwest::Client, clock: SharedClock, d: Delivery) {
+    let now = clock.now_micros();
+    // Long enough for the request; if this replica dies mid-attempt, another retries after it.
+    let claim_for = (outbox.settings.timeout_ms as i64 + 1_000) * 1000;
+    let claim = Write::ClaimDelivery { id: d.id.clone(), now, until: now + claim_for };
+    if store.commit(Change { writes: vec![claim], audit: vec![] }).await.is_err() {
+        return; // Another replica has it, or it was just delivered.
+    }
+    let Some(endpoint) = outbox.endpoints.iter().find(|e| e.name == d.endpoint) else {
+        let error = format!("endpoint `{}` is no longer configured", d.endpoint);
+        return record(&outbox, &store, &clock, &d, "parked", d.attempts, Some(error)).await;
+    };
+    let secret = endpoint.secret_env.as_deref().and_then(|v| std::env::var(v).ok()).or_else(|| endpoint.secret.clone()).unwrap_or_default();
+    let timestamp = now / 1_000_000;
+    let result = client
+        .post(&endpoint.url)
+        .header("content-type", "application/json")
+        .header("user-agent", concat!("warden/", env!("CARGO_PKG_VERSION")))
+        .header("x-warden-event", &d.event_type)
+        .header("x-warden-event-id", &d.event_id)
+        .header("x-warden-delivery", &d.id)
+        .header("x-warden-timestamp", timestamp.to_string())
+        .header("x-warden-signature", signature(&secret, timestamp, &d.body))
+        .body(d.body.clone())
+        .send()
+        .await;
+    let attempts = d.attempts + 1;
+    let error = match result {
+        Ok(r) if r.status().is_success() => None,
+        Ok(r) => Some(format!("HTTP {}", r.status())),
+        Err(e) => Some(format!("{e}")),
+    };
+    let status = match &error {
+        None => "delivered",
+        Some(e) if attempts >= i64::from(outbox.settings.max_attempts) => {
+            tracing::warn!(delivery = %d.id, endpoint = %d.endpoint, error = %e, attempts, "webhook delivery parked");
+            "parked"
+        }
+        Some(e) => {
+            tracing::debug!(delivery = %d.id, endpoint = %d.endpoint, error = %e, attempts, "webhook delivery failed; will retry");
+            "pending"
+        }
+    };
+    record(&outbox, &store, &clock, &d, status, attempts, error).await
+}
+
+async fn record(outbox: &Outbox, store: &Store, clock: &SharedClock, d: &Delivery, status: &str, attempts: i64, last_error: Option<String>) {
+    let now = clock.now_micros();
+    let wait = if status == "pending" { backoff(&outbox.settings, attempts - 1).as_micros() as i64 } else { 0 };
+    let write = Write::DeliveryAttempted { id: d.id.clone(), status: status.into(), attempts, next_attempt_at: now + wait, last_error, at: now };
+    if let Err(e) = store.commit(Change { writes: vec![write], audit: vec![] }).await {
+        // The claim lapses and another attempt follows: delivery is at least once.
+        tracing::warn!(delivery = %d.id, error = %e.message, "cannot record a webhook attempt");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231, test cases 1 and 2.
+        let one = hmac_sha256(&[0x0b; 20], b"Hi There");
+        assert_eq!(hex::encode(one), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+        let two = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex::encode(two), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped_with_jitter() {
+        let s = NotificationsConfig { initial_backoff_ms: 100, max_backoff_ms: 1000, ..NotificationsConfig::default() };
+        for _ in 0..50 {
+            let first = backoff(&s, 0).as_millis();
+            assert!((50..=100).contains(&first), "{first}");
+            let later = backoff(&s, 10).as_millis();
+            assert!((500..=1000).contains(&later), "{later}");
+        }
+    }
+
+    #[test]
+    fn endpoints_get_the_events_they_want_in_their_format() {
+        let hook = |name: &str, format, events: &[&str]| WebhookConfig {
+            name: name.into(),
+            url: "http://127.0.0.1:1/".into(),
+            format,
+            events: events.iter().map(|e| e.to_string()).collect(),
+            secret_env: None,
+            secret: Some("s".into()),
+        };
+        let outbox = Outbox::new(
+            vec![hook("all", WebhookFormat::Warden, &[]), hook("slack", WebhookFormat::Slack, &["approval.requested"])],
+            NotificationsConfig { public_url: "https://warden.example.com/".into(), ..NotificationsConfig::default() },
+        );
+        let event = Event::new(
+            "approval.requested",
+            0,
+            serde_json::json!({"approval_id": "a1", "agent": "bot", "class": "deploy", "service": "payments", "environment": "production",
+                "reasoning": "retry fix", "risk": {"level": "high"}}),
+        );
+        let writes = outbox.writes(&event, 0);
+        assert_eq!(writes.len(), 2);
+        let bodies: Vec<&str> = writes.iter().map(|w| if let Write::InsertDelivery(d) = w { d.body.as_str() } else { "" }).collect();
+        let warden: serde_json::Value = serde_json::from_str(bodies[0]).unwrap();
+        assert_eq!((warden["type"].as_str(), warden["data"]["agent"].as_str()), (Some("approval.requested"), Some("bot")));
+        let slack: serde_json::Value = serde_json::from_str(bodies[1]).unwrap();
+        assert!(slack["text"].as_str().unwrap().contains("Approval needed"), "{slack}");
+        assert!(slack.to_string().contains("https://warden.example.com/v1/approvals/a1"), "{slack}");
+        let other = Event::new("violation.flagged", 0, serde_json::json!({}));
+        assert_eq!(outbox.writes(&other, 0).len(), 1);
+    }
+}
