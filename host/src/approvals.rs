@@ -4,9 +4,15 @@
 //! the approval then allows that action once. Anything else presented as an approval (another
 //! action, another agent, a used or unknown id) is denied and recorded as a violation.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use sha2::{Digest, Sha256};
 
-use crate::store::Approval;
+use crate::audit::{Actor, AuditRecord};
+use crate::clock::SharedClock;
+use crate::outbox::{Event, Outbox};
+use crate::store::{Approval, Change, Store, Write};
 
 /// An approval presented with a decision request, checked against the request.
 #[derive(Debug, Clone)]
@@ -76,6 +82,40 @@ pub fn present(approval: Option<Approval>, id: &str, agent: &str, hash: &str) ->
         "rejected" => Presented::Rejected(format!("approval `{id}` was rejected by {}", a.decided_by.as_deref().unwrap_or("a human"))),
         "expired" => Presented::Expired(format!("approval `{id}` expired at {} without a decision", a.expires_at)),
         _ => violation("approval_reused", format!("approval `{id}` was already used by decision {}", a.consumed_by.as_deref().unwrap_or("?"))),
+    }
+}
+
+/// Announces lapsed approvals (`approval.expired`, audited), once each across replicas; runs
+/// until the store closes.
+pub async fn announce_expiries(store: Store, outbox: Arc<Outbox>, clock: SharedClock, every: Duration) {
+    while !store.is_closed() {
+        let now = clock.now_micros();
+        match store.unannounced_expiries(now, 100).await {
+            Ok(lapsed) => {
+                for a in lapsed {
+                    let data = serde_json::json!({"approval_id": a.id, "decision_id": a.decision_id, "agent": a.agent, "class": a.class,
+                        "environment": a.environment, "service": a.service, "expires_at": a.expires_at});
+                    let event = Event::new("approval.expired", now, data.clone());
+                    let mut writes = vec![Write::NoteApprovalExpired { id: a.id.clone() }];
+                    writes.extend(outbox.writes(&event, now));
+                    let actor = Actor { kind: "service".into(), id: "warden".into(), tool: None, model: None, token_id: None };
+                    let record = AuditRecord {
+                        agent: Some(a.agent.clone()),
+                        decision_id: Some(a.decision_id.clone()),
+                        action_class: Some(a.class.clone()),
+                        environment: Some(a.environment.clone()),
+                        ..AuditRecord::change(actor, "approval.expired", format!("approval:{}", a.id), data, now)
+                    };
+                    // A conflict means another replica announced it first.
+                    if store.commit(Change { writes, audit: vec![record] }).await.is_ok() {
+                        outbox.notify();
+                    }
+                }
+            }
+            Err(e) if !store.is_closed() => tracing::warn!(error = %e.message, "cannot look for lapsed approvals"),
+            Err(_) => return,
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -305,6 +305,7 @@ mod tests {
         let example = doc.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a toml block");
         let config: Config = toml::from_str(example).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
         assert_eq!(config.policy.approval_ttl_by_class.get("db_migration"), Some(&14400));
+        assert_eq!(config.webhooks.iter().map(|w| w.format).collect::<Vec<_>>(), [WebhookFormat::Warden, WebhookFormat::Slack]);
         crate::policy::CompiledPolicy::new(config.policy.apply()).unwrap();
     }
 

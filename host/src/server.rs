@@ -48,6 +48,8 @@ impl Warden {
         }
         let outbox = Arc::new(Outbox::new(config.webhooks.clone(), config.notifications.clone()));
         tokio::spawn(outbox::run(outbox.clone(), store.clone(), clock.clone()));
+        let every = Duration::from_millis(config.notifications.poll_interval_ms.max(10));
+        tokio::spawn(crate::approvals::announce_expiries(store.clone(), outbox.clone(), clock.clone(), every));
         let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone(), plugins, outbox);
         Ok(Warden { state: AppState { engine, store, clock, metrics }, config })
     }

@@ -166,6 +166,11 @@ pub enum Write {
         /// When, Unix microseconds.
         at: i64,
     },
+    /// Mark a lapsed approval's expiry as announced; 409 if another replica did.
+    NoteApprovalExpired {
+        /// Approval id.
+        id: String,
+    },
     /// Queue a webhook delivery (written with the change that caused its event).
     InsertDelivery(Delivery),
     /// Take a due delivery for an attempt until `until`; 409 if another worker has it or it is not due.
@@ -532,6 +537,7 @@ impl ReadCache {
                 | Write::DeletePlugin { .. }
                 | Write::AckViolation { .. }
                 | Write::InsertDelivery(_)
+                | Write::NoteApprovalExpired { .. }
                 | Write::ClaimDelivery { .. }
                 | Write::DeliveryAttempted { .. }
                 | Write::InsertApproval(_)
@@ -951,6 +957,14 @@ impl Store {
         w.text("agent_id", &agent.map(String::from));
         w.text_op("id", ">", after);
         let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1001)), &self.pool).await?;
+        rows.iter().map(|r| approval_of(r, now)).collect()
+    }
+
+    /// Approvals that lapsed undecided before `now` and whose expiry is not yet announced.
+    pub async fn unannounced_expiries(&self, now: i64, limit: i64) -> Result<Vec<Approval>> {
+        let sql =
+            format!("{APPROVAL_COLUMNS} WHERE status = 'pending' AND expires_at <= $1 AND expiry_notified = 0 ORDER BY id LIMIT {}", limit.clamp(1, 1000));
+        let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
         rows.iter().map(|r| approval_of(r, now)).collect()
     }
 
@@ -1507,6 +1521,14 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::DeletePlugin { name } => {
             let n = sqlx::query("DELETE FROM plugins WHERE name = $1").bind(name).execute(&mut *conn).await?.rows_affected();
             affected(n, Kind::NotFound, "unknown_plugin", format!("no plugin `{name}`"))
+        }
+        Write::NoteApprovalExpired { id } => {
+            let n = sqlx::query("UPDATE approvals SET expiry_notified = 1 WHERE id = $1 AND expiry_notified = 0")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            affected(n, Kind::Conflict, "expiry_noted", format!("the expiry of approval `{id}` was already announced"))
         }
         Write::InsertDelivery(d) => {
             sqlx::query(

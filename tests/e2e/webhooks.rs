@@ -12,7 +12,7 @@ use warden::config::{Config, WebhookConfig, WebhookFormat};
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer};
 
-both_backends!(deliveries_are_signed_retried_and_parked, delivery_survives_a_restart);
+both_backends!(deliveries_are_signed_retried_and_parked, delivery_survives_a_restart, lapsed_approvals_are_announced_once);
 
 /// What the receiver saw: path, headers, body.
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
@@ -177,4 +177,25 @@ async fn delivery_survives_a_restart(backend: Backend) {
     assert_eq!(event["data"]["approval_id"].as_str(), Some(approval.as_str()));
     let (_, delivered) = s.get("/v1/webhooks/deliveries?status=delivered", &s.admin).await;
     assert_eq!(delivered["deliveries"].as_array().unwrap().len(), 1);
+}
+
+async fn lapsed_approvals_are_announced_once(backend: Backend) {
+    let (addr, seen) = receiver(None, 0).await;
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    fast(&mut config, vec![hook("ops", format!("http://{addr}/ops"), WebhookFormat::Warden, &["approval.expired"])]);
+    config.policy.approval_ttl_by_class.insert("deploy".into(), 1);
+    let s = TestServer::start_with(db, config).await;
+    let bot = s.agent("deployer", 2, json!({})).await;
+    let (_, asked) = s.post("/v1/decisions", &bot, json!({"action": {"class": "deploy", "environment": "production", "service": "payments"}})).await;
+    let approval = asked["approval"]["id"].as_str().unwrap().to_string();
+    wait_for("approval.expired", || !seen.lock().unwrap().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "announced once");
+    let event: Value = serde_json::from_str(&got[0].2).unwrap();
+    assert_eq!((event["type"].as_str(), event["data"]["approval_id"].as_str()), (Some("approval.expired"), Some(approval.as_str())));
+    let (_, audit) = s.get("/v1/audit?event_type=approval.expired", &s.admin).await;
+    assert_eq!(audit["records"].as_array().unwrap().len(), 1);
+    assert_eq!(audit["records"][0]["actor"]["kind"], "service");
 }
