@@ -12,5 +12,6 @@ mod errors;
 mod ops;
 mod plugins;
 mod process;
+mod ui;
 mod violations;
 mod webhooks;

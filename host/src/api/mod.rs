@@ -82,6 +82,8 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
     let openapi = Arc::new(openapi);
     router
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        // The approver's page: static; it calls the JSON API with the approver's own token.
+        .route("/ui/approvals", axum::routing::get(|| async { axum::response::Html(include_str!("ui/approvals.html")) }))
         .fallback(|| async { Error::not_found("no_route", "no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             Error::new(Kind::BadRequest, "method_not_allowed", "this endpoint does not take that method; see /openapi.json")
