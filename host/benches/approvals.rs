@@ -92,7 +92,13 @@ async fn start(receiver: Option<std::net::SocketAddr>) -> (Arc<Client>, String, 
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(warden.clone().serve(listener, std::future::pending()));
     let client = Arc::new(Client { http: reqwest::Client::new(), base });
-    client.post("/v1/humans", &admin, json!({"id": "carol", "team": "ops", "grants": []})).await;
+    client
+        .post(
+            "/v1/humans",
+            &admin,
+            json!({"id": "carol", "team": "ops", "grants": [{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]}),
+        )
+        .await;
     let approver = token(&warden, Role::Approver, "carol").await;
     let mut bots = Vec::new();
     for i in 0..CLIENTS {

@@ -1,6 +1,6 @@
 //! Approvals (DESIGN.md, stage 8): a `require_approval` verdict creates a request for a human,
-//! bound to the SHA-256 of the exact action (agent, on-behalf-of human and the whole action,
-//! plan and reasoning included). The agent re-submits the same action with the approval's id;
+//! bound to the SHA-256 of the exact action: its class, environment, service, resources and
+//! change (not the agent's wording of its reasoning or plan, which may be regenerated). The agent re-submits the same action with the approval's id;
 //! the approval then allows that action once. Anything else presented as an approval (another
 //! action, another agent, a used or unknown id) is denied and recorded as a violation.
 
@@ -34,10 +34,8 @@ pub enum Presented {
     },
 }
 
-/// The hex SHA-256 of the JSON of who asks and the exact action. Structs serialize their fields
-/// in a fixed order and maps sorted; free-form JSON in the action (its `plan`) must have been
-/// put through [`canonical`] first, so that key order never changes the hash.
-pub fn action_hash(agent: &str, on_behalf_of: Option<&str>, action: &impl serde::Serialize) -> String {
+/// The hex SHA-256 of the JSON of what an approval allows (see [`Bound`]).
+pub fn action_hash(action: &impl serde::Serialize) -> String {
     struct Hashing(Sha256);
     impl std::io::Write for Hashing {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -50,21 +48,24 @@ pub fn action_hash(agent: &str, on_behalf_of: Option<&str>, action: &impl serde:
     }
     let mut hashing = Hashing(Sha256::new());
     // Serializing plain data into a hasher cannot fail.
-    let _ = serde_json::to_writer(&mut hashing, &(agent, on_behalf_of, action));
+    let _ = serde_json::to_writer(&mut hashing, action);
     hex::encode(hashing.0.finalize())
 }
 
-/// The same JSON with object keys sorted at every level.
-pub fn canonical(value: serde_json::Value) -> serde_json::Value {
-    match value {
-        serde_json::Value::Object(map) => {
-            let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
-        }
-        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(canonical).collect()),
-        other => other,
-    }
+/// What an approval is bound to: the action's class, environment, service, resources and change,
+/// serialized in this fixed field order.
+#[derive(Debug, serde::Serialize)]
+pub struct Bound<'a, C: serde::Serialize> {
+    /// Action class.
+    pub class: &'a str,
+    /// Environment.
+    pub environment: &'a str,
+    /// Service.
+    pub service: &'a str,
+    /// Resources, in the order given.
+    pub resources: &'a [String],
+    /// The change summary.
+    pub change: &'a Option<C>,
 }
 
 /// Checks a presented approval (as loaded, `None` if unknown) against the request.
@@ -73,8 +74,14 @@ pub fn present(approval: Option<Approval>, id: &str, agent: &str, hash: &str) ->
     let Some(a) = approval else {
         return violation("approval_unknown", format!("no approval `{id}`"));
     };
-    if a.agent != agent || a.action_hash != hash {
-        return violation("approval_mismatch", format!("approval `{id}` was given for another action or agent; it allows only the exact action asked for"));
+    if a.agent != agent {
+        return violation("approval_wrong_agent", format!("approval `{id}` was given to agent `{}`, not `{agent}`", a.agent));
+    }
+    if a.action_hash != hash {
+        return violation(
+            "approval_mismatch",
+            format!("approval `{id}` allows {} in {} on {} exactly as asked; this action differs", a.class, a.environment, a.service),
+        );
     }
     match a.status.as_str() {
         "approved" => Presented::Valid(a),
@@ -123,21 +130,25 @@ pub async fn announce_expiries(store: Store, outbox: Arc<Outbox>, clock: SharedC
 mod tests {
     use super::*;
 
-    fn action(json: serde_json::Value) -> crate::engine::Action {
-        let mut action: crate::engine::Action = serde_json::from_value(json).unwrap();
-        action.plan = action.plan.map(canonical);
-        action
-    }
-
     #[test]
-    fn the_hash_binds_the_exact_action_and_ignores_key_order() {
-        let a = action(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "plan": {"steps": [1, 2], "why": "fix"}}));
-        let b = action(serde_json::json!({"service": "payments", "plan": {"why": "fix", "steps": [1, 2]}, "environment": "production", "class": "deploy"}));
-        assert_eq!(action_hash("bot", None, &a), action_hash("bot", None, &b));
-        let c = action(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "plan": {"steps": [2, 1], "why": "fix"}}));
-        assert_ne!(action_hash("bot", None, &a), action_hash("bot", None, &c));
-        assert_ne!(action_hash("bot", None, &a), action_hash("other-bot", None, &a));
-        assert_ne!(action_hash("bot", None, &a), action_hash("bot", Some("alice"), &a));
-        assert_eq!(action_hash("bot", None, &a).len(), 64);
+    fn the_hash_binds_what_is_done_not_how_it_is_explained() {
+        let hash = |json: serde_json::Value| {
+            let a: crate::engine::Action = serde_json::from_value(json).unwrap();
+            action_hash(&Bound { class: &a.class, environment: &a.environment, service: &a.service, resources: &a.resources, change: &a.change })
+        };
+        let base = hash(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"]}));
+        let reworded = hash(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"],
+            "reasoning": "said differently", "plan": {"steps": [1]}}));
+        assert_eq!(base, reworded);
+        for other in [
+            serde_json::json!({"class": "deploy", "environment": "staging", "service": "payments", "resources": ["k8s/payments"]}),
+            serde_json::json!({"class": "deploy", "environment": "production", "service": "ledger", "resources": ["k8s/payments"]}),
+            serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/ledger"]}),
+            serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"],
+                "change": {"files_changed": 1, "lines_added": 1, "lines_deleted": 0}}),
+        ] {
+            assert_ne!(base, hash(other));
+        }
+        assert_eq!(base.len(), 64);
     }
 }

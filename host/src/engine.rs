@@ -262,10 +262,8 @@ impl Engine {
     }
 
     /// Decides, records durably, and answers.
-    pub async fn decide(&self, caller: &Caller, mut request: DecisionRequest) -> Result<DecisionAnswer> {
+    pub async fn decide(&self, caller: &Caller, request: DecisionRequest) -> Result<DecisionAnswer> {
         let started = Instant::now();
-        // Key order in a free-form plan must not change what an approval is bound to.
-        request.action.plan = request.action.plan.take().map(approvals::canonical);
         let agent_id = resolve_agent(caller, &request)?;
         // Validate before touching the store: bad input is the caller's problem, whatever the store's state.
         validate(&self.policy, &request.action)?;
@@ -278,7 +276,7 @@ impl Engine {
         let now = self.clock.now_micros();
         let approval = match &request.approval_id {
             Some(id) => {
-                let hash = approvals::action_hash(&agent.id, request.on_behalf_of.as_deref(), &request.action);
+                let hash = approvals::action_hash(&bound(&request.action));
                 Some(approvals::present(self.store.approval(id, now).await?, id, &agent.id, &hash))
             }
             None => None,
@@ -651,7 +649,7 @@ pub fn judge(
             class: class.to_string(),
             environment: env.to_string(),
             service: service.to_string(),
-            action_hash: approvals::action_hash(&agent.id, request.on_behalf_of.as_deref(), &request.action),
+            action_hash: approvals::action_hash(&bound(&request.action)),
             summary: String::new(),
             created_at: now,
             expires_at,
@@ -780,6 +778,11 @@ pub fn judge(
         writes.push(Write::InsertApproval(a));
     }
     Ok(Judgement { answer, change: Change { writes, audit: records }, events })
+}
+
+/// What an approval for `action` is bound to.
+fn bound(action: &Action) -> approvals::Bound<'_, ChangeSummary> {
+    approvals::Bound { class: &action.class, environment: &action.environment, service: &action.service, resources: &action.resources, change: &action.change }
 }
 
 /// What an approver sees of a request (stored with the approval).

@@ -21,6 +21,8 @@ pub enum Kind {
     NotFound,
     /// 409: the resource exists already or changed underneath.
     Conflict,
+    /// 410: the resource existed but has lapsed (an expired approval).
+    Gone,
     /// 413: the body is over the configured limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
@@ -93,6 +95,7 @@ impl Error {
             Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::Conflict => StatusCode::CONFLICT,
+            Kind::Gone => StatusCode::GONE,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer, assert_error};
 
-both_backends!(approve_then_execute_exactly_once, reject_expire_and_four_eyes);
+both_backends!(approve_then_execute_exactly_once, reject_expire_and_four_eyes, who_may_approve_and_races, two_replicas_consume_once);
 
 fn migration(service: &str) -> Value {
     json!({"class": "db_migration", "environment": "production", "service": service,
@@ -78,8 +78,16 @@ async fn approve_then_execute_exactly_once(backend: Backend) {
     assert_eq!(other["verdict"], "deny", "{other}");
     assert!(codes(&other).contains(&"approval_mismatch".to_string()), "{other}");
 
-    // The exact action goes through, once.
-    let (_, done) = decide(&s, &bot, migration("payments"), Some(&id)).await;
+    // Nor another agent.
+    let other_bot = s.agent("other-bot", 2, json!({})).await;
+    let (_, stolen) = decide(&s, &other_bot, migration("payments"), Some(&id)).await;
+    assert_eq!(stolen["verdict"], "deny", "{stolen}");
+    assert!(codes(&stolen).contains(&"approval_wrong_agent".to_string()), "{stolen}");
+
+    // The exact action goes through, once, even if the agent words its reasoning differently.
+    let mut reworded = migration("payments");
+    reworded["reasoning"] = json!("an index makes the payments query fast");
+    let (_, done) = decide(&s, &bot, reworded, Some(&id)).await;
     assert_eq!(done["verdict"], "allow", "{done}");
     assert!(codes(&done).contains(&"approved".to_string()));
     let (_, used) = s.get(&format!("/v1/approvals/{id}"), &carol).await;
@@ -151,7 +159,7 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let (_, lapsed) = s.get(&format!("/v1/approvals/{id}"), &carol).await;
     assert_eq!(lapsed["status"], "expired");
-    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await, 409, "approval_expired");
+    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await, 410, "approval_expired");
     let (_, renewed) = decide(&s, &bot, deploy, Some(&id)).await;
     assert_eq!(renewed["verdict"], "require_approval", "{renewed}");
     assert!(codes(&renewed).contains(&"approval_expired".to_string()));
@@ -163,7 +171,80 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
     assert_eq!(assert_error(&s.get("/v1/approvals?status=maybe", &carol).await, 400, "invalid_field").as_deref(), Some("status"));
     assert_error(&s.post("/v1/approvals/nope/approve", &carol, json!({})).await, 404, "unknown_approval");
     assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &bot, json!({})).await, 403, "forbidden_role");
+    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &s.admin, json!({})).await, 403, "forbidden_role");
     let (_, unknown) = decide(&s, &bot, migration("payments"), Some("forged-id")).await;
     assert_eq!(unknown["verdict"], "deny");
     assert!(codes(&unknown).contains(&"approval_unknown".to_string()));
+}
+
+async fn who_may_approve_and_races(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let bot = s.agent("migrator", 2, json!({})).await;
+    let carol = human(&s, "carol").await;
+    let dave = human(&s, "dave").await;
+    // Erin may approve staging work only: her grants do not cover a production migration.
+    let (status, body) = s
+        .post(
+            "/v1/humans",
+            &s.admin,
+            json!({"id": "erin", "team": "qa", "grants": [{"class": "*", "environment": "staging", "service": "*", "max_risk": "critical"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let erin = s.token("approver", Some("erin")).await;
+    let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
+    let id = asked["approval"]["id"].as_str().unwrap().to_string();
+    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &erin, json!({})).await, 403, "approver_not_permitted");
+    assert_error(&s.post(&format!("/v1/approvals/{id}/reject"), &erin, json!({})).await, 403, "approver_not_permitted");
+
+    // Two approvers at once, one approving and one rejecting: exactly one outcome stands.
+    let (approve_path, reject_path) = (format!("/v1/approvals/{id}/approve"), format!("/v1/approvals/{id}/reject"));
+    let approve = s.post(&approve_path, &carol, json!({"comment": "yes"}));
+    let reject = s.post(&reject_path, &dave, json!({"comment": "no"}));
+    let ((a_status, a), (r_status, r)) = tokio::join!(approve, reject);
+    let wins: Vec<&Value> = [(&a_status, &a), (&r_status, &r)].into_iter().filter(|(st, _)| **st == StatusCode::OK).map(|(_, b)| b).collect();
+    assert_eq!(wins.len(), 1, "{a_status} {a} / {r_status} {r}");
+    let loser = if a_status == StatusCode::OK { &r } else { &a };
+    assert_eq!(loser["error"]["code"], "approval_not_pending", "{loser}");
+    let (_, final_state) = s.get(&format!("/v1/approvals/{id}"), &carol).await;
+    assert_eq!(final_state["status"], wins[0]["status"]);
+    let (_, decided) = s.get("/v1/audit?event_type=approval.approved", &s.admin).await;
+    let (_, rejected) = s.get("/v1/audit?event_type=approval.rejected", &s.admin).await;
+    assert_eq!(decided["records"].as_array().unwrap().len() + rejected["records"].as_array().unwrap().len(), 1);
+}
+
+/// Two `warden serve` replicas on one database: concurrent re-submissions through both use the
+/// approval exactly once.
+async fn two_replicas_consume_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let config = db.config();
+    let replica_config = config.clone();
+    let s = TestServer::start_with(db, config).await;
+    let replica = warden::server::Warden::open_default(replica_config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base2 = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server2 = tokio::spawn(replica.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let bot = s.agent("migrator", 2, json!({})).await;
+    let carol = human(&s, "carol").await;
+    for round in 0..3 {
+        let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
+        let id = asked["approval"]["id"].as_str().unwrap().to_string();
+        assert_eq!(s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await.0, StatusCode::OK);
+        let body = json!({"action": migration("payments"), "approval_id": id});
+        let attempts = (0..10).map(|i| {
+            let (client, base, bot, body) = (s.client.clone(), if i % 2 == 0 { s.base.clone() } else { base2.clone() }, bot.clone(), body.clone());
+            async move {
+                let r = client.post(format!("{base}/v1/decisions")).bearer_auth(bot).json(&body).send().await.unwrap();
+                (r.status(), r.json::<Value>().await.unwrap())
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let allowed = results.iter().filter(|(st, a)| *st == StatusCode::OK && a["verdict"] == "allow").count();
+        assert_eq!(allowed, 1, "round {round}: {results:?}");
+    }
+    let _ = stop.send(());
+    server2.await.unwrap().unwrap();
 }

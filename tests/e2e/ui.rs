@@ -123,10 +123,16 @@ impl Drop for Browser {
 async fn an_approver_approves_in_the_browser() {
     let s = TestServer::start(Backend::Sqlite).await;
     let bot = s.agent("migrator", 2, json!({})).await;
-    s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": []})).await;
+    s.post(
+        "/v1/humans",
+        &s.admin,
+        json!({"id": "carol", "team": "platform", "grants": [{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]}),
+    )
+    .await;
     let carol = s.token("approver", Some("carol")).await;
     let action = json!({"class": "db_migration", "environment": "production", "service": "payments",
-        "reasoning": "the payments query needs an index", "plan": {"steps": ["create index concurrently", "analyze payments"]}});
+        "reasoning": "the payments query needs an index", "plan": {"steps": ["create index concurrently", "analyze payments"]},
+        "change": {"files_changed": 1, "lines_added": 12, "lines_deleted": 0, "paths": ["db/migrations/0042_payments_index.sql"]}});
     let (_, asked) = s.post("/v1/decisions", &bot, json!({"action": action})).await;
     let id = asked["approval"]["id"].as_str().unwrap().to_string();
 
@@ -148,6 +154,7 @@ async fn an_approver_approves_in_the_browser() {
     assert!(text.contains("migrator wants to db_migration payments in production"), "{text}");
     assert!(text.contains("create index concurrently") && text.contains("the payments query needs an index"), "{text}");
     assert!(text.to_lowercase().contains("high"), "{text}");
+    assert!(text.contains("Change: 1 files, +12 −0") && text.contains("db/migrations/0042_payments_index.sql"), "{text}");
     assert_eq!(hash, json!(""), "the token must not stay in the address bar");
     assert!(decided.contains("approved by carol"), "{decided}");
 

@@ -117,7 +117,12 @@ async fn deliveries_are_signed_retried_and_parked(backend: Backend) {
 
     // approval.decided goes to ops only (slack listens to approval.requested alone).
     let carol = {
-        s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "ops", "grants": []})).await;
+        s.post(
+            "/v1/humans",
+            &s.admin,
+            json!({"id": "carol", "team": "ops", "grants": [{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]}),
+        )
+        .await;
         s.token("approver", Some("carol")).await
     };
     s.post(&format!("/v1/approvals/{approval}/approve"), &carol, json!({"comment": "ok"})).await;

@@ -11,6 +11,7 @@ use super::{AppState, Json, Query};
 use crate::error::{Error, ErrorBody, Kind, Result};
 use crate::identity::{Caller, Role};
 use crate::outbox::Event;
+use crate::policy::RiskLevel;
 use crate::store::{Approval, Change, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -81,20 +82,21 @@ async fn get_approval(State(state): State<AppState>, caller: Caller, Path(id): P
     Ok(axum::Json(approval))
 }
 
-/// Approve a pending approval (admins and approvers; not the human the agent acts for).
+/// Approve a pending approval: approvers whose own grants cover the action, never the human the
+/// agent acts for.
 #[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals", request_body = Verdict, params(("id" = String, Path, description = "Approval id")),
     security(("bearer" = [])),
     responses((status = 200, body = Approval), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
 async fn approve(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(v): Json<Verdict>) -> Result<axum::Json<Approval>> {
     decide(state, caller, id, v, true).await
 }
 
-/// Reject a pending approval (admins and approvers).
+/// Reject a pending approval: approvers whose own grants cover the action.
 #[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals", request_body = Verdict, params(("id" = String, Path, description = "Approval id")),
     security(("bearer" = [])),
     responses((status = 200, body = Approval), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
 async fn reject(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(v): Json<Verdict>) -> Result<axum::Json<Approval>> {
     decide(state, caller, id, v, false).await
 }
@@ -105,13 +107,28 @@ async fn load(state: &AppState, id: &str) -> Result<Approval> {
 }
 
 async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve: bool) -> Result<axum::Json<Approval>> {
-    caller.require(&[Role::Admin, Role::Approver])?;
+    // Only a human's approver token: never an agent, a service, or an admin acting as one.
+    caller.require(&[Role::Approver])?;
     if let Some(c) = &v.comment
         && c.len() > 4096
     {
         return Err(Error::field("comment", format!("is {} bytes, over the limit of 4096", c.len())));
     }
     let approval = load(&state, &id).await?;
+    // The approver's own grants must cover what they allow.
+    let who = caller.subject.clone().unwrap_or_default();
+    let human = state
+        .store
+        .human(&who)
+        .await?
+        .ok_or_else(|| Error::forbidden("approver_unknown", format!("approver tokens must name a registered human; `{who}` is not one")))?;
+    let risk: RiskLevel = serde_json::from_value(approval.summary["risk"]["level"].clone()).map_err(Error::internal)?;
+    if !human.covers(&approval.class, &approval.environment, &approval.service, risk) {
+        return Err(Error::forbidden(
+            "approver_not_permitted",
+            format!("`{who}`'s own grants do not cover {} in {} on {} at {risk} risk", approval.class, approval.environment, approval.service),
+        ));
+    }
     // Four eyes: the human an agent acts for asked for the action and may not approve it.
     if approve && caller.subject.is_some() && caller.subject == approval.on_behalf_of {
         return Err(Error::forbidden(
@@ -121,7 +138,7 @@ async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve
     }
     match approval.status.as_str() {
         "pending" => {}
-        "expired" => return Err(Error::new(Kind::Conflict, "approval_expired", format!("approval `{id}` expired at {}", approval.expires_at))),
+        "expired" => return Err(Error::new(Kind::Gone, "approval_expired", format!("approval `{id}` expired at {}", approval.expires_at))),
         other => return Err(Error::new(Kind::Conflict, "approval_not_pending", format!("approval `{id}` is already {other}"))),
     }
     let now = state.clock.now_micros();
