@@ -183,9 +183,9 @@ async fn main() {
     let quiet = flagged(&quiet_client, &quiet_admin, &quiet_bots, 400).await;
     let before = received.load(Ordering::Relaxed);
     let started = Instant::now();
-    let flagged = vec![flagged(&client, &admin, &bots, 400).await];
+    let flagged = flagged(&client, &admin, &bots, 400).await;
     let decided_in = started.elapsed();
-    let events = flagged[0].len() as u64;
+    let events = flagged.len() as u64;
     while received.load(Ordering::Relaxed) - before < events {
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(started.elapsed() < Duration::from_secs(300), "deliveries stalled at {}", received.load(Ordering::Relaxed) - before);
@@ -193,7 +193,7 @@ async fn main() {
     let delivered_in = started.elapsed();
     println!("## outbox");
     percentiles("flagged decision, no webhook configured", quiet);
-    percentiles("flagged decision, violation.flagged to a webhook", flagged[0].clone());
+    percentiles("flagged decision, violation.flagged to a webhook", flagged);
     println!(
         "{events} events: decided in {:.2} s ({:.0} decisions/s); all delivered after {:.2} s ({:.0} events/s end to end)",
         decided_in.as_secs_f64(),
