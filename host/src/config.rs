@@ -208,6 +208,8 @@ pub struct PolicyOverrides {
     pub approval_ttl_secs: Option<u64>,
     /// Per action class, overriding `approval_ttl_secs`.
     pub approval_ttl_by_class: BTreeMap<String, u64>,
+    /// Distinct approvers an approval needs, per action class.
+    pub approvers_required: BTreeMap<String, u8>,
 }
 
 impl PolicyOverrides {
@@ -242,6 +244,7 @@ impl PolicyOverrides {
             policy.approval_ttl_secs = t;
         }
         policy.approval_ttl_by_class.extend(self.approval_ttl_by_class.clone());
+        policy.approvers_required.extend(self.approvers_required.clone());
         policy
     }
 }

@@ -653,6 +653,7 @@ pub fn judge(
             summary: String::new(),
             created_at: now,
             expires_at,
+            approvals_needed: i64::from(policy.approvers_required(class)),
         });
     }
     if let Some(p) = &pending {

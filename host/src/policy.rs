@@ -208,6 +208,8 @@ pub struct Policy {
     pub approval_ttl_secs: u64,
     /// Per action class, overriding `approval_ttl_secs`.
     pub approval_ttl_by_class: BTreeMap<String, u64>,
+    /// Distinct approvers an approval needs, per action class (1 for classes not named).
+    pub approvers_required: BTreeMap<String, u8>,
 }
 
 impl Default for Policy {
@@ -265,6 +267,7 @@ impl Default for Policy {
             severe_anomaly_tier_cap: 2,
             approval_ttl_secs: 3600,
             approval_ttl_by_class: BTreeMap::new(),
+            approvers_required: BTreeMap::new(),
         }
     }
 }
@@ -312,6 +315,10 @@ impl CompiledPolicy {
             .chain(policy.approval_ttl_by_class.iter().map(|(c, t)| (format!("approval_ttl_by_class.{c}"), *t)))
         {
             anyhow::ensure!((1..=7 * 24 * 3600).contains(&ttl), "policy.{what} must be from 1 second to 7 days, not {ttl}");
+        }
+        for (class, n) in &policy.approvers_required {
+            anyhow::ensure!(policy.risk.contains_key(class), "policy.approvers_required names action class `{class}` that has no row in policy.risk");
+            anyhow::ensure!((1..=5).contains(n), "policy.approvers_required.{class} must be from 1 to 5, not {n}");
         }
         for class in policy.approval_ttl_by_class.keys() {
             anyhow::ensure!(policy.risk.contains_key(class), "policy.approval_ttl_by_class names action class `{class}` that has no row in policy.risk");
@@ -372,6 +379,11 @@ impl CompiledPolicy {
     pub fn approval_ttl_micros(&self, class: &str) -> i64 {
         let secs = self.policy.approval_ttl_by_class.get(class).copied().unwrap_or(self.policy.approval_ttl_secs);
         i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+    }
+
+    /// How many distinct approvers an approval for `class` needs.
+    pub fn approvers_required(&self, class: &str) -> u8 {
+        self.policy.approvers_required.get(class).copied().unwrap_or(1)
     }
 
     /// The violation mode for a class.

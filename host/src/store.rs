@@ -156,6 +156,24 @@ pub enum Write {
         /// The approver's comment.
         comment: Option<String>,
     },
+    /// Add an approver to a pending approval, approving it once enough have; 409 if another
+    /// approver changed it meanwhile (compare-and-set on the list) or it is no longer pending.
+    AddApprover {
+        /// Approval id.
+        id: String,
+        /// The approver.
+        by: String,
+        /// When, Unix microseconds (must be before expiry).
+        at: i64,
+        /// The approver's comment.
+        comment: Option<String>,
+        /// The approvers before (JSON list), as read.
+        before: String,
+        /// The approvers after (JSON list).
+        after: String,
+        /// Whether this approver completes the approval.
+        complete: bool,
+    },
     /// Use an approved, unexpired approval for a decision; 409 if it is not (already used:
     /// approvals are single-use, and this write is what makes them so on every replica).
     ConsumeApproval {
@@ -235,6 +253,8 @@ pub struct ApprovalRow {
     pub created_at: i64,
     /// Unix microseconds.
     pub expires_at: i64,
+    /// Distinct approvers needed.
+    pub approvals_needed: i64,
 }
 
 /// An approval as the API shows it.
@@ -266,7 +286,11 @@ pub struct Approval {
     pub created_at: String,
     /// When it lapses unless decided (RFC 3339).
     pub expires_at: String,
-    /// Who approved or rejected it.
+    /// Distinct approvers it needs.
+    pub approvals_needed: i64,
+    /// Who has approved so far.
+    pub approved_by: Vec<String>,
+    /// Who completed the approval, or rejected it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
     /// When (RFC 3339).
@@ -542,6 +566,7 @@ impl ReadCache {
                 | Write::DeliveryAttempted { .. }
                 | Write::InsertApproval(_)
                 | Write::DecideApproval { .. }
+                | Write::AddApprover { .. }
                 | Write::ConsumeApproval { .. }
                 | Write::UpsertBaseline(_) => {}
             }
@@ -550,7 +575,7 @@ impl ReadCache {
 }
 
 const APPROVAL_COLUMNS: &str = "SELECT id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, \
-     created_at, expires_at, decided_by, decided_at, comment, consumed_by, consumed_at FROM approvals";
+     created_at, expires_at, decided_by, decided_at, comment, consumed_by, consumed_at, approvals_needed, approved_by FROM approvals";
 
 fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
     let expires_at: i64 = r.try_get("expires_at")?;
@@ -559,6 +584,7 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
         status = "expired".into();
     }
     let summary: String = r.try_get("summary")?;
+    let approved_by: String = r.try_get("approved_by")?;
     let time = |column: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros)) };
     Ok(Approval {
         id: r.try_get("id")?,
@@ -573,6 +599,8 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
         summary: serde_json::from_str(&summary).map_err(Error::internal)?,
         created_at: format_micros(r.try_get("created_at")?),
         expires_at: format_micros(expires_at),
+        approvals_needed: r.try_get("approvals_needed")?,
+        approved_by: serde_json::from_str(&approved_by).map_err(Error::internal)?,
         decided_by: r.try_get("decided_by")?,
         decided_at: time("decided_at")?,
         comment: r.try_get("comment")?,
@@ -1574,8 +1602,8 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         }
         Write::InsertApproval(a) => {
             sqlx::query(
-                "INSERT INTO approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11)",
+                "INSERT INTO approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at, \
+                 approvals_needed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12)",
             )
             .bind(&a.id)
             .bind(&a.decision_id)
@@ -1588,6 +1616,7 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .bind(&a.summary)
             .bind(a.created_at)
             .bind(a.expires_at)
+            .bind(a.approvals_needed)
             .execute(&mut *conn)
             .await?;
             Ok(())
@@ -1605,6 +1634,25 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .await?
             .rows_affected();
             affected(n, Kind::Conflict, "approval_not_pending", format!("approval `{id}` is no longer pending (decided or expired)"))
+        }
+        Write::AddApprover { id, by, at, comment, before, after, complete } => {
+            let (decided_by, decided_at) = if *complete { (Some(by.clone()), Some(*at)) } else { (None, None) };
+            let n = sqlx::query(
+                "UPDATE approvals SET status = $1, approved_by = $2, decided_by = COALESCE($3, decided_by), decided_at = COALESCE($4, decided_at), \
+                 comment = COALESCE($5, comment) WHERE id = $6 AND status = 'pending' AND expires_at > $7 AND approved_by = $8",
+            )
+            .bind(if *complete { "approved" } else { "pending" })
+            .bind(after)
+            .bind(decided_by)
+            .bind(decided_at)
+            .bind(comment)
+            .bind(id)
+            .bind(*at)
+            .bind(before)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(n, Kind::Conflict, "approval_changed", format!("approval `{id}` changed meanwhile (another approver, or decided or expired)"))
         }
         Write::ConsumeApproval { id, decision_id, at } => {
             let n = sqlx::query(

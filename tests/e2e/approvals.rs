@@ -7,7 +7,13 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer, assert_error};
 
-both_backends!(approve_then_execute_exactly_once, reject_expire_and_four_eyes, who_may_approve_and_races, two_replicas_consume_once);
+both_backends!(
+    approve_then_execute_exactly_once,
+    reject_expire_and_four_eyes,
+    who_may_approve_and_races,
+    two_replicas_consume_once,
+    distinct_approvers_where_configured
+);
 
 fn migration(service: &str) -> Value {
     json!({"class": "db_migration", "environment": "production", "service": service,
@@ -247,4 +253,36 @@ async fn two_replicas_consume_once(backend: Backend) {
     }
     let _ = stop.send(());
     server2.await.unwrap().unwrap();
+}
+
+async fn distinct_approvers_where_configured(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.policy.approvers_required.insert("db_migration".into(), 2);
+    let s = TestServer::start_with(db, config).await;
+    let bot = s.agent("migrator", 2, json!({})).await;
+    let carol = human(&s, "carol").await;
+    let dave = human(&s, "dave").await;
+    let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
+    let id = asked["approval"]["id"].as_str().unwrap().to_string();
+
+    // One approval is not enough, and the same approver twice is not two.
+    let (status, first) = s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({"comment": "fine by me"})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!((first["status"].as_str(), first["approvals_needed"].as_i64()), (Some("pending"), Some(2)), "{first}");
+    assert_eq!(first["approved_by"], json!(["carol"]));
+    assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await, 409, "already_approved");
+    let (_, early) = decide(&s, &bot, migration("payments"), Some(&id)).await;
+    assert_eq!(early["verdict"], "require_approval", "{early}");
+    assert!(codes(&early).contains(&"approval_pending".to_string()));
+
+    // A second, distinct approver completes it.
+    let (_, second) = s.post(&format!("/v1/approvals/{id}/approve"), &dave, json!({})).await;
+    assert_eq!((second["status"].as_str(), second["decided_by"].as_str()), (Some("approved"), Some("dave")), "{second}");
+    assert_eq!(second["approved_by"], json!(["carol", "dave"]));
+    let (_, done) = decide(&s, &bot, migration("payments"), Some(&id)).await;
+    assert_eq!(done["verdict"], "allow", "{done}");
+    let (_, steps) = s.get("/v1/audit?event_type=approval.approved", &s.admin).await;
+    let names: Vec<&str> = steps["records"].as_array().unwrap().iter().map(|r| r["authorizing_human"].as_str().unwrap()).collect();
+    assert_eq!(names, ["carol", "dave"]);
 }

@@ -114,7 +114,19 @@ async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve
     {
         return Err(Error::field("comment", format!("is {} bytes, over the limit of 4096", c.len())));
     }
-    let approval = load(&state, &id).await?;
+    // Another approver may change the approval between our read and our write: read again and
+    // retry a few times (the write is a compare-and-set, so nothing is ever lost or doubled).
+    for _ in 0..5 {
+        match try_decide(&state, &caller, &id, &v, approve).await {
+            Err(e) if e.code == "approval_changed" => continue,
+            other => return other,
+        }
+    }
+    Err(Error::new(Kind::Conflict, "approval_busy", format!("approval `{id}` kept changing; try again")))
+}
+
+async fn try_decide(state: &AppState, caller: &Caller, id: &str, v: &Verdict, approve: bool) -> Result<axum::Json<Approval>> {
+    let approval = load(state, id).await?;
     // The approver's own grants must cover what they allow.
     let who = caller.subject.clone().unwrap_or_default();
     let human = state
@@ -130,31 +142,50 @@ async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve
         ));
     }
     // Four eyes: the human an agent acts for asked for the action and may not approve it.
-    if approve && caller.subject.is_some() && caller.subject == approval.on_behalf_of {
-        return Err(Error::forbidden(
-            "self_approval",
-            format!("`{}` asked for this action (on_behalf_of) and may not approve it", approval.on_behalf_of.unwrap_or_default()),
-        ));
+    if approve && approval.on_behalf_of.as_deref() == Some(who.as_str()) {
+        return Err(Error::forbidden("self_approval", format!("`{who}` asked for this action (on_behalf_of) and may not approve it")));
     }
     match approval.status.as_str() {
         "pending" => {}
         "expired" => return Err(Error::new(Kind::Gone, "approval_expired", format!("approval `{id}` expired at {}", approval.expires_at))),
         other => return Err(Error::new(Kind::Conflict, "approval_not_pending", format!("approval `{id}` is already {other}"))),
     }
+    if approve && approval.approved_by.contains(&who) {
+        return Err(Error::new(Kind::Conflict, "already_approved", format!("`{who}` has approved `{id}` already; it needs another approver")));
+    }
     let now = state.clock.now_micros();
+    let mut approvers = approval.approved_by.clone();
+    let (write, status) = if approve {
+        approvers.push(who.clone());
+        let complete = approvers.len() as i64 >= approval.approvals_needed;
+        let write = Write::AddApprover {
+            id: id.to_string(),
+            by: who.clone(),
+            at: now,
+            comment: v.comment.clone(),
+            before: serde_json::to_string(&approval.approved_by).map_err(Error::internal)?,
+            after: serde_json::to_string(&approvers).map_err(Error::internal)?,
+            complete,
+        };
+        (write, if complete { "approved" } else { "pending" })
+    } else {
+        (Write::DecideApproval { id: id.to_string(), approve: false, by: who.clone(), at: now, comment: v.comment.clone() }, "rejected")
+    };
     let event = if approve { "approval.approved" } else { "approval.rejected" };
-    let details = serde_json::json!({"approval_id": id, "comment": v.comment, "action_hash": approval.action_hash});
-    let mut record = change_record(&caller, event, format!("approval:{id}"), Some(approval.agent.clone()), details, now);
+    let details = serde_json::json!({"approval_id": id, "comment": v.comment, "action_hash": approval.action_hash, "approved_by": approvers,
+        "approvals_needed": approval.approvals_needed, "status": status});
+    let mut record = change_record(caller, event, format!("approval:{id}"), Some(approval.agent.clone()), details, now);
     record.decision_id = Some(approval.decision_id.clone());
     record.action_class = Some(approval.class.clone());
     record.environment = Some(approval.environment.clone());
-    let status = if approve { "approved" } else { "rejected" };
-    let data = serde_json::json!({"approval_id": id, "status": status, "decided_by": caller.actor_id(), "comment": v.comment, "decision_id": approval.decision_id,
-        "agent": approval.agent, "class": approval.class, "environment": approval.environment, "service": approval.service});
-    let event = Event::new("approval.decided", now, data);
-    let mut writes = vec![Write::DecideApproval { id: id.clone(), approve, by: caller.actor_id(), at: now, comment: v.comment }];
-    writes.extend(state.engine.outbox().writes(&event, now));
+    let mut writes = vec![write];
+    // Subscribers hear of the outcome, not of each step towards it.
+    if status != "pending" {
+        let data = serde_json::json!({"approval_id": id, "status": status, "decided_by": who, "approved_by": approvers, "comment": v.comment,
+            "decision_id": approval.decision_id, "agent": approval.agent, "class": approval.class, "environment": approval.environment, "service": approval.service});
+        writes.extend(state.engine.outbox().writes(&Event::new("approval.decided", now, data), now));
+    }
     state.store.commit(Change { writes, audit: vec![record] }).await?;
     state.engine.outbox().notify();
-    Ok(axum::Json(load(&state, &id).await?))
+    Ok(axum::Json(load(state, id).await?))
 }
