@@ -226,13 +226,8 @@ async fn two_replicas_consume_once(backend: Backend) {
     let config = db.config();
     let replica_config = config.clone();
     let s = TestServer::start_with(db, config).await;
-    let replica = warden::server::Warden::open_default(replica_config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base2 = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server2 = tokio::spawn(replica.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let replica = crate::support::Replica::start(replica_config).await;
+    let base2 = replica.base.clone();
     let bot = s.agent("migrator", 2, json!({})).await;
     let carol = human(&s, "carol").await;
     for round in 0..3 {
@@ -251,8 +246,7 @@ async fn two_replicas_consume_once(backend: Backend) {
         let allowed = results.iter().filter(|(st, a)| *st == StatusCode::OK && a["verdict"] == "allow").count();
         assert_eq!(allowed, 1, "round {round}: {results:?}");
     }
-    let _ = stop.send(());
-    server2.await.unwrap().unwrap();
+    replica.stop().await;
 }
 
 async fn distinct_approvers_where_configured(backend: Backend) {

@@ -300,13 +300,8 @@ async fn replicas_pick_up_plugin_changes(backend: Backend) {
     let replica_config = config.clone();
     let s = TestServer::start_with(db, config).await;
     // A second replica on the same database.
-    let replica = warden::server::Warden::open_default(replica_config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base2 = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server2 = tokio::spawn(replica.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let replica = crate::support::Replica::start(replica_config).await;
+    let base2 = replica.base.clone();
     let listed = |base: String| {
         let (client, admin) = (s.client.clone(), s.admin.clone());
         async move { client.get(format!("{base}/v1/plugins")).bearer_auth(admin).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
@@ -328,8 +323,7 @@ async fn replicas_pick_up_plugin_changes(backend: Backend) {
     assert_eq!(listed(base2.clone()).await[0]["version"], "1.0.0");
     assert_eq!(s.call(reqwest::Method::DELETE, "/v1/plugins/classify", Some(&s.admin), None).await.0, 204);
     assert!(wait_for(0).await, "the other replica never unloaded the plugin");
-    let _ = stop.send(());
-    server2.await.unwrap().unwrap();
+    replica.stop().await;
 }
 
 /// The plugin author's path through the real binary: scaffold, build, test against a fixture.

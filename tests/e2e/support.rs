@@ -218,6 +218,31 @@ impl Drop for TestServer {
     }
 }
 
+/// Another `warden serve` replica on the same database, serving until `stop`.
+pub struct Replica {
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replica {
+    pub async fn start(config: Config) -> Replica {
+        let warden = Warden::open(config, Arc::new(SystemClock)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(warden.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Replica { base, stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 /// Asserts an error's status and code; returns its `field`.
 pub fn assert_error(result: &(StatusCode, Value), status: u16, code: &str) -> Option<String> {
     let (s, body) = result;
