@@ -1,5 +1,6 @@
-//! The approvals web page in real headless Chromium, driven over the DevTools protocol on a
-//! pipe (`--remote-debugging-pipe`: JSON messages separated by NUL bytes on fds 3 and 4).
+//! The approvals web page (server-rendered, no script) in real headless Chromium, driven over
+//! the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON messages separated by NUL
+//! bytes on fds 3 and 4).
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::fd::{AsRawFd as _, OwnedFd};
@@ -64,6 +65,13 @@ impl Browser {
 
     /// Sends a command and waits for its answer (skipping events).
     fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let answer = self.try_call(session, method, params);
+        assert!(answer.get("error").is_none(), "{method}: {answer}");
+        answer["result"].clone()
+    }
+
+    /// Like `call`, returning the whole answer, errors included.
+    fn try_call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
         self.next += 1;
         let mut message = json!({"id": self.next, "method": method, "params": params});
         if let Some(s) = session {
@@ -78,8 +86,7 @@ impl Browser {
             buf.pop();
             let answer: Value = serde_json::from_slice(&buf).unwrap();
             if answer["id"] == json!(self.next) {
-                assert!(answer.get("error").is_none(), "{method}: {answer}");
-                return answer["result"].clone();
+                return answer;
             }
         }
     }
@@ -97,14 +104,17 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
-    /// Waits until `expression` is truthy in the page.
+    /// Waits until `expression` is truthy in the page (across navigations).
     fn wait_for(&mut self, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if self.eval(&format!("!!({expression})")) == json!(true) {
+            let session = self.session.clone();
+            let params = json!({"expression": format!("!!({expression})"), "returnByValue": true});
+            let answer = self.try_call(Some(&session), "Runtime.evaluate", params);
+            if answer["result"]["result"]["value"] == json!(true) {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for `{expression}`; page: {}", self.eval("document.body.innerText"));
+            assert!(Instant::now() < deadline, "timed out waiting for `{expression}`; page: {}", self.eval("document.body ? document.body.innerText : ''"));
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -117,18 +127,14 @@ impl Drop for Browser {
     }
 }
 
-/// An approver opens the page, reads the agent's plan and risk, and approves with a comment;
-/// the agent's re-submission then goes through.
+/// An approver signs in, reads the agent's plan, change and risk, and approves with a comment;
+/// the agent's re-submission then goes through. A forged post is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approver_approves_in_the_browser() {
     let s = TestServer::start(Backend::Sqlite).await;
     let bot = s.agent("migrator", 2, json!({})).await;
-    s.post(
-        "/v1/humans",
-        &s.admin,
-        json!({"id": "carol", "team": "platform", "grants": [{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]}),
-    )
-    .await;
+    let grants = json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
+    s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": grants})).await;
     let carol = s.token("approver", Some("carol")).await;
     let action = json!({"class": "db_migration", "environment": "production", "service": "payments",
         "reasoning": "the payments query needs an index", "plan": {"steps": ["create index concurrently", "analyze payments"]},
@@ -136,53 +142,82 @@ async fn an_approver_approves_in_the_browser() {
     let (_, asked) = s.post("/v1/decisions", &bot, json!({"action": action})).await;
     let id = asked["approval"]["id"].as_str().unwrap().to_string();
 
-    let url = format!("{}/ui/approvals#token={carol}", s.base);
-    let page = tokio::task::spawn_blocking(move || {
+    let (url, token) = (format!("{}/ui/approvals", s.base), carol.clone());
+    let (text, scripts, decided) = tokio::task::spawn_blocking(move || {
         let mut b = Browser::launch();
         b.navigate(&url);
+        b.wait_for("document.querySelector('input[name=token]')");
+        b.eval(&format!("document.querySelector('input[name=token]').value = {}; document.querySelector('form').submit(); true", json!(token)));
         b.wait_for("document.querySelectorAll('.approval').length === 1");
         let text = b.eval("document.querySelector('.approval').innerText").as_str().unwrap().to_string();
-        let token_left_in_url = b.eval("location.hash");
+        let scripts = b.eval("document.scripts.length");
         b.eval("document.querySelector('.approval .comment').value = 'index reviewed'; document.querySelector('.approval button.approve').click(); true");
-        b.wait_for("document.querySelector('.decided')");
-        let decided = b.eval("document.querySelector('.decided').innerText").as_str().unwrap().to_string();
-        (text, token_left_in_url, decided)
+        b.wait_for("document.getElementById('notice')");
+        let decided = b.eval("document.getElementById('notice').innerText + ' / ' + document.getElementById('count').innerText").as_str().unwrap().to_string();
+        (text, scripts, decided)
     })
     .await
     .unwrap();
-    let (text, hash, decided) = page;
     assert!(text.contains("migrator wants to db_migration payments in production"), "{text}");
     assert!(text.contains("create index concurrently") && text.contains("the payments query needs an index"), "{text}");
-    assert!(text.to_lowercase().contains("high"), "{text}");
     assert!(text.contains("Change: 1 files, +12 −0") && text.contains("db/migrations/0042_payments_index.sql"), "{text}");
-    assert_eq!(hash, json!(""), "the token must not stay in the address bar");
-    assert!(decided.contains("approved by carol"), "{decided}");
+    assert!(text.to_lowercase().contains("high"), "{text}");
+    assert_eq!(scripts, json!(0), "the page needs no script");
+    assert!(decided.contains("approved by carol") && decided.contains("0 pending"), "{decided}");
 
     let (_, approval) = s.get(&format!("/v1/approvals/{id}"), &carol).await;
     assert_eq!((approval["status"].as_str(), approval["comment"].as_str()), (Some("approved"), Some("index reviewed")), "{approval}");
     let (status, done) = s.post("/v1/decisions", &bot, json!({"action": action, "approval_id": id})).await;
     assert_eq!((status, done["verdict"].as_str()), (StatusCode::OK, Some("allow")), "{done}");
+
+    // A post from another page: with the session cookie but without this page's CSRF token.
+    let (_, asked) = s.post("/v1/decisions", &bot, json!({"action": {"class": "deploy", "environment": "production", "service": "payments"}})).await;
+    let other = asked["approval"]["id"].as_str().unwrap().to_string();
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let forged = no_redirects
+        .post(format!("{}/ui/approvals/{other}", s.base))
+        .header("cookie", format!("warden_session={carol}"))
+        .form(&[("decision", "approve"), ("csrf", "guessed"), ("comment", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let anonymous = no_redirects.post(format!("{}/ui/approvals/{other}", s.base)).form(&[("decision", "approve"), ("csrf", "x")]).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    let (_, still) = s.get(&format!("/v1/approvals/{other}"), &carol).await;
+    assert_eq!(still["status"], "pending");
 }
 
-/// Without a token the page asks for one instead of failing.
+/// Signing in takes only live approver tokens, and the cookie is locked down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_asks_for_a_token() {
+async fn sign_in_takes_only_approvers() {
     let s = TestServer::start(Backend::Sqlite).await;
-    let (status, html) = {
-        let r = s.client.get(format!("{}/ui/approvals", s.base)).send().await.unwrap();
-        (r.status(), r.text().await.unwrap())
-    };
-    assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("<title>Warden · approvals</title>"));
+    let bot = s.agent("migrator", 2, json!({})).await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = |token: String| no_redirects.post(format!("{}/ui/login", s.base)).form(&[("token", token)]).send();
+    let refused = login(bot.clone()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+    assert!(refused.headers().get("set-cookie").is_none());
+    assert!(refused.headers()["location"].to_str().unwrap().contains("error="));
+    let unknown = login("wdn_nope".into()).await.unwrap();
+    assert!(unknown.headers().get("set-cookie").is_none());
+    s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": []})).await;
+    let carol = s.token("approver", Some("carol")).await;
+    let ok = login(carol).await.unwrap();
+    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/ui"), "{cookie}");
+
+    // In the browser: a bad token shows the error on the sign-in page.
     let url = format!("{}/ui/approvals", s.base);
-    let login_shown = tokio::task::spawn_blocking(move || {
+    let shown = tokio::task::spawn_blocking(move || {
         let mut b = Browser::launch();
         b.navigate(&url);
-        b.wait_for("document.readyState === 'complete'");
-        b.wait_for("!document.getElementById('login').hidden");
-        b.eval("document.getElementById('status').textContent === ''")
+        b.wait_for("document.querySelector('input[name=token]')");
+        b.eval("document.querySelector('input[name=token]').value = 'wdn_wrong'; document.querySelector('form').submit(); true");
+        b.wait_for("document.querySelector('.error')");
+        b.eval("document.querySelector('.error').innerText")
     })
     .await
     .unwrap();
-    assert_eq!(login_shown, json!(true));
+    assert_eq!(shown, json!("unknown or revoked token"));
 }

@@ -107,6 +107,12 @@ async fn load(state: &AppState, id: &str) -> Result<Approval> {
 }
 
 async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve: bool) -> Result<axum::Json<Approval>> {
+    decide_as(&state, &caller, &id, v.comment, approve).await.map(axum::Json)
+}
+
+/// Approves or rejects as `caller` (the API and the web page share this).
+pub(super) async fn decide_as(state: &AppState, caller: &Caller, id: &str, comment: Option<String>, approve: bool) -> Result<Approval> {
+    let v = Verdict { comment };
     // Only a human's approver token: never an agent, a service, or an admin acting as one.
     caller.require(&[Role::Approver])?;
     if let Some(c) = &v.comment
@@ -117,7 +123,7 @@ async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve
     // Another approver may change the approval between our read and our write: read again and
     // retry a few times (the write is a compare-and-set, so nothing is ever lost or doubled).
     for _ in 0..5 {
-        match try_decide(&state, &caller, &id, &v, approve).await {
+        match try_decide(state, caller, id, &v, approve).await {
             Err(e) if e.code == "approval_changed" => continue,
             other => return other,
         }
@@ -125,7 +131,7 @@ async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve
     Err(Error::new(Kind::Conflict, "approval_busy", format!("approval `{id}` kept changing; try again")))
 }
 
-async fn try_decide(state: &AppState, caller: &Caller, id: &str, v: &Verdict, approve: bool) -> Result<axum::Json<Approval>> {
+async fn try_decide(state: &AppState, caller: &Caller, id: &str, v: &Verdict, approve: bool) -> Result<Approval> {
     let approval = load(state, id).await?;
     // The approver's own grants must cover what they allow.
     let who = caller.subject.clone().unwrap_or_default();
@@ -187,5 +193,5 @@ async fn try_decide(state: &AppState, caller: &Caller, id: &str, v: &Verdict, ap
     }
     state.store.commit(Change { writes, audit: vec![record] }).await?;
     state.engine.outbox().notify();
-    Ok(axum::Json(load(state, id).await?))
+    load(state, id).await
 }

@@ -31,6 +31,7 @@ mod humans;
 mod ops;
 mod plugins;
 pub mod tokens;
+mod ui;
 mod violations;
 mod webhooks;
 
@@ -82,8 +83,7 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
     let openapi = Arc::new(openapi);
     router
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }))
-        // The approver's page: static; it calls the JSON API with the approver's own token.
-        .route("/ui/approvals", axum::routing::get(|| async { axum::response::Html(include_str!("ui/approvals.html")) }))
+        .merge(ui::router())
         .fallback(|| async { Error::not_found("no_route", "no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             Error::new(Kind::BadRequest, "method_not_allowed", "this endpoint does not take that method; see /openapi.json")
@@ -105,12 +105,18 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|s| !s.is_empty() && s.len() <= 512)
             .ok_or_else(|| unauthorized("invalid_token", "the Authorization header must be `Bearer <token>`"))?;
-        let token = state.store.token_by_hash(&hash_token(secret)).await?.ok_or_else(|| unauthorized("invalid_token", "unknown token"))?;
-        if token.revoked_at.is_some() {
-            return Err(unauthorized("token_revoked", "this token was revoked"));
-        }
-        Ok(Caller { token_id: token.id, role: token.role, subject: token.subject })
+        caller_for(state, secret).await
     }
+}
+
+/// The caller a token secret stands for: 401 if unknown or revoked.
+pub(crate) async fn caller_for(state: &AppState, secret: &str) -> Result<Caller, Error> {
+    let unauthorized = |code, msg: &str| Error::new(Kind::Unauthorized, code, msg);
+    let token = state.store.token_by_hash(&hash_token(secret)).await?.ok_or_else(|| unauthorized("invalid_token", "unknown token"))?;
+    if token.revoked_at.is_some() {
+        return Err(unauthorized("token_revoked", "this token was revoked"));
+    }
+    Ok(Caller { token_id: token.id, role: token.role, subject: token.subject })
 }
 
 /// A JSON body: 415 unless it is JSON, 413 over the limit, 400 naming the field at fault.

@@ -1,0 +1,277 @@
+//! `/ui/approvals`: the approver's inbox, server-rendered HTML and CSS with no script.
+//!
+//! Sign-in posts an approver token once; it comes back as an `HttpOnly`, `SameSite=Strict`
+//! cookie scoped to `/ui`. Every form that changes something carries a CSRF token derived from
+//! the session's secret (SHA-256 of a label and the token), which a page on another site can
+//! neither read nor compute; together with `SameSite=Strict` a forged post is refused.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use crate::identity::{Caller, Role};
+use crate::store::Approval;
+
+const COOKIE_NAME: &str = "warden_session";
+
+pub(super) fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/ui/approvals", get(inbox))
+        .route("/ui/approvals/{id}", post(decide))
+        .route("/ui/login", post(login))
+        .route("/ui/logout", post(logout))
+}
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn csrf(secret: &str) -> String {
+    hex::encode(Sha256::digest(format!("warden-ui-csrf:{secret}").as_bytes()))
+}
+
+/// The session's token secret, from the cookie.
+fn session(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 512)
+}
+
+/// The signed-in approver, if the cookie holds a live approver or admin token.
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(Caller, String)> {
+    let secret = session(headers)?;
+    let caller = super::caller_for(state, &secret).await.ok()?;
+    matches!(caller.role, Role::Approver | Role::Admin).then_some((caller, secret))
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Warden · {title}</title>
+<style>
+body {{ font: 15px/1.45 system-ui, sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }}
+header {{ background: #1d2330; color: #fff; padding: 12px 24px; display: flex; gap: 16px; align-items: center; }}
+header h1 {{ font-size: 17px; margin: 0; flex: 1; }} header form {{ margin: 0; }}
+main {{ max-width: 980px; margin: 24px auto; padding: 0 16px; }}
+.card {{ background: #fff; border: 1px solid #dde1e8; border-radius: 8px; padding: 16px 20px; margin-bottom: 16px; }}
+.meta {{ color: #5b6478; font-size: 13px; }} .notice {{ background: #e3f5e8; }} .error {{ background: #ffd4d8; }}
+.risk {{ display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; text-transform: uppercase; background: #eef0f4; }}
+.risk.high {{ background: #ffe1d2; }} .risk.critical {{ background: #ffd4d8; }} .risk.medium {{ background: #fff3d6; }}
+pre {{ background: #f0f2f5; padding: 8px 12px; border-radius: 6px; white-space: pre-wrap; word-break: break-word; }}
+button {{ font: inherit; padding: 6px 14px; border-radius: 6px; border: 1px solid #b9c0cc; background: #fff; cursor: pointer; }}
+button.approve {{ background: #1f7a3d; color: #fff; border-color: #1f7a3d; }} button.reject {{ background: #a8262f; color: #fff; border-color: #a8262f; }}
+input[type=text], input[type=password] {{ font: inherit; padding: 6px 8px; border: 1px solid #b9c0cc; border-radius: 6px; flex: 1; }}
+.row {{ display: flex; gap: 8px; margin-top: 12px; }}
+</style></head>
+<body>{body}</body></html>"#
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct Flash {
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+async fn inbox(State(state): State<AppState>, headers: HeaderMap, Query(flash): Query<Flash>) -> Response {
+    let Some((caller, secret)) = signed_in(&state, &headers).await else {
+        let error = flash.error.map(|e| format!(r#"<div class="card error">{}</div>"#, esc(&e))).unwrap_or_default();
+        let body = format!(
+            r#"<header><h1>Warden · approvals</h1></header><main>{error}<form class="card" method="post" action="/ui/login">
+<p>Sign in with your approver token.</p><div class="row"><input type="password" name="token" placeholder="wdn_…" autocomplete="off" required>
+<button type="submit">Sign in</button></div></form></main>"#
+        );
+        return page("sign in", &body).into_response();
+    };
+    let now = state.clock.now_micros();
+    let pending = match state.store.approvals(Some("pending"), None, None, 200, now).await {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, page("unavailable", &esc(&e.message))).into_response(),
+    };
+    let token = csrf(&secret);
+    let mut body = format!(
+        r#"<header><h1>Warden · approvals waiting for a human</h1><span>{}</span><form method="post" action="/ui/logout">
+<input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form></header><main>"#,
+        esc(caller.subject.as_deref().unwrap_or(&caller.token_id))
+    );
+    if let Some(n) = flash.notice {
+        body.push_str(&format!(r#"<div class="card notice" id="notice">{}</div>"#, esc(&n)));
+    }
+    if let Some(e) = flash.error {
+        body.push_str(&format!(r#"<div class="card error" id="error">{}</div>"#, esc(&e)));
+    }
+    body.push_str(&format!(r#"<p class="meta" id="count">{} pending</p>"#, pending.len()));
+    for a in &pending {
+        body.push_str(&card(a, &token));
+    }
+    body.push_str("</main>");
+    page("approvals", &body).into_response()
+}
+
+fn card(a: &Approval, csrf: &str) -> String {
+    let s = &a.summary;
+    let action = &s["request"]["action"];
+    let text = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| serde_json::to_string_pretty(v).unwrap_or_default());
+    let level = s["risk"]["level"].as_str().unwrap_or("?");
+    let mut html = format!(
+        r#"<div class="card approval" id="a-{id}"><div><strong>{agent} wants to {class} {service} in {env}</strong> <span class="risk {level}">{level}</span></div>
+<div class="meta">requested {created} · expires {expires}{obo} · tier {tier}{progress}</div>"#,
+        id = esc(&a.id),
+        agent = esc(&a.agent),
+        class = esc(&a.class),
+        service = esc(&a.service),
+        env = esc(&a.environment),
+        level = esc(level),
+        created = esc(&a.created_at),
+        expires = esc(&a.expires_at),
+        obo = a.on_behalf_of.as_ref().map(|h| format!(" · on behalf of {}", esc(h))).unwrap_or_default(),
+        tier = s["tier"],
+        progress = if a.approvals_needed > 1 { format!(" · approvals {} of {}", a.approved_by.len(), a.approvals_needed) } else { String::new() },
+    );
+    if let Some(r) = action["reasoning"].as_str() {
+        html.push_str(&format!("<p><strong>Reasoning:</strong> {}</p>", esc(r)));
+    }
+    if !action["plan"].is_null() {
+        html.push_str(&format!(r#"<div><strong>Plan</strong><pre class="plan">{}</pre></div>"#, esc(&text(&action["plan"]))));
+    }
+    if let Some(c) = action.get("change").filter(|c| !c.is_null()) {
+        let paths: Vec<String> = c["paths"].as_array().map(|p| p.iter().take(20).map(text).collect()).unwrap_or_default();
+        html.push_str(&format!(
+            r#"<div><strong>Change: {} files, +{} −{}{}</strong><pre class="diff">{}</pre></div>"#,
+            c["files_changed"],
+            c["lines_added"],
+            c["lines_deleted"],
+            if c["breaking"] == true { " · BREAKING" } else { "" },
+            esc(&paths.join("\n"))
+        ));
+    }
+    let reasons: Vec<String> =
+        s["reasons"].as_array().map(|r| r.iter().map(|r| format!("{}: {}", text(&r["code"]), text(&r["text"]))).collect()).unwrap_or_default();
+    if !reasons.is_empty() {
+        html.push_str(&format!("<div><strong>Why it needs you</strong><pre>{}</pre></div>", esc(&reasons.join("\n"))));
+    }
+    if let Some(findings) = s["anomaly"]["findings"].as_array().filter(|f| !f.is_empty()) {
+        let lines: Vec<String> = findings.iter().map(|f| format!("{} {}: {}", text(&f["detector"]), f["severity"], text(&f["message"]))).collect();
+        html.push_str(&format!("<div><strong>Anomaly (severity {})</strong><pre>{}</pre></div>", s["anomaly"]["severity"], esc(&lines.join("\n"))));
+    }
+    html.push_str(&format!(
+        r#"<form class="row" method="post" action="/ui/approvals/{id}"><input type="hidden" name="csrf" value="{csrf}">
+<input type="text" name="comment" class="comment" placeholder="comment (optional)" maxlength="4096">
+<button type="submit" name="decision" value="approve" class="approve">Approve</button>
+<button type="submit" name="decision" value="reject" class="reject">Reject</button></form></div>"#,
+        id = esc(&a.id)
+    ));
+    html
+}
+
+fn back(key: &str, message: &str) -> Response {
+    let q = serde_urlencoded::to_string([(key, message)]).unwrap_or_default();
+    Redirect::to(&format!("/ui/approvals?{q}")).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
+    let secret = form.token.trim().to_string();
+    match super::caller_for(&state, &secret).await {
+        Ok(c) if matches!(c.role, Role::Approver | Role::Admin) && secret.len() <= 512 => {
+            let cookie = format!("{COOKIE_NAME}={secret}; Path=/ui; HttpOnly; SameSite=Strict");
+            let mut response = Redirect::to("/ui/approvals").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(SET_COOKIE, v);
+            }
+            response
+        }
+        Ok(_) => back("error", "that token is not an approver's"),
+        Err(_) => back("error", "unknown or revoked token"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SignOut {
+    csrf: String,
+}
+
+async fn logout(headers: HeaderMap, Form(form): Form<SignOut>) -> Response {
+    if session(&headers).is_some_and(|s| csrf(&s) == form.csrf) {
+        let mut response = Redirect::to("/ui/approvals").into_response();
+        response.headers_mut().insert(SET_COOKIE, HeaderValue::from_static("warden_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"));
+        return response;
+    }
+    back("error", "sign-out refused: the form did not come from this page")
+}
+
+#[derive(Debug, Deserialize)]
+struct Decision {
+    csrf: String,
+    decision: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn decide(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, Form(form): Form<Decision>) -> Response {
+    let Some((caller, secret)) = signed_in(&state, &headers).await else {
+        return back("error", "sign in first");
+    };
+    // A post that does not carry this session's token did not come from this page.
+    if form.csrf != csrf(&secret) {
+        return (StatusCode::FORBIDDEN, page("refused", "<main><p>Refused: the form did not come from Warden's page.</p></main>")).into_response();
+    }
+    let approve = match form.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => return back("error", "choose approve or reject"),
+    };
+    let comment = Some(form.comment.trim().to_string()).filter(|c| !c.is_empty());
+    match super::approvals::decide_as(&state, &caller, &id, comment, approve).await {
+        Ok(a) if a.status == "pending" => back(
+            "notice",
+            &format!("you approved {} · {} {}; {} more approver(s) needed", a.agent, a.class, a.service, a.approvals_needed - a.approved_by.len() as i64),
+        ),
+        Ok(a) => back("notice", &format!("{} · {} {} in {}: {} by {}", a.agent, a.class, a.service, a.environment, a.status, a.decided_by.unwrap_or_default())),
+        Err(e) => back("error", &e.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_cookies() {
+        assert_eq!(esc(r#"<script>alert("x")</script> & 'y'"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;");
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("theme=dark; warden_session=wdn_abc; other=1"));
+        assert_eq!(session(&headers).as_deref(), Some("wdn_abc"));
+        assert_ne!(csrf("wdn_abc"), csrf("wdn_abd"));
+        assert_eq!(session(&HeaderMap::new()), None);
+    }
+}
