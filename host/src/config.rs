@@ -210,6 +210,10 @@ pub struct PolicyOverrides {
     pub approval_ttl_by_class: BTreeMap<String, u64>,
     /// Distinct approvers an approval needs, per action class.
     pub approvers_required: BTreeMap<String, u8>,
+    /// How long after an allowed write its outcome must be reported, seconds.
+    pub outcome_deadline_secs: Option<u64>,
+    /// Per action class, overriding `outcome_deadline_secs`.
+    pub outcome_deadline_by_class: BTreeMap<String, u64>,
 }
 
 impl PolicyOverrides {
@@ -245,6 +249,10 @@ impl PolicyOverrides {
         }
         policy.approval_ttl_by_class.extend(self.approval_ttl_by_class.clone());
         policy.approvers_required.extend(self.approvers_required.clone());
+        if let Some(t) = self.outcome_deadline_secs {
+            policy.outcome_deadline_secs = t;
+        }
+        policy.outcome_deadline_by_class.extend(self.outcome_deadline_by_class.clone());
         policy
     }
 }

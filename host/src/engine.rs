@@ -162,10 +162,13 @@ pub struct Reason {
 /// Something the agent or platform must do after an allowed action.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Obligation {
-    /// `rollback_guard`, …
+    /// `report_outcome`, `await_approval`, `rollback_guard`, …
     pub kind: String,
     /// For humans.
     pub detail: String,
+    /// When it is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
 }
 
 /// The answer.
@@ -605,6 +608,7 @@ pub fn judge(
                 obligations.push(Obligation {
                     kind: "rollback_guard".into(),
                     detail: "an automatic-rollback watch is armed; send metric samples to /v1/decisions/{id}/signals".into(),
+                    due_at: None,
                 });
                 verdict = Verdict::Allow;
             }
@@ -660,6 +664,16 @@ pub fn judge(
         obligations.push(Obligation {
             kind: "await_approval".into(),
             detail: format!("wait for approval {} (until {}), then re-submit this exact action with \"approval_id\"", p.id, p.expires_at),
+            due_at: Some(p.expires_at.clone()),
+        });
+    }
+    // Every allowed write owes its outcome by a deadline (reads change nothing).
+    let outcome_due_at = (verdict == Verdict::Allow && class != "read").then(|| now.saturating_add(policy.outcome_deadline_micros(class)));
+    if let Some(due) = outcome_due_at {
+        obligations.push(Obligation {
+            kind: "report_outcome".into(),
+            detail: format!("report what happened (succeeded, failed, rolled_back) to /v1/decisions/{decision_id}/outcome"),
+            due_at: Some(format_micros(due)),
         });
     }
 
@@ -729,6 +743,7 @@ pub fn judge(
         policy_version: policy.version.clone(),
         request: serde_json::to_string(&request).map_err(Error::internal)?,
         answer: serde_json::to_string(&answer).map_err(Error::internal)?,
+        outcome_due_at,
     };
     // Using an approval is the change's first write: if another decision used it meanwhile, the
     // whole change fails and nothing is recorded (single use, on every replica).

@@ -23,6 +23,8 @@ pub enum Kind {
     Conflict,
     /// 410: the resource existed but has lapsed (an expired approval).
     Gone,
+    /// 422: well-formed, but not applicable to the resource's state.
+    Unprocessable,
     /// 413: the body is over the configured limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
@@ -96,6 +98,7 @@ impl Error {
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::Conflict => StatusCode::CONFLICT,
             Kind::Gone => StatusCode::GONE,
+            Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

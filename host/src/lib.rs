@@ -16,6 +16,7 @@ pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod outbox;
+pub mod outcomes;
 pub mod plugins;
 pub mod policy;
 pub mod server;

@@ -210,6 +210,10 @@ pub struct Policy {
     pub approval_ttl_by_class: BTreeMap<String, u64>,
     /// Distinct approvers an approval needs, per action class (1 for classes not named).
     pub approvers_required: BTreeMap<String, u8>,
+    /// How long after an allowed write its outcome must be reported, seconds.
+    pub outcome_deadline_secs: u64,
+    /// Per action class, overriding `outcome_deadline_secs`.
+    pub outcome_deadline_by_class: BTreeMap<String, u64>,
 }
 
 impl Default for Policy {
@@ -268,6 +272,8 @@ impl Default for Policy {
             approval_ttl_secs: 3600,
             approval_ttl_by_class: BTreeMap::new(),
             approvers_required: BTreeMap::new(),
+            outcome_deadline_secs: 3600,
+            outcome_deadline_by_class: BTreeMap::new(),
         }
     }
 }
@@ -313,6 +319,8 @@ impl CompiledPolicy {
         );
         for (what, ttl) in std::iter::once(("approval_ttl_secs".to_string(), policy.approval_ttl_secs))
             .chain(policy.approval_ttl_by_class.iter().map(|(c, t)| (format!("approval_ttl_by_class.{c}"), *t)))
+            .chain(std::iter::once(("outcome_deadline_secs".to_string(), policy.outcome_deadline_secs)))
+            .chain(policy.outcome_deadline_by_class.iter().map(|(c, t)| (format!("outcome_deadline_by_class.{c}"), *t)))
         {
             anyhow::ensure!((1..=7 * 24 * 3600).contains(&ttl), "policy.{what} must be from 1 second to 7 days, not {ttl}");
         }
@@ -320,8 +328,11 @@ impl CompiledPolicy {
             anyhow::ensure!(policy.risk.contains_key(class), "policy.approvers_required names action class `{class}` that has no row in policy.risk");
             anyhow::ensure!((1..=5).contains(n), "policy.approvers_required.{class} must be from 1 to 5, not {n}");
         }
-        for class in policy.approval_ttl_by_class.keys() {
-            anyhow::ensure!(policy.risk.contains_key(class), "policy.approval_ttl_by_class names action class `{class}` that has no row in policy.risk");
+        for class in policy.approval_ttl_by_class.keys().chain(policy.outcome_deadline_by_class.keys()) {
+            anyhow::ensure!(
+                policy.risk.contains_key(class),
+                "policy names action class `{class}` (approval_ttl_by_class or outcome_deadline_by_class) that has no row in policy.risk"
+            );
         }
         for class in policy.violation_modes.keys() {
             anyhow::ensure!(policy.risk.contains_key(class), "policy.violation_modes names action class `{class}` that has no row in policy.risk");
@@ -378,6 +389,12 @@ impl CompiledPolicy {
     /// How long an approval request for `class` stays open, microseconds.
     pub fn approval_ttl_micros(&self, class: &str) -> i64 {
         let secs = self.policy.approval_ttl_by_class.get(class).copied().unwrap_or(self.policy.approval_ttl_secs);
+        i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+    }
+
+    /// How long after an allowed `class` action its outcome is due, microseconds.
+    pub fn outcome_deadline_micros(&self, class: &str) -> i64 {
+        let secs = self.policy.outcome_deadline_by_class.get(class).copied().unwrap_or(self.policy.outcome_deadline_secs);
         i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
     }
 

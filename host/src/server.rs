@@ -50,6 +50,7 @@ impl Warden {
         tokio::spawn(outbox::run(outbox.clone(), store.clone(), clock.clone()));
         let every = Duration::from_millis(config.notifications.poll_interval_ms.max(10));
         tokio::spawn(crate::approvals::announce_expiries(store.clone(), outbox.clone(), clock.clone(), every));
+        tokio::spawn(crate::outcomes::mark_overdue(store.clone(), clock.clone(), every));
         let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone(), plugins, outbox);
         Ok(Warden { state: AppState { engine, store, clock, metrics }, config })
     }

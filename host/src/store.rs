@@ -77,6 +77,43 @@ pub struct DecisionRow {
     pub request: String,
     /// The answer, as JSON.
     pub answer: String,
+    /// When the outcome must be reported by (allowed writes), Unix microseconds.
+    pub outcome_due_at: Option<i64>,
+}
+
+/// What happened after a decision, as reported (or found overdue).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Outcome {
+    /// The decision.
+    pub decision_id: String,
+    /// The agent.
+    pub agent: String,
+    /// The decision's verdict.
+    pub verdict: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// `succeeded`, `failed`, `rolled_back`, `unknown` (overdue), or absent while none is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// When the outcome is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    /// When it was reported or found overdue (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<String>,
+    /// Who reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_by: Option<String>,
+    /// The reporter's detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The actual cost, US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_cost_usd: Option<f64>,
 }
 
 /// A row of the `violations` table.
@@ -212,6 +249,28 @@ pub enum Write {
         next_attempt_at: i64,
         /// What went wrong, if it did.
         last_error: Option<String>,
+        /// When, Unix microseconds.
+        at: i64,
+    },
+    /// Record a decision's outcome; 409 if a real one (not `unknown`) is there already.
+    ReportOutcome {
+        /// The decision.
+        decision_id: String,
+        /// `succeeded`, `failed` or `rolled_back`.
+        outcome: String,
+        /// When, Unix microseconds.
+        at: i64,
+        /// Who reported it.
+        by: String,
+        /// Detail.
+        detail: Option<String>,
+        /// Actual cost, US dollars.
+        actual_cost_usd: Option<f64>,
+    },
+    /// Record an overdue outcome as `unknown`; 409 if one arrived meanwhile.
+    OutcomeOverdue {
+        /// The decision.
+        decision_id: String,
         /// When, Unix microseconds.
         at: i64,
     },
@@ -560,6 +619,8 @@ impl ReadCache {
                 | Write::UpsertPlugin(_)
                 | Write::DeletePlugin { .. }
                 | Write::AckViolation { .. }
+                | Write::ReportOutcome { .. }
+                | Write::OutcomeOverdue { .. }
                 | Write::InsertDelivery(_)
                 | Write::NoteApprovalExpired { .. }
                 | Write::ClaimDelivery { .. }
@@ -607,6 +668,27 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
         consumed_by: r.try_get("consumed_by")?,
         consumed_at: time("consumed_at")?,
         expires_at_micros: expires_at,
+    })
+}
+
+const OUTCOME_COLUMNS: &str = "SELECT id, agent_id, verdict, class, environment, service, outcome, outcome_due_at, outcome_at, outcome_by, outcome_detail, \
+     actual_cost_usd FROM decisions";
+
+fn outcome_of(r: &AnyRow) -> Result<Outcome> {
+    let time = |column: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros)) };
+    Ok(Outcome {
+        decision_id: r.try_get("id")?,
+        agent: r.try_get("agent_id")?,
+        verdict: r.try_get("verdict")?,
+        class: r.try_get("class")?,
+        environment: r.try_get("environment")?,
+        service: r.try_get("service")?,
+        outcome: r.try_get("outcome")?,
+        due_at: time("outcome_due_at")?,
+        reported_at: time("outcome_at")?,
+        reported_by: r.try_get("outcome_by")?,
+        detail: r.try_get("outcome_detail")?,
+        actual_cost_usd: r.try_get("actual_cost_usd")?,
     })
 }
 
@@ -871,6 +953,19 @@ impl Store {
     pub async fn decision(&self, id: &str) -> Result<Option<(String, String)>> {
         let row = sqlx::query("SELECT agent_id, answer FROM decisions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("agent_id")?, r.try_get("answer")?))).transpose()?)
+    }
+
+    /// A decision's outcome (reported, overdue or still due).
+    pub async fn outcome(&self, decision_id: &str) -> Result<Option<Outcome>> {
+        let row = sqlx::query(&format!("{OUTCOME_COLUMNS} WHERE id = $1")).bind(decision_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(outcome_of).transpose()
+    }
+
+    /// Decisions whose outcome was due before `now` and never came, oldest first.
+    pub async fn overdue_outcomes(&self, now: i64, limit: i64) -> Result<Vec<Outcome>> {
+        let sql = format!("{OUTCOME_COLUMNS} WHERE outcome IS NULL AND outcome_due_at <= $1 ORDER BY outcome_due_at LIMIT {}", limit.clamp(1, 1000));
+        let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
+        rows.iter().map(outcome_of).collect()
     }
 
     /// How many `decision` audit records a decision has (its own record; approvals and
@@ -1365,8 +1460,9 @@ fn multi_insert(table_and_columns: &str, columns: usize, rows: usize) -> String 
 async fn insert_decisions(conn: &mut AnyConnection, rows: &[&DecisionRow]) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_insert(
-            "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer)",
-            14,
+            "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer, \
+             outcome_due_at)",
+            15,
             chunk.len(),
         );
         let mut q = sqlx::query(&sql);
@@ -1385,7 +1481,8 @@ async fn insert_decisions(conn: &mut AnyConnection, rows: &[&DecisionRow]) -> st
                 .bind(i64::from(d.tier))
                 .bind(&d.policy_version)
                 .bind(&d.request)
-                .bind(&d.answer);
+                .bind(&d.answer)
+                .bind(d.outcome_due_at);
         }
         q.execute(&mut *conn).await?;
     }
@@ -1665,6 +1762,31 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .await?
             .rows_affected();
             affected(n, Kind::Conflict, "approval_used", format!("approval `{id}` was used by another decision at the same time, or has just expired"))
+        }
+        Write::ReportOutcome { decision_id, outcome, at, by, detail, actual_cost_usd } => {
+            let n = sqlx::query(
+                "UPDATE decisions SET outcome = $1, outcome_at = $2, outcome_by = $3, outcome_detail = $4, actual_cost_usd = $5 \
+                 WHERE id = $6 AND (outcome IS NULL OR outcome = 'unknown')",
+            )
+            .bind(outcome)
+            .bind(*at)
+            .bind(by)
+            .bind(detail)
+            .bind(*actual_cost_usd)
+            .bind(decision_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(n, Kind::Conflict, "outcome_reported", format!("decision `{decision_id}` already has an outcome"))
+        }
+        Write::OutcomeOverdue { decision_id, at } => {
+            let n = sqlx::query("UPDATE decisions SET outcome = 'unknown', outcome_at = $1 WHERE id = $2 AND outcome IS NULL")
+                .bind(*at)
+                .bind(decision_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            affected(n, Kind::Conflict, "outcome_reported", format!("decision `{decision_id}` has an outcome already"))
         }
         Write::AckViolation { id, by, at, comment } => {
             let n = sqlx::query(

@@ -10,6 +10,7 @@ mod authzen;
 mod decisions;
 mod errors;
 mod ops;
+mod outcomes;
 mod plugins;
 mod process;
 mod ui;

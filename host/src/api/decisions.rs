@@ -1,17 +1,22 @@
 //! `POST /v1/decisions`: ask before acting. `GET /v1/decisions/{id}`: read one back.
+//! `POST /v1/decisions/{id}/outcome`: report what happened after.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse as _;
+use serde::Deserialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{AppState, Json};
+use crate::audit::{Actor, AuditRecord};
 use crate::engine::{DecisionAnswer, DecisionRequest};
-use crate::error::{Error, ErrorBody, Result};
+use crate::error::{Error, ErrorBody, Kind, Result};
 use crate::identity::{Caller, Role};
+use crate::store::{Change, Outcome, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(decide)).routes(routes!(get_decision))
+    OpenApiRouter::new().routes(routes!(decide)).routes(routes!(get_decision)).routes(routes!(report_outcome, get_outcome))
 }
 
 /// Ask whether an agent may act. The decision is durable before the answer is sent.
@@ -40,4 +45,103 @@ async fn get_decision(State(state): State<AppState>, caller: Caller, Path(id): P
         return Err(unknown());
     }
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], answer).into_response())
+}
+
+/// `POST /v1/decisions/{id}/outcome`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeReport {
+    /// `succeeded`, `failed` or `rolled_back`.
+    pub status: String,
+    /// What happened, for humans.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// What it actually cost, US dollars.
+    #[serde(default)]
+    pub actual_cost_usd: Option<f64>,
+}
+
+/// The decision, if the caller may see it: agents see only their own; to them another's does
+/// not exist.
+async fn visible_outcome(state: &AppState, caller: &Caller, id: &str) -> Result<Outcome> {
+    let unknown = || Error::not_found("unknown_decision", format!("no decision `{id}`"));
+    let outcome = state.store.outcome(id).await?.ok_or_else(unknown)?;
+    if caller.role == Role::Agent && caller.subject.as_deref() != Some(outcome.agent.as_str()) {
+        return Err(unknown());
+    }
+    Ok(outcome)
+}
+
+/// Report what happened after an allowed action: the agent itself, a service or an admin.
+/// The same report again is accepted; a different one is 409; for a decision that did not
+/// allow the action, 422.
+#[utoipa::path(post, path = "/v1/decisions/{id}/outcome", tag = "decisions", request_body = OutcomeReport,
+    params(("id" = String, Path, description = "Decision id")), security(("bearer" = [])),
+    responses((status = 200, body = Outcome), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn report_outcome(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(report): Json<OutcomeReport>,
+) -> Result<axum::Json<Outcome>> {
+    caller.require(&[Role::Agent, Role::Service, Role::Admin])?;
+    if !crate::outcomes::REPORTABLE.contains(&report.status.as_str()) {
+        return Err(Error::field("status", format!("`{}` is not one of {}", report.status, crate::outcomes::REPORTABLE.join(", "))));
+    }
+    if let Some(cost) = report.actual_cost_usd
+        && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
+    {
+        return Err(Error::field("actual_cost_usd", "must be a number from 0 to 1e9"));
+    }
+    if let Some(d) = &report.detail
+        && d.len() > 4096
+    {
+        return Err(Error::field("detail", format!("is {} bytes, over the limit of 4096", d.len())));
+    }
+    let current = visible_outcome(&state, &caller, &id).await?;
+    if current.verdict != "allow" {
+        return Err(Error::new(
+            Kind::Unprocessable,
+            "decision_not_allowed",
+            format!("decision `{id}` was `{}`: the action was not allowed, so it has no outcome", current.verdict),
+        ));
+    }
+    match current.outcome.as_deref() {
+        Some(same) if same == report.status => return Ok(axum::Json(current)),
+        Some(other) if other != "unknown" => {
+            return Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` was already reported `{other}`")));
+        }
+        _ => {}
+    }
+    let now = state.clock.now_micros();
+    let by = caller.actor_id();
+    let details = serde_json::json!({"decision_id": id, "status": report.status, "detail": report.detail, "actual_cost_usd": report.actual_cost_usd,
+        "was": current.outcome});
+    let actor = Actor { kind: caller.role.actor_kind().to_string(), id: by.clone(), tool: None, model: None, token_id: Some(caller.token_id.clone()) };
+    let record = AuditRecord {
+        agent: Some(current.agent.clone()),
+        decision_id: Some(id.clone()),
+        action_class: Some(current.class.clone()),
+        environment: Some(current.environment.clone()),
+        outcome: Some(report.status.clone()),
+        ..AuditRecord::change(actor, "outcome.reported", format!("service:{}", current.service), details, now)
+    };
+    let write =
+        Write::ReportOutcome { decision_id: id.clone(), outcome: report.status, at: now, by, detail: report.detail, actual_cost_usd: report.actual_cost_usd };
+    state.store.commit(Change { writes: vec![write], audit: vec![record] }).await.map_err(|e| {
+        if e.code == "outcome_reported" {
+            Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` got another report at the same time"))
+        } else {
+            e
+        }
+    })?;
+    Ok(axum::Json(visible_outcome(&state, &caller, &id).await?))
+}
+
+/// A decision's outcome: reported, `unknown` when overdue, or absent while still due.
+#[utoipa::path(get, path = "/v1/decisions/{id}/outcome", tag = "decisions", params(("id" = String, Path, description = "Decision id")),
+    security(("bearer" = [])), responses((status = 200, body = Outcome), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_outcome(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Outcome>> {
+    Ok(axum::Json(visible_outcome(&state, &caller, &id).await?))
 }
