@@ -1,6 +1,7 @@
 //! Approvals (DESIGN.md, stage 8): a `require_approval` verdict creates a request for a human,
-//! bound to the SHA-256 of the exact action: its class, environment, service, resources and
-//! change (not the agent's wording of its reasoning or plan, which may be regenerated). The agent re-submits the same action with the approval's id;
+//! bound to the SHA-256 of the exact action: its class, environment, service, resources, change,
+//! on-behalf-of human, estimated cost and labels (not the agent's wording of its reasoning or
+//! plan, which may be regenerated). The agent re-submits the same action with the approval's id;
 //! the approval then allows that action once. Anything else presented as an approval (another
 //! action, another agent, a used or unknown id) is denied and recorded as a violation.
 
@@ -53,9 +54,9 @@ pub fn action_hash(action: &impl serde::Serialize) -> String {
 }
 
 /// What an approval is bound to: the action's class, environment, service, resources and change,
-/// serialized in this fixed field order.
+/// the human it is done for, its estimated cost and its labels, serialized in this fixed order.
 #[derive(Debug, serde::Serialize)]
-pub struct Bound<'a, C: serde::Serialize> {
+pub struct Bound<'a, C: serde::Serialize, L: serde::Serialize> {
     /// Action class.
     pub class: &'a str,
     /// Environment.
@@ -66,6 +67,13 @@ pub struct Bound<'a, C: serde::Serialize> {
     pub resources: &'a [String],
     /// The change summary.
     pub change: &'a Option<C>,
+    /// The human the agent acts for: an approval given for the agent alone is not one given
+    /// for an action on someone's behalf (who might then approve their own request).
+    pub on_behalf_of: Option<&'a str>,
+    /// The estimated cost, which the approver saw.
+    pub estimated_cost_usd: Option<f64>,
+    /// The labels (sorted by key).
+    pub labels: &'a L,
 }
 
 /// Checks a presented approval (as loaded, `None` if unknown) against the request.
@@ -134,7 +142,16 @@ mod tests {
     fn the_hash_binds_what_is_done_not_how_it_is_explained() {
         let hash = |json: serde_json::Value| {
             let a: crate::engine::Action = serde_json::from_value(json).unwrap();
-            action_hash(&Bound { class: &a.class, environment: &a.environment, service: &a.service, resources: &a.resources, change: &a.change })
+            action_hash(&Bound {
+                class: &a.class,
+                environment: &a.environment,
+                service: &a.service,
+                resources: &a.resources,
+                change: &a.change,
+                on_behalf_of: None,
+                estimated_cost_usd: a.estimated_cost_usd,
+                labels: &a.labels,
+            })
         };
         let base = hash(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"]}));
         let reworded = hash(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"],
@@ -146,6 +163,8 @@ mod tests {
             serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/ledger"]}),
             serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"],
                 "change": {"files_changed": 1, "lines_added": 1, "lines_deleted": 0}}),
+            serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"], "estimated_cost_usd": 1e6}),
+            serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"], "labels": {"canary": "false"}}),
         ] {
             assert_ne!(base, hash(other));
         }

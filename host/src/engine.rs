@@ -279,7 +279,7 @@ impl Engine {
         let now = self.clock.now_micros();
         let approval = match &request.approval_id {
             Some(id) => {
-                let hash = approvals::action_hash(&bound(&request.action));
+                let hash = approvals::action_hash(&bound(&request.action, request.on_behalf_of.as_deref()));
                 Some(approvals::present(self.store.approval(id, now).await?, id, &agent.id, &hash))
             }
             None => None,
@@ -561,6 +561,14 @@ pub fn judge(
     let mut pending: Option<ApprovalRef> = None;
     let mut approval_violation = false;
     match &subject.approval {
+        // Plugins or policy may judge the same action riskier now than when it was approved:
+        // then the approval no longer covers it, and a new request is made.
+        Some(Presented::Valid(a)) if verdict != Verdict::Deny && approved_risk(a).is_some_and(|approved| level > approved) => {
+            reasons.push(reason(
+                "approval_outdated",
+                format!("approval `{}` was given at {} risk; the action is now {level}", a.id, approved_risk(a).map(|r| r.as_str()).unwrap_or("?")),
+            ));
+        }
         Some(Presented::Valid(a)) if verdict != Verdict::Deny => {
             let by = a.decided_by.as_deref().unwrap_or("a human");
             reasons.push(reason("approved", format!("approval `{}` by {by} allows exactly this action, once", a.id)));
@@ -653,7 +661,7 @@ pub fn judge(
             class: class.to_string(),
             environment: env.to_string(),
             service: service.to_string(),
-            action_hash: approvals::action_hash(&bound(&request.action)),
+            action_hash: approvals::action_hash(&bound(&request.action, request.on_behalf_of.as_deref())),
             summary: String::new(),
             created_at: now,
             expires_at,
@@ -796,9 +804,23 @@ pub fn judge(
     Ok(Judgement { answer, change: Change { writes, audit: records }, events })
 }
 
+/// The risk level an approval was given at.
+fn approved_risk(a: &crate::store::Approval) -> Option<RiskLevel> {
+    serde_json::from_value(a.summary["risk"]["level"].clone()).ok()
+}
+
 /// What an approval for `action` is bound to.
-fn bound(action: &Action) -> approvals::Bound<'_, ChangeSummary> {
-    approvals::Bound { class: &action.class, environment: &action.environment, service: &action.service, resources: &action.resources, change: &action.change }
+fn bound<'a>(action: &'a Action, on_behalf_of: Option<&'a str>) -> approvals::Bound<'a, ChangeSummary, BTreeMap<String, String>> {
+    approvals::Bound {
+        class: &action.class,
+        environment: &action.environment,
+        service: &action.service,
+        resources: &action.resources,
+        change: &action.change,
+        on_behalf_of,
+        estimated_cost_usd: action.estimated_cost_usd,
+        labels: &action.labels,
+    }
 }
 
 /// What an approver sees of a request (stored with the approval).

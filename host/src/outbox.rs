@@ -83,13 +83,57 @@ impl Outbox {
     }
 }
 
+/// The event types Warden sends.
+pub const EVENT_TYPES: [&str; 4] = ["approval.requested", "approval.decided", "approval.expired", "violation.flagged"];
+
+/// The secret an endpoint signs with, from its `secret_env` variable or its `secret`.
+fn secret_of(e: &WebhookConfig) -> Option<String> {
+    match &e.secret_env {
+        Some(var) => std::env::var(var).ok(),
+        None => e.secret.clone(),
+    }
+    .filter(|s| !s.is_empty())
+}
+
+/// Refuses a webhook configuration that would fail quietly: unnamed or duplicate endpoints, a URL
+/// that is not http(s), a `warden`-format endpoint without a signing secret (its receiver could
+/// not tell forged events), an unknown event type, or settings that cannot deliver.
+pub fn check(endpoints: &[WebhookConfig], settings: &NotificationsConfig) -> anyhow::Result<()> {
+    let mut names = std::collections::HashSet::new();
+    for e in endpoints {
+        anyhow::ensure!(!e.name.is_empty() && names.insert(e.name.as_str()), "webhooks: every endpoint needs a unique name (`{}`)", e.name);
+        anyhow::ensure!(e.url.starts_with("http://") || e.url.starts_with("https://"), "webhooks.{}.url must be an http(s) URL, not `{}`", e.name, e.url);
+        // Warden's own format is for receivers that verify it; Slack checks its URL instead.
+        anyhow::ensure!(
+            e.format == WebhookFormat::Slack || secret_of(e).is_some(),
+            "webhooks.{}: no signing secret (set secret_env to an environment variable that holds one, or secret)",
+            e.name
+        );
+        for t in &e.events {
+            anyhow::ensure!(EVENT_TYPES.contains(&t.as_str()), "webhooks.{}.events: unknown event `{t}`; known: {}", e.name, EVENT_TYPES.join(", "));
+        }
+    }
+    anyhow::ensure!(settings.max_attempts >= 1, "notifications.max_attempts must be at least 1");
+    anyhow::ensure!(settings.timeout_ms >= 100, "notifications.timeout_ms must be at least 100");
+    anyhow::ensure!(
+        settings.initial_backoff_ms >= 1 && settings.max_backoff_ms >= settings.initial_backoff_ms,
+        "notifications: 1 ≤ initial_backoff_ms ≤ max_backoff_ms"
+    );
+    Ok(())
+}
+
+/// Escapes text for Slack's mrkdwn, so an agent's words cannot become links or mentions.
+fn slack_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// The body for an endpoint's format.
 fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
     match format {
         WebhookFormat::Warden => serde_json::to_string(event).unwrap_or_default(),
         WebhookFormat::Slack => {
             let d = &event.data;
-            let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+            let s = |k: &str| slack_text(d.get(k).and_then(|v| v.as_str()).unwrap_or("?"));
             let title = match event.event_type.as_str() {
                 "approval.requested" => format!("Approval needed: *{}* wants to {} `{}` in *{}*", s("agent"), s("class"), s("service"), s("environment")),
                 "approval.decided" => {
@@ -103,17 +147,18 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
             };
             let mut detail = Vec::new();
             if let Some(r) = d.get("reasoning").and_then(|v| v.as_str()) {
-                detail.push(format!("*Reasoning:* {r}"));
+                detail.push(format!("*Reasoning:* {}", slack_text(r)));
             }
             if let Some(p) = d.get("plan").filter(|p| !p.is_null()) {
                 let plan = p.as_str().map(String::from).unwrap_or_else(|| p.to_string());
-                detail.push(format!("*Plan:* {}", plan.chars().take(1500).collect::<String>()));
+                detail.push(format!("*Plan:* {}", slack_text(&plan.chars().take(1500).collect::<String>())));
             }
             if let Some(level) = d.pointer("/risk/level").and_then(|v| v.as_str()) {
-                detail.push(format!("*Risk:* {level}"));
+                detail.push(format!("*Risk:* {}", slack_text(level)));
             }
             if let Some(id) = d.get("approval_id").and_then(|v| v.as_str()) {
-                detail.push(format!("<{}/v1/approvals/{id}|Open the approval>", public_url.trim_end_matches('/')));
+                // Approval ids are Warden's own UUIDs; the page lists pending requests.
+                detail.push(format!("<{}/ui/approvals#{}|Open the approvals page>", public_url.trim_end_matches('/'), slack_text(id)));
             }
             let mut blocks = vec![serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": title}})];
             if !detail.is_empty() {
@@ -161,7 +206,10 @@ pub async fn run(outbox: Arc<Outbox>, store: Store, clock: SharedClock) {
     };
     let poll = Duration::from_millis(outbox.settings.poll_interval_ms.max(10));
     while !store.is_closed() {
-        match store.due_deliveries(clock.now_micros(), 256).await {
+        // Only endpoints this replica knows: during a rolling configuration change, another
+        // replica's new endpoint waits for a replica that has it.
+        let names: Vec<String> = outbox.endpoints.iter().map(|e| e.name.clone()).collect();
+        match store.due_deliveries(clock.now_micros(), &names, 256).await {
             Ok(due) => {
                 // Each attempt on its own task: a slow endpoint never holds up the others' rounds.
                 let mut attempts = tokio::task::JoinSet::new();
@@ -181,15 +229,14 @@ async fn attempt(outbox: Arc<Outbox>, store: Store, client: reqwest::Client, clo
     let now = clock.now_micros();
     // Long enough for the request; if this replica dies mid-attempt, another retries after it.
     let claim_for = (outbox.settings.timeout_ms as i64 + 1_000) * 1000;
-    let claim = Write::ClaimDelivery { id: d.id.clone(), now, until: now + claim_for };
-    if store.commit(Change { writes: vec![claim], audit: vec![] }).await.is_err() {
+    let claim = now + claim_for;
+    if store.commit(Change { writes: vec![Write::ClaimDelivery { id: d.id.clone(), now, until: claim }], audit: vec![] }).await.is_err() {
         return; // Another replica has it, or it was just delivered.
     }
     let Some(endpoint) = outbox.endpoints.iter().find(|e| e.name == d.endpoint) else {
-        let error = format!("endpoint `{}` is no longer configured", d.endpoint);
-        return record(&outbox, &store, &clock, &d, "parked", d.attempts, Some(error)).await;
+        return; // Not selected (see `run`); the claim lapses.
     };
-    let secret = endpoint.secret_env.as_deref().and_then(|v| std::env::var(v).ok()).or_else(|| endpoint.secret.clone()).unwrap_or_default();
+    let secret = secret_of(endpoint).unwrap_or_default();
     let timestamp = now / 1_000_000;
     let result = client
         .post(&endpoint.url)
@@ -220,13 +267,9 @@ async fn attempt(outbox: Arc<Outbox>, store: Store, client: reqwest::Client, clo
             "pending"
         }
     };
-    record(&outbox, &store, &clock, &d, status, attempts, error).await
-}
-
-async fn record(outbox: &Outbox, store: &Store, clock: &SharedClock, d: &Delivery, status: &str, attempts: i64, last_error: Option<String>) {
     let now = clock.now_micros();
     let wait = if status == "pending" { backoff(&outbox.settings, attempts - 1).as_micros() as i64 } else { 0 };
-    let write = Write::DeliveryAttempted { id: d.id.clone(), status: status.into(), attempts, next_attempt_at: now + wait, last_error, at: now };
+    let write = Write::DeliveryAttempted { id: d.id.clone(), status: status.into(), attempts, next_attempt_at: now + wait, last_error: error, at: now, claim };
     if let Err(e) = store.commit(Change { writes: vec![write], audit: vec![] }).await {
         // The claim lapses and another attempt follows: delivery is at least once.
         tracing::warn!(delivery = %d.id, error = %e.message, "cannot record a webhook attempt");
@@ -244,6 +287,41 @@ mod tests {
         assert_eq!(hex::encode(one), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
         let two = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
         assert_eq!(hex::encode(two), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn slack_messages_escape_what_agents_write() {
+        let event = Event::new("approval.requested", 0, serde_json::json!({"agent": "bot", "reasoning": "<!channel> see <https://evil|here> & act"}));
+        let body = render(&event, WebhookFormat::Slack, "https://w");
+        assert!(!body.contains("<!channel>") && !body.contains("<https://evil"), "{body}");
+        assert!(body.contains("&lt;!channel&gt;") && body.contains("&amp; act"), "{body}");
+    }
+
+    #[test]
+    fn webhook_settings_are_checked() {
+        let hook = |name: &str, secret: Option<&str>| WebhookConfig {
+            name: name.into(),
+            url: "https://hooks.example.com/x".into(),
+            format: WebhookFormat::Warden,
+            events: vec![],
+            secret_env: None,
+            secret: secret.map(String::from),
+        };
+        let settings = NotificationsConfig::default();
+        assert!(check(&[hook("a", Some("s"))], &settings).is_ok());
+        assert!(check(&[hook("a", None)], &settings).unwrap_err().to_string().contains("no signing secret"));
+        let slack = WebhookConfig { format: WebhookFormat::Slack, ..hook("s", None) };
+        assert!(check(&[slack], &settings).is_ok());
+        assert!(check(&[hook("a", Some("s")), hook("a", Some("t"))], &settings).unwrap_err().to_string().contains("unique name"));
+        let mut typo = hook("a", Some("s"));
+        typo.events = vec!["approval.requestd".into()];
+        assert!(check(&[typo], &settings).unwrap_err().to_string().contains("unknown event"));
+        let mut ftp = hook("a", Some("s"));
+        ftp.url = "ftp://x".into();
+        assert!(check(&[ftp], &settings).is_err());
+        let mut missing_env = hook("a", None);
+        missing_env.secret_env = Some("WARDEN_TEST_NO_SUCH_VARIABLE".into());
+        assert!(check(&[missing_env], &settings).is_err());
     }
 
     #[test]
@@ -284,7 +362,7 @@ mod tests {
         assert_eq!((warden["type"].as_str(), warden["data"]["agent"].as_str()), (Some("approval.requested"), Some("bot")));
         let slack: serde_json::Value = serde_json::from_str(bodies[1]).unwrap();
         assert!(slack["text"].as_str().unwrap().contains("Approval needed"), "{slack}");
-        assert!(slack.to_string().contains("https://warden.example.com/v1/approvals/a1"), "{slack}");
+        assert!(slack.to_string().contains("https://warden.example.com/ui/approvals#a1"), "{slack}");
         let other = Event::new("violation.flagged", 0, serde_json::json!({}));
         assert_eq!(outbox.writes(&other, 0).len(), 1);
     }

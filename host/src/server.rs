@@ -46,6 +46,7 @@ impl Warden {
         if config.plugins.sync_interval_ms > 0 {
             tokio::spawn(sync_plugins(plugins.clone(), store.clone(), Duration::from_millis(config.plugins.sync_interval_ms)));
         }
+        outbox::check(&config.webhooks, &config.notifications).context("invalid [[webhooks]] or [notifications] in the configuration")?;
         let outbox = Arc::new(Outbox::new(config.webhooks.clone(), config.notifications.clone()));
         tokio::spawn(outbox::run(outbox.clone(), store.clone(), clock.clone()));
         let every = Duration::from_millis(config.notifications.poll_interval_ms.max(10));

@@ -251,6 +251,8 @@ pub enum Write {
         last_error: Option<String>,
         /// When, Unix microseconds.
         at: i64,
+        /// The claim this attempt was made under; a result from a lapsed claim is dropped.
+        claim: i64,
     },
     /// Record a decision's outcome; 409 if a real one (not `unknown`) is there already.
     ReportOutcome {
@@ -641,7 +643,8 @@ const APPROVAL_COLUMNS: &str = "SELECT id, decision_id, agent_id, on_behalf_of, 
 fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
     let expires_at: i64 = r.try_get("expires_at")?;
     let mut status: String = r.try_get("status")?;
-    if status == "pending" && expires_at <= now {
+    // Undecided or unused, an approval lapses at its expiry (a used one stays `consumed`).
+    if (status == "pending" || status == "approved") && expires_at <= now {
         status = "expired".into();
     }
     let summary: String = r.try_get("summary")?;
@@ -1057,7 +1060,7 @@ impl Store {
             .collect()
     }
 
-    /// One approval, with `pending` shown as `expired` once `now` (Unix microseconds) is past its expiry.
+    /// One approval, with `pending` or `approved` shown as `expired` once `now` (Unix microseconds) is past its expiry.
     pub async fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>> {
         let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(|r| approval_of(r, now)).transpose()
@@ -1071,8 +1074,12 @@ impl Store {
                 w.cond("status", "=", Arg::Text("pending".into()));
                 w.int("expires_at", ">", Some(now));
             }
+            Some("approved") => {
+                w.cond("status", "=", Arg::Text("approved".into()));
+                w.int("expires_at", ">", Some(now));
+            }
             Some("expired") => {
-                w.cond("status", "=", Arg::Text("pending".into()));
+                w.sql.push_str(" AND status IN ('pending', 'approved')");
                 w.int("expires_at", "<=", Some(now));
             }
             other => w.text("status", &other.map(String::from)),
@@ -1091,11 +1098,20 @@ impl Store {
         rows.iter().map(|r| approval_of(r, now)).collect()
     }
 
-    /// Deliveries due now (pending, retry time reached, not claimed), oldest first.
-    pub async fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<Delivery>> {
-        let sql =
-            format!("{DELIVERY_COLUMNS} WHERE status = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1 ORDER BY id LIMIT {}", limit.clamp(1, 1000));
-        let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
+    /// Deliveries to `endpoints` due now (pending, retry time reached, not claimed), oldest first.
+    pub async fn due_deliveries(&self, now: i64, endpoints: &[String], limit: i64) -> Result<Vec<Delivery>> {
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut w = Filters::new(DELIVERY_COLUMNS);
+        w.cond("status", "=", Arg::Text("pending".into()));
+        w.int("next_attempt_at", "<=", Some(now));
+        w.int("claimed_until", "<=", Some(now));
+        let first = w.args.len() + 1;
+        let placeholders: Vec<String> = (first..first + endpoints.len()).map(|i| format!("${i}")).collect();
+        w.sql.push_str(&format!(" AND endpoint IN ({})", placeholders.join(", ")));
+        w.args.extend(endpoints.iter().cloned().map(Arg::Text));
+        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1000)), &self.pool).await?;
         rows.iter().map(delivery_of).collect()
     }
 
@@ -1682,10 +1698,10 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
                     .rows_affected();
             affected(n, Kind::Conflict, "delivery_taken", format!("delivery `{id}` is not due or another worker has it"))
         }
-        Write::DeliveryAttempted { id, status, attempts, next_attempt_at, last_error, at } => {
-            sqlx::query(
+        Write::DeliveryAttempted { id, status, attempts, next_attempt_at, last_error, at, claim } => {
+            let n = sqlx::query(
                 "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4, claimed_until = 0, \
-                 delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END WHERE id = $6",
+                 delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END WHERE id = $6 AND claimed_until = $7",
             )
             .bind(status)
             .bind(*attempts)
@@ -1693,9 +1709,11 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .bind(last_error)
             .bind(*at)
             .bind(id)
+            .bind(*claim)
             .execute(&mut *conn)
-            .await?;
-            Ok(())
+            .await?
+            .rows_affected();
+            affected(n, Kind::Conflict, "claim_lost", format!("delivery `{id}` was claimed by another worker after this attempt's claim lapsed"))
         }
         Write::InsertApproval(a) => {
             sqlx::query(

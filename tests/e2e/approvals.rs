@@ -157,6 +157,14 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
     body["approval_id"] = json!(id);
     let (_, done) = s.post("/v1/decisions", &bot, body).await;
     assert_eq!(done["verdict"], "allow", "{done}");
+    // An approval given for the agent alone does not cover the same action on alice's behalf
+    // (or alice could approve her own request that way).
+    let (_, alone) = decide(&s, &bot, migration("payments"), None).await;
+    let alone_id = alone["approval"]["id"].as_str().unwrap().to_string();
+    s.post(&format!("/v1/approvals/{alone_id}/approve"), &alice, json!({})).await;
+    let (_, smuggled) = s.post("/v1/decisions", &bot, json!({"action": migration("payments"), "on_behalf_of": "alice", "approval_id": alone_id})).await;
+    assert_eq!(smuggled["verdict"], "deny", "{smuggled}");
+    assert!(codes(&smuggled).contains(&"approval_mismatch".to_string()), "{smuggled}");
 
     // Expired (the deploy class lapses after a second): too late to approve; asking again opens a new one.
     let deploy = json!({"class": "deploy", "environment": "production", "service": "payments"});
@@ -166,12 +174,21 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
     let (_, lapsed) = s.get(&format!("/v1/approvals/{id}"), &carol).await;
     assert_eq!(lapsed["status"], "expired");
     assert_error(&s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await, 410, "approval_expired");
-    let (_, renewed) = decide(&s, &bot, deploy, Some(&id)).await;
+    let (_, renewed) = decide(&s, &bot, deploy.clone(), Some(&id)).await;
     assert_eq!(renewed["verdict"], "require_approval", "{renewed}");
     assert!(codes(&renewed).contains(&"approval_expired".to_string()));
     assert_ne!(renewed["approval"]["id"].as_str(), Some(id.as_str()));
     let (_, expired) = s.get("/v1/approvals?status=expired", &carol).await;
     assert_eq!(expired["approvals"].as_array().unwrap().len(), 1);
+    // Approved but never used before its expiry: expired too.
+    let (_, asked) = decide(&s, &bot, deploy.clone(), None).await;
+    let unused = asked["approval"]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.post(&format!("/v1/approvals/{unused}/approve"), &carol, json!({})).await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(s.get(&format!("/v1/approvals/{unused}"), &carol).await.1["status"], "expired");
+    let (_, too_late) = decide(&s, &bot, deploy.clone(), Some(&unused)).await;
+    assert_eq!(too_late["verdict"], "require_approval", "{too_late}");
+    assert!(codes(&too_late).contains(&"approval_expired".to_string()));
 
     // Bad input and roles.
     assert_eq!(assert_error(&s.get("/v1/approvals?status=maybe", &carol).await, 400, "invalid_field").as_deref(), Some("status"));

@@ -112,7 +112,7 @@ async fn deliveries_are_signed_retried_and_parked(backend: Backend) {
     let slack = got.iter().find(|(p, ..)| p == "/slack").expect("slack delivery");
     let message: Value = serde_json::from_str(&slack.2).unwrap();
     assert!(message["text"].as_str().unwrap().contains("Approval needed"), "{message}");
-    assert!(slack.2.contains(&format!("https://warden.example.com/v1/approvals/{approval}")), "{message}");
+    assert!(slack.2.contains(&format!("https://warden.example.com/ui/approvals#{approval}")), "{message}");
     verify(&slack.1, &slack.2, "slack-secret");
 
     // approval.decided goes to ops only (slack listens to approval.requested alone).

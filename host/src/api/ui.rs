@@ -7,7 +7,7 @@
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -68,8 +68,9 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(Caller, Str
     matches!(caller.role, Role::Approver | Role::Admin).then_some((caller, secret))
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
+/// A page; never cached (it shows pending requests and carries the session's CSRF token).
+fn page(title: &str, body: &str) -> impl IntoResponse + use<> {
+    let html = Html(format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Warden · {title}</title>
@@ -89,7 +90,8 @@ input[type=text], input[type=password] {{ font: inherit; padding: 6px 8px; borde
 .row {{ display: flex; gap: 8px; margin-top: 12px; }}
 </style></head>
 <body>{body}</body></html>"#
-    ))
+    ));
+    ([(CACHE_CONTROL, "no-store")], html)
 }
 
 #[derive(Debug, Deserialize)]
