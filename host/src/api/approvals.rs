@@ -56,11 +56,7 @@ const STATUSES: [&str; 5] = ["pending", "approved", "rejected", "expired", "cons
     responses((status = 200, body = ApprovalPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_approvals(State(state): State<AppState>, caller: Caller, Query(q): Query<ApprovalQuery>) -> Result<axum::Json<ApprovalPage>> {
     caller.require(&[Role::Admin, Role::Approver])?;
-    if let Some(s) = &q.status
-        && !STATUSES.contains(&s.as_str())
-    {
-        return Err(Error::field("status", format!("`{s}` is not one of {}", STATUSES.join(", "))));
-    }
+    super::one_of("status", &q.status, &STATUSES)?;
     let limit = super::page_limit(q.limit)?;
     let now = state.clock.now_micros();
     // One more than asked tells whether another page exists.

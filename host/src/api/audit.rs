@@ -49,7 +49,8 @@ pub struct AuditPage {
     pub next_after: Option<i64>,
 }
 
-fn time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
+/// An optional RFC 3339 query parameter as Unix microseconds; 400 naming the field if malformed.
+pub(super) fn time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
     value.as_deref().map(|v| parse_micros(v).ok_or_else(|| Error::field(field, format!("`{v}` is not an RFC 3339 time")))).transpose()
 }
 
@@ -58,11 +59,7 @@ fn time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_audit(State(state): State<AppState>, caller: Caller, Query(q): Query<AuditQuery>) -> Result<axum::Json<AuditPage>> {
     caller.require(&[Role::Admin, Role::Approver])?;
-    if let Some(kind) = &q.actor_kind
-        && !["agent", "human", "service", "admin"].contains(&kind.as_str())
-    {
-        return Err(Error::field("actor_kind", format!("`{kind}` is not one of agent, human, service, admin")));
-    }
+    super::one_of("actor_kind", &q.actor_kind, &["agent", "human", "service", "admin"])?;
     let limit = super::page_limit(q.limit)?;
     let filter = AuditFilter {
         actor_kind: q.actor_kind,

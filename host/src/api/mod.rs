@@ -190,6 +190,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// A query parameter that must be one of `allowed` when given: 400 naming the field otherwise.
+pub(crate) fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> crate::error::Result<()> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(Error::field(field, format!("`{v}` is not one of {}", allowed.join(", ")))),
+        _ => Ok(()),
+    }
+}
+
 /// A list endpoint's `limit`: 1–1000, 100 when absent.
 pub(crate) fn page_limit(limit: Option<i64>) -> crate::error::Result<i64> {
     let limit = limit.unwrap_or(100);

@@ -8,7 +8,6 @@ use utoipa_axum::routes;
 
 use super::agents::change_record;
 use super::{AppState, Json, Query};
-use crate::clock::parse_micros;
 use crate::error::{Error, ErrorBody, Result};
 use crate::identity::{Caller, Role};
 use crate::store::{Change, Violation, ViolationFilter, Write};
@@ -58,24 +57,13 @@ pub struct Ack {
     pub comment: Option<String>,
 }
 
-fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<()> {
-    match value {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(Error::field(field, format!("`{v}` is not one of {}", allowed.join(", ")))),
-        _ => Ok(()),
-    }
-}
-
-fn time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
-    value.as_deref().map(|v| parse_micros(v).ok_or_else(|| Error::field(field, format!("`{v}` is not an RFC 3339 time")))).transpose()
-}
-
 /// List violations (admins and approvers).
 #[utoipa::path(get, path = "/v1/violations", tag = "violations", params(ViolationQuery), security(("bearer" = [])),
     responses((status = 200, body = ViolationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_violations(State(state): State<AppState>, caller: Caller, Query(q): Query<ViolationQuery>) -> Result<axum::Json<ViolationPage>> {
     caller.require(&[Role::Admin, Role::Approver])?;
-    one_of("status", &q.status, &["open", "acknowledged"])?;
-    one_of("mode", &q.mode, &["block", "flag", "guard"])?;
+    super::one_of("status", &q.status, &["open", "acknowledged"])?;
+    super::one_of("mode", &q.mode, &["block", "flag", "guard"])?;
     let limit = super::page_limit(q.limit)?;
     let filter = ViolationFilter {
         agent: q.agent,
@@ -83,8 +71,8 @@ async fn list_violations(State(state): State<AppState>, caller: Caller, Query(q)
         class: q.class,
         environment: q.environment,
         mode: q.mode,
-        since: time("since", &q.since)?,
-        until: time("until", &q.until)?,
+        since: super::audit::time("since", &q.since)?,
+        until: super::audit::time("until", &q.until)?,
         after: q.after,
         // One more than asked tells whether another page exists.
         limit: limit + 1,

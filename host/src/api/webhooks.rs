@@ -7,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{AppState, Query};
-use crate::error::{Error, ErrorBody, Result};
+use crate::error::{ErrorBody, Result};
 use crate::identity::{Caller, Role};
 use crate::store::Delivery;
 
@@ -42,11 +42,7 @@ pub struct DeliveryPage {
     responses((status = 200, body = DeliveryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_deliveries(State(state): State<AppState>, caller: Caller, Query(q): Query<DeliveryQuery>) -> Result<axum::Json<DeliveryPage>> {
     caller.require(&[Role::Admin])?;
-    if let Some(s) = &q.status
-        && !["pending", "delivered", "parked"].contains(&s.as_str())
-    {
-        return Err(Error::field("status", format!("`{s}` is not one of pending, delivered, parked")));
-    }
+    super::one_of("status", &q.status, &["pending", "delivered", "parked"])?;
     let limit = super::page_limit(q.limit)?;
     let mut deliveries = state.store.deliveries(q.status.as_deref(), q.endpoint.as_deref(), q.after.as_deref(), limit + 1).await?;
     let next_after = super::next_page(&mut deliveries, limit, |d| d.id.clone());
