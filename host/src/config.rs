@@ -214,6 +214,8 @@ pub struct PolicyOverrides {
     pub outcome_deadline_secs: Option<u64>,
     /// Per action class, overriding `outcome_deadline_secs`.
     pub outcome_deadline_by_class: BTreeMap<String, u64>,
+    /// How evidence weighs in the trust score (the whole table replaces the built-in one).
+    pub trust: Option<crate::trust::TrustPolicy>,
 }
 
 impl PolicyOverrides {
@@ -253,6 +255,9 @@ impl PolicyOverrides {
             policy.outcome_deadline_secs = t;
         }
         policy.outcome_deadline_by_class.extend(self.outcome_deadline_by_class.clone());
+        if let Some(t) = &self.trust {
+            policy.trust = t.clone();
+        }
         policy
     }
 }
@@ -317,6 +322,7 @@ mod tests {
         let config: Config = toml::from_str(example).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
         assert_eq!(config.policy.approval_ttl_by_class.get("db_migration"), Some(&14400));
         assert_eq!(config.webhooks.iter().map(|w| w.format).collect::<Vec<_>>(), [WebhookFormat::Warden, WebhookFormat::Slack]);
+        assert_eq!(config.policy.trust, Some(crate::trust::TrustPolicy::default()), "the documented trust table is the built-in one");
         crate::policy::CompiledPolicy::new(config.policy.apply()).unwrap();
     }
 

@@ -21,3 +21,4 @@ pub mod plugins;
 pub mod policy;
 pub mod server;
 pub mod store;
+pub mod trust;

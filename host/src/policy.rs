@@ -214,6 +214,8 @@ pub struct Policy {
     pub outcome_deadline_secs: u64,
     /// Per action class, overriding `outcome_deadline_secs`.
     pub outcome_deadline_by_class: BTreeMap<String, u64>,
+    /// How evidence weighs in the trust score.
+    pub trust: crate::trust::TrustPolicy,
 }
 
 impl Default for Policy {
@@ -274,6 +276,7 @@ impl Default for Policy {
             approvers_required: BTreeMap::new(),
             outcome_deadline_secs: 3600,
             outcome_deadline_by_class: BTreeMap::new(),
+            trust: crate::trust::TrustPolicy::default(),
         }
     }
 }
@@ -324,6 +327,7 @@ impl CompiledPolicy {
         {
             anyhow::ensure!((1..=7 * 24 * 3600).contains(&ttl), "policy.{what} must be from 1 second to 7 days, not {ttl}");
         }
+        policy.trust.validate().map_err(|e| anyhow::anyhow!(e))?;
         for (class, n) in &policy.approvers_required {
             anyhow::ensure!(policy.risk.contains_key(class), "policy.approvers_required names action class `{class}` that has no row in policy.risk");
             anyhow::ensure!((1..=5).contains(n), "policy.approvers_required.{class} must be from 1 to 5, not {n}");

@@ -23,6 +23,7 @@ use crate::audit::{self, AuditEntry, AuditRecord, StoredRow};
 use crate::clock::format_micros;
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
+use crate::policy::RiskLevel;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -962,6 +963,35 @@ impl Store {
     pub async fn outcome(&self, decision_id: &str) -> Result<Option<Outcome>> {
         let row = sqlx::query(&format!("{OUTCOME_COLUMNS} WHERE id = $1")).bind(decision_id).fetch_optional(&self.pool).await?;
         row.as_ref().map(outcome_of).transpose()
+    }
+
+    /// An agent's trust evidence: reported and overdue outcomes, and violations.
+    pub async fn trust_evidence(&self, agent: &str) -> Result<Vec<crate::trust::Evidence>> {
+        use crate::trust::{Evidence, Kind};
+        let risk = |s: &str| serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or(RiskLevel::Critical);
+        let mut evidence = Vec::new();
+        let outcomes = sqlx::query("SELECT outcome, outcome_at, risk_level FROM decisions WHERE agent_id = $1 AND outcome IS NOT NULL")
+            .bind(agent)
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &outcomes {
+            let kind = match r.try_get::<String, _>("outcome")?.as_str() {
+                "succeeded" => Kind::Success,
+                "failed" => Kind::Failure,
+                "rolled_back" => Kind::Rollback,
+                _ => Kind::Unknown,
+            };
+            evidence.push(Evidence { kind, at: r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0), risk: risk(&r.try_get::<String, _>("risk_level")?) });
+        }
+        let violations = sqlx::query("SELECT v.at, v.mode, d.risk_level FROM violations v JOIN decisions d ON d.id = v.decision_id WHERE v.agent_id = $1")
+            .bind(agent)
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &violations {
+            let kind = if r.try_get::<String, _>("mode")? == "block" { Kind::Violation } else { Kind::FlaggedViolation };
+            evidence.push(Evidence { kind, at: r.try_get("at")?, risk: risk(&r.try_get::<String, _>("risk_level")?) });
+        }
+        Ok(evidence)
     }
 
     /// Decisions whose outcome was due before `now` and never came, oldest first.

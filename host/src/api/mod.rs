@@ -31,6 +31,7 @@ mod humans;
 mod ops;
 mod plugins;
 pub mod tokens;
+mod trust;
 mod ui;
 mod violations;
 mod webhooks;
@@ -77,6 +78,7 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
         .merge(violations::routes())
         .merge(approvals::routes())
         .merge(webhooks::routes())
+        .merge(trust::routes())
         .merge(ops::routes())
         .merge(plugins::routes(upload_limit))
         .split_for_parts();
