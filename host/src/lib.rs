@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod outcomes;
 pub mod plugins;
 pub mod policy;
+pub mod rollback;
 pub mod server;
 pub mod store;
 pub mod trust;

@@ -84,7 +84,7 @@ impl Outbox {
 }
 
 /// The event types Warden sends.
-pub const EVENT_TYPES: [&str; 4] = ["approval.requested", "approval.decided", "approval.expired", "violation.flagged"];
+pub const EVENT_TYPES: [&str; 5] = ["approval.requested", "approval.decided", "approval.expired", "violation.flagged", "rollback.requested"];
 
 /// The secret an endpoint signs with, from its `secret_env` variable or its `secret`.
 fn secret_of(e: &WebhookConfig) -> Option<String> {

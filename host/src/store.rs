@@ -277,6 +277,26 @@ pub enum Write {
         /// When, Unix microseconds.
         at: i64,
     },
+    /// Record metric samples for a decision, with the judgement they led to.
+    InsertSignal {
+        /// Signal id (grows with time).
+        id: String,
+        /// The decision.
+        decision_id: String,
+        /// When, Unix microseconds.
+        at: i64,
+        /// The metric windows, as JSON.
+        windows: String,
+        /// The judgement after them.
+        verdict: String,
+    },
+    /// Mark a decision's rollback requested; 409 if it already was.
+    RequestRollback {
+        /// The decision.
+        decision_id: String,
+        /// When, Unix microseconds.
+        at: i64,
+    },
     /// Acknowledge an open violation; 409 if it is not open any more.
     AckViolation {
         /// Violation id.
@@ -624,6 +644,8 @@ impl ReadCache {
                 | Write::AckViolation { .. }
                 | Write::ReportOutcome { .. }
                 | Write::OutcomeOverdue { .. }
+                | Write::InsertSignal { .. }
+                | Write::RequestRollback { .. }
                 | Write::InsertDelivery(_)
                 | Write::NoteApprovalExpired { .. }
                 | Write::ClaimDelivery { .. }
@@ -963,6 +985,20 @@ impl Store {
     pub async fn outcome(&self, decision_id: &str) -> Result<Option<Outcome>> {
         let row = sqlx::query(&format!("{OUTCOME_COLUMNS} WHERE id = $1")).bind(decision_id).fetch_optional(&self.pool).await?;
         row.as_ref().map(outcome_of).transpose()
+    }
+
+    /// A decision's request (JSON), verdict, agent and whether a rollback was requested.
+    pub async fn decision_for_signals(&self, id: &str) -> Result<Option<(String, String, String, bool)>> {
+        let row =
+            sqlx::query("SELECT agent_id, verdict, request, rollback_requested_at FROM decisions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some((r.try_get("agent_id")?, r.try_get("verdict")?, r.try_get("request")?, r.try_get::<Option<i64>, _>("rollback_requested_at")?.is_some())))
+    }
+
+    /// The metric windows received for a decision so far (each signal's JSON list), in order.
+    pub async fn signal_windows(&self, decision_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT windows FROM signals WHERE decision_id = $1 ORDER BY id").bind(decision_id).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(r.try_get("windows")?)).collect()
     }
 
     /// An agent's trust evidence: reported and overdue outcomes, and violations.
@@ -1826,6 +1862,26 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .await?
             .rows_affected();
             affected(n, Kind::Conflict, "outcome_reported", format!("decision `{decision_id}` already has an outcome"))
+        }
+        Write::InsertSignal { id, decision_id, at, windows, verdict } => {
+            sqlx::query("INSERT INTO signals (id, decision_id, at, windows, verdict) VALUES ($1, $2, $3, $4, $5)")
+                .bind(id)
+                .bind(decision_id)
+                .bind(*at)
+                .bind(windows)
+                .bind(verdict)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+        Write::RequestRollback { decision_id, at } => {
+            let n = sqlx::query("UPDATE decisions SET rollback_requested_at = $1 WHERE id = $2 AND rollback_requested_at IS NULL")
+                .bind(*at)
+                .bind(decision_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            affected(n, Kind::Conflict, "rollback_requested", format!("a rollback of decision `{decision_id}` was requested already"))
         }
         Write::OutcomeOverdue { decision_id, at } => {
             let n = sqlx::query("UPDATE decisions SET outcome = 'unknown', outcome_at = $1 WHERE id = $2 AND outcome IS NULL")

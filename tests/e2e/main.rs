@@ -13,6 +13,7 @@ mod ops;
 mod outcomes;
 mod plugins;
 mod process;
+mod signals;
 mod trust;
 mod ui;
 mod violations;

@@ -18,7 +18,7 @@ fn workspace() -> PathBuf {
 }
 
 /// Builds a plugin crate into a component once per test process (cargo serialises concurrent builds).
-fn component(krate: &str) -> Vec<u8> {
+pub(crate) fn component(krate: &str) -> Vec<u8> {
     static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> = OnceLock::new();
     let cache = BUILT.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap();

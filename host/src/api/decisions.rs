@@ -16,7 +16,7 @@ use crate::identity::{Caller, Role};
 use crate::store::{Change, Outcome, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(decide)).routes(routes!(get_decision)).routes(routes!(report_outcome, get_outcome))
+    OpenApiRouter::new().routes(routes!(decide)).routes(routes!(get_decision)).routes(routes!(report_outcome, get_outcome)).routes(routes!(signals))
 }
 
 /// Ask whether an agent may act. The decision is durable before the answer is sent.
@@ -144,4 +144,26 @@ async fn report_outcome(
     security(("bearer" = [])), responses((status = 200, body = Outcome), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_outcome(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Outcome>> {
     Ok(axum::Json(visible_outcome(&state, &caller, &id).await?))
+}
+
+/// Metric samples for an allowed action, judged with all received so far by the rollback-trigger
+/// plugins; a failed judgement requests a rollback once (`rollback.requested`).
+#[utoipa::path(post, path = "/v1/decisions/{id}/signals", tag = "decisions", request_body = crate::rollback::Signals,
+    params(("id" = String, Path, description = "Decision id")), security(("bearer" = [])),
+    responses((status = 200, body = crate::rollback::SignalsAnswer), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn signals(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(signals): Json<crate::rollback::Signals>,
+) -> Result<axum::Json<crate::rollback::SignalsAnswer>> {
+    let cx = crate::rollback::Context {
+        store: &state.store,
+        policy: state.engine.policy(),
+        plugins: state.engine.plugins(),
+        outbox: state.engine.outbox(),
+        now: state.clock.now_micros(),
+    };
+    Ok(axum::Json(crate::rollback::receive(cx, &caller, &id, signals).await?))
 }

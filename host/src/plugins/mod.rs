@@ -329,6 +329,70 @@ impl PluginHost {
     }
 }
 
+/// The rollback triggers' combined judgement of a guarded action.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// `successful`, `failed`, `inconclusive` or `error`: the worst of all triggers (failed,
+    /// then error, then inconclusive).
+    pub verdict: &'static str,
+    /// Every trigger's reasons, prefixed with the trigger.
+    pub reasons: Vec<String>,
+    /// One report per trigger that ran.
+    pub reports: Vec<PluginReport>,
+}
+
+impl Judged {
+    /// Records a trigger that could not judge: `fail_closed` rolls back, `fail_open` is an error.
+    fn failed(&mut self, plugin: &LoadedPlugin, report: &mut PluginReport, code: String, message: String) -> &'static str {
+        let policy = plugin.manifest.failure_policy();
+        self.reasons.push(format!("{}: {message}", report.plugin));
+        report.outcome = "failed".into();
+        report.error = Some(code);
+        report.message = Some(message);
+        report.failure_policy = Some(policy);
+        if policy == FailurePolicy::FailClosed { "failed" } else { "error" }
+    }
+}
+
+impl PluginHost {
+    /// Runs every rollback trigger that sees `class` on the windows, each in a fresh instance;
+    /// `None` when no trigger sees the class.
+    pub async fn judge(&self, class: &str, action: &types::Action, windows: &[types::MetricWindow]) -> Option<Judged> {
+        let plugins = self.snapshot();
+        let triggers: Vec<&LoadedPlugin> = plugins.iter().filter(|p| p.manifest.kind == PluginKind::RollbackTrigger && p.manifest.sees(class)).collect();
+        if triggers.is_empty() {
+            return None;
+        }
+        let rank = |v: &str| ["successful", "inconclusive", "error", "failed"].iter().position(|x| *x == v).unwrap_or(2);
+        let input_bytes = approx_size(action) + windows.iter().map(|w| w.name.len() + (w.canary.len() + w.baseline.len()) * 8 + 64).sum::<usize>();
+        let mut judged = Judged { verdict: "successful", reasons: Vec::new(), reports: Vec::new() };
+        for plugin in triggers {
+            let mut call = self.runtime.judge(plugin, action, windows, input_bytes).await;
+            let id = plugin.manifest.id();
+            let mut report = PluginReport::new(&id, &mut call);
+            let verdict = match call.outcome {
+                CallOutcome::Ok(j) => {
+                    judged.reasons.extend(j.reasons.iter().map(|r| format!("{id}: {r}")));
+                    match j.verdict {
+                        types::JudgementVerdict::Successful => "successful",
+                        types::JudgementVerdict::Failed => "failed",
+                        types::JudgementVerdict::Inconclusive => "inconclusive",
+                        types::JudgementVerdict::Error => "error",
+                    }
+                }
+                CallOutcome::PluginError { code, message } => judged.failed(plugin, &mut report, code, format!("plugin {id} returned an error: {message}")),
+                CallOutcome::Failed { limit, message } => judged.failed(plugin, &mut report, limit.to_string(), message),
+            };
+            report.categories.push(format!("verdict:{verdict}"));
+            if rank(verdict) > rank(judged.verdict) {
+                judged.verdict = verdict;
+            }
+            judged.reports.push(report);
+        }
+        Some(judged)
+    }
+}
+
 impl PluginReport {
     fn new<T>(id: &str, call: &mut runtime::Call<T>) -> PluginReport {
         PluginReport {

@@ -1,0 +1,198 @@
+//! Automatic rollback (DESIGN.md, "After the action"): metric samples for an allowed action
+//! (`POST /v1/decisions/{id}/signals`) are judged, with every sample received so far, by the
+//! rollback-trigger plugins that see its class. A `failed` judgement requests a rollback once:
+//! the decision is marked and `rollback.requested` goes to the webhooks in the same
+//! transaction. `inconclusive` holds for a human; `error` (missing telemetry) never rolls back.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::audit::{Actor, AuditRecord};
+use crate::engine::{DecisionRequest, plugin_action};
+use crate::error::{Error, Kind, Result};
+use crate::identity::{Caller, Role};
+use crate::outbox::{Event, Outbox};
+use crate::plugins::{PluginHost, PluginReport, runtime::bindings::types as wit};
+use crate::policy::CompiledPolicy;
+use crate::store::{Change, Store, Write};
+
+/// One metric over one window, canary against baseline.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricWindow {
+    /// Metric name (`latency_ms`, `errors`, …).
+    pub name: String,
+    /// Canary samples.
+    #[serde(default)]
+    pub canary: Vec<f64>,
+    /// Baseline samples.
+    #[serde(default)]
+    pub baseline: Vec<f64>,
+    /// Canary errors.
+    #[serde(default)]
+    pub canary_errors: u64,
+    /// Canary requests.
+    #[serde(default)]
+    pub canary_total: u64,
+    /// Baseline errors.
+    #[serde(default)]
+    pub baseline_errors: u64,
+    /// Baseline requests.
+    #[serde(default)]
+    pub baseline_total: u64,
+    /// Judged and reported, never decides.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /v1/decisions/{id}/signals`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Signals {
+    /// One window per metric measured this time.
+    pub windows: Vec<MetricWindow>,
+}
+
+/// The judgement after a batch of signals.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SignalsAnswer {
+    /// The decision.
+    pub decision_id: String,
+    /// `successful`, `failed`, `inconclusive` or `error`.
+    pub verdict: String,
+    /// Why, per trigger and metric.
+    pub reasons: Vec<String>,
+    /// Whether a rollback is (now or already) requested.
+    pub rollback_requested: bool,
+    /// Measurements judged (windows received so far).
+    pub measurements: usize,
+    /// Each trigger that ran.
+    pub plugins: Vec<PluginReport>,
+}
+
+fn check(signals: &Signals) -> Result<()> {
+    if signals.windows.is_empty() || signals.windows.len() > 64 {
+        return Err(Error::field("windows", "send 1 to 64 windows"));
+    }
+    for (i, w) in signals.windows.iter().enumerate() {
+        let field = |f: &str| format!("windows[{i}].{f}");
+        if w.name.is_empty() || w.name.len() > 128 {
+            return Err(Error::field(field("name"), "must be 1 to 128 bytes"));
+        }
+        for (f, samples) in [("canary", &w.canary), ("baseline", &w.baseline)] {
+            if samples.len() > 100_000 {
+                return Err(Error::field(field(f), format!("{} samples, over the limit of 100000", samples.len())));
+            }
+            if samples.iter().any(|v| !v.is_finite()) {
+                return Err(Error::field(field(f), "samples must be finite numbers"));
+            }
+        }
+        if w.canary_errors > w.canary_total {
+            return Err(Error::field(field("canary_errors"), "more errors than requests"));
+        }
+        if w.baseline_errors > w.baseline_total {
+            return Err(Error::field(field("baseline_errors"), "more errors than requests"));
+        }
+    }
+    Ok(())
+}
+
+fn wit_window(w: MetricWindow) -> wit::MetricWindow {
+    wit::MetricWindow {
+        name: w.name,
+        canary: w.canary,
+        baseline: w.baseline,
+        canary_errors: w.canary_errors,
+        canary_total: w.canary_total,
+        baseline_errors: w.baseline_errors,
+        baseline_total: w.baseline_total,
+        dry_run: w.dry_run,
+    }
+}
+
+/// What the signals endpoint needs.
+pub struct Context<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The policy (for the plugins' view of the action).
+    pub policy: &'a CompiledPolicy,
+    /// The loaded plugins.
+    pub plugins: &'a PluginHost,
+    /// The outbox.
+    pub outbox: &'a Outbox,
+    /// Now, Unix microseconds.
+    pub now: i64,
+}
+
+/// Records a batch of signals for decision `id` and judges all received so far.
+pub async fn receive(cx: Context<'_>, caller: &Caller, id: &str, signals: Signals) -> Result<SignalsAnswer> {
+    caller.require(&[Role::Agent, Role::Service, Role::Admin])?;
+    check(&signals)?;
+    let unknown = || Error::not_found("unknown_decision", format!("no decision `{id}`"));
+    let (agent_id, verdict, request, already) = cx.store.decision_for_signals(id).await?.ok_or_else(unknown)?;
+    if caller.role == Role::Agent && caller.subject.as_deref() != Some(agent_id.as_str()) {
+        return Err(unknown());
+    }
+    if verdict != "allow" {
+        return Err(Error::new(Kind::Unprocessable, "decision_not_allowed", format!("decision `{id}` was `{verdict}`: nothing was done to watch")));
+    }
+    let request: DecisionRequest = serde_json::from_str(&request).map_err(Error::internal)?;
+    let agent = cx.store.agent(&agent_id).await?.ok_or_else(|| Error::internal(format!("agent `{agent_id}` of decision `{id}` is missing")))?;
+    let action = &request.action;
+    let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
+    let table = cx.policy.table_risk(&action.class, &action.environment, breaking);
+    let plugin_view = plugin_action(action, &agent, table, cx.now);
+
+    let batch = serde_json::to_string(&signals.windows).map_err(Error::internal)?;
+    let mut windows: Vec<wit::MetricWindow> = Vec::new();
+    for earlier in cx.store.signal_windows(id).await? {
+        let earlier: Vec<MetricWindow> = serde_json::from_str(&earlier).map_err(Error::internal)?;
+        windows.extend(earlier.into_iter().map(wit_window));
+    }
+    windows.extend(signals.windows.into_iter().map(wit_window));
+    let judged = cx.plugins.judge(&action.class, &plugin_view, &windows).await.ok_or_else(|| {
+        Error::new(Kind::Unprocessable, "no_rollback_trigger", format!("no rollback-trigger plugin judges `{}`; load one (docs/plugins.md)", action.class))
+    })?;
+
+    let mut writes = vec![Write::InsertSignal {
+        id: uuid::Uuid::now_v7().to_string(),
+        decision_id: id.to_string(),
+        at: cx.now,
+        windows: batch,
+        verdict: judged.verdict.into(),
+    }];
+    let mut audit = Vec::new();
+    let request_now = judged.verdict == "failed" && !already;
+    if request_now {
+        writes.push(Write::RequestRollback { decision_id: id.to_string(), at: cx.now });
+        let data = serde_json::json!({"decision_id": id, "agent": agent_id, "class": action.class, "environment": action.environment, "service": action.service,
+            "reasons": judged.reasons});
+        writes.extend(cx.outbox.writes(&Event::new("rollback.requested", cx.now, data.clone()), cx.now));
+        let actor = Actor { kind: "service".into(), id: "warden".into(), tool: None, model: None, token_id: None };
+        audit.push(AuditRecord {
+            agent: Some(agent_id.clone()),
+            decision_id: Some(id.to_string()),
+            action_class: Some(action.class.clone()),
+            environment: Some(action.environment.clone()),
+            outcome: Some("rollback_requested".into()),
+            ..AuditRecord::change(actor, "rollback.requested", format!("service:{}", action.service), data, cx.now)
+        });
+    }
+    match cx.store.commit(Change { writes, audit }).await {
+        Ok(()) => {}
+        // Another batch requested it at the same moment: it is requested either way.
+        Err(e) if e.code == "rollback_requested" => {}
+        Err(e) => return Err(e),
+    }
+    if request_now {
+        cx.outbox.notify();
+    }
+    Ok(SignalsAnswer {
+        decision_id: id.to_string(),
+        verdict: judged.verdict.to_string(),
+        reasons: judged.reasons,
+        rollback_requested: request_now || already,
+        measurements: windows.len(),
+        plugins: judged.reports,
+    })
+}
