@@ -51,6 +51,13 @@ async fn trust_follows_the_record(backend: Backend) {
     assert!(after_violation["score"].as_f64().unwrap() < rolled);
     assert!(after_violation["violation_rate"].as_f64().unwrap() > 0.0);
 
+    // The team's dashboard lists every agent, least trusted first.
+    s.agent("elsewhere", 2, json!({"team": "ledger"})).await;
+    let (_, team) = s.get("/v1/trust?team=payments", &s.admin).await;
+    let names: Vec<&str> = team.as_array().unwrap().iter().map(|a| a["agent"].as_str().unwrap()).collect();
+    assert_eq!(names, ["other", "builder"], "{team}");
+    assert_error(&s.get("/v1/trust", &bot).await, 403, "forbidden_role");
+
     // Another agent may not look; an unknown agent is 404.
     assert_error(&s.get("/v1/agents/builder/trust", &other).await, 404, "unknown_agent");
     assert_error(&s.get("/v1/agents/nobody/trust", &s.admin).await, 404, "unknown_agent");
