@@ -82,6 +82,9 @@ enum Command {
     /// Decide approval requests on a running server.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Agents' trust scores on a running server.
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Review policy violations on a running server.
     #[command(subcommand)]
     Violations(ViolationsCommand),
@@ -352,6 +355,27 @@ enum ApprovalsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// One agent's score, components and evidence.
+    #[command(after_help = "Example:\n  warden trust show deploy-bot")]
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Agent id.
+        id: String,
+    },
+    /// Every agent's score, least trusted first.
+    #[command(after_help = "Example:\n  warden trust list --team payments")]
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only this team's agents.
+        #[arg(long)]
+        team: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ViolationsCommand {
     /// List violations, oldest first.
     #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden violations list --status open --agent deploy-bot")]
@@ -569,6 +593,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ApprovalsCommand::Reject { server, id, comment } => {
                 print_json(call(&server, reqwest::Method::POST, &format!("/v1/approvals/{id}/reject"), Some(serde_json::json!({ "comment": comment }))).await?)
+            }
+        },
+        Command::Trust(cmd) => match cmd {
+            TrustCommand::Show { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}/trust"), None).await?),
+            TrustCommand::List { server, team } => {
+                let path = match team {
+                    Some(t) => format!("/v1/trust?{}", serde_urlencoded::to_string([("team", t)])?),
+                    None => "/v1/trust".into(),
+                };
+                print_json(call(&server, reqwest::Method::GET, &path, None).await?)
             }
         },
         Command::Violations(cmd) => match cmd {

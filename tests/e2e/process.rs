@@ -61,6 +61,29 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         .unwrap();
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["verdict"], "require_approval");
+
+    // The README's approval path through the CLI: a human approver, approve, re-submit.
+    let cli = |args: &[&str], token: &str| {
+        let out = warden(&db, dir.path()).args(args).env("WARDEN_TOKEN", token).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    cli(&["humans", "create", "--server", &server, "--id", "alice", "--team", "core", "--grant", "*:*:*:critical"], bootstrap);
+    let approver = String::from_utf8(cli(&["token", "create", "--role", "approver", "--subject", "alice"], "")).unwrap().trim().to_string();
+    let pending: serde_json::Value = serde_json::from_slice(&cli(&["approvals", "list", "--server", &server, "--status", "pending"], bootstrap)).unwrap();
+    let id = pending["approvals"][0]["id"].as_str().unwrap().to_string();
+    let approved: serde_json::Value = serde_json::from_slice(&cli(&["approvals", "approve", "--server", &server, &id, "--comment", "ok"], &approver)).unwrap();
+    assert_eq!(approved["status"], "approved");
+    let args =
+        ["decide", "--server", &server, "--agent", "bot", "--class", "deploy", "--environment", "production", "--service", "payments", "--approval-id", &id];
+    let allowed: serde_json::Value = serde_json::from_slice(&cli(&args, bootstrap)).unwrap();
+    assert_eq!(allowed["verdict"], "allow", "{allowed}");
+    let trust: serde_json::Value = serde_json::from_slice(&cli(&["trust", "show", "--server", &server, "bot"], bootstrap)).unwrap();
+    assert_eq!(trust["score"], 0.0, "no outcome reported yet: {trust}");
+    let team: serde_json::Value = serde_json::from_slice(&cli(&["trust", "list", "--server", &server, "--team", "core"], bootstrap)).unwrap();
+    assert_eq!(team[0]["agent"], "bot");
+    let violations: serde_json::Value = serde_json::from_slice(&cli(&["violations", "list", "--server", &server], bootstrap)).unwrap();
+    assert_eq!(violations["violations"], json!([]));
     let out = warden(&db, dir.path())
         .args(["decide", "--server", &server, "--class", "deploy", "--environment", "dev", "--service", "x"])
         .env("WARDEN_TOKEN", bootstrap)
@@ -117,6 +140,6 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     assert!(!out.status.success());
     let out = warden(&db, dir.path()).args(["token", "list"]).output().unwrap();
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list.as_array().unwrap().len(), 3, "the bootstrap token, alice's approver token and the agent's: {list}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("wdn_"), "secrets are never listed");
 }
