@@ -64,15 +64,29 @@ pub struct SignalsAnswer {
     pub reasons: Vec<String>,
     /// Whether a rollback is (now or already) requested.
     pub rollback_requested: bool,
-    /// Measurements judged (windows received so far).
+    /// Measurements judged: this batch's windows and the latest earlier ones within the sample budget.
     pub measurements: usize,
     /// Each trigger that ran.
     pub plugins: Vec<PluginReport>,
 }
 
+/// Samples judged at once, all batches together: about 200 KiB of plugin input, under the
+/// default plugin limit, so a long watch keeps judging its latest measurements.
+const JUDGED_SAMPLES: usize = 24_000;
+
+/// Batches one decision may receive.
+const MAX_BATCHES: i64 = 1_000;
+
+fn samples(windows: &[MetricWindow]) -> usize {
+    windows.iter().map(|w| w.canary.len() + w.baseline.len()).sum()
+}
+
 fn check(signals: &Signals) -> Result<()> {
     if signals.windows.is_empty() || signals.windows.len() > 64 {
         return Err(Error::field("windows", "send 1 to 64 windows"));
+    }
+    if samples(&signals.windows) > JUDGED_SAMPLES {
+        return Err(Error::field("windows", format!("{} samples in one batch, over the limit of {JUDGED_SAMPLES}", samples(&signals.windows))));
     }
     for (i, w) in signals.windows.iter().enumerate() {
         let field = |f: &str| format!("windows[{i}].{f}");
@@ -80,9 +94,6 @@ fn check(signals: &Signals) -> Result<()> {
             return Err(Error::field(field("name"), "must be 1 to 128 bytes"));
         }
         for (f, samples) in [("canary", &w.canary), ("baseline", &w.baseline)] {
-            if samples.len() > 100_000 {
-                return Err(Error::field(field(f), format!("{} samples, over the limit of 100000", samples.len())));
-            }
             if samples.iter().any(|v| !v.is_finite()) {
                 return Err(Error::field(field(f), "samples must be finite numbers"));
             }
@@ -144,45 +155,54 @@ pub async fn receive(cx: Context<'_>, caller: &Caller, id: &str, signals: Signal
     let plugin_view = plugin_action(action, &agent, table, cx.now);
 
     let batch = serde_json::to_string(&signals.windows).map_err(Error::internal)?;
-    let mut windows: Vec<wit::MetricWindow> = Vec::new();
-    for earlier in cx.store.signal_windows(id).await? {
-        let earlier: Vec<MetricWindow> = serde_json::from_str(&earlier).map_err(Error::internal)?;
-        windows.extend(earlier.into_iter().map(wit_window));
+    // The measurements judged: this batch and the latest earlier ones that fit the sample budget,
+    // in the order they came (like an analysis run's most recent measurements).
+    let (earlier, batches) = cx.store.signal_windows(id, 64).await?;
+    if batches >= MAX_BATCHES {
+        return Err(Error::new(Kind::Unprocessable, "signals_limit", format!("decision `{id}` has received {batches} batches of signals, the most one may")));
     }
+    let mut budget = JUDGED_SAMPLES - samples(&signals.windows);
+    let mut kept: Vec<Vec<MetricWindow>> = Vec::new();
+    for json in earlier {
+        let ws: Vec<MetricWindow> = serde_json::from_str(&json).map_err(Error::internal)?;
+        let n = samples(&ws);
+        if n > budget {
+            break;
+        }
+        budget -= n;
+        kept.push(ws);
+    }
+    let mut windows: Vec<wit::MetricWindow> = kept.into_iter().rev().flatten().map(wit_window).collect();
     windows.extend(signals.windows.into_iter().map(wit_window));
     let judged = cx.plugins.judge(&action.class, &plugin_view, &windows).await.ok_or_else(|| {
         Error::new(Kind::Unprocessable, "no_rollback_trigger", format!("no rollback-trigger plugin judges `{}`; load one (docs/plugins.md)", action.class))
     })?;
 
-    let mut writes = vec![Write::InsertSignal {
-        id: uuid::Uuid::now_v7().to_string(),
-        decision_id: id.to_string(),
-        at: cx.now,
-        windows: batch,
-        verdict: judged.verdict.into(),
-    }];
-    let mut audit = Vec::new();
-    let request_now = judged.verdict == "failed" && !already;
-    if request_now {
-        writes.push(Write::RequestRollback { decision_id: id.to_string(), at: cx.now });
+    let signal =
+        Write::InsertSignal { id: uuid::Uuid::now_v7().to_string(), decision_id: id.to_string(), at: cx.now, windows: batch, verdict: judged.verdict.into() };
+    cx.store.commit(Change { writes: vec![signal], audit: vec![] }).await?;
+    // Requesting the rollback is a change of its own, whose first write succeeds only once
+    // (another batch may request it at the same moment): the batch above is kept either way.
+    let mut request_now = false;
+    if judged.verdict == "failed" && !already {
         let data = serde_json::json!({"decision_id": id, "agent": agent_id, "class": action.class, "environment": action.environment, "service": action.service,
             "reasons": judged.reasons});
+        let mut writes = vec![Write::RequestRollback { decision_id: id.to_string(), at: cx.now }];
         writes.extend(cx.outbox.writes(&Event::new("rollback.requested", cx.now, data.clone()), cx.now));
         let actor = Actor { kind: "service".into(), id: "warden".into(), tool: None, model: None, token_id: None };
-        audit.push(AuditRecord {
+        let record = AuditRecord {
             agent: Some(agent_id.clone()),
             decision_id: Some(id.to_string()),
             action_class: Some(action.class.clone()),
             environment: Some(action.environment.clone()),
             outcome: Some("rollback_requested".into()),
             ..AuditRecord::change(actor, "rollback.requested", format!("service:{}", action.service), data, cx.now)
-        });
-    }
-    match cx.store.commit(Change { writes, audit }).await {
-        Ok(()) => {}
-        // Another batch requested it at the same moment: it is requested either way.
-        Err(e) if e.code == "rollback_requested" => {}
-        Err(e) => return Err(e),
+        };
+        match cx.store.commit(Change { writes, audit: vec![record] }).await {
+            Ok(()) => request_now = true,
+            Err(e) if e.code == "rollback_requested" => {}
+            Err(e) => return Err(e),
+        }
     }
     if request_now {
         cx.outbox.notify();
@@ -191,7 +211,7 @@ pub async fn receive(cx: Context<'_>, caller: &Caller, id: &str, signals: Signal
         decision_id: id.to_string(),
         verdict: judged.verdict.to_string(),
         reasons: judged.reasons,
-        rollback_requested: request_now || already,
+        rollback_requested: already || judged.verdict == "failed",
         measurements: windows.len(),
         plugins: judged.reports,
     })

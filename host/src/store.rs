@@ -115,6 +115,8 @@ pub struct Outcome {
     /// The actual cost, US dollars.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actual_cost_usd: Option<f64>,
+    /// Whether a rollback was requested (its canary judgement failed).
+    pub rollback_requested: bool,
 }
 
 /// A row of the `violations` table.
@@ -269,6 +271,8 @@ pub enum Write {
         detail: Option<String>,
         /// Actual cost, US dollars.
         actual_cost_usd: Option<f64>,
+        /// Replace a real report (a service or admin correcting the agent's own).
+        replace: bool,
     },
     /// Record an overdue outcome as `unknown`; 409 if one arrived meanwhile.
     OutcomeOverdue {
@@ -698,7 +702,7 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
 }
 
 const OUTCOME_COLUMNS: &str = "SELECT id, agent_id, verdict, class, environment, service, outcome, outcome_due_at, outcome_at, outcome_by, outcome_detail, \
-     actual_cost_usd FROM decisions";
+     actual_cost_usd, rollback_requested_at FROM decisions";
 
 fn outcome_of(r: &AnyRow) -> Result<Outcome> {
     let time = |column: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros)) };
@@ -715,6 +719,7 @@ fn outcome_of(r: &AnyRow) -> Result<Outcome> {
         reported_by: r.try_get("outcome_by")?,
         detail: r.try_get("outcome_detail")?,
         actual_cost_usd: r.try_get("actual_cost_usd")?,
+        rollback_requested: r.try_get::<Option<i64>, _>("rollback_requested_at")?.is_some(),
     })
 }
 
@@ -995,19 +1000,24 @@ impl Store {
         Ok(Some((r.try_get("agent_id")?, r.try_get("verdict")?, r.try_get("request")?, r.try_get::<Option<i64>, _>("rollback_requested_at")?.is_some())))
     }
 
-    /// The metric windows received for a decision so far (each signal's JSON list), in order.
-    pub async fn signal_windows(&self, decision_id: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT windows FROM signals WHERE decision_id = $1 ORDER BY id").bind(decision_id).fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok(r.try_get("windows")?)).collect()
+    /// The latest `limit` batches of metric windows received for a decision (each a JSON list),
+    /// newest first, and how many batches there are in all.
+    pub async fn signal_windows(&self, decision_id: &str, limit: i64) -> Result<(Vec<String>, i64)> {
+        let sql = format!("SELECT windows FROM signals WHERE decision_id = $1 ORDER BY id DESC LIMIT {}", limit.clamp(1, 1000));
+        let rows = sqlx::query(&sql).bind(decision_id).fetch_all(&self.pool).await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signals WHERE decision_id = $1").bind(decision_id).fetch_one(&self.pool).await?;
+        Ok((rows.iter().map(|r| r.try_get("windows")).collect::<std::result::Result<_, _>>()?, count))
     }
 
-    /// An agent's trust evidence: reported and overdue outcomes, and violations.
-    pub async fn trust_evidence(&self, agent: &str) -> Result<Vec<crate::trust::Evidence>> {
+    /// An agent's trust evidence since `since` (Unix microseconds; older evidence has decayed
+    /// to nothing): reported and overdue outcomes, and violations.
+    pub async fn trust_evidence(&self, agent: &str, since: i64) -> Result<Vec<crate::trust::Evidence>> {
         use crate::trust::{Evidence, Kind};
         let risk = |s: &str| serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or(RiskLevel::Critical);
         let mut evidence = Vec::new();
-        let outcomes = sqlx::query("SELECT outcome, outcome_at, risk_level FROM decisions WHERE agent_id = $1 AND outcome IS NOT NULL")
+        let outcomes = sqlx::query("SELECT outcome, outcome_at, risk_level FROM decisions WHERE agent_id = $1 AND at >= $2 AND outcome IS NOT NULL")
             .bind(agent)
+            .bind(since)
             .fetch_all(&self.pool)
             .await?;
         for r in &outcomes {
@@ -1019,10 +1029,12 @@ impl Store {
             };
             evidence.push(Evidence { kind, at: r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0), risk: risk(&r.try_get::<String, _>("risk_level")?) });
         }
-        let violations = sqlx::query("SELECT v.at, v.mode, d.risk_level FROM violations v JOIN decisions d ON d.id = v.decision_id WHERE v.agent_id = $1")
-            .bind(agent)
-            .fetch_all(&self.pool)
-            .await?;
+        let violations =
+            sqlx::query("SELECT v.at, v.mode, d.risk_level FROM violations v JOIN decisions d ON d.id = v.decision_id WHERE v.agent_id = $1 AND v.at >= $2")
+                .bind(agent)
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
         for r in &violations {
             let kind = if r.try_get::<String, _>("mode")? == "block" { Kind::Violation } else { Kind::FlaggedViolation };
             evidence.push(Evidence { kind, at: r.try_get("at")?, risk: risk(&r.try_get::<String, _>("risk_level")?) });
@@ -1847,20 +1859,21 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .rows_affected();
             affected(n, Kind::Conflict, "approval_used", format!("approval `{id}` was used by another decision at the same time, or has just expired"))
         }
-        Write::ReportOutcome { decision_id, outcome, at, by, detail, actual_cost_usd } => {
-            let n = sqlx::query(
-                "UPDATE decisions SET outcome = $1, outcome_at = $2, outcome_by = $3, outcome_detail = $4, actual_cost_usd = $5 \
-                 WHERE id = $6 AND (outcome IS NULL OR outcome = 'unknown')",
-            )
-            .bind(outcome)
-            .bind(*at)
-            .bind(by)
-            .bind(detail)
-            .bind(*actual_cost_usd)
-            .bind(decision_id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        Write::ReportOutcome { decision_id, outcome, at, by, detail, actual_cost_usd, replace } => {
+            let condition = if *replace { "" } else { " AND (outcome IS NULL OR outcome = 'unknown')" };
+            let sql = format!(
+                "UPDATE decisions SET outcome = $1, outcome_at = $2, outcome_by = $3, outcome_detail = $4, actual_cost_usd = $5 WHERE id = $6{condition}"
+            );
+            let n = sqlx::query(&sql)
+                .bind(outcome)
+                .bind(*at)
+                .bind(by)
+                .bind(detail)
+                .bind(*actual_cost_usd)
+                .bind(decision_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
             affected(n, Kind::Conflict, "outcome_reported", format!("decision `{decision_id}` already has an outcome"))
         }
         Write::InsertSignal { id, decision_id, at, windows, verdict } => {

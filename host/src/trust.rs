@@ -150,7 +150,8 @@ const Z: f64 = 1.644_853_626_951_472_2;
 /// The Wilson score interval's lower bound for `positive` successes out of `total` (both may be
 /// fractional, as decayed weights are); 0 when there is nothing.
 pub fn wilson_lower(positive: f64, total: f64) -> f64 {
-    if total <= 0.0 {
+    // So little (or so decayed) evidence is none; this also keeps the bound finite.
+    if !(total >= 1e-9) {
         return 0.0;
     }
     let p = (positive / total).clamp(0.0, 1.0);
@@ -242,6 +243,7 @@ mod tests {
         // 95% one-sided = the lower end of the two-sided 90% Wilson interval: 9/10 → 0.6523.
         assert!((wilson_lower(9.0, 10.0) - 0.65228).abs() < 1e-4, "{}", wilson_lower(9.0, 10.0));
         assert_eq!(wilson_lower(0.0, 0.0), 0.0);
+        assert_eq!(wilson_lower(1e-310, 2e-310), 0.0, "vanishing evidence is none, never NaN");
         assert!(wilson_lower(100.0, 100.0) < 1.0 && wilson_lower(100.0, 100.0) > 0.97);
     }
 

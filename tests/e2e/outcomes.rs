@@ -43,7 +43,14 @@ async fn outcomes_are_reported_once_and_overdue_ones_recorded(backend: Backend) 
     assert_eq!((reported["outcome"].as_str(), reported["reported_by"].as_str()), (Some("succeeded"), Some("deployer")));
     assert_eq!(reported["actual_cost_usd"], 0.35);
     assert_eq!(s.post(&path, &bot, json!({"status": "succeeded"})).await.0, StatusCode::OK);
-    assert_error(&s.post(&path, &service, json!({"status": "rolled_back"})).await, 409, "outcome_conflict");
+    assert_error(&s.post(&path, &bot, json!({"status": "failed"})).await, 409, "outcome_conflict");
+    // The platform may correct what the agent said about itself; the agent may not undo that.
+    let (status, corrected) = s.post(&path, &service, json!({"status": "rolled_back", "detail": "paged: error spike"})).await;
+    assert_eq!((status, corrected["outcome"].as_str()), (StatusCode::OK, Some("rolled_back")), "{corrected}");
+    assert_error(&s.post(&path, &bot, json!({"status": "succeeded"})).await, 409, "outcome_conflict");
+    // A read owes nothing.
+    let read_path = format!("/v1/decisions/{}/outcome", read["decision_id"].as_str().unwrap());
+    assert_error(&s.post(&read_path, &bot, json!({"status": "succeeded"})).await, 422, "no_outcome_due");
 
     // Not for a denied decision; not for someone else's; bad input names the field.
     for (answer, token) in [(&pending, &bot), (&denied, &reader)] {
@@ -83,5 +90,5 @@ async fn outcomes_are_reported_once_and_overdue_ones_recorded(backend: Backend) 
     let (status, late_report) = s.post(&late, &bot, json!({"status": "succeeded"})).await;
     assert_eq!((status, late_report["outcome"].as_str()), (StatusCode::OK, Some("succeeded")), "{late_report}");
     let (_, reports) = s.get("/v1/audit?event_type=outcome.reported", &s.admin).await;
-    assert_eq!(reports["records"].as_array().unwrap().len(), 3);
+    assert_eq!(reports["records"].as_array().unwrap().len(), 4);
 }

@@ -58,6 +58,10 @@ async fn a_failing_canary_requests_a_rollback_once(backend: Backend) {
     assert!(slow["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().contains("latency_ms: failed")), "{slow}");
     let (_, again) = s.post(&path, &s.admin, json!({"windows": [window(1.6, 300)]})).await;
     assert_eq!((again["verdict"].as_str(), again["rollback_requested"].as_bool()), (Some("failed"), Some(true)));
+    // After a requested rollback the agent cannot report success.
+    let outcome = format!("/v1/decisions/{}/outcome", deploy["decision_id"].as_str().unwrap());
+    assert_error(&s.post(&outcome, &bot, json!({"status": "succeeded"})).await, 409, "rollback_requested");
+    assert_eq!(s.post(&outcome, &bot, json!({"status": "rolled_back"})).await.0, StatusCode::OK);
     let (_, audit) = s.get("/v1/audit?event_type=rollback.requested", &s.admin).await;
     assert_eq!(audit["records"].as_array().unwrap().len(), 1, "requested once");
     let (_, deliveries) = s.get("/v1/webhooks/deliveries?endpoint=pager", &s.admin).await;
@@ -73,6 +77,9 @@ async fn a_failing_canary_requests_a_rollback_once(backend: Backend) {
     assert_error(&s.post(&not_allowed, &bot, json!({"windows": [window(1.0, 0)]})).await, 422, "decision_not_allowed");
     assert_error(&s.post(&path, &other, json!({"windows": [window(1.0, 0)]})).await, 404, "unknown_decision");
     assert_eq!(assert_error(&s.post(&path, &bot, json!({"windows": []})).await, 400, "invalid_field").as_deref(), Some("windows"));
+    let huge: Vec<f64> = vec![1.0; 30_000];
+    let too_many = json!({"windows": [{"name": "latency_ms", "canary": huge, "baseline": [1.0]}]});
+    assert_eq!(assert_error(&s.post(&path, &bot, too_many).await, 400, "invalid_field").as_deref(), Some("windows"));
     let mut impossible = window(1.0, 0);
     impossible["canary_errors"] = json!(9999);
     assert_eq!(assert_error(&s.post(&path, &bot, json!({"windows": [impossible]})).await, 400, "invalid_field").as_deref(), Some("windows[0].canary_errors"));

@@ -107,13 +107,23 @@ async fn report_outcome(
             format!("decision `{id}` was `{}`: the action was not allowed, so it has no outcome", current.verdict),
         ));
     }
-    match current.outcome.as_deref() {
+    if current.due_at.is_none() {
+        return Err(Error::new(Kind::Unprocessable, "no_outcome_due", format!("decision `{id}` owes no outcome (reads change nothing)")));
+    }
+    if current.rollback_requested && report.status == "succeeded" {
+        return Err(Error::new(Kind::Conflict, "rollback_requested", format!("decision `{id}` failed its canary judgement and a rollback was requested")));
+    }
+    // A service or an admin may correct what the agent reported about itself; otherwise the
+    // first real report stands.
+    let correcting = |by: &Option<String>| caller.role != Role::Agent && by.as_deref() == Some(current.agent.as_str());
+    let replace = match current.outcome.as_deref() {
         Some(same) if same == report.status => return Ok(axum::Json(current)),
-        Some(other) if other != "unknown" => {
+        Some(other) if other != "unknown" && !correcting(&current.reported_by) => {
             return Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` was already reported `{other}`")));
         }
-        _ => {}
-    }
+        Some(other) => other != "unknown",
+        None => false,
+    };
     let now = state.clock.now_micros();
     let by = caller.actor_id();
     let details = serde_json::json!({"decision_id": id, "status": report.status, "detail": report.detail, "actual_cost_usd": report.actual_cost_usd,
@@ -127,15 +137,25 @@ async fn report_outcome(
         outcome: Some(report.status.clone()),
         ..AuditRecord::change(actor, "outcome.reported", format!("service:{}", current.service), details, now)
     };
-    let write =
-        Write::ReportOutcome { decision_id: id.clone(), outcome: report.status, at: now, by, detail: report.detail, actual_cost_usd: report.actual_cost_usd };
-    state.store.commit(Change { writes: vec![write], audit: vec![record] }).await.map_err(|e| {
-        if e.code == "outcome_reported" {
-            Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` got another report at the same time"))
-        } else {
-            e
-        }
-    })?;
+    let status = report.status.clone();
+    let write = Write::ReportOutcome {
+        decision_id: id.clone(),
+        outcome: report.status,
+        at: now,
+        by,
+        detail: report.detail,
+        actual_cost_usd: report.actual_cost_usd,
+        replace,
+    };
+    if let Err(e) = state.store.commit(Change { writes: vec![write], audit: vec![record] }).await {
+        // Another report landed first: the same one is fine (a retry), a different one conflicts.
+        let now_there = visible_outcome(&state, &caller, &id).await?;
+        return match (e.code, now_there.outcome.as_deref()) {
+            ("outcome_reported", Some(s)) if s == status => Ok(axum::Json(now_there)),
+            ("outcome_reported", _) => Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` got another report at the same time"))),
+            _ => Err(e),
+        };
+    }
     Ok(axum::Json(visible_outcome(&state, &caller, &id).await?))
 }
 

@@ -50,7 +50,9 @@ async fn get_trust(State(state): State<AppState>, caller: Caller, Path(id): Path
 async fn assess(state: &AppState, agent: crate::identity::Agent) -> Result<AgentTrust> {
     let policy = state.engine.policy().policy.trust.clone();
     let now = state.clock.now_micros();
-    let evidence = state.store.trust_evidence(&agent.id).await?;
+    // Evidence twenty half-lives old weighs under a millionth: leave it unread.
+    let since = now.saturating_sub((policy.half_life_days * 20.0 * 86_400e6) as i64);
+    let evidence = state.store.trust_evidence(&agent.id, since).await?;
     let trust = crate::trust::assess(&evidence, now, &policy);
     Ok(AgentTrust { agent: agent.id, tier: agent.tier, ceiling: agent.ceiling, trust, policy, as_of: format_micros(now) })
 }
