@@ -151,7 +151,7 @@ const Z: f64 = 1.644_853_626_951_472_2;
 /// fractional, as decayed weights are); 0 when there is nothing.
 pub fn wilson_lower(positive: f64, total: f64) -> f64 {
     // So little (or so decayed) evidence is none; this also keeps the bound finite.
-    if !(total >= 1e-9) {
+    if total.is_nan() || total < 1e-9 {
         return 0.0;
     }
     let p = (positive / total).clamp(0.0, 1.0);
