@@ -278,7 +278,7 @@ enum AgentsCommand {
         id: String,
     },
     /// Change an agent.
-    #[command(after_help = "Examples:\n  warden agents update deploy-bot --ceiling 3 --tier 3\n  warden agents update deploy-bot --status suspended")]
+    #[command(after_help = "Examples:\n  warden agents update deploy-bot --ceiling 3 --tier 3\n  warden agents update deploy-bot --status suspended\n  warden agents update deploy-bot --pinned true")]
     Update {
         #[command(flatten)]
         server: ServerArgs,
@@ -302,6 +302,9 @@ enum AgentsCommand {
         /// Shadow mode on or off.
         #[arg(long)]
         shadow: Option<bool>,
+        /// Pin the tier (the tier controller leaves it alone) or unpin it.
+        #[arg(long)]
+        pinned: Option<bool>,
     },
 }
 
@@ -363,6 +366,17 @@ enum TrustCommand {
         server: ServerArgs,
         /// Agent id.
         id: String,
+    },
+    /// One agent's tier changes and daily scores.
+    #[command(after_help = "Example:\n  warden trust history deploy-bot --since 2026-10-01T00:00:00Z")]
+    History {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Agent id.
+        id: String,
+        /// From this time (RFC 3339); default 90 days ago.
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Every agent's score, least trusted first.
     #[command(after_help = "Example:\n  warden trust list --team payments")]
@@ -597,6 +611,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Trust(cmd) => match cmd {
             TrustCommand::Show { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}/trust"), None).await?),
+            TrustCommand::History { server, id, since } => {
+                let query = since.map(|s| serde_urlencoded::to_string([("since", s)])).transpose()?.map(|q| format!("?{q}")).unwrap_or_default();
+                print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}/trust/history{query}"), None).await?)
+            }
             TrustCommand::List { server, team } => {
                 let path = match team {
                     Some(t) => format!("/v1/trust?{}", serde_urlencoded::to_string([("team", t)])?),
@@ -631,7 +649,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(call(&server, reqwest::Method::GET, &path, None).await?)
             }
             AgentsCommand::Get { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}"), None).await?),
-            AgentsCommand::Update { server, id, tier, ceiling, parent, no_parent, status, shadow } => {
+            AgentsCommand::Update { server, id, tier, ceiling, parent, no_parent, status, shadow, pinned } => {
                 let mut body = serde_json::Map::new();
                 for (k, v) in [
                     ("tier", tier.map(|t| json!(t))),
@@ -639,6 +657,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ("parent", parent.map(|p| json!(p))),
                     ("status", status.map(|s| json!(s))),
                     ("shadow", shadow.map(|s| json!(s))),
+                    ("pinned", pinned.map(|p| json!(p))),
                 ] {
                     if let Some(v) = v {
                         body.insert(k.into(), v);

@@ -216,6 +216,8 @@ pub struct PolicyOverrides {
     pub outcome_deadline_by_class: BTreeMap<String, u64>,
     /// How evidence weighs in the trust score (the whole table replaces the built-in one).
     pub trust: Option<crate::trust::TrustPolicy>,
+    /// How tiers follow trust (the whole table replaces the built-in one).
+    pub tiering: Option<crate::tiers::TierPolicy>,
 }
 
 impl PolicyOverrides {
@@ -257,6 +259,9 @@ impl PolicyOverrides {
         policy.outcome_deadline_by_class.extend(self.outcome_deadline_by_class.clone());
         if let Some(t) = &self.trust {
             policy.trust = t.clone();
+        }
+        if let Some(t) = &self.tiering {
+            policy.tiering = t.clone();
         }
         policy
     }

@@ -25,7 +25,8 @@ use crate::metrics::Metrics;
 use crate::outbox::{Event, Outbox};
 use crate::plugins::{AnomalyContext, AnomalyFinding, Assessment, PluginHost, PluginReport, runtime::bindings::types as wit};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
-use crate::store::{ApprovalRow, Baseline, Change, DecisionRow, Store, ViolationRow, Write};
+use crate::store::{ApprovalRow, Baseline, Change, DecisionRow, EvidenceDelta, Store, ViolationRow, Write};
+use crate::tiers::{Controller, Trigger};
 
 /// How deep a parent chain may go before Warden refuses it.
 pub const MAX_PARENT_DEPTH: usize = 8;
@@ -241,12 +242,19 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     plugins: Arc<PluginHost>,
     outbox: Arc<Outbox>,
+    tiers: Controller,
 }
 
 impl Engine {
     /// An engine over a store and a policy.
     pub fn new(store: Store, policy: Arc<CompiledPolicy>, clock: SharedClock, metrics: Arc<Metrics>, plugins: Arc<PluginHost>, outbox: Arc<Outbox>) -> Engine {
-        Engine { store, policy, clock, metrics, plugins, outbox }
+        let tiers = Controller::new(store.clone(), policy.clone(), clock.clone(), outbox.clone());
+        Engine { store, policy, clock, metrics, plugins, outbox, tiers }
+    }
+
+    /// The tier controller.
+    pub fn tiers(&self) -> &Controller {
+        &self.tiers
     }
 
     /// The notification outbox.
@@ -295,9 +303,19 @@ impl Engine {
         let deliveries: Vec<Write> = judgement.events.iter().flat_map(|e| self.outbox.writes(e, now)).collect();
         let notify = !deliveries.is_empty();
         judgement.change.writes.extend(deliveries);
+        let violation = judgement.change.writes.iter().find_map(|w| match w {
+            Write::InsertViolation(v) => Some(Trigger::Violation { reason: v.reason.clone(), class: v.class.clone() }),
+            _ => None,
+        });
         self.store.commit(judgement.change).await?;
         if notify {
             self.outbox.notify();
+        }
+        // A violation may be a hard trigger: the tier narrows before the agent's next request.
+        if let Some(trigger) = violation
+            && let Err(e) = self.tiers.review(&agent_id, trigger).await
+        {
+            tracing::warn!(agent = %agent_id, error = %e.message, "tier review after a violation failed");
         }
         self.metrics.decision(judgement.answer.verdict, started.elapsed());
         Ok(judgement.answer)
@@ -697,7 +715,7 @@ pub fn judge(
         approval: pending,
         tier,
         agent_tier: agent.tier,
-        trust_score: None,
+        trust_score: agent.trust_score,
         policy_version: policy.version.clone(),
         plugins: plugins.reports,
         decided_at: decided_at.clone(),
@@ -778,7 +796,12 @@ pub fn judge(
                 "environment": v.environment, "service": v.service, "mode": v.mode, "reason": v.reason});
             events.push(Event::new("violation.flagged", now, data));
         }
+        // The violation is trust evidence, counted in the same transaction.
+        let kind = crate::trust::Kind::of_violation(&v.mode);
+        let half_life_us = crate::trust::half_life_us(&policy.policy.trust);
+        let evidence = EvidenceDelta { agent_id: v.agent_id.clone(), environment: v.environment.clone(), risk: level, kind, at: now, delta: 1, half_life_us };
         writes.push(Write::InsertViolation(v));
+        writes.push(Write::AddEvidence(evidence));
     }
     if let Some(mut a) = new_approval {
         // What the approver sees: the plan and reasoning with everything Warden judged.
@@ -878,6 +901,11 @@ mod tests {
             parent: None,
             status: AgentStatus::Active,
             shadow: false,
+            pinned: false,
+            tier_since: String::new(),
+            trust_score: None,
+            hold_until: None,
+            last_hard_at: None,
             created_at: String::new(),
             updated_at: String::new(),
             version: 1,

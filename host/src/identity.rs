@@ -183,6 +183,18 @@ pub struct Agent {
     pub status: AgentStatus,
     /// In shadow mode every verdict is recorded but nothing is blocked.
     pub shadow: bool,
+    /// Pinned by an admin: the tier controller leaves its tier alone.
+    pub pinned: bool,
+    /// In its current tier since (RFC 3339).
+    pub tier_since: String,
+    /// Its trust score after its latest evidence (null before any).
+    pub trust_score: Option<f64>,
+    /// No promotion before this, Unix microseconds (the cool-down after a demotion).
+    #[serde(skip)]
+    pub hold_until: Option<i64>,
+    /// Its last hard trigger, Unix microseconds.
+    #[serde(skip)]
+    pub last_hard_at: Option<i64>,
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -240,6 +252,8 @@ pub struct AgentPatch {
     pub status: Option<AgentStatus>,
     /// Shadow mode on or off.
     pub shadow: Option<bool>,
+    /// Pin the tier (the controller leaves it alone) or unpin it.
+    pub pinned: Option<bool>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<String>>, D::Error> {
@@ -313,7 +327,7 @@ impl Agent {
 
     /// Applies a patch (validation is separate).
     pub fn apply(&mut self, patch: AgentPatch) {
-        let AgentPatch { tool, model, team, sponsor, tier, ceiling, parent, status, shadow } = patch;
+        let AgentPatch { tool, model, team, sponsor, tier, ceiling, parent, status, shadow, pinned } = patch;
         if let Some(v) = tool {
             self.tool = v;
         }
@@ -340,6 +354,9 @@ impl Agent {
         }
         if let Some(v) = shadow {
             self.shadow = v;
+        }
+        if let Some(v) = pinned {
+            self.pinned = v;
         }
     }
 }
@@ -403,6 +420,11 @@ mod tests {
             parent: None,
             status: AgentStatus::Active,
             shadow: false,
+            pinned: false,
+            tier_since: String::new(),
+            trust_score: None,
+            hold_until: None,
+            last_hard_at: None,
             created_at: String::new(),
             updated_at: String::new(),
             version: 1,

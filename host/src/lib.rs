@@ -1,8 +1,7 @@
 //! Warden: an adaptive risk engine that governs AI agents as first-class users of a platform.
 //!
 //! Agents ask Warden before they act; Warden answers allow, require approval or deny, records
-//! why in a hash-chained audit log, and (in later stages) widens or narrows each agent's tier
-//! from its record. See `DESIGN.md` for the architecture. Data flows one way:
+//! why in a hash-chained audit log, and widens or narrows each agent's tier from its record. See `DESIGN.md` for the architecture. Data flows one way:
 //! `api` → `engine` → (`policy`, …) → `store`/`audit`.
 
 pub mod api;
@@ -22,4 +21,5 @@ pub mod policy;
 pub mod rollback;
 pub mod server;
 pub mod store;
+pub mod tiers;
 pub mod trust;

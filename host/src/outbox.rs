@@ -84,7 +84,7 @@ impl Outbox {
 }
 
 /// The event types Warden sends.
-pub const EVENT_TYPES: [&str; 5] = ["approval.requested", "approval.decided", "approval.expired", "violation.flagged", "rollback.requested"];
+pub const EVENT_TYPES: [&str; 6] = ["approval.requested", "approval.decided", "approval.expired", "violation.flagged", "rollback.requested", "tier.changed"];
 
 /// The secret an endpoint signs with, from its `secret_env` variable or its `secret`.
 fn secret_of(e: &WebhookConfig) -> Option<String> {
@@ -142,6 +142,10 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
                 "approval.expired" => format!("Approval expired undecided: {} {} `{}` in {}", s("agent"), s("class"), s("service"), s("environment")),
                 "violation.flagged" => {
                     format!("Policy violation ({}): *{}* {} `{}` in {} — {}", s("mode"), s("agent"), s("class"), s("service"), s("environment"), s("reason"))
+                }
+                "tier.changed" => {
+                    let n = |k: &str| d.get(k).and_then(|v| v.as_u64()).map_or("?".into(), |t| t.to_string());
+                    format!("Tier change: *{}* tier {} → {} ({}) — {}", s("agent"), n("from"), n("to"), s("reason"), s("text"))
                 }
                 other => format!("Warden event {other}"),
             };

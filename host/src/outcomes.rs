@@ -8,12 +8,15 @@ use std::time::Duration;
 use crate::audit::{Actor, AuditRecord};
 use crate::clock::SharedClock;
 use crate::store::{Change, Store, Write};
+use crate::tiers::{Controller, Trigger};
+use crate::trust::Kind;
 
 /// The outcomes an agent or the platform may report.
 pub const REPORTABLE: [&str; 3] = ["succeeded", "failed", "rolled_back"];
 
-/// Records overdue outcomes as `unknown` (audited as `outcome.overdue`) until the store closes.
-pub async fn mark_overdue(store: Store, clock: SharedClock, every: Duration) {
+/// Records overdue outcomes as `unknown` (audited as `outcome.overdue`, weak negative trust
+/// evidence) until the store closes.
+pub async fn mark_overdue(store: Store, clock: SharedClock, tiers: Controller, every: Duration) {
     while !store.is_closed() {
         let now = clock.now_micros();
         match store.overdue_outcomes(now, 200).await {
@@ -29,8 +32,16 @@ pub async fn mark_overdue(store: Store, clock: SharedClock, every: Duration) {
                         outcome: Some("unknown".into()),
                         ..AuditRecord::change(actor, "outcome.overdue", format!("service:{}", o.service), details, now)
                     };
+                    let evidence = tiers.evidence(&o.agent, &o.environment, o.risk, Kind::Unknown, now, 1);
+                    let mut writes = vec![Write::OutcomeOverdue { decision_id: o.decision_id, at: now }, Write::AddEvidence(evidence.clone())];
+                    match store.agent(&o.agent).await {
+                        Ok(Some(agent)) => writes.extend(tiers.note(&agent, &[evidence]).await.ok()),
+                        _ => {}
+                    }
                     // A conflict means the report (or another replica) came first.
-                    let _ = store.commit(Change { writes: vec![Write::OutcomeOverdue { decision_id: o.decision_id, at: now }], audit: vec![record] }).await;
+                    if store.commit(Change { writes, audit: vec![record] }).await.is_ok() {
+                        let _ = tiers.review(&o.agent, Trigger::Evidence).await;
+                    }
                 }
             }
             Err(e) if !store.is_closed() => tracing::warn!(error = %e.message, "cannot look for overdue outcomes"),

@@ -216,6 +216,8 @@ pub struct Policy {
     pub outcome_deadline_by_class: BTreeMap<String, u64>,
     /// How evidence weighs in the trust score.
     pub trust: crate::trust::TrustPolicy,
+    /// How tiers follow trust (the tier controller).
+    pub tiering: crate::tiers::TierPolicy,
 }
 
 impl Default for Policy {
@@ -277,6 +279,7 @@ impl Default for Policy {
             outcome_deadline_secs: 3600,
             outcome_deadline_by_class: BTreeMap::new(),
             trust: crate::trust::TrustPolicy::default(),
+            tiering: crate::tiers::TierPolicy::default(),
         }
     }
 }
@@ -328,6 +331,7 @@ impl CompiledPolicy {
             anyhow::ensure!((1..=7 * 24 * 3600).contains(&ttl), "policy.{what} must be from 1 second to 7 days, not {ttl}");
         }
         policy.trust.validate().map_err(|e| anyhow::anyhow!(e))?;
+        policy.tiering.validate().map_err(|e| anyhow::anyhow!(e))?;
         for (class, n) in &policy.approvers_required {
             anyhow::ensure!(policy.risk.contains_key(class), "policy.approvers_required names action class `{class}` that has no row in policy.risk");
             anyhow::ensure!((1..=5).contains(n), "policy.approvers_required.{class} must be from 1 to 5, not {n}");

@@ -97,6 +97,8 @@ pub struct Outcome {
     pub environment: String,
     /// Service.
     pub service: String,
+    /// The action's risk as decided.
+    pub risk: RiskLevel,
     /// `succeeded`, `failed`, `rolled_back`, `unknown` (overdue), or absent while none is reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
@@ -271,8 +273,9 @@ pub enum Write {
         detail: Option<String>,
         /// Actual cost, US dollars.
         actual_cost_usd: Option<f64>,
-        /// Replace a real report (a service or admin correcting the agent's own).
-        replace: bool,
+        /// The outcome it replaces, as read (none, `unknown`, or a report being corrected);
+        /// 409 if it is no longer what is there, so evidence is never counted twice.
+        expected: Option<String>,
     },
     /// Record an overdue outcome as `unknown`; 409 if one arrived meanwhile.
     OutcomeOverdue {
@@ -301,6 +304,22 @@ pub enum Write {
         /// When, Unix microseconds.
         at: i64,
     },
+    /// Add (or, with a negative `delta`, take back) trust evidence to the agent's running
+    /// totals; never fails for a logical reason.
+    AddEvidence(EvidenceDelta),
+    /// Note an agent's trust score after new evidence (and its day in the trust history).
+    NoteTrust {
+        /// The agent.
+        agent_id: String,
+        /// The score.
+        score: f64,
+        /// Its tier.
+        tier: u8,
+        /// When, Unix microseconds.
+        at: i64,
+    },
+    /// Record a tier change in the agent's history (written with the `UpdateAgent` that makes it).
+    RecordTierChange(TierChange),
     /// Acknowledge an open violation; 409 if it is not open any more.
     AckViolation {
         /// Violation id.
@@ -312,6 +331,63 @@ pub enum Write {
         /// The reviewer's comment.
         comment: Option<String>,
     },
+}
+
+/// One change to an agent's trust evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceDelta {
+    /// The agent.
+    pub agent_id: String,
+    /// Environment of the action.
+    pub environment: String,
+    /// Its risk.
+    pub risk: RiskLevel,
+    /// What the evidence says.
+    pub kind: crate::trust::Kind,
+    /// When, Unix microseconds.
+    pub at: i64,
+    /// +1 to add, -1 to take back.
+    pub delta: i64,
+    /// The half-life it decays with, microseconds.
+    pub half_life_us: f64,
+}
+
+/// A tier change, as the history shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TierChange {
+    /// Change id.
+    pub id: String,
+    /// The agent.
+    pub agent: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The tier before.
+    pub from: u8,
+    /// The tier after (the same for a suspension).
+    pub to: u8,
+    /// Reason code: `promotion`, `below_low_water`, `error_budget_exhausted`, `fast_burn`,
+    /// a hard trigger (`critical_rollback`, `forged_approval`, …), or `admin`.
+    pub reason: String,
+    /// Why, for humans.
+    pub text: String,
+    /// Who: `warden` (the controller) or the admin.
+    pub actor: String,
+    /// The trust score then.
+    pub score: Option<f64>,
+    /// The evidence behind it (score components and counts).
+    #[schema(value_type = Object)]
+    pub evidence: serde_json::Value,
+}
+
+/// An agent's score and tier at the end of a day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DailyTrust {
+    /// The day (UTC), `YYYY-MM-DD`.
+    pub day: String,
+    /// The score.
+    pub score: f64,
+    /// The tier.
+    pub tier: u8,
 }
 
 /// A new approval request (the `approvals` row written with a `require_approval` decision).
@@ -635,6 +711,9 @@ impl ReadCache {
                 Write::InsertAgent(a) | Write::UpdateAgent { agent: a, .. } => {
                     self.agents.lock().expect("cache lock").remove(&a.id);
                 }
+                Write::NoteTrust { agent_id, .. } => {
+                    self.agents.lock().expect("cache lock").remove(agent_id);
+                }
                 Write::InsertHuman(h, _) => {
                     self.humans.lock().expect("cache lock").remove(&h.id);
                 }
@@ -646,6 +725,8 @@ impl ReadCache {
                 | Write::UpsertPlugin(_)
                 | Write::DeletePlugin { .. }
                 | Write::AckViolation { .. }
+                | Write::AddEvidence(_)
+                | Write::RecordTierChange(_)
                 | Write::ReportOutcome { .. }
                 | Write::OutcomeOverdue { .. }
                 | Write::InsertSignal { .. }
@@ -701,8 +782,13 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
     })
 }
 
-const OUTCOME_COLUMNS: &str = "SELECT id, agent_id, verdict, class, environment, service, outcome, outcome_due_at, outcome_at, outcome_by, outcome_detail, \
-     actual_cost_usd, rollback_requested_at FROM decisions";
+const OUTCOME_COLUMNS: &str = "SELECT id, agent_id, verdict, class, environment, service, risk_level, outcome, outcome_due_at, outcome_at, outcome_by, \
+     outcome_detail, actual_cost_usd, rollback_requested_at FROM decisions";
+
+/// A stored risk level (the decision's merged risk).
+fn risk_of(s: &str) -> RiskLevel {
+    [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical].into_iter().find(|r| r.as_str() == s).unwrap_or(RiskLevel::Critical)
+}
 
 fn outcome_of(r: &AnyRow) -> Result<Outcome> {
     let time = |column: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros)) };
@@ -713,6 +799,7 @@ fn outcome_of(r: &AnyRow) -> Result<Outcome> {
         class: r.try_get("class")?,
         environment: r.try_get("environment")?,
         service: r.try_get("service")?,
+        risk: risk_of(&r.try_get::<String, _>("risk_level")?),
         outcome: r.try_get("outcome")?,
         due_at: time("outcome_due_at")?,
         reported_at: time("outcome_at")?,
@@ -1009,37 +1096,157 @@ impl Store {
         Ok((rows.iter().map(|r| r.try_get("windows")).collect::<std::result::Result<_, _>>()?, count))
     }
 
-    /// An agent's trust evidence since `since` (Unix microseconds; older evidence has decayed
-    /// to nothing): reported and overdue outcomes, and violations.
-    pub async fn trust_evidence(&self, agent: &str, since: i64) -> Result<Vec<crate::trust::Evidence>> {
-        use crate::trust::{Evidence, Kind};
-        let risk = |s: &str| serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or(RiskLevel::Critical);
-        let mut evidence = Vec::new();
-        let outcomes = sqlx::query("SELECT outcome, outcome_at, risk_level FROM decisions WHERE agent_id = $1 AND at >= $2 AND outcome IS NOT NULL")
+    /// An agent's running trust totals.
+    pub async fn trust_totals(&self, agent: &str) -> Result<Vec<crate::trust::Total>> {
+        let rows = sqlx::query("SELECT environment, risk_level, kind, amount, as_of, count FROM trust_totals WHERE agent_id = $1")
             .bind(agent)
-            .bind(since)
             .fetch_all(&self.pool)
             .await?;
+        let mut totals = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(kind) = crate::trust::Kind::parse(&r.try_get::<String, _>("kind")?) else { continue };
+            totals.push(crate::trust::Total {
+                environment: r.try_get("environment")?,
+                risk: risk_of(&r.try_get::<String, _>("risk_level")?),
+                kind,
+                decayed: crate::trust::Decayed { amount: r.try_get("amount")?, as_of: r.try_get("as_of")? },
+                count: r.try_get("count")?,
+            });
+        }
+        Ok(totals)
+    }
+
+    /// An agent's outcomes since `since`: how many, and how many failed, rolled back or went
+    /// unreported (the error budget).
+    pub async fn outcome_window(&self, agent: &str, since: i64) -> Result<crate::tiers::Window> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN outcome = 'succeeded' THEN 0 ELSE 1 END), 0) AS bad FROM decisions \
+             WHERE agent_id = $1 AND outcome IS NOT NULL AND outcome_at >= $2",
+        )
+        .bind(agent)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(crate::tiers::Window { outcomes: r.try_get::<i64, _>("n")?.max(0) as u64, bad: r.try_get::<i64, _>("bad")?.max(0) as u64 })
+    }
+
+    /// Blocked violations of an agent since `since`.
+    pub async fn blocked_violations(&self, agent: &str, since: i64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM violations WHERE agent_id = $1 AND mode = 'block' AND at >= $2")
+            .bind(agent)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Distinct days and targets of an agent's successes since `since` in environments matching
+    /// `environment` (a pattern) at `risks`.
+    pub async fn success_spread(&self, agent: &str, since: i64, environment: &str, risks: &[RiskLevel]) -> Result<crate::tiers::Spread> {
+        // Patterns use only [a-z0-9-_.*/:]; `_` is LIKE's own wildcard, so escape it.
+        let like = environment.replace('_', "\\_").replace('*', "%");
+        let list = risks.iter().map(|r| format!("'{}'", r.as_str())).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT COUNT(DISTINCT outcome_at / {DAY_US}) AS days, COUNT(DISTINCT service) AS targets FROM decisions \
+             WHERE agent_id = $1 AND outcome = 'succeeded' AND outcome_at >= $2 AND environment LIKE $3 ESCAPE '\\' AND risk_level IN ({list})"
+        );
+        let r = sqlx::query(&sql).bind(agent).bind(since).bind(like).fetch_one(&self.pool).await?;
+        let n = |c: &str| -> Result<u32> { Ok(u32::try_from(r.try_get::<i64, _>(c)?.max(0)).unwrap_or(u32::MAX)) };
+        Ok(crate::tiers::Spread { days: n("days")?, targets: n("targets")? })
+    }
+
+    /// An agent's tier changes, newest first.
+    pub async fn tier_changes(&self, agent: &str, since: i64, limit: i64) -> Result<Vec<TierChange>> {
+        let sql = format!(
+            "SELECT id, agent_id, at, from_tier, to_tier, reason, text, actor, score, evidence FROM tier_changes WHERE agent_id = $1 AND at >= $2 \
+             ORDER BY at DESC, id DESC LIMIT {}",
+            limit.clamp(1, 1000)
+        );
+        let rows = sqlx::query(&sql).bind(agent).bind(since).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TierChange {
+                    id: r.try_get("id")?,
+                    agent: r.try_get("agent_id")?,
+                    at: format_micros(r.try_get("at")?),
+                    from: small(r.try_get("from_tier")?)?,
+                    to: small(r.try_get("to_tier")?)?,
+                    reason: r.try_get("reason")?,
+                    text: r.try_get("text")?,
+                    actor: r.try_get("actor")?,
+                    score: r.try_get("score")?,
+                    evidence: serde_json::from_str(&r.try_get::<String, _>("evidence")?).map_err(Error::internal)?,
+                })
+            })
+            .collect()
+    }
+
+    /// An agent's daily score and tier since `since`, oldest first.
+    pub async fn trust_daily(&self, agent: &str, since: i64) -> Result<Vec<DailyTrust>> {
+        let rows = sqlx::query("SELECT day, score, tier FROM trust_daily WHERE agent_id = $1 AND day >= $2 ORDER BY day")
+            .bind(agent)
+            .bind(since.div_euclid(DAY_US))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let day = format_micros(r.try_get::<i64, _>("day")? * DAY_US);
+                Ok(DailyTrust { day: day[..10].to_string(), score: r.try_get("score")?, tier: small(r.try_get("tier")?)? })
+            })
+            .collect()
+    }
+
+    /// Ids of active agents, for the tier controller's periodic review.
+    pub async fn active_agent_ids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM agents WHERE status = 'active' ORDER BY id").fetch_all(&self.pool).await?)
+    }
+
+    /// Rebuilds every agent's running trust totals from the recorded evidence when they were
+    /// computed with another half-life (or never): in one transaction, so replicas starting
+    /// together rebuild once and writers wait. Returns whether it rebuilt.
+    pub async fn ensure_trust_totals(&self, half_life_us: f64) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // One SQLite database has one Warden. On PostgreSQL, replicas starting together take turns,
+        // and evidence another replica adds meanwhile waits, then lands on the rebuilt totals.
+        if self.backend == Backend::Postgres {
+            sqlx::query("LOCK TABLE trust_meta, trust_totals IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
+        let current: Option<f64> = sqlx::query_scalar("SELECT half_life_us FROM trust_meta WHERE id = 1").fetch_optional(&mut *tx).await?;
+        if current.is_some_and(|h| (h - half_life_us).abs() < 1.0) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let mut totals: HashMap<(String, String, String, &'static str), (crate::trust::Decayed, i64)> = HashMap::new();
+        let mut add = |agent: String, env: String, risk: String, kind: crate::trust::Kind, at: i64| {
+            let entry = totals.entry((agent, env, risk, kind.as_str())).or_insert((crate::trust::Decayed { amount: 0.0, as_of: at }, 0));
+            entry.0 = entry.0.add(1.0, at, half_life_us);
+            entry.1 += 1;
+        };
+        let outcomes = sqlx::query("SELECT agent_id, environment, risk_level, outcome, outcome_at FROM decisions WHERE outcome IS NOT NULL").fetch_all(&mut *tx).await?;
         for r in &outcomes {
-            let kind = match r.try_get::<String, _>("outcome")?.as_str() {
-                "succeeded" => Kind::Success,
-                "failed" => Kind::Failure,
-                "rolled_back" => Kind::Rollback,
-                _ => Kind::Unknown,
-            };
-            evidence.push(Evidence { kind, at: r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0), risk: risk(&r.try_get::<String, _>("risk_level")?) });
+            if let Some(kind) = crate::trust::Kind::of_outcome(&r.try_get::<String, _>("outcome")?) {
+                add(r.try_get("agent_id")?, r.try_get("environment")?, r.try_get("risk_level")?, kind, r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0));
+            }
         }
         let violations =
-            sqlx::query("SELECT v.at, v.mode, d.risk_level FROM violations v JOIN decisions d ON d.id = v.decision_id WHERE v.agent_id = $1 AND v.at >= $2")
-                .bind(agent)
-                .bind(since)
-                .fetch_all(&self.pool)
-                .await?;
+            sqlx::query("SELECT v.agent_id, v.environment, d.risk_level, v.mode, v.at FROM violations v JOIN decisions d ON d.id = v.decision_id").fetch_all(&mut *tx).await?;
         for r in &violations {
-            let kind = if r.try_get::<String, _>("mode")? == "block" { Kind::Violation } else { Kind::FlaggedViolation };
-            evidence.push(Evidence { kind, at: r.try_get("at")?, risk: risk(&r.try_get::<String, _>("risk_level")?) });
+            add(r.try_get("agent_id")?, r.try_get("environment")?, r.try_get("risk_level")?, crate::trust::Kind::of_violation(&r.try_get::<String, _>("mode")?), r.try_get("at")?);
         }
-        Ok(evidence)
+        sqlx::query("DELETE FROM trust_totals").execute(&mut *tx).await?;
+        let rows: Vec<_> = totals.into_iter().collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let sql = multi_insert("trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count)", 7, chunk.len());
+            let mut q = sqlx::query(&sql);
+            for ((agent, env, risk, kind), (d, count)) in chunk {
+                q = q.bind(agent).bind(env).bind(risk).bind(*kind).bind(d.amount).bind(d.as_of).bind(*count);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM trust_meta").execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO trust_meta (id, half_life_us) VALUES (1, $1)").bind(half_life_us).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Decisions whose outcome was due before `now` and never came, oldest first.
@@ -1299,7 +1506,8 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-const AGENT_COLUMNS: &str = "id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at";
+const AGENT_COLUMNS: &str =
+    "id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at, pinned, tier_since, trust_score, hold_until, last_hard_at";
 
 fn agent_from_row(r: &AnyRow) -> Result<Agent> {
     let status: String = r.try_get("status")?;
@@ -1314,6 +1522,11 @@ fn agent_from_row(r: &AnyRow) -> Result<Agent> {
         parent: r.try_get("parent")?,
         status: if status == "suspended" { AgentStatus::Suspended } else { AgentStatus::Active },
         shadow: r.try_get::<i64, _>("shadow")? != 0,
+        pinned: r.try_get::<i64, _>("pinned")? != 0,
+        tier_since: format_micros(r.try_get::<Option<i64>, _>("tier_since")?.unwrap_or(r.try_get("created_at")?)),
+        trust_score: r.try_get("trust_score")?,
+        hold_until: r.try_get("hold_until")?,
+        last_hard_at: r.try_get("last_hard_at")?,
         version: r.try_get("version")?,
         created_at: format_micros(r.try_get("created_at")?),
         updated_at: format_micros(r.try_get("updated_at")?),
@@ -1641,8 +1854,8 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::InsertAgent(a) => {
             let created = crate::clock::parse_micros(&a.created_at).unwrap_or_default();
             let n = sqlx::query(
-                "INSERT INTO agents (id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO agents (id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at, pinned, tier_since) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11, $12, $11) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&a.id)
             .bind(&a.tool)
@@ -1655,6 +1868,7 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .bind(a.status.as_str())
             .bind(i64::from(a.shadow))
             .bind(created)
+            .bind(i64::from(a.pinned))
             .execute(&mut *conn)
             .await?
             .rows_affected();
@@ -1663,7 +1877,8 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::UpdateAgent { agent: a, expected_version, at } => {
             let n = sqlx::query(
                 "UPDATE agents SET tool = $1, model = $2, team = $3, sponsor = $4, tier = $5, ceiling = $6, parent = $7, status = $8, \
-                 shadow = $9, version = version + 1, updated_at = $10 WHERE id = $11 AND version = $12",
+                 shadow = $9, version = version + 1, updated_at = $10, pinned = $13, tier_since = $14, hold_until = $15, last_hard_at = $16 \
+                 WHERE id = $11 AND version = $12",
             )
             .bind(&a.tool)
             .bind(&a.model)
@@ -1677,6 +1892,10 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .bind(*at)
             .bind(&a.id)
             .bind(*expected_version)
+            .bind(i64::from(a.pinned))
+            .bind(crate::clock::parse_micros(&a.tier_since).unwrap_or(*at))
+            .bind(a.hold_until)
+            .bind(a.last_hard_at)
             .execute(&mut *conn)
             .await?
             .rows_affected();
@@ -1859,19 +2078,19 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .rows_affected();
             affected(n, Kind::Conflict, "approval_used", format!("approval `{id}` was used by another decision at the same time, or has just expired"))
         }
-        Write::ReportOutcome { decision_id, outcome, at, by, detail, actual_cost_usd, replace } => {
-            let condition = if *replace { "" } else { " AND (outcome IS NULL OR outcome = 'unknown')" };
-            let sql = format!(
-                "UPDATE decisions SET outcome = $1, outcome_at = $2, outcome_by = $3, outcome_detail = $4, actual_cost_usd = $5 WHERE id = $6{condition}"
-            );
-            let n = sqlx::query(&sql)
-                .bind(outcome)
-                .bind(*at)
-                .bind(by)
-                .bind(detail)
-                .bind(*actual_cost_usd)
-                .bind(decision_id)
-                .execute(&mut *conn)
+        Write::ReportOutcome { decision_id, outcome, at, by, detail, actual_cost_usd, expected } => {
+            let n = sqlx::query(
+                "UPDATE decisions SET outcome = $1, outcome_at = $2, outcome_by = $3, outcome_detail = $4, actual_cost_usd = $5 \
+                 WHERE id = $6 AND COALESCE(outcome, '') = $7",
+            )
+            .bind(outcome)
+            .bind(*at)
+            .bind(by)
+            .bind(detail)
+            .bind(*actual_cost_usd)
+            .bind(decision_id)
+            .bind(expected.as_deref().unwrap_or(""))
+            .execute(&mut *conn)
                 .await?
                 .rows_affected();
             affected(n, Kind::Conflict, "outcome_reported", format!("decision `{decision_id}` already has an outcome"))
@@ -1938,7 +2157,85 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             insert_violations(conn, &[v]).await?;
             Ok(())
         }
+        Write::AddEvidence(e) => {
+            add_evidence(conn, e).await?;
+            Ok(())
+        }
+        Write::NoteTrust { agent_id, score, tier, at } => {
+            sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2").bind(*score).bind(agent_id).execute(&mut *conn).await?;
+            sqlx::query(
+                "INSERT INTO trust_daily (agent_id, day, score, tier) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (agent_id, day) DO UPDATE SET score = excluded.score, tier = excluded.tier",
+            )
+            .bind(agent_id)
+            .bind(at.div_euclid(DAY_US))
+            .bind(*score)
+            .bind(i64::from(*tier))
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+        Write::RecordTierChange(c) => {
+            sqlx::query(
+                "INSERT INTO tier_changes (id, agent_id, at, from_tier, to_tier, reason, text, actor, score, evidence) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&c.id)
+            .bind(&c.agent)
+            .bind(crate::clock::parse_micros(&c.at).unwrap_or_default())
+            .bind(i64::from(c.from))
+            .bind(i64::from(c.to))
+            .bind(&c.reason)
+            .bind(&c.text)
+            .bind(&c.actor)
+            .bind(c.score)
+            .bind(c.evidence.to_string())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
     })
+}
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// Adds one piece of evidence to its running total: create the row if missing, lock it (on
+/// PostgreSQL another replica may be adding to it), decay and add.
+async fn add_evidence(conn: &mut AnyConnection, e: &EvidenceDelta) -> std::result::Result<(), sqlx::Error> {
+    let key = (e.agent_id.as_str(), e.environment.as_str(), e.risk.as_str(), e.kind.as_str());
+    sqlx::query(
+        "INSERT INTO trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count) VALUES ($1, $2, $3, $4, 0, $5, 0) \
+         ON CONFLICT (agent_id, environment, risk_level, kind) DO NOTHING",
+    )
+    .bind(key.0)
+    .bind(key.1)
+    .bind(key.2)
+    .bind(key.3)
+    .bind(e.at)
+    .execute(&mut *conn)
+    .await?;
+    let lock = if conn.backend_name() == "PostgreSQL" { " FOR UPDATE" } else { "" };
+    let row = sqlx::query(&format!("SELECT amount, as_of, count FROM trust_totals WHERE agent_id = $1 AND environment = $2 AND risk_level = $3 AND kind = $4{lock}"))
+        .bind(key.0)
+        .bind(key.1)
+        .bind(key.2)
+        .bind(key.3)
+        .fetch_one(&mut *conn)
+        .await?;
+    let before = crate::trust::Decayed { amount: row.try_get("amount")?, as_of: row.try_get("as_of")? };
+    let after = before.add(e.delta as f64, e.at, e.half_life_us);
+    let count: i64 = row.try_get("count")?;
+    sqlx::query("UPDATE trust_totals SET amount = $1, as_of = $2, count = $3 WHERE agent_id = $4 AND environment = $5 AND risk_level = $6 AND kind = $7")
+        .bind(after.amount)
+        .bind(after.as_of)
+        .bind(count + e.delta)
+        .bind(key.0)
+        .bind(key.1)
+        .bind(key.2)
+        .bind(key.3)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

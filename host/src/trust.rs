@@ -60,7 +60,7 @@ impl TrustPolicy {
 }
 
 /// What one piece of evidence says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// A reported success.
     Success,
@@ -76,15 +76,133 @@ pub enum Kind {
     Unknown,
 }
 
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 6] = [Kind::Success, Kind::Failure, Kind::Rollback, Kind::Violation, Kind::FlaggedViolation, Kind::Unknown];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Success => "success",
+            Kind::Failure => "failure",
+            Kind::Rollback => "rollback",
+            Kind::Violation => "violation",
+            Kind::FlaggedViolation => "flagged_violation",
+            Kind::Unknown => "unknown",
+        }
+    }
+
+    /// The kind a stored name stands for.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The evidence an outcome is (`succeeded`, `failed`, `rolled_back`, `unknown`).
+    pub fn of_outcome(outcome: &str) -> Option<Kind> {
+        match outcome {
+            "succeeded" => Some(Kind::Success),
+            "failed" => Some(Kind::Failure),
+            "rolled_back" => Some(Kind::Rollback),
+            "unknown" => Some(Kind::Unknown),
+            _ => None,
+        }
+    }
+
+    /// The evidence a violation is, by its mode.
+    pub fn of_violation(mode: &str) -> Kind {
+        if mode == "block" { Kind::Violation } else { Kind::FlaggedViolation }
+    }
+
+    fn negative(self, policy: &TrustPolicy) -> f64 {
+        match self {
+            Kind::Success => 0.0,
+            Kind::Failure => policy.failure_weight,
+            Kind::Rollback => policy.rollback_weight,
+            Kind::Violation => policy.violation_weight,
+            Kind::FlaggedViolation => policy.flagged_violation_weight,
+            Kind::Unknown => policy.unknown_weight,
+        }
+    }
+}
+
 /// One piece of evidence.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Evidence {
     /// What it says.
     pub kind: Kind,
     /// When, Unix microseconds.
     pub at: i64,
+    /// The environment of the action it concerns.
+    pub environment: String,
     /// The risk of the action it concerns.
     pub risk: RiskLevel,
+}
+
+/// An exponentially forgotten amount, as of a moment: adding to it and reading it are O(1),
+/// whatever the order evidence arrives in.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Decayed {
+    /// The amount as of `as_of`.
+    pub amount: f64,
+    /// Unix microseconds.
+    pub as_of: i64,
+}
+
+impl Decayed {
+    /// Adds `delta` (negative to take evidence back) dated `at`.
+    pub fn add(self, delta: f64, at: i64, half_life_us: f64) -> Decayed {
+        if at >= self.as_of {
+            Decayed { amount: self.amount * decay(at - self.as_of, half_life_us) + delta, as_of: at }
+        } else {
+            Decayed { amount: self.amount + delta * decay(self.as_of - at, half_life_us), as_of: self.as_of }
+        }
+    }
+
+    /// The amount as of `now` (never negative: taking evidence back may leave rounding dust).
+    pub fn at(self, now: i64, half_life_us: f64) -> f64 {
+        (self.amount * decay(now - self.as_of, half_life_us)).max(0.0)
+    }
+}
+
+fn decay(elapsed_us: i64, half_life_us: f64) -> f64 {
+    0.5f64.powf(elapsed_us.max(0) as f64 / half_life_us)
+}
+
+/// The running total of one kind of evidence in one environment at one risk level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Total {
+    /// Environment of the actions.
+    pub environment: String,
+    /// Their risk.
+    pub risk: RiskLevel,
+    /// The kind of evidence.
+    pub kind: Kind,
+    /// Its decayed amount.
+    pub decayed: Decayed,
+    /// How many pieces, undecayed.
+    pub count: i64,
+}
+
+/// Adds (or takes back, with a negative `delta`) one piece of evidence to running totals.
+pub fn add(totals: &mut Vec<Total>, environment: &str, risk: RiskLevel, kind: Kind, at: i64, delta: i64, half_life_us: f64) {
+    let i = match totals.iter().position(|t| t.environment == environment && t.risk == risk && t.kind == kind) {
+        Some(i) => i,
+        None => {
+            totals.push(Total { environment: environment.to_string(), risk, kind, decayed: Decayed { amount: 0.0, as_of: at }, count: 0 });
+            totals.len() - 1
+        }
+    };
+    totals[i].decayed = totals[i].decayed.add(delta as f64, at, half_life_us);
+    totals[i].count += delta;
+}
+
+/// Folds evidence into running totals (what the store keeps, here in memory).
+pub fn totals_of(evidence: &[Evidence], half_life_us: f64) -> Vec<Total> {
+    let mut totals = Vec::new();
+    for e in evidence {
+        add(&mut totals, &e.environment, e.risk, e.kind, e.at, 1, half_life_us);
+    }
+    totals
 }
 
 /// Raw evidence counts.
@@ -132,6 +250,13 @@ pub struct Weight {
     pub negative: f64,
 }
 
+impl Weight {
+    /// The lower confidence bound on the success share.
+    pub fn score(self) -> f64 {
+        wilson_lower(self.positive, self.positive + self.negative)
+    }
+}
+
 /// The score over the evidence at one risk level: trust earned on low-risk work does not
 /// speak for higher-risk work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -161,68 +286,58 @@ pub fn wilson_lower(positive: f64, total: f64) -> f64 {
     ((centre - margin) / (1.0 + z2 / total)).clamp(0.0, 1.0)
 }
 
-/// Decayed weights, and decayed (unweighted) amounts per kind, of the evidence `keep` selects.
-struct Tally {
-    weight: Weight,
-    success: f64,
-    failure: f64,
-    rollback: f64,
-    violation: f64,
+/// The policy's half-life in microseconds.
+pub fn half_life_us(policy: &TrustPolicy) -> f64 {
+    policy.half_life_days * 86_400e6
 }
 
-fn tally(evidence: &[Evidence], now: i64, policy: &TrustPolicy, keep: impl Fn(&Evidence) -> bool) -> Tally {
-    let half_life = policy.half_life_days * 86_400e6;
-    let mut t = Tally { weight: Weight::default(), success: 0.0, failure: 0.0, rollback: 0.0, violation: 0.0 };
-    for e in evidence.iter().filter(|e| keep(e)) {
-        let decay = 0.5f64.powf((now - e.at).max(0) as f64 / half_life);
-        let (weight, amount) = match e.kind {
-            Kind::Success => {
-                t.weight.positive += decay;
-                continue;
-            }
-            Kind::Failure => (policy.failure_weight, &mut t.failure),
-            Kind::Rollback => (policy.rollback_weight, &mut t.rollback),
-            Kind::Violation => (policy.violation_weight, &mut t.violation),
-            Kind::FlaggedViolation => (policy.flagged_violation_weight, &mut t.violation),
-            Kind::Unknown => (policy.unknown_weight, &mut t.failure),
-        };
-        *amount += decay;
-        t.weight.negative += weight * decay;
+/// Decayed weight of the totals `keep` selects, as of `now`.
+pub fn weigh(totals: &[Total], now: i64, policy: &TrustPolicy, keep: impl Fn(&Total) -> bool) -> Weight {
+    let h = half_life_us(policy);
+    let mut w = Weight::default();
+    for t in totals.iter().filter(|t| keep(t)) {
+        let amount = t.decayed.at(now, h);
+        match t.kind {
+            Kind::Success => w.positive += amount,
+            kind => w.negative += kind.negative(policy) * amount,
+        }
     }
-    t.success = t.weight.positive;
-    t
+    w
 }
 
 fn ratio(part: f64, whole: f64) -> f64 {
     if whole > 0.0 { part / whole } else { 0.0 }
 }
 
-/// Assesses an agent's evidence as of `now`.
-pub fn assess(evidence: &[Evidence], now: i64, policy: &TrustPolicy) -> Trust {
-    let t = tally(evidence, now, policy, |_| true);
-    let count = |k: Kind| evidence.iter().filter(|e| e.kind == k).count() as u64;
-    let outcomes = t.success + t.failure + t.rollback;
+/// Assesses an agent's running totals as of `now`.
+pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
+    let h = half_life_us(policy);
+    let amount = |kinds: &[Kind]| -> f64 { totals.iter().filter(|t| kinds.contains(&t.kind)).map(|t| t.decayed.at(now, h)).sum() };
+    let count = |kinds: &[Kind]| -> u64 { totals.iter().filter(|t| kinds.contains(&t.kind)).map(|t| t.count.max(0) as u64).sum() };
+    let weight = weigh(totals, now, policy, |_| true);
+    let outcomes = amount(&[Kind::Success, Kind::Failure, Kind::Rollback, Kind::Unknown]);
+    let violations = amount(&[Kind::Violation, Kind::FlaggedViolation]);
     let by_risk = [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical]
         .into_iter()
-        .map(|risk| {
-            let w = tally(evidence, now, policy, |e| e.risk == risk).weight;
-            let successes = evidence.iter().filter(|e| e.risk == risk && e.kind == Kind::Success).count() as u64;
-            RiskScore { risk, score: wilson_lower(w.positive, w.positive + w.negative), successes }
+        .map(|risk| RiskScore {
+            risk,
+            score: weigh(totals, now, policy, |t| t.risk == risk).score(),
+            successes: totals.iter().filter(|t| t.risk == risk && t.kind == Kind::Success).map(|t| t.count.max(0) as u64).sum(),
         })
         .collect();
     Trust {
-        score: wilson_lower(t.weight.positive, t.weight.positive + t.weight.negative),
-        success_rate: ratio(t.weight.positive, t.weight.positive + t.weight.negative),
-        rollback_rate: ratio(t.rollback, outcomes),
-        violation_rate: ratio(t.violation, outcomes + t.violation),
+        score: weight.score(),
+        success_rate: ratio(weight.positive, weight.positive + weight.negative),
+        rollback_rate: ratio(amount(&[Kind::Rollback]), outcomes),
+        violation_rate: ratio(violations, outcomes + violations),
         drift: 0.0,
-        weight: t.weight,
+        weight,
         evidence: Counts {
-            successes: count(Kind::Success),
-            failures: count(Kind::Failure),
-            rollbacks: count(Kind::Rollback),
-            violations: count(Kind::Violation) + count(Kind::FlaggedViolation),
-            unknown: count(Kind::Unknown),
+            successes: count(&[Kind::Success]),
+            failures: count(&[Kind::Failure]),
+            rollbacks: count(&[Kind::Rollback]),
+            violations: count(&[Kind::Violation, Kind::FlaggedViolation]),
+            unknown: count(&[Kind::Unknown]),
         },
         by_risk,
     }
@@ -235,7 +350,12 @@ mod tests {
     const DAY: i64 = 86_400_000_000;
 
     fn many(kind: Kind, n: usize, at: i64) -> Vec<Evidence> {
-        vec![Evidence { kind, at, risk: RiskLevel::Low }; n]
+        vec![Evidence { kind, at, environment: "dev".into(), risk: RiskLevel::Low }; n]
+    }
+
+    /// Assesses evidence through the running totals, as the store keeps them.
+    fn assess_all(evidence: &[Evidence], now: i64, p: &TrustPolicy) -> Trust {
+        assess(&totals_of(evidence, half_life_us(p)), now, p)
     }
 
     #[test]
@@ -250,9 +370,9 @@ mod tests {
     #[test]
     fn no_evidence_no_trust_and_more_evidence_more_confidence() {
         let p = TrustPolicy::default();
-        assert_eq!(assess(&[], 0, &p).score, 0.0);
-        let few = assess(&many(Kind::Success, 5, 0), 0, &p).score;
-        let lots = assess(&many(Kind::Success, 500, 0), 0, &p).score;
+        assert_eq!(assess_all(&[], 0, &p).score, 0.0);
+        let few = assess_all(&many(Kind::Success, 5, 0), 0, &p).score;
+        let lots = assess_all(&many(Kind::Success, 500, 0), 0, &p).score;
         assert!(0.0 < few && few < lots && lots <= 1.0, "{few} {lots}");
     }
 
@@ -263,13 +383,13 @@ mod tests {
             for f in 0..10 {
                 let mut e = many(Kind::Success, s, 0);
                 e.extend(many(Kind::Failure, f, 0));
-                let base = assess(&e, 0, &p).score;
+                let base = assess_all(&e, 0, &p).score;
                 let mut more_s = e.clone();
-                more_s.push(Evidence { kind: Kind::Success, at: 0, risk: RiskLevel::Low });
+                more_s.push(Evidence { kind: Kind::Success, at: 0, environment: "dev".into(), risk: RiskLevel::Low });
                 let mut more_f = e.clone();
-                more_f.push(Evidence { kind: Kind::Failure, at: 0, risk: RiskLevel::Low });
-                assert!(assess(&more_s, 0, &p).score >= base, "s={s} f={f}");
-                assert!(assess(&more_f, 0, &p).score <= base, "s={s} f={f}");
+                more_f.push(Evidence { kind: Kind::Failure, at: 0, environment: "dev".into(), risk: RiskLevel::Low });
+                assert!(assess_all(&more_s, 0, &p).score >= base, "s={s} f={f}");
+                assert!(assess_all(&more_f, 0, &p).score <= base, "s={s} f={f}");
                 assert!((0.0..=1.0).contains(&base));
             }
         }
@@ -284,7 +404,7 @@ mod tests {
         rolled.extend(many(Kind::Rollback, 3, 0));
         let mut violated = many(Kind::Success, 50, 0);
         violated.extend(many(Kind::Violation, 3, 0));
-        let (f, r, v) = (assess(&failed, 0, &p).score, assess(&rolled, 0, &p).score, assess(&violated, 0, &p).score);
+        let (f, r, v) = (assess_all(&failed, 0, &p).score, assess_all(&rolled, 0, &p).score, assess_all(&violated, 0, &p).score);
         assert!(r < f && v < f, "{f} {r} {v}");
     }
 
@@ -292,17 +412,31 @@ mod tests {
     fn trust_decays_toward_no_confidence() {
         let p = TrustPolicy::default();
         let e = many(Kind::Success, 200, 0);
-        let fresh = assess(&e, 0, &p).score;
-        let month = assess(&e, 30 * DAY, &p).score;
-        let year = assess(&e, 365 * DAY, &p).score;
+        let fresh = assess_all(&e, 0, &p).score;
+        let month = assess_all(&e, 30 * DAY, &p).score;
+        let year = assess_all(&e, 365 * DAY, &p).score;
         assert!(fresh > month && month > year && year < 0.1, "{fresh} {month} {year}");
-        assert!((assess(&e, 30 * DAY, &p).weight.positive - 100.0).abs() < 1e-6, "one half-life halves the weight");
+        assert!((assess_all(&e, 30 * DAY, &p).weight.positive - 100.0).abs() < 1e-6, "one half-life halves the weight");
+    }
+
+    #[test]
+    fn running_totals_do_not_depend_on_arrival_order_and_take_back_exactly() {
+        let h = 30.0 * DAY as f64;
+        let at = [5 * DAY, 0, 40 * DAY, 12 * DAY, 3];
+        let forward = at.iter().fold(Decayed::default(), |d, t| d.add(1.0, *t, h));
+        let backward = at.iter().rev().fold(Decayed::default(), |d, t| d.add(1.0, *t, h));
+        let now = 60 * DAY;
+        let direct: f64 = at.iter().map(|t| 0.5f64.powf((now - t) as f64 / h)).sum();
+        assert!((forward.at(now, h) - direct).abs() < 1e-9 && (backward.at(now, h) - direct).abs() < 1e-9);
+        let back = forward.add(-1.0, 12 * DAY, h);
+        assert!((back.at(now, h) - (direct - 0.5f64.powf(48.0 / 30.0))).abs() < 1e-9);
+        assert_eq!(Decayed::default().add(-1.0, 0, h).at(0, h), 0.0, "never negative");
     }
 
     #[test]
     fn low_risk_trust_does_not_speak_for_high_risk() {
         let p = TrustPolicy::default();
-        let t = assess(&many(Kind::Success, 300, 0), 0, &p);
+        let t = assess_all(&many(Kind::Success, 300, 0), 0, &p);
         assert!(t.score > 0.95);
         let high = t.by_risk.iter().find(|r| r.risk == RiskLevel::High).unwrap();
         assert_eq!((high.score, high.successes), (0.0, 0));

@@ -13,7 +13,8 @@ use crate::clock::format_micros;
 use crate::engine::MAX_PARENT_DEPTH;
 use crate::error::{Error, ErrorBody, Kind, Result};
 use crate::identity::{Agent, AgentCreate, AgentPatch, AgentStatus, Caller, Role};
-use crate::store::{Change, Write};
+use crate::outbox::Event;
+use crate::store::{Change, TierChange, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_agent, list_agents)).routes(routes!(get_agent, patch_agent))
@@ -68,6 +69,11 @@ async fn create_agent(State(state): State<AppState>, caller: Caller, Json(req): 
         parent: req.parent,
         status: AgentStatus::Active,
         shadow: req.shadow.unwrap_or(false),
+        pinned: false,
+        tier_since: format_micros(now),
+        trust_score: None,
+        hold_until: None,
+        last_hard_at: None,
         created_at: format_micros(now),
         updated_at: format_micros(now),
         version: 1,
@@ -123,11 +129,36 @@ async fn patch_agent(State(state): State<AppState>, caller: Caller, Path(id): Pa
         let now = state.clock.now_micros();
         after.updated_at = format_micros(now);
         after.version = before.version + 1;
-        let record =
-            change_record(&caller, "agent.updated", format!("agent:{id}"), Some(id.clone()), serde_json::json!({ "before": before, "after": after }), now);
-        let write = Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now };
-        match state.store.commit(Change { writes: vec![write], audit: vec![record] }).await {
-            Ok(()) => return Ok(axum::Json(after)),
+        let mut records =
+            vec![change_record(&caller, "agent.updated", format!("agent:{id}"), Some(id.clone()), serde_json::json!({ "before": before, "after": after }), now)];
+        let mut writes = vec![Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now }];
+        if after.tier != before.tier {
+            // A human's tier change is history too, and restarts the time in tier.
+            after.tier_since = format_micros(now);
+            writes[0] = Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now };
+            let change = TierChange {
+                id: uuid::Uuid::now_v7().to_string(),
+                agent: id.clone(),
+                at: format_micros(now),
+                from: before.tier,
+                to: after.tier,
+                reason: "admin".into(),
+                text: format!("set by {}", caller.actor_id()),
+                actor: caller.actor_id(),
+                score: before.trust_score,
+                evidence: serde_json::json!({"trust_score": before.trust_score}),
+            };
+            let mut data = serde_json::to_value(&change).map_err(Error::internal)?;
+            data["status"] = serde_json::json!(after.status);
+            writes.extend(state.engine.outbox().writes(&Event::new("tier.changed", now, data.clone()), now));
+            records.push(change_record(&caller, "tier.changed", format!("agent:{id}"), Some(id.clone()), data, now));
+            writes.push(Write::RecordTierChange(change));
+        }
+        match state.store.commit(Change { writes, audit: records }).await {
+            Ok(()) => {
+                state.engine.outbox().notify();
+                return Ok(axum::Json(after));
+            }
             Err(e) if e.kind == Kind::Conflict => continue,
             Err(e) => return Err(e),
         }

@@ -13,7 +13,11 @@ use crate::audit::{Actor, AuditRecord};
 use crate::engine::{DecisionAnswer, DecisionRequest};
 use crate::error::{Error, ErrorBody, Kind, Result};
 use crate::identity::{Caller, Role};
+use crate::clock::parse_micros;
+use crate::policy::RiskLevel;
 use crate::store::{Change, Outcome, Write};
+use crate::tiers::{HardTrigger, Trigger};
+use crate::trust::Kind as TrustKind;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(decide)).routes(routes!(get_decision)).routes(routes!(report_outcome, get_outcome)).routes(routes!(signals))
@@ -116,14 +120,13 @@ async fn report_outcome(
     // A service or an admin may correct what the agent reported about itself; otherwise the
     // first real report stands.
     let correcting = |by: &Option<String>| caller.role != Role::Agent && by.as_deref() == Some(current.agent.as_str());
-    let replace = match current.outcome.as_deref() {
+    match current.outcome.as_deref() {
         Some(same) if same == report.status => return Ok(axum::Json(current)),
         Some(other) if other != "unknown" && !correcting(&current.reported_by) => {
             return Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` was already reported `{other}`")));
         }
-        Some(other) => other != "unknown",
-        None => false,
-    };
+        _ => {}
+    }
     let now = state.clock.now_micros();
     let by = caller.actor_id();
     let details = serde_json::json!({"decision_id": id, "status": report.status, "detail": report.detail, "actual_cost_usd": report.actual_cost_usd,
@@ -137,17 +140,28 @@ async fn report_outcome(
         outcome: Some(report.status.clone()),
         ..AuditRecord::change(actor, "outcome.reported", format!("service:{}", current.service), details, now)
     };
+    // Trust evidence: the report, less what it replaces (an `unknown`, or a corrected report).
+    let tiers = state.engine.tiers();
+    let evidence_of = |outcome: &str, at: i64, delta: i64| {
+        TrustKind::of_outcome(outcome).map(|kind| tiers.evidence(&current.agent, &current.environment, current.risk, kind, at, delta))
+    };
+    let replaced = current.outcome.as_deref().and_then(|o| evidence_of(o, current.reported_at.as_deref().and_then(parse_micros).unwrap_or(now), -1));
+    let evidence: Vec<_> = replaced.into_iter().chain(evidence_of(&report.status, now, 1)).collect();
+    let agent = state.store.agent(&current.agent).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{}`", current.agent)))?;
+    let note = tiers.note(&agent, &evidence).await?;
     let status = report.status.clone();
-    let write = Write::ReportOutcome {
+    let mut writes = vec![Write::ReportOutcome {
         decision_id: id.clone(),
         outcome: report.status,
         at: now,
         by,
         detail: report.detail,
         actual_cost_usd: report.actual_cost_usd,
-        replace,
-    };
-    if let Err(e) = state.store.commit(Change { writes: vec![write], audit: vec![record] }).await {
+        expected: current.outcome.clone(),
+    }];
+    writes.extend(evidence.into_iter().map(Write::AddEvidence));
+    writes.push(note);
+    if let Err(e) = state.store.commit(Change { writes, audit: vec![record] }).await {
         // Another report landed first: the same one is fine (a retry), a different one conflicts.
         let now_there = visible_outcome(&state, &caller, &id).await?;
         return match (e.code, now_there.outcome.as_deref()) {
@@ -155,6 +169,11 @@ async fn report_outcome(
             ("outcome_reported", _) => Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` got another report at the same time"))),
             _ => Err(e),
         };
+    }
+    // The tier follows at once: a critical rollback is a hard trigger.
+    let trigger = if status == "rolled_back" && current.risk == RiskLevel::Critical { Trigger::Hard(HardTrigger::CriticalRollback) } else { Trigger::Evidence };
+    if let Err(e) = tiers.review(&current.agent, trigger).await {
+        tracing::warn!(agent = %current.agent, error = %e.message, "tier review after an outcome failed");
     }
     Ok(axum::Json(visible_outcome(&state, &caller, &id).await?))
 }

@@ -1,4 +1,6 @@
-//! `GET /v1/agents/{id}/trust`: an agent's trust score and what it rests on.
+//! `GET /v1/agents/{id}/trust`: an agent's trust score, tier and what the next promotion still
+//! needs. `GET /v1/agents/{id}/trust/history`: its tier changes and daily scores.
+//! `GET /v1/trust`: every agent's, for dashboards.
 
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
@@ -7,13 +9,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{AppState, Query};
-use crate::clock::format_micros;
+use crate::clock::{format_micros, parse_micros};
 use crate::error::{Error, ErrorBody, Result};
-use crate::identity::{Caller, Role};
+use crate::identity::{Agent, AgentStatus, Caller, Role};
+use crate::store::{DailyTrust, TierChange};
+use crate::tiers::{NextPromotion, Window};
 use crate::trust::{Trust, TrustPolicy};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_trust)).routes(routes!(list_trust))
+    OpenApiRouter::new().routes(routes!(get_trust)).routes(routes!(trust_history)).routes(routes!(list_trust))
 }
 
 /// An agent's trust.
@@ -25,36 +29,104 @@ pub struct AgentTrust {
     pub tier: u8,
     /// The highest tier it may reach.
     pub ceiling: u8,
+    /// Active or suspended.
+    pub status: AgentStatus,
+    /// Whether an admin pinned its tier.
+    pub pinned: bool,
+    /// In its tier since (RFC 3339).
+    pub tier_since: String,
     /// The score and its components.
     #[serde(flatten)]
     pub trust: Trust,
+    /// Changes over the error budget's window (`policy.tiering.slo_window_days`).
+    pub error_budget: Window,
+    /// The next promotion and every gate it needs (absent at tier 4).
+    pub next_promotion: Option<NextPromotion>,
+    /// The latest tier changes, newest first.
+    pub last_changes: Vec<TierChange>,
     /// How evidence is weighed and forgotten.
     pub policy: TrustPolicy,
     /// When this was computed (RFC 3339).
     pub as_of: String,
 }
 
-/// An agent's trust score, components and evidence (admins, approvers and services; an agent
-/// may read its own).
+fn visible(caller: &Caller, id: &str) -> Result<()> {
+    if caller.role == Role::Agent && caller.subject.as_deref() != Some(id) {
+        return Err(unknown(id));
+    }
+    Ok(())
+}
+
+fn unknown(id: &str) -> Error {
+    Error::not_found("unknown_agent", format!("no agent `{id}`"))
+}
+
+/// An agent's trust score, components, evidence, tier and what its next promotion still needs
+/// (admins, approvers and services; an agent may read its own).
 #[utoipa::path(get, path = "/v1/agents/{id}/trust", tag = "agents", params(("id" = String, Path, description = "Agent id")), security(("bearer" = [])),
     responses((status = 200, body = AgentTrust), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_trust(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<AgentTrust>> {
-    let unknown = || Error::not_found("unknown_agent", format!("no agent `{id}`"));
-    if caller.role == Role::Agent && caller.subject.as_deref() != Some(id.as_str()) {
-        return Err(unknown());
-    }
-    let agent = state.store.agent(&id).await?.ok_or_else(unknown)?;
-    Ok(axum::Json(assess(&state, agent).await?))
+    visible(&caller, &id)?;
+    let agent = state.store.agent(&id).await?.ok_or_else(|| unknown(&id))?;
+    Ok(axum::Json(assess(&state, agent, true).await?))
 }
 
-async fn assess(state: &AppState, agent: crate::identity::Agent) -> Result<AgentTrust> {
-    let policy = state.engine.policy().policy.trust.clone();
-    let now = state.clock.now_micros();
-    // Evidence twenty half-lives old weighs under a millionth: leave it unread.
-    let since = now.saturating_sub((policy.half_life_days * 20.0 * 86_400e6) as i64);
-    let evidence = state.store.trust_evidence(&agent.id, since).await?;
-    let trust = crate::trust::assess(&evidence, now, &policy);
-    Ok(AgentTrust { agent: agent.id, tier: agent.tier, ceiling: agent.ceiling, trust, policy, as_of: format_micros(now) })
+async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTrust> {
+    let tiers = state.engine.tiers();
+    let a = tiers.assess(agent).await?;
+    let (next_promotion, last_changes) = if detail {
+        (tiers.next_promotion(&a).await?, state.store.tier_changes(&a.agent.id, 0, 5).await?)
+    } else {
+        (None, Vec::new())
+    };
+    Ok(AgentTrust {
+        agent: a.agent.id,
+        tier: a.agent.tier,
+        ceiling: a.agent.ceiling,
+        status: a.agent.status,
+        pinned: a.agent.pinned,
+        tier_since: a.agent.tier_since,
+        trust: a.trust,
+        error_budget: a.budget,
+        next_promotion,
+        last_changes,
+        policy: state.engine.policy().policy.trust.clone(),
+        as_of: format_micros(a.now),
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// From this time (RFC 3339); default 90 days ago.
+    since: Option<String>,
+}
+
+/// An agent's trust history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrustHistory {
+    /// The agent.
+    pub agent: String,
+    /// Tier changes, newest first, each with its reason and the evidence behind it.
+    pub changes: Vec<TierChange>,
+    /// The score and tier at the end of each day with evidence, oldest first.
+    pub daily: Vec<DailyTrust>,
+}
+
+/// An agent's tier changes and daily scores.
+#[utoipa::path(get, path = "/v1/agents/{id}/trust/history", tag = "agents", params(("id" = String, Path, description = "Agent id"), HistoryQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = TrustHistory), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn trust_history(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> Result<axum::Json<TrustHistory>> {
+    visible(&caller, &id)?;
+    state.store.agent(&id).await?.ok_or_else(|| unknown(&id))?;
+    let since = match &q.since {
+        Some(s) => parse_micros(s).ok_or_else(|| Error::field("since", format!("`{s}` is not an RFC 3339 time")))?,
+        None => state.clock.now_micros().saturating_sub(90 * 86_400_000_000),
+    };
+    let changes = state.store.tier_changes(&id, since, 1000).await?;
+    let daily = state.store.trust_daily(&id, since).await?;
+    Ok(axum::Json(TrustHistory { agent: id, changes, daily }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -71,7 +143,7 @@ async fn list_trust(State(state): State<AppState>, caller: Caller, Query(q): Que
     caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     let mut all = Vec::new();
     for agent in state.store.agents(q.team.as_deref()).await? {
-        all.push(assess(&state, agent).await?);
+        all.push(assess(&state, agent, false).await?);
     }
     all.sort_by(|a, b| a.trust.score.total_cmp(&b.trust.score).then_with(|| a.agent.cmp(&b.agent)));
     Ok(axum::Json(all))

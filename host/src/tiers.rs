@@ -1,0 +1,801 @@
+//! The tier controller (DESIGN.md, "Tier changes"): an agent's tier follows its trust, both
+//! ways, slowly up and quickly down, and never past what humans allow.
+//!
+//! - Up by one tier when every gate holds: the score clears the new tier's bar; enough confirmed
+//!   successes at the kind of work the new tier newly allows (its environment, at or above its
+//!   risk) with a score there that clears the bar too; spread over enough distinct days and
+//!   targets; a minimum time in the current tier; no cool-down running; no hard trigger in the
+//!   last `hard_window_days`; not above the ceiling or the parent's tier; not pinned; the
+//!   change-success error budget not spent.
+//! - Down at once on a hard trigger (a critical rollback, a forged or reused approval, a
+//!   security-policy violation, repeated blocked violations): to `hard_demotion_tier`.
+//! - Down by one tier, after the minimum time in tier, when the score falls below the low-water
+//!   mark (`low_water` × the current tier's bar) on at least as much evidence as promotion into
+//!   the tier asked for (an agent with little evidence keeps the tier a human gave it).
+//! - The error budget: once failed, rolled-back and unreported changes exceed `1 − slo` of the
+//!   changes in `slo_window_days`, the agent is capped at `budget_cap_tier` (where production
+//!   changes need approval); burning it `fast_burn_rate` times faster than sustainable over the
+//!   last `fast_burn_window_hours` suspends the agent until a human resumes it.
+//!
+//! Everything here is a pure function of its inputs and the time it is given, so a test can
+//! simulate months in milliseconds; `controller` does the reading and writing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::audit::{Actor, AuditRecord};
+use crate::clock::{SharedClock, format_micros, parse_micros};
+use crate::error::{Error, Kind as ErrorKind, Result};
+use crate::identity::{Agent, AgentStatus};
+use crate::outbox::{Event, Outbox};
+use crate::policy::{CompiledPolicy, MAX_TIER, RiskLevel, glob_match};
+use crate::store::{Change, EvidenceDelta, Store, TierChange, Write};
+use crate::trust::{Kind, Total, Trust, TrustPolicy, Weight, assess, half_life_us, weigh};
+
+const DAY_US: f64 = 86_400e6;
+
+/// Promotion into one tier: the bar and the evidence it asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// The tier promoted into, 1–4.
+    pub tier: u8,
+    /// Score (0–1) the agent must reach overall and on the qualifying work.
+    pub bar: f64,
+    /// Confirmed successes needed on qualifying work.
+    pub min_successes: u32,
+    /// Qualifying work: its environment (a pattern, `*` for any)…
+    pub environment: String,
+    /// …at or above this risk.
+    pub min_risk: RiskLevel,
+}
+
+/// How tiers follow trust (part of the policy: `[policy.tiering]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierPolicy {
+    /// Whether Warden changes tiers on its own (admins always can).
+    pub enabled: bool,
+    /// Promotion into tiers 1 to 4.
+    pub steps: Vec<Step>,
+    /// Soft demotion below `low_water` × the current tier's bar.
+    pub low_water: f64,
+    /// Days in a tier before the controller moves the agent either way (hard triggers excepted).
+    pub min_days_in_tier: f64,
+    /// Days after a demotion before a promotion.
+    pub cool_down_days: f64,
+    /// Distinct days qualifying successes must be spread over.
+    pub min_distinct_days: u32,
+    /// Distinct targets (services) qualifying successes must be spread over.
+    pub min_distinct_targets: u32,
+    /// The tier a hard trigger demotes to (or keeps, if the agent is already lower).
+    pub hard_demotion_tier: u8,
+    /// Days after a hard trigger during which no promotion happens.
+    pub hard_window_days: f64,
+    /// Blocked violations within `repeated_violation_days` that count as a hard trigger.
+    pub repeated_violations: u32,
+    /// The window for `repeated_violations`.
+    pub repeated_violation_days: f64,
+    /// The tier soft demotion stops at.
+    pub soft_floor_tier: u8,
+    /// Change-success objective (e.g. 0.95: at most 5% of changes fail, roll back or go unreported).
+    pub slo: f64,
+    /// The window the objective is measured over, days.
+    pub slo_window_days: f64,
+    /// Changes in the window before the budget is judged.
+    pub slo_min_outcomes: u32,
+    /// The tier an agent whose budget is spent is capped at.
+    pub budget_cap_tier: u8,
+    /// Burn rate (times the sustainable rate) that suspends the agent.
+    pub fast_burn_rate: f64,
+    /// The window the fast burn is measured over, hours.
+    pub fast_burn_window_hours: f64,
+    /// Changes in that window before a fast burn is judged.
+    pub fast_burn_min_outcomes: u32,
+    /// How often each replica reviews every agent (promotions that only waited for time,
+    /// demotions as evidence fades), seconds.
+    pub review_interval_secs: u64,
+}
+
+impl Default for TierPolicy {
+    fn default() -> TierPolicy {
+        let step = |tier, bar, min_successes, environment: &str, min_risk| Step { tier, bar, min_successes, environment: environment.into(), min_risk };
+        TierPolicy {
+            enabled: true,
+            steps: vec![
+                step(1, 0.5, 5, "*", RiskLevel::Low),
+                step(2, 0.7, 10, "staging", RiskLevel::Low),
+                step(3, 0.8, 20, "production", RiskLevel::Low),
+                step(4, 0.9, 30, "production", RiskLevel::Medium),
+            ],
+            low_water: 0.9,
+            min_days_in_tier: 7.0,
+            cool_down_days: 14.0,
+            min_distinct_days: 5,
+            min_distinct_targets: 2,
+            hard_demotion_tier: 1,
+            hard_window_days: 30.0,
+            repeated_violations: 3,
+            repeated_violation_days: 7.0,
+            soft_floor_tier: 1,
+            slo: 0.95,
+            slo_window_days: 28.0,
+            slo_min_outcomes: 20,
+            budget_cap_tier: 2,
+            fast_burn_rate: 14.4,
+            fast_burn_window_hours: 1.0,
+            fast_burn_min_outcomes: 5,
+            review_interval_secs: 3600,
+        }
+    }
+}
+
+impl TierPolicy {
+    /// Checks the values make sense.
+    pub fn validate(&self) -> Result<(), String> {
+        let tiers: Vec<u8> = self.steps.iter().map(|s| s.tier).collect();
+        if tiers != (1..=MAX_TIER).collect::<Vec<_>>() {
+            return Err(format!("policy.tiering.steps must define promotion into tiers 1 to {MAX_TIER} in order, found {tiers:?}"));
+        }
+        for s in &self.steps {
+            if !(0.0..=1.0).contains(&s.bar) {
+                return Err(format!("policy.tiering.steps[tier {}].bar must be from 0 to 1", s.tier));
+            }
+        }
+        for (name, v) in [("low_water", self.low_water), ("slo", self.slo)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(format!("policy.tiering.{name} must be above 0 and at most 1"));
+            }
+        }
+        let days = [
+            ("min_days_in_tier", self.min_days_in_tier),
+            ("cool_down_days", self.cool_down_days),
+            ("hard_window_days", self.hard_window_days),
+            ("repeated_violation_days", self.repeated_violation_days),
+            ("slo_window_days", self.slo_window_days),
+            ("fast_burn_window_hours", self.fast_burn_window_hours),
+            ("fast_burn_rate", self.fast_burn_rate),
+        ];
+        for (name, v) in days {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("policy.tiering.{name} must be 0 or more"));
+            }
+        }
+        for (name, t) in [("hard_demotion_tier", self.hard_demotion_tier), ("soft_floor_tier", self.soft_floor_tier), ("budget_cap_tier", self.budget_cap_tier)] {
+            if t > MAX_TIER {
+                return Err(format!("policy.tiering.{name} must be a tier, 0 to {MAX_TIER}"));
+            }
+        }
+        if self.review_interval_secs == 0 {
+            return Err("policy.tiering.review_interval_secs must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Promotion into `tier`.
+    pub fn step(&self, tier: u8) -> Option<&Step> {
+        self.steps.iter().find(|s| s.tier == tier)
+    }
+}
+
+/// What the controller knows about an agent.
+#[derive(Debug, Clone)]
+pub struct State<'a> {
+    /// Current tier.
+    pub tier: u8,
+    /// Highest tier allowed.
+    pub ceiling: u8,
+    /// The parent's tier, for a sub-agent.
+    pub parent_tier: Option<u8>,
+    /// Pinned by an admin: the controller leaves the tier alone.
+    pub pinned: bool,
+    /// Suspended agents are left alone (a human resumes them).
+    pub suspended: bool,
+    /// Since when the agent is in its tier, Unix microseconds.
+    pub tier_since: i64,
+    /// No promotion before this (cool-down after a demotion).
+    pub hold_until: Option<i64>,
+    /// The last hard trigger.
+    pub last_hard_at: Option<i64>,
+    /// The agent's running evidence totals.
+    pub totals: &'a [Total],
+}
+
+/// Changes in a recent window, undecayed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Window {
+    /// Outcomes in the window.
+    pub outcomes: u64,
+    /// Of which failed, rolled back or never reported.
+    pub bad: u64,
+}
+
+impl Window {
+    fn bad_share(self) -> f64 {
+        if self.outcomes == 0 { 0.0 } else { self.bad as f64 / self.outcomes as f64 }
+    }
+}
+
+/// How qualifying successes are spread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spread {
+    /// Distinct days.
+    pub days: u32,
+    /// Distinct targets.
+    pub targets: u32,
+}
+
+/// Why the controller acts at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HardTrigger {
+    /// A critical-risk action was rolled back.
+    CriticalRollback,
+    /// The agent presented a forged, reused or someone else's approval.
+    ForgedApproval,
+    /// A violation on a security-policy change.
+    SecurityPolicyViolation,
+    /// `repeated_violations` blocked violations within `repeated_violation_days`.
+    RepeatedViolations,
+}
+
+impl HardTrigger {
+    /// The hard trigger a violation is, if any: its reason code and action class, and how many
+    /// blocked violations the agent had in the window (this one included).
+    pub fn of_violation(reason: &str, class: &str, blocked_recently: u64, policy: &TierPolicy) -> Option<HardTrigger> {
+        if matches!(reason, "approval_unknown" | "approval_reused" | "approval_wrong_agent" | "approval_mismatch") {
+            Some(HardTrigger::ForgedApproval)
+        } else if class == "security_policy_change" {
+            Some(HardTrigger::SecurityPolicyViolation)
+        } else if policy.repeated_violations > 0 && blocked_recently >= u64::from(policy.repeated_violations) {
+            Some(HardTrigger::RepeatedViolations)
+        } else {
+            None
+        }
+    }
+
+    /// Reason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            HardTrigger::CriticalRollback => "critical_rollback",
+            HardTrigger::ForgedApproval => "forged_approval",
+            HardTrigger::SecurityPolicyViolation => "security_policy_violation",
+            HardTrigger::RepeatedViolations => "repeated_violations",
+        }
+    }
+}
+
+/// What the controller decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Move {
+    /// Tier changes (up or down).
+    Tier {
+        /// The new tier.
+        to: u8,
+        /// Reason code.
+        reason: String,
+        /// A sentence for humans.
+        text: String,
+        /// Whether a cool-down starts (demotions).
+        cool_down: bool,
+    },
+    /// The agent is suspended (fast error-budget burn).
+    Suspend {
+        /// A sentence for humans.
+        text: String,
+    },
+}
+
+/// One gate of the next promotion, and where the agent stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Gate {
+    /// Gate name (`score`, `qualifying_successes`, `distinct_days`, …).
+    pub gate: String,
+    /// What it needs.
+    pub needs: String,
+    /// Where the agent is.
+    pub has: String,
+    /// Whether it holds.
+    pub met: bool,
+}
+
+/// The next promotion and what it still needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NextPromotion {
+    /// The tier it would be.
+    pub tier: u8,
+    /// Every gate; the promotion happens once all are met.
+    pub gates: Vec<Gate>,
+}
+
+impl NextPromotion {
+    /// Whether every gate holds.
+    pub fn ready(&self) -> bool {
+        self.gates.iter().all(|g| g.met)
+    }
+}
+
+/// The weight of qualifying work for promotion into `step`'s tier.
+pub fn qualifying(totals: &[Total], step: &Step, now: i64, trust: &TrustPolicy) -> (Weight, u64) {
+    let qualifies = |t: &Total| t.risk >= step.min_risk && glob_match(&step.environment, &t.environment);
+    let successes = totals.iter().filter(|t| qualifies(t) && t.kind == Kind::Success).map(|t| t.count.max(0) as u64).sum();
+    (weigh(totals, now, trust, qualifies), successes)
+}
+
+fn days(us: i64) -> f64 {
+    us as f64 / DAY_US
+}
+
+/// The gates of the next promotion. The spread of qualifying successes costs a query, so the
+/// caller measures it only once the other gates hold (`None`: not measured, not met).
+pub fn next_promotion(state: &State<'_>, budget: Window, now: i64, policy: &TierPolicy, trust: &TrustPolicy, spread: Option<Spread>) -> Option<NextPromotion> {
+    let to = state.tier + 1;
+    let step = policy.step(to)?;
+    let mut gates = Vec::new();
+    let mut gate = |gate: &str, needs: String, has: String, met: bool| gates.push(Gate { gate: gate.into(), needs, has, met });
+    gate("controller", "tiering enabled, agent active and not pinned".into(), format!("enabled={} suspended={} pinned={}", policy.enabled, state.suspended, state.pinned), policy.enabled && !state.suspended && !state.pinned);
+    gate("ceiling", format!("ceiling ≥ {to}"), format!("ceiling {}", state.ceiling), to <= state.ceiling);
+    if let Some(p) = state.parent_tier {
+        gate("parent", format!("parent's tier ≥ {to}"), format!("parent at tier {p}"), to <= p);
+    }
+    let score = weigh(state.totals, now, trust, |_| true).score();
+    gate("score", format!("score ≥ {:.2}", step.bar), format!("{score:.3}"), score >= step.bar);
+    let (w, successes) = qualifying(state.totals, step, now, trust);
+    let scope = format!("{} work at {} risk or above", step.environment, step.min_risk);
+    gate("qualifying_successes", format!("{} confirmed successes on {scope}", step.min_successes), successes.to_string(), successes >= u64::from(step.min_successes));
+    gate("qualifying_score", format!("score ≥ {:.2} on {scope}", step.bar), format!("{:.3}", w.score()), w.score() >= step.bar);
+    let in_tier = days(now - state.tier_since);
+    gate("time_in_tier", format!("{} days in tier {}", policy.min_days_in_tier, state.tier), format!("{in_tier:.1} days"), in_tier >= policy.min_days_in_tier);
+    let held = state.hold_until.is_some_and(|h| now < h);
+    gate("cool_down", "no cool-down running".into(), state.hold_until.filter(|_| held).map_or("none".into(), |h| format!("{:.1} days left", days(h - now))), !held);
+    let hard = state.last_hard_at.is_some_and(|h| days(now - h) < policy.hard_window_days);
+    gate("no_hard_trigger", format!("no hard trigger in {} days", policy.hard_window_days), if hard { "one recently".into() } else { "none".into() }, !hard);
+    let spent = budget_spent(budget, policy);
+    gate("error_budget", format!("changes failing ≤ {:.0}% over {} days", (1.0 - policy.slo) * 100.0, policy.slo_window_days), format!("{}/{}", budget.bad, budget.outcomes), !spent || to <= policy.budget_cap_tier);
+    match spread {
+        None => gates.push(Gate {
+            gate: "spread".into(),
+            needs: format!("successes on {} distinct days and {} distinct targets", policy.min_distinct_days, policy.min_distinct_targets),
+            has: "measured once the other gates hold".into(),
+            met: false,
+        }),
+        Some(s) => {
+            gates.push(Gate { gate: "distinct_days".into(), needs: format!("{} distinct days", policy.min_distinct_days), has: s.days.to_string(), met: s.days >= policy.min_distinct_days });
+        gates.push(Gate {
+            gate: "distinct_targets".into(),
+            needs: format!("{} distinct targets", policy.min_distinct_targets),
+            has: s.targets.to_string(),
+            met: s.targets >= policy.min_distinct_targets,
+        });
+        }
+    }
+    Some(NextPromotion { tier: to, gates })
+}
+
+fn budget_spent(w: Window, policy: &TierPolicy) -> bool {
+    w.outcomes >= u64::from(policy.slo_min_outcomes) && w.bad_share() > 1.0 - policy.slo
+}
+
+/// Decides whether the agent's tier moves. `hard` is a hard trigger that just happened;
+/// `budget` and `burn` are the recent changes over `slo_window_days` and `fast_burn_window_hours`.
+#[allow(clippy::too_many_arguments)]
+pub fn decide(
+    state: &State<'_>,
+    hard: Option<HardTrigger>,
+    budget: Window,
+    burn: Window,
+    now: i64,
+    policy: &TierPolicy,
+    trust: &TrustPolicy,
+    spread: Option<Spread>,
+) -> Option<Move> {
+    if !policy.enabled || state.suspended || state.pinned {
+        return None;
+    }
+    if let Some(h) = hard {
+        let to = state.tier.min(policy.hard_demotion_tier);
+        return (to < state.tier).then(|| Move::Tier {
+            to,
+            reason: h.code().into(),
+            text: format!("hard trigger ({}): down to tier {to} at once", h.code()),
+            cool_down: true,
+        });
+    }
+    let allowed = (1.0 - policy.slo).max(f64::EPSILON);
+    if burn.outcomes >= u64::from(policy.fast_burn_min_outcomes) && burn.bad_share() / allowed >= policy.fast_burn_rate {
+        return Some(Move::Suspend {
+            text: format!(
+                "error budget burning {:.1}× the sustainable rate ({} of {} changes bad in {} h): suspended until a human resumes it",
+                burn.bad_share() / allowed,
+                burn.bad,
+                burn.outcomes,
+                policy.fast_burn_window_hours
+            ),
+        });
+    }
+    if budget_spent(budget, policy) && state.tier > policy.budget_cap_tier {
+        return Some(Move::Tier {
+            to: policy.budget_cap_tier,
+            reason: "error_budget_exhausted".into(),
+            text: format!("{} of {} changes bad in {} days, over the {:.0}% budget", budget.bad, budget.outcomes, policy.slo_window_days, (1.0 - policy.slo) * 100.0),
+            cool_down: true,
+        });
+    }
+    let dwelt = days(now - state.tier_since) >= policy.min_days_in_tier;
+    if dwelt && state.tier > policy.soft_floor_tier {
+        let step = policy.step(state.tier)?;
+        let w = weigh(state.totals, now, trust, |_| true);
+        let evidence = w.positive + w.negative;
+        let low = policy.low_water * step.bar;
+        if evidence >= f64::from(step.min_successes) && w.score() < low {
+            return Some(Move::Tier {
+                to: state.tier - 1,
+                reason: "below_low_water".into(),
+                text: format!("score {:.3} below the low-water mark {low:.3} of tier {}", w.score(), state.tier),
+                cool_down: true,
+            });
+        }
+    }
+    let next = next_promotion(state, budget, now, policy, trust, spread)?;
+    next.ready().then(|| Move::Tier {
+        to: next.tier,
+        reason: "promotion".into(),
+        text: format!("every gate of tier {} holds ({})", next.tier, next.gates.iter().map(|g| format!("{} {}", g.gate, g.has)).collect::<Vec<_>>().join(", ")),
+        cool_down: false,
+    })
+}
+
+/// What set off a review.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    /// New evidence that is not a violation (an outcome), or the periodic sweep.
+    Evidence,
+    /// A hard trigger known from the evidence itself (a critical rollback).
+    Hard(HardTrigger),
+    /// A violation: its reason code and action class.
+    Violation {
+        /// Reason code.
+        reason: String,
+        /// Action class.
+        class: String,
+    },
+}
+
+/// Reads an agent's record, applies the tier policy, and writes what it decides: the agent's
+/// new tier (compare-and-set on its version, so replicas never apply one change twice), the
+/// change in its history, an audit record and a `tier.changed` event, in one transaction.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    store: Store,
+    policy: Arc<CompiledPolicy>,
+    clock: SharedClock,
+    outbox: Arc<Outbox>,
+}
+
+/// What the controller sees of an agent now.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    /// The agent.
+    pub agent: Agent,
+    /// Its running totals.
+    pub totals: Vec<Total>,
+    /// Its trust.
+    pub trust: Trust,
+    /// Outcomes over the error budget's window.
+    pub budget: Window,
+    /// Outcomes over the fast-burn window.
+    pub burn: Window,
+    /// The parent's tier.
+    pub parent_tier: Option<u8>,
+    /// As of, Unix microseconds.
+    pub now: i64,
+}
+
+impl Assessment {
+    /// The controller's view of the agent.
+    pub fn state(&self) -> State<'_> {
+        State {
+            tier: self.agent.tier,
+            ceiling: self.agent.ceiling,
+            parent_tier: self.parent_tier,
+            pinned: self.agent.pinned,
+            suspended: self.agent.status == AgentStatus::Suspended,
+            tier_since: parse_micros(&self.agent.tier_since).unwrap_or(0),
+            hold_until: self.agent.hold_until,
+            last_hard_at: self.agent.last_hard_at,
+            totals: &self.totals,
+        }
+    }
+}
+
+impl Controller {
+    /// A controller over the store, with the policy's tier and trust settings.
+    pub fn new(store: Store, policy: Arc<CompiledPolicy>, clock: SharedClock, outbox: Arc<Outbox>) -> Controller {
+        Controller { store, policy, clock, outbox }
+    }
+
+    fn tiering(&self) -> &TierPolicy {
+        &self.policy.policy.tiering
+    }
+
+    /// One piece of evidence (or, with `delta` -1, taking one back) as a write.
+    pub fn evidence(&self, agent: &str, environment: &str, risk: RiskLevel, kind: Kind, at: i64, delta: i64) -> EvidenceDelta {
+        EvidenceDelta {
+            agent_id: agent.to_string(),
+            environment: environment.to_string(),
+            risk,
+            kind,
+            at,
+            delta,
+            half_life_us: half_life_us(&self.policy.policy.trust),
+        }
+    }
+
+    /// The write noting the agent's score once `pending` evidence lands: add it to the change
+    /// that records the evidence, so decisions answer with the new score at no extra commit.
+    pub async fn note(&self, agent: &Agent, pending: &[EvidenceDelta]) -> Result<Write> {
+        let mut totals = self.store.trust_totals(&agent.id).await?;
+        for d in pending {
+            crate::trust::add(&mut totals, &d.environment, d.risk, d.kind, d.at, d.delta, d.half_life_us);
+        }
+        let now = self.clock.now_micros();
+        let score = weigh(&totals, now, &self.policy.policy.trust, |_| true).score();
+        Ok(Write::NoteTrust { agent_id: agent.id.clone(), score, tier: agent.tier, at: now })
+    }
+
+    /// Everything the controller looks at for one agent, as of now.
+    pub async fn assess(&self, agent: Agent) -> Result<Assessment> {
+        let now = self.clock.now_micros();
+        let tp = self.tiering();
+        let totals = self.store.trust_totals(&agent.id).await?;
+        let trust = assess(&totals, now, &self.policy.policy.trust);
+        let ago = |days: f64| now.saturating_sub((days * DAY_US) as i64);
+        let budget = self.store.outcome_window(&agent.id, ago(tp.slo_window_days)).await?;
+        let burn = self.store.outcome_window(&agent.id, ago(tp.fast_burn_window_hours / 24.0)).await?;
+        let parent_tier = match &agent.parent {
+            Some(p) => self.store.agent(p).await?.map(|a| a.tier),
+            None => None,
+        };
+        Ok(Assessment { agent, totals, trust, budget, burn, parent_tier, now })
+    }
+
+    /// The next promotion and its gates, with the spread of successes measured when the other gates hold.
+    pub async fn next_promotion(&self, a: &Assessment) -> Result<Option<NextPromotion>> {
+        let spread = self.measured_spread(a).await?;
+        Ok(next_promotion(&a.state(), a.budget, a.now, self.tiering(), &self.policy.policy.trust, spread))
+    }
+
+    /// The spread of qualifying successes for the next promotion, measured (a query) only when
+    /// every other gate holds.
+    async fn measured_spread(&self, a: &Assessment) -> Result<Option<Spread>> {
+        let Some(cheap) = next_promotion(&a.state(), a.budget, a.now, self.tiering(), &self.policy.policy.trust, None) else { return Ok(None) };
+        if !cheap.gates.iter().filter(|g| g.gate != "spread").all(|g| g.met) {
+            return Ok(None);
+        }
+        let Some(step) = self.tiering().step(cheap.tier) else { return Ok(None) };
+        let risks: Vec<RiskLevel> = [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical].into_iter().filter(|r| *r >= step.min_risk).collect();
+        // Successes older than three half-lives weigh under an eighth: they no longer spread anything.
+        let since = a.now.saturating_sub((self.policy.policy.trust.half_life_days * 3.0 * DAY_US) as i64);
+        Ok(Some(self.store.success_spread(&a.agent.id, since, &step.environment, &risks).await?))
+    }
+
+    /// Reviews one agent after new evidence or on the periodic sweep, and writes any change.
+    /// Returns the change made, if any.
+    pub async fn review(&self, agent_id: &str, trigger: Trigger) -> Result<Option<TierChange>> {
+        let tp = self.tiering().clone();
+        // A concurrent change to the agent (an admin, another replica) makes the write conflict: look again.
+        for _ in 0..3 {
+            let Some(agent) = self.store.agent_fresh(agent_id).await? else { return Ok(None) };
+            let a = self.assess(agent).await?;
+            let hard = match &trigger {
+                Trigger::Evidence => None,
+                Trigger::Hard(h) => Some(*h),
+                Trigger::Violation { reason, class } => {
+                    let blocked = self.store.blocked_violations(agent_id, a.now.saturating_sub((tp.repeated_violation_days * DAY_US) as i64)).await?;
+                    HardTrigger::of_violation(reason, class, blocked, &tp)
+                }
+            };
+            let spread = if hard.is_some() { None } else { self.measured_spread(&a).await? };
+            let decided = decide(&a.state(), hard, a.budget, a.burn, a.now, &tp, &self.policy.policy.trust, spread);
+            match self.write(&a, hard, decided).await {
+                Err(e) if e.kind == ErrorKind::Conflict => continue,
+                other => return other,
+            }
+        }
+        Ok(None)
+    }
+
+    async fn write(&self, a: &Assessment, hard: Option<HardTrigger>, decided: Option<Move>) -> Result<Option<TierChange>> {
+        let now = a.now;
+        let before = &a.agent;
+        let mut after = before.clone();
+        if hard.is_some() && self.tiering().enabled {
+            after.last_hard_at = Some(now);
+        }
+        let (reason, text) = match &decided {
+            Some(Move::Tier { to, reason, text, cool_down }) => {
+                after.tier = *to;
+                after.tier_since = format_micros(now);
+                if *cool_down {
+                    after.hold_until = Some(now.saturating_add((self.tiering().cool_down_days * DAY_US) as i64));
+                }
+                (reason.clone(), text.clone())
+            }
+            Some(Move::Suspend { text }) => {
+                after.status = AgentStatus::Suspended;
+                ("fast_burn".to_string(), text.clone())
+            }
+            None if hard.is_some() => {
+                // Already at or below the hard-trigger tier: no change, but no promotion for a while.
+                after.hold_until = Some(now.saturating_add((self.tiering().cool_down_days * DAY_US) as i64));
+                (hard.map(HardTrigger::code).unwrap_or_default().to_string(), String::new())
+            }
+            None => return Ok(None),
+        };
+        after.updated_at = format_micros(now);
+        after.version = before.version + 1;
+        let actor = Actor { kind: "service".into(), id: "warden".into(), tool: None, model: None, token_id: None };
+        let evidence = serde_json::json!({"trust": a.trust, "error_budget": a.budget, "fast_burn": a.burn, "hard_trigger": hard});
+        let mut writes = vec![Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now }];
+        let mut change = None;
+        let record = if decided.is_some() {
+            let c = TierChange {
+                id: uuid::Uuid::now_v7().to_string(),
+                agent: before.id.clone(),
+                at: format_micros(now),
+                from: before.tier,
+                to: after.tier,
+                reason,
+                text,
+                actor: "warden".into(),
+                score: Some(a.trust.score),
+                evidence,
+            };
+            let mut data = serde_json::to_value(&c).map_err(Error::internal)?;
+            data["status"] = serde_json::json!(after.status);
+            writes.extend(self.outbox.writes(&Event::new("tier.changed", now, data.clone()), now));
+            writes.push(Write::RecordTierChange(c.clone()));
+            change = Some(c);
+            AuditRecord { agent: Some(before.id.clone()), ..AuditRecord::change(actor, "tier.changed", format!("agent:{}", before.id), data, now) }
+        } else {
+            let details = serde_json::json!({"hard_trigger": reason, "tier": before.tier, "hold_until": after.hold_until.map(format_micros), "evidence": evidence});
+            AuditRecord { agent: Some(before.id.clone()), ..AuditRecord::change(actor, "trust.hard_trigger", format!("agent:{}", before.id), details, now) }
+        };
+        self.store.commit(Change { writes, audit: vec![record] }).await?;
+        if change.is_some() {
+            self.outbox.notify();
+        }
+        Ok(change)
+    }
+
+    /// Reviews every active agent every `review_interval_secs` until the store closes: promotions
+    /// that only waited for time, and demotions as evidence fades.
+    pub async fn run(self) {
+        let every = Duration::from_secs(self.tiering().review_interval_secs);
+        loop {
+            tokio::time::sleep(every).await;
+            if self.store.is_closed() {
+                return;
+            }
+            if !self.tiering().enabled {
+                continue;
+            }
+            match self.store.active_agent_ids().await {
+                Ok(ids) => {
+                    for id in ids {
+                        if let Err(e) = self.review(&id, Trigger::Evidence).await {
+                            tracing::warn!(agent = %id, error = %e.message, "tier review failed");
+                        }
+                    }
+                }
+                Err(e) if !self.store.is_closed() => tracing::warn!(error = %e.message, "cannot list agents for the tier review"),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::{Evidence, totals_of};
+
+    const DAY: i64 = 86_400_000_000;
+
+    fn evidence(kind: Kind, env: &str, risk: RiskLevel, n: usize, at: i64) -> Vec<Evidence> {
+        vec![Evidence { kind, at, environment: env.into(), risk }; n]
+    }
+
+    fn state(tier: u8, totals: &[Total]) -> State<'_> {
+        State { tier, ceiling: 4, parent_tier: None, pinned: false, suspended: false, tier_since: 0, hold_until: None, last_hard_at: None, totals }
+    }
+
+    const WIDE: Option<Spread> = Some(Spread { days: 10, targets: 3 });
+
+    #[test]
+    fn promotes_only_when_every_gate_holds() {
+        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        let totals = totals_of(&evidence(Kind::Success, "staging", RiskLevel::Low, 40, 9 * DAY), half_life_us(&t));
+        let s = state(1, &totals);
+        let m = decide(&s, None, Window::default(), Window::default(), 10 * DAY, &p, &t, WIDE);
+        assert!(matches!(m, Some(Move::Tier { to: 2, .. })), "{m:?}");
+        // Too early in the tier, or a cool-down, or a hard trigger lately, or the ceiling: no.
+        let early = State { tier_since: 5 * DAY, ..s.clone() };
+        assert_eq!(decide(&early, None, Window::default(), Window::default(), 10 * DAY, &p, &t, WIDE), None);
+        let held = State { hold_until: Some(11 * DAY), ..s.clone() };
+        assert_eq!(decide(&held, None, Window::default(), Window::default(), 10 * DAY, &p, &t, WIDE), None);
+        let hard = State { last_hard_at: Some(DAY), ..s.clone() };
+        assert_eq!(decide(&hard, None, Window::default(), Window::default(), 10 * DAY, &p, &t, WIDE), None);
+        let capped = State { ceiling: 1, ..s.clone() };
+        assert_eq!(decide(&capped, None, Window::default(), Window::default(), 10 * DAY, &p, &t, WIDE), None);
+        let parent = State { parent_tier: Some(1), ..s.clone() };
+        assert_eq!(decide(&parent, None, Window::default(), Window::default(), 10 * DAY, &p, &t, WIDE), None);
+        let pinned = State { pinned: true, ..s.clone() };
+        assert_eq!(decide(&pinned, None, Window::default(), Window::default(), 10 * DAY, &p, &t, WIDE), None);
+        let narrow = Some(Spread { days: 1, targets: 1 });
+        assert_eq!(decide(&s, None, Window::default(), Window::default(), 10 * DAY, &p, &t, narrow), None);
+        assert_eq!(decide(&s, None, Window::default(), Window::default(), 10 * DAY, &p, &t, None), None, "unmeasured spread is not met");
+    }
+
+    #[test]
+    fn low_risk_work_elsewhere_does_not_open_production() {
+        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        // Hundreds of docs updates in dev: a near-perfect score, but nothing in production.
+        let totals = totals_of(&evidence(Kind::Success, "dev", RiskLevel::Low, 500, 20 * DAY), half_life_us(&t));
+        let s = state(2, &totals);
+        assert_eq!(decide(&s, None, Window::default(), Window::default(), 21 * DAY, &p, &t, WIDE), None);
+        let next = next_promotion(&s, Window::default(), 21 * DAY, &p, &t, WIDE).unwrap();
+        let gate = next.gates.iter().find(|g| g.gate == "qualifying_successes").unwrap();
+        assert!(!gate.met && gate.has == "0", "{next:?}");
+        // Low-risk production successes open tier 3, not tier 4 (which needs medium-risk ones).
+        let totals = totals_of(&evidence(Kind::Success, "production", RiskLevel::Low, 100, 20 * DAY), half_life_us(&t));
+        assert!(matches!(decide(&state(2, &totals), None, Window::default(), Window::default(), 21 * DAY, &p, &t, WIDE), Some(Move::Tier { to: 3, .. })));
+        assert_eq!(decide(&state(3, &totals), None, Window::default(), Window::default(), 21 * DAY, &p, &t, WIDE), None);
+    }
+
+    #[test]
+    fn hard_triggers_demote_at_once_and_soft_ones_after_the_dwell() {
+        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        let totals = totals_of(&evidence(Kind::Success, "production", RiskLevel::Low, 100, 0), half_life_us(&t));
+        let s = State { tier_since: DAY, ..state(3, &totals) };
+        let m = decide(&s, Some(HardTrigger::ForgedApproval), Window::default(), Window::default(), DAY + 1, &p, &t, WIDE);
+        assert!(matches!(m, Some(Move::Tier { to: 1, cool_down: true, .. })), "{m:?}");
+        // Mostly rollbacks: below the low-water mark, but only once the dwell is over.
+        let mut e = evidence(Kind::Success, "production", RiskLevel::Low, 30, 0);
+        e.extend(evidence(Kind::Rollback, "production", RiskLevel::Low, 10, 0));
+        let totals = totals_of(&e, half_life_us(&t));
+        let s = State { tier_since: 0, ..state(3, &totals) };
+        assert_eq!(decide(&s, None, Window::default(), Window::default(), DAY, &p, &t, WIDE), None);
+        assert!(matches!(decide(&s, None, Window::default(), Window::default(), 8 * DAY, &p, &t, WIDE), Some(Move::Tier { to: 2, .. })));
+        // Little evidence: a human-given tier stays.
+        let few = totals_of(&evidence(Kind::Failure, "production", RiskLevel::Low, 3, 0), half_life_us(&t));
+        assert_eq!(decide(&state(3, &few), None, Window::default(), Window::default(), 8 * DAY, &p, &t, WIDE), None);
+        assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 3, &p), Some(HardTrigger::RepeatedViolations));
+        assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 2, &p), None);
+        assert_eq!(HardTrigger::of_violation("approval_reused", "deploy", 1, &p), Some(HardTrigger::ForgedApproval));
+    }
+
+    #[test]
+    fn error_budget_caps_and_fast_burn_suspends() {
+        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        let totals = totals_of(&evidence(Kind::Success, "production", RiskLevel::Medium, 200, 0), half_life_us(&t));
+        let s = state(4, &totals);
+        let spent = Window { outcomes: 40, bad: 3 };
+        assert!(matches!(decide(&s, None, spent, Window::default(), DAY, &p, &t, WIDE), Some(Move::Tier { to: 2, .. })));
+        let burning = Window { outcomes: 6, bad: 5 };
+        assert!(matches!(decide(&s, None, Window::default(), burning, DAY, &p, &t, WIDE), Some(Move::Suspend { .. })));
+        // Within budget: nothing.
+        assert_eq!(decide(&s, None, Window { outcomes: 40, bad: 2 }, Window { outcomes: 6, bad: 1 }, DAY, &p, &t, WIDE), None);
+    }
+
+    #[test]
+    fn default_policy_is_valid() {
+        assert_eq!(TierPolicy::default().validate(), Ok(()));
+        let mut p = TierPolicy::default();
+        p.steps.pop();
+        assert!(p.validate().unwrap_err().contains("steps"));
+    }
+}
