@@ -278,7 +278,9 @@ enum AgentsCommand {
         id: String,
     },
     /// Change an agent.
-    #[command(after_help = "Examples:\n  warden agents update deploy-bot --ceiling 3 --tier 3\n  warden agents update deploy-bot --status suspended\n  warden agents update deploy-bot --pinned true")]
+    #[command(
+        after_help = "Examples:\n  warden agents update deploy-bot --ceiling 3 --tier 3\n  warden agents update deploy-bot --status suspended\n  warden agents update deploy-bot --pinned true"
+    )]
     Update {
         #[command(flatten)]
         server: ServerArgs,

@@ -307,6 +307,12 @@ impl Engine {
             Write::InsertViolation(v) => Some(Trigger::Violation { reason: v.reason.clone(), class: v.class.clone() }),
             _ => None,
         });
+        // A violation is trust evidence: the agent's noted score moves with it.
+        let evidence: Vec<EvidenceDelta> =
+            judgement.change.writes.iter().filter_map(|w| if let Write::AddEvidence(e) = w { Some(e.clone()) } else { None }).collect();
+        if !evidence.is_empty() {
+            judgement.change.writes.push(self.tiers.note(&subject.agent, &evidence).await?);
+        }
         self.store.commit(judgement.change).await?;
         if notify {
             self.outbox.notify();

@@ -1222,16 +1222,24 @@ impl Store {
             entry.0 = entry.0.add(1.0, at, half_life_us);
             entry.1 += 1;
         };
-        let outcomes = sqlx::query("SELECT agent_id, environment, risk_level, outcome, outcome_at FROM decisions WHERE outcome IS NOT NULL").fetch_all(&mut *tx).await?;
+        let outcomes =
+            sqlx::query("SELECT agent_id, environment, risk_level, outcome, outcome_at FROM decisions WHERE outcome IS NOT NULL").fetch_all(&mut *tx).await?;
         for r in &outcomes {
             if let Some(kind) = crate::trust::Kind::of_outcome(&r.try_get::<String, _>("outcome")?) {
                 add(r.try_get("agent_id")?, r.try_get("environment")?, r.try_get("risk_level")?, kind, r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0));
             }
         }
-        let violations =
-            sqlx::query("SELECT v.agent_id, v.environment, d.risk_level, v.mode, v.at FROM violations v JOIN decisions d ON d.id = v.decision_id").fetch_all(&mut *tx).await?;
+        let violations = sqlx::query("SELECT v.agent_id, v.environment, d.risk_level, v.mode, v.at FROM violations v JOIN decisions d ON d.id = v.decision_id")
+            .fetch_all(&mut *tx)
+            .await?;
         for r in &violations {
-            add(r.try_get("agent_id")?, r.try_get("environment")?, r.try_get("risk_level")?, crate::trust::Kind::of_violation(&r.try_get::<String, _>("mode")?), r.try_get("at")?);
+            add(
+                r.try_get("agent_id")?,
+                r.try_get("environment")?,
+                r.try_get("risk_level")?,
+                crate::trust::Kind::of_violation(&r.try_get::<String, _>("mode")?),
+                r.try_get("at")?,
+            );
         }
         sqlx::query("DELETE FROM trust_totals").execute(&mut *tx).await?;
         let rows: Vec<_> = totals.into_iter().collect();
@@ -1506,8 +1514,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-const AGENT_COLUMNS: &str =
-    "id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at, pinned, tier_since, trust_score, hold_until, last_hard_at";
+const AGENT_COLUMNS: &str = "id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at, pinned, tier_since, trust_score, hold_until, last_hard_at";
 
 fn agent_from_row(r: &AnyRow) -> Result<Agent> {
     let status: String = r.try_get("status")?;
@@ -2091,8 +2098,8 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .bind(decision_id)
             .bind(expected.as_deref().unwrap_or(""))
             .execute(&mut *conn)
-                .await?
-                .rows_affected();
+            .await?
+            .rows_affected();
             affected(n, Kind::Conflict, "outcome_reported", format!("decision `{decision_id}` already has an outcome"))
         }
         Write::InsertSignal { id, decision_id, at, windows, verdict } => {
@@ -2215,13 +2222,14 @@ async fn add_evidence(conn: &mut AnyConnection, e: &EvidenceDelta) -> std::resul
     .execute(&mut *conn)
     .await?;
     let lock = if conn.backend_name() == "PostgreSQL" { " FOR UPDATE" } else { "" };
-    let row = sqlx::query(&format!("SELECT amount, as_of, count FROM trust_totals WHERE agent_id = $1 AND environment = $2 AND risk_level = $3 AND kind = $4{lock}"))
-        .bind(key.0)
-        .bind(key.1)
-        .bind(key.2)
-        .bind(key.3)
-        .fetch_one(&mut *conn)
-        .await?;
+    let row =
+        sqlx::query(&format!("SELECT amount, as_of, count FROM trust_totals WHERE agent_id = $1 AND environment = $2 AND risk_level = $3 AND kind = $4{lock}"))
+            .bind(key.0)
+            .bind(key.1)
+            .bind(key.2)
+            .bind(key.3)
+            .fetch_one(&mut *conn)
+            .await?;
     let before = crate::trust::Decayed { amount: row.try_get("amount")?, as_of: row.try_get("as_of")? };
     let after = before.add(e.delta as f64, e.at, e.half_life_us);
     let count: i64 = row.try_get("count")?;

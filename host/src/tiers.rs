@@ -164,7 +164,8 @@ impl TierPolicy {
                 return Err(format!("policy.tiering.{name} must be 0 or more"));
             }
         }
-        for (name, t) in [("hard_demotion_tier", self.hard_demotion_tier), ("soft_floor_tier", self.soft_floor_tier), ("budget_cap_tier", self.budget_cap_tier)] {
+        for (name, t) in [("hard_demotion_tier", self.hard_demotion_tier), ("soft_floor_tier", self.soft_floor_tier), ("budget_cap_tier", self.budget_cap_tier)]
+        {
             if t > MAX_TIER {
                 return Err(format!("policy.tiering.{name} must be a tier, 0 to {MAX_TIER}"));
             }
@@ -336,7 +337,12 @@ pub fn next_promotion(state: &State<'_>, budget: Window, now: i64, policy: &Tier
     let step = policy.step(to)?;
     let mut gates = Vec::new();
     let mut gate = |gate: &str, needs: String, has: String, met: bool| gates.push(Gate { gate: gate.into(), needs, has, met });
-    gate("controller", "tiering enabled, agent active and not pinned".into(), format!("enabled={} suspended={} pinned={}", policy.enabled, state.suspended, state.pinned), policy.enabled && !state.suspended && !state.pinned);
+    gate(
+        "controller",
+        "tiering enabled, agent active and not pinned".into(),
+        format!("enabled={} suspended={} pinned={}", policy.enabled, state.suspended, state.pinned),
+        policy.enabled && !state.suspended && !state.pinned,
+    );
     gate("ceiling", format!("ceiling ≥ {to}"), format!("ceiling {}", state.ceiling), to <= state.ceiling);
     if let Some(p) = state.parent_tier {
         gate("parent", format!("parent's tier ≥ {to}"), format!("parent at tier {p}"), to <= p);
@@ -345,16 +351,31 @@ pub fn next_promotion(state: &State<'_>, budget: Window, now: i64, policy: &Tier
     gate("score", format!("score ≥ {:.2}", step.bar), format!("{score:.3}"), score >= step.bar);
     let (w, successes) = qualifying(state.totals, step, now, trust);
     let scope = format!("{} work at {} risk or above", step.environment, step.min_risk);
-    gate("qualifying_successes", format!("{} confirmed successes on {scope}", step.min_successes), successes.to_string(), successes >= u64::from(step.min_successes));
+    gate(
+        "qualifying_successes",
+        format!("{} confirmed successes on {scope}", step.min_successes),
+        successes.to_string(),
+        successes >= u64::from(step.min_successes),
+    );
     gate("qualifying_score", format!("score ≥ {:.2} on {scope}", step.bar), format!("{:.3}", w.score()), w.score() >= step.bar);
     let in_tier = days(now - state.tier_since);
     gate("time_in_tier", format!("{} days in tier {}", policy.min_days_in_tier, state.tier), format!("{in_tier:.1} days"), in_tier >= policy.min_days_in_tier);
     let held = state.hold_until.is_some_and(|h| now < h);
-    gate("cool_down", "no cool-down running".into(), state.hold_until.filter(|_| held).map_or("none".into(), |h| format!("{:.1} days left", days(h - now))), !held);
+    gate(
+        "cool_down",
+        "no cool-down running".into(),
+        state.hold_until.filter(|_| held).map_or("none".into(), |h| format!("{:.1} days left", days(h - now))),
+        !held,
+    );
     let hard = state.last_hard_at.is_some_and(|h| days(now - h) < policy.hard_window_days);
     gate("no_hard_trigger", format!("no hard trigger in {} days", policy.hard_window_days), if hard { "one recently".into() } else { "none".into() }, !hard);
     let spent = budget_spent(budget, policy);
-    gate("error_budget", format!("changes failing ≤ {:.0}% over {} days", (1.0 - policy.slo) * 100.0, policy.slo_window_days), format!("{}/{}", budget.bad, budget.outcomes), !spent || to <= policy.budget_cap_tier);
+    gate(
+        "error_budget",
+        format!("changes failing ≤ {:.0}% over {} days", (1.0 - policy.slo) * 100.0, policy.slo_window_days),
+        format!("{}/{}", budget.bad, budget.outcomes),
+        !spent || to <= policy.budget_cap_tier,
+    );
     match spread {
         None => gates.push(Gate {
             gate: "spread".into(),
@@ -363,13 +384,18 @@ pub fn next_promotion(state: &State<'_>, budget: Window, now: i64, policy: &Tier
             met: false,
         }),
         Some(s) => {
-            gates.push(Gate { gate: "distinct_days".into(), needs: format!("{} distinct days", policy.min_distinct_days), has: s.days.to_string(), met: s.days >= policy.min_distinct_days });
-        gates.push(Gate {
-            gate: "distinct_targets".into(),
-            needs: format!("{} distinct targets", policy.min_distinct_targets),
-            has: s.targets.to_string(),
-            met: s.targets >= policy.min_distinct_targets,
-        });
+            gates.push(Gate {
+                gate: "distinct_days".into(),
+                needs: format!("{} distinct days", policy.min_distinct_days),
+                has: s.days.to_string(),
+                met: s.days >= policy.min_distinct_days,
+            });
+            gates.push(Gate {
+                gate: "distinct_targets".into(),
+                needs: format!("{} distinct targets", policy.min_distinct_targets),
+                has: s.targets.to_string(),
+                met: s.targets >= policy.min_distinct_targets,
+            });
         }
     }
     Some(NextPromotion { tier: to, gates })
@@ -420,7 +446,13 @@ pub fn decide(
         return Some(Move::Tier {
             to: policy.budget_cap_tier,
             reason: "error_budget_exhausted".into(),
-            text: format!("{} of {} changes bad in {} days, over the {:.0}% budget", budget.bad, budget.outcomes, policy.slo_window_days, (1.0 - policy.slo) * 100.0),
+            text: format!(
+                "{} of {} changes bad in {} days, over the {:.0}% budget",
+                budget.bad,
+                budget.outcomes,
+                policy.slo_window_days,
+                (1.0 - policy.slo) * 100.0
+            ),
             cool_down: true,
         });
     }
@@ -576,7 +608,8 @@ impl Controller {
             return Ok(None);
         }
         let Some(step) = self.tiering().step(cheap.tier) else { return Ok(None) };
-        let risks: Vec<RiskLevel> = [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical].into_iter().filter(|r| *r >= step.min_risk).collect();
+        let risks: Vec<RiskLevel> =
+            [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical].into_iter().filter(|r| *r >= step.min_risk).collect();
         // Successes older than three half-lives weigh under an eighth: they no longer spread anything.
         let since = a.now.saturating_sub((self.policy.policy.trust.half_life_days * 3.0 * DAY_US) as i64);
         Ok(Some(self.store.success_spread(&a.agent.id, since, &step.environment, &risks).await?))
@@ -661,7 +694,8 @@ impl Controller {
             change = Some(c);
             AuditRecord { agent: Some(before.id.clone()), ..AuditRecord::change(actor, "tier.changed", format!("agent:{}", before.id), data, now) }
         } else {
-            let details = serde_json::json!({"hard_trigger": reason, "tier": before.tier, "hold_until": after.hold_until.map(format_micros), "evidence": evidence});
+            let details =
+                serde_json::json!({"hard_trigger": reason, "tier": before.tier, "hold_until": after.hold_until.map(format_micros), "evidence": evidence});
             AuditRecord { agent: Some(before.id.clone()), ..AuditRecord::change(actor, "trust.hard_trigger", format!("agent:{}", before.id), details, now) }
         };
         self.store.commit(Change { writes, audit: vec![record] }).await?;

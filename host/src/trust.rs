@@ -312,7 +312,8 @@ fn ratio(part: f64, whole: f64) -> f64 {
 /// Assesses an agent's running totals as of `now`.
 pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
     let h = half_life_us(policy);
-    let amount = |kinds: &[Kind]| -> f64 { totals.iter().filter(|t| kinds.contains(&t.kind)).map(|t| t.decayed.at(now, h)).sum() };
+    // (An empty f64 sum is -0.0; adding 0.0 keeps "-0" out of the answers.)
+    let amount = |kinds: &[Kind]| -> f64 { totals.iter().filter(|t| kinds.contains(&t.kind)).map(|t| t.decayed.at(now, h)).sum::<f64>() + 0.0 };
     let count = |kinds: &[Kind]| -> u64 { totals.iter().filter(|t| kinds.contains(&t.kind)).map(|t| t.count.max(0) as u64).sum() };
     let weight = weigh(totals, now, policy, |_| true);
     let outcomes = amount(&[Kind::Success, Kind::Failure, Kind::Rollback, Kind::Unknown]);

@@ -14,6 +14,7 @@ mod outcomes;
 mod plugins;
 mod process;
 mod signals;
+mod tiers;
 mod trust;
 mod ui;
 mod violations;

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{AnyPool, Executor as _};
 use warden::audit::Actor;
-use warden::clock::SystemClock;
+use warden::clock::{SharedClock, SystemClock};
 use warden::config::Config;
 use warden::identity::Role;
 use warden::server::Warden;
@@ -115,7 +115,12 @@ impl TestServer {
     }
 
     pub async fn start_with(db: TestDb, config: Config) -> TestServer {
-        let warden = Warden::open(config, Arc::new(SystemClock)).await.unwrap();
+        TestServer::start_clocked(db, config, Arc::new(SystemClock)).await
+    }
+
+    /// A server whose time is `clock` (a `ManualClock` lets a test move through months).
+    pub async fn start_clocked(db: TestDb, config: Config, clock: SharedClock) -> TestServer {
+        let warden = Warden::open(config, clock).await.unwrap();
         let actor = Actor { kind: "admin".into(), id: "test".into(), tool: None, model: None, token_id: None };
         let now = warden.state.clock.now_micros();
         let admin = warden::api::tokens::issue(&warden.state.store, actor, Role::Admin, Some("root".into()), String::new(), None, now).await.unwrap().secret;
@@ -129,11 +134,16 @@ impl TestServer {
     }
 
     /// Stops the server and starts a new one on the same database with `config`.
-    pub async fn restart(mut self, config: Config) -> TestServer {
+    pub async fn restart(self, config: Config) -> TestServer {
+        self.restart_clocked(config, Arc::new(SystemClock)).await
+    }
+
+    /// Stops the server and starts a new one on the same database with `config` and `clock`.
+    pub async fn restart_clocked(mut self, config: Config, clock: SharedClock) -> TestServer {
         self.halt().await;
         let placeholder = TestDb { backend: self.db.backend, url: String::new(), _dir: None, schema: None };
         let db = std::mem::replace(&mut self.db, placeholder);
-        TestServer::start_with(db, config).await
+        TestServer::start_clocked(db, config, clock).await
     }
 
     /// Stops the server gracefully and waits for it.

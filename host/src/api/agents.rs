@@ -129,8 +129,14 @@ async fn patch_agent(State(state): State<AppState>, caller: Caller, Path(id): Pa
         let now = state.clock.now_micros();
         after.updated_at = format_micros(now);
         after.version = before.version + 1;
-        let mut records =
-            vec![change_record(&caller, "agent.updated", format!("agent:{id}"), Some(id.clone()), serde_json::json!({ "before": before, "after": after }), now)];
+        let mut records = vec![change_record(
+            &caller,
+            "agent.updated",
+            format!("agent:{id}"),
+            Some(id.clone()),
+            serde_json::json!({ "before": before, "after": after }),
+            now,
+        )];
         let mut writes = vec![Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now }];
         if after.tier != before.tier {
             // A human's tier change is history too, and restarts the time in tier.

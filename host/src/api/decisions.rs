@@ -10,10 +10,10 @@ use utoipa_axum::routes;
 
 use super::{AppState, Json};
 use crate::audit::{Actor, AuditRecord};
+use crate::clock::parse_micros;
 use crate::engine::{DecisionAnswer, DecisionRequest};
 use crate::error::{Error, ErrorBody, Kind, Result};
 use crate::identity::{Caller, Role};
-use crate::clock::parse_micros;
 use crate::policy::RiskLevel;
 use crate::store::{Change, Outcome, Write};
 use crate::tiers::{HardTrigger, Trigger};

@@ -74,11 +74,8 @@ async fn get_trust(State(state): State<AppState>, caller: Caller, Path(id): Path
 async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTrust> {
     let tiers = state.engine.tiers();
     let a = tiers.assess(agent).await?;
-    let (next_promotion, last_changes) = if detail {
-        (tiers.next_promotion(&a).await?, state.store.tier_changes(&a.agent.id, 0, 5).await?)
-    } else {
-        (None, Vec::new())
-    };
+    let (next_promotion, last_changes) =
+        if detail { (tiers.next_promotion(&a).await?, state.store.tier_changes(&a.agent.id, 0, 5).await?) } else { (None, Vec::new()) };
     Ok(AgentTrust {
         agent: a.agent.id,
         tier: a.agent.tier,
@@ -117,7 +114,12 @@ pub struct TrustHistory {
 #[utoipa::path(get, path = "/v1/agents/{id}/trust/history", tag = "agents", params(("id" = String, Path, description = "Agent id"), HistoryQuery),
     security(("bearer" = [])),
     responses((status = 200, body = TrustHistory), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn trust_history(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> Result<axum::Json<TrustHistory>> {
+async fn trust_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<axum::Json<TrustHistory>> {
     visible(&caller, &id)?;
     state.store.agent(&id).await?.ok_or_else(|| unknown(&id))?;
     let since = match &q.since {
