@@ -115,6 +115,23 @@ enum Command {
         #[arg(long)]
         approval_id: Option<String>,
     },
+    /// Report what happened after an allowed action (the agent, a service or an admin).
+    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden outcome 019ac2… --status succeeded --detail \"rolled out in 4 min\"")]
+    Outcome {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The decision.
+        decision_id: String,
+        /// succeeded, failed or rolled_back.
+        #[arg(long)]
+        status: String,
+        /// What happened, for humans.
+        #[arg(long)]
+        detail: Option<String>,
+        /// What it actually cost, US dollars.
+        #[arg(long)]
+        actual_cost_usd: Option<f64>,
+    },
     /// Write, build and test WebAssembly plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -694,6 +711,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 body["approval_id"] = json!(id);
             }
             print_json(call(&server, reqwest::Method::POST, "/v1/decisions", Some(body)).await?)
+        }
+        Command::Outcome { server, decision_id, status, detail, actual_cost_usd } => {
+            let body = json!({"status": status, "detail": detail, "actual_cost_usd": actual_cost_usd});
+            print_json(call(&server, reqwest::Method::POST, &format!("/v1/decisions/{decision_id}/outcome"), Some(body)).await?)
         }
         Command::Plugin(cmd) => plugin_command(cmd).await,
         Command::Policy { server } => print_json(call(&server, reqwest::Method::GET, "/v1/policy", None).await?),

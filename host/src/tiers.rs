@@ -7,8 +7,9 @@
 //!   targets; a minimum time in the current tier; no cool-down running; no hard trigger in the
 //!   last `hard_window_days`; not above the ceiling or the parent's tier; not pinned; the
 //!   change-success error budget not spent.
-//! - Down at once on a hard trigger (a critical rollback, a forged or reused approval, a
-//!   security-policy violation, repeated blocked violations): to `hard_demotion_tier`.
+//! - Down at once on a hard trigger (a critical rollback, a severe anomaly confirmed by the
+//!   action failing or being rolled back, a forged or reused approval, a security-policy
+//!   violation, repeated blocked violations): to `hard_demotion_tier`.
 //! - Down by one tier, after the minimum time in tier, when the score falls below the low-water
 //!   mark (`low_water` × the current tier's bar) on at least as much evidence as promotion into
 //!   the tier asked for (an agent with little evidence keeps the tier a human gave it).
@@ -241,6 +242,8 @@ pub enum HardTrigger {
     SecurityPolicyViolation,
     /// `repeated_violations` blocked violations within `repeated_violation_days`.
     RepeatedViolations,
+    /// An action judged severely anomalous went on to fail or be rolled back.
+    ConfirmedAnomaly,
 }
 
 impl HardTrigger {
@@ -265,6 +268,7 @@ impl HardTrigger {
             HardTrigger::ForgedApproval => "forged_approval",
             HardTrigger::SecurityPolicyViolation => "security_policy_violation",
             HardTrigger::RepeatedViolations => "repeated_violations",
+            HardTrigger::ConfirmedAnomaly => "confirmed_severe_anomaly",
         }
     }
 }

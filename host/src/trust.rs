@@ -420,6 +420,45 @@ mod tests {
         assert!((assess_all(&e, 30 * DAY, &p).weight.positive - 100.0).abs() < 1e-6, "one half-life halves the weight");
     }
 
+    /// Properties over random records: the score is bounded, never falls with one more success
+    /// (whenever it happened), never rises with one more failure, rollback or violation, and only
+    /// falls as time passes without new evidence, towards no confidence.
+    #[test]
+    fn score_properties_over_random_records() {
+        use rand::{Rng as _, SeedableRng as _};
+        let p = TrustPolicy::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let envs = ["dev", "staging", "production"];
+        let risks = [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical];
+        let random = |rng: &mut rand::rngs::StdRng, kind: Kind| Evidence {
+            kind,
+            at: rng.random_range(0..90 * DAY),
+            environment: envs[rng.random_range(0..3)].into(),
+            risk: risks[rng.random_range(0..4)],
+        };
+        for _ in 0..300 {
+            let mut e = Vec::new();
+            for _ in 0..rng.random_range(0..60) {
+                let kind = Kind::ALL[rng.random_range(0..Kind::ALL.len())];
+                e.push(random(&mut rng, kind));
+            }
+            let now = 90 * DAY;
+            let base = assess_all(&e, now, &p).score;
+            assert!((0.0..=1.0).contains(&base), "{base}");
+            let mut more = e.clone();
+            more.push(random(&mut rng, Kind::Success));
+            assert!(assess_all(&more, now, &p).score >= base - 1e-12, "a success lowered the score");
+            for kind in [Kind::Failure, Kind::Rollback, Kind::Violation, Kind::FlaggedViolation, Kind::Unknown] {
+                let mut worse = e.clone();
+                worse.push(random(&mut rng, kind));
+                assert!(assess_all(&worse, now, &p).score <= base + 1e-12, "{kind:?} raised the score");
+            }
+            let later = assess_all(&e, now + rng.random_range(1..60 * DAY), &p).score;
+            assert!(later <= base + 1e-12, "time alone raised the score: {base} → {later}");
+            assert!(assess_all(&e, now + 3650 * DAY, &p).score < 1e-6, "ten years on, no confidence is left");
+        }
+    }
+
     #[test]
     fn running_totals_do_not_depend_on_arrival_order_and_take_back_exactly() {
         let h = 30.0 * DAY as f64;

@@ -139,6 +139,22 @@ async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
     let (_, page) = s.get("/v1/audit?event_type=decision", &s.admin).await;
     let last = page["records"].as_array().unwrap().last().unwrap();
     assert_eq!(last["details"]["anomaly"]["severity"].as_u64(), Some(severity), "{last}");
+
+    // A human lets it through; it fails: the anomaly is confirmed, a hard trigger.
+    let grants = json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
+    assert_eq!(s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": grants})).await.0, 201);
+    let carol = s.token("approver", Some("carol")).await;
+    let approval = answer["approval"]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.post(&format!("/v1/approvals/{approval}/approve"), &carol, json!({})).await.0, 200);
+    let (_, allowed) = s.decide(&bot, "deploy", "production", json!({"approval_id": approval})).await;
+    assert_eq!(allowed["verdict"], "allow", "{allowed}");
+    assert!(allowed["anomaly"]["severity"].as_u64().unwrap() >= 70, "{allowed}");
+    let path = format!("/v1/decisions/{}/outcome", allowed["decision_id"].as_str().unwrap());
+    assert_eq!(s.post(&path, &bot, json!({"status": "failed"})).await.0, 200);
+    let (_, agent) = s.get("/v1/agents/bot", &s.admin).await;
+    assert_eq!(agent["tier"], 1, "{agent}");
+    let (_, history) = s.get("/v1/agents/bot/trust/history", &s.admin).await;
+    assert_eq!(history["changes"][0]["reason"], "confirmed_severe_anomaly", "{history}");
 }
 
 async fn hostile_plugins_follow_their_failure_policy(backend: Backend) {

@@ -80,6 +80,15 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     assert_eq!(allowed["verdict"], "allow", "{allowed}");
     let trust: serde_json::Value = serde_json::from_slice(&cli(&["trust", "show", "--server", &server, "bot"], bootstrap)).unwrap();
     assert_eq!(trust["score"], 0.0, "no outcome reported yet: {trust}");
+    let decision = allowed["decision_id"].as_str().unwrap();
+    let reported: serde_json::Value =
+        serde_json::from_slice(&cli(&["outcome", "--server", &server, decision, "--status", "succeeded", "--detail", "done"], bootstrap)).unwrap();
+    assert_eq!(reported["outcome"], "succeeded", "{reported}");
+    let trust: serde_json::Value = serde_json::from_slice(&cli(&["trust", "show", "--server", &server, "bot"], bootstrap)).unwrap();
+    assert_eq!(trust["evidence"]["successes"], 1, "{trust}");
+    assert_eq!(trust["next_promotion"]["tier"], trust["tier"].as_u64().unwrap() + 1, "{trust}");
+    let history: serde_json::Value = serde_json::from_slice(&cli(&["trust", "history", "--server", &server, "bot"], bootstrap)).unwrap();
+    assert_eq!(history["daily"].as_array().map(Vec::len), Some(1), "{history}");
     let team: serde_json::Value = serde_json::from_slice(&cli(&["trust", "list", "--server", &server, "--team", "core"], bootstrap)).unwrap();
     assert_eq!(team[0]["agent"], "bot");
     let violations: serde_json::Value = serde_json::from_slice(&cli(&["violations", "list", "--server", &server], bootstrap)).unwrap();

@@ -145,9 +145,11 @@ async fn sixty_days_three_personas() {
     }
 
     let reliable_end = sim.agent("reliable").await;
-    assert!(tier(&reliable_end) >= 3, "the reliable agent earns production rights: {reliable_end}");
+    assert_eq!(tier(&reliable_end), 4, "the reliable agent climbs, one tier at a time: {reliable_end}");
     let flaky_end = sim.agent("flaky").await;
     assert!(tier(&flaky_end) <= 2, "a 10% rollback rate earns no promotion: {flaky_end}");
+    let flaky_history = sim.history("flaky").await;
+    assert!(flaky_history.first().is_some_and(|c| c["to"].as_u64() < c["from"].as_u64()), "the flaky agent is demoted first: {flaky_history:?}");
     let narrowed = rogue_narrowed_at.expect("the rogue agent was narrowed");
     assert!(narrowed <= 3, "narrowed at its violation #{narrowed}");
     assert!(tier(&sim.agent("rogue").await) <= 1);

@@ -170,12 +170,27 @@ async fn report_outcome(
             _ => Err(e),
         };
     }
-    // The tier follows at once: a critical rollback is a hard trigger.
-    let trigger = if status == "rolled_back" && current.risk == RiskLevel::Critical { Trigger::Hard(HardTrigger::CriticalRollback) } else { Trigger::Evidence };
+    // The tier follows at once: a critical rollback, or a failure of an action judged severely
+    // anomalous (the anomaly confirmed), is a hard trigger.
+    let trigger = if status == "rolled_back" && current.risk == RiskLevel::Critical {
+        Trigger::Hard(HardTrigger::CriticalRollback)
+    } else if status != "succeeded" && severely_anomalous(&state, &id).await? {
+        Trigger::Hard(HardTrigger::ConfirmedAnomaly)
+    } else {
+        Trigger::Evidence
+    };
     if let Err(e) = tiers.review(&current.agent, trigger).await {
         tracing::warn!(agent = %current.agent, error = %e.message, "tier review after an outcome failed");
     }
     Ok(axum::Json(visible_outcome(&state, &caller, &id).await?))
+}
+
+/// Whether the decision's anomaly stage found the action severely anomalous.
+async fn severely_anomalous(state: &AppState, id: &str) -> Result<bool> {
+    let Some((_, answer)) = state.store.decision(id).await? else { return Ok(false) };
+    let answer: serde_json::Value = serde_json::from_str(&answer).map_err(Error::internal)?;
+    let severity = answer.pointer("/anomaly/severity").and_then(|s| s.as_u64()).unwrap_or(0);
+    Ok(severity >= u64::from(state.engine.policy().policy.severe_anomaly))
 }
 
 /// A decision's outcome: reported, `unknown` when overdue, or absent while still due.
