@@ -8,6 +8,7 @@ use serde_json::json;
 use warden::engine::{DecisionRequest, Subject, judge, validate};
 use warden::identity::{Agent, AgentStatus, Caller, Human, Role};
 use warden::policy::{CompiledPolicy, Policy};
+use warden::quotas::QuotaPlan;
 
 fn agent(id: &str, tier: u8) -> Agent {
     Agent {
@@ -26,6 +27,7 @@ fn agent(id: &str, tier: u8) -> Agent {
         trust_score: None,
         hold_until: None,
         last_hard_at: None,
+        quota_overrides: Default::default(),
         created_at: String::new(),
         updated_at: String::new(),
         version: 1,
@@ -52,13 +54,13 @@ fn pipeline(c: &mut Criterion) {
     c.bench_function("decide_in_process/agent_alone", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(&policy, &caller, &alone, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default()).unwrap()
+            judge(&policy, &caller, &alone, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default(), &QuotaPlan::default()).unwrap()
         })
     });
     c.bench_function("decide_in_process/on_behalf_with_parent", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(&policy, &caller, &chatops, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default()).unwrap()
+            judge(&policy, &caller, &chatops, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default(), &QuotaPlan::default()).unwrap()
         })
     });
 }
@@ -90,7 +92,7 @@ fn with_plugins(c: &mut Criterion) {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
             let assessment = rt.block_on(assess()).unwrap();
-            judge(&policy, &caller, &subject, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), assessment).unwrap()
+            judge(&policy, &caller, &subject, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), assessment, &QuotaPlan::default()).unwrap()
         })
     });
 }

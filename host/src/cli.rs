@@ -82,6 +82,9 @@ enum Command {
     /// Decide approval requests on a running server.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Agents' quotas on a running server.
+    #[command(subcommand)]
+    Quotas(QuotasCommand),
     /// Agents' trust scores on a running server.
     #[command(subcommand)]
     Trust(TrustCommand),
@@ -377,6 +380,32 @@ enum ApprovalsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum QuotasCommand {
+    /// One agent's quotas: limits, where they come from, and use in the current windows.
+    #[command(after_help = "Example:\n  warden quotas show deploy-bot")]
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Agent id.
+        id: String,
+    },
+    /// Set (or clear) an agent's own limits (admins).
+    #[command(after_help = "Example:\n  warden quotas set deploy-bot --limit cost_per_day=250 --limit deploys_per_hour_per_service=10 --clear calls_per_minute")]
+    Set {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Agent id.
+        id: String,
+        /// NAME=LIMIT (calls, or US dollars); repeat for several.
+        #[arg(long = "limit")]
+        limits: Vec<String>,
+        /// A quota whose override to remove; repeat for several.
+        #[arg(long = "clear")]
+        clear: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TrustCommand {
     /// One agent's score, components and evidence.
     #[command(after_help = "Example:\n  warden trust show deploy-bot")]
@@ -626,6 +655,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ApprovalsCommand::Reject { server, id, comment } => {
                 print_json(call(&server, reqwest::Method::POST, &format!("/v1/approvals/{id}/reject"), Some(serde_json::json!({ "comment": comment }))).await?)
+            }
+        },
+        Command::Quotas(cmd) => match cmd {
+            QuotasCommand::Show { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}/quotas"), None).await?),
+            QuotasCommand::Set { server, id, limits, clear } => {
+                let mut map = serde_json::Map::new();
+                for l in limits {
+                    let (name, value) = l.split_once('=').ok_or_else(|| anyhow::anyhow!("--limit `{l}`: use NAME=LIMIT"))?;
+                    let value: f64 = value.parse().map_err(|_| anyhow::anyhow!("--limit `{l}`: `{value}` is not a number"))?;
+                    map.insert(name.to_string(), json!(value));
+                }
+                for name in clear {
+                    map.insert(name, Value::Null);
+                }
+                print_json(call(&server, reqwest::Method::PUT, &format!("/v1/agents/{id}/quotas"), Some(json!({"limits": map}))).await?)
             }
         },
         Command::Trust(cmd) => match cmd {

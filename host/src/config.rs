@@ -218,6 +218,8 @@ pub struct PolicyOverrides {
     pub trust: Option<crate::trust::TrustPolicy>,
     /// How tiers follow trust (the whole table replaces the built-in one).
     pub tiering: Option<crate::tiers::TierPolicy>,
+    /// Quotas (the whole table replaces the built-in one; unset keys keep their defaults).
+    pub quotas: Option<crate::quotas::QuotaPolicy>,
 }
 
 impl PolicyOverrides {
@@ -262,6 +264,9 @@ impl PolicyOverrides {
         }
         if let Some(t) = &self.tiering {
             policy.tiering = t.clone();
+        }
+        if let Some(q) = &self.quotas {
+            policy.quotas = q.clone();
         }
         policy
     }

@@ -26,6 +26,7 @@ use crate::outbox::{Event, Outbox};
 use crate::plugins::{AnomalyContext, AnomalyFinding, Assessment, PluginHost, PluginReport, runtime::bindings::types as wit};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
 use crate::store::{ApprovalRow, Baseline, Change, DecisionRow, EvidenceDelta, Store, ViolationRow, Write};
+use crate::quotas::{Headroom, QuotaPlan};
 use crate::tiers::{Controller, Trigger};
 
 /// How deep a parent chain may go before Warden refuses it.
@@ -201,6 +202,9 @@ pub struct DecisionAnswer {
     /// Trust score at decision time, once the trust engine has evidence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_score: Option<f64>,
+    /// The quotas the action drew on (or would have): limit, use and what is left in the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<Headroom>,
     /// Policy version.
     pub policy_version: String,
     /// Each plugin that ran: `name@version`, its verdict, fuel used and duration.
@@ -299,7 +303,46 @@ impl Engine {
         let assessment = self.plugins.assess(&action.class, || plugin_action(action, &agent, table, now), || self.anomaly_context(action, &agent, now)).await?;
         let subject = Subject { agent, parents, human, approval };
         let decision_id = uuid::Uuid::now_v7().to_string();
-        let mut judgement = judge(&self.policy, caller, &subject, request, now, decision_id, assessment)?;
+        // Stage 6 needs the quotas' counts; the charge re-checks them when it commits.
+        let mut plan = self.quota_plan(&subject.agent, &request.action, now).await?;
+        let mut again = (!plan.charges.is_empty()).then(|| (request.clone(), assessment.clone()));
+        let mut judgement = judge(&self.policy, caller, &subject, request, now, decision_id.clone(), assessment, &plan)?;
+        loop {
+            match self.record(&subject, judgement, now).await {
+                // Other decisions took what was left of a quota meanwhile: judge again on the counts now.
+                Err(e) if e.code == "quota_exceeded" && again.is_some() => {
+                    let (request, assessment) = again.take().expect("checked");
+                    plan.used = self.store.quota_used(&subject.agent.id, &plan.charges).await?;
+                    if plan.charges.iter().zip(&plan.used).all(|(c, used)| c.fits(*used)) {
+                        // Counts can fall (an actual cost below the estimate); one more try, then it is the caller's.
+                        again = Some((request.clone(), assessment.clone()));
+                    }
+                    judgement = judge(&self.policy, caller, &subject, request, now, decision_id.clone(), assessment, &plan)?;
+                }
+                Err(e) => return Err(e),
+                Ok(answer) => {
+                    self.metrics.decision(answer.verdict, started.elapsed());
+                    return Ok(answer);
+                }
+            }
+        }
+    }
+
+    /// The quotas an action draws on, with their counts now (none in shadow mode, or when quotas are off).
+    async fn quota_plan(&self, agent: &Agent, action: &Action, now: i64) -> Result<QuotaPlan> {
+        let q = &self.policy.policy.quotas;
+        if !q.enabled || agent.shadow || self.policy.policy.mode == PolicyMode::Shadow {
+            return Ok(QuotaPlan::default());
+        }
+        let what = (action.class.as_str(), action.environment.as_str(), action.service.as_str());
+        let charges = crate::quotas::charges(q, &self.policy.quota_zone, agent.tier, &agent.team, &agent.quota_overrides, what, action.estimated_cost_usd, now);
+        let used = self.store.quota_used(&agent.id, &charges).await?;
+        Ok(QuotaPlan { charges, used })
+    }
+
+    /// Commits a judgement with its outbox deliveries and trust evidence, then lets the tier
+    /// controller react to a violation.
+    async fn record(&self, subject: &Subject, mut judgement: Judgement, now: i64) -> Result<DecisionAnswer> {
         let deliveries: Vec<Write> = judgement.events.iter().flat_map(|e| self.outbox.writes(e, now)).collect();
         let notify = !deliveries.is_empty();
         judgement.change.writes.extend(deliveries);
@@ -319,11 +362,10 @@ impl Engine {
         }
         // A violation may be a hard trigger: the tier narrows before the agent's next request.
         if let Some(trigger) = violation
-            && let Err(e) = self.tiers.review(&agent_id, trigger).await
+            && let Err(e) = self.tiers.review(&subject.agent.id, trigger).await
         {
-            tracing::warn!(agent = %agent_id, error = %e.message, "tier review after a violation failed");
+            tracing::warn!(agent = %subject.agent.id, error = %e.message, "tier review after a violation failed");
         }
-        self.metrics.decision(judgement.answer.verdict, started.elapsed());
         Ok(judgement.answer)
     }
 
@@ -492,6 +534,7 @@ pub fn judge(
     now: i64,
     decision_id: String,
     plugins: Assessment,
+    quotas: &QuotaPlan,
 ) -> Result<Judgement> {
     let agent = &subject.agent;
     request.agent = Some(agent.id.clone());
@@ -662,6 +705,46 @@ pub fn judge(
             reason: code.to_string(),
         });
     }
+    // Stage 6: quotas, for an action about to go ahead (an approved one is charged when its
+    // approval is used, not when it was asked for). The charge is the change's first write.
+    let mut charge = None;
+    let mut headroom = Vec::new();
+    if verdict == Verdict::Allow && !shadow && !quotas.charges.is_empty() {
+        let counts = quotas.charges.iter().zip(&quotas.used);
+        match counts.clone().find(|(c, used)| !c.fits(**used)) {
+            Some((c, used)) => {
+                headroom = counts.map(|(c, used)| c.headroom(*used)).collect();
+                let h = c.headroom(*used);
+                let scope = if c.scope == "*" { String::new() } else { format!(" for {}", c.scope) };
+                let needs = c.headroom(c.amount).used;
+                reasons.push(reason(
+                    "quota_exceeded",
+                    format!("quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}", c.quota, h.used, h.limit, c.unit.label(), h.resets_at),
+                ));
+                verdict = Verdict::Deny;
+                // The approval (if any) stays unused: the agent may try again once the quota resets.
+                consume = None;
+                obligations.retain(|o| o.kind != "rollback_guard");
+                if violation_row.is_none() {
+                    violation_row = Some(ViolationRow {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        at: now,
+                        decision_id: decision_id.clone(),
+                        agent_id: agent.id.clone(),
+                        class: class.to_string(),
+                        environment: env.to_string(),
+                        service: service.to_string(),
+                        mode: "block".into(),
+                        reason: "quota_exceeded".into(),
+                    });
+                }
+            }
+            None => {
+                headroom = counts.map(|(c, used)| c.headroom(used + c.amount)).collect();
+                charge = Some(Write::ChargeQuotas { agent_id: agent.id.clone(), charges: quotas.charges.clone() });
+            }
+        }
+    }
     let shadow_verdict = if shadow {
         let would = verdict;
         reasons.push(reason("shadow_mode", format!("shadow mode: enforcement would answer {}; nothing is blocked", would.as_str())));
@@ -722,6 +805,7 @@ pub fn judge(
         tier,
         agent_tier: agent.tier,
         trust_score: agent.trust_score,
+        quotas: headroom,
         policy_version: policy.version.clone(),
         plugins: plugins.reports,
         decided_at: decided_at.clone(),
@@ -779,7 +863,7 @@ pub fn judge(
     };
     // Using an approval is the change's first write: if another decision used it meanwhile, the
     // whole change fails and nothing is recorded (single use, on every replica).
-    let mut writes = Vec::new();
+    let mut writes: Vec<Write> = charge.into_iter().collect();
     let mut records = vec![audit];
     let mut events = Vec::new();
     if let Some(id) = consume {
@@ -803,7 +887,7 @@ pub fn judge(
             events.push(Event::new("violation.flagged", now, data));
         }
         // The violation is trust evidence, counted in the same transaction.
-        let kind = crate::trust::Kind::of_violation(&v.mode);
+        let kind = crate::trust::Kind::of_violation(&v.mode, &v.reason);
         let half_life_us = crate::trust::half_life_us(&policy.policy.trust);
         let evidence = EvidenceDelta { agent_id: v.agent_id.clone(), environment: v.environment.clone(), risk: level, kind, at: now, delta: 1, half_life_us };
         writes.push(Write::InsertViolation(v));
@@ -912,6 +996,7 @@ mod tests {
             trust_score: None,
             hold_until: None,
             last_hard_at: None,
+            quota_overrides: Default::default(),
             created_at: String::new(),
             updated_at: String::new(),
             version: 1,
@@ -927,7 +1012,7 @@ mod tests {
     }
 
     fn verdict(p: &CompiledPolicy, subject: &Subject, class: &str, env: &str) -> (Verdict, Option<Verdict>, Vec<String>) {
-        let j = judge(p, &caller(), subject, request(class, env), 0, "d1".into(), Assessment::default()).unwrap();
+        let j = judge(p, &caller(), subject, request(class, env), 0, "d1".into(), Assessment::default(), &QuotaPlan::default()).unwrap();
         (j.answer.verdict, j.answer.shadow_verdict, j.answer.reasons.into_iter().map(|r| r.code).collect())
     }
 
@@ -951,7 +1036,7 @@ mod tests {
         let s = alone(agent("a", 0));
         assert_eq!(verdict(&p, &s, "read", "production").0, Verdict::Allow);
         for class in ["docs_update", "deploy", "config_change", "db_migration", "infra_delete"] {
-            let j = judge(&p, &caller(), &s, request(class, "dev"), 0, "d".into(), Assessment::default()).unwrap();
+            let j = judge(&p, &caller(), &s, request(class, "dev"), 0, "d".into(), Assessment::default(), &QuotaPlan::default()).unwrap();
             assert_eq!(j.answer.verdict, Verdict::Deny, "{class}");
             assert!(j.change.writes.iter().any(|w| matches!(w, Write::InsertViolation(_))), "{class}");
         }
@@ -984,7 +1069,7 @@ mod tests {
         let p = policy();
         let mut parent = agent("boss", 1);
         let s = Subject { agent: agent("a", 3), parents: vec![parent.clone()], human: None, approval: None };
-        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Assessment::default()).unwrap();
+        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Assessment::default(), &QuotaPlan::default()).unwrap();
         assert_eq!((j.answer.tier, j.answer.agent_tier, j.answer.verdict), (1, 3, Verdict::Deny));
         parent.tier = 4;
         parent.status = AgentStatus::Suspended;
@@ -997,7 +1082,7 @@ mod tests {
         let p = policy();
         let mut a = agent("a", 0);
         a.shadow = true;
-        let j = judge(&p, &caller(), &alone(a), request("db_migration", "production"), 0, "d".into(), Assessment::default()).unwrap();
+        let j = judge(&p, &caller(), &alone(a), request("db_migration", "production"), 0, "d".into(), Assessment::default(), &QuotaPlan::default()).unwrap();
         assert_eq!((j.answer.verdict, j.answer.shadow_verdict), (Verdict::Allow, Some(Verdict::Deny)));
         let Write::InsertDecision(row) = &j.change.writes[0] else { panic!() };
         assert_eq!(row.shadow_verdict.as_deref(), Some("deny"));
@@ -1011,11 +1096,11 @@ mod tests {
         policy.violation_modes.insert("docs_update".into(), ViolationMode::Flag);
         let p = CompiledPolicy::new(policy).unwrap();
         let s = alone(agent("a", 0));
-        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Assessment::default()).unwrap();
+        let j = judge(&p, &caller(), &s, request("deploy", "production"), 0, "d".into(), Assessment::default(), &QuotaPlan::default()).unwrap();
         assert_eq!(j.answer.verdict, Verdict::Allow);
         assert_eq!(j.answer.obligations[0].kind, "rollback_guard");
         assert!(matches!(&j.change.writes[1], Write::InsertViolation(v) if v.mode == "guard"));
-        let j = judge(&p, &caller(), &s, request("docs_update", "dev"), 0, "d".into(), Assessment::default()).unwrap();
+        let j = judge(&p, &caller(), &s, request("docs_update", "dev"), 0, "d".into(), Assessment::default(), &QuotaPlan::default()).unwrap();
         assert_eq!(j.answer.verdict, Verdict::Allow);
         assert!(matches!(&j.change.writes[1], Write::InsertViolation(v) if v.mode == "flag"));
     }

@@ -195,6 +195,8 @@ pub struct Agent {
     /// Its last hard trigger, Unix microseconds.
     #[serde(skip)]
     pub last_hard_at: Option<i64>,
+    /// An admin's quota limits for this agent (quota name → limit), over its tier's and team's.
+    pub quota_overrides: std::collections::BTreeMap<String, f64>,
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -425,6 +427,7 @@ mod tests {
             trust_score: None,
             hold_until: None,
             last_hard_at: None,
+            quota_overrides: Default::default(),
             created_at: String::new(),
             updated_at: String::new(),
             version: 1,

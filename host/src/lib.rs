@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod outcomes;
 pub mod plugins;
 pub mod policy;
+pub mod quotas;
 pub mod rollback;
 pub mod server;
 pub mod store;

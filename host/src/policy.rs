@@ -218,6 +218,8 @@ pub struct Policy {
     pub trust: crate::trust::TrustPolicy,
     /// How tiers follow trust (the tier controller).
     pub tiering: crate::tiers::TierPolicy,
+    /// Quotas and rate limits.
+    pub quotas: crate::quotas::QuotaPolicy,
 }
 
 impl Default for Policy {
@@ -280,6 +282,7 @@ impl Default for Policy {
             outcome_deadline_by_class: BTreeMap::new(),
             trust: crate::trust::TrustPolicy::default(),
             tiering: crate::tiers::TierPolicy::default(),
+            quotas: crate::quotas::QuotaPolicy::default(),
         }
     }
 }
@@ -308,6 +311,8 @@ pub struct CompiledPolicy {
     /// `p-` and the first 16 hex digits of the SHA-256 of the policy's canonical JSON.
     pub version: String,
     tier_grants: Vec<Vec<Grant>>,
+    /// The time zone of daily quota windows.
+    pub quota_zone: jiff::tz::TimeZone,
 }
 
 impl CompiledPolicy {
@@ -332,6 +337,8 @@ impl CompiledPolicy {
         }
         policy.trust.validate().map_err(|e| anyhow::anyhow!(e))?;
         policy.tiering.validate().map_err(|e| anyhow::anyhow!(e))?;
+        policy.quotas.validate().map_err(|e| anyhow::anyhow!(e))?;
+        let quota_zone = policy.quotas.zone().map_err(|e| anyhow::anyhow!(e))?;
         for (class, n) in &policy.approvers_required {
             anyhow::ensure!(policy.risk.contains_key(class), "policy.approvers_required names action class `{class}` that has no row in policy.risk");
             anyhow::ensure!((1..=5).contains(n), "policy.approvers_required.{class} must be from 1 to 5, not {n}");
@@ -359,7 +366,7 @@ impl CompiledPolicy {
         }
         let canonical = serde_json::to_vec(&policy)?;
         let version = format!("p-{}", &hex::encode(Sha256::digest(&canonical))[..16]);
-        Ok(CompiledPolicy { policy, version, tier_grants })
+        Ok(CompiledPolicy { policy, version, tier_grants, quota_zone })
     }
 
     /// Whether the class is one the policy knows.

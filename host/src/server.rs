@@ -58,6 +58,7 @@ impl Warden {
         let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone(), plugins, outbox);
         tokio::spawn(crate::outcomes::mark_overdue(store.clone(), clock.clone(), engine.tiers().clone(), every));
         tokio::spawn(engine.tiers().clone().run());
+        tokio::spawn(crate::quotas::prune(store.clone(), clock.clone()));
         Ok(Warden { state: AppState { engine, store, clock, metrics }, config })
     }
 

@@ -320,6 +320,28 @@ pub enum Write {
     },
     /// Record a tier change in the agent's history (written with the `UpdateAgent` that makes it).
     RecordTierChange(TierChange),
+    /// Charge an allowed action to the agent's quotas, all or none: 409 `quota_exceeded` if any
+    /// would pass its limit (a compare-and-set on each count, so it holds across replicas).
+    /// Written first in the decision's change.
+    ChargeQuotas {
+        /// The agent.
+        agent_id: String,
+        /// What the action draws on.
+        charges: Vec<crate::quotas::Charge>,
+    },
+    /// Correct a quota's count (an outcome's actual cost replacing the estimate); never fails.
+    AdjustQuota {
+        /// The agent.
+        agent_id: String,
+        /// Quota name.
+        quota: String,
+        /// Its scope.
+        scope: String,
+        /// The window's start, Unix microseconds.
+        window_start: i64,
+        /// What to add (negative to take back).
+        delta: i64,
+    },
     /// Acknowledge an open violation; 409 if it is not open any more.
     AckViolation {
         /// Violation id.
@@ -727,6 +749,8 @@ impl ReadCache {
                 | Write::AckViolation { .. }
                 | Write::AddEvidence(_)
                 | Write::RecordTierChange(_)
+                | Write::ChargeQuotas { .. }
+                | Write::AdjustQuota { .. }
                 | Write::ReportOutcome { .. }
                 | Write::OutcomeOverdue { .. }
                 | Write::InsertSignal { .. }
@@ -1130,9 +1154,9 @@ impl Store {
         Ok(crate::tiers::Window { outcomes: r.try_get::<i64, _>("n")?.max(0) as u64, bad: r.try_get::<i64, _>("bad")?.max(0) as u64 })
     }
 
-    /// Blocked violations of an agent since `since`.
+    /// Blocked violations of an agent since `since` (quota overruns are minor and left out).
     pub async fn blocked_violations(&self, agent: &str, since: i64) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM violations WHERE agent_id = $1 AND mode = 'block' AND at >= $2")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' AND at >= $2")
             .bind(agent)
             .bind(since)
             .fetch_one(&self.pool)
@@ -1196,6 +1220,54 @@ impl Store {
             .collect()
     }
 
+    /// What each charge's count holds now (0 where there is none yet).
+    pub async fn quota_used(&self, agent: &str, charges: &[crate::quotas::Charge]) -> Result<Vec<i64>> {
+        if charges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = String::from("SELECT quota, scope, window_start, used FROM quota_usage WHERE agent_id = $1 AND (");
+        for i in 0..charges.len() {
+            let n = 2 + i * 3;
+            sql.push_str(&format!("{}(quota = ${n} AND scope = ${} AND window_start = ${})", if i > 0 { " OR " } else { "" }, n + 1, n + 2));
+        }
+        sql.push(')');
+        let mut q = sqlx::query(&sql).bind(agent);
+        for c in charges {
+            q = q.bind(&c.quota).bind(&c.scope).bind(c.window.0);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut used = vec![0; charges.len()];
+        for r in &rows {
+            let (quota, scope, start): (String, String, i64) = (r.try_get("quota")?, r.try_get("scope")?, r.try_get("window_start")?);
+            if let Some(i) = charges.iter().position(|c| c.quota == quota && c.scope == scope && c.window.0 == start) {
+                used[i] = r.try_get("used")?;
+            }
+        }
+        Ok(used)
+    }
+
+    /// An agent's counts of one quota in the window starting at `window_start`, per scope.
+    pub async fn quota_scopes(&self, agent: &str, quota: &str, window_start: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT scope, used FROM quota_usage WHERE agent_id = $1 AND quota = $2 AND window_start = $3 ORDER BY scope")
+            .bind(agent)
+            .bind(quota)
+            .bind(window_start)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("scope")?, r.try_get("used")?))).collect()
+    }
+
+    /// Deletes quota counts of windows that started before `before`; returns how many.
+    pub async fn prune_quota_usage(&self, before: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM quota_usage WHERE window_start < $1").bind(before).execute(&self.pool).await?.rows_affected())
+    }
+
+    /// A decision's time and request (JSON).
+    pub async fn decision_request(&self, id: &str) -> Result<Option<(i64, String, String)>> {
+        let row = sqlx::query("SELECT at, request, answer FROM decisions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("at")?, r.try_get("request")?, r.try_get("answer")?))).transpose()?)
+    }
+
     /// Ids of active agents, for the tier controller's periodic review.
     pub async fn active_agent_ids(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT id FROM agents WHERE status = 'active' ORDER BY id").fetch_all(&self.pool).await?)
@@ -1229,7 +1301,7 @@ impl Store {
                 add(r.try_get("agent_id")?, r.try_get("environment")?, r.try_get("risk_level")?, kind, r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0));
             }
         }
-        let violations = sqlx::query("SELECT v.agent_id, v.environment, d.risk_level, v.mode, v.at FROM violations v JOIN decisions d ON d.id = v.decision_id")
+        let violations = sqlx::query("SELECT v.agent_id, v.environment, d.risk_level, v.mode, v.reason, v.at FROM violations v JOIN decisions d ON d.id = v.decision_id")
             .fetch_all(&mut *tx)
             .await?;
         for r in &violations {
@@ -1237,7 +1309,7 @@ impl Store {
                 r.try_get("agent_id")?,
                 r.try_get("environment")?,
                 r.try_get("risk_level")?,
-                crate::trust::Kind::of_violation(&r.try_get::<String, _>("mode")?),
+                crate::trust::Kind::of_violation(&r.try_get::<String, _>("mode")?, &r.try_get::<String, _>("reason")?),
                 r.try_get("at")?,
             );
         }
@@ -1514,7 +1586,8 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-const AGENT_COLUMNS: &str = "id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at, pinned, tier_since, trust_score, hold_until, last_hard_at";
+const AGENT_COLUMNS: &str = "id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at, pinned, tier_since, trust_score, hold_until, last_hard_at, \
+     quota_overrides";
 
 fn agent_from_row(r: &AnyRow) -> Result<Agent> {
     let status: String = r.try_get("status")?;
@@ -1534,6 +1607,7 @@ fn agent_from_row(r: &AnyRow) -> Result<Agent> {
         trust_score: r.try_get("trust_score")?,
         hold_until: r.try_get("hold_until")?,
         last_hard_at: r.try_get("last_hard_at")?,
+        quota_overrides: serde_json::from_str(&r.try_get::<String, _>("quota_overrides")?).map_err(Error::internal)?,
         version: r.try_get("version")?,
         created_at: format_micros(r.try_get("created_at")?),
         updated_at: format_micros(r.try_get("updated_at")?),
@@ -1884,8 +1958,8 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::UpdateAgent { agent: a, expected_version, at } => {
             let n = sqlx::query(
                 "UPDATE agents SET tool = $1, model = $2, team = $3, sponsor = $4, tier = $5, ceiling = $6, parent = $7, status = $8, \
-                 shadow = $9, version = version + 1, updated_at = $10, pinned = $13, tier_since = $14, hold_until = $15, last_hard_at = $16 \
-                 WHERE id = $11 AND version = $12",
+                 shadow = $9, version = version + 1, updated_at = $10, pinned = $13, tier_since = $14, hold_until = $15, last_hard_at = $16, \
+                 quota_overrides = $17 WHERE id = $11 AND version = $12",
             )
             .bind(&a.tool)
             .bind(&a.model)
@@ -1903,6 +1977,7 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             .bind(crate::clock::parse_micros(&a.tier_since).unwrap_or(*at))
             .bind(a.hold_until)
             .bind(a.last_hard_at)
+            .bind(serde_json::to_string(&a.quota_overrides).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
             .execute(&mut *conn)
             .await?
             .rows_affected();
@@ -2168,6 +2243,21 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             add_evidence(conn, e).await?;
             Ok(())
         }
+        Write::ChargeQuotas { agent_id, charges } => charge_quotas(conn, agent_id, charges).await?,
+        Write::AdjustQuota { agent_id, quota, scope, window_start, delta } => {
+            sqlx::query(
+                "INSERT INTO quota_usage (agent_id, quota, scope, window_start, used) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (agent_id, quota, scope, window_start) DO UPDATE SET used = quota_usage.used + excluded.used",
+            )
+            .bind(agent_id)
+            .bind(quota)
+            .bind(scope)
+            .bind(*window_start)
+            .bind(*delta)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
         Write::NoteTrust { agent_id, score, tier, at } => {
             sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2").bind(*score).bind(agent_id).execute(&mut *conn).await?;
             sqlx::query(
@@ -2205,6 +2295,52 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
 }
 
 const DAY_US: i64 = 86_400_000_000;
+
+/// Adds each charge to its count if it stays within its limit; if one would not, takes back the
+/// ones added and refuses. Each count is one conditional UPDATE (PostgreSQL re-checks the
+/// condition on the row it locks, so concurrent replicas never pass a limit together).
+async fn charge_quotas(conn: &mut AnyConnection, agent: &str, charges: &[crate::quotas::Charge]) -> std::result::Result<Result<()>, sqlx::Error> {
+    let bump = "UPDATE quota_usage SET used = used + $1 WHERE agent_id = $2 AND quota = $3 AND scope = $4 AND window_start = $5 AND used + $1 <= $6";
+    for (i, c) in charges.iter().enumerate() {
+        let run = |sql: &'static str| {
+            sqlx::query(sql).bind(c.amount).bind(agent).bind(&c.quota).bind(&c.scope).bind(c.window.0).bind(c.limit)
+        };
+        let mut n = run(bump).execute(&mut *conn).await?.rows_affected();
+        if n == 0 && c.amount <= c.limit {
+            // No count yet in this window (or another replica is creating it at this moment).
+            n = sqlx::query(
+                "INSERT INTO quota_usage (agent_id, quota, scope, window_start, used) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (agent_id, quota, scope, window_start) DO NOTHING",
+            )
+            .bind(agent)
+            .bind(&c.quota)
+            .bind(&c.scope)
+            .bind(c.window.0)
+            .bind(c.amount)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                n = run(bump).execute(&mut *conn).await?.rows_affected();
+            }
+        }
+        if n == 0 {
+            for done in &charges[..i] {
+                sqlx::query("UPDATE quota_usage SET used = used - $1 WHERE agent_id = $2 AND quota = $3 AND scope = $4 AND window_start = $5")
+                    .bind(done.amount)
+                    .bind(agent)
+                    .bind(&done.quota)
+                    .bind(&done.scope)
+                    .bind(done.window.0)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let scope = if c.scope == "*" { String::new() } else { format!(" for {}", c.scope) };
+            return Ok(Err(Error::new(Kind::Conflict, "quota_exceeded", format!("quota `{}`{scope} would pass its limit", c.quota))));
+        }
+    }
+    Ok(Ok(()))
+}
 
 /// Adds one piece of evidence to its running total: create the row if missing, lock it (on
 /// PostgreSQL another replica may be adding to it), decay and add.

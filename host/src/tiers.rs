@@ -236,7 +236,7 @@ pub struct Spread {
 pub enum HardTrigger {
     /// A critical-risk action was rolled back.
     CriticalRollback,
-    /// The agent presented a forged, reused or someone else's approval.
+    /// The agent presented an unknown (forged) approval, a used one, someone else's, or one for another action.
     ForgedApproval,
     /// A violation on a security-policy change.
     SecurityPolicyViolation,
@@ -250,7 +250,10 @@ impl HardTrigger {
     /// The hard trigger a violation is, if any: its reason code and action class, and how many
     /// blocked violations the agent had in the window (this one included).
     pub fn of_violation(reason: &str, class: &str, blocked_recently: u64, policy: &TierPolicy) -> Option<HardTrigger> {
-        if matches!(reason, "approval_unknown" | "approval_reused" | "approval_wrong_agent" | "approval_mismatch") {
+        if reason == "quota_exceeded" {
+            // A quota overrun is a minor violation, never a hard trigger.
+            None
+        } else if matches!(reason, "approval_unknown" | "approval_reused" | "approval_wrong_agent" | "approval_mismatch") {
             Some(HardTrigger::ForgedApproval)
         } else if class == "security_policy_change" {
             Some(HardTrigger::SecurityPolicyViolation)
@@ -813,7 +816,9 @@ mod tests {
         assert_eq!(decide(&state(3, &few), None, Window::default(), Window::default(), 8 * DAY, &p, &t, WIDE), None);
         assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 3, &p), Some(HardTrigger::RepeatedViolations));
         assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 2, &p), None);
+        assert_eq!(HardTrigger::of_violation("approval_unknown", "deploy", 1, &p), Some(HardTrigger::ForgedApproval));
         assert_eq!(HardTrigger::of_violation("approval_reused", "deploy", 1, &p), Some(HardTrigger::ForgedApproval));
+        assert_eq!(HardTrigger::of_violation("quota_exceeded", "security_policy_change", 9, &p), None);
     }
 
     #[test]

@@ -108,9 +108,9 @@ impl Kind {
         }
     }
 
-    /// The evidence a violation is, by its mode.
-    pub fn of_violation(mode: &str) -> Kind {
-        if mode == "block" { Kind::Violation } else { Kind::FlaggedViolation }
+    /// The evidence a violation is, by its mode and reason: a quota overrun is a minor one.
+    pub fn of_violation(mode: &str, reason: &str) -> Kind {
+        if mode == "block" && reason != "quota_exceeded" { Kind::Violation } else { Kind::FlaggedViolation }
     }
 
     fn negative(self, policy: &TrustPolicy) -> f64 {

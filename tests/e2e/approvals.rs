@@ -47,6 +47,8 @@ async fn human(s: &TestServer, id: &str) -> String {
 async fn approve_then_execute_exactly_once(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("migrator", 2, json!({})).await;
+    // These scenarios present misused approvals on purpose: keep the tier controller out of them.
+    s.patch("/v1/agents/migrator", &s.admin, json!({"pinned": true})).await;
     let carol = human(&s, "carol").await;
 
     // A production migration at tier 2 waits for a human.
@@ -135,6 +137,8 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
     config.policy.approval_ttl_by_class.insert("deploy".into(), 1);
     let s = TestServer::start_with(db, config).await;
     let bot = s.agent("deployer", 2, json!({})).await;
+    // These scenarios present misused approvals on purpose: keep the tier controller out of them.
+    s.patch("/v1/agents/deployer", &s.admin, json!({"pinned": true})).await;
     let carol = human(&s, "carol").await;
     let alice = human(&s, "alice").await;
 
@@ -246,6 +250,8 @@ async fn two_replicas_consume_once(backend: Backend) {
     let replica = crate::support::Replica::start(replica_config).await;
     let base2 = replica.base.clone();
     let bot = s.agent("migrator", 2, json!({})).await;
+    // These scenarios present misused approvals on purpose: keep the tier controller out of them.
+    s.patch("/v1/agents/migrator", &s.admin, json!({"pinned": true})).await;
     let carol = human(&s, "carol").await;
     for round in 0..3 {
         let (_, asked) = decide(&s, &bot, migration("payments"), None).await;

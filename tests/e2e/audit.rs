@@ -14,6 +14,7 @@ both_backends!(every_decision_has_exactly_one_record, change_and_record_commit_t
 async fn every_decision_has_exactly_one_record(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("bot", 2, json!({})).await;
+    s.lift_quotas("bot").await;
     // Concurrent decisions land in shared group-commit batches; each still gets one record.
     let mut tasks = Vec::new();
     for i in 0..60 {
@@ -42,8 +43,8 @@ async fn every_decision_has_exactly_one_record(backend: Backend) {
     let (_, page) = s.get("/v1/audit?event_type=decision&limit=1000", &s.admin).await;
     let audited: HashSet<String> = page["records"].as_array().unwrap().iter().map(|r| r["decision_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(audited, ids);
-    // 60 decisions, the 20 production ones each with an approval request, and 4 set-up records.
-    assert_eq!(s.warden.state.store.verify_audit().await.unwrap(), Ok(60 + 20 + 4));
+    // 60 decisions, the 20 production ones each with an approval request, and 5 set-up records.
+    assert_eq!(s.warden.state.store.verify_audit().await.unwrap(), Ok(60 + 20 + 5));
 }
 
 async fn inject_fault(s: &TestServer, table: &str, column: &str, value: &str) {

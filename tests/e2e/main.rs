@@ -13,6 +13,7 @@ mod ops;
 mod outcomes;
 mod plugins;
 mod process;
+mod quotas;
 mod signals;
 mod tiers;
 mod trust;

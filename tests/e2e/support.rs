@@ -197,6 +197,13 @@ impl TestServer {
         self.token("agent", Some(id)).await
     }
 
+    /// Lifts an agent's deploy and call quotas far out of the way (for tests about something else).
+    pub async fn lift_quotas(&self, id: &str) {
+        let limits = json!({"limits": {"deploys_per_hour_per_service": 100000, "calls_per_minute": 100000}});
+        let (status, body) = self.call(reqwest::Method::PUT, &format!("/v1/agents/{id}/quotas"), Some(&self.admin), Some(limits)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     pub async fn token(&self, role: &str, subject: Option<&str>) -> String {
         let (status, created) = self.post("/v1/tokens", &self.admin, json!({"role": role, "subject": subject})).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");

@@ -11,6 +11,7 @@ both_backends!(trust_follows_the_record);
 async fn trust_follows_the_record(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("builder", 2, json!({})).await;
+    s.lift_quotas("builder").await;
     let other = s.agent("other", 2, json!({})).await;
     let trust = |t: String| {
         let s = &s;

@@ -16,6 +16,7 @@ use warden::identity::{Agent, AgentStatus, Caller, Role};
 use warden::plugins::runtime::bindings::types as wit;
 use warden::plugins::{AnomalyContext, PluginHost};
 use warden::policy::{CompiledPolicy, Policy, RiskLevel};
+use warden::quotas::QuotaPlan;
 
 /// Warden's default tiers and guard rails as Cedar: tier grants as permits on the principal's
 /// tier, the action, the environment and the risk; suspensions, on-behalf-of limits, approvals,
@@ -84,6 +85,7 @@ fn agent(id: &str, tier: u8) -> Agent {
         trust_score: None,
         hold_until: None,
         last_hard_at: None,
+        quota_overrides: Default::default(),
         created_at: String::new(),
         updated_at: String::new(),
         version: 1,
@@ -140,7 +142,7 @@ fn warden_pipeline(c: &mut Criterion) {
         let assessment = rt
             .block_on(host.assess("deploy", || plugin_action(&request.action, &subject.agent, table, now), || std::future::ready(Ok(context.clone()))))
             .expect("assess");
-        judge(&policy, &caller, &subject, request.clone(), now, uuid::Uuid::now_v7().to_string(), assessment).expect("judge")
+        judge(&policy, &caller, &subject, request.clone(), now, uuid::Uuid::now_v7().to_string(), assessment, &QuotaPlan::default()).expect("judge")
     };
     // The plugins really ran and agreed: two reports, nothing anomalous, allowed.
     let first = decide();

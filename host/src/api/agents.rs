@@ -74,6 +74,7 @@ async fn create_agent(State(state): State<AppState>, caller: Caller, Json(req): 
         trust_score: None,
         hold_until: None,
         last_hard_at: None,
+        quota_overrides: Default::default(),
         created_at: format_micros(now),
         updated_at: format_micros(now),
         version: 1,

@@ -15,6 +15,7 @@ use crate::engine::{DecisionAnswer, DecisionRequest};
 use crate::error::{Error, ErrorBody, Kind, Result};
 use crate::identity::{Caller, Role};
 use crate::policy::RiskLevel;
+use crate::quotas::{Unit, cents};
 use crate::store::{Change, Outcome, Write};
 use crate::tiers::{HardTrigger, Trigger};
 use crate::trust::Kind as TrustKind;
@@ -150,6 +151,7 @@ async fn report_outcome(
     let agent = state.store.agent(&current.agent).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{}`", current.agent)))?;
     let note = tiers.note(&agent, &evidence).await?;
     let status = report.status.clone();
+    let actual_cost = report.actual_cost_usd;
     let mut writes = vec![Write::ReportOutcome {
         decision_id: id.clone(),
         outcome: report.status,
@@ -161,6 +163,9 @@ async fn report_outcome(
     }];
     writes.extend(evidence.into_iter().map(Write::AddEvidence));
     writes.push(note);
+    if let Some(actual) = actual_cost {
+        writes.extend(cost_corrections(&state, &id, &current, actual).await?);
+    }
     if let Err(e) = state.store.commit(Change { writes, audit: vec![record] }).await {
         // Another report landed first: the same one is fine (a retry), a different one conflicts.
         let now_there = visible_outcome(&state, &caller, &id).await?;
@@ -183,6 +188,30 @@ async fn report_outcome(
         tracing::warn!(agent = %current.agent, error = %e.message, "tier review after an outcome failed");
     }
     Ok(axum::Json(visible_outcome(&state, &caller, &id).await?))
+}
+
+/// The actual cost replaces the estimate (or an earlier actual cost) in the dollar quotas the
+/// action was charged to, in the window it was charged in.
+async fn cost_corrections(state: &AppState, id: &str, current: &Outcome, actual: f64) -> Result<Vec<Write>> {
+    let Some((_, request, answer)) = state.store.decision_request(id).await? else { return Ok(Vec::new()) };
+    let request: serde_json::Value = serde_json::from_str(&request).map_err(Error::internal)?;
+    let answer: DecisionAnswer = serde_json::from_str(&answer).map_err(Error::internal)?;
+    let previous = current.actual_cost_usd.or_else(|| request.pointer("/action/estimated_cost_usd").and_then(|v| v.as_f64())).unwrap_or(0.0);
+    let delta = cents(actual) - cents(previous);
+    Ok(answer
+        .quotas
+        .iter()
+        .filter(|h| h.unit == Unit::Usd && delta != 0)
+        .filter_map(|h| {
+            Some(Write::AdjustQuota {
+                agent_id: current.agent.clone(),
+                quota: h.quota.clone(),
+                scope: h.scope.clone(),
+                window_start: parse_micros(&h.window_start)?,
+                delta,
+            })
+        })
+        .collect())
 }
 
 /// Whether the decision's anomaly stage found the action severely anomalous.

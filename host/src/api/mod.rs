@@ -30,6 +30,7 @@ mod decisions;
 mod humans;
 mod ops;
 mod plugins;
+mod quotas;
 pub mod tokens;
 mod trust;
 mod ui;
@@ -79,6 +80,7 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
         .merge(approvals::routes())
         .merge(webhooks::routes())
         .merge(trust::routes())
+        .merge(quotas::routes())
         .merge(ops::routes())
         .merge(plugins::routes(upload_limit))
         .split_for_parts();

@@ -1,0 +1,152 @@
+//! `GET /v1/agents/{id}/quotas`: an agent's quotas and what it has used of them now.
+//! `PUT /v1/agents/{id}/quotas`: an admin's per-agent limits.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::agents::change_record;
+use super::{AppState, Json};
+use crate::clock::format_micros;
+use crate::error::{Error, ErrorBody, Kind, Result};
+use crate::identity::{Agent, Caller, Role};
+use crate::quotas::{Charge, Headroom, Unit, Window, check_limit, limit_of, window_at};
+use crate::store::{Change, Write};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_quotas, put_quotas))
+}
+
+/// One quota of an agent.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentQuota {
+    /// Quota name.
+    pub quota: String,
+    /// `calls` or `usd`.
+    pub unit: Unit,
+    /// `minute`, `hour` or `day` (calendar, in the policy's time zone).
+    pub window: Window,
+    /// The limit, or null for none.
+    pub limit: Option<f64>,
+    /// Where the limit comes from: `tier`, `team` or `agent`.
+    pub source: String,
+    /// Use in the current window, per scope (`*`, or each service for per-service quotas).
+    pub usage: Vec<Headroom>,
+}
+
+/// An agent's quotas.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentQuotas {
+    /// The agent.
+    pub agent: String,
+    /// Its tier (the tier's limits apply unless overridden).
+    pub tier: u8,
+    /// Whether quotas are enforced.
+    pub enabled: bool,
+    /// The time zone of daily windows.
+    pub time_zone: String,
+    /// Every quota.
+    pub quotas: Vec<AgentQuota>,
+    /// The agent's own limits.
+    pub overrides: BTreeMap<String, f64>,
+}
+
+/// An agent's quotas, limits and use now (admins, approvers and services; an agent may read its own).
+#[utoipa::path(get, path = "/v1/agents/{id}/quotas", tag = "agents", params(("id" = String, Path, description = "Agent id")), security(("bearer" = [])),
+    responses((status = 200, body = AgentQuotas), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_quotas(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<AgentQuotas>> {
+    let unknown = || Error::not_found("unknown_agent", format!("no agent `{id}`"));
+    if caller.role == Role::Agent && caller.subject.as_deref() != Some(id.as_str()) {
+        return Err(unknown());
+    }
+    let agent = state.store.agent(&id).await?.ok_or_else(unknown)?;
+    Ok(axum::Json(view(&state, agent).await?))
+}
+
+async fn view(state: &AppState, agent: Agent) -> Result<AgentQuotas> {
+    let policy = state.engine.policy();
+    let q = &policy.policy.quotas;
+    let now = state.clock.now_micros();
+    let mut quotas = Vec::new();
+    for quota in &q.quotas {
+        let (limit, source) = limit_of(quota, agent.tier, q.teams.get(&agent.team), &agent.quota_overrides);
+        let window = window_at(quota.window, now, &policy.quota_zone);
+        let mut usage = Vec::new();
+        if let Some(limit) = limit {
+            let mut scopes = state.store.quota_scopes(&agent.id, &quota.name, window.0).await?;
+            if scopes.is_empty() && !quota.per_service {
+                scopes.push(("*".into(), 0));
+            }
+            for (scope, used) in scopes {
+                let charge = Charge { quota: quota.name.clone(), scope, window, amount: 0, limit, unit: quota.unit };
+                usage.push(charge.headroom(used));
+            }
+        }
+        let show = |l: i64| if quota.unit == Unit::Usd { l as f64 / 100.0 } else { l as f64 };
+        quotas.push(AgentQuota { quota: quota.name.clone(), unit: quota.unit, window: quota.window, limit: limit.map(show), source: source.into(), usage });
+    }
+    Ok(AgentQuotas { agent: agent.id, tier: agent.tier, enabled: q.enabled, time_zone: q.time_zone.clone(), quotas, overrides: agent.quota_overrides })
+}
+
+/// `PUT /v1/agents/{id}/quotas`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaOverrides {
+    /// Quota name → the agent's own limit (calls, or US dollars), or null to fall back to the
+    /// team's or the tier's. Quotas not named keep their current override.
+    #[schema(value_type = BTreeMap<String, Option<f64>>)]
+    pub limits: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Set an agent's own limits (admins). Every change is an audit event.
+#[utoipa::path(put, path = "/v1/agents/{id}/quotas", tag = "agents", params(("id" = String, Path, description = "Agent id")), request_body = QuotaOverrides,
+    security(("bearer" = [])),
+    responses((status = 200, body = AgentQuotas), (status = 400, description = "An unknown quota or a bad limit; `field` names it", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn put_quotas(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(body): Json<QuotaOverrides>) -> Result<axum::Json<AgentQuotas>> {
+    caller.require(&[Role::Admin])?;
+    let policy = state.engine.policy().clone();
+    // Check everything before changing anything.
+    let mut changes: Vec<(String, Option<f64>)> = Vec::new();
+    for (name, value) in &body.limits {
+        let field = format!("limits.{name}");
+        let quota = policy.policy.quotas.quota(name).ok_or_else(|| {
+            let known: Vec<&str> = policy.policy.quotas.quotas.iter().map(|q| q.name.as_str()).collect();
+            Error::field(&field, format!("no quota `{name}`; known: {}", known.join(", ")))
+        })?;
+        let limit = match value {
+            serde_json::Value::Null => None,
+            v => Some(v.as_f64().ok_or_else(|| Error::field(&field, "must be a number (or null to remove the override)"))?),
+        };
+        if let Some(l) = limit {
+            check_limit(quota, l).map_err(|e| Error::field(&field, e))?;
+        }
+        changes.push((name.clone(), limit));
+    }
+    for _ in 0..3 {
+        let before = state.store.agent_fresh(&id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+        let mut after = before.clone();
+        for (name, limit) in &changes {
+            match limit {
+                Some(l) => after.quota_overrides.insert(name.clone(), *l),
+                None => after.quota_overrides.remove(name),
+            };
+        }
+        let now = state.clock.now_micros();
+        after.updated_at = format_micros(now);
+        after.version = before.version + 1;
+        let details = serde_json::json!({"before": before.quota_overrides, "after": after.quota_overrides});
+        let record = change_record(&caller, "quotas.updated", format!("agent:{id}"), Some(id.clone()), details, now);
+        let write = Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now };
+        match state.store.commit(Change { writes: vec![write], audit: vec![record] }).await {
+            Ok(()) => return Ok(axum::Json(view(&state, after).await?)),
+            Err(e) if e.kind == Kind::Conflict => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::new(Kind::Conflict, "changed_concurrently", format!("agent `{id}` kept changing underneath this update; retry")))
+}
