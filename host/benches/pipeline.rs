@@ -54,13 +54,24 @@ fn pipeline(c: &mut Criterion) {
     c.bench_function("decide_in_process/agent_alone", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(&policy, &caller, &alone, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default(), &QuotaPlan::default()).unwrap()
+            judge(&policy, &caller, &alone, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default(), &QuotaPlan::default())
+                .unwrap()
         })
     });
     c.bench_function("decide_in_process/on_behalf_with_parent", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(&policy, &caller, &chatops, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default(), &QuotaPlan::default()).unwrap()
+            judge(
+                &policy,
+                &caller,
+                &chatops,
+                request.clone(),
+                1_764_000_000_000_000,
+                uuid::Uuid::now_v7().to_string(),
+                Default::default(),
+                &QuotaPlan::default(),
+            )
+            .unwrap()
         })
     });
 }
@@ -92,7 +103,8 @@ fn with_plugins(c: &mut Criterion) {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
             let assessment = rt.block_on(assess()).unwrap();
-            judge(&policy, &caller, &subject, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), assessment, &QuotaPlan::default()).unwrap()
+            judge(&policy, &caller, &subject, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), assessment, &QuotaPlan::default())
+                .unwrap()
         })
     });
 }

@@ -48,11 +48,14 @@ async fn fill(url: &str, evidence: usize, now: i64) {
     conn.execute("PRAGMA synchronous = OFF").await.unwrap();
     conn.execute("BEGIN").await.unwrap();
     for chunk in (0..AGENTS).collect::<Vec<_>>().chunks(500) {
-        let mut sql = String::from(
-            "INSERT INTO agents (id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at) VALUES ",
-        );
+        let mut sql =
+            String::from("INSERT INTO agents (id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at) VALUES ");
         for (i, a) in chunk.iter().enumerate() {
-            sql.push_str(&format!("{}('agent-{a}', 'bench', 'm', 'team-{}', 's', 2, 4, NULL, 'active', 0, 1, {now}, {now})", if i > 0 { ", " } else { "" }, a % 50));
+            sql.push_str(&format!(
+                "{}('agent-{a}', 'bench', 'm', 'team-{}', 's', 2, 4, NULL, 'active', 0, 1, {now}, {now})",
+                if i > 0 { ", " } else { "" },
+                a % 50
+            ));
         }
         conn.execute(sql.as_str()).await.unwrap();
     }
@@ -68,7 +71,13 @@ async fn fill(url: &str, evidence: usize, now: i64) {
         for i in start..(start + per).min(evidence) {
             let at = now - rng.random_range(0..180 * DAY);
             let roll: u32 = rng.random_range(0..100);
-            let outcome = if roll < 95 { "succeeded" } else if roll < 98 { "failed" } else { "rolled_back" };
+            let outcome = if roll < 95 {
+                "succeeded"
+            } else if roll < 98 {
+                "failed"
+            } else {
+                "rolled_back"
+            };
             sql.push_str(&format!(
                 "{}('e{i}', {at}, 'agent-{}', 'deploy', '{}', 'svc-{}', 'allow', '{}', 2, 'p', '', '', '{outcome}', {})",
                 if i > start { ", " } else { "" },
@@ -149,15 +158,8 @@ async fn main() {
         let id = format!("e{}", rng.random_range(0..evidence));
         let expected = store.outcome(&id).await.unwrap().unwrap().outcome;
         let at = warden::clock::Clock::now_micros(&SystemClock);
-        let report = Write::ReportOutcome {
-            decision_id: id,
-            outcome: "succeeded".into(),
-            at,
-            by: "bench".into(),
-            detail: None,
-            actual_cost_usd: None,
-            expected,
-        };
+        let report =
+            Write::ReportOutcome { decision_id: id, outcome: "succeeded".into(), at, by: "bench".into(), detail: None, actual_cost_usd: None, expected };
         if round % 2 == 0 {
             let started = Instant::now();
             store.commit(Change { writes: vec![report], audit: vec![] }).await.unwrap();

@@ -390,7 +390,9 @@ enum QuotasCommand {
         id: String,
     },
     /// Set (or clear) an agent's own limits (admins).
-    #[command(after_help = "Example:\n  warden quotas set deploy-bot --limit cost_per_day=250 --limit deploys_per_hour_per_service=10 --clear calls_per_minute")]
+    #[command(
+        after_help = "Example:\n  warden quotas set deploy-bot --limit cost_per_day=250 --limit deploys_per_hour_per_service=10 --clear calls_per_minute"
+    )]
     Set {
         #[command(flatten)]
         server: ServerArgs,

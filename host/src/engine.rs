@@ -25,8 +25,8 @@ use crate::metrics::Metrics;
 use crate::outbox::{Event, Outbox};
 use crate::plugins::{AnomalyContext, AnomalyFinding, Assessment, PluginHost, PluginReport, runtime::bindings::types as wit};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
-use crate::store::{ApprovalRow, Baseline, Change, DecisionRow, EvidenceDelta, Store, ViolationRow, Write};
 use crate::quotas::{Headroom, QuotaPlan};
+use crate::store::{ApprovalRow, Baseline, Change, DecisionRow, EvidenceDelta, Store, ViolationRow, Write};
 use crate::tiers::{Controller, Trigger};
 
 /// How deep a parent chain may go before Warden refuses it.
@@ -307,14 +307,14 @@ impl Engine {
         let mut plan = self.quota_plan(&subject.agent, &request.action, now).await?;
         let mut again = (!plan.charges.is_empty()).then(|| (request.clone(), assessment.clone()));
         let mut judgement = judge(&self.policy, caller, &subject, request, now, decision_id.clone(), assessment, &plan)?;
-        loop {
+        for attempt in 1.. {
             match self.record(&subject, judgement, now).await {
                 // Other decisions took what was left of a quota meanwhile: judge again on the counts now.
-                Err(e) if e.code == "quota_exceeded" && again.is_some() => {
+                Err(e) if e.code == "quota_exceeded" && attempt < 3 && again.is_some() => {
                     let (request, assessment) = again.take().expect("checked");
                     plan.used = self.store.quota_used(&subject.agent.id, &plan.charges).await?;
                     if plan.charges.iter().zip(&plan.used).all(|(c, used)| c.fits(*used)) {
-                        // Counts can fall (an actual cost below the estimate); one more try, then it is the caller's.
+                        // Counts can fall (an actual cost below its estimate): the action may fit after all.
                         again = Some((request.clone(), assessment.clone()));
                     }
                     judgement = judge(&self.policy, caller, &subject, request, now, decision_id.clone(), assessment, &plan)?;
@@ -326,6 +326,7 @@ impl Engine {
                 }
             }
         }
+        unreachable!("the loop returns")
     }
 
     /// The quotas an action draws on, with their counts now (none in shadow mode, or when quotas are off).
@@ -335,7 +336,7 @@ impl Engine {
             return Ok(QuotaPlan::default());
         }
         let what = (action.class.as_str(), action.environment.as_str(), action.service.as_str());
-        let charges = crate::quotas::charges(q, &self.policy.quota_zone, agent.tier, &agent.team, &agent.quota_overrides, what, action.estimated_cost_usd, now);
+        let charges = crate::quotas::charges(q, &self.policy.quota_zone, agent, what, action.estimated_cost_usd, now);
         let used = self.store.quota_used(&agent.id, &charges).await?;
         Ok(QuotaPlan { charges, used })
     }
@@ -526,6 +527,7 @@ fn reason(code: &str, text: String) -> Reason {
 }
 
 /// Stages 3, 5 and 7 and the record of stage 9, without I/O.
+#[allow(clippy::too_many_arguments)] // the pipeline's inputs, each loaded by its own stage
 pub fn judge(
     policy: &CompiledPolicy,
     caller: &Caller,
@@ -719,7 +721,14 @@ pub fn judge(
                 let needs = c.headroom(c.amount).used;
                 reasons.push(reason(
                     "quota_exceeded",
-                    format!("quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}", c.quota, h.used, h.limit, c.unit.label(), h.resets_at),
+                    format!(
+                        "quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}",
+                        c.quota,
+                        h.used,
+                        h.limit,
+                        c.unit.label(),
+                        h.resets_at
+                    ),
                 ));
                 verdict = Verdict::Deny;
                 // The approval (if any) stays unused: the agent may try again once the quota resets.
@@ -741,7 +750,9 @@ pub fn judge(
             }
             None => {
                 headroom = counts.map(|(c, used)| c.headroom(used + c.amount)).collect();
-                charge = Some(Write::ChargeQuotas { agent_id: agent.id.clone(), charges: quotas.charges.clone() });
+                // Nothing to add (a free action) needs no write; its limit was checked above.
+                let charges: Vec<_> = quotas.charges.iter().filter(|c| c.amount > 0).cloned().collect();
+                charge = (!charges.is_empty()).then(|| Write::ChargeQuotas { agent_id: agent.id.clone(), charges });
             }
         }
     }

@@ -34,9 +34,8 @@ pub async fn mark_overdue(store: Store, clock: SharedClock, tiers: Controller, e
                     };
                     let evidence = tiers.evidence(&o.agent, &o.environment, o.risk, Kind::Unknown, now, 1);
                     let mut writes = vec![Write::OutcomeOverdue { decision_id: o.decision_id, at: now }, Write::AddEvidence(evidence.clone())];
-                    match store.agent(&o.agent).await {
-                        Ok(Some(agent)) => writes.extend(tiers.note(&agent, &[evidence]).await.ok()),
-                        _ => {}
+                    if let Ok(Some(agent)) = store.agent(&o.agent).await {
+                        writes.extend(tiers.note(&agent, &[evidence]).await.ok());
                     }
                     // A conflict means the report (or another replica) came first.
                     if store.commit(Change { writes, audit: vec![record] }).await.is_ok() {

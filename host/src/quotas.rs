@@ -234,14 +234,13 @@ pub struct Charge {
 pub fn charges(
     policy: &QuotaPolicy,
     zone: &TimeZone,
-    tier: u8,
-    team: &str,
-    overrides: &BTreeMap<String, f64>,
+    agent: &crate::identity::Agent,
     (class, environment, service): (&str, &str, &str),
     estimated_usd: Option<f64>,
     now: i64,
 ) -> Vec<Charge> {
-    let team = policy.teams.get(team);
+    let (tier, overrides) = (agent.tier, &agent.quota_overrides);
+    let team = policy.teams.get(&agent.team);
     policy
         .quotas
         .iter()
@@ -339,6 +338,30 @@ mod tests {
         parse_micros(s).unwrap()
     }
 
+    fn agent() -> crate::identity::Agent {
+        crate::identity::Agent {
+            id: "a".into(),
+            tool: "t".into(),
+            model: "m".into(),
+            team: "payments".into(),
+            sponsor: "s".into(),
+            tier: 2,
+            ceiling: 4,
+            parent: None,
+            status: crate::identity::AgentStatus::Active,
+            shadow: false,
+            pinned: false,
+            tier_since: String::new(),
+            trust_score: None,
+            hold_until: None,
+            last_hard_at: None,
+            quota_overrides: BTreeMap::new(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            version: 1,
+        }
+    }
+
     #[test]
     fn windows_are_calendar_minutes_hours_and_days_in_the_zone() {
         let utc = TimeZone::UTC;
@@ -369,10 +392,10 @@ mod tests {
     fn an_action_draws_on_the_quotas_that_match_it() {
         let p = QuotaPolicy::default();
         let now = at("2026-11-26T10:30:00Z");
-        let c = charges(&p, &TimeZone::UTC, 2, "payments", &BTreeMap::new(), ("deploy", "production", "payments"), Some(12.5), now);
+        let c = charges(&p, &TimeZone::UTC, &agent(), ("deploy", "production", "payments"), Some(12.5), now);
         let names: Vec<(&str, &str, i64)> = c.iter().map(|c| (c.quota.as_str(), c.scope.as_str(), c.amount)).collect();
         assert_eq!(names, [("cost_per_day", "*", 1250), ("calls_per_minute", "*", 1), ("deploys_per_hour_per_service", "payments", 1)]);
-        let docs = charges(&p, &TimeZone::UTC, 2, "payments", &BTreeMap::new(), ("docs_update", "dev", "payments"), None, now);
+        let docs = charges(&p, &TimeZone::UTC, &agent(), ("docs_update", "dev", "payments"), None, now);
         assert_eq!(docs.len(), 2, "no deploy quota for docs");
         assert!(c[2].fits(4) && !c[2].fits(5));
     }
@@ -380,8 +403,7 @@ mod tests {
     #[test]
     fn bad_policies_are_refused() {
         assert_eq!(QuotaPolicy::default().validate(), Ok(()));
-        let mut p = QuotaPolicy::default();
-        p.time_zone = "Mars/Olympus".into();
+        let p = QuotaPolicy { time_zone: "Mars/Olympus".into(), ..Default::default() };
         assert!(p.validate().unwrap_err().contains("time_zone"));
         let mut p = QuotaPolicy::default();
         p.teams.insert("payments".into(), [("nope".to_string(), 1.0)].into());

@@ -1294,24 +1294,48 @@ impl Store {
             entry.0 = entry.0.add(1.0, at, half_life_us);
             entry.1 += 1;
         };
-        let outcomes =
-            sqlx::query("SELECT agent_id, environment, risk_level, outcome, outcome_at FROM decisions WHERE outcome IS NOT NULL").fetch_all(&mut *tx).await?;
-        for r in &outcomes {
-            if let Some(kind) = crate::trust::Kind::of_outcome(&r.try_get::<String, _>("outcome")?) {
-                add(r.try_get("agent_id")?, r.try_get("environment")?, r.try_get("risk_level")?, kind, r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0));
-            }
-        }
-        let violations = sqlx::query("SELECT v.agent_id, v.environment, d.risk_level, v.mode, v.reason, v.at FROM violations v JOIN decisions d ON d.id = v.decision_id")
+        // In pages by primary key, so memory stays flat however much evidence there is.
+        let mut after = String::new();
+        loop {
+            let page = sqlx::query(
+                "SELECT id, agent_id, environment, risk_level, outcome, outcome_at FROM decisions WHERE outcome IS NOT NULL AND id > $1 ORDER BY id LIMIT 20000",
+            )
+            .bind(&after)
             .fetch_all(&mut *tx)
             .await?;
-        for r in &violations {
-            add(
-                r.try_get("agent_id")?,
-                r.try_get("environment")?,
-                r.try_get("risk_level")?,
-                crate::trust::Kind::of_violation(&r.try_get::<String, _>("mode")?, &r.try_get::<String, _>("reason")?),
-                r.try_get("at")?,
-            );
+            for r in &page {
+                if let Some(kind) = crate::trust::Kind::of_outcome(&r.try_get::<String, _>("outcome")?) {
+                    add(
+                        r.try_get("agent_id")?,
+                        r.try_get("environment")?,
+                        r.try_get("risk_level")?,
+                        kind,
+                        r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0),
+                    );
+                }
+            }
+            match page.last() {
+                Some(r) => after = r.try_get("id")?,
+                None => break,
+            }
+        }
+        let mut after = String::new();
+        loop {
+            let page = sqlx::query(
+                "SELECT v.id, v.agent_id, v.environment, d.risk_level, v.mode, v.reason, v.at FROM violations v JOIN decisions d ON d.id = v.decision_id \
+                 WHERE v.id > $1 ORDER BY v.id LIMIT 20000",
+            )
+            .bind(&after)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in &page {
+                let kind = crate::trust::Kind::of_violation(&r.try_get::<String, _>("mode")?, &r.try_get::<String, _>("reason")?);
+                add(r.try_get("agent_id")?, r.try_get("environment")?, r.try_get("risk_level")?, kind, r.try_get("at")?);
+            }
+            match page.last() {
+                Some(r) => after = r.try_get("id")?,
+                None => break,
+            }
         }
         sqlx::query("DELETE FROM trust_totals").execute(&mut *tx).await?;
         let rows: Vec<_> = totals.into_iter().collect();
@@ -2302,9 +2326,7 @@ const DAY_US: i64 = 86_400_000_000;
 async fn charge_quotas(conn: &mut AnyConnection, agent: &str, charges: &[crate::quotas::Charge]) -> std::result::Result<Result<()>, sqlx::Error> {
     let bump = "UPDATE quota_usage SET used = used + $1 WHERE agent_id = $2 AND quota = $3 AND scope = $4 AND window_start = $5 AND used + $1 <= $6";
     for (i, c) in charges.iter().enumerate() {
-        let run = |sql: &'static str| {
-            sqlx::query(sql).bind(c.amount).bind(agent).bind(&c.quota).bind(&c.scope).bind(c.window.0).bind(c.limit)
-        };
+        let run = |sql: &'static str| sqlx::query(sql).bind(c.amount).bind(agent).bind(&c.quota).bind(&c.scope).bind(c.window.0).bind(c.limit);
         let mut n = run(bump).execute(&mut *conn).await?.rows_affected();
         if n == 0 && c.amount <= c.limit {
             // No count yet in this window (or another replica is creating it at this moment).

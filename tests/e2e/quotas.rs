@@ -44,7 +44,11 @@ async fn burst(bases: &[String], token: &str, n: usize, class: &str, env: &str, 
 }
 
 async fn exactly_five_deploys_an_hour(backend: Backend) {
-    let s = TestServer::start(backend).await;
+    // Time stands still, so the burst cannot straddle an hour (or a minute).
+    let clock = ManualClock::at(parse_micros("2026-11-26T10:00:00Z").unwrap());
+    let db = TestDb::new(backend).await;
+    let config = db.config();
+    let s = TestServer::start_clocked(db, config, Arc::new(clock)).await;
     let bot = s.agent("looper", 2, json!({})).await;
     let answers = burst(std::slice::from_ref(&s.base), &bot, 200, "deploy", "staging", &[0.0]).await;
     let allowed: Vec<&Value> = answers.iter().map(|(_, a)| a).filter(|a| a["verdict"] == "allow").collect();
@@ -75,7 +79,10 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
     let (_, trust) = s.get("/v1/agents/looper/trust", &s.admin).await;
     assert_eq!(trust["tier"], 2, "quota overruns are minor: no hard trigger: {trust}");
     // Another service has its own count; a non-deploy is not a deploy.
-    assert_eq!(s.decide(&bot, "deploy", "staging", json!({"action": {"class": "deploy", "environment": "staging", "service": "ledger"}})).await.1["verdict"], "allow");
+    assert_eq!(
+        s.decide(&bot, "deploy", "staging", json!({"action": {"class": "deploy", "environment": "staging", "service": "ledger"}})).await.1["verdict"],
+        "allow"
+    );
     assert_eq!(s.verdict(&bot, "config_change", "staging").await, "allow");
 }
 
@@ -125,6 +132,11 @@ async fn two_processes_hold_quotas_exactly() {
     assert_eq!(post(&bases[0], "/v1/agents", bootstrap, agent).await.0, 201);
     let (_, token) = post(&bases[1], "/v1/tokens", bootstrap, json!({"role": "agent", "subject": "fleet"})).await;
     let bot = token["token"].as_str().unwrap().to_string();
+    // Real processes keep real time: start well inside an hour, so one burst counts in one window.
+    let into_hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 3600;
+    if into_hour > 3570 {
+        tokio::time::sleep(Duration::from_secs(3602 - into_hour)).await;
+    }
 
     // Round one: 200 deploys split across the two replicas, each with its own cost.
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
@@ -134,7 +146,8 @@ async fn two_processes_hold_quotas_exactly() {
     assert_eq!(allowed.len(), 5, "exactly five deploys across two replicas");
 
     // Round two: config changes under a $60 daily budget (an admin's override).
-    let r = client.put(format!("{}/v1/agents/fleet/quotas", bases[0])).bearer_auth(bootstrap).json(&json!({"limits": {"cost_per_day": 60}})).send().await.unwrap();
+    let r =
+        client.put(format!("{}/v1/agents/fleet/quotas", bases[0])).bearer_auth(bootstrap).json(&json!({"limits": {"cost_per_day": 60}})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let answers = burst(&bases, &bot, 200, "config_change", "staging", &costs).await;
     let more: Vec<f64> = answers.iter().filter(|(_, a)| a["verdict"] == "allow").map(|(c, _)| *c).collect();

@@ -107,7 +107,12 @@ pub struct QuotaOverrides {
     security(("bearer" = [])),
     responses((status = 200, body = AgentQuotas), (status = 400, description = "An unknown quota or a bad limit; `field` names it", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn put_quotas(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(body): Json<QuotaOverrides>) -> Result<axum::Json<AgentQuotas>> {
+async fn put_quotas(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<QuotaOverrides>,
+) -> Result<axum::Json<AgentQuotas>> {
     caller.require(&[Role::Admin])?;
     let policy = state.engine.policy().clone();
     // Check everything before changing anything.
