@@ -63,34 +63,39 @@ async fn fill(url: &str, evidence: usize, now: i64) {
     let envs = ["dev", "staging", "production"];
     let risks = ["low", "low", "medium", "high"];
     let started = Instant::now();
-    let per = 400;
-    for start in (0..evidence).step_by(per) {
-        let mut sql = String::from(
-            "INSERT INTO decisions (id, at, agent_id, class, environment, service, verdict, risk_level, tier, policy_version, request, answer, outcome, outcome_at) VALUES ",
-        );
-        for i in start..(start + per).min(evidence) {
-            let at = now - rng.random_range(0..180 * DAY);
-            let roll: u32 = rng.random_range(0..100);
-            let outcome = if roll < 95 {
-                "succeeded"
-            } else if roll < 98 {
-                "failed"
-            } else {
-                "rolled_back"
-            };
-            sql.push_str(&format!(
-                "{}('e{i}', {at}, 'agent-{}', 'deploy', '{}', 'svc-{}', 'allow', '{}', 2, 'p', '', '', '{outcome}', {})",
-                if i > start { ", " } else { "" },
-                rng.random_range(0..AGENTS),
-                envs[rng.random_range(0..3)],
-                rng.random_range(0..5),
-                risks[rng.random_range(0..4)],
-                at + 60_000_000
-            ));
+    // Agent by agent, oldest first: the indexes on (agent, time) grow at their ends.
+    let per_agent = evidence / AGENTS;
+    let mut i = 0usize;
+    for agent in 0..AGENTS {
+        let mut times: Vec<i64> = (0..per_agent).map(|_| now - rng.random_range(0..180 * DAY)).collect();
+        times.sort_unstable();
+        for chunk in times.chunks(400) {
+            let mut sql = String::from(
+                "INSERT INTO decisions (id, at, agent_id, class, environment, service, verdict, risk_level, tier, policy_version, request, answer, outcome, outcome_at) VALUES ",
+            );
+            for (j, at) in chunk.iter().enumerate() {
+                let roll: u32 = rng.random_range(0..100);
+                let outcome = if roll < 95 {
+                    "succeeded"
+                } else if roll < 98 {
+                    "failed"
+                } else {
+                    "rolled_back"
+                };
+                sql.push_str(&format!(
+                    "{}('e{agent:05}-{i:08}', {at}, 'agent-{agent}', 'deploy', '{}', 'svc-{}', 'allow', '{}', 2, 'p', '', '', '{outcome}', {})",
+                    if j > 0 { ", " } else { "" },
+                    envs[rng.random_range(0..3)],
+                    rng.random_range(0..5),
+                    risks[rng.random_range(0..4)],
+                    at + 60_000_000
+                ));
+                i += 1;
+            }
+            conn.execute(sql.as_str()).await.unwrap();
         }
-        conn.execute(sql.as_str()).await.unwrap();
-        if start % 1_000_000 == 0 && start > 0 {
-            println!("  … {start} evidence rows ({:.0} s)", started.elapsed().as_secs_f64());
+        if agent % 1000 == 999 {
+            println!("  … {i} evidence rows ({:.0} s)", started.elapsed().as_secs_f64());
         }
     }
     conn.execute("DELETE FROM trust_meta").await.unwrap();
@@ -123,30 +128,32 @@ async fn main() {
     tokio::spawn(warden.clone().serve(listener, std::future::pending::<()>()));
     let http = reqwest::Client::new();
 
-    // GET trust over random agents.
-    let mut tasks = Vec::new();
-    for c in 0..CLIENTS {
-        let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(c as u64);
-            let mut times = Vec::new();
-            for _ in 0..300 {
-                let id = rng.random_range(0..AGENTS);
-                let started = Instant::now();
-                let r = http.get(format!("{base}/v1/agents/agent-{id}/trust")).bearer_auth(&admin).send().await.unwrap();
-                assert!(r.status().is_success());
-                let body: serde_json::Value = r.json().await.unwrap();
-                times.push(started.elapsed());
-                assert!(body["evidence"]["successes"].as_u64().unwrap() > 0);
-            }
-            times
-        }));
+    // GET trust over random agents: one client (latency), then 16 (under load).
+    for clients in [1, CLIENTS] {
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(c as u64);
+                let mut times = Vec::new();
+                for _ in 0..300 {
+                    let id = rng.random_range(0..AGENTS);
+                    let started = Instant::now();
+                    let r = http.get(format!("{base}/v1/agents/agent-{id}/trust")).bearer_auth(&admin).send().await.unwrap();
+                    assert!(r.status().is_success());
+                    let body: serde_json::Value = r.json().await.unwrap();
+                    times.push(started.elapsed());
+                    assert!(body["evidence"]["successes"].as_u64().unwrap() > 0);
+                }
+                times
+            }));
+        }
+        let mut times = Vec::new();
+        for t in tasks {
+            times.extend(t.await.unwrap());
+        }
+        percentiles(&format!("GET /v1/agents/{{id}}/trust ({clients} client(s))"), times);
     }
-    let mut times = Vec::new();
-    for t in tasks {
-        times.extend(t.await.unwrap());
-    }
-    percentiles("GET /v1/agents/{id}/trust (16 clients)", times);
 
     // What trust adds to recording an outcome, one at a time, in process.
     let store = &warden.state.store;
@@ -155,7 +162,8 @@ async fn main() {
     let (mut plain, mut with_trust, mut note, mut review) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..2000 {
         let agent = store.agent(&format!("agent-{}", rng.random_range(0..AGENTS))).await.unwrap().unwrap();
-        let id = format!("e{}", rng.random_range(0..evidence));
+        let n = rng.random_range(0..evidence);
+        let id = format!("e{:05}-{n:08}", n / (evidence / AGENTS));
         let expected = store.outcome(&id).await.unwrap().unwrap().outcome;
         let at = warden::clock::Clock::now_micros(&SystemClock);
         let report =
@@ -172,7 +180,7 @@ async fn main() {
             store.commit(Change { writes: vec![report, Write::AddEvidence(e), n], audit: vec![] }).await.unwrap();
             with_trust.push(started.elapsed());
             let started = Instant::now();
-            tiers.review(&agent.id, Trigger::Evidence).await.unwrap();
+            tiers.review(&agent.id, Trigger::Outcome { bad: false }).await.unwrap();
             review.push(started.elapsed());
         }
     }
@@ -186,6 +194,8 @@ async fn main() {
         let actor = Actor { kind: "admin".into(), id: "bench".into(), tool: None, model: None, token_id: None };
         warden::api::tokens::issue(&warden.state.store, actor, Role::Agent, Some("agent-1".into()), String::new(), None, now).await.unwrap().secret
     };
+    let lift = json!({"limits": {"deploys_per_hour_per_service": 1000000, "calls_per_minute": 1000000}});
+    assert!(http.put(format!("{base}/v1/agents/agent-1/quotas")).bearer_auth(&admin).json(&lift).send().await.unwrap().status().is_success());
     let mut times = Vec::new();
     for _ in 0..500 {
         let body = json!({"action": {"class": "deploy", "environment": "dev", "service": "payments"}});

@@ -39,7 +39,7 @@ pub async fn mark_overdue(store: Store, clock: SharedClock, tiers: Controller, e
                     }
                     // A conflict means the report (or another replica) came first.
                     if store.commit(Change { writes, audit: vec![record] }).await.is_ok() {
-                        let _ = tiers.review(&o.agent, Trigger::Evidence).await;
+                        let _ = tiers.review(&o.agent, Trigger::Outcome { bad: true }).await;
                     }
                 }
             }

@@ -490,8 +490,13 @@ pub fn decide(
 /// What set off a review.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
-    /// New evidence that is not a violation (an outcome), or the periodic sweep.
-    Evidence,
+    /// The periodic sweep.
+    Sweep,
+    /// An outcome (reported or overdue); `bad` when it was not a success.
+    Outcome {
+        /// Failed, rolled back or never reported.
+        bad: bool,
+    },
     /// A hard trigger known from the evidence itself (a critical rollback).
     Hard(HardTrigger),
     /// A violation: its reason code and action class.
@@ -585,15 +590,19 @@ impl Controller {
         Ok(Write::NoteTrust { agent_id: agent.id.clone(), score, tier: agent.tier, at: now })
     }
 
-    /// Everything the controller looks at for one agent, as of now.
-    pub async fn assess(&self, agent: Agent) -> Result<Assessment> {
+    /// Everything the controller looks at for one agent, as of now. The error budget costs a
+    /// query, so unless `budget` asks for it, it is read only where it can matter (the agent is
+    /// above the budget's cap, or its score reaches the next tier's bar); the fast burn only when
+    /// `burn` asks (after a bad outcome).
+    pub async fn assess(&self, agent: Agent, budget: bool, burn: bool) -> Result<Assessment> {
         let now = self.clock.now_micros();
         let tp = self.tiering();
         let totals = self.store.trust_totals(&agent.id).await?;
         let trust = assess(&totals, now, &self.policy.policy.trust);
         let ago = |days: f64| now.saturating_sub((days * DAY_US) as i64);
-        let budget = self.store.outcome_window(&agent.id, ago(tp.slo_window_days)).await?;
-        let burn = self.store.outcome_window(&agent.id, ago(tp.fast_burn_window_hours / 24.0)).await?;
+        let matters = agent.tier > tp.budget_cap_tier || tp.step(agent.tier + 1).is_some_and(|s| trust.score >= s.bar);
+        let budget = if budget || matters { self.store.outcome_window(&agent.id, ago(tp.slo_window_days)).await? } else { Window::default() };
+        let burn = if burn { self.store.outcome_window(&agent.id, ago(tp.fast_burn_window_hours / 24.0)).await? } else { Window::default() };
         let parent_tier = match &agent.parent {
             Some(p) => self.store.agent(p).await?.map(|a| a.tier),
             None => None,
@@ -629,9 +638,13 @@ impl Controller {
         // A concurrent change to the agent (an admin, another replica) makes the write conflict: look again.
         for _ in 0..3 {
             let Some(agent) = self.store.agent_fresh(agent_id).await? else { return Ok(None) };
-            let a = self.assess(agent).await?;
+            let quiet = !tp.enabled || agent.pinned || agent.status == AgentStatus::Suspended;
+            if quiet && matches!(trigger, Trigger::Sweep | Trigger::Outcome { .. }) {
+                return Ok(None);
+            }
+            let a = self.assess(agent, false, trigger == Trigger::Outcome { bad: true }).await?;
             let hard = match &trigger {
-                Trigger::Evidence => None,
+                Trigger::Sweep | Trigger::Outcome { .. } => None,
                 Trigger::Hard(h) => Some(*h),
                 Trigger::Violation { reason, class } => {
                     let blocked = self.store.blocked_violations(agent_id, a.now.saturating_sub((tp.repeated_violation_days * DAY_US) as i64)).await?;
@@ -727,7 +740,7 @@ impl Controller {
             match self.store.active_agent_ids().await {
                 Ok(ids) => {
                     for id in ids {
-                        if let Err(e) = self.review(&id, Trigger::Evidence).await {
+                        if let Err(e) = self.review(&id, Trigger::Sweep).await {
                             tracing::warn!(agent = %id, error = %e.message, "tier review failed");
                         }
                     }

@@ -182,7 +182,7 @@ async fn report_outcome(
     } else if status != "succeeded" && severely_anomalous(&state, &id).await? {
         Trigger::Hard(HardTrigger::ConfirmedAnomaly)
     } else {
-        Trigger::Evidence
+        Trigger::Outcome { bad: status != "succeeded" }
     };
     if let Err(e) = tiers.review(&current.agent, trigger).await {
         tracing::warn!(agent = %current.agent, error = %e.message, "tier review after an outcome failed");

@@ -73,7 +73,7 @@ async fn get_trust(State(state): State<AppState>, caller: Caller, Path(id): Path
 
 async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTrust> {
     let tiers = state.engine.tiers();
-    let a = tiers.assess(agent).await?;
+    let a = tiers.assess(agent, true, false).await?;
     let (next_promotion, last_changes) =
         if detail { (tiers.next_promotion(&a).await?, state.store.tier_changes(&a.agent.id, 0, 5).await?) } else { (None, Vec::new()) };
     Ok(AgentTrust {
