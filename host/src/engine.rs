@@ -347,8 +347,9 @@ impl Engine {
         let deliveries: Vec<Write> = judgement.events.iter().flat_map(|e| self.outbox.writes(e, now)).collect();
         let notify = !deliveries.is_empty();
         judgement.change.writes.extend(deliveries);
+        // (A quota overrun is minor: evidence, but nothing for the controller to act on at once.)
         let violation = judgement.change.writes.iter().find_map(|w| match w {
-            Write::InsertViolation(v) => Some(Trigger::Violation { reason: v.reason.clone(), class: v.class.clone() }),
+            Write::InsertViolation(v) if v.reason != "quota_exceeded" => Some(Trigger::Violation { reason: v.reason.clone(), class: v.class.clone() }),
             _ => None,
         });
         // A violation is trust evidence: the agent's noted score moves with it.
@@ -733,8 +734,11 @@ pub fn judge(
                 verdict = Verdict::Deny;
                 // The approval (if any) stays unused: the agent may try again once the quota resets.
                 consume = None;
+                // A class in flag or guard mode let the action through; the quota stops it: the
+                // violation on record is the quota's (blocked), not a flagged one.
                 obligations.retain(|o| o.kind != "rollback_guard");
-                if violation_row.is_none() {
+                reasons.retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
+                {
                     violation_row = Some(ViolationRow {
                         id: uuid::Uuid::now_v7().to_string(),
                         at: now,
@@ -872,9 +876,10 @@ pub fn judge(
         answer: serde_json::to_string(&answer).map_err(Error::internal)?,
         outcome_due_at,
     };
-    // Using an approval is the change's first write: if another decision used it meanwhile, the
-    // whole change fails and nothing is recorded (single use, on every replica).
-    let mut writes: Vec<Write> = charge.into_iter().collect();
+    // The writes that may fail come first: using the approval (if another decision used it
+    // meanwhile, the whole change fails and nothing is recorded: single use, on every replica),
+    // then charging the quotas.
+    let mut writes = Vec::new();
     let mut records = vec![audit];
     let mut events = Vec::new();
     if let Some(id) = consume {
@@ -882,6 +887,7 @@ pub fn judge(
         let details = serde_json::json!({"approval_id": id});
         records.push(approval_record(&records[0], "approval.consumed", &id, details, now));
     }
+    writes.extend(charge);
     writes.push(Write::InsertDecision(row));
     if let Some(v) = violation_row {
         // Every violation is an audit event of its own, so reviewers can follow them alone.

@@ -34,6 +34,11 @@ impl Warden {
     pub async fn open(config: Config, clock: SharedClock) -> anyhow::Result<Warden> {
         let policy = Arc::new(CompiledPolicy::new(config.policy.apply()).context("invalid [policy] in the configuration")?);
         let store = Store::open(&config.store_options()?).await?;
+        // Trust totals computed with another half-life (or none yet) are rebuilt from the
+        // evidence, before anything else of this process writes.
+        if store.ensure_trust_totals(crate::trust::half_life_us(&policy.policy.trust)).await.context("cannot rebuild the trust totals")? {
+            tracing::info!("trust totals rebuilt from the recorded evidence");
+        }
         let metrics = Arc::new(Metrics::default());
         record_policy(&store, &policy, clock.now_micros()).await?;
         let plugins = Arc::new(PluginHost::new()?);
@@ -51,10 +56,6 @@ impl Warden {
         tokio::spawn(outbox::run(outbox.clone(), store.clone(), clock.clone()));
         let every = Duration::from_millis(config.notifications.poll_interval_ms.max(10));
         tokio::spawn(crate::approvals::announce_expiries(store.clone(), outbox.clone(), clock.clone(), every));
-        // Trust totals computed with another half-life (or none yet) are rebuilt from the evidence.
-        if store.ensure_trust_totals(crate::trust::half_life_us(&policy.policy.trust)).await.context("cannot rebuild the trust totals")? {
-            tracing::info!("trust totals rebuilt from the recorded evidence");
-        }
         let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone(), plugins, outbox);
         tokio::spawn(crate::outcomes::mark_overdue(store.clone(), clock.clone(), engine.tiers().clone(), every));
         tokio::spawn(engine.tiers().clone().run());

@@ -321,8 +321,8 @@ pub enum Write {
     /// Record a tier change in the agent's history (written with the `UpdateAgent` that makes it).
     RecordTierChange(TierChange),
     /// Charge an allowed action to the agent's quotas, all or none: 409 `quota_exceeded` if any
-    /// would pass its limit (a compare-and-set on each count, so it holds across replicas).
-    /// Written first in the decision's change.
+    /// would pass its limit. Counted per batch in memory under the writers' lock (see
+    /// `QuotaCounts`), so it holds across replicas. Written before the decision's other rows.
     ChargeQuotas {
         /// The agent.
         agent_id: String,
@@ -1713,10 +1713,14 @@ impl Writer {
     async fn commit(&mut self, jobs: &[Job]) -> Vec<Result<()>> {
         // A connection that died while idle (failover, restart) fails the first attempt; the
         // second runs on a fresh one. A failed transaction wrote nothing, so retrying is safe.
-        let mut outcome = self.try_commit(jobs.iter().map(|j| &j.change), true).await;
-        if outcome.is_err() {
+        // A change alone needs no batch semantics: a logical failure at any write rolls it back.
+        let batch = jobs.len() > 1;
+        let mut outcome = self.try_commit(jobs.iter().map(|j| &j.change), batch).await;
+        // A change that failed past its first write fails the same way again: go one by one.
+        let logical = matches!(&outcome, Err(sqlx::Error::Protocol(m)) if m.starts_with(FAILED_PAST_FIRST));
+        if outcome.is_err() && !logical {
             self.conn = None;
-            outcome = self.try_commit(jobs.iter().map(|j| &j.change), true).await;
+            outcome = self.try_commit(jobs.iter().map(|j| &j.change), batch).await;
         }
         match outcome {
             Ok(results) => results,
@@ -1726,8 +1730,12 @@ impl Writer {
             }
             Err(e) => {
                 // One bad change must not sink the others: retry each in its own transaction.
-                tracing::warn!(error = %e, batch = jobs.len(), "batch commit failed; retrying changes one by one");
-                self.conn = None;
+                if logical {
+                    tracing::debug!(error = %e, batch = jobs.len(), "a change in the batch failed; committing one by one");
+                } else {
+                    tracing::warn!(error = %e, batch = jobs.len(), "batch commit failed; retrying changes one by one");
+                    self.conn = None;
+                }
                 let mut results = Vec::with_capacity(jobs.len());
                 for job in jobs {
                     results.push(match self.try_commit(std::iter::once(&job.change), false).await {
@@ -1783,6 +1791,8 @@ async fn commit_batch<'a>(
     }
 }
 
+const FAILED_PAST_FIRST: &str = "change failed after its first write";
+
 /// Applies changes inside an open transaction; the flag says whether to commit.
 async fn apply_all<'a>(
     conn: &mut AnyConnection,
@@ -1801,6 +1811,7 @@ async fn apply_all<'a>(
     // Rows that cannot fail for a logical reason are gathered and written with one multi-row
     // INSERT per table: a batch costs a few statements, not a few per decision.
     let (mut decisions, mut violations, mut audit_rows) = (Vec::new(), Vec::new(), Vec::new());
+    let mut quotas = QuotaCounts::default();
     for change in changes {
         let mut outcome = Ok(());
         for (i, write) in change.writes.iter().enumerate() {
@@ -1808,10 +1819,18 @@ async fn apply_all<'a>(
                 Write::InsertDecision(d) => decisions.push(d),
                 Write::InsertViolation(v) => violations.push(v),
                 other => {
-                    if let Err(e) = apply(conn, other).await? {
+                    let applied = match other {
+                        Write::ChargeQuotas { agent_id, charges } => quotas.charge(conn, agent_id, charges).await?,
+                        Write::AdjustQuota { agent_id, quota, scope, window_start, delta } => {
+                            quotas.adjust(conn, agent_id, quota, scope, *window_start, *delta).await?;
+                            Ok(())
+                        }
+                        _ => apply(conn, other).await?,
+                    };
+                    if let Err(e) = applied {
                         if i > 0 {
                             if batch {
-                                return Err(sqlx::Error::Protocol(format!("change failed after its first write: {e}")));
+                                return Err(sqlx::Error::Protocol(format!("{FAILED_PAST_FIRST}: {e}")));
                             }
                             return Ok((vec![Err(e)], false));
                         }
@@ -1832,6 +1851,7 @@ async fn apply_all<'a>(
         }
         results.push(outcome);
     }
+    quotas.flush(conn).await?;
     insert_decisions(conn, &decisions).await?;
     insert_violations(conn, &violations).await?;
     insert_audit(conn, &audit_rows).await?;
@@ -2267,21 +2287,8 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
             add_evidence(conn, e).await?;
             Ok(())
         }
-        Write::ChargeQuotas { agent_id, charges } => charge_quotas(conn, agent_id, charges).await?,
-        Write::AdjustQuota { agent_id, quota, scope, window_start, delta } => {
-            sqlx::query(
-                "INSERT INTO quota_usage (agent_id, quota, scope, window_start, used) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (agent_id, quota, scope, window_start) DO UPDATE SET used = quota_usage.used + excluded.used",
-            )
-            .bind(agent_id)
-            .bind(quota)
-            .bind(scope)
-            .bind(*window_start)
-            .bind(*delta)
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
+        // Counted in memory per batch (`QuotaCounts`), never applied one by one.
+        Write::ChargeQuotas { .. } | Write::AdjustQuota { .. } => Ok(()),
         Write::NoteTrust { agent_id, score, tier, at } => {
             sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2").bind(*score).bind(agent_id).execute(&mut *conn).await?;
             sqlx::query(
@@ -2320,48 +2327,81 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
 
 const DAY_US: i64 = 86_400_000_000;
 
-/// Adds each charge to its count if it stays within its limit; if one would not, takes back the
-/// ones added and refuses. Each count is one conditional UPDATE (PostgreSQL re-checks the
-/// condition on the row it locks, so concurrent replicas never pass a limit together).
-async fn charge_quotas(conn: &mut AnyConnection, agent: &str, charges: &[crate::quotas::Charge]) -> std::result::Result<Result<()>, sqlx::Error> {
-    let bump = "UPDATE quota_usage SET used = used + $1 WHERE agent_id = $2 AND quota = $3 AND scope = $4 AND window_start = $5 AND used + $1 <= $6";
-    for (i, c) in charges.iter().enumerate() {
-        let run = |sql: &'static str| sqlx::query(sql).bind(c.amount).bind(agent).bind(&c.quota).bind(&c.scope).bind(c.window.0).bind(c.limit);
-        let mut n = run(bump).execute(&mut *conn).await?.rows_affected();
-        if n == 0 && c.amount <= c.limit {
-            // No count yet in this window (or another replica is creating it at this moment).
-            n = sqlx::query(
-                "INSERT INTO quota_usage (agent_id, quota, scope, window_start, used) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (agent_id, quota, scope, window_start) DO NOTHING",
-            )
-            .bind(agent)
-            .bind(&c.quota)
-            .bind(&c.scope)
-            .bind(c.window.0)
-            .bind(c.amount)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                n = run(bump).execute(&mut *conn).await?.rows_affected();
-            }
+/// The quota counts a batch touches: each read once, checked and added to in memory in the
+/// batch's order, and written once before the commit. Exact across replicas because every
+/// writer's transaction first locks the audit chain's head: no other writer runs meanwhile, so
+/// what is read here is what is there until this transaction commits.
+#[derive(Default)]
+struct QuotaCounts {
+    counts: HashMap<(String, String, String, i64), (i64, bool)>,
+}
+
+impl QuotaCounts {
+    async fn entry(
+        &mut self,
+        conn: &mut AnyConnection,
+        agent: &str,
+        quota: &str,
+        scope: &str,
+        start: i64,
+    ) -> std::result::Result<&mut (i64, bool), sqlx::Error> {
+        let key = (agent.to_string(), quota.to_string(), scope.to_string(), start);
+        if !self.counts.contains_key(&key) {
+            let used: Option<i64> = sqlx::query_scalar("SELECT used FROM quota_usage WHERE agent_id = $1 AND quota = $2 AND scope = $3 AND window_start = $4")
+                .bind(agent)
+                .bind(quota)
+                .bind(scope)
+                .bind(start)
+                .fetch_optional(&mut *conn)
+                .await?;
+            self.counts.insert(key.clone(), (used.unwrap_or(0), false));
         }
-        if n == 0 {
-            for done in &charges[..i] {
-                sqlx::query("UPDATE quota_usage SET used = used - $1 WHERE agent_id = $2 AND quota = $3 AND scope = $4 AND window_start = $5")
-                    .bind(done.amount)
-                    .bind(agent)
-                    .bind(&done.quota)
-                    .bind(&done.scope)
-                    .bind(done.window.0)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            let scope = if c.scope == "*" { String::new() } else { format!(" for {}", c.scope) };
-            return Ok(Err(Error::new(Kind::Conflict, "quota_exceeded", format!("quota `{}`{scope} would pass its limit", c.quota))));
-        }
+        Ok(self.counts.get_mut(&key).expect("just inserted"))
     }
-    Ok(Ok(()))
+
+    /// Adds every charge if each stays within its limit; otherwise adds none and refuses.
+    async fn charge(&mut self, conn: &mut AnyConnection, agent: &str, charges: &[crate::quotas::Charge]) -> std::result::Result<Result<()>, sqlx::Error> {
+        for c in charges {
+            let used = self.entry(conn, agent, &c.quota, &c.scope, c.window.0).await?.0;
+            if !c.fits(used) {
+                let scope = if c.scope == "*" { String::new() } else { format!(" for {}", c.scope) };
+                return Ok(Err(Error::new(Kind::Conflict, "quota_exceeded", format!("quota `{}`{scope} would pass its limit", c.quota))));
+            }
+        }
+        for c in charges {
+            let e = self.entry(conn, agent, &c.quota, &c.scope, c.window.0).await?;
+            *e = (e.0 + c.amount, true);
+        }
+        Ok(Ok(()))
+    }
+
+    async fn adjust(
+        &mut self,
+        conn: &mut AnyConnection,
+        agent: &str,
+        quota: &str,
+        scope: &str,
+        start: i64,
+        delta: i64,
+    ) -> std::result::Result<(), sqlx::Error> {
+        let e = self.entry(conn, agent, quota, scope, start).await?;
+        *e = (e.0 + delta, true);
+        Ok(())
+    }
+
+    async fn flush(self, conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
+        let dirty: Vec<_> = self.counts.into_iter().filter(|(_, (_, dirty))| *dirty).collect();
+        for chunk in dirty.chunks(ROWS_PER_INSERT) {
+            let sql = multi_insert("quota_usage (agent_id, quota, scope, window_start, used)", 5, chunk.len())
+                + " ON CONFLICT (agent_id, quota, scope, window_start) DO UPDATE SET used = excluded.used";
+            let mut q = sqlx::query(&sql);
+            for ((agent, quota, scope, start), (used, _)) in chunk {
+                q = q.bind(agent).bind(quota).bind(scope).bind(*start).bind(*used);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Adds one piece of evidence to its running total: create the row if missing, lock it (on

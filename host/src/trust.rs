@@ -30,6 +30,8 @@ pub struct TrustPolicy {
     pub flagged_violation_weight: f64,
     /// Weight of an outcome never reported (`unknown`).
     pub unknown_weight: f64,
+    /// Weight of an action denied for going over a quota.
+    pub quota_overrun_weight: f64,
 }
 
 impl Default for TrustPolicy {
@@ -41,6 +43,7 @@ impl Default for TrustPolicy {
             violation_weight: 2.0,
             flagged_violation_weight: 1.0,
             unknown_weight: 0.25,
+            quota_overrun_weight: 0.25,
         }
     }
 }
@@ -51,7 +54,8 @@ impl TrustPolicy {
         if !(self.half_life_days.is_finite() && self.half_life_days > 0.0) {
             return Err("policy.trust.half_life_days must be above 0".into());
         }
-        let weights = [self.failure_weight, self.rollback_weight, self.violation_weight, self.flagged_violation_weight, self.unknown_weight];
+        let weights =
+            [self.failure_weight, self.rollback_weight, self.violation_weight, self.flagged_violation_weight, self.unknown_weight, self.quota_overrun_weight];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             return Err("policy.trust weights must be 0 or more".into());
         }
@@ -74,11 +78,13 @@ pub enum Kind {
     FlaggedViolation,
     /// An outcome never reported.
     Unknown,
+    /// An action denied for going over a quota.
+    QuotaOverrun,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 6] = [Kind::Success, Kind::Failure, Kind::Rollback, Kind::Violation, Kind::FlaggedViolation, Kind::Unknown];
+    pub const ALL: [Kind; 7] = [Kind::Success, Kind::Failure, Kind::Rollback, Kind::Violation, Kind::FlaggedViolation, Kind::Unknown, Kind::QuotaOverrun];
 
     /// The name stored in the database.
     pub fn as_str(self) -> &'static str {
@@ -89,6 +95,7 @@ impl Kind {
             Kind::Violation => "violation",
             Kind::FlaggedViolation => "flagged_violation",
             Kind::Unknown => "unknown",
+            Kind::QuotaOverrun => "quota_overrun",
         }
     }
 
@@ -108,9 +115,13 @@ impl Kind {
         }
     }
 
-    /// The evidence a violation is, by its mode and reason: a quota overrun is a minor one.
+    /// The evidence a violation is, by its mode and reason.
     pub fn of_violation(mode: &str, reason: &str) -> Kind {
-        if mode == "block" && reason != "quota_exceeded" { Kind::Violation } else { Kind::FlaggedViolation }
+        match (mode, reason) {
+            (_, "quota_exceeded") => Kind::QuotaOverrun,
+            ("block", _) => Kind::Violation,
+            _ => Kind::FlaggedViolation,
+        }
     }
 
     fn negative(self, policy: &TrustPolicy) -> f64 {
@@ -121,6 +132,7 @@ impl Kind {
             Kind::Violation => policy.violation_weight,
             Kind::FlaggedViolation => policy.flagged_violation_weight,
             Kind::Unknown => policy.unknown_weight,
+            Kind::QuotaOverrun => policy.quota_overrun_weight,
         }
     }
 }
@@ -317,7 +329,7 @@ pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
     let count = |kinds: &[Kind]| -> u64 { totals.iter().filter(|t| kinds.contains(&t.kind)).map(|t| t.count.max(0) as u64).sum() };
     let weight = weigh(totals, now, policy, |_| true);
     let outcomes = amount(&[Kind::Success, Kind::Failure, Kind::Rollback, Kind::Unknown]);
-    let violations = amount(&[Kind::Violation, Kind::FlaggedViolation]);
+    let violations = amount(&[Kind::Violation, Kind::FlaggedViolation, Kind::QuotaOverrun]);
     let by_risk = [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical]
         .into_iter()
         .map(|risk| RiskScore {
@@ -337,7 +349,7 @@ pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
             successes: count(&[Kind::Success]),
             failures: count(&[Kind::Failure]),
             rollbacks: count(&[Kind::Rollback]),
-            violations: count(&[Kind::Violation, Kind::FlaggedViolation]),
+            violations: count(&[Kind::Violation, Kind::FlaggedViolation, Kind::QuotaOverrun]),
             unknown: count(&[Kind::Unknown]),
         },
         by_risk,
@@ -448,7 +460,7 @@ mod tests {
             let mut more = e.clone();
             more.push(random(&mut rng, Kind::Success));
             assert!(assess_all(&more, now, &p).score >= base - 1e-12, "a success lowered the score");
-            for kind in [Kind::Failure, Kind::Rollback, Kind::Violation, Kind::FlaggedViolation, Kind::Unknown] {
+            for kind in [Kind::Failure, Kind::Rollback, Kind::Violation, Kind::FlaggedViolation, Kind::Unknown, Kind::QuotaOverrun] {
                 let mut worse = e.clone();
                 worse.push(random(&mut rng, kind));
                 assert!(assess_all(&worse, now, &p).score <= base + 1e-12, "{kind:?} raised the score");

@@ -180,6 +180,8 @@ async fn windows_reset_at_their_boundary(backend: Backend) {
     quotas.teams.insert("payments".into(), [("cost_per_day".to_string(), 20.0)].into());
     config.policy.quotas = Some(quotas);
     config.policy.approval_ttl_by_class.insert("deploy".into(), 6 * 3600);
+    // The test reports few outcomes and moves the clock a day: keep them from going overdue.
+    config.policy.outcome_deadline_secs = Some(7 * 24 * 3600);
     let s = TestServer::start_clocked(db, config, Arc::new(clock.clone())).await;
     let bot = s.agent("edge", 2, json!({})).await;
     let deploy = |cost: f64| json!({"action": {"class": "deploy", "environment": "staging", "service": "payments", "estimated_cost_usd": cost}});
@@ -230,9 +232,14 @@ async fn windows_reset_at_their_boundary(backend: Backend) {
     let (_, ok) = s.post("/v1/decisions", &bot, big.clone()).await;
     assert_eq!(ok["verdict"], "allow", "{ok}");
     assert_eq!(s.post("/v1/decisions", &bot, big.clone()).await.1["verdict"], "deny", "$28 would pass $20");
-    // The actual cost corrects the tally: $8.50 estimated, $2.25 spent.
+    // The actual cost corrects the tally: $8.50 estimated, $2.25 spent. The agent's own word
+    // cannot lower it; the platform's (a service correcting the report) can.
     let path = format!("/v1/decisions/{}/outcome", ok["decision_id"].as_str().unwrap());
-    assert_eq!(s.post(&path, &bot, json!({"status": "succeeded", "actual_cost_usd": 2.25})).await.0, 200);
+    assert_eq!(s.post(&path, &bot, json!({"status": "failed", "actual_cost_usd": 2.25})).await.0, 200);
+    let used = |q: &Value| q["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "cost_per_day").unwrap()["usage"][0]["used"].clone();
+    assert_eq!(used(&s.get("/v1/agents/edge/quotas", &bot).await.1), 19.5);
+    let platform = s.token("service", None).await;
+    assert_eq!(s.post(&path, &platform, json!({"status": "succeeded", "actual_cost_usd": 2.25})).await.0, 200);
     let (_, q) = s.get("/v1/agents/edge/quotas", &bot).await;
     let cost = q["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "cost_per_day").unwrap().clone();
     assert_eq!(cost["usage"][0]["used"], 13.25, "{q}");

@@ -104,7 +104,21 @@ async fn report_outcome(
     {
         return Err(Error::field("detail", format!("is {} bytes, over the limit of 4096", d.len())));
     }
-    let current = visible_outcome(&state, &caller, &id).await?;
+    // An overdue marker may land between reading the outcome and writing the report: then the
+    // report replaces the `unknown`, read afresh (so the right evidence is taken back).
+    for _ in 0..3 {
+        if let Some(done) = attempt_report(&state, &caller, &id, &report).await? {
+            return Ok(axum::Json(done));
+        }
+    }
+    Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` kept changing while this report was recorded; retry")))
+}
+
+/// One attempt at recording a report: the outcome as recorded, or `None` when an overdue
+/// marker landed meanwhile and the report should be made again on the fresh state.
+async fn attempt_report(state: &AppState, caller: &Caller, id: &str, report: &OutcomeReport) -> Result<Option<Outcome>> {
+    let (state, caller, id) = (state.clone(), caller, id.to_string());
+    let current = visible_outcome(&state, caller, &id).await?;
     if current.verdict != "allow" {
         return Err(Error::new(
             Kind::Unprocessable,
@@ -122,7 +136,7 @@ async fn report_outcome(
     // first real report stands.
     let correcting = |by: &Option<String>| caller.role != Role::Agent && by.as_deref() == Some(current.agent.as_str());
     match current.outcome.as_deref() {
-        Some(same) if same == report.status => return Ok(axum::Json(current)),
+        Some(same) if same == report.status => return Ok(Some(current)),
         Some(other) if other != "unknown" && !correcting(&current.reported_by) => {
             return Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` was already reported `{other}`")));
         }
@@ -154,23 +168,24 @@ async fn report_outcome(
     let actual_cost = report.actual_cost_usd;
     let mut writes = vec![Write::ReportOutcome {
         decision_id: id.clone(),
-        outcome: report.status,
+        outcome: report.status.clone(),
         at: now,
         by,
-        detail: report.detail,
+        detail: report.detail.clone(),
         actual_cost_usd: report.actual_cost_usd,
         expected: current.outcome.clone(),
     }];
     writes.extend(evidence.into_iter().map(Write::AddEvidence));
     writes.push(note);
     if let Some(actual) = actual_cost {
-        writes.extend(cost_corrections(&state, &id, &current, actual).await?);
+        writes.extend(cost_corrections(&state, caller, &id, &current, actual).await?);
     }
     if let Err(e) = state.store.commit(Change { writes, audit: vec![record] }).await {
         // Another report landed first: the same one is fine (a retry), a different one conflicts.
-        let now_there = visible_outcome(&state, &caller, &id).await?;
+        let now_there = visible_outcome(&state, caller, &id).await?;
         return match (e.code, now_there.outcome.as_deref()) {
-            ("outcome_reported", Some(s)) if s == status => Ok(axum::Json(now_there)),
+            ("outcome_reported", Some(s)) if s == status => Ok(Some(now_there)),
+            ("outcome_reported", Some("unknown")) if current.outcome.is_none() => Ok(None),
             ("outcome_reported", _) => Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` got another report at the same time"))),
             _ => Err(e),
         };
@@ -187,17 +202,25 @@ async fn report_outcome(
     if let Err(e) = tiers.review(&current.agent, trigger).await {
         tracing::warn!(agent = %current.agent, error = %e.message, "tier review after an outcome failed");
     }
-    Ok(axum::Json(visible_outcome(&state, &caller, &id).await?))
+    Ok(Some(visible_outcome(&state, caller, &id).await?))
 }
 
 /// The actual cost replaces the estimate (or an earlier actual cost) in the dollar quotas the
-/// action was charged to, in the window it was charged in.
-async fn cost_corrections(state: &AppState, id: &str, current: &Outcome, actual: f64) -> Result<Vec<Write>> {
+/// action was charged to, in the window it was charged in. Lowering the tally takes a service
+/// or an admin: an agent could otherwise report its way around its own budget.
+async fn cost_corrections(state: &AppState, caller: &Caller, id: &str, current: &Outcome, actual: f64) -> Result<Vec<Write>> {
     let Some((_, request, answer)) = state.store.decision_request(id).await? else { return Ok(Vec::new()) };
     let request: serde_json::Value = serde_json::from_str(&request).map_err(Error::internal)?;
     let answer: DecisionAnswer = serde_json::from_str(&answer).map_err(Error::internal)?;
-    let previous = current.actual_cost_usd.or_else(|| request.pointer("/action/estimated_cost_usd").and_then(|v| v.as_f64())).unwrap_or(0.0);
-    let delta = cents(actual) - cents(previous);
+    let estimate = request.pointer("/action/estimated_cost_usd").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    // What the tally holds for this action now, and what it should: an agent's own report may
+    // raise it above the estimate, never lower it; a service's or an admin's sets it.
+    let charged = |by_the_agent: bool, actual: f64| if by_the_agent { actual.max(estimate) } else { actual };
+    let previous = match current.actual_cost_usd {
+        Some(a) => charged(current.reported_by.as_deref() == Some(current.agent.as_str()), a),
+        None => estimate,
+    };
+    let delta = cents(charged(caller.role == Role::Agent, actual)) - cents(previous);
     Ok(answer
         .quotas
         .iter()
