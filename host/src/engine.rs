@@ -312,7 +312,7 @@ impl Engine {
                 // Other decisions took what was left of a quota meanwhile: judge again on the counts now.
                 Err(e) if e.code == "quota_exceeded" && attempt < 3 && again.is_some() => {
                     let (request, assessment) = again.take().expect("checked");
-                    plan.used = self.store.quota_used(&subject.agent.id, &plan.charges).await?;
+                    plan.used = self.store.quota_used_fresh(&subject.agent.id, &plan.charges).await?;
                     if plan.charges.iter().zip(&plan.used).all(|(c, used)| c.fits(*used)) {
                         // Counts can fall (an actual cost below its estimate): the action may fit after all.
                         again = Some((request.clone(), assessment.clone()));
@@ -337,7 +337,11 @@ impl Engine {
         }
         let what = (action.class.as_str(), action.environment.as_str(), action.service.as_str());
         let charges = crate::quotas::charges(q, &self.policy.quota_zone, agent, what, action.estimated_cost_usd, now);
-        let used = self.store.quota_used(&agent.id, &charges).await?;
+        let mut used = self.store.quota_used(&agent.id, &charges).await?;
+        // Never deny on a hint: another replica may have corrected a count downwards.
+        if charges.iter().zip(&used).any(|(c, u)| !c.fits(*u)) {
+            used = self.store.quota_used_fresh(&agent.id, &charges).await?;
+        }
         Ok(QuotaPlan { charges, used })
     }
 

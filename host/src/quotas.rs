@@ -201,6 +201,10 @@ pub fn window_at(window: Window, now: i64, zone: &TimeZone) -> (i64, i64) {
             let start = now.div_euclid(60 * MINUTE) * 60 * MINUTE;
             (start, start + 60 * MINUTE)
         }
+        Window::Day if *zone == TimeZone::UTC => {
+            let start = now.div_euclid(1440 * MINUTE) * 1440 * MINUTE;
+            (start, start + 1440 * MINUTE)
+        }
         Window::Day => {
             // Calendar days in the zone: 23 or 25 hours long on daylight-saving changes.
             let Ok(ts) = jiff::Timestamp::from_microsecond(now) else { return (now, now + 1440 * MINUTE) };
@@ -287,8 +291,6 @@ pub struct Headroom {
     pub used: f64,
     /// What is left.
     pub remaining: f64,
-    /// This window's start (RFC 3339).
-    pub window_start: String,
     /// When the count resets (RFC 3339).
     pub resets_at: String,
 }
@@ -304,7 +306,6 @@ impl Charge {
             limit: show(self.limit),
             used: show(used),
             remaining: show((self.limit - used).max(0)),
-            window_start: format_micros(self.window.0),
             resets_at: format_micros(self.window.1),
         }
     }
@@ -365,6 +366,12 @@ mod tests {
     #[test]
     fn windows_are_calendar_minutes_hours_and_days_in_the_zone() {
         let utc = TimeZone::UTC;
+        assert_eq!(window_at(Window::Day, at("2026-11-26T23:59:59Z"), &utc), (at("2026-11-26T00:00:00Z"), at("2026-11-27T00:00:00Z")));
+        assert_eq!(
+            window_at(Window::Day, at("2026-11-26T23:59:59Z"), &TimeZone::get("Etc/UTC").unwrap()),
+            (at("2026-11-26T00:00:00Z"), at("2026-11-27T00:00:00Z")),
+            "the zone's own arithmetic agrees"
+        );
         assert_eq!(window_at(Window::Hour, at("2026-11-26T10:59:59.999999Z"), &utc), (at("2026-11-26T10:00:00Z"), at("2026-11-26T11:00:00Z")));
         assert_eq!(window_at(Window::Hour, at("2026-11-26T11:00:00Z"), &utc).0, at("2026-11-26T11:00:00Z"));
         assert_eq!(window_at(Window::Minute, at("2026-11-26T10:07:30Z"), &utc), (at("2026-11-26T10:07:00Z"), at("2026-11-26T10:08:00Z")));

@@ -702,6 +702,11 @@ struct ReadCache {
     tokens: Mutex<HashMap<String, (Instant, TokenRecord)>>,
     agents: Mutex<HashMap<String, (Instant, Agent)>>,
     humans: Mutex<HashMap<String, (Instant, Human)>>,
+    /// Last known quota counts (agent, quota, scope, window start): a hint for the decision's
+    /// pre-check and its answer, kept up to date by this process's own charges. The charge
+    /// itself is checked against the database when it commits, so a stale hint costs at most a
+    /// second judgement, never a wrong count.
+    quotas: Mutex<HashMap<QuotaKey, i64>>,
 }
 
 /// Entries kept per map before it is cleared (a crude bound; the TTL keeps entries fresh).
@@ -968,7 +973,13 @@ impl Store {
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoint_wal(pool.clone()));
         }
-        let cache = Arc::new(ReadCache { ttl: options.cache_ttl, tokens: Default::default(), agents: Default::default(), humans: Default::default() });
+        let cache = Arc::new(ReadCache {
+            ttl: options.cache_ttl,
+            tokens: Default::default(),
+            agents: Default::default(),
+            humans: Default::default(),
+            quotas: Default::default(),
+        });
         Ok(Store { pool, backend, writer: tx, cache })
     }
 
@@ -984,6 +995,32 @@ impl Store {
 
     /// Commits a change and its audit records; returns once durable.
     pub async fn commit(&self, change: Change) -> Result<()> {
+        let counted: Vec<(QuotaKey, i64)> = change
+            .writes
+            .iter()
+            .flat_map(|w| match w {
+                Write::ChargeQuotas { agent_id, charges } => {
+                    charges.iter().map(|c| ((agent_id.clone(), c.quota.clone(), c.scope.clone(), c.window.0), c.amount)).collect::<Vec<_>>()
+                }
+                Write::AdjustQuota { agent_id, quota, scope, window_start, delta } => {
+                    vec![((agent_id.clone(), quota.clone(), scope.clone(), *window_start), *delta)]
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        let result = self.commit_change(change).await;
+        if result.is_ok() && !counted.is_empty() {
+            let mut hints = self.cache.quotas.lock().expect("cache lock");
+            for (key, amount) in counted {
+                if let Some(used) = hints.get_mut(&key) {
+                    *used += amount;
+                }
+            }
+        }
+        result
+    }
+
+    async fn commit_change(&self, change: Change) -> Result<()> {
         // Identity changes evict the cache before and after: a read racing the commit cannot
         // keep the old row for long. Decisions (the hot path) change nothing cached.
         let evicts = change.writes.iter().any(|w| !matches!(w, Write::InsertDecision(_) | Write::InsertViolation(_) | Write::InsertToken(_)));
@@ -1220,8 +1257,22 @@ impl Store {
             .collect()
     }
 
-    /// What each charge's count holds now (0 where there is none yet).
+    /// What each charge's count holds, as far as this process knows (see `ReadCache::quotas`);
+    /// read from the database when it does not know.
     pub async fn quota_used(&self, agent: &str, charges: &[crate::quotas::Charge]) -> Result<Vec<i64>> {
+        {
+            let hints = self.cache.quotas.lock().expect("cache lock");
+            let known: Option<Vec<i64>> =
+                charges.iter().map(|c| hints.get(&(agent.to_string(), c.quota.clone(), c.scope.clone(), c.window.0)).copied()).collect();
+            if let Some(used) = known {
+                return Ok(used);
+            }
+        }
+        self.quota_used_fresh(agent, charges).await
+    }
+
+    /// What each charge's count holds now in the database (0 where there is none yet).
+    pub async fn quota_used_fresh(&self, agent: &str, charges: &[crate::quotas::Charge]) -> Result<Vec<i64>> {
         if charges.is_empty() {
             return Ok(Vec::new());
         }
@@ -1242,6 +1293,13 @@ impl Store {
             if let Some(i) = charges.iter().position(|c| c.quota == quota && c.scope == scope && c.window.0 == start) {
                 used[i] = r.try_get("used")?;
             }
+        }
+        let mut hints = self.cache.quotas.lock().expect("cache lock");
+        if hints.len() >= CACHE_CAPACITY {
+            hints.clear();
+        }
+        for (c, used) in charges.iter().zip(&used) {
+            hints.insert((agent.to_string(), c.quota.clone(), c.scope.clone(), c.window.0), *used);
         }
         Ok(used)
     }
@@ -1820,9 +1878,12 @@ async fn apply_all<'a>(
                 Write::InsertViolation(v) => violations.push(v),
                 other => {
                     let applied = match other {
-                        Write::ChargeQuotas { agent_id, charges } => quotas.charge(conn, agent_id, charges).await?,
+                        Write::ChargeQuotas { agent_id, charges } => {
+                            quotas.charge(agent_id, charges);
+                            Ok(())
+                        }
                         Write::AdjustQuota { agent_id, quota, scope, window_start, delta } => {
-                            quotas.adjust(conn, agent_id, quota, scope, *window_start, *delta).await?;
+                            quotas.adjust(agent_id, quota, scope, *window_start, *delta);
                             Ok(())
                         }
                         _ => apply(conn, other).await?,
@@ -1851,7 +1912,12 @@ async fn apply_all<'a>(
         }
         results.push(outcome);
     }
-    quotas.flush(conn).await?;
+    if let Err(e) = quotas.flush(conn).await? {
+        if batch {
+            return Err(sqlx::Error::Protocol(format!("{FAILED_PAST_FIRST}: {e}")));
+        }
+        return Ok((vec![Err(e)], false));
+    }
     insert_decisions(conn, &decisions).await?;
     insert_violations(conn, &violations).await?;
     insert_audit(conn, &audit_rows).await?;
@@ -2327,80 +2393,56 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
 
 const DAY_US: i64 = 86_400_000_000;
 
-/// The quota counts a batch touches: each read once, checked and added to in memory in the
-/// batch's order, and written once before the commit. Exact across replicas because every
-/// writer's transaction first locks the audit chain's head: no other writer runs meanwhile, so
-/// what is read here is what is there until this transaction commits.
+/// The quota charges and corrections of a batch, summed per count and written with one
+/// statement that returns the new counts. If a count with a charge ends over its limit, the
+/// writes are refused: a batch then fails and is committed change by change, and a change alone
+/// rolls back with `quota_exceeded`. Exact across replicas because every writer's transaction
+/// first locks the audit chain's head, so writers take turns. (The engine checks the counts
+/// before it decides, so this only refuses in a race for the last units.)
 #[derive(Default)]
 struct QuotaCounts {
-    counts: HashMap<(String, String, String, i64), (i64, bool)>,
+    /// Per count: what the batch adds, and the lowest limit a charge of it carried.
+    deltas: HashMap<QuotaKey, (i64, Option<i64>)>,
 }
 
+/// A quota count's key: agent, quota, scope, window start.
+type QuotaKey = (String, String, String, i64);
+
 impl QuotaCounts {
-    async fn entry(
-        &mut self,
-        conn: &mut AnyConnection,
-        agent: &str,
-        quota: &str,
-        scope: &str,
-        start: i64,
-    ) -> std::result::Result<&mut (i64, bool), sqlx::Error> {
-        let key = (agent.to_string(), quota.to_string(), scope.to_string(), start);
-        if !self.counts.contains_key(&key) {
-            let used: Option<i64> = sqlx::query_scalar("SELECT used FROM quota_usage WHERE agent_id = $1 AND quota = $2 AND scope = $3 AND window_start = $4")
-                .bind(agent)
-                .bind(quota)
-                .bind(scope)
-                .bind(start)
-                .fetch_optional(&mut *conn)
-                .await?;
-            self.counts.insert(key.clone(), (used.unwrap_or(0), false));
+    fn charge(&mut self, agent: &str, charges: &[crate::quotas::Charge]) {
+        for c in charges {
+            let e = self.deltas.entry((agent.to_string(), c.quota.clone(), c.scope.clone(), c.window.0)).or_insert((0, None));
+            e.0 += c.amount;
+            e.1 = Some(e.1.map_or(c.limit, |l| l.min(c.limit)));
         }
-        Ok(self.counts.get_mut(&key).expect("just inserted"))
     }
 
-    /// Adds every charge if each stays within its limit; otherwise adds none and refuses.
-    async fn charge(&mut self, conn: &mut AnyConnection, agent: &str, charges: &[crate::quotas::Charge]) -> std::result::Result<Result<()>, sqlx::Error> {
-        for c in charges {
-            let used = self.entry(conn, agent, &c.quota, &c.scope, c.window.0).await?.0;
-            if !c.fits(used) {
-                let scope = if c.scope == "*" { String::new() } else { format!(" for {}", c.scope) };
-                return Ok(Err(Error::new(Kind::Conflict, "quota_exceeded", format!("quota `{}`{scope} would pass its limit", c.quota))));
+    fn adjust(&mut self, agent: &str, quota: &str, scope: &str, start: i64, delta: i64) {
+        self.deltas.entry((agent.to_string(), quota.to_string(), scope.to_string(), start)).or_insert((0, None)).0 += delta;
+    }
+
+    /// Writes the sums; the error names a count that a charge took over its limit.
+    async fn flush(self, conn: &mut AnyConnection) -> std::result::Result<Result<()>, sqlx::Error> {
+        let rows: Vec<_> = self.deltas.into_iter().filter(|(_, (delta, _))| *delta != 0).collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let sql = multi_insert("quota_usage (agent_id, quota, scope, window_start, used)", 5, chunk.len())
+                + " ON CONFLICT (agent_id, quota, scope, window_start) DO UPDATE SET used = quota_usage.used + excluded.used \
+                   RETURNING agent_id, quota, scope, window_start, used";
+            let mut q = sqlx::query(&sql);
+            for ((agent, quota, scope, start), (delta, _)) in chunk {
+                q = q.bind(agent).bind(quota).bind(scope).bind(*start).bind(*delta);
             }
-        }
-        for c in charges {
-            let e = self.entry(conn, agent, &c.quota, &c.scope, c.window.0).await?;
-            *e = (e.0 + c.amount, true);
+            for r in q.fetch_all(&mut *conn).await? {
+                let key: QuotaKey = (r.try_get("agent_id")?, r.try_get("quota")?, r.try_get("scope")?, r.try_get("window_start")?);
+                let used: i64 = r.try_get("used")?;
+                let limit = chunk.iter().find(|(k, _)| *k == key).and_then(|(_, (_, limit))| *limit);
+                if limit.is_some_and(|l| used > l) {
+                    let scope = if key.2 == "*" { String::new() } else { format!(" for {}", key.2) };
+                    return Ok(Err(Error::new(Kind::Conflict, "quota_exceeded", format!("quota `{}`{scope} would pass its limit", key.1))));
+                }
+            }
         }
         Ok(Ok(()))
-    }
-
-    async fn adjust(
-        &mut self,
-        conn: &mut AnyConnection,
-        agent: &str,
-        quota: &str,
-        scope: &str,
-        start: i64,
-        delta: i64,
-    ) -> std::result::Result<(), sqlx::Error> {
-        let e = self.entry(conn, agent, quota, scope, start).await?;
-        *e = (e.0 + delta, true);
-        Ok(())
-    }
-
-    async fn flush(self, conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
-        let dirty: Vec<_> = self.counts.into_iter().filter(|(_, (_, dirty))| *dirty).collect();
-        for chunk in dirty.chunks(ROWS_PER_INSERT) {
-            let sql = multi_insert("quota_usage (agent_id, quota, scope, window_start, used)", 5, chunk.len())
-                + " ON CONFLICT (agent_id, quota, scope, window_start) DO UPDATE SET used = excluded.used";
-            let mut q = sqlx::query(&sql);
-            for ((agent, quota, scope, start), (used, _)) in chunk {
-                q = q.bind(agent).bind(quota).bind(scope).bind(*start).bind(*used);
-            }
-            q.execute(&mut *conn).await?;
-        }
-        Ok(())
     }
 }
 

@@ -15,7 +15,7 @@ use crate::engine::{DecisionAnswer, DecisionRequest};
 use crate::error::{Error, ErrorBody, Kind, Result};
 use crate::identity::{Caller, Role};
 use crate::policy::RiskLevel;
-use crate::quotas::{Unit, cents};
+use crate::quotas::{Unit, cents, window_at};
 use crate::store::{Change, Outcome, Write};
 use crate::tiers::{HardTrigger, Trigger};
 use crate::trust::Kind as TrustKind;
@@ -209,7 +209,7 @@ async fn attempt_report(state: &AppState, caller: &Caller, id: &str, report: &Ou
 /// action was charged to, in the window it was charged in. Lowering the tally takes a service
 /// or an admin: an agent could otherwise report its way around its own budget.
 async fn cost_corrections(state: &AppState, caller: &Caller, id: &str, current: &Outcome, actual: f64) -> Result<Vec<Write>> {
-    let Some((_, request, answer)) = state.store.decision_request(id).await? else { return Ok(Vec::new()) };
+    let Some((decided_at, request, answer)) = state.store.decision_request(id).await? else { return Ok(Vec::new()) };
     let request: serde_json::Value = serde_json::from_str(&request).map_err(Error::internal)?;
     let answer: DecisionAnswer = serde_json::from_str(&answer).map_err(Error::internal)?;
     let estimate = request.pointer("/action/estimated_cost_usd").and_then(|v| v.as_f64()).unwrap_or(0.0);
@@ -221,16 +221,19 @@ async fn cost_corrections(state: &AppState, caller: &Caller, id: &str, current: 
         None => estimate,
     };
     let delta = cents(charged(caller.role == Role::Agent, actual)) - cents(previous);
+    let policy = state.engine.policy();
     Ok(answer
         .quotas
         .iter()
         .filter(|h| h.unit == Unit::Usd && delta != 0)
         .filter_map(|h| {
+            // The window the action was charged in: the one its decision fell in.
+            let quota = policy.policy.quotas.quota(&h.quota)?;
             Some(Write::AdjustQuota {
                 agent_id: current.agent.clone(),
                 quota: h.quota.clone(),
                 scope: h.scope.clone(),
-                window_start: parse_micros(&h.window_start)?,
+                window_start: window_at(quota.window, decided_at, &policy.quota_zone).0,
                 delta,
             })
         })
