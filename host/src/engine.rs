@@ -668,6 +668,17 @@ pub fn judge(
     }
 
     // Stage 7: violation handling for the class.
+    let violation_of = |mode: &str, reason: &str| ViolationRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: now,
+        decision_id: decision_id.clone(),
+        agent_id: agent.id.clone(),
+        class: class.to_string(),
+        environment: env.to_string(),
+        service: service.to_string(),
+        mode: mode.to_string(),
+        reason: reason.to_string(),
+    };
     let shadow = agent.shadow || policy.policy.mode == PolicyMode::Shadow;
     let mut obligations = Vec::new();
     let mut violation_row = None;
@@ -695,22 +706,12 @@ pub fn judge(
                 verdict = Verdict::Allow;
             }
         }
-        violation_row = Some(ViolationRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            at: now,
-            decision_id: decision_id.clone(),
-            agent_id: agent.id.clone(),
-            class: class.to_string(),
-            environment: env.to_string(),
-            service: service.to_string(),
-            mode: match mode {
-                ViolationMode::Block => "block",
-                ViolationMode::Flag => "flag",
-                ViolationMode::Guard => "guard",
-            }
-            .to_string(),
-            reason: code.to_string(),
-        });
+        let mode = match mode {
+            ViolationMode::Block => "block",
+            ViolationMode::Flag => "flag",
+            ViolationMode::Guard => "guard",
+        };
+        violation_row = Some(violation_of(mode, code));
     }
     // Stage 6: quotas, for an action about to go ahead (an approved one is charged when its
     // approval is used, not when it was asked for). The charge is the change's first write.
@@ -742,19 +743,7 @@ pub fn judge(
                 // violation on record is the quota's (blocked), not a flagged one.
                 obligations.retain(|o| o.kind != "rollback_guard");
                 reasons.retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
-                {
-                    violation_row = Some(ViolationRow {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        at: now,
-                        decision_id: decision_id.clone(),
-                        agent_id: agent.id.clone(),
-                        class: class.to_string(),
-                        environment: env.to_string(),
-                        service: service.to_string(),
-                        mode: "block".into(),
-                        reason: "quota_exceeded".into(),
-                    });
-                }
+                violation_row = Some(violation_of("block", "quota_exceeded"));
             }
             None => {
                 headroom = counts.map(|(c, used)| c.headroom(used + c.amount)).collect();
