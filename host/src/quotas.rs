@@ -408,6 +408,29 @@ mod tests {
     }
 
     #[test]
+    fn a_team_counter_counts_its_class_and_environment() {
+        let mut p = QuotaPolicy::default();
+        p.quotas.push(Quota {
+            name: "prod_migrations_per_day".into(),
+            unit: Unit::Calls,
+            class: "db_migration".into(),
+            environment: "prod*".into(),
+            per_service: false,
+            window: Window::Day,
+            limits: vec![Some(0.0), Some(0.0), Some(1.0), Some(2.0), Some(5.0)],
+        });
+        assert_eq!(p.validate(), Ok(()));
+        let now = at("2026-11-26T10:30:00Z");
+        let names =
+            |class, env| -> Vec<String> { charges(&p, &TimeZone::UTC, &agent(), (class, env, "payments"), None, now).into_iter().map(|c| c.quota).collect() };
+        assert!(names("db_migration", "production").contains(&"prod_migrations_per_day".to_string()));
+        assert!(!names("db_migration", "staging").contains(&"prod_migrations_per_day".to_string()));
+        assert!(!names("deploy", "production").contains(&"prod_migrations_per_day".to_string()));
+        let c = charges(&p, &TimeZone::UTC, &agent(), ("db_migration", "production", "payments"), None, now).pop().unwrap();
+        assert_eq!((c.limit, c.window), (1, (at("2026-11-26T00:00:00Z"), at("2026-11-27T00:00:00Z"))), "tier 2's limit, today");
+    }
+
+    #[test]
     fn bad_policies_are_refused() {
         assert_eq!(QuotaPolicy::default().validate(), Ok(()));
         let p = QuotaPolicy { time_zone: "Mars/Olympus".into(), ..Default::default() };
