@@ -175,7 +175,7 @@ async fn main() {
         } else {
             let started = Instant::now();
             let e = tiers.evidence(&agent.id, "production", warden::policy::RiskLevel::Low, Kind::Success, at, 1);
-            let n = tiers.note(&agent, std::slice::from_ref(&e)).await.unwrap();
+            let n = tiers.note(&agent);
             note.push(started.elapsed());
             store.commit(Change { writes: vec![report, Write::AddEvidence(e), n], audit: vec![] }).await.unwrap();
             with_trust.push(started.elapsed());

@@ -357,10 +357,8 @@ impl Engine {
             _ => None,
         });
         // A violation is trust evidence: the agent's noted score moves with it.
-        let evidence: Vec<EvidenceDelta> =
-            judgement.change.writes.iter().filter_map(|w| if let Write::AddEvidence(e) = w { Some(e.clone()) } else { None }).collect();
-        if !evidence.is_empty() {
-            judgement.change.writes.push(self.tiers.note(&subject.agent, &evidence).await?);
+        if judgement.change.writes.iter().any(|w| matches!(w, Write::AddEvidence(_))) {
+            judgement.change.writes.push(self.tiers.note(&subject.agent));
         }
         self.store.commit(judgement.change).await?;
         if notify {

@@ -33,9 +33,9 @@ pub async fn mark_overdue(store: Store, clock: SharedClock, tiers: Controller, e
                         ..AuditRecord::change(actor, "outcome.overdue", format!("service:{}", o.service), details, now)
                     };
                     let evidence = tiers.evidence(&o.agent, &o.environment, o.risk, Kind::Unknown, now, 1);
-                    let mut writes = vec![Write::OutcomeOverdue { decision_id: o.decision_id, at: now }, Write::AddEvidence(evidence.clone())];
+                    let mut writes = vec![Write::OutcomeOverdue { decision_id: o.decision_id, at: now }, Write::AddEvidence(evidence)];
                     if let Ok(Some(agent)) = store.agent(&o.agent).await {
-                        writes.extend(tiers.note(&agent, &[evidence]).await.ok());
+                        writes.push(tiers.note(&agent));
                     }
                     // A conflict means the report (or another replica) came first.
                     if store.commit(Change { writes, audit: vec![record] }).await.is_ok() {

@@ -307,16 +307,18 @@ pub enum Write {
     /// Add (or, with a negative `delta`, take back) trust evidence to the agent's running
     /// totals; never fails for a logical reason.
     AddEvidence(EvidenceDelta),
-    /// Note an agent's trust score after new evidence (and its day in the trust history).
+    /// Note an agent's trust score after new evidence (and its day in the trust history),
+    /// computed from its running totals inside the transaction, after the evidence written
+    /// before it.
     NoteTrust {
         /// The agent.
         agent_id: String,
-        /// The score.
-        score: f64,
         /// Its tier.
         tier: u8,
         /// When, Unix microseconds.
         at: i64,
+        /// How evidence weighs.
+        policy: crate::trust::TrustPolicy,
     },
     /// Record a tier change in the agent's history (written with the `UpdateAgent` that makes it).
     RecordTierChange(TierChange),
@@ -814,6 +816,20 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
 const OUTCOME_COLUMNS: &str = "SELECT id, agent_id, verdict, class, environment, service, risk_level, outcome, outcome_due_at, outcome_at, outcome_by, \
      outcome_detail, actual_cost_usd, rollback_requested_at FROM decisions";
 
+const TOTALS_SQL: &str = "SELECT environment, risk_level, kind, amount, as_of, count FROM trust_totals WHERE agent_id = $1";
+
+/// One running total (none for a kind this version does not know).
+fn total_of(r: &AnyRow) -> std::result::Result<Option<crate::trust::Total>, sqlx::Error> {
+    let Some(kind) = crate::trust::Kind::parse(&r.try_get::<String, _>("kind")?) else { return Ok(None) };
+    Ok(Some(crate::trust::Total {
+        environment: r.try_get("environment")?,
+        risk: risk_of(&r.try_get::<String, _>("risk_level")?),
+        kind,
+        decayed: crate::trust::Decayed { amount: r.try_get("amount")?, as_of: r.try_get("as_of")? },
+        count: r.try_get("count")?,
+    }))
+}
+
 /// A stored risk level (the decision's merged risk).
 fn risk_of(s: &str) -> RiskLevel {
     [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical].into_iter().find(|r| r.as_str() == s).unwrap_or(RiskLevel::Critical)
@@ -1159,22 +1175,9 @@ impl Store {
 
     /// An agent's running trust totals.
     pub async fn trust_totals(&self, agent: &str) -> Result<Vec<crate::trust::Total>> {
-        let rows = sqlx::query("SELECT environment, risk_level, kind, amount, as_of, count FROM trust_totals WHERE agent_id = $1")
-            .bind(agent)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut totals = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let Some(kind) = crate::trust::Kind::parse(&r.try_get::<String, _>("kind")?) else { continue };
-            totals.push(crate::trust::Total {
-                environment: r.try_get("environment")?,
-                risk: risk_of(&r.try_get::<String, _>("risk_level")?),
-                kind,
-                decayed: crate::trust::Decayed { amount: r.try_get("amount")?, as_of: r.try_get("as_of")? },
-                count: r.try_get("count")?,
-            });
-        }
-        Ok(totals)
+        let rows = sqlx::query(TOTALS_SQL).bind(agent).fetch_all(&self.pool).await?;
+        let totals = rows.iter().map(total_of).collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+        Ok(totals.into_iter().flatten().collect())
     }
 
     /// An agent's outcomes since `since`: how many, and how many failed, rolled back or went
@@ -2355,15 +2358,18 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         }
         // Counted in memory per batch (`QuotaCounts`), never applied one by one.
         Write::ChargeQuotas { .. } | Write::AdjustQuota { .. } => Ok(()),
-        Write::NoteTrust { agent_id, score, tier, at } => {
-            sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2").bind(*score).bind(agent_id).execute(&mut *conn).await?;
+        Write::NoteTrust { agent_id, tier, at, policy } => {
+            let rows = sqlx::query(TOTALS_SQL).bind(agent_id).fetch_all(&mut *conn).await?;
+            let totals = rows.iter().map(total_of).collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+            let score = crate::trust::weigh(&totals.into_iter().flatten().collect::<Vec<_>>(), *at, policy, |_| true).score();
+            sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2").bind(score).bind(agent_id).execute(&mut *conn).await?;
             sqlx::query(
                 "INSERT INTO trust_daily (agent_id, day, score, tier) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (agent_id, day) DO UPDATE SET score = excluded.score, tier = excluded.tier",
             )
             .bind(agent_id)
             .bind(at.div_euclid(DAY_US))
-            .bind(*score)
+            .bind(score)
             .bind(i64::from(*tier))
             .execute(&mut *conn)
             .await?;

@@ -578,16 +578,10 @@ impl Controller {
         }
     }
 
-    /// The write noting the agent's score once `pending` evidence lands: add it to the change
-    /// that records the evidence, so decisions answer with the new score at no extra commit.
-    pub async fn note(&self, agent: &Agent, pending: &[EvidenceDelta]) -> Result<Write> {
-        let mut totals = self.store.trust_totals(&agent.id).await?;
-        for d in pending {
-            crate::trust::add(&mut totals, &d.environment, d.risk, d.kind, d.at, d.delta, d.half_life_us);
-        }
-        let now = self.clock.now_micros();
-        let score = weigh(&totals, now, &self.policy.policy.trust, |_| true).score();
-        Ok(Write::NoteTrust { agent_id: agent.id.clone(), score, tier: agent.tier, at: now })
+    /// The write noting the agent's score with the evidence written before it in the same
+    /// change, so decisions answer with the new score at no extra commit.
+    pub fn note(&self, agent: &Agent) -> Write {
+        Write::NoteTrust { agent_id: agent.id.clone(), tier: agent.tier, at: self.clock.now_micros(), policy: self.policy.policy.trust.clone() }
     }
 
     /// Everything the controller looks at for one agent, as of now. The error budget costs a

@@ -30,6 +30,9 @@ async fn trust_follows_the_record(backend: Backend) {
     }
     let (_, good) = trust(bot.clone()).await;
     let good_score = good["score"].as_f64().unwrap();
+    // The score noted on the agent (what decisions answer with) is the same one.
+    let (_, agent) = s.get("/v1/agents/builder", &s.admin).await;
+    assert!((agent["trust_score"].as_f64().unwrap() - good_score).abs() < 1e-6, "{agent} vs {good}");
     assert!(good_score > 0.8 && good_score < 1.0, "{good}");
     assert_eq!(good["evidence"]["successes"], 20);
     let low = good["by_risk"].as_array().unwrap().iter().find(|r| r["risk"] == "low").unwrap();

@@ -163,7 +163,7 @@ async fn attempt_report(state: &AppState, caller: &Caller, id: &str, report: &Ou
     let replaced = current.outcome.as_deref().and_then(|o| evidence_of(o, current.reported_at.as_deref().and_then(parse_micros).unwrap_or(now), -1));
     let evidence: Vec<_> = replaced.into_iter().chain(evidence_of(&report.status, now, 1)).collect();
     let agent = state.store.agent(&current.agent).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{}`", current.agent)))?;
-    let note = tiers.note(&agent, &evidence).await?;
+    let note = tiers.note(&agent);
     let status = report.status.clone();
     let actual_cost = report.actual_cost_usd;
     let mut writes = vec![Write::ReportOutcome {
