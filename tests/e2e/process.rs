@@ -89,6 +89,15 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     assert_eq!(trust["next_promotion"]["tier"], trust["tier"].as_u64().unwrap() + 1, "{trust}");
     let history: serde_json::Value = serde_json::from_slice(&cli(&["trust", "history", "--server", &server, "bot"], bootstrap)).unwrap();
     assert_eq!(history["daily"].as_array().map(Vec::len), Some(1), "{history}");
+    let set: serde_json::Value = serde_json::from_slice(&cli(
+        &["quotas", "set", "--server", &server, "bot", "--limit", "cost_per_day=250", "--limit", "calls_per_minute=50"],
+        bootstrap,
+    ))
+    .unwrap();
+    assert_eq!(set["overrides"], json!({"calls_per_minute": 50.0, "cost_per_day": 250.0}), "{set}");
+    let shown: serde_json::Value = serde_json::from_slice(&cli(&["quotas", "show", "--server", &server, "bot"], bootstrap)).unwrap();
+    let deploys = shown["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "deploys_per_hour_per_service").unwrap();
+    assert_eq!(deploys["usage"][0]["used"], 1.0, "the approved production deploy: {shown}");
     let team: serde_json::Value = serde_json::from_slice(&cli(&["trust", "list", "--server", &server, "--team", "core"], bootstrap)).unwrap();
     assert_eq!(team[0]["agent"], "bot");
     let violations: serde_json::Value = serde_json::from_slice(&cli(&["violations", "list", "--server", &server], bootstrap)).unwrap();
