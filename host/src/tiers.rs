@@ -487,6 +487,16 @@ pub fn decide(
     })
 }
 
+/// The writes that record a tier change (its history row, and a `tier.changed` delivery per
+/// endpoint that wants it) and the event's data, for the audit record.
+pub fn tier_changed(outbox: &Outbox, change: &TierChange, status: AgentStatus, now: i64) -> Result<(Vec<Write>, serde_json::Value)> {
+    let mut data = serde_json::to_value(change).map_err(Error::internal)?;
+    data["status"] = serde_json::json!(status);
+    let mut writes = outbox.writes(&Event::new("tier.changed", now, data.clone()), now);
+    writes.push(Write::RecordTierChange(change.clone()));
+    Ok((writes, data))
+}
+
 /// What set off a review.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
@@ -701,10 +711,8 @@ impl Controller {
                 score: Some(a.trust.score),
                 evidence,
             };
-            let mut data = serde_json::to_value(&c).map_err(Error::internal)?;
-            data["status"] = serde_json::json!(after.status);
-            writes.extend(self.outbox.writes(&Event::new("tier.changed", now, data.clone()), now));
-            writes.push(Write::RecordTierChange(c.clone()));
+            let (more, data) = tier_changed(&self.outbox, &c, after.status, now)?;
+            writes.extend(more);
             change = Some(c);
             AuditRecord { agent: Some(before.id.clone()), ..AuditRecord::change(actor, "tier.changed", format!("agent:{}", before.id), data, now) }
         } else {

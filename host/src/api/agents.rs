@@ -13,8 +13,8 @@ use crate::clock::format_micros;
 use crate::engine::MAX_PARENT_DEPTH;
 use crate::error::{Error, ErrorBody, Kind, Result};
 use crate::identity::{Agent, AgentCreate, AgentPatch, AgentStatus, Caller, Role};
-use crate::outbox::Event;
 use crate::store::{Change, TierChange, Write};
+use crate::tiers::tier_changed;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_agent, list_agents)).routes(routes!(get_agent, patch_agent))
@@ -118,31 +118,20 @@ async fn get_agent(State(state): State<AppState>, caller: Caller, Path(id): Path
         (status = 404, body = ErrorBody), (status = 409, description = "Changed concurrently; retry", body = ErrorBody)))]
 async fn patch_agent(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(patch): Json<AgentPatch>) -> Result<axum::Json<Agent>> {
     caller.require(&[Role::Admin])?;
-    // Optimistic concurrency: a patch computed from a stale version is retried on the fresh one.
-    for _ in 0..3 {
-        let before = state.store.agent_fresh(&id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+    // A new parent must exist and make no loop.
+    if let Some(Some(parent)) = &patch.parent {
+        let mut probe = state.store.agent_fresh(&id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+        probe.parent = Some(parent.clone());
+        check_parent(&state, &probe).await?;
+    }
+    let agent = update_agent(&state, &id, |before: &Agent, now| {
         let mut after = before.clone();
         after.apply(patch.clone());
         after.validate()?;
-        if after.parent != before.parent {
-            check_parent(&state, &after).await?;
-        }
-        let now = state.clock.now_micros();
-        after.updated_at = format_micros(now);
-        after.version = before.version + 1;
-        let mut records = vec![change_record(
-            &caller,
-            "agent.updated",
-            format!("agent:{id}"),
-            Some(id.clone()),
-            serde_json::json!({ "before": before, "after": after }),
-            now,
-        )];
-        let mut writes = vec![Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now }];
+        let (mut writes, mut records) = (Vec::new(), Vec::new());
         if after.tier != before.tier {
             // A human's tier change is history too, and restarts the time in tier.
             after.tier_since = format_micros(now);
-            writes[0] = Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now };
             let change = TierChange {
                 id: uuid::Uuid::now_v7().to_string(),
                 agent: id.clone(),
@@ -155,17 +144,37 @@ async fn patch_agent(State(state): State<AppState>, caller: Caller, Path(id): Pa
                 score: before.trust_score,
                 evidence: serde_json::json!({"trust_score": before.trust_score}),
             };
-            let mut data = serde_json::to_value(&change).map_err(Error::internal)?;
-            data["status"] = serde_json::json!(after.status);
-            writes.extend(state.engine.outbox().writes(&Event::new("tier.changed", now, data.clone()), now));
+            let (more, data) = tier_changed(state.engine.outbox(), &change, after.status, now)?;
+            writes = more;
             records.push(change_record(&caller, "tier.changed", format!("agent:{id}"), Some(id.clone()), data, now));
-            writes.push(Write::RecordTierChange(change));
         }
-        match state.store.commit(Change { writes, audit: records }).await {
-            Ok(()) => {
-                state.engine.outbox().notify();
-                return Ok(axum::Json(after));
-            }
+        let details = serde_json::json!({ "before": before, "after": after });
+        records.insert(0, change_record(&caller, "agent.updated", format!("agent:{id}"), Some(id.clone()), details, now));
+        Ok((after, writes, records))
+    })
+    .await?;
+    state.engine.outbox().notify();
+    Ok(axum::Json(agent))
+}
+
+/// Changes an agent with a compare-and-set on its version: `edit` computes the new state (and
+/// any other writes and audit records) from the current one; a concurrent change makes it start
+/// again from the fresh state.
+pub(super) async fn update_agent(
+    state: &AppState,
+    id: &str,
+    mut edit: impl FnMut(&Agent, i64) -> Result<(Agent, Vec<Write>, Vec<AuditRecord>)>,
+) -> Result<Agent> {
+    for _ in 0..3 {
+        let before = state.store.agent_fresh(id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+        let now = state.clock.now_micros();
+        let (mut after, more, audit) = edit(&before, now)?;
+        after.updated_at = format_micros(now);
+        after.version = before.version + 1;
+        let mut writes = vec![Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now }];
+        writes.extend(more);
+        match state.store.commit(Change { writes, audit }).await {
+            Ok(()) => return Ok(after),
             Err(e) if e.kind == Kind::Conflict => continue,
             Err(e) => return Err(e),
         }

@@ -117,8 +117,7 @@ async fn report_outcome(
 /// One attempt at recording a report: the outcome as recorded, or `None` when an overdue
 /// marker landed meanwhile and the report should be made again on the fresh state.
 async fn attempt_report(state: &AppState, caller: &Caller, id: &str, report: &OutcomeReport) -> Result<Option<Outcome>> {
-    let (state, caller, id) = (state.clone(), caller, id.to_string());
-    let current = visible_outcome(&state, caller, &id).await?;
+    let current = visible_outcome(state, caller, id).await?;
     if current.verdict != "allow" {
         return Err(Error::new(
             Kind::Unprocessable,
@@ -149,7 +148,7 @@ async fn attempt_report(state: &AppState, caller: &Caller, id: &str, report: &Ou
     let actor = Actor { kind: caller.role.actor_kind().to_string(), id: by.clone(), tool: None, model: None, token_id: Some(caller.token_id.clone()) };
     let record = AuditRecord {
         agent: Some(current.agent.clone()),
-        decision_id: Some(id.clone()),
+        decision_id: Some(id.to_string()),
         action_class: Some(current.class.clone()),
         environment: Some(current.environment.clone()),
         outcome: Some(report.status.clone()),
@@ -167,7 +166,7 @@ async fn attempt_report(state: &AppState, caller: &Caller, id: &str, report: &Ou
     let status = report.status.clone();
     let actual_cost = report.actual_cost_usd;
     let mut writes = vec![Write::ReportOutcome {
-        decision_id: id.clone(),
+        decision_id: id.to_string(),
         outcome: report.status.clone(),
         at: now,
         by,
@@ -178,11 +177,11 @@ async fn attempt_report(state: &AppState, caller: &Caller, id: &str, report: &Ou
     writes.extend(evidence.into_iter().map(Write::AddEvidence));
     writes.push(note);
     if let Some(actual) = actual_cost {
-        writes.extend(cost_corrections(&state, caller, &id, &current, actual).await?);
+        writes.extend(cost_corrections(state, caller, id, &current, actual).await?);
     }
     if let Err(e) = state.store.commit(Change { writes, audit: vec![record] }).await {
         // Another report landed first: the same one is fine (a retry), a different one conflicts.
-        let now_there = visible_outcome(&state, caller, &id).await?;
+        let now_there = visible_outcome(state, caller, id).await?;
         return match (e.code, now_there.outcome.as_deref()) {
             ("outcome_reported", Some(s)) if s == status => Ok(Some(now_there)),
             ("outcome_reported", Some("unknown")) if current.outcome.is_none() => Ok(None),
@@ -194,7 +193,7 @@ async fn attempt_report(state: &AppState, caller: &Caller, id: &str, report: &Ou
     // anomalous (the anomaly confirmed), is a hard trigger.
     let trigger = if status == "rolled_back" && current.risk == RiskLevel::Critical {
         Trigger::Hard(HardTrigger::CriticalRollback)
-    } else if status != "succeeded" && severely_anomalous(&state, &id).await? {
+    } else if status != "succeeded" && severely_anomalous(state, id).await? {
         Trigger::Hard(HardTrigger::ConfirmedAnomaly)
     } else {
         Trigger::Outcome { bad: status != "succeeded" }
@@ -202,7 +201,7 @@ async fn attempt_report(state: &AppState, caller: &Caller, id: &str, report: &Ou
     if let Err(e) = tiers.review(&current.agent, trigger).await {
         tracing::warn!(agent = %current.agent, error = %e.message, "tier review after an outcome failed");
     }
-    Ok(Some(visible_outcome(&state, caller, &id).await?))
+    Ok(Some(visible_outcome(state, caller, id).await?))
 }
 
 /// The actual cost replaces the estimate (or an earlier actual cost) in the dollar quotas the

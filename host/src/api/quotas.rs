@@ -9,13 +9,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::agents::change_record;
+use super::agents::{change_record, update_agent};
 use super::{AppState, Json};
-use crate::clock::format_micros;
-use crate::error::{Error, ErrorBody, Kind, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::identity::{Agent, Caller, Role};
 use crate::quotas::{Charge, Headroom, Unit, Window, check_limit, limit_of, window_at};
-use crate::store::{Change, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_quotas, put_quotas))
@@ -132,8 +130,7 @@ async fn put_quotas(
         }
         changes.push((name.clone(), limit));
     }
-    for _ in 0..3 {
-        let before = state.store.agent_fresh(&id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+    let agent = update_agent(&state, &id, |before: &Agent, now| {
         let mut after = before.clone();
         for (name, limit) in &changes {
             match limit {
@@ -141,17 +138,10 @@ async fn put_quotas(
                 None => after.quota_overrides.remove(name),
             };
         }
-        let now = state.clock.now_micros();
-        after.updated_at = format_micros(now);
-        after.version = before.version + 1;
         let details = serde_json::json!({"before": before.quota_overrides, "after": after.quota_overrides});
         let record = change_record(&caller, "quotas.updated", format!("agent:{id}"), Some(id.clone()), details, now);
-        let write = Write::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now };
-        match state.store.commit(Change { writes: vec![write], audit: vec![record] }).await {
-            Ok(()) => return Ok(axum::Json(view(&state, after).await?)),
-            Err(e) if e.kind == Kind::Conflict => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Error::new(Kind::Conflict, "changed_concurrently", format!("agent `{id}` kept changing underneath this update; retry")))
+        Ok((after, Vec::new(), vec![record]))
+    })
+    .await?;
+    Ok(axum::Json(view(&state, agent).await?))
 }
