@@ -282,6 +282,14 @@ async fn limits_are_set_and_checked(backend: Backend) {
     }
     assert_error(&put(json!({"limit": {}})).await, 400, "invalid_field");
     assert_error(&s.call(reqwest::Method::PUT, "/v1/agents/tuned/quotas", Some(&bot), Some(json!({"limits": {}}))).await, 403, "forbidden_role");
+    assert_error(&s.call(reqwest::Method::PUT, "/v1/agents/tuned/quotas", None, Some(json!({"limits": {}}))).await, 401, "missing_token");
+    assert_error(&s.call(reqwest::Method::GET, "/v1/agents/tuned/trust/history", None, None).await, 401, "missing_token");
+    let raw = s.client.put(format!("{}/v1/agents/tuned/quotas", s.base)).bearer_auth(&s.admin).header("content-type", "application/json").body("{\"limits\":");
+    let resp = raw.send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "malformed_json");
+    let huge = json!({"limits": {"x".repeat(300_000): 1}});
+    assert_eq!(put(huge).await.0, 413, "over the body limit");
     assert_error(&s.call(reqwest::Method::PUT, "/v1/agents/ghost/quotas", Some(&s.admin), Some(json!({"limits": {}}))).await, 404, "unknown_agent");
     let (_, q) = s.get("/v1/agents/tuned/quotas", &s.admin).await;
     assert_eq!(q["overrides"], json!({"cost_per_day": 12.5}), "{q}");
