@@ -30,6 +30,42 @@ pub struct Actor {
     pub token_id: Option<String>,
 }
 
+/// JSON kept as its text: made once when a record is built and written as it is, without an
+/// intermediate tree of values (the decision path builds a record for every decision).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<serde_json::value::RawValue>);
+
+impl RawJson {
+    /// Serializes `value`.
+    pub fn of(value: &impl Serialize) -> serde_json::Result<RawJson> {
+        serde_json::value::to_raw_value(value).map(RawJson)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parsed, for reading a field.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or_default()
+    }
+}
+
+impl From<serde_json::Value> for RawJson {
+    fn from(value: serde_json::Value) -> RawJson {
+        // A value tree has string keys and finite numbers: it always serializes.
+        RawJson::of(&value).expect("a JSON value serializes")
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.get() == other.get()
+    }
+}
+
 /// One audit record: the part the hash covers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditRecord {
@@ -59,7 +95,7 @@ pub struct AuditRecord {
     /// The action as requested, for decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub action: Option<serde_json::Value>,
+    pub action: Option<RawJson>,
     /// Verdict or outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
@@ -75,7 +111,7 @@ pub struct AuditRecord {
     /// Anything else: the decision's reasons, a change's before and after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub details: Option<serde_json::Value>,
+    pub details: Option<RawJson>,
 }
 
 impl AuditRecord {
@@ -98,7 +134,7 @@ impl AuditRecord {
             reasoning: None,
             policy_version: None,
             decision_id: None,
-            details: Some(details),
+            details: Some(details.into()),
         }
     }
 }

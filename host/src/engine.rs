@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::approvals::{self, Presented};
-use crate::audit::{Actor, AuditRecord};
+use crate::audit::{Actor, AuditRecord, RawJson};
 use crate::clock::{SharedClock, format_micros};
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Agent, AgentStatus, Caller, Human, Role};
@@ -550,7 +550,7 @@ pub fn judge(
     // Stage 3: classification from the built-in table (classifier plugins may only raise it).
     let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
     let table_level = policy.table_risk(class, env, breaking);
-    let mut categories = vec![format!("class:{class}"), format!("environment:{env}")];
+    let mut categories = vec![["class:", class].concat(), ["environment:", env].concat()];
     if breaking {
         categories.push("breaking_change".to_string());
     }
@@ -818,7 +818,16 @@ pub fn judge(
     };
 
     // Stage 9: the record, committed by the caller before the answer leaves.
-    let action_json = serde_json::to_value(&request.action).map_err(Error::internal)?;
+    let caller_id = caller.subject.as_deref().unwrap_or(&caller.token_id);
+    let details = DecisionDetails {
+        shadow_verdict,
+        risk: &answer.risk,
+        anomaly: &answer.anomaly,
+        reasons: &answer.reasons,
+        tier,
+        plugins: &answer.plugins,
+        caller: CallerBrief { role: caller.role.as_str(), id: caller_id },
+    };
     let audit = AuditRecord {
         event_type: "decision".into(),
         at: decided_at,
@@ -834,21 +843,13 @@ pub fn judge(
         authorizing_human: None,
         action_class: Some(class.to_string()),
         environment: Some(env.to_string()),
-        target: format!("service:{service}"),
-        action: Some(action_json),
+        target: ["service:", service].concat(),
+        action: Some(RawJson::of(&request.action).map_err(Error::internal)?),
         outcome: Some(verdict.as_str().to_string()),
         reasoning: request.action.reasoning.clone(),
         policy_version: Some(policy.version.clone()),
         decision_id: Some(decision_id.clone()),
-        details: Some(serde_json::json!({
-            "shadow_verdict": shadow_verdict,
-            "risk": answer.risk,
-            "anomaly": answer.anomaly,
-            "reasons": answer.reasons,
-            "tier": tier,
-            "plugins": answer.plugins,
-            "caller": {"role": caller.role.as_str(), "id": caller.actor_id()},
-        })),
+        details: Some(RawJson::of(&details).map_err(Error::internal)?),
     };
     let row = DecisionRow {
         id: decision_id.clone(),
@@ -955,6 +956,24 @@ struct ApprovalSummary<'a> {
     tier: u8,
     agent_tier: u8,
     trust_score: Option<f64>,
+}
+
+/// What a decision's audit record says beyond its columns, serialized straight from the answer.
+#[derive(Serialize)]
+struct DecisionDetails<'a> {
+    shadow_verdict: Option<Verdict>,
+    risk: &'a Risk,
+    anomaly: &'a Option<Anomaly>,
+    reasons: &'a [Reason],
+    tier: u8,
+    plugins: &'a [PluginReport],
+    caller: CallerBrief<'a>,
+}
+
+#[derive(Serialize)]
+struct CallerBrief<'a> {
+    role: &'a str,
+    id: &'a str,
 }
 
 #[derive(Serialize)]
@@ -1094,7 +1113,7 @@ mod tests {
         assert_eq!((j.answer.verdict, j.answer.shadow_verdict), (Verdict::Allow, Some(Verdict::Deny)));
         let Write::InsertDecision(row) = &j.change.writes[0] else { panic!() };
         assert_eq!(row.shadow_verdict.as_deref(), Some("deny"));
-        assert_eq!(j.change.audit[0].details.as_ref().unwrap()["shadow_verdict"], "deny");
+        assert_eq!(j.change.audit[0].details.as_ref().unwrap().value()["shadow_verdict"], "deny");
     }
 
     #[test]

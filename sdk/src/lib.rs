@@ -382,7 +382,9 @@ macro_rules! export_classifier {
         pub struct __WardenExport;
         impl Guest for __WardenExport {
             fn classify(action: $crate::Action, config: String) -> Result<$crate::Classification, $crate::PluginError> {
-                $crate::__private::classify::<$plugin>(&action, &config)
+                let result = $crate::__private::classify::<$plugin>(&action, &config);
+                $crate::__private::discard((action, config));
+                result
             }
         }
         export!(__WardenExport);
@@ -403,7 +405,9 @@ macro_rules! export_anomaly_detector {
                 activity: $crate::Activity,
                 config: String,
             ) -> Result<Vec<$crate::Finding>, $crate::PluginError> {
-                $crate::__private::detect::<$plugin>(&action, &baseline, &activity, &config)
+                let result = $crate::__private::detect::<$plugin>(&action, &baseline, &activity, &config);
+                $crate::__private::discard((action, baseline, activity, config));
+                result
             }
         }
         export!(__WardenExport);
@@ -419,7 +423,9 @@ macro_rules! export_rollback_trigger {
         pub struct __WardenExport;
         impl Guest for __WardenExport {
             fn judge(action: $crate::Action, windows: Vec<$crate::MetricWindow>, config: String) -> Result<$crate::Judgement, $crate::PluginError> {
-                $crate::__private::judge::<$plugin>(&action, &windows, &config)
+                let result = $crate::__private::judge::<$plugin>(&action, &windows, &config);
+                $crate::__private::discard((action, windows, config));
+                result
             }
         }
         export!(__WardenExport);
@@ -434,15 +440,33 @@ pub mod __private {
     use super::*;
 
     pub fn classify<P: Classifier>(action: &Action, config: &str) -> Result<Classification, PluginError> {
-        P::classify(action, &parse_config(config)?)
+        let config = parse_config(config)?;
+        let result = P::classify(action, &config);
+        discard(config);
+        result
     }
 
     pub fn detect<P: AnomalyDetector>(action: &Action, baseline: &Baseline, activity: &Activity, config: &str) -> Result<Vec<Finding>, PluginError> {
-        P::detect(action, baseline, activity, &parse_config(config)?)
+        let config = parse_config(config)?;
+        let result = P::detect(action, baseline, activity, &config);
+        discard(config);
+        result
     }
 
     pub fn judge<P: RollbackTrigger>(action: &Action, windows: &[MetricWindow], config: &str) -> Result<Judgement, PluginError> {
-        P::judge(action, windows, &parse_config(config)?)
+        let config = parse_config(config)?;
+        let result = P::judge(action, windows, &config);
+        discard(config);
+        result
+    }
+
+    /// Drops a value natively; in a plugin instance, skips the drop: the instance is thrown
+    /// away after this one call, so walking the value to free its memory is wasted work.
+    pub fn discard<T>(value: T) {
+        #[cfg(target_arch = "wasm32")]
+        core::mem::forget(value);
+        #[cfg(not(target_arch = "wasm32"))]
+        drop(value);
     }
 
     /// The `warden:plugin/log` import, written by hand against the canonical ABI so that the

@@ -38,10 +38,20 @@ fn tail_sum(first: f64, mut next: impl FnMut(f64) -> Option<f64>) -> f64 {
     sum
 }
 
-/// P(X ≥ k) for X ~ Poisson(λ), summed from k upwards in log space (accurate in the far tail).
+/// P(X ≥ k) for X ~ Poisson(λ): summed from k upwards in log space (accurate in the far tail),
+/// or, for k not above the mean, as 1 − P(X < k) (k terms, and no cancellation: the tail is
+/// large there).
 pub fn poisson_upper_tail(k: u32, lambda: f64) -> f64 {
     if k == 0 {
         return 1.0;
+    }
+    if f64::from(k) <= lambda + 1.0 && k <= 64 {
+        let (mut term, mut below) = ((-lambda).exp(), 0.0);
+        for i in 0..k {
+            below += term;
+            term *= lambda / f64::from(i + 1);
+        }
+        return (1.0 - below).clamp(0.0, 1.0);
     }
     let first = (-lambda + f64::from(k) * lambda.ln() - ln_factorial(f64::from(k))).exp();
     let mut i = f64::from(k);
@@ -162,6 +172,11 @@ mod tests {
         assert!((poisson_upper_tail(1, 2.0) - (1.0 - (-2.0f64).exp())).abs() < 1e-12);
         assert_eq!(poisson_upper_tail(0, 3.0), 1.0);
         assert!(poisson_upper_tail(200, 2.0) < 1e-200);
+        // Near and below the mean, where 1 − P(X < k) is summed instead.
+        assert!(close(poisson_upper_tail(2, 1.5), 0.44217459962892547, 1e-12));
+        assert!(close(poisson_upper_tail(3, 2.5), 0.4561868841166705, 1e-12));
+        assert!(close(poisson_upper_tail(4, 2.5), 0.24242386686693407, 1e-12));
+        assert!(close(poisson_upper_tail(40, 39.5), 0.4893902495328699, 1e-9));
         assert!((normal_upper_tail(1.959964) - 0.025).abs() < 1e-6);
         assert!((normal_upper_tail(0.0) - 0.5).abs() < 1e-7);
         assert!((normal_upper_tail(-1.0) - 0.841345).abs() < 1e-6);

@@ -420,11 +420,11 @@ async fn baseline_anomaly_component_flags_a_burst() {
     };
     let action = |hour| wit::Action { hour_of_week: hour, ..deploy("bot", "staging") };
     let calm = wit::Activity { actions_last_hour: 2, seen_combinations: vec![] };
-    let call = rt.detect(&plugin, &action(34), &baseline, &calm, 0).await;
+    let call = rt.calls().detect(&plugin, &action(34), &baseline, &calm, 0).await;
     let CallOutcome::Ok(findings) = call.outcome else { panic!("{:?}", call.outcome) };
     assert!(findings.is_empty(), "{findings:?}");
     let burst = wit::Activity { actions_last_hour: 40, seen_combinations: vec![] };
-    let call = rt.detect(&plugin, &action(34), &baseline, &burst, 0).await;
+    let call = rt.calls().detect(&plugin, &action(34), &baseline, &burst, 0).await;
     let CallOutcome::Ok(findings) = call.outcome else { panic!("{:?}", call.outcome) };
     let detectors: Vec<&str> = findings.iter().map(|f| f.detector.as_str()).collect();
     assert_eq!(detectors, vec!["burst_rate", "combined"]);
@@ -445,7 +445,7 @@ async fn no_call_sees_another() {
     for round in 0..3 {
         for agent in ["alice-bot", "mallory-bot", "bob-bot", "carol-bot"] {
             let action = deploy(agent, "production");
-            let call = rt.classify(&plugin, &action, 0).await;
+            let call = rt.calls().classify(&plugin, &action, 0).await;
             let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
             assert_eq!(c.reasons, vec!["call 1".to_string(), "previous agent: \"\"".to_string()], "round {round}, agent {agent}");
         }
@@ -476,7 +476,7 @@ async fn canary_rollback_component_judges_windows() {
         dry_run: false,
     };
     let judge = async |windows: Vec<wit::MetricWindow>| {
-        let call = rt.judge(&plugin, &action, &windows, 0).await;
+        let call = rt.calls().judge(&plugin, &action, &windows, 0).await;
         let CallOutcome::Ok(judgement) = call.outcome else { panic!("{:?}", call.outcome) };
         judgement
     };

@@ -1,155 +1,73 @@
 //! One run, two engines: Cedar's `is_authorized` over a 20-policy set equivalent to Warden's
 //! built-in tiers, and Warden's in-process decision pipeline (validate, classify, anomaly,
 //! permission, violation handling, building the record) with the three reference plugins loaded,
-//! each plugin call in a fresh instance.
+//! each plugin call in a fresh instance. Both sides are set up in `src/lib.rs`.
 //!
-//! Run: `cargo bench --manifest-path benches/cedar-compare/Cargo.toml --target-dir target`
+//! Run: `cargo bench --manifest-path benches/cedar-compare/Cargo.toml --target-dir target --bench compare`
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+// The allocator `warden serve` runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request};
+use cedar_compare::{Cedar, Warden};
+use cedar_policy::Decision;
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde_json::json;
-use warden::engine::{DecisionRequest, Subject, Verdict, judge, plugin_action, validate};
-use warden::identity::{Agent, AgentStatus, Caller, Role};
-use warden::plugins::runtime::bindings::types as wit;
-use warden::plugins::{AnomalyContext, PluginHost};
-use warden::policy::{CompiledPolicy, Policy, RiskLevel};
-use warden::quotas::QuotaPlan;
+use warden::engine::Verdict;
+use warden::policy::RiskLevel;
 
-/// Warden's default tiers and guard rails as Cedar: tier grants as permits on the principal's
-/// tier, the action, the environment and the risk; suspensions, on-behalf-of limits, approvals,
-/// team ownership and cost as forbids. Twenty policies.
-const POLICIES: &str = r#"
-permit(principal, action == Action::"read", resource);
-permit(principal, action in [Action::"run_tests", Action::"docs_update"], resource) when { principal.tier >= 1 && context.risk <= 0 };
-permit(principal, action, resource) when { principal.tier >= 1 && context.environment == "dev" && context.risk <= 1 };
-permit(principal, action, resource) when { principal.tier >= 1 && context.environment == "staging" && context.approved };
-permit(principal, action, resource) when { principal.tier >= 2 && context.environment == "dev" && context.risk <= 2 };
-permit(principal, action, resource) when { principal.tier >= 2 && context.environment == "staging" && context.risk <= 1 };
-permit(principal, action, resource) when { principal.tier >= 2 && context.approved };
-permit(principal, action, resource) when { principal.tier >= 3 && context.environment == "production" && context.risk <= 0 };
-permit(principal, action, resource) when { principal.tier >= 4 && context.environment == "production" && context.risk <= 1 };
-permit(principal in Team::"platform", action == Action::"config_change", resource) when { context.environment == "staging" };
-forbid(principal, action, resource) when { principal.status == "suspended" };
-forbid(principal, action, resource) when { principal has parent_status && principal.parent_status == "suspended" };
-forbid(principal, action, resource) when { principal has parent_tier && principal.parent_tier < principal.tier && context.risk >= 2 && !context.approved };
-forbid(principal, action, resource) when { context.has_human && !context.human_allows };
-forbid(principal, action == Action::"security_policy_change", resource) when { context.environment == "production" && !context.approved };
-forbid(principal, action == Action::"db_migration", resource) when { context.environment == "production" && !context.approved };
-forbid(principal, action == Action::"infra_delete", resource) when { context.environment == "production" && !context.approved };
-forbid(principal, action, resource) when { context.breaking && principal.tier < 3 && !context.approved };
-forbid(principal, action, resource) when { context.estimated_cost_cents > 100000 };
-forbid(principal, action, resource) when { resource.owner_team != principal.team && context.environment == "production" && !context.approved };
-"#;
-
-fn cedar(c: &mut Criterion) {
-    let policies = PolicySet::from_str(POLICIES).expect("policies parse");
-    assert_eq!(policies.policies().count(), 20);
-    let entities = Entities::from_json_value(
-        json!([
-            {"uid": {"type": "Agent", "id": "deploy-bot"}, "attrs": {"tier": 3, "team": "payments", "status": "active"}, "parents": [{"type": "Team", "id": "payments"}]},
-            {"uid": {"type": "Team", "id": "payments"}, "attrs": {}, "parents": []},
-            {"uid": {"type": "Service", "id": "payments"}, "attrs": {"owner_team": "payments"}, "parents": []}
-        ]),
-        None,
-    )
-    .expect("entities");
-    let context = Context::from_json_value(
-        json!({"environment": "production", "risk": 0, "breaking": false, "approved": false, "estimated_cost_cents": 40, "has_human": false, "human_allows": true}),
-        None,
-    )
-    .expect("context");
-    let uid = |s: &str| EntityUid::from_str(s).expect("uid");
-    let request = Request::new(uid(r#"Agent::"deploy-bot""#), uid(r#"Action::"deploy""#), uid(r#"Service::"payments""#), context, None).expect("request");
-    let authorizer = Authorizer::new();
-    assert_eq!(authorizer.is_authorized(&request, &policies, &entities).decision(), Decision::Allow);
-    c.bench_function("compare/cedar_is_authorized_20_policies", |b| b.iter(|| authorizer.is_authorized(&request, &policies, &entities)));
-}
-
-fn agent(id: &str, tier: u8) -> Agent {
-    Agent {
-        id: id.into(),
-        tool: "claude-code".into(),
-        model: "claude-opus".into(),
-        team: "payments".into(),
-        sponsor: "alice".into(),
-        tier,
-        ceiling: 4,
-        parent: None,
-        status: AgentStatus::Active,
-        shadow: false,
-        pinned: false,
-        tier_since: String::new(),
-        trust_score: None,
-        hold_until: None,
-        last_hard_at: None,
-        quota_overrides: Default::default(),
-        created_at: String::new(),
-        updated_at: String::new(),
-        version: 1,
-    }
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
-}
-
-/// Loads one reference plugin, built from the workspace, into the host.
-fn load(host: &PluginHost, krate: &str, kind: &str) {
-    let target = workspace().join("target/plugins");
-    let component = warden::plugins::build::build_crate(&workspace().join("plugins").join(krate), Some(&target)).expect("build a reference plugin");
-    let manifest = toml::from_str(&format!("name = \"{krate}\"\nversion = \"0.1.0\"\nkind = \"{kind}\"")).expect("manifest");
-    host.install(host.runtime().load(manifest, &std::fs::read(component).expect("component")).expect("load"));
-}
-
-fn warden_pipeline(c: &mut Criterion) {
-    let host = PluginHost::new().expect("plugin host");
-    load(&host, "action-classifier", "classifier");
-    load(&host, "baseline-anomaly", "anomaly_detector");
-    load(&host, "canary-rollback", "rollback_trigger");
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let policy = CompiledPolicy::new(Policy::default()).expect("policy");
-    let caller = Caller { token_id: "tok_1".into(), role: Role::Agent, subject: Some("deploy-bot".into()) };
-    let request: DecisionRequest = serde_json::from_value(json!({
-        "action": {"class": "deploy", "environment": "production", "service": "payments", "estimated_cost_usd": 0.4,
-            "change": {"files_changed": 4, "lines_added": 120, "lines_deleted": 30, "paths": ["src/api.rs", "src/retry.rs"]},
-            "reasoning": "roll out the retry fix"}
-    }))
-    .expect("request");
-    let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None, approval: None };
-    let now = 1_764_000_000_000_000;
-    let context = AnomalyContext {
-        baseline: wit::Baseline {
-            team: "payments".into(),
-            service: "payments".into(),
-            class: "deploy".into(),
-            environment: "production".into(),
-            sample_size: 800,
-            warm: true,
-            rate_per_hour: 1.5,
-            change_size_median: 140.0,
-            change_size_mad: 60.0,
-            hour_of_week_counts: (0..168).map(|h| if (h % 24) >= 8 && (h % 24) < 19 { 9 } else { 1 }).collect(),
-            seen_combinations: vec!["deploy/production/payments".into(), "deploy/staging/payments".into()],
-        },
-        activity: wit::Activity { actions_last_hour: 2, seen_combinations: vec!["deploy/production/payments".into()] },
-    };
-    let decide = || {
-        validate(&policy, &request.action).expect("valid");
-        let table = policy.table_risk("deploy", "production", false);
-        let assessment = rt
-            .block_on(host.assess("deploy", || plugin_action(&request.action, &subject.agent, table, now), || std::future::ready(Ok(context.clone()))))
-            .expect("assess");
-        judge(&policy, &caller, &subject, request.clone(), now, uuid::Uuid::now_v7().to_string(), assessment, &QuotaPlan::default()).expect("judge")
-    };
+fn compare(c: &mut Criterion) {
+    let cedar = Cedar::new();
+    assert_eq!(cedar.is_authorized().decision(), Decision::Allow);
+    let warden = Warden::new();
     // The plugins really ran and agreed: two reports, nothing anomalous, allowed.
-    let first = decide();
+    let first = warden.decide();
     assert_eq!(first.answer.plugins.iter().map(|p| p.outcome.as_str()).collect::<Vec<_>>(), ["ok", "ok"], "{:?}", first.answer.plugins);
     assert_eq!((first.answer.verdict, first.answer.risk.level), (Verdict::Allow, RiskLevel::Low), "{:?}", first.answer.reasons);
-    c.bench_function("compare/warden_pipeline_3_plugins", |b| b.iter(decide));
+    for p in &first.answer.plugins {
+        eprintln!("{}: fuel used {}, peak memory {} bytes, logs {:?}", p.plugin, p.fuel_used, p.peak_memory, p.logs);
+    }
+
+    c.bench_function("compare/cedar_is_authorized_20_policies", |b| b.iter(|| cedar.is_authorized()));
+    c.bench_function("compare/warden_pipeline_3_plugins", |b| b.iter(|| warden.decide()));
+    interleaved(|| cedar.is_authorized(), || warden.decide());
+    // The parts: the two plugin calls alone, and the pipeline around them.
+    c.bench_function("parts/plugins_assess", |b| b.iter(|| warden.assess()));
+    let assessment = warden.assess();
+    c.bench_function("parts/pipeline_around_plugins", |b| b.iter(|| warden.judge(assessment.clone())));
 }
 
-criterion_group!(benches, cedar, warden_pipeline);
+/// Both, alternating in rounds of `BATCH` calls, so that whatever else the machine does
+/// (noisy neighbours, frequency changes) falls on both alike; prints the medians of the
+/// rounds' per-call means and of the per-round ratio.
+fn interleaved<A, B>(cedar: impl Fn() -> A, warden: impl Fn() -> B) {
+    const ROUNDS: usize = 400;
+    const BATCH: u32 = 100;
+    let time = |f: &dyn Fn()| {
+        let start = std::time::Instant::now();
+        for _ in 0..BATCH {
+            f();
+        }
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH)
+    };
+    let (mut a, mut b, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let x = time(&|| drop(std::hint::black_box(cedar())));
+        let y = time(&|| drop(std::hint::black_box(warden())));
+        a.push(x);
+        b.push(y);
+        ratio.push(y / x);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "interleaved ({ROUNDS} rounds of {BATCH} calls each): cedar_is_authorized_20_policies median {:.2} µs, warden_pipeline_3_plugins median {:.2} µs, median ratio warden/cedar {:.3}",
+        median(&mut a),
+        median(&mut b),
+        median(&mut ratio)
+    );
+}
+
+criterion_group!(benches, compare);
 criterion_main!(benches);

@@ -100,7 +100,7 @@ pub async fn run(runtime: &Runtime, mut manifest: Manifest, component: &[u8], fi
     let a = action(fixture.action);
     Ok(match plugin.manifest.kind {
         PluginKind::Classifier => {
-            let call = runtime.classify(&plugin, &a, 0).await;
+            let call = runtime.calls().classify(&plugin, &a, 0).await;
             report(
                 id,
                 plugin.size,
@@ -124,7 +124,7 @@ pub async fn run(runtime: &Runtime, mut manifest: Manifest, component: &[u8], fi
                 seen_combinations: b.seen_combinations,
             };
             let activity = wit::Activity { actions_last_hour: fixture.activity.actions_last_hour, seen_combinations: fixture.activity.seen_combinations };
-            let call = runtime.detect(&plugin, &a, &baseline, &activity, 0).await;
+            let call = runtime.calls().detect(&plugin, &a, &baseline, &activity, 0).await;
             report(
                 id,
                 plugin.size,
@@ -147,7 +147,7 @@ pub async fn run(runtime: &Runtime, mut manifest: Manifest, component: &[u8], fi
                     dry_run: w.dry_run,
                 })
                 .collect();
-            let call = runtime.judge(&plugin, &a, &windows, 0).await;
+            let call = runtime.calls().judge(&plugin, &a, &windows, 0).await;
             report(id, plugin.size, call, |j| {
                 serde_json::json!({"verdict": match j.verdict {
                     wit::JudgementVerdict::Successful => "successful",

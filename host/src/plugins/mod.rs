@@ -276,7 +276,9 @@ impl PluginHost {
     /// Runs every classifier and then every anomaly detector that sees `class`, each in a fresh
     /// instance, on one snapshot of the loaded plugins. `build` makes the plugins' view of the
     /// action and `context` loads the baseline and activity; each runs only when a plugin needs
-    /// it, so the common no-plugin path copies and loads nothing.
+    /// it, so the common no-plugin path copies and loads nothing. The calls share one store
+    /// (each in its own fresh instance), made after the context has loaded so that no instance
+    /// waits on the database.
     pub async fn assess<F, Fut>(&self, class: &str, build: impl FnOnce() -> types::Action, context: F) -> crate::error::Result<Assessment>
     where
         F: FnOnce() -> Fut,
@@ -290,8 +292,14 @@ impl PluginHost {
         }
         let action = &build();
         let input_bytes = approx_size(action);
+        // The context first, so that no instance is held while it loads.
+        let context = match seen(PluginKind::AnomalyDetector).next() {
+            Some(_) => Some(context().await?),
+            None => None,
+        };
+        let mut calls = self.runtime.calls();
         for plugin in seen(PluginKind::Classifier) {
-            let mut call = self.runtime.classify(plugin, action, input_bytes).await;
+            let mut call = calls.classify(plugin, action, input_bytes).await;
             let id = plugin.manifest.id();
             let mut report = PluginReport::new(&id, &mut call);
             if let Some(c) = merged.settle(plugin, &mut report, call.outcome) {
@@ -305,14 +313,13 @@ impl PluginHost {
             }
             merged.reports.push(report);
         }
-        if seen(PluginKind::AnomalyDetector).next().is_none() {
+        let Some(context) = context else {
             return Ok(merged);
-        }
-        let context = context().await?;
+        };
         let input_bytes = input_bytes + baseline_size(&context.baseline);
         merged.anomaly_checked = true;
         for plugin in seen(PluginKind::AnomalyDetector) {
-            let mut call = self.runtime.detect(plugin, action, &context.baseline, &context.activity, input_bytes).await;
+            let mut call = calls.detect(plugin, action, &context.baseline, &context.activity, input_bytes).await;
             let id = plugin.manifest.id();
             let mut report = PluginReport::new(&id, &mut call);
             if let Some(findings) = merged.settle(plugin, &mut report, call.outcome) {
@@ -366,8 +373,9 @@ impl PluginHost {
         let rank = |v: &str| ["successful", "inconclusive", "error", "failed"].iter().position(|x| *x == v).unwrap_or(2);
         let input_bytes = approx_size(action) + windows.iter().map(|w| w.name.len() + (w.canary.len() + w.baseline.len()) * 8 + 64).sum::<usize>();
         let mut judged = Judged { verdict: "successful", reasons: Vec::new(), reports: Vec::new() };
+        let mut calls = self.runtime.calls();
         for plugin in triggers {
-            let mut call = self.runtime.judge(plugin, action, windows, input_bytes).await;
+            let mut call = calls.judge(plugin, action, windows, input_bytes).await;
             let id = plugin.manifest.id();
             let mut report = PluginReport::new(&id, &mut call);
             let verdict = match call.outcome {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, anyhow, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, ComponentNamedList, HasSelf, Instance, InstancePre, Lift, Linker, Lower, TypedFunc};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
 
 use super::manifest::{Limits, MAX_LIMITS, Manifest, PluginKind, check_contract};
@@ -42,11 +42,19 @@ pub mod bindings {
 
 use bindings::types;
 
-/// Concurrent plugin instances the pool holds; a call beyond it fails by its failure policy.
+/// Concurrent plugin instances the pool holds (a decision holds one per classifier and anomaly
+/// detector while its plugins run); a call beyond it fails by its failure policy.
 pub const POOL_INSTANCES: u32 = 256;
 
 /// Fuel between yields to the async executor: a busy plugin never holds a worker thread long.
 const YIELD_FUEL: u64 = 20_000;
+
+/// Fuel a call may use on the fast path: a plain call on the caller's thread, without the
+/// fiber an async call needs (a few hundred microseconds at most; the reference plugins use
+/// about 10,000). A call that runs out is made again from the start on the async path with the
+/// plugin's whole budget, yielding every [`YIELD_FUEL`]. A plugin sees nothing but its
+/// arguments in a fresh instance, so the second run reaches the verdict the first would have.
+pub const FAST_FUEL: u64 = 500_000;
 
 /// Per-call state inside the store.
 pub struct CallState {
@@ -93,15 +101,26 @@ impl bindings::classifier::warden::plugin::log::Host for CallState {
     }
 }
 
-/// The compiled, pre-instantiated form of one plugin's component.
+/// The compiled, pre-instantiated form of one plugin's component: the handle to instantiate
+/// it from and its export, whose type was checked against the plugin's world when it loaded.
 #[derive(Clone)]
-pub enum Prepared {
-    /// A classifier.
-    Classifier(bindings::classifier::ClassifierPre<CallState>),
-    /// An anomaly detector.
-    Anomaly(bindings::anomaly::AnomalyDetectorPre<CallState>),
-    /// A rollback trigger.
-    Rollback(bindings::rollback::RollbackTriggerPre<CallState>),
+pub struct Prepared {
+    pre: InstancePre<CallState>,
+    export: ComponentExportIndex,
+}
+
+impl Prepared {
+    /// The export of a fresh `instance` as a typed function.
+    fn export<P: ComponentNamedList + Lower, R: ComponentNamedList + Lift>(
+        &self,
+        store: &mut Store<CallState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<TypedFunc<P, R>> {
+        let func = instance.get_func(&mut *store, self.export).ok_or_else(|| wasmtime::format_err!("the component has no such export"))?;
+        // SAFETY: the export's type was checked against the world's signature when the plugin
+        // loaded (the generated `*Pre::new` in `Runtime::load`), and every caller names that signature.
+        Ok(unsafe { TypedFunc::new_unchecked(func) })
+    }
 }
 
 /// A loaded plugin: manifest, hash, and a handle to instantiate it from.
@@ -223,88 +242,112 @@ impl Runtime {
         let wrong_world = |e: wasmtime::Error| {
             anyhow!("plugin {id}: the component does not implement the `{}` world (no `{}` export): {e:#}", manifest.kind.world(), manifest.kind.export())
         };
-        let prepared = match manifest.kind {
-            PluginKind::Classifier => Prepared::Classifier(bindings::classifier::ClassifierPre::new(pre).map_err(wrong_world)?),
-            PluginKind::AnomalyDetector => Prepared::Anomaly(bindings::anomaly::AnomalyDetectorPre::new(pre).map_err(wrong_world)?),
-            PluginKind::RollbackTrigger => Prepared::Rollback(bindings::rollback::RollbackTriggerPre::new(pre).map_err(wrong_world)?),
-        };
+        // Checks the export's type against the world (and says which world was expected).
+        match manifest.kind {
+            PluginKind::Classifier => bindings::classifier::ClassifierPre::new(pre.clone()).map(drop),
+            PluginKind::AnomalyDetector => bindings::anomaly::AnomalyDetectorPre::new(pre.clone()).map(drop),
+            PluginKind::RollbackTrigger => bindings::rollback::RollbackTriggerPre::new(pre.clone()).map(drop),
+        }
+        .map_err(wrong_world)?;
+        let export = component.get_export_index(None, manifest.kind.export()).ok_or_else(|| wrong_world(wasmtime::format_err!("no export")))?;
+        let prepared = Prepared { pre, export };
         let config_json: Arc<str> = serde_json::to_string(&manifest.config)?.into();
         Ok(LoadedPlugin { sha256: hex::encode(Sha256::digest(bytes)), size: bytes.len(), config_json, manifest: Arc::new(manifest), prepared })
     }
 
-    fn store(&self, limits: Limits) -> anyhow::Result<Store<CallState>> {
+    /// A store for one call with `fuel`; an async one yields to the executor as it burns it.
+    fn store(&self, limits: Limits, fuel: u64, yields: bool) -> wasmtime::Result<Store<CallState>> {
         let mut store = Store::new(&self.engine, CallState::new(limits));
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.set_fuel(limits.fuel)?;
-        store.fuel_async_yield_interval(Some(YIELD_FUEL))?;
+        store.set_fuel(fuel)?;
+        if yields {
+            store.fuel_async_yield_interval(Some(YIELD_FUEL))?;
+        }
         Ok(store)
     }
 
+    /// A set of calls on one store; see [`Calls`].
+    pub fn calls(&self) -> Calls<'_> {
+        let mut store = Store::new(&self.engine, CallState::new(Limits::default()));
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        Calls { runtime: self, store }
+    }
+}
+
+/// Plugin calls that share one store, such as one decision's classifiers and anomaly
+/// detectors. Every call still runs in a fresh instance of its plugin, under its own limits;
+/// sharing the store saves setting one up and tearing it down for each call. Dropping it tears
+/// down the instances.
+pub struct Calls<'r> {
+    runtime: &'r Runtime,
+    store: Store<CallState>,
+}
+
+impl std::fmt::Debug for Calls<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Calls")
+    }
+}
+
+impl Calls<'_> {
     /// Runs a classifier on an action in a fresh instance.
-    pub async fn classify(&self, plugin: &LoadedPlugin, action: &types::Action, input_bytes: usize) -> Call<types::Classification> {
-        let Prepared::Classifier(pre) = &plugin.prepared else {
+    pub async fn classify(&mut self, plugin: &LoadedPlugin, action: &types::Action, input_bytes: usize) -> Call<types::Classification> {
+        if plugin.manifest.kind != PluginKind::Classifier {
             return not_kind(plugin, PluginKind::Classifier);
-        };
-        self.call(
-            plugin,
-            input_bytes,
-            async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance.call_classify(&mut *store, action, &plugin.config_json).await
-            },
-            |c: &types::Classification| c.categories.iter().chain(&c.reasons).map(|s| s.len() + 16).sum(),
-        )
-        .await
+        }
+        let args = (action, &*plugin.config_json);
+        self.call(plugin, input_bytes, args, |c: &types::Classification| c.categories.iter().chain(&c.reasons).map(|s| s.len() + 16).sum()).await
     }
 
     /// Runs an anomaly detector in a fresh instance.
     pub async fn detect(
-        &self,
+        &mut self,
         plugin: &LoadedPlugin,
         action: &types::Action,
         baseline: &types::Baseline,
         activity: &types::Activity,
         input_bytes: usize,
     ) -> Call<Vec<types::Finding>> {
-        let Prepared::Anomaly(pre) = &plugin.prepared else {
+        if plugin.manifest.kind != PluginKind::AnomalyDetector {
             return not_kind(plugin, PluginKind::AnomalyDetector);
-        };
-        self.call(
-            plugin,
-            input_bytes,
-            async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance.call_detect(&mut *store, action, baseline, activity, &plugin.config_json).await
-            },
-            |f: &Vec<types::Finding>| f.iter().map(|f| f.detector.len() + f.message.len() + 32).sum(),
-        )
-        .await
+        }
+        let args = (action, baseline, activity, &*plugin.config_json);
+        self.call(plugin, input_bytes, args, |f: &Vec<types::Finding>| f.iter().map(|f| f.detector.len() + f.message.len() + 32).sum()).await
     }
 
     /// Runs a rollback trigger in a fresh instance.
-    pub async fn judge(&self, plugin: &LoadedPlugin, action: &types::Action, windows: &[types::MetricWindow], input_bytes: usize) -> Call<types::Judgement> {
-        let Prepared::Rollback(pre) = &plugin.prepared else {
+    pub async fn judge(
+        &mut self,
+        plugin: &LoadedPlugin,
+        action: &types::Action,
+        windows: &[types::MetricWindow],
+        input_bytes: usize,
+    ) -> Call<types::Judgement> {
+        if plugin.manifest.kind != PluginKind::RollbackTrigger {
             return not_kind(plugin, PluginKind::RollbackTrigger);
-        };
-        self.call(
-            plugin,
-            input_bytes,
-            async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance.call_judge(&mut *store, action, windows, &plugin.config_json).await
-            },
-            |j: &types::Judgement| j.reasons.iter().map(|s| s.len() + 16).sum(),
-        )
-        .await
+        }
+        let args = (action, windows, &*plugin.config_json);
+        self.call(plugin, input_bytes, args, |j: &types::Judgement| j.reasons.iter().map(|s| s.len() + 16).sum()).await
     }
 
-    async fn call<T>(
-        &self,
-        plugin: &LoadedPlugin,
-        input_bytes: usize,
-        run: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<Result<T, types::PluginError>>,
-        output_size: impl Fn(&T) -> usize,
-    ) -> Call<T> {
+    /// Runs a call on the fast path, and again on the async path if it needs more than
+    /// [`FAST_FUEL`]; then applies the output limit and names what failed.
+    async fn call<P, T>(&mut self, plugin: &LoadedPlugin, input_bytes: usize, args: P, output_size: impl Fn(&T) -> usize) -> Call<T>
+    where
+        P: ComponentNamedList + Lower + Copy + Send + Sync,
+        T: Lift + Send + Sync + 'static,
+    {
+        let pre = &plugin.prepared;
+        let fast = |store: &mut Store<CallState>| {
+            let instance = pre.pre.instantiate(&mut *store)?;
+            let (result,) = pre.export::<P, (Result<T, types::PluginError>,)>(store, &instance)?.call(&mut *store, args)?;
+            Ok(result)
+        };
+        let slow = async |store: &mut Store<CallState>| {
+            let instance = pre.pre.instantiate_async(&mut *store).await?;
+            let (result,) = pre.export::<P, (Result<T, types::PluginError>,)>(store, &instance)?.call_async(&mut *store, args).await?;
+            Ok(result)
+        };
         let limits = plugin.manifest.limits;
         let started = Instant::now();
         let fail = |limit, message: String| Call {
@@ -320,13 +363,25 @@ impl Runtime {
                 format!("plugin {}: the input is {input_bytes} bytes, over its limit of {} (limits.input_bytes)", plugin.manifest.id(), limits.input_bytes),
             );
         }
-        let mut store = match self.store(limits) {
-            Ok(s) => s,
-            Err(e) => return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id())),
-        };
-        let result = run(&mut store).await;
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let state = store.into_data();
+        let fast_fuel = limits.fuel.min(FAST_FUEL);
+        *self.store.data_mut() = CallState::new(limits);
+        if let Err(e) = self.store.set_fuel(fast_fuel) {
+            return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id()));
+        }
+        let mut result: wasmtime::Result<Result<T, types::PluginError>> = fast(&mut self.store);
+        let (mut fuel, mut left) = (fast_fuel, self.store.get_fuel().unwrap_or(0));
+        let mut state = std::mem::replace(self.store.data_mut(), CallState::new(limits));
+        let out_of_fuel = matches!(&result, Err(e) if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)));
+        if out_of_fuel && limits.fuel > fast_fuel {
+            let mut store = match self.runtime.store(limits, limits.fuel, true) {
+                Ok(s) => s,
+                Err(e) => return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id())),
+            };
+            result = slow(&mut store).await;
+            (fuel, left) = (limits.fuel, store.get_fuel().unwrap_or(0));
+            state = store.into_data();
+        }
+        let fuel_used = fuel.saturating_sub(left);
         let id = plugin.manifest.id();
         let outcome = match result {
             Ok(Ok(value)) => {

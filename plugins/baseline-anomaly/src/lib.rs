@@ -84,19 +84,40 @@ impl AnomalyDetector for BaselineAnomaly {
         }
 
         if baseline.hour_of_week_counts.len() == 168 {
-            let total: f64 = baseline.hour_of_week_counts.iter().map(|&c| f64::from(c) + config.hour_pseudo_count).sum();
-            let probability = |h: usize| (f64::from(baseline.hour_of_week_counts[h]) + config.hour_pseudo_count) / total;
+            let counts = &baseline.hour_of_week_counts;
             let hour = usize::from(action.hour_of_week) % 168;
-            let here = probability(hour);
-            // The mass of hours at least as rare as this one: small when humans almost never act now.
-            let p: f64 = (0..168).map(probability).filter(|&q| q <= here + 1e-12).sum();
-            tests.push(("rare_hour", p.min(1.0), Box::new(move || format!("hour {hour} of the week; humans act then {:.2}% of the time", here * 100.0))));
+            let here = counts[hour];
+            // The mass of hours at least as rare as this one (a count no higher than this
+            // hour's), smoothed by a pseudo-count: small when humans almost never act now.
+            let (mut total, mut rarer, mut rarer_hours) = (0u64, 0u64, 0u32);
+            for &c in counts {
+                total += u64::from(c);
+                if c <= here {
+                    rarer += u64::from(c);
+                    rarer_hours += 1;
+                }
+            }
+            let total = total as f64 + 168.0 * config.hour_pseudo_count;
+            let share = (f64::from(here) + config.hour_pseudo_count) / total;
+            let p = (rarer as f64 + f64::from(rarer_hours) * config.hour_pseudo_count) / total;
+            tests.push(("rare_hour", p.min(1.0), Box::new(move || format!("hour {hour} of the week; humans act then {:.2}% of the time", share * 100.0))));
         }
 
-        let combo = format!("{}/{}/{}", action.class, action.environment, action.service);
-        if !baseline.seen_combinations.contains(&combo) && !activity.seen_combinations.contains(&combo) {
+        // `class/environment/service`, compared in place rather than formatted for every call.
+        let parts = [action.class.as_str(), action.environment.as_str(), action.service.as_str()];
+        let [class, environment, service] = parts.map(str::as_bytes);
+        let is_this = |seen: &String| {
+            let s = seen.as_bytes();
+            s.len() == class.len() + environment.len() + service.len() + 2
+                && s.starts_with(class)
+                && s[class.len()] == b'/'
+                && s[class.len() + 1..].starts_with(environment)
+                && s[class.len() + 1 + environment.len()] == b'/'
+                && s.ends_with(service)
+        };
+        if !baseline.seen_combinations.iter().any(is_this) && !activity.seen_combinations.iter().any(is_this) {
             let p = 1.0 / (f64::from(baseline.sample_size) + 1.0);
-            tests.push(("first_seen", p, Box::new(move || format!("{combo} was never done by this team's humans or this agent"))));
+            tests.push(("first_seen", p, Box::new(move || format!("{} was never done by this team's humans or this agent", parts.join("/")))));
         }
 
         let m = tests.len() as f64;
@@ -175,7 +196,9 @@ mod tests {
         assert!(run(&a, &calm).iter().any(|f| f.detector == "change_size" && f.severity > 50));
         let mut a = normal_action();
         a.hour_of_week = 6 * 24 + 3; // Sunday 03:00
-        assert!(run(&a, &calm).iter().any(|f| f.detector == "rare_hour"));
+        let rare = run(&a, &calm).into_iter().find(|f| f.detector == "rare_hour").expect("rare hour");
+        // 123 empty hours of 168, each with a pseudo-count of 0.5, over 1800 + 84.
+        assert!((rare.p_value.unwrap() - 61.5 / 1884.0).abs() < 1e-12, "{rare:?}");
         let a = action("db_migration", "production", "ledger");
         let f = run(&a, &calm);
         assert!(f.iter().any(|f| f.detector == "first_seen"), "{f:?}");
