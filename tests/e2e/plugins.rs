@@ -433,8 +433,8 @@ async fn baseline_anomaly_component_flags_a_burst() {
 }
 
 /// Every call starts from the component's initial state: a plugin that keeps a call counter
-/// and the previous caller in statics sees neither, whether its instance was made on the call
-/// or ahead of it as a spare, and however fast the calls come.
+/// and the previous caller in statics sees neither, whether the calls have stores of their own
+/// or share one (as a decision's calls do), and however fast they come.
 #[tokio::test]
 async fn no_call_sees_another() {
     use warden::plugins::runtime::CallOutcome;
@@ -442,16 +442,37 @@ async fn no_call_sees_another() {
     let rt = host.runtime();
     let toml_text = "name = \"remember\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"remember\"\n";
     let plugin = rt.load(manifest(toml_text), &component("tests/plugins/hostile")).unwrap();
+    let mut shared = rt.calls();
     for round in 0..3 {
         for agent in ["alice-bot", "mallory-bot", "bob-bot", "carol-bot"] {
             let action = deploy(agent, "production");
-            let call = rt.calls().classify(&plugin, &action, 0).await;
-            let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
-            assert_eq!(c.reasons, vec!["call 1".to_string(), "previous agent: \"\"".to_string()], "round {round}, agent {agent}");
+            for call in [rt.calls().classify(&plugin, &action, 0).await, shared.classify(&plugin, &action, 0).await] {
+                let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
+                assert_eq!(c.reasons, vec!["call 1".to_string(), "previous agent: \"\"".to_string()], "round {round}, agent {agent}");
+            }
         }
-        // Give the background thread time to make spares, so later rounds use them.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A call that needs more fuel than the fast path allows is run again on the async path with
+/// the plugin's whole budget, and answers as it would have.
+#[tokio::test]
+async fn a_busy_call_finishes_on_the_async_path() {
+    use warden::plugins::runtime::{CallOutcome, FAST_FUEL};
+    let host = PluginHost::new().unwrap();
+    let rt = host.runtime();
+    let toml_text = "name = \"busy\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"busy\"\n";
+    let plugin = rt.load(manifest(toml_text), &component("tests/plugins/hostile")).unwrap();
+    let action = deploy("busy-bot", "production");
+    let call = rt.calls().classify(&plugin, &action, 0).await;
+    let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
+    let mut x = u64::from(action.hour_of_week);
+    for _ in 0..300_000 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+    }
+    assert_eq!(c.reasons, vec![format!("busy {x}")]);
+    assert!(call.fuel_used > FAST_FUEL && call.fuel_used < 20_000_000, "fuel used {}", call.fuel_used);
+    assert_eq!(call.logs, vec!["info: mode busy".to_string()], "the logs of the run that answered, once");
 }
 
 /// The reference rollback trigger as a component in the real runtime.

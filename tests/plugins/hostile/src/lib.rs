@@ -1,4 +1,4 @@
-//! A classifier that misbehaves as its config says: `{"mode": "loop" | "grow" | "panic" |
+//! A classifier that misbehaves as its config says: `{"mode": "loop" | "busy" | "grow" | "panic" |
 //! "huge_output" | "error" | "remember" | "ok"}`. Used only by Warden's tests of the plugin sandbox.
 
 use std::sync::Mutex;
@@ -36,6 +36,14 @@ impl Classifier for Hostile {
                 loop {
                     hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
                 }
+            }
+            // Busy but finite: needs more fuel than a call's fast path allows, less than its limit.
+            "busy" => {
+                let mut x: u64 = action.hour_of_week.into();
+                for _ in 0..300_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                Ok(Classification::new(RiskLevel::Low).because(format!("busy {x}")))
             }
             "panic" => panic!("hostile plugin panics on purpose"),
             "huge_output" => Ok(Classification { level: RiskLevel::Low, score: 0, categories: vec!["x".repeat(1024); 4096], reasons: Vec::new() }),
