@@ -432,6 +432,12 @@ async fn baseline_anomaly_component_flags_a_burst() {
     assert!(call.fuel_used > 0);
 }
 
+/// The hostile test classifier, loaded as `<mode>@0.1.0` with `mode` in its config.
+fn hostile_classifier(rt: &warden::plugins::runtime::Runtime, mode: &str) -> warden::plugins::runtime::LoadedPlugin {
+    let toml_text = format!("name = \"{mode}\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"{mode}\"\n");
+    rt.load(manifest(&toml_text), &component("tests/plugins/hostile")).unwrap()
+}
+
 /// Every call starts from the component's initial state: a plugin that keeps a call counter
 /// and the previous caller in statics sees neither, whether the calls have stores of their own
 /// or share one (as a decision's calls do), and however fast they come.
@@ -440,8 +446,7 @@ async fn no_call_sees_another() {
     use warden::plugins::runtime::CallOutcome;
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
-    let toml_text = "name = \"remember\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"remember\"\n";
-    let plugin = rt.load(manifest(toml_text), &component("tests/plugins/hostile")).unwrap();
+    let plugin = hostile_classifier(rt, "remember");
     let mut shared = rt.calls();
     for round in 0..3 {
         for agent in ["alice-bot", "mallory-bot", "bob-bot", "carol-bot"] {
@@ -461,8 +466,7 @@ async fn a_busy_call_finishes_on_the_async_path() {
     use warden::plugins::runtime::{CallOutcome, FAST_FUEL};
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
-    let toml_text = "name = \"busy\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"busy\"\n";
-    let plugin = rt.load(manifest(toml_text), &component("tests/plugins/hostile")).unwrap();
+    let plugin = hostile_classifier(rt, "busy");
     let action = deploy("busy-bot", "production");
     let call = rt.calls().classify(&plugin, &action, 0).await;
     let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
