@@ -10,7 +10,11 @@ mod imp {
     use core::alloc::{GlobalAlloc, Layout};
     use core::cell::UnsafeCell;
 
-    const ARENA_BYTES: usize = 256 << 10;
+    /// Enough for an action, a baseline and a verdict several times over, and small enough that
+    /// a plugin's whole initial memory (64 KiB stack, its data, the arena) fits in two 64 KiB
+    /// Wasm pages: the host resets less memory after every call. A larger input spills over
+    /// into grown memory.
+    const ARENA_BYTES: usize = 24 << 10;
     const PAGE: usize = 65536;
 
     #[repr(C, align(16))]

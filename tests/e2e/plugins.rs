@@ -432,6 +432,36 @@ async fn baseline_anomaly_component_flags_a_burst() {
     assert!(call.fuel_used > 0);
 }
 
+/// An input larger than the SDK's arena spills into grown memory and is judged whole; the next
+/// call, on the same store, starts again from the plugin's initial two pages.
+#[tokio::test]
+async fn an_input_larger_than_the_arena_is_judged_whole() {
+    use warden::plugins::runtime::CallOutcome;
+    use warden::plugins::runtime::bindings::types as wit;
+    let host = PluginHost::new().unwrap();
+    let rt = host.runtime();
+    let plugin =
+        rt.load(manifest("name = \"action-classifier\"\nversion = \"0.1.0\"\nkind = \"classifier\""), &component("plugins/action-classifier")).unwrap();
+    let mut paths: Vec<String> = (0..1000).map(|i| format!("services/payments/src/handlers/module_{i:04}.rs")).collect();
+    paths.push("db/migrations/9999_drop_ledger.sql".into());
+    let bytes: usize = paths.iter().map(String::len).sum();
+    assert!(bytes > 40 << 10, "{bytes} bytes of paths");
+    let big = wit::Action {
+        change: Some(wit::ChangeSummary { files_changed: paths.len() as u32, lines_added: 10, lines_deleted: 0, paths, breaking: false }),
+        ..deploy("bot", "staging")
+    };
+    let mut calls = rt.calls();
+    let call = calls.classify(&plugin, &big, bytes).await;
+    let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
+    assert_eq!(c.level, wit::RiskLevel::High, "{c:?}");
+    assert!(c.categories.contains(&"sensitive_path:migrations".to_string()), "{c:?}");
+    assert!(call.peak_memory > 128 << 10, "peak memory {}", call.peak_memory);
+    let call = calls.classify(&plugin, &deploy("bot", "staging"), 0).await;
+    let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
+    assert_eq!(c.level, wit::RiskLevel::Low, "{c:?}");
+    assert_eq!(call.peak_memory, 128 << 10, "a fresh instance has its initial memory only");
+}
+
 /// The hostile test classifier, loaded as `<mode>@0.1.0` with `mode` in its config.
 fn hostile_classifier(rt: &warden::plugins::runtime::Runtime, mode: &str) -> warden::plugins::runtime::LoadedPlugin {
     let toml_text = format!("name = \"{mode}\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"{mode}\"\n");
@@ -456,6 +486,24 @@ async fn no_call_sees_another() {
                 assert_eq!(c.reasons, vec!["call 1".to_string(), "previous agent: \"\"".to_string()], "round {round}, agent {agent}");
             }
         }
+    }
+}
+
+/// A plugin that traps, or runs out of fuel on the fast path, leaves nothing behind for the
+/// next plugin of the same decision (the calls share a store).
+#[tokio::test]
+async fn a_trap_does_not_harm_the_next_call() {
+    use warden::plugins::runtime::CallOutcome;
+    let host = PluginHost::new().unwrap();
+    let rt = host.runtime();
+    let good = hostile_classifier(rt, "ok");
+    let action = deploy("bot", "production");
+    for mode in ["panic", "loop", "busy", "grow"] {
+        let bad = hostile_classifier(rt, mode);
+        let mut calls = rt.calls();
+        let first = calls.classify(&bad, &action, 0).await;
+        let after = calls.classify(&good, &action, 0).await;
+        assert!(matches!(after.outcome, CallOutcome::Ok(_)), "after {mode} ({:?}): {:?}", first.outcome, after.outcome);
     }
 }
 

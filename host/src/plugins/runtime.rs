@@ -56,6 +56,10 @@ const YIELD_FUEL: u64 = 20_000;
 /// arguments in a fresh instance, so the second run reaches the verdict the first would have.
 pub const FAST_FUEL: u64 = 500_000;
 
+/// Set to `perfmap` to have the engine write `/tmp/perf-PID.map`, naming plugins' compiled
+/// functions in `perf record` profiles.
+pub const PROFILER_ENV: &str = "WARDEN_PLUGIN_PROFILER";
+
 /// Per-call state inside the store.
 pub struct CallState {
     limits: Limits,
@@ -208,6 +212,10 @@ impl Runtime {
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config.wasm_component_model(true).consume_fuel(true).memory_init_cow(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `perf` can name plugins' compiled functions when the engine writes /tmp/perf-PID.map.
+        if std::env::var_os(PROFILER_ENV).is_some_and(|v| v == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = any(Engine::new(&config)).context("cannot start the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
         bindings::classifier::warden::plugin::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
@@ -268,9 +276,13 @@ impl Runtime {
 
     /// A set of calls on one store; see [`Calls`].
     pub fn calls(&self) -> Calls<'_> {
+        Calls { runtime: self, store: self.shared_store() }
+    }
+
+    fn shared_store(&self) -> Store<CallState> {
         let mut store = Store::new(&self.engine, CallState::new(Limits::default()));
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        Calls { runtime: self, store }
+        store
     }
 }
 
@@ -371,6 +383,11 @@ impl Calls<'_> {
         let mut result: wasmtime::Result<Result<T, types::PluginError>> = fast(&mut self.store);
         let (mut fuel, mut left) = (fast_fuel, self.store.get_fuel().unwrap_or(0));
         let mut state = std::mem::replace(self.store.data_mut(), CallState::new(limits));
+        if result.is_err() {
+            // wasmtime refuses to enter any instance of a store after a trap in one: the next
+            // call (another plugin of the same decision) gets a store of its own.
+            self.store = self.runtime.shared_store();
+        }
         let out_of_fuel = matches!(&result, Err(e) if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)));
         if out_of_fuel && limits.fuel > fast_fuel {
             let mut store = match self.runtime.store(limits, limits.fuel, true) {
