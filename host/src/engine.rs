@@ -471,6 +471,14 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max { Err(Error::field(field, format!("is {} bytes, over the limit of {max}", value.len()))) } else { Ok(()) }
 }
 
+/// Every item of a list within `max` bytes; the error names the first item that is not.
+fn check_each(field: &str, values: &[String], max: usize) -> Result<()> {
+    match values.iter().enumerate().find(|(_, v)| v.len() > max) {
+        Some((i, v)) => check_len(&format!("{field}[{i}]"), v, max),
+        None => Ok(()),
+    }
+}
+
 fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
     if value.is_empty() {
         return Err(Error::field(field, "must not be empty"));
@@ -493,16 +501,12 @@ pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
     if action.resources.len() > 256 {
         return Err(Error::field("action.resources", format!("{} resources, over the limit of 256", action.resources.len())));
     }
-    for (i, r) in action.resources.iter().enumerate() {
-        check_len(&format!("action.resources[{i}]"), r, 512)?;
-    }
+    check_each("action.resources", &action.resources, 512)?;
     if let Some(change) = &action.change {
         if change.paths.len() > 10_000 {
             return Err(Error::field("action.change.paths", format!("{} paths, over the limit of 10000", change.paths.len())));
         }
-        for (i, p) in change.paths.iter().enumerate() {
-            check_len(&format!("action.change.paths[{i}]"), p, 1024)?;
-        }
+        check_each("action.change.paths", &change.paths, 1024)?;
     }
     if let Some(cost) = action.estimated_cost_usd
         && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
@@ -518,9 +522,11 @@ pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
     if action.labels.len() > 64 {
         return Err(Error::field("action.labels", "at most 64 labels"));
     }
-    for (k, v) in &action.labels {
-        check_len(&format!("action.labels.{k}"), k, 64)?;
-        check_len(&format!("action.labels.{k}"), v, 256)?;
+    // The field's name is formatted only for the label that is too long.
+    if let Some((k, v)) = action.labels.iter().find(|(k, v)| k.len() > 64 || v.len() > 256) {
+        let field = format!("action.labels.{k}");
+        check_len(&field, k, 64)?;
+        check_len(&field, v, 256)?;
     }
     Ok(())
 }
