@@ -400,8 +400,7 @@ async fn baseline_anomaly_component_flags_a_burst() {
     use warden::plugins::runtime::bindings::types as wit;
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
-    let plugin =
-        rt.load(manifest("name = \"baseline-anomaly\"\nversion = \"0.1.0\"\nkind = \"anomaly_detector\""), &component("plugins/baseline-anomaly")).unwrap();
+    let plugin = reference(rt, "baseline-anomaly", "anomaly_detector");
     assert_eq!(plugin.manifest.failure_policy(), warden::plugins::manifest::FailurePolicy::FailClosed);
     let mut counts = vec![0u32; 168];
     counts[24 + 10] = 40;
@@ -440,8 +439,7 @@ async fn an_input_larger_than_the_arena_is_judged_whole() {
     use warden::plugins::runtime::bindings::types as wit;
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
-    let plugin =
-        rt.load(manifest("name = \"action-classifier\"\nversion = \"0.1.0\"\nkind = \"classifier\""), &component("plugins/action-classifier")).unwrap();
+    let plugin = reference(rt, "action-classifier", "classifier");
     let mut paths: Vec<String> = (0..1000).map(|i| format!("services/payments/src/handlers/module_{i:04}.rs")).collect();
     paths.push("db/migrations/9999_drop_ledger.sql".into());
     let bytes: usize = paths.iter().map(String::len).sum();
@@ -460,6 +458,12 @@ async fn an_input_larger_than_the_arena_is_judged_whole() {
     let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
     assert_eq!(c.level, wit::RiskLevel::Low, "{c:?}");
     assert_eq!(call.peak_memory, 128 << 10, "a fresh instance has its initial memory only");
+}
+
+/// A reference plugin of `plugins/`, built and loaded as `<krate>@0.1.0`.
+fn reference(rt: &warden::plugins::runtime::Runtime, krate: &str, kind: &str) -> warden::plugins::runtime::LoadedPlugin {
+    let toml_text = format!("name = \"{krate}\"\nversion = \"0.1.0\"\nkind = \"{kind}\"");
+    rt.load(manifest(&toml_text), &component(&format!("plugins/{krate}"))).unwrap()
 }
 
 /// The hostile test classifier, loaded as `<mode>@0.1.0` with `mode` in its config.
@@ -534,8 +538,7 @@ async fn canary_rollback_component_judges_windows() {
     use warden::plugins::runtime::bindings::types as wit;
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
-    let plugin =
-        rt.load(manifest("name = \"canary-rollback\"\nversion = \"0.1.0\"\nkind = \"rollback_trigger\""), &component("plugins/canary-rollback")).unwrap();
+    let plugin = reference(rt, "canary-rollback", "rollback_trigger");
     let action = wit::Action { table_risk: wit::RiskLevel::High, ..deploy("bot", "production") };
     let baseline: Vec<f64> = (0..300).map(|i| 100.0 + f64::from(i % 30)).collect();
     let window = |canary: Vec<f64>, canary_errors: u64| wit::MetricWindow {
