@@ -6,32 +6,12 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use warden::engine::{DecisionRequest, Subject, judge, validate};
-use warden::identity::{Agent, AgentStatus, Caller, Human, Role};
+use warden::identity::{Agent, Caller, Human, Role};
 use warden::policy::{CompiledPolicy, Policy};
 use warden::quotas::QuotaPlan;
 
 fn agent(id: &str, tier: u8) -> Agent {
-    Agent {
-        id: id.into(),
-        tool: "claude-code".into(),
-        model: "claude-opus".into(),
-        team: "payments".into(),
-        sponsor: "alice".into(),
-        tier,
-        ceiling: 4,
-        parent: None,
-        status: AgentStatus::Active,
-        shadow: false,
-        pinned: false,
-        tier_since: String::new(),
-        trust_score: None,
-        hold_until: None,
-        last_hard_at: None,
-        quota_overrides: Default::default(),
-        created_at: String::new(),
-        updated_at: String::new(),
-        version: 1,
-    }
+    Agent::new(id, "payments", tier)
 }
 
 fn pipeline(c: &mut Criterion) {

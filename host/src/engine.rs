@@ -1013,27 +1013,7 @@ mod tests {
     }
 
     fn agent(id: &str, tier: u8) -> Agent {
-        Agent {
-            id: id.into(),
-            tool: "claude-code".into(),
-            model: "m".into(),
-            team: "core".into(),
-            sponsor: "alice".into(),
-            tier,
-            ceiling: 4,
-            parent: None,
-            status: AgentStatus::Active,
-            shadow: false,
-            pinned: false,
-            tier_since: String::new(),
-            trust_score: None,
-            hold_until: None,
-            last_hard_at: None,
-            quota_overrides: Default::default(),
-            created_at: String::new(),
-            updated_at: String::new(),
-            version: 1,
-        }
+        Agent::new(id, "core", tier)
     }
 
     fn caller() -> Caller {

@@ -306,6 +306,33 @@ pub fn validate_tier(field: &str, tier: u8) -> Result<()> {
 }
 
 impl Agent {
+    /// An active agent of `team` at `tier` (ceiling 4), a Claude Code agent sponsored by
+    /// `alice`, never saved: for tests, benchmarks and fixtures (the API builds agents from
+    /// their create request).
+    pub fn new(id: &str, team: &str, tier: u8) -> Agent {
+        Agent {
+            id: id.into(),
+            tool: "claude-code".into(),
+            model: "claude-opus".into(),
+            team: team.into(),
+            sponsor: "alice".into(),
+            tier,
+            ceiling: 4,
+            parent: None,
+            status: AgentStatus::Active,
+            shadow: false,
+            pinned: false,
+            tier_since: String::new(),
+            trust_score: None,
+            hold_until: None,
+            last_hard_at: None,
+            quota_overrides: Default::default(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            version: 1,
+        }
+    }
+
     /// Checks the whole agent after a create or a patch.
     pub fn validate(&self) -> Result<()> {
         validate_slug("id", &self.id)?;
@@ -411,27 +438,7 @@ mod tests {
 
     #[test]
     fn patch_keeps_tier_under_ceiling() {
-        let mut agent = Agent {
-            id: "a".into(),
-            tool: "t".into(),
-            model: "m".into(),
-            team: "core".into(),
-            sponsor: "s".into(),
-            tier: 1,
-            ceiling: 2,
-            parent: None,
-            status: AgentStatus::Active,
-            shadow: false,
-            pinned: false,
-            tier_since: String::new(),
-            trust_score: None,
-            hold_until: None,
-            last_hard_at: None,
-            quota_overrides: Default::default(),
-            created_at: String::new(),
-            updated_at: String::new(),
-            version: 1,
-        };
+        let mut agent = Agent { ceiling: 2, ..Agent::new("a", "core", 1) };
         agent.apply(AgentPatch { tier: Some(3), ..Default::default() });
         assert_eq!(agent.validate().unwrap_err().field.as_deref(), Some("tier"));
         agent.apply(AgentPatch { ceiling: Some(3), ..Default::default() });

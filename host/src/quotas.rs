@@ -340,27 +340,7 @@ mod tests {
     }
 
     fn agent() -> crate::identity::Agent {
-        crate::identity::Agent {
-            id: "a".into(),
-            tool: "t".into(),
-            model: "m".into(),
-            team: "payments".into(),
-            sponsor: "s".into(),
-            tier: 2,
-            ceiling: 4,
-            parent: None,
-            status: crate::identity::AgentStatus::Active,
-            shadow: false,
-            pinned: false,
-            tier_since: String::new(),
-            trust_score: None,
-            hold_until: None,
-            last_hard_at: None,
-            quota_overrides: BTreeMap::new(),
-            created_at: String::new(),
-            updated_at: String::new(),
-            version: 1,
-        }
+        crate::identity::Agent::new("a", "payments", 2)
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Response};
 use serde_json::json;
 use warden::engine::{DecisionRequest, Judgement, Subject, judge, plugin_action, validate};
-use warden::identity::{Agent, AgentStatus, Caller, Role};
+use warden::identity::{Agent, Caller, Role};
 use warden::plugins::runtime::bindings::types as wit;
 use warden::plugins::{AnomalyContext, Assessment, PluginHost};
 use warden::policy::{CompiledPolicy, Policy};
@@ -87,30 +87,6 @@ impl Default for Cedar {
     }
 }
 
-/// An active agent at `tier`.
-fn agent(id: &str, tier: u8) -> Agent {
-    Agent {
-        id: id.into(),
-        tool: "claude-code".into(),
-        model: "claude-opus".into(),
-        team: "payments".into(),
-        sponsor: "alice".into(),
-        tier,
-        ceiling: 4,
-        parent: None,
-        status: AgentStatus::Active,
-        shadow: false,
-        pinned: false,
-        tier_since: String::new(),
-        trust_score: None,
-        hold_until: None,
-        last_hard_at: None,
-        quota_overrides: Default::default(),
-        created_at: String::new(),
-        updated_at: String::new(),
-        version: 1,
-    }
-}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
@@ -152,7 +128,7 @@ impl Warden {
                 "reasoning": "roll out the retry fix"}
         }))
         .expect("request");
-        let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None, approval: None };
+        let subject = Subject { agent: Agent::new("deploy-bot", "payments", 3), parents: vec![], human: None, approval: None };
         let now = 1_764_000_000_000_000;
         let context = AnomalyContext {
             baseline: wit::Baseline {
