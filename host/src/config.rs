@@ -107,11 +107,14 @@ pub struct PluginsConfig {
     pub sync_interval_ms: u64,
     /// Largest `POST /v1/plugins` body, bytes (components are larger than decisions).
     pub upload_limit_bytes: usize,
+    /// Fresh instances of each plugin made ahead of need, off the decisions' path (0 to 8;
+    /// 0 instantiates in every call). See docs/plugins.md, "Speed".
+    pub spare_instances: usize,
 }
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        PluginsConfig { dir: None, sync_interval_ms: 2000, upload_limit_bytes: 32 << 20 }
+        PluginsConfig { dir: None, sync_interval_ms: 2000, upload_limit_bytes: 32 << 20, spare_instances: crate::plugins::spares::DEFAULT_PER_PLUGIN }
     }
 }
 

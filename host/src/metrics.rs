@@ -1,4 +1,5 @@
-//! Prometheus metrics: decisions by verdict and decision latency.
+//! Prometheus metrics: decisions by verdict, decision latency, and where plugin calls found
+//! their instances.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::engine::Verdict;
+use crate::plugins::spares::InstanceCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabel {
@@ -42,6 +44,13 @@ impl Metrics {
         self.latency.observe(took.as_secs_f64());
     }
 
+    /// Registers the plugin runtime's counts of calls that ran in a spare instance and calls
+    /// that instantiated their plugin on the spot (many of those: raise `spare_instances`).
+    pub fn plugin_instances(&mut self, counters: InstanceCounters) {
+        self.registry.register("plugin_spare_instances", "Plugin calls that ran in a spare instance made ahead of need", counters.spare);
+        self.registry.register("plugin_on_demand_instances", "Plugin calls that instantiated their plugin on the spot", counters.on_demand);
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -64,5 +73,17 @@ mod tests {
         assert!(text.contains("warden_decisions_total{verdict=\"allow\"} 2"), "{text}");
         assert!(text.contains("warden_decisions_total{verdict=\"deny\"} 1"), "{text}");
         assert!(text.contains("warden_decision_duration_seconds_count 3"), "{text}");
+    }
+
+    #[test]
+    fn renders_where_plugin_calls_found_instances() {
+        let mut m = Metrics::default();
+        let counters = InstanceCounters::default();
+        m.plugin_instances(counters.clone());
+        counters.spare.inc_by(5);
+        counters.on_demand.inc();
+        let text = m.render();
+        assert!(text.contains("warden_plugin_spare_instances_total 5"), "{text}");
+        assert!(text.contains("warden_plugin_on_demand_instances_total 1"), "{text}");
     }
 }

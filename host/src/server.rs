@@ -39,9 +39,18 @@ impl Warden {
         if store.ensure_trust_totals(crate::trust::half_life_us(&policy.policy.trust)).await.context("cannot rebuild the trust totals")? {
             tracing::info!("trust totals rebuilt from the recorded evidence");
         }
-        let metrics = Arc::new(Metrics::default());
+        let mut metrics = Metrics::default();
         record_policy(&store, &policy, clock.now_micros()).await?;
-        let plugins = Arc::new(PluginHost::new()?);
+        if config.plugins.spare_instances > crate::plugins::spares::MAX_PER_PLUGIN {
+            anyhow::bail!(
+                "invalid [plugins] in the configuration: spare_instances is {}, at most {}",
+                config.plugins.spare_instances,
+                crate::plugins::spares::MAX_PER_PLUGIN
+            );
+        }
+        let plugins = Arc::new(PluginHost::with_spares(config.plugins.spare_instances)?);
+        metrics.plugin_instances(plugins.runtime().instance_counters());
+        let metrics = Arc::new(metrics);
         if let Some(dir) = &config.plugins.dir {
             for id in plugins.publish_dir(dir, &store, clock.now_micros()).await? {
                 tracing::info!(plugin = %id, "plugin published from the plugin directory");

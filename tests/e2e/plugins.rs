@@ -473,41 +473,95 @@ fn hostile_classifier(rt: &warden::plugins::runtime::Runtime, mode: &str) -> war
 }
 
 /// Every call starts from the component's initial state: a plugin that keeps a call counter
-/// and the previous caller in statics sees neither, whether the calls have stores of their own
-/// or share one (as a decision's calls do), and however fast they come.
+/// and the previous caller in statics sees neither, whether its instances are spares made
+/// ahead of need, have stores of their own or share one (as a decision's calls do), and
+/// however fast the calls come.
 #[tokio::test]
 async fn no_call_sees_another() {
-    use warden::plugins::runtime::CallOutcome;
-    let host = PluginHost::new().unwrap();
-    let rt = host.runtime();
-    let plugin = hostile_classifier(rt, "remember");
-    let mut shared = rt.calls();
-    for round in 0..3 {
-        for agent in ["alice-bot", "mallory-bot", "bob-bot", "carol-bot"] {
-            let action = deploy(agent, "production");
-            for call in [rt.calls().classify(&plugin, &action, 0).await, shared.classify(&plugin, &action, 0).await] {
-                let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
-                assert_eq!(c.reasons, vec!["call 1".to_string(), "previous agent: \"\"".to_string()], "round {round}, agent {agent}");
+    use warden::plugins::runtime::{CallOutcome, Runtime};
+    for per_plugin in [2, 0] {
+        let rt = Runtime::with_spares(per_plugin).unwrap();
+        let plugin = hostile_classifier(&rt, "remember");
+        let mut shared = rt.calls();
+        let mut spares_used = 0;
+        for round in 0..3 {
+            spares_ready(&plugin, per_plugin).await;
+            for agent in ["alice-bot", "mallory-bot", "bob-bot", "carol-bot"] {
+                let action = deploy(agent, "production");
+                for call in [rt.calls().classify(&plugin, &action, 0).await, shared.classify(&plugin, &action, 0).await] {
+                    spares_used += usize::from(call.spare);
+                    let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
+                    assert_eq!(c.reasons, vec!["call 1".to_string(), "previous agent: \"\"".to_string()], "round {round}, agent {agent}");
+                }
             }
+        }
+        // Each round starts with `per_plugin` spares ready, and uses them first.
+        assert!(spares_used >= 3 * per_plugin, "{spares_used} calls ran in spares with {per_plugin} per plugin");
+        assert!(per_plugin > 0 || spares_used == 0);
+    }
+}
+
+/// Waits (up to ten seconds) until `plugin` has `n` spare instances ready.
+async fn spares_ready(plugin: &warden::plugins::runtime::LoadedPlugin, n: usize) {
+    for _ in 0..1000 {
+        if plugin.spares_ready() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{} has {} spares ready, not {n}", plugin.manifest.id(), plugin.spares_ready());
+}
+
+/// A spare instance answers exactly as one instantiated for the call: the same verdict and the
+/// same fuel (its instantiation's is charged to the call). Spares are made again after use.
+#[tokio::test]
+async fn a_spare_answers_as_a_fresh_instance() {
+    use warden::plugins::runtime::{CallOutcome, Runtime};
+    let with = Runtime::with_spares(2).unwrap();
+    let without = Runtime::with_spares(0).unwrap();
+    let (spared, plain) = (reference(&with, "action-classifier", "classifier"), reference(&without, "action-classifier", "classifier"));
+    let change = warden::plugins::runtime::bindings::types::ChangeSummary {
+        files_changed: 2,
+        lines_added: 40,
+        lines_deleted: 3,
+        paths: vec!["db/migrations/0042_index.sql".into(), ".github/workflows/deploy.yml".into()],
+        breaking: false,
+    };
+    let action = warden::plugins::runtime::bindings::types::Action { change: Some(change), ..deploy("bot", "production") };
+    for round in 0..2 {
+        spares_ready(&spared, 2).await;
+        assert_eq!(plain.spares_ready(), 0);
+        for _ in 0..2 {
+            let (a, b) = (with.calls().classify(&spared, &action, 0).await, without.calls().classify(&plain, &action, 0).await);
+            assert!(a.spare && !b.spare, "round {round}: spare {} / {}", a.spare, b.spare);
+            let (CallOutcome::Ok(x), CallOutcome::Ok(y)) = (a.outcome, b.outcome) else { panic!("round {round}") };
+            assert_eq!((x.level, x.score, &x.categories, &x.reasons), (y.level, y.score, &y.categories, &y.reasons));
+            assert!(x.categories.contains(&"sensitive_path:migrations".to_string()), "{x:?}");
+            assert_eq!((a.fuel_used, a.peak_memory), (b.fuel_used, b.peak_memory));
         }
     }
 }
 
 /// A plugin that traps, or runs out of fuel on the fast path, leaves nothing behind for the
-/// next plugin of the same decision (the calls share a store).
+/// next plugin of the same decision, whether in a spare or in the store the calls share.
 #[tokio::test]
 async fn a_trap_does_not_harm_the_next_call() {
-    use warden::plugins::runtime::CallOutcome;
-    let host = PluginHost::new().unwrap();
-    let rt = host.runtime();
-    let good = hostile_classifier(rt, "ok");
-    let action = deploy("bot", "production");
-    for mode in ["panic", "loop", "busy", "grow"] {
-        let bad = hostile_classifier(rt, mode);
-        let mut calls = rt.calls();
-        let first = calls.classify(&bad, &action, 0).await;
-        let after = calls.classify(&good, &action, 0).await;
-        assert!(matches!(after.outcome, CallOutcome::Ok(_)), "after {mode} ({:?}): {:?}", first.outcome, after.outcome);
+    use warden::plugins::runtime::{CallOutcome, Runtime};
+    for per_plugin in [0, 2] {
+        let rt = Runtime::with_spares(per_plugin).unwrap();
+        let good = hostile_classifier(&rt, "ok");
+        let action = deploy("bot", "production");
+        for mode in ["panic", "loop", "busy", "grow"] {
+            let bad = hostile_classifier(&rt, mode);
+            spares_ready(&bad, per_plugin).await;
+            spares_ready(&good, per_plugin).await;
+            let mut calls = rt.calls();
+            let first = calls.classify(&bad, &action, 0).await;
+            let after = calls.classify(&good, &action, 0).await;
+            assert!(matches!(after.outcome, CallOutcome::Ok(_)), "after {mode} ({:?}): {:?}", first.outcome, after.outcome);
+            // (A call that runs out of the fast path's fuel is run again in a store of its own.)
+            assert_eq!((first.spare || mode != "panic", after.spare), (per_plugin > 0 || mode != "panic", per_plugin > 0), "{mode}");
+        }
     }
 }
 

@@ -29,7 +29,11 @@ fn compare(c: &mut Criterion) {
 
     c.bench_function("compare/cedar_is_authorized_20_policies", |b| b.iter(|| cedar.is_authorized()));
     c.bench_function("compare/warden_pipeline_3_plugins", |b| b.iter(|| warden.decide()));
+    let before = warden.instances();
     interleaved(|| cedar.is_authorized(), || warden.decide());
+    let after = warden.instances();
+    let (spare, on_demand) = (after.0 - before.0, after.1 - before.1);
+    println!("interleaved: {spare} plugin calls ran in spare instances, {on_demand} instantiated on the spot ({:.1}% spares)", 100.0 * spare as f64 / (spare + on_demand) as f64);
     // The parts: the two plugin calls alone, and the pipeline around them.
     c.bench_function("parts/plugins_assess", |b| b.iter(|| warden.assess()));
     let assessment = warden.assess();

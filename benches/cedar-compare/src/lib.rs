@@ -158,6 +158,12 @@ impl Warden {
         self.judge(assessment)
     }
 
+    /// Plugin calls so far that ran in a spare instance, and that instantiated on the spot.
+    pub fn instances(&self) -> (u64, u64) {
+        let c = self.host.runtime().instance_counters();
+        (c.spare.get(), c.on_demand.get())
+    }
+
     /// The plugins' part alone.
     pub fn assess(&self) -> Assessment {
         let table = self.policy.table_risk("deploy", "production", false);

@@ -16,6 +16,7 @@ pub mod fixture;
 pub mod manifest;
 pub mod runtime;
 pub mod scaffold;
+pub mod spares;
 
 use manifest::{FailurePolicy, Manifest, PluginKind};
 use runtime::bindings::types;
@@ -133,9 +134,14 @@ pub fn wit_level(l: RiskLevel) -> types::RiskLevel {
 }
 
 impl PluginHost {
-    /// A host with no plugins loaded.
+    /// A host with no plugins loaded, keeping the default number of spare instances.
     pub fn new() -> anyhow::Result<PluginHost> {
-        Ok(PluginHost { runtime: Runtime::new()?, loaded: RwLock::new(Arc::new(Vec::new())) })
+        PluginHost::with_spares(spares::DEFAULT_PER_PLUGIN)
+    }
+
+    /// A host with no plugins loaded, keeping `per_plugin` spare instances of each plugin.
+    pub fn with_spares(per_plugin: usize) -> anyhow::Result<PluginHost> {
+        Ok(PluginHost { runtime: Runtime::with_spares(per_plugin)?, loaded: RwLock::new(Arc::new(Vec::new())) })
     }
 
     /// The runtime (for `warden plugin test`).

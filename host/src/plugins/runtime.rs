@@ -11,6 +11,7 @@ use wasmtime::component::{Component, ComponentExportIndex, ComponentNamedList, H
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
 
 use super::manifest::{Limits, MAX_LIMITS, Manifest, PluginKind, check_contract};
+use super::spares::{self, Queue, Spare, Spares};
 
 /// Generated host bindings, one module per world; the shared types are generated once.
 pub mod bindings {
@@ -69,7 +70,7 @@ pub struct CallState {
 }
 
 impl CallState {
-    fn new(limits: Limits) -> CallState {
+    pub(super) fn new(limits: Limits) -> CallState {
         CallState { limits, logs: Vec::new(), peak_memory: 0, memory_denied: false }
     }
 }
@@ -114,6 +115,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// A fresh instance in `store`.
+    pub(super) fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+        self.pre.instantiate(store)
+    }
+
     /// The export of a fresh `instance` as a typed function.
     fn export<P: ComponentNamedList + Lower, R: ComponentNamedList + Lift>(
         &self,
@@ -139,6 +145,14 @@ pub struct LoadedPlugin {
     /// The manifest's config as JSON text, passed on every call.
     pub config_json: Arc<str>,
     prepared: Prepared,
+    spares: Arc<Queue>,
+}
+
+impl LoadedPlugin {
+    /// Spare instances of this version ready now.
+    pub fn spares_ready(&self) -> usize {
+        self.spares.ready()
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -181,12 +195,15 @@ pub struct Call<T> {
     pub duration_us: u64,
     /// The plugin's log lines.
     pub logs: Vec<String>,
+    /// Whether the call ran in a spare instance, made ahead of need (see [`spares`]).
+    pub spare: bool,
 }
 
-/// The engine and the base linker (only the `log` import).
+/// The engine, the base linker (only the `log` import) and the spare-instance thread.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
+    spares: Spares,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -196,8 +213,15 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine: pooling allocator, copy-on-write heaps, fuel, async yields.
+    /// Builds the engine (pooling allocator, copy-on-write heaps, fuel, async yields) with
+    /// [`spares::DEFAULT_PER_PLUGIN`] spare instances per plugin.
     pub fn new() -> anyhow::Result<Runtime> {
+        Runtime::with_spares(spares::DEFAULT_PER_PLUGIN)
+    }
+
+    /// Builds the engine keeping `per_plugin` fresh instances of each plugin ready, made and
+    /// torn down off the calls' path (see [`spares`]); 0 instantiates on every call.
+    pub fn with_spares(per_plugin: usize) -> anyhow::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
             .total_core_instances(POOL_INSTANCES * 2)
@@ -219,7 +243,8 @@ impl Runtime {
         let engine = any(Engine::new(&config)).context("cannot start the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
         bindings::classifier::warden::plugin::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
-        Ok(Runtime { engine, linker })
+        let spares = Spares::start(&engine, per_plugin);
+        Ok(Runtime { engine, linker, spares })
     }
 
     /// Compiles and pre-instantiates a component for its manifest. Refuses what is not a
@@ -260,39 +285,43 @@ impl Runtime {
         let export = component.get_export_index(None, manifest.kind.export()).ok_or_else(|| wrong_world(wasmtime::format_err!("no export")))?;
         let prepared = Prepared { pre, export };
         let config_json: Arc<str> = serde_json::to_string(&manifest.config)?.into();
-        Ok(LoadedPlugin { sha256: hex::encode(Sha256::digest(bytes)), size: bytes.len(), config_json, manifest: Arc::new(manifest), prepared })
+        let spares = self.spares.queue(prepared.clone(), manifest.limits);
+        Ok(LoadedPlugin { sha256: hex::encode(Sha256::digest(bytes)), size: bytes.len(), config_json, manifest: Arc::new(manifest), prepared, spares })
     }
 
-    /// A store for one call with `fuel`; an async one yields to the executor as it burns it.
-    fn store(&self, limits: Limits, fuel: u64, yields: bool) -> wasmtime::Result<Store<CallState>> {
-        let mut store = Store::new(&self.engine, CallState::new(limits));
-        store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.set_fuel(fuel)?;
-        if yields {
-            store.fuel_async_yield_interval(Some(YIELD_FUEL))?;
-        }
-        Ok(store)
+    /// The counts of calls that ran in a spare instance and calls that instantiated on the spot.
+    pub fn instance_counters(&self) -> spares::InstanceCounters {
+        self.spares.counters()
     }
 
-    /// A set of calls on one store; see [`Calls`].
+    /// A set of calls; see [`Calls`].
     pub fn calls(&self) -> Calls<'_> {
-        Calls { runtime: self, store: self.shared_store() }
+        Calls { runtime: self, store: None }
     }
 
-    fn shared_store(&self) -> Store<CallState> {
-        let mut store = Store::new(&self.engine, CallState::new(Limits::default()));
-        store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store
+    /// A store for the async path: the plugin's whole fuel, yielding to the executor as it burns it.
+    fn async_store(&self, limits: Limits) -> wasmtime::Result<Store<CallState>> {
+        let mut store = spares::store(&self.engine, limits, limits.fuel)?;
+        store.fuel_async_yield_interval(Some(YIELD_FUEL))?;
+        Ok(store)
     }
 }
 
-/// Plugin calls that share one store, such as one decision's classifiers and anomaly
-/// detectors. Every call still runs in a fresh instance of its plugin, under its own limits;
-/// sharing the store saves setting one up and tearing it down for each call. Dropping it tears
-/// down the instances.
+/// Plugin calls, such as one decision's classifiers and anomaly detectors. Every call runs in
+/// a fresh instance of its plugin under its own limits: a spare made ahead of need when one is
+/// ready, else one instantiated on the spot in a store the calls share (saving setting one up
+/// and tearing it down for each). Dropping it tears down the instances.
 pub struct Calls<'r> {
     runtime: &'r Runtime,
-    store: Store<CallState>,
+    store: Option<Store<CallState>>,
+}
+
+impl Drop for Calls<'_> {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take() {
+            self.runtime.spares.retire(store);
+        }
+    }
 }
 
 impl std::fmt::Debug for Calls<'_> {
@@ -368,6 +397,7 @@ impl Calls<'_> {
             peak_memory: 0,
             duration_us: started.elapsed().as_micros() as u64,
             logs: Vec::new(),
+            spare: false,
         };
         if input_bytes as u64 > limits.input_bytes {
             return fail(
@@ -376,25 +406,56 @@ impl Calls<'_> {
             );
         }
         let fast_fuel = limits.fuel.min(FAST_FUEL);
-        *self.store.data_mut() = CallState::new(limits);
-        if let Err(e) = self.store.set_fuel(fast_fuel) {
-            return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id()));
+        let taken = plugin.spares.take();
+        let mut spare = taken.is_some();
+        self.runtime.spares.refill(&plugin.spares);
+        let mut result: wasmtime::Result<Result<T, types::PluginError>>;
+        let mut left;
+        let mut state;
+        match taken {
+            // Made ahead of need: its instantiation's fuel is this call's, and the used store
+            // is torn down off this path.
+            Some(Spare { mut store, instance, instantiate_fuel }) => {
+                if let Err(e) = store.set_fuel(fast_fuel.saturating_sub(instantiate_fuel)) {
+                    return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id()));
+                }
+                result = pre.export::<P, (Result<T, types::PluginError>,)>(&mut store, &instance).and_then(|f| f.call(&mut store, args)).map(|(r,)| r);
+                left = store.get_fuel().unwrap_or(0);
+                state = std::mem::replace(store.data_mut(), CallState::new(limits));
+                self.runtime.spares.retire(store);
+            }
+            None => {
+                let store = match &mut self.store {
+                    Some(store) => store,
+                    None => match spares::store(&self.runtime.engine, limits, 0) {
+                        Ok(store) => self.store.insert(store),
+                        Err(e) => return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id())),
+                    },
+                };
+                *store.data_mut() = CallState::new(limits);
+                if let Err(e) = store.set_fuel(fast_fuel) {
+                    return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id()));
+                }
+                result = fast(store);
+                left = store.get_fuel().unwrap_or(0);
+                state = std::mem::replace(store.data_mut(), CallState::new(limits));
+                if result.is_err()
+                    && let Some(store) = self.store.take()
+                {
+                    // wasmtime refuses to enter any instance of a store after a trap in one: the
+                    // next call (another plugin of the same decision) gets a store of its own.
+                    self.runtime.spares.retire(store);
+                }
+            }
         }
-        let mut result: wasmtime::Result<Result<T, types::PluginError>> = fast(&mut self.store);
-        let (mut fuel, mut left) = (fast_fuel, self.store.get_fuel().unwrap_or(0));
-        let mut state = std::mem::replace(self.store.data_mut(), CallState::new(limits));
-        if result.is_err() {
-            // wasmtime refuses to enter any instance of a store after a trap in one: the next
-            // call (another plugin of the same decision) gets a store of its own.
-            self.store = self.runtime.shared_store();
-        }
+        let mut fuel = fast_fuel;
         let out_of_fuel = matches!(&result, Err(e) if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)));
         if out_of_fuel && limits.fuel > fast_fuel {
-            let mut store = match self.runtime.store(limits, limits.fuel, true) {
+            let mut store = match self.runtime.async_store(limits) {
                 Ok(s) => s,
                 Err(e) => return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id())),
             };
-            result = slow(&mut store).await;
+            (result, spare) = (slow(&mut store).await, false);
             (fuel, left) = (limits.fuel, store.get_fuel().unwrap_or(0));
             state = store.into_data();
         }
@@ -422,7 +483,7 @@ impl Calls<'_> {
                 CallOutcome::Failed { limit, message: format!("plugin {id}: {what}") }
             }
         };
-        Call { outcome, fuel_used, peak_memory: state.peak_memory, duration_us: started.elapsed().as_micros() as u64, logs: state.logs }
+        Call { outcome, fuel_used, peak_memory: state.peak_memory, duration_us: started.elapsed().as_micros() as u64, logs: state.logs, spare }
     }
 }
 
@@ -438,5 +499,6 @@ fn not_kind<T>(plugin: &LoadedPlugin, kind: PluginKind) -> Call<T> {
         peak_memory: 0,
         duration_us: 0,
         logs: Vec::new(),
+        spare: false,
     }
 }
