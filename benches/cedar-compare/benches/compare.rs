@@ -1,7 +1,9 @@
 //! One run, two engines: Cedar's `is_authorized` over a 20-policy set equivalent to Warden's
 //! built-in tiers, and Warden's in-process decision pipeline (validate, classify, anomaly,
 //! permission, violation handling, building the record) with the three reference plugins loaded,
-//! each plugin call in a fresh instance. Both sides are set up in `src/lib.rs`.
+//! each plugin call in a fresh instance: with spare instances made ahead of need on another
+//! thread (the default), and without (every call instantiates its plugin). Both sides are set
+//! up in `src/lib.rs`.
 //!
 //! Run: `cargo bench --manifest-path benches/cedar-compare/Cargo.toml --target-dir target --bench compare`
 
@@ -19,31 +21,51 @@ fn compare(c: &mut Criterion) {
     let cedar = Cedar::new();
     assert_eq!(cedar.is_authorized().decision(), Decision::Allow);
     let warden = Warden::new();
+    let on_demand = Warden::with_spares(0);
     // The plugins really ran and agreed: two reports, nothing anomalous, allowed.
-    let first = warden.decide();
-    assert_eq!(first.answer.plugins.iter().map(|p| p.outcome.as_str()).collect::<Vec<_>>(), ["ok", "ok"], "{:?}", first.answer.plugins);
-    assert_eq!((first.answer.verdict, first.answer.risk.level), (Verdict::Allow, RiskLevel::Low), "{:?}", first.answer.reasons);
-    for p in &first.answer.plugins {
-        eprintln!("{}: fuel used {}, peak memory {} bytes, logs {:?}", p.plugin, p.fuel_used, p.peak_memory, p.logs);
+    for w in [&warden, &on_demand] {
+        let first = w.decide();
+        assert_eq!(first.answer.plugins.iter().map(|p| p.outcome.as_str()).collect::<Vec<_>>(), ["ok", "ok"], "{:?}", first.answer.plugins);
+        assert_eq!((first.answer.verdict, first.answer.risk.level), (Verdict::Allow, RiskLevel::Low), "{:?}", first.answer.reasons);
+        for p in &first.answer.plugins {
+            eprintln!("{}: fuel used {}, peak memory {} bytes, logs {:?}", p.plugin, p.fuel_used, p.peak_memory, p.logs);
+        }
     }
 
+    // How many plugin calls found a spare instance ready (made ahead of need on another thread).
+    let spares = |what: &str, f: &mut dyn FnMut()| {
+        let before = warden.instances();
+        f();
+        let after = warden.instances();
+        let (spare, on_demand) = (after.0 - before.0, after.1 - before.1);
+        println!(
+            "{what}: {spare} plugin calls ran in spare instances, {on_demand} instantiated on the spot ({:.1}% spares)",
+            100.0 * spare as f64 / (spare + on_demand).max(1) as f64
+        );
+    };
     c.bench_function("compare/cedar_is_authorized_20_policies", |b| b.iter(|| cedar.is_authorized()));
-    c.bench_function("compare/warden_pipeline_3_plugins", |b| b.iter(|| warden.decide()));
-    let before = warden.instances();
-    interleaved(|| cedar.is_authorized(), || warden.decide());
-    let after = warden.instances();
-    let (spare, on_demand) = (after.0 - before.0, after.1 - before.1);
-    println!("interleaved: {spare} plugin calls ran in spare instances, {on_demand} instantiated on the spot ({:.1}% spares)", 100.0 * spare as f64 / (spare + on_demand) as f64);
+    spares("compare/warden_pipeline_3_plugins", &mut || {
+        c.bench_function("compare/warden_pipeline_3_plugins", |b| b.iter(|| warden.decide()));
+    });
+    c.bench_function("compare/warden_pipeline_3_plugins_no_spares", |b| b.iter(|| on_demand.decide()));
+    spares("interleaved", &mut || {
+        interleaved(&[
+            ("cedar_is_authorized_20_policies", &|| drop(std::hint::black_box(cedar.is_authorized()))),
+            ("warden_pipeline_3_plugins", &|| drop(std::hint::black_box(warden.decide()))),
+            ("warden_pipeline_3_plugins_no_spares", &|| drop(std::hint::black_box(on_demand.decide()))),
+        ])
+    });
     // The parts: the two plugin calls alone, and the pipeline around them.
     c.bench_function("parts/plugins_assess", |b| b.iter(|| warden.assess()));
+    c.bench_function("parts/plugins_assess_no_spares", |b| b.iter(|| on_demand.assess()));
     let assessment = warden.assess();
     c.bench_function("parts/pipeline_around_plugins", |b| b.iter(|| warden.judge(assessment.clone())));
 }
 
-/// Both, alternating in rounds of `BATCH` calls, so that whatever else the machine does
-/// (noisy neighbours, frequency changes) falls on both alike; prints the medians of the
-/// rounds' per-call means and of the per-round ratio.
-fn interleaved<A, B>(cedar: impl Fn() -> A, warden: impl Fn() -> B) {
+/// Each in turn, in rounds of `BATCH` calls, so that whatever else the machine does (noisy
+/// neighbours, frequency changes) falls on all alike; prints the medians of the rounds'
+/// per-call means, and of each one's per-round ratio to the first.
+fn interleaved(sides: &[(&str, &dyn Fn())]) {
     const ROUNDS: usize = 400;
     const BATCH: u32 = 100;
     let time = |f: &dyn Fn()| {
@@ -53,24 +75,25 @@ fn interleaved<A, B>(cedar: impl Fn() -> A, warden: impl Fn() -> B) {
         }
         start.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH)
     };
-    let (mut a, mut b, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let mut means = vec![Vec::new(); sides.len()];
     for _ in 0..ROUNDS {
-        let x = time(&|| drop(std::hint::black_box(cedar())));
-        let y = time(&|| drop(std::hint::black_box(warden())));
-        a.push(x);
-        b.push(y);
-        ratio.push(y / x);
+        for (i, (_, f)) in sides.iter().enumerate() {
+            means[i].push(time(*f));
+        }
     }
-    let median = |v: &mut Vec<f64>| {
+    let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!(
-        "interleaved ({ROUNDS} rounds of {BATCH} calls each): cedar_is_authorized_20_policies median {:.2} µs, warden_pipeline_3_plugins median {:.2} µs, median ratio warden/cedar {:.3}",
-        median(&mut a),
-        median(&mut b),
-        median(&mut ratio)
-    );
+    let mut line = format!("interleaved ({ROUNDS} rounds of {BATCH} calls each):");
+    for (i, (name, _)) in sides.iter().enumerate() {
+        line += &format!(" {name} median {:.2} µs", median(means[i].clone()));
+        if i > 0 {
+            line += &format!(" (ratio to {} {:.3})", sides[0].0, median(means[i].iter().zip(&means[0]).map(|(x, y)| x / y).collect()));
+        }
+        line += if i + 1 < sides.len() { "," } else { "" };
+    }
+    println!("{line}");
 }
 
 criterion_group!(benches, compare);

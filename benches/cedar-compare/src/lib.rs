@@ -87,7 +87,6 @@ impl Default for Cedar {
     }
 }
 
-
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
@@ -113,9 +112,15 @@ pub struct Warden {
 }
 
 impl Warden {
-    /// Builds the three reference plugins from the workspace and loads them.
+    /// Builds the three reference plugins from the workspace and loads them, with the
+    /// default number of spare instances.
     pub fn new() -> Warden {
-        let host = PluginHost::new().expect("plugin host");
+        Warden::with_spares(warden::plugins::spares::DEFAULT_PER_PLUGIN)
+    }
+
+    /// As [`Warden::new`], keeping `per_plugin` spare instances (0: every call instantiates).
+    pub fn with_spares(per_plugin: usize) -> Warden {
+        let host = PluginHost::with_spares(per_plugin).expect("plugin host");
         load(&host, "action-classifier", "classifier");
         load(&host, "baseline-anomaly", "anomaly_detector");
         load(&host, "canary-rollback", "rollback_trigger");
