@@ -48,6 +48,9 @@ fn compare(c: &mut Criterion) {
         c.bench_function("compare/warden_pipeline_3_plugins", |b| b.iter(|| warden.decide()));
     });
     c.bench_function("compare/warden_pipeline_3_plugins_no_spares", |b| b.iter(|| on_demand.decide()));
+    // Spares are made on another core: how dear it is to hand memory from core to core shifts
+    // on a virtual machine as its vCPUs move between the host's core complexes.
+    println!("core-to-core round trip before the interleaved run: {:.0} ns", core_to_core());
     spares("interleaved", &mut || {
         interleaved(&[
             ("cedar_is_authorized_20_policies", &|| drop(std::hint::black_box(cedar.is_authorized()))),
@@ -55,11 +58,44 @@ fn compare(c: &mut Criterion) {
             ("warden_pipeline_3_plugins_no_spares", &|| drop(std::hint::black_box(on_demand.decide()))),
         ])
     });
+    println!("core-to-core round trip after it: {:.0} ns", core_to_core());
     // The parts: the two plugin calls alone, and the pipeline around them.
     c.bench_function("parts/plugins_assess", |b| b.iter(|| warden.assess()));
     c.bench_function("parts/plugins_assess_no_spares", |b| b.iter(|| on_demand.assess()));
     let assessment = warden.assess();
     c.bench_function("parts/pipeline_around_plugins", |b| b.iter(|| warden.judge(assessment.clone())));
+}
+
+/// Median over five rounds of the time for one thread to see another's write and answer it
+/// (two spinning threads on a 2-core machine run on different cores).
+fn core_to_core() -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const N: u64 = 200_000;
+    let mut rounds: Vec<f64> = (0..5)
+        .map(|_| {
+            let flag = AtomicU64::new(0);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for i in 0..N {
+                        while flag.load(Ordering::Acquire) != 2 * i + 1 {
+                            std::hint::spin_loop();
+                        }
+                        flag.store(2 * i + 2, Ordering::Release);
+                    }
+                });
+                let start = std::time::Instant::now();
+                for i in 0..N {
+                    flag.store(2 * i + 1, Ordering::Release);
+                    while flag.load(Ordering::Acquire) != 2 * i + 2 {
+                        std::hint::spin_loop();
+                    }
+                }
+                start.elapsed().as_secs_f64() * 1e9 / N as f64
+            })
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[2]
 }
 
 /// Each in turn, in rounds of `BATCH` calls, so that whatever else the machine does (noisy

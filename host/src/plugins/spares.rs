@@ -202,13 +202,30 @@ fn make(engine: &Engine, queue: &Queue) -> wasmtime::Result<Spare> {
     Ok(Spare { store, instance, instantiate_fuel })
 }
 
+/// How long the idle spare thread polls before it sleeps: while decisions keep coming, their
+/// callers then hand over work without a system call to wake it.
+const POLL: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The next job: polled for [`POLL`], then waited for.
+fn wait(jobs: &Receiver<Job>) -> Result<Job, mpsc::RecvError> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < POLL {
+        match jobs.try_recv() {
+            Ok(job) => return Ok(job),
+            Err(TryRecvError::Disconnected) => return Err(mpsc::RecvError),
+            Err(TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
+    jobs.recv()
+}
+
 /// The spare thread: tears down what it is sent first (that frees pool slots), then makes one
 /// spare at a time for the queues that asked, round robin, until each is full.
 fn run(engine: &Engine, jobs: Receiver<Job>, shared: &Shared) {
     let mut wanted: Vec<Weak<Queue>> = Vec::new();
     loop {
         let job = if wanted.is_empty() {
-            match jobs.recv() {
+            match wait(&jobs) {
                 Ok(job) => Some(job),
                 Err(_) => return,
             }
