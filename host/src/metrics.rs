@@ -47,7 +47,7 @@ impl Metrics {
     /// Registers the plugin runtime's counts of calls that ran in a spare instance and calls
     /// that instantiated their plugin on the spot (many of those: raise `spare_instances`).
     pub fn plugin_instances(&mut self, counters: InstanceCounters) {
-        self.registry.register("plugin_spare_instances", "Plugin calls that ran in a spare instance made ahead of need", counters.spare);
+        self.registry.register("plugin_spare_instances", "Plugin calls that found a spare instance, made ahead of need, ready", counters.spare);
         self.registry.register("plugin_on_demand_instances", "Plugin calls that instantiated their plugin on the spot", counters.on_demand);
     }
 

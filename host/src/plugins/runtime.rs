@@ -222,6 +222,9 @@ impl Runtime {
     /// Builds the engine keeping `per_plugin` fresh instances of each plugin ready, made and
     /// torn down off the calls' path (see [`spares`]); 0 instantiates on every call.
     pub fn with_spares(per_plugin: usize) -> anyhow::Result<Runtime> {
+        if per_plugin > spares::MAX_PER_PLUGIN {
+            bail!("spare_instances is {per_plugin}, at most {}", spares::MAX_PER_PLUGIN);
+        }
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
             .total_core_instances(POOL_INSTANCES * 2)
@@ -314,14 +317,6 @@ impl Runtime {
 pub struct Calls<'r> {
     runtime: &'r Runtime,
     store: Option<Store<CallState>>,
-}
-
-impl Drop for Calls<'_> {
-    fn drop(&mut self) {
-        if let Some(store) = self.store.take() {
-            self.runtime.spares.retire(store);
-        }
-    }
 }
 
 impl std::fmt::Debug for Calls<'_> {
@@ -439,12 +434,10 @@ impl Calls<'_> {
                 result = fast(store);
                 left = store.get_fuel().unwrap_or(0);
                 state = std::mem::replace(store.data_mut(), CallState::new(limits));
-                if result.is_err()
-                    && let Some(store) = self.store.take()
-                {
+                if result.is_err() {
                     // wasmtime refuses to enter any instance of a store after a trap in one: the
                     // next call (another plugin of the same decision) gets a store of its own.
-                    self.runtime.spares.retire(store);
+                    self.store = None;
                 }
             }
         }

@@ -7,9 +7,11 @@
 //! burst, a plugin whose instantiation fails, spares switched off) the call instantiates on its
 //! own thread as before; when the thread falls behind on teardown, callers tear down themselves.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use wasmtime::component::Instance;
@@ -28,8 +30,8 @@ pub const MAX_PER_PLUGIN: usize = 8;
 /// ([`super::runtime::POOL_INSTANCES`]) that concurrent calls also need.
 pub const MAX_TOTAL: usize = 64;
 
-/// Stores waiting for teardown beyond which callers tear down their own: slots of the pool
-/// are only free again once torn down.
+/// Spare stores (one instance each) waiting for teardown beyond which callers tear down their
+/// own: slots of the pool are only free again once torn down.
 const MAX_PENDING_RETIRES: usize = 32;
 
 /// A fresh, never-called instance and its store.
@@ -83,7 +85,7 @@ impl Drop for Queue {
 /// Counts of where calls found their instances (exported as metrics).
 #[derive(Debug, Clone, Default)]
 pub struct InstanceCounters {
-    /// Calls that ran in a spare.
+    /// Calls that found a spare ready.
     pub spare: Counter,
     /// Calls that instantiated their plugin on the spot.
     pub on_demand: Counter,
@@ -112,7 +114,7 @@ pub struct Spares {
 
 impl Spares {
     /// Starts the spare thread, keeping `per_plugin` spares of each plugin version (0: none,
-    /// and no thread).
+    /// and no thread; at most [`MAX_PER_PLUGIN`]).
     pub fn start(engine: &Engine, per_plugin: usize) -> Spares {
         let shared = Arc::new(Shared {
             counters: InstanceCounters::default(),
@@ -163,7 +165,7 @@ impl Spares {
         self.shared.counters.clone()
     }
 
-    /// Tears down a used store on the thread, or here when the thread is behind or absent.
+    /// Tears down a used spare's store on the thread, or here when the thread is behind or absent.
     pub fn retire(&self, store: Store<CallState>) {
         let Some(jobs) = &self.jobs else { return };
         if self.shared.pending_retires.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_RETIRES {
@@ -202,74 +204,103 @@ fn make(engine: &Engine, queue: &Queue) -> wasmtime::Result<Spare> {
     Ok(Spare { store, instance, instantiate_fuel })
 }
 
-/// How long the idle spare thread polls before it sleeps: while decisions keep coming, their
-/// callers then hand over work without a system call to wake it.
-const POLL: std::time::Duration = std::time::Duration::from_micros(50);
+/// How long the idle spare thread polls before it sleeps, while jobs come faster than that:
+/// their callers then hand work over without a system call to wake it. When jobs come more
+/// slowly it sleeps at once, so a lightly loaded server does not pay for the polling.
+const POLL: Duration = Duration::from_micros(50);
 
-/// The next job: polled for [`POLL`], then waited for.
-fn wait(jobs: &Receiver<Job>) -> Result<Job, mpsc::RecvError> {
-    let start = std::time::Instant::now();
-    while start.elapsed() < POLL {
-        match jobs.try_recv() {
-            Ok(job) => return Ok(job),
-            Err(TryRecvError::Disconnected) => return Err(mpsc::RecvError),
-            Err(TryRecvError::Empty) => std::hint::spin_loop(),
+/// The next job: polled for [`POLL`] if the last one came soon after the thread went idle,
+/// else waited for.
+fn wait(jobs: &Receiver<Job>, busy: &mut bool) -> Result<Job, mpsc::RecvError> {
+    let idle = Instant::now();
+    if *busy {
+        while idle.elapsed() < POLL {
+            match jobs.try_recv() {
+                Ok(job) => return Ok(job),
+                Err(TryRecvError::Disconnected) => return Err(mpsc::RecvError),
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+            }
         }
     }
-    jobs.recv()
+    let job = jobs.recv()?;
+    *busy = idle.elapsed() < POLL;
+    Ok(job)
 }
 
 /// The spare thread: tears down what it is sent first (that frees pool slots), then makes one
-/// spare at a time for the queues that asked, round robin, until each is full.
+/// spare at a time for the queues that asked, round robin, until each is full. A queue turned
+/// away at [`MAX_TOTAL`] asks again at its next call.
 fn run(engine: &Engine, jobs: Receiver<Job>, shared: &Shared) {
-    let mut wanted: Vec<Weak<Queue>> = Vec::new();
+    let mut wanted: VecDeque<Weak<Queue>> = VecDeque::new();
+    let mut busy = false;
     loop {
-        let job = if wanted.is_empty() {
-            match wait(&jobs) {
+        let job = match wanted.is_empty() {
+            true => match wait(&jobs, &mut busy) {
                 Ok(job) => Some(job),
                 Err(_) => return,
-            }
-        } else {
-            match jobs.try_recv() {
+            },
+            false => match jobs.try_recv() {
                 Ok(job) => Some(job),
                 Err(TryRecvError::Empty) => None,
                 Err(TryRecvError::Disconnected) => return,
-            }
+            },
         };
-        match job {
+        let weak = match job {
             Some(Job::Retire(store)) => {
                 drop(store);
                 shared.pending_retires.fetch_sub(1, Ordering::AcqRel);
+                continue;
             }
-            Some(Job::Refill(queue)) => wanted.push(queue),
-            None => {
-                let weak = wanted.remove(0);
-                let Some(queue) = weak.upgrade() else { continue };
-                let full = queue.ready.lock().expect("spares lock").len() >= shared.per_plugin;
-                if full || shared.live.load(Ordering::Relaxed) >= MAX_TOTAL {
-                    // Done with it; a take that raced this sees the flag clear and asks again.
-                    queue.refilling.store(false, Ordering::Release);
-                    if queue.ready.lock().expect("spares lock").len() < shared.per_plugin
-                        && shared.live.load(Ordering::Relaxed) < MAX_TOTAL
-                        && !queue.refilling.swap(true, Ordering::AcqRel)
-                    {
-                        wanted.push(weak);
-                    }
-                    continue;
-                }
-                match make(engine, &queue) {
-                    Ok(spare) => {
-                        shared.live.fetch_add(1, Ordering::Relaxed);
-                        queue.ready.lock().expect("spares lock").push(spare);
-                        wanted.push(weak);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "a plugin cannot be instantiated ahead of need; its calls instantiate it themselves");
-                        queue.broken.store(true, Ordering::Relaxed);
-                        queue.refilling.store(false, Ordering::Release);
-                    }
-                }
+            Some(Job::Refill(queue)) => {
+                wanted.push_back(queue);
+                continue;
+            }
+            None => wanted.pop_front().expect("a queue is wanted"),
+        };
+        let Some(queue) = weak.upgrade() else { continue };
+        let wants = |q: &Queue| !q.broken.load(Ordering::Relaxed) && q.ready() < shared.per_plugin && shared.live.load(Ordering::Relaxed) < MAX_TOTAL;
+        if !wants(&queue) {
+            // Done with it; a take that raced this sees the flag clear and asks again.
+            queue.refilling.store(false, Ordering::Release);
+            if wants(&queue) && !queue.refilling.swap(true, Ordering::AcqRel) {
+                wanted.push_back(weak);
+            }
+            continue;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(engine, &queue))) {
+            Ok(Ok(spare)) => {
+                shared.live.fetch_add(1, Ordering::Relaxed);
+                queue.ready.lock().expect("spares lock").push(spare);
+                wanted.push_back(weak);
+            }
+            // The pool is full for now (a burst): the next call asks again.
+            Ok(Err(e)) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+                queue.refilling.store(false, Ordering::Release);
+            }
+            // The plugin's own failure (its start traps, loops or asks for too much memory):
+            // its calls instantiate it themselves and report the failure by its policy.
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "a plugin cannot be instantiated ahead of need; its calls instantiate it themselves");
+                queue.broken.store(true, Ordering::Relaxed);
+                queue.refilling.store(false, Ordering::Release);
+            }
+            Err(_) => {
+                tracing::error!("instantiating a plugin ahead of need panicked; its calls instantiate it themselves");
+                queue.broken.store(true, Ordering::Relaxed);
+                queue.refilling.store(false, Ordering::Release);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plugins::runtime::Runtime;
+
+    #[test]
+    fn too_many_spares_is_refused_naming_the_setting() {
+        let err = Runtime::with_spares(super::MAX_PER_PLUGIN + 1).unwrap_err().to_string();
+        assert!(err.contains("spare_instances is 9, at most 8"), "{err}");
+        assert!(Runtime::with_spares(super::MAX_PER_PLUGIN).is_ok());
     }
 }
