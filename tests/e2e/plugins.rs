@@ -568,6 +568,120 @@ async fn a_trap_does_not_harm_the_next_call() {
     }
 }
 
+/// The hostile classifier (mode `ok`) with a start function added to its core module: `body`
+/// runs in every instantiation, before any call. (Rust plugins have no start function, so the
+/// test writes one in.)
+fn hostile_with_start(rt: &warden::plugins::runtime::Runtime, name: &str, body: &wasm_encoder::Function) -> warden::plugins::runtime::LoadedPlugin {
+    use wasmparser::{Parser, Payload};
+    component("tests/plugins/hostile");
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"));
+    let core = std::fs::read(target.join("plugins/wasm32-unknown-unknown/release/hostile_plugin.wasm")).unwrap();
+    let (mut imported, mut defined, mut unit) = (0, 0, None);
+    let mut module = wasm_encoder::Module::new();
+    let mut code = wasm_encoder::CodeSection::new();
+    for payload in Parser::new(0).parse_all(&core) {
+        let payload = payload.unwrap();
+        match &payload {
+            Payload::TypeSection(r) => {
+                unit = r.clone().into_iter_err_on_gc_types().position(|t| t.as_ref().is_ok_and(|t| t.params().is_empty() && t.results().is_empty()));
+            }
+            Payload::ImportSection(r) => {
+                imported = r.clone().into_imports().filter(|i| matches!(i.as_ref().unwrap().ty, wasmparser::TypeRef::Func(_))).count() as u32;
+            }
+            Payload::FunctionSection(r) => {
+                let mut functions = wasm_encoder::FunctionSection::new();
+                for ty in r.clone() {
+                    functions.function(ty.unwrap());
+                    defined += 1;
+                }
+                functions.function(unit.expect("a () -> () type") as u32);
+                module.section(&functions);
+                continue;
+            }
+            Payload::CodeSectionEntry(body) => {
+                code.raw(body.as_bytes());
+                continue;
+            }
+            Payload::CodeSectionStart { .. } => continue,
+            Payload::DataSection(_) | Payload::CustomSection(_) if code.len() > 0 => {
+                code.function(body);
+                module.section(&code);
+                code = wasm_encoder::CodeSection::new();
+            }
+            _ => {}
+        }
+        if let Some((id, range)) = payload.as_section() {
+            module.section(&wasm_encoder::RawSection { id, data: &core[range] });
+        }
+        if matches!(payload, Payload::ExportSection(_)) {
+            module.section(&wasm_encoder::StartSection { function_index: imported + defined });
+        }
+    }
+    assert_eq!(code.len(), 0, "the code section was written");
+    let bytes = warden::plugins::build::componentize(&module.finish()).unwrap();
+    rt.load(manifest(&format!("name = \"{name}\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"ok\"\n")), &bytes).unwrap()
+}
+
+/// A start function that counts to `n` (`None`: forever).
+fn counting_start(n: Option<i32>) -> wasm_encoder::Function {
+    use wasm_encoder::{BlockType, Instruction as I};
+    let mut f = wasm_encoder::Function::new([(1, wasm_encoder::ValType::I32)]);
+    f.instructions().loop_(BlockType::Empty);
+    match n {
+        Some(n) => f.instructions().local_get(0).i32_const(1).i32_add().local_tee(0).i32_const(n).i32_lt_u().br_if(0),
+        None => f.instructions().br(0),
+    };
+    f.instruction(&I::End).instruction(&I::End);
+    f
+}
+
+/// A start function runs in every fresh instance: in a spare, on the spare thread, its fuel is
+/// still charged to the call that takes it, exactly as when the call instantiates.
+#[tokio::test]
+async fn a_start_function_is_charged_to_the_call() {
+    use warden::plugins::runtime::{CallOutcome, Runtime};
+    let (with, without) = (Runtime::with_spares(2).unwrap(), Runtime::with_spares(0).unwrap());
+    let (spared, plain) =
+        (hostile_with_start(&with, "starts", &counting_start(Some(5_000))), hostile_with_start(&without, "starts", &counting_start(Some(5_000))));
+    let bare = hostile_classifier(&without, "ok");
+    let action = deploy("bot", "production");
+    spares_ready(&spared, 2).await;
+    let (a, b, c) = (
+        with.calls().classify(&spared, &action, 0).await,
+        without.calls().classify(&plain, &action, 0).await,
+        without.calls().classify(&bare, &action, 0).await,
+    );
+    assert!(a.spare && !b.spare);
+    assert!(matches!((&a.outcome, &b.outcome), (CallOutcome::Ok(_), CallOutcome::Ok(_))), "{:?} {:?}", a.outcome, b.outcome);
+    assert_eq!(a.fuel_used, b.fuel_used);
+    assert!(a.fuel_used > c.fuel_used + 5_000, "with start {}, without {}", a.fuel_used, c.fuel_used);
+}
+
+/// A plugin whose start function never ends gets no spares (the spare thread gives up within the
+/// fast path's fuel and goes on serving the other plugins); its calls fail on fuel and follow
+/// its failure policy.
+#[tokio::test]
+async fn a_start_that_never_ends_gets_no_spares() {
+    use warden::plugins::runtime::{CallOutcome, Runtime};
+    let rt = Runtime::with_spares(2).unwrap();
+    let stuck = hostile_with_start(&rt, "stuck", &counting_start(None));
+    let good = hostile_classifier(&rt, "ok");
+    spares_ready(&good, 2).await;
+    let action = deploy("bot", "production");
+    for _ in 0..2 {
+        let call = rt.calls().classify(&stuck, &action, 0).await;
+        assert!(!call.spare);
+        let CallOutcome::Failed { limit, message } = call.outcome else { panic!("{:?}", call.outcome) };
+        assert_eq!(limit, "fuel", "{message}");
+        assert!(message.contains("stuck@0.1.0"), "{message}");
+    }
+    assert_eq!(stuck.spares_ready(), 0);
+    // The thread still makes spares for the others.
+    let call = rt.calls().classify(&good, &action, 0).await;
+    assert!(call.spare && matches!(call.outcome, CallOutcome::Ok(_)));
+    spares_ready(&good, 2).await;
+}
+
 /// A call that needs more fuel than the fast path allows is run again on the async path with
 /// the plugin's whole budget, and answers as it would have.
 #[tokio::test]
