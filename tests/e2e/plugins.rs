@@ -603,7 +603,7 @@ fn hostile_with_start(rt: &warden::plugins::runtime::Runtime, name: &str, body: 
                 continue;
             }
             Payload::CodeSectionStart { .. } => continue,
-            Payload::DataSection(_) | Payload::CustomSection(_) if code.len() > 0 => {
+            Payload::DataSection(_) | Payload::CustomSection(_) if !code.is_empty() => {
                 code.function(body);
                 module.section(&code);
                 code = wasm_encoder::CodeSection::new();
@@ -617,7 +617,7 @@ fn hostile_with_start(rt: &warden::plugins::runtime::Runtime, name: &str, body: 
             module.section(&wasm_encoder::StartSection { function_index: imported + defined });
         }
     }
-    assert_eq!(code.len(), 0, "the code section was written");
+    assert!(code.is_empty(), "the code section was written");
     let bytes = warden::plugins::build::componentize(&module.finish()).unwrap();
     rt.load(manifest(&format!("name = \"{name}\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"ok\"\n")), &bytes).unwrap()
 }
