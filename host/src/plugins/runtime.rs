@@ -400,6 +400,7 @@ impl Calls<'_> {
                 format!("plugin {}: the input is {input_bytes} bytes, over its limit of {} (limits.input_bytes)", plugin.manifest.id(), limits.input_bytes),
             );
         }
+        let cannot_start = |e: wasmtime::Error| fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id()));
         let fast_fuel = limits.fuel.min(FAST_FUEL);
         let taken = plugin.spares.take();
         let mut spare = taken.is_some();
@@ -412,7 +413,7 @@ impl Calls<'_> {
             // is torn down off this path.
             Some(Spare { mut store, instance, instantiate_fuel }) => {
                 if let Err(e) = store.set_fuel(fast_fuel.saturating_sub(instantiate_fuel)) {
-                    return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id()));
+                    return cannot_start(e);
                 }
                 result = pre.export::<P, (Result<T, types::PluginError>,)>(&mut store, &instance).and_then(|f| f.call(&mut store, args)).map(|(r,)| r);
                 left = store.get_fuel().unwrap_or(0);
@@ -424,12 +425,12 @@ impl Calls<'_> {
                     Some(store) => store,
                     None => match spares::store(&self.runtime.engine, limits, 0) {
                         Ok(store) => self.store.insert(store),
-                        Err(e) => return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id())),
+                        Err(e) => return cannot_start(e),
                     },
                 };
                 *store.data_mut() = CallState::new(limits);
                 if let Err(e) = store.set_fuel(fast_fuel) {
-                    return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id()));
+                    return cannot_start(e);
                 }
                 result = fast(store);
                 left = store.get_fuel().unwrap_or(0);
@@ -446,7 +447,7 @@ impl Calls<'_> {
         if out_of_fuel && limits.fuel > fast_fuel {
             let mut store = match self.runtime.async_store(limits) {
                 Ok(s) => s,
-                Err(e) => return fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id())),
+                Err(e) => return cannot_start(e),
             };
             (result, spare) = (slow(&mut store).await, false);
             (fuel, left) = (limits.fuel, store.get_fuel().unwrap_or(0));
