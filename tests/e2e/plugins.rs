@@ -79,6 +79,13 @@ async fn reference_classifier_raises_risk(backend: Backend) {
     let plugins = &page["records"][1]["details"]["plugins"][0];
     assert_eq!((plugins["plugin"].as_str(), plugins["level"].as_str()), (Some("action-classifier@0.1.0"), Some("high")));
     assert!(plugins["duration_us"].as_u64().is_some());
+    // `/metrics` counts where the two calls found their instances.
+    let (_, metrics) = s.call(reqwest::Method::GET, "/metrics", None, None).await;
+    let count = |name: &str| -> u64 {
+        let line = metrics.as_str().unwrap().lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(count("warden_plugin_spare_instances_total") + count("warden_plugin_on_demand_instances_total"), 2, "{metrics}");
 }
 
 /// The reference anomaly detector in the pipeline: quiet against a cold baseline, and a burst
