@@ -41,13 +41,7 @@ impl Warden {
         }
         let mut metrics = Metrics::default();
         record_policy(&store, &policy, clock.now_micros()).await?;
-        if config.plugins.spare_instances > crate::plugins::spares::MAX_PER_PLUGIN {
-            anyhow::bail!(
-                "invalid [plugins] in the configuration: spare_instances is {}, at most {}",
-                config.plugins.spare_instances,
-                crate::plugins::spares::MAX_PER_PLUGIN
-            );
-        }
+        // Refuses a `spare_instances` over its maximum, naming the setting.
         let plugins = Arc::new(PluginHost::with_spares(config.plugins.spare_instances)?);
         metrics.plugin_instances(plugins.runtime().instance_counters());
         let metrics = Arc::new(metrics);

@@ -108,7 +108,6 @@ impl bindings::classifier::warden::plugin::log::Host for CallState {
 
 /// The compiled, pre-instantiated form of one plugin's component: the handle to instantiate
 /// it from and its export, whose type was checked against the plugin's world when it loaded.
-#[derive(Clone)]
 pub struct Prepared {
     pre: InstancePre<CallState>,
     export: ComponentExportIndex,
@@ -144,7 +143,7 @@ pub struct LoadedPlugin {
     pub size: usize,
     /// The manifest's config as JSON text, passed on every call.
     pub config_json: Arc<str>,
-    prepared: Prepared,
+    /// Its spare instances and the handle they (and on-the-spot instances) are made from.
     spares: Arc<Queue>,
 }
 
@@ -223,7 +222,7 @@ impl Runtime {
     /// torn down off the calls' path (see [`spares`]); 0 instantiates on every call.
     pub fn with_spares(per_plugin: usize) -> anyhow::Result<Runtime> {
         if per_plugin > spares::MAX_PER_PLUGIN {
-            bail!("spare_instances is {per_plugin}, at most {}", spares::MAX_PER_PLUGIN);
+            bail!("invalid [plugins] in the configuration: spare_instances is {per_plugin}, at most {}", spares::MAX_PER_PLUGIN);
         }
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
@@ -288,8 +287,8 @@ impl Runtime {
         let export = component.get_export_index(None, manifest.kind.export()).ok_or_else(|| wrong_world(wasmtime::format_err!("no export")))?;
         let prepared = Prepared { pre, export };
         let config_json: Arc<str> = serde_json::to_string(&manifest.config)?.into();
-        let spares = self.spares.queue(prepared.clone(), manifest.limits);
-        Ok(LoadedPlugin { sha256: hex::encode(Sha256::digest(bytes)), size: bytes.len(), config_json, manifest: Arc::new(manifest), prepared, spares })
+        let spares = self.spares.queue(prepared, manifest.limits);
+        Ok(LoadedPlugin { sha256: hex::encode(Sha256::digest(bytes)), size: bytes.len(), config_json, manifest: Arc::new(manifest), spares })
     }
 
     /// The counts of calls that ran in a spare instance and calls that instantiated on the spot.
@@ -373,7 +372,7 @@ impl Calls<'_> {
         P: ComponentNamedList + Lower + Copy + Send + Sync,
         T: Lift + Send + Sync + 'static,
     {
-        let pre = &plugin.prepared;
+        let pre = plugin.spares.prepared();
         let fast = |store: &mut Store<CallState>| {
             let instance = pre.pre.instantiate(&mut *store)?;
             let (result,) = pre.export::<P, (Result<T, types::PluginError>,)>(store, &instance)?.call(&mut *store, args)?;

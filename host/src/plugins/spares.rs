@@ -57,7 +57,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Takes a spare if one is ready, and asks for the queue to be topped up.
+    /// Takes a spare if one is ready (the caller then asks [`Spares::refill`] to top it up).
     pub fn take(&self) -> Option<Spare> {
         let spare = self.ready.lock().expect("spares lock").pop();
         if spare.is_some() {
@@ -67,6 +67,11 @@ impl Queue {
             self.pool.counters.on_demand.inc();
         }
         spare
+    }
+
+    /// The handle this plugin version is instantiated from.
+    pub fn prepared(&self) -> &Prepared {
+        &self.prepared
     }
 
     /// Spares ready now.
