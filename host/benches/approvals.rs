@@ -5,6 +5,7 @@
 //!   receiver, while decisions keep being answered.
 //!
 //! Run: `cargo bench -p warden --bench approvals` (figures go to BENCHMARKS.md).
+#![allow(missing_docs)] // criterion_main! writes an undocumented `main`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,7 +65,7 @@ where
 async fn token(warden: &Warden, role: Role, subject: &str) -> String {
     let actor = Actor { kind: "admin".into(), id: "bench".into(), tool: None, model: None, token_id: None };
     let now = warden.state.clock.now_micros();
-    warden::api::tokens::issue(&warden.state.store, actor, role, Some(subject.into()), String::new(), None, now).await.unwrap().secret
+    warden::services::tokens::issue(&warden.state.store, actor, role, Some(subject.into()), String::new(), None, now).await.unwrap().secret
 }
 
 /// A Warden server on a fresh SQLite database, with a webhook to `receiver` if given: its client,

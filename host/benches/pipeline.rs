@@ -2,16 +2,25 @@
 //! permission, violation handling, and building the answer, decision row and audit record.
 //!
 //! Run: `cargo bench -p warden --bench pipeline`
+#![allow(missing_docs)] // criterion_main! writes an undocumented `main`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use warden::engine::{DecisionRequest, Subject, judge, validate};
+use warden::decision::{DecisionRequest, Inputs, Judgement, Subject, judge, validate};
+use warden::plugin::{Assessment, PluginAction};
 use warden::identity::{Agent, Caller, Human, Role};
 use warden::policy::{CompiledPolicy, Policy};
 use warden::quotas::QuotaPlan;
 
 fn agent(id: &str, tier: u8) -> Agent {
     Agent::new(id, "payments", tier)
+}
+
+/// The pure stages for one request at a fixed time.
+fn run(policy: &CompiledPolicy, caller: &Caller, subject: &Subject, request: &DecisionRequest, plugins: Assessment) -> Judgement {
+    let quotas = QuotaPlan::default();
+    let (now, decision_id) = (1_764_000_000_000_000, uuid::Uuid::now_v7().to_string());
+    judge(Inputs { policy, caller, subject, request: request.clone(), now, decision_id, plugins, quotas: &quotas }).unwrap()
 }
 
 fn pipeline(c: &mut Criterion) {
@@ -34,24 +43,13 @@ fn pipeline(c: &mut Criterion) {
     c.bench_function("decide_in_process/agent_alone", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(&policy, &caller, &alone, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), Default::default(), &QuotaPlan::default())
-                .unwrap()
+            run(&policy, &caller, &alone, &request, Default::default())
         })
     });
     c.bench_function("decide_in_process/on_behalf_with_parent", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
-            judge(
-                &policy,
-                &caller,
-                &chatops,
-                request.clone(),
-                1_764_000_000_000_000,
-                uuid::Uuid::now_v7().to_string(),
-                Default::default(),
-                &QuotaPlan::default(),
-            )
-            .unwrap()
+            run(&policy, &caller, &chatops, &request, Default::default())
         })
     });
 }
@@ -75,16 +73,15 @@ fn with_plugins(c: &mut Criterion) {
     }))
     .unwrap();
     let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None, approval: None };
-    let wit_action = warden::engine::plugin_action(&request.action, &subject.agent, warden::policy::RiskLevel::Low, 1_764_000_000_000_000);
+    let plugin_action = PluginAction::new(&request.action, &subject.agent, warden::policy::RiskLevel::Low, 1_764_000_000_000_000);
     // Only a classifier is loaded, so the anomaly context is never asked for.
-    let assess = || host.assess("deploy", || wit_action.clone(), || std::future::ready(Err(warden::error::Error::internal("no detector loaded"))));
+    let assess = || host.assess("deploy", || plugin_action.clone(), || std::future::ready(Err(warden::error::Error::internal("no detector loaded"))));
     c.bench_function("plugin/fresh_instance_and_classify", |b| b.iter(|| rt.block_on(assess()).unwrap()));
     c.bench_function("decide_in_process/with_reference_classifier", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();
             let assessment = rt.block_on(assess()).unwrap();
-            judge(&policy, &caller, &subject, request.clone(), 1_764_000_000_000_000, uuid::Uuid::now_v7().to_string(), assessment, &QuotaPlan::default())
-                .unwrap()
+            run(&policy, &caller, &subject, &request, assessment)
         })
     });
 }

@@ -8,6 +8,7 @@
 //!
 //! Run: `cargo bench -p warden --bench trust` (WARDEN_BENCH_EVIDENCE=1000000 for a quick run;
 //! figures go to BENCHMARKS.md).
+#![allow(missing_docs)] // criterion_main! writes an undocumented `main`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +21,8 @@ use warden::clock::SystemClock;
 use warden::config::Config;
 use warden::identity::Role;
 use warden::server::Warden;
-use warden::store::{Change, Write};
-use warden::tiers::Trigger;
+use warden::services::tiering::Trigger;
+use warden::store::{Change, OutcomeWrite, TrustWrite, Write};
 use warden::trust::Kind;
 
 const AGENTS: usize = 10_000;
@@ -122,7 +123,7 @@ async fn main() {
     println!("open + rebuild of the running totals from {evidence} outcomes: {:.1} s", started.elapsed().as_secs_f64());
 
     let actor = Actor { kind: "admin".into(), id: "bench".into(), tool: None, model: None, token_id: None };
-    let admin = warden::api::tokens::issue(&warden.state.store, actor, Role::Admin, Some("bench".into()), String::new(), None, now).await.unwrap().secret;
+    let admin = warden::services::tokens::issue(&warden.state.store, actor, Role::Admin, Some("bench".into()), String::new(), None, now).await.unwrap().secret;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(warden.clone().serve(listener, std::future::pending::<()>()));
@@ -157,7 +158,7 @@ async fn main() {
 
     // What trust adds to recording an outcome, one at a time, in process.
     let store = &warden.state.store;
-    let tiers = warden.state.engine.tiers();
+    let tiers = &warden.state.tiers;
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
     let (mut plain, mut with_trust, mut note, mut review) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..2000 {
@@ -167,7 +168,7 @@ async fn main() {
         let expected = store.outcome(&id).await.unwrap().unwrap().outcome;
         let at = warden::clock::Clock::now_micros(&SystemClock);
         let report =
-            Write::ReportOutcome { decision_id: id, outcome: "succeeded".into(), at, by: "bench".into(), detail: None, actual_cost_usd: None, expected };
+            Write::Outcome(OutcomeWrite::ReportOutcome { decision_id: id, outcome: "succeeded".into(), at, by: "bench".into(), detail: None, actual_cost_usd: None, expected });
         if round % 2 == 0 {
             let started = Instant::now();
             store.commit(Change { writes: vec![report], audit: vec![] }).await.unwrap();
@@ -177,7 +178,7 @@ async fn main() {
             let e = tiers.evidence(&agent.id, "production", warden::policy::RiskLevel::Low, Kind::Success, at, 1);
             let n = tiers.note(&agent);
             note.push(started.elapsed());
-            store.commit(Change { writes: vec![report, Write::AddEvidence(e), n], audit: vec![] }).await.unwrap();
+            store.commit(Change { writes: vec![report, Write::Trust(TrustWrite::AddEvidence(e)), n], audit: vec![] }).await.unwrap();
             with_trust.push(started.elapsed());
             let started = Instant::now();
             tiers.review(&agent.id, Trigger::Outcome { bad: false }).await.unwrap();
@@ -192,7 +193,7 @@ async fn main() {
     // End to end over HTTP: register decisions to report on, then report.
     let bot = {
         let actor = Actor { kind: "admin".into(), id: "bench".into(), tool: None, model: None, token_id: None };
-        warden::api::tokens::issue(&warden.state.store, actor, Role::Agent, Some("agent-1".into()), String::new(), None, now).await.unwrap().secret
+        warden::services::tokens::issue(&warden.state.store, actor, Role::Agent, Some("agent-1".into()), String::new(), None, now).await.unwrap().secret
     };
     let lift = json!({"limits": {"deploys_per_hour_per_service": 1000000, "calls_per_minute": 1000000}});
     assert!(http.put(format!("{base}/v1/agents/agent-1/quotas")).bearer_auth(&admin).json(&lift).send().await.unwrap().status().is_success());

@@ -589,7 +589,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 warden.seed_bootstrap_token(&secret).await?;
             }
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(%listen, database = %crate::store::redact(&warden.config.database_url()), policy = %warden.state.engine.policy().version, "warden is serving");
+            tracing::info!(%listen, database = %crate::store::redact(&warden.config.database_url()), policy = %warden.state.policy.version, "warden is serving");
             warden.serve(listener, shutdown_signal()).await
         }
         Command::Migrate => {
@@ -612,13 +612,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = match cmd {
                 TokenCommand::Create { role, subject, note } => {
                     let role = Role::parse(&role).with_context(|| format!("unknown role `{role}`: use admin, approver, service or agent"))?;
-                    let new = crate::api::tokens::issue(store, offline_actor(), role, subject, note, None, now).await?;
+                    let new = crate::services::tokens::issue(store, offline_actor(), role, subject, note, None, now).await?;
                     eprintln!("token {} ({}) created; the secret below is shown only once:", new.record.id, role.as_str());
                     println!("{}", new.secret);
                     Ok(())
                 }
                 TokenCommand::Revoke { id } => {
-                    crate::api::tokens::revoke(store, offline_actor(), &id, now).await?;
+                    crate::services::tokens::revoke(store, offline_actor(), &id, now).await?;
                     println!("revoked {id}");
                     Ok(())
                 }

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{Policy, PolicyMode, RiskLevel, Tier, ViolationMode};
+pub use crate::services::notify::{NotificationsConfig, WebhookConfig, WebhookFormat};
 use crate::store::StoreOptions;
 
 /// The whole configuration.
@@ -33,69 +34,6 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
 }
 
-/// `[notifications]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotificationsConfig {
-    /// Base URL people reach Warden at, for links in messages (e.g. `https://warden.example.com`).
-    pub public_url: String,
-    /// Attempts before a delivery is parked.
-    pub max_attempts: u32,
-    /// First retry delay, ms; doubles each attempt (with jitter) up to `max_backoff_ms`.
-    pub initial_backoff_ms: u64,
-    /// Longest retry delay, ms.
-    pub max_backoff_ms: u64,
-    /// How often a replica looks for due deliveries (it is also woken by its own events), ms.
-    pub poll_interval_ms: u64,
-    /// Per-request timeout, ms.
-    pub timeout_ms: u64,
-}
-
-impl Default for NotificationsConfig {
-    fn default() -> Self {
-        NotificationsConfig {
-            public_url: "http://127.0.0.1:8080".into(),
-            max_attempts: 12,
-            initial_backoff_ms: 1000,
-            max_backoff_ms: 600_000,
-            poll_interval_ms: 1000,
-            timeout_ms: 5000,
-        }
-    }
-}
-
-/// One `[[webhooks]]` endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Name, shown in deliveries.
-    pub name: String,
-    /// Where to POST.
-    pub url: String,
-    /// `warden` (Warden's JSON event) or `slack` (an incoming-webhook message).
-    #[serde(default)]
-    pub format: WebhookFormat,
-    /// Event types to send (`approval.requested`, …); empty for all.
-    #[serde(default)]
-    pub events: Vec<String>,
-    /// Environment variable holding the HMAC-SHA256 signing secret (preferred over `secret`).
-    #[serde(default)]
-    pub secret_env: Option<String>,
-    /// The signing secret itself (keep it out of files you share; prefer `secret_env`).
-    #[serde(default, skip_serializing)]
-    pub secret: Option<String>,
-}
-
-/// A webhook's body format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WebhookFormat {
-    /// `{"id", "type", "at", "data"}`.
-    #[default]
-    Warden,
-    /// Slack incoming-webhook: `text` and `blocks`.
-    Slack,
-}
 
 /// `[plugins]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,7 +158,7 @@ pub struct PolicyOverrides {
     /// How evidence weighs in the trust score (the whole table replaces the built-in one).
     pub trust: Option<crate::trust::TrustPolicy>,
     /// How tiers follow trust (the whole table replaces the built-in one).
-    pub tiering: Option<crate::tiers::TierPolicy>,
+    pub tiering: Option<crate::tiering::TierPolicy>,
     /// Quotas (the whole table replaces the built-in one; unset keys keep their defaults).
     pub quotas: Option<crate::quotas::QuotaPolicy>,
 }

@@ -1,26 +1,25 @@
 //! Warden: an adaptive risk engine that governs AI agents as first-class users of a platform.
 //!
 //! Agents ask Warden before they act; Warden answers allow, require approval or deny, records
-//! why in a hash-chained audit log, and widens or narrows each agent's tier from its record. See `DESIGN.md` for the architecture. Data flows one way:
-//! `api` → `engine` → (`policy`, …) → `store`/`audit`.
+//! why in a hash-chained audit log, and widens or narrows each agent's tier from its record.
+//! See `DESIGN.md` for the architecture.
+//!
+//! This crate is the service and the `warden` binary. Dependencies point one way:
+//! `api` (axum handlers: extract, call a service, answer) → `services` (the use cases:
+//! decisions, approvals, outcomes, rollback, agents, tokens, tiering, notify, plugins) →
+//! the crates below: `warden-store`, `warden-plugin-host` and `warden-core`. No service imports
+//! `api`; `config` composes each crate's settings and only `server` and `cli` read it; `jobs`
+//! runs every periodic task. The crates below are re-exported under their domain names so
+//! that `warden::policy`, `warden::store` and the rest read as one library.
 
 pub mod api;
-pub mod approvals;
-pub mod audit;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod engine;
-pub mod error;
-pub mod identity;
+pub mod jobs;
 pub mod metrics;
-pub mod outbox;
-pub mod outcomes;
-pub mod plugins;
-pub mod policy;
-pub mod quotas;
-pub mod rollback;
 pub mod server;
-pub mod store;
-pub mod tiers;
-pub mod trust;
+pub mod services;
+
+pub use warden_core::{approvals, audit, clock, decision, error, identity, plugin, policy, quotas, records, tiering, trust};
+pub use warden_plugin_host as plugins;
+pub use warden_store as store;

@@ -12,12 +12,15 @@ use crate::api::{self, AppState};
 use crate::audit::{Actor, AuditRecord};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::engine::Engine;
 use crate::identity::{Role, hash_token};
+use crate::jobs::{self, First};
 use crate::metrics::Metrics;
-use crate::outbox::{self, Outbox};
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
+use crate::services::decisions::{Engine, Parts};
+use crate::services::notify::{self, Outbox};
+use crate::services::tiering::Controller;
+use crate::services::{approvals, outcomes, plugins as publishing, quotas};
 use crate::store::{Change, Store};
 
 /// Everything a server needs, opened and ready.
@@ -46,24 +49,48 @@ impl Warden {
         metrics.plugin_instances(plugins.runtime().instance_counters());
         let metrics = Arc::new(metrics);
         if let Some(dir) = &config.plugins.dir {
-            for id in plugins.publish_dir(dir, &store, clock.now_micros()).await? {
+            for id in publishing::publish_dir(&plugins, dir, &store, clock.now_micros()).await? {
                 tracing::info!(plugin = %id, "plugin published from the plugin directory");
             }
         }
-        plugins.sync(&store).await?;
+        publishing::sync(&plugins, &store).await?;
         if config.plugins.sync_interval_ms > 0 {
-            tokio::spawn(sync_plugins(plugins.clone(), store.clone(), Duration::from_millis(config.plugins.sync_interval_ms)));
+            // Another replica may have changed the plugins: keep this one in step.
+            let (plugins, sync_store, every) = (plugins.clone(), store.clone(), Duration::from_millis(config.plugins.sync_interval_ms));
+            jobs::spawn("plugin sync", every, First::AfterInterval, store.clone(), move || {
+                let (plugins, store) = (plugins.clone(), sync_store.clone());
+                async move { publishing::sync(&plugins, &store).await.map_err(|e| format!("{e:#}")) }
+            });
         }
-        outbox::check(&config.webhooks, &config.notifications).context("invalid [[webhooks]] or [notifications] in the configuration")?;
+        notify::check(&config.webhooks, &config.notifications).context("invalid [[webhooks]] or [notifications] in the configuration")?;
         let outbox = Arc::new(Outbox::new(config.webhooks.clone(), config.notifications.clone()));
-        tokio::spawn(outbox::run(outbox.clone(), store.clone(), clock.clone()));
+        tokio::spawn(notify::run(outbox.clone(), store.clone(), clock.clone()));
         let every = Duration::from_millis(config.notifications.poll_interval_ms.max(10));
-        tokio::spawn(crate::approvals::announce_expiries(store.clone(), outbox.clone(), clock.clone(), every));
-        let engine = Engine::new(store.clone(), policy, clock.clone(), metrics.clone(), plugins, outbox);
-        tokio::spawn(crate::outcomes::mark_overdue(store.clone(), clock.clone(), engine.tiers().clone(), every));
-        tokio::spawn(engine.tiers().clone().run());
-        tokio::spawn(crate::quotas::prune(store.clone(), clock.clone()));
-        Ok(Warden { state: AppState { engine, store, clock, metrics }, config })
+        let (s, o, c) = (store.clone(), outbox.clone(), clock.clone());
+        jobs::spawn("approval expiries", every, First::Now, store.clone(), move || {
+            let (s, o, c) = (s.clone(), o.clone(), c.clone());
+            async move { approvals::announce_expiries(&s, &o, &c).await }
+        });
+        let tiers = Controller::new(store.clone(), policy.clone(), clock.clone(), outbox.clone());
+        let (s, c, t) = (store.clone(), clock.clone(), tiers.clone());
+        jobs::spawn("overdue outcomes", every, First::Now, store.clone(), move || {
+            let (s, c, t) = (s.clone(), c.clone(), t.clone());
+            async move { outcomes::mark_overdue(&s, &c, &t).await }
+        });
+        let t = tiers.clone();
+        jobs::spawn("tier review", tiers.sweep_interval(), First::AfterInterval, store.clone(), move || {
+            let t = t.clone();
+            async move { t.sweep().await.map_err(|e| e.message) }
+        });
+        let (s, c) = (store.clone(), clock.clone());
+        jobs::spawn("quota pruning", Duration::from_secs(3600), First::AfterInterval, store.clone(), move || {
+            let (s, c) = (s.clone(), c.clone());
+            async move { quotas::prune(&s, &c).await }
+        });
+        let parts = Parts { store: store.clone(), policy, clock: clock.clone(), metrics: metrics.clone(), plugins, outbox, tiers };
+        let decisions = Engine::new(parts.clone());
+        let Parts { policy, plugins, outbox, tiers, .. } = parts;
+        Ok(Warden { state: AppState { decisions, policy, plugins, outbox, tiers, store, clock, metrics }, config })
     }
 
     /// Opens with the system clock.
@@ -80,12 +107,12 @@ impl Warden {
         }
         let actor = Actor { kind: "admin".into(), id: "bootstrap".into(), tool: None, model: None, token_id: None };
         let now = self.state.clock.now_micros();
-        match api::tokens::issue(store, actor, Role::Admin, Some("bootstrap".into()), "WARDEN_BOOTSTRAP_ADMIN_TOKEN".into(), Some(secret.to_string()), now)
+        match crate::services::tokens::issue(store, actor, Role::Admin, Some("bootstrap".into()), "WARDEN_BOOTSTRAP_ADMIN_TOKEN".into(), Some(secret.to_string()), now)
             .await
         {
             Ok(_) => Ok(()),
             // Another replica seeded it first.
-            Err(e) if e.code == "token_exists" => Ok(()),
+            Err(e) if e.code == crate::store::Conflict::TokenExists.code() => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -128,21 +155,6 @@ async fn record_policy(store: &Store, policy: &CompiledPolicy, now: i64) -> anyh
     store.commit(Change { writes: vec![], audit: vec![record] }).await?;
     tracing::info!(version = %policy.version, "policy changed; recorded in the audit trail");
     Ok(())
-}
-
-/// Keeps this replica's plugins in step with the store (another replica may have changed them).
-async fn sync_plugins(plugins: Arc<PluginHost>, store: Store, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match plugins.sync(&store).await {
-            Ok(()) => {}
-            // The store closes at shutdown; nothing left to keep in step.
-            Err(_) if store.is_closed() => return,
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "plugin sync failed; will retry"),
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

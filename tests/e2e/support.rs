@@ -123,7 +123,7 @@ impl TestServer {
         let warden = Warden::open(config, clock).await.unwrap();
         let actor = Actor { kind: "admin".into(), id: "test".into(), tool: None, model: None, token_id: None };
         let now = warden.state.clock.now_micros();
-        let admin = warden::api::tokens::issue(&warden.state.store, actor, Role::Admin, Some("root".into()), String::new(), None, now).await.unwrap().secret;
+        let admin = warden::services::tokens::issue(&warden.state.store, actor, Role::Admin, Some("root".into()), String::new(), None, now).await.unwrap().secret;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -73,12 +73,12 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 
 fn verify(headers: &HeaderMap, body: &str, secret: &str) {
     let ts: i64 = headers["x-warden-timestamp"].to_str().unwrap().parse().unwrap();
-    let expected = warden::outbox::signature(secret, ts, body);
+    let expected = warden::services::notify::signature(secret, ts, body);
     assert_eq!(headers["x-warden-signature"].to_str().unwrap(), expected);
     // Independently: HMAC-SHA256 over "{timestamp}.{body}".
-    let mac = warden::outbox::hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
+    let mac = warden::services::notify::hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
     assert_eq!(expected, format!("v1={}", hex::encode(mac)));
-    assert!(warden::outbox::signature("wrong", ts, body) != expected);
+    assert!(warden::services::notify::signature("wrong", ts, body) != expected);
 }
 
 async fn deliveries_are_signed_retried_and_parked(backend: Backend) {

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::{AppState, Query};
 use crate::audit::AuditEntry;
 use crate::clock::parse_micros;
-use crate::error::{Error, ErrorBody, Result};
+use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::{Caller, Role};
 use crate::store::AuditFilter;
 

@@ -14,8 +14,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{AppState, Json};
-use crate::engine::{DecisionRequest, Reason, Verdict};
-use crate::error::{Error, ErrorBody, Kind, Result};
+use crate::decision::{DecisionRequest, Reason, Verdict};
+use crate::error::Kind;
+use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::Caller;
 
 /// Most evaluations in one batch request.
@@ -160,7 +161,7 @@ pub fn to_decision_request(e: &EvaluationRequest) -> Result<DecisionRequest> {
 
 async fn evaluate_one(state: &AppState, caller: &Caller, e: &EvaluationRequest) -> Result<EvaluationResponse> {
     let request = to_decision_request(e)?;
-    let answer = state.engine.decide(caller, request).await.map_err(|err| match err.field.as_deref() {
+    let answer = state.decisions.decide(caller, request).await.map_err(|err| match err.field.as_deref() {
         Some(f) => {
             let renamed = authzen_field(f);
             err.at(renamed)
@@ -228,7 +229,7 @@ async fn evaluations(State(state): State<AppState>, caller: Caller, Json(batch):
             }
             Err(e) => EvaluationResponse {
                 decision: false,
-                context: json!({ "error": { "status": e.status().as_u16(), "code": e.code, "message": e.message, "field": e.field.map(|f| format!("evaluations[{i}].{f}")) } }),
+                context: json!({ "error": { "status": super::error::status(e.kind).as_u16(), "code": e.code, "message": e.message, "field": e.field.as_ref().map(|f| format!("evaluations[{i}].{f}")) } }),
             },
         };
         let stop = (semantic == Semantic::DenyOnFirstDeny && !result.decision) || (semantic == Semantic::PermitOnFirstPermit && result.decision);

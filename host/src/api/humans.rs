@@ -5,12 +5,12 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::agents::change_record;
+use crate::audit::by_caller;
 use super::{AppState, Json};
 use crate::clock::format_micros;
-use crate::error::{Error, ErrorBody, Result};
+use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::{Caller, Human, Role};
-use crate::store::{Change, Write};
+use crate::store::{Change, IdentityWrite, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_human, list_humans)).routes(routes!(get_human))
@@ -25,8 +25,8 @@ async fn create_human(State(state): State<AppState>, caller: Caller, Json(mut hu
     human.validate()?;
     let now = state.clock.now_micros();
     human.created_at = format_micros(now);
-    let record = change_record(&caller, "human.created", format!("human:{}", human.id), None, serde_json::json!({ "human": human }), now);
-    state.store.commit(Change { writes: vec![Write::InsertHuman(human.clone(), now)], audit: vec![record] }).await?;
+    let record = by_caller(&caller, "human.created", format!("human:{}", human.id), None, serde_json::json!({ "human": human }), now);
+    state.store.commit(Change { writes: vec![Write::Identity(IdentityWrite::InsertHuman(human.clone(), now))], audit: vec![record] }).await?;
     Ok((StatusCode::CREATED, axum::Json(human)))
 }
 

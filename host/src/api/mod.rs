@@ -16,13 +16,19 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::clock::SharedClock;
-use crate::engine::Engine;
-use crate::error::{Error, Kind};
+use crate::plugins::PluginHost;
+use crate::policy::CompiledPolicy;
+use crate::services::decisions::Engine;
+use crate::services::notify::Outbox;
+use crate::services::tiering::Controller;
+use crate::error::Kind;
+use crate::api::error::{ApiError as Error};
 use crate::identity::{Caller, hash_token};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 mod agents;
+pub mod error;
 mod approvals;
 mod audit;
 mod authzen;
@@ -37,11 +43,19 @@ mod ui;
 mod violations;
 mod webhooks;
 
-/// What every handler can reach.
+/// What every handler can reach: the services, and the parts they share.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The decision engine.
-    pub engine: Engine,
+    /// The decision service.
+    pub decisions: Engine,
+    /// The effective policy.
+    pub policy: Arc<CompiledPolicy>,
+    /// The loaded plugins.
+    pub plugins: Arc<PluginHost>,
+    /// The notification outbox.
+    pub outbox: Arc<Outbox>,
+    /// The tier controller.
+    pub tiers: Controller,
     /// The store, for identity and audit reads and writes.
     pub store: Store,
     /// Time.
@@ -54,7 +68,7 @@ pub struct AppState {
 #[openapi(
     info(title = "Warden", description = "Adaptive risk engine for AI agents: ask before acting, get allow / require_approval / deny, with a hash-chained audit trail."),
     modifiers(&BearerAuth),
-    components(schemas(crate::error::ErrorBody))
+    components(schemas(crate::api::error::ErrorBody))
 )]
 struct ApiDoc;
 
@@ -195,7 +209,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 }
 
 /// A query parameter that must be one of `allowed` when given: 400 naming the field otherwise.
-pub(crate) fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> crate::error::Result<()> {
+pub(crate) fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> crate::api::error::Result<()> {
     match value {
         Some(v) if !allowed.contains(&v.as_str()) => Err(Error::field(field, format!("`{v}` is not one of {}", allowed.join(", ")))),
         _ => Ok(()),
@@ -203,7 +217,7 @@ pub(crate) fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> c
 }
 
 /// A list endpoint's `limit`: 1–1000, 100 when absent.
-pub(crate) fn page_limit(limit: Option<i64>) -> crate::error::Result<i64> {
+pub(crate) fn page_limit(limit: Option<i64>) -> crate::api::error::Result<i64> {
     let limit = limit.unwrap_or(100);
     if (1..=1000).contains(&limit) { Ok(limit) } else { Err(Error::field("limit", "must be from 1 to 1000")) }
 }
@@ -222,7 +236,7 @@ pub(crate) fn next_page<T, K>(items: &mut Vec<T>, limit: i64, cursor: impl Fn(&T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::DecisionRequest;
+    use crate::decision::DecisionRequest;
 
     #[test]
     fn json_errors_name_the_field() {

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use crate::error::{ErrorBody, Result};
+use crate::api::error::{ErrorBody, Result};
 use crate::identity::Caller;
 use crate::policy::Policy;
 
@@ -49,6 +49,6 @@ pub struct PolicyView {
 #[utoipa::path(get, path = "/v1/policy", tag = "policy", security(("bearer" = [])),
     responses((status = 200, body = PolicyView), (status = 401, body = ErrorBody)))]
 async fn get_policy(State(state): State<AppState>, _caller: Caller) -> axum::Json<PolicyView> {
-    let compiled = state.engine.policy();
+    let compiled = &state.policy;
     axum::Json(PolicyView { version: compiled.version.clone(), policy: compiled.policy.clone() })
 }

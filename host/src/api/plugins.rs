@@ -12,8 +12,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit::Actor;
 use super::{AppState, Json};
-use crate::error::{Error, ErrorBody, Result};
+use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::{Caller, Role};
 use crate::plugins::manifest::{FailurePolicy, Limits, Manifest, PluginKind};
 
@@ -72,7 +73,7 @@ async fn load_plugin(State(state): State<AppState>, caller: Caller, Json(upload)
         .decode(upload.component_base64.trim())
         .map_err(|e| Error::field("component_base64", format!("not base64: {e}")))?;
     let id = upload.manifest.id();
-    let changed = state.engine.plugins().publish(&state.store, super::agents::actor(&caller), upload.manifest, bytes, state.clock.now_micros()).await?;
+    let changed = crate::services::plugins::publish(&state.plugins, &state.store, Actor::of(&caller), upload.manifest, bytes, state.clock.now_micros()).await?;
     Ok((StatusCode::CREATED, axum::Json(PluginLoaded { plugin: id, changed: changed.is_some() })))
 }
 
@@ -82,8 +83,7 @@ async fn load_plugin(State(state): State<AppState>, caller: Caller, Json(upload)
 async fn list_plugins(State(state): State<AppState>, caller: Caller) -> Result<axum::Json<Vec<PluginInfo>>> {
     caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     let list = state
-        .engine
-        .plugins()
+        .plugins
         .snapshot()
         .iter()
         .map(|p| PluginInfo {
@@ -105,6 +105,6 @@ async fn list_plugins(State(state): State<AppState>, caller: Caller) -> Result<a
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn remove_plugin(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<StatusCode> {
     caller.require(&[Role::Admin])?;
-    state.engine.plugins().unpublish(&state.store, super::agents::actor(&caller), &name, state.clock.now_micros()).await?;
+    crate::services::plugins::unpublish(&state.plugins, &state.store, Actor::of(&caller), &name, state.clock.now_micros()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

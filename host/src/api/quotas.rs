@@ -9,11 +9,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::agents::{change_record, update_agent};
+use crate::services::quotas;
 use super::{AppState, Json};
-use crate::error::{Error, ErrorBody, Result};
+use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::{Agent, Caller, Role};
-use crate::quotas::{Charge, Headroom, Unit, Window, check_limit, limit_of, window_at};
+use crate::quotas::{Charge, Headroom, Unit, Window, limit_of, window_at};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_quotas, put_quotas))
@@ -66,7 +66,7 @@ async fn get_quotas(State(state): State<AppState>, caller: Caller, Path(id): Pat
 }
 
 async fn view(state: &AppState, agent: Agent) -> Result<AgentQuotas> {
-    let policy = state.engine.policy();
+    let policy = &state.policy;
     let q = &policy.policy.quotas;
     let now = state.clock.now_micros();
     let mut quotas = Vec::new();
@@ -111,37 +111,6 @@ async fn put_quotas(
     Path(id): Path<String>,
     Json(body): Json<QuotaOverrides>,
 ) -> Result<axum::Json<AgentQuotas>> {
-    caller.require(&[Role::Admin])?;
-    let policy = state.engine.policy().clone();
-    // Check everything before changing anything.
-    let mut changes: Vec<(String, Option<f64>)> = Vec::new();
-    for (name, value) in &body.limits {
-        let field = format!("limits.{name}");
-        let quota = policy.policy.quotas.quota(name).ok_or_else(|| {
-            let known: Vec<&str> = policy.policy.quotas.quotas.iter().map(|q| q.name.as_str()).collect();
-            Error::field(&field, format!("no quota `{name}`; known: {}", known.join(", ")))
-        })?;
-        let limit = match value {
-            serde_json::Value::Null => None,
-            v => Some(v.as_f64().ok_or_else(|| Error::field(&field, "must be a number (or null to remove the override)"))?),
-        };
-        if let Some(l) = limit {
-            check_limit(quota, l).map_err(|e| Error::field(&field, e))?;
-        }
-        changes.push((name.clone(), limit));
-    }
-    let agent = update_agent(&state, &id, |before: &Agent, now| {
-        let mut after = before.clone();
-        for (name, limit) in &changes {
-            match limit {
-                Some(l) => after.quota_overrides.insert(name.clone(), *l),
-                None => after.quota_overrides.remove(name),
-            };
-        }
-        let details = serde_json::json!({"before": before.quota_overrides, "after": after.quota_overrides});
-        let record = change_record(&caller, "quotas.updated", format!("agent:{id}"), Some(id.clone()), details, now);
-        Ok((after, Vec::new(), vec![record]))
-    })
-    .await?;
+    let agent = quotas::set_overrides(&state.store, &state.clock, &state.policy, &caller, &id, &body.limits).await?;
     Ok(axum::Json(view(&state, agent).await?))
 }

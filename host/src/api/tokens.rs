@@ -1,7 +1,4 @@
 //! `/v1/tokens`: API tokens. Secrets are shown once and stored hashed.
-//!
-//! [`issue`] and [`revoke`] are shared with the offline `warden token` commands, so a token made
-//! either way is validated and audited the same.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,12 +7,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit::Actor;
 use super::{AppState, Json};
-use crate::audit::{Actor, AuditRecord};
+use crate::api::error::{ErrorBody, Result};
 use crate::clock::format_micros;
-use crate::error::{Error, ErrorBody, Result};
-use crate::identity::{Caller, NewToken, Role, TokenRecord, mint_token, validate_text};
-use crate::store::{Change, Store, Write};
+use crate::identity::{Caller, Role, TokenRecord};
+use crate::services::tokens::{issue, revoke};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_token, list_tokens)).routes(routes!(revoke_token))
@@ -47,53 +44,12 @@ pub struct TokenCreated {
     pub subject: Option<String>,
 }
 
-fn token_record(actor: Actor, event: &str, token: &TokenRecord, now: i64) -> AuditRecord {
-    let authorizing_human = if actor.kind == "admin" || actor.kind == "human" { Some(actor.id.clone()) } else { None };
-    let agent = if token.role == Role::Agent { token.subject.clone() } else { None };
-    let details = serde_json::json!({ "role": token.role, "subject": token.subject, "note": token.note });
-    AuditRecord { agent, authorizing_human, ..AuditRecord::change(actor, event, format!("token:{}", token.id), details, now) }
-}
-
-/// Validates and stores a new token; `secret` overrides the random one (bootstrap only).
-pub async fn issue(store: &Store, actor: Actor, role: Role, subject: Option<String>, note: String, secret: Option<String>, now: i64) -> Result<NewToken> {
-    if !note.is_empty() {
-        validate_text("note", &note, 256)?;
-    }
-    match (role, &subject) {
-        (Role::Agent, None) | (Role::Approver, None) => {
-            return Err(Error::field("subject", format!("a {} token needs a subject", role.as_str())));
-        }
-        (Role::Agent, Some(id)) if store.agent(id).await?.is_none() => {
-            return Err(Error::field("subject", format!("no agent `{id}`")));
-        }
-        (Role::Approver, Some(id)) if store.human(id).await?.is_none() => {
-            return Err(Error::field("subject", format!("no human `{id}`")));
-        }
-        (_, Some(s)) => validate_text("subject", s, 128)?,
-        _ => {}
-    }
-    let new = match secret {
-        Some(secret) => crate::identity::token_from_secret(secret, role, subject, note, now),
-        None => mint_token(role, subject, note, now),
-    };
-    let record = token_record(actor, "token.created", &new.record, now);
-    store.commit(Change { writes: vec![Write::InsertToken(new.record.clone())], audit: vec![record] }).await?;
-    Ok(new)
-}
-
-/// Revokes a token by id.
-pub async fn revoke(store: &Store, actor: Actor, id: &str, now: i64) -> Result<()> {
-    let token = store.token_by_id(id).await?.ok_or_else(|| Error::not_found("unknown_token", format!("no token `{id}`")))?;
-    let record = token_record(actor, "token.revoked", &token, now);
-    store.commit(Change { writes: vec![Write::RevokeToken { id: id.to_string(), at: now }], audit: vec![record] }).await
-}
-
 /// Create a token (admin). The secret is in the answer and nowhere else.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = TokenCreate, security(("bearer" = [])),
     responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_token(State(state): State<AppState>, caller: Caller, Json(req): Json<TokenCreate>) -> Result<(StatusCode, axum::Json<TokenCreated>)> {
     caller.require(&[Role::Admin])?;
-    let new = issue(&state.store, super::agents::actor(&caller), req.role, req.subject, req.note, None, state.clock.now_micros()).await?;
+    let new = issue(&state.store, Actor::of(&caller), req.role, req.subject, req.note, None, state.clock.now_micros()).await?;
     Ok((StatusCode::CREATED, axum::Json(TokenCreated { id: new.record.id, token: new.secret, role: new.record.role, subject: new.record.subject })))
 }
 
@@ -140,6 +96,6 @@ async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<ax
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     caller.require(&[Role::Admin])?;
-    revoke(&state.store, super::agents::actor(&caller), &id, state.clock.now_micros()).await?;
+    revoke(&state.store, Actor::of(&caller), &id, state.clock.now_micros()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

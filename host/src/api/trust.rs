@@ -10,10 +10,10 @@ use utoipa_axum::routes;
 
 use super::{AppState, Query};
 use crate::clock::{format_micros, parse_micros};
-use crate::error::{Error, ErrorBody, Result};
+use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::{Agent, AgentStatus, Caller, Role};
-use crate::store::{DailyTrust, TierChange};
-use crate::tiers::{NextPromotion, Window};
+use crate::records::{DailyTrust, TierChange};
+use crate::tiering::{NextPromotion, Window};
 use crate::trust::{Trust, TrustPolicy};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -72,7 +72,7 @@ async fn get_trust(State(state): State<AppState>, caller: Caller, Path(id): Path
 }
 
 async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTrust> {
-    let tiers = state.engine.tiers();
+    let tiers = &state.tiers;
     let a = tiers.assess(agent, true, false).await?;
     let (next_promotion, last_changes) =
         if detail { (tiers.next_promotion(&a).await?, state.store.tier_changes(&a.agent.id, 0, 5).await?) } else { (None, Vec::new()) };
@@ -87,7 +87,7 @@ async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTru
         error_budget: a.budget,
         next_promotion,
         last_changes,
-        policy: state.engine.policy().policy.trust.clone(),
+        policy: state.policy.policy.trust.clone(),
         as_of: format_micros(a.now),
     })
 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::identity::{Caller, Role};
-use crate::store::Approval;
+use crate::records::Approval;
 
 const COOKIE_NAME: &str = "warden_session";
 
@@ -113,7 +113,7 @@ async fn inbox(State(state): State<AppState>, headers: HeaderMap, Query(flash): 
     let now = state.clock.now_micros();
     let pending = match state.store.approvals(Some("pending"), None, None, 200, now).await {
         Ok(p) => p,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, page("unavailable", &esc(&e.message))).into_response(),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, page("unavailable", &esc(&e.to_string()))).into_response(),
     };
     let token = csrf(&secret);
     let mut body = format!(
@@ -253,7 +253,7 @@ async fn decide(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
         _ => return back("error", "choose approve or reject"),
     };
     let comment = Some(form.comment.trim().to_string()).filter(|c| !c.is_empty());
-    match super::approvals::decide_as(&state, &caller, &id, comment, approve).await {
+    match crate::services::approvals::decide(&super::approvals::deciding(&state), &caller, &id, comment, approve).await {
         Ok(a) if a.status == "pending" => back(
             "notice",
             &format!("you approved {} · {} {}; {} more approver(s) needed", a.agent, a.class, a.service, a.approvals_needed - a.approved_by.len() as i64),

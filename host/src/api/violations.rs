@@ -6,11 +6,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::agents::change_record;
+use crate::audit::by_caller;
 use super::{AppState, Json, Query};
-use crate::error::{Error, ErrorBody, Result};
+use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::{Caller, Role};
-use crate::store::{Change, Violation, ViolationFilter, Write};
+use crate::records::{Violation};
+use crate::store::{Change, ViolationFilter, ViolationWrite, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_violations)).routes(routes!(get_violation)).routes(routes!(ack_violation))
@@ -106,9 +107,9 @@ async fn ack_violation(State(state): State<AppState>, caller: Caller, Path(id): 
     let v = state.store.violation(&id).await?.ok_or_else(|| Error::not_found("unknown_violation", format!("no violation `{id}`")))?;
     let now = state.clock.now_micros();
     let details = serde_json::json!({"violation_id": id, "reason": v.reason, "mode": v.mode, "comment": ack.comment});
-    let mut record = change_record(&caller, "violation.acknowledged", format!("violation:{id}"), Some(v.agent.clone()), details, now);
+    let mut record = by_caller(&caller, "violation.acknowledged", format!("violation:{id}"), Some(v.agent.clone()), details, now);
     record.decision_id = Some(v.decision_id.clone());
-    let write = Write::AckViolation { id: id.clone(), by: caller.actor_id(), at: now, comment: ack.comment };
+    let write = Write::Violation(ViolationWrite::AckViolation { id: id.clone(), by: caller.actor_id(), at: now, comment: ack.comment });
     state.store.commit(Change { writes: vec![write], audit: vec![record] }).await?;
     let v = state.store.violation(&id).await?.ok_or_else(|| Error::internal(format!("violation `{id}` vanished")))?;
     Ok(axum::Json(v))

@@ -7,9 +7,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{AppState, Query};
-use crate::error::{ErrorBody, Result};
+use crate::api::error::{ErrorBody, Result};
 use crate::identity::{Caller, Role};
-use crate::store::Delivery;
+use crate::records::Delivery;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_deliveries))

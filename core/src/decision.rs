@@ -1,0 +1,1020 @@
+//! Decisions (DESIGN.md, "The decision pipeline"): the request and answer types, and [`judge`],
+//! the pure stages of the pipeline.
+//!
+//! `judge` does no I/O: the decisions service loads what it needs (the agent, its parent chain,
+//! the on-behalf-of human, the presented approval, the plugins' assessment, the quota counts),
+//! calls it, and commits what it returns before answering. That is also what the in-process
+//! benchmark measures.
+//!
+//! Stages: 1 resolve the caller's agent ([`resolve_agent`]) · 2 validate ([`validate`]) ·
+//! 3 classify (built-in table and classifier plugins) · 4 anomaly (detector findings) ·
+//! 5 permission (effective tier, grants, on-behalf-of human) · 6 quotas · 7 violation handling ·
+//! 8 approval · 9 the record.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::approvals::{self, Presented};
+use crate::audit::{Actor, AuditRecord, RawJson};
+use crate::clock::format_micros;
+use crate::error::{Error, Result};
+use crate::identity::{Agent, AgentStatus, Caller, Human, Role};
+use crate::plugin::{AnomalyFinding, Assessment, CallStatus, PluginReport};
+use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
+use crate::quotas::{Charge, Headroom, QuotaPlan};
+use crate::records::{Approval, ApprovalRow, DecisionRow, EvidenceDelta, Event, ViolationRow};
+
+/// How deep a parent chain may go before Warden refuses it.
+pub const MAX_PARENT_DEPTH: usize = 8;
+
+/// `POST /v1/decisions`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// The agent; may be omitted when an agent's own token calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The human the agent acts for (ChatOps): the agent gets at most that human's rights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// An approval to consume for this exact action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// What the agent wants to do.
+    pub action: Action,
+}
+
+/// The action an agent asks about.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    /// Action class (`deploy`, `db_migration`, …); see `GET /v1/policy`.
+    pub class: String,
+    /// Target environment (`dev`, `staging`, `production`, …).
+    pub environment: String,
+    /// Target service.
+    pub service: String,
+    /// Resources touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// The change, for code and config changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeSummary>,
+    /// Estimated cost in US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_cost_usd: Option<f64>,
+    /// Why the agent wants to do this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+    /// The agent's plan (text or structured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub plan: Option<serde_json::Value>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The size and shape of a code or config change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSummary {
+    /// Files changed.
+    pub files_changed: u32,
+    /// Lines added.
+    pub lines_added: u32,
+    /// Lines deleted.
+    pub lines_deleted: u32,
+    /// Paths changed.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Whether the change breaks other services' contracts.
+    #[serde(default)]
+    pub breaking: bool,
+}
+
+/// The verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Go ahead.
+    Allow,
+    /// Wait for a human's approval.
+    RequireApproval,
+    /// Do not.
+    Deny,
+}
+
+impl Verdict {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::RequireApproval => "require_approval",
+            Verdict::Deny => "deny",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Verdict> {
+        [Verdict::Allow, Verdict::RequireApproval, Verdict::Deny].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Merged risk.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Risk {
+    /// Highest level of the built-in table and every classifier.
+    pub level: RiskLevel,
+    /// 0–100.
+    pub score: u8,
+    /// What made it risky.
+    pub categories: Vec<String>,
+}
+
+/// Where to wait for a human's approval.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalRef {
+    /// Approval id: re-submit the same action with `approval_id` once it is approved.
+    pub id: String,
+    /// When it lapses undecided (RFC 3339).
+    pub expires_at: String,
+    /// Where to watch it.
+    pub url: String,
+}
+
+/// The anomaly stage's result.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Anomaly {
+    /// The highest finding's severity, 0–100 (0 when nothing is unusual).
+    pub severity: u8,
+    /// Every finding of every detector.
+    pub findings: Vec<AnomalyFinding>,
+}
+
+/// One reason behind a verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Reason {
+    /// Stable code.
+    pub code: String,
+    /// For humans.
+    pub text: String,
+}
+
+/// Something the agent or platform must do after an allowed action.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Obligation {
+    /// `report_outcome`, `await_approval`, `rollback_guard`, …
+    pub kind: String,
+    /// For humans.
+    pub detail: String,
+    /// When it is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+}
+
+/// The answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DecisionAnswer {
+    /// Id of the recorded decision.
+    pub decision_id: String,
+    /// The verdict to act on.
+    pub verdict: Verdict,
+    /// In shadow mode: the verdict enforcement would have given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_verdict: Option<Verdict>,
+    /// Merged risk.
+    pub risk: Risk,
+    /// What the anomaly detectors found, when any ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<Anomaly>,
+    /// Why.
+    pub reasons: Vec<Reason>,
+    /// What must follow.
+    pub obligations: Vec<Obligation>,
+    /// The approval to wait for, with a `require_approval` verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRef>,
+    /// Effective tier at decision time.
+    pub tier: u8,
+    /// The agent's own tier (the effective one may be capped by a parent).
+    pub agent_tier: u8,
+    /// Trust score at decision time, once the trust engine has evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_score: Option<f64>,
+    /// The quotas the action drew on (or would have): limit, use and what is left in the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<Headroom>,
+    /// Policy version.
+    pub policy_version: String,
+    /// Each plugin that ran: `name@version`, its verdict, fuel used and duration.
+    pub plugins: Vec<PluginReport>,
+    /// Decision time (RFC 3339).
+    pub decided_at: String,
+}
+
+/// Everything `judge` needs, loaded by the decisions service.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The agent.
+    pub agent: Agent,
+    /// Its parents, nearest first.
+    pub parents: Vec<Agent>,
+    /// The on-behalf-of human.
+    pub human: Option<Human>,
+    /// The approval presented with the request, checked against it.
+    pub approval: Option<Presented>,
+}
+
+/// The inputs of [`judge`], each loaded by its own stage of the service.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    /// The effective policy.
+    pub policy: &'a CompiledPolicy,
+    /// Who asks.
+    pub caller: &'a Caller,
+    /// The agent, its parents, the on-behalf-of human and the presented approval.
+    pub subject: &'a Subject,
+    /// The request, validated.
+    pub request: DecisionRequest,
+    /// Decision time, Unix microseconds.
+    pub now: i64,
+    /// The id the decision is recorded under.
+    pub decision_id: String,
+    /// The plugins' merged opinion (stages 3 and 4).
+    pub plugins: Assessment,
+    /// The quotas the action draws on, with their counts.
+    pub quotas: &'a QuotaPlan,
+}
+
+/// What a decision writes, in the order it must be written: the writes that may fail come
+/// first (using the approval, then charging the quotas), so a failed change has written nothing.
+#[derive(Debug, Clone)]
+pub struct DecisionWrites {
+    /// An approval this decision uses up; if another decision used it meanwhile, the whole
+    /// change fails and nothing is recorded (single use, on every replica).
+    pub consume_approval: Option<String>,
+    /// What the action is charged to its quotas (an allowed action that costs something).
+    pub charge: Option<Vec<Charge>>,
+    /// The decision itself.
+    pub decision: DecisionRow,
+    /// A violation, with the trust evidence it is.
+    pub violation: Option<(ViolationRow, EvidenceDelta)>,
+    /// A new approval request.
+    pub approval: Option<ApprovalRow>,
+}
+
+/// What `judge` produces: the answer and what records it.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    /// The answer to send once the writes are committed.
+    pub answer: DecisionAnswer,
+    /// The rows to write, in one transaction with `audit`.
+    pub writes: DecisionWrites,
+    /// The audit records: the decision's first, then its approval and violation records.
+    pub audit: Vec<AuditRecord>,
+    /// Events for the outbox, to be written with the rest.
+    pub events: Vec<Event>,
+}
+
+fn reason(code: &str, text: String) -> Reason {
+    Reason { code: code.to_string(), text }
+}
+
+/// The verdict as it forms, stage by stage.
+struct Draft {
+    verdict: Verdict,
+    reasons: Vec<Reason>,
+    obligations: Vec<Obligation>,
+    /// The reason code of a violation the verdict amounts to.
+    violation: Option<&'static str>,
+    /// A forged, reused or misapplied approval: always blocked.
+    approval_violation: bool,
+    consume: Option<String>,
+    pending: Option<ApprovalRef>,
+    violation_row: Option<ViolationRow>,
+    charge: Option<Vec<Charge>>,
+    headroom: Vec<Headroom>,
+}
+
+/// Stages 3, 4, 5, 6, 7 and 8, and the record of stage 9, without I/O.
+pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
+    let Inputs { policy, caller, subject, mut request, now, decision_id, plugins, quotas } = inputs;
+    let agent = &subject.agent;
+    request.agent = Some(agent.id.clone());
+    let action = &request.action;
+    let (class, env, service) = (action.class.as_str(), action.environment.as_str(), action.service.as_str());
+    let mut draft = Draft {
+        verdict: Verdict::Deny,
+        reasons: Vec::new(),
+        obligations: Vec::new(),
+        violation: None,
+        approval_violation: false,
+        consume: None,
+        pending: None,
+        violation_row: None,
+        charge: None,
+        headroom: Vec::new(),
+    };
+    let (risk, anomaly, reports) = classify(policy, action, plugins, &mut draft.reasons);
+    let level = risk.level;
+    let tier = effective_tier(policy, subject, anomaly.as_ref(), &mut draft.reasons);
+    permit(policy, subject, tier, (class, env, service), level, &mut draft);
+    present_approval(subject, level, &mut draft);
+    let violation_of = |mode: ViolationMode, reason: &str| ViolationRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        at: now,
+        decision_id: decision_id.clone(),
+        agent_id: agent.id.clone(),
+        class: class.to_string(),
+        environment: env.to_string(),
+        service: service.to_string(),
+        mode,
+        reason: reason.to_string(),
+    };
+    let shadow = agent.shadow || policy.policy.mode == PolicyMode::Shadow;
+    if !shadow {
+        handle_violation(policy, class, &mut draft, &violation_of);
+        charge_quotas(quotas, &mut draft, &violation_of);
+    }
+    let shadow_verdict = shadow.then(|| {
+        let would = draft.verdict;
+        draft.reasons.push(reason("shadow_mode", format!("shadow mode: enforcement would answer {}; nothing is blocked", would.as_str())));
+        draft.verdict = Verdict::Allow;
+        would
+    });
+    let new_approval = request_approval(policy, &request, agent, &decision_id, now, &mut draft);
+    // Every allowed write owes its outcome by a deadline (reads change nothing).
+    let outcome_due_at = (draft.verdict == Verdict::Allow && class != "read").then(|| now.saturating_add(policy.outcome_deadline_micros(class)));
+    if let Some(due) = outcome_due_at {
+        draft.obligations.push(Obligation {
+            kind: "report_outcome".into(),
+            detail: format!("report what happened (succeeded, failed, rolled_back) to /v1/decisions/{decision_id}/outcome"),
+            due_at: Some(format_micros(due)),
+        });
+    }
+    let answer = DecisionAnswer {
+        decision_id: decision_id.clone(),
+        verdict: draft.verdict,
+        shadow_verdict,
+        risk,
+        anomaly,
+        reasons: draft.reasons,
+        obligations: draft.obligations,
+        approval: draft.pending,
+        tier,
+        agent_tier: agent.tier,
+        trust_score: agent.trust_score,
+        quotas: draft.headroom,
+        policy_version: policy.version.clone(),
+        plugins: reports,
+        decided_at: format_micros(now),
+    };
+    let rest = Recorded { consume: draft.consume, charge: draft.charge, violation: draft.violation_row, approval: new_approval, outcome_due_at };
+    record(policy, caller, agent, request, answer, rest, now)
+}
+
+/// Stage 3: the built-in table's risk, raised (never lowered) by the classifiers; and the
+/// anomaly detectors' findings (stage 4).
+fn classify(policy: &CompiledPolicy, action: &Action, plugins: Assessment, reasons: &mut Vec<Reason>) -> (Risk, Option<Anomaly>, Vec<PluginReport>) {
+    let (class, env) = (action.class.as_str(), action.environment.as_str());
+    let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
+    let table_level = policy.table_risk(class, env, breaking);
+    let mut categories = vec![["class:", class].concat(), ["environment:", env].concat()];
+    if breaking {
+        categories.push("breaking_change".to_string());
+    }
+    let level = table_level.max(plugins.level.unwrap_or(table_level));
+    let score = table_level.base_score().max(plugins.score).max(level.base_score());
+    categories.extend(plugins.categories);
+    for (plugin, text) in plugins.reasons {
+        let failed = plugins.reports.iter().any(|r| r.plugin == plugin && r.outcome != CallStatus::Ok);
+        reasons.push(reason(if failed { "plugin_failed" } else { "plugin_risk" }, format!("{plugin}: {text}")));
+    }
+    let anomaly = plugins.anomaly_checked.then_some(Anomaly { severity: plugins.anomaly_severity, findings: plugins.findings });
+    (Risk { level, score, categories }, anomaly, plugins.reports)
+}
+
+/// Stage 5, first half: effective tier = min(agent tier, parent caps, anomaly cap).
+fn effective_tier(policy: &CompiledPolicy, subject: &Subject, anomaly: Option<&Anomaly>, reasons: &mut Vec<Reason>) -> u8 {
+    let mut tier = subject.agent.tier;
+    for parent in &subject.parents {
+        if parent.tier < tier {
+            tier = parent.tier;
+            reasons.push(reason("parent_cap", format!("parent agent `{}` is at tier {}, which caps this agent", parent.id, parent.tier)));
+        }
+    }
+    if let Some(a) = anomaly
+        && a.severity >= policy.policy.severe_anomaly
+        && tier > policy.policy.severe_anomaly_tier_cap
+    {
+        tier = policy.policy.severe_anomaly_tier_cap;
+        let worst = a.findings.iter().max_by_key(|f| f.severity).map(|f| format!(" ({}: {})", f.detector, f.message)).unwrap_or_default();
+        reasons.push(reason("anomaly_cap", format!("a severe anomaly (severity {}){worst} caps the tier at {tier}", a.severity)));
+    }
+    tier
+}
+
+/// Stage 5, second half: suspension, the tier's grant, and the on-behalf-of human's rights.
+fn permit(policy: &CompiledPolicy, subject: &Subject, tier: u8, (class, env, service): (&str, &str, &str), level: RiskLevel, draft: &mut Draft) {
+    let agent = &subject.agent;
+    let tier_label = format!("tier {tier} ({})", policy.tier_name(tier));
+    let suspended = if agent.status == AgentStatus::Suspended {
+        Some(reason("agent_suspended", format!("agent `{}` is suspended", agent.id)))
+    } else {
+        subject.parents.iter().find(|p| p.status == AgentStatus::Suspended).map(|p| reason("parent_suspended", format!("parent agent `{}` is suspended", p.id)))
+    };
+    let (verdict, r, violation) = match suspended {
+        Some(r) => (Verdict::Deny, r, None),
+        None => match policy.permission(tier, class, env, service, level) {
+            Permission::Allowed => (Verdict::Allow, reason("grant_allows", format!("{tier_label} may {class} in {env} at {level} risk")), None),
+            Permission::NeedsApproval => (
+                Verdict::RequireApproval,
+                reason("approval_required", format!("{tier_label} needs a human's approval to {class} in {env} at {level} risk")),
+                None,
+            ),
+            Permission::ExplicitDeny => {
+                (Verdict::Deny, reason("explicit_deny", format!("a grant of {tier_label} denies {class} in {env} for {service}")), Some("explicit_deny"))
+            }
+            Permission::NoGrant => (Verdict::Deny, reason("no_grant", format!("{tier_label} has no grant to {class} in {env} at {level} risk")), Some("no_grant")),
+        },
+    };
+    draft.verdict = verdict;
+    draft.reasons.push(r);
+    draft.violation = violation;
+    // On behalf of a human: the agent gets at most the human's rights.
+    if let Some(human) = &subject.human
+        && draft.verdict != Verdict::Deny
+        && !human.covers(class, env, service, level)
+    {
+        draft.reasons.push(reason(
+            "on_behalf_of_not_permitted",
+            format!("`{}`, on whose behalf the agent acts, may not {class} in {env} for {service} at {level} risk", human.id),
+        ));
+        draft.violation = Some("on_behalf_of_not_permitted");
+        draft.verdict = Verdict::Deny;
+    }
+}
+
+/// Stage 8, an approval presented: it allows exactly the action it was given for, once.
+fn present_approval(subject: &Subject, level: RiskLevel, draft: &mut Draft) {
+    let verdict = draft.verdict;
+    match &subject.approval {
+        // Plugins or policy may judge the same action riskier now than when it was approved:
+        // then the approval no longer covers it, and a new request is made.
+        Some(Presented::Valid(a)) if verdict != Verdict::Deny && approved_risk(a).is_some_and(|approved| level > approved) => {
+            draft.reasons.push(reason(
+                "approval_outdated",
+                format!("approval `{}` was given at {} risk; the action is now {level}", a.id, approved_risk(a).map(|r| r.as_str()).unwrap_or("?")),
+            ));
+        }
+        Some(Presented::Valid(a)) if verdict != Verdict::Deny => {
+            let by = a.decided_by.as_deref().unwrap_or("a human");
+            draft.reasons.push(reason("approved", format!("approval `{}` by {by} allows exactly this action, once", a.id)));
+            draft.verdict = Verdict::Allow;
+            draft.consume = Some(a.id.clone());
+        }
+        Some(Presented::Pending(a)) if verdict == Verdict::RequireApproval => {
+            draft.reasons.push(reason("approval_pending", format!("approval `{}` is still waiting for a human", a.id)));
+            draft.pending = Some(ApprovalRef { id: a.id.clone(), expires_at: a.expires_at.clone(), url: format!("/v1/approvals/{}", a.id) });
+        }
+        Some(Presented::Rejected(text)) if verdict != Verdict::Deny => {
+            draft.reasons.push(reason("approval_rejected", text.clone()));
+            draft.verdict = Verdict::Deny;
+        }
+        Some(Presented::Expired(text)) => draft.reasons.push(reason("approval_expired", text.clone())),
+        Some(Presented::Violation { code, text }) => {
+            draft.reasons.push(reason(code, text.clone()));
+            draft.violation = Some(code);
+            draft.approval_violation = true;
+            draft.verdict = Verdict::Deny;
+        }
+        _ => {}
+    }
+}
+
+/// Stage 7: the class's violation mode decides what a violation does.
+fn handle_violation(policy: &CompiledPolicy, class: &str, draft: &mut Draft, violation_of: &impl Fn(ViolationMode, &str) -> ViolationRow) {
+    let Some(code) = draft.violation else { return };
+    // A forged, reused or misapplied approval is always blocked, whatever the class's mode.
+    let mode = if draft.approval_violation { ViolationMode::Block } else { policy.violation_mode(class) };
+    match mode {
+        ViolationMode::Block => {}
+        ViolationMode::Flag => {
+            draft.reasons.push(reason("violation_flagged", format!("{class} is in flag mode: allowed, and recorded as a violation for review")));
+            draft.verdict = Verdict::Allow;
+        }
+        ViolationMode::Guard => {
+            draft.reasons.push(reason(
+                "violation_guarded",
+                format!("{class} is in guard mode: allowed under an automatic-rollback watch, and recorded as a violation"),
+            ));
+            draft.obligations.push(Obligation {
+                kind: "rollback_guard".into(),
+                detail: "an automatic-rollback watch is armed; send metric samples to /v1/decisions/{id}/signals".into(),
+                due_at: None,
+            });
+            draft.verdict = Verdict::Allow;
+        }
+    }
+    draft.violation_row = Some(violation_of(mode, code));
+}
+
+/// Stage 6: quotas, for an action about to go ahead (an approved one is charged when its
+/// approval is used, not when it was asked for).
+fn charge_quotas(quotas: &QuotaPlan, draft: &mut Draft, violation_of: &impl Fn(ViolationMode, &str) -> ViolationRow) {
+    if draft.verdict != Verdict::Allow || quotas.charges.is_empty() {
+        return;
+    }
+    let counts = quotas.charges.iter().zip(&quotas.used);
+    match counts.clone().find(|(c, used)| !c.fits(**used)) {
+        Some((c, used)) => {
+            draft.headroom = counts.map(|(c, used)| c.headroom(*used)).collect();
+            let h = c.headroom(*used);
+            let scope = if c.scope == "*" { String::new() } else { format!(" for {}", c.scope) };
+            let needs = c.headroom(c.amount).used;
+            draft.reasons.push(reason(
+                "quota_exceeded",
+                format!("quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}", c.quota, h.used, h.limit, c.unit.label(), h.resets_at),
+            ));
+            draft.verdict = Verdict::Deny;
+            // The approval (if any) stays unused: the agent may try again once the quota resets.
+            draft.consume = None;
+            // A class in flag or guard mode let the action through; the quota stops it: the
+            // violation on record is the quota's (blocked), not a flagged one.
+            draft.obligations.retain(|o| o.kind != "rollback_guard");
+            draft.reasons.retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
+            draft.violation_row = Some(violation_of(ViolationMode::Block, "quota_exceeded"));
+        }
+        None => {
+            draft.headroom = counts.map(|(c, used)| c.headroom(used + c.amount)).collect();
+            // Nothing to add (a free action) needs no write; its limit was checked above.
+            let charges: Vec<_> = quotas.charges.iter().filter(|c| c.amount > 0).cloned().collect();
+            draft.charge = (!charges.is_empty()).then_some(charges);
+        }
+    }
+}
+
+/// Stage 8, a new request: a human decides; the agent re-submits the same action with its id.
+fn request_approval(policy: &CompiledPolicy, request: &DecisionRequest, agent: &Agent, decision_id: &str, now: i64, draft: &mut Draft) -> Option<ApprovalRow> {
+    let class = request.action.class.as_str();
+    let mut new_approval = None;
+    if draft.verdict == Verdict::RequireApproval && draft.pending.is_none() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let expires_at = now.saturating_add(policy.approval_ttl_micros(class));
+        draft.pending = Some(ApprovalRef { id: id.clone(), expires_at: format_micros(expires_at), url: format!("/v1/approvals/{id}") });
+        new_approval = Some(ApprovalRow {
+            id,
+            decision_id: decision_id.to_string(),
+            agent_id: agent.id.clone(),
+            on_behalf_of: request.on_behalf_of.clone(),
+            class: class.to_string(),
+            environment: request.action.environment.clone(),
+            service: request.action.service.clone(),
+            action_hash: approvals::action_hash(&bound(&request.action, request.on_behalf_of.as_deref())),
+            summary: String::new(),
+            created_at: now,
+            expires_at,
+            approvals_needed: i64::from(policy.approvers_required(class)),
+        });
+    }
+    if let Some(p) = &draft.pending {
+        draft.obligations.push(Obligation {
+            kind: "await_approval".into(),
+            detail: format!("wait for approval {} (until {}), then re-submit this exact action with \"approval_id\"", p.id, p.expires_at),
+            due_at: Some(p.expires_at.clone()),
+        });
+    }
+    new_approval
+}
+
+/// What the stages decided to write besides the decision itself.
+struct Recorded {
+    consume: Option<String>,
+    charge: Option<Vec<Charge>>,
+    violation: Option<ViolationRow>,
+    approval: Option<ApprovalRow>,
+    outcome_due_at: Option<i64>,
+}
+
+/// Stage 9: the rows, audit records and events, committed by the caller before the answer leaves.
+fn record(
+    policy: &CompiledPolicy,
+    caller: &Caller,
+    agent: &Agent,
+    request: DecisionRequest,
+    answer: DecisionAnswer,
+    rest: Recorded,
+    now: i64,
+) -> Result<Judgement> {
+    let action = &request.action;
+    let (class, env, service) = (action.class.as_str(), action.environment.as_str(), action.service.as_str());
+    let decision_id = answer.decision_id.clone();
+    let caller_id = caller.subject.as_deref().unwrap_or(&caller.token_id);
+    let details = DecisionDetails {
+        shadow_verdict: answer.shadow_verdict,
+        risk: &answer.risk,
+        anomaly: &answer.anomaly,
+        reasons: &answer.reasons,
+        tier: answer.tier,
+        plugins: &answer.plugins,
+        caller: CallerBrief { role: caller.role.as_str(), id: caller_id },
+    };
+    let audit = AuditRecord {
+        event_type: "decision".into(),
+        at: answer.decided_at.clone(),
+        actor: Actor {
+            kind: "agent".into(),
+            id: agent.id.clone(),
+            tool: Some(agent.tool.clone()),
+            model: Some(agent.model.clone()),
+            token_id: Some(caller.token_id.clone()),
+        },
+        agent: Some(agent.id.clone()),
+        on_behalf_of: request.on_behalf_of.clone(),
+        authorizing_human: None,
+        action_class: Some(class.to_string()),
+        environment: Some(env.to_string()),
+        target: ["service:", service].concat(),
+        action: Some(RawJson::of(action).map_err(Error::internal)?),
+        outcome: Some(answer.verdict.as_str().to_string()),
+        reasoning: action.reasoning.clone(),
+        policy_version: Some(policy.version.clone()),
+        decision_id: Some(decision_id.clone()),
+        details: Some(RawJson::of(&details).map_err(Error::internal)?),
+    };
+    let level = answer.risk.level;
+    let decision = DecisionRow {
+        id: decision_id.clone(),
+        at: now,
+        agent_id: agent.id.clone(),
+        on_behalf_of: request.on_behalf_of.clone(),
+        class: class.to_string(),
+        environment: env.to_string(),
+        service: service.to_string(),
+        verdict: answer.verdict,
+        shadow_verdict: answer.shadow_verdict,
+        risk_level: level,
+        tier: answer.tier,
+        policy_version: policy.version.clone(),
+        request: serde_json::to_string(&request).map_err(Error::internal)?,
+        answer: serde_json::to_string(&answer).map_err(Error::internal)?,
+        outcome_due_at: rest.outcome_due_at,
+    };
+    let mut records = vec![audit];
+    let mut events = Vec::new();
+    if let Some(id) = &rest.consume {
+        let details = serde_json::json!({"approval_id": id});
+        records.push(approval_record(&records[0], "approval.consumed", id, details, now));
+    }
+    let violation = match rest.violation {
+        Some(v) => {
+            // Every violation is an audit event of its own, so reviewers can follow them alone.
+            let details = serde_json::json!({"violation_id": v.id, "mode": v.mode, "reason": v.reason, "service": v.service});
+            let mut record = AuditRecord::change(records[0].actor.clone(), "violation.recorded", format!("service:{}", v.service), details, now);
+            record.agent = Some(v.agent_id.clone());
+            record.action_class = Some(v.class.clone());
+            record.environment = Some(v.environment.clone());
+            record.decision_id = Some(v.decision_id.clone());
+            records.push(record);
+            if v.mode != ViolationMode::Block {
+                let data = serde_json::json!({"violation_id": v.id, "decision_id": v.decision_id, "agent": v.agent_id, "class": v.class,
+                    "environment": v.environment, "service": v.service, "mode": v.mode, "reason": v.reason});
+                events.push(Event::new("violation.flagged", now, data));
+            }
+            // The violation is trust evidence, counted in the same transaction.
+            let kind = crate::trust::Kind::of_violation(v.mode, &v.reason);
+            let half_life_us = crate::trust::half_life_us(&policy.policy.trust);
+            let evidence = EvidenceDelta { agent_id: v.agent_id.clone(), environment: v.environment.clone(), risk: level, kind, at: now, delta: 1, half_life_us };
+            Some((v, evidence))
+        }
+        None => None,
+    };
+    let approval = match rest.approval {
+        Some(mut a) => {
+            // What the approver sees: the plan and reasoning with everything Warden judged.
+            let summary = ApprovalSummary {
+                request: &request,
+                agent: AgentBrief { id: &agent.id, tool: &agent.tool, model: &agent.model, team: &agent.team, sponsor: &agent.sponsor },
+                risk: &answer.risk,
+                anomaly: &answer.anomaly,
+                reasons: &answer.reasons,
+                tier: answer.tier,
+                agent_tier: agent.tier,
+                trust_score: answer.trust_score,
+            };
+            a.summary = serde_json::to_string(&summary).map_err(Error::internal)?;
+            let details = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "action_hash": a.action_hash});
+            records.push(approval_record(&records[0], "approval.requested", &a.id, details, now));
+            let data = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "decision_id": a.decision_id, "agent": a.agent_id,
+                "on_behalf_of": a.on_behalf_of, "class": a.class, "environment": a.environment, "service": a.service, "risk": answer.risk,
+                "anomaly": answer.anomaly, "reasoning": request.action.reasoning, "plan": request.action.plan, "tier": answer.tier});
+            events.push(Event::new("approval.requested", now, data));
+            Some(a)
+        }
+        None => None,
+    };
+    let writes = DecisionWrites { consume_approval: rest.consume, charge: rest.charge, decision, violation, approval };
+    Ok(Judgement { answer, writes, audit: records, events })
+}
+
+/// Which agent a request is for, given who calls.
+pub fn resolve_agent(caller: &Caller, request: &DecisionRequest) -> Result<String> {
+    match caller.role {
+        Role::Agent => {
+            let own = caller.subject.clone().ok_or_else(|| Error::internal("agent token without a subject"))?;
+            match &request.agent {
+                Some(named) if *named != own => {
+                    Err(Error::forbidden("acting_for_another_agent", format!("agent `{own}` may not ask for agent `{named}`")).at("agent"))
+                }
+                _ => Ok(own),
+            }
+        }
+        Role::Service | Role::Admin => request.agent.clone().ok_or_else(|| Error::field("agent", "required when the caller is not the agent itself")),
+        Role::Approver => Err(Error::forbidden("forbidden_role", "approver tokens may not ask for decisions")),
+    }
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max { Err(Error::field(field, format!("is {} bytes, over the limit of {max}", value.len()))) } else { Ok(()) }
+}
+
+/// Every item of a list within `max` bytes; the error names the first item that is not.
+fn check_each(field: &str, values: &[String], max: usize) -> Result<()> {
+    match values.iter().enumerate().find(|(_, v)| v.len() > max) {
+        Some((i, v)) => check_len(&format!("{field}[{i}]"), v, max),
+        None => Ok(()),
+    }
+}
+
+fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::field(field, "must not be empty"));
+    }
+    check_len(field, value, max)?;
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c)) {
+        return Err(Error::field(field, format!("`{value}` may only contain letters, digits and - _ . / :")));
+    }
+    Ok(())
+}
+
+/// Stage 2: checks the action against size limits and the policy's known classes.
+pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
+    if !policy.knows_class(&action.class) {
+        let known: Vec<&str> = policy.policy.risk.keys().map(String::as_str).collect();
+        return Err(Error::field("action.class", format!("unknown action class `{}`; known: {}", action.class, known.join(", "))));
+    }
+    check_name("action.environment", &action.environment, 64)?;
+    check_name("action.service", &action.service, 128)?;
+    if action.resources.len() > 256 {
+        return Err(Error::field("action.resources", format!("{} resources, over the limit of 256", action.resources.len())));
+    }
+    check_each("action.resources", &action.resources, 512)?;
+    if let Some(change) = &action.change {
+        if change.paths.len() > 10_000 {
+            return Err(Error::field("action.change.paths", format!("{} paths, over the limit of 10000", change.paths.len())));
+        }
+        check_each("action.change.paths", &change.paths, 1024)?;
+    }
+    if let Some(cost) = action.estimated_cost_usd
+        && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
+    {
+        return Err(Error::field("action.estimated_cost_usd", "must be a number from 0 to 1e9"));
+    }
+    if let Some(r) = &action.reasoning {
+        check_len("action.reasoning", r, 16 * 1024)?;
+    }
+    if let Some(plan) = &action.plan {
+        check_len("action.plan", &plan.to_string(), 64 * 1024)?;
+    }
+    if action.labels.len() > 64 {
+        return Err(Error::field("action.labels", "at most 64 labels"));
+    }
+    // The field's name is formatted only for the label that is too long.
+    if let Some((k, v)) = action.labels.iter().find(|(k, v)| k.len() > 64 || v.len() > 256) {
+        let field = format!("action.labels.{k}");
+        check_len(&field, k, 64)?;
+        check_len(&field, v, 256)?;
+    }
+    Ok(())
+}
+
+/// The risk level an approval was given at.
+fn approved_risk(a: &Approval) -> Option<RiskLevel> {
+    serde_json::from_value(a.summary["risk"]["level"].clone()).ok()
+}
+
+/// What an approval for `action` is bound to.
+pub fn bound<'a>(action: &'a Action, on_behalf_of: Option<&'a str>) -> approvals::Bound<'a, ChangeSummary, BTreeMap<String, String>> {
+    approvals::Bound {
+        class: &action.class,
+        environment: &action.environment,
+        service: &action.service,
+        resources: &action.resources,
+        change: &action.change,
+        on_behalf_of,
+        estimated_cost_usd: action.estimated_cost_usd,
+        labels: &action.labels,
+    }
+}
+
+/// What an approver sees of a request (stored with the approval).
+#[derive(Serialize)]
+struct ApprovalSummary<'a> {
+    request: &'a DecisionRequest,
+    agent: AgentBrief<'a>,
+    risk: &'a Risk,
+    anomaly: &'a Option<Anomaly>,
+    reasons: &'a [Reason],
+    tier: u8,
+    agent_tier: u8,
+    trust_score: Option<f64>,
+}
+
+/// What a decision's audit record says beyond its columns, serialized straight from the answer.
+#[derive(Serialize)]
+struct DecisionDetails<'a> {
+    shadow_verdict: Option<Verdict>,
+    risk: &'a Risk,
+    anomaly: &'a Option<Anomaly>,
+    reasons: &'a [Reason],
+    tier: u8,
+    plugins: &'a [PluginReport],
+    caller: CallerBrief<'a>,
+}
+
+#[derive(Serialize)]
+struct CallerBrief<'a> {
+    role: &'a str,
+    id: &'a str,
+}
+
+#[derive(Serialize)]
+struct AgentBrief<'a> {
+    id: &'a str,
+    tool: &'a str,
+    model: &'a str,
+    team: &'a str,
+    sponsor: &'a str,
+}
+
+/// An approval event in the decision's change, attributed like the decision.
+fn approval_record(decision: &AuditRecord, event: &str, id: &str, details: serde_json::Value, now: i64) -> AuditRecord {
+    AuditRecord {
+        agent: decision.agent.clone(),
+        on_behalf_of: decision.on_behalf_of.clone(),
+        action_class: decision.action_class.clone(),
+        environment: decision.environment.clone(),
+        decision_id: decision.decision_id.clone(),
+        ..AuditRecord::change(decision.actor.clone(), event, format!("approval:{id}"), details, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Grant, Policy};
+
+    fn policy() -> CompiledPolicy {
+        CompiledPolicy::new(Policy::default()).unwrap()
+    }
+
+    fn agent(id: &str, tier: u8) -> Agent {
+        Agent::new(id, "core", tier)
+    }
+
+    fn caller() -> Caller {
+        Caller { token_id: "tok_1".into(), role: Role::Service, subject: None }
+    }
+
+    fn request(class: &str, env: &str) -> DecisionRequest {
+        serde_json::from_value(serde_json::json!({"agent": "a", "action": {"class": class, "environment": env, "service": "payments"}})).unwrap()
+    }
+
+    fn verdict(p: &CompiledPolicy, subject: &Subject, class: &str, env: &str) -> (Verdict, Option<Verdict>, Vec<String>) {
+        let j = run(p, subject, request(class, env)).unwrap();
+        (j.answer.verdict, j.answer.shadow_verdict, j.answer.reasons.into_iter().map(|r| r.code).collect())
+    }
+
+    fn run(policy: &CompiledPolicy, subject: &Subject, request: DecisionRequest) -> Result<Judgement> {
+        let (caller, quotas) = (caller(), QuotaPlan::default());
+        judge(Inputs { policy, caller: &caller, subject, request, now: 0, decision_id: "d".into(), plugins: Assessment::default(), quotas: &quotas })
+    }
+
+    fn alone(a: Agent) -> Subject {
+        Subject { agent: a, parents: vec![], human: None, approval: None }
+    }
+
+    #[test]
+    fn standard_agent_seed_scenarios() {
+        let p = policy();
+        let s = alone(agent("a", 2));
+        assert_eq!(verdict(&p, &s, "deploy", "staging").0, Verdict::Allow);
+        assert_eq!(verdict(&p, &s, "deploy", "production").0, Verdict::RequireApproval);
+        assert_eq!(verdict(&p, &s, "db_migration", "production").0, Verdict::RequireApproval);
+        assert_eq!(verdict(&p, &s, "security_policy_change", "staging").0, Verdict::RequireApproval);
+    }
+
+    #[test]
+    fn observe_agent_is_denied_every_write_and_records_a_violation() {
+        let p = policy();
+        let s = alone(agent("a", 0));
+        assert_eq!(verdict(&p, &s, "read", "production").0, Verdict::Allow);
+        for class in ["docs_update", "deploy", "config_change", "db_migration", "infra_delete"] {
+            let j = run(&p, &s, request(class, "dev")).unwrap();
+            assert_eq!(j.answer.verdict, Verdict::Deny, "{class}");
+            assert!(j.writes.violation.is_some(), "{class}");
+        }
+    }
+
+    #[test]
+    fn on_behalf_of_intersects_with_the_humans_grants() {
+        let p = policy();
+        let bob = Human {
+            id: "bob".into(),
+            team: "core".into(),
+            grants: vec![Grant {
+                class: "*".into(),
+                environment: "staging".into(),
+                service: "*".into(),
+                max_risk: RiskLevel::Critical,
+                effect: crate::policy::Effect::Allow,
+            }],
+            created_at: String::new(),
+        };
+        let s = Subject { agent: agent("a", 4), parents: vec![], human: Some(bob), approval: None };
+        let (v, _, codes) = verdict(&p, &s, "deploy", "production");
+        assert_eq!(v, Verdict::Deny);
+        assert!(codes.contains(&"on_behalf_of_not_permitted".to_string()));
+        assert_eq!(verdict(&p, &s, "deploy", "staging").0, Verdict::Allow);
+    }
+
+    #[test]
+    fn parent_caps_and_suspension() {
+        let p = policy();
+        let mut parent = agent("boss", 1);
+        let s = Subject { agent: agent("a", 3), parents: vec![parent.clone()], human: None, approval: None };
+        let j = run(&p, &s, request("deploy", "production")).unwrap();
+        assert_eq!((j.answer.tier, j.answer.agent_tier, j.answer.verdict), (1, 3, Verdict::Deny));
+        parent.tier = 4;
+        parent.status = AgentStatus::Suspended;
+        let s = Subject { agent: agent("a", 3), parents: vec![parent], human: None, approval: None };
+        assert_eq!(verdict(&p, &s, "read", "dev").2, vec!["parent_suspended"]);
+    }
+
+    #[test]
+    fn shadow_never_blocks_but_records_the_would_be_verdict() {
+        let p = policy();
+        let mut a = agent("a", 0);
+        a.shadow = true;
+        let j = run(&p, &alone(a), request("db_migration", "production")).unwrap();
+        assert_eq!((j.answer.verdict, j.answer.shadow_verdict), (Verdict::Allow, Some(Verdict::Deny)));
+        assert_eq!(j.writes.decision.shadow_verdict, Some(Verdict::Deny));
+        assert_eq!(j.audit[0].details.as_ref().unwrap().value()["shadow_verdict"], "deny");
+    }
+
+    #[test]
+    fn flag_and_guard_modes_allow_and_record() {
+        let mut policy = Policy::default();
+        policy.violation_modes.insert("deploy".into(), ViolationMode::Guard);
+        policy.violation_modes.insert("docs_update".into(), ViolationMode::Flag);
+        let p = CompiledPolicy::new(policy).unwrap();
+        let s = alone(agent("a", 0));
+        let j = run(&p, &s, request("deploy", "production")).unwrap();
+        assert_eq!(j.answer.verdict, Verdict::Allow);
+        assert_eq!(j.answer.obligations[0].kind, "rollback_guard");
+        assert!(matches!(&j.writes.violation, Some((v, _)) if v.mode == ViolationMode::Guard));
+        let j = run(&p, &s, request("docs_update", "dev")).unwrap();
+        assert_eq!(j.answer.verdict, Verdict::Allow);
+        assert!(matches!(&j.writes.violation, Some((v, _)) if v.mode == ViolationMode::Flag));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let p = policy();
+        let mut a = request("deploy", "prod").action;
+        a.class = "teleport".into();
+        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.class"));
+        let mut a = request("deploy", "prod").action;
+        a.resources = vec!["x".repeat(600)];
+        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.resources[0]"));
+        let mut a = request("deploy", "prod").action;
+        a.estimated_cost_usd = Some(-1.0);
+        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.estimated_cost_usd"));
+        let mut a = request("deploy", "prod").action;
+        a.service = "pay ments".into();
+        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.service"));
+    }
+
+    #[test]
+    fn agents_may_only_ask_for_themselves() {
+        let me = Caller { token_id: "t".into(), role: Role::Agent, subject: Some("me".into()) };
+        let mut r = request("read", "dev");
+        assert_eq!(resolve_agent(&me, &r).unwrap_err().code, "acting_for_another_agent");
+        r.agent = None;
+        assert_eq!(resolve_agent(&me, &r).unwrap(), "me");
+        assert_eq!(resolve_agent(&caller(), &r).unwrap_err().field.as_deref(), Some("agent"));
+    }
+}

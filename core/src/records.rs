@@ -1,0 +1,374 @@
+//! Records: what Warden writes down and reads back (decisions, violations, approvals, outcomes,
+//! evidence, tier changes, deliveries, baselines, events), as plain data with typed statuses.
+//!
+//! The store maps them to rows; the API shows them as JSON. Times are Unix microseconds where
+//! the record is written, RFC 3339 where it is shown.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::clock::format_micros;
+use crate::decision::Verdict;
+use crate::policy::{RiskLevel, ViolationMode};
+
+/// A row of the `decisions` table.
+#[derive(Debug, Clone)]
+pub struct DecisionRow {
+    /// Decision id.
+    pub id: String,
+    /// When, Unix microseconds.
+    pub at: i64,
+    /// The agent.
+    pub agent_id: String,
+    /// The human it acted for.
+    pub on_behalf_of: Option<String>,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// The verdict returned.
+    pub verdict: Verdict,
+    /// In shadow mode, the verdict that would have been enforced.
+    pub shadow_verdict: Option<Verdict>,
+    /// Merged risk level.
+    pub risk_level: RiskLevel,
+    /// Effective tier.
+    pub tier: u8,
+    /// Policy version.
+    pub policy_version: String,
+    /// The request, as JSON.
+    pub request: String,
+    /// The answer, as JSON.
+    pub answer: String,
+    /// When the outcome must be reported by (allowed writes), Unix microseconds.
+    pub outcome_due_at: Option<i64>,
+}
+
+/// What happened after a decision, as reported (or found overdue).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Outcome {
+    /// The decision.
+    pub decision_id: String,
+    /// The agent.
+    pub agent: String,
+    /// The decision's verdict.
+    pub verdict: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// The action's risk as decided.
+    pub risk: RiskLevel,
+    /// `succeeded`, `failed`, `rolled_back`, `unknown` (overdue), or absent while none is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// When the outcome is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    /// When it was reported or found overdue (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<String>,
+    /// Who reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_by: Option<String>,
+    /// The reporter's detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The actual cost, US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_cost_usd: Option<f64>,
+    /// Whether a rollback was requested (its canary judgement failed).
+    pub rollback_requested: bool,
+}
+
+/// A row of the `violations` table.
+#[derive(Debug, Clone)]
+pub struct ViolationRow {
+    /// Violation id.
+    pub id: String,
+    /// When, Unix microseconds.
+    pub at: i64,
+    /// The decision it came from.
+    pub decision_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// The class's violation mode then.
+    pub mode: ViolationMode,
+    /// Reason code.
+    pub reason: String,
+}
+
+/// One change to an agent's trust evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceDelta {
+    /// The agent.
+    pub agent_id: String,
+    /// Environment of the action.
+    pub environment: String,
+    /// Its risk.
+    pub risk: RiskLevel,
+    /// What the evidence says.
+    pub kind: crate::trust::Kind,
+    /// When, Unix microseconds.
+    pub at: i64,
+    /// +1 to add, -1 to take back.
+    pub delta: i64,
+    /// The half-life it decays with, microseconds.
+    pub half_life_us: f64,
+}
+
+/// A tier change, as the history shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TierChange {
+    /// Change id.
+    pub id: String,
+    /// The agent.
+    pub agent: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The tier before.
+    pub from: u8,
+    /// The tier after (the same for a suspension).
+    pub to: u8,
+    /// Reason code: `promotion`, `below_low_water`, `error_budget_exhausted`, `fast_burn`,
+    /// a hard trigger (`critical_rollback`, `forged_approval`, …), or `admin`.
+    pub reason: String,
+    /// Why, for humans.
+    pub text: String,
+    /// Who: `warden` (the controller) or the admin.
+    pub actor: String,
+    /// The trust score then.
+    pub score: Option<f64>,
+    /// The evidence behind it (score components and counts).
+    #[schema(value_type = Object)]
+    pub evidence: serde_json::Value,
+}
+
+/// An agent's score and tier at the end of a day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DailyTrust {
+    /// The day (UTC), `YYYY-MM-DD`.
+    pub day: String,
+    /// The score.
+    pub score: f64,
+    /// The tier.
+    pub tier: u8,
+}
+
+/// A new approval request (the `approvals` row written with a `require_approval` decision).
+#[derive(Debug, Clone)]
+pub struct ApprovalRow {
+    /// Approval id.
+    pub id: String,
+    /// The decision that asked for it.
+    pub decision_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The human the agent acts for.
+    pub on_behalf_of: Option<String>,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// SHA-256 (hex) of the exact action it allows.
+    pub action_hash: String,
+    /// What the approver sees, as JSON: request (plan, reasoning), risk, anomaly, reasons, tier.
+    pub summary: String,
+    /// Unix microseconds.
+    pub created_at: i64,
+    /// Unix microseconds.
+    pub expires_at: i64,
+    /// Distinct approvers needed.
+    pub approvals_needed: i64,
+}
+
+/// An approval as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Approval {
+    /// Approval id.
+    pub id: String,
+    /// `pending`, `approved`, `rejected`, `expired` or `consumed` (approved and used).
+    pub status: String,
+    /// The decision that asked for it.
+    pub decision_id: String,
+    /// The agent.
+    pub agent: String,
+    /// The human the agent acts for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// SHA-256 (hex) of the exact action it allows.
+    pub action_hash: String,
+    /// The request (action, plan, reasoning), risk, anomaly findings, reasons and tier.
+    #[schema(value_type = Object)]
+    pub summary: serde_json::Value,
+    /// When it was asked for (RFC 3339).
+    pub created_at: String,
+    /// When it lapses unless decided (RFC 3339).
+    pub expires_at: String,
+    /// Distinct approvers it needs.
+    pub approvals_needed: i64,
+    /// Who has approved so far.
+    pub approved_by: Vec<String>,
+    /// Who completed the approval, or rejected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// The approver's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The decision that used it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed_by: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed_at: Option<String>,
+    /// Expiry, Unix microseconds.
+    #[serde(skip)]
+    pub expires_at_micros: i64,
+}
+
+/// One event's delivery to one webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    /// Delivery id.
+    pub id: String,
+    /// The event's id (the same for every endpoint).
+    pub event_id: String,
+    /// `approval.requested`, …
+    pub event_type: String,
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// The body sent, in the endpoint's format.
+    #[serde(skip_serializing)]
+    pub body: String,
+    /// `pending`, `delivered` or `parked` (gave up; see `last_error`).
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Next attempt, Unix microseconds.
+    pub next_attempt_at: i64,
+    /// What went wrong last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Unix microseconds.
+    pub created_at: i64,
+    /// Unix microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<i64>,
+}
+
+/// A violation as the review API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Violation {
+    /// Violation id.
+    pub id: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The decision it came from.
+    pub decision_id: String,
+    /// The agent.
+    pub agent: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// The class's violation mode then: `block`, `flag` or `guard`.
+    pub mode: String,
+    /// Reason code (`no_grant`, `explicit_deny`, …).
+    pub reason: String,
+    /// `open` or `acknowledged`.
+    pub status: String,
+    /// Who acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<String>,
+    /// The reviewer's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// How humans of a team do one kind of action: the anomaly detectors' reference (the WIT
+/// `baseline` record), kept per team, service, action class and environment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// Team.
+    pub team: String,
+    /// Service.
+    pub service: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Human actions observed in the baseline period.
+    pub sample_size: u32,
+    /// Whether there is enough history to judge against.
+    pub warm: bool,
+    /// Mean human actions of this kind per hour.
+    pub rate_per_hour: f64,
+    /// Median human change size (lines added + deleted).
+    pub change_size_median: f64,
+    /// Median absolute deviation of the human change size.
+    pub change_size_mad: f64,
+    /// Human actions per hour of the week (168 buckets, Monday 00:00 UTC first).
+    pub hour_of_week_counts: Vec<u32>,
+    /// `class/environment/service` combinations the team's humans have done.
+    pub seen_combinations: Vec<String>,
+    /// When it was computed, Unix microseconds.
+    #[serde(default)]
+    pub updated_at: i64,
+}
+
+/// An agent's recent activity of one kind (class, environment and service).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Decisions of this kind since the window start.
+    pub recent: u32,
+    /// Whether the agent was ever allowed this kind of action before.
+    pub done_before: bool,
+}
+
+/// Something that happened that people outside Warden should hear about.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Event id (the same in every endpoint's delivery).
+    pub id: String,
+    /// `approval.requested`, `approval.decided`, `violation.flagged`, …
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// RFC 3339.
+    pub at: String,
+    /// The event's data.
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// A new event of `event_type` at `now` (Unix microseconds).
+    pub fn new(event_type: &str, now: i64, data: serde_json::Value) -> Event {
+        Event { id: uuid::Uuid::now_v7().to_string(), event_type: event_type.to_string(), at: format_micros(now), data }
+    }
+}

@@ -1,0 +1,590 @@
+//! The tier controller (DESIGN.md, "Tier changes"): an agent's tier follows its trust, both
+//! ways, slowly up and quickly down, and never past what humans allow.
+//!
+//! - Up by one tier when every gate holds: the score clears the new tier's bar; enough confirmed
+//!   successes at the kind of work the new tier newly allows (its environment, at or above its
+//!   risk) with a score there that clears the bar too; spread over enough distinct days and
+//!   targets; a minimum time in the current tier; no cool-down running; no hard trigger in the
+//!   last `hard_window_days`; not above the ceiling or the parent's tier; not pinned; the
+//!   change-success error budget not spent.
+//! - Down at once on a hard trigger (a critical rollback, a severe anomaly confirmed by the
+//!   action failing or being rolled back, a forged or reused approval, a security-policy
+//!   violation, repeated blocked violations): to `hard_demotion_tier`.
+//! - Down by one tier, after the minimum time in tier, when the score falls below the low-water
+//!   mark (`low_water` × the current tier's bar) on at least as much evidence as promotion into
+//!   the tier asked for (an agent with little evidence keeps the tier a human gave it).
+//! - The error budget: once failed, rolled-back and unreported changes exceed `1 − slo` of the
+//!   changes in `slo_window_days`, the agent is capped at `budget_cap_tier` (where production
+//!   changes need approval); burning it `fast_burn_rate` times faster than sustainable over the
+//!   last `fast_burn_window_hours` suspends the agent until a human resumes it.
+//!
+//! Everything here is a pure function of its inputs and the time it is given, so a test can
+//! simulate months in milliseconds; the service's tier controller does the reading and writing.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::policy::{MAX_TIER, RiskLevel, glob_match};
+use crate::trust::{Kind, Total, TrustPolicy, Weight, weigh};
+
+const DAY_US: f64 = 86_400e6;
+
+/// Promotion into one tier: the bar and the evidence it asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// The tier promoted into, 1–4.
+    pub tier: u8,
+    /// Score (0–1) the agent must reach overall and on the qualifying work.
+    pub bar: f64,
+    /// Confirmed successes needed on qualifying work.
+    pub min_successes: u32,
+    /// Qualifying work: its environment (a pattern, `*` for any)…
+    pub environment: String,
+    /// …at or above this risk.
+    pub min_risk: RiskLevel,
+}
+
+/// How tiers follow trust (part of the policy: `[policy.tiering]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierPolicy {
+    /// Whether Warden changes tiers on its own (admins always can).
+    pub enabled: bool,
+    /// Promotion into tiers 1 to 4.
+    pub steps: Vec<Step>,
+    /// Soft demotion below `low_water` × the current tier's bar.
+    pub low_water: f64,
+    /// Days in a tier before the controller moves the agent either way (hard triggers excepted).
+    pub min_days_in_tier: f64,
+    /// Days after a demotion before a promotion.
+    pub cool_down_days: f64,
+    /// Distinct days qualifying successes must be spread over.
+    pub min_distinct_days: u32,
+    /// Distinct targets (services) qualifying successes must be spread over.
+    pub min_distinct_targets: u32,
+    /// The tier a hard trigger demotes to (or keeps, if the agent is already lower).
+    pub hard_demotion_tier: u8,
+    /// Days after a hard trigger during which no promotion happens.
+    pub hard_window_days: f64,
+    /// Blocked violations within `repeated_violation_days` that count as a hard trigger.
+    pub repeated_violations: u32,
+    /// The window for `repeated_violations`.
+    pub repeated_violation_days: f64,
+    /// The tier soft demotion stops at.
+    pub soft_floor_tier: u8,
+    /// Change-success objective (e.g. 0.95: at most 5% of changes fail, roll back or go unreported).
+    pub slo: f64,
+    /// The window the objective is measured over, days.
+    pub slo_window_days: f64,
+    /// Changes in the window before the budget is judged.
+    pub slo_min_outcomes: u32,
+    /// The tier an agent whose budget is spent is capped at.
+    pub budget_cap_tier: u8,
+    /// Burn rate (times the sustainable rate) that suspends the agent.
+    pub fast_burn_rate: f64,
+    /// The window the fast burn is measured over, hours.
+    pub fast_burn_window_hours: f64,
+    /// Changes in that window before a fast burn is judged.
+    pub fast_burn_min_outcomes: u32,
+    /// How often each replica reviews every agent (promotions that only waited for time,
+    /// demotions as evidence fades), seconds.
+    pub review_interval_secs: u64,
+}
+
+impl Default for TierPolicy {
+    fn default() -> TierPolicy {
+        let step = |tier, bar, min_successes, environment: &str, min_risk| Step { tier, bar, min_successes, environment: environment.into(), min_risk };
+        TierPolicy {
+            enabled: true,
+            steps: vec![
+                step(1, 0.5, 5, "*", RiskLevel::Low),
+                step(2, 0.7, 10, "staging", RiskLevel::Low),
+                step(3, 0.8, 20, "production", RiskLevel::Low),
+                step(4, 0.9, 30, "production", RiskLevel::Medium),
+            ],
+            low_water: 0.9,
+            min_days_in_tier: 7.0,
+            cool_down_days: 14.0,
+            min_distinct_days: 5,
+            min_distinct_targets: 2,
+            hard_demotion_tier: 1,
+            hard_window_days: 30.0,
+            repeated_violations: 3,
+            repeated_violation_days: 7.0,
+            soft_floor_tier: 1,
+            slo: 0.95,
+            slo_window_days: 28.0,
+            slo_min_outcomes: 20,
+            budget_cap_tier: 2,
+            fast_burn_rate: 14.4,
+            fast_burn_window_hours: 1.0,
+            fast_burn_min_outcomes: 5,
+            review_interval_secs: 3600,
+        }
+    }
+}
+
+impl TierPolicy {
+    /// Checks the values make sense.
+    pub fn validate(&self) -> Result<(), String> {
+        let tiers: Vec<u8> = self.steps.iter().map(|s| s.tier).collect();
+        if tiers != (1..=MAX_TIER).collect::<Vec<_>>() {
+            return Err(format!("policy.tiering.steps must define promotion into tiers 1 to {MAX_TIER} in order, found {tiers:?}"));
+        }
+        for s in &self.steps {
+            if !(0.0..=1.0).contains(&s.bar) {
+                return Err(format!("policy.tiering.steps[tier {}].bar must be from 0 to 1", s.tier));
+            }
+        }
+        for (name, v) in [("low_water", self.low_water), ("slo", self.slo)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(format!("policy.tiering.{name} must be above 0 and at most 1"));
+            }
+        }
+        let days = [
+            ("min_days_in_tier", self.min_days_in_tier),
+            ("cool_down_days", self.cool_down_days),
+            ("hard_window_days", self.hard_window_days),
+            ("repeated_violation_days", self.repeated_violation_days),
+            ("slo_window_days", self.slo_window_days),
+            ("fast_burn_window_hours", self.fast_burn_window_hours),
+            ("fast_burn_rate", self.fast_burn_rate),
+        ];
+        for (name, v) in days {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("policy.tiering.{name} must be 0 or more"));
+            }
+        }
+        for (name, t) in [("hard_demotion_tier", self.hard_demotion_tier), ("soft_floor_tier", self.soft_floor_tier), ("budget_cap_tier", self.budget_cap_tier)]
+        {
+            if t > MAX_TIER {
+                return Err(format!("policy.tiering.{name} must be a tier, 0 to {MAX_TIER}"));
+            }
+        }
+        if self.review_interval_secs == 0 {
+            return Err("policy.tiering.review_interval_secs must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Promotion into `tier`.
+    pub fn step(&self, tier: u8) -> Option<&Step> {
+        self.steps.iter().find(|s| s.tier == tier)
+    }
+}
+
+/// What the controller knows about an agent.
+#[derive(Debug, Clone)]
+pub struct State<'a> {
+    /// Current tier.
+    pub tier: u8,
+    /// Highest tier allowed.
+    pub ceiling: u8,
+    /// The parent's tier, for a sub-agent.
+    pub parent_tier: Option<u8>,
+    /// Pinned by an admin: the controller leaves the tier alone.
+    pub pinned: bool,
+    /// Suspended agents are left alone (a human resumes them).
+    pub suspended: bool,
+    /// Since when the agent is in its tier, Unix microseconds.
+    pub tier_since: i64,
+    /// No promotion before this (cool-down after a demotion).
+    pub hold_until: Option<i64>,
+    /// The last hard trigger.
+    pub last_hard_at: Option<i64>,
+    /// The agent's running evidence totals.
+    pub totals: &'a [Total],
+}
+
+/// Changes in a recent window, undecayed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Window {
+    /// Outcomes in the window.
+    pub outcomes: u64,
+    /// Of which failed, rolled back or never reported.
+    pub bad: u64,
+}
+
+impl Window {
+    fn bad_share(self) -> f64 {
+        if self.outcomes == 0 { 0.0 } else { self.bad as f64 / self.outcomes as f64 }
+    }
+}
+
+/// How qualifying successes are spread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spread {
+    /// Distinct days.
+    pub days: u32,
+    /// Distinct targets.
+    pub targets: u32,
+}
+
+/// Why the controller acts at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HardTrigger {
+    /// A critical-risk action was rolled back.
+    CriticalRollback,
+    /// The agent presented an unknown (forged) approval, a used one, someone else's, or one for another action.
+    ForgedApproval,
+    /// A violation on a security-policy change.
+    SecurityPolicyViolation,
+    /// `repeated_violations` blocked violations within `repeated_violation_days`.
+    RepeatedViolations,
+    /// An action judged severely anomalous went on to fail or be rolled back.
+    ConfirmedAnomaly,
+}
+
+impl HardTrigger {
+    /// The hard trigger a violation is, if any: its reason code and action class, and how many
+    /// blocked violations the agent had in the window (this one included).
+    pub fn of_violation(reason: &str, class: &str, blocked_recently: u64, policy: &TierPolicy) -> Option<HardTrigger> {
+        if reason == "quota_exceeded" {
+            // A quota overrun is a minor violation, never a hard trigger.
+            None
+        } else if matches!(reason, "approval_unknown" | "approval_reused" | "approval_wrong_agent" | "approval_mismatch") {
+            Some(HardTrigger::ForgedApproval)
+        } else if class == "security_policy_change" {
+            Some(HardTrigger::SecurityPolicyViolation)
+        } else if policy.repeated_violations > 0 && blocked_recently >= u64::from(policy.repeated_violations) {
+            Some(HardTrigger::RepeatedViolations)
+        } else {
+            None
+        }
+    }
+
+    /// Reason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            HardTrigger::CriticalRollback => "critical_rollback",
+            HardTrigger::ForgedApproval => "forged_approval",
+            HardTrigger::SecurityPolicyViolation => "security_policy_violation",
+            HardTrigger::RepeatedViolations => "repeated_violations",
+            HardTrigger::ConfirmedAnomaly => "confirmed_severe_anomaly",
+        }
+    }
+}
+
+/// What the controller decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Move {
+    /// Tier changes (up or down).
+    Tier {
+        /// The new tier.
+        to: u8,
+        /// Reason code.
+        reason: String,
+        /// A sentence for humans.
+        text: String,
+        /// Whether a cool-down starts (demotions).
+        cool_down: bool,
+    },
+    /// The agent is suspended (fast error-budget burn).
+    Suspend {
+        /// A sentence for humans.
+        text: String,
+    },
+}
+
+/// One gate of the next promotion, and where the agent stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Gate {
+    /// Gate name (`score`, `qualifying_successes`, `distinct_days`, …).
+    pub gate: String,
+    /// What it needs.
+    pub needs: String,
+    /// Where the agent is.
+    pub has: String,
+    /// Whether it holds.
+    pub met: bool,
+}
+
+/// The next promotion and what it still needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NextPromotion {
+    /// The tier it would be.
+    pub tier: u8,
+    /// Every gate; the promotion happens once all are met.
+    pub gates: Vec<Gate>,
+}
+
+impl NextPromotion {
+    /// Whether every gate holds.
+    pub fn ready(&self) -> bool {
+        self.gates.iter().all(|g| g.met)
+    }
+}
+
+/// The weight of qualifying work for promotion into `step`'s tier.
+pub fn qualifying(totals: &[Total], step: &Step, now: i64, trust: &TrustPolicy) -> (Weight, u64) {
+    let qualifies = |t: &Total| t.risk >= step.min_risk && glob_match(&step.environment, &t.environment);
+    let successes = totals.iter().filter(|t| qualifies(t) && t.kind == Kind::Success).map(|t| t.count.max(0) as u64).sum();
+    (weigh(totals, now, trust, qualifies), successes)
+}
+
+fn days(us: i64) -> f64 {
+    us as f64 / DAY_US
+}
+
+/// The gates of the next promotion. The spread of qualifying successes costs a query, so the
+/// caller measures it only once the other gates hold (`None`: not measured, not met).
+pub fn next_promotion(state: &State<'_>, budget: Window, now: i64, policy: &TierPolicy, trust: &TrustPolicy, spread: Option<Spread>) -> Option<NextPromotion> {
+    let to = state.tier + 1;
+    let step = policy.step(to)?;
+    let mut gates = Vec::new();
+    let mut gate = |gate: &str, needs: String, has: String, met: bool| gates.push(Gate { gate: gate.into(), needs, has, met });
+    gate(
+        "controller",
+        "tiering enabled, agent active and not pinned".into(),
+        format!("enabled={} suspended={} pinned={}", policy.enabled, state.suspended, state.pinned),
+        policy.enabled && !state.suspended && !state.pinned,
+    );
+    gate("ceiling", format!("ceiling ≥ {to}"), format!("ceiling {}", state.ceiling), to <= state.ceiling);
+    if let Some(p) = state.parent_tier {
+        gate("parent", format!("parent's tier ≥ {to}"), format!("parent at tier {p}"), to <= p);
+    }
+    let score = weigh(state.totals, now, trust, |_| true).score();
+    gate("score", format!("score ≥ {:.2}", step.bar), format!("{score:.3}"), score >= step.bar);
+    let (w, successes) = qualifying(state.totals, step, now, trust);
+    let scope = format!("{} work at {} risk or above", step.environment, step.min_risk);
+    gate(
+        "qualifying_successes",
+        format!("{} confirmed successes on {scope}", step.min_successes),
+        successes.to_string(),
+        successes >= u64::from(step.min_successes),
+    );
+    gate("qualifying_score", format!("score ≥ {:.2} on {scope}", step.bar), format!("{:.3}", w.score()), w.score() >= step.bar);
+    let in_tier = days(now - state.tier_since);
+    gate("time_in_tier", format!("{} days in tier {}", policy.min_days_in_tier, state.tier), format!("{in_tier:.1} days"), in_tier >= policy.min_days_in_tier);
+    let held = state.hold_until.is_some_and(|h| now < h);
+    gate(
+        "cool_down",
+        "no cool-down running".into(),
+        state.hold_until.filter(|_| held).map_or("none".into(), |h| format!("{:.1} days left", days(h - now))),
+        !held,
+    );
+    let hard = state.last_hard_at.is_some_and(|h| days(now - h) < policy.hard_window_days);
+    gate("no_hard_trigger", format!("no hard trigger in {} days", policy.hard_window_days), if hard { "one recently".into() } else { "none".into() }, !hard);
+    let spent = budget_spent(budget, policy);
+    gate(
+        "error_budget",
+        format!("changes failing ≤ {:.0}% over {} days", (1.0 - policy.slo) * 100.0, policy.slo_window_days),
+        format!("{}/{}", budget.bad, budget.outcomes),
+        !spent || to <= policy.budget_cap_tier,
+    );
+    match spread {
+        None => gates.push(Gate {
+            gate: "spread".into(),
+            needs: format!("successes on {} distinct days and {} distinct targets", policy.min_distinct_days, policy.min_distinct_targets),
+            has: "measured once the other gates hold".into(),
+            met: false,
+        }),
+        Some(s) => {
+            gates.push(Gate {
+                gate: "distinct_days".into(),
+                needs: format!("{} distinct days", policy.min_distinct_days),
+                has: s.days.to_string(),
+                met: s.days >= policy.min_distinct_days,
+            });
+            gates.push(Gate {
+                gate: "distinct_targets".into(),
+                needs: format!("{} distinct targets", policy.min_distinct_targets),
+                has: s.targets.to_string(),
+                met: s.targets >= policy.min_distinct_targets,
+            });
+        }
+    }
+    Some(NextPromotion { tier: to, gates })
+}
+
+fn budget_spent(w: Window, policy: &TierPolicy) -> bool {
+    w.outcomes >= u64::from(policy.slo_min_outcomes) && w.bad_share() > 1.0 - policy.slo
+}
+
+/// What a tier review looks at besides the policies and the time.
+#[derive(Debug, Clone, Copy)]
+pub struct Review<'a> {
+    /// The agent's state.
+    pub state: &'a State<'a>,
+    /// A hard trigger that set off the review, if one did.
+    pub hard: Option<HardTrigger>,
+    /// Outcomes over the error budget's window.
+    pub budget: Window,
+    /// Outcomes over the fast-burn window.
+    pub burn: Window,
+    /// How widely the qualifying work is spread (days, targets), if measured.
+    pub spread: Option<Spread>,
+}
+
+/// Decides whether the agent's tier moves. `hard` is a hard trigger that just happened;
+/// `budget` and `burn` are the recent changes over `slo_window_days` and `fast_burn_window_hours`.
+#[allow(clippy::too_many_arguments)]
+pub fn decide(review: &Review<'_>, now: i64, policy: &TierPolicy, trust: &TrustPolicy) -> Option<Move> {
+    let Review { state, hard, budget, burn, spread } = *review;
+    if !policy.enabled || state.suspended || state.pinned {
+        return None;
+    }
+    if let Some(h) = hard {
+        let to = state.tier.min(policy.hard_demotion_tier);
+        return (to < state.tier).then(|| Move::Tier {
+            to,
+            reason: h.code().into(),
+            text: format!("hard trigger ({}): down to tier {to} at once", h.code()),
+            cool_down: true,
+        });
+    }
+    let allowed = (1.0 - policy.slo).max(f64::EPSILON);
+    if burn.outcomes >= u64::from(policy.fast_burn_min_outcomes) && burn.bad_share() / allowed >= policy.fast_burn_rate {
+        return Some(Move::Suspend {
+            text: format!(
+                "error budget burning {:.1}× the sustainable rate ({} of {} changes bad in {} h): suspended until a human resumes it",
+                burn.bad_share() / allowed,
+                burn.bad,
+                burn.outcomes,
+                policy.fast_burn_window_hours
+            ),
+        });
+    }
+    if budget_spent(budget, policy) && state.tier > policy.budget_cap_tier {
+        return Some(Move::Tier {
+            to: policy.budget_cap_tier,
+            reason: "error_budget_exhausted".into(),
+            text: format!(
+                "{} of {} changes bad in {} days, over the {:.0}% budget",
+                budget.bad,
+                budget.outcomes,
+                policy.slo_window_days,
+                (1.0 - policy.slo) * 100.0
+            ),
+            cool_down: true,
+        });
+    }
+    let dwelt = days(now - state.tier_since) >= policy.min_days_in_tier;
+    if dwelt && state.tier > policy.soft_floor_tier {
+        let step = policy.step(state.tier)?;
+        let w = weigh(state.totals, now, trust, |_| true);
+        let evidence = w.positive + w.negative;
+        let low = policy.low_water * step.bar;
+        if evidence >= f64::from(step.min_successes) && w.score() < low {
+            return Some(Move::Tier {
+                to: state.tier - 1,
+                reason: "below_low_water".into(),
+                text: format!("score {:.3} below the low-water mark {low:.3} of tier {}", w.score(), state.tier),
+                cool_down: true,
+            });
+        }
+    }
+    let next = next_promotion(state, budget, now, policy, trust, spread)?;
+    next.ready().then(|| Move::Tier {
+        to: next.tier,
+        reason: "promotion".into(),
+        text: format!("every gate of tier {} holds ({})", next.tier, next.gates.iter().map(|g| format!("{} {}", g.gate, g.has)).collect::<Vec<_>>().join(", ")),
+        cool_down: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::{Evidence, half_life_us, totals_of};
+
+    const DAY: i64 = 86_400_000_000;
+
+    fn evidence(kind: Kind, env: &str, risk: RiskLevel, n: usize, at: i64) -> Vec<Evidence> {
+        vec![Evidence { kind, at, environment: env.into(), risk }; n]
+    }
+
+    fn state(tier: u8, totals: &[Total]) -> State<'_> {
+        State { tier, ceiling: 4, parent_tier: None, pinned: false, suspended: false, tier_since: 0, hold_until: None, last_hard_at: None, totals }
+    }
+
+    const WIDE: Option<Spread> = Some(Spread { days: 10, targets: 3 });
+
+    #[test]
+    fn promotes_only_when_every_gate_holds() {
+        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        let totals = totals_of(&evidence(Kind::Success, "staging", RiskLevel::Low, 40, 9 * DAY), half_life_us(&t));
+        let s = state(1, &totals);
+        let m = decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t);
+        assert!(matches!(m, Some(Move::Tier { to: 2, .. })), "{m:?}");
+        // Too early in the tier, or a cool-down, or a hard trigger lately, or the ceiling: no.
+        let early = State { tier_since: 5 * DAY, ..s.clone() };
+        assert_eq!(decide(&Review { state: &early, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
+        let held = State { hold_until: Some(11 * DAY), ..s.clone() };
+        assert_eq!(decide(&Review { state: &held, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
+        let hard = State { last_hard_at: Some(DAY), ..s.clone() };
+        assert_eq!(decide(&Review { state: &hard, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
+        let capped = State { ceiling: 1, ..s.clone() };
+        assert_eq!(decide(&Review { state: &capped, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
+        let parent = State { parent_tier: Some(1), ..s.clone() };
+        assert_eq!(decide(&Review { state: &parent, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
+        let pinned = State { pinned: true, ..s.clone() };
+        assert_eq!(decide(&Review { state: &pinned, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
+        let narrow = Some(Spread { days: 1, targets: 1 });
+        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: narrow }, 10 * DAY, &p, &t), None);
+        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: None }, 10 * DAY, &p, &t), None, "unmeasured spread is not met");
+    }
+
+    #[test]
+    fn low_risk_work_elsewhere_does_not_open_production() {
+        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        // Hundreds of docs updates in dev: a near-perfect score, but nothing in production.
+        let totals = totals_of(&evidence(Kind::Success, "dev", RiskLevel::Low, 500, 20 * DAY), half_life_us(&t));
+        let s = state(2, &totals);
+        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 21 * DAY, &p, &t), None);
+        let next = next_promotion(&s, Window::default(), 21 * DAY, &p, &t, WIDE).unwrap();
+        let gate = next.gates.iter().find(|g| g.gate == "qualifying_successes").unwrap();
+        assert!(!gate.met && gate.has == "0", "{next:?}");
+        // Low-risk production successes open tier 3, not tier 4 (which needs medium-risk ones).
+        let totals = totals_of(&evidence(Kind::Success, "production", RiskLevel::Low, 100, 20 * DAY), half_life_us(&t));
+        assert!(matches!(decide(&Review { state: &state(2, &totals), hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 21 * DAY, &p, &t), Some(Move::Tier { to: 3, .. })));
+        assert_eq!(decide(&Review { state: &state(3, &totals), hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 21 * DAY, &p, &t), None);
+    }
+
+    #[test]
+    fn hard_triggers_demote_at_once_and_soft_ones_after_the_dwell() {
+        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        let totals = totals_of(&evidence(Kind::Success, "production", RiskLevel::Low, 100, 0), half_life_us(&t));
+        let s = State { tier_since: DAY, ..state(3, &totals) };
+        let m = decide(&Review { state: &s, hard: Some(HardTrigger::ForgedApproval), budget: Window::default(), burn: Window::default(), spread: WIDE }, DAY + 1, &p, &t);
+        assert!(matches!(m, Some(Move::Tier { to: 1, cool_down: true, .. })), "{m:?}");
+        // Mostly rollbacks: below the low-water mark, but only once the dwell is over.
+        let mut e = evidence(Kind::Success, "production", RiskLevel::Low, 30, 0);
+        e.extend(evidence(Kind::Rollback, "production", RiskLevel::Low, 10, 0));
+        let totals = totals_of(&e, half_life_us(&t));
+        let s = State { tier_since: 0, ..state(3, &totals) };
+        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, DAY, &p, &t), None);
+        assert!(matches!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 8 * DAY, &p, &t), Some(Move::Tier { to: 2, .. })));
+        // Little evidence: a human-given tier stays.
+        let few = totals_of(&evidence(Kind::Failure, "production", RiskLevel::Low, 3, 0), half_life_us(&t));
+        assert_eq!(decide(&Review { state: &state(3, &few), hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 8 * DAY, &p, &t), None);
+        assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 3, &p), Some(HardTrigger::RepeatedViolations));
+        assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 2, &p), None);
+        assert_eq!(HardTrigger::of_violation("approval_unknown", "deploy", 1, &p), Some(HardTrigger::ForgedApproval));
+        assert_eq!(HardTrigger::of_violation("approval_reused", "deploy", 1, &p), Some(HardTrigger::ForgedApproval));
+        assert_eq!(HardTrigger::of_violation("quota_exceeded", "security_policy_change", 9, &p), None);
+    }
+
+    #[test]
+    fn error_budget_caps_and_fast_burn_suspends() {
+        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        let totals = totals_of(&evidence(Kind::Success, "production", RiskLevel::Medium, 200, 0), half_life_us(&t));
+        let s = state(4, &totals);
+        let spent = Window { outcomes: 40, bad: 3 };
+        assert!(matches!(decide(&Review { state: &s, hard: None, budget: spent, burn: Window::default(), spread: WIDE }, DAY, &p, &t), Some(Move::Tier { to: 2, .. })));
+        let burning = Window { outcomes: 6, bad: 5 };
+        assert!(matches!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: burning, spread: WIDE }, DAY, &p, &t), Some(Move::Suspend { .. })));
+        // Within budget: nothing.
+        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window { outcomes: 40, bad: 2 }, burn: Window { outcomes: 6, bad: 1 }, spread: WIDE }, DAY, &p, &t), None);
+    }
+
+    #[test]
+    fn default_policy_is_valid() {
+        assert_eq!(TierPolicy::default().validate(), Ok(()));
+        let mut p = TierPolicy::default();
+        p.steps.pop();
+        assert!(p.validate().unwrap_err().contains("steps"));
+    }
+}

@@ -1,0 +1,161 @@
+//! Approvals after they are asked for: humans approve or reject them, and lapsed ones are
+//! announced. The binding of an approval to its exact action, and what presenting one means,
+//! are pure rules in [`warden_core::approvals`].
+
+use crate::audit::{Actor, AuditRecord, by_caller};
+use crate::clock::SharedClock;
+use crate::error::{Error, Kind, Result};
+use crate::identity::{Caller, Role};
+use crate::policy::RiskLevel;
+use crate::records::{Approval, Event};
+use crate::services::notify::Outbox;
+use crate::store::{ApprovalWrite, Change, Conflict, Store, StoreError, Write};
+
+/// Announces lapsed approvals (`approval.expired`, audited), once each across replicas: one
+/// step of the periodic task (see [`crate::jobs`]).
+pub async fn announce_expiries(store: &Store, outbox: &Outbox, clock: &SharedClock) -> std::result::Result<(), StoreError> {
+    let now = clock.now_micros();
+    for a in store.unannounced_expiries(now, 100).await? {
+        let data = serde_json::json!({"approval_id": a.id, "decision_id": a.decision_id, "agent": a.agent, "class": a.class,
+            "environment": a.environment, "service": a.service, "expires_at": a.expires_at});
+        let event = Event::new("approval.expired", now, data.clone());
+        let mut writes = vec![Write::Approval(ApprovalWrite::NoteApprovalExpired { id: a.id.clone() })];
+        writes.extend(outbox.writes(&event, now));
+        let record = AuditRecord {
+            agent: Some(a.agent.clone()),
+            decision_id: Some(a.decision_id.clone()),
+            action_class: Some(a.class.clone()),
+            environment: Some(a.environment.clone()),
+            ..AuditRecord::change(Actor::warden(), "approval.expired", format!("approval:{}", a.id), data, now)
+        };
+        // A conflict means another replica announced it first.
+        if store.commit(Change { writes, audit: vec![record] }).await.is_ok() {
+            outbox.notify();
+        }
+    }
+    Ok(())
+}
+
+/// What deciding an approval needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Deciding<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// Time.
+    pub clock: &'a SharedClock,
+    /// Where `approval.decided` goes.
+    pub outbox: &'a Outbox,
+}
+
+/// A failed attempt: another approver changed the approval meanwhile (try again on the fresh
+/// state), or a failure to report.
+enum Retry {
+    Changed,
+    Failed(Error),
+}
+
+impl From<Error> for Retry {
+    fn from(e: Error) -> Retry {
+        Retry::Failed(e)
+    }
+}
+
+impl From<crate::store::StoreError> for Retry {
+    fn from(e: crate::store::StoreError) -> Retry {
+        Retry::Failed(e.into())
+    }
+}
+
+/// An approval as shown now (lapsed ones read as expired).
+pub async fn load(store: &Store, clock: &SharedClock, id: &str) -> Result<Approval> {
+    let now = clock.now_micros();
+    store.approval(id, now).await?.ok_or_else(|| Error::not_found("unknown_approval", format!("no approval `{id}`")))
+}
+
+/// Approves or rejects as `caller` (the API and the web page share this).
+pub async fn decide(cx: &Deciding<'_>, caller: &Caller, id: &str, comment: Option<String>, approve: bool) -> Result<Approval> {
+    // Only a human's approver token: never an agent, a service, or an admin acting as one.
+    caller.require(&[Role::Approver])?;
+    if let Some(c) = &comment
+        && c.len() > 4096
+    {
+        return Err(Error::field("comment", format!("is {} bytes, over the limit of 4096", c.len())));
+    }
+    // Another approver may change the approval between our read and our write: read again and
+    // retry a few times (the write is a compare-and-set, so nothing is ever lost or doubled).
+    for _ in 0..5 {
+        match try_decide(cx, caller, id, &comment, approve).await {
+            Err(Retry::Changed) => continue,
+            Err(Retry::Failed(e)) => return Err(e),
+            Ok(approval) => return Ok(approval),
+        }
+    }
+    Err(Error::new(Kind::Conflict, "approval_busy", format!("approval `{id}` kept changing; try again")))
+}
+
+async fn try_decide(cx: &Deciding<'_>, caller: &Caller, id: &str, comment: &Option<String>, approve: bool) -> std::result::Result<Approval, Retry> {
+    let approval = load(cx.store, cx.clock, id).await?;
+    // The approver's own grants must cover what they allow.
+    let who = caller.subject.clone().unwrap_or_default();
+    let human = cx.store
+        .human(&who)
+        .await?
+        .ok_or_else(|| Error::forbidden("approver_unknown", format!("approver tokens must name a registered human; `{who}` is not one")))?;
+    let risk: RiskLevel = serde_json::from_value(approval.summary["risk"]["level"].clone()).map_err(Error::internal)?;
+    if !human.covers(&approval.class, &approval.environment, &approval.service, risk) {
+        return Err(Retry::Failed(Error::forbidden(
+            "approver_not_permitted",
+            format!("`{who}`'s own grants do not cover {} in {} on {} at {risk} risk", approval.class, approval.environment, approval.service),
+        )));
+    }
+    // Four eyes: the human an agent acts for asked for the action and may not approve it.
+    if approve && approval.on_behalf_of.as_deref() == Some(who.as_str()) {
+        return Err(Retry::Failed(Error::forbidden("self_approval", format!("`{who}` asked for this action (on_behalf_of) and may not approve it"))));
+    }
+    match approval.status.as_str() {
+        "pending" => {}
+        "expired" => return Err(Retry::Failed(Error::new(Kind::Gone, "approval_expired", format!("approval `{id}` expired at {}", approval.expires_at)))),
+        other => return Err(Retry::Failed(Error::new(Kind::Conflict, "approval_not_pending", format!("approval `{id}` is already {other}")))),
+    }
+    if approve && approval.approved_by.contains(&who) {
+        return Err(Retry::Failed(Error::new(Kind::Conflict, "already_approved", format!("`{who}` has approved `{id}` already; it needs another approver"))));
+    }
+    let now = cx.clock.now_micros();
+    let mut approvers = approval.approved_by.clone();
+    let (write, status) = if approve {
+        approvers.push(who.clone());
+        let complete = approvers.len() as i64 >= approval.approvals_needed;
+        let write = Write::Approval(ApprovalWrite::AddApprover {
+            id: id.to_string(),
+            by: who.clone(),
+            at: now,
+            comment: comment.clone(),
+            before: serde_json::to_string(&approval.approved_by).map_err(Error::internal)?,
+            after: serde_json::to_string(&approvers).map_err(Error::internal)?,
+            complete,
+        });
+        (write, if complete { "approved" } else { "pending" })
+    } else {
+        (Write::Approval(ApprovalWrite::DecideApproval { id: id.to_string(), approve: false, by: who.clone(), at: now, comment: comment.clone() }), "rejected")
+    };
+    let event = if approve { "approval.approved" } else { "approval.rejected" };
+    let details = serde_json::json!({"approval_id": id, "comment": comment, "action_hash": approval.action_hash, "approved_by": approvers,
+        "approvals_needed": approval.approvals_needed, "status": status});
+    let mut record = by_caller(caller, event, format!("approval:{id}"), Some(approval.agent.clone()), details, now);
+    record.decision_id = Some(approval.decision_id.clone());
+    record.action_class = Some(approval.class.clone());
+    record.environment = Some(approval.environment.clone());
+    let mut writes = vec![write];
+    // Subscribers hear of the outcome, not of each step towards it.
+    if status != "pending" {
+        let data = serde_json::json!({"approval_id": id, "status": status, "decided_by": who, "approved_by": approvers, "comment": comment,
+            "decision_id": approval.decision_id, "agent": approval.agent, "class": approval.class, "environment": approval.environment, "service": approval.service});
+        writes.extend(cx.outbox.writes(&Event::new("approval.decided", now, data), now));
+    }
+    match cx.store.commit(Change { writes, audit: vec![record] }).await {
+        Err(e) if e.conflict() == Some(Conflict::ApprovalChanged) => return Err(Retry::Changed),
+        other => other.map_err(Error::from)?,
+    }
+    cx.outbox.notify();
+    Ok(load(cx.store, cx.clock, id).await?)
+}

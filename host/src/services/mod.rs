@@ -1,0 +1,15 @@
+//! The use cases, one module each: what happens when a decision is asked for, an approval
+//! decided, an outcome reported, signals received, an agent changed, a token minted, a tier
+//! reviewed, an event announced, a plugin published. Handlers call these; these call the
+//! store, the plugin host and the pure rules of `warden-core`. Nothing here knows HTTP.
+
+pub mod agents;
+pub mod approvals;
+pub mod decisions;
+pub mod notify;
+pub mod outcomes;
+pub mod plugins;
+pub mod quotas;
+pub mod rollback;
+pub mod tiering;
+pub mod tokens;

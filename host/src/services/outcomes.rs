@@ -1,0 +1,253 @@
+//! Outcomes (DESIGN.md, "After the action"): every allowed write owes a report of what happened
+//! (`succeeded`, `failed`, `rolled_back`) by a deadline set per action class. A report that does
+//! not come is recorded as `unknown`, once, by whichever replica sees it first; the trust engine
+//! reads outcomes as evidence.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::audit::{Actor, AuditRecord};
+use crate::clock::{SharedClock, parse_micros};
+use crate::decision::DecisionAnswer;
+use crate::error::{Error, Kind, Result};
+use crate::identity::{Caller, Role};
+use crate::policy::{CompiledPolicy, RiskLevel};
+use crate::quotas::{Unit, cents, window_at};
+use crate::records::Outcome;
+use crate::services::tiering::{Controller, Trigger};
+use crate::store::{Change, Conflict, OutcomeWrite, QuotaWrite, Store, StoreError, TrustWrite, Write};
+use crate::tiering::HardTrigger;
+use crate::trust::Kind as TrustKind;
+
+/// The outcomes an agent or the platform may report.
+pub const REPORTABLE: [&str; 3] = ["succeeded", "failed", "rolled_back"];
+
+/// Records overdue outcomes as `unknown` (audited as `outcome.overdue`, weak negative trust
+/// evidence): one step of the periodic task (see [`crate::jobs`]).
+pub async fn mark_overdue(store: &Store, clock: &SharedClock, tiers: &Controller) -> std::result::Result<(), StoreError> {
+    let now = clock.now_micros();
+    for o in store.overdue_outcomes(now, 200).await? {
+        let details = serde_json::json!({"decision_id": o.decision_id, "due_at": o.due_at});
+        let record = AuditRecord {
+            agent: Some(o.agent.clone()),
+            decision_id: Some(o.decision_id.clone()),
+            action_class: Some(o.class.clone()),
+            environment: Some(o.environment.clone()),
+            outcome: Some("unknown".into()),
+            ..AuditRecord::change(Actor::warden(), "outcome.overdue", format!("service:{}", o.service), details, now)
+        };
+        let evidence = tiers.evidence(&o.agent, &o.environment, o.risk, TrustKind::Unknown, now, 1);
+        let mut writes = vec![Write::Outcome(OutcomeWrite::OutcomeOverdue { decision_id: o.decision_id, at: now }), Write::Trust(TrustWrite::AddEvidence(evidence))];
+        if let Ok(Some(agent)) = store.agent(&o.agent).await {
+            writes.push(tiers.note(&agent));
+        }
+        // A conflict means the report (or another replica) came first.
+        if store.commit(Change { writes, audit: vec![record] }).await.is_ok() {
+            let _ = tiers.review(&o.agent, Trigger::Outcome { bad: true }).await;
+        }
+    }
+    Ok(())
+}
+
+/// What recording an outcome needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Reporting<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The effective policy (quotas' windows, the severe-anomaly bar).
+    pub policy: &'a CompiledPolicy,
+    /// The tier controller, which reacts to the outcome.
+    pub tiers: &'a Controller,
+    /// Time.
+    pub clock: &'a SharedClock,
+}
+
+/// `POST /v1/decisions/{id}/outcome`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeReport {
+    /// `succeeded`, `failed` or `rolled_back`.
+    pub status: String,
+    /// What happened, for humans.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// What it actually cost, US dollars.
+    #[serde(default)]
+    pub actual_cost_usd: Option<f64>,
+}
+
+
+/// Records what happened after an allowed action, reported by the agent itself, a service or
+/// an admin: the same report again is accepted; a different one is 409; for a decision that
+/// did not allow the action, 422. The report is trust evidence (less what it replaces), may
+/// correct the dollar quotas, and lets the tier controller react at once.
+pub async fn report(cx: &Reporting<'_>, caller: &Caller, id: &str, report: &OutcomeReport) -> Result<Outcome> {
+    caller.require(&[Role::Agent, Role::Service, Role::Admin])?;
+    if !crate::services::outcomes::REPORTABLE.contains(&report.status.as_str()) {
+        return Err(Error::field("status", format!("`{}` is not one of {}", report.status, crate::services::outcomes::REPORTABLE.join(", "))));
+    }
+    if let Some(cost) = report.actual_cost_usd
+        && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
+    {
+        return Err(Error::field("actual_cost_usd", "must be a number from 0 to 1e9"));
+    }
+    if let Some(d) = &report.detail
+        && d.len() > 4096
+    {
+        return Err(Error::field("detail", format!("is {} bytes, over the limit of 4096", d.len())));
+    }
+    // An overdue marker may land between reading the outcome and writing the report: then the
+    // report replaces the `unknown`, read afresh (so the right evidence is taken back).
+    for _ in 0..3 {
+        if let Some(done) = attempt_report(cx, caller, id, report).await? {
+            return Ok(done);
+        }
+    }
+    Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` kept changing while this report was recorded; retry")))
+}
+
+
+/// The decision, if the caller may see it: agents see only their own; to them another's does
+/// not exist.
+pub async fn visible(store: &Store, caller: &Caller, id: &str) -> Result<Outcome> {
+    let unknown = || Error::not_found("unknown_decision", format!("no decision `{id}`"));
+    let outcome = store.outcome(id).await?.ok_or_else(unknown)?;
+    if caller.role == Role::Agent && caller.subject.as_deref() != Some(outcome.agent.as_str()) {
+        return Err(unknown());
+    }
+    Ok(outcome)
+}
+
+/// One attempt at recording a report: the outcome as recorded, or `None` when an overdue
+/// marker landed meanwhile and the report should be made again on the fresh state.
+async fn attempt_report(cx: &Reporting<'_>, caller: &Caller, id: &str, report: &OutcomeReport) -> Result<Option<Outcome>> {
+    let current = visible(cx.store, caller, id).await?;
+    if current.verdict != "allow" {
+        return Err(Error::new(
+            Kind::Unprocessable,
+            "decision_not_allowed",
+            format!("decision `{id}` was `{}`: the action was not allowed, so it has no outcome", current.verdict),
+        ));
+    }
+    if current.due_at.is_none() {
+        return Err(Error::new(Kind::Unprocessable, "no_outcome_due", format!("decision `{id}` owes no outcome (reads change nothing)")));
+    }
+    if current.rollback_requested && report.status == "succeeded" {
+        return Err(Error::new(Kind::Conflict, "rollback_requested", format!("decision `{id}` failed its canary judgement and a rollback was requested")));
+    }
+    // A service or an admin may correct what the agent reported about itself; otherwise the
+    // first real report stands.
+    let correcting = |by: &Option<String>| caller.role != Role::Agent && by.as_deref() == Some(current.agent.as_str());
+    match current.outcome.as_deref() {
+        Some(same) if same == report.status => return Ok(Some(current)),
+        Some(other) if other != "unknown" && !correcting(&current.reported_by) => {
+            return Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` was already reported `{other}`")));
+        }
+        _ => {}
+    }
+    let now = cx.clock.now_micros();
+    let by = caller.actor_id();
+    let details = serde_json::json!({"decision_id": id, "status": report.status, "detail": report.detail, "actual_cost_usd": report.actual_cost_usd,
+        "was": current.outcome});
+    let actor = Actor { kind: caller.role.actor_kind().to_string(), id: by.clone(), tool: None, model: None, token_id: Some(caller.token_id.clone()) };
+    let record = AuditRecord {
+        agent: Some(current.agent.clone()),
+        decision_id: Some(id.to_string()),
+        action_class: Some(current.class.clone()),
+        environment: Some(current.environment.clone()),
+        outcome: Some(report.status.clone()),
+        ..AuditRecord::change(actor, "outcome.reported", format!("service:{}", current.service), details, now)
+    };
+    // Trust evidence: the report, less what it replaces (an `unknown`, or a corrected report).
+    let tiers = cx.tiers;
+    let evidence_of = |outcome: &str, at: i64, delta: i64| {
+        TrustKind::of_outcome(outcome).map(|kind| tiers.evidence(&current.agent, &current.environment, current.risk, kind, at, delta))
+    };
+    let replaced = current.outcome.as_deref().and_then(|o| evidence_of(o, current.reported_at.as_deref().and_then(parse_micros).unwrap_or(now), -1));
+    let evidence: Vec<_> = replaced.into_iter().chain(evidence_of(&report.status, now, 1)).collect();
+    let agent = cx.store.agent(&current.agent).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{}`", current.agent)))?;
+    let note = tiers.note(&agent);
+    let status = report.status.clone();
+    let actual_cost = report.actual_cost_usd;
+    let mut writes = vec![Write::Outcome(OutcomeWrite::ReportOutcome {
+        decision_id: id.to_string(),
+        outcome: report.status.clone(),
+        at: now,
+        by,
+        detail: report.detail.clone(),
+        actual_cost_usd: report.actual_cost_usd,
+        expected: current.outcome.clone(),
+    })];
+    writes.extend(evidence.into_iter().map(|e| Write::Trust(TrustWrite::AddEvidence(e))));
+    writes.push(note);
+    if let Some(actual) = actual_cost {
+        writes.extend(cost_corrections(cx, caller, id, &current, actual).await?);
+    }
+    if let Err(e) = cx.store.commit(Change { writes, audit: vec![record] }).await {
+        // Another report landed first: the same one is fine (a retry), a different one conflicts.
+        let now_there = visible(cx.store, caller, id).await?;
+        return match (e.conflict(), now_there.outcome.as_deref()) {
+            (Some(Conflict::OutcomeReported), Some(s)) if s == status => Ok(Some(now_there)),
+            (Some(Conflict::OutcomeReported), Some("unknown")) if current.outcome.is_none() => Ok(None),
+            (Some(Conflict::OutcomeReported), _) => Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` got another report at the same time"))),
+            _ => Err(e.into()),
+        };
+    }
+    // The tier follows at once: a critical rollback, or a failure of an action judged severely
+    // anomalous (the anomaly confirmed), is a hard trigger.
+    let trigger = if status == "rolled_back" && current.risk == RiskLevel::Critical {
+        Trigger::Hard(HardTrigger::CriticalRollback)
+    } else if status != "succeeded" && severely_anomalous(cx, id).await? {
+        Trigger::Hard(HardTrigger::ConfirmedAnomaly)
+    } else {
+        Trigger::Outcome { bad: status != "succeeded" }
+    };
+    if let Err(e) = tiers.review(&current.agent, trigger).await {
+        tracing::warn!(agent = %current.agent, error = %e.message, "tier review after an outcome failed");
+    }
+    Ok(Some(visible(cx.store, caller, id).await?))
+}
+
+/// The actual cost replaces the estimate (or an earlier actual cost) in the dollar quotas the
+/// action was charged to, in the window it was charged in. Lowering the tally takes a service
+/// or an admin: an agent could otherwise report its way around its own budget.
+async fn cost_corrections(cx: &Reporting<'_>, caller: &Caller, id: &str, current: &Outcome, actual: f64) -> Result<Vec<Write>> {
+    let Some((decided_at, request, answer)) = cx.store.decision_request(id).await? else { return Ok(Vec::new()) };
+    let request: serde_json::Value = serde_json::from_str(&request).map_err(Error::internal)?;
+    let answer: DecisionAnswer = serde_json::from_str(&answer).map_err(Error::internal)?;
+    let estimate = request.pointer("/action/estimated_cost_usd").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    // What the tally holds for this action now, and what it should: an agent's own report may
+    // raise it above the estimate, never lower it; a service's or an admin's sets it.
+    let charged = |by_the_agent: bool, actual: f64| if by_the_agent { actual.max(estimate) } else { actual };
+    let previous = match current.actual_cost_usd {
+        Some(a) => charged(current.reported_by.as_deref() == Some(current.agent.as_str()), a),
+        None => estimate,
+    };
+    let delta = cents(charged(caller.role == Role::Agent, actual)) - cents(previous);
+    let policy = cx.policy;
+    Ok(answer
+        .quotas
+        .iter()
+        .filter(|h| h.unit == Unit::Usd && delta != 0)
+        .filter_map(|h| {
+            // The window the action was charged in: the one its decision fell in.
+            let quota = policy.policy.quotas.quota(&h.quota)?;
+            Some(Write::Quota(QuotaWrite::AdjustQuota {
+                agent_id: current.agent.clone(),
+                quota: h.quota.clone(),
+                scope: h.scope.clone(),
+                window_start: window_at(quota.window, decided_at, &policy.quota_zone).0,
+                delta,
+            }))
+        })
+        .collect())
+}
+
+/// Whether the decision's anomaly stage found the action severely anomalous.
+async fn severely_anomalous(cx: &Reporting<'_>, id: &str) -> Result<bool> {
+    let Some((_, answer)) = cx.store.decision(id).await? else { return Ok(false) };
+    let answer: serde_json::Value = serde_json::from_str(&answer).map_err(Error::internal)?;
+    let severity = answer.pointer("/anomaly/severity").and_then(|s| s.as_u64()).unwrap_or(0);
+    Ok(severity >= u64::from(cx.policy.policy.severe_anomaly))
+}
+

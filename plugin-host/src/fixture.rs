@@ -1,0 +1,125 @@
+//! `warden plugin test`: run a built component against a JSON fixture in the real runtime.
+//!
+//! A fixture is the SDK's types as JSON: `{"action": {...}, "config": {...}}`, plus `baseline`
+//! and `activity` for anomaly detectors and `windows` for rollback triggers.
+
+use serde::Deserialize;
+use warden_sdk as sdk;
+
+use crate::convert::sdk_action;
+use crate::manifest::{Manifest, PluginKind};
+use crate::runtime::bindings::types as wit;
+use crate::runtime::{Call, CallOutcome, Runtime};
+
+/// A test fixture.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fixture {
+    /// The action.
+    pub action: sdk::Action,
+    /// Overrides the manifest's config.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    /// For anomaly detectors.
+    #[serde(default)]
+    pub baseline: sdk::Baseline,
+    /// For anomaly detectors.
+    #[serde(default)]
+    pub activity: sdk::Activity,
+    /// For rollback triggers.
+    #[serde(default)]
+    pub windows: Vec<sdk::MetricWindow>,
+}
+
+/// What a test run printed.
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    /// `name@version`.
+    pub plugin: String,
+    /// The verdict, the plugin's error, or the failure.
+    pub verdict: serde_json::Value,
+    /// Fuel used.
+    pub fuel_used: u64,
+    /// Peak linear memory, bytes.
+    pub peak_memory: usize,
+    /// Component size, bytes.
+    pub module_size: usize,
+    /// Wall time, microseconds (one fresh instance and one call).
+    pub duration_us: u64,
+    /// The plugin's log lines.
+    pub logs: Vec<String>,
+}
+
+fn report<T>(plugin: String, module_size: usize, call: Call<T>, show: impl Fn(&T) -> serde_json::Value) -> Report {
+    let verdict = match &call.outcome {
+        CallOutcome::Ok(v) => show(v),
+        CallOutcome::PluginError { code, message } => serde_json::json!({"plugin_error": {"code": code, "message": message}}),
+        CallOutcome::Failed { limit, message } => serde_json::json!({"failed": {"limit": limit, "message": message}}),
+    };
+    Report { plugin, verdict, fuel_used: call.fuel_used, peak_memory: call.peak_memory, module_size, duration_us: call.duration_us, logs: call.logs }
+}
+
+/// Loads `component` with `manifest` and runs the fixture once, in a fresh instance.
+pub async fn run(runtime: &Runtime, mut manifest: Manifest, component: &[u8], fixture: Fixture) -> anyhow::Result<Report> {
+    if let Some(config) = fixture.config {
+        manifest.config = config;
+    }
+    let plugin = runtime.load(manifest, component)?;
+    let id = plugin.manifest.id();
+    let a = sdk_action(fixture.action);
+    Ok(match plugin.manifest.kind {
+        PluginKind::Classifier => {
+            let call = runtime.calls().classify_wit(&plugin, &a, 0).await;
+            report(
+                id,
+                plugin.size,
+                call,
+                |c| serde_json::json!({"level": warden_core::policy::RiskLevel::from(c.level).as_str(), "score": c.score, "categories": c.categories, "reasons": c.reasons}),
+            )
+        }
+        PluginKind::AnomalyDetector => {
+            let b = fixture.baseline;
+            let baseline = wit::Baseline {
+                team: b.team,
+                service: b.service,
+                class: b.class,
+                environment: b.environment,
+                sample_size: b.sample_size,
+                warm: b.warm,
+                rate_per_hour: b.rate_per_hour,
+                change_size_median: b.change_size_median,
+                change_size_mad: b.change_size_mad,
+                hour_of_week_counts: b.hour_of_week_counts,
+                seen_combinations: b.seen_combinations,
+            };
+            let activity = wit::Activity { actions_last_hour: fixture.activity.actions_last_hour, seen_combinations: fixture.activity.seen_combinations };
+            let call = runtime.calls().detect_wit(&plugin, &a, &baseline, &activity, 0).await;
+            report(
+                id,
+                plugin.size,
+                call,
+                |f| serde_json::json!({"findings": f.iter().map(|f| serde_json::json!({"detector": f.detector, "severity": f.severity, "p_value": f.p_value, "message": f.message})).collect::<Vec<_>>()}),
+            )
+        }
+        PluginKind::RollbackTrigger => {
+            let windows: Vec<wit::MetricWindow> = fixture
+                .windows
+                .into_iter()
+                .map(|w| wit::MetricWindow {
+                    name: w.name,
+                    canary: w.canary,
+                    baseline: w.baseline,
+                    canary_errors: w.canary_errors,
+                    canary_total: w.canary_total,
+                    baseline_errors: w.baseline_errors,
+                    baseline_total: w.baseline_total,
+                    dry_run: w.dry_run,
+                })
+                .collect();
+            let call = runtime.calls().judge_wit(&plugin, &a, &windows, 0).await;
+            report(id, plugin.size, call, |j| {
+                serde_json::json!({"verdict": warden_core::plugin::JudgementVerdict::from(j.verdict).as_str(), "reasons": j.reasons})
+            })
+        }
+    })
+}

@@ -1,0 +1,234 @@
+//! The store's part for approval requests: asked, decided, used, lapsed: reads, and how each of its writes is applied.
+
+#![allow(unused_imports)]
+
+use std::collections::HashMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Executor as _, Row as _};
+use warden_core::audit::{self, AuditEntry, AuditRecord, StoredRow};
+use warden_core::clock::{format_micros, parse_micros};
+use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
+use warden_core::policy::{RiskLevel, ViolationMode};
+use warden_core::records::*;
+
+use crate::error::{Conflict, Missing, Result, StoreError};
+use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
+use crate::dialect::Backend;
+use crate::{Arg, Filters, Store, Write};
+
+/// A write to approval requests: asked, decided, used, lapsed.
+#[derive(Debug, Clone)]
+pub enum ApprovalWrite {
+    /// Record a new pending approval.
+    InsertApproval(ApprovalRow),
+    /// Approve or reject a pending, unexpired approval; 409 otherwise.
+    DecideApproval {
+        /// Approval id.
+        id: String,
+        /// Approve (true) or reject.
+        approve: bool,
+        /// Who decided.
+        by: String,
+        /// When, Unix microseconds (must be before expiry).
+        at: i64,
+        /// The approver's comment.
+        comment: Option<String>,
+    },
+    /// Add an approver to a pending approval, approving it once enough have; 409 if another
+    /// approver changed it meanwhile (compare-and-set on the list) or it is no longer pending.
+    AddApprover {
+        /// Approval id.
+        id: String,
+        /// The approver.
+        by: String,
+        /// When, Unix microseconds (must be before expiry).
+        at: i64,
+        /// The approver's comment.
+        comment: Option<String>,
+        /// The approvers before (JSON list), as read.
+        before: String,
+        /// The approvers after (JSON list).
+        after: String,
+        /// Whether this approver completes the approval.
+        complete: bool,
+    },
+    /// Use an approved, unexpired approval for a decision; 409 if it is not (already used:
+    /// approvals are single-use, and this write is what makes them so on every replica).
+    ConsumeApproval {
+        /// Approval id.
+        id: String,
+        /// The decision that uses it.
+        decision_id: String,
+        /// When, Unix microseconds.
+        at: i64,
+    },
+    /// Mark a lapsed approval's expiry as announced; 409 if another replica did.
+    NoteApprovalExpired {
+        /// Approval id.
+        id: String,
+    },
+}
+
+impl From<ApprovalWrite> for Write {
+    fn from(w: ApprovalWrite) -> Write {
+        Write::Approval(w)
+    }
+}
+
+const APPROVAL_COLUMNS: &str = "SELECT id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, \
+     created_at, expires_at, decided_by, decided_at, comment, consumed_by, consumed_at, approvals_needed, approved_by FROM approvals";
+
+fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
+    let expires_at: i64 = r.try_get("expires_at")?;
+    let mut status: String = r.try_get("status")?;
+    // Undecided or unused, an approval lapses at its expiry (a used one stays `consumed`).
+    if (status == "pending" || status == "approved") && expires_at <= now {
+        status = "expired".into();
+    }
+    let summary: String = r.try_get("summary")?;
+    let approved_by: String = r.try_get("approved_by")?;
+    let time = |column: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros)) };
+    Ok(Approval {
+        id: r.try_get("id")?,
+        status,
+        decision_id: r.try_get("decision_id")?,
+        agent: r.try_get("agent_id")?,
+        on_behalf_of: r.try_get("on_behalf_of")?,
+        class: r.try_get("class")?,
+        environment: r.try_get("environment")?,
+        service: r.try_get("service")?,
+        action_hash: r.try_get("action_hash")?,
+        summary: serde_json::from_str(&summary).map_err(StoreError::bug)?,
+        created_at: format_micros(r.try_get("created_at")?),
+        expires_at: format_micros(expires_at),
+        approvals_needed: r.try_get("approvals_needed")?,
+        approved_by: serde_json::from_str(&approved_by).map_err(StoreError::bug)?,
+        decided_by: r.try_get("decided_by")?,
+        decided_at: time("decided_at")?,
+        comment: r.try_get("comment")?,
+        consumed_by: r.try_get("consumed_by")?,
+        consumed_at: time("consumed_at")?,
+        expires_at_micros: expires_at,
+    })
+}
+
+impl Store {
+    /// One approval, with `pending` or `approved` shown as `expired` once `now` (Unix microseconds) is past its expiry.
+    pub async fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>> {
+        let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(|r| approval_of(r, now)).transpose()
+    }
+
+    /// Approvals by status (as of `now`) and agent, oldest first, after an id.
+    pub async fn approvals(&self, status: Option<&str>, agent: Option<&str>, after: Option<&str>, limit: i64, now: i64) -> Result<Vec<Approval>> {
+        let mut w = Filters::new(APPROVAL_COLUMNS);
+        match status {
+            Some("pending") => {
+                w.cond("status", "=", Arg::Text("pending".into()));
+                w.int("expires_at", ">", Some(now));
+            }
+            Some("approved") => {
+                w.cond("status", "=", Arg::Text("approved".into()));
+                w.int("expires_at", ">", Some(now));
+            }
+            Some("expired") => {
+                w.sql.push_str(" AND status IN ('pending', 'approved')");
+                w.int("expires_at", "<=", Some(now));
+            }
+            other => w.text("status", &other.map(String::from)),
+        }
+        w.text("agent_id", &agent.map(String::from));
+        w.text_op("id", ">", after);
+        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1001)), &self.pool).await?;
+        rows.iter().map(|r| approval_of(r, now)).collect()
+    }
+
+    /// Approvals that lapsed undecided before `now` and whose expiry is not yet announced.
+    pub async fn unannounced_expiries(&self, now: i64, limit: i64) -> Result<Vec<Approval>> {
+        let sql =
+            format!("{APPROVAL_COLUMNS} WHERE status = 'pending' AND expires_at <= $1 AND expiry_notified = 0 ORDER BY id LIMIT {}", limit.clamp(1, 1000));
+        let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| approval_of(r, now)).collect()
+    }
+}
+
+/// Applies one write inside the writer's transaction.
+pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Applied {
+    Ok(match write {
+        ApprovalWrite::NoteApprovalExpired { id } => {
+            let n = sqlx::query("UPDATE approvals SET expiry_notified = 1 WHERE id = $1 AND expiry_notified = 0")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            affected(n, Conflict::ExpiryNoted, format!("the expiry of approval `{id}` was already announced"))
+        }
+        ApprovalWrite::InsertApproval(a) => {
+            sqlx::query(
+                "INSERT INTO approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at, \
+                 approvals_needed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12)",
+            )
+            .bind(&a.id)
+            .bind(&a.decision_id)
+            .bind(&a.agent_id)
+            .bind(&a.on_behalf_of)
+            .bind(&a.class)
+            .bind(&a.environment)
+            .bind(&a.service)
+            .bind(&a.action_hash)
+            .bind(&a.summary)
+            .bind(a.created_at)
+            .bind(a.expires_at)
+            .bind(a.approvals_needed)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+        ApprovalWrite::DecideApproval { id, approve, by, at, comment } => {
+            let n = sqlx::query(
+                "UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3, comment = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $3",
+            )
+            .bind(if *approve { "approved" } else { "rejected" })
+            .bind(by)
+            .bind(*at)
+            .bind(comment)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(n, Conflict::ApprovalNotPending, format!("approval `{id}` is no longer pending (decided or expired)"))
+        }
+        ApprovalWrite::AddApprover { id, by, at, comment, before, after, complete } => {
+            let (decided_by, decided_at) = if *complete { (Some(by.clone()), Some(*at)) } else { (None, None) };
+            let n = sqlx::query(
+                "UPDATE approvals SET status = $1, approved_by = $2, decided_by = COALESCE($3, decided_by), decided_at = COALESCE($4, decided_at), \
+                 comment = COALESCE($5, comment) WHERE id = $6 AND status = 'pending' AND expires_at > $7 AND approved_by = $8",
+            )
+            .bind(if *complete { "approved" } else { "pending" })
+            .bind(after)
+            .bind(decided_by)
+            .bind(decided_at)
+            .bind(comment)
+            .bind(id)
+            .bind(*at)
+            .bind(before)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(n, Conflict::ApprovalChanged, format!("approval `{id}` changed meanwhile (another approver, or decided or expired)"))
+        }
+        ApprovalWrite::ConsumeApproval { id, decision_id, at } => {
+            let n = sqlx::query(
+                "UPDATE approvals SET status = 'consumed', consumed_by = $1, consumed_at = $2 WHERE id = $3 AND status = 'approved' AND expires_at > $2",
+            )
+            .bind(decision_id)
+            .bind(*at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(n, Conflict::ApprovalUsed, format!("approval `{id}` was used by another decision at the same time, or has just expired"))
+        }
+    })
+}

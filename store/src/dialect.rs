@@ -1,0 +1,91 @@
+//! The only place SQLite and PostgreSQL differ: connection set-up, migrations, how a write
+//! transaction begins, and how rows are locked. Everything else is one SQL dialect on sqlx's
+//! `Any` driver.
+
+use sqlx::{AnyConnection, Executor as _};
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One file under the data directory.
+    Sqlite,
+    /// A shared server, for several replicas.
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Backend {
+    /// The backend a database URL names.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The backend a connection talks to.
+    pub(crate) fn of(conn: &AnyConnection) -> Backend {
+        if conn.backend_name() == "PostgreSQL" { Backend::Postgres } else { Backend::Sqlite }
+    }
+
+    /// The schema's migrations.
+    pub(crate) fn migrations(self) -> &'static sqlx::migrate::Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Settings every new connection gets.
+    pub(crate) async fn set_up(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        if self == Backend::Sqlite {
+            // WAL lets readers run beside the writer; FULL makes every commit durable.
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+            conn.execute("PRAGMA synchronous = FULL").await?;
+            conn.execute("PRAGMA busy_timeout = 5000").await?;
+            conn.execute("PRAGMA foreign_keys = ON").await?;
+            // Checkpoints run in the background (`checkpoint`), not inside the writer's commits.
+            conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the writer's transaction: on SQLite it takes the write lock at once, so a batch
+    /// never fails half-way for want of it.
+    pub(crate) fn begin(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// `FOR UPDATE` where rows can be locked (PostgreSQL, where other replicas write too); on
+    /// SQLite the writer's transaction already holds the database's one write lock.
+    pub(crate) fn lock_rows(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Locks tables for a rebuild, where replicas could write to them meanwhile.
+    pub(crate) fn lock_tables(self, tables: &str) -> Option<String> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(format!("LOCK TABLE {tables} IN EXCLUSIVE MODE")),
+        }
+    }
+
+    /// A passive WAL checkpoint, where there is a WAL to checkpoint.
+    pub(crate) fn checkpoint(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => Some("PRAGMA wal_checkpoint(PASSIVE)"),
+            Backend::Postgres => None,
+        }
+    }
+}

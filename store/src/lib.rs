@@ -1,0 +1,377 @@
+//! Persistence on SQLite (the embedded default) or PostgreSQL (several replicas), through one
+//! SQL dialect on sqlx's `Any` driver; [`dialect`] is the only place the two differ.
+//!
+//! Reads go straight to the pool. Every write goes through one writer task per process that
+//! commits whole batches of changes in one transaction (group commit): each change's rows and
+//! its audit records land together or not at all, and a caller hears back only after the
+//! transaction is durable. The writer also extends the audit hash chain; on PostgreSQL it locks
+//! the chain's head row, so replicas append one batch at a time and the chain stays linear.
+//!
+//! One file per domain holds its reads and how its writes apply. This crate depends on
+//! `warden-core` only, never on the service.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+use warden_core::audit::AuditRecord;
+use warden_core::identity::{Agent, Human, TokenRecord};
+
+mod approvals;
+mod audit;
+mod baselines;
+mod decisions;
+pub mod dialect;
+mod deliveries;
+mod error;
+mod identities;
+mod outcomes;
+mod plugins;
+mod quotas;
+mod trust;
+mod writer;
+
+pub use approvals::ApprovalWrite;
+pub use audit::AuditFilter;
+pub use baselines::BaselineWrite;
+pub use decisions::DecisionWrite;
+pub use deliveries::DeliveryWrite;
+pub use dialect::Backend;
+pub use error::{Conflict, Missing, Result, StoreError};
+pub use identities::IdentityWrite;
+pub use outcomes::OutcomeWrite;
+pub use plugins::{PluginRow, PluginWrite};
+pub use quotas::QuotaWrite;
+pub use trust::TrustWrite;
+pub use violations::{ViolationFilter, ViolationWrite};
+use quotas::QuotaKey;
+use writer::{Job, Msg, Writer};
+
+mod violations;
+
+/// One row-level write, by domain. Only a change's first write may fail for a logical reason
+/// (exists already, changed underneath, not found), so a failed change has written nothing.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Agents, humans and tokens.
+    Identity(IdentityWrite),
+    /// Decisions.
+    Decision(DecisionWrite),
+    /// Violations.
+    Violation(ViolationWrite),
+    /// Approval requests.
+    Approval(ApprovalWrite),
+    /// Outcomes, signals and rollbacks.
+    Outcome(OutcomeWrite),
+    /// Trust evidence, scores and tier changes.
+    Trust(TrustWrite),
+    /// Quota counts.
+    Quota(QuotaWrite),
+    /// Webhook deliveries.
+    Delivery(DeliveryWrite),
+    /// Stored plugins.
+    Plugin(PluginWrite),
+    /// Human baselines.
+    Baseline(BaselineWrite),
+}
+
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: String,
+    /// Connections in the read pool (the writer takes one more).
+    pub max_connections: u32,
+    /// Most changes committed in one transaction.
+    pub max_batch: usize,
+    /// How long found tokens, agents and humans are cached; zero disables the cache.
+    pub cache_ttl: Duration,
+}
+
+/// A unit of change: rows and the audit records that describe them, committed together.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// Row writes, in order.
+    pub writes: Vec<Write>,
+    /// Audit records appended to the chain in the same transaction.
+    pub audit: Vec<AuditRecord>,
+}
+
+/// The store: a read pool, a handle on the writer task, and a short-lived read cache.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    writer: mpsc::Sender<Msg>,
+    cache: Arc<ReadCache>,
+}
+
+/// Found tokens, agents and humans, kept for `ttl` so the decision hot path skips its reads.
+/// This process's own writes evict what they change at once; another replica's change (or an
+/// offline `warden token revoke`) is seen here within `ttl`.
+#[derive(Debug)]
+struct ReadCache {
+    ttl: Duration,
+    tokens: Mutex<HashMap<String, (Instant, TokenRecord)>>,
+    agents: Mutex<HashMap<String, (Instant, Agent)>>,
+    humans: Mutex<HashMap<String, (Instant, Human)>>,
+    /// Last known quota counts (agent, quota, scope, window start): a hint for the decision's
+    /// pre-check and its answer, kept up to date by this process's own charges. The charge
+    /// itself is checked against the database when it commits, so a stale hint costs at most a
+    /// second judgement, never a wrong count.
+    quotas: Mutex<HashMap<QuotaKey, i64>>,
+}
+
+/// Entries kept per map before it is cleared (a crude bound; the TTL keeps entries fresh).
+pub(crate) const CACHE_CAPACITY: usize = 100_000;
+
+impl ReadCache {
+    fn get<V: Clone>(&self, map: &Mutex<HashMap<String, (Instant, V)>>, key: &str) -> Option<V> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let map = map.lock().expect("cache lock");
+        map.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+    }
+
+    fn put<V>(&self, map: &Mutex<HashMap<String, (Instant, V)>>, key: &str, value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut map = map.lock().expect("cache lock");
+        if map.len() >= CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert(key.to_string(), (Instant::now(), value));
+    }
+
+    fn evict(&self, change: &Change) {
+        for write in &change.writes {
+            match write {
+                Write::Identity(IdentityWrite::InsertAgent(a) | IdentityWrite::UpdateAgent { agent: a, .. }) => {
+                    self.agents.lock().expect("cache lock").remove(&a.id);
+                }
+                Write::Trust(TrustWrite::NoteTrust { agent_id, .. }) => {
+                    self.agents.lock().expect("cache lock").remove(agent_id);
+                }
+                Write::Identity(IdentityWrite::InsertHuman(h, _)) => {
+                    self.humans.lock().expect("cache lock").remove(&h.id);
+                }
+                // Tokens are cached by hash; revocation is rare, so drop them all.
+                Write::Identity(IdentityWrite::RevokeToken { .. }) => self.tokens.lock().expect("cache lock").clear(),
+                // Nothing else is cached (quota hints follow the commit, in `Store::commit`).
+                Write::Identity(IdentityWrite::InsertToken(_))
+                | Write::Trust(TrustWrite::AddEvidence(_) | TrustWrite::RecordTierChange(_))
+                | Write::Decision(_)
+                | Write::Violation(_)
+                | Write::Approval(_)
+                | Write::Outcome(_)
+                | Write::Quota(_)
+                | Write::Delivery(_)
+                | Write::Plugin(_)
+                | Write::Baseline(_) => {}
+            }
+        }
+    }
+}
+
+/// A SELECT narrowed by optional filters, with its bound arguments in order.
+struct Filters {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Filters {
+    fn new(select: &str) -> Filters {
+        Filters { sql: format!("{select} WHERE 1 = 1"), args: Vec::new() }
+    }
+
+    fn cond(&mut self, column: &str, op: &str, arg: Arg) {
+        self.args.push(arg);
+        self.sql.push_str(&format!(" AND {column} {op} ${}", self.args.len()));
+    }
+
+    fn text(&mut self, column: &str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.cond(column, "=", Arg::Text(v.clone()));
+        }
+    }
+
+    fn text_op(&mut self, column: &str, op: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.cond(column, op, Arg::Text(v.to_string()));
+        }
+    }
+
+    fn int(&mut self, column: &str, op: &str, value: Option<i64>) {
+        if let Some(v) = value {
+            self.cond(column, op, Arg::Int(v));
+        }
+    }
+
+    /// Appends `tail` (ORDER BY, LIMIT) and runs the query.
+    async fn fetch_all(mut self, tail: &str, pool: &AnyPool) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
+        self.sql.push_str(tail);
+        let mut query = sqlx::query(&self.sql);
+        for arg in self.args {
+            query = match arg {
+                Arg::Text(s) => query.bind(s),
+                Arg::Int(i) => query.bind(i),
+            };
+        }
+        query.fetch_all(pool).await
+    }
+}
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+
+impl Store {
+    /// Connects, applies migrations and starts the writer.
+    pub async fn open(options: &StoreOptions) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let url = options.url.as_str();
+        let Some(backend) = Backend::of_url(url) else {
+            anyhow::bail!("unsupported database URL `{}`: use sqlite://… or postgres://…", redact(url));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1) + 1)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| Box::pin(async move { backend.set_up(conn).await }))
+            .connect(url)
+            .await
+            .with_context(|| format!("cannot open the database at {}", redact(url)))?;
+        backend.migrations().run(&pool).await.context("cannot apply database migrations")?;
+        let (tx, rx) = mpsc::channel(8192);
+        tokio::spawn(Writer { pool: pool.clone(), backend, conn: None, max_batch: options.max_batch.max(1) }.run(rx));
+        if let Some(sql) = backend.checkpoint() {
+            tokio::spawn(checkpoint_wal(pool.clone(), sql));
+        }
+        let cache = Arc::new(ReadCache {
+            ttl: options.cache_ttl,
+            tokens: Default::default(),
+            agents: Default::default(),
+            humans: Default::default(),
+            quotas: Default::default(),
+        });
+        Ok(Store { pool, backend, writer: tx, cache })
+    }
+
+    /// Whether the store has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Commits a change and its audit records; returns once durable.
+    pub async fn commit(&self, change: Change) -> Result<()> {
+        let counted: Vec<(QuotaKey, i64)> = change
+            .writes
+            .iter()
+            .flat_map(|w| match w {
+                Write::Quota(QuotaWrite::ChargeQuotas { agent_id, charges }) => {
+                    charges.iter().map(|c| ((agent_id.clone(), c.quota.clone(), c.scope.clone(), c.window.0), c.amount)).collect::<Vec<_>>()
+                }
+                Write::Quota(QuotaWrite::AdjustQuota { agent_id, quota, scope, window_start, delta }) => {
+                    vec![((agent_id.clone(), quota.clone(), scope.clone(), *window_start), *delta)]
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        let result = self.commit_change(change).await;
+        if result.is_ok() && !counted.is_empty() {
+            let mut hints = self.cache.quotas.lock().expect("cache lock");
+            for (key, amount) in counted {
+                if let Some(used) = hints.get_mut(&key) {
+                    *used += amount;
+                }
+            }
+        }
+        result
+    }
+
+    async fn commit_change(&self, change: Change) -> Result<()> {
+        // Identity changes evict the cache before and after: a read racing the commit cannot
+        // keep the old row for long. Decisions (the hot path) change nothing cached.
+        let evicts = change.writes.iter().any(|w| !matches!(w, Write::Decision(DecisionWrite::InsertDecision(_)) | Write::Violation(ViolationWrite::InsertViolation(_)) | Write::Identity(IdentityWrite::InsertToken(_))));
+        let copy = evicts.then(|| change.clone());
+        if let Some(c) = &copy {
+            self.cache.evict(c);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.writer.send(Msg::Job(Job { change, reply })).await.map_err(|_| StoreError::unavailable("the writer has stopped"))?;
+        let result = rx.await.map_err(|_| StoreError::unavailable("the writer has stopped"))?;
+        if let Some(c) = &copy {
+            self.cache.evict(c);
+        }
+        result
+    }
+
+    /// Checks that the database answers and holds Warden's schema.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT seq FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Drains and stops the writer, then closes the pool. Later writes fail with 503.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(Msg::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.pool.close().await;
+    }
+}
+
+/// Copies the SQLite WAL back into the database once a second without blocking the writer
+/// (PASSIVE), so that commits never pay for a checkpoint. Ends when the pool closes.
+async fn checkpoint_wal(pool: AnyPool, sql: &'static str) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query(sql).execute(&pool).await {
+            tracing::debug!(error = %e, "WAL checkpoint skipped");
+        }
+    }
+}
+
+/// Hides the password in a database URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+    }
+}

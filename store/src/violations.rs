@@ -1,0 +1,164 @@
+//! The store's part for violations and their review: reads, and how each of its writes is applied.
+
+#![allow(unused_imports)]
+
+use std::collections::HashMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Executor as _, Row as _};
+use warden_core::audit::{self, AuditEntry, AuditRecord, StoredRow};
+use warden_core::clock::{format_micros, parse_micros};
+use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
+use warden_core::policy::{RiskLevel, ViolationMode};
+use warden_core::records::*;
+
+use crate::error::{Conflict, Missing, Result, StoreError};
+use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
+use crate::dialect::Backend;
+use crate::{Arg, Filters, Store, Write};
+
+/// A write to violations and their review.
+#[derive(Debug, Clone)]
+pub enum ViolationWrite {
+    /// Record a violation.
+    InsertViolation(ViolationRow),
+    /// Acknowledge an open violation; 409 if it is not open any more.
+    AckViolation {
+        /// Violation id.
+        id: String,
+        /// Who acknowledged it.
+        by: String,
+        /// When, Unix microseconds.
+        at: i64,
+        /// The reviewer's comment.
+        comment: Option<String>,
+    },
+}
+
+impl From<ViolationWrite> for Write {
+    fn from(w: ViolationWrite) -> Write {
+        Write::Violation(w)
+    }
+}
+
+/// Which violations to list: every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct ViolationFilter {
+    /// The agent.
+    pub agent: Option<String>,
+    /// `open` or `acknowledged`.
+    pub status: Option<String>,
+    /// Action class.
+    pub class: Option<String>,
+    /// Environment.
+    pub environment: Option<String>,
+    /// Violation mode.
+    pub mode: Option<String>,
+    /// At or after (Unix microseconds).
+    pub since: Option<i64>,
+    /// Before (Unix microseconds).
+    pub until: Option<i64>,
+    /// Page after this violation id (ids grow with time).
+    pub after: Option<String>,
+    /// Rows to return.
+    pub limit: i64,
+}
+
+const VIOLATION_COLUMNS: &str =
+    "SELECT id, at, decision_id, agent_id, class, environment, service, mode, reason, status, acknowledged_by, acknowledged_at, comment FROM violations";
+
+fn violation_of(r: &AnyRow) -> Result<Violation> {
+    let acknowledged_at: Option<i64> = r.try_get("acknowledged_at")?;
+    Ok(Violation {
+        id: r.try_get("id")?,
+        at: format_micros(r.try_get("at")?),
+        decision_id: r.try_get("decision_id")?,
+        agent: r.try_get("agent_id")?,
+        class: r.try_get("class")?,
+        environment: r.try_get("environment")?,
+        service: r.try_get("service")?,
+        mode: r.try_get("mode")?,
+        reason: r.try_get("reason")?,
+        status: r.try_get("status")?,
+        acknowledged_by: r.try_get("acknowledged_by")?,
+        acknowledged_at: acknowledged_at.map(format_micros),
+        comment: r.try_get("comment")?,
+    })
+}
+
+pub(crate) async fn insert_violations(conn: &mut AnyConnection, rows: &[&ViolationRow]) -> std::result::Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_insert("violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)", 9, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for v in chunk {
+            q = q
+                .bind(&v.id)
+                .bind(v.at)
+                .bind(&v.decision_id)
+                .bind(&v.agent_id)
+                .bind(&v.class)
+                .bind(&v.environment)
+                .bind(&v.service)
+                .bind(v.mode.as_str())
+                .bind(&v.reason);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Blocked violations of an agent since `since` (quota overruns are minor and left out).
+    pub async fn blocked_violations(&self, agent: &str, since: i64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' AND at >= $2")
+            .bind(agent)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// One violation.
+    pub async fn violation(&self, id: &str) -> Result<Option<Violation>> {
+        let row = sqlx::query(&format!("{VIOLATION_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(violation_of).transpose()
+    }
+
+    /// Violations matching a filter, oldest first.
+    pub async fn violations(&self, filter: &ViolationFilter) -> Result<Vec<Violation>> {
+        let mut w = Filters::new(VIOLATION_COLUMNS);
+        w.text("agent_id", &filter.agent);
+        w.text("status", &filter.status);
+        w.text("class", &filter.class);
+        w.text("environment", &filter.environment);
+        w.text("mode", &filter.mode);
+        w.int("at", ">=", filter.since);
+        w.int("at", "<", filter.until);
+        w.text_op("id", ">", filter.after.as_deref());
+        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", filter.limit.clamp(1, 1001)), &self.pool).await?;
+        rows.iter().map(violation_of).collect()
+    }
+}
+
+/// Applies one write inside the writer's transaction.
+pub(crate) async fn apply(conn: &mut AnyConnection, write: &ViolationWrite) -> Applied {
+    Ok(match write {
+        ViolationWrite::AckViolation { id, by, at, comment } => {
+            let n = sqlx::query(
+                "UPDATE violations SET status = 'acknowledged', acknowledged_by = $1, acknowledged_at = $2, comment = $3 WHERE id = $4 AND status = 'open'",
+            )
+            .bind(by)
+            .bind(*at)
+            .bind(comment)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(n, Conflict::ViolationNotOpen, format!("violation `{id}` is not open (already acknowledged, or unknown)"))
+        }
+        ViolationWrite::InsertViolation(v) => {
+            insert_violations(conn, &[v]).await?;
+            Ok(())
+        }
+    })
+}

@@ -1,0 +1,306 @@
+//! The group-commit writer: one task per process takes every change, commits whole batches in
+//! one transaction, extends the audit chain, and answers each caller only once its change is
+//! durable (or has failed and written nothing).
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _};
+use tokio::sync::{mpsc, oneshot};
+use warden_core::audit;
+
+use crate::audit::{AuditRow, insert_audit};
+use crate::decisions::insert_decisions;
+use crate::error::{Conflict, Missing, Result, StoreError};
+use crate::quotas::QuotaCounts;
+use crate::violations::insert_violations;
+use crate::{Backend, Change, DecisionWrite, QuotaWrite, ViolationWrite, Write};
+
+pub(crate) struct Job {
+    pub(crate) change: Change,
+    pub(crate) reply: oneshot::Sender<Result<()>>,
+}
+
+pub(crate) enum Msg {
+    Job(Job),
+    /// Commit what is queued, release the connection, and stop.
+    Stop(oneshot::Sender<()>),
+}
+
+/// The group-commit writer.
+pub(crate) struct Writer {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    pub(crate) conn: Option<PoolConnection<Any>>,
+    pub(crate) max_batch: usize,
+}
+
+/// A write's result: the outer error is the database's, the inner one is logical (409/404).
+pub(crate) type Applied = std::result::Result<Result<()>, sqlx::Error>;
+
+/// Why a transaction did not commit.
+#[derive(Debug)]
+enum Failed {
+    /// The database failed: the connection may be broken, so the next attempt takes a new one.
+    Database(sqlx::Error),
+    /// A change in a batch failed for a logical reason after its first write, which cannot be
+    /// undone inside the batch's transaction: the batch is retried change by change.
+    PastFirstWrite(StoreError),
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(err: sqlx::Error) -> Failed {
+        Failed::Database(err)
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Database(e) => e.fmt(f),
+            Failed::PastFirstWrite(e) => write!(f, "a change failed after its first write: {e}"),
+        }
+    }
+}
+
+impl Writer {
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut msgs = Vec::with_capacity(self.max_batch);
+        let mut batch = Vec::with_capacity(self.max_batch);
+        // Whatever queued up while the last transaction was committing goes into the next one.
+        while rx.recv_many(&mut msgs, self.max_batch).await > 0 {
+            let mut stop = None;
+            for msg in msgs.drain(..) {
+                match msg {
+                    Msg::Job(job) if stop.is_none() => batch.push(job),
+                    Msg::Job(job) => {
+                        let _ = job.reply.send(Err(StoreError::unavailable("the store is closing")));
+                    }
+                    Msg::Stop(ack) => stop = Some(ack),
+                }
+            }
+            if !batch.is_empty() {
+                let results = self.commit(&batch).await;
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            if let Some(ack) = stop {
+                rx.close();
+                while let Ok(Msg::Job(job)) = rx.try_recv() {
+                    let _ = job.reply.send(Err(StoreError::unavailable("the store is closing")));
+                }
+                self.conn = None;
+                let _ = ack.send(());
+                return;
+            }
+        }
+    }
+
+    async fn commit(&mut self, jobs: &[Job]) -> Vec<Result<()>> {
+        // A connection that died while idle (failover, restart) fails the first attempt; the
+        // second runs on a fresh one. A failed transaction wrote nothing, so retrying is safe.
+        // A change alone needs no batch semantics: a logical failure at any write rolls it back.
+        let batch = jobs.len() > 1;
+        let mut outcome = self.try_commit(jobs.iter().map(|j| &j.change), batch).await;
+        // A change that failed past its first write fails the same way again: go one by one.
+        let logical = matches!(&outcome, Err(Failed::PastFirstWrite(_)));
+        if outcome.is_err() && !logical {
+            self.conn = None;
+            outcome = self.try_commit(jobs.iter().map(|j| &j.change), batch).await;
+        }
+        match outcome {
+            Ok(results) => results,
+            Err(e) if jobs.len() == 1 => {
+                self.conn = None;
+                vec![Err(StoreError::unavailable(e))]
+            }
+            Err(e) => {
+                // One bad change must not sink the others: retry each in its own transaction.
+                if logical {
+                    tracing::debug!(error = %e, batch = jobs.len(), "a change in the batch failed; committing one by one");
+                } else {
+                    tracing::warn!(error = %e, batch = jobs.len(), "batch commit failed; retrying changes one by one");
+                    self.conn = None;
+                }
+                let mut results = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    results.push(match self.try_commit(std::iter::once(&job.change), false).await {
+                        Ok(mut r) => r.remove(0),
+                        Err(e) => {
+                            self.conn = None;
+                            Err(StoreError::unavailable(e))
+                        }
+                    });
+                }
+                results
+            }
+        }
+    }
+
+    async fn try_commit<'a>(&mut self, changes: impl Iterator<Item = &'a Change>, batch: bool) -> std::result::Result<Vec<Result<()>>, Failed> {
+        let backend = self.backend;
+        let conn = self.connection().await?;
+        commit_batch(conn, backend, changes, batch).await
+    }
+
+    async fn connection(&mut self) -> std::result::Result<&mut AnyConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            self.conn = Some(self.pool.acquire().await?);
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+}
+
+/// Commits changes in one transaction. With `batch`, a logical failure past a change's first
+/// write fails the whole batch (so the caller retries one by one); alone, it rolls back.
+async fn commit_batch<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    changes: impl Iterator<Item = &'a Change>,
+    batch: bool,
+) -> std::result::Result<Vec<Result<()>>, Failed> {
+    conn.execute(backend.begin()).await?;
+    let result = apply_all(conn, backend, changes, batch).await;
+    match result {
+        Ok((results, true)) => {
+            conn.execute("COMMIT").await?;
+            Ok(results)
+        }
+        Ok((results, false)) => {
+            conn.execute("ROLLBACK").await?;
+            Ok(results)
+        }
+        Err(e) => {
+            let _ = conn.execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+
+/// Applies changes inside an open transaction; the flag says whether to commit.
+async fn apply_all<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    changes: impl Iterator<Item = &'a Change>,
+    batch: bool,
+) -> std::result::Result<(Vec<Result<()>>, bool), Failed> {
+    let head_sql = format!("SELECT seq, hash FROM audit_head WHERE id = 1{}", backend.lock_rows());
+    let head = sqlx::query(&head_sql).fetch_one(&mut *conn).await?;
+    let (mut seq, mut hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+    let start_seq = seq;
+    let mut results = Vec::new();
+    // Rows that cannot fail for a logical reason are gathered and written with one multi-row
+    // INSERT per table: a batch costs a few statements, not a few per decision.
+    let (mut decisions, mut violations, mut audit_rows) = (Vec::new(), Vec::new(), Vec::new());
+    let mut quotas = QuotaCounts::default();
+    for change in changes {
+        let mut outcome = Ok(());
+        for (i, write) in change.writes.iter().enumerate() {
+            match write {
+                Write::Decision(DecisionWrite::InsertDecision(d)) => decisions.push(d),
+                Write::Violation(ViolationWrite::InsertViolation(v)) => violations.push(v),
+                other => {
+                    let applied = match other {
+                        Write::Quota(QuotaWrite::ChargeQuotas { agent_id, charges }) => {
+                            quotas.charge(agent_id, charges);
+                            Ok(())
+                        }
+                        Write::Quota(QuotaWrite::AdjustQuota { agent_id, quota, scope, window_start, delta }) => {
+                            quotas.adjust(agent_id, quota, scope, *window_start, *delta);
+                            Ok(())
+                        }
+                        _ => apply(conn, other).await?,
+                    };
+                    if let Err(e) = applied {
+                        if i > 0 {
+                            if batch {
+                                return Err(Failed::PastFirstWrite(e));
+                            }
+                            return Ok((vec![Err(e)], false));
+                        }
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if outcome.is_ok() {
+            for record in &change.audit {
+                seq += 1;
+                let json = serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                let next = audit::chain_hash(&hash, seq, &json);
+                let at = warden_core::clock::parse_micros(&record.at).ok_or_else(|| sqlx::Error::Protocol(format!("audit time `{}` is not RFC 3339", record.at)))?;
+                audit_rows.push(AuditRow { seq, at, record, json, prev_hash: std::mem::replace(&mut hash, next.clone()), hash: next });
+            }
+        }
+        results.push(outcome);
+    }
+    if let Err(e) = quotas.flush(conn).await? {
+        if batch {
+            return Err(Failed::PastFirstWrite(e));
+        }
+        return Ok((vec![Err(e)], false));
+    }
+    insert_decisions(conn, &decisions).await?;
+    insert_violations(conn, &violations).await?;
+    insert_audit(conn, &audit_rows).await?;
+    if seq != start_seq {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1").bind(seq).bind(&hash).execute(&mut *conn).await?;
+    }
+    Ok((results, true))
+}
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+pub(crate) const ROWS_PER_INSERT: usize = 256;
+
+/// `INSERT INTO table (columns) VALUES ($1, …), ($n+1, …), …` for `rows` rows.
+pub(crate) fn multi_insert(table_and_columns: &str, columns: usize, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * columns + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// A write that had to touch exactly one row: anything else is the conflict.
+pub(crate) fn affected(n: u64, conflict: Conflict, message: String) -> Result<()> {
+    if n == 1 { Ok(()) } else { Err(StoreError::Conflict(conflict, message)) }
+}
+
+/// A write that had to find exactly one row: anything else is missing.
+pub(crate) fn missing(n: u64, what: Missing, message: String) -> Result<()> {
+    if n == 1 { Ok(()) } else { Err(StoreError::NotFound(what, message)) }
+}
+
+/// Applies one write by its domain.
+async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
+    match write {
+        Write::Identity(w) => crate::identities::apply(conn, w).await,
+        Write::Decision(w) => crate::decisions::apply(conn, w).await,
+        Write::Violation(w) => crate::violations::apply(conn, w).await,
+        Write::Approval(w) => crate::approvals::apply(conn, w).await,
+        Write::Outcome(w) => crate::outcomes::apply(conn, w).await,
+        Write::Trust(w) => crate::trust::apply(conn, w).await,
+        Write::Quota(w) => crate::quotas::apply(conn, w).await,
+        Write::Delivery(w) => crate::deliveries::apply(conn, w).await,
+        Write::Plugin(w) => crate::plugins::apply(conn, w).await,
+        Write::Baseline(w) => crate::baselines::apply(conn, w).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_inserts_number_every_parameter() {
+        assert_eq!(multi_insert("t (a, b)", 2, 2), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+    }
+}
