@@ -6,8 +6,12 @@ use std::path::Path;
 fn main() {
     let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/warden-plugin.wit");
     println!("cargo:rerun-if-changed={}", wit.display());
-    let text = std::fs::read_to_string(&wit).unwrap_or_else(|e| panic!("cannot read {}: {e}", wit.display()));
-    assert!(!text.contains("\"###"), "the WIT text must not contain the raw-string delimiter");
+    let text = std::fs::read_to_string(&wit)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", wit.display()));
+    assert!(
+        !text.contains("\"###"),
+        "the WIT text must not contain the raw-string delimiter"
+    );
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("wit_macro.rs");
     let source = format!(
         r####"/// Generates the bindings of one world of `warden:plugin` in the calling crate.

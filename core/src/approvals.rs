@@ -77,20 +77,41 @@ pub fn present(approval: Option<Approval>, id: &str, agent: &str, hash: &str) ->
         return violation("approval_unknown", format!("no approval `{id}`"));
     };
     if a.agent != agent {
-        return violation("approval_wrong_agent", format!("approval `{id}` was given to agent `{}`, not `{agent}`", a.agent));
+        return violation(
+            "approval_wrong_agent",
+            format!(
+                "approval `{id}` was given to agent `{}`, not `{agent}`",
+                a.agent
+            ),
+        );
     }
     if a.action_hash != hash {
         return violation(
             "approval_mismatch",
-            format!("approval `{id}` allows {} in {} on {} exactly as asked; this action differs", a.class, a.environment, a.service),
+            format!(
+                "approval `{id}` allows {} in {} on {} exactly as asked; this action differs",
+                a.class, a.environment, a.service
+            ),
         );
     }
     match a.status.as_str() {
         "approved" => Presented::Valid(a),
         "pending" => Presented::Pending(a),
-        "rejected" => Presented::Rejected(format!("approval `{id}` was rejected by {}", a.decided_by.as_deref().unwrap_or("a human"))),
-        "expired" => Presented::Expired(format!("approval `{id}` expired at {} without a decision", a.expires_at)),
-        _ => violation("approval_reused", format!("approval `{id}` was already used by decision {}", a.consumed_by.as_deref().unwrap_or("?"))),
+        "rejected" => Presented::Rejected(format!(
+            "approval `{id}` was rejected by {}",
+            a.decided_by.as_deref().unwrap_or("a human")
+        )),
+        "expired" => Presented::Expired(format!(
+            "approval `{id}` expired at {} without a decision",
+            a.expires_at
+        )),
+        _ => violation(
+            "approval_reused",
+            format!(
+                "approval `{id}` was already used by decision {}",
+                a.consumed_by.as_deref().unwrap_or("?")
+            ),
+        ),
     }
 }
 
@@ -113,9 +134,13 @@ mod tests {
                 labels: &a.labels,
             })
         };
-        let base = hash(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"]}));
-        let reworded = hash(serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"],
-            "reasoning": "said differently", "plan": {"steps": [1]}}));
+        let base = hash(
+            serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"]}),
+        );
+        let reworded = hash(
+            serde_json::json!({"class": "deploy", "environment": "production", "service": "payments", "resources": ["k8s/payments"],
+            "reasoning": "said differently", "plan": {"steps": [1]}}),
+        );
         assert_eq!(base, reworded);
         for other in [
             serde_json::json!({"class": "deploy", "environment": "staging", "service": "payments", "resources": ["k8s/payments"]}),

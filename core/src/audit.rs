@@ -35,19 +35,42 @@ pub struct Actor {
 impl Actor {
     /// Warden itself, acting on its own schedule (expiries, overdue outcomes, tier reviews).
     pub fn warden() -> Actor {
-        Actor { kind: "service".into(), id: "warden".into(), tool: None, model: None, token_id: None }
+        Actor {
+            kind: "service".into(),
+            id: "warden".into(),
+            tool: None,
+            model: None,
+            token_id: None,
+        }
     }
 
     /// The holder of the token a call came with.
     pub fn of(caller: &Caller) -> Actor {
-        Actor { kind: caller.role.actor_kind().to_string(), id: caller.actor_id(), tool: None, model: None, token_id: Some(caller.token_id.clone()) }
+        Actor {
+            kind: caller.role.actor_kind().to_string(),
+            id: caller.actor_id(),
+            tool: None,
+            model: None,
+            token_id: Some(caller.token_id.clone()),
+        }
     }
 }
 
 /// An audit record for a change `caller` made (an admin's or an approver's token, whose
 /// subject is the authorizing human).
-pub fn by_caller(caller: &Caller, event: &str, target: String, agent: Option<String>, details: serde_json::Value, now: i64) -> AuditRecord {
-    AuditRecord { agent, authorizing_human: caller.subject.clone(), ..AuditRecord::change(Actor::of(caller), event, target, details, now) }
+pub fn by_caller(
+    caller: &Caller,
+    event: &str,
+    target: String,
+    agent: Option<String>,
+    details: serde_json::Value,
+    now: i64,
+) -> AuditRecord {
+    AuditRecord {
+        agent,
+        authorizing_human: caller.subject.clone(),
+        ..AuditRecord::change(Actor::of(caller), event, target, details, now)
+    }
 }
 
 /// JSON kept as its text: made once when a record is built and written as it is, without an
@@ -138,7 +161,13 @@ impl AuditRecord {
     /// A record of a change to Warden itself (an identity, token, plugin or the policy) by
     /// `actor`, with what changed in `details`. Set `agent` or `authorizing_human` after, where
     /// they apply.
-    pub fn change(actor: Actor, event_type: &str, target: String, details: serde_json::Value, now: i64) -> AuditRecord {
+    pub fn change(
+        actor: Actor,
+        event_type: &str,
+        target: String,
+        details: serde_json::Value,
+        now: i64,
+    ) -> AuditRecord {
         AuditRecord {
             event_type: event_type.to_string(),
             at: crate::clock::format_micros(now),
@@ -223,7 +252,10 @@ pub struct Verifier {
 
 impl Default for Verifier {
     fn default() -> Self {
-        Verifier { expected_seq: 1, prev_hash: GENESIS.to_string() }
+        Verifier {
+            expected_seq: 1,
+            prev_hash: GENESIS.to_string(),
+        }
     }
 }
 
@@ -232,16 +264,26 @@ impl Verifier {
     pub fn check(&mut self, row: &StoredRow) -> Result<(), String> {
         let seq = row.seq;
         if seq != self.expected_seq {
-            return Err(format!("record {} is missing or out of order (found {seq} in its place)", self.expected_seq));
+            return Err(format!(
+                "record {} is missing or out of order (found {seq} in its place)",
+                self.expected_seq
+            ));
         }
         if row.prev_hash != self.prev_hash {
-            return Err(format!("record {seq}: its previous-hash does not match record {}'s hash (deleted or reordered records)", seq - 1));
+            return Err(format!(
+                "record {seq}: its previous-hash does not match record {}'s hash (deleted or reordered records)",
+                seq - 1
+            ));
         }
         if chain_hash(&row.prev_hash, seq, &row.record) != row.hash {
-            return Err(format!("record {seq}: its content does not match its hash (edited)"));
+            return Err(format!(
+                "record {seq}: its content does not match its hash (edited)"
+            ));
         }
-        let record: AuditRecord = serde_json::from_str(&row.record).map_err(|e| format!("record {seq}: unreadable ({e})"))?;
-        let at = crate::clock::parse_micros(&record.at).ok_or_else(|| format!("record {seq}: bad time"))?;
+        let record: AuditRecord = serde_json::from_str(&row.record)
+            .map_err(|e| format!("record {seq}: unreadable ({e})"))?;
+        let at = crate::clock::parse_micros(&record.at)
+            .ok_or_else(|| format!("record {seq}: bad time"))?;
         let columns_agree = row.at == at
             && row.event_type == record.event_type
             && row.actor_kind == record.actor.kind
@@ -251,7 +293,9 @@ impl Verifier {
             && row.action_class == record.action_class
             && row.decision_id == record.decision_id;
         if !columns_agree {
-            return Err(format!("record {seq}: its query columns were edited and no longer match the hashed record"));
+            return Err(format!(
+                "record {seq}: its query columns were edited and no longer match the hashed record"
+            ));
         }
         self.expected_seq += 1;
         self.prev_hash = row.hash.clone();
@@ -262,7 +306,9 @@ impl Verifier {
     pub fn finish(self, head_seq: i64, head_hash: &str) -> Result<i64, String> {
         let count = self.expected_seq - 1;
         if head_seq != count || head_hash != self.prev_hash {
-            return Err(format!("the chain ends at record {count} but its head says {head_seq}: records were deleted from the end"));
+            return Err(format!(
+                "the chain ends at record {count} but its head says {head_seq}: records were deleted from the end"
+            ));
         }
         Ok(count)
     }
@@ -276,7 +322,13 @@ mod tests {
         let record = AuditRecord {
             event_type: event.into(),
             at: "2026-01-01T00:00:00.000000Z".into(),
-            actor: Actor { kind: "admin".into(), id: "root".into(), tool: None, model: None, token_id: None },
+            actor: Actor {
+                kind: "admin".into(),
+                id: "root".into(),
+                tool: None,
+                model: None,
+                token_id: None,
+            },
             agent: None,
             on_behalf_of: None,
             authorizing_human: None,
@@ -310,7 +362,10 @@ mod tests {
     fn chain(n: i64) -> Vec<StoredRow> {
         let mut rows: Vec<StoredRow> = Vec::new();
         for seq in 1..=n {
-            let prev = rows.last().map(|r| r.hash.clone()).unwrap_or_else(|| GENESIS.into());
+            let prev = rows
+                .last()
+                .map(|r| r.hash.clone())
+                .unwrap_or_else(|| GENESIS.into());
             rows.push(row(seq, &prev, "agent.created"));
         }
         rows
@@ -343,7 +398,11 @@ mod tests {
         let mut reordered = rows.clone();
         reordered.swap(1, 2);
         assert!(verify(&reordered, head).is_err());
-        assert!(verify(&rows[..4], head).unwrap_err().contains("deleted from the end"));
+        assert!(
+            verify(&rows[..4], head)
+                .unwrap_err()
+                .contains("deleted from the end")
+        );
         let mut column = rows.clone();
         column[3].actor_kind = "human".into();
         assert!(verify(&column, head).unwrap_err().contains("record 4"));

@@ -51,10 +51,17 @@ pub type SharedClock = Arc<dyn Clock>;
 
 /// Formats Unix microseconds as RFC 3339 (UTC, six fractional digits).
 pub fn format_micros(micros: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
     let Ok(year @ 0..=9999) = u32::try_from(y) else {
-        return format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z", t.hour(), t.minute(), t.second(), t.microsecond());
+        return format!(
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        );
     };
     // Digit by digit: every decision and audit record formats a time, and `format!` costs
     // more than the rest of this function.
@@ -92,18 +99,31 @@ mod tests {
         let now = SystemClock.now_micros();
         assert_eq!(parse_micros(&format_micros(now)), Some(now));
         assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(format_micros(1_764_151_199_123_456), "2025-11-26T09:59:59.123456Z");
+        assert_eq!(
+            format_micros(1_764_151_199_123_456),
+            "2025-11-26T09:59:59.123456Z"
+        );
         assert_eq!(format_micros(-1), "1969-12-31T23:59:59.999999Z");
-        assert_eq!(format_micros(253_402_300_799_999_999), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(
+            format_micros(253_402_300_799_999_999),
+            "9999-12-31T23:59:59.999999Z"
+        );
         let mut x: i64 = 0x2545_f491_4f6c_dd1d;
         for _ in 0..1000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let micros = x.rem_euclid(4_000_000_000_000_000);
-            assert_eq!(parse_micros(&format_micros(micros)), Some(micros), "{micros}");
+            assert_eq!(
+                parse_micros(&format_micros(micros)),
+                Some(micros),
+                "{micros}"
+            );
         }
-        assert_eq!(parse_micros("2026-11-26T10:00:00+01:00"), parse_micros("2026-11-26T09:00:00Z"));
+        assert_eq!(
+            parse_micros("2026-11-26T10:00:00+01:00"),
+            parse_micros("2026-11-26T09:00:00Z")
+        );
         assert_eq!(parse_micros("yesterday"), None);
     }
 

@@ -24,7 +24,7 @@ use crate::identity::{Agent, AgentStatus, Caller, Human, Role};
 use crate::plugin::{AnomalyFinding, Assessment, CallStatus, PluginReport};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
 use crate::quotas::{Charge, Headroom, QuotaPlan};
-use crate::records::{Approval, ApprovalRow, DecisionRow, EvidenceDelta, Event, ViolationRow};
+use crate::records::{Approval, ApprovalRow, DecisionRow, Event, EvidenceDelta, ViolationRow};
 
 /// How deep a parent chain may go before Warden refuses it.
 pub const MAX_PARENT_DEPTH: usize = 8;
@@ -119,7 +119,9 @@ impl Verdict {
 
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Verdict> {
-        [Verdict::Allow, Verdict::RequireApproval, Verdict::Deny].into_iter().find(|v| v.as_str() == s)
+        [Verdict::Allow, Verdict::RequireApproval, Verdict::Deny]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -280,7 +282,10 @@ pub struct Judgement {
 }
 
 fn reason(code: &str, text: String) -> Reason {
-    Reason { code: code.to_string(), text }
+    Reason {
+        code: code.to_string(),
+        text,
+    }
 }
 
 /// The verdict as it forms, stage by stage.
@@ -301,11 +306,24 @@ struct Draft {
 
 /// Stages 3, 4, 5, 6, 7 and 8, and the record of stage 9, without I/O.
 pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
-    let Inputs { policy, caller, subject, mut request, now, decision_id, plugins, quotas } = inputs;
+    let Inputs {
+        policy,
+        caller,
+        subject,
+        mut request,
+        now,
+        decision_id,
+        plugins,
+        quotas,
+    } = inputs;
     let agent = &subject.agent;
     request.agent = Some(agent.id.clone());
     let action = &request.action;
-    let (class, env, service) = (action.class.as_str(), action.environment.as_str(), action.service.as_str());
+    let (class, env, service) = (
+        action.class.as_str(),
+        action.environment.as_str(),
+        action.service.as_str(),
+    );
     let mut draft = Draft {
         verdict: Verdict::Deny,
         reasons: Vec::new(),
@@ -321,7 +339,14 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
     let (risk, anomaly, reports) = classify(policy, action, plugins, &mut draft.reasons);
     let level = risk.level;
     let tier = effective_tier(policy, subject, anomaly.as_ref(), &mut draft.reasons);
-    permit(policy, subject, tier, (class, env, service), level, &mut draft);
+    permit(
+        policy,
+        subject,
+        tier,
+        (class, env, service),
+        level,
+        &mut draft,
+    );
     present_approval(subject, level, &mut draft);
     let violation_of = |mode: ViolationMode, reason: &str| ViolationRow {
         id: uuid::Uuid::now_v7().to_string(),
@@ -341,13 +366,20 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
     }
     let shadow_verdict = shadow.then(|| {
         let would = draft.verdict;
-        draft.reasons.push(reason("shadow_mode", format!("shadow mode: enforcement would answer {}; nothing is blocked", would.as_str())));
+        draft.reasons.push(reason(
+            "shadow_mode",
+            format!(
+                "shadow mode: enforcement would answer {}; nothing is blocked",
+                would.as_str()
+            ),
+        ));
         draft.verdict = Verdict::Allow;
         would
     });
     let new_approval = request_approval(policy, &request, agent, &decision_id, now, &mut draft);
     // Every allowed write owes its outcome by a deadline (reads change nothing).
-    let outcome_due_at = (draft.verdict == Verdict::Allow && class != "read").then(|| now.saturating_add(policy.outcome_deadline_micros(class)));
+    let outcome_due_at = (draft.verdict == Verdict::Allow && class != "read")
+        .then(|| now.saturating_add(policy.outcome_deadline_micros(class)));
     if let Some(due) = outcome_due_at {
         draft.obligations.push(Obligation {
             kind: "report_outcome".into(),
@@ -372,13 +404,24 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         plugins: reports,
         decided_at: format_micros(now),
     };
-    let rest = Recorded { consume: draft.consume, charge: draft.charge, violation: draft.violation_row, approval: new_approval, outcome_due_at };
+    let rest = Recorded {
+        consume: draft.consume,
+        charge: draft.charge,
+        violation: draft.violation_row,
+        approval: new_approval,
+        outcome_due_at,
+    };
     record(policy, caller, agent, request, answer, rest, now)
 }
 
 /// Stage 3: the built-in table's risk, raised (never lowered) by the classifiers; and the
 /// anomaly detectors' findings (stage 4).
-fn classify(policy: &CompiledPolicy, action: &Action, plugins: Assessment, reasons: &mut Vec<Reason>) -> (Risk, Option<Anomaly>, Vec<PluginReport>) {
+fn classify(
+    policy: &CompiledPolicy,
+    action: &Action,
+    plugins: Assessment,
+    reasons: &mut Vec<Reason>,
+) -> (Risk, Option<Anomaly>, Vec<PluginReport>) {
     let (class, env) = (action.class.as_str(), action.environment.as_str());
     let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
     let table_level = policy.table_risk(class, env, breaking);
@@ -387,23 +430,58 @@ fn classify(policy: &CompiledPolicy, action: &Action, plugins: Assessment, reaso
         categories.push("breaking_change".to_string());
     }
     let level = table_level.max(plugins.level.unwrap_or(table_level));
-    let score = table_level.base_score().max(plugins.score).max(level.base_score());
+    let score = table_level
+        .base_score()
+        .max(plugins.score)
+        .max(level.base_score());
     categories.extend(plugins.categories);
     for (plugin, text) in plugins.reasons {
-        let failed = plugins.reports.iter().any(|r| r.plugin == plugin && r.outcome != CallStatus::Ok);
-        reasons.push(reason(if failed { "plugin_failed" } else { "plugin_risk" }, format!("{plugin}: {text}")));
+        let failed = plugins
+            .reports
+            .iter()
+            .any(|r| r.plugin == plugin && r.outcome != CallStatus::Ok);
+        reasons.push(reason(
+            if failed {
+                "plugin_failed"
+            } else {
+                "plugin_risk"
+            },
+            format!("{plugin}: {text}"),
+        ));
     }
-    let anomaly = plugins.anomaly_checked.then_some(Anomaly { severity: plugins.anomaly_severity, findings: plugins.findings });
-    (Risk { level, score, categories }, anomaly, plugins.reports)
+    let anomaly = plugins.anomaly_checked.then_some(Anomaly {
+        severity: plugins.anomaly_severity,
+        findings: plugins.findings,
+    });
+    (
+        Risk {
+            level,
+            score,
+            categories,
+        },
+        anomaly,
+        plugins.reports,
+    )
 }
 
 /// Stage 5, first half: effective tier = min(agent tier, parent caps, anomaly cap).
-fn effective_tier(policy: &CompiledPolicy, subject: &Subject, anomaly: Option<&Anomaly>, reasons: &mut Vec<Reason>) -> u8 {
+fn effective_tier(
+    policy: &CompiledPolicy,
+    subject: &Subject,
+    anomaly: Option<&Anomaly>,
+    reasons: &mut Vec<Reason>,
+) -> u8 {
     let mut tier = subject.agent.tier;
     for parent in &subject.parents {
         if parent.tier < tier {
             tier = parent.tier;
-            reasons.push(reason("parent_cap", format!("parent agent `{}` is at tier {}, which caps this agent", parent.id, parent.tier)));
+            reasons.push(reason(
+                "parent_cap",
+                format!(
+                    "parent agent `{}` is at tier {}, which caps this agent",
+                    parent.id, parent.tier
+                ),
+            ));
         }
     }
     if let Some(a) = anomaly
@@ -411,34 +489,88 @@ fn effective_tier(policy: &CompiledPolicy, subject: &Subject, anomaly: Option<&A
         && tier > policy.policy.severe_anomaly_tier_cap
     {
         tier = policy.policy.severe_anomaly_tier_cap;
-        let worst = a.findings.iter().max_by_key(|f| f.severity).map(|f| format!(" ({}: {})", f.detector, f.message)).unwrap_or_default();
-        reasons.push(reason("anomaly_cap", format!("a severe anomaly (severity {}){worst} caps the tier at {tier}", a.severity)));
+        let worst = a
+            .findings
+            .iter()
+            .max_by_key(|f| f.severity)
+            .map(|f| format!(" ({}: {})", f.detector, f.message))
+            .unwrap_or_default();
+        reasons.push(reason(
+            "anomaly_cap",
+            format!(
+                "a severe anomaly (severity {}){worst} caps the tier at {tier}",
+                a.severity
+            ),
+        ));
     }
     tier
 }
 
 /// Stage 5, second half: suspension, the tier's grant, and the on-behalf-of human's rights.
-fn permit(policy: &CompiledPolicy, subject: &Subject, tier: u8, (class, env, service): (&str, &str, &str), level: RiskLevel, draft: &mut Draft) {
+fn permit(
+    policy: &CompiledPolicy,
+    subject: &Subject,
+    tier: u8,
+    (class, env, service): (&str, &str, &str),
+    level: RiskLevel,
+    draft: &mut Draft,
+) {
     let agent = &subject.agent;
     let tier_label = format!("tier {tier} ({})", policy.tier_name(tier));
     let suspended = if agent.status == AgentStatus::Suspended {
-        Some(reason("agent_suspended", format!("agent `{}` is suspended", agent.id)))
+        Some(reason(
+            "agent_suspended",
+            format!("agent `{}` is suspended", agent.id),
+        ))
     } else {
-        subject.parents.iter().find(|p| p.status == AgentStatus::Suspended).map(|p| reason("parent_suspended", format!("parent agent `{}` is suspended", p.id)))
+        subject
+            .parents
+            .iter()
+            .find(|p| p.status == AgentStatus::Suspended)
+            .map(|p| {
+                reason(
+                    "parent_suspended",
+                    format!("parent agent `{}` is suspended", p.id),
+                )
+            })
     };
     let (verdict, r, violation) = match suspended {
         Some(r) => (Verdict::Deny, r, None),
         None => match policy.permission(tier, class, env, service, level) {
-            Permission::Allowed => (Verdict::Allow, reason("grant_allows", format!("{tier_label} may {class} in {env} at {level} risk")), None),
-            Permission::NeedsApproval => (
-                Verdict::RequireApproval,
-                reason("approval_required", format!("{tier_label} needs a human's approval to {class} in {env} at {level} risk")),
+            Permission::Allowed => (
+                Verdict::Allow,
+                reason(
+                    "grant_allows",
+                    format!("{tier_label} may {class} in {env} at {level} risk"),
+                ),
                 None,
             ),
-            Permission::ExplicitDeny => {
-                (Verdict::Deny, reason("explicit_deny", format!("a grant of {tier_label} denies {class} in {env} for {service}")), Some("explicit_deny"))
-            }
-            Permission::NoGrant => (Verdict::Deny, reason("no_grant", format!("{tier_label} has no grant to {class} in {env} at {level} risk")), Some("no_grant")),
+            Permission::NeedsApproval => (
+                Verdict::RequireApproval,
+                reason(
+                    "approval_required",
+                    format!(
+                        "{tier_label} needs a human's approval to {class} in {env} at {level} risk"
+                    ),
+                ),
+                None,
+            ),
+            Permission::ExplicitDeny => (
+                Verdict::Deny,
+                reason(
+                    "explicit_deny",
+                    format!("a grant of {tier_label} denies {class} in {env} for {service}"),
+                ),
+                Some("explicit_deny"),
+            ),
+            Permission::NoGrant => (
+                Verdict::Deny,
+                reason(
+                    "no_grant",
+                    format!("{tier_label} has no grant to {class} in {env} at {level} risk"),
+                ),
+                Some("no_grant"),
+            ),
         },
     };
     draft.verdict = verdict;
@@ -464,27 +596,51 @@ fn present_approval(subject: &Subject, level: RiskLevel, draft: &mut Draft) {
     match &subject.approval {
         // Plugins or policy may judge the same action riskier now than when it was approved:
         // then the approval no longer covers it, and a new request is made.
-        Some(Presented::Valid(a)) if verdict != Verdict::Deny && approved_risk(a).is_some_and(|approved| level > approved) => {
+        Some(Presented::Valid(a))
+            if verdict != Verdict::Deny
+                && approved_risk(a).is_some_and(|approved| level > approved) =>
+        {
             draft.reasons.push(reason(
                 "approval_outdated",
-                format!("approval `{}` was given at {} risk; the action is now {level}", a.id, approved_risk(a).map(|r| r.as_str()).unwrap_or("?")),
+                format!(
+                    "approval `{}` was given at {} risk; the action is now {level}",
+                    a.id,
+                    approved_risk(a).map(|r| r.as_str()).unwrap_or("?")
+                ),
             ));
         }
         Some(Presented::Valid(a)) if verdict != Verdict::Deny => {
             let by = a.decided_by.as_deref().unwrap_or("a human");
-            draft.reasons.push(reason("approved", format!("approval `{}` by {by} allows exactly this action, once", a.id)));
+            draft.reasons.push(reason(
+                "approved",
+                format!(
+                    "approval `{}` by {by} allows exactly this action, once",
+                    a.id
+                ),
+            ));
             draft.verdict = Verdict::Allow;
             draft.consume = Some(a.id.clone());
         }
         Some(Presented::Pending(a)) if verdict == Verdict::RequireApproval => {
-            draft.reasons.push(reason("approval_pending", format!("approval `{}` is still waiting for a human", a.id)));
-            draft.pending = Some(ApprovalRef { id: a.id.clone(), expires_at: a.expires_at.clone(), url: format!("/v1/approvals/{}", a.id) });
+            draft.reasons.push(reason(
+                "approval_pending",
+                format!("approval `{}` is still waiting for a human", a.id),
+            ));
+            draft.pending = Some(ApprovalRef {
+                id: a.id.clone(),
+                expires_at: a.expires_at.clone(),
+                url: format!("/v1/approvals/{}", a.id),
+            });
         }
         Some(Presented::Rejected(text)) if verdict != Verdict::Deny => {
-            draft.reasons.push(reason("approval_rejected", text.clone()));
+            draft
+                .reasons
+                .push(reason("approval_rejected", text.clone()));
             draft.verdict = Verdict::Deny;
         }
-        Some(Presented::Expired(text)) => draft.reasons.push(reason("approval_expired", text.clone())),
+        Some(Presented::Expired(text)) => {
+            draft.reasons.push(reason("approval_expired", text.clone()))
+        }
         Some(Presented::Violation { code, text }) => {
             draft.reasons.push(reason(code, text.clone()));
             draft.violation = Some(code);
@@ -496,14 +652,26 @@ fn present_approval(subject: &Subject, level: RiskLevel, draft: &mut Draft) {
 }
 
 /// Stage 7: the class's violation mode decides what a violation does.
-fn handle_violation(policy: &CompiledPolicy, class: &str, draft: &mut Draft, violation_of: &impl Fn(ViolationMode, &str) -> ViolationRow) {
+fn handle_violation(
+    policy: &CompiledPolicy,
+    class: &str,
+    draft: &mut Draft,
+    violation_of: &impl Fn(ViolationMode, &str) -> ViolationRow,
+) {
     let Some(code) = draft.violation else { return };
     // A forged, reused or misapplied approval is always blocked, whatever the class's mode.
-    let mode = if draft.approval_violation { ViolationMode::Block } else { policy.violation_mode(class) };
+    let mode = if draft.approval_violation {
+        ViolationMode::Block
+    } else {
+        policy.violation_mode(class)
+    };
     match mode {
         ViolationMode::Block => {}
         ViolationMode::Flag => {
-            draft.reasons.push(reason("violation_flagged", format!("{class} is in flag mode: allowed, and recorded as a violation for review")));
+            draft.reasons.push(reason(
+                "violation_flagged",
+                format!("{class} is in flag mode: allowed, and recorded as a violation for review"),
+            ));
             draft.verdict = Verdict::Allow;
         }
         ViolationMode::Guard => {
@@ -524,7 +692,11 @@ fn handle_violation(policy: &CompiledPolicy, class: &str, draft: &mut Draft, vio
 
 /// Stage 6: quotas, for an action about to go ahead (an approved one is charged when its
 /// approval is used, not when it was asked for).
-fn charge_quotas(quotas: &QuotaPlan, draft: &mut Draft, violation_of: &impl Fn(ViolationMode, &str) -> ViolationRow) {
+fn charge_quotas(
+    quotas: &QuotaPlan,
+    draft: &mut Draft,
+    violation_of: &impl Fn(ViolationMode, &str) -> ViolationRow,
+) {
     if draft.verdict != Verdict::Allow || quotas.charges.is_empty() {
         return;
     }
@@ -533,11 +705,22 @@ fn charge_quotas(quotas: &QuotaPlan, draft: &mut Draft, violation_of: &impl Fn(V
         Some((c, used)) => {
             draft.headroom = counts.map(|(c, used)| c.headroom(*used)).collect();
             let h = c.headroom(*used);
-            let scope = if c.scope == "*" { String::new() } else { format!(" for {}", c.scope) };
+            let scope = if c.scope == "*" {
+                String::new()
+            } else {
+                format!(" for {}", c.scope)
+            };
             let needs = c.headroom(c.amount).used;
             draft.reasons.push(reason(
                 "quota_exceeded",
-                format!("quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}", c.quota, h.used, h.limit, c.unit.label(), h.resets_at),
+                format!(
+                    "quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}",
+                    c.quota,
+                    h.used,
+                    h.limit,
+                    c.unit.label(),
+                    h.resets_at
+                ),
             ));
             draft.verdict = Verdict::Deny;
             // The approval (if any) stays unused: the agent may try again once the quota resets.
@@ -545,26 +728,46 @@ fn charge_quotas(quotas: &QuotaPlan, draft: &mut Draft, violation_of: &impl Fn(V
             // A class in flag or guard mode let the action through; the quota stops it: the
             // violation on record is the quota's (blocked), not a flagged one.
             draft.obligations.retain(|o| o.kind != "rollback_guard");
-            draft.reasons.retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
+            draft
+                .reasons
+                .retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
             draft.violation_row = Some(violation_of(ViolationMode::Block, "quota_exceeded"));
         }
         None => {
-            draft.headroom = counts.map(|(c, used)| c.headroom(used + c.amount)).collect();
+            draft.headroom = counts
+                .map(|(c, used)| c.headroom(used + c.amount))
+                .collect();
             // Nothing to add (a free action) needs no write; its limit was checked above.
-            let charges: Vec<_> = quotas.charges.iter().filter(|c| c.amount > 0).cloned().collect();
+            let charges: Vec<_> = quotas
+                .charges
+                .iter()
+                .filter(|c| c.amount > 0)
+                .cloned()
+                .collect();
             draft.charge = (!charges.is_empty()).then_some(charges);
         }
     }
 }
 
 /// Stage 8, a new request: a human decides; the agent re-submits the same action with its id.
-fn request_approval(policy: &CompiledPolicy, request: &DecisionRequest, agent: &Agent, decision_id: &str, now: i64, draft: &mut Draft) -> Option<ApprovalRow> {
+fn request_approval(
+    policy: &CompiledPolicy,
+    request: &DecisionRequest,
+    agent: &Agent,
+    decision_id: &str,
+    now: i64,
+    draft: &mut Draft,
+) -> Option<ApprovalRow> {
     let class = request.action.class.as_str();
     let mut new_approval = None;
     if draft.verdict == Verdict::RequireApproval && draft.pending.is_none() {
         let id = uuid::Uuid::now_v7().to_string();
         let expires_at = now.saturating_add(policy.approval_ttl_micros(class));
-        draft.pending = Some(ApprovalRef { id: id.clone(), expires_at: format_micros(expires_at), url: format!("/v1/approvals/{id}") });
+        draft.pending = Some(ApprovalRef {
+            id: id.clone(),
+            expires_at: format_micros(expires_at),
+            url: format!("/v1/approvals/{id}"),
+        });
         new_approval = Some(ApprovalRow {
             id,
             decision_id: decision_id.to_string(),
@@ -573,7 +776,10 @@ fn request_approval(policy: &CompiledPolicy, request: &DecisionRequest, agent: &
             class: class.to_string(),
             environment: request.action.environment.clone(),
             service: request.action.service.clone(),
-            action_hash: approvals::action_hash(&bound(&request.action, request.on_behalf_of.as_deref())),
+            action_hash: approvals::action_hash(&bound(
+                &request.action,
+                request.on_behalf_of.as_deref(),
+            )),
             summary: String::new(),
             created_at: now,
             expires_at,
@@ -610,7 +816,11 @@ fn record(
     now: i64,
 ) -> Result<Judgement> {
     let action = &request.action;
-    let (class, env, service) = (action.class.as_str(), action.environment.as_str(), action.service.as_str());
+    let (class, env, service) = (
+        action.class.as_str(),
+        action.environment.as_str(),
+        action.service.as_str(),
+    );
     let decision_id = answer.decision_id.clone();
     let caller_id = caller.subject.as_deref().unwrap_or(&caller.token_id);
     let details = DecisionDetails {
@@ -620,7 +830,10 @@ fn record(
         reasons: &answer.reasons,
         tier: answer.tier,
         plugins: &answer.plugins,
-        caller: CallerBrief { role: caller.role.as_str(), id: caller_id },
+        caller: CallerBrief {
+            role: caller.role.as_str(),
+            id: caller_id,
+        },
     };
     let audit = AuditRecord {
         event_type: "decision".into(),
@@ -667,13 +880,25 @@ fn record(
     let mut events = Vec::new();
     if let Some(id) = &rest.consume {
         let details = serde_json::json!({"approval_id": id});
-        records.push(approval_record(&records[0], "approval.consumed", id, details, now));
+        records.push(approval_record(
+            &records[0],
+            "approval.consumed",
+            id,
+            details,
+            now,
+        ));
     }
     let violation = match rest.violation {
         Some(v) => {
             // Every violation is an audit event of its own, so reviewers can follow them alone.
             let details = serde_json::json!({"violation_id": v.id, "mode": v.mode, "reason": v.reason, "service": v.service});
-            let mut record = AuditRecord::change(records[0].actor.clone(), "violation.recorded", format!("service:{}", v.service), details, now);
+            let mut record = AuditRecord::change(
+                records[0].actor.clone(),
+                "violation.recorded",
+                format!("service:{}", v.service),
+                details,
+                now,
+            );
             record.agent = Some(v.agent_id.clone());
             record.action_class = Some(v.class.clone());
             record.environment = Some(v.environment.clone());
@@ -687,7 +912,15 @@ fn record(
             // The violation is trust evidence, counted in the same transaction.
             let kind = crate::trust::Kind::of_violation(v.mode, &v.reason);
             let half_life_us = crate::trust::half_life_us(&policy.policy.trust);
-            let evidence = EvidenceDelta { agent_id: v.agent_id.clone(), environment: v.environment.clone(), risk: level, kind, at: now, delta: 1, half_life_us };
+            let evidence = EvidenceDelta {
+                agent_id: v.agent_id.clone(),
+                environment: v.environment.clone(),
+                risk: level,
+                kind,
+                at: now,
+                delta: 1,
+                half_life_us,
+            };
             Some((v, evidence))
         }
         None => None,
@@ -697,7 +930,13 @@ fn record(
             // What the approver sees: the plan and reasoning with everything Warden judged.
             let summary = ApprovalSummary {
                 request: &request,
-                agent: AgentBrief { id: &agent.id, tool: &agent.tool, model: &agent.model, team: &agent.team, sponsor: &agent.sponsor },
+                agent: AgentBrief {
+                    id: &agent.id,
+                    tool: &agent.tool,
+                    model: &agent.model,
+                    team: &agent.team,
+                    sponsor: &agent.sponsor,
+                },
                 risk: &answer.risk,
                 anomaly: &answer.anomaly,
                 reasons: &answer.reasons,
@@ -707,7 +946,13 @@ fn record(
             };
             a.summary = serde_json::to_string(&summary).map_err(Error::internal)?;
             let details = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "action_hash": a.action_hash});
-            records.push(approval_record(&records[0], "approval.requested", &a.id, details, now));
+            records.push(approval_record(
+                &records[0],
+                "approval.requested",
+                &a.id,
+                details,
+                now,
+            ));
             let data = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "decision_id": a.decision_id, "agent": a.agent_id,
                 "on_behalf_of": a.on_behalf_of, "class": a.class, "environment": a.environment, "service": a.service, "risk": answer.risk,
                 "anomaly": answer.anomaly, "reasoning": request.action.reasoning, "plan": request.action.plan, "tier": answer.tier});
@@ -716,29 +961,57 @@ fn record(
         }
         None => None,
     };
-    let writes = DecisionWrites { consume_approval: rest.consume, charge: rest.charge, decision, violation, approval };
-    Ok(Judgement { answer, writes, audit: records, events })
+    let writes = DecisionWrites {
+        consume_approval: rest.consume,
+        charge: rest.charge,
+        decision,
+        violation,
+        approval,
+    };
+    Ok(Judgement {
+        answer,
+        writes,
+        audit: records,
+        events,
+    })
 }
 
 /// Which agent a request is for, given who calls.
 pub fn resolve_agent(caller: &Caller, request: &DecisionRequest) -> Result<String> {
     match caller.role {
         Role::Agent => {
-            let own = caller.subject.clone().ok_or_else(|| Error::internal("agent token without a subject"))?;
+            let own = caller
+                .subject
+                .clone()
+                .ok_or_else(|| Error::internal("agent token without a subject"))?;
             match &request.agent {
-                Some(named) if *named != own => {
-                    Err(Error::forbidden("acting_for_another_agent", format!("agent `{own}` may not ask for agent `{named}`")).at("agent"))
-                }
+                Some(named) if *named != own => Err(Error::forbidden(
+                    "acting_for_another_agent",
+                    format!("agent `{own}` may not ask for agent `{named}`"),
+                )
+                .at("agent")),
                 _ => Ok(own),
             }
         }
-        Role::Service | Role::Admin => request.agent.clone().ok_or_else(|| Error::field("agent", "required when the caller is not the agent itself")),
-        Role::Approver => Err(Error::forbidden("forbidden_role", "approver tokens may not ask for decisions")),
+        Role::Service | Role::Admin => request.agent.clone().ok_or_else(|| {
+            Error::field("agent", "required when the caller is not the agent itself")
+        }),
+        Role::Approver => Err(Error::forbidden(
+            "forbidden_role",
+            "approver tokens may not ask for decisions",
+        )),
     }
 }
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.len() > max { Err(Error::field(field, format!("is {} bytes, over the limit of {max}", value.len()))) } else { Ok(()) }
+    if value.len() > max {
+        Err(Error::field(
+            field,
+            format!("is {} bytes, over the limit of {max}", value.len()),
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// Every item of a list within `max` bytes; the error names the first item that is not.
@@ -754,8 +1027,14 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
         return Err(Error::field(field, "must not be empty"));
     }
     check_len(field, value, max)?;
-    if !value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c)) {
-        return Err(Error::field(field, format!("`{value}` may only contain letters, digits and - _ . / :")));
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
+    {
+        return Err(Error::field(
+            field,
+            format!("`{value}` may only contain letters, digits and - _ . / :"),
+        ));
     }
     Ok(())
 }
@@ -764,24 +1043,43 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
 pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
     if !policy.knows_class(&action.class) {
         let known: Vec<&str> = policy.policy.risk.keys().map(String::as_str).collect();
-        return Err(Error::field("action.class", format!("unknown action class `{}`; known: {}", action.class, known.join(", "))));
+        return Err(Error::field(
+            "action.class",
+            format!(
+                "unknown action class `{}`; known: {}",
+                action.class,
+                known.join(", ")
+            ),
+        ));
     }
     check_name("action.environment", &action.environment, 64)?;
     check_name("action.service", &action.service, 128)?;
     if action.resources.len() > 256 {
-        return Err(Error::field("action.resources", format!("{} resources, over the limit of 256", action.resources.len())));
+        return Err(Error::field(
+            "action.resources",
+            format!(
+                "{} resources, over the limit of 256",
+                action.resources.len()
+            ),
+        ));
     }
     check_each("action.resources", &action.resources, 512)?;
     if let Some(change) = &action.change {
         if change.paths.len() > 10_000 {
-            return Err(Error::field("action.change.paths", format!("{} paths, over the limit of 10000", change.paths.len())));
+            return Err(Error::field(
+                "action.change.paths",
+                format!("{} paths, over the limit of 10000", change.paths.len()),
+            ));
         }
         check_each("action.change.paths", &change.paths, 1024)?;
     }
     if let Some(cost) = action.estimated_cost_usd
         && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
     {
-        return Err(Error::field("action.estimated_cost_usd", "must be a number from 0 to 1e9"));
+        return Err(Error::field(
+            "action.estimated_cost_usd",
+            "must be a number from 0 to 1e9",
+        ));
     }
     if let Some(r) = &action.reasoning {
         check_len("action.reasoning", r, 16 * 1024)?;
@@ -793,7 +1091,11 @@ pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
         return Err(Error::field("action.labels", "at most 64 labels"));
     }
     // The field's name is formatted only for the label that is too long.
-    if let Some((k, v)) = action.labels.iter().find(|(k, v)| k.len() > 64 || v.len() > 256) {
+    if let Some((k, v)) = action
+        .labels
+        .iter()
+        .find(|(k, v)| k.len() > 64 || v.len() > 256)
+    {
         let field = format!("action.labels.{k}");
         check_len(&field, k, 64)?;
         check_len(&field, v, 256)?;
@@ -807,7 +1109,10 @@ fn approved_risk(a: &Approval) -> Option<RiskLevel> {
 }
 
 /// What an approval for `action` is bound to.
-pub fn bound<'a>(action: &'a Action, on_behalf_of: Option<&'a str>) -> approvals::Bound<'a, ChangeSummary, BTreeMap<String, String>> {
+pub fn bound<'a>(
+    action: &'a Action,
+    on_behalf_of: Option<&'a str>,
+) -> approvals::Bound<'a, ChangeSummary, BTreeMap<String, String>> {
     approvals::Bound {
         class: &action.class,
         environment: &action.environment,
@@ -861,14 +1166,26 @@ struct AgentBrief<'a> {
 }
 
 /// An approval event in the decision's change, attributed like the decision.
-fn approval_record(decision: &AuditRecord, event: &str, id: &str, details: serde_json::Value, now: i64) -> AuditRecord {
+fn approval_record(
+    decision: &AuditRecord,
+    event: &str,
+    id: &str,
+    details: serde_json::Value,
+    now: i64,
+) -> AuditRecord {
     AuditRecord {
         agent: decision.agent.clone(),
         on_behalf_of: decision.on_behalf_of.clone(),
         action_class: decision.action_class.clone(),
         environment: decision.environment.clone(),
         decision_id: decision.decision_id.clone(),
-        ..AuditRecord::change(decision.actor.clone(), event, format!("approval:{id}"), details, now)
+        ..AuditRecord::change(
+            decision.actor.clone(),
+            event,
+            format!("approval:{id}"),
+            details,
+            now,
+        )
     }
 }
 
@@ -886,25 +1203,56 @@ mod tests {
     }
 
     fn caller() -> Caller {
-        Caller { token_id: "tok_1".into(), role: Role::Service, subject: None }
+        Caller {
+            token_id: "tok_1".into(),
+            role: Role::Service,
+            subject: None,
+        }
     }
 
     fn request(class: &str, env: &str) -> DecisionRequest {
         serde_json::from_value(serde_json::json!({"agent": "a", "action": {"class": class, "environment": env, "service": "payments"}})).unwrap()
     }
 
-    fn verdict(p: &CompiledPolicy, subject: &Subject, class: &str, env: &str) -> (Verdict, Option<Verdict>, Vec<String>) {
+    fn verdict(
+        p: &CompiledPolicy,
+        subject: &Subject,
+        class: &str,
+        env: &str,
+    ) -> (Verdict, Option<Verdict>, Vec<String>) {
         let j = run(p, subject, request(class, env)).unwrap();
-        (j.answer.verdict, j.answer.shadow_verdict, j.answer.reasons.into_iter().map(|r| r.code).collect())
+        (
+            j.answer.verdict,
+            j.answer.shadow_verdict,
+            j.answer.reasons.into_iter().map(|r| r.code).collect(),
+        )
     }
 
-    fn run(policy: &CompiledPolicy, subject: &Subject, request: DecisionRequest) -> Result<Judgement> {
+    fn run(
+        policy: &CompiledPolicy,
+        subject: &Subject,
+        request: DecisionRequest,
+    ) -> Result<Judgement> {
         let (caller, quotas) = (caller(), QuotaPlan::default());
-        judge(Inputs { policy, caller: &caller, subject, request, now: 0, decision_id: "d".into(), plugins: Assessment::default(), quotas: &quotas })
+        judge(Inputs {
+            policy,
+            caller: &caller,
+            subject,
+            request,
+            now: 0,
+            decision_id: "d".into(),
+            plugins: Assessment::default(),
+            quotas: &quotas,
+        })
     }
 
     fn alone(a: Agent) -> Subject {
-        Subject { agent: a, parents: vec![], human: None, approval: None }
+        Subject {
+            agent: a,
+            parents: vec![],
+            human: None,
+            approval: None,
+        }
     }
 
     #[test]
@@ -912,9 +1260,18 @@ mod tests {
         let p = policy();
         let s = alone(agent("a", 2));
         assert_eq!(verdict(&p, &s, "deploy", "staging").0, Verdict::Allow);
-        assert_eq!(verdict(&p, &s, "deploy", "production").0, Verdict::RequireApproval);
-        assert_eq!(verdict(&p, &s, "db_migration", "production").0, Verdict::RequireApproval);
-        assert_eq!(verdict(&p, &s, "security_policy_change", "staging").0, Verdict::RequireApproval);
+        assert_eq!(
+            verdict(&p, &s, "deploy", "production").0,
+            Verdict::RequireApproval
+        );
+        assert_eq!(
+            verdict(&p, &s, "db_migration", "production").0,
+            Verdict::RequireApproval
+        );
+        assert_eq!(
+            verdict(&p, &s, "security_policy_change", "staging").0,
+            Verdict::RequireApproval
+        );
     }
 
     #[test]
@@ -922,7 +1279,13 @@ mod tests {
         let p = policy();
         let s = alone(agent("a", 0));
         assert_eq!(verdict(&p, &s, "read", "production").0, Verdict::Allow);
-        for class in ["docs_update", "deploy", "config_change", "db_migration", "infra_delete"] {
+        for class in [
+            "docs_update",
+            "deploy",
+            "config_change",
+            "db_migration",
+            "infra_delete",
+        ] {
             let j = run(&p, &s, request(class, "dev")).unwrap();
             assert_eq!(j.answer.verdict, Verdict::Deny, "{class}");
             assert!(j.writes.violation.is_some(), "{class}");
@@ -944,7 +1307,12 @@ mod tests {
             }],
             created_at: String::new(),
         };
-        let s = Subject { agent: agent("a", 4), parents: vec![], human: Some(bob), approval: None };
+        let s = Subject {
+            agent: agent("a", 4),
+            parents: vec![],
+            human: Some(bob),
+            approval: None,
+        };
         let (v, _, codes) = verdict(&p, &s, "deploy", "production");
         assert_eq!(v, Verdict::Deny);
         assert!(codes.contains(&"on_behalf_of_not_permitted".to_string()));
@@ -955,12 +1323,25 @@ mod tests {
     fn parent_caps_and_suspension() {
         let p = policy();
         let mut parent = agent("boss", 1);
-        let s = Subject { agent: agent("a", 3), parents: vec![parent.clone()], human: None, approval: None };
+        let s = Subject {
+            agent: agent("a", 3),
+            parents: vec![parent.clone()],
+            human: None,
+            approval: None,
+        };
         let j = run(&p, &s, request("deploy", "production")).unwrap();
-        assert_eq!((j.answer.tier, j.answer.agent_tier, j.answer.verdict), (1, 3, Verdict::Deny));
+        assert_eq!(
+            (j.answer.tier, j.answer.agent_tier, j.answer.verdict),
+            (1, 3, Verdict::Deny)
+        );
         parent.tier = 4;
         parent.status = AgentStatus::Suspended;
-        let s = Subject { agent: agent("a", 3), parents: vec![parent], human: None, approval: None };
+        let s = Subject {
+            agent: agent("a", 3),
+            parents: vec![parent],
+            human: None,
+            approval: None,
+        };
         assert_eq!(verdict(&p, &s, "read", "dev").2, vec!["parent_suspended"]);
     }
 
@@ -970,16 +1351,26 @@ mod tests {
         let mut a = agent("a", 0);
         a.shadow = true;
         let j = run(&p, &alone(a), request("db_migration", "production")).unwrap();
-        assert_eq!((j.answer.verdict, j.answer.shadow_verdict), (Verdict::Allow, Some(Verdict::Deny)));
+        assert_eq!(
+            (j.answer.verdict, j.answer.shadow_verdict),
+            (Verdict::Allow, Some(Verdict::Deny))
+        );
         assert_eq!(j.writes.decision.shadow_verdict, Some(Verdict::Deny));
-        assert_eq!(j.audit[0].details.as_ref().unwrap().value()["shadow_verdict"], "deny");
+        assert_eq!(
+            j.audit[0].details.as_ref().unwrap().value()["shadow_verdict"],
+            "deny"
+        );
     }
 
     #[test]
     fn flag_and_guard_modes_allow_and_record() {
         let mut policy = Policy::default();
-        policy.violation_modes.insert("deploy".into(), ViolationMode::Guard);
-        policy.violation_modes.insert("docs_update".into(), ViolationMode::Flag);
+        policy
+            .violation_modes
+            .insert("deploy".into(), ViolationMode::Guard);
+        policy
+            .violation_modes
+            .insert("docs_update".into(), ViolationMode::Flag);
         let p = CompiledPolicy::new(policy).unwrap();
         let s = alone(agent("a", 0));
         let j = run(&p, &s, request("deploy", "production")).unwrap();
@@ -996,25 +1387,47 @@ mod tests {
         let p = policy();
         let mut a = request("deploy", "prod").action;
         a.class = "teleport".into();
-        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.class"));
+        assert_eq!(
+            validate(&p, &a).unwrap_err().field.as_deref(),
+            Some("action.class")
+        );
         let mut a = request("deploy", "prod").action;
         a.resources = vec!["x".repeat(600)];
-        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.resources[0]"));
+        assert_eq!(
+            validate(&p, &a).unwrap_err().field.as_deref(),
+            Some("action.resources[0]")
+        );
         let mut a = request("deploy", "prod").action;
         a.estimated_cost_usd = Some(-1.0);
-        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.estimated_cost_usd"));
+        assert_eq!(
+            validate(&p, &a).unwrap_err().field.as_deref(),
+            Some("action.estimated_cost_usd")
+        );
         let mut a = request("deploy", "prod").action;
         a.service = "pay ments".into();
-        assert_eq!(validate(&p, &a).unwrap_err().field.as_deref(), Some("action.service"));
+        assert_eq!(
+            validate(&p, &a).unwrap_err().field.as_deref(),
+            Some("action.service")
+        );
     }
 
     #[test]
     fn agents_may_only_ask_for_themselves() {
-        let me = Caller { token_id: "t".into(), role: Role::Agent, subject: Some("me".into()) };
+        let me = Caller {
+            token_id: "t".into(),
+            role: Role::Agent,
+            subject: Some("me".into()),
+        };
         let mut r = request("read", "dev");
-        assert_eq!(resolve_agent(&me, &r).unwrap_err().code, "acting_for_another_agent");
+        assert_eq!(
+            resolve_agent(&me, &r).unwrap_err().code,
+            "acting_for_another_agent"
+        );
         r.agent = None;
         assert_eq!(resolve_agent(&me, &r).unwrap(), "me");
-        assert_eq!(resolve_agent(&caller(), &r).unwrap_err().field.as_deref(), Some("agent"));
+        assert_eq!(
+            resolve_agent(&caller(), &r).unwrap_err().field.as_deref(),
+            Some("agent")
+        );
     }
 }

@@ -51,12 +51,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Builds an error of a kind with a code and message.
     pub fn new(kind: Kind, code: &'static str, message: impl Into<String>) -> Error {
-        Error { kind, code, message: message.into(), field: None }
+        Error {
+            kind,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// A 400 naming the field at fault.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Error {
-        Error { kind: Kind::BadRequest, code: "invalid_field", message: message.into(), field: Some(field.into()) }
+        Error {
+            kind: Kind::BadRequest,
+            code: "invalid_field",
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 
     /// A 404 for an unknown resource.
@@ -71,7 +81,11 @@ impl Error {
 
     /// A 503: the store failed, so the request fails closed.
     pub fn unavailable(err: impl std::fmt::Display) -> Error {
-        Error::new(Kind::Unavailable, "store_unavailable", format!("the store is unavailable, nothing was decided or written: {err}"))
+        Error::new(
+            Kind::Unavailable,
+            "store_unavailable",
+            format!("the store is unavailable, nothing was decided or written: {err}"),
+        )
     }
 
     /// A 500 for what should not happen.

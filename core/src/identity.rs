@@ -73,7 +73,9 @@ pub struct Caller {
 impl Caller {
     /// The caller's id for the audit log.
     pub fn actor_id(&self) -> String {
-        self.subject.clone().unwrap_or_else(|| self.token_id.clone())
+        self.subject
+            .clone()
+            .unwrap_or_else(|| self.token_id.clone())
     }
 
     /// Fails with 403 unless the caller has one of `roles`.
@@ -82,7 +84,14 @@ impl Caller {
             Ok(())
         } else {
             let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(Error::forbidden("forbidden_role", format!("a {} token may not do this; it needs one of: {}", self.role.as_str(), allowed.join(", "))))
+            Err(Error::forbidden(
+                "forbidden_role",
+                format!(
+                    "a {} token may not do this; it needs one of: {}",
+                    self.role.as_str(),
+                    allowed.join(", ")
+                ),
+            ))
         }
     }
 }
@@ -127,16 +136,32 @@ pub fn hash_token(secret: &str) -> String {
 pub fn mint_token(role: Role, subject: Option<String>, note: String, now: i64) -> NewToken {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let secret = format!("wdn_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let secret = format!(
+        "wdn_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     token_from_secret(secret, role, subject, note, now)
 }
 
 /// Wraps a secret chosen elsewhere (the bootstrap token) as a token.
-pub fn token_from_secret(secret: String, role: Role, subject: Option<String>, note: String, now: i64) -> NewToken {
+pub fn token_from_secret(
+    secret: String,
+    role: Role,
+    subject: Option<String>,
+    note: String,
+    now: i64,
+) -> NewToken {
     let mut id_bytes = [0u8; 6];
     rand::rng().fill_bytes(&mut id_bytes);
-    let record =
-        TokenRecord { id: format!("tok_{}", hex::encode(id_bytes)), hash: hash_token(&secret), role, subject, note, created_at: now, revoked_at: None };
+    let record = TokenRecord {
+        id: format!("tok_{}", hex::encode(id_bytes)),
+        hash: hash_token(&secret),
+        role,
+        subject,
+        note,
+        created_at: now,
+        revoked_at: None,
+    };
     NewToken { secret, record }
 }
 
@@ -258,7 +283,9 @@ pub struct AgentPatch {
     pub pinned: Option<bool>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<String>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
     Ok(Some(Option::deserialize(d)?))
 }
 
@@ -282,8 +309,19 @@ pub fn validate_slug(field: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value.as_bytes()[0].is_ascii_alphanumeric()
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-    if ok { Ok(()) } else { Err(Error::field(field, format!("`{value}` is not a valid id: use 1–64 of a-z, 0-9, - _ . starting with a letter or digit"))) }
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::field(
+            field,
+            format!(
+                "`{value}` is not a valid id: use 1–64 of a-z, 0-9, - _ . starting with a letter or digit"
+            ),
+        ))
+    }
 }
 
 /// Checks a short free-text field (name, team, model).
@@ -292,7 +330,10 @@ pub fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
         return Err(Error::field(field, "must not be empty"));
     }
     if value.len() > max {
-        return Err(Error::field(field, format!("is {} bytes, over the limit of {max}", value.len())));
+        return Err(Error::field(
+            field,
+            format!("is {} bytes, over the limit of {max}", value.len()),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(Error::field(field, "must not contain control characters"));
@@ -302,7 +343,14 @@ pub fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
 
 /// Checks a tier number.
 pub fn validate_tier(field: &str, tier: u8) -> Result<()> {
-    if tier > MAX_TIER { Err(Error::field(field, format!("tier {tier} does not exist; tiers are 0 to {MAX_TIER}"))) } else { Ok(()) }
+    if tier > MAX_TIER {
+        Err(Error::field(
+            field,
+            format!("tier {tier} does not exist; tiers are 0 to {MAX_TIER}"),
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 impl Agent {
@@ -343,7 +391,13 @@ impl Agent {
         validate_tier("tier", self.tier)?;
         validate_tier("ceiling", self.ceiling)?;
         if self.tier > self.ceiling {
-            return Err(Error::field("tier", format!("tier {} is above the agent's ceiling {}; raise `ceiling` first", self.tier, self.ceiling)));
+            return Err(Error::field(
+                "tier",
+                format!(
+                    "tier {} is above the agent's ceiling {}; raise `ceiling` first",
+                    self.tier, self.ceiling
+                ),
+            ));
         }
         if let Some(parent) = &self.parent {
             validate_slug("parent", parent)?;
@@ -356,7 +410,18 @@ impl Agent {
 
     /// Applies a patch (validation is separate).
     pub fn apply(&mut self, patch: AgentPatch) {
-        let AgentPatch { tool, model, team, sponsor, tier, ceiling, parent, status, shadow, pinned } = patch;
+        let AgentPatch {
+            tool,
+            model,
+            team,
+            sponsor,
+            tier,
+            ceiling,
+            parent,
+            status,
+            shadow,
+            pinned,
+        } = patch;
         if let Some(v) = tool {
             self.tool = v;
         }
@@ -402,15 +467,26 @@ impl Human {
             let at = format!("grants[{i}]");
             g.validate(&at).map_err(|(f, m)| Error::field(f, m))?;
             if g.effect != crate::policy::Effect::Allow {
-                return Err(Error::field(format!("{at}.effect"), "a human's grants always allow; leave `effect` out"));
+                return Err(Error::field(
+                    format!("{at}.effect"),
+                    "a human's grants always allow; leave `effect` out",
+                ));
             }
         }
         Ok(())
     }
 
     /// Whether one of the human's grants covers the action at this risk.
-    pub fn covers(&self, class: &str, environment: &str, service: &str, risk: crate::policy::RiskLevel) -> bool {
-        self.grants.iter().any(|g| g.covers(class, environment, service, risk))
+    pub fn covers(
+        &self,
+        class: &str,
+        environment: &str,
+        service: &str,
+        risk: crate::policy::RiskLevel,
+    ) -> bool {
+        self.grants
+            .iter()
+            .any(|g| g.covers(class, environment, service, risk))
     }
 }
 
@@ -432,18 +508,37 @@ mod tests {
     fn slugs() {
         assert!(validate_slug("id", "deploy-bot.v2").is_ok());
         for bad in ["", "-x", "Upper", "sp ace", &"a".repeat(65)] {
-            assert_eq!(validate_slug("id", bad).unwrap_err().field.as_deref(), Some("id"), "{bad}");
+            assert_eq!(
+                validate_slug("id", bad).unwrap_err().field.as_deref(),
+                Some("id"),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn patch_keeps_tier_under_ceiling() {
-        let mut agent = Agent { ceiling: 2, ..Agent::new("a", "core", 1) };
-        agent.apply(AgentPatch { tier: Some(3), ..Default::default() });
+        let mut agent = Agent {
+            ceiling: 2,
+            ..Agent::new("a", "core", 1)
+        };
+        agent.apply(AgentPatch {
+            tier: Some(3),
+            ..Default::default()
+        });
         assert_eq!(agent.validate().unwrap_err().field.as_deref(), Some("tier"));
-        agent.apply(AgentPatch { ceiling: Some(3), ..Default::default() });
+        agent.apply(AgentPatch {
+            ceiling: Some(3),
+            ..Default::default()
+        });
         assert!(agent.validate().is_ok());
-        agent.apply(AgentPatch { parent: Some(Some("a".into())), ..Default::default() });
-        assert_eq!(agent.validate().unwrap_err().field.as_deref(), Some("parent"));
+        agent.apply(AgentPatch {
+            parent: Some(Some("a".into())),
+            ..Default::default()
+        });
+        assert_eq!(
+            agent.validate().unwrap_err().field.as_deref(),
+            Some("parent")
+        );
     }
 }

@@ -149,7 +149,11 @@ impl PluginAction {
             change: action.change.clone(),
             estimated_cost_usd: action.estimated_cost_usd,
             reasoning: action.reasoning.clone(),
-            labels: action.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: action
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             hour_of_week,
             table_risk,
         }

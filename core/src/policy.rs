@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 /// Risk levels, ordered from least to most risky.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskLevel {
     /// Routine, easily reversed.
@@ -48,7 +50,14 @@ impl RiskLevel {
 
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<RiskLevel> {
-        [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical].into_iter().find(|r| r.as_str() == s)
+        [
+            RiskLevel::Low,
+            RiskLevel::Medium,
+            RiskLevel::High,
+            RiskLevel::Critical,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
     }
 }
 
@@ -94,7 +103,13 @@ impl ViolationMode {
 
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<ViolationMode> {
-        [ViolationMode::Block, ViolationMode::Flag, ViolationMode::Guard].into_iter().find(|m| m.as_str() == s)
+        [
+            ViolationMode::Block,
+            ViolationMode::Flag,
+            ViolationMode::Guard,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
     }
 }
 
@@ -140,19 +155,42 @@ fn is_allow(e: &Effect) -> bool {
 
 impl Grant {
     fn new(class: &str, environment: &str, max_risk: RiskLevel, effect: Effect) -> Grant {
-        Grant { class: class.into(), environment: environment.into(), service: star(), max_risk, effect }
+        Grant {
+            class: class.into(),
+            environment: environment.into(),
+            service: star(),
+            max_risk,
+            effect,
+        }
     }
 
     /// Whether the grant covers this action at this risk.
     pub fn covers(&self, class: &str, environment: &str, service: &str, risk: RiskLevel) -> bool {
-        risk <= self.max_risk && glob_match(&self.class, class) && glob_match(&self.environment, environment) && glob_match(&self.service, service)
+        risk <= self.max_risk
+            && glob_match(&self.class, class)
+            && glob_match(&self.environment, environment)
+            && glob_match(&self.service, service)
     }
 
     /// Checks the grant's patterns; `what` names it in the error (e.g. `grants[2]`).
     pub fn validate(&self, what: &str) -> Result<(), (String, String)> {
-        for (name, value) in [("class", &self.class), ("environment", &self.environment), ("service", &self.service)] {
-            if value.is_empty() || value.len() > 128 || !value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.*/:".contains(c)) {
-                return Err((format!("{what}.{name}"), format!("`{value}` is not a valid pattern (1–128 of a-z, 0-9, - _ . / : and *)")));
+        for (name, value) in [
+            ("class", &self.class),
+            ("environment", &self.environment),
+            ("service", &self.service),
+        ] {
+            if value.is_empty()
+                || value.len() > 128
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.*/:".contains(c))
+            {
+                return Err((
+                    format!("{what}.{name}"),
+                    format!(
+                        "`{value}` is not a valid pattern (1–128 of a-z, 0-9, - _ . / : and *)"
+                    ),
+                ));
             }
         }
         Ok(())
@@ -169,7 +207,8 @@ pub fn glob_match(pattern: &str, value: &str) -> bool {
     }
     let parts: Vec<&str> = pattern.split('*').collect();
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !value.starts_with(first) || value.len() < first.len() + last.len() || !value.ends_with(last) {
+    if !value.starts_with(first) || value.len() < first.len() + last.len() || !value.ends_with(last)
+    {
         return false;
     }
     let mut rest = &value[first.len()..value.len() - last.len()];
@@ -247,7 +286,15 @@ impl Default for Policy {
     fn default() -> Policy {
         use RiskLevel::*;
         let risk_row = |dev, staging, production| -> BTreeMap<String, RiskLevel> {
-            [("dev", dev), ("staging", staging), ("production", production), ("*", production)].into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            [
+                ("dev", dev),
+                ("staging", staging),
+                ("production", production),
+                ("*", production),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
         };
         let risk: BTreeMap<String, BTreeMap<String, RiskLevel>> = [
             ("read", risk_row(Low, Low, Low)),
@@ -266,7 +313,12 @@ impl Default for Policy {
         .collect();
         let g = Grant::new;
         let tiers = vec![
-            Tier { tier: 0, name: "observe".into(), inherit: false, grants: vec![g("read", "*", Critical, Effect::Allow)] },
+            Tier {
+                tier: 0,
+                name: "observe".into(),
+                inherit: false,
+                grants: vec![g("read", "*", Critical, Effect::Allow)],
+            },
             Tier {
                 tier: 1,
                 name: "sandbox".into(),
@@ -282,10 +334,24 @@ impl Default for Policy {
                 tier: 2,
                 name: "standard".into(),
                 inherit: true,
-                grants: vec![g("*", "dev", High, Effect::Allow), g("*", "staging", Medium, Effect::Allow), g("*", "*", Critical, Effect::Approve)],
+                grants: vec![
+                    g("*", "dev", High, Effect::Allow),
+                    g("*", "staging", Medium, Effect::Allow),
+                    g("*", "*", Critical, Effect::Approve),
+                ],
             },
-            Tier { tier: 3, name: "trusted".into(), inherit: true, grants: vec![g("*", "production", Low, Effect::Allow)] },
-            Tier { tier: 4, name: "autonomous".into(), inherit: true, grants: vec![g("*", "production", Medium, Effect::Allow)] },
+            Tier {
+                tier: 3,
+                name: "trusted".into(),
+                inherit: true,
+                grants: vec![g("*", "production", Low, Effect::Allow)],
+            },
+            Tier {
+                tier: 4,
+                name: "autonomous".into(),
+                inherit: true,
+                grants: vec![g("*", "production", Medium, Effect::Allow)],
+            },
         ];
         Policy {
             mode: PolicyMode::Enforce,
@@ -356,53 +422,104 @@ impl CompiledPolicy {
         let mut tiers = policy.tiers.clone();
         tiers.sort_by_key(|t| t.tier);
         let numbers: Vec<u8> = tiers.iter().map(|t| t.tier).collect();
-        ensure!(numbers == (0..=MAX_TIER).collect::<Vec<_>>(), "policy.tiers must define tiers 0 to 4 exactly once each, found {numbers:?}");
-        ensure!(policy.severe_anomaly <= 100, "policy.severe_anomaly must be 0 to 100, not {}", policy.severe_anomaly);
+        ensure!(
+            numbers == (0..=MAX_TIER).collect::<Vec<_>>(),
+            "policy.tiers must define tiers 0 to 4 exactly once each, found {numbers:?}"
+        );
+        ensure!(
+            policy.severe_anomaly <= 100,
+            "policy.severe_anomaly must be 0 to 100, not {}",
+            policy.severe_anomaly
+        );
         ensure!(
             policy.severe_anomaly_tier_cap <= MAX_TIER,
             "policy.severe_anomaly_tier_cap must be a tier, 0 to {MAX_TIER}, not {}",
             policy.severe_anomaly_tier_cap
         );
-        for (what, ttl) in std::iter::once(("approval_ttl_secs".to_string(), policy.approval_ttl_secs))
-            .chain(policy.approval_ttl_by_class.iter().map(|(c, t)| (format!("approval_ttl_by_class.{c}"), *t)))
-            .chain(std::iter::once(("outcome_deadline_secs".to_string(), policy.outcome_deadline_secs)))
-            .chain(policy.outcome_deadline_by_class.iter().map(|(c, t)| (format!("outcome_deadline_by_class.{c}"), *t)))
+        for (what, ttl) in
+            std::iter::once(("approval_ttl_secs".to_string(), policy.approval_ttl_secs))
+                .chain(
+                    policy
+                        .approval_ttl_by_class
+                        .iter()
+                        .map(|(c, t)| (format!("approval_ttl_by_class.{c}"), *t)),
+                )
+                .chain(std::iter::once((
+                    "outcome_deadline_secs".to_string(),
+                    policy.outcome_deadline_secs,
+                )))
+                .chain(
+                    policy
+                        .outcome_deadline_by_class
+                        .iter()
+                        .map(|(c, t)| (format!("outcome_deadline_by_class.{c}"), *t)),
+                )
         {
-            ensure!((1..=7 * 24 * 3600).contains(&ttl), "policy.{what} must be from 1 second to 7 days, not {ttl}");
+            ensure!(
+                (1..=7 * 24 * 3600).contains(&ttl),
+                "policy.{what} must be from 1 second to 7 days, not {ttl}"
+            );
         }
         policy.trust.validate().map_err(PolicyError)?;
         policy.tiering.validate().map_err(PolicyError)?;
         policy.quotas.validate().map_err(PolicyError)?;
         let quota_zone = policy.quotas.zone().map_err(PolicyError)?;
         for (class, n) in &policy.approvers_required {
-            ensure!(policy.risk.contains_key(class), "policy.approvers_required names action class `{class}` that has no row in policy.risk");
-            ensure!((1..=5).contains(n), "policy.approvers_required.{class} must be from 1 to 5, not {n}");
+            ensure!(
+                policy.risk.contains_key(class),
+                "policy.approvers_required names action class `{class}` that has no row in policy.risk"
+            );
+            ensure!(
+                (1..=5).contains(n),
+                "policy.approvers_required.{class} must be from 1 to 5, not {n}"
+            );
         }
-        for class in policy.approval_ttl_by_class.keys().chain(policy.outcome_deadline_by_class.keys()) {
+        for class in policy
+            .approval_ttl_by_class
+            .keys()
+            .chain(policy.outcome_deadline_by_class.keys())
+        {
             ensure!(
                 policy.risk.contains_key(class),
                 "policy names action class `{class}` (approval_ttl_by_class or outcome_deadline_by_class) that has no row in policy.risk"
             );
         }
         for class in policy.violation_modes.keys() {
-            ensure!(policy.risk.contains_key(class), "policy.violation_modes names action class `{class}` that has no row in policy.risk");
+            ensure!(
+                policy.risk.contains_key(class),
+                "policy.violation_modes names action class `{class}` that has no row in policy.risk"
+            );
         }
         for (class, row) in &policy.risk {
-            ensure!(row.contains_key("*"), "policy.risk.{class} needs a `*` column for environments it does not name");
+            ensure!(
+                row.contains_key("*"),
+                "policy.risk.{class} needs a `*` column for environments it does not name"
+            );
         }
         let mut tier_grants: Vec<Vec<Grant>> = Vec::new();
         for tier in &tiers {
             for (i, grant) in tier.grants.iter().enumerate() {
-                grant.validate(&format!("policy.tiers[{}].grants[{i}]", tier.tier)).map_err(|(f, m)| PolicyError(format!("{f}: {m}")))?;
+                grant
+                    .validate(&format!("policy.tiers[{}].grants[{i}]", tier.tier))
+                    .map_err(|(f, m)| PolicyError(format!("{f}: {m}")))?;
             }
-            let mut grants = if tier.inherit { tier_grants.last().cloned().unwrap_or_default() } else { Vec::new() };
+            let mut grants = if tier.inherit {
+                tier_grants.last().cloned().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             grants.extend(tier.grants.iter().cloned());
             tier_grants.push(grants);
         }
         // Plain data with string keys: serializing it cannot fail.
         let canonical = serde_json::to_vec(&policy).map_err(|e| PolicyError(e.to_string()))?;
         let version = format!("p-{}", &hex::encode(Sha256::digest(&canonical))[..16]);
-        Ok(CompiledPolicy { policy, version, tier_grants, quota_zone })
+        Ok(CompiledPolicy {
+            policy,
+            version,
+            tier_grants,
+            quota_zone,
+        })
     }
 
     /// Whether the class is one the policy knows.
@@ -413,15 +530,33 @@ impl CompiledPolicy {
     /// Risk from the built-in table (class × environment), raised for breaking changes.
     pub fn table_risk(&self, class: &str, environment: &str, breaking: bool) -> RiskLevel {
         let row = &self.policy.risk[class];
-        let base = row.get(environment).or_else(|| row.get("*")).copied().unwrap_or(RiskLevel::Critical);
-        if breaking { base.max(self.policy.breaking_change_risk) } else { base }
+        let base = row
+            .get(environment)
+            .or_else(|| row.get("*"))
+            .copied()
+            .unwrap_or(RiskLevel::Critical);
+        if breaking {
+            base.max(self.policy.breaking_change_risk)
+        } else {
+            base
+        }
     }
 
     /// What the grants of `tier` say about this action. Deny wins, then allow, then approve.
-    pub fn permission(&self, tier: u8, class: &str, environment: &str, service: &str, risk: RiskLevel) -> Permission {
+    pub fn permission(
+        &self,
+        tier: u8,
+        class: &str,
+        environment: &str,
+        service: &str,
+        risk: RiskLevel,
+    ) -> Permission {
         let grants = &self.tier_grants[usize::from(tier.min(MAX_TIER))];
         let (mut allow, mut approve) = (false, false);
-        for g in grants.iter().filter(|g| g.covers(class, environment, service, risk)) {
+        for g in grants
+            .iter()
+            .filter(|g| g.covers(class, environment, service, risk))
+        {
             match g.effect {
                 Effect::Deny => return Permission::ExplicitDeny,
                 Effect::Allow => allow = true,
@@ -439,29 +574,52 @@ impl CompiledPolicy {
 
     /// How long an approval request for `class` stays open, microseconds.
     pub fn approval_ttl_micros(&self, class: &str) -> i64 {
-        let secs = self.policy.approval_ttl_by_class.get(class).copied().unwrap_or(self.policy.approval_ttl_secs);
+        let secs = self
+            .policy
+            .approval_ttl_by_class
+            .get(class)
+            .copied()
+            .unwrap_or(self.policy.approval_ttl_secs);
         i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
     }
 
     /// How long after an allowed `class` action its outcome is due, microseconds.
     pub fn outcome_deadline_micros(&self, class: &str) -> i64 {
-        let secs = self.policy.outcome_deadline_by_class.get(class).copied().unwrap_or(self.policy.outcome_deadline_secs);
+        let secs = self
+            .policy
+            .outcome_deadline_by_class
+            .get(class)
+            .copied()
+            .unwrap_or(self.policy.outcome_deadline_secs);
         i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
     }
 
     /// How many distinct approvers an approval for `class` needs.
     pub fn approvers_required(&self, class: &str) -> u8 {
-        self.policy.approvers_required.get(class).copied().unwrap_or(1)
+        self.policy
+            .approvers_required
+            .get(class)
+            .copied()
+            .unwrap_or(1)
     }
 
     /// The violation mode for a class.
     pub fn violation_mode(&self, class: &str) -> ViolationMode {
-        self.policy.violation_modes.get(class).copied().unwrap_or(self.policy.default_violation_mode)
+        self.policy
+            .violation_modes
+            .get(class)
+            .copied()
+            .unwrap_or(self.policy.default_violation_mode)
     }
 
     /// The name of a tier.
     pub fn tier_name(&self, tier: u8) -> &str {
-        self.policy.tiers.iter().find(|t| t.tier == tier).map(|t| t.name.as_str()).unwrap_or("unknown")
+        self.policy
+            .tiers
+            .iter()
+            .find(|t| t.tier == tier)
+            .map(|t| t.name.as_str())
+            .unwrap_or("unknown")
     }
 }
 
@@ -489,7 +647,9 @@ mod tests {
     #[test]
     fn default_tier_table_matches_design() {
         let p = compiled();
-        let perm = |tier, class: &str, env: &str| p.permission(tier, class, env, "svc", p.table_risk(class, env, false));
+        let perm = |tier, class: &str, env: &str| {
+            p.permission(tier, class, env, "svc", p.table_risk(class, env, false))
+        };
         // observe: reads only.
         assert_eq!(perm(0, "read", "production"), Permission::Allowed);
         assert_eq!(perm(0, "docs_update", "dev"), Permission::NoGrant);
@@ -500,46 +660,92 @@ mod tests {
         // standard: staging alone, production and risky changes with approval.
         assert_eq!(perm(2, "deploy", "staging"), Permission::Allowed);
         assert_eq!(perm(2, "deploy", "production"), Permission::NeedsApproval);
-        assert_eq!(perm(2, "db_migration", "staging"), Permission::NeedsApproval);
-        assert_eq!(perm(2, "security_policy_change", "staging"), Permission::NeedsApproval);
+        assert_eq!(
+            perm(2, "db_migration", "staging"),
+            Permission::NeedsApproval
+        );
+        assert_eq!(
+            perm(2, "security_policy_change", "staging"),
+            Permission::NeedsApproval
+        );
         // trusted: low-risk production alone, medium and above approved.
         assert_eq!(perm(3, "deploy", "production"), Permission::Allowed);
-        assert_eq!(perm(3, "infra_create", "production"), Permission::NeedsApproval);
-        assert_eq!(perm(3, "db_migration", "production"), Permission::NeedsApproval);
+        assert_eq!(
+            perm(3, "infra_create", "production"),
+            Permission::NeedsApproval
+        );
+        assert_eq!(
+            perm(3, "db_migration", "production"),
+            Permission::NeedsApproval
+        );
         // autonomous: medium production alone, high and critical approved.
         assert_eq!(perm(4, "infra_create", "production"), Permission::Allowed);
-        assert_eq!(perm(4, "db_migration", "production"), Permission::NeedsApproval);
-        assert_eq!(perm(4, "security_policy_change", "production"), Permission::NeedsApproval);
+        assert_eq!(
+            perm(4, "db_migration", "production"),
+            Permission::NeedsApproval
+        );
+        assert_eq!(
+            perm(4, "security_policy_change", "production"),
+            Permission::NeedsApproval
+        );
     }
 
     #[test]
     fn unknown_environment_is_as_strict_as_production() {
         let p = compiled();
-        assert_eq!(p.table_risk("db_migration", "prod-eu", false), p.table_risk("db_migration", "production", false));
+        assert_eq!(
+            p.table_risk("db_migration", "prod-eu", false),
+            p.table_risk("db_migration", "production", false)
+        );
         // A tier-3 production grant names `production`, so `prod-eu` needs approval.
-        assert_eq!(p.permission(3, "deploy", "prod-eu", "svc", Low), Permission::NeedsApproval);
+        assert_eq!(
+            p.permission(3, "deploy", "prod-eu", "svc", Low),
+            Permission::NeedsApproval
+        );
     }
 
     #[test]
     fn breaking_change_raises_risk_never_lowers() {
         let p = compiled();
         assert_eq!(p.table_risk("deploy", "production", true), High);
-        assert_eq!(p.table_risk("security_policy_change", "production", true), Critical);
+        assert_eq!(
+            p.table_risk("security_policy_change", "production", true),
+            Critical
+        );
     }
 
     #[test]
     fn explicit_deny_wins_over_allow() {
         let mut policy = Policy::default();
-        policy.tiers[4].grants.push(Grant { service: "payments".into(), ..Grant::new("deploy", "*", Critical, Effect::Deny) });
+        policy.tiers[4].grants.push(Grant {
+            service: "payments".into(),
+            ..Grant::new("deploy", "*", Critical, Effect::Deny)
+        });
         let p = CompiledPolicy::new(policy).unwrap();
-        assert_eq!(p.permission(4, "deploy", "production", "payments", Low), Permission::ExplicitDeny);
-        assert_eq!(p.permission(4, "deploy", "production", "orders", Low), Permission::Allowed);
+        assert_eq!(
+            p.permission(4, "deploy", "production", "payments", Low),
+            Permission::ExplicitDeny
+        );
+        assert_eq!(
+            p.permission(4, "deploy", "production", "orders", Low),
+            Permission::Allowed
+        );
     }
 
     #[test]
     fn anomaly_settings_are_checked() {
-        assert!(CompiledPolicy::new(Policy { severe_anomaly: 101, ..Policy::default() }).is_err());
-        let err = CompiledPolicy::new(Policy { severe_anomaly_tier_cap: 5, ..Policy::default() }).unwrap_err();
+        assert!(
+            CompiledPolicy::new(Policy {
+                severe_anomaly: 101,
+                ..Policy::default()
+            })
+            .is_err()
+        );
+        let err = CompiledPolicy::new(Policy {
+            severe_anomaly_tier_cap: 5,
+            ..Policy::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("severe_anomaly_tier_cap"), "{err}");
     }
 
@@ -547,7 +753,10 @@ mod tests {
     fn version_changes_with_policy_and_is_stable() {
         let a = compiled().version;
         assert_eq!(a, compiled().version);
-        let changed = Policy { breaking_change_risk: Critical, ..Policy::default() };
+        let changed = Policy {
+            breaking_change_risk: Critical,
+            ..Policy::default()
+        };
         assert_ne!(a, CompiledPolicy::new(changed).unwrap().version);
     }
 
@@ -555,9 +764,20 @@ mod tests {
     fn rejects_incomplete_tiers_and_unknown_classes() {
         let mut p = Policy::default();
         p.tiers.pop();
-        assert!(CompiledPolicy::new(p).unwrap_err().to_string().contains("tiers 0 to 4"));
+        assert!(
+            CompiledPolicy::new(p)
+                .unwrap_err()
+                .to_string()
+                .contains("tiers 0 to 4")
+        );
         let mut p = Policy::default();
-        p.violation_modes.insert("teleport".into(), ViolationMode::Flag);
-        assert!(CompiledPolicy::new(p).unwrap_err().to_string().contains("teleport"));
+        p.violation_modes
+            .insert("teleport".into(), ViolationMode::Flag);
+        assert!(
+            CompiledPolicy::new(p)
+                .unwrap_err()
+                .to_string()
+                .contains("teleport")
+        );
     }
 }

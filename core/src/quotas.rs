@@ -97,22 +97,56 @@ pub struct QuotaPolicy {
 
 impl Default for QuotaPolicy {
     fn default() -> QuotaPolicy {
-        let q = |name: &str, unit, class: &str, per_service, window, limits: [Option<f64>; 5]| Quota {
-            name: name.into(),
-            unit,
-            class: class.into(),
-            environment: "*".into(),
-            per_service,
-            window,
-            limits: limits.to_vec(),
-        };
+        let q =
+            |name: &str, unit, class: &str, per_service, window, limits: [Option<f64>; 5]| Quota {
+                name: name.into(),
+                unit,
+                class: class.into(),
+                environment: "*".into(),
+                per_service,
+                window,
+                limits: limits.to_vec(),
+            };
         QuotaPolicy {
             enabled: true,
             time_zone: "UTC".into(),
             quotas: vec![
-                q("cost_per_day", Unit::Usd, "*", false, Window::Day, [Some(0.0), Some(10.0), Some(100.0), Some(500.0), Some(2000.0)]),
-                q("calls_per_minute", Unit::Calls, "*", false, Window::Minute, [Some(60.0), Some(120.0), Some(300.0), Some(600.0), Some(1200.0)]),
-                q("deploys_per_hour_per_service", Unit::Calls, "deploy", true, Window::Hour, [Some(0.0), Some(2.0), Some(5.0), Some(10.0), Some(20.0)]),
+                q(
+                    "cost_per_day",
+                    Unit::Usd,
+                    "*",
+                    false,
+                    Window::Day,
+                    [
+                        Some(0.0),
+                        Some(10.0),
+                        Some(100.0),
+                        Some(500.0),
+                        Some(2000.0),
+                    ],
+                ),
+                q(
+                    "calls_per_minute",
+                    Unit::Calls,
+                    "*",
+                    false,
+                    Window::Minute,
+                    [
+                        Some(60.0),
+                        Some(120.0),
+                        Some(300.0),
+                        Some(600.0),
+                        Some(1200.0),
+                    ],
+                ),
+                q(
+                    "deploys_per_hour_per_service",
+                    Unit::Calls,
+                    "deploy",
+                    true,
+                    Window::Hour,
+                    [Some(0.0), Some(2.0), Some(5.0), Some(10.0), Some(20.0)],
+                ),
             ],
             teams: BTreeMap::new(),
         }
@@ -129,14 +163,25 @@ impl QuotaPolicy {
         let mut names = std::collections::HashSet::new();
         for (i, q) in self.quotas.iter().enumerate() {
             let at = format!("policy.quotas.quotas[{i}]");
-            if q.name.is_empty() || q.name.len() > 64 || !q.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                return Err(format!("{at}.name `{}` must be 1–64 of a-z, 0-9 and _", q.name));
+            if q.name.is_empty()
+                || q.name.len() > 64
+                || !q
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(format!(
+                    "{at}.name `{}` must be 1–64 of a-z, 0-9 and _",
+                    q.name
+                ));
             }
             if !names.insert(q.name.as_str()) {
                 return Err(format!("{at}.name `{}` is defined twice", q.name));
             }
             if q.limits.len() != usize::from(MAX_TIER) + 1 {
-                return Err(format!("{at}.limits must have one entry per tier, 0 to {MAX_TIER}"));
+                return Err(format!(
+                    "{at}.limits must have one entry per tier, 0 to {MAX_TIER}"
+                ));
             }
             for limit in q.limits.iter().flatten() {
                 check_limit(q, *limit).map_err(|e| format!("{at}.limits: {e}"))?;
@@ -144,8 +189,11 @@ impl QuotaPolicy {
         }
         for (team, limits) in &self.teams {
             for (name, limit) in limits {
-                let q = self.quota(name).ok_or_else(|| format!("policy.quotas.teams.{team}.{name}: no such quota"))?;
-                check_limit(q, *limit).map_err(|e| format!("policy.quotas.teams.{team}.{name}: {e}"))?;
+                let q = self
+                    .quota(name)
+                    .ok_or_else(|| format!("policy.quotas.teams.{team}.{name}: no such quota"))?;
+                check_limit(q, *limit)
+                    .map_err(|e| format!("policy.quotas.teams.{team}.{name}: {e}"))?;
             }
         }
         Ok(())
@@ -153,7 +201,12 @@ impl QuotaPolicy {
 
     /// The time zone of daily windows.
     pub fn zone(&self) -> Result<TimeZone, String> {
-        TimeZone::get(&self.time_zone).map_err(|e| format!("policy.quotas.time_zone `{}` is not a known IANA time zone: {e}", self.time_zone))
+        TimeZone::get(&self.time_zone).map_err(|e| {
+            format!(
+                "policy.quotas.time_zone `{}` is not a known IANA time zone: {e}",
+                self.time_zone
+            )
+        })
     }
 
     /// A quota by name.
@@ -168,8 +221,14 @@ pub fn check_limit(q: &Quota, limit: f64) -> Result<(), String> {
         return Err(format!("{limit} is not a limit from 0 to {MAX_LIMIT}"));
     }
     match q.unit {
-        Unit::Calls if limit.fract() != 0.0 => Err(format!("`{}` counts calls: {limit} is not a whole number", q.name)),
-        Unit::Usd if ((limit * 100.0).round() - limit * 100.0).abs() > 1e-6 => Err(format!("`{}` is in US dollars: {limit} has fractions of a cent", q.name)),
+        Unit::Calls if limit.fract() != 0.0 => Err(format!(
+            "`{}` counts calls: {limit} is not a whole number",
+            q.name
+        )),
+        Unit::Usd if ((limit * 100.0).round() - limit * 100.0).abs() > 1e-6 => Err(format!(
+            "`{}` is in US dollars: {limit} has fractions of a cent",
+            q.name
+        )),
         _ => Ok(()),
     }
 }
@@ -180,13 +239,27 @@ pub fn cents(usd: f64) -> i64 {
 }
 
 /// A quota's limit for an agent, in its units (cents for dollars), and where it comes from.
-pub fn limit_of(q: &Quota, tier: u8, team: Option<&BTreeMap<String, f64>>, agent: &BTreeMap<String, f64>) -> (Option<i64>, &'static str) {
+pub fn limit_of(
+    q: &Quota,
+    tier: u8,
+    team: Option<&BTreeMap<String, f64>>,
+    agent: &BTreeMap<String, f64>,
+) -> (Option<i64>, &'static str) {
     let (limit, source) = match (agent.get(&q.name), team.and_then(|t| t.get(&q.name))) {
         (Some(l), _) => (Some(*l), "agent"),
         (None, Some(l)) => (Some(*l), "team"),
         (None, None) => (q.limits.get(usize::from(tier)).copied().flatten(), "tier"),
     };
-    (limit.map(|l| if q.unit == Unit::Usd { cents(l) } else { l as i64 }), source)
+    (
+        limit.map(|l| {
+            if q.unit == Unit::Usd {
+                cents(l)
+            } else {
+                l as i64
+            }
+        }),
+        source,
+    )
 }
 
 /// The window containing `now`: its start and end, Unix microseconds.
@@ -207,10 +280,19 @@ pub fn window_at(window: Window, now: i64, zone: &TimeZone) -> (i64, i64) {
         }
         Window::Day => {
             // Calendar days in the zone: 23 or 25 hours long on daylight-saving changes.
-            let Ok(ts) = jiff::Timestamp::from_microsecond(now) else { return (now, now + 1440 * MINUTE) };
+            let Ok(ts) = jiff::Timestamp::from_microsecond(now) else {
+                return (now, now + 1440 * MINUTE);
+            };
             let zoned = ts.to_zoned_datetime(zone.clone());
-            let start = zoned.start_of_day().map(|z| z.timestamp().as_microsecond()).unwrap_or(now);
-            let end = zoned.tomorrow().and_then(|t| t.start_of_day()).map(|z| z.timestamp().as_microsecond()).unwrap_or(start + 1440 * MINUTE);
+            let start = zoned
+                .start_of_day()
+                .map(|z| z.timestamp().as_microsecond())
+                .unwrap_or(now);
+            let end = zoned
+                .tomorrow()
+                .and_then(|t| t.start_of_day())
+                .map(|z| z.timestamp().as_microsecond())
+                .unwrap_or(start + 1440 * MINUTE);
             (start, end)
         }
     }
@@ -257,7 +339,11 @@ pub fn charges(
             };
             Some(Charge {
                 quota: q.name.clone(),
-                scope: if q.per_service { service.to_string() } else { "*".into() },
+                scope: if q.per_service {
+                    service.to_string()
+                } else {
+                    "*".into()
+                },
                 window: window_at(q.window, now, zone),
                 amount,
                 limit: limit?,
@@ -298,7 +384,13 @@ pub struct Headroom {
 impl Charge {
     /// The headroom with `used` counted in this window.
     pub fn headroom(&self, used: i64) -> Headroom {
-        let show = |v: i64| if self.unit == Unit::Usd { v as f64 / 100.0 } else { v as f64 };
+        let show = |v: i64| {
+            if self.unit == Unit::Usd {
+                v as f64 / 100.0
+            } else {
+                v as f64
+            }
+        };
         Headroom {
             quota: self.quota.clone(),
             scope: self.scope.clone(),
@@ -332,18 +424,37 @@ mod tests {
     #[test]
     fn windows_are_calendar_minutes_hours_and_days_in_the_zone() {
         let utc = TimeZone::UTC;
-        assert_eq!(window_at(Window::Day, at("2026-11-26T23:59:59Z"), &utc), (at("2026-11-26T00:00:00Z"), at("2026-11-27T00:00:00Z")));
         assert_eq!(
-            window_at(Window::Day, at("2026-11-26T23:59:59Z"), &TimeZone::get("Etc/UTC").unwrap()),
+            window_at(Window::Day, at("2026-11-26T23:59:59Z"), &utc),
+            (at("2026-11-26T00:00:00Z"), at("2026-11-27T00:00:00Z"))
+        );
+        assert_eq!(
+            window_at(
+                Window::Day,
+                at("2026-11-26T23:59:59Z"),
+                &TimeZone::get("Etc/UTC").unwrap()
+            ),
             (at("2026-11-26T00:00:00Z"), at("2026-11-27T00:00:00Z")),
             "the zone's own arithmetic agrees"
         );
-        assert_eq!(window_at(Window::Hour, at("2026-11-26T10:59:59.999999Z"), &utc), (at("2026-11-26T10:00:00Z"), at("2026-11-26T11:00:00Z")));
-        assert_eq!(window_at(Window::Hour, at("2026-11-26T11:00:00Z"), &utc).0, at("2026-11-26T11:00:00Z"));
-        assert_eq!(window_at(Window::Minute, at("2026-11-26T10:07:30Z"), &utc), (at("2026-11-26T10:07:00Z"), at("2026-11-26T10:08:00Z")));
+        assert_eq!(
+            window_at(Window::Hour, at("2026-11-26T10:59:59.999999Z"), &utc),
+            (at("2026-11-26T10:00:00Z"), at("2026-11-26T11:00:00Z"))
+        );
+        assert_eq!(
+            window_at(Window::Hour, at("2026-11-26T11:00:00Z"), &utc).0,
+            at("2026-11-26T11:00:00Z")
+        );
+        assert_eq!(
+            window_at(Window::Minute, at("2026-11-26T10:07:30Z"), &utc),
+            (at("2026-11-26T10:07:00Z"), at("2026-11-26T10:08:00Z"))
+        );
         let ny = TimeZone::get("America/New_York").unwrap();
         // 03:00 UTC is still the 25th in New York (UTC-5 in November).
-        assert_eq!(window_at(Window::Day, at("2026-11-26T03:00:00Z"), &ny), (at("2026-11-25T05:00:00Z"), at("2026-11-26T05:00:00Z")));
+        assert_eq!(
+            window_at(Window::Day, at("2026-11-26T03:00:00Z"), &ny),
+            (at("2026-11-25T05:00:00Z"), at("2026-11-26T05:00:00Z"))
+        );
         // The day the clocks go back is 25 hours long.
         let (start, end) = window_at(Window::Day, at("2026-11-01T12:00:00Z"), &ny);
         assert_eq!(end - start, 25 * 3_600_000_000);
@@ -365,10 +476,34 @@ mod tests {
     fn an_action_draws_on_the_quotas_that_match_it() {
         let p = QuotaPolicy::default();
         let now = at("2026-11-26T10:30:00Z");
-        let c = charges(&p, &TimeZone::UTC, &agent(), ("deploy", "production", "payments"), Some(12.5), now);
-        let names: Vec<(&str, &str, i64)> = c.iter().map(|c| (c.quota.as_str(), c.scope.as_str(), c.amount)).collect();
-        assert_eq!(names, [("cost_per_day", "*", 1250), ("calls_per_minute", "*", 1), ("deploys_per_hour_per_service", "payments", 1)]);
-        let docs = charges(&p, &TimeZone::UTC, &agent(), ("docs_update", "dev", "payments"), None, now);
+        let c = charges(
+            &p,
+            &TimeZone::UTC,
+            &agent(),
+            ("deploy", "production", "payments"),
+            Some(12.5),
+            now,
+        );
+        let names: Vec<(&str, &str, i64)> = c
+            .iter()
+            .map(|c| (c.quota.as_str(), c.scope.as_str(), c.amount))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("cost_per_day", "*", 1250),
+                ("calls_per_minute", "*", 1),
+                ("deploys_per_hour_per_service", "payments", 1)
+            ]
+        );
+        let docs = charges(
+            &p,
+            &TimeZone::UTC,
+            &agent(),
+            ("docs_update", "dev", "payments"),
+            None,
+            now,
+        );
         assert_eq!(docs.len(), 2, "no deploy quota for docs");
         assert!(c[2].fits(4) && !c[2].fits(5));
     }
@@ -387,28 +522,63 @@ mod tests {
         });
         assert_eq!(p.validate(), Ok(()));
         let now = at("2026-11-26T10:30:00Z");
-        let names =
-            |class, env| -> Vec<String> { charges(&p, &TimeZone::UTC, &agent(), (class, env, "payments"), None, now).into_iter().map(|c| c.quota).collect() };
-        assert!(names("db_migration", "production").contains(&"prod_migrations_per_day".to_string()));
+        let names = |class, env| -> Vec<String> {
+            charges(
+                &p,
+                &TimeZone::UTC,
+                &agent(),
+                (class, env, "payments"),
+                None,
+                now,
+            )
+            .into_iter()
+            .map(|c| c.quota)
+            .collect()
+        };
+        assert!(
+            names("db_migration", "production").contains(&"prod_migrations_per_day".to_string())
+        );
         assert!(!names("db_migration", "staging").contains(&"prod_migrations_per_day".to_string()));
         assert!(!names("deploy", "production").contains(&"prod_migrations_per_day".to_string()));
-        let c = charges(&p, &TimeZone::UTC, &agent(), ("db_migration", "production", "payments"), None, now).pop().unwrap();
-        assert_eq!((c.limit, c.window), (1, (at("2026-11-26T00:00:00Z"), at("2026-11-27T00:00:00Z"))), "tier 2's limit, today");
+        let c = charges(
+            &p,
+            &TimeZone::UTC,
+            &agent(),
+            ("db_migration", "production", "payments"),
+            None,
+            now,
+        )
+        .pop()
+        .unwrap();
+        assert_eq!(
+            (c.limit, c.window),
+            (1, (at("2026-11-26T00:00:00Z"), at("2026-11-27T00:00:00Z"))),
+            "tier 2's limit, today"
+        );
     }
 
     #[test]
     fn bad_policies_are_refused() {
         assert_eq!(QuotaPolicy::default().validate(), Ok(()));
-        let p = QuotaPolicy { time_zone: "Mars/Olympus".into(), ..Default::default() };
+        let p = QuotaPolicy {
+            time_zone: "Mars/Olympus".into(),
+            ..Default::default()
+        };
         assert!(p.validate().unwrap_err().contains("time_zone"));
         let mut p = QuotaPolicy::default();
-        p.teams.insert("payments".into(), [("nope".to_string(), 1.0)].into());
+        p.teams
+            .insert("payments".into(), [("nope".to_string(), 1.0)].into());
         assert!(p.validate().unwrap_err().contains("no such quota"));
         let mut p = QuotaPolicy::default();
         p.quotas[1].limits[2] = Some(1.5);
         assert!(p.validate().unwrap_err().contains("whole number"));
         let q = p.quota("cost_per_day").unwrap().clone();
-        assert!(check_limit(&q, -1.0).is_err() && check_limit(&q, f64::NAN).is_err() && check_limit(&q, 1e12).is_err() && check_limit(&q, 0.001).is_err());
+        assert!(
+            check_limit(&q, -1.0).is_err()
+                && check_limit(&q, f64::NAN).is_err()
+                && check_limit(&q, 1e12).is_err()
+                && check_limit(&q, 0.001).is_err()
+        );
         assert!(check_limit(&q, 99.99).is_ok());
     }
 }

@@ -369,6 +369,11 @@ pub struct Event {
 impl Event {
     /// A new event of `event_type` at `now` (Unix microseconds).
     pub fn new(event_type: &str, now: i64, data: serde_json::Value) -> Event {
-        Event { id: uuid::Uuid::now_v7().to_string(), event_type: event_type.to_string(), at: format_micros(now), data }
+        Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            event_type: event_type.to_string(),
+            at: format_micros(now),
+            data,
+        }
     }
 }

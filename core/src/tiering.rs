@@ -94,7 +94,13 @@ pub struct TierPolicy {
 
 impl Default for TierPolicy {
     fn default() -> TierPolicy {
-        let step = |tier, bar, min_successes, environment: &str, min_risk| Step { tier, bar, min_successes, environment: environment.into(), min_risk };
+        let step = |tier, bar, min_successes, environment: &str, min_risk| Step {
+            tier,
+            bar,
+            min_successes,
+            environment: environment.into(),
+            min_risk,
+        };
         TierPolicy {
             enabled: true,
             steps: vec![
@@ -130,16 +136,23 @@ impl TierPolicy {
     pub fn validate(&self) -> Result<(), String> {
         let tiers: Vec<u8> = self.steps.iter().map(|s| s.tier).collect();
         if tiers != (1..=MAX_TIER).collect::<Vec<_>>() {
-            return Err(format!("policy.tiering.steps must define promotion into tiers 1 to {MAX_TIER} in order, found {tiers:?}"));
+            return Err(format!(
+                "policy.tiering.steps must define promotion into tiers 1 to {MAX_TIER} in order, found {tiers:?}"
+            ));
         }
         for s in &self.steps {
             if !(0.0..=1.0).contains(&s.bar) {
-                return Err(format!("policy.tiering.steps[tier {}].bar must be from 0 to 1", s.tier));
+                return Err(format!(
+                    "policy.tiering.steps[tier {}].bar must be from 0 to 1",
+                    s.tier
+                ));
             }
         }
         for (name, v) in [("low_water", self.low_water), ("slo", self.slo)] {
             if !(v > 0.0 && v <= 1.0) {
-                return Err(format!("policy.tiering.{name} must be above 0 and at most 1"));
+                return Err(format!(
+                    "policy.tiering.{name} must be above 0 and at most 1"
+                ));
             }
         }
         let days = [
@@ -156,10 +169,15 @@ impl TierPolicy {
                 return Err(format!("policy.tiering.{name} must be 0 or more"));
             }
         }
-        for (name, t) in [("hard_demotion_tier", self.hard_demotion_tier), ("soft_floor_tier", self.soft_floor_tier), ("budget_cap_tier", self.budget_cap_tier)]
-        {
+        for (name, t) in [
+            ("hard_demotion_tier", self.hard_demotion_tier),
+            ("soft_floor_tier", self.soft_floor_tier),
+            ("budget_cap_tier", self.budget_cap_tier),
+        ] {
             if t > MAX_TIER {
-                return Err(format!("policy.tiering.{name} must be a tier, 0 to {MAX_TIER}"));
+                return Err(format!(
+                    "policy.tiering.{name} must be a tier, 0 to {MAX_TIER}"
+                ));
             }
         }
         if self.review_interval_secs == 0 {
@@ -208,7 +226,11 @@ pub struct Window {
 
 impl Window {
     fn bad_share(self) -> f64 {
-        if self.outcomes == 0 { 0.0 } else { self.bad as f64 / self.outcomes as f64 }
+        if self.outcomes == 0 {
+            0.0
+        } else {
+            self.bad as f64 / self.outcomes as f64
+        }
     }
 }
 
@@ -240,15 +262,25 @@ pub enum HardTrigger {
 impl HardTrigger {
     /// The hard trigger a violation is, if any: its reason code and action class, and how many
     /// blocked violations the agent had in the window (this one included).
-    pub fn of_violation(reason: &str, class: &str, blocked_recently: u64, policy: &TierPolicy) -> Option<HardTrigger> {
+    pub fn of_violation(
+        reason: &str,
+        class: &str,
+        blocked_recently: u64,
+        policy: &TierPolicy,
+    ) -> Option<HardTrigger> {
         if reason == "quota_exceeded" {
             // A quota overrun is a minor violation, never a hard trigger.
             None
-        } else if matches!(reason, "approval_unknown" | "approval_reused" | "approval_wrong_agent" | "approval_mismatch") {
+        } else if matches!(
+            reason,
+            "approval_unknown" | "approval_reused" | "approval_wrong_agent" | "approval_mismatch"
+        ) {
             Some(HardTrigger::ForgedApproval)
         } else if class == "security_policy_change" {
             Some(HardTrigger::SecurityPolicyViolation)
-        } else if policy.repeated_violations > 0 && blocked_recently >= u64::from(policy.repeated_violations) {
+        } else if policy.repeated_violations > 0
+            && blocked_recently >= u64::from(policy.repeated_violations)
+        {
             Some(HardTrigger::RepeatedViolations)
         } else {
             None
@@ -319,8 +351,13 @@ impl NextPromotion {
 
 /// The weight of qualifying work for promotion into `step`'s tier.
 pub fn qualifying(totals: &[Total], step: &Step, now: i64, trust: &TrustPolicy) -> (Weight, u64) {
-    let qualifies = |t: &Total| t.risk >= step.min_risk && glob_match(&step.environment, &t.environment);
-    let successes = totals.iter().filter(|t| qualifies(t) && t.kind == Kind::Success).map(|t| t.count.max(0) as u64).sum();
+    let qualifies =
+        |t: &Total| t.risk >= step.min_risk && glob_match(&step.environment, &t.environment);
+    let successes = totals
+        .iter()
+        .filter(|t| qualifies(t) && t.kind == Kind::Success)
+        .map(|t| t.count.max(0) as u64)
+        .sum();
     (weigh(totals, now, trust, qualifies), successes)
 }
 
@@ -330,54 +367,120 @@ fn days(us: i64) -> f64 {
 
 /// The gates of the next promotion. The spread of qualifying successes costs a query, so the
 /// caller measures it only once the other gates hold (`None`: not measured, not met).
-pub fn next_promotion(state: &State<'_>, budget: Window, now: i64, policy: &TierPolicy, trust: &TrustPolicy, spread: Option<Spread>) -> Option<NextPromotion> {
+pub fn next_promotion(
+    state: &State<'_>,
+    budget: Window,
+    now: i64,
+    policy: &TierPolicy,
+    trust: &TrustPolicy,
+    spread: Option<Spread>,
+) -> Option<NextPromotion> {
     let to = state.tier + 1;
     let step = policy.step(to)?;
     let mut gates = Vec::new();
-    let mut gate = |gate: &str, needs: String, has: String, met: bool| gates.push(Gate { gate: gate.into(), needs, has, met });
+    let mut gate = |gate: &str, needs: String, has: String, met: bool| {
+        gates.push(Gate {
+            gate: gate.into(),
+            needs,
+            has,
+            met,
+        })
+    };
     gate(
         "controller",
         "tiering enabled, agent active and not pinned".into(),
-        format!("enabled={} suspended={} pinned={}", policy.enabled, state.suspended, state.pinned),
+        format!(
+            "enabled={} suspended={} pinned={}",
+            policy.enabled, state.suspended, state.pinned
+        ),
         policy.enabled && !state.suspended && !state.pinned,
     );
-    gate("ceiling", format!("ceiling ≥ {to}"), format!("ceiling {}", state.ceiling), to <= state.ceiling);
+    gate(
+        "ceiling",
+        format!("ceiling ≥ {to}"),
+        format!("ceiling {}", state.ceiling),
+        to <= state.ceiling,
+    );
     if let Some(p) = state.parent_tier {
-        gate("parent", format!("parent's tier ≥ {to}"), format!("parent at tier {p}"), to <= p);
+        gate(
+            "parent",
+            format!("parent's tier ≥ {to}"),
+            format!("parent at tier {p}"),
+            to <= p,
+        );
     }
     let score = weigh(state.totals, now, trust, |_| true).score();
-    gate("score", format!("score ≥ {:.2}", step.bar), format!("{score:.3}"), score >= step.bar);
+    gate(
+        "score",
+        format!("score ≥ {:.2}", step.bar),
+        format!("{score:.3}"),
+        score >= step.bar,
+    );
     let (w, successes) = qualifying(state.totals, step, now, trust);
-    let scope = format!("{} work at {} risk or above", step.environment, step.min_risk);
+    let scope = format!(
+        "{} work at {} risk or above",
+        step.environment, step.min_risk
+    );
     gate(
         "qualifying_successes",
         format!("{} confirmed successes on {scope}", step.min_successes),
         successes.to_string(),
         successes >= u64::from(step.min_successes),
     );
-    gate("qualifying_score", format!("score ≥ {:.2} on {scope}", step.bar), format!("{:.3}", w.score()), w.score() >= step.bar);
+    gate(
+        "qualifying_score",
+        format!("score ≥ {:.2} on {scope}", step.bar),
+        format!("{:.3}", w.score()),
+        w.score() >= step.bar,
+    );
     let in_tier = days(now - state.tier_since);
-    gate("time_in_tier", format!("{} days in tier {}", policy.min_days_in_tier, state.tier), format!("{in_tier:.1} days"), in_tier >= policy.min_days_in_tier);
+    gate(
+        "time_in_tier",
+        format!("{} days in tier {}", policy.min_days_in_tier, state.tier),
+        format!("{in_tier:.1} days"),
+        in_tier >= policy.min_days_in_tier,
+    );
     let held = state.hold_until.is_some_and(|h| now < h);
     gate(
         "cool_down",
         "no cool-down running".into(),
-        state.hold_until.filter(|_| held).map_or("none".into(), |h| format!("{:.1} days left", days(h - now))),
+        state
+            .hold_until
+            .filter(|_| held)
+            .map_or("none".into(), |h| format!("{:.1} days left", days(h - now))),
         !held,
     );
-    let hard = state.last_hard_at.is_some_and(|h| days(now - h) < policy.hard_window_days);
-    gate("no_hard_trigger", format!("no hard trigger in {} days", policy.hard_window_days), if hard { "one recently".into() } else { "none".into() }, !hard);
+    let hard = state
+        .last_hard_at
+        .is_some_and(|h| days(now - h) < policy.hard_window_days);
+    gate(
+        "no_hard_trigger",
+        format!("no hard trigger in {} days", policy.hard_window_days),
+        if hard {
+            "one recently".into()
+        } else {
+            "none".into()
+        },
+        !hard,
+    );
     let spent = budget_spent(budget, policy);
     gate(
         "error_budget",
-        format!("changes failing ≤ {:.0}% over {} days", (1.0 - policy.slo) * 100.0, policy.slo_window_days),
+        format!(
+            "changes failing ≤ {:.0}% over {} days",
+            (1.0 - policy.slo) * 100.0,
+            policy.slo_window_days
+        ),
         format!("{}/{}", budget.bad, budget.outcomes),
         !spent || to <= policy.budget_cap_tier,
     );
     match spread {
         None => gates.push(Gate {
             gate: "spread".into(),
-            needs: format!("successes on {} distinct days and {} distinct targets", policy.min_distinct_days, policy.min_distinct_targets),
+            needs: format!(
+                "successes on {} distinct days and {} distinct targets",
+                policy.min_distinct_days, policy.min_distinct_targets
+            ),
             has: "measured once the other gates hold".into(),
             met: false,
         }),
@@ -421,8 +524,19 @@ pub struct Review<'a> {
 /// Decides whether the agent's tier moves. `hard` is a hard trigger that just happened;
 /// `budget` and `burn` are the recent changes over `slo_window_days` and `fast_burn_window_hours`.
 #[allow(clippy::too_many_arguments)]
-pub fn decide(review: &Review<'_>, now: i64, policy: &TierPolicy, trust: &TrustPolicy) -> Option<Move> {
-    let Review { state, hard, budget, burn, spread } = *review;
+pub fn decide(
+    review: &Review<'_>,
+    now: i64,
+    policy: &TierPolicy,
+    trust: &TrustPolicy,
+) -> Option<Move> {
+    let Review {
+        state,
+        hard,
+        budget,
+        burn,
+        spread,
+    } = *review;
     if !policy.enabled || state.suspended || state.pinned {
         return None;
     }
@@ -436,7 +550,9 @@ pub fn decide(review: &Review<'_>, now: i64, policy: &TierPolicy, trust: &TrustP
         });
     }
     let allowed = (1.0 - policy.slo).max(f64::EPSILON);
-    if burn.outcomes >= u64::from(policy.fast_burn_min_outcomes) && burn.bad_share() / allowed >= policy.fast_burn_rate {
+    if burn.outcomes >= u64::from(policy.fast_burn_min_outcomes)
+        && burn.bad_share() / allowed >= policy.fast_burn_rate
+    {
         return Some(Move::Suspend {
             text: format!(
                 "error budget burning {:.1}× the sustainable rate ({} of {} changes bad in {} h): suspended until a human resumes it",
@@ -471,7 +587,11 @@ pub fn decide(review: &Review<'_>, now: i64, policy: &TierPolicy, trust: &TrustP
             return Some(Move::Tier {
                 to: state.tier - 1,
                 reason: "below_low_water".into(),
-                text: format!("score {:.3} below the low-water mark {low:.3} of tier {}", w.score(), state.tier),
+                text: format!(
+                    "score {:.3} below the low-water mark {low:.3} of tier {}",
+                    w.score(),
+                    state.tier
+                ),
                 cool_down: true,
             });
         }
@@ -480,7 +600,15 @@ pub fn decide(review: &Review<'_>, now: i64, policy: &TierPolicy, trust: &TrustP
     next.ready().then(|| Move::Tier {
         to: next.tier,
         reason: "promotion".into(),
-        text: format!("every gate of tier {} holds ({})", next.tier, next.gates.iter().map(|g| format!("{} {}", g.gate, g.has)).collect::<Vec<_>>().join(", ")),
+        text: format!(
+            "every gate of tier {} holds ({})",
+            next.tier,
+            next.gates
+                .iter()
+                .map(|g| format!("{} {}", g.gate, g.has))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         cool_down: false,
     })
 }
@@ -493,91 +621,462 @@ mod tests {
     const DAY: i64 = 86_400_000_000;
 
     fn evidence(kind: Kind, env: &str, risk: RiskLevel, n: usize, at: i64) -> Vec<Evidence> {
-        vec![Evidence { kind, at, environment: env.into(), risk }; n]
+        vec![
+            Evidence {
+                kind,
+                at,
+                environment: env.into(),
+                risk
+            };
+            n
+        ]
     }
 
     fn state(tier: u8, totals: &[Total]) -> State<'_> {
-        State { tier, ceiling: 4, parent_tier: None, pinned: false, suspended: false, tier_since: 0, hold_until: None, last_hard_at: None, totals }
+        State {
+            tier,
+            ceiling: 4,
+            parent_tier: None,
+            pinned: false,
+            suspended: false,
+            tier_since: 0,
+            hold_until: None,
+            last_hard_at: None,
+            totals,
+        }
     }
 
-    const WIDE: Option<Spread> = Some(Spread { days: 10, targets: 3 });
+    const WIDE: Option<Spread> = Some(Spread {
+        days: 10,
+        targets: 3,
+    });
 
     #[test]
     fn promotes_only_when_every_gate_holds() {
         let (p, t) = (TierPolicy::default(), TrustPolicy::default());
-        let totals = totals_of(&evidence(Kind::Success, "staging", RiskLevel::Low, 40, 9 * DAY), half_life_us(&t));
+        let totals = totals_of(
+            &evidence(Kind::Success, "staging", RiskLevel::Low, 40, 9 * DAY),
+            half_life_us(&t),
+        );
         let s = state(1, &totals);
-        let m = decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t);
+        let m = decide(
+            &Review {
+                state: &s,
+                hard: None,
+                budget: Window::default(),
+                burn: Window::default(),
+                spread: WIDE,
+            },
+            10 * DAY,
+            &p,
+            &t,
+        );
         assert!(matches!(m, Some(Move::Tier { to: 2, .. })), "{m:?}");
         // Too early in the tier, or a cool-down, or a hard trigger lately, or the ceiling: no.
-        let early = State { tier_since: 5 * DAY, ..s.clone() };
-        assert_eq!(decide(&Review { state: &early, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
-        let held = State { hold_until: Some(11 * DAY), ..s.clone() };
-        assert_eq!(decide(&Review { state: &held, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
-        let hard = State { last_hard_at: Some(DAY), ..s.clone() };
-        assert_eq!(decide(&Review { state: &hard, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
-        let capped = State { ceiling: 1, ..s.clone() };
-        assert_eq!(decide(&Review { state: &capped, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
-        let parent = State { parent_tier: Some(1), ..s.clone() };
-        assert_eq!(decide(&Review { state: &parent, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
-        let pinned = State { pinned: true, ..s.clone() };
-        assert_eq!(decide(&Review { state: &pinned, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 10 * DAY, &p, &t), None);
-        let narrow = Some(Spread { days: 1, targets: 1 });
-        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: narrow }, 10 * DAY, &p, &t), None);
-        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: None }, 10 * DAY, &p, &t), None, "unmeasured spread is not met");
+        let early = State {
+            tier_since: 5 * DAY,
+            ..s.clone()
+        };
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &early,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                10 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
+        let held = State {
+            hold_until: Some(11 * DAY),
+            ..s.clone()
+        };
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &held,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                10 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
+        let hard = State {
+            last_hard_at: Some(DAY),
+            ..s.clone()
+        };
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &hard,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                10 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
+        let capped = State {
+            ceiling: 1,
+            ..s.clone()
+        };
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &capped,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                10 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
+        let parent = State {
+            parent_tier: Some(1),
+            ..s.clone()
+        };
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &parent,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                10 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
+        let pinned = State {
+            pinned: true,
+            ..s.clone()
+        };
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &pinned,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                10 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
+        let narrow = Some(Spread {
+            days: 1,
+            targets: 1,
+        });
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &s,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: narrow
+                },
+                10 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &s,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: None
+                },
+                10 * DAY,
+                &p,
+                &t
+            ),
+            None,
+            "unmeasured spread is not met"
+        );
     }
 
     #[test]
     fn low_risk_work_elsewhere_does_not_open_production() {
         let (p, t) = (TierPolicy::default(), TrustPolicy::default());
         // Hundreds of docs updates in dev: a near-perfect score, but nothing in production.
-        let totals = totals_of(&evidence(Kind::Success, "dev", RiskLevel::Low, 500, 20 * DAY), half_life_us(&t));
+        let totals = totals_of(
+            &evidence(Kind::Success, "dev", RiskLevel::Low, 500, 20 * DAY),
+            half_life_us(&t),
+        );
         let s = state(2, &totals);
-        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 21 * DAY, &p, &t), None);
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &s,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                21 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
         let next = next_promotion(&s, Window::default(), 21 * DAY, &p, &t, WIDE).unwrap();
-        let gate = next.gates.iter().find(|g| g.gate == "qualifying_successes").unwrap();
+        let gate = next
+            .gates
+            .iter()
+            .find(|g| g.gate == "qualifying_successes")
+            .unwrap();
         assert!(!gate.met && gate.has == "0", "{next:?}");
         // Low-risk production successes open tier 3, not tier 4 (which needs medium-risk ones).
-        let totals = totals_of(&evidence(Kind::Success, "production", RiskLevel::Low, 100, 20 * DAY), half_life_us(&t));
-        assert!(matches!(decide(&Review { state: &state(2, &totals), hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 21 * DAY, &p, &t), Some(Move::Tier { to: 3, .. })));
-        assert_eq!(decide(&Review { state: &state(3, &totals), hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 21 * DAY, &p, &t), None);
+        let totals = totals_of(
+            &evidence(Kind::Success, "production", RiskLevel::Low, 100, 20 * DAY),
+            half_life_us(&t),
+        );
+        assert!(matches!(
+            decide(
+                &Review {
+                    state: &state(2, &totals),
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                21 * DAY,
+                &p,
+                &t
+            ),
+            Some(Move::Tier { to: 3, .. })
+        ));
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &state(3, &totals),
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                21 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
     }
 
     #[test]
     fn hard_triggers_demote_at_once_and_soft_ones_after_the_dwell() {
         let (p, t) = (TierPolicy::default(), TrustPolicy::default());
-        let totals = totals_of(&evidence(Kind::Success, "production", RiskLevel::Low, 100, 0), half_life_us(&t));
-        let s = State { tier_since: DAY, ..state(3, &totals) };
-        let m = decide(&Review { state: &s, hard: Some(HardTrigger::ForgedApproval), budget: Window::default(), burn: Window::default(), spread: WIDE }, DAY + 1, &p, &t);
-        assert!(matches!(m, Some(Move::Tier { to: 1, cool_down: true, .. })), "{m:?}");
+        let totals = totals_of(
+            &evidence(Kind::Success, "production", RiskLevel::Low, 100, 0),
+            half_life_us(&t),
+        );
+        let s = State {
+            tier_since: DAY,
+            ..state(3, &totals)
+        };
+        let m = decide(
+            &Review {
+                state: &s,
+                hard: Some(HardTrigger::ForgedApproval),
+                budget: Window::default(),
+                burn: Window::default(),
+                spread: WIDE,
+            },
+            DAY + 1,
+            &p,
+            &t,
+        );
+        assert!(
+            matches!(
+                m,
+                Some(Move::Tier {
+                    to: 1,
+                    cool_down: true,
+                    ..
+                })
+            ),
+            "{m:?}"
+        );
         // Mostly rollbacks: below the low-water mark, but only once the dwell is over.
         let mut e = evidence(Kind::Success, "production", RiskLevel::Low, 30, 0);
-        e.extend(evidence(Kind::Rollback, "production", RiskLevel::Low, 10, 0));
+        e.extend(evidence(
+            Kind::Rollback,
+            "production",
+            RiskLevel::Low,
+            10,
+            0,
+        ));
         let totals = totals_of(&e, half_life_us(&t));
-        let s = State { tier_since: 0, ..state(3, &totals) };
-        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, DAY, &p, &t), None);
-        assert!(matches!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 8 * DAY, &p, &t), Some(Move::Tier { to: 2, .. })));
+        let s = State {
+            tier_since: 0,
+            ..state(3, &totals)
+        };
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &s,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                DAY,
+                &p,
+                &t
+            ),
+            None
+        );
+        assert!(matches!(
+            decide(
+                &Review {
+                    state: &s,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                8 * DAY,
+                &p,
+                &t
+            ),
+            Some(Move::Tier { to: 2, .. })
+        ));
         // Little evidence: a human-given tier stays.
-        let few = totals_of(&evidence(Kind::Failure, "production", RiskLevel::Low, 3, 0), half_life_us(&t));
-        assert_eq!(decide(&Review { state: &state(3, &few), hard: None, budget: Window::default(), burn: Window::default(), spread: WIDE }, 8 * DAY, &p, &t), None);
-        assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 3, &p), Some(HardTrigger::RepeatedViolations));
+        let few = totals_of(
+            &evidence(Kind::Failure, "production", RiskLevel::Low, 3, 0),
+            half_life_us(&t),
+        );
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &state(3, &few),
+                    hard: None,
+                    budget: Window::default(),
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                8 * DAY,
+                &p,
+                &t
+            ),
+            None
+        );
+        assert_eq!(
+            HardTrigger::of_violation("no_grant", "deploy", 3, &p),
+            Some(HardTrigger::RepeatedViolations)
+        );
         assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 2, &p), None);
-        assert_eq!(HardTrigger::of_violation("approval_unknown", "deploy", 1, &p), Some(HardTrigger::ForgedApproval));
-        assert_eq!(HardTrigger::of_violation("approval_reused", "deploy", 1, &p), Some(HardTrigger::ForgedApproval));
-        assert_eq!(HardTrigger::of_violation("quota_exceeded", "security_policy_change", 9, &p), None);
+        assert_eq!(
+            HardTrigger::of_violation("approval_unknown", "deploy", 1, &p),
+            Some(HardTrigger::ForgedApproval)
+        );
+        assert_eq!(
+            HardTrigger::of_violation("approval_reused", "deploy", 1, &p),
+            Some(HardTrigger::ForgedApproval)
+        );
+        assert_eq!(
+            HardTrigger::of_violation("quota_exceeded", "security_policy_change", 9, &p),
+            None
+        );
     }
 
     #[test]
     fn error_budget_caps_and_fast_burn_suspends() {
         let (p, t) = (TierPolicy::default(), TrustPolicy::default());
-        let totals = totals_of(&evidence(Kind::Success, "production", RiskLevel::Medium, 200, 0), half_life_us(&t));
+        let totals = totals_of(
+            &evidence(Kind::Success, "production", RiskLevel::Medium, 200, 0),
+            half_life_us(&t),
+        );
         let s = state(4, &totals);
-        let spent = Window { outcomes: 40, bad: 3 };
-        assert!(matches!(decide(&Review { state: &s, hard: None, budget: spent, burn: Window::default(), spread: WIDE }, DAY, &p, &t), Some(Move::Tier { to: 2, .. })));
-        let burning = Window { outcomes: 6, bad: 5 };
-        assert!(matches!(decide(&Review { state: &s, hard: None, budget: Window::default(), burn: burning, spread: WIDE }, DAY, &p, &t), Some(Move::Suspend { .. })));
+        let spent = Window {
+            outcomes: 40,
+            bad: 3,
+        };
+        assert!(matches!(
+            decide(
+                &Review {
+                    state: &s,
+                    hard: None,
+                    budget: spent,
+                    burn: Window::default(),
+                    spread: WIDE
+                },
+                DAY,
+                &p,
+                &t
+            ),
+            Some(Move::Tier { to: 2, .. })
+        ));
+        let burning = Window {
+            outcomes: 6,
+            bad: 5,
+        };
+        assert!(matches!(
+            decide(
+                &Review {
+                    state: &s,
+                    hard: None,
+                    budget: Window::default(),
+                    burn: burning,
+                    spread: WIDE
+                },
+                DAY,
+                &p,
+                &t
+            ),
+            Some(Move::Suspend { .. })
+        ));
         // Within budget: nothing.
-        assert_eq!(decide(&Review { state: &s, hard: None, budget: Window { outcomes: 40, bad: 2 }, burn: Window { outcomes: 6, bad: 1 }, spread: WIDE }, DAY, &p, &t), None);
+        assert_eq!(
+            decide(
+                &Review {
+                    state: &s,
+                    hard: None,
+                    budget: Window {
+                        outcomes: 40,
+                        bad: 2
+                    },
+                    burn: Window {
+                        outcomes: 6,
+                        bad: 1
+                    },
+                    spread: WIDE
+                },
+                DAY,
+                &p,
+                &t
+            ),
+            None
+        );
     }
 
     #[test]

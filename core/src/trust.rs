@@ -54,8 +54,14 @@ impl TrustPolicy {
         if !(self.half_life_days.is_finite() && self.half_life_days > 0.0) {
             return Err("policy.trust.half_life_days must be above 0".into());
         }
-        let weights =
-            [self.failure_weight, self.rollback_weight, self.violation_weight, self.flagged_violation_weight, self.unknown_weight, self.quota_overrun_weight];
+        let weights = [
+            self.failure_weight,
+            self.rollback_weight,
+            self.violation_weight,
+            self.flagged_violation_weight,
+            self.unknown_weight,
+            self.quota_overrun_weight,
+        ];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             return Err("policy.trust weights must be 0 or more".into());
         }
@@ -84,7 +90,15 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 7] = [Kind::Success, Kind::Failure, Kind::Rollback, Kind::Violation, Kind::FlaggedViolation, Kind::Unknown, Kind::QuotaOverrun];
+    pub const ALL: [Kind; 7] = [
+        Kind::Success,
+        Kind::Failure,
+        Kind::Rollback,
+        Kind::Violation,
+        Kind::FlaggedViolation,
+        Kind::Unknown,
+        Kind::QuotaOverrun,
+    ];
 
     /// The name stored in the database.
     pub fn as_str(self) -> &'static str {
@@ -164,9 +178,15 @@ impl Decayed {
     /// Adds `delta` (negative to take evidence back) dated `at`.
     pub fn add(self, delta: f64, at: i64, half_life_us: f64) -> Decayed {
         if at >= self.as_of {
-            Decayed { amount: self.amount * decay(at - self.as_of, half_life_us) + delta, as_of: at }
+            Decayed {
+                amount: self.amount * decay(at - self.as_of, half_life_us) + delta,
+                as_of: at,
+            }
         } else {
-            Decayed { amount: self.amount + delta * decay(self.as_of - at, half_life_us), as_of: self.as_of }
+            Decayed {
+                amount: self.amount + delta * decay(self.as_of - at, half_life_us),
+                as_of: self.as_of,
+            }
         }
     }
 
@@ -196,11 +216,31 @@ pub struct Total {
 }
 
 /// Adds (or takes back, with a negative `delta`) one piece of evidence to running totals.
-pub fn add(totals: &mut Vec<Total>, environment: &str, risk: RiskLevel, kind: Kind, at: i64, delta: i64, half_life_us: f64) {
-    let i = match totals.iter().position(|t| t.environment == environment && t.risk == risk && t.kind == kind) {
+pub fn add(
+    totals: &mut Vec<Total>,
+    environment: &str,
+    risk: RiskLevel,
+    kind: Kind,
+    at: i64,
+    delta: i64,
+    half_life_us: f64,
+) {
+    let i = match totals
+        .iter()
+        .position(|t| t.environment == environment && t.risk == risk && t.kind == kind)
+    {
         Some(i) => i,
         None => {
-            totals.push(Total { environment: environment.to_string(), risk, kind, decayed: Decayed { amount: 0.0, as_of: at }, count: 0 });
+            totals.push(Total {
+                environment: environment.to_string(),
+                risk,
+                kind,
+                decayed: Decayed {
+                    amount: 0.0,
+                    as_of: at,
+                },
+                count: 0,
+            });
             totals.len() - 1
         }
     };
@@ -212,7 +252,15 @@ pub fn add(totals: &mut Vec<Total>, environment: &str, risk: RiskLevel, kind: Ki
 pub fn totals_of(evidence: &[Evidence], half_life_us: f64) -> Vec<Total> {
     let mut totals = Vec::new();
     for e in evidence {
-        add(&mut totals, &e.environment, e.risk, e.kind, e.at, 1, half_life_us);
+        add(
+            &mut totals,
+            &e.environment,
+            e.risk,
+            e.kind,
+            e.at,
+            1,
+            half_life_us,
+        );
     }
     totals
 }
@@ -304,7 +352,12 @@ pub fn half_life_us(policy: &TrustPolicy) -> f64 {
 }
 
 /// Decayed weight of the totals `keep` selects, as of `now`.
-pub fn weigh(totals: &[Total], now: i64, policy: &TrustPolicy, keep: impl Fn(&Total) -> bool) -> Weight {
+pub fn weigh(
+    totals: &[Total],
+    now: i64,
+    policy: &TrustPolicy,
+    keep: impl Fn(&Total) -> bool,
+) -> Weight {
     let h = half_life_us(policy);
     let mut w = Weight::default();
     for t in totals.iter().filter(|t| keep(t)) {
@@ -325,19 +378,41 @@ fn ratio(part: f64, whole: f64) -> f64 {
 pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
     let h = half_life_us(policy);
     // (An empty f64 sum is -0.0; adding 0.0 keeps "-0" out of the answers.)
-    let amount = |kinds: &[Kind]| -> f64 { totals.iter().filter(|t| kinds.contains(&t.kind)).map(|t| t.decayed.at(now, h)).sum::<f64>() + 0.0 };
-    let count = |kinds: &[Kind]| -> u64 { totals.iter().filter(|t| kinds.contains(&t.kind)).map(|t| t.count.max(0) as u64).sum() };
+    let amount = |kinds: &[Kind]| -> f64 {
+        totals
+            .iter()
+            .filter(|t| kinds.contains(&t.kind))
+            .map(|t| t.decayed.at(now, h))
+            .sum::<f64>()
+            + 0.0
+    };
+    let count = |kinds: &[Kind]| -> u64 {
+        totals
+            .iter()
+            .filter(|t| kinds.contains(&t.kind))
+            .map(|t| t.count.max(0) as u64)
+            .sum()
+    };
     let weight = weigh(totals, now, policy, |_| true);
     let outcomes = amount(&[Kind::Success, Kind::Failure, Kind::Rollback, Kind::Unknown]);
     let violations = amount(&[Kind::Violation, Kind::FlaggedViolation, Kind::QuotaOverrun]);
-    let by_risk = [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical]
-        .into_iter()
-        .map(|risk| RiskScore {
-            risk,
-            score: weigh(totals, now, policy, |t| t.risk == risk).score(),
-            successes: totals.iter().filter(|t| t.risk == risk && t.kind == Kind::Success).map(|t| t.count.max(0) as u64).sum(),
-        })
-        .collect();
+    let by_risk = [
+        RiskLevel::Low,
+        RiskLevel::Medium,
+        RiskLevel::High,
+        RiskLevel::Critical,
+    ]
+    .into_iter()
+    .map(|risk| RiskScore {
+        risk,
+        score: weigh(totals, now, policy, |t| t.risk == risk).score(),
+        successes: totals
+            .iter()
+            .filter(|t| t.risk == risk && t.kind == Kind::Success)
+            .map(|t| t.count.max(0) as u64)
+            .sum(),
+    })
+    .collect();
     Trust {
         score: weight.score(),
         success_rate: ratio(weight.positive, weight.positive + weight.negative),
@@ -363,7 +438,15 @@ mod tests {
     const DAY: i64 = 86_400_000_000;
 
     fn many(kind: Kind, n: usize, at: i64) -> Vec<Evidence> {
-        vec![Evidence { kind, at, environment: "dev".into(), risk: RiskLevel::Low }; n]
+        vec![
+            Evidence {
+                kind,
+                at,
+                environment: "dev".into(),
+                risk: RiskLevel::Low
+            };
+            n
+        ]
     }
 
     /// Assesses evidence through the running totals, as the store keeps them.
@@ -374,9 +457,17 @@ mod tests {
     #[test]
     fn wilson_matches_known_values() {
         // 95% one-sided = the lower end of the two-sided 90% Wilson interval: 9/10 → 0.6523.
-        assert!((wilson_lower(9.0, 10.0) - 0.65228).abs() < 1e-4, "{}", wilson_lower(9.0, 10.0));
+        assert!(
+            (wilson_lower(9.0, 10.0) - 0.65228).abs() < 1e-4,
+            "{}",
+            wilson_lower(9.0, 10.0)
+        );
         assert_eq!(wilson_lower(0.0, 0.0), 0.0);
-        assert_eq!(wilson_lower(1e-310, 2e-310), 0.0, "vanishing evidence is none, never NaN");
+        assert_eq!(
+            wilson_lower(1e-310, 2e-310),
+            0.0,
+            "vanishing evidence is none, never NaN"
+        );
         assert!(wilson_lower(100.0, 100.0) < 1.0 && wilson_lower(100.0, 100.0) > 0.97);
     }
 
@@ -398,9 +489,19 @@ mod tests {
                 e.extend(many(Kind::Failure, f, 0));
                 let base = assess_all(&e, 0, &p).score;
                 let mut more_s = e.clone();
-                more_s.push(Evidence { kind: Kind::Success, at: 0, environment: "dev".into(), risk: RiskLevel::Low });
+                more_s.push(Evidence {
+                    kind: Kind::Success,
+                    at: 0,
+                    environment: "dev".into(),
+                    risk: RiskLevel::Low,
+                });
                 let mut more_f = e.clone();
-                more_f.push(Evidence { kind: Kind::Failure, at: 0, environment: "dev".into(), risk: RiskLevel::Low });
+                more_f.push(Evidence {
+                    kind: Kind::Failure,
+                    at: 0,
+                    environment: "dev".into(),
+                    risk: RiskLevel::Low,
+                });
                 assert!(assess_all(&more_s, 0, &p).score >= base, "s={s} f={f}");
                 assert!(assess_all(&more_f, 0, &p).score <= base, "s={s} f={f}");
                 assert!((0.0..=1.0).contains(&base));
@@ -417,7 +518,11 @@ mod tests {
         rolled.extend(many(Kind::Rollback, 3, 0));
         let mut violated = many(Kind::Success, 50, 0);
         violated.extend(many(Kind::Violation, 3, 0));
-        let (f, r, v) = (assess_all(&failed, 0, &p).score, assess_all(&rolled, 0, &p).score, assess_all(&violated, 0, &p).score);
+        let (f, r, v) = (
+            assess_all(&failed, 0, &p).score,
+            assess_all(&rolled, 0, &p).score,
+            assess_all(&violated, 0, &p).score,
+        );
         assert!(r < f && v < f, "{f} {r} {v}");
     }
 
@@ -428,8 +533,14 @@ mod tests {
         let fresh = assess_all(&e, 0, &p).score;
         let month = assess_all(&e, 30 * DAY, &p).score;
         let year = assess_all(&e, 365 * DAY, &p).score;
-        assert!(fresh > month && month > year && year < 0.1, "{fresh} {month} {year}");
-        assert!((assess_all(&e, 30 * DAY, &p).weight.positive - 100.0).abs() < 1e-6, "one half-life halves the weight");
+        assert!(
+            fresh > month && month > year && year < 0.1,
+            "{fresh} {month} {year}"
+        );
+        assert!(
+            (assess_all(&e, 30 * DAY, &p).weight.positive - 100.0).abs() < 1e-6,
+            "one half-life halves the weight"
+        );
     }
 
     /// Properties over random records: the score is bounded, never falls with one more success
@@ -441,7 +552,12 @@ mod tests {
         let p = TrustPolicy::default();
         let mut rng = rand::rngs::StdRng::seed_from_u64(42);
         let envs = ["dev", "staging", "production"];
-        let risks = [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical];
+        let risks = [
+            RiskLevel::Low,
+            RiskLevel::Medium,
+            RiskLevel::High,
+            RiskLevel::Critical,
+        ];
         let random = |rng: &mut rand::rngs::StdRng, kind: Kind| Evidence {
             kind,
             at: rng.random_range(0..90 * DAY),
@@ -459,15 +575,34 @@ mod tests {
             assert!((0.0..=1.0).contains(&base), "{base}");
             let mut more = e.clone();
             more.push(random(&mut rng, Kind::Success));
-            assert!(assess_all(&more, now, &p).score >= base - 1e-12, "a success lowered the score");
-            for kind in [Kind::Failure, Kind::Rollback, Kind::Violation, Kind::FlaggedViolation, Kind::Unknown, Kind::QuotaOverrun] {
+            assert!(
+                assess_all(&more, now, &p).score >= base - 1e-12,
+                "a success lowered the score"
+            );
+            for kind in [
+                Kind::Failure,
+                Kind::Rollback,
+                Kind::Violation,
+                Kind::FlaggedViolation,
+                Kind::Unknown,
+                Kind::QuotaOverrun,
+            ] {
                 let mut worse = e.clone();
                 worse.push(random(&mut rng, kind));
-                assert!(assess_all(&worse, now, &p).score <= base + 1e-12, "{kind:?} raised the score");
+                assert!(
+                    assess_all(&worse, now, &p).score <= base + 1e-12,
+                    "{kind:?} raised the score"
+                );
             }
             let later = assess_all(&e, now + rng.random_range(1..60 * DAY), &p).score;
-            assert!(later <= base + 1e-12, "time alone raised the score: {base} → {later}");
-            assert!(assess_all(&e, now + 3650 * DAY, &p).score < 1e-6, "ten years on, no confidence is left");
+            assert!(
+                later <= base + 1e-12,
+                "time alone raised the score: {base} → {later}"
+            );
+            assert!(
+                assess_all(&e, now + 3650 * DAY, &p).score < 1e-6,
+                "ten years on, no confidence is left"
+            );
         }
     }
 
@@ -476,13 +611,23 @@ mod tests {
         let h = 30.0 * DAY as f64;
         let at = [5 * DAY, 0, 40 * DAY, 12 * DAY, 3];
         let forward = at.iter().fold(Decayed::default(), |d, t| d.add(1.0, *t, h));
-        let backward = at.iter().rev().fold(Decayed::default(), |d, t| d.add(1.0, *t, h));
+        let backward = at
+            .iter()
+            .rev()
+            .fold(Decayed::default(), |d, t| d.add(1.0, *t, h));
         let now = 60 * DAY;
         let direct: f64 = at.iter().map(|t| 0.5f64.powf((now - t) as f64 / h)).sum();
-        assert!((forward.at(now, h) - direct).abs() < 1e-9 && (backward.at(now, h) - direct).abs() < 1e-9);
+        assert!(
+            (forward.at(now, h) - direct).abs() < 1e-9
+                && (backward.at(now, h) - direct).abs() < 1e-9
+        );
         let back = forward.add(-1.0, 12 * DAY, h);
         assert!((back.at(now, h) - (direct - 0.5f64.powf(48.0 / 30.0))).abs() < 1e-9);
-        assert_eq!(Decayed::default().add(-1.0, 0, h).at(0, h), 0.0, "never negative");
+        assert_eq!(
+            Decayed::default().add(-1.0, 0, h).at(0, h),
+            0.0,
+            "never negative"
+        );
     }
 
     #[test]
@@ -490,7 +635,11 @@ mod tests {
         let p = TrustPolicy::default();
         let t = assess_all(&many(Kind::Success, 300, 0), 0, &p);
         assert!(t.score > 0.95);
-        let high = t.by_risk.iter().find(|r| r.risk == RiskLevel::High).unwrap();
+        let high = t
+            .by_risk
+            .iter()
+            .find(|r| r.risk == RiskLevel::High)
+            .unwrap();
         assert_eq!((high.score, high.successes), (0.0, 0));
     }
 }

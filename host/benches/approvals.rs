@@ -29,7 +29,14 @@ struct Client {
 impl Client {
     async fn post(&self, path: &str, token: &str, body: Value) -> (Duration, Value) {
         let started = Instant::now();
-        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(&body).send().await.expect("request");
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         assert!(r.status().is_success(), "{path}: {}", r.status());
         let v = r.json().await.expect("json");
         (started.elapsed(), v)
@@ -39,17 +46,31 @@ impl Client {
 fn percentiles(name: &str, mut v: Vec<Duration>) -> Duration {
     v.sort();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    println!("{name:48} n={:>6}  p50 {:>7.2} ms  p99 {:>7.2} ms", v.len(), at(0.5).as_secs_f64() * 1e3, at(0.99).as_secs_f64() * 1e3);
+    println!(
+        "{name:48} n={:>6}  p50 {:>7.2} ms  p99 {:>7.2} ms",
+        v.len(),
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3
+    );
     at(0.99)
 }
 
 /// Runs `f` once per agent, concurrently; returns each series of timings, merged across agents.
-async fn run<F, Fut>(bots: &[String], client: &Arc<Client>, approver: &str, rounds: usize, f: F) -> Vec<Vec<Duration>>
+async fn run<F, Fut>(
+    bots: &[String],
+    client: &Arc<Client>,
+    approver: &str,
+    rounds: usize,
+    f: F,
+) -> Vec<Vec<Duration>>
 where
     F: Fn(Arc<Client>, String, String, usize) -> Fut,
     Fut: std::future::Future<Output = Vec<Vec<Duration>>> + Send + 'static,
 {
-    let tasks: Vec<_> = bots.iter().map(|b| tokio::spawn(f(client.clone(), b.clone(), approver.to_string(), rounds))).collect();
+    let tasks: Vec<_> = bots
+        .iter()
+        .map(|b| tokio::spawn(f(client.clone(), b.clone(), approver.to_string(), rounds)))
+        .collect();
     let mut all: Vec<Vec<Duration>> = Vec::new();
     for t in tasks {
         for (i, part) in t.await.unwrap().into_iter().enumerate() {
@@ -63,20 +84,45 @@ where
 }
 
 async fn token(warden: &Warden, role: Role, subject: &str) -> String {
-    let actor = Actor { kind: "admin".into(), id: "bench".into(), tool: None, model: None, token_id: None };
+    let actor = Actor {
+        kind: "admin".into(),
+        id: "bench".into(),
+        tool: None,
+        model: None,
+        token_id: None,
+    };
     let now = warden.state.clock.now_micros();
-    warden::services::tokens::issue(&warden.state.store, actor, role, Some(subject.into()), String::new(), None, now).await.unwrap().secret
+    warden::services::tokens::issue(
+        &warden.state.store,
+        actor,
+        role,
+        Some(subject.into()),
+        String::new(),
+        None,
+        now,
+    )
+    .await
+    .unwrap()
+    .secret
 }
 
 /// A Warden server on a fresh SQLite database, with a webhook to `receiver` if given: its client,
 /// admin and approver tokens, and CLIENTS agents' tokens.
-async fn start(receiver: Option<std::net::SocketAddr>) -> (Arc<Client>, String, String, Vec<String>, tempfile::TempDir) {
+async fn start(
+    receiver: Option<std::net::SocketAddr>,
+) -> (Arc<Client>, String, String, Vec<String>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.storage.data_dir = dir.path().to_path_buf();
-    config.policy.violation_modes.insert("docs_update".into(), ViolationMode::Flag);
+    config
+        .policy
+        .violation_modes
+        .insert("docs_update".into(), ViolationMode::Flag);
     // This measures approvals and the outbox: the agents' deploy quotas would deny most of the load.
-    config.policy.quotas = Some(warden::quotas::QuotaPolicy { enabled: false, ..Default::default() });
+    config.policy.quotas = Some(warden::quotas::QuotaPolicy {
+        enabled: false,
+        ..Default::default()
+    });
     config.notifications.poll_interval_ms = 200;
     config.webhooks = receiver
         .map(|addr| WebhookConfig {
@@ -94,7 +140,10 @@ async fn start(receiver: Option<std::net::SocketAddr>) -> (Arc<Client>, String, 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(warden.clone().serve(listener, std::future::pending()));
-    let client = Arc::new(Client { http: reqwest::Client::new(), base });
+    let client = Arc::new(Client {
+        http: reqwest::Client::new(),
+        base,
+    });
     client
         .post(
             "/v1/humans",
@@ -116,7 +165,14 @@ async fn start(receiver: Option<std::net::SocketAddr>) -> (Arc<Client>, String, 
 /// mode each is allowed and records a violation (and, with a webhook, a `violation.flagged` event).
 async fn flagged(client: &Arc<Client>, admin: &str, bots: &[String], n: usize) -> Vec<Duration> {
     for i in 0..CLIENTS {
-        let r = client.http.patch(format!("{}/v1/agents/bot-{i}", client.base)).bearer_auth(admin).json(&json!({"tier": 0})).send().await.unwrap();
+        let r = client
+            .http
+            .patch(format!("{}/v1/agents/bot-{i}", client.base))
+            .bearer_auth(admin)
+            .json(&json!({"tier": 0}))
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success());
     }
     let mut parts = run(bots, client, "", n, |c: Arc<Client>, bot: String, _: String, n: usize| async move {
@@ -176,10 +232,19 @@ async fn main() {
     .await;
     println!("## approvals ({CLIENTS} concurrent clients, SQLite)");
     let p99_plain = percentiles("plain decision (allow)", plain[0].clone());
-    percentiles("require_approval decision (creates the request)", looped[0].clone());
+    percentiles(
+        "require_approval decision (creates the request)",
+        looped[0].clone(),
+    );
     percentiles("approve", looped[1].clone());
-    let p99_resubmit = percentiles("re-submission with approval_id (allow, consumes)", looped[2].clone());
-    println!("re-submission p99 minus plain p99: {:.2} ms", (p99_resubmit.as_secs_f64() - p99_plain.as_secs_f64()) * 1e3);
+    let p99_resubmit = percentiles(
+        "re-submission with approval_id (allow, consumes)",
+        looped[2].clone(),
+    );
+    println!(
+        "re-submission p99 minus plain p99: {:.2} ms",
+        (p99_resubmit.as_secs_f64() - p99_plain.as_secs_f64()) * 1e3
+    );
 
     // 2. The outbox: every decision below raises violation.flagged for the receiver.
     let (quiet_client, quiet_admin, _, quiet_bots, _quiet_dir) = start(None).await;
@@ -191,7 +256,11 @@ async fn main() {
     let events = flagged.len() as u64;
     while received.load(Ordering::Relaxed) - before < events {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(started.elapsed() < Duration::from_secs(300), "deliveries stalled at {}", received.load(Ordering::Relaxed) - before);
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "deliveries stalled at {}",
+            received.load(Ordering::Relaxed) - before
+        );
     }
     let delivered_in = started.elapsed();
     println!("## outbox");

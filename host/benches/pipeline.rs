@@ -7,8 +7,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use warden::decision::{DecisionRequest, Inputs, Judgement, Subject, judge, validate};
-use warden::plugin::{Assessment, PluginAction};
 use warden::identity::{Agent, Caller, Human, Role};
+use warden::plugin::{Assessment, PluginAction};
 use warden::policy::{CompiledPolicy, Policy};
 use warden::quotas::QuotaPlan;
 
@@ -17,15 +17,35 @@ fn agent(id: &str, tier: u8) -> Agent {
 }
 
 /// The pure stages for one request at a fixed time.
-fn run(policy: &CompiledPolicy, caller: &Caller, subject: &Subject, request: &DecisionRequest, plugins: Assessment) -> Judgement {
+fn run(
+    policy: &CompiledPolicy,
+    caller: &Caller,
+    subject: &Subject,
+    request: &DecisionRequest,
+    plugins: Assessment,
+) -> Judgement {
     let quotas = QuotaPlan::default();
     let (now, decision_id) = (1_764_000_000_000_000, uuid::Uuid::now_v7().to_string());
-    judge(Inputs { policy, caller, subject, request: request.clone(), now, decision_id, plugins, quotas: &quotas }).unwrap()
+    judge(Inputs {
+        policy,
+        caller,
+        subject,
+        request: request.clone(),
+        now,
+        decision_id,
+        plugins,
+        quotas: &quotas,
+    })
+    .unwrap()
 }
 
 fn pipeline(c: &mut Criterion) {
     let policy = CompiledPolicy::new(Policy::default()).unwrap();
-    let caller = Caller { token_id: "tok_1".into(), role: Role::Agent, subject: Some("deploy-bot".into()) };
+    let caller = Caller {
+        token_id: "tok_1".into(),
+        role: Role::Agent,
+        subject: Some("deploy-bot".into()),
+    };
     let request: DecisionRequest = serde_json::from_value(json!({
         "action": {
             "class": "deploy", "environment": "production", "service": "payments",
@@ -35,10 +55,20 @@ fn pipeline(c: &mut Criterion) {
         }
     }))
     .unwrap();
-    let alone = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None, approval: None };
+    let alone = Subject {
+        agent: agent("deploy-bot", 3),
+        parents: vec![],
+        human: None,
+        approval: None,
+    };
     let human: Human =
         serde_json::from_value(json!({"id": "bob", "team": "payments", "grants": [{"class": "*", "environment": "*", "max_risk": "high"}]})).unwrap();
-    let chatops = Subject { agent: agent("deploy-bot", 4), parents: vec![agent("orchestrator", 4)], human: Some(human), approval: None };
+    let chatops = Subject {
+        agent: agent("deploy-bot", 4),
+        parents: vec![agent("orchestrator", 4)],
+        human: Some(human),
+        approval: None,
+    };
 
     c.bench_function("decide_in_process/agent_alone", |b| {
         b.iter(|| {
@@ -57,26 +87,63 @@ fn pipeline(c: &mut Criterion) {
 /// The reference classifier in the real runtime: a fresh instance and one call per iteration,
 /// then the pure pipeline with its opinion merged.
 fn with_plugins(c: &mut Criterion) {
-    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| workspace.join("target")).join("plugins");
-    let component = warden::plugins::build::build_crate(&workspace.join("plugins/action-classifier"), Some(&target)).expect("build the reference classifier");
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| workspace.join("target"))
+        .join("plugins");
+    let component = warden::plugins::build::build_crate(
+        &workspace.join("plugins/action-classifier"),
+        Some(&target),
+    )
+    .expect("build the reference classifier");
     let bytes = std::fs::read(component).unwrap();
     let host = warden::plugins::PluginHost::new().unwrap();
-    let manifest = toml::from_str("name = \"action-classifier\"\nversion = \"0.1.0\"\nkind = \"classifier\"").unwrap();
+    let manifest =
+        toml::from_str("name = \"action-classifier\"\nversion = \"0.1.0\"\nkind = \"classifier\"")
+            .unwrap();
     host.install(host.runtime().load(manifest, &bytes).unwrap());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let policy = CompiledPolicy::new(Policy::default()).unwrap();
-    let caller = Caller { token_id: "tok_1".into(), role: Role::Agent, subject: Some("deploy-bot".into()) };
+    let caller = Caller {
+        token_id: "tok_1".into(),
+        role: Role::Agent,
+        subject: Some("deploy-bot".into()),
+    };
     let request: DecisionRequest = serde_json::from_value(json!({
         "action": {"class": "deploy", "environment": "production", "service": "payments",
             "change": {"files_changed": 4, "lines_added": 120, "lines_deleted": 30, "paths": ["src/api.rs", "db/migrations/0042.sql"]}}
     }))
     .unwrap();
-    let subject = Subject { agent: agent("deploy-bot", 3), parents: vec![], human: None, approval: None };
-    let plugin_action = PluginAction::new(&request.action, &subject.agent, warden::policy::RiskLevel::Low, 1_764_000_000_000_000);
+    let subject = Subject {
+        agent: agent("deploy-bot", 3),
+        parents: vec![],
+        human: None,
+        approval: None,
+    };
+    let plugin_action = PluginAction::new(
+        &request.action,
+        &subject.agent,
+        warden::policy::RiskLevel::Low,
+        1_764_000_000_000_000,
+    );
     // Only a classifier is loaded, so the anomaly context is never asked for.
-    let assess = || host.assess("deploy", || plugin_action.clone(), || std::future::ready(Err(warden::error::Error::internal("no detector loaded"))));
-    c.bench_function("plugin/fresh_instance_and_classify", |b| b.iter(|| rt.block_on(assess()).unwrap()));
+    let assess = || {
+        host.assess(
+            "deploy",
+            || plugin_action.clone(),
+            || std::future::ready(Err(warden::error::Error::internal("no detector loaded"))),
+        )
+    };
+    c.bench_function("plugin/fresh_instance_and_classify", |b| {
+        b.iter(|| rt.block_on(assess()).unwrap())
+    });
     c.bench_function("decide_in_process/with_reference_classifier", |b| {
         b.iter(|| {
             validate(&policy, &request.action).unwrap();

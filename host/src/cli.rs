@@ -52,7 +52,9 @@ struct ServerArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    #[command(after_help = "Example:\n  warden serve --listen 0.0.0.0:8080 --database-url postgres://warden@db/warden --log-format json")]
+    #[command(
+        after_help = "Example:\n  warden serve --listen 0.0.0.0:8080 --database-url postgres://warden@db/warden --log-format json"
+    )]
     Serve {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long, env = "WARDEN_LISTEN")]
@@ -92,7 +94,9 @@ enum Command {
     #[command(subcommand)]
     Violations(ViolationsCommand),
     /// Ask a running server for a decision.
-    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden decide --agent deploy-bot --class deploy --environment staging --service payments")]
+    #[command(
+        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden decide --agent deploy-bot --class deploy --environment staging --service payments"
+    )]
     Decide {
         #[command(flatten)]
         server: ServerArgs,
@@ -119,7 +123,9 @@ enum Command {
         approval_id: Option<String>,
     },
     /// Report what happened after an allowed action (the agent, a service or an admin).
-    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden outcome 019ac2… --status succeeded --detail \"rolled out in 4 min\"")]
+    #[command(
+        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden outcome 019ac2… --status succeeded --detail \"rolled out in 4 min\""
+    )]
     Outcome {
         #[command(flatten)]
         server: ServerArgs,
@@ -149,7 +155,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Scaffold a standalone plugin crate that depends on warden-sdk.
-    #[command(after_help = "Example:\n  warden plugin new risky-paths --kind classifier && cd risky-paths && cargo test")]
+    #[command(
+        after_help = "Example:\n  warden plugin new risky-paths --kind classifier && cd risky-paths && cargo test"
+    )]
     New {
         /// Crate name (a-z, 0-9, -).
         name: String,
@@ -191,7 +199,9 @@ enum PluginCommand {
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token and print its secret once.
-    #[command(after_help = "Examples:\n  warden token create --role admin --subject alice\n  warden token create --role agent --subject deploy-bot")]
+    #[command(
+        after_help = "Examples:\n  warden token create --role admin --subject alice\n  warden token create --role agent --subject deploy-bot"
+    )]
     Create {
         /// admin, approver, service or agent.
         #[arg(long)]
@@ -220,7 +230,9 @@ enum AuditCommand {
     #[command(after_help = "Example:\n  warden audit verify --data-dir ./warden-data")]
     Verify,
     /// List audit records from a running server.
-    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden audit list --actor-kind agent --environment production --since 2026-11-01T00:00:00Z")]
+    #[command(
+        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden audit list --actor-kind agent --environment production --since 2026-11-01T00:00:00Z"
+    )]
     List {
         #[command(flatten)]
         server: ServerArgs,
@@ -248,7 +260,9 @@ enum AuditCommand {
 #[derive(Debug, Subcommand)]
 enum AgentsCommand {
     /// Register an agent.
-    #[command(after_help = "Example:\n  warden agents create --id deploy-bot --tool claude-code --model claude-opus --team payments --sponsor alice --tier 2")]
+    #[command(
+        after_help = "Example:\n  warden agents create --id deploy-bot --tool claude-code --model claude-opus --team payments --sponsor alice --tier 2"
+    )]
     Create {
         #[command(flatten)]
         server: ServerArgs,
@@ -356,7 +370,9 @@ enum ApprovalsCommand {
         id: String,
     },
     /// Approve a pending approval.
-    #[command(after_help = "Example:\n  warden approvals approve 019abc… --comment 'checked the migration plan'")]
+    #[command(
+        after_help = "Example:\n  warden approvals approve 019abc… --comment 'checked the migration plan'"
+    )]
     Approve {
         #[command(flatten)]
         server: ServerArgs,
@@ -367,7 +383,9 @@ enum ApprovalsCommand {
         comment: Option<String>,
     },
     /// Reject a pending approval.
-    #[command(after_help = "Example:\n  warden approvals reject 019abc… --comment 'not during the freeze'")]
+    #[command(
+        after_help = "Example:\n  warden approvals reject 019abc… --comment 'not during the freeze'"
+    )]
     Reject {
         #[command(flatten)]
         server: ServerArgs,
@@ -418,7 +436,9 @@ enum TrustCommand {
         id: String,
     },
     /// One agent's tier changes and daily scores.
-    #[command(after_help = "Example:\n  warden trust history deploy-bot --since 2026-10-01T00:00:00Z")]
+    #[command(
+        after_help = "Example:\n  warden trust history deploy-bot --since 2026-10-01T00:00:00Z"
+    )]
     History {
         #[command(flatten)]
         server: ServerArgs,
@@ -442,7 +462,9 @@ enum TrustCommand {
 #[derive(Debug, Subcommand)]
 enum ViolationsCommand {
     /// List violations, oldest first.
-    #[command(after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden violations list --status open --agent deploy-bot")]
+    #[command(
+        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden violations list --status open --agent deploy-bot"
+    )]
     List {
         #[command(flatten)]
         server: ServerArgs,
@@ -474,7 +496,9 @@ enum ViolationsCommand {
         id: String,
     },
     /// Acknowledge a violation after review.
-    #[command(after_help = "Example:\n  warden violations ack 019abc… --comment 'talked to the team; grant widened'")]
+    #[command(
+        after_help = "Example:\n  warden violations ack 019abc… --comment 'talked to the team; grant widened'"
+    )]
     Ack {
         #[command(flatten)]
         server: ServerArgs,
@@ -524,7 +548,10 @@ enum HumansCommand {
 /// Runs the command line; the exit code says whether it worked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -552,8 +579,11 @@ fn load_config(db: &DbArgs) -> anyhow::Result<Config> {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -562,11 +592,21 @@ fn init_logging(config: &Config) {
 
 fn offline_actor() -> Actor {
     let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
-    Actor { kind: "admin".into(), id: format!("cli:{user}"), tool: None, model: None, token_id: None }
+    Actor {
+        kind: "admin".into(),
+        id: format!("cli:{user}"),
+        tool: None,
+        model: None,
+        token_id: None,
+    }
 }
 
 /// `path?limit=…&k=v…` with the filters that are set.
-fn with_query<const N: usize>(path: &str, limit: i64, filters: [(&str, Option<String>); N]) -> anyhow::Result<String> {
+fn with_query<const N: usize>(
+    path: &str,
+    limit: i64,
+    filters: [(&str, Option<String>); N],
+) -> anyhow::Result<String> {
     let mut query = vec![("limit", limit.to_string())];
     query.extend(filters.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
     Ok(format!("{path}?{}", serde_urlencoded::to_string(&query)?))
@@ -588,7 +628,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Ok(secret) = std::env::var("WARDEN_BOOTSTRAP_ADMIN_TOKEN") {
                 warden.seed_bootstrap_token(&secret).await?;
             }
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, database = %crate::store::redact(&warden.config.database_url()), policy = %warden.state.policy.version, "warden is serving");
             warden.serve(listener, shutdown_signal()).await
         }
@@ -596,12 +638,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(&cli.db)?;
             let warden = Warden::open_default(config).await?;
             warden.state.store.close().await;
-            println!("migrations applied to {}", crate::store::redact(&warden.config.database_url()));
+            println!(
+                "migrations applied to {}",
+                crate::store::redact(&warden.config.database_url())
+            );
             Ok(())
         }
         Command::Config => {
             let config = load_config(&cli.db)?;
-            crate::policy::CompiledPolicy::new(config.policy.apply()).context("invalid [policy]")?;
+            crate::policy::CompiledPolicy::new(config.policy.apply())
+                .context("invalid [policy]")?;
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }
@@ -610,10 +656,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = &warden.state.store;
             let now = warden.state.clock.now_micros();
             let result = match cmd {
-                TokenCommand::Create { role, subject, note } => {
-                    let role = Role::parse(&role).with_context(|| format!("unknown role `{role}`: use admin, approver, service or agent"))?;
-                    let new = crate::services::tokens::issue(store, offline_actor(), role, subject, note, None, now).await?;
-                    eprintln!("token {} ({}) created; the secret below is shown only once:", new.record.id, role.as_str());
+                TokenCommand::Create {
+                    role,
+                    subject,
+                    note,
+                } => {
+                    let role = Role::parse(&role).with_context(|| {
+                        format!("unknown role `{role}`: use admin, approver, service or agent")
+                    })?;
+                    let new = crate::services::tokens::issue(
+                        store,
+                        offline_actor(),
+                        role,
+                        subject,
+                        note,
+                        None,
+                        now,
+                    )
+                    .await?;
+                    eprintln!(
+                        "token {} ({}) created; the secret below is shown only once:",
+                        new.record.id,
+                        role.as_str()
+                    );
                     println!("{}", new.secret);
                     Ok(())
                 }
@@ -623,7 +688,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 TokenCommand::List => {
-                    let tokens: Vec<crate::api::tokens::TokenInfo> = store.tokens().await?.into_iter().map(Into::into).collect();
+                    let tokens: Vec<crate::api::tokens::TokenInfo> =
+                        store.tokens().await?.into_iter().map(Into::into).collect();
                     println!("{}", serde_json::to_string_pretty(&tokens)?);
                     Ok(())
                 }
@@ -643,42 +709,152 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(problem) => bail!("audit chain broken: {problem}"),
             }
         }
-        Command::Audit(AuditCommand::List { server, actor_kind, agent, environment, action_class, since, limit }) => {
-            let filters = [("actor_kind", actor_kind), ("agent", agent), ("environment", environment), ("action_class", action_class), ("since", since)];
-            print_json(call(&server, reqwest::Method::GET, &with_query("/v1/audit", limit, filters)?, None).await?)
+        Command::Audit(AuditCommand::List {
+            server,
+            actor_kind,
+            agent,
+            environment,
+            action_class,
+            since,
+            limit,
+        }) => {
+            let filters = [
+                ("actor_kind", actor_kind),
+                ("agent", agent),
+                ("environment", environment),
+                ("action_class", action_class),
+                ("since", since),
+            ];
+            print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &with_query("/v1/audit", limit, filters)?,
+                    None,
+                )
+                .await?,
+            )
         }
         Command::Approvals(cmd) => match cmd {
-            ApprovalsCommand::List { server, status, agent, limit } => {
-                print_json(call(&server, reqwest::Method::GET, &with_query("/v1/approvals", limit, [("status", status), ("agent", agent)])?, None).await?)
-            }
-            ApprovalsCommand::Show { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/approvals/{id}"), None).await?),
-            ApprovalsCommand::Approve { server, id, comment } => {
-                print_json(call(&server, reqwest::Method::POST, &format!("/v1/approvals/{id}/approve"), Some(serde_json::json!({ "comment": comment }))).await?)
-            }
-            ApprovalsCommand::Reject { server, id, comment } => {
-                print_json(call(&server, reqwest::Method::POST, &format!("/v1/approvals/{id}/reject"), Some(serde_json::json!({ "comment": comment }))).await?)
-            }
+            ApprovalsCommand::List {
+                server,
+                status,
+                agent,
+                limit,
+            } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &with_query(
+                        "/v1/approvals",
+                        limit,
+                        [("status", status), ("agent", agent)],
+                    )?,
+                    None,
+                )
+                .await?,
+            ),
+            ApprovalsCommand::Show { server, id } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/approvals/{id}"),
+                    None,
+                )
+                .await?,
+            ),
+            ApprovalsCommand::Approve {
+                server,
+                id,
+                comment,
+            } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::POST,
+                    &format!("/v1/approvals/{id}/approve"),
+                    Some(serde_json::json!({ "comment": comment })),
+                )
+                .await?,
+            ),
+            ApprovalsCommand::Reject {
+                server,
+                id,
+                comment,
+            } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::POST,
+                    &format!("/v1/approvals/{id}/reject"),
+                    Some(serde_json::json!({ "comment": comment })),
+                )
+                .await?,
+            ),
         },
         Command::Quotas(cmd) => match cmd {
-            QuotasCommand::Show { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}/quotas"), None).await?),
-            QuotasCommand::Set { server, id, limits, clear } => {
+            QuotasCommand::Show { server, id } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/agents/{id}/quotas"),
+                    None,
+                )
+                .await?,
+            ),
+            QuotasCommand::Set {
+                server,
+                id,
+                limits,
+                clear,
+            } => {
                 let mut map = serde_json::Map::new();
                 for l in limits {
-                    let (name, value) = l.split_once('=').ok_or_else(|| anyhow::anyhow!("--limit `{l}`: use NAME=LIMIT"))?;
-                    let value: f64 = value.parse().map_err(|_| anyhow::anyhow!("--limit `{l}`: `{value}` is not a number"))?;
+                    let (name, value) = l
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("--limit `{l}`: use NAME=LIMIT"))?;
+                    let value: f64 = value
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--limit `{l}`: `{value}` is not a number"))?;
                     map.insert(name.to_string(), json!(value));
                 }
                 for name in clear {
                     map.insert(name, Value::Null);
                 }
-                print_json(call(&server, reqwest::Method::PUT, &format!("/v1/agents/{id}/quotas"), Some(json!({"limits": map}))).await?)
+                print_json(
+                    call(
+                        &server,
+                        reqwest::Method::PUT,
+                        &format!("/v1/agents/{id}/quotas"),
+                        Some(json!({"limits": map})),
+                    )
+                    .await?,
+                )
             }
         },
         Command::Trust(cmd) => match cmd {
-            TrustCommand::Show { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}/trust"), None).await?),
+            TrustCommand::Show { server, id } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/agents/{id}/trust"),
+                    None,
+                )
+                .await?,
+            ),
             TrustCommand::History { server, id, since } => {
-                let query = since.map(|s| serde_urlencoded::to_string([("since", s)])).transpose()?.map(|q| format!("?{q}")).unwrap_or_default();
-                print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}/trust/history{query}"), None).await?)
+                let query = since
+                    .map(|s| serde_urlencoded::to_string([("since", s)]))
+                    .transpose()?
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                print_json(
+                    call(
+                        &server,
+                        reqwest::Method::GET,
+                        &format!("/v1/agents/{id}/trust/history{query}"),
+                        None,
+                    )
+                    .await?,
+                )
             }
             TrustCommand::List { server, team } => {
                 let path = match team {
@@ -689,18 +865,71 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Violations(cmd) => match cmd {
-            ViolationsCommand::List { server, status, agent, class, environment, since, limit } => {
-                let filters = [("status", status), ("agent", agent), ("class", class), ("environment", environment), ("since", since)];
-                print_json(call(&server, reqwest::Method::GET, &with_query("/v1/violations", limit, filters)?, None).await?)
+            ViolationsCommand::List {
+                server,
+                status,
+                agent,
+                class,
+                environment,
+                since,
+                limit,
+            } => {
+                let filters = [
+                    ("status", status),
+                    ("agent", agent),
+                    ("class", class),
+                    ("environment", environment),
+                    ("since", since),
+                ];
+                print_json(
+                    call(
+                        &server,
+                        reqwest::Method::GET,
+                        &with_query("/v1/violations", limit, filters)?,
+                        None,
+                    )
+                    .await?,
+                )
             }
-            ViolationsCommand::Show { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/violations/{id}"), None).await?),
-            ViolationsCommand::Ack { server, id, comment } => {
+            ViolationsCommand::Show { server, id } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/violations/{id}"),
+                    None,
+                )
+                .await?,
+            ),
+            ViolationsCommand::Ack {
+                server,
+                id,
+                comment,
+            } => {
                 let body = serde_json::json!({ "comment": comment });
-                print_json(call(&server, reqwest::Method::POST, &format!("/v1/violations/{id}/ack"), Some(body)).await?)
+                print_json(
+                    call(
+                        &server,
+                        reqwest::Method::POST,
+                        &format!("/v1/violations/{id}/ack"),
+                        Some(body),
+                    )
+                    .await?,
+                )
             }
         },
         Command::Agents(cmd) => match cmd {
-            AgentsCommand::Create { server, id, tool, model, team, sponsor, tier, ceiling, parent, shadow } => {
+            AgentsCommand::Create {
+                server,
+                id,
+                tool,
+                model,
+                team,
+                sponsor,
+                tier,
+                ceiling,
+                parent,
+                shadow,
+            } => {
                 let body = json!({"id": id, "tool": tool, "model": model, "team": team, "sponsor": sponsor, "tier": tier, "ceiling": ceiling, "parent": parent, "shadow": shadow});
                 print_json(call(&server, reqwest::Method::POST, "/v1/agents", Some(body)).await?)
             }
@@ -713,8 +942,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 print_json(call(&server, reqwest::Method::GET, &path, None).await?)
             }
-            AgentsCommand::Get { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/agents/{id}"), None).await?),
-            AgentsCommand::Update { server, id, tier, ceiling, parent, no_parent, status, shadow, pinned } => {
+            AgentsCommand::Get { server, id } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/agents/{id}"),
+                    None,
+                )
+                .await?,
+            ),
+            AgentsCommand::Update {
+                server,
+                id,
+                tier,
+                ceiling,
+                parent,
+                no_parent,
+                status,
+                shadow,
+                pinned,
+            } => {
                 let mut body = serde_json::Map::new();
                 for (k, v) in [
                     ("tier", tier.map(|t| json!(t))),
@@ -731,19 +978,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if no_parent {
                     body.insert("parent".into(), Value::Null);
                 }
-                print_json(call(&server, reqwest::Method::PATCH, &format!("/v1/agents/{id}"), Some(Value::Object(body))).await?)
+                print_json(
+                    call(
+                        &server,
+                        reqwest::Method::PATCH,
+                        &format!("/v1/agents/{id}"),
+                        Some(Value::Object(body)),
+                    )
+                    .await?,
+                )
             }
         },
         Command::Humans(cmd) => match cmd {
-            HumansCommand::Create { server, id, team, grants } => {
-                let grants = grants.iter().map(|g| parse_grant(g)).collect::<anyhow::Result<Vec<_>>>()?;
-                print_json(call(&server, reqwest::Method::POST, "/v1/humans", Some(json!({"id": id, "team": team, "grants": grants}))).await?)
+            HumansCommand::Create {
+                server,
+                id,
+                team,
+                grants,
+            } => {
+                let grants = grants
+                    .iter()
+                    .map(|g| parse_grant(g))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                print_json(
+                    call(
+                        &server,
+                        reqwest::Method::POST,
+                        "/v1/humans",
+                        Some(json!({"id": id, "team": team, "grants": grants})),
+                    )
+                    .await?,
+                )
             }
-            HumansCommand::List { server } => print_json(call(&server, reqwest::Method::GET, "/v1/humans", None).await?),
-            HumansCommand::Get { server, id } => print_json(call(&server, reqwest::Method::GET, &format!("/v1/humans/{id}"), None).await?),
+            HumansCommand::List { server } => {
+                print_json(call(&server, reqwest::Method::GET, "/v1/humans", None).await?)
+            }
+            HumansCommand::Get { server, id } => print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/humans/{id}"),
+                    None,
+                )
+                .await?,
+            ),
         },
-        Command::Decide { server, agent, class, environment, service, on_behalf_of, reasoning, approval_id } => {
-            let mut body = json!({"action": {"class": class, "environment": environment, "service": service}});
+        Command::Decide {
+            server,
+            agent,
+            class,
+            environment,
+            service,
+            on_behalf_of,
+            reasoning,
+            approval_id,
+        } => {
+            let mut body =
+                json!({"action": {"class": class, "environment": environment, "service": service}});
             if let Some(a) = agent {
                 body["agent"] = json!(a);
             }
@@ -758,38 +1049,88 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print_json(call(&server, reqwest::Method::POST, "/v1/decisions", Some(body)).await?)
         }
-        Command::Outcome { server, decision_id, status, detail, actual_cost_usd } => {
-            let body = json!({"status": status, "detail": detail, "actual_cost_usd": actual_cost_usd});
-            print_json(call(&server, reqwest::Method::POST, &format!("/v1/decisions/{decision_id}/outcome"), Some(body)).await?)
+        Command::Outcome {
+            server,
+            decision_id,
+            status,
+            detail,
+            actual_cost_usd,
+        } => {
+            let body =
+                json!({"status": status, "detail": detail, "actual_cost_usd": actual_cost_usd});
+            print_json(
+                call(
+                    &server,
+                    reqwest::Method::POST,
+                    &format!("/v1/decisions/{decision_id}/outcome"),
+                    Some(body),
+                )
+                .await?,
+            )
         }
         Command::Plugin(cmd) => plugin_command(cmd).await,
-        Command::Policy { server } => print_json(call(&server, reqwest::Method::GET, "/v1/policy", None).await?),
+        Command::Policy { server } => {
+            print_json(call(&server, reqwest::Method::GET, "/v1/policy", None).await?)
+        }
     }
 }
 
 async fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
     use crate::plugins::{build, fixture, manifest::Manifest, scaffold};
     match cmd {
-        PluginCommand::New { name, kind, dir, sdk_path } => {
-            let kind = serde_json::from_value(json!(kind))
-                .map_err(|_| anyhow::anyhow!("unknown kind `{kind}`: use classifier, anomaly_detector or rollback_trigger"))?;
-            let root = scaffold::new_plugin(&dir, &name, kind, &sdk_path.unwrap_or_else(scaffold::default_sdk_path))?;
-            println!("created {}\n  cd {0} && cargo test && warden plugin build .", root.display());
+        PluginCommand::New {
+            name,
+            kind,
+            dir,
+            sdk_path,
+        } => {
+            let kind = serde_json::from_value(json!(kind)).map_err(|_| {
+                anyhow::anyhow!(
+                    "unknown kind `{kind}`: use classifier, anomaly_detector or rollback_trigger"
+                )
+            })?;
+            let root = scaffold::new_plugin(
+                &dir,
+                &name,
+                kind,
+                &sdk_path.unwrap_or_else(scaffold::default_sdk_path),
+            )?;
+            println!(
+                "created {}\n  cd {0} && cargo test && warden plugin build .",
+                root.display()
+            );
             Ok(())
         }
         PluginCommand::Build { dir, target_dir } => {
-            let out = tokio::task::spawn_blocking(move || build::build_crate(&dir, target_dir.as_deref())).await??;
+            let out = tokio::task::spawn_blocking(move || {
+                build::build_crate(&dir, target_dir.as_deref())
+            })
+            .await??;
             let bytes = std::fs::read(&out)?;
             use sha2::Digest as _;
-            println!("{}\n  size {} bytes, sha256 {}", out.display(), bytes.len(), hex::encode(sha2::Sha256::digest(&bytes)));
+            println!(
+                "{}\n  size {} bytes, sha256 {}",
+                out.display(),
+                bytes.len(),
+                hex::encode(sha2::Sha256::digest(&bytes))
+            );
             Ok(())
         }
-        PluginCommand::Test { component, manifest, fixture: fixture_path } => {
-            let manifest: Manifest = toml::from_str(&std::fs::read_to_string(&manifest).with_context(|| format!("cannot read {}", manifest.display()))?)
-                .with_context(|| format!("invalid {}", manifest.display()))?;
-            let bytes = std::fs::read(&component).with_context(|| format!("cannot read {}", component.display()))?;
+        PluginCommand::Test {
+            component,
+            manifest,
+            fixture: fixture_path,
+        } => {
+            let manifest: Manifest = toml::from_str(
+                &std::fs::read_to_string(&manifest)
+                    .with_context(|| format!("cannot read {}", manifest.display()))?,
+            )
+            .with_context(|| format!("invalid {}", manifest.display()))?;
+            let bytes = std::fs::read(&component)
+                .with_context(|| format!("cannot read {}", component.display()))?;
             let fx: fixture::Fixture =
-                serde_json::from_str(&std::fs::read_to_string(&fixture_path)?).with_context(|| format!("invalid fixture {}", fixture_path.display()))?;
+                serde_json::from_str(&std::fs::read_to_string(&fixture_path)?)
+                    .with_context(|| format!("invalid fixture {}", fixture_path.display()))?;
             let host = crate::plugins::PluginHost::new()?;
             let report = fixture::run(host.runtime(), manifest, &bytes, fx).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -805,9 +1146,13 @@ async fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
 fn parse_grant(s: &str) -> anyhow::Result<Value> {
     let parts: Vec<&str> = s.split(':').collect();
     let [class, environment, service, max_risk] = parts[..] else {
-        bail!("grant `{s}` must be class:environment:service:max_risk, e.g. deploy:staging:*:medium");
+        bail!(
+            "grant `{s}` must be class:environment:service:max_risk, e.g. deploy:staging:*:medium"
+        );
     };
-    Ok(json!({"class": class, "environment": environment, "service": service, "max_risk": max_risk}))
+    Ok(
+        json!({"class": class, "environment": environment, "service": service, "max_risk": max_risk}),
+    )
 }
 
 fn print_json(v: Value) -> anyhow::Result<()> {
@@ -816,21 +1161,43 @@ fn print_json(v: Value) -> anyhow::Result<()> {
 }
 
 /// Calls the server with `WARDEN_TOKEN`; a non-2xx answer becomes an error with its message.
-async fn call(server: &ServerArgs, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-    let token = std::env::var("WARDEN_TOKEN").context("set WARDEN_TOKEN to an API token (create one with `warden token create`)")?;
+async fn call(
+    server: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let token = std::env::var("WARDEN_TOKEN")
+        .context("set WARDEN_TOKEN to an API token (create one with `warden token create`)")?;
     let url = format!("{}{path}", server.server.trim_end_matches('/'));
-    let mut req = reqwest::Client::new().request(method, &url).bearer_auth(token);
+    let mut req = reqwest::Client::new()
+        .request(method, &url)
+        .bearer_auth(token);
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let resp = req.send().await.with_context(|| format!("cannot reach {url}"))?;
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
     let status = resp.status();
     let text = resp.text().await?;
-    let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let value: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     if !status.is_success() {
         let e = &value["error"];
-        let field = e["field"].as_str().map(|f| format!(" (field `{f}`)")).unwrap_or_default();
-        bail!("{status}: {}{field}: {}", e["code"].as_str().unwrap_or("error"), e["message"].as_str().unwrap_or(&value.to_string()));
+        let field = e["field"]
+            .as_str()
+            .map(|f| format!(" (field `{f}`)"))
+            .unwrap_or_default();
+        bail!(
+            "{status}: {}{field}: {}",
+            e["code"].as_str().unwrap_or("error"),
+            e["message"].as_str().unwrap_or(&value.to_string())
+        );
     }
     Ok(value)
 }
@@ -847,7 +1214,10 @@ mod tests {
 
     #[test]
     fn grants_parse() {
-        assert_eq!(parse_grant("deploy:staging:*:medium").unwrap()["max_risk"], "medium");
+        assert_eq!(
+            parse_grant("deploy:staging:*:medium").unwrap()["max_risk"],
+            "medium"
+        );
         assert!(parse_grant("deploy:staging").is_err());
     }
 }

@@ -34,7 +34,6 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
 }
 
-
 /// `[plugins]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,7 +51,12 @@ pub struct PluginsConfig {
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        PluginsConfig { dir: None, sync_interval_ms: 2000, upload_limit_bytes: 32 << 20, spare_instances: crate::plugins::spares::DEFAULT_PER_PLUGIN }
+        PluginsConfig {
+            dir: None,
+            sync_interval_ms: 2000,
+            upload_limit_bytes: 32 << 20,
+            spare_instances: crate::plugins::spares::DEFAULT_PER_PLUGIN,
+        }
     }
 }
 
@@ -70,7 +74,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8080".parse().expect("valid"), body_limit_bytes: 256 * 1024, shutdown_grace_secs: 30 }
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid"),
+            body_limit_bytes: 256 * 1024,
+            shutdown_grace_secs: 30,
+        }
     }
 }
 
@@ -94,7 +102,13 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { data_dir: PathBuf::from("./warden-data"), database_url: String::new(), max_connections: 8, max_batch: 512, cache_ttl_ms: 1000 }
+        StorageConfig {
+            data_dir: PathBuf::from("./warden-data"),
+            database_url: String::new(),
+            max_connections: 8,
+            max_batch: 512,
+            cache_ttl_ms: 1000,
+        }
     }
 }
 
@@ -120,7 +134,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Text, filter: "info".into() }
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -194,12 +211,18 @@ impl PolicyOverrides {
         if let Some(t) = self.approval_ttl_secs {
             policy.approval_ttl_secs = t;
         }
-        policy.approval_ttl_by_class.extend(self.approval_ttl_by_class.clone());
-        policy.approvers_required.extend(self.approvers_required.clone());
+        policy
+            .approval_ttl_by_class
+            .extend(self.approval_ttl_by_class.clone());
+        policy
+            .approvers_required
+            .extend(self.approvers_required.clone());
         if let Some(t) = self.outcome_deadline_secs {
             policy.outcome_deadline_secs = t;
         }
-        policy.outcome_deadline_by_class.extend(self.outcome_deadline_by_class.clone());
+        policy
+            .outcome_deadline_by_class
+            .extend(self.outcome_deadline_by_class.clone());
         if let Some(t) = &self.trust {
             policy.trust = t.clone();
         }
@@ -216,7 +239,8 @@ impl PolicyOverrides {
 impl Config {
     /// Reads a TOML file; a missing file is an error (the caller decides whether one is needed).
     pub fn from_file(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
@@ -224,7 +248,9 @@ impl Config {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         match path {
             Some(p) => Config::from_file(p),
-            None if Path::new("warden.toml").exists() => Config::from_file(Path::new("warden.toml")),
+            None if Path::new("warden.toml").exists() => {
+                Config::from_file(Path::new("warden.toml"))
+            }
             None => Ok(Config::default()),
         }
     }
@@ -232,7 +258,10 @@ impl Config {
     /// The database URL: the configured one, or SQLite under the data directory.
     pub fn database_url(&self) -> String {
         if self.storage.database_url.is_empty() {
-            format!("sqlite://{}?mode=rwc", self.storage.data_dir.join("warden.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.storage.data_dir.join("warden.db").display()
+            )
         } else {
             self.storage.database_url.clone()
         }
@@ -241,7 +270,12 @@ impl Config {
     /// Store options; creates the data directory for SQLite.
     pub fn store_options(&self) -> anyhow::Result<StoreOptions> {
         if self.storage.database_url.is_empty() {
-            std::fs::create_dir_all(&self.storage.data_dir).with_context(|| format!("cannot create data directory {}", self.storage.data_dir.display()))?;
+            std::fs::create_dir_all(&self.storage.data_dir).with_context(|| {
+                format!(
+                    "cannot create data directory {}",
+                    self.storage.data_dir.display()
+                )
+            })?;
         }
         Ok(StoreOptions {
             url: self.database_url(),
@@ -268,12 +302,31 @@ mod tests {
     /// The documented example is a valid configuration, and its policy compiles.
     #[test]
     fn the_documented_example_parses() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md")).unwrap();
-        let example = doc.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a toml block");
-        let config: Config = toml::from_str(example).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
-        assert_eq!(config.policy.approval_ttl_by_class.get("db_migration"), Some(&14400));
-        assert_eq!(config.webhooks.iter().map(|w| w.format).collect::<Vec<_>>(), [WebhookFormat::Warden, WebhookFormat::Slack]);
-        assert_eq!(config.policy.trust, Some(crate::trust::TrustPolicy::default()), "the documented trust table is the built-in one");
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/configuration.md"
+        ))
+        .unwrap();
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let config: Config =
+            toml::from_str(example).unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
+        assert_eq!(
+            config.policy.approval_ttl_by_class.get("db_migration"),
+            Some(&14400)
+        );
+        assert_eq!(
+            config.webhooks.iter().map(|w| w.format).collect::<Vec<_>>(),
+            [WebhookFormat::Warden, WebhookFormat::Slack]
+        );
+        assert_eq!(
+            config.policy.trust,
+            Some(crate::trust::TrustPolicy::default()),
+            "the documented trust table is the built-in one"
+        );
         crate::policy::CompiledPolicy::new(config.policy.apply()).unwrap();
     }
 
@@ -296,13 +349,18 @@ mod tests {
         let p = c.policy.apply();
         assert_eq!(p.mode, PolicyMode::Shadow);
         assert_eq!(p.risk["deploy"]["production"], RiskLevel::High);
-        assert_eq!(p.risk["db_migration"], Policy::default().risk["db_migration"]);
+        assert_eq!(
+            p.risk["db_migration"],
+            Policy::default().risk["db_migration"]
+        );
         assert_eq!(p.violation_modes["docs_update"], ViolationMode::Flag);
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = toml::from_str::<Config>("[server]\nlisten_on = \"x\"").unwrap_err().to_string();
+        let err = toml::from_str::<Config>("[server]\nlisten_on = \"x\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen_on"), "{err}");
     }
 }

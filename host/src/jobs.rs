@@ -18,7 +18,13 @@ pub enum First {
 
 /// Runs `step` every `every` until `store` closes. A failing step is logged under `name` and
 /// retried at the next interval; steps never overlap.
-pub fn spawn<F, Fut, E>(name: &'static str, every: Duration, first: First, store: Store, mut step: F) -> tokio::task::JoinHandle<()>
+pub fn spawn<F, Fut, E>(
+    name: &'static str,
+    every: Duration,
+    first: First,
+    store: Store,
+    mut step: F,
+) -> tokio::task::JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send,
@@ -57,18 +63,39 @@ mod tests {
     async fn steps_repeat_through_failures_and_stop_with_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
-        let options = crate::store::StoreOptions { url, max_connections: 1, max_batch: 8, cache_ttl: Duration::ZERO };
+        let options = crate::store::StoreOptions {
+            url,
+            max_connections: 1,
+            max_batch: 8,
+            cache_ttl: Duration::ZERO,
+        };
         let store = Store::open(&options).await.unwrap();
         // The intervals pass in paused time; the store's own I/O needs the real clock.
         tokio::time::pause();
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = runs.clone();
-        let task = spawn("test", Duration::from_secs(1), First::Now, store.clone(), move || {
-            let n = counted.fetch_add(1, Ordering::SeqCst);
-            async move { if n % 2 == 0 { Err("every other step fails") } else { Ok(()) } }
-        });
+        let task = spawn(
+            "test",
+            Duration::from_secs(1),
+            First::Now,
+            store.clone(),
+            move || {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n.is_multiple_of(2) {
+                        Err("every other step fails")
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        );
         tokio::time::sleep(Duration::from_millis(3_500)).await;
-        assert_eq!(runs.load(Ordering::SeqCst), 4, "at 0, 1, 2 and 3 seconds, failures included");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            4,
+            "at 0, 1, 2 and 3 seconds, failures included"
+        );
         tokio::time::resume();
         store.close().await;
         tokio::time::sleep(Duration::from_millis(1_200)).await;

@@ -20,6 +20,9 @@ pub mod metrics;
 pub mod server;
 pub mod services;
 
-pub use warden_core::{approvals, audit, clock, decision, error, identity, plugin, policy, quotas, records, tiering, trust};
+pub use warden_core::{
+    approvals, audit, clock, decision, error, identity, plugin, policy, quotas, records, tiering,
+    trust,
+};
 pub use warden_plugin_host as plugins;
 pub use warden_store as store;

@@ -29,32 +29,59 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("warden");
         let decisions = Family::<VerdictLabel, Counter>::default();
-        registry.register("decisions", "Decisions answered, by verdict", decisions.clone());
+        registry.register(
+            "decisions",
+            "Decisions answered, by verdict",
+            decisions.clone(),
+        );
         // 50 µs to ~1.6 s: the pipeline alone is microseconds, a durable commit milliseconds.
-        let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 16));
-        registry.register("decision_duration_seconds", "Time to decide and durably record a decision", latency.clone());
-        Metrics { registry, decisions, latency }
+        let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.00005, 2.0, 16,
+        ));
+        registry.register(
+            "decision_duration_seconds",
+            "Time to decide and durably record a decision",
+            latency.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            latency,
+        }
     }
 }
 
 impl Metrics {
     /// Counts a decision and its latency.
     pub fn decision(&self, verdict: Verdict, took: Duration) {
-        self.decisions.get_or_create(&VerdictLabel { verdict: verdict.as_str() }).inc();
+        self.decisions
+            .get_or_create(&VerdictLabel {
+                verdict: verdict.as_str(),
+            })
+            .inc();
         self.latency.observe(took.as_secs_f64());
     }
 
     /// Registers the plugin runtime's counts of calls that ran in a spare instance and calls
     /// that instantiated their plugin on the spot (many of those: raise `spare_instances`).
     pub fn plugin_instances(&mut self, counters: InstanceCounters) {
-        self.registry.register("plugin_spare_instances", "Plugin calls that found a spare instance, made ahead of need, ready", counters.spare);
-        self.registry.register("plugin_on_demand_instances", "Plugin calls that instantiated their plugin on the spot", counters.on_demand);
+        self.registry.register(
+            "plugin_spare_instances",
+            "Plugin calls that found a spare instance, made ahead of need, ready",
+            counters.spare,
+        );
+        self.registry.register(
+            "plugin_on_demand_instances",
+            "Plugin calls that instantiated their plugin on the spot",
+            counters.on_demand,
+        );
     }
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -70,9 +97,18 @@ mod tests {
         m.decision(Verdict::Allow, Duration::from_micros(100));
         m.decision(Verdict::Deny, Duration::from_millis(3));
         let text = m.render();
-        assert!(text.contains("warden_decisions_total{verdict=\"allow\"} 2"), "{text}");
-        assert!(text.contains("warden_decisions_total{verdict=\"deny\"} 1"), "{text}");
-        assert!(text.contains("warden_decision_duration_seconds_count 3"), "{text}");
+        assert!(
+            text.contains("warden_decisions_total{verdict=\"allow\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_decisions_total{verdict=\"deny\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_decision_duration_seconds_count 3"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -83,7 +119,13 @@ mod tests {
         counters.spare.inc_by(5);
         counters.on_demand.inc();
         let text = m.render();
-        assert!(text.contains("warden_plugin_spare_instances_total 5"), "{text}");
-        assert!(text.contains("warden_plugin_on_demand_instances_total 1"), "{text}");
+        assert!(
+            text.contains("warden_plugin_spare_instances_total 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_plugin_on_demand_instances_total 1"),
+            "{text}"
+        );
     }
 }

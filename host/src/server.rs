@@ -35,11 +35,18 @@ pub struct Warden {
 impl Warden {
     /// Opens the store (applying migrations) and compiles the policy.
     pub async fn open(config: Config, clock: SharedClock) -> anyhow::Result<Warden> {
-        let policy = Arc::new(CompiledPolicy::new(config.policy.apply()).context("invalid [policy] in the configuration")?);
+        let policy = Arc::new(
+            CompiledPolicy::new(config.policy.apply())
+                .context("invalid [policy] in the configuration")?,
+        );
         let store = Store::open(&config.store_options()?).await?;
         // Trust totals computed with another half-life (or none yet) are rebuilt from the
         // evidence, before anything else of this process writes.
-        if store.ensure_trust_totals(crate::trust::half_life_us(&policy.policy.trust)).await.context("cannot rebuild the trust totals")? {
+        if store
+            .ensure_trust_totals(crate::trust::half_life_us(&policy.policy.trust))
+            .await
+            .context("cannot rebuild the trust totals")?
+        {
             tracing::info!("trust totals rebuilt from the recorded evidence");
         }
         let mut metrics = Metrics::default();
@@ -56,41 +63,109 @@ impl Warden {
         publishing::sync(&plugins, &store).await?;
         if config.plugins.sync_interval_ms > 0 {
             // Another replica may have changed the plugins: keep this one in step.
-            let (plugins, sync_store, every) = (plugins.clone(), store.clone(), Duration::from_millis(config.plugins.sync_interval_ms));
-            jobs::spawn("plugin sync", every, First::AfterInterval, store.clone(), move || {
-                let (plugins, store) = (plugins.clone(), sync_store.clone());
-                async move { publishing::sync(&plugins, &store).await.map_err(|e| format!("{e:#}")) }
-            });
+            let (plugins, sync_store, every) = (
+                plugins.clone(),
+                store.clone(),
+                Duration::from_millis(config.plugins.sync_interval_ms),
+            );
+            jobs::spawn(
+                "plugin sync",
+                every,
+                First::AfterInterval,
+                store.clone(),
+                move || {
+                    let (plugins, store) = (plugins.clone(), sync_store.clone());
+                    async move {
+                        publishing::sync(&plugins, &store)
+                            .await
+                            .map_err(|e| format!("{e:#}"))
+                    }
+                },
+            );
         }
-        notify::check(&config.webhooks, &config.notifications).context("invalid [[webhooks]] or [notifications] in the configuration")?;
-        let outbox = Arc::new(Outbox::new(config.webhooks.clone(), config.notifications.clone()));
+        notify::check(&config.webhooks, &config.notifications)
+            .context("invalid [[webhooks]] or [notifications] in the configuration")?;
+        let outbox = Arc::new(Outbox::new(
+            config.webhooks.clone(),
+            config.notifications.clone(),
+        ));
         tokio::spawn(notify::run(outbox.clone(), store.clone(), clock.clone()));
         let every = Duration::from_millis(config.notifications.poll_interval_ms.max(10));
         let (s, o, c) = (store.clone(), outbox.clone(), clock.clone());
-        jobs::spawn("approval expiries", every, First::Now, store.clone(), move || {
-            let (s, o, c) = (s.clone(), o.clone(), c.clone());
-            async move { approvals::announce_expiries(&s, &o, &c).await }
-        });
+        jobs::spawn(
+            "approval expiries",
+            every,
+            First::Now,
+            store.clone(),
+            move || {
+                let (s, o, c) = (s.clone(), o.clone(), c.clone());
+                async move { approvals::announce_expiries(&s, &o, &c).await }
+            },
+        );
         let tiers = Controller::new(store.clone(), policy.clone(), clock.clone(), outbox.clone());
         let (s, c, t) = (store.clone(), clock.clone(), tiers.clone());
-        jobs::spawn("overdue outcomes", every, First::Now, store.clone(), move || {
-            let (s, c, t) = (s.clone(), c.clone(), t.clone());
-            async move { outcomes::mark_overdue(&s, &c, &t).await }
-        });
+        jobs::spawn(
+            "overdue outcomes",
+            every,
+            First::Now,
+            store.clone(),
+            move || {
+                let (s, c, t) = (s.clone(), c.clone(), t.clone());
+                async move { outcomes::mark_overdue(&s, &c, &t).await }
+            },
+        );
         let t = tiers.clone();
-        jobs::spawn("tier review", tiers.sweep_interval(), First::AfterInterval, store.clone(), move || {
-            let t = t.clone();
-            async move { t.sweep().await.map_err(|e| e.message) }
-        });
+        jobs::spawn(
+            "tier review",
+            tiers.sweep_interval(),
+            First::AfterInterval,
+            store.clone(),
+            move || {
+                let t = t.clone();
+                async move { t.sweep().await.map_err(|e| e.message) }
+            },
+        );
         let (s, c) = (store.clone(), clock.clone());
-        jobs::spawn("quota pruning", Duration::from_secs(3600), First::AfterInterval, store.clone(), move || {
-            let (s, c) = (s.clone(), c.clone());
-            async move { quotas::prune(&s, &c).await }
-        });
-        let parts = Parts { store: store.clone(), policy, clock: clock.clone(), metrics: metrics.clone(), plugins, outbox, tiers };
+        jobs::spawn(
+            "quota pruning",
+            Duration::from_secs(3600),
+            First::AfterInterval,
+            store.clone(),
+            move || {
+                let (s, c) = (s.clone(), c.clone());
+                async move { quotas::prune(&s, &c).await }
+            },
+        );
+        let parts = Parts {
+            store: store.clone(),
+            policy,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            plugins,
+            outbox,
+            tiers,
+        };
         let decisions = Engine::new(parts.clone());
-        let Parts { policy, plugins, outbox, tiers, .. } = parts;
-        Ok(Warden { state: AppState { decisions, policy, plugins, outbox, tiers, store, clock, metrics }, config })
+        let Parts {
+            policy,
+            plugins,
+            outbox,
+            tiers,
+            ..
+        } = parts;
+        Ok(Warden {
+            state: AppState {
+                decisions,
+                policy,
+                plugins,
+                outbox,
+                tiers,
+                store,
+                clock,
+                metrics,
+            },
+            config,
+        })
     }
 
     /// Opens with the system clock.
@@ -100,15 +175,32 @@ impl Warden {
 
     /// Seeds the admin token named by `WARDEN_BOOTSTRAP_ADMIN_TOKEN`, if not already there.
     pub async fn seed_bootstrap_token(&self, secret: &str) -> anyhow::Result<()> {
-        anyhow::ensure!(secret.len() >= 32, "WARDEN_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters");
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "WARDEN_BOOTSTRAP_ADMIN_TOKEN must be at least 32 characters"
+        );
         let store = &self.state.store;
         if store.token_by_hash(&hash_token(secret)).await?.is_some() {
             return Ok(());
         }
-        let actor = Actor { kind: "admin".into(), id: "bootstrap".into(), tool: None, model: None, token_id: None };
+        let actor = Actor {
+            kind: "admin".into(),
+            id: "bootstrap".into(),
+            tool: None,
+            model: None,
+            token_id: None,
+        };
         let now = self.state.clock.now_micros();
-        match crate::services::tokens::issue(store, actor, Role::Admin, Some("bootstrap".into()), "WARDEN_BOOTSTRAP_ADMIN_TOKEN".into(), Some(secret.to_string()), now)
-            .await
+        match crate::services::tokens::issue(
+            store,
+            actor,
+            Role::Admin,
+            Some("bootstrap".into()),
+            "WARDEN_BOOTSTRAP_ADMIN_TOKEN".into(),
+            Some(secret.to_string()),
+            now,
+        )
+        .await
         {
             Ok(_) => Ok(()),
             // Another replica seeded it first.
@@ -119,10 +211,18 @@ impl Warden {
 
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish
     /// (for at most `server.shutdown_grace_secs`) and closes the store.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         let store = self.state.store.clone();
-        let app = api::router(self.state, self.config.server.body_limit_bytes, self.config.plugins.upload_limit_bytes);
+        let app = api::router(
+            self.state,
+            self.config.server.body_limit_bytes,
+            self.config.plugins.upload_limit_bytes,
+        );
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
@@ -147,12 +247,29 @@ async fn record_policy(store: &Store, policy: &CompiledPolicy, now: i64) -> anyh
     if store.last_policy_version().await?.as_deref() == Some(policy.version.as_str()) {
         return Ok(());
     }
-    let actor = Actor { kind: "admin".into(), id: "configuration".into(), tool: None, model: None, token_id: None };
+    let actor = Actor {
+        kind: "admin".into(),
+        id: "configuration".into(),
+        tool: None,
+        model: None,
+        token_id: None,
+    };
     let record = AuditRecord {
         policy_version: Some(policy.version.clone()),
-        ..AuditRecord::change(actor, "policy.loaded", "policy".into(), serde_json::to_value(&policy.policy)?, now)
+        ..AuditRecord::change(
+            actor,
+            "policy.loaded",
+            "policy".into(),
+            serde_json::to_value(&policy.policy)?,
+            now,
+        )
     };
-    store.commit(Change { writes: vec![], audit: vec![record] }).await?;
+    store
+        .commit(Change {
+            writes: vec![],
+            audit: vec![record],
+        })
+        .await?;
     tracing::info!(version = %policy.version, "policy changed; recorded in the audit trail");
     Ok(())
 }

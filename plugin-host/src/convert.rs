@@ -2,7 +2,10 @@
 //! in one place: the generated types never leave this crate.
 
 use warden_core::decision::ChangeSummary;
-use warden_core::plugin::{Classification, Finding, Judgement, JudgementVerdict, MetricWindow, PluginAction, RecentActivity};
+use warden_core::plugin::{
+    Classification, Finding, Judgement, JudgementVerdict, MetricWindow, PluginAction,
+    RecentActivity,
+};
 use warden_core::policy::RiskLevel;
 use warden_core::records::Baseline;
 
@@ -34,7 +37,13 @@ impl From<wit::RiskLevel> for RiskLevel {
 
 impl From<ChangeSummary> for wit::ChangeSummary {
     fn from(c: ChangeSummary) -> wit::ChangeSummary {
-        wit::ChangeSummary { files_changed: c.files_changed, lines_added: c.lines_added, lines_deleted: c.lines_deleted, paths: c.paths, breaking: c.breaking }
+        wit::ChangeSummary {
+            files_changed: c.files_changed,
+            lines_added: c.lines_added,
+            lines_deleted: c.lines_deleted,
+            paths: c.paths,
+            breaking: c.breaking,
+        }
     }
 }
 
@@ -77,7 +86,10 @@ impl From<Baseline> for wit::Baseline {
 
 impl From<RecentActivity> for wit::Activity {
     fn from(a: RecentActivity) -> wit::Activity {
-        wit::Activity { actions_last_hour: a.actions_last_hour, seen_combinations: a.seen_combinations }
+        wit::Activity {
+            actions_last_hour: a.actions_last_hour,
+            seen_combinations: a.seen_combinations,
+        }
     }
 }
 
@@ -98,13 +110,23 @@ impl From<MetricWindow> for wit::MetricWindow {
 
 impl From<wit::Classification> for Classification {
     fn from(c: wit::Classification) -> Classification {
-        Classification { level: c.level.into(), score: c.score, categories: c.categories, reasons: c.reasons }
+        Classification {
+            level: c.level.into(),
+            score: c.score,
+            categories: c.categories,
+            reasons: c.reasons,
+        }
     }
 }
 
 impl From<wit::Finding> for Finding {
     fn from(f: wit::Finding) -> Finding {
-        Finding { detector: f.detector, severity: f.severity, p_value: f.p_value, message: f.message }
+        Finding {
+            detector: f.detector,
+            severity: f.severity,
+            p_value: f.p_value,
+            message: f.message,
+        }
     }
 }
 
@@ -121,7 +143,10 @@ impl From<wit::JudgementVerdict> for JudgementVerdict {
 
 impl From<wit::Judgement> for Judgement {
     fn from(j: wit::Judgement) -> Judgement {
-        Judgement { verdict: j.verdict.into(), reasons: j.reasons }
+        Judgement {
+            verdict: j.verdict.into(),
+            reasons: j.reasons,
+        }
     }
 }
 
@@ -157,4 +182,3 @@ pub(crate) fn sdk_action(a: sdk::Action) -> wit::Action {
         table_risk: level(a.table_risk),
     }
 }
-

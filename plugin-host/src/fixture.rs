@@ -50,17 +50,39 @@ pub struct Report {
     pub logs: Vec<String>,
 }
 
-fn report<T>(plugin: String, module_size: usize, call: Call<T>, show: impl Fn(&T) -> serde_json::Value) -> Report {
+fn report<T>(
+    plugin: String,
+    module_size: usize,
+    call: Call<T>,
+    show: impl Fn(&T) -> serde_json::Value,
+) -> Report {
     let verdict = match &call.outcome {
         CallOutcome::Ok(v) => show(v),
-        CallOutcome::PluginError { code, message } => serde_json::json!({"plugin_error": {"code": code, "message": message}}),
-        CallOutcome::Failed { limit, message } => serde_json::json!({"failed": {"limit": limit, "message": message}}),
+        CallOutcome::PluginError { code, message } => {
+            serde_json::json!({"plugin_error": {"code": code, "message": message}})
+        }
+        CallOutcome::Failed { limit, message } => {
+            serde_json::json!({"failed": {"limit": limit, "message": message}})
+        }
     };
-    Report { plugin, verdict, fuel_used: call.fuel_used, peak_memory: call.peak_memory, module_size, duration_us: call.duration_us, logs: call.logs }
+    Report {
+        plugin,
+        verdict,
+        fuel_used: call.fuel_used,
+        peak_memory: call.peak_memory,
+        module_size,
+        duration_us: call.duration_us,
+        logs: call.logs,
+    }
 }
 
 /// Loads `component` with `manifest` and runs the fixture once, in a fresh instance.
-pub async fn run(runtime: &Runtime, mut manifest: Manifest, component: &[u8], fixture: Fixture) -> anyhow::Result<Report> {
+pub async fn run(
+    runtime: &Runtime,
+    mut manifest: Manifest,
+    component: &[u8],
+    fixture: Fixture,
+) -> anyhow::Result<Report> {
     if let Some(config) = fixture.config {
         manifest.config = config;
     }
@@ -92,8 +114,14 @@ pub async fn run(runtime: &Runtime, mut manifest: Manifest, component: &[u8], fi
                 hour_of_week_counts: b.hour_of_week_counts,
                 seen_combinations: b.seen_combinations,
             };
-            let activity = wit::Activity { actions_last_hour: fixture.activity.actions_last_hour, seen_combinations: fixture.activity.seen_combinations };
-            let call = runtime.calls().detect_wit(&plugin, &a, &baseline, &activity, 0).await;
+            let activity = wit::Activity {
+                actions_last_hour: fixture.activity.actions_last_hour,
+                seen_combinations: fixture.activity.seen_combinations,
+            };
+            let call = runtime
+                .calls()
+                .detect_wit(&plugin, &a, &baseline, &activity, 0)
+                .await;
             report(
                 id,
                 plugin.size,
@@ -117,9 +145,12 @@ pub async fn run(runtime: &Runtime, mut manifest: Manifest, component: &[u8], fi
                 })
                 .collect();
             let call = runtime.calls().judge_wit(&plugin, &a, &windows, 0).await;
-            report(id, plugin.size, call, |j| {
-                serde_json::json!({"verdict": warden_core::plugin::JudgementVerdict::from(j.verdict).as_str(), "reasons": j.reasons})
-            })
+            report(
+                id,
+                plugin.size,
+                call,
+                |j| serde_json::json!({"verdict": warden_core::plugin::JudgementVerdict::from(j.verdict).as_str(), "reasons": j.reasons}),
+            )
         }
     })
 }

@@ -60,13 +60,26 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { fuel: 20_000_000, memory_bytes: 16 << 20, module_bytes: 8 << 20, input_bytes: 256 << 10, output_bytes: 64 << 10, log_lines: 32 }
+        Limits {
+            fuel: 20_000_000,
+            memory_bytes: 16 << 20,
+            module_bytes: 8 << 20,
+            input_bytes: 256 << 10,
+            output_bytes: 64 << 10,
+            log_lines: 32,
+        }
     }
 }
 
 /// The most any manifest may ask for.
-pub const MAX_LIMITS: Limits =
-    Limits { fuel: 1_000_000_000, memory_bytes: 256 << 20, module_bytes: 64 << 20, input_bytes: 4 << 20, output_bytes: 1 << 20, log_lines: 1000 };
+pub const MAX_LIMITS: Limits = Limits {
+    fuel: 1_000_000_000,
+    memory_bytes: 256 << 20,
+    module_bytes: 64 << 20,
+    input_bytes: 4 << 20,
+    output_bytes: 1 << 20,
+    log_lines: 1000,
+};
 
 /// `plugin.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -122,12 +135,26 @@ impl Manifest {
 
     /// Checks names, versions and limits; the error names the field.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let slug = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        let slug = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        };
         if !slug(&self.name) {
-            return Err(("name".into(), format!("`{}` is not a valid plugin name (1–64 of a-z, 0-9, - _ .)", self.name)));
+            return Err((
+                "name".into(),
+                format!(
+                    "`{}` is not a valid plugin name (1–64 of a-z, 0-9, - _ .)",
+                    self.name
+                ),
+            ));
         }
         if parse_version(&self.version).is_none() {
-            return Err(("version".into(), format!("`{}` is not a semantic version like 1.2.0", self.version)));
+            return Err((
+                "version".into(),
+                format!("`{}` is not a semantic version like 1.2.0", self.version),
+            ));
         }
         check_contract(&self.contract).map_err(|m| ("contract".to_string(), m))?;
         let l = &self.limits;
@@ -137,10 +164,17 @@ impl Manifest {
             ("module_bytes", l.module_bytes, MAX_LIMITS.module_bytes),
             ("input_bytes", l.input_bytes, MAX_LIMITS.input_bytes),
             ("output_bytes", l.output_bytes, MAX_LIMITS.output_bytes),
-            ("log_lines", u64::from(l.log_lines), u64::from(MAX_LIMITS.log_lines)),
+            (
+                "log_lines",
+                u64::from(l.log_lines),
+                u64::from(MAX_LIMITS.log_lines),
+            ),
         ] {
             if value == 0 || value > max {
-                return Err((format!("limits.{field}"), format!("must be from 1 to {max}")));
+                return Err((
+                    format!("limits.{field}"),
+                    format!("must be from 1 to {max}"),
+                ));
             }
         }
         Ok(())
@@ -159,9 +193,13 @@ fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
 pub fn check_contract(contract: &str) -> Result<(), String> {
     let (have_major, have_minor, _) = parse_version(CONTRACT_VERSION).expect("valid");
     let Some((major, minor, _)) = parse_version(contract) else {
-        return Err(format!("`{contract}` is not a contract version like {CONTRACT_VERSION}"));
+        return Err(format!(
+            "`{contract}` is not a contract version like {CONTRACT_VERSION}"
+        ));
     };
-    let compatible = major == have_major && (major > 0 || minor == have_minor) && (major, minor) <= (have_major, have_minor);
+    let compatible = major == have_major
+        && (major > 0 || minor == have_minor)
+        && (major, minor) <= (have_major, have_minor);
     if compatible {
         Ok(())
     } else {
@@ -195,7 +233,11 @@ mod tests {
     fn contract_compatibility() {
         assert!(check_contract("0.1.0").is_ok());
         assert!(check_contract("0.1.7").is_ok());
-        assert!(check_contract("0.2.0").unwrap_err().contains("warden:plugin@0.2.0"));
+        assert!(
+            check_contract("0.2.0")
+                .unwrap_err()
+                .contains("warden:plugin@0.2.0")
+        );
         assert!(check_contract("1.0.0").is_err());
         assert!(check_contract("one").is_err());
     }
@@ -208,6 +250,9 @@ mod tests {
         let mut m = manifest();
         m.version = "v1".into();
         assert_eq!(m.validate().unwrap_err().0, "version");
-        assert!(toml::from_str::<Manifest>("name = \"x\"\nversion = \"1.0.0\"\nkind = \"oracle\"").is_err());
+        assert!(
+            toml::from_str::<Manifest>("name = \"x\"\nversion = \"1.0.0\"\nkind = \"oracle\"")
+                .is_err()
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
-use warden_core::plugin::{AnomalyContext, AnomalyFinding, Assessment, CallStatus, FailurePolicy, JudgementVerdict, MetricWindow, PluginAction, PluginReport};
+use warden_core::plugin::{
+    AnomalyContext, AnomalyFinding, Assessment, CallStatus, FailurePolicy, JudgementVerdict,
+    MetricWindow, PluginAction, PluginReport,
+};
 use warden_core::policy::RiskLevel;
 
 use crate::manifest::{Manifest, PluginKind};
@@ -30,7 +33,10 @@ impl PluginHost {
 
     /// A host with no plugins loaded, keeping `per_plugin` spare instances of each plugin.
     pub fn with_spares(per_plugin: usize) -> anyhow::Result<PluginHost> {
-        Ok(PluginHost { runtime: Runtime::with_spares(per_plugin)?, loaded: RwLock::new(Arc::new(Vec::new())) })
+        Ok(PluginHost {
+            runtime: Runtime::with_spares(per_plugin)?,
+            loaded: RwLock::new(Arc::new(Vec::new())),
+        })
     }
 
     /// The runtime (for `warden plugin test`).
@@ -43,7 +49,13 @@ impl PluginHost {
         let mut guard = self.loaded.write().expect("plugin lock");
         let old = guard.iter().find(|p| p.manifest.name == name).cloned();
         if old.is_some() {
-            *guard = Arc::new(guard.iter().filter(|p| p.manifest.name != name).cloned().collect());
+            *guard = Arc::new(
+                guard
+                    .iter()
+                    .filter(|p| p.manifest.name != name)
+                    .cloned()
+                    .collect(),
+            );
         }
         old
     }
@@ -51,17 +63,20 @@ impl PluginHost {
     /// Loads every `<dir>/<name>/plugin.toml` with its `plugin.wasm` into this replica only.
     pub fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
         let mut names = Vec::new();
-        let mut entries: Vec<_> =
-            std::fs::read_dir(dir).with_context(|| format!("cannot read plugin directory {}", dir.display()))?.collect::<Result<_, _>>()?;
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read plugin directory {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let path = entry.path();
             if !path.join("plugin.toml").exists() {
                 continue;
             }
-            let manifest: Manifest = toml::from_str(&std::fs::read_to_string(path.join("plugin.toml"))?)
-                .with_context(|| format!("invalid {}", path.join("plugin.toml").display()))?;
-            let bytes = std::fs::read(path.join("plugin.wasm")).with_context(|| format!("no plugin.wasm in {}", path.display()))?;
+            let manifest: Manifest =
+                toml::from_str(&std::fs::read_to_string(path.join("plugin.toml"))?)
+                    .with_context(|| format!("invalid {}", path.join("plugin.toml").display()))?;
+            let bytes = std::fs::read(path.join("plugin.wasm"))
+                .with_context(|| format!("no plugin.wasm in {}", path.display()))?;
             let plugin = self.runtime.load(manifest, &bytes)?;
             names.push(plugin.manifest.id());
             self.install(plugin);
@@ -72,8 +87,15 @@ impl PluginHost {
     /// Installs a plugin, replacing one of the same name; returns the replaced one.
     pub fn install(&self, plugin: LoadedPlugin) -> Option<LoadedPlugin> {
         let mut guard = self.loaded.write().expect("plugin lock");
-        let mut next: Vec<LoadedPlugin> = guard.iter().filter(|p| p.manifest.name != plugin.manifest.name).cloned().collect();
-        let old = guard.iter().find(|p| p.manifest.name == plugin.manifest.name).cloned();
+        let mut next: Vec<LoadedPlugin> = guard
+            .iter()
+            .filter(|p| p.manifest.name != plugin.manifest.name)
+            .cloned()
+            .collect();
+        let old = guard
+            .iter()
+            .find(|p| p.manifest.name == plugin.manifest.name)
+            .cloned();
         next.push(plugin);
         next.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
         *guard = Arc::new(next);
@@ -91,15 +113,26 @@ impl PluginHost {
     /// it, so the common no-plugin path copies and loads nothing. The calls share one store
     /// (each in its own fresh instance), made after the context has loaded so that no instance
     /// waits on the database.
-    pub async fn assess<F, Fut, E>(&self, class: &str, build: impl FnOnce() -> PluginAction, context: F) -> Result<Assessment, E>
+    pub async fn assess<F, Fut, E>(
+        &self,
+        class: &str,
+        build: impl FnOnce() -> PluginAction,
+        context: F,
+    ) -> Result<Assessment, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<AnomalyContext, E>>,
     {
         let plugins = self.snapshot();
         let mut merged = Assessment::default();
-        let seen = |kind| plugins.iter().filter(move |p: &&LoadedPlugin| p.manifest.kind == kind && p.manifest.sees(class));
-        if seen(PluginKind::Classifier).next().is_none() && seen(PluginKind::AnomalyDetector).next().is_none() {
+        let seen = |kind| {
+            plugins
+                .iter()
+                .filter(move |p: &&LoadedPlugin| p.manifest.kind == kind && p.manifest.sees(class))
+        };
+        if seen(PluginKind::Classifier).next().is_none()
+            && seen(PluginKind::AnomalyDetector).next().is_none()
+        {
             return Ok(merged);
         }
         let action = &types::Action::from(build());
@@ -108,7 +141,10 @@ impl PluginHost {
         let context = match seen(PluginKind::AnomalyDetector).next() {
             Some(_) => {
                 let AnomalyContext { baseline, activity } = context().await?;
-                Some((types::Baseline::from(baseline), types::Activity::from(activity)))
+                Some((
+                    types::Baseline::from(baseline),
+                    types::Activity::from(activity),
+                ))
             }
             None => None,
         };
@@ -122,7 +158,9 @@ impl PluginHost {
                 merged.level = merged.level.max(Some(level));
                 merged.score = merged.score.max(c.score.min(100));
                 merged.categories.extend(c.categories.iter().cloned());
-                merged.reasons.extend(c.reasons.iter().map(|r| (id.clone(), r.clone())));
+                merged
+                    .reasons
+                    .extend(c.reasons.iter().map(|r| (id.clone(), r.clone())));
                 report.level = Some(level);
                 report.categories = c.categories;
             }
@@ -135,7 +173,9 @@ impl PluginHost {
         let input_bytes = input_bytes + baseline_size(baseline);
         merged.anomaly_checked = true;
         for plugin in seen(PluginKind::AnomalyDetector) {
-            let mut call = calls.detect_wit(plugin, action, baseline, activity, input_bytes).await;
+            let mut call = calls
+                .detect_wit(plugin, action, baseline, activity, input_bytes)
+                .await;
             let id = plugin.manifest.id();
             let mut report = report_of(&id, &mut call);
             if let Some(findings) = settle(&mut merged, plugin, &mut report, call.outcome) {
@@ -143,7 +183,13 @@ impl PluginHost {
                     let severity = f.severity.min(100);
                     merged.anomaly_severity = merged.anomaly_severity.max(severity);
                     report.categories.push(format!("{}:{severity}", f.detector));
-                    merged.findings.push(AnomalyFinding { plugin: id.clone(), detector: f.detector, severity, p_value: f.p_value, message: f.message });
+                    merged.findings.push(AnomalyFinding {
+                        plugin: id.clone(),
+                        detector: f.detector,
+                        severity,
+                        p_value: f.p_value,
+                        message: f.message,
+                    });
                 }
             }
             merged.reports.push(report);
@@ -165,30 +211,56 @@ pub struct Judged {
 
 impl Judged {
     /// Records a trigger that could not judge: `fail_closed` rolls back, `fail_open` is an error.
-    fn failed(&mut self, plugin: &LoadedPlugin, report: &mut PluginReport, code: String, message: String) -> JudgementVerdict {
+    fn failed(
+        &mut self,
+        plugin: &LoadedPlugin,
+        report: &mut PluginReport,
+        code: String,
+        message: String,
+    ) -> JudgementVerdict {
         let policy = plugin.manifest.failure_policy();
         self.reasons.push(format!("{}: {message}", report.plugin));
         report.outcome = CallStatus::Failed;
         report.error = Some(code);
         report.message = Some(message);
         report.failure_policy = Some(policy);
-        if policy == FailurePolicy::FailClosed { JudgementVerdict::Failed } else { JudgementVerdict::Error }
+        if policy == FailurePolicy::FailClosed {
+            JudgementVerdict::Failed
+        } else {
+            JudgementVerdict::Error
+        }
     }
 }
 
 impl PluginHost {
     /// Runs every rollback trigger that sees `class` on the windows, each in a fresh instance;
     /// `None` when no trigger sees the class.
-    pub async fn judge(&self, class: &str, action: PluginAction, windows: Vec<MetricWindow>) -> Option<Judged> {
+    pub async fn judge(
+        &self,
+        class: &str,
+        action: PluginAction,
+        windows: Vec<MetricWindow>,
+    ) -> Option<Judged> {
         let plugins = self.snapshot();
-        let triggers: Vec<&LoadedPlugin> = plugins.iter().filter(|p| p.manifest.kind == PluginKind::RollbackTrigger && p.manifest.sees(class)).collect();
+        let triggers: Vec<&LoadedPlugin> = plugins
+            .iter()
+            .filter(|p| p.manifest.kind == PluginKind::RollbackTrigger && p.manifest.sees(class))
+            .collect();
         if triggers.is_empty() {
             return None;
         }
         let action = &types::Action::from(action);
         let windows: Vec<types::MetricWindow> = windows.into_iter().map(Into::into).collect();
-        let input_bytes = approx_size(action) + windows.iter().map(|w| w.name.len() + (w.canary.len() + w.baseline.len()) * 8 + 64).sum::<usize>();
-        let mut judged = Judged { verdict: JudgementVerdict::Successful, reasons: Vec::new(), reports: Vec::new() };
+        let input_bytes = approx_size(action)
+            + windows
+                .iter()
+                .map(|w| w.name.len() + (w.canary.len() + w.baseline.len()) * 8 + 64)
+                .sum::<usize>();
+        let mut judged = Judged {
+            verdict: JudgementVerdict::Successful,
+            reasons: Vec::new(),
+            reports: Vec::new(),
+        };
         let mut calls = self.runtime.calls();
         for plugin in triggers {
             let mut call = calls.judge_wit(plugin, action, &windows, input_bytes).await;
@@ -196,13 +268,24 @@ impl PluginHost {
             let mut report = report_of(&id, &mut call);
             let verdict = match call.outcome {
                 CallOutcome::Ok(j) => {
-                    judged.reasons.extend(j.reasons.iter().map(|r| format!("{id}: {r}")));
+                    judged
+                        .reasons
+                        .extend(j.reasons.iter().map(|r| format!("{id}: {r}")));
                     JudgementVerdict::from(j.verdict)
                 }
-                CallOutcome::PluginError { code, message } => judged.failed(plugin, &mut report, code, format!("plugin {id} returned an error: {message}")),
-                CallOutcome::Failed { limit, message } => judged.failed(plugin, &mut report, limit.to_string(), message),
+                CallOutcome::PluginError { code, message } => judged.failed(
+                    plugin,
+                    &mut report,
+                    code,
+                    format!("plugin {id} returned an error: {message}"),
+                ),
+                CallOutcome::Failed { limit, message } => {
+                    judged.failed(plugin, &mut report, limit.to_string(), message)
+                }
             };
-            report.categories.push(format!("verdict:{}", verdict.as_str()));
+            report
+                .categories
+                .push(format!("verdict:{}", verdict.as_str()));
             judged.verdict = judged.verdict.max(verdict);
             judged.reports.push(report);
         }
@@ -212,53 +295,62 @@ impl PluginHost {
 
 /// A report of a call, before its outcome is settled.
 fn report_of<T>(id: &str, call: &mut runtime::Call<T>) -> PluginReport {
-        PluginReport {
-            plugin: id.to_string(),
-            outcome: CallStatus::Ok,
-            level: None,
-            categories: Vec::new(),
-            error: None,
-            message: None,
-            failure_policy: None,
-            fuel_used: call.fuel_used,
-            duration_us: call.duration_us,
-            peak_memory: call.peak_memory,
-            logs: std::mem::take(&mut call.logs),
-        }
+    PluginReport {
+        plugin: id.to_string(),
+        outcome: CallStatus::Ok,
+        level: None,
+        categories: Vec::new(),
+        error: None,
+        message: None,
+        failure_policy: None,
+        fuel_used: call.fuel_used,
+        duration_us: call.duration_us,
+        peak_memory: call.peak_memory,
+        logs: std::mem::take(&mut call.logs),
+    }
 }
 
 /// Returns a successful call's value; records a failed one under the plugin's failure
 /// policy (`fail_closed` makes the action critical, so it needs a human).
-fn settle<T>(merged: &mut Assessment, plugin: &LoadedPlugin, report: &mut PluginReport, outcome: CallOutcome<T>) -> Option<T> {
-        let id = &report.plugin;
-        let (code, message) = match outcome {
-            CallOutcome::Ok(value) => return Some(value),
-            CallOutcome::PluginError { code, message } => {
-                report.outcome = CallStatus::PluginError;
-                (code, format!("plugin {id} returned an error: {message}"))
-            }
-            CallOutcome::Failed { limit, message } => {
-                report.outcome = CallStatus::Failed;
-                (limit.to_string(), message)
-            }
-        };
-        let policy = plugin.manifest.failure_policy();
-        tracing::warn!(plugin = %id, error = %code, %message, ?policy, "plugin failed");
-        if policy == FailurePolicy::FailClosed {
-            merged.level = Some(RiskLevel::Critical);
-            merged.score = merged.score.max(RiskLevel::Critical.base_score());
-            merged.categories.push(format!("plugin_failed:{}", plugin.manifest.name));
+fn settle<T>(
+    merged: &mut Assessment,
+    plugin: &LoadedPlugin,
+    report: &mut PluginReport,
+    outcome: CallOutcome<T>,
+) -> Option<T> {
+    let id = &report.plugin;
+    let (code, message) = match outcome {
+        CallOutcome::Ok(value) => return Some(value),
+        CallOutcome::PluginError { code, message } => {
+            report.outcome = CallStatus::PluginError;
+            (code, format!("plugin {id} returned an error: {message}"))
         }
-        merged.reasons.push((id.clone(), message.clone()));
-        report.error = Some(code);
-        report.message = Some(message);
-        report.failure_policy = Some(policy);
-        None
+        CallOutcome::Failed { limit, message } => {
+            report.outcome = CallStatus::Failed;
+            (limit.to_string(), message)
+        }
+    };
+    let policy = plugin.manifest.failure_policy();
+    tracing::warn!(plugin = %id, error = %code, %message, ?policy, "plugin failed");
+    if policy == FailurePolicy::FailClosed {
+        merged.level = Some(RiskLevel::Critical);
+        merged.score = merged.score.max(RiskLevel::Critical.base_score());
+        merged
+            .categories
+            .push(format!("plugin_failed:{}", plugin.manifest.name));
+    }
+    merged.reasons.push((id.clone(), message.clone()));
+    report.error = Some(code);
+    report.message = Some(message);
+    report.failure_policy = Some(policy);
+    None
 }
 
 /// Reads every `<dir>/<name>/plugin.toml` with its `plugin.wasm`, in name order.
 pub fn read_dir(dir: &Path) -> anyhow::Result<Vec<(Manifest, Vec<u8>)>> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("cannot read plugin directory {}", dir.display()))?.collect::<Result<_, _>>()?;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read plugin directory {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     let mut out = Vec::new();
     for entry in entries {
@@ -267,8 +359,10 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<Vec<(Manifest, Vec<u8>)>> {
             continue;
         }
         let manifest: Manifest =
-            toml::from_str(&std::fs::read_to_string(path.join("plugin.toml"))?).with_context(|| format!("invalid {}", path.join("plugin.toml").display()))?;
-        let bytes = std::fs::read(path.join("plugin.wasm")).with_context(|| format!("no plugin.wasm in {}", path.display()))?;
+            toml::from_str(&std::fs::read_to_string(path.join("plugin.toml"))?)
+                .with_context(|| format!("invalid {}", path.join("plugin.toml").display()))?;
+        let bytes = std::fs::read(path.join("plugin.wasm"))
+            .with_context(|| format!("no plugin.wasm in {}", path.display()))?;
         out.push((manifest, bytes));
     }
     Ok(out)
@@ -281,14 +375,22 @@ fn baseline_size(b: &types::Baseline) -> usize {
         + b.class.len()
         + b.environment.len()
         + b.hour_of_week_counts.len() * 4
-        + b.seen_combinations.iter().map(|c| c.len() + 8).sum::<usize>()
+        + b.seen_combinations
+            .iter()
+            .map(|c| c.len() + 8)
+            .sum::<usize>()
         + 64
 }
 
 fn approx_size(a: &types::Action) -> usize {
-    let strings = a.agent.len() + a.team.len() + a.class.len() + a.environment.len() + a.service.len();
+    let strings =
+        a.agent.len() + a.team.len() + a.class.len() + a.environment.len() + a.service.len();
     let resources: usize = a.resources.iter().map(|r| r.len() + 8).sum();
-    let paths: usize = a.change.as_ref().map(|c| c.paths.iter().map(|p| p.len() + 8).sum()).unwrap_or(0);
+    let paths: usize = a
+        .change
+        .as_ref()
+        .map(|c| c.paths.iter().map(|p| p.len() + 8).sum())
+        .unwrap_or(0);
     let labels: usize = a.labels.iter().map(|(k, v)| k.len() + v.len() + 16).sum();
     strings + resources + paths + labels + a.reasoning.as_ref().map_or(0, String::len) + 64
 }

@@ -7,8 +7,14 @@ use std::time::Instant;
 
 use anyhow::{Context as _, anyhow, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, ComponentExportIndex, ComponentNamedList, HasSelf, Instance, InstancePre, Lift, Linker, Lower, TypedFunc};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, HasSelf, Instance, InstancePre, Lift,
+    Linker, Lower, TypedFunc,
+};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
 
 use crate::manifest::{Limits, MAX_LIMITS, Manifest, PluginKind, check_contract};
 use crate::spares::{self, Queue, Spare, Spares};
@@ -42,7 +48,9 @@ pub(crate) mod bindings {
 }
 
 use bindings::types;
-use warden_core::plugin::{AnomalyContext, Classification, Finding, Judgement, MetricWindow, PluginAction};
+use warden_core::plugin::{
+    AnomalyContext, Classification, Finding, Judgement, MetricWindow, PluginAction,
+};
 
 /// Concurrent plugin instances the pool holds (a decision holds one per classifier and anomaly
 /// detector while its plugins run); a call beyond it fails by its failure policy.
@@ -72,12 +80,22 @@ pub struct CallState {
 
 impl CallState {
     pub(crate) fn new(limits: Limits) -> CallState {
-        CallState { limits, logs: Vec::new(), peak_memory: 0, memory_denied: false }
+        CallState {
+            limits,
+            logs: Vec::new(),
+            peak_memory: 0,
+            memory_denied: false,
+        }
     }
 }
 
 impl ResourceLimiter for CallState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.limits.memory_bytes {
             self.memory_denied = true;
             return Ok(false);
@@ -86,7 +104,12 @@ impl ResourceLimiter for CallState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -126,7 +149,9 @@ impl Prepared {
         store: &mut Store<CallState>,
         instance: &Instance,
     ) -> wasmtime::Result<TypedFunc<P, R>> {
-        let func = instance.get_func(&mut *store, self.export).ok_or_else(|| wasmtime::format_err!("the component has no such export"))?;
+        let func = instance
+            .get_func(&mut *store, self.export)
+            .ok_or_else(|| wasmtime::format_err!("the component has no such export"))?;
         // SAFETY: the export's type was checked against the world's signature when the plugin
         // loaded (the generated `*Pre::new` in `Runtime::load`), and every caller names that signature.
         Ok(unsafe { TypedFunc::new_unchecked(func) })
@@ -157,7 +182,10 @@ impl LoadedPlugin {
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin").field("plugin", &self.manifest.id()).field("sha256", &self.sha256).finish()
+        f.debug_struct("LoadedPlugin")
+            .field("plugin", &self.manifest.id())
+            .field("sha256", &self.sha256)
+            .finish()
     }
 }
 
@@ -204,10 +232,19 @@ impl<T> Call<T> {
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Call<U> {
         let outcome = match self.outcome {
             CallOutcome::Ok(v) => CallOutcome::Ok(f(v)),
-            CallOutcome::PluginError { code, message } => CallOutcome::PluginError { code, message },
+            CallOutcome::PluginError { code, message } => {
+                CallOutcome::PluginError { code, message }
+            }
             CallOutcome::Failed { limit, message } => CallOutcome::Failed { limit, message },
         };
-        Call { outcome, fuel_used: self.fuel_used, peak_memory: self.peak_memory, duration_us: self.duration_us, logs: self.logs, spare: self.spare }
+        Call {
+            outcome,
+            fuel_used: self.fuel_used,
+            peak_memory: self.peak_memory,
+            duration_us: self.duration_us,
+            logs: self.logs,
+            spare: self.spare,
+        }
     }
 }
 
@@ -235,7 +272,10 @@ impl Runtime {
     /// torn down off the calls' path (see [`spares`]); 0 instantiates on every call.
     pub fn with_spares(per_plugin: usize) -> anyhow::Result<Runtime> {
         if per_plugin > spares::MAX_PER_PLUGIN {
-            bail!("invalid [plugins] in the configuration: spare_instances is {per_plugin}, at most {}", spares::MAX_PER_PLUGIN);
+            bail!(
+                "invalid [plugins] in the configuration: spare_instances is {per_plugin}, at most {}",
+                spares::MAX_PER_PLUGIN
+            );
         }
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
@@ -250,30 +290,50 @@ impl Runtime {
             .table_keep_resident(64 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
-        config.wasm_component_model(true).consume_fuel(true).memory_init_cow(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         // `perf` can name plugins' compiled functions when the engine writes /tmp/perf-PID.map.
         if std::env::var_os(PROFILER_ENV).is_some_and(|v| v == "perfmap") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = any(Engine::new(&config)).context("cannot start the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
-        bindings::classifier::warden::plugin::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+        bindings::classifier::warden::plugin::log::add_to_linker::<CallState, HasSelf<CallState>>(
+            &mut linker,
+            |s| s,
+        )?;
         let spares = Spares::start(&engine, per_plugin);
-        Ok(Runtime { engine, linker, spares })
+        Ok(Runtime {
+            engine,
+            linker,
+            spares,
+        })
     }
 
     /// Compiles and pre-instantiates a component for its manifest. Refuses what is not a
     /// component, is over its size limit, targets another contract version or another world.
     pub fn load(&self, manifest: Manifest, bytes: &[u8]) -> anyhow::Result<LoadedPlugin> {
-        manifest.validate().map_err(|(field, message)| anyhow!("manifest field `{field}`: {message}"))?;
+        manifest
+            .validate()
+            .map_err(|(field, message)| anyhow!("manifest field `{field}`: {message}"))?;
         let id = manifest.id();
         if bytes.len() as u64 > manifest.limits.module_bytes {
-            bail!("plugin {id}: the component is {} bytes, over its module size limit of {} (limits.module_bytes)", bytes.len(), manifest.limits.module_bytes);
+            bail!(
+                "plugin {id}: the component is {} bytes, over its module size limit of {} (limits.module_bytes)",
+                bytes.len(),
+                manifest.limits.module_bytes
+            );
         }
         if !bytes.starts_with(b"\0asm") || bytes.get(4..8) != Some(&[0x0d, 0x00, 0x01, 0x00]) {
-            bail!("plugin {id}: not a WebAssembly component (a core module must be turned into one: `warden plugin build`)");
+            bail!(
+                "plugin {id}: not a WebAssembly component (a core module must be turned into one: `warden plugin build`)"
+            );
         }
-        let component = any(Component::new(&self.engine, bytes)).with_context(|| format!("plugin {id}: cannot compile the component"))?;
+        let component = any(Component::new(&self.engine, bytes))
+            .with_context(|| format!("plugin {id}: cannot compile the component"))?;
         // The contract version a component was built against is in its imports' names.
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engine) {
@@ -286,22 +346,41 @@ impl Runtime {
         let mut linker = self.linker.clone();
         // Components built for wasm32-wasip2 import WASI; they get none of it: every WASI call traps.
         linker.define_unknown_imports_as_traps(&component)?;
-        let pre = any(linker.instantiate_pre(&component)).with_context(|| format!("plugin {id}: cannot link the component"))?;
+        let pre = any(linker.instantiate_pre(&component))
+            .with_context(|| format!("plugin {id}: cannot link the component"))?;
         let wrong_world = |e: wasmtime::Error| {
-            anyhow!("plugin {id}: the component does not implement the `{}` world (no `{}` export): {e:#}", manifest.kind.world(), manifest.kind.export())
+            anyhow!(
+                "plugin {id}: the component does not implement the `{}` world (no `{}` export): {e:#}",
+                manifest.kind.world(),
+                manifest.kind.export()
+            )
         };
         // Checks the export's type against the world (and says which world was expected).
         match manifest.kind {
-            PluginKind::Classifier => bindings::classifier::ClassifierPre::new(pre.clone()).map(drop),
-            PluginKind::AnomalyDetector => bindings::anomaly::AnomalyDetectorPre::new(pre.clone()).map(drop),
-            PluginKind::RollbackTrigger => bindings::rollback::RollbackTriggerPre::new(pre.clone()).map(drop),
+            PluginKind::Classifier => {
+                bindings::classifier::ClassifierPre::new(pre.clone()).map(drop)
+            }
+            PluginKind::AnomalyDetector => {
+                bindings::anomaly::AnomalyDetectorPre::new(pre.clone()).map(drop)
+            }
+            PluginKind::RollbackTrigger => {
+                bindings::rollback::RollbackTriggerPre::new(pre.clone()).map(drop)
+            }
         }
         .map_err(wrong_world)?;
-        let export = component.get_export_index(None, manifest.kind.export()).ok_or_else(|| wrong_world(wasmtime::format_err!("no export")))?;
+        let export = component
+            .get_export_index(None, manifest.kind.export())
+            .ok_or_else(|| wrong_world(wasmtime::format_err!("no export")))?;
         let prepared = Prepared { pre, export };
         let config_json: Arc<str> = serde_json::to_string(&manifest.config)?.into();
         let spares = self.spares.queue(prepared, manifest.limits);
-        Ok(LoadedPlugin { sha256: hex::encode(Sha256::digest(bytes)), size: bytes.len(), config_json, manifest: Arc::new(manifest), spares })
+        Ok(LoadedPlugin {
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len(),
+            config_json,
+            manifest: Arc::new(manifest),
+            spares,
+        })
     }
 
     /// The counts of calls that ran in a spare instance and calls that instantiated on the spot.
@@ -311,7 +390,10 @@ impl Runtime {
 
     /// A set of calls; see [`Calls`].
     pub fn calls(&self) -> Calls<'_> {
-        Calls { runtime: self, store: None }
+        Calls {
+            runtime: self,
+            store: None,
+        }
     }
 
     /// A store for the async path: the plugin's whole fuel, yielding to the executor as it burns it.
@@ -339,29 +421,73 @@ impl std::fmt::Debug for Calls<'_> {
 
 impl Calls<'_> {
     /// Runs a classifier on an action in a fresh instance.
-    pub async fn classify(&mut self, plugin: &LoadedPlugin, action: &PluginAction, input_bytes: usize) -> Call<Classification> {
-        self.classify_wit(plugin, &action.clone().into(), input_bytes).await.map(Into::into)
+    pub async fn classify(
+        &mut self,
+        plugin: &LoadedPlugin,
+        action: &PluginAction,
+        input_bytes: usize,
+    ) -> Call<Classification> {
+        self.classify_wit(plugin, &action.clone().into(), input_bytes)
+            .await
+            .map(Into::into)
     }
 
     /// Runs an anomaly detector in a fresh instance.
-    pub async fn detect(&mut self, plugin: &LoadedPlugin, action: &PluginAction, context: &AnomalyContext, input_bytes: usize) -> Call<Vec<Finding>> {
-        let (baseline, activity) = (context.baseline.clone().into(), context.activity.clone().into());
-        self.detect_wit(plugin, &action.clone().into(), &baseline, &activity, input_bytes).await.map(|f| f.into_iter().map(Into::into).collect())
+    pub async fn detect(
+        &mut self,
+        plugin: &LoadedPlugin,
+        action: &PluginAction,
+        context: &AnomalyContext,
+        input_bytes: usize,
+    ) -> Call<Vec<Finding>> {
+        let (baseline, activity) = (
+            context.baseline.clone().into(),
+            context.activity.clone().into(),
+        );
+        self.detect_wit(
+            plugin,
+            &action.clone().into(),
+            &baseline,
+            &activity,
+            input_bytes,
+        )
+        .await
+        .map(|f| f.into_iter().map(Into::into).collect())
     }
 
     /// Runs a rollback trigger in a fresh instance.
-    pub async fn judge(&mut self, plugin: &LoadedPlugin, action: &PluginAction, windows: &[MetricWindow], input_bytes: usize) -> Call<Judgement> {
+    pub async fn judge(
+        &mut self,
+        plugin: &LoadedPlugin,
+        action: &PluginAction,
+        windows: &[MetricWindow],
+        input_bytes: usize,
+    ) -> Call<Judgement> {
         let windows: Vec<types::MetricWindow> = windows.iter().cloned().map(Into::into).collect();
-        self.judge_wit(plugin, &action.clone().into(), &windows, input_bytes).await.map(Into::into)
+        self.judge_wit(plugin, &action.clone().into(), &windows, input_bytes)
+            .await
+            .map(Into::into)
     }
 
     /// Runs a classifier on the contract's form of an action (built once per decision).
-    pub(crate) async fn classify_wit(&mut self, plugin: &LoadedPlugin, action: &types::Action, input_bytes: usize) -> Call<types::Classification> {
+    pub(crate) async fn classify_wit(
+        &mut self,
+        plugin: &LoadedPlugin,
+        action: &types::Action,
+        input_bytes: usize,
+    ) -> Call<types::Classification> {
         if plugin.manifest.kind != PluginKind::Classifier {
             return not_kind(plugin, PluginKind::Classifier);
         }
         let args = (action, &*plugin.config_json);
-        self.call(plugin, input_bytes, args, |c: &types::Classification| c.categories.iter().chain(&c.reasons).map(|s| s.len() + 16).sum()).await
+        self.call(plugin, input_bytes, args, |c: &types::Classification| {
+            c.categories
+                .iter()
+                .chain(&c.reasons)
+                .map(|s| s.len() + 16)
+                .sum()
+        })
+        .await
     }
 
     /// Runs an anomaly detector on the contract's forms of its inputs.
@@ -377,7 +503,12 @@ impl Calls<'_> {
             return not_kind(plugin, PluginKind::AnomalyDetector);
         }
         let args = (action, baseline, activity, &*plugin.config_json);
-        self.call(plugin, input_bytes, args, |f: &Vec<types::Finding>| f.iter().map(|f| f.detector.len() + f.message.len() + 32).sum()).await
+        self.call(plugin, input_bytes, args, |f: &Vec<types::Finding>| {
+            f.iter()
+                .map(|f| f.detector.len() + f.message.len() + 32)
+                .sum()
+        })
+        .await
     }
 
     /// Runs a rollback trigger on the contract's forms of its inputs.
@@ -392,12 +523,21 @@ impl Calls<'_> {
             return not_kind(plugin, PluginKind::RollbackTrigger);
         }
         let args = (action, windows, &*plugin.config_json);
-        self.call(plugin, input_bytes, args, |j: &types::Judgement| j.reasons.iter().map(|s| s.len() + 16).sum()).await
+        self.call(plugin, input_bytes, args, |j: &types::Judgement| {
+            j.reasons.iter().map(|s| s.len() + 16).sum()
+        })
+        .await
     }
 
     /// Runs a call on the fast path, and again on the async path if it needs more than
     /// [`FAST_FUEL`]; then applies the output limit and names what failed.
-    async fn call<P, T>(&mut self, plugin: &LoadedPlugin, input_bytes: usize, args: P, output_size: impl Fn(&T) -> usize) -> Call<T>
+    async fn call<P, T>(
+        &mut self,
+        plugin: &LoadedPlugin,
+        input_bytes: usize,
+        args: P,
+        output_size: impl Fn(&T) -> usize,
+    ) -> Call<T>
     where
         P: ComponentNamedList + Lower + Copy + Send + Sync,
         T: Lift + Send + Sync + 'static,
@@ -405,12 +545,17 @@ impl Calls<'_> {
         let pre = plugin.spares.prepared();
         let fast = |store: &mut Store<CallState>| {
             let instance = pre.pre.instantiate(&mut *store)?;
-            let (result,) = pre.export::<P, (Result<T, types::PluginError>,)>(store, &instance)?.call(&mut *store, args)?;
+            let (result,) = pre
+                .export::<P, (Result<T, types::PluginError>,)>(store, &instance)?
+                .call(&mut *store, args)?;
             Ok(result)
         };
         let slow = async |store: &mut Store<CallState>| {
             let instance = pre.pre.instantiate_async(&mut *store).await?;
-            let (result,) = pre.export::<P, (Result<T, types::PluginError>,)>(store, &instance)?.call_async(&mut *store, args).await?;
+            let (result,) = pre
+                .export::<P, (Result<T, types::PluginError>,)>(store, &instance)?
+                .call_async(&mut *store, args)
+                .await?;
             Ok(result)
         };
         let limits = plugin.manifest.limits;
@@ -426,10 +571,19 @@ impl Calls<'_> {
         if input_bytes as u64 > limits.input_bytes {
             return fail(
                 "input",
-                format!("plugin {}: the input is {input_bytes} bytes, over its limit of {} (limits.input_bytes)", plugin.manifest.id(), limits.input_bytes),
+                format!(
+                    "plugin {}: the input is {input_bytes} bytes, over its limit of {} (limits.input_bytes)",
+                    plugin.manifest.id(),
+                    limits.input_bytes
+                ),
             );
         }
-        let cannot_start = |e: wasmtime::Error| fail("instantiate", format!("plugin {}: {e:#}", plugin.manifest.id()));
+        let cannot_start = |e: wasmtime::Error| {
+            fail(
+                "instantiate",
+                format!("plugin {}: {e:#}", plugin.manifest.id()),
+            )
+        };
         let fast_fuel = limits.fuel.min(FAST_FUEL);
         let taken = plugin.spares.take();
         let mut spare = taken.is_some();
@@ -440,11 +594,18 @@ impl Calls<'_> {
         match taken {
             // Made ahead of need: its instantiation's fuel is this call's, and the used store
             // is torn down off this path.
-            Some(Spare { mut store, instance, instantiate_fuel }) => {
+            Some(Spare {
+                mut store,
+                instance,
+                instantiate_fuel,
+            }) => {
                 if let Err(e) = store.set_fuel(fast_fuel.saturating_sub(instantiate_fuel)) {
                     return cannot_start(e);
                 }
-                result = pre.export::<P, (Result<T, types::PluginError>,)>(&mut store, &instance).and_then(|f| f.call(&mut store, args)).map(|(r,)| r);
+                result = pre
+                    .export::<P, (Result<T, types::PluginError>,)>(&mut store, &instance)
+                    .and_then(|f| f.call(&mut store, args))
+                    .map(|(r,)| r);
                 left = store.get_fuel().unwrap_or(0);
                 state = std::mem::replace(store.data_mut(), CallState::new(limits));
                 self.runtime.spares.retire(store);
@@ -472,7 +633,8 @@ impl Calls<'_> {
             }
         }
         let mut fuel = fast_fuel;
-        let out_of_fuel = matches!(&result, Err(e) if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)));
+        let out_of_fuel =
+            matches!(&result, Err(e) if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)));
         if out_of_fuel && limits.fuel > fast_fuel {
             let mut store = match self.runtime.async_store(limits) {
                 Ok(s) => s,
@@ -490,23 +652,48 @@ impl Calls<'_> {
                 if size as u64 > limits.output_bytes {
                     CallOutcome::Failed {
                         limit: "output",
-                        message: format!("plugin {id}: its output is about {size} bytes, over its limit of {} (limits.output_bytes)", limits.output_bytes),
+                        message: format!(
+                            "plugin {id}: its output is about {size} bytes, over its limit of {} (limits.output_bytes)",
+                            limits.output_bytes
+                        ),
                     }
                 } else {
                     CallOutcome::Ok(value)
                 }
             }
-            Ok(Err(e)) => CallOutcome::PluginError { code: e.code, message: e.message },
+            Ok(Err(e)) => CallOutcome::PluginError {
+                code: e.code,
+                message: e.message,
+            },
             Err(e) => {
                 let (limit, what) = match e.downcast_ref::<Trap>() {
-                    Some(Trap::OutOfFuel) => ("fuel", format!("ran out of fuel after {} units (limits.fuel)", limits.fuel)),
-                    _ if state.memory_denied => ("memory", format!("tried to grow its memory past {} bytes (limits.memory_bytes)", limits.memory_bytes)),
+                    Some(Trap::OutOfFuel) => (
+                        "fuel",
+                        format!("ran out of fuel after {} units (limits.fuel)", limits.fuel),
+                    ),
+                    _ if state.memory_denied => (
+                        "memory",
+                        format!(
+                            "tried to grow its memory past {} bytes (limits.memory_bytes)",
+                            limits.memory_bytes
+                        ),
+                    ),
                     _ => ("trap", format!("trapped: {e:#}")),
                 };
-                CallOutcome::Failed { limit, message: format!("plugin {id}: {what}") }
+                CallOutcome::Failed {
+                    limit,
+                    message: format!("plugin {id}: {what}"),
+                }
             }
         };
-        Call { outcome, fuel_used, peak_memory: state.peak_memory, duration_us: started.elapsed().as_micros() as u64, logs: state.logs, spare }
+        Call {
+            outcome,
+            fuel_used,
+            peak_memory: state.peak_memory,
+            duration_us: started.elapsed().as_micros() as u64,
+            logs: state.logs,
+            spare,
+        }
     }
 }
 
@@ -517,7 +704,14 @@ fn any<T>(r: wasmtime::Result<T>) -> anyhow::Result<T> {
 
 fn not_kind<T>(plugin: &LoadedPlugin, kind: PluginKind) -> Call<T> {
     Call {
-        outcome: CallOutcome::Failed { limit: "trap", message: format!("plugin {} is a {:?}, not a {kind:?}", plugin.manifest.id(), plugin.manifest.kind) },
+        outcome: CallOutcome::Failed {
+            limit: "trap",
+            message: format!(
+                "plugin {} is a {:?}, not a {kind:?}",
+                plugin.manifest.id(),
+                plugin.manifest.kind
+            ),
+        },
         fuel_used: 0,
         peak_memory: 0,
         duration_us: 0,

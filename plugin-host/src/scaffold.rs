@@ -13,17 +13,26 @@ pub fn default_sdk_path() -> PathBuf {
 
 /// Writes a new plugin crate `name` of `kind` into `dir/name`; returns its path.
 pub fn new_plugin(dir: &Path, name: &str, kind: PluginKind, sdk: &Path) -> anyhow::Result<PathBuf> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') || !name.as_bytes()[0].is_ascii_lowercase() {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || !name.as_bytes()[0].is_ascii_lowercase()
+    {
         bail!("`{name}` is not a valid plugin name: use a-z, 0-9 and -, starting with a letter");
     }
     let root = dir.join(name);
     if root.exists() {
         bail!("{} exists already", root.display());
     }
-    let sdk = std::fs::canonicalize(sdk).with_context(|| format!("cannot find warden-sdk at {}", sdk.display()))?;
+    let sdk = std::fs::canonicalize(sdk)
+        .with_context(|| format!("cannot find warden-sdk at {}", sdk.display()))?;
     std::fs::create_dir_all(root.join("src"))?;
     std::fs::create_dir_all(root.join("fixtures"))?;
-    let ty = name.split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect::<String>();
+    let ty = name
+        .split('-')
+        .map(|w| w[..1].to_uppercase() + &w[1..])
+        .collect::<String>();
     let cargo = format!(
         r#"[package]
 name = "{name}"
@@ -111,9 +120,15 @@ warden-sdk = {{ path = "{sdk}" }}
         ),
     };
     let config_fields = match kind {
-        PluginKind::Classifier => "    /// Services whose production changes are at least high risk.\n    pub watched_services: Vec<String>,",
-        PluginKind::AnomalyDetector => "    /// Flag when the agent acts this many times faster than humans do.\n    pub max_ratio: f64,",
-        PluginKind::RollbackTrigger => "    /// Fail when the canary's error rate exceeds the baseline's by this much.\n    pub max_error_rate_increase: f64,",
+        PluginKind::Classifier => {
+            "    /// Services whose production changes are at least high risk.\n    pub watched_services: Vec<String>,"
+        }
+        PluginKind::AnomalyDetector => {
+            "    /// Flag when the agent acts this many times faster than humans do.\n    pub max_ratio: f64,"
+        }
+        PluginKind::RollbackTrigger => {
+            "    /// Fail when the canary's error rate exceeds the baseline's by this much.\n    pub max_error_rate_increase: f64,"
+        }
     };
     let lib = format!(
         r#"//! {name}: a Warden {kind:?} plugin.

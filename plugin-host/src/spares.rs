@@ -132,9 +132,14 @@ impl Spares {
             let (tx, rx) = mpsc::channel();
             let thread_shared = shared.clone();
             let engine = engine.clone();
-            match std::thread::Builder::new().name("warden-plugin-spares".into()).spawn(move || run(&engine, rx, &thread_shared)) {
+            match std::thread::Builder::new()
+                .name("warden-plugin-spares".into())
+                .spawn(move || run(&engine, rx, &thread_shared))
+            {
                 Ok(_) => jobs = Some(tx),
-                Err(e) => tracing::warn!(error = %e, "cannot start the plugin spare thread; every call instantiates its plugin"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the plugin spare thread; every call instantiates its plugin")
+                }
             }
         }
         Spares { jobs, shared }
@@ -206,7 +211,11 @@ fn make(engine: &Engine, queue: &Queue) -> wasmtime::Result<Spare> {
     let mut store = store(engine, queue.limits, fuel)?;
     let instance = queue.prepared.instantiate(&mut store)?;
     let instantiate_fuel = fuel - store.get_fuel()?;
-    Ok(Spare { store, instance, instantiate_fuel })
+    Ok(Spare {
+        store,
+        instance,
+        instantiate_fuel,
+    })
 }
 
 /// How long the idle spare thread polls before it sleeps, while jobs come faster than that:
@@ -262,8 +271,14 @@ fn run(engine: &Engine, jobs: Receiver<Job>, shared: &Shared) {
             }
             None => wanted.pop_front().expect("a queue is wanted"),
         };
-        let Some(queue) = weak.upgrade() else { continue };
-        let wants = |q: &Queue| !q.broken.load(Ordering::Relaxed) && q.ready() < shared.per_plugin && shared.live.load(Ordering::Relaxed) < MAX_TOTAL;
+        let Some(queue) = weak.upgrade() else {
+            continue;
+        };
+        let wants = |q: &Queue| {
+            !q.broken.load(Ordering::Relaxed)
+                && q.ready() < shared.per_plugin
+                && shared.live.load(Ordering::Relaxed) < MAX_TOTAL
+        };
         if !wants(&queue) {
             // Done with it; a take that raced this sees the flag clear and asks again.
             queue.refilling.store(false, Ordering::Release);
@@ -279,7 +294,10 @@ fn run(engine: &Engine, jobs: Receiver<Job>, shared: &Shared) {
                 wanted.push_back(weak);
             }
             // The pool is full for now (a burst): the next call asks again.
-            Ok(Err(e)) if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+            Ok(Err(e))
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some() =>
+            {
                 queue.refilling.store(false, Ordering::Release);
             }
             // The plugin's own failure (its start traps, loops or asks for too much memory):
@@ -290,7 +308,9 @@ fn run(engine: &Engine, jobs: Receiver<Job>, shared: &Shared) {
                 queue.refilling.store(false, Ordering::Release);
             }
             Err(_) => {
-                tracing::error!("instantiating a plugin ahead of need panicked; its calls instantiate it themselves");
+                tracing::error!(
+                    "instantiating a plugin ahead of need panicked; its calls instantiate it themselves"
+                );
                 queue.broken.store(true, Ordering::Relaxed);
                 queue.refilling.store(false, Ordering::Release);
             }
@@ -304,7 +324,9 @@ mod tests {
 
     #[test]
     fn too_many_spares_is_refused_naming_the_setting() {
-        let err = Runtime::with_spares(super::MAX_PER_PLUGIN + 1).unwrap_err().to_string();
+        let err = Runtime::with_spares(super::MAX_PER_PLUGIN + 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("spare_instances is 9, at most 8"), "{err}");
         assert!(Runtime::with_spares(super::MAX_PER_PLUGIN).is_ok());
     }

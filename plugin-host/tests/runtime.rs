@@ -5,25 +5,35 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use warden_core::decision::ChangeSummary;
-use warden_core::plugin::{AnomalyContext, JudgementVerdict, MetricWindow, PluginAction, RecentActivity};
+use warden_core::plugin::{
+    AnomalyContext, JudgementVerdict, MetricWindow, PluginAction, RecentActivity,
+};
 use warden_core::policy::RiskLevel;
 use warden_core::records::Baseline;
 use warden_plugin_host::PluginHost;
 use warden_plugin_host::manifest::Manifest;
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Builds a plugin crate into a component once per test process (cargo serialises concurrent builds).
 fn component(krate: &str) -> Vec<u8> {
-    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> = OnceLock::new();
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> =
+        OnceLock::new();
     let cache = BUILT.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap();
     cache
         .entry(krate.to_string())
         .or_insert_with(|| {
-            let path = warden_plugin_host::build::build_crate(&workspace().join(krate), Some(&plugin_target())).unwrap();
+            let path = warden_plugin_host::build::build_crate(
+                &workspace().join(krate),
+                Some(&plugin_target()),
+            )
+            .unwrap();
             std::fs::read(path).unwrap()
         })
         .clone()
@@ -31,7 +41,10 @@ fn component(krate: &str) -> Vec<u8> {
 
 /// Where plugins are built: beside the workspace's other builds.
 fn plugin_target() -> PathBuf {
-    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target")).join("plugins")
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"))
+        .join("plugins")
 }
 
 fn manifest(toml_text: &str) -> Manifest {
@@ -43,13 +56,29 @@ async fn bad_components_are_refused_with_the_reason() {
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
     let classifier = component("plugins/action-classifier");
-    let m = |extra: &str| manifest(&format!("name = \"p\"\nversion = \"1.0.0\"\nkind = \"classifier\"\n{extra}"));
+    let m = |extra: &str| {
+        manifest(&format!(
+            "name = \"p\"\nversion = \"1.0.0\"\nkind = \"classifier\"\n{extra}"
+        ))
+    };
     assert!(rt.load(m(""), &classifier).is_ok());
     // The wrong world.
-    let err = rt.load(manifest("name = \"p\"\nversion = \"1.0.0\"\nkind = \"anomaly_detector\""), &classifier).unwrap_err().to_string();
-    assert!(err.contains("p@1.0.0") && err.contains("anomaly-detector") && err.contains("detect"), "{err}");
+    let err = rt
+        .load(
+            manifest("name = \"p\"\nversion = \"1.0.0\"\nkind = \"anomaly_detector\""),
+            &classifier,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("p@1.0.0") && err.contains("anomaly-detector") && err.contains("detect"),
+        "{err}"
+    );
     // Not a component at all, and a bare core module.
-    let err = rt.load(m(""), b"definitely not wasm").unwrap_err().to_string();
+    let err = rt
+        .load(m(""), b"definitely not wasm")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a WebAssembly component"), "{err}");
     let core = std::fs::read(
         std::env::var("CARGO_TARGET_DIR")
@@ -61,10 +90,16 @@ async fn bad_components_are_refused_with_the_reason() {
     let err = rt.load(m(""), &core).unwrap_err().to_string();
     assert!(err.contains("not a WebAssembly component"), "{err}");
     // Over its module size limit.
-    let err = rt.load(m("[limits]\nmodule_bytes = 1000\n"), &classifier).unwrap_err().to_string();
+    let err = rt
+        .load(m("[limits]\nmodule_bytes = 1000\n"), &classifier)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("limits.module_bytes"), "{err}");
     // Built against a contract this host does not serve.
-    let err = rt.load(m("contract = \"0.2.0\"\n"), &classifier).unwrap_err().to_string();
+    let err = rt
+        .load(m("contract = \"0.2.0\"\n"), &classifier)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("warden:plugin@0.2.0"), "{err}");
 }
 
@@ -93,7 +128,10 @@ async fn baseline_anomaly_component_flags_a_burst() {
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
     let plugin = reference(rt, "baseline-anomaly", "anomaly_detector");
-    assert_eq!(plugin.manifest.failure_policy(), warden_plugin_host::manifest::FailurePolicy::FailClosed);
+    assert_eq!(
+        plugin.manifest.failure_policy(),
+        warden_plugin_host::manifest::FailurePolicy::FailClosed
+    );
     let mut counts = vec![0u32; 168];
     counts[24 + 10] = 40;
     let baseline = Baseline {
@@ -110,14 +148,49 @@ async fn baseline_anomaly_component_flags_a_burst() {
         seen_combinations: vec!["deploy/staging/payments".into()],
         updated_at: 0,
     };
-    let action = |hour| PluginAction { hour_of_week: hour, ..deploy("bot", "staging") };
-    let calm = RecentActivity { actions_last_hour: 2, seen_combinations: vec![] };
-    let call = rt.calls().detect(&plugin, &action(34), &AnomalyContext { baseline: baseline.clone(), activity: calm }, 0).await;
-    let CallOutcome::Ok(findings) = call.outcome else { panic!("{:?}", call.outcome) };
+    let action = |hour| PluginAction {
+        hour_of_week: hour,
+        ..deploy("bot", "staging")
+    };
+    let calm = RecentActivity {
+        actions_last_hour: 2,
+        seen_combinations: vec![],
+    };
+    let call = rt
+        .calls()
+        .detect(
+            &plugin,
+            &action(34),
+            &AnomalyContext {
+                baseline: baseline.clone(),
+                activity: calm,
+            },
+            0,
+        )
+        .await;
+    let CallOutcome::Ok(findings) = call.outcome else {
+        panic!("{:?}", call.outcome)
+    };
     assert!(findings.is_empty(), "{findings:?}");
-    let burst = RecentActivity { actions_last_hour: 40, seen_combinations: vec![] };
-    let call = rt.calls().detect(&plugin, &action(34), &AnomalyContext { baseline, activity: burst }, 0).await;
-    let CallOutcome::Ok(findings) = call.outcome else { panic!("{:?}", call.outcome) };
+    let burst = RecentActivity {
+        actions_last_hour: 40,
+        seen_combinations: vec![],
+    };
+    let call = rt
+        .calls()
+        .detect(
+            &plugin,
+            &action(34),
+            &AnomalyContext {
+                baseline,
+                activity: burst,
+            },
+            0,
+        )
+        .await;
+    let CallOutcome::Ok(findings) = call.outcome else {
+        panic!("{:?}", call.outcome)
+    };
     let detectors: Vec<&str> = findings.iter().map(|f| f.detector.as_str()).collect();
     assert_eq!(detectors, vec!["burst_rate", "combined"]);
     assert!(findings[0].severity >= 90);
@@ -132,36 +205,74 @@ async fn an_input_larger_than_the_arena_is_judged_whole() {
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
     let plugin = reference(rt, "action-classifier", "classifier");
-    let mut paths: Vec<String> = (0..1000).map(|i| format!("services/payments/src/handlers/module_{i:04}.rs")).collect();
+    let mut paths: Vec<String> = (0..1000)
+        .map(|i| format!("services/payments/src/handlers/module_{i:04}.rs"))
+        .collect();
     paths.push("db/migrations/9999_drop_ledger.sql".into());
     let bytes: usize = paths.iter().map(String::len).sum();
     assert!(bytes > 40 << 10, "{bytes} bytes of paths");
     let big = PluginAction {
-        change: Some(ChangeSummary { files_changed: paths.len() as u32, lines_added: 10, lines_deleted: 0, paths, breaking: false }),
+        change: Some(ChangeSummary {
+            files_changed: paths.len() as u32,
+            lines_added: 10,
+            lines_deleted: 0,
+            paths,
+            breaking: false,
+        }),
         ..deploy("bot", "staging")
     };
     let mut calls = rt.calls();
     let call = calls.classify(&plugin, &big, bytes).await;
-    let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
+    let CallOutcome::Ok(c) = call.outcome else {
+        panic!("{:?}", call.outcome)
+    };
     assert_eq!(c.level, RiskLevel::High, "{c:?}");
-    assert!(c.categories.contains(&"sensitive_path:migrations".to_string()), "{c:?}");
-    assert!(call.peak_memory > 128 << 10, "peak memory {}", call.peak_memory);
+    assert!(
+        c.categories
+            .contains(&"sensitive_path:migrations".to_string()),
+        "{c:?}"
+    );
+    assert!(
+        call.peak_memory > 128 << 10,
+        "peak memory {}",
+        call.peak_memory
+    );
     let call = calls.classify(&plugin, &deploy("bot", "staging"), 0).await;
-    let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
+    let CallOutcome::Ok(c) = call.outcome else {
+        panic!("{:?}", call.outcome)
+    };
     assert_eq!(c.level, RiskLevel::Low, "{c:?}");
-    assert_eq!(call.peak_memory, 128 << 10, "a fresh instance has its initial memory only");
+    assert_eq!(
+        call.peak_memory,
+        128 << 10,
+        "a fresh instance has its initial memory only"
+    );
 }
 
 /// A reference plugin of `plugins/`, built and loaded as `<krate>@0.1.0`.
-fn reference(rt: &warden_plugin_host::runtime::Runtime, krate: &str, kind: &str) -> warden_plugin_host::runtime::LoadedPlugin {
+fn reference(
+    rt: &warden_plugin_host::runtime::Runtime,
+    krate: &str,
+    kind: &str,
+) -> warden_plugin_host::runtime::LoadedPlugin {
     let toml_text = format!("name = \"{krate}\"\nversion = \"0.1.0\"\nkind = \"{kind}\"");
-    rt.load(manifest(&toml_text), &component(&format!("plugins/{krate}"))).unwrap()
+    rt.load(
+        manifest(&toml_text),
+        &component(&format!("plugins/{krate}")),
+    )
+    .unwrap()
 }
 
 /// The hostile test classifier, loaded as `<mode>@0.1.0` with `mode` in its config.
-fn hostile_classifier(rt: &warden_plugin_host::runtime::Runtime, mode: &str) -> warden_plugin_host::runtime::LoadedPlugin {
-    let toml_text = format!("name = \"{mode}\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"{mode}\"\n");
-    rt.load(manifest(&toml_text), &component("tests/plugins/hostile")).unwrap()
+fn hostile_classifier(
+    rt: &warden_plugin_host::runtime::Runtime,
+    mode: &str,
+) -> warden_plugin_host::runtime::LoadedPlugin {
+    let toml_text = format!(
+        "name = \"{mode}\"\nversion = \"0.1.0\"\nkind = \"classifier\"\n[config]\nmode = \"{mode}\"\n"
+    );
+    rt.load(manifest(&toml_text), &component("tests/plugins/hostile"))
+        .unwrap()
 }
 
 /// Every call starts from the component's initial state: a plugin that keeps a call counter
@@ -180,15 +291,27 @@ async fn no_call_sees_another() {
             spares_ready(&plugin, per_plugin).await;
             for agent in ["alice-bot", "mallory-bot", "bob-bot", "carol-bot"] {
                 let action = deploy(agent, "production");
-                for call in [rt.calls().classify(&plugin, &action, 0).await, shared.classify(&plugin, &action, 0).await] {
+                for call in [
+                    rt.calls().classify(&plugin, &action, 0).await,
+                    shared.classify(&plugin, &action, 0).await,
+                ] {
                     spares_used += usize::from(call.spare);
-                    let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
-                    assert_eq!(c.reasons, vec!["call 1".to_string(), "previous agent: \"\"".to_string()], "round {round}, agent {agent}");
+                    let CallOutcome::Ok(c) = call.outcome else {
+                        panic!("{:?}", call.outcome)
+                    };
+                    assert_eq!(
+                        c.reasons,
+                        vec!["call 1".to_string(), "previous agent: \"\"".to_string()],
+                        "round {round}, agent {agent}"
+                    );
                 }
             }
         }
         // Each round starts with `per_plugin` spares ready, and uses them first.
-        assert!(spares_used >= 3 * per_plugin, "{spares_used} calls ran in spares with {per_plugin} per plugin");
+        assert!(
+            spares_used >= 3 * per_plugin,
+            "{spares_used} calls ran in spares with {per_plugin} per plugin"
+        );
         assert!(per_plugin > 0 || spares_used == 0);
     }
 }
@@ -201,7 +324,11 @@ async fn spares_ready(plugin: &warden_plugin_host::runtime::LoadedPlugin, n: usi
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    panic!("{} has {} spares ready, not {n}", plugin.manifest.id(), plugin.spares_ready());
+    panic!(
+        "{} has {} spares ready, not {n}",
+        plugin.manifest.id(),
+        plugin.spares_ready()
+    );
 }
 
 /// A spare instance answers exactly as one instantiated for the call: the same verdict and the
@@ -211,24 +338,50 @@ async fn a_spare_answers_as_a_fresh_instance() {
     use warden_plugin_host::runtime::{CallOutcome, Runtime};
     let with = Runtime::with_spares(2).unwrap();
     let without = Runtime::with_spares(0).unwrap();
-    let (spared, plain) = (reference(&with, "action-classifier", "classifier"), reference(&without, "action-classifier", "classifier"));
+    let (spared, plain) = (
+        reference(&with, "action-classifier", "classifier"),
+        reference(&without, "action-classifier", "classifier"),
+    );
     let change = ChangeSummary {
         files_changed: 2,
         lines_added: 40,
         lines_deleted: 3,
-        paths: vec!["db/migrations/0042_index.sql".into(), ".github/workflows/deploy.yml".into()],
+        paths: vec![
+            "db/migrations/0042_index.sql".into(),
+            ".github/workflows/deploy.yml".into(),
+        ],
         breaking: false,
     };
-    let action = PluginAction { change: Some(change), ..deploy("bot", "production") };
+    let action = PluginAction {
+        change: Some(change),
+        ..deploy("bot", "production")
+    };
     for round in 0..2 {
         spares_ready(&spared, 2).await;
         assert_eq!(plain.spares_ready(), 0);
         for _ in 0..2 {
-            let (a, b) = (with.calls().classify(&spared, &action, 0).await, without.calls().classify(&plain, &action, 0).await);
-            assert!(a.spare && !b.spare, "round {round}: spare {} / {}", a.spare, b.spare);
-            let (CallOutcome::Ok(x), CallOutcome::Ok(y)) = (a.outcome, b.outcome) else { panic!("round {round}") };
-            assert_eq!((x.level, x.score, &x.categories, &x.reasons), (y.level, y.score, &y.categories, &y.reasons));
-            assert!(x.categories.contains(&"sensitive_path:migrations".to_string()), "{x:?}");
+            let (a, b) = (
+                with.calls().classify(&spared, &action, 0).await,
+                without.calls().classify(&plain, &action, 0).await,
+            );
+            assert!(
+                a.spare && !b.spare,
+                "round {round}: spare {} / {}",
+                a.spare,
+                b.spare
+            );
+            let (CallOutcome::Ok(x), CallOutcome::Ok(y)) = (a.outcome, b.outcome) else {
+                panic!("round {round}")
+            };
+            assert_eq!(
+                (x.level, x.score, &x.categories, &x.reasons),
+                (y.level, y.score, &y.categories, &y.reasons)
+            );
+            assert!(
+                x.categories
+                    .contains(&"sensitive_path:migrations".to_string()),
+                "{x:?}"
+            );
             assert_eq!((a.fuel_used, a.peak_memory), (b.fuel_used, b.peak_memory));
         }
     }
@@ -250,11 +403,24 @@ async fn a_trap_does_not_harm_the_next_call() {
             let mut calls = rt.calls();
             let first = calls.classify(&bad, &action, 0).await;
             let after = calls.classify(&good, &action, 0).await;
-            assert!(matches!(after.outcome, CallOutcome::Ok(_)), "after {mode} ({:?}): {:?}", first.outcome, after.outcome);
-            assert_eq!(after.spare, per_plugin > 0, "after {mode}, the next plugin's call runs in its spare");
+            assert!(
+                matches!(after.outcome, CallOutcome::Ok(_)),
+                "after {mode} ({:?}): {:?}",
+                first.outcome,
+                after.outcome
+            );
+            assert_eq!(
+                after.spare,
+                per_plugin > 0,
+                "after {mode}, the next plugin's call runs in its spare"
+            );
             // (A call that runs out of the fast path's fuel is run again in a store of its own.)
             if mode == "panic" {
-                assert_eq!(first.spare, per_plugin > 0, "a panic traps in the spare it ran in");
+                assert_eq!(
+                    first.spare,
+                    per_plugin > 0,
+                    "a panic traps in the spare it ran in"
+                );
             }
         }
     }
@@ -263,11 +429,19 @@ async fn a_trap_does_not_harm_the_next_call() {
 /// The hostile classifier (mode `ok`) with a start function added to its core module: `body`
 /// runs in every instantiation, before any call. (Rust plugins have no start function, so the
 /// test writes one in.)
-fn hostile_with_start(rt: &warden_plugin_host::runtime::Runtime, name: &str, body: &wasm_encoder::Function) -> warden_plugin_host::runtime::LoadedPlugin {
+fn hostile_with_start(
+    rt: &warden_plugin_host::runtime::Runtime,
+    name: &str,
+    body: &wasm_encoder::Function,
+) -> warden_plugin_host::runtime::LoadedPlugin {
     use wasmparser::{Parser, Payload};
     component("tests/plugins/hostile");
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"));
-    let core = std::fs::read(target.join("plugins/wasm32-unknown-unknown/release/hostile_plugin.wasm")).unwrap();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"));
+    let core =
+        std::fs::read(target.join("plugins/wasm32-unknown-unknown/release/hostile_plugin.wasm"))
+            .unwrap();
     let (mut imported, mut defined, mut unit) = (0, 0, None);
     let mut module = wasm_encoder::Module::new();
     let mut code = wasm_encoder::CodeSection::new();
@@ -275,10 +449,17 @@ fn hostile_with_start(rt: &warden_plugin_host::runtime::Runtime, name: &str, bod
         let payload = payload.unwrap();
         match &payload {
             Payload::TypeSection(r) => {
-                unit = r.clone().into_iter_err_on_gc_types().position(|t| t.as_ref().is_ok_and(|t| t.params().is_empty() && t.results().is_empty()));
+                unit = r.clone().into_iter_err_on_gc_types().position(|t| {
+                    t.as_ref()
+                        .is_ok_and(|t| t.params().is_empty() && t.results().is_empty())
+                });
             }
             Payload::ImportSection(r) => {
-                imported = r.clone().into_imports().filter(|i| matches!(i.as_ref().unwrap().ty, wasmparser::TypeRef::Func(_))).count() as u32;
+                imported = r
+                    .clone()
+                    .into_imports()
+                    .filter(|i| matches!(i.as_ref().unwrap().ty, wasmparser::TypeRef::Func(_)))
+                    .count() as u32;
             }
             Payload::FunctionSection(r) => {
                 let mut functions = wasm_encoder::FunctionSection::new();
@@ -303,10 +484,15 @@ fn hostile_with_start(rt: &warden_plugin_host::runtime::Runtime, name: &str, bod
             _ => {}
         }
         if let Some((id, range)) = payload.as_section() {
-            module.section(&wasm_encoder::RawSection { id, data: &core[range] });
+            module.section(&wasm_encoder::RawSection {
+                id,
+                data: &core[range],
+            });
         }
         if matches!(payload, Payload::ExportSection(_)) {
-            module.section(&wasm_encoder::StartSection { function_index: imported + defined });
+            module.section(&wasm_encoder::StartSection {
+                function_index: imported + defined,
+            });
         }
     }
     assert!(code.is_empty(), "the code section was written");
@@ -320,7 +506,15 @@ fn counting_start(n: Option<i32>) -> wasm_encoder::Function {
     let mut f = wasm_encoder::Function::new([(1, wasm_encoder::ValType::I32)]);
     f.instructions().loop_(BlockType::Empty);
     match n {
-        Some(n) => f.instructions().local_get(0).i32_const(1).i32_add().local_tee(0).i32_const(n).i32_lt_u().br_if(0),
+        Some(n) => f
+            .instructions()
+            .local_get(0)
+            .i32_const(1)
+            .i32_add()
+            .local_tee(0)
+            .i32_const(n)
+            .i32_lt_u()
+            .br_if(0),
         None => f.instructions().br(0),
     };
     f.instruction(&I::End).instruction(&I::End);
@@ -332,9 +526,14 @@ fn counting_start(n: Option<i32>) -> wasm_encoder::Function {
 #[tokio::test]
 async fn a_start_function_is_charged_to_the_call() {
     use warden_plugin_host::runtime::{CallOutcome, Runtime};
-    let (with, without) = (Runtime::with_spares(2).unwrap(), Runtime::with_spares(0).unwrap());
-    let (spared, plain) =
-        (hostile_with_start(&with, "starts", &counting_start(Some(5_000))), hostile_with_start(&without, "starts", &counting_start(Some(5_000))));
+    let (with, without) = (
+        Runtime::with_spares(2).unwrap(),
+        Runtime::with_spares(0).unwrap(),
+    );
+    let (spared, plain) = (
+        hostile_with_start(&with, "starts", &counting_start(Some(5_000))),
+        hostile_with_start(&without, "starts", &counting_start(Some(5_000))),
+    );
     let bare = hostile_classifier(&without, "ok");
     let action = deploy("bot", "production");
     spares_ready(&spared, 2).await;
@@ -344,9 +543,22 @@ async fn a_start_function_is_charged_to_the_call() {
         without.calls().classify(&bare, &action, 0).await,
     );
     assert!(a.spare && !b.spare);
-    assert!(matches!((&a.outcome, &b.outcome), (CallOutcome::Ok(_), CallOutcome::Ok(_))), "{:?} {:?}", a.outcome, b.outcome);
+    assert!(
+        matches!(
+            (&a.outcome, &b.outcome),
+            (CallOutcome::Ok(_), CallOutcome::Ok(_))
+        ),
+        "{:?} {:?}",
+        a.outcome,
+        b.outcome
+    );
     assert_eq!(a.fuel_used, b.fuel_used);
-    assert!(a.fuel_used > c.fuel_used + 5_000, "with start {}, without {}", a.fuel_used, c.fuel_used);
+    assert!(
+        a.fuel_used > c.fuel_used + 5_000,
+        "with start {}, without {}",
+        a.fuel_used,
+        c.fuel_used
+    );
 }
 
 /// A plugin whose start function never ends gets no spares (the spare thread gives up within the
@@ -363,7 +575,9 @@ async fn a_start_that_never_ends_gets_no_spares() {
     for _ in 0..2 {
         let call = rt.calls().classify(&stuck, &action, 0).await;
         assert!(!call.spare);
-        let CallOutcome::Failed { limit, message } = call.outcome else { panic!("{:?}", call.outcome) };
+        let CallOutcome::Failed { limit, message } = call.outcome else {
+            panic!("{:?}", call.outcome)
+        };
         assert_eq!(limit, "fuel", "{message}");
         assert!(message.contains("stuck@0.1.0"), "{message}");
     }
@@ -384,14 +598,24 @@ async fn a_busy_call_finishes_on_the_async_path() {
     let plugin = hostile_classifier(rt, "busy");
     let action = deploy("busy-bot", "production");
     let call = rt.calls().classify(&plugin, &action, 0).await;
-    let CallOutcome::Ok(c) = call.outcome else { panic!("{:?}", call.outcome) };
+    let CallOutcome::Ok(c) = call.outcome else {
+        panic!("{:?}", call.outcome)
+    };
     let mut x = u64::from(action.hour_of_week);
     for _ in 0..300_000 {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
     }
     assert_eq!(c.reasons, vec![format!("busy {x}")]);
-    assert!(call.fuel_used > FAST_FUEL && call.fuel_used < 20_000_000, "fuel used {}", call.fuel_used);
-    assert_eq!(call.logs, vec!["info: mode busy".to_string()], "the logs of the run that answered, once");
+    assert!(
+        call.fuel_used > FAST_FUEL && call.fuel_used < 20_000_000,
+        "fuel used {}",
+        call.fuel_used
+    );
+    assert_eq!(
+        call.logs,
+        vec!["info: mode busy".to_string()],
+        "the logs of the run that answered, once"
+    );
 }
 
 /// The reference rollback trigger as a component in the real runtime.
@@ -401,7 +625,10 @@ async fn canary_rollback_component_judges_windows() {
     let host = PluginHost::new().unwrap();
     let rt = host.runtime();
     let plugin = reference(rt, "canary-rollback", "rollback_trigger");
-    let action = PluginAction { table_risk: RiskLevel::High, ..deploy("bot", "production") };
+    let action = PluginAction {
+        table_risk: RiskLevel::High,
+        ..deploy("bot", "production")
+    };
     let baseline: Vec<f64> = (0..300).map(|i| 100.0 + f64::from(i % 30)).collect();
     let window = |canary: Vec<f64>, canary_errors: u64| MetricWindow {
         name: "latency_ms".into(),
@@ -415,16 +642,37 @@ async fn canary_rollback_component_judges_windows() {
     };
     let judge = async |windows: Vec<MetricWindow>| {
         let call = rt.calls().judge(&plugin, &action, &windows, 0).await;
-        let CallOutcome::Ok(judgement) = call.outcome else { panic!("{:?}", call.outcome) };
+        let CallOutcome::Ok(judgement) = call.outcome else {
+            panic!("{:?}", call.outcome)
+        };
         judgement
     };
     let healthy = judge(vec![window(baseline.clone(), 52)]).await;
-    assert_eq!(healthy.verdict, JudgementVerdict::Successful, "{:?}", healthy.reasons);
+    assert_eq!(
+        healthy.verdict,
+        JudgementVerdict::Successful,
+        "{:?}",
+        healthy.reasons
+    );
     let slow = judge(vec![window(baseline.iter().map(|v| v * 1.5).collect(), 52)]).await;
     assert_eq!(slow.verdict, JudgementVerdict::Failed, "{:?}", slow.reasons);
     let erroring = judge(vec![window(baseline.clone(), 150)]).await;
-    assert_eq!(erroring.verdict, JudgementVerdict::Failed, "{:?}", erroring.reasons);
-    assert!(erroring.reasons[0].contains("150/5000 errors"), "{:?}", erroring.reasons);
+    assert_eq!(
+        erroring.verdict,
+        JudgementVerdict::Failed,
+        "{:?}",
+        erroring.reasons
+    );
+    assert!(
+        erroring.reasons[0].contains("150/5000 errors"),
+        "{:?}",
+        erroring.reasons
+    );
     let few = judge(vec![window(vec![400.0; 5], 52)]).await;
-    assert_eq!(few.verdict, JudgementVerdict::Inconclusive, "{:?}", few.reasons);
+    assert_eq!(
+        few.verdict,
+        JudgementVerdict::Inconclusive,
+        "{:?}",
+        few.reasons
+    );
 }

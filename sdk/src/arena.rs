@@ -28,7 +28,11 @@ mod imp {
     // SAFETY: wasm32 plugins are single-threaded.
     unsafe impl Sync for Arena {}
 
-    static ARENA: Arena = Arena { bytes: UnsafeCell::new([0; ARENA_BYTES]), next: UnsafeCell::new(0), overflow: UnsafeCell::new((0, 0)) };
+    static ARENA: Arena = Arena {
+        bytes: UnsafeCell::new([0; ARENA_BYTES]),
+        next: UnsafeCell::new(0),
+        overflow: UnsafeCell::new((0, 0)),
+    };
 
     struct Bump;
 

@@ -120,7 +120,10 @@ pub struct Action {
 impl Action {
     /// The value of a label, if set.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -140,7 +143,12 @@ pub struct Classification {
 impl Classification {
     /// A classification at `level` with the level's base score.
     pub fn new(level: RiskLevel) -> Classification {
-        Classification { level, score: level.base_score(), categories: Vec::new(), reasons: Vec::new() }
+        Classification {
+            level,
+            score: level.base_score(),
+            categories: Vec::new(),
+            reasons: Vec::new(),
+        }
     }
 
     /// Adds a reason.
@@ -150,7 +158,12 @@ impl Classification {
     }
 
     /// Raises the level (never lowers it), adding a category and a reason.
-    pub fn raise(&mut self, level: RiskLevel, category: impl Into<String>, reason: impl Into<String>) {
+    pub fn raise(
+        &mut self,
+        level: RiskLevel,
+        category: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
         if level > self.level {
             self.level = level;
             self.score = self.score.max(level.base_score());
@@ -269,7 +282,10 @@ pub struct PluginError {
 impl PluginError {
     /// An error with a code and message.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> PluginError {
-        PluginError { code: code.into(), message: message.into() }
+        PluginError {
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -306,7 +322,12 @@ pub trait AnomalyDetector {
     /// The plugin's configuration.
     type Config: DeserializeOwned + Default;
     /// Returns the findings (none when the action looks normal).
-    fn detect(action: &Action, baseline: &Baseline, activity: &Activity, config: &Self::Config) -> Result<Vec<Finding>, PluginError>;
+    fn detect(
+        action: &Action,
+        baseline: &Baseline,
+        activity: &Activity,
+        config: &Self::Config,
+    ) -> Result<Vec<Finding>, PluginError>;
 }
 
 /// Judges a guarded action from canary and baseline metrics.
@@ -314,7 +335,11 @@ pub trait RollbackTrigger {
     /// The plugin's configuration.
     type Config: DeserializeOwned + Default;
     /// Judges the windows.
-    fn judge(action: &Action, windows: &[MetricWindow], config: &Self::Config) -> Result<Judgement, PluginError>;
+    fn judge(
+        action: &Action,
+        windows: &[MetricWindow],
+        config: &Self::Config,
+    ) -> Result<Judgement, PluginError>;
 }
 
 impl RiskLevel {
@@ -369,7 +394,10 @@ pub fn parse_config<C: DeserializeOwned + Default>(json: &str) -> Result<C, Plug
         Ok(c) => Ok(c),
         // An empty table configures a plugin that takes no configuration (`Config = ()`).
         Err(_) if trimmed == "{}" => Ok(C::default()),
-        Err(e) => Err(PluginError::new("bad_config", format!("invalid plugin config: {e}"))),
+        Err(e) => Err(PluginError::new(
+            "bad_config",
+            format!("invalid plugin config: {e}"),
+        )),
     }
 }
 
@@ -381,7 +409,10 @@ macro_rules! export_classifier {
         #[doc(hidden)]
         pub struct __WardenExport;
         impl Guest for __WardenExport {
-            fn classify(action: $crate::Action, config: String) -> Result<$crate::Classification, $crate::PluginError> {
+            fn classify(
+                action: $crate::Action,
+                config: String,
+            ) -> Result<$crate::Classification, $crate::PluginError> {
                 let result = $crate::__private::classify::<$plugin>(&action, &config);
                 $crate::__private::discard((action, config));
                 result
@@ -405,7 +436,8 @@ macro_rules! export_anomaly_detector {
                 activity: $crate::Activity,
                 config: String,
             ) -> Result<Vec<$crate::Finding>, $crate::PluginError> {
-                let result = $crate::__private::detect::<$plugin>(&action, &baseline, &activity, &config);
+                let result =
+                    $crate::__private::detect::<$plugin>(&action, &baseline, &activity, &config);
                 $crate::__private::discard((action, baseline, activity, config));
                 result
             }
@@ -422,7 +454,11 @@ macro_rules! export_rollback_trigger {
         #[doc(hidden)]
         pub struct __WardenExport;
         impl Guest for __WardenExport {
-            fn judge(action: $crate::Action, windows: Vec<$crate::MetricWindow>, config: String) -> Result<$crate::Judgement, $crate::PluginError> {
+            fn judge(
+                action: $crate::Action,
+                windows: Vec<$crate::MetricWindow>,
+                config: String,
+            ) -> Result<$crate::Judgement, $crate::PluginError> {
                 let result = $crate::__private::judge::<$plugin>(&action, &windows, &config);
                 $crate::__private::discard((action, windows, config));
                 result
@@ -439,21 +475,33 @@ pub mod __private {
 
     use super::*;
 
-    pub fn classify<P: Classifier>(action: &Action, config: &str) -> Result<Classification, PluginError> {
+    pub fn classify<P: Classifier>(
+        action: &Action,
+        config: &str,
+    ) -> Result<Classification, PluginError> {
         let config = parse_config(config)?;
         let result = P::classify(action, &config);
         discard(config);
         result
     }
 
-    pub fn detect<P: AnomalyDetector>(action: &Action, baseline: &Baseline, activity: &Activity, config: &str) -> Result<Vec<Finding>, PluginError> {
+    pub fn detect<P: AnomalyDetector>(
+        action: &Action,
+        baseline: &Baseline,
+        activity: &Activity,
+        config: &str,
+    ) -> Result<Vec<Finding>, PluginError> {
         let config = parse_config(config)?;
         let result = P::detect(action, baseline, activity, &config);
         discard(config);
         result
     }
 
-    pub fn judge<P: RollbackTrigger>(action: &Action, windows: &[MetricWindow], config: &str) -> Result<Judgement, PluginError> {
+    pub fn judge<P: RollbackTrigger>(
+        action: &Action,
+        windows: &[MetricWindow],
+        config: &str,
+    ) -> Result<Judgement, PluginError> {
         let config = parse_config(config)?;
         let result = P::judge(action, windows, &config);
         discard(config);

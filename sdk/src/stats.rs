@@ -7,7 +7,8 @@ pub fn ln_factorial(n: f64) -> f64 {
     if n < 20.0 {
         (1..=n as u32).map(|i| f64::from(i).ln()).sum()
     } else {
-        n * n.ln() - n + 0.5 * (2.0 * std::f64::consts::PI * n).ln() + 1.0 / (12.0 * n) - 1.0 / (360.0 * n.powi(3))
+        n * n.ln() - n + 0.5 * (2.0 * std::f64::consts::PI * n).ln() + 1.0 / (12.0 * n)
+            - 1.0 / (360.0 * n.powi(3))
     }
 }
 
@@ -15,7 +16,9 @@ pub fn ln_factorial(n: f64) -> f64 {
 pub fn normal_upper_tail(z: f64) -> f64 {
     let x = z / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.3275911 * x.abs());
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let poly = t
+        * (0.254829592
+            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
     let erfc_abs = poly * (-x * x).exp();
     let erfc = if x >= 0.0 { erfc_abs } else { 2.0 - erfc_abs };
     0.5 * erfc
@@ -112,7 +115,11 @@ pub fn median(sample: &[f64]) -> Option<f64> {
     let mut sorted = sample.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    Some(if sorted.len().is_multiple_of(2) { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] })
+    Some(if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    })
 }
 
 /// One-sided Mann–Whitney U test that `x` tends to be larger than `y`: the p-value by the normal
@@ -123,7 +130,11 @@ pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> f64 {
     if x.is_empty() || y.is_empty() {
         return 1.0;
     }
-    let mut all: Vec<(f64, bool)> = x.iter().map(|&v| (v, true)).chain(y.iter().map(|&v| (v, false))).collect();
+    let mut all: Vec<(f64, bool)> = x
+        .iter()
+        .map(|&v| (v, true))
+        .chain(y.iter().map(|&v| (v, false)))
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = all.len();
     let (mut rank_sum_x, mut ties) = (0.0, 0.0);
@@ -163,7 +174,11 @@ mod tests {
         assert!(close(normal_upper_tail(1.96), 0.024997895, 1e-5));
         assert!(close(poisson_upper_tail(10, 2.0), 4.649807e-5, 1e-5));
         assert!(close(binomial_upper_tail(3, 10, 0.1), 0.0701908, 1e-5));
-        assert!(close(binomial_upper_tail(1, 10, 0.1), 1.0 - 0.9f64.powi(10), 1e-9));
+        assert!(close(
+            binomial_upper_tail(1, 10, 0.1),
+            1.0 - 0.9f64.powi(10),
+            1e-9
+        ));
         assert!(close(binomial_upper_tail(30, 1000, 0.01), 2.05999e-7, 1e-4));
         assert!(close(binomial_upper_tail(5, 1000, 0.01), 0.9713136, 1e-6));
         assert_eq!(binomial_upper_tail(0, 10, 0.5), 1.0);
@@ -173,10 +188,22 @@ mod tests {
         assert_eq!(poisson_upper_tail(0, 3.0), 1.0);
         assert!(poisson_upper_tail(200, 2.0) < 1e-200);
         // Near and below the mean, where 1 − P(X < k) is summed instead.
-        assert!(close(poisson_upper_tail(2, 1.5), 0.44217459962892547, 1e-12));
+        assert!(close(
+            poisson_upper_tail(2, 1.5),
+            0.44217459962892547,
+            1e-12
+        ));
         assert!(close(poisson_upper_tail(3, 2.5), 0.4561868841166705, 1e-12));
-        assert!(close(poisson_upper_tail(4, 2.5), 0.24242386686693407, 1e-12));
-        assert!(close(poisson_upper_tail(40, 39.5), 0.4893902495328699, 1e-9));
+        assert!(close(
+            poisson_upper_tail(4, 2.5),
+            0.24242386686693407,
+            1e-12
+        ));
+        assert!(close(
+            poisson_upper_tail(40, 39.5),
+            0.4893902495328699,
+            1e-9
+        ));
         assert!((normal_upper_tail(1.959964) - 0.025).abs() < 1e-6);
         assert!((normal_upper_tail(0.0) - 0.5).abs() < 1e-7);
         assert!((normal_upper_tail(-1.0) - 0.841345).abs() < 1e-6);
@@ -187,7 +214,10 @@ mod tests {
         let mut previous = 1.0;
         for k in 0..=200 {
             let p = binomial_upper_tail(k, 200, 0.2);
-            assert!((0.0..=1.0).contains(&p) && p <= previous + 1e-12, "k={k}: {p} after {previous}");
+            assert!(
+                (0.0..=1.0).contains(&p) && p <= previous + 1e-12,
+                "k={k}: {p} after {previous}"
+            );
             previous = p;
         }
     }

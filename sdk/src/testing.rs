@@ -8,8 +8,8 @@
 use std::cell::RefCell;
 
 use crate::{
-    Action, Activity, AnomalyDetector, Baseline, Classification, Classifier, Finding, Judgement, LogLevel, MetricWindow, PluginError, RiskLevel,
-    RollbackTrigger,
+    Action, Activity, AnomalyDetector, Baseline, Classification, Classifier, Finding, Judgement,
+    LogLevel, MetricWindow, PluginError, RiskLevel, RollbackTrigger,
 };
 
 thread_local! {
@@ -29,21 +29,33 @@ fn take_logs() -> Vec<(LogLevel, String)> {
 pub type Logs = Vec<(LogLevel, String)>;
 
 /// Runs a classifier natively with a JSON config.
-pub fn classify<P: Classifier>(action: &Action, config: &str) -> (Result<Classification, PluginError>, Logs) {
+pub fn classify<P: Classifier>(
+    action: &Action,
+    config: &str,
+) -> (Result<Classification, PluginError>, Logs) {
     take_logs();
     let result = crate::__private::classify::<P>(action, config);
     (result, take_logs())
 }
 
 /// Runs an anomaly detector natively with a JSON config.
-pub fn detect<P: AnomalyDetector>(action: &Action, baseline: &Baseline, activity: &Activity, config: &str) -> (Result<Vec<Finding>, PluginError>, Logs) {
+pub fn detect<P: AnomalyDetector>(
+    action: &Action,
+    baseline: &Baseline,
+    activity: &Activity,
+    config: &str,
+) -> (Result<Vec<Finding>, PluginError>, Logs) {
     take_logs();
     let result = crate::__private::detect::<P>(action, baseline, activity, config);
     (result, take_logs())
 }
 
 /// Runs a rollback trigger natively with a JSON config.
-pub fn judge<P: RollbackTrigger>(action: &Action, windows: &[MetricWindow], config: &str) -> (Result<Judgement, PluginError>, Logs) {
+pub fn judge<P: RollbackTrigger>(
+    action: &Action,
+    windows: &[MetricWindow],
+    config: &str,
+) -> (Result<Judgement, PluginError>, Logs) {
     take_logs();
     let result = crate::__private::judge::<P>(action, windows, config);
     (result, take_logs())

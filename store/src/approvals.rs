@@ -12,9 +12,9 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
+use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::dialect::Backend;
 use crate::{Arg, Filters, Store, Write};
 
 /// A write to approval requests: asked, decided, used, lapsed.
@@ -88,7 +88,9 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
     }
     let summary: String = r.try_get("summary")?;
     let approved_by: String = r.try_get("approved_by")?;
-    let time = |column: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros)) };
+    let time = |column: &str| -> Result<Option<String>> {
+        Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros))
+    };
     Ok(Approval {
         id: r.try_get("id")?,
         status,
@@ -116,12 +118,22 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
 impl Store {
     /// One approval, with `pending` or `approved` shown as `expired` once `now` (Unix microseconds) is past its expiry.
     pub async fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>> {
-        let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(|r| approval_of(r, now)).transpose()
     }
 
     /// Approvals by status (as of `now`) and agent, oldest first, after an id.
-    pub async fn approvals(&self, status: Option<&str>, agent: Option<&str>, after: Option<&str>, limit: i64, now: i64) -> Result<Vec<Approval>> {
+    pub async fn approvals(
+        &self,
+        status: Option<&str>,
+        agent: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+        now: i64,
+    ) -> Result<Vec<Approval>> {
         let mut w = Filters::new(APPROVAL_COLUMNS);
         match status {
             Some("pending") => {
@@ -140,14 +152,21 @@ impl Store {
         }
         w.text("agent_id", &agent.map(String::from));
         w.text_op("id", ">", after);
-        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1001)), &self.pool).await?;
+        let rows = w
+            .fetch_all(
+                &format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1001)),
+                &self.pool,
+            )
+            .await?;
         rows.iter().map(|r| approval_of(r, now)).collect()
     }
 
     /// Approvals that lapsed undecided before `now` and whose expiry is not yet announced.
     pub async fn unannounced_expiries(&self, now: i64, limit: i64) -> Result<Vec<Approval>> {
-        let sql =
-            format!("{APPROVAL_COLUMNS} WHERE status = 'pending' AND expires_at <= $1 AND expiry_notified = 0 ORDER BY id LIMIT {}", limit.clamp(1, 1000));
+        let sql = format!(
+            "{APPROVAL_COLUMNS} WHERE status = 'pending' AND expires_at <= $1 AND expiry_notified = 0 ORDER BY id LIMIT {}",
+            limit.clamp(1, 1000)
+        );
         let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
         rows.iter().map(|r| approval_of(r, now)).collect()
     }
@@ -157,12 +176,18 @@ impl Store {
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Applied {
     Ok(match write {
         ApprovalWrite::NoteApprovalExpired { id } => {
-            let n = sqlx::query("UPDATE approvals SET expiry_notified = 1 WHERE id = $1 AND expiry_notified = 0")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            affected(n, Conflict::ExpiryNoted, format!("the expiry of approval `{id}` was already announced"))
+            let n = sqlx::query(
+                "UPDATE approvals SET expiry_notified = 1 WHERE id = $1 AND expiry_notified = 0",
+            )
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Conflict::ExpiryNoted,
+                format!("the expiry of approval `{id}` was already announced"),
+            )
         }
         ApprovalWrite::InsertApproval(a) => {
             sqlx::query(
@@ -185,7 +210,13 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
             .await?;
             Ok(())
         }
-        ApprovalWrite::DecideApproval { id, approve, by, at, comment } => {
+        ApprovalWrite::DecideApproval {
+            id,
+            approve,
+            by,
+            at,
+            comment,
+        } => {
             let n = sqlx::query(
                 "UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3, comment = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $3",
             )
@@ -197,10 +228,26 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(n, Conflict::ApprovalNotPending, format!("approval `{id}` is no longer pending (decided or expired)"))
+            affected(
+                n,
+                Conflict::ApprovalNotPending,
+                format!("approval `{id}` is no longer pending (decided or expired)"),
+            )
         }
-        ApprovalWrite::AddApprover { id, by, at, comment, before, after, complete } => {
-            let (decided_by, decided_at) = if *complete { (Some(by.clone()), Some(*at)) } else { (None, None) };
+        ApprovalWrite::AddApprover {
+            id,
+            by,
+            at,
+            comment,
+            before,
+            after,
+            complete,
+        } => {
+            let (decided_by, decided_at) = if *complete {
+                (Some(by.clone()), Some(*at))
+            } else {
+                (None, None)
+            };
             let n = sqlx::query(
                 "UPDATE approvals SET status = $1, approved_by = $2, decided_by = COALESCE($3, decided_by), decided_at = COALESCE($4, decided_at), \
                  comment = COALESCE($5, comment) WHERE id = $6 AND status = 'pending' AND expires_at > $7 AND approved_by = $8",
@@ -216,9 +263,19 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(n, Conflict::ApprovalChanged, format!("approval `{id}` changed meanwhile (another approver, or decided or expired)"))
+            affected(
+                n,
+                Conflict::ApprovalChanged,
+                format!(
+                    "approval `{id}` changed meanwhile (another approver, or decided or expired)"
+                ),
+            )
         }
-        ApprovalWrite::ConsumeApproval { id, decision_id, at } => {
+        ApprovalWrite::ConsumeApproval {
+            id,
+            decision_id,
+            at,
+        } => {
             let n = sqlx::query(
                 "UPDATE approvals SET status = 'consumed', consumed_by = $1, consumed_at = $2 WHERE id = $3 AND status = 'approved' AND expires_at > $2",
             )
@@ -228,7 +285,13 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(n, Conflict::ApprovalUsed, format!("approval `{id}` was used by another decision at the same time, or has just expired"))
+            affected(
+                n,
+                Conflict::ApprovalUsed,
+                format!(
+                    "approval `{id}` was used by another decision at the same time, or has just expired"
+                ),
+            )
         }
     })
 }

@@ -12,9 +12,9 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
+use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::dialect::Backend;
 use crate::{Arg, Filters, Store, Write};
 
 /// Filters for audit queries.
@@ -49,7 +49,10 @@ pub(crate) struct AuditRow<'a> {
     pub(crate) hash: String,
 }
 
-pub(crate) async fn insert_audit(conn: &mut AnyConnection, rows: &[AuditRow<'_>]) -> std::result::Result<(), sqlx::Error> {
+pub(crate) async fn insert_audit(
+    conn: &mut AnyConnection,
+    rows: &[AuditRow<'_>],
+) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_insert(
             "audit_events (seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, record, prev_hash, hash)",
@@ -89,7 +92,12 @@ impl Store {
         w.int("at", ">=", filter.since);
         w.int("at", "<", filter.until);
         w.int("seq", ">", filter.after_seq);
-        let rows = w.fetch_all(&format!(" ORDER BY seq LIMIT {}", filter.limit.clamp(1, 1001)), &self.pool).await?;
+        let rows = w
+            .fetch_all(
+                &format!(" ORDER BY seq LIMIT {}", filter.limit.clamp(1, 1001)),
+                &self.pool,
+            )
+            .await?;
         rows.iter()
             .map(|r| {
                 let record: String = r.try_get("record")?;
@@ -118,7 +126,8 @@ impl Store {
         let row =
             sqlx::query("SELECT record FROM audit_events WHERE event_type = 'policy.loaded' ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
-        let record: AuditRecord = serde_json::from_str(&row.try_get::<String, _>("record")?).map_err(StoreError::bug)?;
+        let record: AuditRecord =
+            serde_json::from_str(&row.try_get::<String, _>("record")?).map_err(StoreError::bug)?;
         Ok(record.policy_version)
     }
 
@@ -158,7 +167,9 @@ impl Store {
                 after = row.seq;
             }
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(verifier.finish(head.try_get("seq")?, &head.try_get::<String, _>("hash")?))
     }
 }

@@ -12,9 +12,9 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
+use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::dialect::Backend;
 use crate::{Arg, Filters, Store, Write};
 
 /// A write to human baselines.
@@ -32,7 +32,13 @@ impl From<BaselineWrite> for Write {
 
 impl Store {
     /// The human baseline for one kind of action, if one has been computed.
-    pub async fn baseline(&self, team: &str, service: &str, class: &str, environment: &str) -> Result<Option<Baseline>> {
+    pub async fn baseline(
+        &self,
+        team: &str,
+        service: &str,
+        class: &str,
+        environment: &str,
+    ) -> Result<Option<Baseline>> {
         let row = sqlx::query("SELECT record FROM baselines WHERE team = $1 AND service = $2 AND class = $3 AND environment = $4")
             .bind(team)
             .bind(service)
@@ -42,7 +48,9 @@ impl Store {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let record: String = row.try_get("record")?;
-        Ok(Some(serde_json::from_str(&record).map_err(StoreError::bug)?))
+        Ok(Some(
+            serde_json::from_str(&record).map_err(StoreError::bug)?,
+        ))
     }
 }
 

@@ -12,9 +12,9 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
+use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::dialect::Backend;
 use crate::{Arg, Filters, Store, Write};
 
 /// A write to decisions.
@@ -30,7 +30,10 @@ impl From<DecisionWrite> for Write {
     }
 }
 
-pub(crate) async fn insert_decisions(conn: &mut AnyConnection, rows: &[&DecisionRow]) -> std::result::Result<(), sqlx::Error> {
+pub(crate) async fn insert_decisions(
+    conn: &mut AnyConnection,
+    rows: &[&DecisionRow],
+) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_insert(
             "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer, \
@@ -65,19 +68,42 @@ pub(crate) async fn insert_decisions(conn: &mut AnyConnection, rows: &[&Decision
 impl Store {
     /// A recorded decision: its agent and its answer as JSON.
     pub async fn decision(&self, id: &str) -> Result<Option<(String, String)>> {
-        let row = sqlx::query("SELECT agent_id, answer FROM decisions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
-        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("agent_id")?, r.try_get("answer")?))).transpose()?)
+        let row = sqlx::query("SELECT agent_id, answer FROM decisions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("agent_id")?, r.try_get("answer")?)))
+            .transpose()?)
     }
 
     /// A decision's time and request (JSON).
     pub async fn decision_request(&self, id: &str) -> Result<Option<(i64, String, String)>> {
-        let row = sqlx::query("SELECT at, request, answer FROM decisions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
-        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("at")?, r.try_get("request")?, r.try_get("answer")?))).transpose()?)
+        let row = sqlx::query("SELECT at, request, answer FROM decisions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| {
+                Ok::<_, sqlx::Error>((
+                    r.try_get("at")?,
+                    r.try_get("request")?,
+                    r.try_get("answer")?,
+                ))
+            })
+            .transpose()?)
     }
 
     /// An agent's decisions of one kind since `since` (Unix microseconds), and whether it was
     /// ever allowed that kind of action; both answered from one index.
-    pub async fn activity(&self, agent: &str, class: &str, environment: &str, service: &str, since: i64) -> Result<Activity> {
+    pub async fn activity(
+        &self,
+        agent: &str,
+        class: &str,
+        environment: &str,
+        service: &str,
+        since: i64,
+    ) -> Result<Activity> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 AND at >= $5) AS recent, \
                     (SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
@@ -91,7 +117,10 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         let (recent, done): (i64, i64) = (row.try_get("recent")?, row.try_get("done")?);
-        Ok(Activity { recent: u32::try_from(recent).unwrap_or(u32::MAX), done_before: done > 0 })
+        Ok(Activity {
+            recent: u32::try_from(recent).unwrap_or(u32::MAX),
+            done_before: done > 0,
+        })
     }
 }
 

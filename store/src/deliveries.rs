@@ -12,9 +12,9 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
+use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::dialect::Backend;
 use crate::{Arg, Filters, Store, Write};
 
 /// A write to webhook deliveries (the outbox).
@@ -56,8 +56,7 @@ impl From<DeliveryWrite> for Write {
     }
 }
 
-const DELIVERY_COLUMNS: &str =
-    "SELECT id, event_id, event_type, endpoint, body, status, attempts, next_attempt_at, last_error, created_at, delivered_at FROM deliveries";
+const DELIVERY_COLUMNS: &str = "SELECT id, event_id, event_type, endpoint, body, status, attempts, next_attempt_at, last_error, created_at, delivered_at FROM deliveries";
 
 fn delivery_of(r: &AnyRow) -> Result<Delivery> {
     Ok(Delivery {
@@ -77,7 +76,12 @@ fn delivery_of(r: &AnyRow) -> Result<Delivery> {
 
 impl Store {
     /// Deliveries to `endpoints` due now (pending, retry time reached, not claimed), oldest first.
-    pub async fn due_deliveries(&self, now: i64, endpoints: &[String], limit: i64) -> Result<Vec<Delivery>> {
+    pub async fn due_deliveries(
+        &self,
+        now: i64,
+        endpoints: &[String],
+        limit: i64,
+    ) -> Result<Vec<Delivery>> {
         if endpoints.is_empty() {
             return Ok(Vec::new());
         }
@@ -86,20 +90,39 @@ impl Store {
         w.int("next_attempt_at", "<=", Some(now));
         w.int("claimed_until", "<=", Some(now));
         let first = w.args.len() + 1;
-        let placeholders: Vec<String> = (first..first + endpoints.len()).map(|i| format!("${i}")).collect();
-        w.sql.push_str(&format!(" AND endpoint IN ({})", placeholders.join(", ")));
+        let placeholders: Vec<String> = (first..first + endpoints.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        w.sql
+            .push_str(&format!(" AND endpoint IN ({})", placeholders.join(", ")));
         w.args.extend(endpoints.iter().cloned().map(Arg::Text));
-        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1000)), &self.pool).await?;
+        let rows = w
+            .fetch_all(
+                &format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1000)),
+                &self.pool,
+            )
+            .await?;
         rows.iter().map(delivery_of).collect()
     }
 
     /// Deliveries by status and endpoint, oldest first, after an id.
-    pub async fn deliveries(&self, status: Option<&str>, endpoint: Option<&str>, after: Option<&str>, limit: i64) -> Result<Vec<Delivery>> {
+    pub async fn deliveries(
+        &self,
+        status: Option<&str>,
+        endpoint: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Delivery>> {
         let mut w = Filters::new(DELIVERY_COLUMNS);
         w.text("status", &status.map(String::from));
         w.text("endpoint", &endpoint.map(String::from));
         w.text_op("id", ">", after);
-        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1001)), &self.pool).await?;
+        let rows = w
+            .fetch_all(
+                &format!(" ORDER BY id LIMIT {}", limit.clamp(1, 1001)),
+                &self.pool,
+            )
+            .await?;
         rows.iter().map(delivery_of).collect()
     }
 }
@@ -132,9 +155,21 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &DeliveryWrite) -> Ap
                     .execute(&mut *conn)
                     .await?
                     .rows_affected();
-            affected(n, Conflict::DeliveryTaken, format!("delivery `{id}` is not due or another worker has it"))
+            affected(
+                n,
+                Conflict::DeliveryTaken,
+                format!("delivery `{id}` is not due or another worker has it"),
+            )
         }
-        DeliveryWrite::DeliveryAttempted { id, status, attempts, next_attempt_at, last_error, at, claim } => {
+        DeliveryWrite::DeliveryAttempted {
+            id,
+            status,
+            attempts,
+            next_attempt_at,
+            last_error,
+            at,
+            claim,
+        } => {
             let n = sqlx::query(
                 "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4, claimed_until = 0, \
                  delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END WHERE id = $6 AND claimed_until = $7",
@@ -149,7 +184,13 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &DeliveryWrite) -> Ap
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(n, Conflict::ClaimLost, format!("delivery `{id}` was claimed by another worker after this attempt's claim lapsed"))
+            affected(
+                n,
+                Conflict::ClaimLost,
+                format!(
+                    "delivery `{id}` was claimed by another worker after this attempt's claim lapsed"
+                ),
+            )
         }
     })
 }

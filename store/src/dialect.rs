@@ -30,7 +30,11 @@ impl Backend {
 
     /// The backend a connection talks to.
     pub(crate) fn of(conn: &AnyConnection) -> Backend {
-        if conn.backend_name() == "PostgreSQL" { Backend::Postgres } else { Backend::Sqlite }
+        if conn.backend_name() == "PostgreSQL" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
     }
 
     /// The schema's migrations.

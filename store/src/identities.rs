@@ -12,9 +12,9 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
+use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::dialect::Backend;
 use crate::{Arg, Filters, Store, Write};
 
 /// A write to agents, humans and API tokens.
@@ -64,14 +64,22 @@ fn agent_from_row(r: &AnyRow) -> Result<Agent> {
         tier: small(r.try_get("tier")?)?,
         ceiling: small(r.try_get("ceiling")?)?,
         parent: r.try_get("parent")?,
-        status: if status == "suspended" { AgentStatus::Suspended } else { AgentStatus::Active },
+        status: if status == "suspended" {
+            AgentStatus::Suspended
+        } else {
+            AgentStatus::Active
+        },
         shadow: r.try_get::<i64, _>("shadow")? != 0,
         pinned: r.try_get::<i64, _>("pinned")? != 0,
-        tier_since: format_micros(r.try_get::<Option<i64>, _>("tier_since")?.unwrap_or(r.try_get("created_at")?)),
+        tier_since: format_micros(
+            r.try_get::<Option<i64>, _>("tier_since")?
+                .unwrap_or(r.try_get("created_at")?),
+        ),
         trust_score: r.try_get("trust_score")?,
         hold_until: r.try_get("hold_until")?,
         last_hard_at: r.try_get("last_hard_at")?,
-        quota_overrides: serde_json::from_str(&r.try_get::<String, _>("quota_overrides")?).map_err(StoreError::bug)?,
+        quota_overrides: serde_json::from_str(&r.try_get::<String, _>("quota_overrides")?)
+            .map_err(StoreError::bug)?,
         version: r.try_get("version")?,
         created_at: format_micros(r.try_get("created_at")?),
         updated_at: format_micros(r.try_get("updated_at")?),
@@ -97,7 +105,8 @@ fn token_from_row(r: &AnyRow) -> Result<TokenRecord> {
     Ok(TokenRecord {
         id: r.try_get("id")?,
         hash: r.try_get("hash")?,
-        role: Role::parse(&role).ok_or_else(|| StoreError::bug(format!("stored role `{role}` is unknown")))?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::bug(format!("stored role `{role}` is unknown")))?,
         subject: r.try_get("subject")?,
         note: r.try_get("note")?,
         created_at: r.try_get("created_at")?,
@@ -150,15 +159,29 @@ impl Store {
 
     /// One agent from the database, never from the cache (for read-modify-write).
     pub async fn agent_fresh(&self, id: &str) -> Result<Option<Agent>> {
-        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| agent_from_row(&r)).transpose()
     }
 
     /// Agents, optionally of one team, by id.
     pub async fn agents(&self, team: Option<&str>) -> Result<Vec<Agent>> {
         let rows = match team {
-            Some(team) => sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE team = $1 ORDER BY id")).bind(team).fetch_all(&self.pool).await?,
-            None => sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id")).fetch_all(&self.pool).await?,
+            Some(team) => {
+                sqlx::query(&format!(
+                    "SELECT {AGENT_COLUMNS} FROM agents WHERE team = $1 ORDER BY id"
+                ))
+                .bind(team)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
         };
         rows.iter().map(agent_from_row).collect()
     }
@@ -168,7 +191,10 @@ impl Store {
         if let Some(h) = self.cache.get(&self.cache.humans, id) {
             return Ok(Some(h));
         }
-        let row = sqlx::query("SELECT id, team, grants, created_at FROM humans WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT id, team, grants, created_at FROM humans WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         let human = row.map(|r| human_from_row(&r)).transpose()?;
         if let Some(h) = &human {
             self.cache.put(&self.cache.humans, id, h.clone());
@@ -178,13 +204,19 @@ impl Store {
 
     /// Every human, by id.
     pub async fn humans(&self) -> Result<Vec<Human>> {
-        let rows = sqlx::query("SELECT id, team, grants, created_at FROM humans ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id, team, grants, created_at FROM humans ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(human_from_row).collect()
     }
 
     /// Ids of active agents, for the tier controller's periodic review.
     pub async fn active_agent_ids(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT id FROM agents WHERE status = 'active' ORDER BY id").fetch_all(&self.pool).await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM agents WHERE status = 'active' ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }
 
@@ -212,9 +244,17 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &IdentityWrite) -> Ap
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(n, Conflict::AgentExists, format!("agent `{}` exists already", a.id))
+            affected(
+                n,
+                Conflict::AgentExists,
+                format!("agent `{}` exists already", a.id),
+            )
         }
-        IdentityWrite::UpdateAgent { agent: a, expected_version, at } => {
+        IdentityWrite::UpdateAgent {
+            agent: a,
+            expected_version,
+            at,
+        } => {
             let n = sqlx::query(
                 "UPDATE agents SET tool = $1, model = $2, team = $3, sponsor = $4, tier = $5, ceiling = $6, parent = $7, status = $8, \
                  shadow = $9, version = version + 1, updated_at = $10, pinned = $13, tier_since = $14, hold_until = $15, last_hard_at = $16, \
@@ -240,10 +280,18 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &IdentityWrite) -> Ap
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(n, Conflict::ChangedConcurrently, format!("agent `{}` changed while this update was prepared; retry", a.id))
+            affected(
+                n,
+                Conflict::ChangedConcurrently,
+                format!(
+                    "agent `{}` changed while this update was prepared; retry",
+                    a.id
+                ),
+            )
         }
         IdentityWrite::InsertHuman(h, at) => {
-            let grants = serde_json::to_string(&h.grants).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            let grants = serde_json::to_string(&h.grants)
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             let n = sqlx::query("INSERT INTO humans (id, team, grants, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
                 .bind(&h.id)
                 .bind(&h.team)
@@ -252,7 +300,11 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &IdentityWrite) -> Ap
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-            affected(n, Conflict::HumanExists, format!("human `{}` exists already", h.id))
+            affected(
+                n,
+                Conflict::HumanExists,
+                format!("human `{}` exists already", h.id),
+            )
         }
         IdentityWrite::InsertToken(t) => {
             let n = sqlx::query("INSERT INTO tokens (id, hash, role, subject, note, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
@@ -265,15 +317,21 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &IdentityWrite) -> Ap
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-            affected(n, Conflict::TokenExists, "this token exists already".to_string())
+            affected(
+                n,
+                Conflict::TokenExists,
+                "this token exists already".to_string(),
+            )
         }
         IdentityWrite::RevokeToken { id, at } => {
-            let n = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(*at)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+            let n = sqlx::query(
+                "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(*at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
             missing(n, Missing::Token, format!("no active token `{id}`"))
         }
     })

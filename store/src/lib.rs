@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use tokio::sync::{mpsc, oneshot};
 use warden_core::audit::AuditRecord;
 use warden_core::identity::{Agent, Human, TokenRecord};
@@ -25,8 +25,8 @@ mod approvals;
 mod audit;
 mod baselines;
 mod decisions;
-pub mod dialect;
 mod deliveries;
+pub mod dialect;
 mod error;
 mod identities;
 mod outcomes;
@@ -45,10 +45,10 @@ pub use error::{Conflict, Missing, Result, StoreError};
 pub use identities::IdentityWrite;
 pub use outcomes::OutcomeWrite;
 pub use plugins::{PluginRow, PluginWrite};
+use quotas::QuotaKey;
 pub use quotas::QuotaWrite;
 pub use trust::TrustWrite;
 pub use violations::{ViolationFilter, ViolationWrite};
-use quotas::QuotaKey;
 use writer::{Job, Msg, Writer};
 
 mod violations;
@@ -78,7 +78,6 @@ pub enum Write {
     /// Human baselines.
     Baseline(BaselineWrite),
 }
-
 
 /// How to open the store.
 #[derive(Debug, Clone)]
@@ -136,7 +135,9 @@ impl ReadCache {
             return None;
         }
         let map = map.lock().expect("cache lock");
-        map.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
     }
 
     fn put<V>(&self, map: &Mutex<HashMap<String, (Instant, V)>>, key: &str, value: V) {
@@ -153,7 +154,9 @@ impl ReadCache {
     fn evict(&self, change: &Change) {
         for write in &change.writes {
             match write {
-                Write::Identity(IdentityWrite::InsertAgent(a) | IdentityWrite::UpdateAgent { agent: a, .. }) => {
+                Write::Identity(
+                    IdentityWrite::InsertAgent(a) | IdentityWrite::UpdateAgent { agent: a, .. },
+                ) => {
                     self.agents.lock().expect("cache lock").remove(&a.id);
                 }
                 Write::Trust(TrustWrite::NoteTrust { agent_id, .. }) => {
@@ -163,7 +166,9 @@ impl ReadCache {
                     self.humans.lock().expect("cache lock").remove(&h.id);
                 }
                 // Tokens are cached by hash; revocation is rare, so drop them all.
-                Write::Identity(IdentityWrite::RevokeToken { .. }) => self.tokens.lock().expect("cache lock").clear(),
+                Write::Identity(IdentityWrite::RevokeToken { .. }) => {
+                    self.tokens.lock().expect("cache lock").clear()
+                }
                 // Nothing else is cached (quota hints follow the commit, in `Store::commit`).
                 Write::Identity(IdentityWrite::InsertToken(_))
                 | Write::Trust(TrustWrite::AddEvidence(_) | TrustWrite::RecordTierChange(_))
@@ -188,12 +193,16 @@ struct Filters {
 
 impl Filters {
     fn new(select: &str) -> Filters {
-        Filters { sql: format!("{select} WHERE 1 = 1"), args: Vec::new() }
+        Filters {
+            sql: format!("{select} WHERE 1 = 1"),
+            args: Vec::new(),
+        }
     }
 
     fn cond(&mut self, column: &str, op: &str, arg: Arg) {
         self.args.push(arg);
-        self.sql.push_str(&format!(" AND {column} {op} ${}", self.args.len()));
+        self.sql
+            .push_str(&format!(" AND {column} {op} ${}", self.args.len()));
     }
 
     fn text(&mut self, column: &str, value: &Option<String>) {
@@ -215,7 +224,11 @@ impl Filters {
     }
 
     /// Appends `tail` (ORDER BY, LIMIT) and runs the query.
-    async fn fetch_all(mut self, tail: &str, pool: &AnyPool) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
+    async fn fetch_all(
+        mut self,
+        tail: &str,
+        pool: &AnyPool,
+    ) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
         self.sql.push_str(tail);
         let mut query = sqlx::query(&self.sql);
         for arg in self.args {
@@ -233,14 +246,16 @@ enum Arg {
     Int(i64),
 }
 
-
 impl Store {
     /// Connects, applies migrations and starts the writer.
     pub async fn open(options: &StoreOptions) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let url = options.url.as_str();
         let Some(backend) = Backend::of_url(url) else {
-            anyhow::bail!("unsupported database URL `{}`: use sqlite://… or postgres://…", redact(url));
+            anyhow::bail!(
+                "unsupported database URL `{}`: use sqlite://… or postgres://…",
+                redact(url)
+            );
         };
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1) + 1)
@@ -249,9 +264,21 @@ impl Store {
             .connect(url)
             .await
             .with_context(|| format!("cannot open the database at {}", redact(url)))?;
-        backend.migrations().run(&pool).await.context("cannot apply database migrations")?;
+        backend
+            .migrations()
+            .run(&pool)
+            .await
+            .context("cannot apply database migrations")?;
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(Writer { pool: pool.clone(), backend, conn: None, max_batch: options.max_batch.max(1) }.run(rx));
+        tokio::spawn(
+            Writer {
+                pool: pool.clone(),
+                backend,
+                conn: None,
+                max_batch: options.max_batch.max(1),
+            }
+            .run(rx),
+        );
         if let Some(sql) = backend.checkpoint() {
             tokio::spawn(checkpoint_wal(pool.clone(), sql));
         }
@@ -262,7 +289,12 @@ impl Store {
             humans: Default::default(),
             quotas: Default::default(),
         });
-        Ok(Store { pool, backend, writer: tx, cache })
+        Ok(Store {
+            pool,
+            backend,
+            writer: tx,
+            cache,
+        })
     }
 
     /// Whether the store has been closed.
@@ -281,11 +313,36 @@ impl Store {
             .writes
             .iter()
             .flat_map(|w| match w {
-                Write::Quota(QuotaWrite::ChargeQuotas { agent_id, charges }) => {
-                    charges.iter().map(|c| ((agent_id.clone(), c.quota.clone(), c.scope.clone(), c.window.0), c.amount)).collect::<Vec<_>>()
-                }
-                Write::Quota(QuotaWrite::AdjustQuota { agent_id, quota, scope, window_start, delta }) => {
-                    vec![((agent_id.clone(), quota.clone(), scope.clone(), *window_start), *delta)]
+                Write::Quota(QuotaWrite::ChargeQuotas { agent_id, charges }) => charges
+                    .iter()
+                    .map(|c| {
+                        (
+                            (
+                                agent_id.clone(),
+                                c.quota.clone(),
+                                c.scope.clone(),
+                                c.window.0,
+                            ),
+                            c.amount,
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+                Write::Quota(QuotaWrite::AdjustQuota {
+                    agent_id,
+                    quota,
+                    scope,
+                    window_start,
+                    delta,
+                }) => {
+                    vec![(
+                        (
+                            agent_id.clone(),
+                            quota.clone(),
+                            scope.clone(),
+                            *window_start,
+                        ),
+                        *delta,
+                    )]
                 }
                 _ => Vec::new(),
             })
@@ -305,14 +362,26 @@ impl Store {
     async fn commit_change(&self, change: Change) -> Result<()> {
         // Identity changes evict the cache before and after: a read racing the commit cannot
         // keep the old row for long. Decisions (the hot path) change nothing cached.
-        let evicts = change.writes.iter().any(|w| !matches!(w, Write::Decision(DecisionWrite::InsertDecision(_)) | Write::Violation(ViolationWrite::InsertViolation(_)) | Write::Identity(IdentityWrite::InsertToken(_))));
+        let evicts = change.writes.iter().any(|w| {
+            !matches!(
+                w,
+                Write::Decision(DecisionWrite::InsertDecision(_))
+                    | Write::Violation(ViolationWrite::InsertViolation(_))
+                    | Write::Identity(IdentityWrite::InsertToken(_))
+            )
+        });
         let copy = evicts.then(|| change.clone());
         if let Some(c) = &copy {
             self.cache.evict(c);
         }
         let (reply, rx) = oneshot::channel();
-        self.writer.send(Msg::Job(Job { change, reply })).await.map_err(|_| StoreError::unavailable("the writer has stopped"))?;
-        let result = rx.await.map_err(|_| StoreError::unavailable("the writer has stopped"))?;
+        self.writer
+            .send(Msg::Job(Job { change, reply }))
+            .await
+            .map_err(|_| StoreError::unavailable("the writer has stopped"))?;
+        let result = rx
+            .await
+            .map_err(|_| StoreError::unavailable("the writer has stopped"))?;
         if let Some(c) = &copy {
             self.cache.evict(c);
         }
@@ -321,7 +390,9 @@ impl Store {
 
     /// Checks that the database answers and holds Warden's schema.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT seq FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -356,7 +427,12 @@ pub fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -370,7 +446,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
     }

@@ -12,9 +12,9 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
+use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::dialect::Backend;
 use crate::{Arg, Filters, Store, Write};
 
 /// A write to outcomes, metric signals and rollback requests.
@@ -77,7 +77,9 @@ const OUTCOME_COLUMNS: &str = "SELECT id, agent_id, verdict, class, environment,
      outcome_detail, actual_cost_usd, rollback_requested_at FROM decisions";
 
 fn outcome_of(r: &AnyRow) -> Result<Outcome> {
-    let time = |column: &str| -> Result<Option<String>> { Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros)) };
+    let time = |column: &str| -> Result<Option<String>> {
+        Ok(r.try_get::<Option<i64>, _>(column)?.map(format_micros))
+    };
     Ok(Outcome {
         decision_id: r.try_get("id")?,
         agent: r.try_get("agent_id")?,
@@ -92,42 +94,90 @@ fn outcome_of(r: &AnyRow) -> Result<Outcome> {
         reported_by: r.try_get("outcome_by")?,
         detail: r.try_get("outcome_detail")?,
         actual_cost_usd: r.try_get("actual_cost_usd")?,
-        rollback_requested: r.try_get::<Option<i64>, _>("rollback_requested_at")?.is_some(),
+        rollback_requested: r
+            .try_get::<Option<i64>, _>("rollback_requested_at")?
+            .is_some(),
     })
 }
 
 /// A stored risk level (the decision's merged risk).
 pub(crate) fn risk_of(s: &str) -> RiskLevel {
-    [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical].into_iter().find(|r| r.as_str() == s).unwrap_or(RiskLevel::Critical)
+    [
+        RiskLevel::Low,
+        RiskLevel::Medium,
+        RiskLevel::High,
+        RiskLevel::Critical,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == s)
+    .unwrap_or(RiskLevel::Critical)
 }
 
 impl Store {
     /// A decision's outcome (reported, overdue or still due).
     pub async fn outcome(&self, decision_id: &str) -> Result<Option<Outcome>> {
-        let row = sqlx::query(&format!("{OUTCOME_COLUMNS} WHERE id = $1")).bind(decision_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&format!("{OUTCOME_COLUMNS} WHERE id = $1"))
+            .bind(decision_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(outcome_of).transpose()
     }
 
     /// A decision's request (JSON), verdict, agent and whether a rollback was requested.
-    pub async fn decision_for_signals(&self, id: &str) -> Result<Option<(String, String, String, bool)>> {
-        let row =
-            sqlx::query("SELECT agent_id, verdict, request, rollback_requested_at FROM decisions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+    pub async fn decision_for_signals(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, String, String, bool)>> {
+        let row = sqlx::query(
+            "SELECT agent_id, verdict, request, rollback_requested_at FROM decisions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(r) = row else { return Ok(None) };
-        Ok(Some((r.try_get("agent_id")?, r.try_get("verdict")?, r.try_get("request")?, r.try_get::<Option<i64>, _>("rollback_requested_at")?.is_some())))
+        Ok(Some((
+            r.try_get("agent_id")?,
+            r.try_get("verdict")?,
+            r.try_get("request")?,
+            r.try_get::<Option<i64>, _>("rollback_requested_at")?
+                .is_some(),
+        )))
     }
 
     /// The latest `limit` batches of metric windows received for a decision (each a JSON list),
     /// newest first, and how many batches there are in all.
-    pub async fn signal_windows(&self, decision_id: &str, limit: i64) -> Result<(Vec<String>, i64)> {
-        let sql = format!("SELECT windows FROM signals WHERE decision_id = $1 ORDER BY id DESC LIMIT {}", limit.clamp(1, 1000));
-        let rows = sqlx::query(&sql).bind(decision_id).fetch_all(&self.pool).await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signals WHERE decision_id = $1").bind(decision_id).fetch_one(&self.pool).await?;
-        Ok((rows.iter().map(|r| r.try_get("windows")).collect::<std::result::Result<_, _>>()?, count))
+    pub async fn signal_windows(
+        &self,
+        decision_id: &str,
+        limit: i64,
+    ) -> Result<(Vec<String>, i64)> {
+        let sql = format!(
+            "SELECT windows FROM signals WHERE decision_id = $1 ORDER BY id DESC LIMIT {}",
+            limit.clamp(1, 1000)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(decision_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signals WHERE decision_id = $1")
+            .bind(decision_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((
+            rows.iter()
+                .map(|r| r.try_get("windows"))
+                .collect::<std::result::Result<_, _>>()?,
+            count,
+        ))
     }
 
     /// An agent's outcomes since `since`: how many, and how many failed, rolled back or went
     /// unreported (the error budget).
-    pub async fn outcome_window(&self, agent: &str, since: i64) -> Result<warden_core::tiering::Window> {
+    pub async fn outcome_window(
+        &self,
+        agent: &str,
+        since: i64,
+    ) -> Result<warden_core::tiering::Window> {
         let r = sqlx::query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN outcome = 'succeeded' THEN 0 ELSE 1 END), 0) AS bad FROM decisions \
              WHERE agent_id = $1 AND outcome IS NOT NULL AND outcome_at >= $2",
@@ -136,12 +186,18 @@ impl Store {
         .bind(since)
         .fetch_one(&self.pool)
         .await?;
-        Ok(warden_core::tiering::Window { outcomes: r.try_get::<i64, _>("n")?.max(0) as u64, bad: r.try_get::<i64, _>("bad")?.max(0) as u64 })
+        Ok(warden_core::tiering::Window {
+            outcomes: r.try_get::<i64, _>("n")?.max(0) as u64,
+            bad: r.try_get::<i64, _>("bad")?.max(0) as u64,
+        })
     }
 
     /// Decisions whose outcome was due before `now` and never came, oldest first.
     pub async fn overdue_outcomes(&self, now: i64, limit: i64) -> Result<Vec<Outcome>> {
-        let sql = format!("{OUTCOME_COLUMNS} WHERE outcome IS NULL AND outcome_due_at <= $1 ORDER BY outcome_due_at LIMIT {}", limit.clamp(1, 1000));
+        let sql = format!(
+            "{OUTCOME_COLUMNS} WHERE outcome IS NULL AND outcome_due_at <= $1 ORDER BY outcome_due_at LIMIT {}",
+            limit.clamp(1, 1000)
+        );
         let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
         rows.iter().map(outcome_of).collect()
     }
@@ -150,7 +206,15 @@ impl Store {
 /// Applies one write inside the writer's transaction.
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &OutcomeWrite) -> Applied {
     Ok(match write {
-        OutcomeWrite::ReportOutcome { decision_id, outcome, at, by, detail, actual_cost_usd, expected } => {
+        OutcomeWrite::ReportOutcome {
+            decision_id,
+            outcome,
+            at,
+            by,
+            detail,
+            actual_cost_usd,
+            expected,
+        } => {
             let n = sqlx::query(
                 "UPDATE decisions SET outcome = $1, outcome_at = $2, outcome_by = $3, outcome_detail = $4, actual_cost_usd = $5 \
                  WHERE id = $6 AND COALESCE(outcome, '') = $7",
@@ -165,9 +229,19 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &OutcomeWrite) -> App
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(n, Conflict::OutcomeReported, format!("decision `{decision_id}` already has an outcome"))
+            affected(
+                n,
+                Conflict::OutcomeReported,
+                format!("decision `{decision_id}` already has an outcome"),
+            )
         }
-        OutcomeWrite::InsertSignal { id, decision_id, at, windows, verdict } => {
+        OutcomeWrite::InsertSignal {
+            id,
+            decision_id,
+            at,
+            windows,
+            verdict,
+        } => {
             sqlx::query("INSERT INTO signals (id, decision_id, at, windows, verdict) VALUES ($1, $2, $3, $4, $5)")
                 .bind(id)
                 .bind(decision_id)
@@ -185,7 +259,11 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &OutcomeWrite) -> App
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-            affected(n, Conflict::RollbackRequested, format!("a rollback of decision `{decision_id}` was requested already"))
+            affected(
+                n,
+                Conflict::RollbackRequested,
+                format!("a rollback of decision `{decision_id}` was requested already"),
+            )
         }
         OutcomeWrite::OutcomeOverdue { decision_id, at } => {
             let n = sqlx::query("UPDATE decisions SET outcome = 'unknown', outcome_at = $1 WHERE id = $2 AND outcome IS NULL")
@@ -194,7 +272,11 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &OutcomeWrite) -> App
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-            affected(n, Conflict::OutcomeReported, format!("decision `{decision_id}` has an outcome already"))
+            affected(
+                n,
+                Conflict::OutcomeReported,
+                format!("decision `{decision_id}` has an outcome already"),
+            )
         }
     })
 }

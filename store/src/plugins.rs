@@ -59,14 +59,23 @@ pub struct PluginRow {
 impl Store {
     /// Every stored plugin's name and SHA-256 (cheap: for replicas to notice changes).
     pub async fn plugin_hashes(&self) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT name, sha256 FROM plugins ORDER BY name").fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("sha256")?))).collect()
+        let rows = sqlx::query("SELECT name, sha256 FROM plugins ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("sha256")?)))
+            .collect()
     }
 
     /// One stored plugin: its manifest (JSON) and component.
     pub async fn plugin(&self, name: &str) -> Result<Option<(String, Vec<u8>)>> {
-        let row = sqlx::query("SELECT manifest, component FROM plugins WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
-        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get("manifest")?, r.try_get("component")?))).transpose()?)
+        let row = sqlx::query("SELECT manifest, component FROM plugins WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("manifest")?, r.try_get("component")?)))
+            .transpose()?)
     }
 }
 
@@ -91,7 +100,11 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &PluginWrite) -> Appl
             Ok(())
         }
         PluginWrite::DeletePlugin { name } => {
-            let n = sqlx::query("DELETE FROM plugins WHERE name = $1").bind(name).execute(&mut *conn).await?.rows_affected();
+            let n = sqlx::query("DELETE FROM plugins WHERE name = $1")
+                .bind(name)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
             missing(n, Missing::Plugin, format!("no plugin `{name}`"))
         }
     })

@@ -12,9 +12,9 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
+use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::dialect::Backend;
 use crate::{Arg, CACHE_CAPACITY, Filters, Store, Write};
 
 /// A write to quota counts.
@@ -68,34 +68,80 @@ pub(crate) type QuotaKey = (String, String, String, i64);
 impl QuotaCounts {
     pub(crate) fn charge(&mut self, agent: &str, charges: &[warden_core::quotas::Charge]) {
         for c in charges {
-            let e = self.deltas.entry((agent.to_string(), c.quota.clone(), c.scope.clone(), c.window.0)).or_insert((0, None));
+            let e = self
+                .deltas
+                .entry((
+                    agent.to_string(),
+                    c.quota.clone(),
+                    c.scope.clone(),
+                    c.window.0,
+                ))
+                .or_insert((0, None));
             e.0 += c.amount;
             e.1 = Some(e.1.map_or(c.limit, |l| l.min(c.limit)));
         }
     }
 
     pub(crate) fn adjust(&mut self, agent: &str, quota: &str, scope: &str, start: i64, delta: i64) {
-        self.deltas.entry((agent.to_string(), quota.to_string(), scope.to_string(), start)).or_insert((0, None)).0 += delta;
+        self.deltas
+            .entry((
+                agent.to_string(),
+                quota.to_string(),
+                scope.to_string(),
+                start,
+            ))
+            .or_insert((0, None))
+            .0 += delta;
     }
 
     /// Writes the sums; the error names a count that a charge took over its limit.
-    pub(crate) async fn flush(self, conn: &mut AnyConnection) -> std::result::Result<Result<()>, sqlx::Error> {
-        let rows: Vec<_> = self.deltas.into_iter().filter(|(_, (delta, _))| *delta != 0).collect();
+    pub(crate) async fn flush(
+        self,
+        conn: &mut AnyConnection,
+    ) -> std::result::Result<Result<()>, sqlx::Error> {
+        let rows: Vec<_> = self
+            .deltas
+            .into_iter()
+            .filter(|(_, (delta, _))| *delta != 0)
+            .collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let sql = multi_insert("quota_usage (agent_id, quota, scope, window_start, used)", 5, chunk.len())
-                + " ON CONFLICT (agent_id, quota, scope, window_start) DO UPDATE SET used = quota_usage.used + excluded.used \
+            let sql = multi_insert(
+                "quota_usage (agent_id, quota, scope, window_start, used)",
+                5,
+                chunk.len(),
+            ) + " ON CONFLICT (agent_id, quota, scope, window_start) DO UPDATE SET used = quota_usage.used + excluded.used \
                    RETURNING agent_id, quota, scope, window_start, used";
             let mut q = sqlx::query(&sql);
             for ((agent, quota, scope, start), (delta, _)) in chunk {
-                q = q.bind(agent).bind(quota).bind(scope).bind(*start).bind(*delta);
+                q = q
+                    .bind(agent)
+                    .bind(quota)
+                    .bind(scope)
+                    .bind(*start)
+                    .bind(*delta);
             }
             for r in q.fetch_all(&mut *conn).await? {
-                let key: QuotaKey = (r.try_get("agent_id")?, r.try_get("quota")?, r.try_get("scope")?, r.try_get("window_start")?);
+                let key: QuotaKey = (
+                    r.try_get("agent_id")?,
+                    r.try_get("quota")?,
+                    r.try_get("scope")?,
+                    r.try_get("window_start")?,
+                );
                 let used: i64 = r.try_get("used")?;
-                let limit = chunk.iter().find(|(k, _)| *k == key).and_then(|(_, (_, limit))| *limit);
+                let limit = chunk
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, (_, limit))| *limit);
                 if limit.is_some_and(|l| used > l) {
-                    let scope = if key.2 == "*" { String::new() } else { format!(" for {}", key.2) };
-                    return Ok(Err(StoreError::Conflict(Conflict::QuotaExceeded, format!("quota `{}`{scope} would pass its limit", key.1))));
+                    let scope = if key.2 == "*" {
+                        String::new()
+                    } else {
+                        format!(" for {}", key.2)
+                    };
+                    return Ok(Err(StoreError::Conflict(
+                        Conflict::QuotaExceeded,
+                        format!("quota `{}`{scope} would pass its limit", key.1),
+                    )));
                 }
             }
         }
@@ -106,11 +152,26 @@ impl QuotaCounts {
 impl Store {
     /// What each charge's count holds, as far as this process knows (see `ReadCache::quotas`);
     /// read from the database when it does not know.
-    pub async fn quota_used(&self, agent: &str, charges: &[warden_core::quotas::Charge]) -> Result<Vec<i64>> {
+    pub async fn quota_used(
+        &self,
+        agent: &str,
+        charges: &[warden_core::quotas::Charge],
+    ) -> Result<Vec<i64>> {
         {
             let hints = self.cache.quotas.lock().expect("cache lock");
-            let known: Option<Vec<i64>> =
-                charges.iter().map(|c| hints.get(&(agent.to_string(), c.quota.clone(), c.scope.clone(), c.window.0)).copied()).collect();
+            let known: Option<Vec<i64>> = charges
+                .iter()
+                .map(|c| {
+                    hints
+                        .get(&(
+                            agent.to_string(),
+                            c.quota.clone(),
+                            c.scope.clone(),
+                            c.window.0,
+                        ))
+                        .copied()
+                })
+                .collect();
             if let Some(used) = known {
                 return Ok(used);
             }
@@ -119,14 +180,25 @@ impl Store {
     }
 
     /// What each charge's count holds now in the database (0 where there is none yet).
-    pub async fn quota_used_fresh(&self, agent: &str, charges: &[warden_core::quotas::Charge]) -> Result<Vec<i64>> {
+    pub async fn quota_used_fresh(
+        &self,
+        agent: &str,
+        charges: &[warden_core::quotas::Charge],
+    ) -> Result<Vec<i64>> {
         if charges.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = String::from("SELECT quota, scope, window_start, used FROM quota_usage WHERE agent_id = $1 AND (");
+        let mut sql = String::from(
+            "SELECT quota, scope, window_start, used FROM quota_usage WHERE agent_id = $1 AND (",
+        );
         for i in 0..charges.len() {
             let n = 2 + i * 3;
-            sql.push_str(&format!("{}(quota = ${n} AND scope = ${} AND window_start = ${})", if i > 0 { " OR " } else { "" }, n + 1, n + 2));
+            sql.push_str(&format!(
+                "{}(quota = ${n} AND scope = ${} AND window_start = ${})",
+                if i > 0 { " OR " } else { "" },
+                n + 1,
+                n + 2
+            ));
         }
         sql.push(')');
         let mut q = sqlx::query(&sql).bind(agent);
@@ -136,8 +208,15 @@ impl Store {
         let rows = q.fetch_all(&self.pool).await?;
         let mut used = vec![0; charges.len()];
         for r in &rows {
-            let (quota, scope, start): (String, String, i64) = (r.try_get("quota")?, r.try_get("scope")?, r.try_get("window_start")?);
-            if let Some(i) = charges.iter().position(|c| c.quota == quota && c.scope == scope && c.window.0 == start) {
+            let (quota, scope, start): (String, String, i64) = (
+                r.try_get("quota")?,
+                r.try_get("scope")?,
+                r.try_get("window_start")?,
+            );
+            if let Some(i) = charges
+                .iter()
+                .position(|c| c.quota == quota && c.scope == scope && c.window.0 == start)
+            {
                 used[i] = r.try_get("used")?;
             }
         }
@@ -146,25 +225,46 @@ impl Store {
             hints.clear();
         }
         for (c, used) in charges.iter().zip(&used) {
-            hints.insert((agent.to_string(), c.quota.clone(), c.scope.clone(), c.window.0), *used);
+            hints.insert(
+                (
+                    agent.to_string(),
+                    c.quota.clone(),
+                    c.scope.clone(),
+                    c.window.0,
+                ),
+                *used,
+            );
         }
         Ok(used)
     }
 
     /// An agent's counts of one quota in the window starting at `window_start`, per scope.
-    pub async fn quota_scopes(&self, agent: &str, quota: &str, window_start: i64) -> Result<Vec<(String, i64)>> {
+    pub async fn quota_scopes(
+        &self,
+        agent: &str,
+        quota: &str,
+        window_start: i64,
+    ) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT scope, used FROM quota_usage WHERE agent_id = $1 AND quota = $2 AND window_start = $3 ORDER BY scope")
             .bind(agent)
             .bind(quota)
             .bind(window_start)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok((r.try_get("scope")?, r.try_get("used")?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("scope")?, r.try_get("used")?)))
+            .collect()
     }
 
     /// Deletes quota counts of windows that started before `before`; returns how many.
     pub async fn prune_quota_usage(&self, before: i64) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM quota_usage WHERE window_start < $1").bind(before).execute(&self.pool).await?.rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM quota_usage WHERE window_start < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 }
 

@@ -12,11 +12,11 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
-use crate::error::{Conflict, Missing, Result, StoreError};
-use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
 use crate::dialect::Backend;
+use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::identities::small;
 use crate::outcomes::risk_of;
+use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
 use crate::{Arg, Filters, Store, Write};
 
 /// A write to trust evidence, running totals, noted scores and tier changes.
@@ -52,20 +52,33 @@ const TOTALS_SQL: &str = "SELECT environment, risk_level, kind, amount, as_of, c
 
 /// One running total (none for a kind this version does not know).
 fn total_of(r: &AnyRow) -> std::result::Result<Option<warden_core::trust::Total>, sqlx::Error> {
-    let Some(kind) = warden_core::trust::Kind::parse(&r.try_get::<String, _>("kind")?) else { return Ok(None) };
+    let Some(kind) = warden_core::trust::Kind::parse(&r.try_get::<String, _>("kind")?) else {
+        return Ok(None);
+    };
     Ok(Some(warden_core::trust::Total {
         environment: r.try_get("environment")?,
         risk: risk_of(&r.try_get::<String, _>("risk_level")?),
         kind,
-        decayed: warden_core::trust::Decayed { amount: r.try_get("amount")?, as_of: r.try_get("as_of")? },
+        decayed: warden_core::trust::Decayed {
+            amount: r.try_get("amount")?,
+            as_of: r.try_get("as_of")?,
+        },
         count: r.try_get("count")?,
     }))
 }
 
 /// Adds one piece of evidence to its running total: create the row if missing, lock it (on
 /// PostgreSQL another replica may be adding to it), decay and add.
-async fn add_evidence(conn: &mut AnyConnection, e: &EvidenceDelta) -> std::result::Result<(), sqlx::Error> {
-    let key = (e.agent_id.as_str(), e.environment.as_str(), e.risk.as_str(), e.kind.as_str());
+async fn add_evidence(
+    conn: &mut AnyConnection,
+    e: &EvidenceDelta,
+) -> std::result::Result<(), sqlx::Error> {
+    let key = (
+        e.agent_id.as_str(),
+        e.environment.as_str(),
+        e.risk.as_str(),
+        e.kind.as_str(),
+    );
     sqlx::query(
         "INSERT INTO trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count) VALUES ($1, $2, $3, $4, 0, $5, 0) \
          ON CONFLICT (agent_id, environment, risk_level, kind) DO NOTHING",
@@ -86,7 +99,10 @@ async fn add_evidence(conn: &mut AnyConnection, e: &EvidenceDelta) -> std::resul
             .bind(key.3)
             .fetch_one(&mut *conn)
             .await?;
-    let before = warden_core::trust::Decayed { amount: row.try_get("amount")?, as_of: row.try_get("as_of")? };
+    let before = warden_core::trust::Decayed {
+        amount: row.try_get("amount")?,
+        as_of: row.try_get("as_of")?,
+    };
     let after = before.add(e.delta as f64, e.at, e.half_life_us);
     let count: i64 = row.try_get("count")?;
     sqlx::query("UPDATE trust_totals SET amount = $1, as_of = $2, count = $3 WHERE agent_id = $4 AND environment = $5 AND risk_level = $6 AND kind = $7")
@@ -107,34 +123,69 @@ const DAY_US: i64 = 86_400_000_000;
 impl Store {
     /// An agent's running trust totals.
     pub async fn trust_totals(&self, agent: &str) -> Result<Vec<warden_core::trust::Total>> {
-        let rows = sqlx::query(TOTALS_SQL).bind(agent).fetch_all(&self.pool).await?;
-        let totals = rows.iter().map(total_of).collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+        let rows = sqlx::query(TOTALS_SQL)
+            .bind(agent)
+            .fetch_all(&self.pool)
+            .await?;
+        let totals = rows
+            .iter()
+            .map(total_of)
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
         Ok(totals.into_iter().flatten().collect())
     }
 
     /// Distinct days and targets of an agent's successes since `since` in environments matching
     /// `environment` (a pattern) at `risks`.
-    pub async fn success_spread(&self, agent: &str, since: i64, environment: &str, risks: &[RiskLevel]) -> Result<warden_core::tiering::Spread> {
+    pub async fn success_spread(
+        &self,
+        agent: &str,
+        since: i64,
+        environment: &str,
+        risks: &[RiskLevel],
+    ) -> Result<warden_core::tiering::Spread> {
         // Patterns use only [a-z0-9-_.*/:]; `_` is LIKE's own wildcard, so escape it.
         let like = environment.replace('_', "\\_").replace('*', "%");
-        let list = risks.iter().map(|r| format!("'{}'", r.as_str())).collect::<Vec<_>>().join(", ");
+        let list = risks
+            .iter()
+            .map(|r| format!("'{}'", r.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "SELECT COUNT(DISTINCT outcome_at / {DAY_US}) AS days, COUNT(DISTINCT service) AS targets FROM decisions \
              WHERE agent_id = $1 AND outcome = 'succeeded' AND outcome_at >= $2 AND environment LIKE $3 ESCAPE '\\' AND risk_level IN ({list})"
         );
-        let r = sqlx::query(&sql).bind(agent).bind(since).bind(like).fetch_one(&self.pool).await?;
-        let n = |c: &str| -> Result<u32> { Ok(u32::try_from(r.try_get::<i64, _>(c)?.max(0)).unwrap_or(u32::MAX)) };
-        Ok(warden_core::tiering::Spread { days: n("days")?, targets: n("targets")? })
+        let r = sqlx::query(&sql)
+            .bind(agent)
+            .bind(since)
+            .bind(like)
+            .fetch_one(&self.pool)
+            .await?;
+        let n = |c: &str| -> Result<u32> {
+            Ok(u32::try_from(r.try_get::<i64, _>(c)?.max(0)).unwrap_or(u32::MAX))
+        };
+        Ok(warden_core::tiering::Spread {
+            days: n("days")?,
+            targets: n("targets")?,
+        })
     }
 
     /// An agent's tier changes, newest first.
-    pub async fn tier_changes(&self, agent: &str, since: i64, limit: i64) -> Result<Vec<TierChange>> {
+    pub async fn tier_changes(
+        &self,
+        agent: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<TierChange>> {
         let sql = format!(
             "SELECT id, agent_id, at, from_tier, to_tier, reason, text, actor, score, evidence FROM tier_changes WHERE agent_id = $1 AND at >= $2 \
              ORDER BY at DESC, id DESC LIMIT {}",
             limit.clamp(1, 1000)
         );
-        let rows = sqlx::query(&sql).bind(agent).bind(since).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(agent)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(TierChange {
@@ -147,7 +198,8 @@ impl Store {
                     text: r.try_get("text")?,
                     actor: r.try_get("actor")?,
                     score: r.try_get("score")?,
-                    evidence: serde_json::from_str(&r.try_get::<String, _>("evidence")?).map_err(StoreError::bug)?,
+                    evidence: serde_json::from_str(&r.try_get::<String, _>("evidence")?)
+                        .map_err(StoreError::bug)?,
                 })
             })
             .collect()
@@ -163,7 +215,11 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let day = format_micros(r.try_get::<i64, _>("day")? * DAY_US);
-                Ok(DailyTrust { day: day[..10].to_string(), score: r.try_get("score")?, tier: small(r.try_get("tier")?)? })
+                Ok(DailyTrust {
+                    day: day[..10].to_string(),
+                    score: r.try_get("score")?,
+                    tier: small(r.try_get("tier")?)?,
+                })
             })
             .collect()
     }
@@ -178,17 +234,30 @@ impl Store {
         if let Some(lock) = self.backend.lock_tables("trust_meta, trust_totals") {
             sqlx::query(&lock).execute(&mut *tx).await?;
         }
-        let current: Option<f64> = sqlx::query_scalar("SELECT half_life_us FROM trust_meta WHERE id = 1").fetch_optional(&mut *tx).await?;
+        let current: Option<f64> =
+            sqlx::query_scalar("SELECT half_life_us FROM trust_meta WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
         if current.is_some_and(|h| (h - half_life_us).abs() < 1.0) {
             tx.rollback().await?;
             return Ok(false);
         }
-        let mut totals: HashMap<(String, String, String, &'static str), (warden_core::trust::Decayed, i64)> = HashMap::new();
-        let mut add = |agent: String, env: String, risk: String, kind: warden_core::trust::Kind, at: i64| {
-            let entry = totals.entry((agent, env, risk, kind.as_str())).or_insert((warden_core::trust::Decayed { amount: 0.0, as_of: at }, 0));
-            entry.0 = entry.0.add(1.0, at, half_life_us);
-            entry.1 += 1;
-        };
+        let mut totals: HashMap<
+            (String, String, String, &'static str),
+            (warden_core::trust::Decayed, i64),
+        > = HashMap::new();
+        let mut add =
+            |agent: String, env: String, risk: String, kind: warden_core::trust::Kind, at: i64| {
+                let entry = totals.entry((agent, env, risk, kind.as_str())).or_insert((
+                    warden_core::trust::Decayed {
+                        amount: 0.0,
+                        as_of: at,
+                    },
+                    0,
+                ));
+                entry.0 = entry.0.add(1.0, at, half_life_us);
+                entry.1 += 1;
+            };
         // In pages by primary key, so memory stays flat however much evidence there is.
         let mut after = String::new();
         loop {
@@ -199,7 +268,9 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for r in &page {
-                if let Some(kind) = warden_core::trust::Kind::of_outcome(&r.try_get::<String, _>("outcome")?) {
+                if let Some(kind) =
+                    warden_core::trust::Kind::of_outcome(&r.try_get::<String, _>("outcome")?)
+                {
                     add(
                         r.try_get("agent_id")?,
                         r.try_get("environment")?,
@@ -224,26 +295,54 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for r in &page {
-                let kind = warden_core::trust::Kind::of_violation(ViolationMode::parse(&r.try_get::<String, _>("mode")?).unwrap_or(ViolationMode::Block), &r.try_get::<String, _>("reason")?);
-                add(r.try_get("agent_id")?, r.try_get("environment")?, r.try_get("risk_level")?, kind, r.try_get("at")?);
+                let kind = warden_core::trust::Kind::of_violation(
+                    ViolationMode::parse(&r.try_get::<String, _>("mode")?)
+                        .unwrap_or(ViolationMode::Block),
+                    &r.try_get::<String, _>("reason")?,
+                );
+                add(
+                    r.try_get("agent_id")?,
+                    r.try_get("environment")?,
+                    r.try_get("risk_level")?,
+                    kind,
+                    r.try_get("at")?,
+                );
             }
             match page.last() {
                 Some(r) => after = r.try_get("id")?,
                 None => break,
             }
         }
-        sqlx::query("DELETE FROM trust_totals").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM trust_totals")
+            .execute(&mut *tx)
+            .await?;
         let rows: Vec<_> = totals.into_iter().collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let sql = multi_insert("trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count)", 7, chunk.len());
+            let sql = multi_insert(
+                "trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count)",
+                7,
+                chunk.len(),
+            );
             let mut q = sqlx::query(&sql);
             for ((agent, env, risk, kind), (d, count)) in chunk {
-                q = q.bind(agent).bind(env).bind(risk).bind(*kind).bind(d.amount).bind(d.as_of).bind(*count);
+                q = q
+                    .bind(agent)
+                    .bind(env)
+                    .bind(risk)
+                    .bind(*kind)
+                    .bind(d.amount)
+                    .bind(d.as_of)
+                    .bind(*count);
             }
             q.execute(&mut *tx).await?;
         }
-        sqlx::query("DELETE FROM trust_meta").execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO trust_meta (id, half_life_us) VALUES (1, $1)").bind(half_life_us).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM trust_meta")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO trust_meta (id, half_life_us) VALUES (1, $1)")
+            .bind(half_life_us)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -256,11 +355,32 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &TrustWrite) -> Appli
             add_evidence(conn, e).await?;
             Ok(())
         }
-        TrustWrite::NoteTrust { agent_id, tier, at, policy } => {
-            let rows = sqlx::query(TOTALS_SQL).bind(agent_id).fetch_all(&mut *conn).await?;
-            let totals = rows.iter().map(total_of).collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
-            let score = warden_core::trust::weigh(&totals.into_iter().flatten().collect::<Vec<_>>(), *at, policy, |_| true).score();
-            sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2").bind(score).bind(agent_id).execute(&mut *conn).await?;
+        TrustWrite::NoteTrust {
+            agent_id,
+            tier,
+            at,
+            policy,
+        } => {
+            let rows = sqlx::query(TOTALS_SQL)
+                .bind(agent_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            let totals = rows
+                .iter()
+                .map(total_of)
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+            let score = warden_core::trust::weigh(
+                &totals.into_iter().flatten().collect::<Vec<_>>(),
+                *at,
+                policy,
+                |_| true,
+            )
+            .score();
+            sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2")
+                .bind(score)
+                .bind(agent_id)
+                .execute(&mut *conn)
+                .await?;
             sqlx::query(
                 "INSERT INTO trust_daily (agent_id, day, score, tier) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (agent_id, day) DO UPDATE SET score = excluded.score, tier = excluded.tier",

@@ -12,9 +12,9 @@ use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::*;
 
+use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::dialect::Backend;
 use crate::{Arg, Filters, Store, Write};
 
 /// A write to violations and their review.
@@ -64,8 +64,7 @@ pub struct ViolationFilter {
     pub limit: i64,
 }
 
-const VIOLATION_COLUMNS: &str =
-    "SELECT id, at, decision_id, agent_id, class, environment, service, mode, reason, status, acknowledged_by, acknowledged_at, comment FROM violations";
+const VIOLATION_COLUMNS: &str = "SELECT id, at, decision_id, agent_id, class, environment, service, mode, reason, status, acknowledged_by, acknowledged_at, comment FROM violations";
 
 fn violation_of(r: &AnyRow) -> Result<Violation> {
     let acknowledged_at: Option<i64> = r.try_get("acknowledged_at")?;
@@ -86,9 +85,16 @@ fn violation_of(r: &AnyRow) -> Result<Violation> {
     })
 }
 
-pub(crate) async fn insert_violations(conn: &mut AnyConnection, rows: &[&ViolationRow]) -> std::result::Result<(), sqlx::Error> {
+pub(crate) async fn insert_violations(
+    conn: &mut AnyConnection,
+    rows: &[&ViolationRow],
+) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = multi_insert("violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)", 9, chunk.len());
+        let sql = multi_insert(
+            "violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)",
+            9,
+            chunk.len(),
+        );
         let mut q = sqlx::query(&sql);
         for v in chunk {
             q = q
@@ -120,7 +126,10 @@ impl Store {
 
     /// One violation.
     pub async fn violation(&self, id: &str) -> Result<Option<Violation>> {
-        let row = sqlx::query(&format!("{VIOLATION_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&format!("{VIOLATION_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(violation_of).transpose()
     }
 
@@ -135,7 +144,12 @@ impl Store {
         w.int("at", ">=", filter.since);
         w.int("at", "<", filter.until);
         w.text_op("id", ">", filter.after.as_deref());
-        let rows = w.fetch_all(&format!(" ORDER BY id LIMIT {}", filter.limit.clamp(1, 1001)), &self.pool).await?;
+        let rows = w
+            .fetch_all(
+                &format!(" ORDER BY id LIMIT {}", filter.limit.clamp(1, 1001)),
+                &self.pool,
+            )
+            .await?;
         rows.iter().map(violation_of).collect()
     }
 }
@@ -143,7 +157,12 @@ impl Store {
 /// Applies one write inside the writer's transaction.
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &ViolationWrite) -> Applied {
     Ok(match write {
-        ViolationWrite::AckViolation { id, by, at, comment } => {
+        ViolationWrite::AckViolation {
+            id,
+            by,
+            at,
+            comment,
+        } => {
             let n = sqlx::query(
                 "UPDATE violations SET status = 'acknowledged', acknowledged_by = $1, acknowledged_at = $2, comment = $3 WHERE id = $4 AND status = 'open'",
             )
@@ -154,7 +173,11 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ViolationWrite) -> A
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            affected(n, Conflict::ViolationNotOpen, format!("violation `{id}` is not open (already acknowledged, or unknown)"))
+            affected(
+                n,
+                Conflict::ViolationNotOpen,
+                format!("violation `{id}` is not open (already acknowledged, or unknown)"),
+            )
         }
         ViolationWrite::InsertViolation(v) => {
             insert_violations(conn, &[v]).await?;

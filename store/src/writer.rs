@@ -72,7 +72,9 @@ impl Writer {
                 match msg {
                     Msg::Job(job) if stop.is_none() => batch.push(job),
                     Msg::Job(job) => {
-                        let _ = job.reply.send(Err(StoreError::unavailable("the store is closing")));
+                        let _ = job
+                            .reply
+                            .send(Err(StoreError::unavailable("the store is closing")));
                     }
                     Msg::Stop(ack) => stop = Some(ack),
                 }
@@ -86,7 +88,9 @@ impl Writer {
             if let Some(ack) = stop {
                 rx.close();
                 while let Ok(Msg::Job(job)) = rx.try_recv() {
-                    let _ = job.reply.send(Err(StoreError::unavailable("the store is closing")));
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::unavailable("the store is closing")));
                 }
                 self.conn = None;
                 let _ = ack.send(());
@@ -123,20 +127,26 @@ impl Writer {
                 }
                 let mut results = Vec::with_capacity(jobs.len());
                 for job in jobs {
-                    results.push(match self.try_commit(std::iter::once(&job.change), false).await {
-                        Ok(mut r) => r.remove(0),
-                        Err(e) => {
-                            self.conn = None;
-                            Err(StoreError::unavailable(e))
-                        }
-                    });
+                    results.push(
+                        match self.try_commit(std::iter::once(&job.change), false).await {
+                            Ok(mut r) => r.remove(0),
+                            Err(e) => {
+                                self.conn = None;
+                                Err(StoreError::unavailable(e))
+                            }
+                        },
+                    );
                 }
                 results
             }
         }
     }
 
-    async fn try_commit<'a>(&mut self, changes: impl Iterator<Item = &'a Change>, batch: bool) -> std::result::Result<Vec<Result<()>>, Failed> {
+    async fn try_commit<'a>(
+        &mut self,
+        changes: impl Iterator<Item = &'a Change>,
+        batch: bool,
+    ) -> std::result::Result<Vec<Result<()>>, Failed> {
         let backend = self.backend;
         let conn = self.connection().await?;
         commit_batch(conn, backend, changes, batch).await
@@ -176,7 +186,6 @@ async fn commit_batch<'a>(
     }
 }
 
-
 /// Applies changes inside an open transaction; the flag says whether to commit.
 async fn apply_all<'a>(
     conn: &mut AnyConnection,
@@ -184,7 +193,10 @@ async fn apply_all<'a>(
     changes: impl Iterator<Item = &'a Change>,
     batch: bool,
 ) -> std::result::Result<(Vec<Result<()>>, bool), Failed> {
-    let head_sql = format!("SELECT seq, hash FROM audit_head WHERE id = 1{}", backend.lock_rows());
+    let head_sql = format!(
+        "SELECT seq, hash FROM audit_head WHERE id = 1{}",
+        backend.lock_rows()
+    );
     let head = sqlx::query(&head_sql).fetch_one(&mut *conn).await?;
     let (mut seq, mut hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
     let start_seq = seq;
@@ -205,7 +217,13 @@ async fn apply_all<'a>(
                             quotas.charge(agent_id, charges);
                             Ok(())
                         }
-                        Write::Quota(QuotaWrite::AdjustQuota { agent_id, quota, scope, window_start, delta }) => {
+                        Write::Quota(QuotaWrite::AdjustQuota {
+                            agent_id,
+                            quota,
+                            scope,
+                            window_start,
+                            delta,
+                        }) => {
                             quotas.adjust(agent_id, quota, scope, *window_start, *delta);
                             Ok(())
                         }
@@ -227,10 +245,20 @@ async fn apply_all<'a>(
         if outcome.is_ok() {
             for record in &change.audit {
                 seq += 1;
-                let json = serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                let json =
+                    serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                 let next = audit::chain_hash(&hash, seq, &json);
-                let at = warden_core::clock::parse_micros(&record.at).ok_or_else(|| sqlx::Error::Protocol(format!("audit time `{}` is not RFC 3339", record.at)))?;
-                audit_rows.push(AuditRow { seq, at, record, json, prev_hash: std::mem::replace(&mut hash, next.clone()), hash: next });
+                let at = warden_core::clock::parse_micros(&record.at).ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("audit time `{}` is not RFC 3339", record.at))
+                })?;
+                audit_rows.push(AuditRow {
+                    seq,
+                    at,
+                    record,
+                    json,
+                    prev_hash: std::mem::replace(&mut hash, next.clone()),
+                    hash: next,
+                });
             }
         }
         results.push(outcome);
@@ -245,7 +273,11 @@ async fn apply_all<'a>(
     insert_violations(conn, &violations).await?;
     insert_audit(conn, &audit_rows).await?;
     if seq != start_seq {
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1").bind(seq).bind(&hash).execute(&mut *conn).await?;
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&hash)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok((results, true))
 }
@@ -271,12 +303,20 @@ pub(crate) fn multi_insert(table_and_columns: &str, columns: usize, rows: usize)
 
 /// A write that had to touch exactly one row: anything else is the conflict.
 pub(crate) fn affected(n: u64, conflict: Conflict, message: String) -> Result<()> {
-    if n == 1 { Ok(()) } else { Err(StoreError::Conflict(conflict, message)) }
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(conflict, message))
+    }
 }
 
 /// A write that had to find exactly one row: anything else is missing.
 pub(crate) fn missing(n: u64, what: Missing, message: String) -> Result<()> {
-    if n == 1 { Ok(()) } else { Err(StoreError::NotFound(what, message)) }
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(what, message))
+    }
 }
 
 /// Applies one write by its domain.
@@ -301,6 +341,9 @@ mod tests {
 
     #[test]
     fn multi_row_inserts_number_every_parameter() {
-        assert_eq!(multi_insert("t (a, b)", 2, 2), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        assert_eq!(
+            multi_insert("t (a, b)", 2, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
     }
 }

@@ -9,7 +9,13 @@ use sqlx::Executor as _;
 use crate::both_backends;
 use crate::support::{Backend, TestServer, assert_error};
 
-both_backends!(every_decision_has_exactly_one_record, change_and_record_commit_together, tampering_is_detected, audit_filters, store_down_fails_closed);
+both_backends!(
+    every_decision_has_exactly_one_record,
+    change_and_record_commit_together,
+    tampering_is_detected,
+    audit_filters,
+    store_down_fails_closed
+);
 
 async fn every_decision_has_exactly_one_record(backend: Backend) {
     let s = TestServer::start(backend).await;
@@ -38,13 +44,32 @@ async fn every_decision_has_exactly_one_record(backend: Backend) {
     }
     assert_eq!(ids.len(), 60);
     for id in &ids {
-        assert_eq!(s.warden.state.store.count_audit_for_decision(id).await.unwrap(), 1, "decision {id}");
+        assert_eq!(
+            s.warden
+                .state
+                .store
+                .count_audit_for_decision(id)
+                .await
+                .unwrap(),
+            1,
+            "decision {id}"
+        );
     }
-    let (_, page) = s.get("/v1/audit?event_type=decision&limit=1000", &s.admin).await;
-    let audited: HashSet<String> = page["records"].as_array().unwrap().iter().map(|r| r["decision_id"].as_str().unwrap().to_string()).collect();
+    let (_, page) = s
+        .get("/v1/audit?event_type=decision&limit=1000", &s.admin)
+        .await;
+    let audited: HashSet<String> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["decision_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(audited, ids);
     // 60 decisions, the 20 production ones each with an approval request, and 5 set-up records.
-    assert_eq!(s.warden.state.store.verify_audit().await.unwrap(), Ok(60 + 20 + 5));
+    assert_eq!(
+        s.warden.state.store.verify_audit().await.unwrap(),
+        Ok(60 + 20 + 5)
+    );
 }
 
 async fn inject_fault(s: &TestServer, table: &str, column: &str, value: &str) {
@@ -91,18 +116,44 @@ async fn change_and_record_commit_together(backend: Backend) {
         }));
     }
     let doomed = json!({"id": "doomed", "tool": "t", "model": "m", "team": "core", "sponsor": "s"});
-    assert_error(&s.post("/v1/agents", &s.admin, doomed).await, 503, "store_unavailable");
+    assert_error(
+        &s.post("/v1/agents", &s.admin, doomed).await,
+        503,
+        "store_unavailable",
+    );
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::OK);
     }
-    assert_error(&s.get("/v1/agents/doomed", &s.admin).await, 404, "unknown_agent");
+    assert_error(
+        &s.get("/v1/agents/doomed", &s.admin).await,
+        404,
+        "unknown_agent",
+    );
     // The same on the decision path: the decision row fails, so no audit record and no answer.
     inject_fault(&s, "decisions", "service", "cursed").await;
-    let (status, body) = s.post("/v1/decisions", &bot, json!({"action": {"class": "read", "environment": "dev", "service": "cursed"}})).await;
-    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (503, Some("store_unavailable")), "{body}");
-    let (_, page) = s.get("/v1/audit?event_type=decision&limit=1000", &s.admin).await;
+    let (status, body) = s
+        .post(
+            "/v1/decisions",
+            &bot,
+            json!({"action": {"class": "read", "environment": "dev", "service": "cursed"}}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    let (_, page) = s
+        .get("/v1/audit?event_type=decision&limit=1000", &s.admin)
+        .await;
     assert_eq!(page["records"].as_array().unwrap().len(), 20);
-    assert!(page["records"].as_array().unwrap().iter().all(|r| r["target"] != "service:cursed"));
+    assert!(
+        page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["target"] != "service:cursed")
+    );
     assert!(s.warden.state.store.verify_audit().await.unwrap().is_ok());
 }
 
@@ -116,20 +167,54 @@ async fn tampering_is_detected(backend: Backend) {
     assert_eq!(store.verify_audit().await.unwrap(), Ok(7));
     let pool = s.db.pool().await;
     // Append-only is enforced by the database too.
-    assert!(pool.execute("UPDATE audit_events SET record = record WHERE seq = 4").await.is_err());
-    assert!(pool.execute("DELETE FROM audit_events WHERE seq = 4").await.is_err());
+    assert!(
+        pool.execute("UPDATE audit_events SET record = record WHERE seq = 4")
+            .await
+            .is_err()
+    );
+    assert!(
+        pool.execute("DELETE FROM audit_events WHERE seq = 4")
+            .await
+            .is_err()
+    );
     // Someone with raw access removes the guard and rewrites history.
     match s.db.backend {
-        Backend::Sqlite => pool.execute("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;").await.unwrap(),
-        Backend::Postgres => pool.execute("DROP TRIGGER audit_append_only ON audit_events").await.unwrap(),
+        Backend::Sqlite => pool
+            .execute("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+            .await
+            .unwrap(),
+        Backend::Postgres => pool
+            .execute("DROP TRIGGER audit_append_only ON audit_events")
+            .await
+            .unwrap(),
     };
-    pool.execute("UPDATE audit_events SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 5").await.unwrap();
+    pool.execute(
+        "UPDATE audit_events SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 5",
+    )
+    .await
+    .unwrap();
     let problem = store.verify_audit().await.unwrap().unwrap_err();
-    assert!(problem.contains("record 5") && problem.contains("edited"), "{problem}");
-    pool.execute("UPDATE audit_events SET record = replace(record, '\"deny\"', '\"allow\"') WHERE seq = 5").await.unwrap();
+    assert!(
+        problem.contains("record 5") && problem.contains("edited"),
+        "{problem}"
+    );
+    pool.execute(
+        "UPDATE audit_events SET record = replace(record, '\"deny\"', '\"allow\"') WHERE seq = 5",
+    )
+    .await
+    .unwrap();
     assert_eq!(store.verify_audit().await.unwrap(), Ok(7));
-    pool.execute("DELETE FROM audit_events WHERE seq = 6").await.unwrap();
-    assert!(store.verify_audit().await.unwrap().unwrap_err().contains("record 6"));
+    pool.execute("DELETE FROM audit_events WHERE seq = 6")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .verify_audit()
+            .await
+            .unwrap()
+            .unwrap_err()
+            .contains("record 6")
+    );
 }
 
 async fn audit_filters(backend: Backend) {
@@ -139,12 +224,26 @@ async fn audit_filters(backend: Backend) {
     s.verdict(&bot, "deploy", "staging").await;
     s.verdict(&bot, "deploy", "production").await;
     let s = &s;
-    let get = |q: &'static str| async move { s.get(&format!("/v1/audit?{q}"), &s.admin).await.1["records"].as_array().unwrap().clone() };
+    let get = |q: &'static str| async move {
+        s.get(&format!("/v1/audit?{q}"), &s.admin).await.1["records"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
     // Two decisions, and the approval the production deploy asks for.
     assert_eq!(get("actor_kind=agent").await.len(), 3);
-    assert_eq!(get("actor_kind=admin").await.len(), 6, "the policy, the test's admin token, 2 agents and their 2 tokens");
+    assert_eq!(
+        get("actor_kind=admin").await.len(),
+        6,
+        "the policy, the test's admin token, 2 agents and their 2 tokens"
+    );
     assert_eq!(get("agent=bot&environment=production").await.len(), 2);
-    assert_eq!(get("agent=bot&environment=production&event_type=decision").await.len(), 1);
+    assert_eq!(
+        get("agent=bot&environment=production&event_type=decision")
+            .await
+            .len(),
+        1
+    );
     assert_eq!(get("action_class=deploy").await.len(), 3);
     assert_eq!(get("since=2999-01-01T00:00:00Z").await.len(), 0);
     assert_eq!(get("until=2000-01-01T00:00:00Z").await.len(), 0);
@@ -152,12 +251,19 @@ async fn audit_filters(backend: Backend) {
     let (_, first) = s.get("/v1/audit?limit=5", &s.admin).await;
     assert_eq!(first["records"].as_array().unwrap().len(), 5);
     let after = first["next_after"].as_i64().unwrap();
-    let (_, rest) = s.get(&format!("/v1/audit?limit=5&after={after}"), &s.admin).await;
+    let (_, rest) = s
+        .get(&format!("/v1/audit?limit=5&after={after}"), &s.admin)
+        .await;
     assert_eq!(rest["records"].as_array().unwrap().len(), 4);
     assert_eq!(rest["records"][0]["prev_hash"], first["records"][4]["hash"]);
     assert!(rest["next_after"].is_null());
     // Approvers may read the trail.
-    s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "core", "grants": []})).await;
+    s.post(
+        "/v1/humans",
+        &s.admin,
+        json!({"id": "carol", "team": "core", "grants": []}),
+    )
+    .await;
     let approver = s.token("approver", Some("carol")).await;
     assert_eq!(s.get("/v1/audit", &approver).await.0, 200);
 }
@@ -176,12 +282,19 @@ async fn store_down_fails_closed(backend: Backend) {
         }
         // The database goes away underneath the server: its schema vanishes and its sessions die.
         Some(schema) => {
-            admin.execute(format!("ALTER SCHEMA {schema} RENAME TO {schema}_gone").as_str()).await.unwrap();
+            admin
+                .execute(format!("ALTER SCHEMA {schema} RENAME TO {schema}_gone").as_str())
+                .await
+                .unwrap();
             admin.execute(format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{schema}'").as_str()).await.unwrap();
             // Termination is asynchronous: wait until the sessions are gone.
             for _ in 0..100 {
-                let alive: i64 =
-                    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{schema}'")).fetch_one(&admin).await.unwrap();
+                let alive: i64 = sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{schema}'"
+                ))
+                .fetch_one(&admin)
+                .await
+                .unwrap();
                 if alive == 0 {
                     break;
                 }
@@ -191,13 +304,26 @@ async fn store_down_fails_closed(backend: Backend) {
     }
     let result = s.decide(&bot, "deploy", "staging", json!({})).await;
     assert_error(&result, 503, "store_unavailable");
-    assert_eq!(s.call(reqwest::Method::GET, "/readyz", None, None).await.0.as_u16(), if s.db.backend == Backend::Sqlite { 200 } else { 503 });
+    assert_eq!(
+        s.call(reqwest::Method::GET, "/readyz", None, None)
+            .await
+            .0
+            .as_u16(),
+        if s.db.backend == Backend::Sqlite {
+            200
+        } else {
+            503
+        }
+    );
     match s.db.schema() {
         None => {
             conn.execute("ROLLBACK").await.unwrap();
         }
         Some(schema) => {
-            admin.execute(format!("ALTER SCHEMA {schema}_gone RENAME TO {schema}").as_str()).await.unwrap();
+            admin
+                .execute(format!("ALTER SCHEMA {schema}_gone RENAME TO {schema}").as_str())
+                .await
+                .unwrap();
         }
     }
     // It recovers by itself (a pooled session killed during the outage may fail one more

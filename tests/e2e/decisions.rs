@@ -16,18 +16,43 @@ both_backends!(
     flag_mode_allows_and_records
 );
 
-const WRITE_CLASSES: [&str; 9] =
-    ["run_tests", "docs_update", "api_call", "deploy", "config_change", "infra_create", "infra_delete", "db_migration", "security_policy_change"];
+const WRITE_CLASSES: [&str; 9] = [
+    "run_tests",
+    "docs_update",
+    "api_call",
+    "deploy",
+    "config_change",
+    "infra_create",
+    "infra_delete",
+    "db_migration",
+    "security_policy_change",
+];
 
 async fn standard_agent(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("deploy-bot", 2, json!({})).await;
     assert_eq!(s.verdict(&bot, "deploy", "staging").await, "allow");
-    assert_eq!(s.verdict(&bot, "deploy", "production").await, "require_approval");
-    assert_eq!(s.verdict(&bot, "db_migration", "production").await, "require_approval");
-    assert_eq!(s.verdict(&bot, "db_migration", "staging").await, "require_approval");
-    assert_eq!(s.verdict(&bot, "security_policy_change", "production").await, "require_approval");
-    assert_eq!(s.verdict(&bot, "security_policy_change", "staging").await, "require_approval");
+    assert_eq!(
+        s.verdict(&bot, "deploy", "production").await,
+        "require_approval"
+    );
+    assert_eq!(
+        s.verdict(&bot, "db_migration", "production").await,
+        "require_approval"
+    );
+    assert_eq!(
+        s.verdict(&bot, "db_migration", "staging").await,
+        "require_approval"
+    );
+    assert_eq!(
+        s.verdict(&bot, "security_policy_change", "production")
+            .await,
+        "require_approval"
+    );
+    assert_eq!(
+        s.verdict(&bot, "security_policy_change", "staging").await,
+        "require_approval"
+    );
     // The answer carries what DESIGN.md promises.
     let (_, a) = s
         .decide(
@@ -44,7 +69,11 @@ async fn standard_agent(backend: Backend) {
     assert!(a["decision_id"].as_str().is_some());
     // A breaking change is riskier.
     let (_, a) = s.decide(&bot, "deploy", "staging", json!({"action": {"class": "deploy", "environment": "staging", "service": "payments", "change": {"files_changed": 3, "lines_added": 10, "lines_deleted": 2, "paths": ["api.proto"], "breaking": true}}})).await;
-    assert_eq!((a["risk"]["level"].as_str(), a["verdict"].as_str()), (Some("high"), Some("require_approval")), "{a}");
+    assert_eq!(
+        (a["risk"]["level"].as_str(), a["verdict"].as_str()),
+        (Some("high"), Some("require_approval")),
+        "{a}"
+    );
 }
 
 async fn observe_agent_is_denied_every_write(backend: Backend) {
@@ -71,16 +100,34 @@ async fn chatops_agent_bounded_by_human(backend: Backend) {
     let bot = s.agent("chatops", 4, json!({})).await;
     assert_eq!(s.verdict(&bot, "deploy", "production").await, "allow");
     // ...but not for bob, who has no production rights.
-    let (status, a) = s.decide(&bot, "deploy", "production", json!({"on_behalf_of": "bob"})).await;
+    let (status, a) = s
+        .decide(&bot, "deploy", "production", json!({"on_behalf_of": "bob"}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(a["verdict"], "deny", "{a}");
-    assert!(a["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "on_behalf_of_not_permitted"), "{a}");
+    assert!(
+        a["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "on_behalf_of_not_permitted"),
+        "{a}"
+    );
     // Within bob's rights the agent's own tier decides.
-    let (_, a) = s.decide(&bot, "deploy", "staging", json!({"on_behalf_of": "bob"})).await;
+    let (_, a) = s
+        .decide(&bot, "deploy", "staging", json!({"on_behalf_of": "bob"}))
+        .await;
     assert_eq!(a["verdict"], "allow");
     // The audit record names both the agent and the human.
-    let (_, page) = s.get("/v1/audit?event_type=decision&agent=chatops", &s.admin).await;
-    let rec = page["records"].as_array().unwrap().iter().find(|r| r["on_behalf_of"] == "bob").expect("a decision on behalf of bob");
+    let (_, page) = s
+        .get("/v1/audit?event_type=decision&agent=chatops", &s.admin)
+        .await;
+    let rec = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["on_behalf_of"] == "bob")
+        .expect("a decision on behalf of bob");
     assert_eq!(rec["actor"]["kind"], "agent");
     assert_eq!(rec["actor"]["id"], "chatops");
     assert_eq!(rec["actor"]["tool"], "claude-code");
@@ -89,17 +136,27 @@ async fn chatops_agent_bounded_by_human(backend: Backend) {
 async fn shadow_mode_never_blocks(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("trial", 0, json!({"shadow": true})).await;
-    let (_, a) = s.decide(&bot, "db_migration", "production", json!({})).await;
-    assert_eq!((a["verdict"].as_str(), a["shadow_verdict"].as_str()), (Some("allow"), Some("deny")), "{a}");
+    let (_, a) = s
+        .decide(&bot, "db_migration", "production", json!({}))
+        .await;
+    assert_eq!(
+        (a["verdict"].as_str(), a["shadow_verdict"].as_str()),
+        (Some("allow"), Some("deny")),
+        "{a}"
+    );
     let id = a["decision_id"].as_str().unwrap();
     // Recorded with the would-be verdict, in the decision and in the audit trail.
     let (status, stored) = s.get(&format!("/v1/decisions/{id}"), &s.admin).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stored["shadow_verdict"], "deny");
-    let (_, page) = s.get("/v1/audit?event_type=decision&agent=trial", &s.admin).await;
+    let (_, page) = s
+        .get("/v1/audit?event_type=decision&agent=trial", &s.admin)
+        .await;
     assert_eq!(page["records"][0]["details"]["shadow_verdict"], "deny");
     // Turning shadow off enforces.
-    let (status, _) = s.patch("/v1/agents/trial", &s.admin, json!({"shadow": false})).await;
+    let (status, _) = s
+        .patch("/v1/agents/trial", &s.admin, json!({"shadow": false}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(s.verdict(&bot, "db_migration", "production").await, "deny");
 }
@@ -107,34 +164,65 @@ async fn shadow_mode_never_blocks(backend: Backend) {
 async fn sub_agent_capped_by_parent(backend: Backend) {
     let s = TestServer::start(backend).await;
     s.agent("orchestrator", 1, json!({})).await;
-    let child = s.agent("worker", 3, json!({"parent": "orchestrator"})).await;
+    let child = s
+        .agent("worker", 3, json!({"parent": "orchestrator"}))
+        .await;
     let (_, a) = s.decide(&child, "deploy", "production", json!({})).await;
-    assert_eq!((a["verdict"].as_str(), a["tier"].as_u64(), a["agent_tier"].as_u64()), (Some("deny"), Some(1), Some(3)), "{a}");
-    s.patch("/v1/agents/orchestrator", &s.admin, json!({"tier": 4})).await;
+    assert_eq!(
+        (
+            a["verdict"].as_str(),
+            a["tier"].as_u64(),
+            a["agent_tier"].as_u64()
+        ),
+        (Some("deny"), Some(1), Some(3)),
+        "{a}"
+    );
+    s.patch("/v1/agents/orchestrator", &s.admin, json!({"tier": 4}))
+        .await;
     assert_eq!(s.verdict(&child, "deploy", "production").await, "allow");
 }
 
 async fn suspended_agent_is_denied(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("rogue", 4, json!({})).await;
-    let (status, _) = s.patch("/v1/agents/rogue", &s.admin, json!({"status": "suspended"})).await;
+    let (status, _) = s
+        .patch("/v1/agents/rogue", &s.admin, json!({"status": "suspended"}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (_, a) = s.decide(&bot, "read", "dev", json!({})).await;
-    assert_eq!((a["verdict"].as_str(), a["reasons"][0]["code"].as_str()), (Some("deny"), Some("agent_suspended")));
-    s.patch("/v1/agents/rogue", &s.admin, json!({"status": "active"})).await;
+    assert_eq!(
+        (a["verdict"].as_str(), a["reasons"][0]["code"].as_str()),
+        (Some("deny"), Some("agent_suspended"))
+    );
+    s.patch("/v1/agents/rogue", &s.admin, json!({"status": "active"}))
+        .await;
     assert_eq!(s.verdict(&bot, "read", "dev").await, "allow");
 }
 
 async fn flag_mode_allows_and_records(backend: Backend) {
     let db = crate::support::TestDb::new(backend).await;
     let mut config = db.config();
-    config.policy.violation_modes.insert("docs_update".into(), warden::policy::ViolationMode::Flag);
+    config
+        .policy
+        .violation_modes
+        .insert("docs_update".into(), warden::policy::ViolationMode::Flag);
     let s = TestServer::start_with(db, config).await;
     let bot = s.agent("scribe", 0, json!({})).await;
     let (_, a) = s.decide(&bot, "docs_update", "production", json!({})).await;
     assert_eq!(a["verdict"], "allow", "{a}");
-    assert!(a["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "violation_flagged"));
+    assert!(
+        a["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "violation_flagged")
+    );
     let pool = s.db.pool().await;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM violations WHERE agent_id = 'scribe' AND mode = 'flag'").fetch_one(&pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM violations WHERE agent_id = 'scribe' AND mode = 'flag'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(n, 1);
 }

@@ -6,15 +6,34 @@ use serde_json::json;
 use crate::both_backends;
 use crate::support::{Backend, TestServer, assert_error};
 
-both_backends!(bad_input_is_400_naming_the_field, auth_errors, not_found_and_conflicts, size_and_content_type);
+both_backends!(
+    bad_input_is_400_naming_the_field,
+    auth_errors,
+    not_found_and_conflicts,
+    size_and_content_type
+);
 
 async fn bad_input_is_400_naming_the_field(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("bot", 2, json!({})).await;
     let d = |body| s.post("/v1/decisions", &bot, body);
-    assert_eq!(assert_error(&d(json!({"action": {"environment": "dev", "service": "x"}})).await, 400, "invalid_field").as_deref(), Some("action.class"));
     assert_eq!(
-        assert_error(&d(json!({"action": {"class": "teleport", "environment": "dev", "service": "x"}})).await, 400, "invalid_field").as_deref(),
+        assert_error(
+            &d(json!({"action": {"environment": "dev", "service": "x"}})).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("action.class")
+    );
+    assert_eq!(
+        assert_error(
+            &d(json!({"action": {"class": "teleport", "environment": "dev", "service": "x"}}))
+                .await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
         Some("action.class")
     );
     assert_eq!(
@@ -31,7 +50,10 @@ async fn bad_input_is_400_naming_the_field(backend: Backend) {
         assert_error(&d(json!({"action": {"class": "deploy", "environment": "dev", "service": "x", "surprise": 1}})).await, 400, "invalid_field").as_deref(),
         Some("action.surprise")
     );
-    assert_eq!(assert_error(&d(json!({})).await, 400, "invalid_field").as_deref(), Some("action"));
+    assert_eq!(
+        assert_error(&d(json!({})).await, 400, "invalid_field").as_deref(),
+        Some("action")
+    );
     // Malformed JSON.
     let resp = s
         .client
@@ -43,10 +65,21 @@ async fn bad_input_is_400_naming_the_field(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["error"]["code"], "malformed_json");
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        "malformed_json"
+    );
     // A service token must name the agent.
     let svc = s.token("service", Some("platform")).await;
-    assert_eq!(assert_error(&s.decide(&svc, "deploy", "dev", json!({})).await, 400, "invalid_field").as_deref(), Some("agent"));
+    assert_eq!(
+        assert_error(
+            &s.decide(&svc, "deploy", "dev", json!({})).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("agent")
+    );
     // Agents: tier above ceiling, bad id, unknown tier, unknown field.
     let a = |body| s.post("/v1/agents", &s.admin, body);
     let base = json!({"id": "x", "tool": "t", "model": "m", "team": "core", "sponsor": "s"});
@@ -55,19 +88,79 @@ async fn bad_input_is_400_naming_the_field(backend: Backend) {
         b[k] = v;
         b
     };
-    assert_eq!(assert_error(&a(with("tier", json!(3))).await, 400, "invalid_field").as_deref(), Some("tier"));
-    assert_eq!(assert_error(&a(with("id", json!("Not A Slug"))).await, 400, "invalid_field").as_deref(), Some("id"));
-    assert_eq!(assert_error(&a(with("ceiling", json!(9))).await, 400, "invalid_field").as_deref(), Some("ceiling"));
-    assert_eq!(assert_error(&a(with("tier", json!(-1))).await, 400, "invalid_field").as_deref(), Some("tier"));
-    assert_eq!(assert_error(&a(with("colour", json!("red"))).await, 400, "invalid_field").as_deref(), Some("colour"));
-    assert_eq!(assert_error(&a(with("parent", json!("nobody"))).await, 400, "invalid_field").as_deref(), Some("parent"));
+    assert_eq!(
+        assert_error(&a(with("tier", json!(3))).await, 400, "invalid_field").as_deref(),
+        Some("tier")
+    );
+    assert_eq!(
+        assert_error(
+            &a(with("id", json!("Not A Slug"))).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("id")
+    );
+    assert_eq!(
+        assert_error(&a(with("ceiling", json!(9))).await, 400, "invalid_field").as_deref(),
+        Some("ceiling")
+    );
+    assert_eq!(
+        assert_error(&a(with("tier", json!(-1))).await, 400, "invalid_field").as_deref(),
+        Some("tier")
+    );
+    assert_eq!(
+        assert_error(&a(with("colour", json!("red"))).await, 400, "invalid_field").as_deref(),
+        Some("colour")
+    );
+    assert_eq!(
+        assert_error(
+            &a(with("parent", json!("nobody"))).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("parent")
+    );
     // Humans: bad grant.
     let h = json!({"id": "eve", "team": "core", "grants": [{"class": "deploy", "environment": "prod", "max_risk": "extreme"}]});
-    assert_eq!(assert_error(&s.post("/v1/humans", &s.admin, h).await, 400, "invalid_field").as_deref(), Some("grants[0].max_risk"));
+    assert_eq!(
+        assert_error(
+            &s.post("/v1/humans", &s.admin, h).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("grants[0].max_risk")
+    );
     // Audit query.
-    assert_eq!(assert_error(&s.get("/v1/audit?since=yesterday", &s.admin).await, 400, "invalid_field").as_deref(), Some("since"));
-    assert_eq!(assert_error(&s.get("/v1/audit?limit=abc", &s.admin).await, 400, "invalid_field").as_deref(), Some("limit"));
-    assert_eq!(assert_error(&s.get("/v1/audit?actor_kind=robot", &s.admin).await, 400, "invalid_field").as_deref(), Some("actor_kind"));
+    assert_eq!(
+        assert_error(
+            &s.get("/v1/audit?since=yesterday", &s.admin).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("since")
+    );
+    assert_eq!(
+        assert_error(
+            &s.get("/v1/audit?limit=abc", &s.admin).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("limit")
+    );
+    assert_eq!(
+        assert_error(
+            &s.get("/v1/audit?actor_kind=robot", &s.admin).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("actor_kind")
+    );
 }
 
 async fn auth_errors(backend: Backend) {
@@ -75,34 +168,126 @@ async fn auth_errors(backend: Backend) {
     let bot = s.agent("bot", 2, json!({})).await;
     s.agent("other", 2, json!({})).await;
     let body = json!({"action": {"class": "read", "environment": "dev", "service": "x"}});
-    assert_error(&s.call(Method::POST, "/v1/decisions", None, Some(body.clone())).await, 401, "missing_token");
-    assert_error(&s.call(Method::POST, "/v1/decisions", Some("wdn_not-a-real-token"), Some(body.clone())).await, 401, "invalid_token");
+    assert_error(
+        &s.call(Method::POST, "/v1/decisions", None, Some(body.clone()))
+            .await,
+        401,
+        "missing_token",
+    );
+    assert_error(
+        &s.call(
+            Method::POST,
+            "/v1/decisions",
+            Some("wdn_not-a-real-token"),
+            Some(body.clone()),
+        )
+        .await,
+        401,
+        "invalid_token",
+    );
     // Revoked tokens stop working at once.
-    let (_, created) = s.post("/v1/tokens", &s.admin, json!({"role": "service", "subject": "ci"})).await;
-    let (svc, id) = (created["token"].as_str().unwrap().to_string(), created["id"].as_str().unwrap().to_string());
+    let (_, created) = s
+        .post(
+            "/v1/tokens",
+            &s.admin,
+            json!({"role": "service", "subject": "ci"}),
+        )
+        .await;
+    let (svc, id) = (
+        created["token"].as_str().unwrap().to_string(),
+        created["id"].as_str().unwrap().to_string(),
+    );
     assert_eq!(s.get("/v1/agents", &svc).await.0, 200);
-    assert_eq!(s.call(Method::DELETE, &format!("/v1/tokens/{id}"), Some(&s.admin), None).await.0, 204);
+    assert_eq!(
+        s.call(
+            Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some(&s.admin),
+            None
+        )
+        .await
+        .0,
+        204
+    );
     assert_error(&s.get("/v1/agents", &svc).await, 401, "token_revoked");
-    assert_error(&s.call(Method::DELETE, &format!("/v1/tokens/{id}"), Some(&s.admin), None).await, 404, "unknown_token");
+    assert_error(
+        &s.call(
+            Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some(&s.admin),
+            None,
+        )
+        .await,
+        404,
+        "unknown_token",
+    );
     // Roles.
-    let agent_create = json!({"id": "y", "tool": "t", "model": "m", "team": "core", "sponsor": "s"});
-    assert_error(&s.post("/v1/agents", &bot, agent_create.clone()).await, 403, "forbidden_role");
-    assert_error(&s.post("/v1/agents", &svc, agent_create).await, 401, "token_revoked");
-    assert_error(&s.patch("/v1/agents/bot", &bot, json!({"tier": 4})).await, 403, "forbidden_role");
+    let agent_create =
+        json!({"id": "y", "tool": "t", "model": "m", "team": "core", "sponsor": "s"});
+    assert_error(
+        &s.post("/v1/agents", &bot, agent_create.clone()).await,
+        403,
+        "forbidden_role",
+    );
+    assert_error(
+        &s.post("/v1/agents", &svc, agent_create).await,
+        401,
+        "token_revoked",
+    );
+    assert_error(
+        &s.patch("/v1/agents/bot", &bot, json!({"tier": 4})).await,
+        403,
+        "forbidden_role",
+    );
     assert_error(&s.get("/v1/audit", &bot).await, 403, "forbidden_role");
-    assert_error(&s.post("/v1/tokens", &bot, json!({"role": "admin"})).await, 403, "forbidden_role");
-    s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "core", "grants": []})).await;
+    assert_error(
+        &s.post("/v1/tokens", &bot, json!({"role": "admin"})).await,
+        403,
+        "forbidden_role",
+    );
+    s.post(
+        "/v1/humans",
+        &s.admin,
+        json!({"id": "carol", "team": "core", "grants": []}),
+    )
+    .await;
     let approver = s.token("approver", Some("carol")).await;
-    assert_error(&s.post("/v1/decisions", &approver, body.clone()).await, 403, "forbidden_role");
+    assert_error(
+        &s.post("/v1/decisions", &approver, body.clone()).await,
+        403,
+        "forbidden_role",
+    );
     // An agent acting for another agent.
     let mut other = body.clone();
     other["agent"] = json!("other");
-    assert_eq!(assert_error(&s.post("/v1/decisions", &bot, other).await, 403, "acting_for_another_agent").as_deref(), Some("agent"));
-    assert_error(&s.get("/v1/agents/other", &bot).await, 403, "acting_for_another_agent");
+    assert_eq!(
+        assert_error(
+            &s.post("/v1/decisions", &bot, other).await,
+            403,
+            "acting_for_another_agent"
+        )
+        .as_deref(),
+        Some("agent")
+    );
+    assert_error(
+        &s.get("/v1/agents/other", &bot).await,
+        403,
+        "acting_for_another_agent",
+    );
     assert_eq!(s.get("/v1/agents/bot", &bot).await.0, 200);
     // Tokens need real subjects.
     assert_eq!(
-        assert_error(&s.post("/v1/tokens", &s.admin, json!({"role": "agent", "subject": "ghost"})).await, 400, "invalid_field").as_deref(),
+        assert_error(
+            &s.post(
+                "/v1/tokens",
+                &s.admin,
+                json!({"role": "agent", "subject": "ghost"})
+            )
+            .await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
         Some("subject")
     );
 }
@@ -110,22 +295,67 @@ async fn auth_errors(backend: Backend) {
 async fn not_found_and_conflicts(backend: Backend) {
     let s = TestServer::start(backend).await;
     let svc = s.token("service", Some("platform")).await;
-    assert_eq!(assert_error(&s.decide(&svc, "read", "dev", json!({"agent": "ghost"})).await, 404, "unknown_agent").as_deref(), Some("agent"));
+    assert_eq!(
+        assert_error(
+            &s.decide(&svc, "read", "dev", json!({"agent": "ghost"}))
+                .await,
+            404,
+            "unknown_agent"
+        )
+        .as_deref(),
+        Some("agent")
+    );
     s.agent("bot", 2, json!({})).await;
     assert_eq!(
-        assert_error(&s.decide(&svc, "read", "dev", json!({"agent": "bot", "on_behalf_of": "nobody"})).await, 404, "unknown_human").as_deref(),
+        assert_error(
+            &s.decide(
+                &svc,
+                "read",
+                "dev",
+                json!({"agent": "bot", "on_behalf_of": "nobody"})
+            )
+            .await,
+            404,
+            "unknown_human"
+        )
+        .as_deref(),
         Some("on_behalf_of")
     );
-    assert_error(&s.get("/v1/agents/ghost", &s.admin).await, 404, "unknown_agent");
-    assert_error(&s.patch("/v1/agents/ghost", &s.admin, json!({"tier": 1})).await, 404, "unknown_agent");
-    assert_error(&s.get("/v1/humans/ghost", &s.admin).await, 404, "unknown_human");
-    assert_error(&s.get("/v1/decisions/nope", &s.admin).await, 404, "unknown_decision");
+    assert_error(
+        &s.get("/v1/agents/ghost", &s.admin).await,
+        404,
+        "unknown_agent",
+    );
+    assert_error(
+        &s.patch("/v1/agents/ghost", &s.admin, json!({"tier": 1}))
+            .await,
+        404,
+        "unknown_agent",
+    );
+    assert_error(
+        &s.get("/v1/humans/ghost", &s.admin).await,
+        404,
+        "unknown_human",
+    );
+    assert_error(
+        &s.get("/v1/decisions/nope", &s.admin).await,
+        404,
+        "unknown_decision",
+    );
     assert_error(&s.get("/v1/no/such/thing", &s.admin).await, 404, "no_route");
     let dup = json!({"id": "bot", "tool": "t", "model": "m", "team": "core", "sponsor": "s"});
-    assert_error(&s.post("/v1/agents", &s.admin, dup).await, 409, "agent_exists");
+    assert_error(
+        &s.post("/v1/agents", &s.admin, dup).await,
+        409,
+        "agent_exists",
+    );
     let human = json!({"id": "dana", "team": "core", "grants": []});
     assert_eq!(s.post("/v1/humans", &s.admin, human.clone()).await.0, 201);
-    assert_error(&s.post("/v1/humans", &s.admin, human).await, 409, "human_exists");
+    assert_error(
+        &s.post("/v1/humans", &s.admin, human).await,
+        409,
+        "human_exists",
+    );
     // A rejected change writes no audit record.
     let (_, page) = s.get("/v1/audit?event_type=agent.created", &s.admin).await;
     assert_eq!(page["records"].as_array().unwrap().len(), 1);
@@ -137,11 +367,34 @@ async fn size_and_content_type(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("bot", 2, json!({})).await;
     let big = json!({"action": {"class": "deploy", "environment": "dev", "service": "x", "reasoning": "a".repeat(300 * 1024)}});
-    assert_error(&s.post("/v1/decisions", &bot, big).await, 413, "payload_too_large");
-    let resp = s.client.post(format!("{}/v1/decisions", s.base)).bearer_auth(&bot).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    assert_error(
+        &s.post("/v1/decisions", &bot, big).await,
+        413,
+        "payload_too_large",
+    );
+    let resp = s
+        .client
+        .post(format!("{}/v1/decisions", s.base))
+        .bearer_auth(&bot)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 415);
-    assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["error"]["code"], "unsupported_media_type");
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        "unsupported_media_type"
+    );
     // Under the body limit but over a field limit: 400 naming the field.
     let long = json!({"action": {"class": "deploy", "environment": "dev", "service": "x", "reasoning": "a".repeat(20 * 1024)}});
-    assert_eq!(assert_error(&s.post("/v1/decisions", &bot, long).await, 400, "invalid_field").as_deref(), Some("action.reasoning"));
+    assert_eq!(
+        assert_error(
+            &s.post("/v1/decisions", &bot, long).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("action.reasoning")
+    );
 }

@@ -14,7 +14,9 @@ async fn policy_changes_are_audited(backend: Backend) {
     assert_eq!(page["records"].as_array().unwrap().len(), 1);
     assert_eq!(page["records"][0]["policy_version"], policy["version"]);
     // Opening again with the same policy records nothing; a changed policy is recorded.
-    let same = warden::server::Warden::open_default(s.db.config()).await.unwrap();
+    let same = warden::server::Warden::open_default(s.db.config())
+        .await
+        .unwrap();
     let mut changed = s.db.config();
     changed.policy.mode = Some(warden::policy::PolicyMode::Shadow);
     let other = warden::server::Warden::open_default(changed).await.unwrap();
@@ -29,19 +31,36 @@ async fn policy_changes_are_audited(backend: Backend) {
 
 async fn operations_endpoints(backend: Backend) {
     let s = TestServer::start(backend).await;
-    assert_eq!(s.call(reqwest::Method::GET, "/healthz", None, None).await.0, 200);
-    assert_eq!(s.call(reqwest::Method::GET, "/readyz", None, None).await.0, 200);
+    assert_eq!(
+        s.call(reqwest::Method::GET, "/healthz", None, None).await.0,
+        200
+    );
+    assert_eq!(
+        s.call(reqwest::Method::GET, "/readyz", None, None).await.0,
+        200
+    );
     let bot = s.agent("bot", 2, json!({})).await;
     s.verdict(&bot, "deploy", "staging").await;
     s.verdict(&bot, "deploy", "production").await;
     s.verdict(&bot, "deploy", "staging").await;
     let (_, metrics) = s.call(reqwest::Method::GET, "/metrics", None, None).await;
     let metrics = metrics.as_str().unwrap();
-    assert!(metrics.contains("warden_decisions_total{verdict=\"allow\"} 2"), "{metrics}");
-    assert!(metrics.contains("warden_decisions_total{verdict=\"require_approval\"} 1"), "{metrics}");
-    assert!(metrics.contains("warden_decision_duration_seconds_count 3"), "{metrics}");
+    assert!(
+        metrics.contains("warden_decisions_total{verdict=\"allow\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_decisions_total{verdict=\"require_approval\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_decision_duration_seconds_count 3"),
+        "{metrics}"
+    );
     // The OpenAPI document is generated from the handlers.
-    let (_, doc) = s.call(reqwest::Method::GET, "/openapi.json", None, None).await;
+    let (_, doc) = s
+        .call(reqwest::Method::GET, "/openapi.json", None, None)
+        .await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/v1/decisions",
@@ -55,7 +74,10 @@ async fn operations_endpoints(backend: Backend) {
         "/v1/policy",
         "/healthz",
     ] {
-        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
     }
     assert!(doc["components"]["schemas"].get("DecisionAnswer").is_some());
     // The effective policy and its version.
@@ -66,5 +88,8 @@ async fn operations_endpoints(backend: Backend) {
     // A graceful stop drains the writer and closes the store.
     let store = s.warden.state.store.clone();
     s.stop().await;
-    assert!(matches!(store.commit(Default::default()).await.unwrap_err(), warden::store::StoreError::Unavailable(_)));
+    assert!(matches!(
+        store.commit(Default::default()).await.unwrap_err(),
+        warden::store::StoreError::Unavailable(_)
+    ));
 }

@@ -9,22 +9,34 @@ use serde_json::json;
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer};
 
-both_backends!(reference_classifier_raises_risk, hostile_plugins_follow_their_failure_policy, a_severe_anomaly_caps_the_tier);
+both_backends!(
+    reference_classifier_raises_risk,
+    hostile_plugins_follow_their_failure_policy,
+    a_severe_anomaly_caps_the_tier
+);
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Builds a plugin crate into a component once per test process (cargo serialises concurrent builds).
 pub(crate) fn component(krate: &str) -> Vec<u8> {
-    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> = OnceLock::new();
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> =
+        OnceLock::new();
     let cache = BUILT.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap();
     cache
         .entry(krate.to_string())
         .or_insert_with(|| {
-            let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target")).join("plugins");
-            let path = warden::plugins::build::build_crate(&workspace().join(krate), Some(&target)).unwrap();
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| workspace().join("target"))
+                .join("plugins");
+            let path = warden::plugins::build::build_crate(&workspace().join(krate), Some(&target))
+                .unwrap();
             std::fs::read(path).unwrap()
         })
         .clone()
@@ -57,7 +69,11 @@ async fn reference_classifier_raises_risk(backend: Backend) {
     let bot = s.agent("bot", 2, json!({})).await;
     // The table alone says a staging deploy is low risk; a migration path makes it high.
     let (_, plain) = s.decide(&bot, "deploy", "staging", json!({})).await;
-    assert_eq!((plain["verdict"].as_str(), plain["risk"]["level"].as_str()), (Some("allow"), Some("low")), "{plain}");
+    assert_eq!(
+        (plain["verdict"].as_str(), plain["risk"]["level"].as_str()),
+        (Some("allow"), Some("low")),
+        "{plain}"
+    );
     let report = &plain["plugins"][0];
     assert_eq!(report["plugin"], "action-classifier@0.1.0");
     assert_eq!(report["outcome"], "ok");
@@ -65,21 +81,50 @@ async fn reference_classifier_raises_risk(backend: Backend) {
     let change = json!({"files_changed": 1, "lines_added": 12, "lines_deleted": 0, "paths": ["db/migrations/0042_index.sql"]});
     let (_, risky) =
         s.decide(&bot, "deploy", "staging", json!({"action": {"class": "deploy", "environment": "staging", "service": "payments", "change": change}})).await;
-    assert_eq!((risky["verdict"].as_str(), risky["risk"]["level"].as_str()), (Some("require_approval"), Some("high")), "{risky}");
-    assert!(risky["risk"]["categories"].as_array().unwrap().iter().any(|c| c == "sensitive_path:migrations"));
-    assert!(risky["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "plugin_risk"));
+    assert_eq!(
+        (risky["verdict"].as_str(), risky["risk"]["level"].as_str()),
+        (Some("require_approval"), Some("high")),
+        "{risky}"
+    );
+    assert!(
+        risky["risk"]["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "sensitive_path:migrations")
+    );
+    assert!(
+        risky["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "plugin_risk")
+    );
     // The audit record names the plugin, its verdict and its cost.
     let (_, page) = s.get("/v1/audit?event_type=decision", &s.admin).await;
     let plugins = &page["records"][1]["details"]["plugins"][0];
-    assert_eq!((plugins["plugin"].as_str(), plugins["level"].as_str()), (Some("action-classifier@0.1.0"), Some("high")));
+    assert_eq!(
+        (plugins["plugin"].as_str(), plugins["level"].as_str()),
+        (Some("action-classifier@0.1.0"), Some("high"))
+    );
     assert!(plugins["duration_us"].as_u64().is_some());
     // `/metrics` counts where the two calls found their instances.
     let (_, metrics) = s.call(reqwest::Method::GET, "/metrics", None, None).await;
     let count = |name: &str| -> u64 {
-        let line = metrics.as_str().unwrap().lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {metrics}"));
+        let line = metrics
+            .as_str()
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    assert_eq!(count("warden_plugin_spare_instances_total") + count("warden_plugin_on_demand_instances_total"), 2, "{metrics}");
+    assert_eq!(
+        count("warden_plugin_spare_instances_total")
+            + count("warden_plugin_on_demand_instances_total"),
+        2,
+        "{metrics}"
+    );
 }
 
 /// The reference anomaly detector in the pipeline: quiet against a cold baseline, and a burst
@@ -89,18 +134,30 @@ async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
     use warden::store::{BaselineWrite, Change, Write};
     let dir = tempfile::tempdir().unwrap();
     let manifest = "name = \"baseline-anomaly\"\nversion = \"0.1.0\"\nkind = \"anomaly_detector\"\nclasses = [\"deploy\"]\n";
-    install(dir.path(), "baseline-anomaly", manifest, &component("plugins/baseline-anomaly"));
+    install(
+        dir.path(),
+        "baseline-anomaly",
+        manifest,
+        &component("plugins/baseline-anomaly"),
+    );
     let s = server_with_plugins(backend, dir.path()).await;
     let bot = s.agent("bot", 3, json!({})).await;
 
     // No baseline yet: the detector runs, finds nothing, and the trusted agent deploys.
     let (_, cold) = s.decide(&bot, "deploy", "production", json!({})).await;
     assert_eq!(cold["verdict"], "allow", "{cold}");
-    assert_eq!(cold["anomaly"], json!({"severity": 0, "findings": []}), "{cold}");
+    assert_eq!(
+        cold["anomaly"],
+        json!({"severity": 0, "findings": []}),
+        "{cold}"
+    );
     assert_eq!(cold["plugins"][0]["plugin"], "baseline-anomaly@0.1.0");
     // Classes the manifest does not name never reach the detector.
     let (_, docs) = s.decide(&bot, "docs_update", "production", json!({})).await;
-    assert!(docs.get("anomaly").is_none() && docs["plugins"] == json!([]), "{docs}");
+    assert!(
+        docs.get("anomaly").is_none() && docs["plugins"] == json!([]),
+        "{docs}"
+    );
 
     // Humans of the team deploy payments to production about once in ten hours, at any hour.
     let baseline = Baseline {
@@ -117,7 +174,15 @@ async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
         seen_combinations: vec!["deploy/production/payments".into()],
         updated_at: 0,
     };
-    s.warden.state.store.commit(Change { writes: vec![Write::Baseline(BaselineWrite::UpsertBaseline(baseline))], audit: vec![] }).await.unwrap();
+    s.warden
+        .state
+        .store
+        .commit(Change {
+            writes: vec![Write::Baseline(BaselineWrite::UpsertBaseline(baseline))],
+            audit: vec![],
+        })
+        .await
+        .unwrap();
 
     // The agent keeps deploying: within a few actions the burst is severe and caps it at tier 2.
     let mut capped = None;
@@ -131,32 +196,90 @@ async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
     }
     let (n, answer) = capped.expect("a burst of production deploys is never capped");
     assert!(n <= 4, "capped only at action {n}");
-    assert_eq!((answer["tier"].as_u64(), answer["agent_tier"].as_u64()), (Some(2), Some(3)), "{answer}");
+    assert_eq!(
+        (answer["tier"].as_u64(), answer["agent_tier"].as_u64()),
+        (Some(2), Some(3)),
+        "{answer}"
+    );
     let severity = answer["anomaly"]["severity"].as_u64().unwrap();
     assert!(severity >= 70, "{answer}");
-    let detectors: Vec<&str> = answer["anomaly"]["findings"].as_array().unwrap().iter().map(|f| f["detector"].as_str().unwrap()).collect();
+    let detectors: Vec<&str> = answer["anomaly"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["detector"].as_str().unwrap())
+        .collect();
     assert!(detectors.contains(&"burst_rate"), "{answer}");
-    assert!(answer["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "anomaly_cap"), "{answer}");
+    assert!(
+        answer["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "anomaly_cap"),
+        "{answer}"
+    );
     // The audit record keeps the findings.
     let (_, page) = s.get("/v1/audit?event_type=decision", &s.admin).await;
     let last = page["records"].as_array().unwrap().last().unwrap();
-    assert_eq!(last["details"]["anomaly"]["severity"].as_u64(), Some(severity), "{last}");
+    assert_eq!(
+        last["details"]["anomaly"]["severity"].as_u64(),
+        Some(severity),
+        "{last}"
+    );
 
     // A human lets it through; it fails: the anomaly is confirmed, a hard trigger.
-    let grants = json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
-    assert_eq!(s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": grants})).await.0, 201);
+    let grants =
+        json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
+    assert_eq!(
+        s.post(
+            "/v1/humans",
+            &s.admin,
+            json!({"id": "carol", "team": "platform", "grants": grants})
+        )
+        .await
+        .0,
+        201
+    );
     let carol = s.token("approver", Some("carol")).await;
     let approval = answer["approval"]["id"].as_str().unwrap().to_string();
-    assert_eq!(s.post(&format!("/v1/approvals/{approval}/approve"), &carol, json!({})).await.0, 200);
-    let (_, allowed) = s.decide(&bot, "deploy", "production", json!({"approval_id": approval})).await;
+    assert_eq!(
+        s.post(
+            &format!("/v1/approvals/{approval}/approve"),
+            &carol,
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, allowed) = s
+        .decide(
+            &bot,
+            "deploy",
+            "production",
+            json!({"approval_id": approval}),
+        )
+        .await;
     assert_eq!(allowed["verdict"], "allow", "{allowed}");
-    assert!(allowed["anomaly"]["severity"].as_u64().unwrap() >= 70, "{allowed}");
-    let path = format!("/v1/decisions/{}/outcome", allowed["decision_id"].as_str().unwrap());
-    assert_eq!(s.post(&path, &bot, json!({"status": "failed"})).await.0, 200);
+    assert!(
+        allowed["anomaly"]["severity"].as_u64().unwrap() >= 70,
+        "{allowed}"
+    );
+    let path = format!(
+        "/v1/decisions/{}/outcome",
+        allowed["decision_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        s.post(&path, &bot, json!({"status": "failed"})).await.0,
+        200
+    );
     let (_, agent) = s.get("/v1/agents/bot", &s.admin).await;
     assert_eq!(agent["tier"], 1, "{agent}");
     let (_, history) = s.get("/v1/agents/bot/trust/history", &s.admin).await;
-    assert_eq!(history["changes"][0]["reason"], "confirmed_severe_anomaly", "{history}");
+    assert_eq!(
+        history["changes"][0]["reason"], "confirmed_severe_anomaly",
+        "{history}"
+    );
 }
 
 async fn hostile_plugins_follow_their_failure_policy(backend: Backend) {
@@ -172,7 +295,9 @@ async fn hostile_plugins_follow_their_failure_policy(backend: Backend) {
         ("ok", "db_migration", ""),
     ] {
         let name = format!("hostile-{}", mode.replace('_', "-"));
-        let toml_text = format!("name = \"{name}\"\nversion = \"1.0.0\"\nkind = \"classifier\"\nclasses = [\"{class}\"]\n{extra}[config]\nmode = \"{mode}\"\n");
+        let toml_text = format!(
+            "name = \"{name}\"\nversion = \"1.0.0\"\nkind = \"classifier\"\nclasses = [\"{class}\"]\n{extra}[config]\nmode = \"{mode}\"\n"
+        );
         install(dir.path(), &name, &toml_text, &wasm);
     }
     let s = server_with_plugins(backend, dir.path()).await;
@@ -199,38 +324,82 @@ async fn hostile_plugins_follow_their_failure_policy(backend: Backend) {
     for l in loops {
         let a = l.await.unwrap();
         // fail_closed: treated as critical. Tier 2 may act alone in dev up to high only, so approval is needed.
-        assert_eq!((a["verdict"].as_str(), a["risk"]["level"].as_str()), (Some("require_approval"), Some("critical")), "{a}");
+        assert_eq!(
+            (a["verdict"].as_str(), a["risk"]["level"].as_str()),
+            (Some("require_approval"), Some("critical")),
+            "{a}"
+        );
         let report = &a["plugins"][0];
-        assert_eq!((report["error"].as_str(), report["failure_policy"].as_str()), (Some("fuel"), Some("fail_closed")));
-        assert!(report["message"].as_str().unwrap().contains("hostile-loop@1.0.0") && report["message"].as_str().unwrap().contains("limits.fuel"), "{report}");
+        assert_eq!(
+            (report["error"].as_str(), report["failure_policy"].as_str()),
+            (Some("fuel"), Some("fail_closed"))
+        );
+        assert!(
+            report["message"]
+                .as_str()
+                .unwrap()
+                .contains("hostile-loop@1.0.0")
+                && report["message"].as_str().unwrap().contains("limits.fuel"),
+            "{report}"
+        );
     }
-    for (class, error, limit_text) in
-        [("infra_create", "memory", "limits.memory_bytes"), ("api_call", "trap", "trapped"), ("config_change", "output", "limits.output_bytes")]
-    {
+    for (class, error, limit_text) in [
+        ("infra_create", "memory", "limits.memory_bytes"),
+        ("api_call", "trap", "trapped"),
+        ("config_change", "output", "limits.output_bytes"),
+    ] {
         let (_, a) = s.decide(&bot, class, "dev", json!({})).await;
         assert_eq!(a["risk"]["level"], "critical", "{class}: {a}");
         assert_eq!(a["verdict"], "require_approval", "{class}: {a}");
         let report = &a["plugins"][0];
         assert_eq!(report["error"], error, "{class}: {report}");
-        assert!(report["message"].as_str().unwrap().contains(limit_text), "{class}: {report}");
-        assert!(a["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "plugin_failed"));
+        assert!(
+            report["message"].as_str().unwrap().contains(limit_text),
+            "{class}: {report}"
+        );
+        assert!(
+            a["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["code"] == "plugin_failed")
+        );
     }
     // fail_open: the failure is recorded and ignored.
     let (_, a) = s.decide(&bot, "docs_update", "dev", json!({})).await;
     assert_eq!(
-        (a["verdict"].as_str(), a["plugins"][0]["outcome"].as_str(), a["plugins"][0]["error"].as_str()),
+        (
+            a["verdict"].as_str(),
+            a["plugins"][0]["outcome"].as_str(),
+            a["plugins"][0]["error"].as_str()
+        ),
         (Some("allow"), Some("plugin_error"), Some("refused")),
         "{a}"
     );
     assert_eq!(a["plugins"][0]["logs"][0], "info: mode error");
     // A classifier cannot lower the table's risk.
-    let (_, a) = s.decide(&bot, "db_migration", "production", json!({})).await;
-    assert_eq!((a["risk"]["level"].as_str(), a["plugins"][0]["level"].as_str()), (Some("high"), Some("low")), "{a}");
+    let (_, a) = s
+        .decide(&bot, "db_migration", "production", json!({}))
+        .await;
+    assert_eq!(
+        (
+            a["risk"]["level"].as_str(),
+            a["plugins"][0]["level"].as_str()
+        ),
+        (Some("high"), Some("low")),
+        "{a}"
+    );
     // The server is still healthy.
-    assert_eq!(s.call(reqwest::Method::GET, "/readyz", None, None).await.0, 200);
+    assert_eq!(
+        s.call(reqwest::Method::GET, "/readyz", None, None).await.0,
+        200
+    );
 }
 
-both_backends!(plugins_through_the_admin_api, replicas_pick_up_plugin_changes);
+both_backends!(
+    plugins_through_the_admin_api,
+    replicas_pick_up_plugin_changes
+);
 
 fn upload(name: &str, version: &str, wasm: &[u8]) -> serde_json::Value {
     use base64::Engine as _;
@@ -241,10 +410,21 @@ async fn plugins_through_the_admin_api(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("bot", 2, json!({})).await;
     let wasm = component("plugins/action-classifier");
-    let (status, loaded) = s.post("/v1/plugins", &s.admin, upload("classify", "1.0.0", &wasm)).await;
-    assert_eq!((status.as_u16(), loaded["changed"].as_bool()), (201, Some(true)), "{loaded}");
+    let (status, loaded) = s
+        .post("/v1/plugins", &s.admin, upload("classify", "1.0.0", &wasm))
+        .await;
+    assert_eq!(
+        (status.as_u16(), loaded["changed"].as_bool()),
+        (201, Some(true)),
+        "{loaded}"
+    );
     // Loading the same thing again changes nothing.
-    assert_eq!(s.post("/v1/plugins", &s.admin, upload("classify", "1.0.0", &wasm)).await.1["changed"], false);
+    assert_eq!(
+        s.post("/v1/plugins", &s.admin, upload("classify", "1.0.0", &wasm))
+            .await
+            .1["changed"],
+        false
+    );
     let (_, list) = s.get("/v1/plugins", &s.admin).await;
     use sha2::Digest as _;
     assert_eq!(list[0]["sha256"], hex::encode(sha2::Sha256::digest(&wasm)));
@@ -252,33 +432,95 @@ async fn plugins_through_the_admin_api(backend: Backend) {
     let (_, a) = s.decide(&bot, "deploy", "staging", json!({})).await;
     assert_eq!(a["plugins"][0]["plugin"], "classify@1.0.0");
     // A new version swaps in without a restart.
-    assert_eq!(s.post("/v1/plugins", &s.admin, upload("classify", "1.1.0", &wasm)).await.0, 201);
+    assert_eq!(
+        s.post("/v1/plugins", &s.admin, upload("classify", "1.1.0", &wasm))
+            .await
+            .0,
+        201
+    );
     let (_, a) = s.decide(&bot, "deploy", "staging", json!({})).await;
     assert_eq!(a["plugins"][0]["plugin"], "classify@1.1.0");
     // Removal.
-    assert_eq!(s.call(reqwest::Method::DELETE, "/v1/plugins/classify", Some(&s.admin), None).await.0, 204);
+    assert_eq!(
+        s.call(
+            reqwest::Method::DELETE,
+            "/v1/plugins/classify",
+            Some(&s.admin),
+            None
+        )
+        .await
+        .0,
+        204
+    );
     let (_, a) = s.decide(&bot, "deploy", "staging", json!({})).await;
     assert_eq!(a["plugins"].as_array().unwrap().len(), 0);
-    crate::support::assert_error(&s.call(reqwest::Method::DELETE, "/v1/plugins/classify", Some(&s.admin), None).await, 404, "unknown_plugin");
+    crate::support::assert_error(
+        &s.call(
+            reqwest::Method::DELETE,
+            "/v1/plugins/classify",
+            Some(&s.admin),
+            None,
+        )
+        .await,
+        404,
+        "unknown_plugin",
+    );
     // Every load, swap and removal is audited.
     let (_, page) = s.get("/v1/audit?limit=1000", &s.admin).await;
-    let events: Vec<&str> =
-        page["records"].as_array().unwrap().iter().map(|r| r["event_type"].as_str().unwrap()).filter(|e| e.starts_with("plugin.")).collect();
-    assert_eq!(events, vec!["plugin.loaded", "plugin.replaced", "plugin.removed"]);
+    let events: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event_type"].as_str().unwrap())
+        .filter(|e| e.starts_with("plugin."))
+        .collect();
+    assert_eq!(
+        events,
+        vec!["plugin.loaded", "plugin.replaced", "plugin.removed"]
+    );
     // Bad uploads are 400s that say why; only admins may load.
     let mut bad = upload("classify", "1.0.0", &wasm);
     bad["component_base64"] = json!("%%%");
-    assert_eq!(crate::support::assert_error(&s.post("/v1/plugins", &s.admin, bad).await, 400, "invalid_field").as_deref(), Some("component_base64"));
-    let err = s.post("/v1/plugins", &s.admin, upload("junk", "1.0.0", b"not a component")).await;
+    assert_eq!(
+        crate::support::assert_error(
+            &s.post("/v1/plugins", &s.admin, bad).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("component_base64")
+    );
+    let err = s
+        .post(
+            "/v1/plugins",
+            &s.admin,
+            upload("junk", "1.0.0", b"not a component"),
+        )
+        .await;
     crate::support::assert_error(&err, 400, "invalid_plugin");
-    assert!(err.1["error"]["message"].as_str().unwrap().contains("not a WebAssembly component"));
+    assert!(
+        err.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly component")
+    );
     let mut bad_manifest = upload("classify", "1.0.0", &wasm);
     bad_manifest["manifest"]["limits"] = json!({"fuel": 0});
     assert_eq!(
-        crate::support::assert_error(&s.post("/v1/plugins", &s.admin, bad_manifest).await, 400, "invalid_field").as_deref(),
+        crate::support::assert_error(
+            &s.post("/v1/plugins", &s.admin, bad_manifest).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
         Some("manifest.limits.fuel")
     );
-    crate::support::assert_error(&s.post("/v1/plugins", &bot, upload("classify", "1.0.0", &wasm)).await, 403, "forbidden_role");
+    crate::support::assert_error(
+        &s.post("/v1/plugins", &bot, upload("classify", "1.0.0", &wasm))
+            .await,
+        403,
+        "forbidden_role",
+    );
 }
 
 async fn replicas_pick_up_plugin_changes(backend: Backend) {
@@ -292,7 +534,17 @@ async fn replicas_pick_up_plugin_changes(backend: Backend) {
     let base2 = replica.base.clone();
     let listed = |base: String| {
         let (client, admin) = (s.client.clone(), s.admin.clone());
-        async move { client.get(format!("{base}/v1/plugins")).bearer_auth(admin).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        async move {
+            client
+                .get(format!("{base}/v1/plugins"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
     };
     let wait_for = |want: usize| {
         let base2 = base2.clone();
@@ -306,11 +558,36 @@ async fn replicas_pick_up_plugin_changes(backend: Backend) {
             false
         }
     };
-    assert!(s.post("/v1/plugins", &s.admin, upload("classify", "1.0.0", &component("plugins/action-classifier"))).await.0.is_success());
-    assert!(wait_for(1).await, "the other replica never loaded the plugin");
+    assert!(
+        s.post(
+            "/v1/plugins",
+            &s.admin,
+            upload("classify", "1.0.0", &component("plugins/action-classifier"))
+        )
+        .await
+        .0
+        .is_success()
+    );
+    assert!(
+        wait_for(1).await,
+        "the other replica never loaded the plugin"
+    );
     assert_eq!(listed(base2.clone()).await[0]["version"], "1.0.0");
-    assert_eq!(s.call(reqwest::Method::DELETE, "/v1/plugins/classify", Some(&s.admin), None).await.0, 204);
-    assert!(wait_for(0).await, "the other replica never unloaded the plugin");
+    assert_eq!(
+        s.call(
+            reqwest::Method::DELETE,
+            "/v1/plugins/classify",
+            Some(&s.admin),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert!(
+        wait_for(0).await,
+        "the other replica never unloaded the plugin"
+    );
     replica.stop().await;
 }
 
@@ -319,16 +596,58 @@ async fn replicas_pick_up_plugin_changes(backend: Backend) {
 async fn author_path_new_build_test() {
     let bin = env!("CARGO_BIN_EXE_warden");
     let dir = tempfile::tempdir().unwrap();
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target")).join("plugins");
-    let run = |args: &[&str], cwd: &Path| std::process::Command::new(bin).args(args).current_dir(cwd).output().unwrap();
-    let out = run(&["plugin", "new", "watch-payments", "--kind", "classifier"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"))
+        .join("plugins");
+    let run = |args: &[&str], cwd: &Path| {
+        std::process::Command::new(bin)
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    };
+    let out = run(
+        &["plugin", "new", "watch-payments", "--kind", "classifier"],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let krate = dir.path().join("watch-payments");
-    let out = run(&["plugin", "build", ".", "--target-dir", target.to_str().unwrap()], &krate);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "plugin",
+            "build",
+            ".",
+            "--target-dir",
+            target.to_str().unwrap(),
+        ],
+        &krate,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let component = target.join("wasm32-unknown-unknown/release/watch_payments.component.wasm");
-    let out = run(&["plugin", "test", component.to_str().unwrap(), "--fixture", "fixtures/example.json"], &krate);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "plugin",
+            "test",
+            component.to_str().unwrap(),
+            "--fixture",
+            "fixtures/example.json",
+        ],
+        &krate,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["plugin"], "watch-payments@0.1.0");
     assert_eq!(report["verdict"]["level"], "high", "{report}");
@@ -342,8 +661,16 @@ async fn author_path_new_build_test() {
         r#"{"action": {"agent": "a", "team": "t", "class": "deploy", "environment": "production", "service": "docs", "table_risk": "medium"}}"#,
     )
     .unwrap();
-    let out = run(&["plugin", "test", component.to_str().unwrap(), "--fixture", quiet.to_str().unwrap()], &krate);
+    let out = run(
+        &[
+            "plugin",
+            "test",
+            component.to_str().unwrap(),
+            "--fixture",
+            quiet.to_str().unwrap(),
+        ],
+        &krate,
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["verdict"]["level"], "medium", "{report}");
 }
-

@@ -14,12 +14,19 @@ both_backends!(binary_serves_and_shuts_down_without_loss);
 const BIN: &str = env!("CARGO_BIN_EXE_warden");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn warden(db: &TestDb, dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).env("WARDEN_DATABASE_URL", &db.url).env_remove("WARDEN_TOKEN").env_remove("RUST_LOG");
+    cmd.current_dir(dir)
+        .env("WARDEN_DATABASE_URL", &db.url)
+        .env_remove("WARDEN_TOKEN")
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -30,7 +37,13 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     let server = format!("http://127.0.0.1:{port}");
     let bootstrap = "bootstrap-secret-for-tests-0123456789abcdef";
     let child = warden(&db, dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "json"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
         .env("WARDEN_BOOTSTRAP_ADMIN_TOKEN", bootstrap)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -39,7 +52,12 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     let client = reqwest::Client::new();
     let mut ready = false;
     for _ in 0..200 {
-        if client.get(format!("{server}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        if client
+            .get(format!("{server}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
             ready = true;
             break;
         }
@@ -49,13 +67,46 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
 
     // The CLI talks to the server with the bootstrap token.
     let out = warden(&db, dir.path())
-        .args(["agents", "create", "--server", &server, "--id", "bot", "--tool", "t", "--model", "m", "--team", "core", "--sponsor", "s", "--tier", "2"])
+        .args([
+            "agents",
+            "create",
+            "--server",
+            &server,
+            "--id",
+            "bot",
+            "--tool",
+            "t",
+            "--model",
+            "m",
+            "--team",
+            "core",
+            "--sponsor",
+            "s",
+            "--tier",
+            "2",
+        ])
         .env("WARDEN_TOKEN", bootstrap)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = warden(&db, dir.path())
-        .args(["decide", "--server", &server, "--agent", "bot", "--class", "deploy", "--environment", "production", "--service", "payments"])
+        .args([
+            "decide",
+            "--server",
+            &server,
+            "--agent",
+            "bot",
+            "--class",
+            "deploy",
+            "--environment",
+            "production",
+            "--service",
+            "payments",
+        ])
         .env("WARDEN_TOKEN", bootstrap)
         .output()
         .unwrap();
@@ -64,51 +115,202 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
 
     // The README's approval path through the CLI: a human approver, approve, re-submit.
     let cli = |args: &[&str], token: &str| {
-        let out = warden(&db, dir.path()).args(args).env("WARDEN_TOKEN", token).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = warden(&db, dir.path())
+            .args(args)
+            .env("WARDEN_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
-    cli(&["humans", "create", "--server", &server, "--id", "alice", "--team", "core", "--grant", "*:*:*:critical"], bootstrap);
-    let approver = String::from_utf8(cli(&["token", "create", "--role", "approver", "--subject", "alice"], "")).unwrap().trim().to_string();
-    let pending: serde_json::Value = serde_json::from_slice(&cli(&["approvals", "list", "--server", &server, "--status", "pending"], bootstrap)).unwrap();
-    let id = pending["approvals"][0]["id"].as_str().unwrap().to_string();
-    let approved: serde_json::Value = serde_json::from_slice(&cli(&["approvals", "approve", "--server", &server, &id, "--comment", "ok"], &approver)).unwrap();
-    assert_eq!(approved["status"], "approved");
-    let args =
-        ["decide", "--server", &server, "--agent", "bot", "--class", "deploy", "--environment", "production", "--service", "payments", "--approval-id", &id];
-    let allowed: serde_json::Value = serde_json::from_slice(&cli(&args, bootstrap)).unwrap();
-    assert_eq!(allowed["verdict"], "allow", "{allowed}");
-    let trust: serde_json::Value = serde_json::from_slice(&cli(&["trust", "show", "--server", &server, "bot"], bootstrap)).unwrap();
-    assert_eq!(trust["score"], 0.0, "no outcome reported yet: {trust}");
-    let decision = allowed["decision_id"].as_str().unwrap();
-    let reported: serde_json::Value =
-        serde_json::from_slice(&cli(&["outcome", "--server", &server, decision, "--status", "succeeded", "--detail", "done"], bootstrap)).unwrap();
-    assert_eq!(reported["outcome"], "succeeded", "{reported}");
-    let trust: serde_json::Value = serde_json::from_slice(&cli(&["trust", "show", "--server", &server, "bot"], bootstrap)).unwrap();
-    assert_eq!(trust["evidence"]["successes"], 1, "{trust}");
-    assert_eq!(trust["next_promotion"]["tier"], trust["tier"].as_u64().unwrap() + 1, "{trust}");
-    let history: serde_json::Value = serde_json::from_slice(&cli(&["trust", "history", "--server", &server, "bot"], bootstrap)).unwrap();
-    assert_eq!(history["daily"].as_array().map(Vec::len), Some(1), "{history}");
-    let set: serde_json::Value = serde_json::from_slice(&cli(
-        &["quotas", "set", "--server", &server, "bot", "--limit", "cost_per_day=250", "--limit", "calls_per_minute=50"],
+    cli(
+        &[
+            "humans",
+            "create",
+            "--server",
+            &server,
+            "--id",
+            "alice",
+            "--team",
+            "core",
+            "--grant",
+            "*:*:*:critical",
+        ],
+        bootstrap,
+    );
+    let approver = String::from_utf8(cli(
+        &[
+            "token",
+            "create",
+            "--role",
+            "approver",
+            "--subject",
+            "alice",
+        ],
+        "",
+    ))
+    .unwrap()
+    .trim()
+    .to_string();
+    let pending: serde_json::Value = serde_json::from_slice(&cli(
+        &[
+            "approvals",
+            "list",
+            "--server",
+            &server,
+            "--status",
+            "pending",
+        ],
         bootstrap,
     ))
     .unwrap();
-    assert_eq!(set["overrides"], json!({"calls_per_minute": 50.0, "cost_per_day": 250.0}), "{set}");
-    let shown: serde_json::Value = serde_json::from_slice(&cli(&["quotas", "show", "--server", &server, "bot"], bootstrap)).unwrap();
-    let deploys = shown["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "deploys_per_hour_per_service").unwrap();
-    assert_eq!(deploys["usage"][0]["used"], 1.0, "the approved production deploy: {shown}");
-    let team: serde_json::Value = serde_json::from_slice(&cli(&["trust", "list", "--server", &server, "--team", "core"], bootstrap)).unwrap();
+    let id = pending["approvals"][0]["id"].as_str().unwrap().to_string();
+    let approved: serde_json::Value = serde_json::from_slice(&cli(
+        &[
+            "approvals",
+            "approve",
+            "--server",
+            &server,
+            &id,
+            "--comment",
+            "ok",
+        ],
+        &approver,
+    ))
+    .unwrap();
+    assert_eq!(approved["status"], "approved");
+    let args = [
+        "decide",
+        "--server",
+        &server,
+        "--agent",
+        "bot",
+        "--class",
+        "deploy",
+        "--environment",
+        "production",
+        "--service",
+        "payments",
+        "--approval-id",
+        &id,
+    ];
+    let allowed: serde_json::Value = serde_json::from_slice(&cli(&args, bootstrap)).unwrap();
+    assert_eq!(allowed["verdict"], "allow", "{allowed}");
+    let trust: serde_json::Value = serde_json::from_slice(&cli(
+        &["trust", "show", "--server", &server, "bot"],
+        bootstrap,
+    ))
+    .unwrap();
+    assert_eq!(trust["score"], 0.0, "no outcome reported yet: {trust}");
+    let decision = allowed["decision_id"].as_str().unwrap();
+    let reported: serde_json::Value = serde_json::from_slice(&cli(
+        &[
+            "outcome",
+            "--server",
+            &server,
+            decision,
+            "--status",
+            "succeeded",
+            "--detail",
+            "done",
+        ],
+        bootstrap,
+    ))
+    .unwrap();
+    assert_eq!(reported["outcome"], "succeeded", "{reported}");
+    let trust: serde_json::Value = serde_json::from_slice(&cli(
+        &["trust", "show", "--server", &server, "bot"],
+        bootstrap,
+    ))
+    .unwrap();
+    assert_eq!(trust["evidence"]["successes"], 1, "{trust}");
+    assert_eq!(
+        trust["next_promotion"]["tier"],
+        trust["tier"].as_u64().unwrap() + 1,
+        "{trust}"
+    );
+    let history: serde_json::Value = serde_json::from_slice(&cli(
+        &["trust", "history", "--server", &server, "bot"],
+        bootstrap,
+    ))
+    .unwrap();
+    assert_eq!(
+        history["daily"].as_array().map(Vec::len),
+        Some(1),
+        "{history}"
+    );
+    let set: serde_json::Value = serde_json::from_slice(&cli(
+        &[
+            "quotas",
+            "set",
+            "--server",
+            &server,
+            "bot",
+            "--limit",
+            "cost_per_day=250",
+            "--limit",
+            "calls_per_minute=50",
+        ],
+        bootstrap,
+    ))
+    .unwrap();
+    assert_eq!(
+        set["overrides"],
+        json!({"calls_per_minute": 50.0, "cost_per_day": 250.0}),
+        "{set}"
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&cli(
+        &["quotas", "show", "--server", &server, "bot"],
+        bootstrap,
+    ))
+    .unwrap();
+    let deploys = shown["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quota"] == "deploys_per_hour_per_service")
+        .unwrap();
+    assert_eq!(
+        deploys["usage"][0]["used"], 1.0,
+        "the approved production deploy: {shown}"
+    );
+    let team: serde_json::Value = serde_json::from_slice(&cli(
+        &["trust", "list", "--server", &server, "--team", "core"],
+        bootstrap,
+    ))
+    .unwrap();
     assert_eq!(team[0]["agent"], "bot");
-    let violations: serde_json::Value = serde_json::from_slice(&cli(&["violations", "list", "--server", &server], bootstrap)).unwrap();
+    let violations: serde_json::Value = serde_json::from_slice(&cli(
+        &["violations", "list", "--server", &server],
+        bootstrap,
+    ))
+    .unwrap();
     assert_eq!(violations["violations"], json!([]));
     let out = warden(&db, dir.path())
-        .args(["decide", "--server", &server, "--class", "deploy", "--environment", "dev", "--service", "x"])
+        .args([
+            "decide",
+            "--server",
+            &server,
+            "--class",
+            "deploy",
+            "--environment",
+            "dev",
+            "--service",
+            "x",
+        ])
         .env("WARDEN_TOKEN", bootstrap)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("field `agent`"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("field `agent`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Load, then SIGTERM in the middle of it: everything acknowledged must be durable.
     let mut tasks = Vec::new();
@@ -132,32 +334,82 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         }));
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut acked = Vec::new();
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
-    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-    assert!(status.status.success(), "exit: {:?}\n{}", status.status, String::from_utf8_lossy(&status.stderr));
-    assert!(String::from_utf8_lossy(&status.stderr).contains("\"message\":\"stopped\""), "JSON logs with a clean stop");
-    assert!(!acked.is_empty(), "some decisions were acknowledged before shutdown");
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "exit: {:?}\n{}",
+        status.status,
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stderr).contains("\"message\":\"stopped\""),
+        "JSON logs with a clean stop"
+    );
+    assert!(
+        !acked.is_empty(),
+        "some decisions were acknowledged before shutdown"
+    );
 
     // Offline: every acknowledged decision is there, and the chain is intact.
-    let out = warden(&db, dir.path()).args(["audit", "verify"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = warden(&db, dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pool = db.pool().await;
     for id in &acked {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         assert_eq!(n, 1, "acknowledged decision {id} was lost");
     }
     // Offline token commands.
-    let out = warden(&db, dir.path()).args(["token", "create", "--role", "agent", "--subject", "bot"]).output().unwrap();
+    let out = warden(&db, dir.path())
+        .args(["token", "create", "--role", "agent", "--subject", "bot"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("wdn_"));
-    let out = warden(&db, dir.path()).args(["token", "create", "--role", "wizard"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .starts_with("wdn_")
+    );
+    let out = warden(&db, dir.path())
+        .args(["token", "create", "--role", "wizard"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    let out = warden(&db, dir.path()).args(["token", "list"]).output().unwrap();
+    let out = warden(&db, dir.path())
+        .args(["token", "list"])
+        .output()
+        .unwrap();
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 3, "the bootstrap token, alice's approver token and the agent's: {list}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("wdn_"), "secrets are never listed");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        3,
+        "the bootstrap token, alice's approver token and the agent's: {list}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("wdn_"),
+        "secrets are never listed"
+    );
 }

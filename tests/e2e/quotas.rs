@@ -13,25 +13,55 @@ use warden::clock::{ManualClock, parse_micros};
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer, assert_error};
 
-both_backends!(exactly_five_deploys_an_hour, windows_reset_at_their_boundary, limits_are_set_and_checked);
+both_backends!(
+    exactly_five_deploys_an_hour,
+    windows_reset_at_their_boundary,
+    limits_are_set_and_checked
+);
 
 fn codes(answer: &Value) -> Vec<String> {
-    answer["reasons"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap().to_string()).collect()
+    answer["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn quota<'a>(answer: &'a Value, name: &str) -> &'a Value {
-    answer["quotas"].as_array().and_then(|q| q.iter().find(|q| q["quota"] == name)).unwrap_or_else(|| panic!("no quota {name}: {answer}"))
+    answer["quotas"]
+        .as_array()
+        .and_then(|q| q.iter().find(|q| q["quota"] == name))
+        .unwrap_or_else(|| panic!("no quota {name}: {answer}"))
 }
 
 /// Fires `n` decisions at once (spread over `bases`) and returns each answer with its cost.
-async fn burst(bases: &[String], token: &str, n: usize, class: &str, env: &str, costs: &[f64]) -> Vec<(f64, Value)> {
+async fn burst(
+    bases: &[String],
+    token: &str,
+    n: usize,
+    class: &str,
+    env: &str,
+    costs: &[f64],
+) -> Vec<(f64, Value)> {
     let client = reqwest::Client::new();
     let mut tasks = Vec::new();
     for i in 0..n {
-        let (client, base, token, cost) = (client.clone(), bases[i % bases.len()].clone(), token.to_string(), costs[i % costs.len()]);
+        let (client, base, token, cost) = (
+            client.clone(),
+            bases[i % bases.len()].clone(),
+            token.to_string(),
+            costs[i % costs.len()],
+        );
         let body = json!({"action": {"class": class, "environment": env, "service": "payments", "estimated_cost_usd": cost}});
         tasks.push(tokio::spawn(async move {
-            let r = client.post(format!("{base}/v1/decisions")).bearer_auth(&token).json(&body).send().await.unwrap();
+            let r = client
+                .post(format!("{base}/v1/decisions"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             (cost, r.json::<Value>().await.unwrap())
         }));
@@ -50,37 +80,100 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
     let config = db.config();
     let s = TestServer::start_clocked(db, config, Arc::new(clock)).await;
     let bot = s.agent("looper", 2, json!({})).await;
-    let answers = burst(std::slice::from_ref(&s.base), &bot, 200, "deploy", "staging", &[0.0]).await;
-    let allowed: Vec<&Value> = answers.iter().map(|(_, a)| a).filter(|a| a["verdict"] == "allow").collect();
-    assert_eq!(allowed.len(), 5, "standard tier: 5 deploys an hour per service");
+    let answers = burst(
+        std::slice::from_ref(&s.base),
+        &bot,
+        200,
+        "deploy",
+        "staging",
+        &[0.0],
+    )
+    .await;
+    let allowed: Vec<&Value> = answers
+        .iter()
+        .map(|(_, a)| a)
+        .filter(|a| a["verdict"] == "allow")
+        .collect();
+    assert_eq!(
+        allowed.len(),
+        5,
+        "standard tier: 5 deploys an hour per service"
+    );
     for (_, a) in &answers {
         let deploys = quota(a, "deploys_per_hour_per_service");
-        assert_eq!((deploys["limit"].as_f64(), deploys["scope"].as_str()), (Some(5.0), Some("payments")), "{a}");
+        assert_eq!(
+            (deploys["limit"].as_f64(), deploys["scope"].as_str()),
+            (Some(5.0), Some("payments")),
+            "{a}"
+        );
         if a["verdict"] == "deny" {
             assert_eq!(codes(a), ["grant_allows", "quota_exceeded"], "{a}");
             let text = a["reasons"][1]["text"].as_str().unwrap();
-            assert!(text.contains("deploys_per_hour_per_service") && text.contains("5 of 5") && text.contains("resets at"), "{text}");
+            assert!(
+                text.contains("deploys_per_hour_per_service")
+                    && text.contains("5 of 5")
+                    && text.contains("resets at"),
+                "{text}"
+            );
             assert_eq!(deploys["remaining"], 0.0);
         }
     }
     // Each answer's count is as of its decision (concurrent ones may have taken more since).
-    assert!(allowed.iter().all(|a| (1.0..=5.0).contains(&quota(a, "deploys_per_hour_per_service")["used"].as_f64().unwrap())));
+    assert!(allowed.iter().all(|a| {
+        (1.0..=5.0).contains(
+            &quota(a, "deploys_per_hour_per_service")["used"]
+                .as_f64()
+                .unwrap(),
+        )
+    }));
 
     // Usage now; each denial is a minor violation, and an audit event.
     let (_, q) = s.get("/v1/agents/looper/quotas", &bot).await;
-    let deploys = q["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "deploys_per_hour_per_service").unwrap();
-    assert_eq!((deploys["usage"][0]["used"].as_f64(), deploys["source"].as_str()), (Some(5.0), Some("tier")), "{q}");
-    let calls = q["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "calls_per_minute").unwrap();
-    assert_eq!(calls["usage"][0]["used"], 5.0, "denied actions consume nothing: {q}");
-    let (_, v) = s.get("/v1/violations?agent=looper&limit=500", &s.admin).await;
+    let deploys = q["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quota"] == "deploys_per_hour_per_service")
+        .unwrap();
+    assert_eq!(
+        (
+            deploys["usage"][0]["used"].as_f64(),
+            deploys["source"].as_str()
+        ),
+        (Some(5.0), Some("tier")),
+        "{q}"
+    );
+    let calls = q["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quota"] == "calls_per_minute")
+        .unwrap();
+    assert_eq!(
+        calls["usage"][0]["used"], 5.0,
+        "denied actions consume nothing: {q}"
+    );
+    let (_, v) = s
+        .get("/v1/violations?agent=looper&limit=500", &s.admin)
+        .await;
     let list = v["violations"].as_array().unwrap();
     assert_eq!(list.len(), 195);
     assert!(list.iter().all(|v| v["reason"] == "quota_exceeded"), "{v}");
     let (_, trust) = s.get("/v1/agents/looper/trust", &s.admin).await;
-    assert_eq!(trust["tier"], 2, "quota overruns are minor: no hard trigger: {trust}");
+    assert_eq!(
+        trust["tier"], 2,
+        "quota overruns are minor: no hard trigger: {trust}"
+    );
     // Another service has its own count; a non-deploy is not a deploy.
     assert_eq!(
-        s.decide(&bot, "deploy", "staging", json!({"action": {"class": "deploy", "environment": "staging", "service": "ledger"}})).await.1["verdict"],
+        s.decide(
+            &bot,
+            "deploy",
+            "staging",
+            json!({"action": {"class": "deploy", "environment": "staging", "service": "ledger"}})
+        )
+        .await
+        .1["verdict"],
         "allow"
     );
     assert_eq!(s.verdict(&bot, "config_change", "staging").await, "allow");
@@ -95,7 +188,11 @@ async fn two_processes_hold_quotas_exactly() {
     let mut children = Vec::new();
     let mut bases = Vec::new();
     for _ in 0..2 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_warden"))
             .current_dir(dir.path())
             .env("WARDEN_DATABASE_URL", &db.url)
@@ -113,7 +210,12 @@ async fn two_processes_hold_quotas_exactly() {
     for base in &bases {
         let mut ready = false;
         for _ in 0..300 {
-            if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            if client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
                 ready = true;
                 break;
             }
@@ -122,7 +224,10 @@ async fn two_processes_hold_quotas_exactly() {
         assert!(ready, "{base} did not become ready");
     }
     let post = |base: &str, path: &str, token: &str, body: Value| {
-        let req = client.post(format!("{base}{path}")).bearer_auth(token).json(&body);
+        let req = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body);
         async move {
             let r = req.send().await.unwrap();
             (r.status(), r.json::<Value>().await.unwrap())
@@ -130,35 +235,74 @@ async fn two_processes_hold_quotas_exactly() {
     };
     let agent = json!({"id": "fleet", "tool": "t", "model": "m", "team": "payments", "sponsor": "s", "tier": 2});
     assert_eq!(post(&bases[0], "/v1/agents", bootstrap, agent).await.0, 201);
-    let (_, token) = post(&bases[1], "/v1/tokens", bootstrap, json!({"role": "agent", "subject": "fleet"})).await;
+    let (_, token) = post(
+        &bases[1],
+        "/v1/tokens",
+        bootstrap,
+        json!({"role": "agent", "subject": "fleet"}),
+    )
+    .await;
     let bot = token["token"].as_str().unwrap().to_string();
     // Real processes keep real time: start well inside an hour, so one burst counts in one window.
-    let into_hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 3600;
+    let into_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 3600;
     if into_hour > 3570 {
         tokio::time::sleep(Duration::from_secs(3602 - into_hour)).await;
     }
 
     // Round one: 200 deploys split across the two replicas, each with its own cost.
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let costs: Vec<f64> = (0..200).map(|_| rng.random_range(1..1000) as f64 / 100.0).collect();
+    let costs: Vec<f64> = (0..200)
+        .map(|_| rng.random_range(1..1000) as f64 / 100.0)
+        .collect();
     let answers = burst(&bases, &bot, 200, "deploy", "staging", &costs).await;
-    let allowed: Vec<f64> = answers.iter().filter(|(_, a)| a["verdict"] == "allow").map(|(c, _)| *c).collect();
+    let allowed: Vec<f64> = answers
+        .iter()
+        .filter(|(_, a)| a["verdict"] == "allow")
+        .map(|(c, _)| *c)
+        .collect();
     assert_eq!(allowed.len(), 5, "exactly five deploys across two replicas");
 
     // Round two: config changes under a $60 daily budget (an admin's override).
-    let r =
-        client.put(format!("{}/v1/agents/fleet/quotas", bases[0])).bearer_auth(bootstrap).json(&json!({"limits": {"cost_per_day": 60}})).send().await.unwrap();
+    let r = client
+        .put(format!("{}/v1/agents/fleet/quotas", bases[0]))
+        .bearer_auth(bootstrap)
+        .json(&json!({"limits": {"cost_per_day": 60}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let answers = burst(&bases, &bot, 200, "config_change", "staging", &costs).await;
-    let more: Vec<f64> = answers.iter().filter(|(_, a)| a["verdict"] == "allow").map(|(c, _)| *c).collect();
+    let more: Vec<f64> = answers
+        .iter()
+        .filter(|(_, a)| a["verdict"] == "allow")
+        .map(|(c, _)| *c)
+        .collect();
     assert!(!more.is_empty());
     let cents = |v: &[f64]| v.iter().map(|c| (c * 100.0).round() as i64).sum::<i64>();
     let spent = cents(&allowed) + cents(&more);
     assert!(spent <= 6000, "the budget held: {spent} cents");
-    let r = client.get(format!("{}/v1/agents/fleet/quotas", bases[1])).bearer_auth(bootstrap).send().await.unwrap();
+    let r = client
+        .get(format!("{}/v1/agents/fleet/quotas", bases[1]))
+        .bearer_auth(bootstrap)
+        .send()
+        .await
+        .unwrap();
     let q: Value = r.json().await.unwrap();
-    let cost = q["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "cost_per_day").unwrap();
-    assert_eq!(((cost["usage"][0]["used"].as_f64().unwrap() * 100.0).round() as i64), spent, "the tally is the sum of allowed costs, to the cent: {q}");
+    let cost = q["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quota"] == "cost_per_day")
+        .unwrap();
+    assert_eq!(
+        ((cost["usage"][0]["used"].as_f64().unwrap() * 100.0).round() as i64),
+        spent,
+        "the tally is the sum of allowed costs, to the cent: {q}"
+    );
     assert_eq!(cost["source"], "agent");
     // Every denial said which quota, its limit, the usage and the reset.
     for (_, a) in answers.iter().filter(|(_, a)| a["verdict"] == "deny") {
@@ -176,10 +320,19 @@ async fn windows_reset_at_their_boundary(backend: Backend) {
     let clock = ManualClock::at(parse_micros("2026-11-26T10:00:00Z").unwrap());
     let db = TestDb::new(backend).await;
     let mut config = db.config();
-    let mut quotas = warden::quotas::QuotaPolicy { time_zone: "America/New_York".into(), ..Default::default() };
-    quotas.teams.insert("payments".into(), [("cost_per_day".to_string(), 20.0)].into());
+    let mut quotas = warden::quotas::QuotaPolicy {
+        time_zone: "America/New_York".into(),
+        ..Default::default()
+    };
+    quotas.teams.insert(
+        "payments".into(),
+        [("cost_per_day".to_string(), 20.0)].into(),
+    );
     config.policy.quotas = Some(quotas);
-    config.policy.approval_ttl_by_class.insert("deploy".into(), 6 * 3600);
+    config
+        .policy
+        .approval_ttl_by_class
+        .insert("deploy".into(), 6 * 3600);
     // The test reports few outcomes and moves the clock a day: keep them from going overdue.
     config.policy.outcome_deadline_secs = Some(7 * 24 * 3600);
     let s = TestServer::start_clocked(db, config, Arc::new(clock.clone())).await;
@@ -191,113 +344,319 @@ async fn windows_reset_at_their_boundary(backend: Backend) {
         let (_, a) = s.post("/v1/decisions", &bot, deploy(1.0)).await;
         assert_eq!(a["verdict"], "allow");
         let d = quota(&a, "deploys_per_hour_per_service");
-        assert_eq!((d["used"].as_f64(), d["remaining"].as_f64()), (Some(n as f64), Some(5.0 - n as f64)), "{a}");
+        assert_eq!(
+            (d["used"].as_f64(), d["remaining"].as_f64()),
+            (Some(n as f64), Some(5.0 - n as f64)),
+            "{a}"
+        );
     }
     clock.advance(3_599_999_999);
     let (_, sixth) = s.post("/v1/decisions", &bot, deploy(1.0)).await;
     assert_eq!(sixth["verdict"], "deny", "{sixth}");
-    assert_eq!(quota(&sixth, "deploys_per_hour_per_service")["resets_at"], "2026-11-26T11:00:00.000000Z");
+    assert_eq!(
+        quota(&sixth, "deploys_per_hour_per_service")["resets_at"],
+        "2026-11-26T11:00:00.000000Z"
+    );
     clock.advance(1);
-    assert_eq!(s.post("/v1/decisions", &bot, deploy(1.0)).await.1["verdict"], "allow", "11:00:00 is a new hour");
+    assert_eq!(
+        s.post("/v1/decisions", &bot, deploy(1.0)).await.1["verdict"],
+        "allow",
+        "11:00:00 is a new hour"
+    );
 
     // An approval is charged when it is used, not when it is asked for.
     let prod = json!({"action": {"class": "deploy", "environment": "production", "service": "payments", "estimated_cost_usd": 1.0}});
     for _ in 0..4 {
-        assert_eq!(s.post("/v1/decisions", &bot, deploy(1.0)).await.1["verdict"], "allow");
+        assert_eq!(
+            s.post("/v1/decisions", &bot, deploy(1.0)).await.1["verdict"],
+            "allow"
+        );
     }
     let (_, asked) = s.post("/v1/decisions", &bot, prod.clone()).await;
     assert_eq!(asked["verdict"], "require_approval", "{asked}");
     let id = asked["approval"]["id"].as_str().unwrap().to_string();
-    let grants = json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
-    assert_eq!(s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": grants})).await.0, 201);
+    let grants =
+        json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
+    assert_eq!(
+        s.post(
+            "/v1/humans",
+            &s.admin,
+            json!({"id": "carol", "team": "platform", "grants": grants})
+        )
+        .await
+        .0,
+        201
+    );
     let carol = s.token("approver", Some("carol")).await;
-    assert_eq!(s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({})).await.0, 200);
+    assert_eq!(
+        s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({}))
+            .await
+            .0,
+        200
+    );
     let mut with_approval = prod.clone();
     with_approval["approval_id"] = json!(id);
     let (_, full) = s.post("/v1/decisions", &bot, with_approval.clone()).await;
-    assert_eq!((full["verdict"].as_str(), codes(&full).last().map(String::as_str)), (Some("deny"), Some("quota_exceeded")), "{full}");
+    assert_eq!(
+        (
+            full["verdict"].as_str(),
+            codes(&full).last().map(String::as_str)
+        ),
+        (Some("deny"), Some("quota_exceeded")),
+        "{full}"
+    );
     let (_, approval) = s.get(&format!("/v1/approvals/{id}"), &carol).await;
-    assert_eq!(approval["status"], "approved", "the approval stays usable: {approval}");
+    assert_eq!(
+        approval["status"], "approved",
+        "the approval stays usable: {approval}"
+    );
     clock.advance(3_600_000_000);
     let (_, used) = s.post("/v1/decisions", &bot, with_approval).await;
-    assert_eq!(used["verdict"], "allow", "the next hour, the same approval goes through: {used}");
+    assert_eq!(
+        used["verdict"], "allow",
+        "the next hour, the same approval goes through: {used}"
+    );
 
     // Cost per day: the team's $20, days in New York (midnight there is 05:00 UTC).
     let (_, q) = s.get("/v1/agents/edge/quotas", &bot).await;
-    let cost = q["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "cost_per_day").unwrap().clone();
-    assert_eq!((cost["limit"].as_f64(), cost["source"].as_str()), (Some(20.0), Some("team")), "{q}");
+    let cost = q["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quota"] == "cost_per_day")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (cost["limit"].as_f64(), cost["source"].as_str()),
+        (Some(20.0), Some("team")),
+        "{q}"
+    );
     assert_eq!(cost["usage"][0]["used"], 11.0, "{q}");
     assert_eq!(cost["usage"][0]["resets_at"], "2026-11-27T05:00:00.000000Z");
     let big = json!({"action": {"class": "config_change", "environment": "staging", "service": "payments", "estimated_cost_usd": 8.5}});
     let (_, ok) = s.post("/v1/decisions", &bot, big.clone()).await;
     assert_eq!(ok["verdict"], "allow", "{ok}");
-    assert_eq!(s.post("/v1/decisions", &bot, big.clone()).await.1["verdict"], "deny", "$28 would pass $20");
+    assert_eq!(
+        s.post("/v1/decisions", &bot, big.clone()).await.1["verdict"],
+        "deny",
+        "$28 would pass $20"
+    );
     // The actual cost corrects the tally: $8.50 estimated, $2.25 spent. The agent's own word
     // cannot lower it; the platform's (a service correcting the report) can.
-    let path = format!("/v1/decisions/{}/outcome", ok["decision_id"].as_str().unwrap());
-    assert_eq!(s.post(&path, &bot, json!({"status": "failed", "actual_cost_usd": 2.25})).await.0, 200);
-    let used = |q: &Value| q["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "cost_per_day").unwrap()["usage"][0]["used"].clone();
+    let path = format!(
+        "/v1/decisions/{}/outcome",
+        ok["decision_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        s.post(
+            &path,
+            &bot,
+            json!({"status": "failed", "actual_cost_usd": 2.25})
+        )
+        .await
+        .0,
+        200
+    );
+    let used = |q: &Value| {
+        q["quotas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["quota"] == "cost_per_day")
+            .unwrap()["usage"][0]["used"]
+            .clone()
+    };
     assert_eq!(used(&s.get("/v1/agents/edge/quotas", &bot).await.1), 19.5);
     let platform = s.token("service", None).await;
-    assert_eq!(s.post(&path, &platform, json!({"status": "succeeded", "actual_cost_usd": 2.25})).await.0, 200);
+    assert_eq!(
+        s.post(
+            &path,
+            &platform,
+            json!({"status": "succeeded", "actual_cost_usd": 2.25})
+        )
+        .await
+        .0,
+        200
+    );
     let (_, q) = s.get("/v1/agents/edge/quotas", &bot).await;
-    let cost = q["quotas"].as_array().unwrap().iter().find(|q| q["quota"] == "cost_per_day").unwrap().clone();
+    let cost = q["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quota"] == "cost_per_day")
+        .unwrap()
+        .clone();
     assert_eq!(cost["usage"][0]["used"], 13.25, "{q}");
-    assert_eq!(s.post("/v1/decisions", &bot, big.clone()).await.1["verdict"], "deny", "$21.75 would pass $20");
+    assert_eq!(
+        s.post("/v1/decisions", &bot, big.clone()).await.1["verdict"],
+        "deny",
+        "$21.75 would pass $20"
+    );
     let small = json!({"action": {"class": "config_change", "environment": "staging", "service": "payments", "estimated_cost_usd": 6.75}});
-    assert_eq!(s.post("/v1/decisions", &bot, small).await.1["verdict"], "allow", "exactly $20.00");
+    assert_eq!(
+        s.post("/v1/decisions", &bot, small).await.1["verdict"],
+        "allow",
+        "exactly $20.00"
+    );
     // 04:59:59.999999 UTC is still the same day in New York; 05:00 is the next.
-    clock.advance(parse_micros("2026-11-27T04:59:59.999999Z").unwrap() - parse_micros("2026-11-26T12:00:00Z").unwrap());
+    clock.advance(
+        parse_micros("2026-11-27T04:59:59.999999Z").unwrap()
+            - parse_micros("2026-11-26T12:00:00Z").unwrap(),
+    );
     let tiny = json!({"action": {"class": "config_change", "environment": "staging", "service": "payments", "estimated_cost_usd": 0.01}});
-    assert_eq!(s.post("/v1/decisions", &bot, tiny.clone()).await.1["verdict"], "deny");
+    assert_eq!(
+        s.post("/v1/decisions", &bot, tiny.clone()).await.1["verdict"],
+        "deny"
+    );
     clock.advance(1);
-    assert_eq!(s.post("/v1/decisions", &bot, tiny).await.1["verdict"], "allow");
+    assert_eq!(
+        s.post("/v1/decisions", &bot, tiny).await.1["verdict"],
+        "allow"
+    );
 }
 
 async fn limits_are_set_and_checked(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("tuned", 2, json!({})).await;
-    let put = |body: Value| s.call(reqwest::Method::PUT, "/v1/agents/tuned/quotas", Some(&s.admin), Some(body));
-    let (status, set) = put(json!({"limits": {"deploys_per_hour_per_service": 1, "cost_per_day": 12.5}})).await;
+    let put = |body: Value| {
+        s.call(
+            reqwest::Method::PUT,
+            "/v1/agents/tuned/quotas",
+            Some(&s.admin),
+            Some(body),
+        )
+    };
+    let (status, set) =
+        put(json!({"limits": {"deploys_per_hour_per_service": 1, "cost_per_day": 12.5}})).await;
     assert_eq!(status, 200, "{set}");
-    assert_eq!(set["overrides"], json!({"cost_per_day": 12.5, "deploys_per_hour_per_service": 1.0}));
+    assert_eq!(
+        set["overrides"],
+        json!({"cost_per_day": 12.5, "deploys_per_hour_per_service": 1.0})
+    );
     assert_eq!(s.verdict(&bot, "deploy", "staging").await, "allow");
     assert_eq!(s.verdict(&bot, "deploy", "staging").await, "deny");
     let (_, cleared) = put(json!({"limits": {"deploys_per_hour_per_service": null}})).await;
     assert_eq!(cleared["overrides"], json!({"cost_per_day": 12.5}));
-    assert_eq!(s.verdict(&bot, "deploy", "staging").await, "allow", "back to the tier's 5");
+    assert_eq!(
+        s.verdict(&bot, "deploy", "staging").await,
+        "allow",
+        "back to the tier's 5"
+    );
     let (_, audit) = s.get("/v1/audit?event_type=quotas.updated", &s.admin).await;
-    assert_eq!(audit["records"].as_array().map(Vec::len), Some(2), "{audit}");
+    assert_eq!(
+        audit["records"].as_array().map(Vec::len),
+        Some(2),
+        "{audit}"
+    );
 
     // Bad input names the field; nothing changes.
     for (body, field) in [
         (json!({"limits": {"nope": 1}}), "limits.nope"),
-        (json!({"limits": {"cost_per_day": -1}}), "limits.cost_per_day"),
-        (json!({"limits": {"cost_per_day": 1e12}}), "limits.cost_per_day"),
-        (json!({"limits": {"cost_per_day": 0.001}}), "limits.cost_per_day"),
-        (json!({"limits": {"calls_per_minute": 2.5}}), "limits.calls_per_minute"),
-        (json!({"limits": {"calls_per_minute": "many"}}), "limits.calls_per_minute"),
+        (
+            json!({"limits": {"cost_per_day": -1}}),
+            "limits.cost_per_day",
+        ),
+        (
+            json!({"limits": {"cost_per_day": 1e12}}),
+            "limits.cost_per_day",
+        ),
+        (
+            json!({"limits": {"cost_per_day": 0.001}}),
+            "limits.cost_per_day",
+        ),
+        (
+            json!({"limits": {"calls_per_minute": 2.5}}),
+            "limits.calls_per_minute",
+        ),
+        (
+            json!({"limits": {"calls_per_minute": "many"}}),
+            "limits.calls_per_minute",
+        ),
     ] {
-        assert_eq!(assert_error(&put(body.clone()).await, 400, "invalid_field").as_deref(), Some(field), "{body}");
+        assert_eq!(
+            assert_error(&put(body.clone()).await, 400, "invalid_field").as_deref(),
+            Some(field),
+            "{body}"
+        );
     }
     assert_error(&put(json!({"limit": {}})).await, 400, "invalid_field");
-    assert_error(&s.call(reqwest::Method::PUT, "/v1/agents/tuned/quotas", Some(&bot), Some(json!({"limits": {}}))).await, 403, "forbidden_role");
-    assert_error(&s.call(reqwest::Method::PUT, "/v1/agents/tuned/quotas", None, Some(json!({"limits": {}}))).await, 401, "missing_token");
-    assert_error(&s.call(reqwest::Method::GET, "/v1/agents/tuned/trust/history", None, None).await, 401, "missing_token");
-    let raw = s.client.put(format!("{}/v1/agents/tuned/quotas", s.base)).bearer_auth(&s.admin).header("content-type", "application/json").body("{\"limits\":");
+    assert_error(
+        &s.call(
+            reqwest::Method::PUT,
+            "/v1/agents/tuned/quotas",
+            Some(&bot),
+            Some(json!({"limits": {}})),
+        )
+        .await,
+        403,
+        "forbidden_role",
+    );
+    assert_error(
+        &s.call(
+            reqwest::Method::PUT,
+            "/v1/agents/tuned/quotas",
+            None,
+            Some(json!({"limits": {}})),
+        )
+        .await,
+        401,
+        "missing_token",
+    );
+    assert_error(
+        &s.call(
+            reqwest::Method::GET,
+            "/v1/agents/tuned/trust/history",
+            None,
+            None,
+        )
+        .await,
+        401,
+        "missing_token",
+    );
+    let raw = s
+        .client
+        .put(format!("{}/v1/agents/tuned/quotas", s.base))
+        .bearer_auth(&s.admin)
+        .header("content-type", "application/json")
+        .body("{\"limits\":");
     let resp = raw.send().await.unwrap();
     assert_eq!(resp.status(), 400);
-    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "malformed_json");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "malformed_json"
+    );
     let huge = json!({"limits": {"x".repeat(300_000): 1}});
     assert_eq!(put(huge).await.0, 413, "over the body limit");
-    assert_error(&s.call(reqwest::Method::PUT, "/v1/agents/ghost/quotas", Some(&s.admin), Some(json!({"limits": {}}))).await, 404, "unknown_agent");
+    assert_error(
+        &s.call(
+            reqwest::Method::PUT,
+            "/v1/agents/ghost/quotas",
+            Some(&s.admin),
+            Some(json!({"limits": {}})),
+        )
+        .await,
+        404,
+        "unknown_agent",
+    );
     let (_, q) = s.get("/v1/agents/tuned/quotas", &s.admin).await;
     assert_eq!(q["overrides"], json!({"cost_per_day": 12.5}), "{q}");
     for cost in [-1.0, 1e10] {
         let body = json!({"action": {"class": "deploy", "environment": "dev", "service": "x", "estimated_cost_usd": cost}});
-        assert_eq!(assert_error(&s.post("/v1/decisions", &bot, body).await, 400, "invalid_field").as_deref(), Some("action.estimated_cost_usd"));
+        assert_eq!(
+            assert_error(
+                &s.post("/v1/decisions", &bot, body).await,
+                400,
+                "invalid_field"
+            )
+            .as_deref(),
+            Some("action.estimated_cost_usd")
+        );
     }
     // Another agent's quotas are not an agent's business.
     let other = s.agent("other", 2, json!({})).await;
-    assert_error(&s.get("/v1/agents/tuned/quotas", &other).await, 404, "unknown_agent");
+    assert_error(
+        &s.get("/v1/agents/tuned/quotas", &other).await,
+        404,
+        "unknown_agent",
+    );
 }

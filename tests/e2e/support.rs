@@ -13,18 +13,19 @@ use warden::server::Warden;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 /// The PostgreSQL server tests use (trust auth); each test makes its own schema in it.
-pub fn postgres_base_url() -> String {
-    std::env::var("WARDEN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+pub(crate) fn postgres_base_url() -> String {
+    std::env::var("WARDEN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// An isolated database: a temp dir for SQLite, a schema for PostgreSQL (dropped on drop).
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub backend: Backend,
     pub url: String,
     _dir: Option<tempfile::TempDir>,
@@ -32,38 +33,60 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    pub async fn new(backend: Backend) -> TestDb {
+    pub(crate) async fn new(backend: Backend) -> TestDb {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("warden.db").display());
-                TestDb { backend, url, _dir: Some(dir), schema: None }
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("warden.db").display()
+                );
+                TestDb {
+                    backend,
+                    url,
+                    _dir: Some(dir),
+                    schema: None,
+                }
             }
             Backend::Postgres => {
                 let schema = format!("warden_t_{}", uuid::Uuid::now_v7().simple());
                 let admin = admin_pool().await;
-                admin.execute(format!("CREATE SCHEMA {schema}").as_str()).await.expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable");
+                admin
+                    .execute(format!("CREATE SCHEMA {schema}").as_str())
+                    .await
+                    .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable");
                 admin.close().await;
                 let base = postgres_base_url();
                 let sep = if base.contains('?') { '&' } else { '?' };
-                let url = format!("{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}");
-                TestDb { backend, url, _dir: None, schema: Some(schema) }
+                let url = format!(
+                    "{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+                );
+                TestDb {
+                    backend,
+                    url,
+                    _dir: None,
+                    schema: Some(schema),
+                }
             }
         }
     }
 
     /// A direct connection pool to the test database (for tampering and fault injection).
-    pub async fn pool(&self) -> AnyPool {
+    pub(crate) async fn pool(&self) -> AnyPool {
         sqlx::any::install_default_drivers();
-        sqlx::any::AnyPoolOptions::new().max_connections(2).connect(&self.url).await.unwrap()
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.url)
+            .await
+            .unwrap()
     }
 
     /// The PostgreSQL schema, if this is PostgreSQL.
-    pub fn schema(&self) -> Option<&str> {
+    pub(crate) fn schema(&self) -> Option<&str> {
         self.schema.as_deref()
     }
 
-    pub fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         let mut config = Config::default();
         config.storage.database_url = self.url.clone();
         config.storage.max_connections = 4;
@@ -72,9 +95,13 @@ impl TestDb {
 }
 
 /// A pool on the shared test database itself, outside any test's schema.
-pub async fn admin_pool() -> AnyPool {
+pub(crate) async fn admin_pool() -> AnyPool {
     sqlx::any::install_default_drivers();
-    sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&postgres_base_url()).await.expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable")
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&postgres_base_url())
+        .await
+        .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable")
 }
 
 impl Drop for TestDb {
@@ -82,11 +109,16 @@ impl Drop for TestDb {
         if let Some(schema) = self.schema.take() {
             // Drop runs inside the test's runtime, so clean up on a thread with its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     let admin = admin_pool().await;
                     for name in [schema.clone(), format!("{schema}_gone")] {
-                        let _ = admin.execute(format!("DROP SCHEMA IF EXISTS {name} CASCADE").as_str()).await;
+                        let _ = admin
+                            .execute(format!("DROP SCHEMA IF EXISTS {name} CASCADE").as_str())
+                            .await;
                     }
                     admin.close().await;
                 });
@@ -97,7 +129,7 @@ impl Drop for TestDb {
 }
 
 /// A real Warden HTTP server on a random port.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub base: String,
     pub admin: String,
     pub client: reqwest::Client,
@@ -108,46 +140,84 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(backend: Backend) -> TestServer {
+    pub(crate) async fn start(backend: Backend) -> TestServer {
         let db = TestDb::new(backend).await;
         let config = db.config();
         TestServer::start_with(db, config).await
     }
 
-    pub async fn start_with(db: TestDb, config: Config) -> TestServer {
+    pub(crate) async fn start_with(db: TestDb, config: Config) -> TestServer {
         TestServer::start_clocked(db, config, Arc::new(SystemClock)).await
     }
 
     /// A server whose time is `clock` (a `ManualClock` lets a test move through months).
-    pub async fn start_clocked(db: TestDb, config: Config, clock: SharedClock) -> TestServer {
+    pub(crate) async fn start_clocked(
+        db: TestDb,
+        config: Config,
+        clock: SharedClock,
+    ) -> TestServer {
         let warden = Warden::open(config, clock).await.unwrap();
-        let actor = Actor { kind: "admin".into(), id: "test".into(), tool: None, model: None, token_id: None };
+        let actor = Actor {
+            kind: "admin".into(),
+            id: "test".into(),
+            tool: None,
+            model: None,
+            token_id: None,
+        };
         let now = warden.state.clock.now_micros();
-        let admin = warden::services::tokens::issue(&warden.state.store, actor, Role::Admin, Some("root".into()), String::new(), None, now).await.unwrap().secret;
+        let admin = warden::services::tokens::issue(
+            &warden.state.store,
+            actor,
+            Role::Admin,
+            Some("root".into()),
+            String::new(),
+            None,
+            now,
+        )
+        .await
+        .unwrap()
+        .secret;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(warden.clone().serve(listener, async move {
             let _ = rx.await;
         }));
-        TestServer { base, admin, client: reqwest::Client::new(), warden, shutdown: Some(tx), task: Some(task), db }
+        TestServer {
+            base,
+            admin,
+            client: reqwest::Client::new(),
+            warden,
+            shutdown: Some(tx),
+            task: Some(task),
+            db,
+        }
     }
 
     /// Stops the server and starts a new one on the same database with `config`.
-    pub async fn restart(self, config: Config) -> TestServer {
+    pub(crate) async fn restart(self, config: Config) -> TestServer {
         self.restart_clocked(config, Arc::new(SystemClock)).await
     }
 
     /// Stops the server and starts a new one on the same database with `config` and `clock`.
-    pub async fn restart_clocked(mut self, config: Config, clock: SharedClock) -> TestServer {
+    pub(crate) async fn restart_clocked(
+        mut self,
+        config: Config,
+        clock: SharedClock,
+    ) -> TestServer {
         self.halt().await;
-        let placeholder = TestDb { backend: self.db.backend, url: String::new(), _dir: None, schema: None };
+        let placeholder = TestDb {
+            backend: self.db.backend,
+            url: String::new(),
+            _dir: None,
+            schema: None,
+        };
         let db = std::mem::replace(&mut self.db, placeholder);
         TestServer::start_clocked(db, config, clock).await
     }
 
     /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.halt().await;
     }
 
@@ -160,7 +230,13 @@ impl TestServer {
         }
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -171,23 +247,29 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, Some(token), Some(body)).await
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, Some(token), None).await
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
     }
 
-    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::PATCH, path, Some(token), Some(body)).await
+    pub(crate) async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     /// Creates an agent (as admin) and returns its own token.
-    pub async fn agent(&self, id: &str, tier: u8, extra: Value) -> String {
+    pub(crate) async fn agent(&self, id: &str, tier: u8, extra: Value) -> String {
         let mut body = json!({"id": id, "tool": "claude-code", "model": "claude-opus", "team": "payments", "sponsor": "alice", "tier": tier, "ceiling": 4});
         for (k, v) in extra.as_object().cloned().unwrap_or_default() {
             body[k] = v;
@@ -198,21 +280,42 @@ impl TestServer {
     }
 
     /// Lifts an agent's deploy and call quotas far out of the way (for tests about something else).
-    pub async fn lift_quotas(&self, id: &str) {
-        let limits = json!({"limits": {"deploys_per_hour_per_service": 100000, "calls_per_minute": 100000}});
-        let (status, body) = self.call(reqwest::Method::PUT, &format!("/v1/agents/{id}/quotas"), Some(&self.admin), Some(limits)).await;
+    pub(crate) async fn lift_quotas(&self, id: &str) {
+        let limits =
+            json!({"limits": {"deploys_per_hour_per_service": 100000, "calls_per_minute": 100000}});
+        let (status, body) = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/agents/{id}/quotas"),
+                Some(&self.admin),
+                Some(limits),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
-    pub async fn token(&self, role: &str, subject: Option<&str>) -> String {
-        let (status, created) = self.post("/v1/tokens", &self.admin, json!({"role": role, "subject": subject})).await;
+    pub(crate) async fn token(&self, role: &str, subject: Option<&str>) -> String {
+        let (status, created) = self
+            .post(
+                "/v1/tokens",
+                &self.admin,
+                json!({"role": role, "subject": subject}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         created["token"].as_str().unwrap().to_string()
     }
 
     /// Asks for a decision with a token; returns status and body.
-    pub async fn decide(&self, token: &str, class: &str, env: &str, extra: Value) -> (StatusCode, Value) {
-        let mut body = json!({"action": {"class": class, "environment": env, "service": "payments"}});
+    pub(crate) async fn decide(
+        &self,
+        token: &str,
+        class: &str,
+        env: &str,
+        extra: Value,
+    ) -> (StatusCode, Value) {
+        let mut body =
+            json!({"action": {"class": class, "environment": env, "service": "payments"}});
         for (k, v) in extra.as_object().cloned().unwrap_or_default() {
             body[k] = v;
         }
@@ -220,7 +323,7 @@ impl TestServer {
     }
 
     /// The verdict of a decision that must succeed.
-    pub async fn verdict(&self, token: &str, class: &str, env: &str) -> String {
+    pub(crate) async fn verdict(&self, token: &str, class: &str, env: &str) -> String {
         let (status, answer) = self.decide(token, class, env, json!({})).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         answer["verdict"].as_str().unwrap().to_string()
@@ -236,14 +339,14 @@ impl Drop for TestServer {
 }
 
 /// Another `warden serve` replica on the same database, serving until `stop`.
-pub struct Replica {
+pub(crate) struct Replica {
     pub base: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Replica {
-    pub async fn start(config: Config) -> Replica {
+    pub(crate) async fn start(config: Config) -> Replica {
         let warden = Warden::open(config, Arc::new(SystemClock)).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -254,18 +357,27 @@ impl Replica {
         Replica { base, stop, task }
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
     }
 }
 
 /// Asserts an error's status and code; returns its `field`.
-pub fn assert_error(result: &(StatusCode, Value), status: u16, code: &str) -> Option<String> {
+pub(crate) fn assert_error(
+    result: &(StatusCode, Value),
+    status: u16,
+    code: &str,
+) -> Option<String> {
     let (s, body) = result;
     assert_eq!(s.as_u16(), status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     body["error"]["field"].as_str().map(String::from)
 }
 

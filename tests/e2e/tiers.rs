@@ -14,7 +14,10 @@ use crate::support::{Backend, TestDb, TestServer, assert_error};
 const MINUTE: i64 = 60_000_000;
 const DAY: i64 = 24 * 60 * MINUTE;
 
-both_backends!(hard_triggers_pins_and_history, totals_follow_a_new_half_life);
+both_backends!(
+    hard_triggers_pins_and_history,
+    totals_follow_a_new_half_life
+);
 
 /// A server on a manual clock, with an approver who may approve anything.
 struct Sim {
@@ -30,8 +33,15 @@ impl Sim {
         let mut config = db.config();
         tweak(&mut config);
         let s = TestServer::start_clocked(db, config, Arc::new(clock.clone())).await;
-        let grants = json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
-        let (status, body) = s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": grants})).await;
+        let grants =
+            json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
+        let (status, body) = s
+            .post(
+                "/v1/humans",
+                &s.admin,
+                json!({"id": "carol", "team": "platform", "grants": grants}),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
         let approver = s.token("approver", Some("carol")).await;
         Sim { s, clock, approver }
@@ -39,21 +49,38 @@ impl Sim {
 
     /// Asks for an action, goes through an approval when one is needed, and reports `outcome`
     /// when the action is allowed. Returns the last answer.
-    async fn act(&self, token: &str, class: &str, env: &str, service: &str, outcome: &str) -> Value {
+    async fn act(
+        &self,
+        token: &str,
+        class: &str,
+        env: &str,
+        service: &str,
+        outcome: &str,
+    ) -> Value {
         self.clock.advance(10 * MINUTE);
         let body = json!({"action": {"class": class, "environment": env, "service": service}});
         let (status, mut answer) = self.s.post("/v1/decisions", token, body.clone()).await;
         assert_eq!(status, 200, "{answer}");
         if answer["verdict"] == "require_approval" {
             let id = answer["approval"]["id"].as_str().unwrap().to_string();
-            let (status, approved) = self.s.post(&format!("/v1/approvals/{id}/approve"), &self.approver, json!({})).await;
+            let (status, approved) = self
+                .s
+                .post(
+                    &format!("/v1/approvals/{id}/approve"),
+                    &self.approver,
+                    json!({}),
+                )
+                .await;
             assert_eq!(status, 200, "{approved}");
             let mut again = body;
             again["approval_id"] = json!(id);
             answer = self.s.post("/v1/decisions", token, again).await.1;
         }
         if answer["verdict"] == "allow" {
-            let path = format!("/v1/decisions/{}/outcome", answer["decision_id"].as_str().unwrap());
+            let path = format!(
+                "/v1/decisions/{}/outcome",
+                answer["decision_id"].as_str().unwrap()
+            );
             let (status, reported) = self.s.post(&path, token, json!({"status": outcome})).await;
             assert_eq!(status, 200, "{reported}");
         }
@@ -61,11 +88,20 @@ impl Sim {
     }
 
     async fn agent(&self, id: &str) -> Value {
-        self.s.get(&format!("/v1/agents/{id}"), &self.s.admin).await.1
+        self.s
+            .get(&format!("/v1/agents/{id}"), &self.s.admin)
+            .await
+            .1
     }
 
     async fn history(&self, id: &str) -> Vec<Value> {
-        let (status, h) = self.s.get(&format!("/v1/agents/{id}/trust/history?since=2025-01-01T00:00:00Z"), &self.s.admin).await;
+        let (status, h) = self
+            .s
+            .get(
+                &format!("/v1/agents/{id}/trust/history?since=2025-01-01T00:00:00Z"),
+                &self.s.admin,
+            )
+            .await;
         assert_eq!(status, 200, "{h}");
         let mut changes = h["changes"].as_array().unwrap().clone();
         changes.reverse();
@@ -94,30 +130,45 @@ async fn sixty_days_three_personas() {
         // The reliable agent: its own tier's work alone, the next tier's under approval.
         match tier(&sim.agent("reliable").await) {
             1 => {
-                sim.act(&reliable, "deploy", "dev", svc(0), "succeeded").await;
+                sim.act(&reliable, "deploy", "dev", svc(0), "succeeded")
+                    .await;
                 for i in 0..2 {
-                    sim.act(&reliable, "deploy", "staging", svc(i), "succeeded").await;
+                    sim.act(&reliable, "deploy", "staging", svc(i), "succeeded")
+                        .await;
                 }
             }
             2 => {
-                sim.act(&reliable, "deploy", "staging", svc(0), "succeeded").await;
+                sim.act(&reliable, "deploy", "staging", svc(0), "succeeded")
+                    .await;
                 for i in 0..2 {
-                    sim.act(&reliable, "deploy", "production", svc(i), "succeeded").await;
+                    sim.act(&reliable, "deploy", "production", svc(i), "succeeded")
+                        .await;
                 }
             }
             _ => {
-                sim.act(&reliable, "deploy", "production", svc(0), "succeeded").await;
+                sim.act(&reliable, "deploy", "production", svc(0), "succeeded")
+                    .await;
                 for i in 0..3 {
-                    let answer = sim.act(&reliable, "api_call", "production", svc(i), "succeeded").await;
+                    let answer = sim
+                        .act(&reliable, "api_call", "production", svc(i), "succeeded")
+                        .await;
                     assert_eq!(answer["risk"]["level"], "medium");
                 }
             }
         }
         // The flaky agent works the same way; every tenth change rolls back.
-        let envs = if tier(&sim.agent("flaky").await) >= 2 { ["staging", "staging", "production"] } else { ["dev", "dev", "staging"] };
+        let envs = if tier(&sim.agent("flaky").await) >= 2 {
+            ["staging", "staging", "production"]
+        } else {
+            ["dev", "dev", "staging"]
+        };
         for (i, env) in envs.into_iter().enumerate() {
             flaky_changes += 1;
-            let outcome = if flaky_changes % 10 == 0 { "rolled_back" } else { "succeeded" };
+            let outcome = if flaky_changes % 10 == 0 {
+                "rolled_back"
+            } else {
+                "succeeded"
+            };
             sim.act(&flaky, "deploy", env, svc(i), outcome).await;
         }
         // The rogue agent: some honest work, and every other day something it may not do.
@@ -128,7 +179,8 @@ async fn sixty_days_three_personas() {
             let (_, answer) = if before >= 2 {
                 s.decide(&rogue, "deploy", "production", forged).await
             } else {
-                s.decide(&rogue, "db_migration", "production", json!({})).await
+                s.decide(&rogue, "db_migration", "production", json!({}))
+                    .await
             };
             assert_eq!(answer["verdict"], "deny", "{answer}");
             rogue_violations += 1;
@@ -145,11 +197,23 @@ async fn sixty_days_three_personas() {
     }
 
     let reliable_end = sim.agent("reliable").await;
-    assert_eq!(tier(&reliable_end), 4, "the reliable agent climbs, one tier at a time: {reliable_end}");
+    assert_eq!(
+        tier(&reliable_end),
+        4,
+        "the reliable agent climbs, one tier at a time: {reliable_end}"
+    );
     let flaky_end = sim.agent("flaky").await;
-    assert!(tier(&flaky_end) <= 2, "a 10% rollback rate earns no promotion: {flaky_end}");
+    assert!(
+        tier(&flaky_end) <= 2,
+        "a 10% rollback rate earns no promotion: {flaky_end}"
+    );
     let flaky_history = sim.history("flaky").await;
-    assert!(flaky_history.first().is_some_and(|c| c["to"].as_u64() < c["from"].as_u64()), "the flaky agent is demoted first: {flaky_history:?}");
+    assert!(
+        flaky_history
+            .first()
+            .is_some_and(|c| c["to"].as_u64() < c["from"].as_u64()),
+        "the flaky agent is demoted first: {flaky_history:?}"
+    );
     let narrowed = rogue_narrowed_at.expect("the rogue agent was narrowed");
     assert!(narrowed <= 3, "narrowed at its violation #{narrowed}");
     assert!(tier(&sim.agent("rogue").await) <= 1);
@@ -163,21 +227,45 @@ async fn sixty_days_three_personas() {
         for pair in changes.windows(2) {
             let gap = at(&pair[1]) - at(&pair[0]);
             if up(&pair[0]) == up(&pair[1]) {
-                assert!(gap >= 7 * DAY, "{id} moved twice the same way within a dwell period: {pair:?}");
+                assert!(
+                    gap >= 7 * DAY,
+                    "{id} moved twice the same way within a dwell period: {pair:?}"
+                );
             }
             if !up(&pair[0]) && up(&pair[1]) {
-                assert!(gap >= 14 * DAY, "{id} was promoted during its cool-down: {pair:?}");
+                assert!(
+                    gap >= 14 * DAY,
+                    "{id} was promoted during its cool-down: {pair:?}"
+                );
             }
         }
         for c in &changes {
-            assert!(c["to"].as_u64() <= Some(4) && !c["reason"].as_str().unwrap().is_empty() && c["evidence"].is_object(), "{c}");
+            assert!(
+                c["to"].as_u64() <= Some(4)
+                    && !c["reason"].as_str().unwrap().is_empty()
+                    && c["evidence"].is_object(),
+                "{c}"
+            );
         }
     }
     let reliable_history = sim.history("reliable").await;
-    assert!(reliable_history.iter().all(|c| c["reason"] == "promotion" && c["actor"] == "warden"), "{reliable_history:?}");
-    assert!(sim.history("rogue").await.iter().all(|c| c["to"].as_u64() < c["from"].as_u64()), "the rogue agent is never promoted");
+    assert!(
+        reliable_history
+            .iter()
+            .all(|c| c["reason"] == "promotion" && c["actor"] == "warden"),
+        "{reliable_history:?}"
+    );
+    assert!(
+        sim.history("rogue")
+            .await
+            .iter()
+            .all(|c| c["to"].as_u64() < c["from"].as_u64()),
+        "the rogue agent is never promoted"
+    );
     // The decision answers carry the score the agent had then.
-    let answer = sim.act(&reliable, "deploy", "production", "payments", "succeeded").await;
+    let answer = sim
+        .act(&reliable, "deploy", "production", "payments", "succeeded")
+        .await;
     assert!(answer["trust_score"].as_f64().unwrap() > 0.9, "{answer}");
 }
 
@@ -199,57 +287,138 @@ async fn hard_triggers_pins_and_history(backend: Backend) {
 
     // A forged approval: down to tier 1 at once, with the reason and the evidence.
     let forged = json!({"approval_id": "0190aaaa-0000-7000-8000-000000000000"});
-    assert_eq!(s.decide(&bot, "deploy", "production", forged.clone()).await.1["verdict"], "deny");
+    assert_eq!(
+        s.decide(&bot, "deploy", "production", forged.clone())
+            .await
+            .1["verdict"],
+        "deny"
+    );
     let agent = sim.agent("trusted-bot").await;
     assert_eq!(tier(&agent), 1, "{agent}");
     let changes = sim.history("trusted-bot").await;
     assert_eq!(changes.len(), 1);
-    assert_eq!((changes[0]["from"].as_u64(), changes[0]["to"].as_u64(), changes[0]["reason"].as_str()), (Some(3), Some(1), Some("forged_approval")));
-    assert_eq!(changes[0]["evidence"]["trust"]["evidence"]["violations"], 1, "{}", changes[0]);
+    assert_eq!(
+        (
+            changes[0]["from"].as_u64(),
+            changes[0]["to"].as_u64(),
+            changes[0]["reason"].as_str()
+        ),
+        (Some(3), Some(1), Some("forged_approval"))
+    );
+    assert_eq!(
+        changes[0]["evidence"]["trust"]["evidence"]["violations"], 1,
+        "{}",
+        changes[0]
+    );
     let (_, audit) = s.get("/v1/audit?event_type=tier.changed", &s.admin).await;
-    assert_eq!(audit["records"].as_array().map(Vec::len), Some(1), "{audit}");
+    assert_eq!(
+        audit["records"].as_array().map(Vec::len),
+        Some(1),
+        "{audit}"
+    );
     let (_, deliveries) = s.get("/v1/webhooks/deliveries", &s.admin).await;
     let list = deliveries["deliveries"].as_array().unwrap();
-    assert!(list.iter().any(|d| d["event_type"] == "tier.changed"), "{deliveries}");
+    assert!(
+        list.iter().any(|d| d["event_type"] == "tier.changed"),
+        "{deliveries}"
+    );
 
     // The trust view says what the next promotion needs: the hard trigger blocks it for 30 days.
     let (_, trust) = s.get("/v1/agents/trusted-bot/trust", &bot).await;
     let gates = trust["next_promotion"]["gates"].as_array().unwrap();
-    let gate = |name: &str| gates.iter().find(|g| g["gate"] == name).unwrap_or_else(|| panic!("no gate {name}: {trust}")).clone();
-    assert_eq!((trust["next_promotion"]["tier"].as_u64(), gate("no_hard_trigger")["met"].as_bool()), (Some(2), Some(false)), "{trust}");
+    let gate = |name: &str| {
+        gates
+            .iter()
+            .find(|g| g["gate"] == name)
+            .unwrap_or_else(|| panic!("no gate {name}: {trust}"))
+            .clone()
+    };
+    assert_eq!(
+        (
+            trust["next_promotion"]["tier"].as_u64(),
+            gate("no_hard_trigger")["met"].as_bool()
+        ),
+        (Some(2), Some(false)),
+        "{trust}"
+    );
     assert_eq!(gate("cool_down")["met"], false);
     assert_eq!(trust["last_changes"][0]["reason"], "forged_approval");
 
     // An admin puts it back and pins it: a second forged approval is a violation, but the tier holds.
-    let (status, pinned) = s.patch("/v1/agents/trusted-bot", &s.admin, json!({"tier": 3, "pinned": true})).await;
+    let (status, pinned) = s
+        .patch(
+            "/v1/agents/trusted-bot",
+            &s.admin,
+            json!({"tier": 3, "pinned": true}),
+        )
+        .await;
     assert_eq!(status, 200, "{pinned}");
     assert_eq!(pinned["pinned"], true);
     sim.clock.advance(DAY);
-    assert_eq!(s.decide(&bot, "deploy", "production", forged).await.1["verdict"], "deny");
+    assert_eq!(
+        s.decide(&bot, "deploy", "production", forged).await.1["verdict"],
+        "deny"
+    );
     assert_eq!(tier(&sim.agent("trusted-bot").await), 3);
     let changes = sim.history("trusted-bot").await;
     assert_eq!(changes.len(), 2, "{changes:?}");
-    assert_eq!((changes[1]["reason"].as_str(), changes[1]["to"].as_u64()), (Some("admin"), Some(3)));
+    assert_eq!(
+        (changes[1]["reason"].as_str(), changes[1]["to"].as_u64()),
+        (Some("admin"), Some(3))
+    );
 
     // Daily scores are in the history; bad queries are 4xx naming the field.
-    let (_, h) = s.get("/v1/agents/trusted-bot/trust/history?since=2025-01-01T00:00:00Z", &s.admin).await;
+    let (_, h) = s
+        .get(
+            "/v1/agents/trusted-bot/trust/history?since=2025-01-01T00:00:00Z",
+            &s.admin,
+        )
+        .await;
     assert!(!h["daily"].as_array().unwrap().is_empty(), "{h}");
-    assert_eq!(assert_error(&s.get("/v1/agents/trusted-bot/trust/history?since=yesterday", &s.admin).await, 400, "invalid_field").as_deref(), Some("since"));
+    assert_eq!(
+        assert_error(
+            &s.get(
+                "/v1/agents/trusted-bot/trust/history?since=yesterday",
+                &s.admin
+            )
+            .await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("since")
+    );
     let other = s.agent("other", 1, json!({})).await;
-    assert_error(&s.get("/v1/agents/trusted-bot/trust/history", &other).await, 404, "unknown_agent");
+    assert_error(
+        &s.get("/v1/agents/trusted-bot/trust/history", &other).await,
+        404,
+        "unknown_agent",
+    );
 
     // Unpinned, a sub-agent is never promoted past its parent.
-    s.patch("/v1/agents/trusted-bot", &s.admin, json!({"pinned": false})).await;
-    let child = s.agent("child", 1, json!({"parent": "other", "ceiling": 4})).await;
+    s.patch("/v1/agents/trusted-bot", &s.admin, json!({"pinned": false}))
+        .await;
+    let child = s
+        .agent("child", 1, json!({"parent": "other", "ceiling": 4}))
+        .await;
     for day in 0..12 {
         for svc in ["payments", "ledger"] {
             sim.act(&child, "deploy", "staging", svc, "succeeded").await;
         }
         sim.clock.advance(DAY);
-        assert!(tier(&sim.agent("child").await) <= 1, "day {day}: the parent is at tier 1");
+        assert!(
+            tier(&sim.agent("child").await) <= 1,
+            "day {day}: the parent is at tier 1"
+        );
     }
     let (_, trust) = s.get("/v1/agents/child/trust", &s.admin).await;
-    let parent_gate = trust["next_promotion"]["gates"].as_array().unwrap().iter().find(|g| g["gate"] == "parent").unwrap().clone();
+    let parent_gate = trust["next_promotion"]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == "parent")
+        .unwrap()
+        .clone();
     assert_eq!(parent_gate["met"], false, "{trust}");
 }
 
@@ -259,19 +428,32 @@ async fn totals_follow_a_new_half_life(backend: Backend) {
     for svc in ["payments", "ledger", "search", "payments"] {
         sim.act(&bot, "deploy", "staging", svc, "succeeded").await;
     }
-    sim.act(&bot, "deploy", "staging", "payments", "failed").await;
+    sim.act(&bot, "deploy", "staging", "payments", "failed")
+        .await;
     let (_, before) = sim.s.get("/v1/agents/steady/trust", &sim.s.admin).await;
-    assert!((before["weight"]["positive"].as_f64().unwrap() - 4.0).abs() < 0.01, "{before}");
+    assert!(
+        (before["weight"]["positive"].as_f64().unwrap() - 4.0).abs() < 0.01,
+        "{before}"
+    );
 
     // Ten days on, restarted with a ten-day half-life: the totals are rebuilt from the evidence.
     sim.clock.advance(10 * DAY);
     let mut config = sim.s.db.config();
-    config.policy.trust = Some(warden::trust::TrustPolicy { half_life_days: 10.0, ..Default::default() });
+    config.policy.trust = Some(warden::trust::TrustPolicy {
+        half_life_days: 10.0,
+        ..Default::default()
+    });
     let clock = sim.clock.clone();
     let s = sim.s.restart_clocked(config, Arc::new(clock)).await;
     let (_, after) = s.get("/v1/agents/steady/trust", &s.admin).await;
     assert_eq!(after["evidence"], before["evidence"], "{after}");
     let positive = after["weight"]["positive"].as_f64().unwrap();
-    assert!((positive - 2.0).abs() < 0.01, "four successes, one half-life old: {after}");
-    assert!((after["weight"]["negative"].as_f64().unwrap() - 0.5).abs() < 0.01, "{after}");
+    assert!(
+        (positive - 2.0).abs() < 0.01,
+        "four successes, one half-life old: {after}"
+    );
+    assert!(
+        (after["weight"]["negative"].as_f64().unwrap() - 0.5).abs() < 0.01,
+        "{after}"
+    );
 }

@@ -39,12 +39,19 @@ impl Browser {
         let (cr, aw): (OwnedFd, OwnedFd) = (commands_r.into(), answers_w.into());
         let (cr_fd, aw_fd) = (cr.as_raw_fd(), aw.as_raw_fd());
         let mut cmd = Command::new(binary);
-        cmd.args(["--headless=new", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions"])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--headless=new",
+            "--remote-debugging-pipe",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         // SAFETY: between fork and exec only async-signal-safe calls (dup2) are made.
         unsafe {
             cmd.pre_exec(move || {
@@ -56,9 +63,20 @@ impl Browser {
         }
         let child = cmd.spawn().expect("start chromium");
         drop((cr, aw));
-        let mut browser = Browser { child, to: commands_w, from: BufReader::new(answers_r), next: 0, session: String::new(), _profile: profile };
+        let mut browser = Browser {
+            child,
+            to: commands_w,
+            from: BufReader::new(answers_r),
+            next: 0,
+            session: String::new(),
+            _profile: profile,
+        };
         let target = browser.call(None, "Target.createTarget", json!({"url": "about:blank"}));
-        let attached = browser.call(None, "Target.attachToTarget", json!({"targetId": target["targetId"], "flatten": true}));
+        let attached = browser.call(
+            None,
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        );
         browser.session = attached["sessionId"].as_str().unwrap().to_string();
         browser
     }
@@ -82,7 +100,10 @@ impl Browser {
         self.to.write_all(&bytes).unwrap();
         loop {
             let mut buf = Vec::new();
-            assert!(self.from.read_until(0, &mut buf).unwrap() > 0, "chromium closed the pipe");
+            assert!(
+                self.from.read_until(0, &mut buf).unwrap() > 0,
+                "chromium closed the pipe"
+            );
             buf.pop();
             let answer: Value = serde_json::from_slice(&buf).unwrap();
             if answer["id"] == json!(self.next) {
@@ -99,8 +120,15 @@ impl Browser {
     /// Evaluates JavaScript in the page and returns its value.
     fn eval(&mut self, expression: &str) -> Value {
         let session = self.session.clone();
-        let result = self.call(Some(&session), "Runtime.evaluate", json!({"expression": expression, "returnByValue": true, "awaitPromise": true}));
-        assert!(result.get("exceptionDetails").is_none(), "{expression}: {result}");
+        let result = self.call(
+            Some(&session),
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+        );
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression}: {result}"
+        );
         result["result"]["value"].clone()
     }
 
@@ -114,7 +142,11 @@ impl Browser {
             if answer["result"]["result"]["value"] == json!(true) {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for `{expression}`; page: {}", self.eval("document.body ? document.body.innerText : ''"));
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for `{expression}`; page: {}",
+                self.eval("document.body ? document.body.innerText : ''")
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -133,13 +165,21 @@ impl Drop for Browser {
 async fn an_approver_approves_in_the_browser() {
     let s = TestServer::start(Backend::Sqlite).await;
     let bot = s.agent("migrator", 2, json!({})).await;
-    let grants = json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
-    s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": grants})).await;
+    let grants =
+        json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
+    s.post(
+        "/v1/humans",
+        &s.admin,
+        json!({"id": "carol", "team": "platform", "grants": grants}),
+    )
+    .await;
     let carol = s.token("approver", Some("carol")).await;
     let action = json!({"class": "db_migration", "environment": "production", "service": "payments",
         "reasoning": "the payments query needs an index", "plan": {"steps": ["create index concurrently", "analyze payments"]},
         "change": {"files_changed": 1, "lines_added": 12, "lines_deleted": 0, "paths": ["db/migrations/0042_payments_index.sql"]}});
-    let (_, asked) = s.post("/v1/decisions", &bot, json!({"action": action})).await;
+    let (_, asked) = s
+        .post("/v1/decisions", &bot, json!({"action": action}))
+        .await;
     let id = asked["approval"]["id"].as_str().unwrap().to_string();
 
     let (url, token) = (format!("{}/ui/approvals", s.base), carol.clone());
@@ -158,31 +198,71 @@ async fn an_approver_approves_in_the_browser() {
     })
     .await
     .unwrap();
-    assert!(text.contains("migrator wants to db_migration payments in production"), "{text}");
-    assert!(text.contains("create index concurrently") && text.contains("the payments query needs an index"), "{text}");
-    assert!(text.contains("Change: 1 files, +12 −0") && text.contains("db/migrations/0042_payments_index.sql"), "{text}");
+    assert!(
+        text.contains("migrator wants to db_migration payments in production"),
+        "{text}"
+    );
+    assert!(
+        text.contains("create index concurrently")
+            && text.contains("the payments query needs an index"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Change: 1 files, +12 −0")
+            && text.contains("db/migrations/0042_payments_index.sql"),
+        "{text}"
+    );
     assert!(text.to_lowercase().contains("high"), "{text}");
     assert_eq!(scripts, json!(0), "the page needs no script");
-    assert!(decided.contains("approved by carol") && decided.contains("0 pending"), "{decided}");
+    assert!(
+        decided.contains("approved by carol") && decided.contains("0 pending"),
+        "{decided}"
+    );
 
     let (_, approval) = s.get(&format!("/v1/approvals/{id}"), &carol).await;
-    assert_eq!((approval["status"].as_str(), approval["comment"].as_str()), (Some("approved"), Some("index reviewed")), "{approval}");
-    let (status, done) = s.post("/v1/decisions", &bot, json!({"action": action, "approval_id": id})).await;
-    assert_eq!((status, done["verdict"].as_str()), (StatusCode::OK, Some("allow")), "{done}");
+    assert_eq!(
+        (approval["status"].as_str(), approval["comment"].as_str()),
+        (Some("approved"), Some("index reviewed")),
+        "{approval}"
+    );
+    let (status, done) = s
+        .post(
+            "/v1/decisions",
+            &bot,
+            json!({"action": action, "approval_id": id}),
+        )
+        .await;
+    assert_eq!(
+        (status, done["verdict"].as_str()),
+        (StatusCode::OK, Some("allow")),
+        "{done}"
+    );
 
     // A post from another page: with the session cookie but without this page's CSRF token.
     let (_, asked) = s.post("/v1/decisions", &bot, json!({"action": {"class": "deploy", "environment": "production", "service": "payments"}})).await;
     let other = asked["approval"]["id"].as_str().unwrap().to_string();
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let forged = no_redirects
         .post(format!("{}/ui/approvals/{other}", s.base))
         .header("cookie", format!("warden_session={carol}"))
-        .form(&[("decision", "approve"), ("csrf", "guessed"), ("comment", "")])
+        .form(&[
+            ("decision", "approve"),
+            ("csrf", "guessed"),
+            ("comment", ""),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
-    let anonymous = no_redirects.post(format!("{}/ui/approvals/{other}", s.base)).form(&[("decision", "approve"), ("csrf", "x")]).send().await.unwrap();
+    let anonymous = no_redirects
+        .post(format!("{}/ui/approvals/{other}", s.base))
+        .form(&[("decision", "approve"), ("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
     let (_, still) = s.get(&format!("/v1/approvals/{other}"), &carol).await;
     assert_eq!(still["status"], "pending");
@@ -193,19 +273,42 @@ async fn an_approver_approves_in_the_browser() {
 async fn sign_in_takes_only_approvers() {
     let s = TestServer::start(Backend::Sqlite).await;
     let bot = s.agent("migrator", 2, json!({})).await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let login = |token: String| no_redirects.post(format!("{}/ui/login", s.base)).form(&[("token", token)]).send();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |token: String| {
+        no_redirects
+            .post(format!("{}/ui/login", s.base))
+            .form(&[("token", token)])
+            .send()
+    };
     let refused = login(bot.clone()).await.unwrap();
     assert_eq!(refused.status(), StatusCode::SEE_OTHER);
     assert!(refused.headers().get("set-cookie").is_none());
-    assert!(refused.headers()["location"].to_str().unwrap().contains("error="));
+    assert!(
+        refused.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("error=")
+    );
     let unknown = login("wdn_nope".into()).await.unwrap();
     assert!(unknown.headers().get("set-cookie").is_none());
-    s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": []})).await;
+    s.post(
+        "/v1/humans",
+        &s.admin,
+        json!({"id": "carol", "team": "platform", "grants": []}),
+    )
+    .await;
     let carol = s.token("approver", Some("carol")).await;
     let ok = login(carol).await.unwrap();
     let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/ui"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/ui"),
+        "{cookie}"
+    );
 
     // In the browser: a bad token shows the error on the sign-in page.
     let url = format!("{}/ui/approvals", s.base);

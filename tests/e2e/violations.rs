@@ -12,17 +12,29 @@ both_backends!(violations_are_reviewed_and_acknowledged_once);
 async fn violations_are_reviewed_and_acknowledged_once(backend: Backend) {
     let db = TestDb::new(backend).await;
     let mut config = db.config();
-    config.policy.violation_modes.insert("docs_update".into(), warden::policy::ViolationMode::Flag);
+    config
+        .policy
+        .violation_modes
+        .insert("docs_update".into(), warden::policy::ViolationMode::Flag);
     let s = TestServer::start_with(db, config).await;
     let scribe = s.agent("scribe", 0, json!({})).await;
     let other = s.agent("other", 0, json!({})).await;
-    let (status, carol) = s.post("/v1/humans", &s.admin, json!({"id": "carol", "team": "platform", "grants": []})).await;
+    let (status, carol) = s
+        .post(
+            "/v1/humans",
+            &s.admin,
+            json!({"id": "carol", "team": "platform", "grants": []}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{carol}");
     let approver = s.token("approver", Some("carol")).await;
 
     // Tier 0 may only read: a production deploy is blocked, a docs update flagged (allowed).
     assert_eq!(s.verdict(&scribe, "deploy", "production").await, "deny");
-    assert_eq!(s.verdict(&scribe, "docs_update", "production").await, "allow");
+    assert_eq!(
+        s.verdict(&scribe, "docs_update", "production").await,
+        "allow"
+    );
     assert_eq!(s.verdict(&other, "deploy", "staging").await, "deny");
     assert_eq!(s.verdict(&scribe, "read", "production").await, "allow");
 
@@ -31,8 +43,20 @@ async fn violations_are_reviewed_and_acknowledged_once(backend: Backend) {
     let list = all["violations"].as_array().unwrap();
     assert_eq!(list.len(), 3, "{all}");
     assert_eq!(
-        (list[0]["agent"].as_str(), list[0]["class"].as_str(), list[0]["mode"].as_str(), list[0]["reason"].as_str(), list[0]["status"].as_str()),
-        (Some("scribe"), Some("deploy"), Some("block"), Some("no_grant"), Some("open")),
+        (
+            list[0]["agent"].as_str(),
+            list[0]["class"].as_str(),
+            list[0]["mode"].as_str(),
+            list[0]["reason"].as_str(),
+            list[0]["status"].as_str()
+        ),
+        (
+            Some("scribe"),
+            Some("deploy"),
+            Some("block"),
+            Some("no_grant"),
+            Some("open")
+        ),
         "{all}"
     );
     assert!(all["next_after"].is_null());
@@ -47,46 +71,124 @@ async fn violations_are_reviewed_and_acknowledged_once(backend: Backend) {
     let mut path = "/v1/violations?limit=1".to_string();
     loop {
         let (_, page) = s.get(&path, &approver).await;
-        seen.extend(page["violations"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap().to_string()));
+        seen.extend(
+            page["violations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_string()),
+        );
         match page["next_after"].as_str() {
             Some(after) => path = format!("/v1/violations?limit=1&after={after}"),
             None => break,
         }
     }
-    let ids: Vec<String> = list.iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = list
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(seen, ids);
 
     // Acknowledge once; the second time is a conflict.
     let id = &ids[0];
-    let (status, acked) = s.post(&format!("/v1/violations/{id}/ack"), &approver, json!({"comment": "grant was missing; fixed"})).await;
+    let (status, acked) = s
+        .post(
+            &format!("/v1/violations/{id}/ack"),
+            &approver,
+            json!({"comment": "grant was missing; fixed"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{acked}");
-    assert_eq!((acked["status"].as_str(), acked["acknowledged_by"].as_str()), (Some("acknowledged"), Some("carol")), "{acked}");
+    assert_eq!(
+        (acked["status"].as_str(), acked["acknowledged_by"].as_str()),
+        (Some("acknowledged"), Some("carol")),
+        "{acked}"
+    );
     assert_eq!(acked["comment"], "grant was missing; fixed");
     assert!(acked["acknowledged_at"].is_string());
-    assert_error(&s.post(&format!("/v1/violations/{id}/ack"), &approver, json!({})).await, 409, "violation_not_open");
+    assert_error(
+        &s.post(&format!("/v1/violations/{id}/ack"), &approver, json!({}))
+            .await,
+        409,
+        "violation_not_open",
+    );
     let (_, open) = s.get("/v1/violations?status=open", &approver).await;
     assert_eq!(open["violations"].as_array().unwrap().len(), 2);
     let (status, one) = s.get(&format!("/v1/violations/{id}"), &approver).await;
-    assert_eq!((status, one["status"].as_str()), (StatusCode::OK, Some("acknowledged")));
+    assert_eq!(
+        (status, one["status"].as_str()),
+        (StatusCode::OK, Some("acknowledged"))
+    );
 
     // Bad input names the field; agents may not review; unknown ids are 404.
-    assert_eq!(assert_error(&s.get("/v1/violations?status=closed", &approver).await, 400, "invalid_field").as_deref(), Some("status"));
-    assert_eq!(assert_error(&s.get("/v1/violations?limit=0", &approver).await, 400, "invalid_field").as_deref(), Some("limit"));
-    assert_eq!(assert_error(&s.get("/v1/violations?since=yesterday", &approver).await, 400, "invalid_field").as_deref(), Some("since"));
+    assert_eq!(
+        assert_error(
+            &s.get("/v1/violations?status=closed", &approver).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("status")
+    );
+    assert_eq!(
+        assert_error(
+            &s.get("/v1/violations?limit=0", &approver).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("limit")
+    );
+    assert_eq!(
+        assert_error(
+            &s.get("/v1/violations?since=yesterday", &approver).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("since")
+    );
     let long = "x".repeat(5000);
     assert_eq!(
-        assert_error(&s.post(&format!("/v1/violations/{}/ack", ids[1]), &approver, json!({"comment": long})).await, 400, "invalid_field").as_deref(),
+        assert_error(
+            &s.post(
+                &format!("/v1/violations/{}/ack", ids[1]),
+                &approver,
+                json!({"comment": long})
+            )
+            .await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
         Some("comment")
     );
-    assert_error(&s.get("/v1/violations", &scribe).await, 403, "forbidden_role");
-    assert_error(&s.post("/v1/violations/nope/ack", &approver, json!({})).await, 404, "unknown_violation");
+    assert_error(
+        &s.get("/v1/violations", &scribe).await,
+        403,
+        "forbidden_role",
+    );
+    assert_error(
+        &s.post("/v1/violations/nope/ack", &approver, json!({}))
+            .await,
+        404,
+        "unknown_violation",
+    );
 
     // Each violation and the acknowledgement are audit events of their own.
-    let (_, recorded) = s.get("/v1/audit?event_type=violation.recorded", &s.admin).await;
+    let (_, recorded) = s
+        .get("/v1/audit?event_type=violation.recorded", &s.admin)
+        .await;
     let recorded = recorded["records"].as_array().unwrap();
     assert_eq!(recorded.len(), 3);
-    assert_eq!(recorded[0]["details"]["violation_id"].as_str(), Some(ids[0].as_str()), "{recorded:?}");
-    let (_, acks) = s.get("/v1/audit?event_type=violation.acknowledged", &s.admin).await;
+    assert_eq!(
+        recorded[0]["details"]["violation_id"].as_str(),
+        Some(ids[0].as_str()),
+        "{recorded:?}"
+    );
+    let (_, acks) = s
+        .get("/v1/audit?event_type=violation.acknowledged", &s.admin)
+        .await;
     assert_eq!(acks["records"].as_array().unwrap().len(), 1);
     assert_eq!(acks["records"][0]["authorizing_human"], "carol");
 }

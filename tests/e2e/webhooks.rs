@@ -12,7 +12,11 @@ use warden::config::{Config, WebhookConfig, WebhookFormat};
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer};
 
-both_backends!(deliveries_are_signed_retried_and_parked, delivery_survives_a_restart, lapsed_approvals_are_announced_once);
+both_backends!(
+    deliveries_are_signed_retried_and_parked,
+    delivery_survives_a_restart,
+    lapsed_approvals_are_announced_once
+);
 
 /// What the receiver saw: path, headers, body.
 type Seen = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
@@ -22,19 +26,26 @@ async fn receiver(addr: Option<SocketAddr>, fail: usize) -> (SocketAddr, Seen) {
     let seen: Seen = Arc::default();
     let failures = Arc::new(Mutex::new(fail));
     let (s, f) = (seen.clone(), failures.clone());
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
-        let (s, f) = (s.clone(), f.clone());
-        async move {
-            let mut left = f.lock().unwrap();
-            if uri.path() == "/ops" && *left > 0 {
-                *left -= 1;
-                return StatusCode::INTERNAL_SERVER_ERROR;
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
+            let (s, f) = (s.clone(), f.clone());
+            async move {
+                let mut left = f.lock().unwrap();
+                if uri.path() == "/ops" && *left > 0 {
+                    *left -= 1;
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                s.lock()
+                    .unwrap()
+                    .push((uri.path().to_string(), headers, body));
+                StatusCode::NO_CONTENT
             }
-            s.lock().unwrap().push((uri.path().to_string(), headers, body));
-            StatusCode::NO_CONTENT
-        }
-    });
-    let listener = tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap())).await.unwrap();
+        },
+    );
+    let listener =
+        tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, seen)
@@ -72,11 +83,16 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 fn verify(headers: &HeaderMap, body: &str, secret: &str) {
-    let ts: i64 = headers["x-warden-timestamp"].to_str().unwrap().parse().unwrap();
+    let ts: i64 = headers["x-warden-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let expected = warden::services::notify::signature(secret, ts, body);
     assert_eq!(headers["x-warden-signature"].to_str().unwrap(), expected);
     // Independently: HMAC-SHA256 over "{timestamp}.{body}".
-    let mac = warden::services::notify::hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
+    let mac =
+        warden::services::notify::hmac_sha256(secret.as_bytes(), format!("{ts}.{body}").as_bytes());
     assert_eq!(expected, format!("v1={}", hex::encode(mac)));
     assert!(warden::services::notify::signature("wrong", ts, body) != expected);
 }
@@ -88,31 +104,69 @@ async fn deliveries_are_signed_retried_and_parked(backend: Backend) {
     fast(
         &mut config,
         vec![
-            hook("ops", format!("http://{addr}/ops"), WebhookFormat::Warden, &[]),
-            hook("slack", format!("http://{addr}/slack"), WebhookFormat::Slack, &["approval.requested"]),
-            hook("dead", "http://127.0.0.1:9/nothing-listens".into(), WebhookFormat::Warden, &[]),
+            hook(
+                "ops",
+                format!("http://{addr}/ops"),
+                WebhookFormat::Warden,
+                &[],
+            ),
+            hook(
+                "slack",
+                format!("http://{addr}/slack"),
+                WebhookFormat::Slack,
+                &["approval.requested"],
+            ),
+            hook(
+                "dead",
+                "http://127.0.0.1:9/nothing-listens".into(),
+                WebhookFormat::Warden,
+                &[],
+            ),
         ],
     );
     let s = TestServer::start_with(db, config).await;
     let bot = s.agent("deployer", 2, json!({})).await;
-    let body =
-        json!({"action": {"class": "deploy", "environment": "production", "service": "payments", "reasoning": "retry fix", "plan": "roll out 10% first"}});
+    let body = json!({"action": {"class": "deploy", "environment": "production", "service": "payments", "reasoning": "retry fix", "plan": "roll out 10% first"}});
     let (_, asked) = s.post("/v1/decisions", &bot, body).await;
     let approval = asked["approval"]["id"].as_str().unwrap().to_string();
 
     // Both live endpoints get the event (ops after two 500s); the dead one does not hold them up.
     wait_for("both deliveries", || seen.lock().unwrap().len() >= 2).await;
     let got = seen.lock().unwrap().clone();
-    let ops = got.iter().find(|(p, ..)| p == "/ops").expect("ops delivery");
+    let ops = got
+        .iter()
+        .find(|(p, ..)| p == "/ops")
+        .expect("ops delivery");
     let event: Value = serde_json::from_str(&ops.2).unwrap();
-    assert_eq!((event["type"].as_str(), event["data"]["approval_id"].as_str()), (Some("approval.requested"), Some(approval.as_str())), "{event}");
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["data"]["approval_id"].as_str()
+        ),
+        (Some("approval.requested"), Some(approval.as_str())),
+        "{event}"
+    );
     assert_eq!(event["data"]["plan"], "roll out 10% first");
     assert_eq!(ops.1["x-warden-event"], "approval.requested");
     verify(&ops.1, &ops.2, "ops-secret");
-    let slack = got.iter().find(|(p, ..)| p == "/slack").expect("slack delivery");
+    let slack = got
+        .iter()
+        .find(|(p, ..)| p == "/slack")
+        .expect("slack delivery");
     let message: Value = serde_json::from_str(&slack.2).unwrap();
-    assert!(message["text"].as_str().unwrap().contains("Approval needed"), "{message}");
-    assert!(slack.2.contains(&format!("https://warden.example.com/ui/approvals#{approval}")), "{message}");
+    assert!(
+        message["text"]
+            .as_str()
+            .unwrap()
+            .contains("Approval needed"),
+        "{message}"
+    );
+    assert!(
+        slack.2.contains(&format!(
+            "https://warden.example.com/ui/approvals#{approval}"
+        )),
+        "{message}"
+    );
     verify(&slack.1, &slack.2, "slack-secret");
 
     // approval.decided goes to ops only (slack listens to approval.requested alone).
@@ -125,16 +179,39 @@ async fn deliveries_are_signed_retried_and_parked(backend: Backend) {
         .await;
         s.token("approver", Some("carol")).await
     };
-    s.post(&format!("/v1/approvals/{approval}/approve"), &carol, json!({"comment": "ok"})).await;
-    wait_for("approval.decided", || seen.lock().unwrap().iter().any(|(_, h, _)| h["x-warden-event"] == "approval.decided")).await;
+    s.post(
+        &format!("/v1/approvals/{approval}/approve"),
+        &carol,
+        json!({"comment": "ok"}),
+    )
+    .await;
+    wait_for("approval.decided", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(_, h, _)| h["x-warden-event"] == "approval.decided")
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let decided: Vec<String> = seen.lock().unwrap().iter().filter(|(_, h, _)| h["x-warden-event"] == "approval.decided").map(|(p, ..)| p.clone()).collect();
+    let decided: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, h, _)| h["x-warden-event"] == "approval.decided")
+        .map(|(p, ..)| p.clone())
+        .collect();
     assert_eq!(decided, ["/ops"]);
 
     // The deliveries API shows what happened, including the parked dead endpoint.
-    let (_, ops_page) = s.get("/v1/webhooks/deliveries?endpoint=ops", &s.admin).await;
+    let (_, ops_page) = s
+        .get("/v1/webhooks/deliveries?endpoint=ops", &s.admin)
+        .await;
     let first = &ops_page["deliveries"][0];
-    assert_eq!((first["status"].as_str(), first["attempts"].as_i64()), (Some("delivered"), Some(3)), "{ops_page}");
+    assert_eq!(
+        (first["status"].as_str(), first["attempts"].as_i64()),
+        (Some("delivered"), Some(3)),
+        "{ops_page}"
+    );
     let admin = s.admin.clone();
     let mut parked = Value::Null;
     for _ in 0..250 {
@@ -145,9 +222,20 @@ async fn deliveries_are_signed_retried_and_parked(backend: Backend) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let list = parked["deliveries"].as_array().expect("two parked deliveries");
-    assert!(list.iter().all(|d| d["endpoint"] == "dead" && d["attempts"] == 4 && d["last_error"].is_string()), "{parked}");
-    assert_eq!(s.get("/v1/webhooks/deliveries?status=lost", &s.admin).await.0, StatusCode::BAD_REQUEST);
+    let list = parked["deliveries"]
+        .as_array()
+        .expect("two parked deliveries");
+    assert!(
+        list.iter()
+            .all(|d| d["endpoint"] == "dead" && d["attempts"] == 4 && d["last_error"].is_string()),
+        "{parked}"
+    );
+    assert_eq!(
+        s.get("/v1/webhooks/deliveries?status=lost", &s.admin)
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
     let (_, agent_view) = s.get("/v1/webhooks/deliveries", &bot).await;
     assert_eq!(agent_view["error"]["code"], "forbidden_role");
 }
@@ -160,27 +248,49 @@ async fn delivery_survives_a_restart(backend: Backend) {
     };
     let db = TestDb::new(backend).await;
     let mut config = db.config();
-    fast(&mut config, vec![hook("ops", format!("http://{addr}/ops"), WebhookFormat::Warden, &[])]);
+    fast(
+        &mut config,
+        vec![hook(
+            "ops",
+            format!("http://{addr}/ops"),
+            WebhookFormat::Warden,
+            &[],
+        )],
+    );
     config.notifications.max_attempts = 1000;
     let s = TestServer::start_with(db, config.clone()).await;
     let bot = s.agent("deployer", 2, json!({})).await;
     let (_, asked) = s.post("/v1/decisions", &bot, json!({"action": {"class": "deploy", "environment": "production", "service": "payments"}})).await;
     let approval = asked["approval"]["id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let (_, pending) = s.get("/v1/webhooks/deliveries?status=pending", &s.admin).await;
-    assert_eq!(pending["deliveries"].as_array().unwrap().len(), 1, "{pending}");
+    let (_, pending) = s
+        .get("/v1/webhooks/deliveries?status=pending", &s.admin)
+        .await;
+    assert_eq!(
+        pending["deliveries"].as_array().unwrap().len(),
+        1,
+        "{pending}"
+    );
     assert!(pending["deliveries"][0]["attempts"].as_i64().unwrap() >= 1);
 
     // Warden restarts; the receiver comes up; the event arrives, once.
     let s = s.restart(config).await;
     let (_, seen) = receiver(Some(addr), 0).await;
-    wait_for("the delivery after the restart", || !seen.lock().unwrap().is_empty()).await;
+    wait_for("the delivery after the restart", || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let got = seen.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     let event: Value = serde_json::from_str(&got[0].2).unwrap();
-    assert_eq!(event["data"]["approval_id"].as_str(), Some(approval.as_str()));
-    let (_, delivered) = s.get("/v1/webhooks/deliveries?status=delivered", &s.admin).await;
+    assert_eq!(
+        event["data"]["approval_id"].as_str(),
+        Some(approval.as_str())
+    );
+    let (_, delivered) = s
+        .get("/v1/webhooks/deliveries?status=delivered", &s.admin)
+        .await;
     assert_eq!(delivered["deliveries"].as_array().unwrap().len(), 1);
 }
 
@@ -188,8 +298,19 @@ async fn lapsed_approvals_are_announced_once(backend: Backend) {
     let (addr, seen) = receiver(None, 0).await;
     let db = TestDb::new(backend).await;
     let mut config = db.config();
-    fast(&mut config, vec![hook("ops", format!("http://{addr}/ops"), WebhookFormat::Warden, &["approval.expired"])]);
-    config.policy.approval_ttl_by_class.insert("deploy".into(), 1);
+    fast(
+        &mut config,
+        vec![hook(
+            "ops",
+            format!("http://{addr}/ops"),
+            WebhookFormat::Warden,
+            &["approval.expired"],
+        )],
+    );
+    config
+        .policy
+        .approval_ttl_by_class
+        .insert("deploy".into(), 1);
     let s = TestServer::start_with(db, config).await;
     let bot = s.agent("deployer", 2, json!({})).await;
     let (_, asked) = s.post("/v1/decisions", &bot, json!({"action": {"class": "deploy", "environment": "production", "service": "payments"}})).await;
@@ -199,8 +320,16 @@ async fn lapsed_approvals_are_announced_once(backend: Backend) {
     let got = seen.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "announced once");
     let event: Value = serde_json::from_str(&got[0].2).unwrap();
-    assert_eq!((event["type"].as_str(), event["data"]["approval_id"].as_str()), (Some("approval.expired"), Some(approval.as_str())));
-    let (_, audit) = s.get("/v1/audit?event_type=approval.expired", &s.admin).await;
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["data"]["approval_id"].as_str()
+        ),
+        (Some("approval.expired"), Some(approval.as_str()))
+    );
+    let (_, audit) = s
+        .get("/v1/audit?event_type=approval.expired", &s.admin)
+        .await;
     assert_eq!(audit["records"].as_array().unwrap().len(), 1);
     assert_eq!(audit["records"][0]["actor"]["kind"], "service");
 }

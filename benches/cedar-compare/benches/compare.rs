@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cedar_compare::{Cedar, Warden};
 use cedar_policy::Decision;
 use criterion::{Criterion, criterion_group, criterion_main};
-use warden::engine::Verdict;
+use warden::decision::Verdict;
 use warden::policy::RiskLevel;
 
 fn compare(c: &mut Criterion) {
@@ -25,10 +25,28 @@ fn compare(c: &mut Criterion) {
     // The plugins really ran and agreed: two reports, nothing anomalous, allowed.
     for w in [&warden, &on_demand] {
         let first = w.decide();
-        assert_eq!(first.answer.plugins.iter().map(|p| p.outcome.as_str()).collect::<Vec<_>>(), ["ok", "ok"], "{:?}", first.answer.plugins);
-        assert_eq!((first.answer.verdict, first.answer.risk.level), (Verdict::Allow, RiskLevel::Low), "{:?}", first.answer.reasons);
+        assert_eq!(
+            first
+                .answer
+                .plugins
+                .iter()
+                .map(|p| p.outcome.as_str())
+                .collect::<Vec<_>>(),
+            ["ok", "ok"],
+            "{:?}",
+            first.answer.plugins
+        );
+        assert_eq!(
+            (first.answer.verdict, first.answer.risk.level),
+            (Verdict::Allow, RiskLevel::Low),
+            "{:?}",
+            first.answer.reasons
+        );
         for p in &first.answer.plugins {
-            eprintln!("{}: fuel used {}, peak memory {} bytes, logs {:?}", p.plugin, p.fuel_used, p.peak_memory, p.logs);
+            eprintln!(
+                "{}: fuel used {}, peak memory {} bytes, logs {:?}",
+                p.plugin, p.fuel_used, p.peak_memory, p.logs
+            );
         }
     }
 
@@ -43,27 +61,46 @@ fn compare(c: &mut Criterion) {
             100.0 * spare as f64 / (spare + on_demand).max(1) as f64
         );
     };
-    c.bench_function("compare/cedar_is_authorized_20_policies", |b| b.iter(|| cedar.is_authorized()));
-    spares("compare/warden_pipeline_3_plugins", &mut || {
-        c.bench_function("compare/warden_pipeline_3_plugins", |b| b.iter(|| warden.decide()));
+    c.bench_function("compare/cedar_is_authorized_20_policies", |b| {
+        b.iter(|| cedar.is_authorized())
     });
-    c.bench_function("compare/warden_pipeline_3_plugins_no_spares", |b| b.iter(|| on_demand.decide()));
+    spares("compare/warden_pipeline_3_plugins", &mut || {
+        c.bench_function("compare/warden_pipeline_3_plugins", |b| {
+            b.iter(|| warden.decide())
+        });
+    });
+    c.bench_function("compare/warden_pipeline_3_plugins_no_spares", |b| {
+        b.iter(|| on_demand.decide())
+    });
     // Spares are made on another core: how dear it is to hand memory from core to core shifts
     // on a virtual machine as its vCPUs move between the host's core complexes.
-    println!("core-to-core round trip before the interleaved run: {:.0} ns", core_to_core());
+    println!(
+        "core-to-core round trip before the interleaved run: {:.0} ns",
+        core_to_core()
+    );
     spares("interleaved", &mut || {
         interleaved(&[
-            ("cedar_is_authorized_20_policies", &|| drop(std::hint::black_box(cedar.is_authorized()))),
-            ("warden_pipeline_3_plugins", &|| drop(std::hint::black_box(warden.decide()))),
-            ("warden_pipeline_3_plugins_no_spares", &|| drop(std::hint::black_box(on_demand.decide()))),
+            ("cedar_is_authorized_20_policies", &|| {
+                drop(std::hint::black_box(cedar.is_authorized()))
+            }),
+            ("warden_pipeline_3_plugins", &|| {
+                drop(std::hint::black_box(warden.decide()))
+            }),
+            ("warden_pipeline_3_plugins_no_spares", &|| {
+                drop(std::hint::black_box(on_demand.decide()))
+            }),
         ])
     });
     println!("core-to-core round trip after it: {:.0} ns", core_to_core());
     // The parts: the two plugin calls alone, and the pipeline around them.
     c.bench_function("parts/plugins_assess", |b| b.iter(|| warden.assess()));
-    c.bench_function("parts/plugins_assess_no_spares", |b| b.iter(|| on_demand.assess()));
+    c.bench_function("parts/plugins_assess_no_spares", |b| {
+        b.iter(|| on_demand.assess())
+    });
     let assessment = warden.assess();
-    c.bench_function("parts/pipeline_around_plugins", |b| b.iter(|| warden.judge(assessment.clone())));
+    c.bench_function("parts/pipeline_around_plugins", |b| {
+        b.iter(|| warden.judge(assessment.clone()))
+    });
 }
 
 /// Median over five rounds of the time for one thread to see another's write and answer it
@@ -125,7 +162,11 @@ fn interleaved(sides: &[(&str, &dyn Fn())]) {
     for (i, (name, _)) in sides.iter().enumerate() {
         line += &format!(" {name} median {:.2} µs", median(means[i].clone()));
         if i > 0 {
-            line += &format!(" (ratio to {} {:.3})", sides[0].0, median(means[i].iter().zip(&means[0]).map(|(x, y)| x / y).collect()));
+            line += &format!(
+                " (ratio to {} {:.3})",
+                sides[0].0,
+                median(means[i].iter().zip(&means[0]).map(|(x, y)| x / y).collect())
+            );
         }
         line += if i + 1 < sides.len() { "," } else { "" };
     }

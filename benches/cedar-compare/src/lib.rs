@@ -5,14 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Response};
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Response,
+};
 use serde_json::json;
-use warden::engine::{DecisionRequest, Judgement, Subject, judge, plugin_action, validate};
+use warden::decision::{DecisionRequest, Inputs, Judgement, Subject, judge, validate};
 use warden::identity::{Agent, Caller, Role};
-use warden::plugins::runtime::bindings::types as wit;
-use warden::plugins::{AnomalyContext, Assessment, PluginHost};
+use warden::plugin::{AnomalyContext, Assessment, PluginAction, RecentActivity};
+use warden::plugins::PluginHost;
 use warden::policy::{CompiledPolicy, Policy};
 use warden::quotas::QuotaPlan;
+use warden::records::Baseline;
 
 /// Warden's default tiers and guard rails as Cedar: tier grants as permits on the principal's
 /// tier, the action, the environment and the risk; suspensions, on-behalf-of limits, approvals,
@@ -69,15 +72,33 @@ impl Cedar {
         )
         .expect("context");
         let uid = |s: &str| EntityUid::from_str(s).expect("uid");
-        let request = Request::new(uid(r#"Agent::"deploy-bot""#), uid(r#"Action::"deploy""#), uid(r#"Service::"payments""#), context, None).expect("request");
+        let request = Request::new(
+            uid(r#"Agent::"deploy-bot""#),
+            uid(r#"Action::"deploy""#),
+            uid(r#"Service::"payments""#),
+            context,
+            None,
+        )
+        .expect("request");
         let authorizer = Authorizer::new();
-        assert_eq!(authorizer.is_authorized(&request, &policies, &entities).decision(), Decision::Allow);
-        Cedar { policies, entities, request, authorizer }
+        assert_eq!(
+            authorizer
+                .is_authorized(&request, &policies, &entities)
+                .decision(),
+            Decision::Allow
+        );
+        Cedar {
+            policies,
+            entities,
+            request,
+            authorizer,
+        }
     }
 
     /// One check.
     pub fn is_authorized(&self) -> Response {
-        self.authorizer.is_authorized(&self.request, &self.policies, &self.entities)
+        self.authorizer
+            .is_authorized(&self.request, &self.policies, &self.entities)
     }
 }
 
@@ -88,15 +109,29 @@ impl Default for Cedar {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// Loads one reference plugin, built from the workspace, into the host.
 fn load(host: &PluginHost, krate: &str, kind: &str) {
     let target = workspace().join("target/plugins");
-    let component = warden::plugins::build::build_crate(&workspace().join("plugins").join(krate), Some(&target)).expect("build a reference plugin");
-    let manifest = toml::from_str(&format!("name = \"{krate}\"\nversion = \"0.1.0\"\nkind = \"{kind}\"")).expect("manifest");
-    host.install(host.runtime().load(manifest, &std::fs::read(component).expect("component")).expect("load"));
+    let component = warden::plugins::build::build_crate(
+        &workspace().join("plugins").join(krate),
+        Some(&target),
+    )
+    .expect("build a reference plugin");
+    let manifest = toml::from_str(&format!(
+        "name = \"{krate}\"\nversion = \"0.1.0\"\nkind = \"{kind}\""
+    ))
+    .expect("manifest");
+    host.install(
+        host.runtime()
+            .load(manifest, &std::fs::read(component).expect("component"))
+            .expect("load"),
+    );
 }
 
 /// Warden's side: the reference plugins built and loaded, and a prepared request.
@@ -124,19 +159,30 @@ impl Warden {
         load(&host, "action-classifier", "classifier");
         load(&host, "baseline-anomaly", "anomaly_detector");
         load(&host, "canary-rollback", "rollback_trigger");
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         let policy = CompiledPolicy::new(Policy::default()).expect("policy");
-        let caller = Caller { token_id: "tok_1".into(), role: Role::Agent, subject: Some("deploy-bot".into()) };
+        let caller = Caller {
+            token_id: "tok_1".into(),
+            role: Role::Agent,
+            subject: Some("deploy-bot".into()),
+        };
         let request: DecisionRequest = serde_json::from_value(json!({
             "action": {"class": "deploy", "environment": "production", "service": "payments", "estimated_cost_usd": 0.4,
                 "change": {"files_changed": 4, "lines_added": 120, "lines_deleted": 30, "paths": ["src/api.rs", "src/retry.rs"]},
                 "reasoning": "roll out the retry fix"}
         }))
         .expect("request");
-        let subject = Subject { agent: Agent::new("deploy-bot", "payments", 3), parents: vec![], human: None, approval: None };
+        let subject = Subject {
+            agent: Agent::new("deploy-bot", "payments", 3),
+            parents: vec![],
+            human: None,
+            approval: None,
+        };
         let now = 1_764_000_000_000_000;
         let context = AnomalyContext {
-            baseline: wit::Baseline {
+            baseline: Baseline {
                 team: "payments".into(),
                 service: "payments".into(),
                 class: "deploy".into(),
@@ -146,12 +192,30 @@ impl Warden {
                 rate_per_hour: 1.5,
                 change_size_median: 140.0,
                 change_size_mad: 60.0,
-                hour_of_week_counts: (0..168).map(|h| if (h % 24) >= 8 && (h % 24) < 19 { 9 } else { 1 }).collect(),
-                seen_combinations: vec!["deploy/production/payments".into(), "deploy/staging/payments".into()],
+                hour_of_week_counts: (0..168)
+                    .map(|h| if (h % 24) >= 8 && (h % 24) < 19 { 9 } else { 1 })
+                    .collect(),
+                seen_combinations: vec![
+                    "deploy/production/payments".into(),
+                    "deploy/staging/payments".into(),
+                ],
+                updated_at: 0,
             },
-            activity: wit::Activity { actions_last_hour: 2, seen_combinations: vec!["deploy/production/payments".into()] },
+            activity: RecentActivity {
+                actions_last_hour: 2,
+                seen_combinations: vec!["deploy/production/payments".into()],
+            },
         };
-        Warden { host, rt, policy, caller, request, subject, context, now }
+        Warden {
+            host,
+            rt,
+            policy,
+            caller,
+            request,
+            subject,
+            context,
+            now,
+        }
     }
 
     /// The whole pipeline: validate, the plugins (classifier and anomaly detector, each in a
@@ -172,14 +236,28 @@ impl Warden {
     /// The plugins' part alone.
     pub fn assess(&self) -> Assessment {
         let table = self.policy.table_risk("deploy", "production", false);
-        let build = || plugin_action(&self.request.action, &self.subject.agent, table, self.now);
-        self.rt.block_on(self.host.assess("deploy", build, || std::future::ready(Ok(self.context.clone())))).expect("assess")
+        let build = || PluginAction::new(&self.request.action, &self.subject.agent, table, self.now);
+        self.rt
+            .block_on(self.host.assess("deploy", build, || {
+                std::future::ready(Ok::<_, std::convert::Infallible>(self.context.clone()))
+            }))
+            .expect("assess")
     }
 
     /// The pipeline around the plugins, given their assessment.
     pub fn judge(&self, assessment: Assessment) -> Judgement {
-        judge(&self.policy, &self.caller, &self.subject, self.request.clone(), self.now, uuid::Uuid::now_v7().to_string(), assessment, &QuotaPlan::default())
-            .expect("judge")
+        let quotas = QuotaPlan::default();
+        judge(Inputs {
+            policy: &self.policy,
+            caller: &self.caller,
+            subject: &self.subject,
+            request: self.request.clone(),
+            now: self.now,
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            plugins: assessment,
+            quotas: &quotas,
+        })
+        .expect("judge")
     }
 }
 

@@ -13,14 +13,20 @@ use crate::identity::{Agent, AgentCreate, AgentPatch, Caller, Role};
 use crate::services::agents;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_agent, list_agents)).routes(routes!(get_agent, patch_agent))
+    OpenApiRouter::new()
+        .routes(routes!(create_agent, list_agents))
+        .routes(routes!(get_agent, patch_agent))
 }
 
 /// Register an agent. It starts at tier 1 (sandbox) unless told otherwise, never above its ceiling.
 #[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = AgentCreate, security(("bearer" = [])),
     responses((status = 201, body = Agent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, description = "The id exists", body = ErrorBody)))]
-async fn create_agent(State(state): State<AppState>, caller: Caller, Json(req): Json<AgentCreate>) -> Result<(StatusCode, axum::Json<Agent>)> {
+async fn create_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<AgentCreate>,
+) -> Result<(StatusCode, axum::Json<Agent>)> {
     let agent = agents::create(&state.store, &caller, req, state.clock.now_micros()).await?;
     Ok((StatusCode::CREATED, axum::Json(agent)))
 }
@@ -35,7 +41,11 @@ struct ListAgents {
 /// List agents.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(ListAgents), security(("bearer" = [])),
     responses((status = 200, body = [Agent]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_agents(State(state): State<AppState>, caller: Caller, Query(q): Query<ListAgents>) -> Result<axum::Json<Vec<Agent>>> {
+async fn list_agents(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListAgents>,
+) -> Result<axum::Json<Vec<Agent>>> {
     caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     Ok(axum::Json(state.store.agents(q.team.as_deref()).await?))
 }
@@ -43,11 +53,22 @@ async fn list_agents(State(state): State<AppState>, caller: Caller, Query(q): Qu
 /// One agent. An agent's token may read only itself.
 #[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_agent(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Agent>> {
+async fn get_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Agent>> {
     if caller.role == Role::Agent && caller.subject.as_deref() != Some(id.as_str()) {
-        return Err(Error::forbidden("acting_for_another_agent", "an agent may only read itself"));
+        return Err(Error::forbidden(
+            "acting_for_another_agent",
+            "an agent may only read itself",
+        ));
     }
-    let agent = state.store.agent(&id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+    let agent = state
+        .store
+        .agent(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
     Ok(axum::Json(agent))
 }
 
@@ -55,6 +76,21 @@ async fn get_agent(State(state): State<AppState>, caller: Caller, Path(id): Path
 #[utoipa::path(patch, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)), request_body = AgentPatch, security(("bearer" = [])),
     responses((status = 200, body = Agent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "Changed concurrently; retry", body = ErrorBody)))]
-async fn patch_agent(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(patch): Json<AgentPatch>) -> Result<axum::Json<Agent>> {
-    Ok(axum::Json(agents::patch(&state.store, &state.clock, &state.outbox, &caller, &id, patch).await?))
+async fn patch_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(patch): Json<AgentPatch>,
+) -> Result<axum::Json<Agent>> {
+    Ok(axum::Json(
+        agents::patch(
+            &state.store,
+            &state.clock,
+            &state.outbox,
+            &caller,
+            &id,
+            patch,
+        )
+        .await?,
+    ))
 }

@@ -13,7 +13,11 @@ use crate::records::Approval;
 use crate::services::approvals;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_approvals)).routes(routes!(get_approval)).routes(routes!(approve)).routes(routes!(reject))
+    OpenApiRouter::new()
+        .routes(routes!(list_approvals))
+        .routes(routes!(get_approval))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -31,7 +35,7 @@ struct ApprovalQuery {
 
 /// A page of approvals, oldest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ApprovalPage {
+pub(super) struct ApprovalPage {
     /// The approvals.
     pub approvals: Vec<Approval>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -41,7 +45,7 @@ pub struct ApprovalPage {
 /// `POST /v1/approvals/{id}/approve` and `/reject`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Verdict {
+pub(super) struct Verdict {
     /// Why, for the record (and the agent).
     #[serde(default)]
     pub comment: Option<String>,
@@ -52,24 +56,45 @@ const STATUSES: [&str; 5] = ["pending", "approved", "rejected", "expired", "cons
 /// List approvals (admins and approvers).
 #[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(ApprovalQuery), security(("bearer" = [])),
     responses((status = 200, body = ApprovalPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_approvals(State(state): State<AppState>, caller: Caller, Query(q): Query<ApprovalQuery>) -> Result<axum::Json<ApprovalPage>> {
+async fn list_approvals(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ApprovalQuery>,
+) -> Result<axum::Json<ApprovalPage>> {
     caller.require(&[Role::Admin, Role::Approver])?;
     super::one_of("status", &q.status, &STATUSES)?;
     let limit = super::page_limit(q.limit)?;
     let now = state.clock.now_micros();
     // One more than asked tells whether another page exists.
-    let mut approvals = state.store.approvals(q.status.as_deref(), q.agent.as_deref(), q.after.as_deref(), limit + 1, now).await?;
+    let mut approvals = state
+        .store
+        .approvals(
+            q.status.as_deref(),
+            q.agent.as_deref(),
+            q.after.as_deref(),
+            limit + 1,
+            now,
+        )
+        .await?;
     let next_after = super::next_page(&mut approvals, limit, |a| a.id.clone());
-    Ok(axum::Json(ApprovalPage { approvals, next_after }))
+    Ok(axum::Json(ApprovalPage {
+        approvals,
+        next_after,
+    }))
 }
 
 /// One approval: the agent's plan and reasoning, the action, its risk and anomaly findings.
 /// Admins and approvers; an agent may watch its own.
 #[utoipa::path(get, path = "/v1/approvals/{id}", tag = "approvals", params(("id" = String, Path, description = "Approval id")), security(("bearer" = [])),
     responses((status = 200, body = Approval), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_approval(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Approval>> {
+async fn get_approval(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Approval>> {
     let approval = approvals::load(&state.store, &state.clock, &id).await?;
-    let own = caller.role == Role::Agent && caller.subject.as_deref() == Some(approval.agent.as_str());
+    let own =
+        caller.role == Role::Agent && caller.subject.as_deref() == Some(approval.agent.as_str());
     if !own {
         caller.require(&[Role::Admin, Role::Approver])?;
     }
@@ -82,7 +107,12 @@ async fn get_approval(State(state): State<AppState>, caller: Caller, Path(id): P
     security(("bearer" = [])),
     responses((status = 200, body = Approval), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
-async fn approve(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(v): Json<Verdict>) -> Result<axum::Json<Approval>> {
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(v): Json<Verdict>,
+) -> Result<axum::Json<Approval>> {
     decide(state, caller, id, v, true).await
 }
 
@@ -91,15 +121,32 @@ async fn approve(State(state): State<AppState>, caller: Caller, Path(id): Path<S
     security(("bearer" = [])),
     responses((status = 200, body = Approval), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
-async fn reject(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(v): Json<Verdict>) -> Result<axum::Json<Approval>> {
+async fn reject(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(v): Json<Verdict>,
+) -> Result<axum::Json<Approval>> {
     decide(state, caller, id, v, false).await
 }
 
-async fn decide(state: AppState, caller: Caller, id: String, v: Verdict, approve: bool) -> Result<axum::Json<Approval>> {
-    Ok(axum::Json(approvals::decide(&deciding(&state), &caller, &id, v.comment, approve).await?))
+async fn decide(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    v: Verdict,
+    approve: bool,
+) -> Result<axum::Json<Approval>> {
+    Ok(axum::Json(
+        approvals::decide(&deciding(&state), &caller, &id, v.comment, approve).await?,
+    ))
 }
 
 /// What deciding an approval needs, from the handlers' state (the web page uses it too).
 pub(super) fn deciding(state: &AppState) -> approvals::Deciding<'_> {
-    approvals::Deciding { store: &state.store, clock: &state.clock, outbox: &state.outbox }
+    approvals::Deciding {
+        store: &state.store,
+        clock: &state.clock,
+        outbox: &state.outbox,
+    }
 }

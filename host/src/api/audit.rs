@@ -7,9 +7,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{AppState, Query};
+use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::audit::AuditEntry;
 use crate::clock::parse_micros;
-use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::{Caller, Role};
 use crate::store::AuditFilter;
 
@@ -42,7 +42,7 @@ struct AuditQuery {
 
 /// A page of audit records.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditPage {
+pub(super) struct AuditPage {
     /// Records in chain order.
     pub records: Vec<serde_json::Value>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -51,15 +51,29 @@ pub struct AuditPage {
 
 /// An optional RFC 3339 query parameter as Unix microseconds; 400 naming the field if malformed.
 pub(super) fn time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
-    value.as_deref().map(|v| parse_micros(v).ok_or_else(|| Error::field(field, format!("`{v}` is not an RFC 3339 time")))).transpose()
+    value
+        .as_deref()
+        .map(|v| {
+            parse_micros(v)
+                .ok_or_else(|| Error::field(field, format!("`{v}` is not an RFC 3339 time")))
+        })
+        .transpose()
 }
 
 /// Query the audit trail (admins and approvers).
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_audit(State(state): State<AppState>, caller: Caller, Query(q): Query<AuditQuery>) -> Result<axum::Json<AuditPage>> {
+async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<axum::Json<AuditPage>> {
     caller.require(&[Role::Admin, Role::Approver])?;
-    super::one_of("actor_kind", &q.actor_kind, &["agent", "human", "service", "admin"])?;
+    super::one_of(
+        "actor_kind",
+        &q.actor_kind,
+        &["agent", "human", "service", "admin"],
+    )?;
     let limit = super::page_limit(q.limit)?;
     let filter = AuditFilter {
         actor_kind: q.actor_kind,
@@ -75,6 +89,12 @@ async fn list_audit(State(state): State<AppState>, caller: Caller, Query(q): Que
     };
     let mut entries: Vec<AuditEntry> = state.store.audit(&filter).await?;
     let next_after = super::next_page(&mut entries, limit, |e| e.seq);
-    let records = entries.into_iter().map(|e| serde_json::to_value(e).map_err(Error::internal)).collect::<Result<_>>()?;
-    Ok(axum::Json(AuditPage { records, next_after }))
+    let records = entries
+        .into_iter()
+        .map(|e| serde_json::to_value(e).map_err(Error::internal))
+        .collect::<Result<_>>()?;
+    Ok(axum::Json(AuditPage {
+        records,
+        next_after,
+    }))
 }

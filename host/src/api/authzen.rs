@@ -14,21 +14,23 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{AppState, Json};
+use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::decision::{DecisionRequest, Reason, Verdict};
 use crate::error::Kind;
-use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::Caller;
 
 /// Most evaluations in one batch request.
-pub const MAX_EVALUATIONS: usize = 100;
+pub(super) const MAX_EVALUATIONS: usize = 100;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(evaluation)).routes(routes!(evaluations))
+    OpenApiRouter::new()
+        .routes(routes!(evaluation))
+        .routes(routes!(evaluations))
 }
 
 /// AuthZEN subject.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct Subject {
+pub(super) struct Subject {
     /// Must be `agent`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -42,14 +44,14 @@ pub struct Subject {
 
 /// AuthZEN action.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct ActionName {
+pub(super) struct ActionName {
     /// The action class.
     pub name: String,
 }
 
 /// AuthZEN resource.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct Resource {
+pub(super) struct Resource {
     /// Must be `service`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -63,7 +65,7 @@ pub struct Resource {
 
 /// One AuthZEN evaluation request.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
-pub struct EvaluationRequest {
+pub(super) struct EvaluationRequest {
     /// Who.
     pub subject: Option<Subject>,
     /// Does what.
@@ -77,7 +79,7 @@ pub struct EvaluationRequest {
 
 /// A batch: top-level fields are defaults for each item.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct EvaluationsRequest {
+pub(super) struct EvaluationsRequest {
     /// Default subject.
     pub subject: Option<Subject>,
     /// Default action.
@@ -97,7 +99,7 @@ pub struct EvaluationsRequest {
 
 /// The answer to one evaluation.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct EvaluationResponse {
+pub(super) struct EvaluationResponse {
     /// True only for `allow`.
     pub decision: bool,
     /// `verdict`, `decision_id`, `reasons`; or `error` for a failed item in a batch.
@@ -107,7 +109,7 @@ pub struct EvaluationResponse {
 
 /// The answer to a batch.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-pub struct EvaluationsResponse {
+pub(super) struct EvaluationsResponse {
     /// One per evaluation run, in order.
     pub evaluations: Vec<EvaluationResponse>,
 }
@@ -128,15 +130,33 @@ fn authzen_field(native: &str) -> String {
 }
 
 /// Maps an AuthZEN evaluation onto a native decision request.
-pub fn to_decision_request(e: &EvaluationRequest) -> Result<DecisionRequest> {
-    let subject = e.subject.as_ref().ok_or_else(|| Error::field("subject", "required"))?;
+pub(super) fn to_decision_request(e: &EvaluationRequest) -> Result<DecisionRequest> {
+    let subject = e
+        .subject
+        .as_ref()
+        .ok_or_else(|| Error::field("subject", "required"))?;
     if subject.kind != "agent" {
-        return Err(Error::field("subject.type", format!("`{}` is not supported; Warden decides for subjects of type `agent`", subject.kind)));
+        return Err(Error::field(
+            "subject.type",
+            format!(
+                "`{}` is not supported; Warden decides for subjects of type `agent`",
+                subject.kind
+            ),
+        ));
     }
-    let action = e.action.as_ref().ok_or_else(|| Error::field("action", "required"))?;
-    let resource = e.resource.as_ref().ok_or_else(|| Error::field("resource", "required"))?;
+    let action = e
+        .action
+        .as_ref()
+        .ok_or_else(|| Error::field("action", "required"))?;
+    let resource = e
+        .resource
+        .as_ref()
+        .ok_or_else(|| Error::field("resource", "required"))?;
     if resource.kind != "service" {
-        return Err(Error::field("resource.type", format!("`{}` is not supported; use `service`", resource.kind)));
+        return Err(Error::field(
+            "resource.type",
+            format!("`{}` is not supported; use `service`", resource.kind),
+        ));
     }
     let mut native_action = resource.properties.clone();
     native_action.insert("class".into(), json!(action.name));
@@ -151,7 +171,10 @@ pub fn to_decision_request(e: &EvaluationRequest) -> Result<DecisionRequest> {
     serde_path_to_error::deserialize(native).map_err(|err| {
         let path = err.path().to_string();
         let message = err.into_inner().to_string();
-        let native_field = match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+        let native_field = match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
             Some(missing) => format!("{path}.{missing}"),
             None => path,
         };
@@ -159,27 +182,46 @@ pub fn to_decision_request(e: &EvaluationRequest) -> Result<DecisionRequest> {
     })
 }
 
-async fn evaluate_one(state: &AppState, caller: &Caller, e: &EvaluationRequest) -> Result<EvaluationResponse> {
+async fn evaluate_one(
+    state: &AppState,
+    caller: &Caller,
+    e: &EvaluationRequest,
+) -> Result<EvaluationResponse> {
     let request = to_decision_request(e)?;
-    let answer = state.decisions.decide(caller, request).await.map_err(|err| match err.field.as_deref() {
-        Some(f) => {
-            let renamed = authzen_field(f);
-            err.at(renamed)
-        }
-        None => err,
-    })?;
-    Ok(response(answer.verdict, &answer.decision_id, &answer.reasons))
+    let answer = state
+        .decisions
+        .decide(caller, request)
+        .await
+        .map_err(|err| match err.field.as_deref() {
+            Some(f) => {
+                let renamed = authzen_field(f);
+                err.at(renamed)
+            }
+            None => err,
+        })?;
+    Ok(response(
+        answer.verdict,
+        &answer.decision_id,
+        &answer.reasons,
+    ))
 }
 
 fn response(verdict: Verdict, decision_id: &str, reasons: &[Reason]) -> EvaluationResponse {
-    EvaluationResponse { decision: verdict == Verdict::Allow, context: json!({ "verdict": verdict, "decision_id": decision_id, "reasons": reasons }) }
+    EvaluationResponse {
+        decision: verdict == Verdict::Allow,
+        context: json!({ "verdict": verdict, "decision_id": decision_id, "reasons": reasons }),
+    }
 }
 
 /// AuthZEN access evaluation.
 #[utoipa::path(post, path = "/access/v1/evaluation", tag = "authzen", request_body = EvaluationRequest, security(("bearer" = [])),
     responses((status = 200, body = EvaluationResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn evaluation(State(state): State<AppState>, caller: Caller, Json(e): Json<EvaluationRequest>) -> Result<axum::Json<EvaluationResponse>> {
+async fn evaluation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(e): Json<EvaluationRequest>,
+) -> Result<axum::Json<EvaluationResponse>> {
     Ok(axum::Json(evaluate_one(&state, &caller, &e).await?))
 }
 
@@ -194,23 +236,45 @@ enum Semantic {
 /// `context.error`; authentication and store failures fail the whole request.
 #[utoipa::path(post, path = "/access/v1/evaluations", tag = "authzen", request_body = EvaluationsRequest, security(("bearer" = [])),
     responses((status = 200, body = EvaluationsResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn evaluations(State(state): State<AppState>, caller: Caller, Json(batch): Json<EvaluationsRequest>) -> Result<axum::response::Response> {
+async fn evaluations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(batch): Json<EvaluationsRequest>,
+) -> Result<axum::response::Response> {
     use axum::response::IntoResponse as _;
-    let defaults = EvaluationRequest { subject: batch.subject, action: batch.action, resource: batch.resource, context: batch.context };
+    let defaults = EvaluationRequest {
+        subject: batch.subject,
+        action: batch.action,
+        resource: batch.resource,
+        context: batch.context,
+    };
     if batch.evaluations.is_empty() {
         return Ok(axum::Json(evaluate_one(&state, &caller, &defaults).await?).into_response());
     }
     if batch.evaluations.len() > MAX_EVALUATIONS {
-        return Err(Error::field("evaluations", format!("{} evaluations, over the limit of {MAX_EVALUATIONS}", batch.evaluations.len())));
+        return Err(Error::field(
+            "evaluations",
+            format!(
+                "{} evaluations, over the limit of {MAX_EVALUATIONS}",
+                batch.evaluations.len()
+            ),
+        ));
     }
-    let semantic = match batch.options.as_ref().and_then(|o| o.get("evaluations_semantic")) {
+    let semantic = match batch
+        .options
+        .as_ref()
+        .and_then(|o| o.get("evaluations_semantic"))
+    {
         None => Semantic::ExecuteAll,
         Some(v) => match v.as_str() {
             Some("execute_all") => Semantic::ExecuteAll,
             Some("deny_on_first_deny") => Semantic::DenyOnFirstDeny,
             Some("permit_on_first_permit") => Semantic::PermitOnFirstPermit,
             _ => {
-                return Err(Error::field("options.evaluations_semantic", "must be execute_all, deny_on_first_deny or permit_on_first_permit"));
+                return Err(Error::field(
+                    "options.evaluations_semantic",
+                    "must be execute_all, deny_on_first_deny or permit_on_first_permit",
+                ));
             }
         },
     };
@@ -224,7 +288,12 @@ async fn evaluations(State(state): State<AppState>, caller: Caller, Json(batch):
         };
         let result = match evaluate_one(&state, &caller, &merged).await {
             Ok(r) => r,
-            Err(e) if matches!(e.kind, Kind::Unauthorized | Kind::Unavailable | Kind::Internal) => {
+            Err(e)
+                if matches!(
+                    e.kind,
+                    Kind::Unauthorized | Kind::Unavailable | Kind::Internal
+                ) =>
+            {
                 return Err(e);
             }
             Err(e) => EvaluationResponse {
@@ -232,7 +301,8 @@ async fn evaluations(State(state): State<AppState>, caller: Caller, Json(batch):
                 context: json!({ "error": { "status": super::error::status(e.kind).as_u16(), "code": e.code, "message": e.message, "field": e.field.as_ref().map(|f| format!("evaluations[{i}].{f}")) } }),
             },
         };
-        let stop = (semantic == Semantic::DenyOnFirstDeny && !result.decision) || (semantic == Semantic::PermitOnFirstPermit && result.decision);
+        let stop = (semantic == Semantic::DenyOnFirstDeny && !result.decision)
+            || (semantic == Semantic::PermitOnFirstPermit && result.decision);
         out.push(result);
         if stop {
             break;
@@ -258,22 +328,54 @@ mod tests {
             "context": {"approval_id": "ap1"}
         })))
         .unwrap();
-        assert_eq!((r.agent.as_deref(), r.on_behalf_of.as_deref(), r.approval_id.as_deref()), (Some("bot"), Some("alice"), Some("ap1")));
-        assert_eq!((r.action.class.as_str(), r.action.service.as_str(), r.action.environment.as_str()), ("deploy", "payments", "production"));
+        assert_eq!(
+            (
+                r.agent.as_deref(),
+                r.on_behalf_of.as_deref(),
+                r.approval_id.as_deref()
+            ),
+            (Some("bot"), Some("alice"), Some("ap1"))
+        );
+        assert_eq!(
+            (
+                r.action.class.as_str(),
+                r.action.service.as_str(),
+                r.action.environment.as_str()
+            ),
+            ("deploy", "payments", "production")
+        );
         assert_eq!(r.action.resources, vec!["svc/payments"]);
     }
 
     #[test]
     fn errors_name_authzen_fields() {
-        let base =
-            json!({"subject": {"type": "agent", "id": "bot"}, "action": {"name": "deploy"}, "resource": {"type": "service", "id": "p", "properties": {}}});
-        assert_eq!(to_decision_request(&eval(base.clone())).unwrap_err().field.as_deref(), Some("resource.properties.environment"));
+        let base = json!({"subject": {"type": "agent", "id": "bot"}, "action": {"name": "deploy"}, "resource": {"type": "service", "id": "p", "properties": {}}});
+        assert_eq!(
+            to_decision_request(&eval(base.clone()))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("resource.properties.environment")
+        );
         let mut user = base.clone();
         user["subject"]["type"] = json!("user");
-        assert_eq!(to_decision_request(&eval(user)).unwrap_err().field.as_deref(), Some("subject.type"));
+        assert_eq!(
+            to_decision_request(&eval(user))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("subject.type")
+        );
         let mut cost = base;
-        cost["resource"]["properties"] = json!({"environment": "dev", "estimated_cost_usd": "lots"});
-        assert_eq!(to_decision_request(&eval(cost)).unwrap_err().field.as_deref(), Some("resource.properties.estimated_cost_usd"));
+        cost["resource"]["properties"] =
+            json!({"environment": "dev", "estimated_cost_usd": "lots"});
+        assert_eq!(
+            to_decision_request(&eval(cost))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("resource.properties.estimated_cost_usd")
+        );
         assert_eq!(authzen_field("action.class"), "action.name");
     }
 }

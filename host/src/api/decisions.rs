@@ -14,7 +14,11 @@ use crate::records::Outcome;
 use crate::services::outcomes::{self, OutcomeReport};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(decide)).routes(routes!(get_decision)).routes(routes!(report_outcome, get_outcome)).routes(routes!(signals))
+    OpenApiRouter::new()
+        .routes(routes!(decide))
+        .routes(routes!(get_decision))
+        .routes(routes!(report_outcome, get_outcome))
+        .routes(routes!(signals))
 }
 
 /// Ask whether an agent may act. The decision is durable before the answer is sent.
@@ -27,7 +31,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 503, description = "The store is unavailable; nothing was decided (fail closed)", body = ErrorBody),
     ))]
-async fn decide(State(state): State<AppState>, caller: Caller, Json(request): Json<DecisionRequest>) -> Result<axum::Json<DecisionAnswer>> {
+async fn decide(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(request): Json<DecisionRequest>,
+) -> Result<axum::Json<DecisionAnswer>> {
     Ok(axum::Json(state.decisions.decide(&caller, request).await?))
 }
 
@@ -35,14 +43,22 @@ async fn decide(State(state): State<AppState>, caller: Caller, Json(request): Js
 #[utoipa::path(get, path = "/v1/decisions/{id}", tag = "decisions", params(("id" = String, Path, description = "Decision id")),
     security(("bearer" = [])),
     responses((status = 200, body = DecisionAnswer), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_decision(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::response::Response> {
+async fn get_decision(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response> {
     let unknown = || Error::not_found("unknown_decision", format!("no decision `{id}`"));
     let (agent, answer) = state.store.decision(&id).await?.ok_or_else(unknown)?;
     // Agents see only their own decisions; to them another's does not exist.
     if caller.role == Role::Agent && caller.subject.as_deref() != Some(agent.as_str()) {
         return Err(unknown());
     }
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], answer).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        answer,
+    )
+        .into_response())
 }
 
 /// Report what happened after an allowed action: the agent itself, a service or an admin.
@@ -58,15 +74,28 @@ async fn report_outcome(
     Path(id): Path<String>,
     Json(report): Json<OutcomeReport>,
 ) -> Result<axum::Json<Outcome>> {
-    let cx = outcomes::Reporting { store: &state.store, policy: &state.policy, tiers: &state.tiers, clock: &state.clock };
-    Ok(axum::Json(outcomes::report(&cx, &caller, &id, &report).await?))
+    let cx = outcomes::Reporting {
+        store: &state.store,
+        policy: &state.policy,
+        tiers: &state.tiers,
+        clock: &state.clock,
+    };
+    Ok(axum::Json(
+        outcomes::report(&cx, &caller, &id, &report).await?,
+    ))
 }
 
 /// A decision's outcome: reported, `unknown` when overdue, or absent while still due.
 #[utoipa::path(get, path = "/v1/decisions/{id}/outcome", tag = "decisions", params(("id" = String, Path, description = "Decision id")),
     security(("bearer" = [])), responses((status = 200, body = Outcome), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_outcome(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Outcome>> {
-    Ok(axum::Json(outcomes::visible(&state.store, &caller, &id).await?))
+async fn get_outcome(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Outcome>> {
+    Ok(axum::Json(
+        outcomes::visible(&state.store, &caller, &id).await?,
+    ))
 }
 
 /// Metric samples for an allowed action, judged with all received so far by the rollback-trigger
@@ -88,5 +117,7 @@ async fn signals(
         outbox: &state.outbox,
         now: state.clock.now_micros(),
     };
-    Ok(axum::Json(crate::services::rollback::receive(cx, &caller, &id, signals).await?))
+    Ok(axum::Json(
+        crate::services::rollback::receive(cx, &caller, &id, signals).await?,
+    ))
 }

@@ -109,11 +109,22 @@ pub struct ErrorDetail {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let Error { kind, code, message, field } = self.0;
+        let Error {
+            kind,
+            code,
+            message,
+            field,
+        } = self.0;
         if kind == Kind::Internal || kind == Kind::Unavailable {
             tracing::error!(code, message = %message, "request failed");
         }
-        let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message, field } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+                field,
+            },
+        };
         (status(kind), axum::Json(body)).into_response()
     }
 }

@@ -5,35 +5,60 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::audit::by_caller;
 use super::{AppState, Json};
-use crate::clock::format_micros;
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
+use crate::audit::by_caller;
+use crate::clock::format_micros;
 use crate::identity::{Caller, Human, Role};
 use crate::store::{Change, IdentityWrite, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_human, list_humans)).routes(routes!(get_human))
+    OpenApiRouter::new()
+        .routes(routes!(create_human, list_humans))
+        .routes(routes!(get_human))
 }
 
 /// Register a human and their grants.
 #[utoipa::path(post, path = "/v1/humans", tag = "humans", request_body = Human, security(("bearer" = [])),
     responses((status = 201, body = Human), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_human(State(state): State<AppState>, caller: Caller, Json(mut human): Json<Human>) -> Result<(StatusCode, axum::Json<Human>)> {
+async fn create_human(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(mut human): Json<Human>,
+) -> Result<(StatusCode, axum::Json<Human>)> {
     caller.require(&[Role::Admin])?;
     human.validate()?;
     let now = state.clock.now_micros();
     human.created_at = format_micros(now);
-    let record = by_caller(&caller, "human.created", format!("human:{}", human.id), None, serde_json::json!({ "human": human }), now);
-    state.store.commit(Change { writes: vec![Write::Identity(IdentityWrite::InsertHuman(human.clone(), now))], audit: vec![record] }).await?;
+    let record = by_caller(
+        &caller,
+        "human.created",
+        format!("human:{}", human.id),
+        None,
+        serde_json::json!({ "human": human }),
+        now,
+    );
+    state
+        .store
+        .commit(Change {
+            writes: vec![Write::Identity(IdentityWrite::InsertHuman(
+                human.clone(),
+                now,
+            ))],
+            audit: vec![record],
+        })
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(human)))
 }
 
 /// List humans.
 #[utoipa::path(get, path = "/v1/humans", tag = "humans", security(("bearer" = [])),
     responses((status = 200, body = [Human]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_humans(State(state): State<AppState>, caller: Caller) -> Result<axum::Json<Vec<Human>>> {
+async fn list_humans(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<Human>>> {
     caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     Ok(axum::Json(state.store.humans().await?))
 }
@@ -41,7 +66,13 @@ async fn list_humans(State(state): State<AppState>, caller: Caller) -> Result<ax
 /// One human.
 #[utoipa::path(get, path = "/v1/humans/{id}", tag = "humans", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Human), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_human(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Human>> {
+async fn get_human(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Human>> {
     caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
-    Ok(axum::Json(state.store.human(&id).await?.ok_or_else(|| Error::not_found("unknown_human", format!("no human `{id}`")))?))
+    Ok(axum::Json(state.store.human(&id).await?.ok_or_else(
+        || Error::not_found("unknown_human", format!("no human `{id}`")),
+    )?))
 }

@@ -15,24 +15,24 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::api::error::ApiError as Error;
 use crate::clock::SharedClock;
+use crate::error::Kind;
+use crate::identity::{Caller, hash_token};
+use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
 use crate::services::decisions::Engine;
 use crate::services::notify::Outbox;
 use crate::services::tiering::Controller;
-use crate::error::Kind;
-use crate::api::error::{ApiError as Error};
-use crate::identity::{Caller, hash_token};
-use crate::metrics::Metrics;
 use crate::store::Store;
 
 mod agents;
-pub mod error;
 mod approvals;
 mod audit;
 mod authzen;
 mod decisions;
+pub mod error;
 mod humans;
 mod ops;
 mod plugins;
@@ -77,7 +77,10 @@ struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -100,11 +103,18 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router
-        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(openapi.as_ref().clone()) }),
+        )
         .merge(ui::router())
         .fallback(|| async { Error::not_found("no_route", "no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
-            Error::new(Kind::BadRequest, "method_not_allowed", "this endpoint does not take that method; see /openapi.json")
+            Error::new(
+                Kind::BadRequest,
+                "method_not_allowed",
+                "this endpoint does not take that method; see /openapi.json",
+            )
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -115,14 +125,25 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Error> {
         let unauthorized = |code, msg: &str| Error::new(Kind::Unauthorized, code, msg);
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| unauthorized("missing_token", "send `Authorization: Bearer <token>`"))?;
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing_token", "send `Authorization: Bearer <token>`"))?;
         let secret = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|s| !s.is_empty() && s.len() <= 512)
-            .ok_or_else(|| unauthorized("invalid_token", "the Authorization header must be `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                unauthorized(
+                    "invalid_token",
+                    "the Authorization header must be `Bearer <token>`",
+                )
+            })?;
         caller_for(state, secret).await
     }
 }
@@ -130,11 +151,19 @@ impl FromRequestParts<AppState> for Caller {
 /// The caller a token secret stands for: 401 if unknown or revoked.
 pub(crate) async fn caller_for(state: &AppState, secret: &str) -> Result<Caller, Error> {
     let unauthorized = |code, msg: &str| Error::new(Kind::Unauthorized, code, msg);
-    let token = state.store.token_by_hash(&hash_token(secret)).await?.ok_or_else(|| unauthorized("invalid_token", "unknown token"))?;
+    let token = state
+        .store
+        .token_by_hash(&hash_token(secret))
+        .await?
+        .ok_or_else(|| unauthorized("invalid_token", "unknown token"))?;
     if token.revoked_at.is_some() {
         return Err(unauthorized("token_revoked", "this token was revoked"));
     }
-    Ok(Caller { token_id: token.id, role: token.role, subject: token.subject })
+    Ok(Caller {
+        token_id: token.id,
+        role: token.role,
+        subject: token.subject,
+    })
 }
 
 /// A JSON body: 415 unless it is JSON, 413 over the limit, 400 naming the field at fault.
@@ -152,15 +181,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(Error::new(Kind::UnsupportedMediaType, "unsupported_media_type", "the body must be JSON with `Content-Type: application/json`"));
+            return Err(Error::new(
+                Kind::UnsupportedMediaType,
+                "unsupported_media_type",
+                "the body must be JSON with `Content-Type: application/json`",
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::new(Kind::PayloadTooLarge, "payload_too_large", "the body is over the server's limit (server.body_limit_bytes)")
+                Error::new(
+                    Kind::PayloadTooLarge,
+                    "payload_too_large",
+                    "the body is over the server's limit (server.body_limit_bytes)",
+                )
             } else {
                 Error::new(Kind::BadRequest, "unreadable_body", rejection.body_text())
             }
@@ -176,12 +214,23 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return Error::new(Kind::BadRequest, "malformed_json", format!("the body is not valid JSON: {inner}"));
+            return Error::new(
+                Kind::BadRequest,
+                "malformed_json",
+                format!("the body is not valid JSON: {inner}"),
+            );
         }
         let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
         // serde names a missing field in its message and points the path at the parent object.
-        let field = match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+        let field = match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
             Some(missing) if path == "." => missing.to_string(),
             Some(missing) => format!("{path}.{missing}"),
             None if path == "." => "body".to_string(),
@@ -201,17 +250,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Query<T>, Error> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de).map(Query).map_err(|err| {
-            let path = err.path().to_string();
-            Error::field(if path == "." { "query".to_string() } else { path }, err.into_inner().to_string())
-        })
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                Error::field(
+                    if path == "." {
+                        "query".to_string()
+                    } else {
+                        path
+                    },
+                    err.into_inner().to_string(),
+                )
+            })
     }
 }
 
 /// A query parameter that must be one of `allowed` when given: 400 naming the field otherwise.
-pub(crate) fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> crate::api::error::Result<()> {
+pub(crate) fn one_of(
+    field: &str,
+    value: &Option<String>,
+    allowed: &[&str],
+) -> crate::api::error::Result<()> {
     match value {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(Error::field(field, format!("`{v}` is not one of {}", allowed.join(", ")))),
+        Some(v) if !allowed.contains(&v.as_str()) => Err(Error::field(
+            field,
+            format!("`{v}` is not one of {}", allowed.join(", ")),
+        )),
         _ => Ok(()),
     }
 }
@@ -219,12 +284,20 @@ pub(crate) fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> c
 /// A list endpoint's `limit`: 1–1000, 100 when absent.
 pub(crate) fn page_limit(limit: Option<i64>) -> crate::api::error::Result<i64> {
     let limit = limit.unwrap_or(100);
-    if (1..=1000).contains(&limit) { Ok(limit) } else { Err(Error::field("limit", "must be from 1 to 1000")) }
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Error::field("limit", "must be from 1 to 1000"))
+    }
 }
 
 /// Trims a page fetched with one extra row (which tells that another page exists) to `limit`,
 /// and returns the cursor for the next page.
-pub(crate) fn next_page<T, K>(items: &mut Vec<T>, limit: i64, cursor: impl Fn(&T) -> K) -> Option<K> {
+pub(crate) fn next_page<T, K>(
+    items: &mut Vec<T>,
+    limit: i64,
+    cursor: impl Fn(&T) -> K,
+) -> Option<K> {
     if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(cursor)
@@ -240,11 +313,22 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        let e = parse_json::<DecisionRequest>(br#"{"action": {"environment": "dev", "service": "x"}}"#).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), ("invalid_field", Some("action.class")));
-        let e = parse_json::<DecisionRequest>(br#"{"action": {"class": 5, "environment": "dev", "service": "x"}}"#).unwrap_err();
+        let e =
+            parse_json::<DecisionRequest>(br#"{"action": {"environment": "dev", "service": "x"}}"#)
+                .unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_field", Some("action.class"))
+        );
+        let e = parse_json::<DecisionRequest>(
+            br#"{"action": {"class": 5, "environment": "dev", "service": "x"}}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("action.class"));
-        let e = parse_json::<DecisionRequest>(br#"{"action": {"class": "x", "environment": "dev", "service": "x", "colour": 1}}"#).unwrap_err();
+        let e = parse_json::<DecisionRequest>(
+            br#"{"action": {"class": "x", "environment": "dev", "service": "x", "colour": 1}}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("action.colour"), "{e:?}");
         let e = parse_json::<DecisionRequest>(br#"{"action": "#).unwrap_err();
         assert_eq!(e.code, "malformed_json");

@@ -14,7 +14,11 @@ use crate::identity::Caller;
 use crate::policy::Policy;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics)).routes(routes!(get_policy))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(get_policy))
 }
 
 /// The process is up.
@@ -33,12 +37,19 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str> {
 /// Prometheus metrics (OpenMetrics text).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }
 
 /// The effective policy and its version.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PolicyView {
+pub(super) struct PolicyView {
     /// Recorded on every decision.
     pub version: String,
     /// The policy.
@@ -50,5 +61,8 @@ pub struct PolicyView {
     responses((status = 200, body = PolicyView), (status = 401, body = ErrorBody)))]
 async fn get_policy(State(state): State<AppState>, _caller: Caller) -> axum::Json<PolicyView> {
     let compiled = &state.policy;
-    axum::Json(PolicyView { version: compiled.version.clone(), policy: compiled.policy.clone() })
+    axum::Json(PolicyView {
+        version: compiled.version.clone(),
+        policy: compiled.policy.clone(),
+    })
 }

@@ -12,20 +12,23 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::audit::Actor;
 use super::{AppState, Json};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
+use crate::audit::Actor;
 use crate::identity::{Caller, Role};
 use crate::plugins::manifest::{FailurePolicy, Limits, Manifest, PluginKind};
 
 pub(super) fn routes(upload_limit: usize) -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(load_plugin, list_plugins)).routes(routes!(remove_plugin)).layer(axum::extract::DefaultBodyLimit::max(upload_limit))
+    OpenApiRouter::new()
+        .routes(routes!(load_plugin, list_plugins))
+        .routes(routes!(remove_plugin))
+        .layer(axum::extract::DefaultBodyLimit::max(upload_limit))
 }
 
 /// `POST /v1/plugins`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PluginUpload {
+pub(super) struct PluginUpload {
     /// The manifest (as in `plugin.toml`).
     pub manifest: Manifest,
     /// The component, base64.
@@ -34,7 +37,7 @@ pub struct PluginUpload {
 
 /// A loaded plugin.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PluginInfo {
+pub(super) struct PluginInfo {
     /// Name.
     pub name: String,
     /// Version.
@@ -55,7 +58,7 @@ pub struct PluginInfo {
 
 /// The result of a load.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PluginLoaded {
+pub(super) struct PluginLoaded {
     /// `name@version`.
     pub plugin: String,
     /// Whether anything changed (false when the same component and manifest were loaded).
@@ -66,21 +69,45 @@ pub struct PluginLoaded {
 #[utoipa::path(post, path = "/v1/plugins", tag = "plugins", request_body = PluginUpload, security(("bearer" = [])),
     responses((status = 201, body = PluginLoaded), (status = 400, description = "Invalid manifest or component; the message says why", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
-async fn load_plugin(State(state): State<AppState>, caller: Caller, Json(upload): Json<PluginUpload>) -> Result<(StatusCode, axum::Json<PluginLoaded>)> {
+async fn load_plugin(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(upload): Json<PluginUpload>,
+) -> Result<(StatusCode, axum::Json<PluginLoaded>)> {
     caller.require(&[Role::Admin])?;
-    upload.manifest.validate().map_err(|(field, message)| Error::field(format!("manifest.{field}"), message))?;
+    upload
+        .manifest
+        .validate()
+        .map_err(|(field, message)| Error::field(format!("manifest.{field}"), message))?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(upload.component_base64.trim())
         .map_err(|e| Error::field("component_base64", format!("not base64: {e}")))?;
     let id = upload.manifest.id();
-    let changed = crate::services::plugins::publish(&state.plugins, &state.store, Actor::of(&caller), upload.manifest, bytes, state.clock.now_micros()).await?;
-    Ok((StatusCode::CREATED, axum::Json(PluginLoaded { plugin: id, changed: changed.is_some() })))
+    let changed = crate::services::plugins::publish(
+        &state.plugins,
+        &state.store,
+        Actor::of(&caller),
+        upload.manifest,
+        bytes,
+        state.clock.now_micros(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(PluginLoaded {
+            plugin: id,
+            changed: changed.is_some(),
+        }),
+    ))
 }
 
 /// The plugins loaded on this replica.
 #[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])),
     responses((status = 200, body = [PluginInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_plugins(State(state): State<AppState>, caller: Caller) -> Result<axum::Json<Vec<PluginInfo>>> {
+async fn list_plugins(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<PluginInfo>>> {
     caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     let list = state
         .plugins
@@ -103,8 +130,19 @@ async fn list_plugins(State(state): State<AppState>, caller: Caller) -> Result<a
 /// Remove a plugin, here at once and on other replicas at their next sync.
 #[utoipa::path(delete, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn remove_plugin(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<StatusCode> {
+async fn remove_plugin(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
     caller.require(&[Role::Admin])?;
-    crate::services::plugins::unpublish(&state.plugins, &state.store, Actor::of(&caller), &name, state.clock.now_micros()).await?;
+    crate::services::plugins::unpublish(
+        &state.plugins,
+        &state.store,
+        Actor::of(&caller),
+        &name,
+        state.clock.now_micros(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

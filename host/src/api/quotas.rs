@@ -9,11 +9,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::services::quotas;
 use super::{AppState, Json};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::{Agent, Caller, Role};
 use crate::quotas::{Charge, Headroom, Unit, Window, limit_of, window_at};
+use crate::services::quotas;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_quotas, put_quotas))
@@ -21,7 +21,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// One quota of an agent.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AgentQuota {
+pub(super) struct AgentQuota {
     /// Quota name.
     pub quota: String,
     /// `calls` or `usd`.
@@ -38,7 +38,7 @@ pub struct AgentQuota {
 
 /// An agent's quotas.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AgentQuotas {
+pub(super) struct AgentQuotas {
     /// The agent.
     pub agent: String,
     /// Its tier (the tier's limits apply unless overridden).
@@ -56,7 +56,11 @@ pub struct AgentQuotas {
 /// An agent's quotas, limits and use now (admins, approvers and services; an agent may read its own).
 #[utoipa::path(get, path = "/v1/agents/{id}/quotas", tag = "agents", params(("id" = String, Path, description = "Agent id")), security(("bearer" = [])),
     responses((status = 200, body = AgentQuotas), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_quotas(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<AgentQuotas>> {
+async fn get_quotas(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AgentQuotas>> {
     let unknown = || Error::not_found("unknown_agent", format!("no agent `{id}`"));
     if caller.role == Role::Agent && caller.subject.as_deref() != Some(id.as_str()) {
         return Err(unknown());
@@ -71,29 +75,64 @@ async fn view(state: &AppState, agent: Agent) -> Result<AgentQuotas> {
     let now = state.clock.now_micros();
     let mut quotas = Vec::new();
     for quota in &q.quotas {
-        let (limit, source) = limit_of(quota, agent.tier, q.teams.get(&agent.team), &agent.quota_overrides);
+        let (limit, source) = limit_of(
+            quota,
+            agent.tier,
+            q.teams.get(&agent.team),
+            &agent.quota_overrides,
+        );
         let window = window_at(quota.window, now, &policy.quota_zone);
         let mut usage = Vec::new();
         if let Some(limit) = limit {
-            let mut scopes = state.store.quota_scopes(&agent.id, &quota.name, window.0).await?;
+            let mut scopes = state
+                .store
+                .quota_scopes(&agent.id, &quota.name, window.0)
+                .await?;
             if scopes.is_empty() && !quota.per_service {
                 scopes.push(("*".into(), 0));
             }
             for (scope, used) in scopes {
-                let charge = Charge { quota: quota.name.clone(), scope, window, amount: 0, limit, unit: quota.unit };
+                let charge = Charge {
+                    quota: quota.name.clone(),
+                    scope,
+                    window,
+                    amount: 0,
+                    limit,
+                    unit: quota.unit,
+                };
                 usage.push(charge.headroom(used));
             }
         }
-        let show = |l: i64| if quota.unit == Unit::Usd { l as f64 / 100.0 } else { l as f64 };
-        quotas.push(AgentQuota { quota: quota.name.clone(), unit: quota.unit, window: quota.window, limit: limit.map(show), source: source.into(), usage });
+        let show = |l: i64| {
+            if quota.unit == Unit::Usd {
+                l as f64 / 100.0
+            } else {
+                l as f64
+            }
+        };
+        quotas.push(AgentQuota {
+            quota: quota.name.clone(),
+            unit: quota.unit,
+            window: quota.window,
+            limit: limit.map(show),
+            source: source.into(),
+            usage,
+        });
     }
-    Ok(AgentQuotas { agent: agent.id, tier: agent.tier, enabled: q.enabled, time_zone: q.time_zone.clone(), quotas, overrides: agent.quota_overrides })
+    Ok(AgentQuotas {
+        agent: agent.id,
+        tier: agent.tier,
+        enabled: q.enabled,
+        time_zone: q.time_zone.clone(),
+        quotas,
+        overrides: agent.quota_overrides,
+    })
 }
 
 /// `PUT /v1/agents/{id}/quotas`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct QuotaOverrides {
+pub(super) struct QuotaOverrides {
     /// Quota name → the agent's own limit (calls, or US dollars), or null to fall back to the
     /// team's or the tier's. Quotas not named keep their current override.
     #[schema(value_type = BTreeMap<String, Option<f64>>)]
@@ -111,6 +150,14 @@ async fn put_quotas(
     Path(id): Path<String>,
     Json(body): Json<QuotaOverrides>,
 ) -> Result<axum::Json<AgentQuotas>> {
-    let agent = quotas::set_overrides(&state.store, &state.clock, &state.policy, &caller, &id, &body.limits).await?;
+    let agent = quotas::set_overrides(
+        &state.store,
+        &state.clock,
+        &state.policy,
+        &caller,
+        &id,
+        &body.limits,
+    )
+    .await?;
     Ok(axum::Json(view(&state, agent).await?))
 }

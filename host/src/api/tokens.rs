@@ -7,15 +7,17 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::audit::Actor;
 use super::{AppState, Json};
 use crate::api::error::{ErrorBody, Result};
+use crate::audit::Actor;
 use crate::clock::format_micros;
 use crate::identity::{Caller, Role, TokenRecord};
 use crate::services::tokens::{issue, revoke};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_token, list_tokens)).routes(routes!(revoke_token))
+    OpenApiRouter::new()
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
 }
 
 /// `POST /v1/tokens`.
@@ -47,10 +49,31 @@ pub struct TokenCreated {
 /// Create a token (admin). The secret is in the answer and nowhere else.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = TokenCreate, security(("bearer" = [])),
     responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn create_token(State(state): State<AppState>, caller: Caller, Json(req): Json<TokenCreate>) -> Result<(StatusCode, axum::Json<TokenCreated>)> {
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<TokenCreate>,
+) -> Result<(StatusCode, axum::Json<TokenCreated>)> {
     caller.require(&[Role::Admin])?;
-    let new = issue(&state.store, Actor::of(&caller), req.role, req.subject, req.note, None, state.clock.now_micros()).await?;
-    Ok((StatusCode::CREATED, axum::Json(TokenCreated { id: new.record.id, token: new.secret, role: new.record.role, subject: new.record.subject })))
+    let new = issue(
+        &state.store,
+        Actor::of(&caller),
+        req.role,
+        req.subject,
+        req.note,
+        None,
+        state.clock.now_micros(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(TokenCreated {
+            id: new.record.id,
+            token: new.secret,
+            role: new.record.role,
+            subject: new.record.subject,
+        }),
+    ))
 }
 
 /// A token as listed (never the secret).
@@ -86,16 +109,37 @@ impl From<TokenRecord> for TokenInfo {
 /// List tokens (admin).
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])),
     responses((status = 200, body = [TokenInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<axum::Json<Vec<TokenInfo>>> {
+async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<TokenInfo>>> {
     caller.require(&[Role::Admin])?;
-    Ok(axum::Json(state.store.tokens().await?.into_iter().map(TokenInfo::from).collect()))
+    Ok(axum::Json(
+        state
+            .store
+            .tokens()
+            .await?
+            .into_iter()
+            .map(TokenInfo::from)
+            .collect(),
+    ))
 }
 
 /// Revoke a token (admin). It stops working at once, on every replica.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
     caller.require(&[Role::Admin])?;
-    revoke(&state.store, Actor::of(&caller), &id, state.clock.now_micros()).await?;
+    revoke(
+        &state.store,
+        Actor::of(&caller),
+        &id,
+        state.clock.now_micros(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,20 +9,23 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{AppState, Query};
-use crate::clock::{format_micros, parse_micros};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
+use crate::clock::{format_micros, parse_micros};
 use crate::identity::{Agent, AgentStatus, Caller, Role};
 use crate::records::{DailyTrust, TierChange};
 use crate::tiering::{NextPromotion, Window};
 use crate::trust::{Trust, TrustPolicy};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_trust)).routes(routes!(trust_history)).routes(routes!(list_trust))
+    OpenApiRouter::new()
+        .routes(routes!(get_trust))
+        .routes(routes!(trust_history))
+        .routes(routes!(list_trust))
 }
 
 /// An agent's trust.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AgentTrust {
+pub(super) struct AgentTrust {
     /// The agent.
     pub agent: String,
     /// Its tier.
@@ -65,7 +68,11 @@ fn unknown(id: &str) -> Error {
 /// (admins, approvers and services; an agent may read its own).
 #[utoipa::path(get, path = "/v1/agents/{id}/trust", tag = "agents", params(("id" = String, Path, description = "Agent id")), security(("bearer" = [])),
     responses((status = 200, body = AgentTrust), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_trust(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<AgentTrust>> {
+async fn get_trust(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AgentTrust>> {
     visible(&caller, &id)?;
     let agent = state.store.agent(&id).await?.ok_or_else(|| unknown(&id))?;
     Ok(axum::Json(assess(&state, agent, true).await?))
@@ -74,8 +81,14 @@ async fn get_trust(State(state): State<AppState>, caller: Caller, Path(id): Path
 async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTrust> {
     let tiers = &state.tiers;
     let a = tiers.assess(agent, true, false).await?;
-    let (next_promotion, last_changes) =
-        if detail { (tiers.next_promotion(&a).await?, state.store.tier_changes(&a.agent.id, 0, 5).await?) } else { (None, Vec::new()) };
+    let (next_promotion, last_changes) = if detail {
+        (
+            tiers.next_promotion(&a).await?,
+            state.store.tier_changes(&a.agent.id, 0, 5).await?,
+        )
+    } else {
+        (None, Vec::new())
+    };
     Ok(AgentTrust {
         agent: a.agent.id,
         tier: a.agent.tier,
@@ -101,7 +114,7 @@ struct HistoryQuery {
 
 /// An agent's trust history.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TrustHistory {
+pub(super) struct TrustHistory {
     /// The agent.
     pub agent: String,
     /// Tier changes, newest first, each with its reason and the evidence behind it.
@@ -123,12 +136,17 @@ async fn trust_history(
     visible(&caller, &id)?;
     state.store.agent(&id).await?.ok_or_else(|| unknown(&id))?;
     let since = match &q.since {
-        Some(s) => parse_micros(s).ok_or_else(|| Error::field("since", format!("`{s}` is not an RFC 3339 time")))?,
+        Some(s) => parse_micros(s)
+            .ok_or_else(|| Error::field("since", format!("`{s}` is not an RFC 3339 time")))?,
         None => state.clock.now_micros().saturating_sub(90 * 86_400_000_000),
     };
     let changes = state.store.tier_changes(&id, since, 1000).await?;
     let daily = state.store.trust_daily(&id, since).await?;
-    Ok(axum::Json(TrustHistory { agent: id, changes, daily }))
+    Ok(axum::Json(TrustHistory {
+        agent: id,
+        changes,
+        daily,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -141,12 +159,21 @@ struct TrustQuery {
 /// Every agent's trust, for dashboards (admins, approvers and services), lowest score first.
 #[utoipa::path(get, path = "/v1/trust", tag = "agents", params(TrustQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<AgentTrust>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_trust(State(state): State<AppState>, caller: Caller, Query(q): Query<TrustQuery>) -> Result<axum::Json<Vec<AgentTrust>>> {
+async fn list_trust(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<TrustQuery>,
+) -> Result<axum::Json<Vec<AgentTrust>>> {
     caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     let mut all = Vec::new();
     for agent in state.store.agents(q.team.as_deref()).await? {
         all.push(assess(&state, agent, false).await?);
     }
-    all.sort_by(|a, b| a.trust.score.total_cmp(&b.trust.score).then_with(|| a.agent.cmp(&b.agent)));
+    all.sort_by(|a, b| {
+        a.trust
+            .score
+            .total_cmp(&b.trust.score)
+            .then_with(|| a.agent.cmp(&b.agent))
+    });
     Ok(axum::Json(all))
 }

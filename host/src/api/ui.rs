@@ -45,7 +45,9 @@ fn esc(s: &str) -> String {
 }
 
 fn csrf(secret: &str) -> String {
-    hex::encode(Sha256::digest(format!("warden-ui-csrf:{secret}").as_bytes()))
+    hex::encode(Sha256::digest(
+        format!("warden-ui-csrf:{secret}").as_bytes(),
+    ))
 }
 
 /// The session's token secret, from the cookie.
@@ -100,9 +102,16 @@ struct Flash {
     error: Option<String>,
 }
 
-async fn inbox(State(state): State<AppState>, headers: HeaderMap, Query(flash): Query<Flash>) -> Response {
+async fn inbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(flash): Query<Flash>,
+) -> Response {
     let Some((caller, secret)) = signed_in(&state, &headers).await else {
-        let error = flash.error.map(|e| format!(r#"<div class="card error">{}</div>"#, esc(&e))).unwrap_or_default();
+        let error = flash
+            .error
+            .map(|e| format!(r#"<div class="card error">{}</div>"#, esc(&e)))
+            .unwrap_or_default();
         let body = format!(
             r#"<header><h1>Warden · approvals</h1></header><main>{error}<form class="card" method="post" action="/ui/login">
 <p>Sign in with your approver token.</p><div class="row"><input type="password" name="token" placeholder="wdn_…" autocomplete="off" required>
@@ -111,9 +120,19 @@ async fn inbox(State(state): State<AppState>, headers: HeaderMap, Query(flash): 
         return page("sign in", &body).into_response();
     };
     let now = state.clock.now_micros();
-    let pending = match state.store.approvals(Some("pending"), None, None, 200, now).await {
+    let pending = match state
+        .store
+        .approvals(Some("pending"), None, None, 200, now)
+        .await
+    {
         Ok(p) => p,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, page("unavailable", &esc(&e.to_string()))).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                page("unavailable", &esc(&e.to_string())),
+            )
+                .into_response();
+        }
     };
     let token = csrf(&secret);
     let mut body = format!(
@@ -122,12 +141,21 @@ async fn inbox(State(state): State<AppState>, headers: HeaderMap, Query(flash): 
         esc(caller.subject.as_deref().unwrap_or(&caller.token_id))
     );
     if let Some(n) = flash.notice {
-        body.push_str(&format!(r#"<div class="card notice" id="notice">{}</div>"#, esc(&n)));
+        body.push_str(&format!(
+            r#"<div class="card notice" id="notice">{}</div>"#,
+            esc(&n)
+        ));
     }
     if let Some(e) = flash.error {
-        body.push_str(&format!(r#"<div class="card error" id="error">{}</div>"#, esc(&e)));
+        body.push_str(&format!(
+            r#"<div class="card error" id="error">{}</div>"#,
+            esc(&e)
+        ));
     }
-    body.push_str(&format!(r#"<p class="meta" id="count">{} pending</p>"#, pending.len()));
+    body.push_str(&format!(
+        r#"<p class="meta" id="count">{} pending</p>"#,
+        pending.len()
+    ));
     for a in &pending {
         body.push_str(&card(a, &token));
     }
@@ -138,7 +166,11 @@ async fn inbox(State(state): State<AppState>, headers: HeaderMap, Query(flash): 
 fn card(a: &Approval, csrf: &str) -> String {
     let s = &a.summary;
     let action = &s["request"]["action"];
-    let text = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| serde_json::to_string_pretty(v).unwrap_or_default());
+    let text = |v: &serde_json::Value| {
+        v.as_str()
+            .map(String::from)
+            .unwrap_or_else(|| serde_json::to_string_pretty(v).unwrap_or_default())
+    };
     let level = s["risk"]["level"].as_str().unwrap_or("?");
     let mut html = format!(
         r#"<div class="card approval" id="a-{id}"><div><strong>{agent} wants to {class} {service} in {env}</strong> <span class="risk {level}">{level}</span></div>
@@ -151,35 +183,83 @@ fn card(a: &Approval, csrf: &str) -> String {
         level = esc(level),
         created = esc(&a.created_at),
         expires = esc(&a.expires_at),
-        obo = a.on_behalf_of.as_ref().map(|h| format!(" · on behalf of {}", esc(h))).unwrap_or_default(),
+        obo = a
+            .on_behalf_of
+            .as_ref()
+            .map(|h| format!(" · on behalf of {}", esc(h)))
+            .unwrap_or_default(),
         tier = s["tier"],
-        progress = if a.approvals_needed > 1 { format!(" · approvals {} of {}", a.approved_by.len(), a.approvals_needed) } else { String::new() },
+        progress = if a.approvals_needed > 1 {
+            format!(
+                " · approvals {} of {}",
+                a.approved_by.len(),
+                a.approvals_needed
+            )
+        } else {
+            String::new()
+        },
     );
     if let Some(r) = action["reasoning"].as_str() {
         html.push_str(&format!("<p><strong>Reasoning:</strong> {}</p>", esc(r)));
     }
     if !action["plan"].is_null() {
-        html.push_str(&format!(r#"<div><strong>Plan</strong><pre class="plan">{}</pre></div>"#, esc(&text(&action["plan"]))));
+        html.push_str(&format!(
+            r#"<div><strong>Plan</strong><pre class="plan">{}</pre></div>"#,
+            esc(&text(&action["plan"]))
+        ));
     }
     if let Some(c) = action.get("change").filter(|c| !c.is_null()) {
-        let paths: Vec<String> = c["paths"].as_array().map(|p| p.iter().take(20).map(text).collect()).unwrap_or_default();
+        let paths: Vec<String> = c["paths"]
+            .as_array()
+            .map(|p| p.iter().take(20).map(text).collect())
+            .unwrap_or_default();
         html.push_str(&format!(
             r#"<div><strong>Change: {} files, +{} −{}{}</strong><pre class="diff">{}</pre></div>"#,
             c["files_changed"],
             c["lines_added"],
             c["lines_deleted"],
-            if c["breaking"] == true { " · BREAKING" } else { "" },
+            if c["breaking"] == true {
+                " · BREAKING"
+            } else {
+                ""
+            },
             esc(&paths.join("\n"))
         ));
     }
-    let reasons: Vec<String> =
-        s["reasons"].as_array().map(|r| r.iter().map(|r| format!("{}: {}", text(&r["code"]), text(&r["text"]))).collect()).unwrap_or_default();
+    let reasons: Vec<String> = s["reasons"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|r| format!("{}: {}", text(&r["code"]), text(&r["text"])))
+                .collect()
+        })
+        .unwrap_or_default();
     if !reasons.is_empty() {
-        html.push_str(&format!("<div><strong>Why it needs you</strong><pre>{}</pre></div>", esc(&reasons.join("\n"))));
+        html.push_str(&format!(
+            "<div><strong>Why it needs you</strong><pre>{}</pre></div>",
+            esc(&reasons.join("\n"))
+        ));
     }
-    if let Some(findings) = s["anomaly"]["findings"].as_array().filter(|f| !f.is_empty()) {
-        let lines: Vec<String> = findings.iter().map(|f| format!("{} {}: {}", text(&f["detector"]), f["severity"], text(&f["message"]))).collect();
-        html.push_str(&format!("<div><strong>Anomaly (severity {})</strong><pre>{}</pre></div>", s["anomaly"]["severity"], esc(&lines.join("\n"))));
+    if let Some(findings) = s["anomaly"]["findings"]
+        .as_array()
+        .filter(|f| !f.is_empty())
+    {
+        let lines: Vec<String> = findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}: {}",
+                    text(&f["detector"]),
+                    f["severity"],
+                    text(&f["message"])
+                )
+            })
+            .collect();
+        html.push_str(&format!(
+            "<div><strong>Anomaly (severity {})</strong><pre>{}</pre></div>",
+            s["anomaly"]["severity"],
+            esc(&lines.join("\n"))
+        ));
     }
     html.push_str(&format!(
         r#"<form class="row" method="post" action="/ui/approvals/{id}"><input type="hidden" name="csrf" value="{csrf}">
@@ -225,10 +305,18 @@ struct SignOut {
 async fn logout(headers: HeaderMap, Form(form): Form<SignOut>) -> Response {
     if session(&headers).is_some_and(|s| csrf(&s) == form.csrf) {
         let mut response = Redirect::to("/ui/approvals").into_response();
-        response.headers_mut().insert(SET_COOKIE, HeaderValue::from_static("warden_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"));
+        response.headers_mut().insert(
+            SET_COOKIE,
+            HeaderValue::from_static(
+                "warden_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0",
+            ),
+        );
         return response;
     }
-    back("error", "sign-out refused: the form did not come from this page")
+    back(
+        "error",
+        "sign-out refused: the form did not come from this page",
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,13 +327,25 @@ struct Decision {
     comment: String,
 }
 
-async fn decide(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, Form(form): Form<Decision>) -> Response {
+async fn decide(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Decision>,
+) -> Response {
     let Some((caller, secret)) = signed_in(&state, &headers).await else {
         return back("error", "sign in first");
     };
     // A post that does not carry this session's token did not come from this page.
     if form.csrf != csrf(&secret) {
-        return (StatusCode::FORBIDDEN, page("refused", "<main><p>Refused: the form did not come from Warden's page.</p></main>")).into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            page(
+                "refused",
+                "<main><p>Refused: the form did not come from Warden's page.</p></main>",
+            ),
+        )
+            .into_response();
     }
     let approve = match form.decision.as_str() {
         "approve" => true,
@@ -253,12 +353,37 @@ async fn decide(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
         _ => return back("error", "choose approve or reject"),
     };
     let comment = Some(form.comment.trim().to_string()).filter(|c| !c.is_empty());
-    match crate::services::approvals::decide(&super::approvals::deciding(&state), &caller, &id, comment, approve).await {
+    match crate::services::approvals::decide(
+        &super::approvals::deciding(&state),
+        &caller,
+        &id,
+        comment,
+        approve,
+    )
+    .await
+    {
         Ok(a) if a.status == "pending" => back(
             "notice",
-            &format!("you approved {} · {} {}; {} more approver(s) needed", a.agent, a.class, a.service, a.approvals_needed - a.approved_by.len() as i64),
+            &format!(
+                "you approved {} · {} {}; {} more approver(s) needed",
+                a.agent,
+                a.class,
+                a.service,
+                a.approvals_needed - a.approved_by.len() as i64
+            ),
         ),
-        Ok(a) => back("notice", &format!("{} · {} {} in {}: {} by {}", a.agent, a.class, a.service, a.environment, a.status, a.decided_by.unwrap_or_default())),
+        Ok(a) => back(
+            "notice",
+            &format!(
+                "{} · {} {} in {}: {} by {}",
+                a.agent,
+                a.class,
+                a.service,
+                a.environment,
+                a.status,
+                a.decided_by.unwrap_or_default()
+            ),
+        ),
         Err(e) => back("error", &e.message),
     }
 }
@@ -269,9 +394,15 @@ mod tests {
 
     #[test]
     fn escaping_and_cookies() {
-        assert_eq!(esc(r#"<script>alert("x")</script> & 'y'"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;");
+        assert_eq!(
+            esc(r#"<script>alert("x")</script> & 'y'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, HeaderValue::from_static("theme=dark; warden_session=wdn_abc; other=1"));
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("theme=dark; warden_session=wdn_abc; other=1"),
+        );
         assert_eq!(session(&headers).as_deref(), Some("wdn_abc"));
         assert_ne!(csrf("wdn_abc"), csrf("wdn_abd"));
         assert_eq!(session(&HeaderMap::new()), None);

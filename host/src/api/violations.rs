@@ -6,15 +6,18 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::audit::by_caller;
 use super::{AppState, Json, Query};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
+use crate::audit::by_caller;
 use crate::identity::{Caller, Role};
-use crate::records::{Violation};
+use crate::records::Violation;
 use crate::store::{Change, ViolationFilter, ViolationWrite, Write};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_violations)).routes(routes!(get_violation)).routes(routes!(ack_violation))
+    OpenApiRouter::new()
+        .routes(routes!(list_violations))
+        .routes(routes!(get_violation))
+        .routes(routes!(ack_violation))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -42,7 +45,7 @@ struct ViolationQuery {
 
 /// A page of violations, oldest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ViolationPage {
+pub(super) struct ViolationPage {
     /// The violations.
     pub violations: Vec<Violation>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -52,7 +55,7 @@ pub struct ViolationPage {
 /// `POST /v1/violations/{id}/ack`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Ack {
+pub(super) struct Ack {
     /// What the reviewer found or did.
     #[serde(default)]
     pub comment: Option<String>,
@@ -61,7 +64,11 @@ pub struct Ack {
 /// List violations (admins and approvers).
 #[utoipa::path(get, path = "/v1/violations", tag = "violations", params(ViolationQuery), security(("bearer" = [])),
     responses((status = 200, body = ViolationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_violations(State(state): State<AppState>, caller: Caller, Query(q): Query<ViolationQuery>) -> Result<axum::Json<ViolationPage>> {
+async fn list_violations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ViolationQuery>,
+) -> Result<axum::Json<ViolationPage>> {
     caller.require(&[Role::Admin, Role::Approver])?;
     super::one_of("status", &q.status, &["open", "acknowledged"])?;
     super::one_of("mode", &q.mode, &["block", "flag", "guard"])?;
@@ -80,15 +87,26 @@ async fn list_violations(State(state): State<AppState>, caller: Caller, Query(q)
     };
     let mut violations = state.store.violations(&filter).await?;
     let next_after = super::next_page(&mut violations, limit, |v| v.id.clone());
-    Ok(axum::Json(ViolationPage { violations, next_after }))
+    Ok(axum::Json(ViolationPage {
+        violations,
+        next_after,
+    }))
 }
 
 /// One violation (admins and approvers).
 #[utoipa::path(get, path = "/v1/violations/{id}", tag = "violations", params(("id" = String, Path, description = "Violation id")), security(("bearer" = [])),
     responses((status = 200, body = Violation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_violation(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Violation>> {
+async fn get_violation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Violation>> {
     caller.require(&[Role::Admin, Role::Approver])?;
-    let v = state.store.violation(&id).await?.ok_or_else(|| Error::not_found("unknown_violation", format!("no violation `{id}`")))?;
+    let v = state
+        .store
+        .violation(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_violation", format!("no violation `{id}`")))?;
     Ok(axum::Json(v))
 }
 
@@ -97,20 +115,54 @@ async fn get_violation(State(state): State<AppState>, caller: Caller, Path(id): 
     security(("bearer" = [])),
     responses((status = 200, body = Violation), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
-async fn ack_violation(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, Json(ack): Json<Ack>) -> Result<axum::Json<Violation>> {
+async fn ack_violation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(ack): Json<Ack>,
+) -> Result<axum::Json<Violation>> {
     caller.require(&[Role::Admin, Role::Approver])?;
     if let Some(c) = &ack.comment
         && c.len() > 4096
     {
-        return Err(Error::field("comment", format!("is {} bytes, over the limit of 4096", c.len())));
+        return Err(Error::field(
+            "comment",
+            format!("is {} bytes, over the limit of 4096", c.len()),
+        ));
     }
-    let v = state.store.violation(&id).await?.ok_or_else(|| Error::not_found("unknown_violation", format!("no violation `{id}`")))?;
+    let v = state
+        .store
+        .violation(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_violation", format!("no violation `{id}`")))?;
     let now = state.clock.now_micros();
     let details = serde_json::json!({"violation_id": id, "reason": v.reason, "mode": v.mode, "comment": ack.comment});
-    let mut record = by_caller(&caller, "violation.acknowledged", format!("violation:{id}"), Some(v.agent.clone()), details, now);
+    let mut record = by_caller(
+        &caller,
+        "violation.acknowledged",
+        format!("violation:{id}"),
+        Some(v.agent.clone()),
+        details,
+        now,
+    );
     record.decision_id = Some(v.decision_id.clone());
-    let write = Write::Violation(ViolationWrite::AckViolation { id: id.clone(), by: caller.actor_id(), at: now, comment: ack.comment });
-    state.store.commit(Change { writes: vec![write], audit: vec![record] }).await?;
-    let v = state.store.violation(&id).await?.ok_or_else(|| Error::internal(format!("violation `{id}` vanished")))?;
+    let write = Write::Violation(ViolationWrite::AckViolation {
+        id: id.clone(),
+        by: caller.actor_id(),
+        at: now,
+        comment: ack.comment,
+    });
+    state
+        .store
+        .commit(Change {
+            writes: vec![write],
+            audit: vec![record],
+        })
+        .await?;
+    let v = state
+        .store
+        .violation(&id)
+        .await?
+        .ok_or_else(|| Error::internal(format!("violation `{id}` vanished")))?;
     Ok(axum::Json(v))
 }

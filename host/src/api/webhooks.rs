@@ -30,7 +30,7 @@ struct DeliveryQuery {
 
 /// A page of deliveries, oldest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeliveryPage {
+pub(super) struct DeliveryPage {
     /// The deliveries.
     pub deliveries: Vec<Delivery>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -40,11 +40,26 @@ pub struct DeliveryPage {
 /// List webhook deliveries (admins).
 #[utoipa::path(get, path = "/v1/webhooks/deliveries", tag = "webhooks", params(DeliveryQuery), security(("bearer" = [])),
     responses((status = 200, body = DeliveryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_deliveries(State(state): State<AppState>, caller: Caller, Query(q): Query<DeliveryQuery>) -> Result<axum::Json<DeliveryPage>> {
+async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<DeliveryQuery>,
+) -> Result<axum::Json<DeliveryPage>> {
     caller.require(&[Role::Admin])?;
     super::one_of("status", &q.status, &["pending", "delivered", "parked"])?;
     let limit = super::page_limit(q.limit)?;
-    let mut deliveries = state.store.deliveries(q.status.as_deref(), q.endpoint.as_deref(), q.after.as_deref(), limit + 1).await?;
+    let mut deliveries = state
+        .store
+        .deliveries(
+            q.status.as_deref(),
+            q.endpoint.as_deref(),
+            q.after.as_deref(),
+            limit + 1,
+        )
+        .await?;
     let next_after = super::next_page(&mut deliveries, limit, |d| d.id.clone());
-    Ok(axum::Json(DeliveryPage { deliveries, next_after }))
+    Ok(axum::Json(DeliveryPage {
+        deliveries,
+        next_after,
+    }))
 }

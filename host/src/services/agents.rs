@@ -17,11 +17,17 @@ async fn check_parent(store: &Store, agent: &Agent) -> Result<()> {
     let mut depth = 0;
     while let Some(id) = next {
         if id == agent.id {
-            return Err(Error::field("parent", "this parent would make the agent its own ancestor"));
+            return Err(Error::field(
+                "parent",
+                "this parent would make the agent its own ancestor",
+            ));
         }
         depth += 1;
         if depth > MAX_PARENT_DEPTH {
-            return Err(Error::field("parent", format!("parent chains are limited to {MAX_PARENT_DEPTH} levels")));
+            return Err(Error::field(
+                "parent",
+                format!("parent chains are limited to {MAX_PARENT_DEPTH} levels"),
+            ));
         }
         let Some(parent) = store.agent(&id).await? else {
             return Err(Error::field("parent", format!("no agent `{id}`")));
@@ -57,18 +63,40 @@ pub async fn create(store: &Store, caller: &Caller, req: AgentCreate, now: i64) 
     };
     agent.validate()?;
     check_parent(store, &agent).await?;
-    let record = by_caller(caller, "agent.created", format!("agent:{}", agent.id), Some(agent.id.clone()), serde_json::json!({ "agent": agent }), now);
-    store.commit(Change { writes: vec![Write::Identity(IdentityWrite::InsertAgent(agent.clone()))], audit: vec![record] }).await?;
+    let record = by_caller(
+        caller,
+        "agent.created",
+        format!("agent:{}", agent.id),
+        Some(agent.id.clone()),
+        serde_json::json!({ "agent": agent }),
+        now,
+    );
+    store
+        .commit(Change {
+            writes: vec![Write::Identity(IdentityWrite::InsertAgent(agent.clone()))],
+            audit: vec![record],
+        })
+        .await?;
     Ok(agent)
 }
 
 /// Changes an agent (admins): tier, ceiling, parent, status, shadow mode, pin, details. A tier
 /// set by a human is history too (`tier.changed`), and restarts the time in tier.
-pub async fn patch(store: &Store, clock: &SharedClock, outbox: &Outbox, caller: &Caller, id: &str, patch: AgentPatch) -> Result<Agent> {
+pub async fn patch(
+    store: &Store,
+    clock: &SharedClock,
+    outbox: &Outbox,
+    caller: &Caller,
+    id: &str,
+    patch: AgentPatch,
+) -> Result<Agent> {
     caller.require(&[Role::Admin])?;
     // A new parent must exist and make no loop.
     if let Some(Some(parent)) = &patch.parent {
-        let mut probe = store.agent_fresh(id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+        let mut probe = store
+            .agent_fresh(id)
+            .await?
+            .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
         probe.parent = Some(parent.clone());
         check_parent(store, &probe).await?;
     }
@@ -93,10 +121,27 @@ pub async fn patch(store: &Store, clock: &SharedClock, outbox: &Outbox, caller: 
             };
             let (more, data) = tier_changed(outbox, &change, after.status, now)?;
             writes = more;
-            records.push(by_caller(caller, "tier.changed", format!("agent:{id}"), Some(id.to_string()), data, now));
+            records.push(by_caller(
+                caller,
+                "tier.changed",
+                format!("agent:{id}"),
+                Some(id.to_string()),
+                data,
+                now,
+            ));
         }
         let details = serde_json::json!({ "before": before, "after": after });
-        records.insert(0, by_caller(caller, "agent.updated", format!("agent:{id}"), Some(id.to_string()), details, now));
+        records.insert(
+            0,
+            by_caller(
+                caller,
+                "agent.updated",
+                format!("agent:{id}"),
+                Some(id.to_string()),
+                details,
+                now,
+            ),
+        );
         Ok((after, writes, records))
     })
     .await?;
@@ -114,12 +159,19 @@ pub async fn update(
     mut edit: impl FnMut(&Agent, i64) -> Result<(Agent, Vec<Write>, Vec<AuditRecord>)>,
 ) -> Result<Agent> {
     for _ in 0..3 {
-        let before = store.agent_fresh(id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+        let before = store
+            .agent_fresh(id)
+            .await?
+            .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
         let now = clock.now_micros();
         let (mut after, more, audit) = edit(&before, now)?;
         after.updated_at = format_micros(now);
         after.version = before.version + 1;
-        let mut writes = vec![Write::Identity(IdentityWrite::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now })];
+        let mut writes = vec![Write::Identity(IdentityWrite::UpdateAgent {
+            agent: after.clone(),
+            expected_version: before.version,
+            at: now,
+        })];
         writes.extend(more);
         match store.commit(Change { writes, audit }).await {
             Ok(()) => return Ok(after),
@@ -127,5 +179,9 @@ pub async fn update(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::new(Kind::Conflict, "changed_concurrently", format!("agent `{id}` kept changing underneath this update; retry")))
+    Err(Error::new(
+        Kind::Conflict,
+        "changed_concurrently",
+        format!("agent `{id}` kept changing underneath this update; retry"),
+    ))
 }

@@ -13,23 +13,42 @@ use crate::store::{ApprovalWrite, Change, Conflict, Store, StoreError, Write};
 
 /// Announces lapsed approvals (`approval.expired`, audited), once each across replicas: one
 /// step of the periodic task (see [`crate::jobs`]).
-pub async fn announce_expiries(store: &Store, outbox: &Outbox, clock: &SharedClock) -> std::result::Result<(), StoreError> {
+pub async fn announce_expiries(
+    store: &Store,
+    outbox: &Outbox,
+    clock: &SharedClock,
+) -> std::result::Result<(), StoreError> {
     let now = clock.now_micros();
     for a in store.unannounced_expiries(now, 100).await? {
         let data = serde_json::json!({"approval_id": a.id, "decision_id": a.decision_id, "agent": a.agent, "class": a.class,
             "environment": a.environment, "service": a.service, "expires_at": a.expires_at});
         let event = Event::new("approval.expired", now, data.clone());
-        let mut writes = vec![Write::Approval(ApprovalWrite::NoteApprovalExpired { id: a.id.clone() })];
+        let mut writes = vec![Write::Approval(ApprovalWrite::NoteApprovalExpired {
+            id: a.id.clone(),
+        })];
         writes.extend(outbox.writes(&event, now));
         let record = AuditRecord {
             agent: Some(a.agent.clone()),
             decision_id: Some(a.decision_id.clone()),
             action_class: Some(a.class.clone()),
             environment: Some(a.environment.clone()),
-            ..AuditRecord::change(Actor::warden(), "approval.expired", format!("approval:{}", a.id), data, now)
+            ..AuditRecord::change(
+                Actor::warden(),
+                "approval.expired",
+                format!("approval:{}", a.id),
+                data,
+                now,
+            )
         };
         // A conflict means another replica announced it first.
-        if store.commit(Change { writes, audit: vec![record] }).await.is_ok() {
+        if store
+            .commit(Change {
+                writes,
+                audit: vec![record],
+            })
+            .await
+            .is_ok()
+        {
             outbox.notify();
         }
     }
@@ -69,17 +88,29 @@ impl From<crate::store::StoreError> for Retry {
 /// An approval as shown now (lapsed ones read as expired).
 pub async fn load(store: &Store, clock: &SharedClock, id: &str) -> Result<Approval> {
     let now = clock.now_micros();
-    store.approval(id, now).await?.ok_or_else(|| Error::not_found("unknown_approval", format!("no approval `{id}`")))
+    store
+        .approval(id, now)
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_approval", format!("no approval `{id}`")))
 }
 
 /// Approves or rejects as `caller` (the API and the web page share this).
-pub async fn decide(cx: &Deciding<'_>, caller: &Caller, id: &str, comment: Option<String>, approve: bool) -> Result<Approval> {
+pub async fn decide(
+    cx: &Deciding<'_>,
+    caller: &Caller,
+    id: &str,
+    comment: Option<String>,
+    approve: bool,
+) -> Result<Approval> {
     // Only a human's approver token: never an agent, a service, or an admin acting as one.
     caller.require(&[Role::Approver])?;
     if let Some(c) = &comment
         && c.len() > 4096
     {
-        return Err(Error::field("comment", format!("is {} bytes, over the limit of 4096", c.len())));
+        return Err(Error::field(
+            "comment",
+            format!("is {} bytes, over the limit of 4096", c.len()),
+        ));
     }
     // Another approver may change the approval between our read and our write: read again and
     // retry a few times (the write is a compare-and-set, so nothing is ever lost or doubled).
@@ -90,35 +121,75 @@ pub async fn decide(cx: &Deciding<'_>, caller: &Caller, id: &str, comment: Optio
             Ok(approval) => return Ok(approval),
         }
     }
-    Err(Error::new(Kind::Conflict, "approval_busy", format!("approval `{id}` kept changing; try again")))
+    Err(Error::new(
+        Kind::Conflict,
+        "approval_busy",
+        format!("approval `{id}` kept changing; try again"),
+    ))
 }
 
-async fn try_decide(cx: &Deciding<'_>, caller: &Caller, id: &str, comment: &Option<String>, approve: bool) -> std::result::Result<Approval, Retry> {
+async fn try_decide(
+    cx: &Deciding<'_>,
+    caller: &Caller,
+    id: &str,
+    comment: &Option<String>,
+    approve: bool,
+) -> std::result::Result<Approval, Retry> {
     let approval = load(cx.store, cx.clock, id).await?;
     // The approver's own grants must cover what they allow.
     let who = caller.subject.clone().unwrap_or_default();
-    let human = cx.store
-        .human(&who)
-        .await?
-        .ok_or_else(|| Error::forbidden("approver_unknown", format!("approver tokens must name a registered human; `{who}` is not one")))?;
-    let risk: RiskLevel = serde_json::from_value(approval.summary["risk"]["level"].clone()).map_err(Error::internal)?;
-    if !human.covers(&approval.class, &approval.environment, &approval.service, risk) {
+    let human = cx.store.human(&who).await?.ok_or_else(|| {
+        Error::forbidden(
+            "approver_unknown",
+            format!("approver tokens must name a registered human; `{who}` is not one"),
+        )
+    })?;
+    let risk: RiskLevel = serde_json::from_value(approval.summary["risk"]["level"].clone())
+        .map_err(Error::internal)?;
+    if !human.covers(
+        &approval.class,
+        &approval.environment,
+        &approval.service,
+        risk,
+    ) {
         return Err(Retry::Failed(Error::forbidden(
             "approver_not_permitted",
-            format!("`{who}`'s own grants do not cover {} in {} on {} at {risk} risk", approval.class, approval.environment, approval.service),
+            format!(
+                "`{who}`'s own grants do not cover {} in {} on {} at {risk} risk",
+                approval.class, approval.environment, approval.service
+            ),
         )));
     }
     // Four eyes: the human an agent acts for asked for the action and may not approve it.
     if approve && approval.on_behalf_of.as_deref() == Some(who.as_str()) {
-        return Err(Retry::Failed(Error::forbidden("self_approval", format!("`{who}` asked for this action (on_behalf_of) and may not approve it"))));
+        return Err(Retry::Failed(Error::forbidden(
+            "self_approval",
+            format!("`{who}` asked for this action (on_behalf_of) and may not approve it"),
+        )));
     }
     match approval.status.as_str() {
         "pending" => {}
-        "expired" => return Err(Retry::Failed(Error::new(Kind::Gone, "approval_expired", format!("approval `{id}` expired at {}", approval.expires_at)))),
-        other => return Err(Retry::Failed(Error::new(Kind::Conflict, "approval_not_pending", format!("approval `{id}` is already {other}")))),
+        "expired" => {
+            return Err(Retry::Failed(Error::new(
+                Kind::Gone,
+                "approval_expired",
+                format!("approval `{id}` expired at {}", approval.expires_at),
+            )));
+        }
+        other => {
+            return Err(Retry::Failed(Error::new(
+                Kind::Conflict,
+                "approval_not_pending",
+                format!("approval `{id}` is already {other}"),
+            )));
+        }
     }
     if approve && approval.approved_by.contains(&who) {
-        return Err(Retry::Failed(Error::new(Kind::Conflict, "already_approved", format!("`{who}` has approved `{id}` already; it needs another approver"))));
+        return Err(Retry::Failed(Error::new(
+            Kind::Conflict,
+            "already_approved",
+            format!("`{who}` has approved `{id}` already; it needs another approver"),
+        )));
     }
     let now = cx.clock.now_micros();
     let mut approvers = approval.approved_by.clone();
@@ -136,12 +207,32 @@ async fn try_decide(cx: &Deciding<'_>, caller: &Caller, id: &str, comment: &Opti
         });
         (write, if complete { "approved" } else { "pending" })
     } else {
-        (Write::Approval(ApprovalWrite::DecideApproval { id: id.to_string(), approve: false, by: who.clone(), at: now, comment: comment.clone() }), "rejected")
+        (
+            Write::Approval(ApprovalWrite::DecideApproval {
+                id: id.to_string(),
+                approve: false,
+                by: who.clone(),
+                at: now,
+                comment: comment.clone(),
+            }),
+            "rejected",
+        )
     };
-    let event = if approve { "approval.approved" } else { "approval.rejected" };
+    let event = if approve {
+        "approval.approved"
+    } else {
+        "approval.rejected"
+    };
     let details = serde_json::json!({"approval_id": id, "comment": comment, "action_hash": approval.action_hash, "approved_by": approvers,
         "approvals_needed": approval.approvals_needed, "status": status});
-    let mut record = by_caller(caller, event, format!("approval:{id}"), Some(approval.agent.clone()), details, now);
+    let mut record = by_caller(
+        caller,
+        event,
+        format!("approval:{id}"),
+        Some(approval.agent.clone()),
+        details,
+        now,
+    );
     record.decision_id = Some(approval.decision_id.clone());
     record.action_class = Some(approval.class.clone());
     record.environment = Some(approval.environment.clone());
@@ -150,9 +241,19 @@ async fn try_decide(cx: &Deciding<'_>, caller: &Caller, id: &str, comment: &Opti
     if status != "pending" {
         let data = serde_json::json!({"approval_id": id, "status": status, "decided_by": who, "approved_by": approvers, "comment": comment,
             "decision_id": approval.decision_id, "agent": approval.agent, "class": approval.class, "environment": approval.environment, "service": approval.service});
-        writes.extend(cx.outbox.writes(&Event::new("approval.decided", now, data), now));
+        writes.extend(
+            cx.outbox
+                .writes(&Event::new("approval.decided", now, data), now),
+        );
     }
-    match cx.store.commit(Change { writes, audit: vec![record] }).await {
+    match cx
+        .store
+        .commit(Change {
+            writes,
+            audit: vec![record],
+        })
+        .await
+    {
         Err(e) if e.conflict() == Some(Conflict::ApprovalChanged) => return Err(Retry::Changed),
         other => other.map_err(Error::from)?,
     }

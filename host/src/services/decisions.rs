@@ -8,7 +8,10 @@ use std::time::Instant;
 
 use crate::approvals;
 use crate::clock::SharedClock;
-use crate::decision::{Action, DecisionAnswer, DecisionRequest, DecisionWrites, Inputs, Judgement, MAX_PARENT_DEPTH, Subject, bound, judge, resolve_agent, validate};
+use crate::decision::{
+    Action, DecisionAnswer, DecisionRequest, DecisionWrites, Inputs, Judgement, MAX_PARENT_DEPTH,
+    Subject, bound, judge, resolve_agent, validate,
+};
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Agent, Caller};
 use crate::metrics::Metrics;
@@ -19,7 +22,10 @@ use crate::quotas::QuotaPlan;
 use crate::records::Baseline;
 use crate::services::notify::Outbox;
 use crate::services::tiering::{Controller, Trigger};
-use crate::store::{ApprovalWrite, Change, Conflict, DecisionWrite, QuotaWrite, Store, StoreError, TrustWrite, ViolationWrite, Write};
+use crate::store::{
+    ApprovalWrite, Change, Conflict, DecisionWrite, QuotaWrite, Store, StoreError, TrustWrite,
+    ViolationWrite, Write,
+};
 
 /// The decision service: what `POST /v1/decisions` and the AuthZEN endpoints call.
 #[derive(Debug, Clone)]
@@ -55,56 +61,132 @@ pub struct Parts {
 impl Engine {
     /// The service over its parts.
     pub fn new(parts: Parts) -> Engine {
-        let Parts { store, policy, clock, metrics, plugins, outbox, tiers } = parts;
-        Engine { store, policy, clock, metrics, plugins, outbox, tiers }
+        let Parts {
+            store,
+            policy,
+            clock,
+            metrics,
+            plugins,
+            outbox,
+            tiers,
+        } = parts;
+        Engine {
+            store,
+            policy,
+            clock,
+            metrics,
+            plugins,
+            outbox,
+            tiers,
+        }
     }
 
     /// Decides, records durably, and answers.
-    pub async fn decide(&self, caller: &Caller, request: DecisionRequest) -> Result<DecisionAnswer> {
+    pub async fn decide(
+        &self,
+        caller: &Caller,
+        request: DecisionRequest,
+    ) -> Result<DecisionAnswer> {
         let started = Instant::now();
         let agent_id = resolve_agent(caller, &request)?;
         // Validate before touching the store: bad input is the caller's problem, whatever the store's state.
         validate(&self.policy, &request.action)?;
-        let agent = self.store.agent(&agent_id).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{agent_id}`")).at("agent"))?;
+        let agent = self.store.agent(&agent_id).await?.ok_or_else(|| {
+            Error::not_found("unknown_agent", format!("no agent `{agent_id}`")).at("agent")
+        })?;
         let parents = self.parents(&agent).await?;
         let human = match &request.on_behalf_of {
-            Some(id) => Some(self.store.human(id).await?.ok_or_else(|| Error::not_found("unknown_human", format!("no human `{id}`")).at("on_behalf_of"))?),
+            Some(id) => Some(self.store.human(id).await?.ok_or_else(|| {
+                Error::not_found("unknown_human", format!("no human `{id}`")).at("on_behalf_of")
+            })?),
             None => None,
         };
         let now = self.clock.now_micros();
         let approval = match &request.approval_id {
             Some(id) => {
-                let hash = approvals::action_hash(&bound(&request.action, request.on_behalf_of.as_deref()));
-                Some(approvals::present(self.store.approval(id, now).await?, id, &agent.id, &hash))
+                let hash = approvals::action_hash(&bound(
+                    &request.action,
+                    request.on_behalf_of.as_deref(),
+                ));
+                Some(approvals::present(
+                    self.store.approval(id, now).await?,
+                    id,
+                    &agent.id,
+                    &hash,
+                ))
             }
             None => None,
         };
         // Stages 3 and 4 (plugins): classifiers, then anomaly detectors, in fresh instances.
         let action = &request.action;
         let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
-        let table = self.policy.table_risk(&action.class, &action.environment, breaking);
-        let assessment =
-            self.plugins.assess(&action.class, || PluginAction::new(action, &agent, table, now), || self.anomaly_context(action, &agent, now)).await?;
-        let subject = Subject { agent, parents, human, approval };
+        let table = self
+            .policy
+            .table_risk(&action.class, &action.environment, breaking);
+        let assessment = self
+            .plugins
+            .assess(
+                &action.class,
+                || PluginAction::new(action, &agent, table, now),
+                || self.anomaly_context(action, &agent, now),
+            )
+            .await?;
+        let subject = Subject {
+            agent,
+            parents,
+            human,
+            approval,
+        };
         let decision_id = uuid::Uuid::now_v7().to_string();
         // Stage 6 needs the quotas' counts; the charge re-checks them when it commits.
-        let mut plan = self.quota_plan(&subject.agent, &request.action, now).await?;
+        let mut plan = self
+            .quota_plan(&subject.agent, &request.action, now)
+            .await?;
         let mut again = (!plan.charges.is_empty()).then(|| (request.clone(), assessment.clone()));
         let policy = &self.policy;
-        let mut judgement =
-            judge(Inputs { policy, caller, subject: &subject, request, now, decision_id: decision_id.clone(), plugins: assessment, quotas: &plan })?;
+        let mut judgement = judge(Inputs {
+            policy,
+            caller,
+            subject: &subject,
+            request,
+            now,
+            decision_id: decision_id.clone(),
+            plugins: assessment,
+            quotas: &plan,
+        })?;
         for attempt in 1.. {
             match self.record(&subject, judgement, now).await {
                 // Other decisions took what was left of a quota meanwhile: judge again on the counts now.
-                Err(e) if e.conflict() == Some(Conflict::QuotaExceeded) && attempt < 3 && again.is_some() => {
+                Err(e)
+                    if e.conflict() == Some(Conflict::QuotaExceeded)
+                        && attempt < 3
+                        && again.is_some() =>
+                {
                     let (request, assessment) = again.take().expect("checked");
-                    plan.used = self.store.quota_used_fresh(&subject.agent.id, &plan.charges).await?;
-                    if plan.charges.iter().zip(&plan.used).all(|(c, used)| c.fits(*used)) {
+                    plan.used = self
+                        .store
+                        .quota_used_fresh(&subject.agent.id, &plan.charges)
+                        .await?;
+                    if plan
+                        .charges
+                        .iter()
+                        .zip(&plan.used)
+                        .all(|(c, used)| c.fits(*used))
+                    {
                         // Counts can fall (an actual cost below its estimate): the action may fit after all.
                         again = Some((request.clone(), assessment.clone()));
                     }
                     let decision_id = decision_id.clone();
-                    judgement = judge(Inputs { policy, caller, subject: &subject, request, now, decision_id, plugins: assessment, quotas: &plan })?;
+                    judgement = judge(Inputs {
+                        policy,
+                        caller,
+                        subject: &subject,
+                        request,
+                        now,
+                        decision_id,
+                        plugins: assessment,
+                        quotas: &plan,
+                    })?;
                 }
                 Err(e) => return Err(e.into()),
                 Ok(answer) => {
@@ -122,8 +204,19 @@ impl Engine {
         if !q.enabled || agent.shadow || self.policy.policy.mode == PolicyMode::Shadow {
             return Ok(QuotaPlan::default());
         }
-        let what = (action.class.as_str(), action.environment.as_str(), action.service.as_str());
-        let charges = crate::quotas::charges(q, &self.policy.quota_zone, agent, what, action.estimated_cost_usd, now);
+        let what = (
+            action.class.as_str(),
+            action.environment.as_str(),
+            action.service.as_str(),
+        );
+        let charges = crate::quotas::charges(
+            q,
+            &self.policy.quota_zone,
+            agent,
+            what,
+            action.estimated_cost_usd,
+            now,
+        );
         let mut used = self.store.quota_used(&agent.id, &charges).await?;
         // Never deny on a hint: another replica may have corrected a count downwards.
         if charges.iter().zip(&used).any(|(c, u)| !c.fits(*u)) {
@@ -134,13 +227,36 @@ impl Engine {
 
     /// Commits a judgement with its outbox deliveries and trust evidence, then lets the tier
     /// controller react to a violation.
-    async fn record(&self, subject: &Subject, judgement: Judgement, now: i64) -> std::result::Result<DecisionAnswer, StoreError> {
-        let Judgement { answer, writes, audit, events } = judgement;
+    async fn record(
+        &self,
+        subject: &Subject,
+        judgement: Judgement,
+        now: i64,
+    ) -> std::result::Result<DecisionAnswer, StoreError> {
+        let Judgement {
+            answer,
+            writes,
+            audit,
+            events,
+        } = judgement;
         // (A quota overrun is minor: evidence, but nothing for the controller to act on at once.)
-        let violation = writes.violation.as_ref().filter(|(v, _)| v.reason != "quota_exceeded").map(|(v, _)| Trigger::Violation { reason: v.reason.clone(), class: v.class.clone() });
+        let violation = writes
+            .violation
+            .as_ref()
+            .filter(|(v, _)| v.reason != "quota_exceeded")
+            .map(|(v, _)| Trigger::Violation {
+                reason: v.reason.clone(),
+                class: v.class.clone(),
+            });
         let evidence = writes.violation.is_some();
-        let mut change = Change { writes: decision_writes(writes), audit };
-        let deliveries: Vec<Write> = events.iter().flat_map(|e| self.outbox.writes(e, now)).collect();
+        let mut change = Change {
+            writes: decision_writes(writes),
+            audit,
+        };
+        let deliveries: Vec<Write> = events
+            .iter()
+            .flat_map(|e| self.outbox.writes(e, now))
+            .collect();
         let notify = !deliveries.is_empty();
         change.writes.extend(deliveries);
         // A violation is trust evidence: the agent's noted score moves with it.
@@ -162,23 +278,39 @@ impl Engine {
 
     /// What anomaly detectors compare the action with: the human baseline of the agent's team
     /// for this kind of action (cold when none is computed yet) and the agent's last hour.
-    async fn anomaly_context(&self, action: &Action, agent: &Agent, now: i64) -> Result<AnomalyContext> {
+    async fn anomaly_context(
+        &self,
+        action: &Action,
+        agent: &Agent,
+        now: i64,
+    ) -> Result<AnomalyContext> {
         let (class, env, service) = (&action.class, &action.environment, &action.service);
         let combination = format!("{class}/{env}/{service}");
-        let activity = self.store.activity(&agent.id, class, env, service, now - 3_600_000_000).await?;
-        let baseline = self.store.baseline(&agent.team, service, class, env).await?.unwrap_or_else(|| Baseline {
-            team: agent.team.clone(),
-            service: service.clone(),
-            class: class.clone(),
-            environment: env.clone(),
-            ..Baseline::default()
-        });
+        let activity = self
+            .store
+            .activity(&agent.id, class, env, service, now - 3_600_000_000)
+            .await?;
+        let baseline = self
+            .store
+            .baseline(&agent.team, service, class, env)
+            .await?
+            .unwrap_or_else(|| Baseline {
+                team: agent.team.clone(),
+                service: service.clone(),
+                class: class.clone(),
+                environment: env.clone(),
+                ..Baseline::default()
+            });
         Ok(AnomalyContext {
             baseline,
             activity: RecentActivity {
                 // Including this one.
                 actions_last_hour: activity.recent.saturating_add(1),
-                seen_combinations: if activity.done_before { vec![combination] } else { Vec::new() },
+                seen_combinations: if activity.done_before {
+                    vec![combination]
+                } else {
+                    Vec::new()
+                },
             },
         })
     }
@@ -187,10 +319,22 @@ impl Engine {
         let mut parents: Vec<Agent> = Vec::new();
         let mut next = agent.parent.clone();
         while let Some(id) = next {
-            if parents.len() >= MAX_PARENT_DEPTH || id == agent.id || parents.iter().any(|p| p.id == id) {
-                return Err(Error::new(Kind::Conflict, "parent_chain_invalid", format!("agent `{}` has a parent chain that is too deep or loops", agent.id)));
+            if parents.len() >= MAX_PARENT_DEPTH
+                || id == agent.id
+                || parents.iter().any(|p| p.id == id)
+            {
+                return Err(Error::new(
+                    Kind::Conflict,
+                    "parent_chain_invalid",
+                    format!(
+                        "agent `{}` has a parent chain that is too deep or loops",
+                        agent.id
+                    ),
+                ));
             }
-            let parent = self.store.agent(&id).await?.ok_or_else(|| Error::internal(format!("parent `{id}` of `{}` is missing", agent.id)))?;
+            let parent = self.store.agent(&id).await?.ok_or_else(|| {
+                Error::internal(format!("parent `{id}` of `{}` is missing", agent.id))
+            })?;
             next = parent.parent.clone();
             parents.push(parent);
         }
@@ -201,13 +345,26 @@ impl Engine {
 /// A judgement's rows as the store's writes, in the order that makes a failed change write
 /// nothing: using the approval, then charging the quotas, can fail; the rest cannot.
 pub fn decision_writes(w: DecisionWrites) -> Vec<Write> {
-    let DecisionWrites { consume_approval, charge, decision, violation, approval } = w;
+    let DecisionWrites {
+        consume_approval,
+        charge,
+        decision,
+        violation,
+        approval,
+    } = w;
     let mut writes = Vec::with_capacity(5);
     if let Some(id) = consume_approval {
-        writes.push(Write::Approval(ApprovalWrite::ConsumeApproval { id, decision_id: decision.id.clone(), at: decision.at }));
+        writes.push(Write::Approval(ApprovalWrite::ConsumeApproval {
+            id,
+            decision_id: decision.id.clone(),
+            at: decision.at,
+        }));
     }
     if let Some(charges) = charge {
-        writes.push(Write::Quota(QuotaWrite::ChargeQuotas { agent_id: decision.agent_id.clone(), charges }));
+        writes.push(Write::Quota(QuotaWrite::ChargeQuotas {
+            agent_id: decision.agent_id.clone(),
+            charges,
+        }));
     }
     writes.push(Write::Decision(DecisionWrite::InsertDecision(decision)));
     if let Some((v, evidence)) = violation {

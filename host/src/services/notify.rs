@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 use crate::clock::SharedClock;
 use serde::Deserialize;
 
-use crate::records::Event;
 use crate::records::Delivery;
+use crate::records::Event;
 use crate::store::{Change, DeliveryWrite, Store, Write};
 
 /// `[notifications]`.
@@ -96,7 +96,11 @@ pub struct Outbox {
 impl Outbox {
     /// An outbox for these endpoints.
     pub fn new(endpoints: Vec<WebhookConfig>, settings: NotificationsConfig) -> Outbox {
-        Outbox { endpoints, settings, wake: Notify::new() }
+        Outbox {
+            endpoints,
+            settings,
+            wake: Notify::new(),
+        }
     }
 
     /// The delivery rows for an event, one per endpoint that wants it; add them to the change
@@ -130,7 +134,14 @@ impl Outbox {
 }
 
 /// The event types Warden sends.
-pub const EVENT_TYPES: [&str; 6] = ["approval.requested", "approval.decided", "approval.expired", "violation.flagged", "rollback.requested", "tier.changed"];
+pub const EVENT_TYPES: [&str; 6] = [
+    "approval.requested",
+    "approval.decided",
+    "approval.expired",
+    "violation.flagged",
+    "rollback.requested",
+    "tier.changed",
+];
 
 /// The secret an endpoint signs with, from its `secret_env` variable or its `secret`.
 fn secret_of(e: &WebhookConfig) -> Option<String> {
@@ -147,8 +158,17 @@ fn secret_of(e: &WebhookConfig) -> Option<String> {
 pub fn check(endpoints: &[WebhookConfig], settings: &NotificationsConfig) -> anyhow::Result<()> {
     let mut names = std::collections::HashSet::new();
     for e in endpoints {
-        anyhow::ensure!(!e.name.is_empty() && names.insert(e.name.as_str()), "webhooks: every endpoint needs a unique name (`{}`)", e.name);
-        anyhow::ensure!(e.url.starts_with("http://") || e.url.starts_with("https://"), "webhooks.{}.url must be an http(s) URL, not `{}`", e.name, e.url);
+        anyhow::ensure!(
+            !e.name.is_empty() && names.insert(e.name.as_str()),
+            "webhooks: every endpoint needs a unique name (`{}`)",
+            e.name
+        );
+        anyhow::ensure!(
+            e.url.starts_with("http://") || e.url.starts_with("https://"),
+            "webhooks.{}.url must be an http(s) URL, not `{}`",
+            e.name,
+            e.url
+        );
         // Warden's own format is for receivers that verify it; Slack checks its URL instead.
         anyhow::ensure!(
             e.format == WebhookFormat::Slack || secret_of(e).is_some(),
@@ -156,11 +176,22 @@ pub fn check(endpoints: &[WebhookConfig], settings: &NotificationsConfig) -> any
             e.name
         );
         for t in &e.events {
-            anyhow::ensure!(EVENT_TYPES.contains(&t.as_str()), "webhooks.{}.events: unknown event `{t}`; known: {}", e.name, EVENT_TYPES.join(", "));
+            anyhow::ensure!(
+                EVENT_TYPES.contains(&t.as_str()),
+                "webhooks.{}.events: unknown event `{t}`; known: {}",
+                e.name,
+                EVENT_TYPES.join(", ")
+            );
         }
     }
-    anyhow::ensure!(settings.max_attempts >= 1, "notifications.max_attempts must be at least 1");
-    anyhow::ensure!(settings.timeout_ms >= 100, "notifications.timeout_ms must be at least 100");
+    anyhow::ensure!(
+        settings.max_attempts >= 1,
+        "notifications.max_attempts must be at least 1"
+    );
+    anyhow::ensure!(
+        settings.timeout_ms >= 100,
+        "notifications.timeout_ms must be at least 100"
+    );
     anyhow::ensure!(
         settings.initial_backoff_ms >= 1 && settings.max_backoff_ms >= settings.initial_backoff_ms,
         "notifications: 1 ≤ initial_backoff_ms ≤ max_backoff_ms"
@@ -170,7 +201,9 @@ pub fn check(endpoints: &[WebhookConfig], settings: &NotificationsConfig) -> any
 
 /// Escapes text for Slack's mrkdwn, so an agent's words cannot become links or mentions.
 fn slack_text(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The body for an endpoint's format.
@@ -181,17 +214,56 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
             let d = &event.data;
             let s = |k: &str| slack_text(d.get(k).and_then(|v| v.as_str()).unwrap_or("?"));
             let title = match event.event_type.as_str() {
-                "approval.requested" => format!("Approval needed: *{}* wants to {} `{}` in *{}*", s("agent"), s("class"), s("service"), s("environment")),
+                "approval.requested" => format!(
+                    "Approval needed: *{}* wants to {} `{}` in *{}*",
+                    s("agent"),
+                    s("class"),
+                    s("service"),
+                    s("environment")
+                ),
                 "approval.decided" => {
-                    format!("Approval {} by {}: {} {} `{}` in {}", s("status"), s("decided_by"), s("agent"), s("class"), s("service"), s("environment"))
+                    format!(
+                        "Approval {} by {}: {} {} `{}` in {}",
+                        s("status"),
+                        s("decided_by"),
+                        s("agent"),
+                        s("class"),
+                        s("service"),
+                        s("environment")
+                    )
                 }
-                "approval.expired" => format!("Approval expired undecided: {} {} `{}` in {}", s("agent"), s("class"), s("service"), s("environment")),
+                "approval.expired" => format!(
+                    "Approval expired undecided: {} {} `{}` in {}",
+                    s("agent"),
+                    s("class"),
+                    s("service"),
+                    s("environment")
+                ),
                 "violation.flagged" => {
-                    format!("Policy violation ({}): *{}* {} `{}` in {} — {}", s("mode"), s("agent"), s("class"), s("service"), s("environment"), s("reason"))
+                    format!(
+                        "Policy violation ({}): *{}* {} `{}` in {} — {}",
+                        s("mode"),
+                        s("agent"),
+                        s("class"),
+                        s("service"),
+                        s("environment"),
+                        s("reason")
+                    )
                 }
                 "tier.changed" => {
-                    let n = |k: &str| d.get(k).and_then(|v| v.as_u64()).map_or("?".into(), |t| t.to_string());
-                    format!("Tier change: *{}* tier {} → {} ({}) — {}", s("agent"), n("from"), n("to"), s("reason"), s("text"))
+                    let n = |k: &str| {
+                        d.get(k)
+                            .and_then(|v| v.as_u64())
+                            .map_or("?".into(), |t| t.to_string())
+                    };
+                    format!(
+                        "Tier change: *{}* tier {} → {} ({}) — {}",
+                        s("agent"),
+                        n("from"),
+                        n("to"),
+                        s("reason"),
+                        s("text")
+                    )
                 }
                 other => format!("Warden event {other}"),
             };
@@ -200,17 +272,29 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
                 detail.push(format!("*Reasoning:* {}", slack_text(r)));
             }
             if let Some(p) = d.get("plan").filter(|p| !p.is_null()) {
-                let plan = p.as_str().map(String::from).unwrap_or_else(|| p.to_string());
-                detail.push(format!("*Plan:* {}", slack_text(&plan.chars().take(1500).collect::<String>())));
+                let plan = p
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| p.to_string());
+                detail.push(format!(
+                    "*Plan:* {}",
+                    slack_text(&plan.chars().take(1500).collect::<String>())
+                ));
             }
             if let Some(level) = d.pointer("/risk/level").and_then(|v| v.as_str()) {
                 detail.push(format!("*Risk:* {}", slack_text(level)));
             }
             if let Some(id) = d.get("approval_id").and_then(|v| v.as_str()) {
                 // Approval ids are Warden's own UUIDs; the page lists pending requests.
-                detail.push(format!("<{}/ui/approvals#{}|Open the approvals page>", public_url.trim_end_matches('/'), slack_text(id)));
+                detail.push(format!(
+                    "<{}/ui/approvals#{}|Open the approvals page>",
+                    public_url.trim_end_matches('/'),
+                    slack_text(id)
+                ));
             }
-            let mut blocks = vec![serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": title}})];
+            let mut blocks = vec![
+                serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": title}}),
+            ];
             if !detail.is_empty() {
                 blocks.push(serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": detail.join("\n")}}));
             }
@@ -229,20 +313,35 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
         block[..key.len()].copy_from_slice(key);
     }
     let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 /// The `x-warden-signature` value: `v1=` and the hex HMAC of `"{timestamp}.{body}"`, so a
 /// receiver can check both the body and its freshness.
 pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
-    format!("v1={}", hex::encode(hmac_sha256(secret.as_bytes(), format!("{timestamp}.{body}").as_bytes())))
+    format!(
+        "v1={}",
+        hex::encode(hmac_sha256(
+            secret.as_bytes(),
+            format!("{timestamp}.{body}").as_bytes()
+        ))
+    )
 }
 
 /// Delay before attempt `attempts + 1`: exponential, capped, with jitter (50–100%) so that
 /// retries from many deliveries do not arrive together.
 fn backoff(settings: &NotificationsConfig, attempts: i64) -> Duration {
-    let exp = settings.initial_backoff_ms.saturating_mul(1u64 << attempts.clamp(0, 30));
+    let exp = settings
+        .initial_backoff_ms
+        .saturating_mul(1u64 << attempts.clamp(0, 30));
     let capped = exp.min(settings.max_backoff_ms);
     let jittered = capped / 2 + rand::rng().random_range(0..=capped / 2);
     Duration::from_millis(jittered)
@@ -250,9 +349,14 @@ fn backoff(settings: &NotificationsConfig, attempts: i64) -> Duration {
 
 /// Delivers due deliveries until the store closes.
 pub async fn run(outbox: Arc<Outbox>, store: Store, clock: SharedClock) {
-    let client = match reqwest::Client::builder().timeout(Duration::from_millis(outbox.settings.timeout_ms)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_millis(outbox.settings.timeout_ms))
+        .build()
+    {
         Ok(c) => c,
-        Err(e) => return tracing::error!(error = %e, "cannot build the webhook client; notifications are off"),
+        Err(e) => {
+            return tracing::error!(error = %e, "cannot build the webhook client; notifications are off");
+        }
     };
     let poll = Duration::from_millis(outbox.settings.poll_interval_ms.max(10));
     while !store.is_closed() {
@@ -264,23 +368,48 @@ pub async fn run(outbox: Arc<Outbox>, store: Store, clock: SharedClock) {
                 // Each attempt on its own task: a slow endpoint never holds up the others' rounds.
                 let mut attempts = tokio::task::JoinSet::new();
                 for d in due {
-                    attempts.spawn(attempt(outbox.clone(), store.clone(), client.clone(), clock.clone(), d));
+                    attempts.spawn(attempt(
+                        outbox.clone(),
+                        store.clone(),
+                        client.clone(),
+                        clock.clone(),
+                        d,
+                    ));
                 }
                 while attempts.join_next().await.is_some() {}
             }
-            Err(e) if !store.is_closed() => tracing::warn!(error = %e, "cannot read due deliveries"),
+            Err(e) if !store.is_closed() => {
+                tracing::warn!(error = %e, "cannot read due deliveries")
+            }
             Err(_) => return,
         }
         let _ = tokio::time::timeout(poll, outbox.wake.notified()).await;
     }
 }
 
-async fn attempt(outbox: Arc<Outbox>, store: Store, client: reqwest::Client, clock: SharedClock, d: Delivery) {
+async fn attempt(
+    outbox: Arc<Outbox>,
+    store: Store,
+    client: reqwest::Client,
+    clock: SharedClock,
+    d: Delivery,
+) {
     let now = clock.now_micros();
     // Long enough for the request; if this replica dies mid-attempt, another retries after it.
     let claim_for = (outbox.settings.timeout_ms as i64 + 1_000) * 1000;
     let claim = now + claim_for;
-    if store.commit(Change { writes: vec![Write::Delivery(DeliveryWrite::ClaimDelivery { id: d.id.clone(), now, until: claim })], audit: vec![] }).await.is_err() {
+    if store
+        .commit(Change {
+            writes: vec![Write::Delivery(DeliveryWrite::ClaimDelivery {
+                id: d.id.clone(),
+                now,
+                until: claim,
+            })],
+            audit: vec![],
+        })
+        .await
+        .is_err()
+    {
         return; // Another replica has it, or it was just delivered.
     }
     let Some(endpoint) = outbox.endpoints.iter().find(|e| e.name == d.endpoint) else {
@@ -318,9 +447,27 @@ async fn attempt(outbox: Arc<Outbox>, store: Store, client: reqwest::Client, clo
         }
     };
     let now = clock.now_micros();
-    let wait = if status == "pending" { backoff(&outbox.settings, attempts - 1).as_micros() as i64 } else { 0 };
-    let write = Write::Delivery(DeliveryWrite::DeliveryAttempted { id: d.id.clone(), status: status.into(), attempts, next_attempt_at: now + wait, last_error: error, at: now, claim });
-    if let Err(e) = store.commit(Change { writes: vec![write], audit: vec![] }).await {
+    let wait = if status == "pending" {
+        backoff(&outbox.settings, attempts - 1).as_micros() as i64
+    } else {
+        0
+    };
+    let write = Write::Delivery(DeliveryWrite::DeliveryAttempted {
+        id: d.id.clone(),
+        status: status.into(),
+        attempts,
+        next_attempt_at: now + wait,
+        last_error: error,
+        at: now,
+        claim,
+    });
+    if let Err(e) = store
+        .commit(Change {
+            writes: vec![write],
+            audit: vec![],
+        })
+        .await
+    {
         // The claim lapses and another attempt follows: delivery is at least once.
         tracing::warn!(delivery = %d.id, error = %e, "cannot record a webhook attempt");
     }
@@ -334,17 +481,33 @@ mod tests {
     fn hmac_matches_rfc_4231() {
         // RFC 4231, test cases 1 and 2.
         let one = hmac_sha256(&[0x0b; 20], b"Hi There");
-        assert_eq!(hex::encode(one), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+        assert_eq!(
+            hex::encode(one),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
         let two = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(hex::encode(two), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            hex::encode(two),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]
     fn slack_messages_escape_what_agents_write() {
-        let event = Event::new("approval.requested", 0, serde_json::json!({"agent": "bot", "reasoning": "<!channel> see <https://evil|here> & act"}));
+        let event = Event::new(
+            "approval.requested",
+            0,
+            serde_json::json!({"agent": "bot", "reasoning": "<!channel> see <https://evil|here> & act"}),
+        );
         let body = render(&event, WebhookFormat::Slack, "https://w");
-        assert!(!body.contains("<!channel>") && !body.contains("<https://evil"), "{body}");
-        assert!(body.contains("&lt;!channel&gt;") && body.contains("&amp; act"), "{body}");
+        assert!(
+            !body.contains("<!channel>") && !body.contains("<https://evil"),
+            "{body}"
+        );
+        assert!(
+            body.contains("&lt;!channel&gt;") && body.contains("&amp; act"),
+            "{body}"
+        );
     }
 
     #[test]
@@ -359,13 +522,31 @@ mod tests {
         };
         let settings = NotificationsConfig::default();
         assert!(check(&[hook("a", Some("s"))], &settings).is_ok());
-        assert!(check(&[hook("a", None)], &settings).unwrap_err().to_string().contains("no signing secret"));
-        let slack = WebhookConfig { format: WebhookFormat::Slack, ..hook("s", None) };
+        assert!(
+            check(&[hook("a", None)], &settings)
+                .unwrap_err()
+                .to_string()
+                .contains("no signing secret")
+        );
+        let slack = WebhookConfig {
+            format: WebhookFormat::Slack,
+            ..hook("s", None)
+        };
         assert!(check(&[slack], &settings).is_ok());
-        assert!(check(&[hook("a", Some("s")), hook("a", Some("t"))], &settings).unwrap_err().to_string().contains("unique name"));
+        assert!(
+            check(&[hook("a", Some("s")), hook("a", Some("t"))], &settings)
+                .unwrap_err()
+                .to_string()
+                .contains("unique name")
+        );
         let mut typo = hook("a", Some("s"));
         typo.events = vec!["approval.requestd".into()];
-        assert!(check(&[typo], &settings).unwrap_err().to_string().contains("unknown event"));
+        assert!(
+            check(&[typo], &settings)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown event")
+        );
         let mut ftp = hook("a", Some("s"));
         ftp.url = "ftp://x".into();
         assert!(check(&[ftp], &settings).is_err());
@@ -376,7 +557,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped_with_jitter() {
-        let s = NotificationsConfig { initial_backoff_ms: 100, max_backoff_ms: 1000, ..NotificationsConfig::default() };
+        let s = NotificationsConfig {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+            ..NotificationsConfig::default()
+        };
         for _ in 0..50 {
             let first = backoff(&s, 0).as_millis();
             assert!((50..=100).contains(&first), "{first}");
@@ -396,8 +581,14 @@ mod tests {
             secret: Some("s".into()),
         };
         let outbox = Outbox::new(
-            vec![hook("all", WebhookFormat::Warden, &[]), hook("slack", WebhookFormat::Slack, &["approval.requested"])],
-            NotificationsConfig { public_url: "https://warden.example.com/".into(), ..NotificationsConfig::default() },
+            vec![
+                hook("all", WebhookFormat::Warden, &[]),
+                hook("slack", WebhookFormat::Slack, &["approval.requested"]),
+            ],
+            NotificationsConfig {
+                public_url: "https://warden.example.com/".into(),
+                ..NotificationsConfig::default()
+            },
         );
         let event = Event::new(
             "approval.requested",
@@ -407,12 +598,32 @@ mod tests {
         );
         let writes = outbox.writes(&event, 0);
         assert_eq!(writes.len(), 2);
-        let bodies: Vec<&str> = writes.iter().map(|w| if let Write::Delivery(DeliveryWrite::InsertDelivery(d)) = w { d.body.as_str() } else { "" }).collect();
+        let bodies: Vec<&str> = writes
+            .iter()
+            .map(|w| {
+                if let Write::Delivery(DeliveryWrite::InsertDelivery(d)) = w {
+                    d.body.as_str()
+                } else {
+                    ""
+                }
+            })
+            .collect();
         let warden: serde_json::Value = serde_json::from_str(bodies[0]).unwrap();
-        assert_eq!((warden["type"].as_str(), warden["data"]["agent"].as_str()), (Some("approval.requested"), Some("bot")));
+        assert_eq!(
+            (warden["type"].as_str(), warden["data"]["agent"].as_str()),
+            (Some("approval.requested"), Some("bot"))
+        );
         let slack: serde_json::Value = serde_json::from_str(bodies[1]).unwrap();
-        assert!(slack["text"].as_str().unwrap().contains("Approval needed"), "{slack}");
-        assert!(slack.to_string().contains("https://warden.example.com/ui/approvals#a1"), "{slack}");
+        assert!(
+            slack["text"].as_str().unwrap().contains("Approval needed"),
+            "{slack}"
+        );
+        assert!(
+            slack
+                .to_string()
+                .contains("https://warden.example.com/ui/approvals#a1"),
+            "{slack}"
+        );
         let other = Event::new("violation.flagged", 0, serde_json::json!({}));
         assert_eq!(outbox.writes(&other, 0).len(), 1);
     }

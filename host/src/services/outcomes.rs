@@ -15,7 +15,9 @@ use crate::policy::{CompiledPolicy, RiskLevel};
 use crate::quotas::{Unit, cents, window_at};
 use crate::records::Outcome;
 use crate::services::tiering::{Controller, Trigger};
-use crate::store::{Change, Conflict, OutcomeWrite, QuotaWrite, Store, StoreError, TrustWrite, Write};
+use crate::store::{
+    Change, Conflict, OutcomeWrite, QuotaWrite, Store, StoreError, TrustWrite, Write,
+};
 use crate::tiering::HardTrigger;
 use crate::trust::Kind as TrustKind;
 
@@ -24,7 +26,11 @@ pub const REPORTABLE: [&str; 3] = ["succeeded", "failed", "rolled_back"];
 
 /// Records overdue outcomes as `unknown` (audited as `outcome.overdue`, weak negative trust
 /// evidence): one step of the periodic task (see [`crate::jobs`]).
-pub async fn mark_overdue(store: &Store, clock: &SharedClock, tiers: &Controller) -> std::result::Result<(), StoreError> {
+pub async fn mark_overdue(
+    store: &Store,
+    clock: &SharedClock,
+    tiers: &Controller,
+) -> std::result::Result<(), StoreError> {
     let now = clock.now_micros();
     for o in store.overdue_outcomes(now, 200).await? {
         let details = serde_json::json!({"decision_id": o.decision_id, "due_at": o.due_at});
@@ -34,15 +40,34 @@ pub async fn mark_overdue(store: &Store, clock: &SharedClock, tiers: &Controller
             action_class: Some(o.class.clone()),
             environment: Some(o.environment.clone()),
             outcome: Some("unknown".into()),
-            ..AuditRecord::change(Actor::warden(), "outcome.overdue", format!("service:{}", o.service), details, now)
+            ..AuditRecord::change(
+                Actor::warden(),
+                "outcome.overdue",
+                format!("service:{}", o.service),
+                details,
+                now,
+            )
         };
         let evidence = tiers.evidence(&o.agent, &o.environment, o.risk, TrustKind::Unknown, now, 1);
-        let mut writes = vec![Write::Outcome(OutcomeWrite::OutcomeOverdue { decision_id: o.decision_id, at: now }), Write::Trust(TrustWrite::AddEvidence(evidence))];
+        let mut writes = vec![
+            Write::Outcome(OutcomeWrite::OutcomeOverdue {
+                decision_id: o.decision_id,
+                at: now,
+            }),
+            Write::Trust(TrustWrite::AddEvidence(evidence)),
+        ];
         if let Ok(Some(agent)) = store.agent(&o.agent).await {
             writes.push(tiers.note(&agent));
         }
         // A conflict means the report (or another replica) came first.
-        if store.commit(Change { writes, audit: vec![record] }).await.is_ok() {
+        if store
+            .commit(Change {
+                writes,
+                audit: vec![record],
+            })
+            .await
+            .is_ok()
+        {
             let _ = tiers.review(&o.agent, Trigger::Outcome { bad: true }).await;
         }
     }
@@ -76,25 +101,42 @@ pub struct OutcomeReport {
     pub actual_cost_usd: Option<f64>,
 }
 
-
 /// Records what happened after an allowed action, reported by the agent itself, a service or
 /// an admin: the same report again is accepted; a different one is 409; for a decision that
 /// did not allow the action, 422. The report is trust evidence (less what it replaces), may
 /// correct the dollar quotas, and lets the tier controller react at once.
-pub async fn report(cx: &Reporting<'_>, caller: &Caller, id: &str, report: &OutcomeReport) -> Result<Outcome> {
+pub async fn report(
+    cx: &Reporting<'_>,
+    caller: &Caller,
+    id: &str,
+    report: &OutcomeReport,
+) -> Result<Outcome> {
     caller.require(&[Role::Agent, Role::Service, Role::Admin])?;
     if !crate::services::outcomes::REPORTABLE.contains(&report.status.as_str()) {
-        return Err(Error::field("status", format!("`{}` is not one of {}", report.status, crate::services::outcomes::REPORTABLE.join(", "))));
+        return Err(Error::field(
+            "status",
+            format!(
+                "`{}` is not one of {}",
+                report.status,
+                crate::services::outcomes::REPORTABLE.join(", ")
+            ),
+        ));
     }
     if let Some(cost) = report.actual_cost_usd
         && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
     {
-        return Err(Error::field("actual_cost_usd", "must be a number from 0 to 1e9"));
+        return Err(Error::field(
+            "actual_cost_usd",
+            "must be a number from 0 to 1e9",
+        ));
     }
     if let Some(d) = &report.detail
         && d.len() > 4096
     {
-        return Err(Error::field("detail", format!("is {} bytes, over the limit of 4096", d.len())));
+        return Err(Error::field(
+            "detail",
+            format!("is {} bytes, over the limit of 4096", d.len()),
+        ));
     }
     // An overdue marker may land between reading the outcome and writing the report: then the
     // report replaces the `unknown`, read afresh (so the right evidence is taken back).
@@ -103,9 +145,12 @@ pub async fn report(cx: &Reporting<'_>, caller: &Caller, id: &str, report: &Outc
             return Ok(done);
         }
     }
-    Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` kept changing while this report was recorded; retry")))
+    Err(Error::new(
+        Kind::Conflict,
+        "outcome_conflict",
+        format!("decision `{id}` kept changing while this report was recorded; retry"),
+    ))
 }
-
 
 /// The decision, if the caller may see it: agents see only their own; to them another's does
 /// not exist.
@@ -120,28 +165,50 @@ pub async fn visible(store: &Store, caller: &Caller, id: &str) -> Result<Outcome
 
 /// One attempt at recording a report: the outcome as recorded, or `None` when an overdue
 /// marker landed meanwhile and the report should be made again on the fresh state.
-async fn attempt_report(cx: &Reporting<'_>, caller: &Caller, id: &str, report: &OutcomeReport) -> Result<Option<Outcome>> {
+async fn attempt_report(
+    cx: &Reporting<'_>,
+    caller: &Caller,
+    id: &str,
+    report: &OutcomeReport,
+) -> Result<Option<Outcome>> {
     let current = visible(cx.store, caller, id).await?;
     if current.verdict != "allow" {
         return Err(Error::new(
             Kind::Unprocessable,
             "decision_not_allowed",
-            format!("decision `{id}` was `{}`: the action was not allowed, so it has no outcome", current.verdict),
+            format!(
+                "decision `{id}` was `{}`: the action was not allowed, so it has no outcome",
+                current.verdict
+            ),
         ));
     }
     if current.due_at.is_none() {
-        return Err(Error::new(Kind::Unprocessable, "no_outcome_due", format!("decision `{id}` owes no outcome (reads change nothing)")));
+        return Err(Error::new(
+            Kind::Unprocessable,
+            "no_outcome_due",
+            format!("decision `{id}` owes no outcome (reads change nothing)"),
+        ));
     }
     if current.rollback_requested && report.status == "succeeded" {
-        return Err(Error::new(Kind::Conflict, "rollback_requested", format!("decision `{id}` failed its canary judgement and a rollback was requested")));
+        return Err(Error::new(
+            Kind::Conflict,
+            "rollback_requested",
+            format!("decision `{id}` failed its canary judgement and a rollback was requested"),
+        ));
     }
     // A service or an admin may correct what the agent reported about itself; otherwise the
     // first real report stands.
-    let correcting = |by: &Option<String>| caller.role != Role::Agent && by.as_deref() == Some(current.agent.as_str());
+    let correcting = |by: &Option<String>| {
+        caller.role != Role::Agent && by.as_deref() == Some(current.agent.as_str())
+    };
     match current.outcome.as_deref() {
         Some(same) if same == report.status => return Ok(Some(current)),
         Some(other) if other != "unknown" && !correcting(&current.reported_by) => {
-            return Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` was already reported `{other}`")));
+            return Err(Error::new(
+                Kind::Conflict,
+                "outcome_conflict",
+                format!("decision `{id}` was already reported `{other}`"),
+            ));
         }
         _ => {}
     }
@@ -149,23 +216,59 @@ async fn attempt_report(cx: &Reporting<'_>, caller: &Caller, id: &str, report: &
     let by = caller.actor_id();
     let details = serde_json::json!({"decision_id": id, "status": report.status, "detail": report.detail, "actual_cost_usd": report.actual_cost_usd,
         "was": current.outcome});
-    let actor = Actor { kind: caller.role.actor_kind().to_string(), id: by.clone(), tool: None, model: None, token_id: Some(caller.token_id.clone()) };
+    let actor = Actor {
+        kind: caller.role.actor_kind().to_string(),
+        id: by.clone(),
+        tool: None,
+        model: None,
+        token_id: Some(caller.token_id.clone()),
+    };
     let record = AuditRecord {
         agent: Some(current.agent.clone()),
         decision_id: Some(id.to_string()),
         action_class: Some(current.class.clone()),
         environment: Some(current.environment.clone()),
         outcome: Some(report.status.clone()),
-        ..AuditRecord::change(actor, "outcome.reported", format!("service:{}", current.service), details, now)
+        ..AuditRecord::change(
+            actor,
+            "outcome.reported",
+            format!("service:{}", current.service),
+            details,
+            now,
+        )
     };
     // Trust evidence: the report, less what it replaces (an `unknown`, or a corrected report).
     let tiers = cx.tiers;
     let evidence_of = |outcome: &str, at: i64, delta: i64| {
-        TrustKind::of_outcome(outcome).map(|kind| tiers.evidence(&current.agent, &current.environment, current.risk, kind, at, delta))
+        TrustKind::of_outcome(outcome).map(|kind| {
+            tiers.evidence(
+                &current.agent,
+                &current.environment,
+                current.risk,
+                kind,
+                at,
+                delta,
+            )
+        })
     };
-    let replaced = current.outcome.as_deref().and_then(|o| evidence_of(o, current.reported_at.as_deref().and_then(parse_micros).unwrap_or(now), -1));
-    let evidence: Vec<_> = replaced.into_iter().chain(evidence_of(&report.status, now, 1)).collect();
-    let agent = cx.store.agent(&current.agent).await?.ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{}`", current.agent)))?;
+    let replaced = current.outcome.as_deref().and_then(|o| {
+        evidence_of(
+            o,
+            current
+                .reported_at
+                .as_deref()
+                .and_then(parse_micros)
+                .unwrap_or(now),
+            -1,
+        )
+    });
+    let evidence: Vec<_> = replaced
+        .into_iter()
+        .chain(evidence_of(&report.status, now, 1))
+        .collect();
+    let agent = cx.store.agent(&current.agent).await?.ok_or_else(|| {
+        Error::not_found("unknown_agent", format!("no agent `{}`", current.agent))
+    })?;
     let note = tiers.note(&agent);
     let status = report.status.clone();
     let actual_cost = report.actual_cost_usd;
@@ -178,18 +281,35 @@ async fn attempt_report(cx: &Reporting<'_>, caller: &Caller, id: &str, report: &
         actual_cost_usd: report.actual_cost_usd,
         expected: current.outcome.clone(),
     })];
-    writes.extend(evidence.into_iter().map(|e| Write::Trust(TrustWrite::AddEvidence(e))));
+    writes.extend(
+        evidence
+            .into_iter()
+            .map(|e| Write::Trust(TrustWrite::AddEvidence(e))),
+    );
     writes.push(note);
     if let Some(actual) = actual_cost {
         writes.extend(cost_corrections(cx, caller, id, &current, actual).await?);
     }
-    if let Err(e) = cx.store.commit(Change { writes, audit: vec![record] }).await {
+    if let Err(e) = cx
+        .store
+        .commit(Change {
+            writes,
+            audit: vec![record],
+        })
+        .await
+    {
         // Another report landed first: the same one is fine (a retry), a different one conflicts.
         let now_there = visible(cx.store, caller, id).await?;
         return match (e.conflict(), now_there.outcome.as_deref()) {
             (Some(Conflict::OutcomeReported), Some(s)) if s == status => Ok(Some(now_there)),
-            (Some(Conflict::OutcomeReported), Some("unknown")) if current.outcome.is_none() => Ok(None),
-            (Some(Conflict::OutcomeReported), _) => Err(Error::new(Kind::Conflict, "outcome_conflict", format!("decision `{id}` got another report at the same time"))),
+            (Some(Conflict::OutcomeReported), Some("unknown")) if current.outcome.is_none() => {
+                Ok(None)
+            }
+            (Some(Conflict::OutcomeReported), _) => Err(Error::new(
+                Kind::Conflict,
+                "outcome_conflict",
+                format!("decision `{id}` got another report at the same time"),
+            )),
             _ => Err(e.into()),
         };
     }
@@ -200,7 +320,9 @@ async fn attempt_report(cx: &Reporting<'_>, caller: &Caller, id: &str, report: &
     } else if status != "succeeded" && severely_anomalous(cx, id).await? {
         Trigger::Hard(HardTrigger::ConfirmedAnomaly)
     } else {
-        Trigger::Outcome { bad: status != "succeeded" }
+        Trigger::Outcome {
+            bad: status != "succeeded",
+        }
     };
     if let Err(e) = tiers.review(&current.agent, trigger).await {
         tracing::warn!(agent = %current.agent, error = %e.message, "tier review after an outcome failed");
@@ -211,16 +333,36 @@ async fn attempt_report(cx: &Reporting<'_>, caller: &Caller, id: &str, report: &
 /// The actual cost replaces the estimate (or an earlier actual cost) in the dollar quotas the
 /// action was charged to, in the window it was charged in. Lowering the tally takes a service
 /// or an admin: an agent could otherwise report its way around its own budget.
-async fn cost_corrections(cx: &Reporting<'_>, caller: &Caller, id: &str, current: &Outcome, actual: f64) -> Result<Vec<Write>> {
-    let Some((decided_at, request, answer)) = cx.store.decision_request(id).await? else { return Ok(Vec::new()) };
+async fn cost_corrections(
+    cx: &Reporting<'_>,
+    caller: &Caller,
+    id: &str,
+    current: &Outcome,
+    actual: f64,
+) -> Result<Vec<Write>> {
+    let Some((decided_at, request, answer)) = cx.store.decision_request(id).await? else {
+        return Ok(Vec::new());
+    };
     let request: serde_json::Value = serde_json::from_str(&request).map_err(Error::internal)?;
     let answer: DecisionAnswer = serde_json::from_str(&answer).map_err(Error::internal)?;
-    let estimate = request.pointer("/action/estimated_cost_usd").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let estimate = request
+        .pointer("/action/estimated_cost_usd")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
     // What the tally holds for this action now, and what it should: an agent's own report may
     // raise it above the estimate, never lower it; a service's or an admin's sets it.
-    let charged = |by_the_agent: bool, actual: f64| if by_the_agent { actual.max(estimate) } else { actual };
+    let charged = |by_the_agent: bool, actual: f64| {
+        if by_the_agent {
+            actual.max(estimate)
+        } else {
+            actual
+        }
+    };
     let previous = match current.actual_cost_usd {
-        Some(a) => charged(current.reported_by.as_deref() == Some(current.agent.as_str()), a),
+        Some(a) => charged(
+            current.reported_by.as_deref() == Some(current.agent.as_str()),
+            a,
+        ),
         None => estimate,
     };
     let delta = cents(charged(caller.role == Role::Agent, actual)) - cents(previous);
@@ -245,9 +387,13 @@ async fn cost_corrections(cx: &Reporting<'_>, caller: &Caller, id: &str, current
 
 /// Whether the decision's anomaly stage found the action severely anomalous.
 async fn severely_anomalous(cx: &Reporting<'_>, id: &str) -> Result<bool> {
-    let Some((_, answer)) = cx.store.decision(id).await? else { return Ok(false) };
+    let Some((_, answer)) = cx.store.decision(id).await? else {
+        return Ok(false);
+    };
     let answer: serde_json::Value = serde_json::from_str(&answer).map_err(Error::internal)?;
-    let severity = answer.pointer("/anomaly/severity").and_then(|s| s.as_u64()).unwrap_or(0);
+    let severity = answer
+        .pointer("/anomaly/severity")
+        .and_then(|s| s.as_u64())
+        .unwrap_or(0);
     Ok(severity >= u64::from(cx.policy.policy.severe_anomaly))
 }
-

@@ -13,11 +13,25 @@ use crate::store::{Change, PluginRow, PluginWrite, Store, Write};
 
 /// Publishes every `<dir>/<name>/plugin.toml` with its `plugin.wasm` (see [`Self::publish`]);
 /// returns what changed.
-pub async fn publish_dir(host: &PluginHost, dir: &Path, store: &Store, now: i64) -> anyhow::Result<Vec<String>> {
+pub async fn publish_dir(
+    host: &PluginHost,
+    dir: &Path,
+    store: &Store,
+    now: i64,
+) -> anyhow::Result<Vec<String>> {
     let mut changed = Vec::new();
-    let actor = Actor { kind: "admin".into(), id: "configuration".into(), tool: None, model: None, token_id: None };
+    let actor = Actor {
+        kind: "admin".into(),
+        id: "configuration".into(),
+        tool: None,
+        model: None,
+        token_id: None,
+    };
     for (manifest, bytes) in read_dir(dir)? {
-        if let Some(id) = publish(host, store, actor.clone(), manifest, bytes, now).await.map_err(|e| anyhow::anyhow!("{}", e.message))? {
+        if let Some(id) = publish(host, store, actor.clone(), manifest, bytes, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?
+        {
             changed.push(id);
         }
     }
@@ -27,10 +41,24 @@ pub async fn publish_dir(host: &PluginHost, dir: &Path, store: &Store, now: i64)
 /// Checks, compiles and stores a plugin with an audit record, then installs it here (other
 /// replicas pick it up on their next sync). Returns `name@version` if anything changed, and
 /// nothing if the same component and manifest are already stored.
-pub async fn publish(host: &PluginHost, store: &Store, actor: Actor, manifest: Manifest, bytes: Vec<u8>, now: i64) -> Result<Option<String>> {
-    let plugin = host.runtime().load(manifest, &bytes).map_err(|e| Error::new(Kind::BadRequest, "invalid_plugin", format!("{e:#}")))?;
+pub async fn publish(
+    host: &PluginHost,
+    store: &Store,
+    actor: Actor,
+    manifest: Manifest,
+    bytes: Vec<u8>,
+    now: i64,
+) -> Result<Option<String>> {
+    let plugin = host
+        .runtime()
+        .load(manifest, &bytes)
+        .map_err(|e| Error::new(Kind::BadRequest, "invalid_plugin", format!("{e:#}")))?;
     let manifest_json = serde_json::to_string(plugin.manifest.as_ref()).map_err(Error::internal)?;
-    let previous = host.snapshot().iter().find(|p| p.manifest.name == plugin.manifest.name).cloned();
+    let previous = host
+        .snapshot()
+        .iter()
+        .find(|p| p.manifest.name == plugin.manifest.name)
+        .cloned();
     if let Some(prev) = &previous
         && prev.sha256 == plugin.sha256
         && prev.manifest == plugin.manifest
@@ -38,7 +66,11 @@ pub async fn publish(host: &PluginHost, store: &Store, actor: Actor, manifest: M
         return Ok(None);
     }
     let id = plugin.manifest.id();
-    let event = if previous.is_some() { "plugin.replaced" } else { "plugin.loaded" };
+    let event = if previous.is_some() {
+        "plugin.replaced"
+    } else {
+        "plugin.loaded"
+    };
     let details = serde_json::json!({
         "name": plugin.manifest.name, "version": plugin.manifest.version, "kind": plugin.manifest.kind, "sha256": plugin.sha256, "size": plugin.size,
         "failure_policy": plugin.manifest.failure_policy(), "limits": plugin.manifest.limits, "classes": plugin.manifest.classes,
@@ -54,17 +86,39 @@ pub async fn publish(host: &PluginHost, store: &Store, actor: Actor, manifest: M
         updated_at: now,
     };
     let record = plugin_record(actor, event, &plugin.manifest.name, details, now);
-    store.commit(Change { writes: vec![Write::Plugin(PluginWrite::UpsertPlugin(row))], audit: vec![record] }).await?;
+    store
+        .commit(Change {
+            writes: vec![Write::Plugin(PluginWrite::UpsertPlugin(row))],
+            audit: vec![record],
+        })
+        .await?;
     host.install(plugin);
     Ok(Some(id))
 }
 
 /// Removes a plugin from the store (audited) and from this replica.
-pub async fn unpublish(host: &PluginHost, store: &Store, actor: Actor, name: &str, now: i64) -> Result<()> {
-    let previous = host.snapshot().iter().find(|p| p.manifest.name == name).cloned();
+pub async fn unpublish(
+    host: &PluginHost,
+    store: &Store,
+    actor: Actor,
+    name: &str,
+    now: i64,
+) -> Result<()> {
+    let previous = host
+        .snapshot()
+        .iter()
+        .find(|p| p.manifest.name == name)
+        .cloned();
     let details = serde_json::json!({ "name": name, "version": previous.as_ref().map(|p| p.manifest.version.clone()), "sha256": previous.as_ref().map(|p| p.sha256.clone()) });
     let record = plugin_record(actor, "plugin.removed", name, details, now);
-    store.commit(Change { writes: vec![Write::Plugin(PluginWrite::DeletePlugin { name: name.to_string() })], audit: vec![record] }).await?;
+    store
+        .commit(Change {
+            writes: vec![Write::Plugin(PluginWrite::DeletePlugin {
+                name: name.to_string(),
+            })],
+            audit: vec![record],
+        })
+        .await?;
     host.remove(name);
     Ok(())
 }
@@ -74,28 +128,50 @@ pub async fn sync(host: &PluginHost, store: &Store) -> anyhow::Result<()> {
     let stored = store.plugin_hashes().await?;
     let loaded = host.snapshot();
     for (name, sha) in &stored {
-        if loaded.iter().any(|p| &p.manifest.name == name && &p.sha256 == sha) {
+        if loaded
+            .iter()
+            .any(|p| &p.manifest.name == name && &p.sha256 == sha)
+        {
             continue;
         }
-        let Some((manifest_json, bytes)) = store.plugin(name).await? else { continue };
+        let Some((manifest_json, bytes)) = store.plugin(name).await? else {
+            continue;
+        };
         let manifest: Manifest = serde_json::from_str(&manifest_json)?;
         match host.runtime().load(manifest, &bytes) {
             Ok(plugin) => {
                 tracing::info!(plugin = %plugin.manifest.id(), sha256 = %plugin.sha256, "plugin synced from the store");
                 host.install(plugin);
             }
-            Err(e) => tracing::error!(plugin = %name, error = %format!("{e:#}"), "stored plugin does not load here"),
+            Err(e) => {
+                tracing::error!(plugin = %name, error = %format!("{e:#}"), "stored plugin does not load here")
+            }
         }
     }
-    for plugin in loaded.iter().filter(|p| !stored.iter().any(|(n, _)| n == &p.manifest.name)) {
+    for plugin in loaded
+        .iter()
+        .filter(|p| !stored.iter().any(|(n, _)| n == &p.manifest.name))
+    {
         tracing::info!(plugin = %plugin.manifest.id(), "plugin removed from the store; unloading");
         host.remove(&plugin.manifest.name);
     }
     Ok(())
 }
 
-
-fn plugin_record(actor: Actor, event: &str, name: &str, details: serde_json::Value, now: i64) -> AuditRecord {
-    let authorizing_human = if actor.kind == "admin" && actor.id != "configuration" { Some(actor.id.clone()) } else { None };
-    AuditRecord { authorizing_human, ..AuditRecord::change(actor, event, format!("plugin:{name}"), details, now) }
+fn plugin_record(
+    actor: Actor,
+    event: &str,
+    name: &str,
+    details: serde_json::Value,
+    now: i64,
+) -> AuditRecord {
+    let authorizing_human = if actor.kind == "admin" && actor.id != "configuration" {
+        Some(actor.id.clone())
+    } else {
+        None
+    };
+    AuditRecord {
+        authorizing_human,
+        ..AuditRecord::change(actor, event, format!("plugin:{name}"), details, now)
+    }
 }

@@ -15,7 +15,10 @@ const KEEP_US: i64 = 3 * 86_400_000_000;
 
 /// Deletes counts of windows that ended over two days ago: one step of an hourly task.
 pub async fn prune(store: &Store, clock: &SharedClock) -> std::result::Result<(), StoreError> {
-    store.prune_quota_usage(clock.now_micros().saturating_sub(KEEP_US)).await.map(drop)
+    store
+        .prune_quota_usage(clock.now_micros().saturating_sub(KEEP_US))
+        .await
+        .map(drop)
 }
 
 /// Sets (a number) or removes (null) an agent's own quota limits, over its tier's and team's
@@ -29,18 +32,29 @@ pub async fn set_overrides(
     limits: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Agent> {
     caller.require(&[Role::Admin])?;
-    
+
     // Check everything before changing anything.
     let mut changes: Vec<(String, Option<f64>)> = Vec::new();
     for (name, value) in limits {
         let field = format!("limits.{name}");
         let quota = policy.policy.quotas.quota(name).ok_or_else(|| {
-            let known: Vec<&str> = policy.policy.quotas.quotas.iter().map(|q| q.name.as_str()).collect();
-            Error::field(&field, format!("no quota `{name}`; known: {}", known.join(", ")))
+            let known: Vec<&str> = policy
+                .policy
+                .quotas
+                .quotas
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect();
+            Error::field(
+                &field,
+                format!("no quota `{name}`; known: {}", known.join(", ")),
+            )
         })?;
         let limit = match value {
             serde_json::Value::Null => None,
-            v => Some(v.as_f64().ok_or_else(|| Error::field(&field, "must be a number (or null to remove the override)"))?),
+            v => Some(v.as_f64().ok_or_else(|| {
+                Error::field(&field, "must be a number (or null to remove the override)")
+            })?),
         };
         if let Some(l) = limit {
             check_limit(quota, l).map_err(|e| Error::field(&field, e))?;
@@ -55,8 +69,16 @@ pub async fn set_overrides(
                 None => after.quota_overrides.remove(name),
             };
         }
-        let details = serde_json::json!({"before": before.quota_overrides, "after": after.quota_overrides});
-        let record = by_caller(caller, "quotas.updated", format!("agent:{id}"), Some(id.to_string()), details, now);
+        let details =
+            serde_json::json!({"before": before.quota_overrides, "after": after.quota_overrides});
+        let record = by_caller(
+            caller,
+            "quotas.updated",
+            format!("agent:{id}"),
+            Some(id.to_string()),
+            details,
+            now,
+        );
         Ok((after, Vec::new(), vec![record]))
     })
     .await

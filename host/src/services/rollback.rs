@@ -51,7 +51,10 @@ const JUDGED_SAMPLES: usize = 24_000;
 const MAX_BATCHES: i64 = 1_000;
 
 fn samples(windows: &[MetricWindow]) -> usize {
-    windows.iter().map(|w| w.canary.len() + w.baseline.len()).sum()
+    windows
+        .iter()
+        .map(|w| w.canary.len() + w.baseline.len())
+        .sum()
 }
 
 fn check(signals: &Signals) -> Result<()> {
@@ -59,7 +62,13 @@ fn check(signals: &Signals) -> Result<()> {
         return Err(Error::field("windows", "send 1 to 64 windows"));
     }
     if samples(&signals.windows) > JUDGED_SAMPLES {
-        return Err(Error::field("windows", format!("{} samples in one batch, over the limit of {JUDGED_SAMPLES}", samples(&signals.windows))));
+        return Err(Error::field(
+            "windows",
+            format!(
+                "{} samples in one batch, over the limit of {JUDGED_SAMPLES}",
+                samples(&signals.windows)
+            ),
+        ));
     }
     for (i, w) in signals.windows.iter().enumerate() {
         let field = |f: &str| format!("windows[{i}].{f}");
@@ -72,15 +81,20 @@ fn check(signals: &Signals) -> Result<()> {
             }
         }
         if w.canary_errors > w.canary_total {
-            return Err(Error::field(field("canary_errors"), "more errors than requests"));
+            return Err(Error::field(
+                field("canary_errors"),
+                "more errors than requests",
+            ));
         }
         if w.baseline_errors > w.baseline_total {
-            return Err(Error::field(field("baseline_errors"), "more errors than requests"));
+            return Err(Error::field(
+                field("baseline_errors"),
+                "more errors than requests",
+            ));
         }
     }
     Ok(())
 }
-
 
 /// What the signals endpoint needs.
 pub struct Context<'a> {
@@ -97,22 +111,39 @@ pub struct Context<'a> {
 }
 
 /// Records a batch of signals for decision `id` and judges all received so far.
-pub async fn receive(cx: Context<'_>, caller: &Caller, id: &str, signals: Signals) -> Result<SignalsAnswer> {
+pub async fn receive(
+    cx: Context<'_>,
+    caller: &Caller,
+    id: &str,
+    signals: Signals,
+) -> Result<SignalsAnswer> {
     caller.require(&[Role::Agent, Role::Service, Role::Admin])?;
     check(&signals)?;
     let unknown = || Error::not_found("unknown_decision", format!("no decision `{id}`"));
-    let (agent_id, verdict, request, already) = cx.store.decision_for_signals(id).await?.ok_or_else(unknown)?;
+    let (agent_id, verdict, request, already) = cx
+        .store
+        .decision_for_signals(id)
+        .await?
+        .ok_or_else(unknown)?;
     if caller.role == Role::Agent && caller.subject.as_deref() != Some(agent_id.as_str()) {
         return Err(unknown());
     }
     if verdict != "allow" {
-        return Err(Error::new(Kind::Unprocessable, "decision_not_allowed", format!("decision `{id}` was `{verdict}`: nothing was done to watch")));
+        return Err(Error::new(
+            Kind::Unprocessable,
+            "decision_not_allowed",
+            format!("decision `{id}` was `{verdict}`: nothing was done to watch"),
+        ));
     }
     let request: DecisionRequest = serde_json::from_str(&request).map_err(Error::internal)?;
-    let agent = cx.store.agent(&agent_id).await?.ok_or_else(|| Error::internal(format!("agent `{agent_id}` of decision `{id}` is missing")))?;
+    let agent = cx.store.agent(&agent_id).await?.ok_or_else(|| {
+        Error::internal(format!("agent `{agent_id}` of decision `{id}` is missing"))
+    })?;
     let action = &request.action;
     let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
-    let table = cx.policy.table_risk(&action.class, &action.environment, breaking);
+    let table = cx
+        .policy
+        .table_risk(&action.class, &action.environment, breaking);
     let plugin_view = PluginAction::new(action, &agent, table, cx.now);
 
     let batch = serde_json::to_string(&signals.windows).map_err(Error::internal)?;
@@ -120,7 +151,11 @@ pub async fn receive(cx: Context<'_>, caller: &Caller, id: &str, signals: Signal
     // in the order they came (like an analysis run's most recent measurements).
     let (earlier, batches) = cx.store.signal_windows(id, 64).await?;
     if batches >= MAX_BATCHES {
-        return Err(Error::new(Kind::Unprocessable, "signals_limit", format!("decision `{id}` has received {batches} batches of signals, the most one may")));
+        return Err(Error::new(
+            Kind::Unprocessable,
+            "signals_limit",
+            format!("decision `{id}` has received {batches} batches of signals, the most one may"),
+        ));
     }
     let mut budget = JUDGED_SAMPLES - samples(&signals.windows);
     let mut kept: Vec<Vec<MetricWindow>> = Vec::new();
@@ -136,21 +171,48 @@ pub async fn receive(cx: Context<'_>, caller: &Caller, id: &str, signals: Signal
     let mut windows: Vec<MetricWindow> = kept.into_iter().rev().flatten().collect();
     windows.extend(signals.windows);
     let measurements = windows.len();
-    let judged = cx.plugins.judge(&action.class, plugin_view, windows).await.ok_or_else(|| {
-        Error::new(Kind::Unprocessable, "no_rollback_trigger", format!("no rollback-trigger plugin judges `{}`; load one (docs/plugins.md)", action.class))
-    })?;
+    let judged = cx
+        .plugins
+        .judge(&action.class, plugin_view, windows)
+        .await
+        .ok_or_else(|| {
+            Error::new(
+                Kind::Unprocessable,
+                "no_rollback_trigger",
+                format!(
+                    "no rollback-trigger plugin judges `{}`; load one (docs/plugins.md)",
+                    action.class
+                ),
+            )
+        })?;
 
-    let signal =
-        Write::Outcome(OutcomeWrite::InsertSignal { id: uuid::Uuid::now_v7().to_string(), decision_id: id.to_string(), at: cx.now, windows: batch, verdict: judged.verdict.as_str().to_string() });
-    cx.store.commit(Change { writes: vec![signal], audit: vec![] }).await?;
+    let signal = Write::Outcome(OutcomeWrite::InsertSignal {
+        id: uuid::Uuid::now_v7().to_string(),
+        decision_id: id.to_string(),
+        at: cx.now,
+        windows: batch,
+        verdict: judged.verdict.as_str().to_string(),
+    });
+    cx.store
+        .commit(Change {
+            writes: vec![signal],
+            audit: vec![],
+        })
+        .await?;
     // Requesting the rollback is a change of its own, whose first write succeeds only once
     // (another batch may request it at the same moment): the batch above is kept either way.
     let mut request_now = false;
     if judged.verdict == JudgementVerdict::Failed && !already {
         let data = serde_json::json!({"decision_id": id, "agent": agent_id, "class": action.class, "environment": action.environment, "service": action.service,
             "reasons": judged.reasons});
-        let mut writes = vec![Write::Outcome(OutcomeWrite::RequestRollback { decision_id: id.to_string(), at: cx.now })];
-        writes.extend(cx.outbox.writes(&Event::new("rollback.requested", cx.now, data.clone()), cx.now));
+        let mut writes = vec![Write::Outcome(OutcomeWrite::RequestRollback {
+            decision_id: id.to_string(),
+            at: cx.now,
+        })];
+        writes.extend(cx.outbox.writes(
+            &Event::new("rollback.requested", cx.now, data.clone()),
+            cx.now,
+        ));
         let actor = Actor::warden();
         let record = AuditRecord {
             agent: Some(agent_id.clone()),
@@ -158,9 +220,22 @@ pub async fn receive(cx: Context<'_>, caller: &Caller, id: &str, signals: Signal
             action_class: Some(action.class.clone()),
             environment: Some(action.environment.clone()),
             outcome: Some("rollback_requested".into()),
-            ..AuditRecord::change(actor, "rollback.requested", format!("service:{}", action.service), data, cx.now)
+            ..AuditRecord::change(
+                actor,
+                "rollback.requested",
+                format!("service:{}", action.service),
+                data,
+                cx.now,
+            )
         };
-        match cx.store.commit(Change { writes, audit: vec![record] }).await {
+        match cx
+            .store
+            .commit(Change {
+                writes,
+                audit: vec![record],
+            })
+            .await
+        {
             Ok(()) => request_now = true,
             Err(e) if e.conflict() == Some(Conflict::RollbackRequested) => {}
             Err(e) => return Err(e.into()),

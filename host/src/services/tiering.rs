@@ -21,7 +21,12 @@ const DAY_US: f64 = 86_400e6;
 
 /// The writes that record a tier change (its history row, and a `tier.changed` delivery per
 /// endpoint that wants it) and the event's data, for the audit record.
-pub fn tier_changed(outbox: &Outbox, change: &TierChange, status: AgentStatus, now: i64) -> Result<(Vec<Write>, serde_json::Value)> {
+pub fn tier_changed(
+    outbox: &Outbox,
+    change: &TierChange,
+    status: AgentStatus,
+    now: i64,
+) -> Result<(Vec<Write>, serde_json::Value)> {
     let mut data = serde_json::to_value(change).map_err(Error::internal)?;
     data["status"] = serde_json::json!(status);
     let mut writes = outbox.writes(&Event::new("tier.changed", now, data.clone()), now);
@@ -99,8 +104,18 @@ impl Assessment {
 
 impl Controller {
     /// A controller over the store, with the policy's tier and trust settings.
-    pub fn new(store: Store, policy: Arc<CompiledPolicy>, clock: SharedClock, outbox: Arc<Outbox>) -> Controller {
-        Controller { store, policy, clock, outbox }
+    pub fn new(
+        store: Store,
+        policy: Arc<CompiledPolicy>,
+        clock: SharedClock,
+        outbox: Arc<Outbox>,
+    ) -> Controller {
+        Controller {
+            store,
+            policy,
+            clock,
+            outbox,
+        }
     }
 
     fn tiering(&self) -> &TierPolicy {
@@ -108,7 +123,15 @@ impl Controller {
     }
 
     /// One piece of evidence (or, with `delta` -1, taking one back) as a write.
-    pub fn evidence(&self, agent: &str, environment: &str, risk: RiskLevel, kind: Kind, at: i64, delta: i64) -> EvidenceDelta {
+    pub fn evidence(
+        &self,
+        agent: &str,
+        environment: &str,
+        risk: RiskLevel,
+        kind: Kind,
+        at: i64,
+        delta: i64,
+    ) -> EvidenceDelta {
         EvidenceDelta {
             agent_id: agent.to_string(),
             environment: environment.to_string(),
@@ -123,7 +146,12 @@ impl Controller {
     /// The write noting the agent's score with the evidence written before it in the same
     /// change, so decisions answer with the new score at no extra commit.
     pub fn note(&self, agent: &Agent) -> Write {
-        Write::Trust(TrustWrite::NoteTrust { agent_id: agent.id.clone(), tier: agent.tier, at: self.clock.now_micros(), policy: self.policy.policy.trust.clone() })
+        Write::Trust(TrustWrite::NoteTrust {
+            agent_id: agent.id.clone(),
+            tier: agent.tier,
+            at: self.clock.now_micros(),
+            policy: self.policy.policy.trust.clone(),
+        })
     }
 
     /// Everything the controller looks at for one agent, as of now. The error budget costs a
@@ -136,35 +164,94 @@ impl Controller {
         let totals = self.store.trust_totals(&agent.id).await?;
         let trust = assess(&totals, now, &self.policy.policy.trust);
         let ago = |days: f64| now.saturating_sub((days * DAY_US) as i64);
-        let matters = agent.tier > tp.budget_cap_tier || tp.step(agent.tier + 1).is_some_and(|s| trust.score >= s.bar);
-        let budget = if budget || matters { self.store.outcome_window(&agent.id, ago(tp.slo_window_days)).await? } else { Window::default() };
-        let burn = if burn { self.store.outcome_window(&agent.id, ago(tp.fast_burn_window_hours / 24.0)).await? } else { Window::default() };
+        let matters = agent.tier > tp.budget_cap_tier
+            || tp
+                .step(agent.tier + 1)
+                .is_some_and(|s| trust.score >= s.bar);
+        let budget = if budget || matters {
+            self.store
+                .outcome_window(&agent.id, ago(tp.slo_window_days))
+                .await?
+        } else {
+            Window::default()
+        };
+        let burn = if burn {
+            self.store
+                .outcome_window(&agent.id, ago(tp.fast_burn_window_hours / 24.0))
+                .await?
+        } else {
+            Window::default()
+        };
         let parent_tier = match &agent.parent {
             Some(p) => self.store.agent(p).await?.map(|a| a.tier),
             None => None,
         };
-        Ok(Assessment { agent, totals, trust, budget, burn, parent_tier, now })
+        Ok(Assessment {
+            agent,
+            totals,
+            trust,
+            budget,
+            burn,
+            parent_tier,
+            now,
+        })
     }
 
     /// The next promotion and its gates, with the spread of successes measured when the other gates hold.
     pub async fn next_promotion(&self, a: &Assessment) -> Result<Option<NextPromotion>> {
         let spread = self.measured_spread(a).await?;
-        Ok(next_promotion(&a.state(), a.budget, a.now, self.tiering(), &self.policy.policy.trust, spread))
+        Ok(next_promotion(
+            &a.state(),
+            a.budget,
+            a.now,
+            self.tiering(),
+            &self.policy.policy.trust,
+            spread,
+        ))
     }
 
     /// The spread of qualifying successes for the next promotion, measured (a query) only when
     /// every other gate holds.
     async fn measured_spread(&self, a: &Assessment) -> Result<Option<Spread>> {
-        let Some(cheap) = next_promotion(&a.state(), a.budget, a.now, self.tiering(), &self.policy.policy.trust, None) else { return Ok(None) };
-        if !cheap.gates.iter().filter(|g| g.gate != "spread").all(|g| g.met) {
+        let Some(cheap) = next_promotion(
+            &a.state(),
+            a.budget,
+            a.now,
+            self.tiering(),
+            &self.policy.policy.trust,
+            None,
+        ) else {
+            return Ok(None);
+        };
+        if !cheap
+            .gates
+            .iter()
+            .filter(|g| g.gate != "spread")
+            .all(|g| g.met)
+        {
             return Ok(None);
         }
-        let Some(step) = self.tiering().step(cheap.tier) else { return Ok(None) };
-        let risks: Vec<RiskLevel> =
-            [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical].into_iter().filter(|r| *r >= step.min_risk).collect();
+        let Some(step) = self.tiering().step(cheap.tier) else {
+            return Ok(None);
+        };
+        let risks: Vec<RiskLevel> = [
+            RiskLevel::Low,
+            RiskLevel::Medium,
+            RiskLevel::High,
+            RiskLevel::Critical,
+        ]
+        .into_iter()
+        .filter(|r| *r >= step.min_risk)
+        .collect();
         // Successes older than three half-lives weigh under an eighth: they no longer spread anything.
-        let since = a.now.saturating_sub((self.policy.policy.trust.half_life_days * 3.0 * DAY_US) as i64);
-        Ok(Some(self.store.success_spread(&a.agent.id, since, &step.environment, &risks).await?))
+        let since = a
+            .now
+            .saturating_sub((self.policy.policy.trust.half_life_days * 3.0 * DAY_US) as i64);
+        Ok(Some(
+            self.store
+                .success_spread(&a.agent.id, since, &step.environment, &risks)
+                .await?,
+        ))
     }
 
     /// Reviews one agent after new evidence or on the periodic sweep, and writes any change.
@@ -173,23 +260,44 @@ impl Controller {
         let tp = self.tiering().clone();
         // A concurrent change to the agent (an admin, another replica) makes the write conflict: look again.
         for _ in 0..3 {
-            let Some(agent) = self.store.agent_fresh(agent_id).await? else { return Ok(None) };
+            let Some(agent) = self.store.agent_fresh(agent_id).await? else {
+                return Ok(None);
+            };
             let quiet = !tp.enabled || agent.pinned || agent.status == AgentStatus::Suspended;
             if quiet && matches!(trigger, Trigger::Sweep | Trigger::Outcome { .. }) {
                 return Ok(None);
             }
-            let a = self.assess(agent, false, trigger == Trigger::Outcome { bad: true }).await?;
+            let a = self
+                .assess(agent, false, trigger == Trigger::Outcome { bad: true })
+                .await?;
             let hard = match &trigger {
                 Trigger::Sweep | Trigger::Outcome { .. } => None,
                 Trigger::Hard(h) => Some(*h),
                 Trigger::Violation { reason, class } => {
-                    let blocked = self.store.blocked_violations(agent_id, a.now.saturating_sub((tp.repeated_violation_days * DAY_US) as i64)).await?;
+                    let blocked = self
+                        .store
+                        .blocked_violations(
+                            agent_id,
+                            a.now
+                                .saturating_sub((tp.repeated_violation_days * DAY_US) as i64),
+                        )
+                        .await?;
                     HardTrigger::of_violation(reason, class, blocked, &tp)
                 }
             };
-            let spread = if hard.is_some() { None } else { self.measured_spread(&a).await? };
+            let spread = if hard.is_some() {
+                None
+            } else {
+                self.measured_spread(&a).await?
+            };
             let state = a.state();
-            let review = Review { state: &state, hard, budget: a.budget, burn: a.burn, spread };
+            let review = Review {
+                state: &state,
+                hard,
+                budget: a.budget,
+                burn: a.burn,
+                spread,
+            };
             let decided = decide(&review, a.now, &tp, &self.policy.policy.trust);
             match self.write(&a, hard, decided).await {
                 Err(e) if e.kind == ErrorKind::Conflict => continue,
@@ -199,7 +307,12 @@ impl Controller {
         Ok(None)
     }
 
-    async fn write(&self, a: &Assessment, hard: Option<HardTrigger>, decided: Option<Move>) -> Result<Option<TierChange>> {
+    async fn write(
+        &self,
+        a: &Assessment,
+        hard: Option<HardTrigger>,
+        decided: Option<Move>,
+    ) -> Result<Option<TierChange>> {
         let now = a.now;
         let before = &a.agent;
         let mut after = before.clone();
@@ -207,11 +320,17 @@ impl Controller {
             after.last_hard_at = Some(now);
         }
         let (reason, text) = match &decided {
-            Some(Move::Tier { to, reason, text, cool_down }) => {
+            Some(Move::Tier {
+                to,
+                reason,
+                text,
+                cool_down,
+            }) => {
                 after.tier = *to;
                 after.tier_since = format_micros(now);
                 if *cool_down {
-                    after.hold_until = Some(now.saturating_add((self.tiering().cool_down_days * DAY_US) as i64));
+                    after.hold_until =
+                        Some(now.saturating_add((self.tiering().cool_down_days * DAY_US) as i64));
                 }
                 (reason.clone(), text.clone())
             }
@@ -221,8 +340,12 @@ impl Controller {
             }
             None if hard.is_some() => {
                 // Already at or below the hard-trigger tier: no change, but no promotion for a while.
-                after.hold_until = Some(now.saturating_add((self.tiering().cool_down_days * DAY_US) as i64));
-                (hard.map(HardTrigger::code).unwrap_or_default().to_string(), String::new())
+                after.hold_until =
+                    Some(now.saturating_add((self.tiering().cool_down_days * DAY_US) as i64));
+                (
+                    hard.map(HardTrigger::code).unwrap_or_default().to_string(),
+                    String::new(),
+                )
             }
             None => return Ok(None),
         };
@@ -230,7 +353,11 @@ impl Controller {
         after.version = before.version + 1;
         let actor = Actor::warden();
         let evidence = serde_json::json!({"trust": a.trust, "error_budget": a.budget, "fast_burn": a.burn, "hard_trigger": hard});
-        let mut writes = vec![Write::Identity(IdentityWrite::UpdateAgent { agent: after.clone(), expected_version: before.version, at: now })];
+        let mut writes = vec![Write::Identity(IdentityWrite::UpdateAgent {
+            agent: after.clone(),
+            expected_version: before.version,
+            at: now,
+        })];
         let mut change = None;
         let record = if decided.is_some() {
             let c = TierChange {
@@ -248,13 +375,35 @@ impl Controller {
             let (more, data) = tier_changed(&self.outbox, &c, after.status, now)?;
             writes.extend(more);
             change = Some(c);
-            AuditRecord { agent: Some(before.id.clone()), ..AuditRecord::change(actor, "tier.changed", format!("agent:{}", before.id), data, now) }
+            AuditRecord {
+                agent: Some(before.id.clone()),
+                ..AuditRecord::change(
+                    actor,
+                    "tier.changed",
+                    format!("agent:{}", before.id),
+                    data,
+                    now,
+                )
+            }
         } else {
-            let details =
-                serde_json::json!({"hard_trigger": reason, "tier": before.tier, "hold_until": after.hold_until.map(format_micros), "evidence": evidence});
-            AuditRecord { agent: Some(before.id.clone()), ..AuditRecord::change(actor, "trust.hard_trigger", format!("agent:{}", before.id), details, now) }
+            let details = serde_json::json!({"hard_trigger": reason, "tier": before.tier, "hold_until": after.hold_until.map(format_micros), "evidence": evidence});
+            AuditRecord {
+                agent: Some(before.id.clone()),
+                ..AuditRecord::change(
+                    actor,
+                    "trust.hard_trigger",
+                    format!("agent:{}", before.id),
+                    details,
+                    now,
+                )
+            }
         };
-        self.store.commit(Change { writes, audit: vec![record] }).await?;
+        self.store
+            .commit(Change {
+                writes,
+                audit: vec![record],
+            })
+            .await?;
         if change.is_some() {
             self.outbox.notify();
         }
@@ -281,4 +430,3 @@ impl Controller {
         Duration::from_secs(self.tiering().review_interval_secs)
     }
 }
-

@@ -52,7 +52,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        let rule = |pattern: &'static str, category: &'static str, level| PathRule { pattern: pattern.into(), category: category.into(), level };
+        let rule = |pattern: &'static str, category: &'static str, level| PathRule {
+            pattern: pattern.into(),
+            category: category.into(),
+            level,
+        };
         Config {
             production_environments: vec!["production".into(), "prod*".into()],
             production_write_floor: RiskLevel::Low,
@@ -116,8 +120,12 @@ fn matches(pattern: &str, text: &str) -> bool {
 
 /// Whether `needle` occurs in `haystack`.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else { return true };
-    let Some(last) = haystack.len().checked_sub(needle.len()) else { return false };
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let Some(last) = haystack.len().checked_sub(needle.len()) else {
+        return false;
+    };
     (0..=last).any(|i| haystack[i] == first && &haystack[i + 1..i + needle.len()] == rest)
 }
 
@@ -153,35 +161,97 @@ impl Classifier for ActionClassifier {
 
     fn classify(action: &Action, config: &Config) -> Result<Classification, PluginError> {
         let mut c = Classification::new(action.table_risk);
-        let production =
-            config.production_environments.iter().any(|p| if p.contains('*') { matches(p, &action.environment) } else { *p == action.environment });
+        let production = config.production_environments.iter().any(|p| {
+            if p.contains('*') {
+                matches(p, &action.environment)
+            } else {
+                *p == action.environment
+            }
+        });
         let write = action.class != "read";
         if production && write {
-            c.raise(config.production_write_floor, "production", text(&[&action.class, " in production"]));
-            if let Some((_, floor)) = config.production_class_floors.iter().find(|(class, _)| *class == action.class) {
-                c.raise(*floor, text(&["class:", &action.class]), text(&[&action.class, " in production is at least ", name(*floor)]));
+            c.raise(
+                config.production_write_floor,
+                "production",
+                text(&[&action.class, " in production"]),
+            );
+            if let Some((_, floor)) = config
+                .production_class_floors
+                .iter()
+                .find(|(class, _)| *class == action.class)
+            {
+                c.raise(
+                    *floor,
+                    text(&["class:", &action.class]),
+                    text(&[&action.class, " in production is at least ", name(*floor)]),
+                );
             }
         }
         if let Some(change) = &action.change {
             let lines = change.lines_added.saturating_add(change.lines_deleted);
             if lines >= config.huge_change_lines {
-                c.raise(RiskLevel::High.max(one_up(c.level)), "huge_change", format!("{lines} lines changed (huge from {})", config.huge_change_lines));
+                c.raise(
+                    RiskLevel::High.max(one_up(c.level)),
+                    "huge_change",
+                    format!(
+                        "{lines} lines changed (huge from {})",
+                        config.huge_change_lines
+                    ),
+                );
             } else if lines >= config.large_change_lines {
-                c.raise(one_up(action.table_risk), "large_change", format!("{lines} lines changed (large from {})", config.large_change_lines));
+                c.raise(
+                    one_up(action.table_risk),
+                    "large_change",
+                    format!(
+                        "{lines} lines changed (large from {})",
+                        config.large_change_lines
+                    ),
+                );
             }
             for path in &change.paths {
-                for rule in config.sensitive_paths.iter().filter(|r| matches(&r.pattern, path)) {
-                    c.raise(rule.level, text(&["sensitive_path:", &rule.category]), text(&["touches ", path, " (", &rule.category, ")"]));
+                for rule in config
+                    .sensitive_paths
+                    .iter()
+                    .filter(|r| matches(&r.pattern, path))
+                {
+                    c.raise(
+                        rule.level,
+                        text(&["sensitive_path:", &rule.category]),
+                        text(&["touches ", path, " (", &rule.category, ")"]),
+                    );
                 }
             }
             if change.breaking {
-                let level = if production { RiskLevel::Critical } else { config.breaking_level };
-                c.raise(level, "breaking_change", "a breaking change for other services");
+                let level = if production {
+                    RiskLevel::Critical
+                } else {
+                    config.breaking_level
+                };
+                c.raise(
+                    level,
+                    "breaking_change",
+                    "a breaking change for other services",
+                );
             }
         }
-        let other_services = action.resources.iter().filter(|r| r.contains('/') && !contains(r.as_bytes(), action.service.as_bytes())).count();
-        if action.label(&config.cross_service_label).is_some_and(|v| v == "true") || other_services > 0 {
-            c.raise(config.cross_service_level, "cross_service", format!("reaches beyond {} ({other_services} foreign resources)", action.service));
+        let other_services = action
+            .resources
+            .iter()
+            .filter(|r| r.contains('/') && !contains(r.as_bytes(), action.service.as_bytes()))
+            .count();
+        if action
+            .label(&config.cross_service_label)
+            .is_some_and(|v| v == "true")
+            || other_services > 0
+        {
+            c.raise(
+                config.cross_service_level,
+                "cross_service",
+                format!(
+                    "reaches beyond {} ({other_services} foreign resources)",
+                    action.service
+                ),
+            );
         }
         Ok(c)
     }
@@ -208,11 +278,23 @@ mod tests {
 
     #[test]
     fn production_classes_and_breaking_changes() {
-        assert_eq!(level(&action("db_migration", "production", "payments"), ""), RiskLevel::High);
-        assert_eq!(level(&action("security_policy_change", "prod-eu", "iam"), ""), RiskLevel::Critical);
-        assert_eq!(level(&action("read", "production", "payments"), ""), RiskLevel::Low);
+        assert_eq!(
+            level(&action("db_migration", "production", "payments"), ""),
+            RiskLevel::High
+        );
+        assert_eq!(
+            level(&action("security_policy_change", "prod-eu", "iam"), ""),
+            RiskLevel::Critical
+        );
+        assert_eq!(
+            level(&action("read", "production", "payments"), ""),
+            RiskLevel::Low
+        );
         let mut a = action("deploy", "production", "payments");
-        a.change = Some(ChangeSummary { breaking: true, ..Default::default() });
+        a.change = Some(ChangeSummary {
+            breaking: true,
+            ..Default::default()
+        });
         assert_eq!(level(&a, ""), RiskLevel::Critical);
         a.environment = "staging".into();
         assert_eq!(level(&a, ""), RiskLevel::High);
@@ -231,11 +313,21 @@ mod tests {
         let (result, logs) = classify::<ActionClassifier>(&a, "");
         let c = result.unwrap();
         assert_eq!(c.level, RiskLevel::High);
-        assert!(c.categories.contains(&"sensitive_path:migrations".to_string()), "{c:?}");
+        assert!(
+            c.categories
+                .contains(&"sensitive_path:migrations".to_string()),
+            "{c:?}"
+        );
         // It never logs: its reasons say it all, and a plugin that calls `log` imports it, which
         // costs every call two more core instances (wit-component's shim for the import).
         assert!(logs.is_empty(), "{logs:?}");
-        a.change = Some(ChangeSummary { files_changed: 30, lines_added: 600, lines_deleted: 10, paths: vec!["src/lib.rs".into()], breaking: false });
+        a.change = Some(ChangeSummary {
+            files_changed: 30,
+            lines_added: 600,
+            lines_deleted: 10,
+            paths: vec!["src/lib.rs".into()],
+            breaking: false,
+        });
         assert_eq!(level(&a, ""), RiskLevel::Medium);
         a.change.as_mut().unwrap().lines_added = 5000;
         assert_eq!(level(&a, ""), RiskLevel::High);
@@ -255,8 +347,12 @@ mod tests {
     #[test]
     fn configurable_and_strict_about_config() {
         let a = action("deploy", "production", "payments");
-        assert_eq!(level(&a, r#"{"production_write_floor": "medium"}"#), RiskLevel::Medium);
-        let (result, _) = classify::<ActionClassifier>(&a, r#"{"production_write_flor": "medium"}"#);
+        assert_eq!(
+            level(&a, r#"{"production_write_floor": "medium"}"#),
+            RiskLevel::Medium
+        );
+        let (result, _) =
+            classify::<ActionClassifier>(&a, r#"{"production_write_flor": "medium"}"#);
         assert_eq!(result.unwrap_err().code, "bad_config");
     }
 

@@ -34,7 +34,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { report_p: 0.05, min_rate_per_hour: 0.1, mad_floor: 1.0, hour_pseudo_count: 0.5, severity_per_decade: 20.0 }
+        Config {
+            report_p: 0.05,
+            min_rate_per_hour: 0.1,
+            mad_floor: 1.0,
+            hour_pseudo_count: 0.5,
+            severity_per_decade: 20.0,
+        }
     }
 }
 
@@ -42,11 +48,18 @@ fn severity(p: f64, config: &Config) -> u8 {
     if p >= 1.0 {
         return 0;
     }
-    (-p.max(1e-300).log10() * config.severity_per_decade).clamp(0.0, 100.0).round() as u8
+    (-p.max(1e-300).log10() * config.severity_per_decade)
+        .clamp(0.0, 100.0)
+        .round() as u8
 }
 
 fn finding(detector: &str, p: f64, message: String, config: &Config) -> Finding {
-    Finding { detector: detector.into(), severity: severity(p, config), p_value: Some(p), message }
+    Finding {
+        detector: detector.into(),
+        severity: severity(p, config),
+        p_value: Some(p),
+        message,
+    }
 }
 
 /// One detector's name, p-value, and its message, made on demand.
@@ -58,9 +71,17 @@ pub struct BaselineAnomaly;
 impl AnomalyDetector for BaselineAnomaly {
     type Config = Config;
 
-    fn detect(action: &Action, baseline: &Baseline, activity: &Activity, config: &Config) -> Result<Vec<Finding>, PluginError> {
+    fn detect(
+        action: &Action,
+        baseline: &Baseline,
+        activity: &Activity,
+        config: &Config,
+    ) -> Result<Vec<Finding>, PluginError> {
         if !(config.report_p > 0.0 && config.report_p < 1.0) {
-            return Err(PluginError::new("bad_config", "report_p must be between 0 and 1"));
+            return Err(PluginError::new(
+                "bad_config",
+                "report_p must be between 0 and 1",
+            ));
         }
         // Nothing to compare with yet: a cold baseline never produces findings.
         if !baseline.warm || baseline.sample_size == 0 {
@@ -72,7 +93,11 @@ impl AnomalyDetector for BaselineAnomaly {
 
         let lambda = baseline.rate_per_hour.max(config.min_rate_per_hour);
         let k = activity.actions_last_hour;
-        tests.push(("burst_rate", poisson_upper_tail(k, lambda), Box::new(move || format!("{k} actions in the last hour; humans average {lambda:.2}"))));
+        tests.push((
+            "burst_rate",
+            poisson_upper_tail(k, lambda),
+            Box::new(move || format!("{k} actions in the last hour; humans average {lambda:.2}")),
+        ));
 
         if let Some(change) = &action.change {
             let size = f64::from(change.lines_added) + f64::from(change.lines_deleted);
@@ -80,7 +105,13 @@ impl AnomalyDetector for BaselineAnomaly {
             // 0.6745 makes the MAD a consistent estimate of the standard deviation.
             let z = 0.6745 * (size - baseline.change_size_median) / mad;
             let median = baseline.change_size_median;
-            tests.push(("change_size", normal_upper_tail(z), Box::new(move || format!("{size} lines changed; humans' median {median} (robust z {z:.1})"))));
+            tests.push((
+                "change_size",
+                normal_upper_tail(z),
+                Box::new(move || {
+                    format!("{size} lines changed; humans' median {median} (robust z {z:.1})")
+                }),
+            ));
         }
 
         if baseline.hour_of_week_counts.len() == 168 {
@@ -100,11 +131,24 @@ impl AnomalyDetector for BaselineAnomaly {
             let total = total as f64 + 168.0 * config.hour_pseudo_count;
             let share = (f64::from(here) + config.hour_pseudo_count) / total;
             let p = (rarer as f64 + f64::from(rarer_hours) * config.hour_pseudo_count) / total;
-            tests.push(("rare_hour", p.min(1.0), Box::new(move || format!("hour {hour} of the week; humans act then {:.2}% of the time", share * 100.0))));
+            tests.push((
+                "rare_hour",
+                p.min(1.0),
+                Box::new(move || {
+                    format!(
+                        "hour {hour} of the week; humans act then {:.2}% of the time",
+                        share * 100.0
+                    )
+                }),
+            ));
         }
 
         // `class/environment/service`, compared in place rather than formatted for every call.
-        let parts = [action.class.as_str(), action.environment.as_str(), action.service.as_str()];
+        let parts = [
+            action.class.as_str(),
+            action.environment.as_str(),
+            action.service.as_str(),
+        ];
         let [class, environment, service] = parts.map(str::as_bytes);
         let is_this = |seen: &String| {
             let s = seen.as_bytes();
@@ -115,18 +159,37 @@ impl AnomalyDetector for BaselineAnomaly {
                 && s[class.len() + 1 + environment.len()] == b'/'
                 && s.ends_with(service)
         };
-        if !baseline.seen_combinations.iter().any(is_this) && !activity.seen_combinations.iter().any(is_this) {
+        if !baseline.seen_combinations.iter().any(is_this)
+            && !activity.seen_combinations.iter().any(is_this)
+        {
             let p = 1.0 / (f64::from(baseline.sample_size) + 1.0);
-            tests.push(("first_seen", p, Box::new(move || format!("{} was never done by this team's humans or this agent", parts.join("/")))));
+            tests.push((
+                "first_seen",
+                p,
+                Box::new(move || {
+                    format!(
+                        "{} was never done by this team's humans or this agent",
+                        parts.join("/")
+                    )
+                }),
+            ));
         }
 
         let m = tests.len() as f64;
         let p_min = tests.iter().map(|t| t.1).fold(1.0, f64::min);
         let combined = (p_min * m).min(1.0);
-        let mut findings: Vec<Finding> =
-            tests.into_iter().filter(|t| t.1 < config.report_p).map(|(detector, p, message)| finding(detector, p, message(), config)).collect();
+        let mut findings: Vec<Finding> = tests
+            .into_iter()
+            .filter(|t| t.1 < config.report_p)
+            .map(|(detector, p, message)| finding(detector, p, message(), config))
+            .collect();
         if combined < config.report_p {
-            findings.push(finding("combined", combined, format!("Bonferroni over {m} detectors"), config));
+            findings.push(finding(
+                "combined",
+                combined,
+                format!("Bonferroni over {m} detectors"),
+                config,
+            ));
         }
         Ok(findings)
     }
@@ -166,39 +229,75 @@ mod tests {
     fn normal_action() -> Action {
         let mut a = action("deploy", "staging", "payments");
         a.hour_of_week = 24 + 10; // Tuesday 10:00
-        a.change = Some(ChangeSummary { files_changed: 3, lines_added: 60, lines_deleted: 20, paths: vec![], breaking: false });
+        a.change = Some(ChangeSummary {
+            files_changed: 3,
+            lines_added: 60,
+            lines_deleted: 20,
+            paths: vec![],
+            breaking: false,
+        });
         a
     }
 
     fn run(a: &Action, activity: &Activity) -> Vec<Finding> {
-        detect::<BaselineAnomaly>(a, &baseline(), activity, "").0.unwrap()
+        detect::<BaselineAnomaly>(a, &baseline(), activity, "")
+            .0
+            .unwrap()
     }
 
     #[test]
     fn ordinary_behaviour_raises_nothing() {
-        let activity = Activity { actions_last_hour: 2, seen_combinations: vec![] };
+        let activity = Activity {
+            actions_last_hour: 2,
+            seen_combinations: vec![],
+        };
         assert_eq!(run(&normal_action(), &activity), vec![]);
     }
 
     #[test]
     fn a_burst_is_severe() {
-        let f = run(&normal_action(), &Activity { actions_last_hour: 30, seen_combinations: vec![] });
-        let burst = f.iter().find(|f| f.detector == "burst_rate").expect("burst finding");
-        assert!(burst.severity >= 90 && burst.p_value.unwrap() < 1e-10, "{burst:?}");
+        let f = run(
+            &normal_action(),
+            &Activity {
+                actions_last_hour: 30,
+                seen_combinations: vec![],
+            },
+        );
+        let burst = f
+            .iter()
+            .find(|f| f.detector == "burst_rate")
+            .expect("burst finding");
+        assert!(
+            burst.severity >= 90 && burst.p_value.unwrap() < 1e-10,
+            "{burst:?}"
+        );
         assert!(f.iter().any(|f| f.detector == "combined"));
     }
 
     #[test]
     fn huge_changes_rare_hours_and_new_targets() {
-        let calm = Activity { actions_last_hour: 1, seen_combinations: vec![] };
+        let calm = Activity {
+            actions_last_hour: 1,
+            seen_combinations: vec![],
+        };
         let mut a = normal_action();
         a.change.as_mut().unwrap().lines_added = 4000;
-        assert!(run(&a, &calm).iter().any(|f| f.detector == "change_size" && f.severity > 50));
+        assert!(
+            run(&a, &calm)
+                .iter()
+                .any(|f| f.detector == "change_size" && f.severity > 50)
+        );
         let mut a = normal_action();
         a.hour_of_week = 6 * 24 + 3; // Sunday 03:00
-        let rare = run(&a, &calm).into_iter().find(|f| f.detector == "rare_hour").expect("rare hour");
+        let rare = run(&a, &calm)
+            .into_iter()
+            .find(|f| f.detector == "rare_hour")
+            .expect("rare hour");
         // 123 empty hours of 168, each with a pseudo-count of 0.5, over 1800 + 84.
-        assert!((rare.p_value.unwrap() - 61.5 / 1884.0).abs() < 1e-12, "{rare:?}");
+        assert!(
+            (rare.p_value.unwrap() - 61.5 / 1884.0).abs() < 1e-12,
+            "{rare:?}"
+        );
         let a = action("db_migration", "production", "ledger");
         let f = run(&a, &calm);
         assert!(f.iter().any(|f| f.detector == "first_seen"), "{f:?}");
@@ -208,13 +307,26 @@ mod tests {
     fn a_cold_baseline_judges_nothing() {
         let mut cold = baseline();
         cold.warm = false;
-        let (f, _) = detect::<BaselineAnomaly>(&normal_action(), &cold, &Activity { actions_last_hour: 500, seen_combinations: vec![] }, "");
+        let (f, _) = detect::<BaselineAnomaly>(
+            &normal_action(),
+            &cold,
+            &Activity {
+                actions_last_hour: 500,
+                seen_combinations: vec![],
+            },
+            "",
+        );
         assert_eq!(f.unwrap(), vec![]);
     }
 
     #[test]
     fn bad_config_is_an_error() {
-        let (r, _) = detect::<BaselineAnomaly>(&normal_action(), &baseline(), &Activity::default(), r#"{"report_p": 2}"#);
+        let (r, _) = detect::<BaselineAnomaly>(
+            &normal_action(),
+            &baseline(),
+            &Activity::default(),
+            r#"{"report_p": 2}"#,
+        );
         assert_eq!(r.unwrap_err().code, "bad_config");
     }
 }

@@ -93,19 +93,32 @@ struct Measurement {
 
 impl Measurement {
     fn new(verdict: JudgementVerdict, why: impl Into<String>) -> Measurement {
-        Measurement { verdict, why: why.into() }
+        Measurement {
+            verdict,
+            why: why.into(),
+        }
     }
 }
 
 /// How many tests a window runs (for splitting `alpha`).
 fn tests_in(w: &MetricWindow) -> usize {
-    usize::from(!w.canary.is_empty() || !w.baseline.is_empty()) + usize::from(w.canary_total > 0 || w.baseline_total > 0)
+    usize::from(!w.canary.is_empty() || !w.baseline.is_empty())
+        + usize::from(w.canary_total > 0 || w.baseline_total > 0)
 }
 
-fn judge_samples(w: &MetricWindow, metric: &MetricConfig, config: &Config, alpha: f64) -> Measurement {
+fn judge_samples(
+    w: &MetricWindow,
+    metric: &MetricConfig,
+    config: &Config,
+    alpha: f64,
+) -> Measurement {
     use JudgementVerdict::*;
     if w.canary.is_empty() || w.baseline.is_empty() {
-        let side = if w.canary.is_empty() { "canary" } else { "baseline" };
+        let side = if w.canary.is_empty() {
+            "canary"
+        } else {
+            "baseline"
+        };
         return Measurement::new(Error, format!("no {side} samples"));
     }
     if w.canary.iter().chain(&w.baseline).any(|v| !v.is_finite()) {
@@ -114,39 +127,80 @@ fn judge_samples(w: &MetricWindow, metric: &MetricConfig, config: &Config, alpha
     if w.canary.len() < config.min_samples || w.baseline.len() < config.min_samples {
         return Measurement::new(
             Inconclusive,
-            format!("{} canary and {} baseline samples, {} needed on each side", w.canary.len(), w.baseline.len(), config.min_samples),
+            format!(
+                "{} canary and {} baseline samples, {} needed on each side",
+                w.canary.len(),
+                w.baseline.len(),
+                config.min_samples
+            ),
         );
     }
-    let (canary_median, baseline_median) = (median(&w.canary).unwrap_or(0.0), median(&w.baseline).unwrap_or(0.0));
+    let (canary_median, baseline_median) = (
+        median(&w.canary).unwrap_or(0.0),
+        median(&w.baseline).unwrap_or(0.0),
+    );
     let margin = metric.margin.unwrap_or(config.margin);
     let shift = margin * baseline_median.abs();
     // Move the canary towards "better" by the margin, then ask whether it is still worse.
     let p = match metric.direction {
-        Direction::Increase => mann_whitney_greater(&w.canary.iter().map(|v| v - shift).collect::<Vec<_>>(), &w.baseline),
-        Direction::Decrease => mann_whitney_greater(&w.baseline, &w.canary.iter().map(|v| v + shift).collect::<Vec<_>>()),
+        Direction::Increase => mann_whitney_greater(
+            &w.canary.iter().map(|v| v - shift).collect::<Vec<_>>(),
+            &w.baseline,
+        ),
+        Direction::Decrease => mann_whitney_greater(
+            &w.baseline,
+            &w.canary.iter().map(|v| v + shift).collect::<Vec<_>>(),
+        ),
     };
-    let change = if baseline_median != 0.0 { format!(" ({:+.0}%)", (canary_median / baseline_median - 1.0) * 100.0) } else { String::new() };
-    let facts =
-        format!("canary median {canary_median:.4} vs baseline {baseline_median:.4}{change}, Mann–Whitney p={p:.2e} beyond a {:.0}% margin", margin * 100.0);
+    let change = if baseline_median != 0.0 {
+        format!(
+            " ({:+.0}%)",
+            (canary_median / baseline_median - 1.0) * 100.0
+        )
+    } else {
+        String::new()
+    };
+    let facts = format!(
+        "canary median {canary_median:.4} vs baseline {baseline_median:.4}{change}, Mann–Whitney p={p:.2e} beyond a {:.0}% margin",
+        margin * 100.0
+    );
     Measurement::new(if p < alpha { Failed } else { Successful }, facts)
 }
 
-fn judge_errors(w: &MetricWindow, metric: &MetricConfig, config: &Config, alpha: f64) -> Measurement {
+fn judge_errors(
+    w: &MetricWindow,
+    metric: &MetricConfig,
+    config: &Config,
+    alpha: f64,
+) -> Measurement {
     use JudgementVerdict::*;
     if w.canary_errors > w.canary_total || w.baseline_errors > w.baseline_total {
         return Measurement::new(Error, "more errors than requests");
     }
     if w.canary_total == 0 || w.baseline_total == 0 {
-        let side = if w.canary_total == 0 { "canary" } else { "baseline" };
+        let side = if w.canary_total == 0 {
+            "canary"
+        } else {
+            "baseline"
+        };
         return Measurement::new(Error, format!("no {side} requests"));
     }
     if w.canary_total < config.min_requests {
-        return Measurement::new(Inconclusive, format!("{} canary requests, {} needed", w.canary_total, config.min_requests));
+        return Measurement::new(
+            Inconclusive,
+            format!(
+                "{} canary requests, {} needed",
+                w.canary_total, config.min_requests
+            ),
+        );
     }
     // Conditional on the errors seen on both sides, the canary's share of them is binomial; under
     // "the canary's rate is at most (1 + margin) × the baseline's" its chance per error is at most
     // `share`. This accounts for the baseline's own noise, unlike testing against its point rate.
-    let (canary, baseline) = (w.canary_total as f64 * (1.0 + metric.margin.unwrap_or(config.margin)), w.baseline_total as f64);
+    let (canary, baseline) = (
+        w.canary_total as f64 * (1.0 + metric.margin.unwrap_or(config.margin)),
+        w.baseline_total as f64,
+    );
     let share = canary / (canary + baseline);
     let p = binomial_upper_tail(w.canary_errors, w.canary_errors + w.baseline_errors, share);
     let facts = format!(
@@ -174,8 +228,19 @@ fn measure(w: &MetricWindow, metric: &MetricConfig, config: &Config, alpha: f64)
     if results.is_empty() {
         return Measurement::new(JudgementVerdict::Error, "no data");
     }
-    let verdict = results.iter().map(|m| m.verdict).max_by_key(|v| severity(*v)).unwrap_or(JudgementVerdict::Error);
-    Measurement::new(verdict, results.into_iter().map(|m| m.why).collect::<Vec<_>>().join("; "))
+    let verdict = results
+        .iter()
+        .map(|m| m.verdict)
+        .max_by_key(|v| severity(*v))
+        .unwrap_or(JudgementVerdict::Error);
+    Measurement::new(
+        verdict,
+        results
+            .into_iter()
+            .map(|m| m.why)
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 /// Which verdict wins when results are combined: failed, then error, then inconclusive.
@@ -210,16 +275,46 @@ fn metric_verdict(measurements: &[Measurement], config: &Config) -> (JudgementVe
     let last = measurements.last().map(|m| m.why.as_str()).unwrap_or("");
     let n = measurements.len();
     if failed > config.failure_limit {
-        (Failed, format!("{failed} of {n} measurements failed (limit {}); last: {last}", config.failure_limit))
+        (
+            Failed,
+            format!(
+                "{failed} of {n} measurements failed (limit {}); last: {last}",
+                config.failure_limit
+            ),
+        )
     } else if longest_run > config.consecutive_error_limit {
-        (Error, format!("{longest_run} measurements in a row errored (limit {}); last: {last}", config.consecutive_error_limit))
+        (
+            Error,
+            format!(
+                "{longest_run} measurements in a row errored (limit {}); last: {last}",
+                config.consecutive_error_limit
+            ),
+        )
     } else if inconclusive > config.inconclusive_limit {
-        (Inconclusive, format!("{inconclusive} of {n} measurements inconclusive (limit {}); last: {last}", config.inconclusive_limit))
+        (
+            Inconclusive,
+            format!(
+                "{inconclusive} of {n} measurements inconclusive (limit {}); last: {last}",
+                config.inconclusive_limit
+            ),
+        )
     } else if errors as usize == n {
         // Errors within the limit and nothing else yet: wait for telemetry rather than pass.
-        (Inconclusive, format!("waiting for telemetry ({errors} errored, limit {}); last: {last}", config.consecutive_error_limit))
+        (
+            Inconclusive,
+            format!(
+                "waiting for telemetry ({errors} errored, limit {}); last: {last}",
+                config.consecutive_error_limit
+            ),
+        )
     } else {
-        (Successful, format!("{} of {n} measurements passed; last: {last}", n as u32 - failed - inconclusive - errors))
+        (
+            Successful,
+            format!(
+                "{} of {n} measurements passed; last: {last}",
+                n as u32 - failed - inconclusive - errors
+            ),
+        )
     }
 }
 
@@ -230,7 +325,12 @@ fn check(config: &Config) -> Result<(), PluginError> {
     }
     // Written so that NaN is refused too.
     let non_negative = |x: f64| x >= 0.0;
-    if !non_negative(config.margin) || config.metrics.values().any(|m| m.margin.is_some_and(|x| !non_negative(x))) {
+    if !non_negative(config.margin)
+        || config
+            .metrics
+            .values()
+            .any(|m| m.margin.is_some_and(|x| !non_negative(x)))
+    {
         return bad("margins must be zero or more");
     }
     if config.min_samples < 2 {
@@ -245,7 +345,11 @@ pub struct CanaryRollback;
 impl RollbackTrigger for CanaryRollback {
     type Config = Config;
 
-    fn judge(_action: &Action, windows: &[MetricWindow], config: &Config) -> Result<Judgement, PluginError> {
+    fn judge(
+        _action: &Action,
+        windows: &[MetricWindow],
+        config: &Config,
+    ) -> Result<Judgement, PluginError> {
         check(config)?;
         let default_metric = MetricConfig::default();
         let metric_of = |name: &str| config.metrics.get(name).unwrap_or(&default_metric);
@@ -265,7 +369,11 @@ impl RollbackTrigger for CanaryRollback {
             entry.1.push(measure(w, metric_of(&w.name), config, alpha));
         }
 
-        let mut verdict = if order.iter().any(|m| !by_metric[m].0) { JudgementVerdict::Successful } else { JudgementVerdict::Error };
+        let mut verdict = if order.iter().any(|m| !by_metric[m].0) {
+            JudgementVerdict::Successful
+        } else {
+            JudgementVerdict::Error
+        };
         let mut reasons = Vec::with_capacity(order.len() + 1);
         for metric in order {
             let (dry_run, measurements) = &by_metric[metric];
@@ -280,9 +388,16 @@ impl RollbackTrigger for CanaryRollback {
             }
         }
         if verdict == JudgementVerdict::Error && reasons.iter().all(|r| r.contains("(dry run)")) {
-            reasons.push("no metric that decides: every window is dry-run or there are none".into());
+            reasons
+                .push("no metric that decides: every window is dry-run or there are none".into());
         }
-        warden_sdk::log(warden_sdk::LogLevel::Debug, &format!("{} windows, {tests} tests, per-test alpha {alpha:.2e}", windows.len()));
+        warden_sdk::log(
+            warden_sdk::LogLevel::Debug,
+            &format!(
+                "{} windows, {tests} tests, per-test alpha {alpha:.2e}",
+                windows.len()
+            ),
+        );
         Ok(Judgement { verdict, reasons })
     }
 }
@@ -300,7 +415,10 @@ mod tests {
 
     impl Lcg {
         fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (self.0 >> 11) as f64 / (1u64 << 53) as f64
         }
 
@@ -315,7 +433,12 @@ mod tests {
     }
 
     fn latency(rng: &mut Lcg, canary_mean: f64) -> MetricWindow {
-        MetricWindow { name: "latency_ms".into(), canary: rng.latencies(200, canary_mean), baseline: rng.latencies(200, 100.0), ..Default::default() }
+        MetricWindow {
+            name: "latency_ms".into(),
+            canary: rng.latencies(200, canary_mean),
+            baseline: rng.latencies(200, 100.0),
+            ..Default::default()
+        }
     }
 
     fn errors(rng: &mut Lcg, canary_rate: f64) -> MetricWindow {
@@ -331,7 +454,9 @@ mod tests {
 
     fn judge(windows: &[MetricWindow], config: &str) -> Judgement {
         let action = testing::action("deploy", "production", "payments");
-        testing::judge::<CanaryRollback>(&action, windows, config).0.unwrap()
+        testing::judge::<CanaryRollback>(&action, windows, config)
+            .0
+            .unwrap()
     }
 
     #[test]
@@ -347,10 +472,18 @@ mod tests {
         let mut rng = Lcg(11);
         let slow = judge(&[latency(&mut rng, 200.0), errors(&mut rng, 0.01)], "{}");
         assert_eq!(slow.verdict, Failed, "{:?}", slow.reasons);
-        assert!(slow.reasons[0].starts_with("latency_ms: failed"), "{:?}", slow.reasons);
+        assert!(
+            slow.reasons[0].starts_with("latency_ms: failed"),
+            "{:?}",
+            slow.reasons
+        );
         let failing = judge(&[latency(&mut rng, 100.0), errors(&mut rng, 0.05)], "{}");
         assert_eq!(failing.verdict, Failed, "{:?}", failing.reasons);
-        assert!(failing.reasons[1].starts_with("errors: failed"), "{:?}", failing.reasons);
+        assert!(
+            failing.reasons[1].starts_with("errors: failed"),
+            "{:?}",
+            failing.reasons
+        );
     }
 
     #[test]
@@ -358,7 +491,12 @@ mod tests {
         // 5% slower is real (the test would see it with no margin) but inside the 10% margin.
         let base: Vec<f64> = (0..400).map(|i| 100.0 + f64::from(i % 20)).collect();
         let canary: Vec<f64> = base.iter().map(|v| v * 1.05).collect();
-        let w = MetricWindow { name: "latency_ms".into(), canary, baseline: base, ..Default::default() };
+        let w = MetricWindow {
+            name: "latency_ms".into(),
+            canary,
+            baseline: base,
+            ..Default::default()
+        };
         assert_eq!(judge(std::slice::from_ref(&w), "{}").verdict, Successful);
         assert_eq!(judge(&[w], r#"{"margin": 0.0}"#).verdict, Failed);
     }
@@ -367,41 +505,99 @@ mod tests {
     fn direction_decrease_fails_a_drop() {
         let base: Vec<f64> = (0..100).map(|i| 1000.0 + f64::from(i % 10)).collect();
         let canary: Vec<f64> = base.iter().map(|v| v * 0.5).collect();
-        let w = MetricWindow { name: "throughput".into(), canary, baseline: base, ..Default::default() };
-        assert_eq!(judge(std::slice::from_ref(&w), "{}").verdict, Successful, "higher-is-worse by default: a drop is fine");
-        assert_eq!(judge(&[w], r#"{"metrics": {"throughput": {"direction": "decrease"}}}"#).verdict, Failed);
+        let w = MetricWindow {
+            name: "throughput".into(),
+            canary,
+            baseline: base,
+            ..Default::default()
+        };
+        assert_eq!(
+            judge(std::slice::from_ref(&w), "{}").verdict,
+            Successful,
+            "higher-is-worse by default: a drop is fine"
+        );
+        assert_eq!(
+            judge(
+                &[w],
+                r#"{"metrics": {"throughput": {"direction": "decrease"}}}"#
+            )
+            .verdict,
+            Failed
+        );
     }
 
     #[test]
     fn too_little_data_is_inconclusive_and_missing_data_an_error() {
-        let few = MetricWindow { name: "latency_ms".into(), canary: vec![500.0; 5], baseline: vec![100.0; 50], ..Default::default() };
+        let few = MetricWindow {
+            name: "latency_ms".into(),
+            canary: vec![500.0; 5],
+            baseline: vec![100.0; 50],
+            ..Default::default()
+        };
         let j = judge(&[few], "{}");
         assert_eq!(j.verdict, Inconclusive, "{:?}", j.reasons);
-        let small = MetricWindow { name: "errors".into(), canary_total: 50, canary_errors: 40, baseline_total: 5000, baseline_errors: 5, ..Default::default() };
+        let small = MetricWindow {
+            name: "errors".into(),
+            canary_total: 50,
+            canary_errors: 40,
+            baseline_total: 5000,
+            baseline_errors: 5,
+            ..Default::default()
+        };
         assert_eq!(judge(&[small], "{}").verdict, Inconclusive);
         // Missing telemetry: waiting while within the consecutive-error limit, an error beyond it.
-        let missing = MetricWindow { name: "latency_ms".into(), baseline: vec![100.0; 50], ..Default::default() };
+        let missing = MetricWindow {
+            name: "latency_ms".into(),
+            baseline: vec![100.0; 50],
+            ..Default::default()
+        };
         let j = judge(&vec![missing.clone(); 4], "{}");
         assert_eq!(j.verdict, Inconclusive, "{:?}", j.reasons);
         let j = judge(&vec![missing; 5], "{}");
         assert_eq!(j.verdict, Error, "{:?}", j.reasons);
-        assert!(j.reasons[0].contains("5 measurements in a row errored"), "{:?}", j.reasons);
+        assert!(
+            j.reasons[0].contains("5 measurements in a row errored"),
+            "{:?}",
+            j.reasons
+        );
         assert_eq!(judge(&[], "{}").verdict, Error);
     }
 
     #[test]
     fn limits_count_measurements_like_argo() {
         let mut rng = Lcg(3);
-        let windows = [latency(&mut rng, 100.0), latency(&mut rng, 200.0), latency(&mut rng, 100.0)];
+        let windows = [
+            latency(&mut rng, 100.0),
+            latency(&mut rng, 200.0),
+            latency(&mut rng, 100.0),
+        ];
         assert_eq!(judge(&windows, "{}").verdict, Failed);
         let j = judge(&windows, r#"{"failure_limit": 1}"#);
         assert_eq!(j.verdict, Successful, "{:?}", j.reasons);
-        assert!(j.reasons[0].contains("2 of 3 measurements passed"), "{:?}", j.reasons);
+        assert!(
+            j.reasons[0].contains("2 of 3 measurements passed"),
+            "{:?}",
+            j.reasons
+        );
         // Errors that are not consecutive stay within a limit of one.
-        let gap = MetricWindow { name: "latency_ms".into(), ..Default::default() };
-        let interleaved = [gap.clone(), latency(&mut rng, 100.0), gap.clone(), latency(&mut rng, 100.0)];
-        assert_eq!(judge(&interleaved, r#"{"consecutive_error_limit": 1}"#).verdict, Successful);
-        assert_eq!(judge(&[gap.clone(), gap], r#"{"consecutive_error_limit": 1}"#).verdict, Error);
+        let gap = MetricWindow {
+            name: "latency_ms".into(),
+            ..Default::default()
+        };
+        let interleaved = [
+            gap.clone(),
+            latency(&mut rng, 100.0),
+            gap.clone(),
+            latency(&mut rng, 100.0),
+        ];
+        assert_eq!(
+            judge(&interleaved, r#"{"consecutive_error_limit": 1}"#).verdict,
+            Successful
+        );
+        assert_eq!(
+            judge(&[gap.clone(), gap], r#"{"consecutive_error_limit": 1}"#).verdict,
+            Error
+        );
     }
 
     #[test]
@@ -411,9 +607,16 @@ mod tests {
         slow.dry_run = true;
         let j = judge(&[slow.clone(), errors(&mut rng, 0.01)], "{}");
         assert_eq!(j.verdict, Successful, "{:?}", j.reasons);
-        assert!(j.reasons[0].starts_with("latency_ms (dry run): failed"), "{:?}", j.reasons);
+        assert!(
+            j.reasons[0].starts_with("latency_ms (dry run): failed"),
+            "{:?}",
+            j.reasons
+        );
         slow.dry_run = false;
-        let j = judge(&[slow, errors(&mut rng, 0.01)], r#"{"metrics": {"latency_ms": {"dry_run": true}}}"#);
+        let j = judge(
+            &[slow, errors(&mut rng, 0.01)],
+            r#"{"metrics": {"latency_ms": {"dry_run": true}}}"#,
+        );
         assert_eq!(j.verdict, Successful, "{:?}", j.reasons);
     }
 
@@ -429,17 +632,36 @@ mod tests {
                 judge(&windows, "{}").verdict == Failed
             })
             .count();
-        assert!(failures <= 2, "{failures} false failures in {trials} healthy judgements");
+        assert!(
+            failures <= 2,
+            "{failures} false failures in {trials} healthy judgements"
+        );
     }
 
     #[test]
     fn bad_input_and_config() {
-        let nan = MetricWindow { name: "latency_ms".into(), canary: vec![f64::NAN; 30], baseline: vec![1.0; 30], ..Default::default() };
+        let nan = MetricWindow {
+            name: "latency_ms".into(),
+            canary: vec![f64::NAN; 30],
+            baseline: vec![1.0; 30],
+            ..Default::default()
+        };
         assert_eq!(judge(&vec![nan; 5], "{}").verdict, Error);
-        let impossible = MetricWindow { name: "errors".into(), canary_total: 10, canary_errors: 11, baseline_total: 10, ..Default::default() };
+        let impossible = MetricWindow {
+            name: "errors".into(),
+            canary_total: 10,
+            canary_errors: 11,
+            baseline_total: 10,
+            ..Default::default()
+        };
         assert_eq!(judge(&vec![impossible; 5], "{}").verdict, Error);
         let action = testing::action("deploy", "production", "payments");
-        for config in [r#"{"alpha": 0}"#, r#"{"margin": -1}"#, r#"{"min_samples": 1}"#, r#"{"metrics": {"x": {"margin": -0.5}}}"#] {
+        for config in [
+            r#"{"alpha": 0}"#,
+            r#"{"margin": -1}"#,
+            r#"{"min_samples": 1}"#,
+            r#"{"metrics": {"x": {"margin": -0.5}}}"#,
+        ] {
             let (result, _) = testing::judge::<CanaryRollback>(&action, &[], config);
             assert_eq!(result.unwrap_err().code, "bad_config", "{config}");
         }

@@ -46,15 +46,28 @@ impl Classifier for Hostile {
                 Ok(Classification::new(RiskLevel::Low).because(format!("busy {x}")))
             }
             "panic" => panic!("hostile plugin panics on purpose"),
-            "huge_output" => Ok(Classification { level: RiskLevel::Low, score: 0, categories: vec!["x".repeat(1024); 4096], reasons: Vec::new() }),
-            "error" => Err(PluginError::new("refused", "hostile plugin refuses on purpose")),
+            "huge_output" => Ok(Classification {
+                level: RiskLevel::Low,
+                score: 0,
+                categories: vec!["x".repeat(1024); 4096],
+                reasons: Vec::new(),
+            }),
+            "error" => Err(PluginError::new(
+                "refused",
+                "hostile plugin refuses on purpose",
+            )),
             // Tries to carry state from one call (one agent's action) to the next.
             "remember" => {
                 static CALLS: AtomicU32 = AtomicU32::new(0);
                 static PREVIOUS: Mutex<String> = Mutex::new(String::new());
                 let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-                let previous = std::mem::replace(&mut *PREVIOUS.lock().unwrap_or_else(|e| e.into_inner()), action.agent.clone());
-                Ok(Classification::new(RiskLevel::Low).because(format!("call {n}")).because(format!("previous agent: {previous:?}")))
+                let previous = std::mem::replace(
+                    &mut *PREVIOUS.lock().unwrap_or_else(|e| e.into_inner()),
+                    action.agent.clone(),
+                );
+                Ok(Classification::new(RiskLevel::Low)
+                    .because(format!("call {n}"))
+                    .because(format!("previous agent: {previous:?}")))
             }
             // Tries to lower the risk below the table's: the host must not let it.
             _ => Ok(Classification::new(RiskLevel::Low).because("everything is fine")),
@@ -71,7 +84,13 @@ mod tests {
     #[test]
     fn modes_that_return_natively() {
         let a = warden_sdk::testing::action("deploy", "production", "x");
-        assert_eq!(warden_sdk::testing::classify::<Hostile>(&a, r#"{"mode": "error"}"#).0.unwrap_err().code, "refused");
+        assert_eq!(
+            warden_sdk::testing::classify::<Hostile>(&a, r#"{"mode": "error"}"#)
+                .0
+                .unwrap_err()
+                .code,
+            "refused"
+        );
         let (ok, logs) = warden_sdk::testing::classify::<Hostile>(&a, r#"{"mode": "ok"}"#);
         assert_eq!(ok.unwrap().level, RiskLevel::Low);
         assert_eq!(logs[0].1, "mode ok");
