@@ -12,9 +12,18 @@ fn main() {
         !text.contains("\"###"),
         "the WIT text must not contain the raw-string delimiter"
     );
+    // The contract's version is written once, in the WIT package line.
+    let version = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package warden:plugin@"))
+        .and_then(|v| v.strip_suffix(';'))
+        .expect("the WIT text names its package `warden:plugin@<version>`");
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("wit_macro.rs");
     let source = format!(
-        r####"/// Generates the bindings of one world of `warden:plugin` in the calling crate.
+        r####"/// The contract version this SDK builds plugins against (from the WIT package line).
+pub const CONTRACT_VERSION: &str = "{version}";
+
+/// Generates the bindings of one world of `warden:plugin` in the calling crate.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __warden_bindings {{
@@ -24,18 +33,18 @@ macro_rules! __warden_bindings {{
             world: $world,
             runtime_path: "::warden_sdk::__private::wit_bindgen::rt",
             with: {{
-                "warden:plugin/types@0.1.0/risk-level": ::warden_sdk::RiskLevel,
-                "warden:plugin/types@0.1.0/change-summary": ::warden_sdk::ChangeSummary,
-                "warden:plugin/types@0.1.0/action": ::warden_sdk::Action,
-                "warden:plugin/types@0.1.0/classification": ::warden_sdk::Classification,
-                "warden:plugin/types@0.1.0/baseline": ::warden_sdk::Baseline,
-                "warden:plugin/types@0.1.0/activity": ::warden_sdk::Activity,
-                "warden:plugin/types@0.1.0/finding": ::warden_sdk::Finding,
-                "warden:plugin/types@0.1.0/metric-window": ::warden_sdk::MetricWindow,
-                "warden:plugin/types@0.1.0/judgement-verdict": ::warden_sdk::JudgementVerdict,
-                "warden:plugin/types@0.1.0/judgement": ::warden_sdk::Judgement,
-                "warden:plugin/types@0.1.0/plugin-error": ::warden_sdk::PluginError,
-                "warden:plugin/log@0.1.0": ::warden_sdk::__private::log_interface,
+                "warden:plugin/types@{version}/risk-level": ::warden_sdk::RiskLevel,
+                "warden:plugin/types@{version}/change-summary": ::warden_sdk::ChangeSummary,
+                "warden:plugin/types@{version}/action": ::warden_sdk::Action,
+                "warden:plugin/types@{version}/classification": ::warden_sdk::Classification,
+                "warden:plugin/types@{version}/baseline": ::warden_sdk::Baseline,
+                "warden:plugin/types@{version}/activity": ::warden_sdk::Activity,
+                "warden:plugin/types@{version}/finding": ::warden_sdk::Finding,
+                "warden:plugin/types@{version}/metric-window": ::warden_sdk::MetricWindow,
+                "warden:plugin/types@{version}/judgement-verdict": ::warden_sdk::JudgementVerdict,
+                "warden:plugin/types@{version}/judgement": ::warden_sdk::Judgement,
+                "warden:plugin/types@{version}/plugin-error": ::warden_sdk::PluginError,
+                "warden:plugin/log@{version}": ::warden_sdk::__private::log_interface,
             }},
         }});
     }};

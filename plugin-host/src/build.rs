@@ -90,6 +90,10 @@ pub fn build_crate(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<Path
     let bytes = std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))?;
     let component = componentize(&bytes)?;
     let out = core.with_extension("component.wasm");
-    std::fs::write(&out, component)?;
+    // Written whole or not at all: another build of the same crate (another test process, a
+    // second `warden plugin build`) may be reading it.
+    let partial = core.with_extension(format!("component.wasm.{}", std::process::id()));
+    std::fs::write(&partial, component)?;
+    std::fs::rename(&partial, &out)?;
     Ok(out)
 }

@@ -3,8 +3,35 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The contract versions this host serves (same major, and same minor while below 1.0).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract versions this host serves (same major, and same minor while below 1.0): the
+/// version in the WIT package line, the one place it is written.
+pub const CONTRACT_VERSION: &str = package_version(include_str!("../../wit/warden-plugin.wit"));
+
+/// The version of the `package warden:plugin@X;` line of a WIT text (at compile time).
+const fn package_version(wit: &'static str) -> &'static str {
+    let (text, key) = (wit.as_bytes(), b"package warden:plugin@".as_slice());
+    let mut i = 0;
+    while i + key.len() <= text.len() {
+        let mut j = 0;
+        while j < key.len() && text[i + j] == key[j] {
+            j += 1;
+        }
+        if j == key.len() {
+            let (_, rest) = text.split_at(i + key.len());
+            let mut end = 0;
+            while end < rest.len() && rest[end] != b';' {
+                end += 1;
+            }
+            let (version, _) = rest.split_at(end);
+            return match std::str::from_utf8(version) {
+                Ok(v) => v,
+                Err(_) => panic!("the WIT package version is not UTF-8"),
+            };
+        }
+        i += 1;
+    }
+    panic!("the WIT text has no `package warden:plugin@` line")
+}
 
 /// Which world a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -221,6 +248,7 @@ mod tests {
     fn defaults_and_policies() {
         let m = manifest();
         assert_eq!(m.contract, CONTRACT_VERSION);
+        assert_eq!(CONTRACT_VERSION, "0.1.0", "read from wit/warden-plugin.wit");
         assert_eq!(m.failure_policy(), FailurePolicy::FailClosed);
         assert!(m.sees("deploy"));
         assert!(m.validate().is_ok());

@@ -36,9 +36,6 @@ pub mod testing;
 
 include!(concat!(env!("OUT_DIR"), "/wit_macro.rs"));
 
-/// The contract version this SDK builds plugins against.
-pub const CONTRACT_VERSION: &str = "0.1.0";
-
 /// Risk levels, least to most risky.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
