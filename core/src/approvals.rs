@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::records::Approval;
+use crate::records::{Approval, ApprovalStatus};
 
 /// An approval presented with a decision request, checked against the request.
 #[derive(Debug, Clone)]
@@ -94,18 +94,18 @@ pub fn present(approval: Option<Approval>, id: &str, agent: &str, hash: &str) ->
             ),
         );
     }
-    match a.status.as_str() {
-        "approved" => Presented::Valid(a),
-        "pending" => Presented::Pending(a),
-        "rejected" => Presented::Rejected(format!(
+    match a.status {
+        ApprovalStatus::Approved => Presented::Valid(a),
+        ApprovalStatus::Pending => Presented::Pending(a),
+        ApprovalStatus::Rejected => Presented::Rejected(format!(
             "approval `{id}` was rejected by {}",
             a.decided_by.as_deref().unwrap_or("a human")
         )),
-        "expired" => Presented::Expired(format!(
+        ApprovalStatus::Expired => Presented::Expired(format!(
             "approval `{id}` expired at {} without a decision",
             a.expires_at
         )),
-        _ => violation(
+        ApprovalStatus::Consumed => violation(
             "approval_reused",
             format!(
                 "approval `{id}` was already used by decision {}",

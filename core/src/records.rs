@@ -63,9 +63,9 @@ pub struct Outcome {
     pub service: String,
     /// The action's risk as decided.
     pub risk: RiskLevel,
-    /// `succeeded`, `failed`, `rolled_back`, `unknown` (overdue), or absent while none is reported.
+    /// What happened, or absent while none is reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<OutcomeStatus>,
     /// When the outcome is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<String>,
@@ -199,8 +199,8 @@ pub struct ApprovalRow {
 pub struct Approval {
     /// Approval id.
     pub id: String,
-    /// `pending`, `approved`, `rejected`, `expired` or `consumed` (approved and used).
-    pub status: String,
+    /// Where it stands (lapsed undecided or unused: `expired`).
+    pub status: ApprovalStatus,
     /// The decision that asked for it.
     pub decision_id: String,
     /// The agent.
@@ -261,8 +261,8 @@ pub struct Delivery {
     /// The body sent, in the endpoint's format.
     #[serde(skip_serializing)]
     pub body: String,
-    /// `pending`, `delivered` or `parked` (gave up; see `last_error`).
-    pub status: String,
+    /// Where it stands (`parked`: given up; see `last_error`).
+    pub status: DeliveryStatus,
     /// Attempts so far.
     pub attempts: i64,
     /// Next attempt, Unix microseconds.
@@ -294,12 +294,12 @@ pub struct Violation {
     pub environment: String,
     /// Service.
     pub service: String,
-    /// The class's violation mode then: `block`, `flag` or `guard`.
-    pub mode: String,
+    /// The class's violation mode then.
+    pub mode: ViolationMode,
     /// Reason code (`no_grant`, `explicit_deny`, …).
     pub reason: String,
-    /// `open` or `acknowledged`.
-    pub status: String,
+    /// Open, or acknowledged by a reviewer.
+    pub status: ViolationStatus,
     /// Who acknowledged it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_by: Option<String>,
@@ -351,6 +351,106 @@ pub struct Activity {
     /// Whether the agent was ever allowed this kind of action before.
     pub done_before: bool,
 }
+
+/// Wire names for a closed set: `as_str` for SQL and JSON, `parse` back from a stored row.
+macro_rules! wire_names {
+    ($ty:ident { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// Every value, in order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
+
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),*
+                }
+            }
+
+            /// Parses a wire name.
+            pub fn parse(s: &str) -> Option<$ty> {
+                match s {
+                    $($name => Some($ty::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// Where an approval request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for (enough) humans.
+    Pending,
+    /// Approved, not yet used.
+    Approved,
+    /// A human said no.
+    Rejected,
+    /// Lapsed undecided, or approved and never used.
+    Expired,
+    /// Approved and used by a decision (once).
+    Consumed,
+}
+
+wire_names!(ApprovalStatus { Pending => "pending", Approved => "approved", Rejected => "rejected", Expired => "expired", Consumed => "consumed" });
+
+/// What happened after an allowed action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// It worked.
+    Succeeded,
+    /// It did not.
+    Failed,
+    /// It was undone.
+    RolledBack,
+    /// Nobody reported it by its deadline (recorded by Warden, never reported).
+    Unknown,
+}
+
+wire_names!(OutcomeStatus { Succeeded => "succeeded", Failed => "failed", RolledBack => "rolled_back", Unknown => "unknown" });
+
+impl OutcomeStatus {
+    /// What an agent or the platform may report (`unknown` is Warden's to record).
+    pub const REPORTABLE: [OutcomeStatus; 3] = [
+        OutcomeStatus::Succeeded,
+        OutcomeStatus::Failed,
+        OutcomeStatus::RolledBack,
+    ];
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Due now or at its next attempt.
+    Pending,
+    /// The endpoint took it.
+    Delivered,
+    /// Given up after too many failures.
+    Parked,
+}
+
+wire_names!(DeliveryStatus { Pending => "pending", Delivered => "delivered", Parked => "parked" });
+
+/// Where a violation's review stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationStatus {
+    /// Waiting for a reviewer.
+    Open,
+    /// A reviewer has seen it.
+    Acknowledged,
+}
+
+wire_names!(ViolationStatus { Open => "open", Acknowledged => "acknowledged" });
 
 /// Something that happened that people outside Warden should hear about.
 #[derive(Debug, Clone, Serialize)]

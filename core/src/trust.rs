@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::policy::{RiskLevel, ViolationMode};
+use crate::records::OutcomeStatus;
 
 /// How evidence weighs (part of the policy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -119,13 +120,12 @@ impl Kind {
     }
 
     /// The evidence an outcome is (`succeeded`, `failed`, `rolled_back`, `unknown`).
-    pub fn of_outcome(outcome: &str) -> Option<Kind> {
+    pub fn of_outcome(outcome: OutcomeStatus) -> Kind {
         match outcome {
-            "succeeded" => Some(Kind::Success),
-            "failed" => Some(Kind::Failure),
-            "rolled_back" => Some(Kind::Rollback),
-            "unknown" => Some(Kind::Unknown),
-            _ => None,
+            OutcomeStatus::Succeeded => Kind::Success,
+            OutcomeStatus::Failed => Kind::Failure,
+            OutcomeStatus::RolledBack => Kind::Rollback,
+            OutcomeStatus::Unknown => Kind::Unknown,
         }
     }
 

@@ -231,7 +231,7 @@ async fn main() {
         let at = warden::clock::Clock::now_micros(&SystemClock);
         let report = Write::Outcome(OutcomeWrite::ReportOutcome {
             decision_id: id,
-            outcome: "succeeded".into(),
+            outcome: warden::records::OutcomeStatus::Succeeded,
             at,
             by: "bench".into(),
             detail: None,

@@ -15,7 +15,7 @@ use warden_core::records::*;
 use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::{Arg, Filters, Store, Write};
+use crate::{Arg, Filters, Store, Write, wire, wire_opt};
 
 /// A write to approval requests: asked, decided, used, lapsed.
 #[derive(Debug, Clone)]
@@ -81,10 +81,10 @@ const APPROVAL_COLUMNS: &str = "SELECT id, decision_id, agent_id, on_behalf_of, 
 
 fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
     let expires_at: i64 = r.try_get("expires_at")?;
-    let mut status: String = r.try_get("status")?;
+    let mut status = wire(r, "status", ApprovalStatus::parse)?;
     // Undecided or unused, an approval lapses at its expiry (a used one stays `consumed`).
-    if (status == "pending" || status == "approved") && expires_at <= now {
-        status = "expired".into();
+    if matches!(status, ApprovalStatus::Pending | ApprovalStatus::Approved) && expires_at <= now {
+        status = ApprovalStatus::Expired;
     }
     let summary: String = r.try_get("summary")?;
     let approved_by: String = r.try_get("approved_by")?;
@@ -128,7 +128,7 @@ impl Store {
     /// Approvals by status (as of `now`) and agent, oldest first, after an id.
     pub async fn approvals(
         &self,
-        status: Option<&str>,
+        status: Option<ApprovalStatus>,
         agent: Option<&str>,
         after: Option<&str>,
         limit: i64,
@@ -136,19 +136,15 @@ impl Store {
     ) -> Result<Vec<Approval>> {
         let mut w = Filters::new(APPROVAL_COLUMNS);
         match status {
-            Some("pending") => {
-                w.cond("status", "=", Arg::Text("pending".into()));
+            Some(s @ (ApprovalStatus::Pending | ApprovalStatus::Approved)) => {
+                w.cond("status", "=", Arg::Text(s.as_str().into()));
                 w.int("expires_at", ">", Some(now));
             }
-            Some("approved") => {
-                w.cond("status", "=", Arg::Text("approved".into()));
-                w.int("expires_at", ">", Some(now));
-            }
-            Some("expired") => {
+            Some(ApprovalStatus::Expired) => {
                 w.sql.push_str(" AND status IN ('pending', 'approved')");
                 w.int("expires_at", "<=", Some(now));
             }
-            other => w.text("status", &other.map(String::from)),
+            other => w.text("status", &other.map(|s| s.as_str().to_string())),
         }
         w.text("agent_id", &agent.map(String::from));
         w.text_op("id", ">", after);
@@ -220,7 +216,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
             let n = sqlx::query(
                 "UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3, comment = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $3",
             )
-            .bind(if *approve { "approved" } else { "rejected" })
+            .bind(if *approve { ApprovalStatus::Approved } else { ApprovalStatus::Rejected }.as_str())
             .bind(by)
             .bind(*at)
             .bind(comment)
@@ -252,7 +248,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
                 "UPDATE approvals SET status = $1, approved_by = $2, decided_by = COALESCE($3, decided_by), decided_at = COALESCE($4, decided_at), \
                  comment = COALESCE($5, comment) WHERE id = $6 AND status = 'pending' AND expires_at > $7 AND approved_by = $8",
             )
-            .bind(if *complete { "approved" } else { "pending" })
+            .bind(if *complete { ApprovalStatus::Approved } else { ApprovalStatus::Pending }.as_str())
             .bind(after)
             .bind(decided_by)
             .bind(decided_at)

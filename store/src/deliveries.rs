@@ -15,7 +15,7 @@ use warden_core::records::*;
 use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::{Arg, Filters, Store, Write};
+use crate::{Arg, Filters, Store, Write, wire, wire_opt};
 
 /// A write to webhook deliveries (the outbox).
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub enum DeliveryWrite {
         /// Delivery id.
         id: String,
         /// `pending` (retry at `next_attempt_at`), `delivered` or `parked`.
-        status: String,
+        status: DeliveryStatus,
         /// Attempts so far.
         attempts: i64,
         /// When to retry, Unix microseconds.
@@ -65,7 +65,7 @@ fn delivery_of(r: &AnyRow) -> Result<Delivery> {
         event_type: r.try_get("event_type")?,
         endpoint: r.try_get("endpoint")?,
         body: r.try_get("body")?,
-        status: r.try_get("status")?,
+        status: wire(r, "status", DeliveryStatus::parse)?,
         attempts: r.try_get("attempts")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
         last_error: r.try_get("last_error")?,
@@ -86,7 +86,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut w = Filters::new(DELIVERY_COLUMNS);
-        w.cond("status", "=", Arg::Text("pending".into()));
+        w.cond(
+            "status",
+            "=",
+            Arg::Text(DeliveryStatus::Pending.as_str().into()),
+        );
         w.int("next_attempt_at", "<=", Some(now));
         w.int("claimed_until", "<=", Some(now));
         let first = w.args.len() + 1;
@@ -174,7 +178,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &DeliveryWrite) -> Ap
                 "UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, last_error = $4, claimed_until = 0, \
                  delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END WHERE id = $6 AND claimed_until = $7",
             )
-            .bind(status)
+            .bind(status.as_str())
             .bind(*attempts)
             .bind(*next_attempt_at)
             .bind(last_error)

@@ -421,6 +421,28 @@ async fn checkpoint_wal(pool: AnyPool, sql: &'static str) {
     }
 }
 
+/// A stored wire name read back as its closed set; anything else is a bug, not an outage.
+pub(crate) fn wire<T>(r: &AnyRow, column: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    let text: String = sqlx::Row::try_get(r, column)?;
+    parse(&text)
+        .ok_or_else(|| StoreError::Bug(format!("stored {column} `{text}` is not one Warden knows")))
+}
+
+/// [`wire`] for a column that may be NULL.
+pub(crate) fn wire_opt<T>(
+    r: &AnyRow,
+    column: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>> {
+    let text: Option<String> = sqlx::Row::try_get(r, column)?;
+    text.map(|t| {
+        parse(&t).ok_or_else(|| {
+            StoreError::Bug(format!("stored {column} `{t}` is not one Warden knows"))
+        })
+    })
+    .transpose()
+}
+
 /// Hides the password in a database URL.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

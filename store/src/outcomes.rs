@@ -15,7 +15,7 @@ use warden_core::records::*;
 use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::{Arg, Filters, Store, Write};
+use crate::{Arg, Filters, Store, Write, wire, wire_opt};
 
 /// A write to outcomes, metric signals and rollback requests.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ pub enum OutcomeWrite {
         /// The decision.
         decision_id: String,
         /// `succeeded`, `failed` or `rolled_back`.
-        outcome: String,
+        outcome: OutcomeStatus,
         /// When, Unix microseconds.
         at: i64,
         /// Who reported it.
@@ -36,7 +36,7 @@ pub enum OutcomeWrite {
         actual_cost_usd: Option<f64>,
         /// The outcome it replaces, as read (none, `unknown`, or a report being corrected);
         /// 409 if it is no longer what is there, so evidence is never counted twice.
-        expected: Option<String>,
+        expected: Option<OutcomeStatus>,
     },
     /// Record an overdue outcome as `unknown`; 409 if one arrived meanwhile.
     OutcomeOverdue {
@@ -88,7 +88,7 @@ fn outcome_of(r: &AnyRow) -> Result<Outcome> {
         environment: r.try_get("environment")?,
         service: r.try_get("service")?,
         risk: risk_of(&r.try_get::<String, _>("risk_level")?),
-        outcome: r.try_get("outcome")?,
+        outcome: wire_opt(r, "outcome", OutcomeStatus::parse)?,
         due_at: time("outcome_due_at")?,
         reported_at: time("outcome_at")?,
         reported_by: r.try_get("outcome_by")?,
@@ -219,13 +219,13 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &OutcomeWrite) -> App
                 "UPDATE decisions SET outcome = $1, outcome_at = $2, outcome_by = $3, outcome_detail = $4, actual_cost_usd = $5 \
                  WHERE id = $6 AND COALESCE(outcome, '') = $7",
             )
-            .bind(outcome)
+            .bind(outcome.as_str())
             .bind(*at)
             .bind(by)
             .bind(detail)
             .bind(*actual_cost_usd)
             .bind(decision_id)
-            .bind(expected.as_deref().unwrap_or(""))
+            .bind(expected.map_or("", OutcomeStatus::as_str))
             .execute(&mut *conn)
             .await?
             .rows_affected();

@@ -17,7 +17,7 @@ use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::identities::small;
 use crate::outcomes::risk_of;
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::{Arg, Filters, Store, Write};
+use crate::{Arg, Filters, Store, Write, wire, wire_opt};
 
 /// A write to trust evidence, running totals, noted scores and tier changes.
 #[derive(Debug, Clone)]
@@ -268,9 +268,8 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for r in &page {
-                if let Some(kind) =
-                    warden_core::trust::Kind::of_outcome(&r.try_get::<String, _>("outcome")?)
-                {
+                if let Some(outcome) = wire_opt(r, "outcome", OutcomeStatus::parse)? {
+                    let kind = warden_core::trust::Kind::of_outcome(outcome);
                     add(
                         r.try_get("agent_id")?,
                         r.try_get("environment")?,

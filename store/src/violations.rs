@@ -15,7 +15,7 @@ use warden_core::records::*;
 use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::{Arg, Filters, Store, Write};
+use crate::{Arg, Filters, Store, Write, wire, wire_opt};
 
 /// A write to violations and their review.
 #[derive(Debug, Clone)]
@@ -76,9 +76,9 @@ fn violation_of(r: &AnyRow) -> Result<Violation> {
         class: r.try_get("class")?,
         environment: r.try_get("environment")?,
         service: r.try_get("service")?,
-        mode: r.try_get("mode")?,
+        mode: wire(r, "mode", ViolationMode::parse)?,
         reason: r.try_get("reason")?,
-        status: r.try_get("status")?,
+        status: wire(r, "status", ViolationStatus::parse)?,
         acknowledged_by: r.try_get("acknowledged_by")?,
         acknowledged_at: acknowledged_at.map(format_micros),
         comment: r.try_get("comment")?,

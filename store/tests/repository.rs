@@ -13,7 +13,8 @@ use warden_core::identity::{Agent, Human, Role, mint_token};
 use warden_core::policy::{Effect, Grant, RiskLevel, ViolationMode};
 use warden_core::quotas::{Charge, Unit};
 use warden_core::records::{
-    ApprovalRow, Baseline, DecisionRow, Delivery, EvidenceDelta, TierChange, ViolationRow,
+    ApprovalRow, ApprovalStatus, Baseline, DecisionRow, Delivery, DeliveryStatus, EvidenceDelta,
+    OutcomeStatus, TierChange, ViolationRow,
 };
 use warden_core::trust::{Kind, TrustPolicy, half_life_us};
 use warden_store::{
@@ -492,7 +493,7 @@ async fn approvals(backend: Backend) {
         commit(s, writes).await.unwrap();
     }
     let pending = s
-        .approvals(Some("pending"), Some("bot"), None, 10, NOW)
+        .approvals(Some(ApprovalStatus::Pending), Some("bot"), None, 10, NOW)
         .await
         .unwrap();
     assert_eq!(
@@ -544,7 +545,7 @@ async fn approvals(backend: Backend) {
     );
     assert_eq!(
         s.approval("a1", NOW).await.unwrap().unwrap().status,
-        "consumed"
+        ApprovalStatus::Consumed
     );
     // A rejection, then a late decision on it.
     let reject = || {
@@ -565,7 +566,7 @@ async fn approvals(backend: Backend) {
     let later = NOW + 2 * MINUTE;
     assert_eq!(
         s.approval("a2", later).await.unwrap().unwrap().status,
-        "expired"
+        ApprovalStatus::Expired
     );
     assert_eq!(
         s.unannounced_expiries(later, 10)
@@ -607,21 +608,23 @@ async fn outcomes_and_signals(backend: Backend) {
         .await
         .unwrap();
     }
-    let report = |expected: Option<&str>, outcome: &str| {
+    let report = |expected: Option<OutcomeStatus>, outcome: OutcomeStatus| {
         Write::Outcome(OutcomeWrite::ReportOutcome {
             decision_id: "d1".into(),
-            outcome: outcome.into(),
+            outcome,
             at: NOW + MINUTE,
             by: "bot".into(),
             detail: Some("done".into()),
             actual_cost_usd: Some(1.0),
-            expected: expected.map(Into::into),
+            expected,
         })
     };
-    commit(s, vec![report(None, "succeeded")]).await.unwrap();
+    commit(s, vec![report(None, OutcomeStatus::Succeeded)])
+        .await
+        .unwrap();
     // Evidence is never counted twice: a report on a stale reading is refused.
     assert_eq!(
-        commit(s, vec![report(None, "failed")])
+        commit(s, vec![report(None, OutcomeStatus::Failed)])
             .await
             .unwrap_err()
             .conflict(),
@@ -629,12 +632,8 @@ async fn outcomes_and_signals(backend: Backend) {
     );
     let o = s.outcome("d1").await.unwrap().unwrap();
     assert_eq!(
-        (
-            o.outcome.as_deref(),
-            o.reported_by.as_deref(),
-            o.actual_cost_usd
-        ),
-        (Some("succeeded"), Some("bot"), Some(1.0))
+        (o.outcome, o.reported_by.as_deref(), o.actual_cost_usd),
+        (Some(OutcomeStatus::Succeeded), Some("bot"), Some(1.0))
     );
     // The other one goes overdue, once.
     let due = NOW + 11 * MINUTE;
@@ -659,8 +658,8 @@ async fn outcomes_and_signals(backend: Backend) {
         Some(Conflict::OutcomeReported)
     );
     assert_eq!(
-        s.outcome("d2").await.unwrap().unwrap().outcome.as_deref(),
-        Some("unknown")
+        s.outcome("d2").await.unwrap().unwrap().outcome,
+        Some(OutcomeStatus::Unknown)
     );
     let window = s.outcome_window("bot", NOW - MINUTE).await.unwrap();
     assert_eq!(
@@ -965,7 +964,7 @@ async fn deliveries(backend: Backend) {
         event_type: "approval.requested".into(),
         endpoint: "ops".into(),
         body: "{}".into(),
-        status: "pending".into(),
+        status: DeliveryStatus::Pending,
         attempts: 0,
         next_attempt_at: NOW,
         last_error: None,
@@ -1006,7 +1005,7 @@ async fn deliveries(backend: Backend) {
     );
     let attempted = Write::Delivery(DeliveryWrite::DeliveryAttempted {
         id: "del1".into(),
-        status: "delivered".into(),
+        status: DeliveryStatus::Delivered,
         attempts: 1,
         next_attempt_at: NOW,
         last_error: None,

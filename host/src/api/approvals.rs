@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::{AppState, Json, Query};
 use crate::api::error::{ErrorBody, Result};
 use crate::identity::{Caller, Role};
-use crate::records::Approval;
+use crate::records::{Approval, ApprovalStatus};
 use crate::services::approvals;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -51,8 +51,6 @@ pub(super) struct Verdict {
     pub comment: Option<String>,
 }
 
-const STATUSES: [&str; 5] = ["pending", "approved", "rejected", "expired", "consumed"];
-
 /// List approvals (admins and approvers).
 #[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(ApprovalQuery), security(("bearer" = [])),
     responses((status = 200, body = ApprovalPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -62,14 +60,15 @@ async fn list_approvals(
     Query(q): Query<ApprovalQuery>,
 ) -> Result<axum::Json<ApprovalPage>> {
     caller.require(&[Role::Admin, Role::Approver])?;
-    super::one_of("status", &q.status, &STATUSES)?;
+    let statuses: Vec<&str> = ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect();
+    super::one_of("status", &q.status, &statuses)?;
     let limit = super::page_limit(q.limit)?;
     let now = state.clock.now_micros();
     // One more than asked tells whether another page exists.
     let mut approvals = state
         .store
         .approvals(
-            q.status.as_deref(),
+            q.status.as_deref().and_then(ApprovalStatus::parse),
             q.agent.as_deref(),
             q.after.as_deref(),
             limit + 1,

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::identity::{Caller, Role};
-use crate::records::Approval;
+use crate::records::{Approval, ApprovalStatus};
 
 const COOKIE_NAME: &str = "warden_session";
 
@@ -122,7 +122,7 @@ async fn inbox(
     let now = state.clock.now_micros();
     let pending = match state
         .store
-        .approvals(Some("pending"), None, None, 200, now)
+        .approvals(Some(ApprovalStatus::Pending), None, None, 200, now)
         .await
     {
         Ok(p) => p,
@@ -362,7 +362,7 @@ async fn decide(
     )
     .await
     {
-        Ok(a) if a.status == "pending" => back(
+        Ok(a) if a.status == ApprovalStatus::Pending => back(
             "notice",
             &format!(
                 "you approved {} · {} {}; {} more approver(s) needed",

@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 use crate::clock::SharedClock;
 use serde::Deserialize;
 
-use crate::records::Delivery;
 use crate::records::Event;
+use crate::records::{Delivery, DeliveryStatus};
 use crate::store::{Change, DeliveryWrite, Store, Write};
 
 /// `[notifications]`.
@@ -116,7 +116,7 @@ impl Outbox {
                     event_type: event.event_type.clone(),
                     endpoint: e.name.clone(),
                     body: render(event, e.format, &self.settings.public_url),
-                    status: "pending".into(),
+                    status: DeliveryStatus::Pending,
                     attempts: 0,
                     next_attempt_at: now,
                     last_error: None,
@@ -436,25 +436,25 @@ async fn attempt(
         Err(e) => Some(format!("{e}")),
     };
     let status = match &error {
-        None => "delivered",
+        None => DeliveryStatus::Delivered,
         Some(e) if attempts >= i64::from(outbox.settings.max_attempts) => {
             tracing::warn!(delivery = %d.id, endpoint = %d.endpoint, error = %e, attempts, "webhook delivery parked");
-            "parked"
+            DeliveryStatus::Parked
         }
         Some(e) => {
             tracing::debug!(delivery = %d.id, endpoint = %d.endpoint, error = %e, attempts, "webhook delivery failed; will retry");
-            "pending"
+            DeliveryStatus::Pending
         }
     };
     let now = clock.now_micros();
-    let wait = if status == "pending" {
+    let wait = if status == DeliveryStatus::Pending {
         backoff(&outbox.settings, attempts - 1).as_micros() as i64
     } else {
         0
     };
     let write = Write::Delivery(DeliveryWrite::DeliveryAttempted {
         id: d.id.clone(),
-        status: status.into(),
+        status,
         attempts,
         next_attempt_at: now + wait,
         last_error: error,

@@ -13,16 +13,13 @@ use crate::error::{Error, Kind, Result};
 use crate::identity::{Caller, Role};
 use crate::policy::{CompiledPolicy, RiskLevel};
 use crate::quotas::{Unit, cents, window_at};
-use crate::records::Outcome;
+use crate::records::{Outcome, OutcomeStatus};
 use crate::services::tiering::{Controller, Trigger};
 use crate::store::{
     Change, Conflict, OutcomeWrite, QuotaWrite, Store, StoreError, TrustWrite, Write,
 };
 use crate::tiering::HardTrigger;
 use crate::trust::Kind as TrustKind;
-
-/// The outcomes an agent or the platform may report.
-pub const REPORTABLE: [&str; 3] = ["succeeded", "failed", "rolled_back"];
 
 /// Records overdue outcomes as `unknown` (audited as `outcome.overdue`, weak negative trust
 /// evidence): one step of the periodic task (see [`crate::jobs`]).
@@ -92,7 +89,7 @@ pub struct Reporting<'a> {
 #[serde(deny_unknown_fields)]
 pub struct OutcomeReport {
     /// `succeeded`, `failed` or `rolled_back`.
-    pub status: String,
+    pub status: OutcomeStatus,
     /// What happened, for humans.
     #[serde(default)]
     pub detail: Option<String>,
@@ -112,15 +109,17 @@ pub async fn report(
     report: &OutcomeReport,
 ) -> Result<Outcome> {
     caller.require(&[Role::Agent, Role::Service, Role::Admin])?;
-    if !crate::services::outcomes::REPORTABLE.contains(&report.status.as_str()) {
-        return Err(Error::field(
-            "status",
-            format!(
-                "`{}` is not one of {}",
-                report.status,
-                crate::services::outcomes::REPORTABLE.join(", ")
-            ),
-        ));
+    if !OutcomeStatus::REPORTABLE.contains(&report.status) {
+        let reportable: Vec<&str> = OutcomeStatus::REPORTABLE
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        let message = format!(
+            "`{}` is not one of {}",
+            report.status,
+            reportable.join(", ")
+        );
+        return Err(Error::field("status", message));
     }
     if let Some(cost) = report.actual_cost_usd
         && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
@@ -189,7 +188,7 @@ async fn attempt_report(
             format!("decision `{id}` owes no outcome (reads change nothing)"),
         ));
     }
-    if current.rollback_requested && report.status == "succeeded" {
+    if current.rollback_requested && report.status == OutcomeStatus::Succeeded {
         return Err(Error::new(
             Kind::Conflict,
             "rollback_requested",
@@ -201,9 +200,9 @@ async fn attempt_report(
     let correcting = |by: &Option<String>| {
         caller.role != Role::Agent && by.as_deref() == Some(current.agent.as_str())
     };
-    match current.outcome.as_deref() {
+    match current.outcome {
         Some(same) if same == report.status => return Ok(Some(current)),
-        Some(other) if other != "unknown" && !correcting(&current.reported_by) => {
+        Some(other) if other != OutcomeStatus::Unknown && !correcting(&current.reported_by) => {
             return Err(Error::new(
                 Kind::Conflict,
                 "outcome_conflict",
@@ -228,7 +227,7 @@ async fn attempt_report(
         decision_id: Some(id.to_string()),
         action_class: Some(current.class.clone()),
         environment: Some(current.environment.clone()),
-        outcome: Some(report.status.clone()),
+        outcome: Some(report.status.as_str().to_string()),
         ..AuditRecord::change(
             actor,
             "outcome.reported",
@@ -239,19 +238,18 @@ async fn attempt_report(
     };
     // Trust evidence: the report, less what it replaces (an `unknown`, or a corrected report).
     let tiers = cx.tiers;
-    let evidence_of = |outcome: &str, at: i64, delta: i64| {
-        TrustKind::of_outcome(outcome).map(|kind| {
-            tiers.evidence(
-                &current.agent,
-                &current.environment,
-                current.risk,
-                kind,
-                at,
-                delta,
-            )
-        })
+    let evidence_of = |outcome: OutcomeStatus, at: i64, delta: i64| {
+        let kind = TrustKind::of_outcome(outcome);
+        tiers.evidence(
+            &current.agent,
+            &current.environment,
+            current.risk,
+            kind,
+            at,
+            delta,
+        )
     };
-    let replaced = current.outcome.as_deref().and_then(|o| {
+    let replaced = current.outcome.map(|o| {
         evidence_of(
             o,
             current
@@ -264,22 +262,22 @@ async fn attempt_report(
     });
     let evidence: Vec<_> = replaced
         .into_iter()
-        .chain(evidence_of(&report.status, now, 1))
+        .chain([evidence_of(report.status, now, 1)])
         .collect();
     let agent = cx.store.agent(&current.agent).await?.ok_or_else(|| {
         Error::not_found("unknown_agent", format!("no agent `{}`", current.agent))
     })?;
     let note = tiers.note(&agent);
-    let status = report.status.clone();
+    let status = report.status;
     let actual_cost = report.actual_cost_usd;
     let mut writes = vec![Write::Outcome(OutcomeWrite::ReportOutcome {
         decision_id: id.to_string(),
-        outcome: report.status.clone(),
+        outcome: report.status,
         at: now,
         by,
         detail: report.detail.clone(),
         actual_cost_usd: report.actual_cost_usd,
-        expected: current.outcome.clone(),
+        expected: current.outcome,
     })];
     writes.extend(
         evidence
@@ -300,9 +298,11 @@ async fn attempt_report(
     {
         // Another report landed first: the same one is fine (a retry), a different one conflicts.
         let now_there = visible(cx.store, caller, id).await?;
-        return match (e.conflict(), now_there.outcome.as_deref()) {
+        return match (e.conflict(), now_there.outcome) {
             (Some(Conflict::OutcomeReported), Some(s)) if s == status => Ok(Some(now_there)),
-            (Some(Conflict::OutcomeReported), Some("unknown")) if current.outcome.is_none() => {
+            (Some(Conflict::OutcomeReported), Some(OutcomeStatus::Unknown))
+                if current.outcome.is_none() =>
+            {
                 Ok(None)
             }
             (Some(Conflict::OutcomeReported), _) => Err(Error::new(
@@ -315,13 +315,13 @@ async fn attempt_report(
     }
     // The tier follows at once: a critical rollback, or a failure of an action judged severely
     // anomalous (the anomaly confirmed), is a hard trigger.
-    let trigger = if status == "rolled_back" && current.risk == RiskLevel::Critical {
+    let trigger = if status == OutcomeStatus::RolledBack && current.risk == RiskLevel::Critical {
         Trigger::Hard(HardTrigger::CriticalRollback)
-    } else if status != "succeeded" && severely_anomalous(cx, id).await? {
+    } else if status != OutcomeStatus::Succeeded && severely_anomalous(cx, id).await? {
         Trigger::Hard(HardTrigger::ConfirmedAnomaly)
     } else {
         Trigger::Outcome {
-            bad: status != "succeeded",
+            bad: status != OutcomeStatus::Succeeded,
         }
     };
     if let Err(e) = tiers.review(&current.agent, trigger).await {
