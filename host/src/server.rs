@@ -1,4 +1,4 @@
-//! Wiring: open the store, compile the policy, build the engine and router, serve until told to
+//! Wiring: open the store, compile the policy, build the services and router, serve until told to
 //! stop, then finish in-flight requests and drain the writer.
 
 use std::future::Future;
@@ -17,7 +17,7 @@ use crate::jobs::{self, First};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
-use crate::services::decisions::{Engine, Parts};
+use crate::services::decisions::{Decisions, Parts};
 use crate::services::notify::{self, Outbox};
 use crate::services::tiering::Controller;
 use crate::services::{approvals, outcomes, plugins as publishing, quotas};
@@ -145,7 +145,7 @@ impl Warden {
             outbox,
             tiers,
         };
-        let decisions = Engine::new(parts.clone());
+        let decisions = Decisions::new(parts.clone());
         let Parts {
             policy,
             plugins,

@@ -54,7 +54,7 @@ impl From<QuotaWrite> for Write {
 /// statement that returns the new counts. If a count with a charge ends over its limit, the
 /// writes are refused: a batch then fails and is committed change by change, and a change alone
 /// rolls back with `quota_exceeded`. Exact across replicas because every writer's transaction
-/// first locks the audit chain's head, so writers take turns. (The engine checks the counts
+/// first locks the audit chain's head, so writers take turns. (The decisions service checks the counts
 /// before it decides, so this only refuses in a race for the last units.)
 #[derive(Default)]
 pub(crate) struct QuotaCounts {

@@ -22,7 +22,7 @@ use crate::identity::{Caller, hash_token};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
-use crate::services::decisions::Engine;
+use crate::services::decisions::Decisions;
 use crate::services::notify::Outbox;
 use crate::services::tiering::Controller;
 use crate::store::Store;
@@ -47,7 +47,7 @@ mod webhooks;
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The decision service.
-    pub decisions: Engine,
+    pub decisions: Decisions,
     /// The effective policy.
     pub policy: Arc<CompiledPolicy>,
     /// The loaded plugins.

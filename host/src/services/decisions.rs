@@ -29,7 +29,7 @@ use crate::store::{
 
 /// The decision service: what `POST /v1/decisions` and the AuthZEN endpoints call.
 #[derive(Debug, Clone)]
-pub struct Engine {
+pub struct Decisions {
     store: Store,
     policy: Arc<CompiledPolicy>,
     clock: SharedClock,
@@ -58,9 +58,9 @@ pub struct Parts {
     pub tiers: Controller,
 }
 
-impl Engine {
+impl Decisions {
     /// The service over its parts.
-    pub fn new(parts: Parts) -> Engine {
+    pub fn new(parts: Parts) -> Decisions {
         let Parts {
             store,
             policy,
@@ -70,7 +70,7 @@ impl Engine {
             outbox,
             tiers,
         } = parts;
-        Engine {
+        Decisions {
             store,
             policy,
             clock,
