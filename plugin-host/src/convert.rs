@@ -150,35 +150,87 @@ impl From<wit::Judgement> for Judgement {
     }
 }
 
-fn level(l: sdk::RiskLevel) -> wit::RiskLevel {
-    match l {
-        sdk::RiskLevel::Low => wit::RiskLevel::Low,
-        sdk::RiskLevel::Medium => wit::RiskLevel::Medium,
-        sdk::RiskLevel::High => wit::RiskLevel::High,
-        sdk::RiskLevel::Critical => wit::RiskLevel::Critical,
+// A fixture is written in the SDK's types: they become the contract's for `warden plugin test`.
+
+impl From<sdk::RiskLevel> for wit::RiskLevel {
+    fn from(l: sdk::RiskLevel) -> wit::RiskLevel {
+        match l {
+            sdk::RiskLevel::Low => wit::RiskLevel::Low,
+            sdk::RiskLevel::Medium => wit::RiskLevel::Medium,
+            sdk::RiskLevel::High => wit::RiskLevel::High,
+            sdk::RiskLevel::Critical => wit::RiskLevel::Critical,
+        }
     }
 }
 
-/// The SDK's action (a fixture's) in the contract's form.
-pub(crate) fn sdk_action(a: sdk::Action) -> wit::Action {
-    wit::Action {
-        agent: a.agent,
-        team: a.team,
-        class: a.class,
-        environment: a.environment,
-        service: a.service,
-        resources: a.resources,
-        change: a.change.map(|c| wit::ChangeSummary {
+impl From<sdk::Action> for wit::Action {
+    fn from(a: sdk::Action) -> wit::Action {
+        let change = a.change.map(|c| ChangeSummary {
             files_changed: c.files_changed,
             lines_added: c.lines_added,
             lines_deleted: c.lines_deleted,
             paths: c.paths,
             breaking: c.breaking,
-        }),
-        estimated_cost_usd: a.estimated_cost_usd,
-        reasoning: a.reasoning,
-        labels: a.labels,
-        hour_of_week: a.hour_of_week,
-        table_risk: level(a.table_risk),
+        });
+        wit::Action {
+            agent: a.agent,
+            team: a.team,
+            class: a.class,
+            environment: a.environment,
+            service: a.service,
+            resources: a.resources,
+            change: change.map(Into::into),
+            estimated_cost_usd: a.estimated_cost_usd,
+            reasoning: a.reasoning,
+            labels: a.labels,
+            hour_of_week: a.hour_of_week,
+            table_risk: a.table_risk.into(),
+        }
+    }
+}
+
+impl From<sdk::Baseline> for wit::Baseline {
+    fn from(b: sdk::Baseline) -> wit::Baseline {
+        let b = Baseline {
+            team: b.team,
+            service: b.service,
+            class: b.class,
+            environment: b.environment,
+            sample_size: b.sample_size,
+            warm: b.warm,
+            rate_per_hour: b.rate_per_hour,
+            change_size_median: b.change_size_median,
+            change_size_mad: b.change_size_mad,
+            hour_of_week_counts: b.hour_of_week_counts,
+            seen_combinations: b.seen_combinations,
+            updated_at: 0,
+        };
+        b.into()
+    }
+}
+
+impl From<sdk::Activity> for wit::Activity {
+    fn from(a: sdk::Activity) -> wit::Activity {
+        RecentActivity {
+            actions_last_hour: a.actions_last_hour,
+            seen_combinations: a.seen_combinations,
+        }
+        .into()
+    }
+}
+
+impl From<sdk::MetricWindow> for wit::MetricWindow {
+    fn from(w: sdk::MetricWindow) -> wit::MetricWindow {
+        let w = MetricWindow {
+            name: w.name,
+            canary: w.canary,
+            baseline: w.baseline,
+            canary_errors: w.canary_errors,
+            canary_total: w.canary_total,
+            baseline_errors: w.baseline_errors,
+            baseline_total: w.baseline_total,
+            dry_run: w.dry_run,
+        };
+        w.into()
     }
 }

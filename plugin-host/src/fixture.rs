@@ -6,7 +6,6 @@
 use serde::Deserialize;
 use warden_sdk as sdk;
 
-use crate::convert::sdk_action;
 use crate::manifest::{Manifest, PluginKind};
 use crate::runtime::bindings::types as wit;
 use crate::runtime::{Call, CallOutcome, Runtime};
@@ -88,7 +87,7 @@ pub async fn run(
     }
     let plugin = runtime.load(manifest, component)?;
     let id = plugin.manifest.id();
-    let a = sdk_action(fixture.action);
+    let a: wit::Action = fixture.action.into();
     Ok(match plugin.manifest.kind {
         PluginKind::Classifier => {
             let call = runtime.calls().classify_wit(&plugin, &a, 0).await;
@@ -100,24 +99,7 @@ pub async fn run(
             )
         }
         PluginKind::AnomalyDetector => {
-            let b = fixture.baseline;
-            let baseline = wit::Baseline {
-                team: b.team,
-                service: b.service,
-                class: b.class,
-                environment: b.environment,
-                sample_size: b.sample_size,
-                warm: b.warm,
-                rate_per_hour: b.rate_per_hour,
-                change_size_median: b.change_size_median,
-                change_size_mad: b.change_size_mad,
-                hour_of_week_counts: b.hour_of_week_counts,
-                seen_combinations: b.seen_combinations,
-            };
-            let activity = wit::Activity {
-                actions_last_hour: fixture.activity.actions_last_hour,
-                seen_combinations: fixture.activity.seen_combinations,
-            };
+            let (baseline, activity) = (fixture.baseline.into(), fixture.activity.into());
             let call = runtime
                 .calls()
                 .detect_wit(&plugin, &a, &baseline, &activity, 0)
@@ -130,20 +112,8 @@ pub async fn run(
             )
         }
         PluginKind::RollbackTrigger => {
-            let windows: Vec<wit::MetricWindow> = fixture
-                .windows
-                .into_iter()
-                .map(|w| wit::MetricWindow {
-                    name: w.name,
-                    canary: w.canary,
-                    baseline: w.baseline,
-                    canary_errors: w.canary_errors,
-                    canary_total: w.canary_total,
-                    baseline_errors: w.baseline_errors,
-                    baseline_total: w.baseline_total,
-                    dry_run: w.dry_run,
-                })
-                .collect();
+            let windows: Vec<wit::MetricWindow> =
+                fixture.windows.into_iter().map(Into::into).collect();
             let call = runtime.calls().judge_wit(&plugin, &a, &windows, 0).await;
             report(
                 id,

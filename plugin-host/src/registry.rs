@@ -63,20 +63,7 @@ impl PluginHost {
     /// Loads every `<dir>/<name>/plugin.toml` with its `plugin.wasm` into this replica only.
     pub fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
         let mut names = Vec::new();
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read plugin directory {}", dir.display()))?
-            .collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let path = entry.path();
-            if !path.join("plugin.toml").exists() {
-                continue;
-            }
-            let manifest: Manifest =
-                toml::from_str(&std::fs::read_to_string(path.join("plugin.toml"))?)
-                    .with_context(|| format!("invalid {}", path.join("plugin.toml").display()))?;
-            let bytes = std::fs::read(path.join("plugin.wasm"))
-                .with_context(|| format!("no plugin.wasm in {}", path.display()))?;
+        for (manifest, bytes) in read_dir(dir)? {
             let plugin = self.runtime.load(manifest, &bytes)?;
             names.push(plugin.manifest.id());
             self.install(plugin);

@@ -584,6 +584,22 @@ async fn approvals(backend: Backend) {
         Some(Conflict::ExpiryNoted)
     );
     assert!(s.unannounced_expiries(later, 10).await.unwrap().is_empty());
+    // A stored status this version does not know is a bug (500), not an outage (503).
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    pool.execute("UPDATE approvals SET status = 'mislaid' WHERE id = 'a3'")
+        .await
+        .unwrap();
+    let err = s.approval("a3", NOW).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Bug(m) if m.contains("mislaid")),
+        "{err:?}"
+    );
+    let core: warden_core::error::Error = err.into();
+    assert_eq!(core.kind, warden_core::error::Kind::Internal);
 }
 
 async fn outcomes_and_signals(backend: Backend) {
