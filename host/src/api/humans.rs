@@ -7,10 +7,8 @@ use utoipa_axum::routes;
 
 use super::{AppState, Json};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
-use crate::audit::by_caller;
-use crate::clock::format_micros;
 use crate::identity::{Caller, Human, Role};
-use crate::store::{Change, IdentityWrite, Write};
+use crate::services::humans;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -25,30 +23,9 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 async fn create_human(
     State(state): State<AppState>,
     caller: Caller,
-    Json(mut human): Json<Human>,
+    Json(human): Json<Human>,
 ) -> Result<(StatusCode, axum::Json<Human>)> {
-    caller.require(&[Role::Admin])?;
-    human.validate()?;
-    let now = state.clock.now_micros();
-    human.created_at = format_micros(now);
-    let record = by_caller(
-        &caller,
-        "human.created",
-        format!("human:{}", human.id),
-        None,
-        serde_json::json!({ "human": human }),
-        now,
-    );
-    state
-        .store
-        .commit(Change {
-            writes: vec![Write::Identity(IdentityWrite::InsertHuman(
-                human.clone(),
-                now,
-            ))],
-            audit: vec![record],
-        })
-        .await?;
+    let human = humans::create(&state.store, &state.clock, &caller, human).await?;
     Ok((StatusCode::CREATED, axum::Json(human)))
 }
 

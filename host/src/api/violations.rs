@@ -8,10 +8,10 @@ use utoipa_axum::routes;
 
 use super::{AppState, Json, Query};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
-use crate::audit::by_caller;
 use crate::identity::{Caller, Role};
 use crate::records::Violation;
-use crate::store::{Change, ViolationFilter, ViolationWrite, Write};
+use crate::services::violations;
+use crate::store::ViolationFilter;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -121,48 +121,6 @@ async fn ack_violation(
     Path(id): Path<String>,
     Json(ack): Json<Ack>,
 ) -> Result<axum::Json<Violation>> {
-    caller.require(&[Role::Admin, Role::Approver])?;
-    if let Some(c) = &ack.comment
-        && c.len() > 4096
-    {
-        return Err(Error::field(
-            "comment",
-            format!("is {} bytes, over the limit of 4096", c.len()),
-        ));
-    }
-    let v = state
-        .store
-        .violation(&id)
-        .await?
-        .ok_or_else(|| Error::not_found("unknown_violation", format!("no violation `{id}`")))?;
-    let now = state.clock.now_micros();
-    let details = serde_json::json!({"violation_id": id, "reason": v.reason, "mode": v.mode, "comment": ack.comment});
-    let mut record = by_caller(
-        &caller,
-        "violation.acknowledged",
-        format!("violation:{id}"),
-        Some(v.agent.clone()),
-        details,
-        now,
-    );
-    record.decision_id = Some(v.decision_id.clone());
-    let write = Write::Violation(ViolationWrite::AckViolation {
-        id: id.clone(),
-        by: caller.actor_id(),
-        at: now,
-        comment: ack.comment,
-    });
-    state
-        .store
-        .commit(Change {
-            writes: vec![write],
-            audit: vec![record],
-        })
-        .await?;
-    let v = state
-        .store
-        .violation(&id)
-        .await?
-        .ok_or_else(|| Error::internal(format!("violation `{id}` vanished")))?;
+    let v = violations::acknowledge(&state.store, &state.clock, &caller, &id, ack.comment).await?;
     Ok(axum::Json(v))
 }

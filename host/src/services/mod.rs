@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod approvals;
 pub mod decisions;
+pub mod humans;
 pub mod notify;
 pub mod outcomes;
 pub mod plugins;
@@ -13,3 +14,4 @@ pub mod quotas;
 pub mod rollback;
 pub mod tiering;
 pub mod tokens;
+pub mod violations;
