@@ -203,8 +203,8 @@ impl Warden {
         .await
         {
             Ok(_) => Ok(()),
-            // Another replica seeded it first.
-            Err(e) if e.code == crate::store::Conflict::TokenExists.code() => Ok(()),
+            // Another replica seeded it first: then it is there now.
+            Err(_) if store.token_by_hash(&hash_token(secret)).await?.is_some() => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
