@@ -1,21 +1,12 @@
 //! The store's part for webhook deliveries (the outbox): reads, and how each of its writes is applied.
 
-#![allow(unused_imports)]
-
-use std::collections::HashMap;
-
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Executor as _, Row as _};
-use warden_core::audit::{self, AuditEntry, AuditRecord, StoredRow};
-use warden_core::clock::{format_micros, parse_micros};
-use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
-use warden_core::policy::{RiskLevel, ViolationMode};
-use warden_core::records::*;
+use sqlx::{AnyConnection, Row as _};
+use warden_core::records::{Delivery, DeliveryStatus};
 
-use crate::dialect::Backend;
-use crate::error::{Conflict, Missing, Result, StoreError};
-use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::{Arg, Filters, Store, Write, wire, wire_opt};
+use crate::error::{Conflict, Result};
+use crate::writer::{Applied, affected};
+use crate::{Arg, Filters, Store, Write, wire};
 
 /// A write to webhook deliveries (the outbox).
 #[derive(Debug, Clone)]

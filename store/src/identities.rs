@@ -1,21 +1,13 @@
 //! The store's part for agents, humans and API tokens: reads, and how each of its writes is applied.
 
-#![allow(unused_imports)]
-
-use std::collections::HashMap;
-
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Executor as _, Row as _};
-use warden_core::audit::{self, AuditEntry, AuditRecord, StoredRow};
-use warden_core::clock::{format_micros, parse_micros};
+use sqlx::{AnyConnection, Row as _};
+use warden_core::clock::format_micros;
 use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
-use warden_core::policy::{RiskLevel, ViolationMode};
-use warden_core::records::*;
 
-use crate::dialect::Backend;
 use crate::error::{Conflict, Missing, Result, StoreError};
-use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::{Arg, Filters, Store, Write};
+use crate::writer::{Applied, affected, missing};
+use crate::{Store, Write};
 
 /// A write to agents, humans and API tokens.
 #[derive(Debug, Clone)]

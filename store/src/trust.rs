@@ -1,23 +1,19 @@
 //! The store's part for trust evidence, running totals, noted scores and tier changes: reads, and how each of its writes is applied.
 
-#![allow(unused_imports)]
-
 use std::collections::HashMap;
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Executor as _, Row as _};
-use warden_core::audit::{self, AuditEntry, AuditRecord, StoredRow};
-use warden_core::clock::{format_micros, parse_micros};
-use warden_core::identity::{Agent, AgentStatus, Human, Role, TokenRecord};
+use sqlx::{AnyConnection, Row as _};
+use warden_core::clock::format_micros;
 use warden_core::policy::{RiskLevel, ViolationMode};
-use warden_core::records::*;
+use warden_core::records::{DailyTrust, EvidenceDelta, OutcomeStatus, TierChange};
 
 use crate::dialect::Backend;
-use crate::error::{Conflict, Missing, Result, StoreError};
+use crate::error::{Result, StoreError};
 use crate::identities::small;
 use crate::outcomes::risk_of;
-use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
-use crate::{Arg, Filters, Store, Write, wire, wire_opt};
+use crate::writer::{Applied, ROWS_PER_INSERT, multi_insert};
+use crate::{Store, Write, wire_opt};
 
 /// A write to trust evidence, running totals, noted scores and tier changes.
 #[derive(Debug, Clone)]
