@@ -34,6 +34,17 @@ pub enum CallStatus {
     Failed,
 }
 
+impl CallStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Ok => "ok",
+            CallStatus::PluginError => "plugin_error",
+            CallStatus::Failed => "failed",
+        }
+    }
+}
+
 /// What one plugin said about one decision, as recorded in the answer and the audit trail.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct PluginReport {
