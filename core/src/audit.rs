@@ -44,6 +44,17 @@ impl Actor {
         }
     }
 
+    /// The operator's configuration file (the policy and plugin directory it names).
+    pub fn configuration() -> Actor {
+        Actor {
+            kind: "admin".into(),
+            id: "configuration".into(),
+            tool: None,
+            model: None,
+            token_id: None,
+        }
+    }
+
     /// The holder of the token a call came with.
     pub fn of(caller: &Caller) -> Actor {
         Actor {

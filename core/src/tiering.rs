@@ -27,7 +27,8 @@ use utoipa::ToSchema;
 use crate::policy::{MAX_TIER, RiskLevel, glob_match};
 use crate::trust::{Kind, Total, TrustPolicy, Weight, weigh};
 
-const DAY_US: f64 = 86_400e6;
+/// A day in microseconds, for the policy's day-counted settings.
+pub const DAY_US: f64 = 86_400e6;
 
 /// Promotion into one tier: the bar and the evidence it asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

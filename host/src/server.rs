@@ -247,13 +247,7 @@ async fn record_policy(store: &Store, policy: &CompiledPolicy, now: i64) -> anyh
     if store.last_policy_version().await?.as_deref() == Some(policy.version.as_str()) {
         return Ok(());
     }
-    let actor = Actor {
-        kind: "admin".into(),
-        id: "configuration".into(),
-        tool: None,
-        model: None,
-        token_id: None,
-    };
+    let actor = Actor::configuration();
     let record = AuditRecord {
         policy_version: Some(policy.version.clone()),
         ..AuditRecord::change(

@@ -215,13 +215,7 @@ async fn attempt_report(
     let by = caller.actor_id();
     let details = serde_json::json!({"decision_id": id, "status": report.status, "detail": report.detail, "actual_cost_usd": report.actual_cost_usd,
         "was": current.outcome});
-    let actor = Actor {
-        kind: caller.role.actor_kind().to_string(),
-        id: by.clone(),
-        tool: None,
-        model: None,
-        token_id: Some(caller.token_id.clone()),
-    };
+    let actor = Actor::of(caller);
     let record = AuditRecord {
         agent: Some(current.agent.clone()),
         decision_id: Some(id.to_string()),

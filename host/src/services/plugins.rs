@@ -20,13 +20,7 @@ pub async fn publish_dir(
     now: i64,
 ) -> anyhow::Result<Vec<String>> {
     let mut changed = Vec::new();
-    let actor = Actor {
-        kind: "admin".into(),
-        id: "configuration".into(),
-        tool: None,
-        model: None,
-        token_id: None,
-    };
+    let actor = Actor::configuration();
     for (manifest, bytes) in read_dir(dir)? {
         if let Some(id) = publish(host, store, actor.clone(), manifest, bytes, now)
             .await

@@ -17,8 +17,6 @@ use warden_store::{Change, IdentityWrite, Store, TrustWrite, Write};
 use crate::records::Event;
 use crate::services::notify::Outbox;
 
-const DAY_US: f64 = 86_400e6;
-
 /// The writes that record a tier change (its history row, and a `tier.changed` delivery per
 /// endpoint that wants it) and the event's data, for the audit record.
 pub fn tier_changed(

@@ -1,221 +1,22 @@
-//! Decisions (DESIGN.md, "The decision pipeline"): the request and answer types, and [`judge`],
-//! the pure stages of the pipeline.
-//!
-//! `judge` does no I/O: the decisions service loads what it needs (the agent, its parent chain,
-//! the on-behalf-of human, the presented approval, the plugins' assessment, the quota counts),
-//! calls it, and commits what it returns before answering. That is also what the in-process
-//! benchmark measures.
-//!
-//! Stages: 1 resolve the caller's agent ([`resolve_agent`]) · 2 validate ([`validate`]) ·
-//! 3 classify (built-in table and classifier plugins) · 4 anomaly (detector findings) ·
-//! 5 permission (effective tier, grants, on-behalf-of human) · 6 quotas · 7 violation handling ·
-//! 8 approval · 9 the record.
+//! The pure stages of a decision, from classification to the record, over one [`Inputs`].
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Serialize;
 
+use super::{
+    Action, Anomaly, ApprovalRef, ChangeSummary, DecisionAnswer, DecisionRequest, Obligation,
+    Reason, Risk, Verdict,
+};
 use crate::approvals::{self, Presented};
 use crate::audit::{Actor, AuditRecord, RawJson};
 use crate::clock::format_micros;
 use crate::error::{Error, Result};
-use crate::identity::{Agent, AgentStatus, Caller, Human, Role};
-use crate::plugin::{AnomalyFinding, Assessment, CallStatus, PluginReport};
+use crate::identity::{Agent, AgentStatus, Caller, Human};
+use crate::plugin::{Assessment, CallStatus, PluginReport};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
 use crate::quotas::{Charge, Headroom, QuotaPlan};
 use crate::records::{Approval, ApprovalRow, DecisionRow, Event, EvidenceDelta, ViolationRow};
-
-/// How deep a parent chain may go before Warden refuses it.
-pub const MAX_PARENT_DEPTH: usize = 8;
-
-/// `POST /v1/decisions`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionRequest {
-    /// The agent; may be omitted when an agent's own token calls.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    /// The human the agent acts for (ChatOps): the agent gets at most that human's rights.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_behalf_of: Option<String>,
-    /// An approval to consume for this exact action.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval_id: Option<String>,
-    /// What the agent wants to do.
-    pub action: Action,
-}
-
-/// The action an agent asks about.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Action {
-    /// Action class (`deploy`, `db_migration`, …); see `GET /v1/policy`.
-    pub class: String,
-    /// Target environment (`dev`, `staging`, `production`, …).
-    pub environment: String,
-    /// Target service.
-    pub service: String,
-    /// Resources touched.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<String>,
-    /// The change, for code and config changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub change: Option<ChangeSummary>,
-    /// Estimated cost in US dollars.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub estimated_cost_usd: Option<f64>,
-    /// Why the agent wants to do this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning: Option<String>,
-    /// The agent's plan (text or structured).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub plan: Option<serde_json::Value>,
-    /// Free-form labels.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-}
-
-/// The size and shape of a code or config change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeSummary {
-    /// Files changed.
-    pub files_changed: u32,
-    /// Lines added.
-    pub lines_added: u32,
-    /// Lines deleted.
-    pub lines_deleted: u32,
-    /// Paths changed.
-    #[serde(default)]
-    pub paths: Vec<String>,
-    /// Whether the change breaks other services' contracts.
-    #[serde(default)]
-    pub breaking: bool,
-}
-
-/// The verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Go ahead.
-    Allow,
-    /// Wait for a human's approval.
-    RequireApproval,
-    /// Do not.
-    Deny,
-}
-
-impl Verdict {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allow => "allow",
-            Verdict::RequireApproval => "require_approval",
-            Verdict::Deny => "deny",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Verdict> {
-        [Verdict::Allow, Verdict::RequireApproval, Verdict::Deny]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
-
-/// Merged risk.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Risk {
-    /// Highest level of the built-in table and every classifier.
-    pub level: RiskLevel,
-    /// 0–100.
-    pub score: u8,
-    /// What made it risky.
-    pub categories: Vec<String>,
-}
-
-/// Where to wait for a human's approval.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ApprovalRef {
-    /// Approval id: re-submit the same action with `approval_id` once it is approved.
-    pub id: String,
-    /// When it lapses undecided (RFC 3339).
-    pub expires_at: String,
-    /// Where to watch it.
-    pub url: String,
-}
-
-/// The anomaly stage's result.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Anomaly {
-    /// The highest finding's severity, 0–100 (0 when nothing is unusual).
-    pub severity: u8,
-    /// Every finding of every detector.
-    pub findings: Vec<AnomalyFinding>,
-}
-
-/// One reason behind a verdict.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Reason {
-    /// Stable code.
-    pub code: String,
-    /// For humans.
-    pub text: String,
-}
-
-/// Something the agent or platform must do after an allowed action.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Obligation {
-    /// `report_outcome`, `await_approval`, `rollback_guard`, …
-    pub kind: String,
-    /// For humans.
-    pub detail: String,
-    /// When it is due (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_at: Option<String>,
-}
-
-/// The answer.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct DecisionAnswer {
-    /// Id of the recorded decision.
-    pub decision_id: String,
-    /// The verdict to act on.
-    pub verdict: Verdict,
-    /// In shadow mode: the verdict enforcement would have given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shadow_verdict: Option<Verdict>,
-    /// Merged risk.
-    pub risk: Risk,
-    /// What the anomaly detectors found, when any ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anomaly: Option<Anomaly>,
-    /// Why.
-    pub reasons: Vec<Reason>,
-    /// What must follow.
-    pub obligations: Vec<Obligation>,
-    /// The approval to wait for, with a `require_approval` verdict.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval: Option<ApprovalRef>,
-    /// Effective tier at decision time.
-    pub tier: u8,
-    /// The agent's own tier (the effective one may be capped by a parent).
-    pub agent_tier: u8,
-    /// Trust score at decision time, once the trust engine has evidence.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trust_score: Option<f64>,
-    /// The quotas the action drew on (or would have): limit, use and what is left in the window.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub quotas: Vec<Headroom>,
-    /// Policy version.
-    pub policy_version: String,
-    /// Each plugin that ran: `name@version`, its verdict, fuel used and duration.
-    pub plugins: Vec<PluginReport>,
-    /// Decision time (RFC 3339).
-    pub decided_at: String,
-}
 
 /// Everything `judge` needs, loaded by the decisions service.
 #[derive(Debug, Clone)]
@@ -976,134 +777,6 @@ fn record(
     })
 }
 
-/// Which agent a request is for, given who calls.
-pub fn resolve_agent(caller: &Caller, request: &DecisionRequest) -> Result<String> {
-    match caller.role {
-        Role::Agent => {
-            let own = caller
-                .subject
-                .clone()
-                .ok_or_else(|| Error::internal("agent token without a subject"))?;
-            match &request.agent {
-                Some(named) if *named != own => Err(Error::forbidden(
-                    "acting_for_another_agent",
-                    format!("agent `{own}` may not ask for agent `{named}`"),
-                )
-                .at("agent")),
-                _ => Ok(own),
-            }
-        }
-        Role::Service | Role::Admin => request.agent.clone().ok_or_else(|| {
-            Error::field("agent", "required when the caller is not the agent itself")
-        }),
-        Role::Approver => Err(Error::forbidden(
-            "forbidden_role",
-            "approver tokens may not ask for decisions",
-        )),
-    }
-}
-
-fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.len() > max {
-        Err(Error::field(
-            field,
-            format!("is {} bytes, over the limit of {max}", value.len()),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// Every item of a list within `max` bytes; the error names the first item that is not.
-fn check_each(field: &str, values: &[String], max: usize) -> Result<()> {
-    match values.iter().enumerate().find(|(_, v)| v.len() > max) {
-        Some((i, v)) => check_len(&format!("{field}[{i}]"), v, max),
-        None => Ok(()),
-    }
-}
-
-fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.is_empty() {
-        return Err(Error::field(field, "must not be empty"));
-    }
-    check_len(field, value, max)?;
-    if !value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
-    {
-        return Err(Error::field(
-            field,
-            format!("`{value}` may only contain letters, digits and - _ . / :"),
-        ));
-    }
-    Ok(())
-}
-
-/// Stage 2: checks the action against size limits and the policy's known classes.
-pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
-    if !policy.knows_class(&action.class) {
-        let known: Vec<&str> = policy.policy.risk.keys().map(String::as_str).collect();
-        return Err(Error::field(
-            "action.class",
-            format!(
-                "unknown action class `{}`; known: {}",
-                action.class,
-                known.join(", ")
-            ),
-        ));
-    }
-    check_name("action.environment", &action.environment, 64)?;
-    check_name("action.service", &action.service, 128)?;
-    if action.resources.len() > 256 {
-        return Err(Error::field(
-            "action.resources",
-            format!(
-                "{} resources, over the limit of 256",
-                action.resources.len()
-            ),
-        ));
-    }
-    check_each("action.resources", &action.resources, 512)?;
-    if let Some(change) = &action.change {
-        if change.paths.len() > 10_000 {
-            return Err(Error::field(
-                "action.change.paths",
-                format!("{} paths, over the limit of 10000", change.paths.len()),
-            ));
-        }
-        check_each("action.change.paths", &change.paths, 1024)?;
-    }
-    if let Some(cost) = action.estimated_cost_usd
-        && !(cost.is_finite() && (0.0..=1e9).contains(&cost))
-    {
-        return Err(Error::field(
-            "action.estimated_cost_usd",
-            "must be a number from 0 to 1e9",
-        ));
-    }
-    if let Some(r) = &action.reasoning {
-        check_len("action.reasoning", r, 16 * 1024)?;
-    }
-    if let Some(plan) = &action.plan {
-        check_len("action.plan", &plan.to_string(), 64 * 1024)?;
-    }
-    if action.labels.len() > 64 {
-        return Err(Error::field("action.labels", "at most 64 labels"));
-    }
-    // The field's name is formatted only for the label that is too long.
-    if let Some((k, v)) = action
-        .labels
-        .iter()
-        .find(|(k, v)| k.len() > 64 || v.len() > 256)
-    {
-        let field = format!("action.labels.{k}");
-        check_len(&field, k, 64)?;
-        check_len(&field, v, 256)?;
-    }
-    Ok(())
-}
-
-/// The risk level an approval was given at.
 fn approved_risk(a: &Approval) -> Option<RiskLevel> {
     serde_json::from_value(a.summary["risk"]["level"].clone()).ok()
 }
@@ -1192,6 +865,7 @@ fn approval_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Role;
     use crate::policy::{Grant, Policy};
 
     fn policy() -> CompiledPolicy {
@@ -1380,54 +1054,5 @@ mod tests {
         let j = run(&p, &s, request("docs_update", "dev")).unwrap();
         assert_eq!(j.answer.verdict, Verdict::Allow);
         assert!(matches!(&j.writes.violation, Some((v, _)) if v.mode == ViolationMode::Flag));
-    }
-
-    #[test]
-    fn validation_names_the_field() {
-        let p = policy();
-        let mut a = request("deploy", "prod").action;
-        a.class = "teleport".into();
-        assert_eq!(
-            validate(&p, &a).unwrap_err().field.as_deref(),
-            Some("action.class")
-        );
-        let mut a = request("deploy", "prod").action;
-        a.resources = vec!["x".repeat(600)];
-        assert_eq!(
-            validate(&p, &a).unwrap_err().field.as_deref(),
-            Some("action.resources[0]")
-        );
-        let mut a = request("deploy", "prod").action;
-        a.estimated_cost_usd = Some(-1.0);
-        assert_eq!(
-            validate(&p, &a).unwrap_err().field.as_deref(),
-            Some("action.estimated_cost_usd")
-        );
-        let mut a = request("deploy", "prod").action;
-        a.service = "pay ments".into();
-        assert_eq!(
-            validate(&p, &a).unwrap_err().field.as_deref(),
-            Some("action.service")
-        );
-    }
-
-    #[test]
-    fn agents_may_only_ask_for_themselves() {
-        let me = Caller {
-            token_id: "t".into(),
-            role: Role::Agent,
-            subject: Some("me".into()),
-        };
-        let mut r = request("read", "dev");
-        assert_eq!(
-            resolve_agent(&me, &r).unwrap_err().code,
-            "acting_for_another_agent"
-        );
-        r.agent = None;
-        assert_eq!(resolve_agent(&me, &r).unwrap(), "me");
-        assert_eq!(
-            resolve_agent(&caller(), &r).unwrap_err().field.as_deref(),
-            Some("agent")
-        );
     }
 }
