@@ -9,6 +9,7 @@
 //! is given, so tests can simulate months in milliseconds. `warden-store`,
 //! `warden-plugin-host` and the `warden` service build on it.
 
+pub mod activity;
 pub mod approvals;
 pub mod audit;
 pub mod clock;

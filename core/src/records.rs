@@ -382,6 +382,7 @@ macro_rules! wire_names {
         }
     };
 }
+pub(crate) use wire_names;
 
 /// Where an approval request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

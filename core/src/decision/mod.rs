@@ -212,7 +212,7 @@ pub struct DecisionAnswer {
 }
 
 mod judge;
-mod validate;
+pub(crate) mod validate;
 
 pub use judge::{DecisionWrites, Inputs, Judgement, Subject, bound, judge};
 pub use validate::{resolve_agent, validate};

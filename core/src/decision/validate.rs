@@ -32,7 +32,7 @@ pub fn resolve_agent(caller: &Caller, request: &DecisionRequest) -> Result<Strin
     }
 }
 
-fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
+pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         Err(Error::field(
             field,
@@ -44,14 +44,14 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
 }
 
 /// Every item of a list within `max` bytes; the error names the first item that is not.
-fn check_each(field: &str, values: &[String], max: usize) -> Result<()> {
+pub(crate) fn check_each(field: &str, values: &[String], max: usize) -> Result<()> {
     match values.iter().enumerate().find(|(_, v)| v.len() > max) {
         Some((i, v)) => check_len(&format!("{field}[{i}]"), v, max),
         None => Ok(()),
     }
 }
 
-fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
+pub(crate) fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
     if value.is_empty() {
         return Err(Error::field(field, "must not be empty"));
     }
