@@ -12,6 +12,7 @@
 pub mod activity;
 pub mod approvals;
 pub mod audit;
+pub mod baseline;
 pub mod clock;
 pub mod decision;
 pub mod error;

@@ -338,6 +338,15 @@ pub struct Baseline {
     pub hour_of_week_counts: Vec<u32>,
     /// `class/environment/service` combinations the team's humans have done.
     pub seen_combinations: Vec<String>,
+    /// Of the action's targets, those the humans have touched before.
+    #[serde(default)]
+    pub targets_seen: Vec<String>,
+    /// Humans in the reference group.
+    #[serde(default)]
+    pub humans: u32,
+    /// Whether the reference is the organisation's humans (the team has too few).
+    #[serde(default)]
+    pub organisation: bool,
     /// When it was computed, Unix microseconds.
     #[serde(default)]
     pub updated_at: i64,

@@ -80,6 +80,9 @@ impl From<Baseline> for wit::Baseline {
             change_size_mad: b.change_size_mad,
             hour_of_week_counts: b.hour_of_week_counts,
             seen_combinations: b.seen_combinations,
+            targets_seen: b.targets_seen,
+            humans: b.humans,
+            organisation: b.organisation,
         }
     }
 }
@@ -203,6 +206,9 @@ impl From<sdk::Baseline> for wit::Baseline {
             change_size_mad: b.change_size_mad,
             hour_of_week_counts: b.hour_of_week_counts,
             seen_combinations: b.seen_combinations,
+            targets_seen: b.targets_seen,
+            humans: b.humans,
+            organisation: b.organisation,
             updated_at: 0,
         };
         b.into()

@@ -248,7 +248,7 @@ mod tests {
     fn defaults_and_policies() {
         let m = manifest();
         assert_eq!(m.contract, CONTRACT_VERSION);
-        assert_eq!(CONTRACT_VERSION, "0.1.0", "read from wit/warden-plugin.wit");
+        assert_eq!(CONTRACT_VERSION, "0.2.0", "read from wit/warden-plugin.wit");
         assert_eq!(m.failure_policy(), FailurePolicy::FailClosed);
         assert!(m.sees("deploy"));
         assert!(m.validate().is_ok());
@@ -259,12 +259,12 @@ mod tests {
 
     #[test]
     fn contract_compatibility() {
-        assert!(check_contract("0.1.0").is_ok());
-        assert!(check_contract("0.1.7").is_ok());
+        assert!(check_contract("0.2.0").is_ok());
+        assert!(check_contract("0.2.7").is_ok());
         assert!(
-            check_contract("0.2.0")
+            check_contract("0.1.0")
                 .unwrap_err()
-                .contains("warden:plugin@0.2.0")
+                .contains("warden:plugin@0.1.0")
         );
         assert!(check_contract("1.0.0").is_err());
         assert!(check_contract("one").is_err());

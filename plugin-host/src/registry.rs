@@ -364,6 +364,7 @@ fn baseline_size(b: &types::Baseline) -> usize {
         + b.hour_of_week_counts.len() * 4
         + b.seen_combinations
             .iter()
+            .chain(&b.targets_seen)
             .map(|c| c.len() + 8)
             .sum::<usize>()
         + 64

@@ -97,10 +97,10 @@ async fn bad_components_are_refused_with_the_reason() {
     assert!(err.contains("limits.module_bytes"), "{err}");
     // Built against a contract this host does not serve.
     let err = rt
-        .load(m("contract = \"0.2.0\"\n"), &classifier)
+        .load(m("contract = \"0.3.0\"\n"), &classifier)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("warden:plugin@0.2.0"), "{err}");
+    assert!(err.contains("warden:plugin@0.3.0"), "{err}");
 }
 
 /// The plugins' view of an agent's deploy of `payments`, Tuesday 10:00 UTC, low table risk.

@@ -196,6 +196,12 @@ pub struct Baseline {
     pub hour_of_week_counts: Vec<u32>,
     /// `class/environment/service` combinations humans of the team have done.
     pub seen_combinations: Vec<String>,
+    /// Of the action's resources, those the humans have touched before.
+    pub targets_seen: Vec<String>,
+    /// Humans in the reference group.
+    pub humans: u32,
+    /// Whether the reference is the organisation's humans (the team has too few).
+    pub organisation: bool,
 }
 
 /// The agent's own recent activity.
@@ -521,7 +527,7 @@ pub mod __private {
         pub type Level = crate::LogLevel;
 
         #[cfg(target_arch = "wasm32")]
-        #[link(wasm_import_module = "warden:plugin/log@0.1.0")]
+        #[link(wasm_import_module = "warden:plugin/log@0.2.0")]
         unsafe extern "C" {
             #[link_name = "log"]
             fn import_log(level: i32, ptr: *const u8, len: usize);

@@ -26,6 +26,7 @@ mod audit;
 mod baselines;
 mod decisions;
 mod deliveries;
+mod events;
 pub mod dialect;
 mod error;
 mod identities;
@@ -37,9 +38,10 @@ mod writer;
 
 pub use approvals::ApprovalWrite;
 pub use audit::AuditFilter;
-pub use baselines::BaselineWrite;
+pub use baselines::{BaselineFilter, BaselineWrite};
 pub use decisions::DecisionWrite;
 pub use deliveries::DeliveryWrite;
+pub use events::{EventActivity, EventWrite};
 pub use dialect::Backend;
 pub use error::{Conflict, Missing, Result, StoreError};
 pub use identities::IdentityWrite;
@@ -77,6 +79,8 @@ pub enum Write {
     Plugin(PluginWrite),
     /// Human baselines.
     Baseline(BaselineWrite),
+    /// Activity events.
+    Event(EventWrite),
 }
 
 /// How to open the store.
@@ -179,7 +183,8 @@ impl ReadCache {
                 | Write::Quota(_)
                 | Write::Delivery(_)
                 | Write::Plugin(_)
-                | Write::Baseline(_) => {}
+                | Write::Baseline(_)
+                | Write::Event(_) => {}
             }
         }
     }

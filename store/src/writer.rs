@@ -331,6 +331,7 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::Quota(w) => crate::quotas::apply(conn, w).await,
         Write::Delivery(w) => crate::deliveries::apply(conn, w).await,
         Write::Plugin(w) => crate::plugins::apply(conn, w).await,
+        Write::Event(w) => crate::events::apply(conn, w).await,
         Write::Baseline(w) => crate::baselines::apply(conn, w).await,
     }
 }

@@ -6,19 +6,21 @@
 use std::time::Duration;
 
 use sqlx::Executor as _;
+use warden_core::activity::{ActivityEvent, ActorKind};
 use warden_core::audit::{Actor, AuditRecord};
+use warden_core::baseline::{BaselineScope, HumanBaseline, Summary};
 use warden_core::clock::format_micros;
 use warden_core::decision::Verdict;
 use warden_core::identity::{Agent, Human, Role, mint_token};
 use warden_core::policy::{Effect, Grant, RiskLevel, ViolationMode};
 use warden_core::quotas::{Charge, Unit};
 use warden_core::records::{
-    ApprovalRow, ApprovalStatus, Baseline, DecisionRow, Delivery, DeliveryStatus, EvidenceDelta,
+    ApprovalRow, ApprovalStatus, DecisionRow, Delivery, DeliveryStatus, EvidenceDelta,
     OutcomeStatus, TierChange, ViolationRow,
 };
 use warden_core::trust::{Kind, TrustPolicy, half_life_us};
 use warden_store::{
-    ApprovalWrite, AuditFilter, Backend, BaselineWrite, Change, Conflict, DecisionWrite,
+    ApprovalWrite, AuditFilter, Backend, BaselineFilter, BaselineWrite, Change, EventActivity, EventWrite, Conflict, DecisionWrite,
     DeliveryWrite, IdentityWrite, Missing, OutcomeWrite, PluginRow, PluginWrite, QuotaWrite, Store,
     StoreError, StoreOptions, TrustWrite, ViolationFilter, ViolationWrite, Write,
 };
@@ -47,6 +49,7 @@ both_backends!(
     audit_chain,
     deliveries,
     plugins_and_baselines,
+    events,
     one_failed_change_does_not_sink_its_batch,
     a_closed_store_is_unavailable,
 );
@@ -1082,52 +1085,113 @@ async fn plugins_and_baselines(backend: Backend) {
         StoreError::NotFound(Missing::Plugin, _)
     ));
 
-    let baseline = Baseline {
+    // Baselines are versioned: each run is the newest version; old versions' rows are pruned.
+    let baseline = |events: u64| HumanBaseline {
         team: "payments".into(),
         service: "payments".into(),
         class: "deploy".into(),
-        environment: "production".into(),
-        sample_size: 120,
-        warm: true,
+        scope: BaselineScope::Team,
+        humans: 6,
+        events,
+        per_active_hour: Summary::default(),
+        per_active_day: Summary::default(),
         rate_per_hour: 0.5,
-        change_size_median: 80.0,
-        change_size_mad: 30.0,
+        hour_of_week: vec![1.0 / 168.0; 168],
         hour_of_week_counts: vec![1; 168],
-        seen_combinations: vec!["deploy/production/payments".into()],
-        updated_at: NOW,
+        change_size: None,
+        environments: vec![],
+        targets: vec![],
     };
-    commit(
-        s,
-        vec![Write::Baseline(BaselineWrite::UpsertBaseline(
-            baseline.clone(),
-        ))],
-    )
-    .await
-    .unwrap();
-    let updated = Baseline {
-        sample_size: 130,
-        ..baseline
+    let run = |events: u64| {
+        Write::Baseline(BaselineWrite::RecordRun {
+            computed_at: NOW,
+            from: NOW - 28 * 24 * 60 * MINUTE,
+            to: NOW,
+            events,
+            time_zone: "UTC".into(),
+            baselines: vec![baseline(events)],
+            keep: 1,
+        })
     };
-    commit(
-        s,
-        vec![Write::Baseline(BaselineWrite::UpsertBaseline(
-            updated.clone(),
-        ))],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        s.baseline("payments", "payments", "deploy", "production")
-            .await
-            .unwrap(),
-        Some(updated)
-    );
-    assert_eq!(
-        s.baseline("payments", "payments", "deploy", "staging")
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.latest_baseline_run().await.unwrap(), None);
+    commit(s, vec![run(120)]).await.unwrap();
+    let first = s.latest_baseline_run().await.unwrap().unwrap();
+    commit(s, vec![run(130)]).await.unwrap();
+    let second = s.latest_baseline_run().await.unwrap().unwrap();
+    assert!(second.version > first.version);
+    assert_eq!((second.events, second.baselines), (130, 1));
+    let all = BaselineFilter::default();
+    assert_eq!(s.baselines(second.version, &all).await.unwrap(), vec![baseline(130)]);
+    // Only the newest version's rows are kept (keep = 1); both runs are remembered.
+    assert!(s.baselines(first.version, &all).await.unwrap().is_empty());
+    assert_eq!(s.baseline_runs(10).await.unwrap().len(), 2);
+    let other = BaselineFilter {
+        class: Some("db_migration".into()),
+        ..BaselineFilter::default()
+    };
+    assert!(s.baselines(second.version, &other).await.unwrap().is_empty());
+}
+
+/// Events are stored once per (source, source id), read back whole, and counted per agent.
+async fn events(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = &db.store;
+    let event = |id: &str, kind: ActorKind, actor: &str, at: i64| ActivityEvent {
+        source: "github".into(),
+        source_id: id.into(),
+        actor_kind: kind,
+        actor_id: actor.into(),
+        team: "payments".into(),
+        class: "deploy".into(),
+        environment: "production".into(),
+        service: "payments".into(),
+        targets: vec!["deployment/payments".into()],
+        change_size: Some(40),
+        at,
+        outcome: Some(OutcomeStatus::Succeeded),
+        decision_id: (actor == "bot").then(|| "dec-1".to_string()),
+    };
+    // 600 events cross the multi-row insert's chunk size.
+    let mut batch: Vec<ActivityEvent> = (0..600)
+        .map(|i| event(&format!("d{i}"), ActorKind::Human, "alice", NOW - i64::from(i) * MINUTE))
+        .collect();
+    batch.push(event("b1", ActorKind::Agent, "bot", NOW - 2 * MINUTE));
+    batch.push(event("b0", ActorKind::Agent, "bot", NOW - 120 * MINUTE));
+    let insert = |events: Vec<ActivityEvent>| {
+        Write::Event(EventWrite::InsertEvents {
+            events,
+            received_at: NOW,
+        })
+    };
+    commit(s, vec![insert(batch.clone())]).await.unwrap();
+    // A redelivery stores nothing new and fails nothing.
+    let mut again = batch[..3].to_vec();
+    again[0].actor_id = "mallory".into();
+    commit(s, vec![insert(again)]).await.unwrap();
+    assert_eq!(s.event_count().await.unwrap(), 602);
+    let known = s
+        .known_events(&[("github", "d1"), ("github", "zz"), ("gitlab", "d1")])
+        .await
+        .unwrap();
+    assert_eq!(known.into_iter().collect::<Vec<_>>(), vec![("github".to_string(), "d1".to_string())]);
+
+    let mut humans = Vec::new();
+    let n = s
+        .scan_events(Some(ActorKind::Human), NOW - 10 * MINUTE, NOW + 1, |e| humans.push(e))
+        .await
+        .unwrap();
+    assert_eq!(n, 11);
+    assert_eq!(humans.len(), 11);
+    assert!(humans.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    assert_eq!(humans[10], batch[0], "stored whole, the first delivery wins");
+
+    let activity = s
+        .event_activity("bot", "deploy", "production", "payments", NOW - 60 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(activity, EventActivity { recent: 1, done_before: true });
+    assert_eq!(s.decision_events("dec-1").await.unwrap().len(), 2);
+    assert_eq!(s.actor_events("bot", 1).await.unwrap()[0].source_id, "b1");
 }
 
 /// Many changes commit in one transaction; one that fails after its first write (which the

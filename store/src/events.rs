@@ -1,0 +1,210 @@
+//! The store's part for activity events: reads, and how its write is applied.
+
+use std::collections::HashSet;
+
+use futures::TryStreamExt as _;
+use sqlx::{AnyConnection, Row as _};
+use warden_core::activity::{ActivityEvent, ActorKind};
+use warden_core::records::OutcomeStatus;
+
+use crate::error::{Result, StoreError};
+use crate::writer::{Applied, ROWS_PER_INSERT, multi_insert};
+use crate::{Store, Write, wire, wire_opt};
+
+/// A write to activity events.
+#[derive(Debug, Clone)]
+pub enum EventWrite {
+    /// Stores events; one already stored under its (source, source_id) is left as it is.
+    InsertEvents {
+        /// The events.
+        events: Vec<ActivityEvent>,
+        /// When they were received, Unix microseconds.
+        received_at: i64,
+    },
+}
+
+impl From<EventWrite> for Write {
+    fn from(w: EventWrite) -> Write {
+        Write::Event(w)
+    }
+}
+
+/// An agent's activity of one kind from the platform's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventActivity {
+    /// Events since the window start.
+    pub recent: u32,
+    /// Whether the agent did this kind of action before the window.
+    pub done_before: bool,
+}
+
+const COLUMNS: &str = "actor_kind, actor_id, team, class, environment, service, targets, change_size, at, outcome, decision_id, source, source_id";
+
+impl Store {
+    /// Of these (source, source id) pairs, those already stored.
+    pub async fn known_events(&self, keys: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
+        let mut known = HashSet::new();
+        let mut sources: Vec<&str> = keys.iter().map(|k| k.0).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        for source in sources {
+            let ids: Vec<&str> = keys.iter().filter(|k| k.0 == source).map(|k| k.1).collect();
+            for chunk in ids.chunks(500) {
+                let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                let sql = format!(
+                    "SELECT source_id FROM events WHERE source = $1 AND source_id IN ({})",
+                    marks.join(", ")
+                );
+                let mut q = sqlx::query(&sql).bind(source);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for row in q.fetch_all(&self.pool).await? {
+                    known.insert((source.to_string(), row.try_get("source_id")?));
+                }
+            }
+        }
+        Ok(known)
+    }
+
+    /// Every event of one actor kind (or all) with `from <= at < to`, oldest first, handed to
+    /// `each` one at a time so that a million events never sit in memory as rows.
+    pub async fn scan_events(
+        &self,
+        kind: Option<ActorKind>,
+        from: i64,
+        to: i64,
+        mut each: impl FnMut(ActivityEvent),
+    ) -> Result<u64> {
+        let sql = match kind {
+            Some(_) => format!("SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 AND actor_kind = $3 ORDER BY at, seq"),
+            None => format!("SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 ORDER BY at, seq"),
+        };
+        let mut q = sqlx::query(&sql).bind(from).bind(to);
+        if let Some(kind) = kind {
+            q = q.bind(kind.as_str());
+        }
+        let mut rows = q.fetch(&self.pool);
+        let mut n = 0;
+        while let Some(row) = rows.try_next().await? {
+            each(event_of(&row)?);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The events an actor did, newest first.
+    pub async fn actor_events(&self, actor_id: &str, limit: u32) -> Result<Vec<ActivityEvent>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM events WHERE actor_id = $1 ORDER BY at DESC, seq DESC LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(actor_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event_of).collect()
+    }
+
+    /// The platform's events carrying a decision id: what the platform says happened after it.
+    pub async fn decision_events(&self, decision_id: &str) -> Result<Vec<ActivityEvent>> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE decision_id = $1 ORDER BY at, seq");
+        let rows = sqlx::query(&sql).bind(decision_id).fetch_all(&self.pool).await?;
+        rows.iter().map(event_of).collect()
+    }
+
+    /// An agent's events of one kind since `since`, and whether it did the kind before.
+    pub async fn event_activity(
+        &self,
+        actor_id: &str,
+        class: &str,
+        environment: &str,
+        service: &str,
+        since: i64,
+    ) -> Result<EventActivity> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN at >= $5 THEN 1 ELSE 0 END), 0) AS recent, \
+                    COALESCE(SUM(CASE WHEN at < $5 THEN 1 ELSE 0 END), 0) AS before \
+             FROM events WHERE actor_id = $1 AND class = $2 AND environment = $3 AND service = $4",
+        )
+        .bind(actor_id)
+        .bind(class)
+        .bind(environment)
+        .bind(service)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        let recent: i64 = row.try_get("recent")?;
+        let before: i64 = row.try_get("before")?;
+        Ok(EventActivity {
+            recent: u32::try_from(recent).unwrap_or(u32::MAX),
+            done_before: before > 0,
+        })
+    }
+
+    /// How many events are stored.
+    pub async fn event_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+fn event_of(row: &sqlx::any::AnyRow) -> Result<ActivityEvent> {
+    let targets: String = row.try_get("targets")?;
+    let change_size: Option<i64> = row.try_get("change_size")?;
+    Ok(ActivityEvent {
+        source: row.try_get("source")?,
+        source_id: row.try_get("source_id")?,
+        actor_kind: wire(row, "actor_kind", ActorKind::parse)?,
+        actor_id: row.try_get("actor_id")?,
+        team: row.try_get("team")?,
+        class: row.try_get("class")?,
+        environment: row.try_get("environment")?,
+        service: row.try_get("service")?,
+        targets: serde_json::from_str(&targets).map_err(StoreError::bug)?,
+        change_size: change_size.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        at: row.try_get("at")?,
+        outcome: wire_opt(row, "outcome", OutcomeStatus::parse)?,
+        decision_id: row.try_get("decision_id")?,
+    })
+}
+
+/// Applies one write inside the writer's transaction.
+pub(crate) async fn apply(conn: &mut AnyConnection, write: &EventWrite) -> Applied {
+    let EventWrite::InsertEvents {
+        events,
+        received_at,
+    } = write;
+    // SQLite allows 32766 parameters per statement; 14 columns × 256 rows stays well below.
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut sql = multi_insert(
+            "events (source, source_id, actor_kind, actor_id, team, class, environment, service, targets, change_size, at, outcome, decision_id, received_at)",
+            14,
+            chunk.len(),
+        );
+        sql.push_str(" ON CONFLICT (source, source_id) DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            let targets =
+                serde_json::to_string(&e.targets).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+            q = q
+                .bind(&e.source)
+                .bind(&e.source_id)
+                .bind(e.actor_kind.as_str())
+                .bind(&e.actor_id)
+                .bind(&e.team)
+                .bind(&e.class)
+                .bind(&e.environment)
+                .bind(&e.service)
+                .bind(targets)
+                .bind(e.change_size.map(i64::from))
+                .bind(e.at)
+                .bind(e.outcome.map(OutcomeStatus::as_str))
+                .bind(&e.decision_id)
+                .bind(*received_at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(Ok(()))
+}
