@@ -55,6 +55,17 @@ impl Actor {
         }
     }
 
+    /// A platform's signed webhook (`github`), verified by its shared secret rather than a token.
+    pub fn integration(platform: &str) -> Actor {
+        Actor {
+            kind: "service".into(),
+            id: format!("integration:{platform}"),
+            tool: None,
+            model: None,
+            token_id: None,
+        }
+    }
+
     /// The holder of the token a call came with.
     pub fn of(caller: &Caller) -> Actor {
         Actor {

@@ -114,6 +114,7 @@ impl HumanBaseline {
                 .iter()
                 .map(|e| format!("{}/{}/{}", self.class, e.name, self.service))
                 .collect(),
+            targets_tracked: !self.targets.is_empty(),
             targets_seen: targets
                 .iter()
                 .filter(|t| self.targets.iter().any(|s| &s.name == *t))
@@ -143,4 +144,80 @@ pub struct BaselineRun {
     pub baselines: u64,
     /// The time zone hours of the week are counted in.
     pub time_zone: String,
+}
+
+/// How far an agent's recent work is from its team's humans', as of one day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentDrift {
+    /// The agent.
+    pub agent: String,
+    /// The day it is for (`YYYY-MM-DD`, in the baselines' time zone).
+    pub day: String,
+    /// 0 (works like its team's humans) to 1 (nothing in common): the mean of `mix` and
+    /// `timing`.
+    pub score: f64,
+    /// Jensen–Shannon divergence of its action class × environment mix from the humans'.
+    pub mix: f64,
+    /// Jensen–Shannon divergence of its hours of the week from the humans'.
+    pub timing: f64,
+    /// Its actions in the window measured (Warden's decisions and the platform's events).
+    pub actions: u64,
+    /// The window, days.
+    pub window_days: u32,
+    /// Whether the organisation's humans stood in for a team without any.
+    pub organisation: bool,
+    /// When it was computed, RFC 3339.
+    pub computed_at: String,
+}
+
+/// Where an instant falls in a time zone's week: what baselines count and detectors compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    /// Hour of the week, Monday 00:00 local = 0, up to 167.
+    pub hour_of_week: u16,
+    /// Local hours since 1970-01-01 00:00 local.
+    pub hour: i64,
+    /// Local days since 1970-01-01.
+    pub day: i64,
+}
+
+/// Where `at` (Unix microseconds) falls in `tz`'s week. Counting in local time keeps a team's
+/// 9 o'clock at 9 o'clock across daylight-saving changes.
+pub fn local_time(at: i64, tz: &jiff::tz::TimeZone) -> LocalTime {
+    const HOUR_US: i64 = 3_600_000_000;
+    let offset = jiff::Timestamp::from_microsecond(at)
+        .map(|ts| i64::from(tz.to_offset(ts).seconds()))
+        .unwrap_or(0);
+    let local = at + offset * 1_000_000;
+    let hour = local.div_euclid(HOUR_US);
+    let day = hour.div_euclid(24);
+    // 1970-01-01 was a Thursday: three days after a Monday.
+    let weekday = (day + 3).rem_euclid(7);
+    LocalTime {
+        hour_of_week: u16::try_from(weekday * 24 + hour.rem_euclid(24)).unwrap_or(0),
+        hour,
+        day,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_micros;
+
+    #[test]
+    fn local_time_follows_daylight_saving() {
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        // 09:00 in Berlin is 08:00 UTC in winter and 07:00 UTC in summer: the same hour of
+        // the week either way (a Monday).
+        let winter = local_time(parse_micros("2026-01-05T08:00:00Z").unwrap(), &berlin);
+        let summer = local_time(parse_micros("2026-07-06T07:00:00Z").unwrap(), &berlin);
+        assert_eq!(winter.hour_of_week, 9);
+        assert_eq!(summer.hour_of_week, 9);
+        let utc = local_time(parse_micros("2026-07-06T07:00:00Z").unwrap(), &jiff::tz::TimeZone::UTC);
+        assert_eq!(utc.hour_of_week, 7);
+        // Sunday 23:00 is the last hour of the week.
+        let sunday = local_time(parse_micros("2026-07-12T23:30:00Z").unwrap(), &jiff::tz::TimeZone::UTC);
+        assert_eq!(sunday.hour_of_week, 167);
+    }
 }

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use crate::decision::{Action, ChangeSummary};
 use crate::identity::Agent;
 use crate::policy::RiskLevel;
+use crate::decision::BaselineRef;
 use crate::records::Baseline;
 
 /// What happens when a plugin traps, hits a limit or returns an error.
@@ -89,14 +90,26 @@ pub struct Assessment {
     pub categories: Vec<String>,
     /// Reasons from all classifiers, and failures.
     pub reasons: Vec<(String, String)>,
-    /// Whether any anomaly detector ran.
-    pub anomaly_checked: bool,
+    /// Whether the anomaly detectors judged the action, and against which baseline.
+    pub anomaly: AnomalyCheck,
     /// The highest severity (0–100) of any anomaly finding.
     pub anomaly_severity: u8,
     /// Every anomaly finding, with the plugin that made it.
     pub findings: Vec<AnomalyFinding>,
     /// One report per plugin that ran.
     pub reports: Vec<PluginReport>,
+}
+
+/// Whether the anomaly stage ran.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum AnomalyCheck {
+    /// No anomaly detector sees the action's class.
+    #[default]
+    NoDetector,
+    /// No warm human baseline for the action's team, service and class: detectors not asked.
+    NoBaseline,
+    /// The detectors judged the action against this baseline.
+    Checked(BaselineRef),
 }
 
 /// One anomaly detector's finding, as a decision answer carries it.
@@ -146,10 +159,15 @@ pub struct PluginAction {
 
 impl PluginAction {
     /// The action as plugins see it, asked by `agent` at `now` with the table's risk.
-    pub fn new(action: &Action, agent: &Agent, table_risk: RiskLevel, now: i64) -> PluginAction {
-        // Plugins have no clock: they get the hour of the week (Monday 00:00 UTC = 0; 1970-01-01 was a Thursday).
-        let hours = now.div_euclid(3_600_000_000);
-        let hour_of_week = ((hours + 3 * 24).rem_euclid(168)) as u16;
+    pub fn new(
+        action: &Action,
+        agent: &Agent,
+        table_risk: RiskLevel,
+        now: i64,
+        tz: &jiff::tz::TimeZone,
+    ) -> PluginAction {
+        // Plugins have no clock: they get the hour of the week in the baselines' time zone.
+        let hour_of_week = crate::baseline::local_time(now, tz).hour_of_week;
         PluginAction {
             agent: agent.id.clone(),
             team: agent.team.clone(),

@@ -338,6 +338,9 @@ pub struct Baseline {
     pub hour_of_week_counts: Vec<u32>,
     /// `class/environment/service` combinations the team's humans have done.
     pub seen_combinations: Vec<String>,
+    /// Whether the humans' activity names its targets at all.
+    #[serde(default)]
+    pub targets_tracked: bool,
     /// Of the action's targets, those the humans have touched before.
     #[serde(default)]
     pub targets_seen: Vec<String>,

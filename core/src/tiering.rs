@@ -91,6 +91,9 @@ pub struct TierPolicy {
     /// How often each replica reviews every agent (promotions that only waited for time,
     /// demotions as evidence fades), seconds.
     pub review_interval_secs: u64,
+    /// Drift from the team's humans (0–1) above which a promotion is held; an agent whose
+    /// drift is not computed yet is not held.
+    pub max_drift: f64,
 }
 
 impl Default for TierPolicy {
@@ -128,6 +131,7 @@ impl Default for TierPolicy {
             fast_burn_window_hours: 1.0,
             fast_burn_min_outcomes: 5,
             review_interval_secs: 3600,
+            max_drift: 0.5,
         }
     }
 }
@@ -214,6 +218,8 @@ pub struct State<'a> {
     pub last_hard_at: Option<i64>,
     /// The agent's running evidence totals.
     pub totals: &'a [Total],
+    /// Its drift from its team's humans, once measured.
+    pub drift: Option<f64>,
 }
 
 /// Changes in a recent window, undecayed.
@@ -464,6 +470,14 @@ pub fn next_promotion(
         },
         !hard,
     );
+    gate(
+        "drift",
+        format!("drift from the team's humans ≤ {:.2}", policy.max_drift),
+        state
+            .drift
+            .map_or("not computed".into(), |d| format!("{d:.3}")),
+        state.drift.is_none_or(|d| d <= policy.max_drift),
+    );
     let spent = budget_spent(budget, policy);
     gate(
         "error_budget",
@@ -644,6 +658,7 @@ mod tests {
             hold_until: None,
             last_hard_at: None,
             totals,
+            drift: None,
         }
     }
 
@@ -673,6 +688,18 @@ mod tests {
             &t,
         );
         assert!(matches!(m, Some(Move::Tier { to: 2, .. })), "{m:?}");
+        // Drift from the humans within the policy's bound promotes; beyond it holds.
+        for (drift, promoted) in [(Some(0.2), true), (Some(0.8), false)] {
+            let drifting = State { drift, ..s.clone() };
+            let review = Review {
+                state: &drifting,
+                hard: None,
+                budget: Window::default(),
+                burn: Window::default(),
+                spread: WIDE,
+            };
+            assert_eq!(decide(&review, 10 * DAY, &p, &t).is_some(), promoted, "{drift:?}");
+        }
         // Too early in the tier, or a cool-down, or a hard trigger lately, or the ceiling: no.
         let early = State {
             tier_since: 5 * DAY,

@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::baseline::AgentDrift;
 use crate::policy::{RiskLevel, ViolationMode};
 use crate::records::OutcomeStatus;
 
@@ -291,8 +292,8 @@ pub struct Trust {
     pub rollback_rate: f64,
     /// Decayed violations per decision evidence.
     pub violation_rate: f64,
-    /// Drift from the human baseline (0 until baselines are computed).
-    pub drift: f64,
+    /// Drift from the team's humans, as of the newest day measured; null until computed.
+    pub drift: Option<AgentDrift>,
     /// Decayed weight of successes and of failures.
     pub weight: Weight,
     /// Raw counts.
@@ -418,7 +419,7 @@ pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
         success_rate: ratio(weight.positive, weight.positive + weight.negative),
         rollback_rate: ratio(amount(&[Kind::Rollback]), outcomes),
         violation_rate: ratio(violations, outcomes + violations),
-        drift: 0.0,
+        drift: None,
         weight,
         evidence: Counts {
             successes: count(&[Kind::Success]),

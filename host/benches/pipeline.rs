@@ -132,6 +132,7 @@ fn with_plugins(c: &mut Criterion) {
         &subject.agent,
         warden::policy::RiskLevel::Low,
         1_764_000_000_000_000,
+        &jiff::tz::TimeZone::UTC,
     );
     // Only a classifier is loaded, so the anomaly context is never asked for.
     let assess = || {

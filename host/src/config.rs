@@ -11,6 +11,9 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{Policy, PolicyMode, RiskLevel, Tier, ViolationMode};
+pub use crate::services::baselines::BaselinesConfig;
+pub use crate::services::events::EventsConfig;
+pub use crate::services::integrations::IntegrationsConfig;
 pub use crate::services::notify::{NotificationsConfig, WebhookConfig, WebhookFormat};
 use crate::store::StoreOptions;
 
@@ -32,6 +35,12 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// Webhook endpoints that receive events (`[[webhooks]]`).
     pub webhooks: Vec<WebhookConfig>,
+    /// Activity in: `POST /v1/events` and the receivers' limits.
+    pub events: EventsConfig,
+    /// Human baselines: schedule, window, time zone.
+    pub baselines: BaselinesConfig,
+    /// The GitHub and Kubernetes receivers.
+    pub integrations: IntegrationsConfig,
 }
 
 /// `[plugins]`.
@@ -47,6 +56,10 @@ pub struct PluginsConfig {
     /// Fresh instances of each plugin made ahead of need, off the decisions' path (0 to 8;
     /// 0 instantiates in every call). See docs/plugins.md, "Speed".
     pub spare_instances: usize,
+    /// Run the reference plugins built into the binary (the action classifier, the baseline
+    /// anomaly detector and the canary rollback trigger) unless a plugin of the same name is
+    /// published; `false` runs only what is published.
+    pub reference: bool,
 }
 
 impl Default for PluginsConfig {
@@ -56,6 +69,7 @@ impl Default for PluginsConfig {
             sync_interval_ms: 2000,
             upload_limit_bytes: 32 << 20,
             spare_instances: crate::plugins::spares::DEFAULT_PER_PLUGIN,
+            reference: true,
         }
     }
 }

@@ -21,7 +21,7 @@ pub mod server;
 pub mod services;
 
 pub use warden_core::{
-    approvals, audit, clock, decision, error, identity, plugin, policy, quotas, records, tiering,
+    activity, approvals, audit, baseline, clock, decision, error, identity, plugin, policy, quotas, records, tiering,
     trust,
 };
 pub use warden_plugin_host as plugins;

@@ -17,7 +17,10 @@ use crate::jobs::{self, First};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
+use crate::services::baselines::Baselines;
 use crate::services::decisions::{Decisions, Parts};
+use crate::services::events::Events;
+use crate::services::integrations::{GITHUB_SECRET_ENV, Receivers};
 use crate::services::notify::{self, Outbox};
 use crate::services::tiering::Controller;
 use crate::services::{approvals, outcomes, plugins as publishing, quotas};
@@ -55,6 +58,11 @@ impl Warden {
         let plugins = Arc::new(PluginHost::with_spares(config.plugins.spare_instances)?);
         metrics.plugin_instances(plugins.runtime().instance_counters());
         let metrics = Arc::new(metrics);
+        if config.plugins.reference {
+            for id in publishing::publish_reference(&plugins, &store, clock.now_micros()).await? {
+                tracing::info!(plugin = %id, "reference plugin published");
+            }
+        }
         if let Some(dir) = &config.plugins.dir {
             for id in publishing::publish_dir(&plugins, dir, &store, clock.now_micros()).await? {
                 tracing::info!(plugin = %id, "plugin published from the plugin directory");
@@ -136,7 +144,22 @@ impl Warden {
                 async move { quotas::prune(&s, &c).await }
             },
         );
+        let baselines = Baselines::new(store.clone(), clock.clone(), config.baselines.clone())?;
+        baselines.refresh().await.map_err(|e| anyhow::anyhow!("cannot load the baselines: {}", e.message))?;
+        baselines.spawn();
+        let events = Events {
+            store: store.clone(),
+            clock: clock.clone(),
+            baselines: baselines.clone(),
+        };
+        let secret = config
+            .integrations
+            .github_secret
+            .clone()
+            .or_else(|| std::env::var(GITHUB_SECRET_ENV).ok());
+        let receivers = Arc::new(Receivers::new(config.integrations.clone(), secret));
         let parts = Parts {
+            baselines: baselines.clone(),
             store: store.clone(),
             policy,
             clock: clock.clone(),
@@ -163,6 +186,10 @@ impl Warden {
                 store,
                 clock,
                 metrics,
+                events,
+                events_config: config.events.clone(),
+                baselines,
+                receivers,
             },
             config,
         })

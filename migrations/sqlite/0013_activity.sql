@@ -43,3 +43,12 @@ CREATE TABLE baselines (
     record       TEXT NOT NULL,
     PRIMARY KEY (version, team, service, class)
 );
+
+-- Each agent's drift from its team's humans, one row per agent and day.
+CREATE TABLE drift (
+    agent_id     TEXT NOT NULL,
+    day          TEXT NOT NULL,
+    record       TEXT NOT NULL,
+    computed_at  BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, day)
+);

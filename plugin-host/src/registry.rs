@@ -7,9 +7,11 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
+use warden_core::baseline::BaselineScope;
+use warden_core::decision::BaselineRef;
 use warden_core::plugin::{
-    AnomalyContext, AnomalyFinding, Assessment, CallStatus, FailurePolicy, JudgementVerdict,
-    MetricWindow, PluginAction, PluginReport,
+    AnomalyCheck, AnomalyContext, AnomalyFinding, Assessment, CallStatus, FailurePolicy,
+    JudgementVerdict, MetricWindow, PluginAction, PluginReport,
 };
 use warden_core::policy::RiskLevel;
 
@@ -108,7 +110,7 @@ impl PluginHost {
     ) -> Result<Assessment, E>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<AnomalyContext, E>>,
+        Fut: std::future::Future<Output = Result<Option<AnomalyContext>, E>>,
     {
         let plugins = self.snapshot();
         let mut merged = Assessment::default();
@@ -125,14 +127,32 @@ impl PluginHost {
         let action = &types::Action::from(build());
         let input_bytes = approx_size(action);
         // The context first, so that no instance is held while it loads.
+        // Without a warm baseline the detectors are not asked: "not computed" is not "normal".
         let context = match seen(PluginKind::AnomalyDetector).next() {
-            Some(_) => {
-                let AnomalyContext { baseline, activity } = context().await?;
-                Some((
-                    types::Baseline::from(baseline),
-                    types::Activity::from(activity),
-                ))
-            }
+            Some(_) => match context().await? {
+                Some(AnomalyContext { baseline, activity }) => {
+                    merged.anomaly = AnomalyCheck::Checked(BaselineRef {
+                        team: baseline.team.clone(),
+                        service: baseline.service.clone(),
+                        class: baseline.class.clone(),
+                        scope: if baseline.organisation {
+                            BaselineScope::Organisation
+                        } else {
+                            BaselineScope::Team
+                        },
+                        humans: baseline.humans,
+                        events: baseline.sample_size,
+                    });
+                    Some((
+                        types::Baseline::from(baseline),
+                        types::Activity::from(activity),
+                    ))
+                }
+                None => {
+                    merged.anomaly = AnomalyCheck::NoBaseline;
+                    None
+                }
+            },
             None => None,
         };
         let mut calls = self.runtime.calls();
@@ -158,7 +178,6 @@ impl PluginHost {
         };
         let (baseline, activity) = &context;
         let input_bytes = input_bytes + baseline_size(baseline);
-        merged.anomaly_checked = true;
         for plugin in seen(PluginKind::AnomalyDetector) {
             let mut call = calls
                 .detect_wit(plugin, action, baseline, activity, input_bytes)

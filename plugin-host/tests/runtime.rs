@@ -146,6 +146,10 @@ async fn baseline_anomaly_component_flags_a_burst() {
         change_size_mad: 40.0,
         hour_of_week_counts: counts,
         seen_combinations: vec!["deploy/staging/payments".into()],
+        targets_tracked: false,
+        targets_seen: vec![],
+        humans: 6,
+        organisation: false,
         updated_at: 0,
     };
     let action = |hour| PluginAction {

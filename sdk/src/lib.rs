@@ -196,6 +196,9 @@ pub struct Baseline {
     pub hour_of_week_counts: Vec<u32>,
     /// `class/environment/service` combinations humans of the team have done.
     pub seen_combinations: Vec<String>,
+    /// Whether the humans' activity names its targets at all (if not, `targets_seen` says
+    /// nothing about the action's resources).
+    pub targets_tracked: bool,
     /// Of the action's resources, those the humans have touched before.
     pub targets_seen: Vec<String>,
     /// Humans in the reference group.

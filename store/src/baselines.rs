@@ -1,7 +1,7 @@
 //! The store's part for human baselines: versioned runs and their baselines.
 
 use sqlx::{AnyConnection, Row as _};
-use warden_core::baseline::{BaselineRun, HumanBaseline};
+use warden_core::baseline::{AgentDrift, BaselineRun, HumanBaseline};
 use warden_core::clock::format_micros;
 
 use crate::error::{Result, StoreError};
@@ -28,6 +28,13 @@ pub enum BaselineWrite {
         baselines: Vec<HumanBaseline>,
         /// Versions whose baselines are kept.
         keep: u32,
+    },
+    /// Records agents' drift for a day, replacing what was recorded for the same agent and day.
+    RecordDrift {
+        /// The scores.
+        drift: Vec<AgentDrift>,
+        /// When, Unix microseconds.
+        computed_at: i64,
     },
 }
 
@@ -104,8 +111,48 @@ impl Store {
     }
 }
 
+impl Store {
+    /// An agent's newest drift, if it was ever computed.
+    pub async fn latest_drift(&self, agent_id: &str) -> Result<Option<AgentDrift>> {
+        Ok(self.drift_history(agent_id, 1).await?.pop())
+    }
+
+    /// An agent's drift, newest day first.
+    pub async fn drift_history(&self, agent_id: &str, limit: u32) -> Result<Vec<AgentDrift>> {
+        let rows = sqlx::query(
+            "SELECT record FROM drift WHERE agent_id = $1 ORDER BY day DESC LIMIT $2",
+        )
+        .bind(agent_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let record: String = r.try_get("record")?;
+                serde_json::from_str(&record).map_err(StoreError::bug)
+            })
+            .collect()
+    }
+}
+
 /// Applies one write inside the writer's transaction.
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &BaselineWrite) -> Applied {
+    if let BaselineWrite::RecordDrift { drift, computed_at } = write {
+        for d in drift {
+            let record = serde_json::to_string(d).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            sqlx::query(
+                "INSERT INTO drift (agent_id, day, record, computed_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (agent_id, day) DO UPDATE SET record = excluded.record, computed_at = excluded.computed_at",
+            )
+            .bind(&d.agent)
+            .bind(&d.day)
+            .bind(record)
+            .bind(*computed_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        return Ok(Ok(()));
+    }
     let BaselineWrite::RecordRun {
         computed_at,
         from,
@@ -114,7 +161,10 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &BaselineWrite) -> Ap
         time_zone,
         baselines,
         keep,
-    } = write;
+    } = write
+    else {
+        return Ok(Ok(()));
+    };
     let version: i64 = sqlx::query_scalar(
         "INSERT INTO baseline_runs (computed_at, range_from, range_to, events, baselines, time_zone) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING version",

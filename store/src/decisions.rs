@@ -1,5 +1,6 @@
 //! The store's part for decisions: reads, and how each of its writes is applied.
 
+use futures::TryStreamExt as _;
 use sqlx::{AnyConnection, Row as _};
 use warden_core::records::{Activity, DecisionRow};
 
@@ -111,6 +112,51 @@ impl Store {
             recent: u32::try_from(recent).unwrap_or(u32::MAX),
             done_before: done > 0,
         })
+    }
+}
+
+/// What an agent was allowed to do, as drift counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedAction {
+    /// The agent.
+    pub agent_id: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// When, Unix microseconds.
+    pub at: i64,
+}
+
+impl Store {
+    /// Every allowed decision with `from <= at < to`, handed to `each` one at a time.
+    pub async fn scan_allowed(
+        &self,
+        from: i64,
+        to: i64,
+        mut each: impl FnMut(AllowedAction),
+    ) -> Result<u64> {
+        let mut rows = sqlx::query(
+            "SELECT agent_id, class, environment, service, at FROM decisions \
+             WHERE at >= $1 AND at < $2 AND verdict = 'allow' ORDER BY at",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch(&self.pool);
+        let mut n = 0;
+        while let Some(row) = rows.try_next().await? {
+            each(AllowedAction {
+                agent_id: row.try_get("agent_id")?,
+                class: row.try_get("class")?,
+                environment: row.try_get("environment")?,
+                service: row.try_get("service")?,
+                at: row.try_get("at")?,
+            });
+            n += 1;
+        }
+        Ok(n)
     }
 }
 

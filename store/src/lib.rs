@@ -39,7 +39,7 @@ mod writer;
 pub use approvals::ApprovalWrite;
 pub use audit::AuditFilter;
 pub use baselines::{BaselineFilter, BaselineWrite};
-pub use decisions::DecisionWrite;
+pub use decisions::{AllowedAction, DecisionWrite};
 pub use deliveries::DeliveryWrite;
 pub use events::{EventActivity, EventWrite};
 pub use dialect::Backend;

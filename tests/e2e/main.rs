@@ -3,6 +3,7 @@
 
 mod support;
 
+mod activity;
 mod agents;
 mod approvals;
 mod audit;

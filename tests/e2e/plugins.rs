@@ -130,8 +130,7 @@ async fn reference_classifier_raises_risk(backend: Backend) {
 /// The reference anomaly detector in the pipeline: quiet against a cold baseline, and a burst
 /// far above the team's human rate caps the agent's tier so production waits for a human.
 async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
-    use warden::records::Baseline;
-    use warden::store::{BaselineWrite, Change, Write};
+    use warden::clock::Clock as _;
     let dir = tempfile::tempdir().unwrap();
     let manifest = "name = \"baseline-anomaly\"\nversion = \"0.1.0\"\nkind = \"anomaly_detector\"\nclasses = [\"deploy\"]\n";
     install(
@@ -142,51 +141,46 @@ async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
     );
     let s = server_with_plugins(backend, dir.path()).await;
     let bot = s.agent("bot", 3, json!({})).await;
+    s.lift_quotas("bot").await;
 
-    // No baseline yet: the detector runs, finds nothing, and the trusted agent deploys.
+    // No baseline yet: the detector is not asked, the answer says so, and the agent deploys.
     let (_, cold) = s.decide(&bot, "deploy", "production", json!({})).await;
     assert_eq!(cold["verdict"], "allow", "{cold}");
-    assert_eq!(
-        cold["anomaly"],
-        json!({"severity": 0, "findings": []}),
-        "{cold}"
-    );
-    assert_eq!(cold["plugins"][0]["plugin"], "baseline-anomaly@0.1.0");
-    // Classes the manifest does not name never reach the detector.
+    assert_eq!(cold["anomaly"]["status"], "not_computed", "{cold}");
+    assert_eq!(cold["anomaly"]["severity"], json!(null), "{cold}");
+    assert!(cold["anomaly"]["reason"].as_str().unwrap().contains("baseline"), "{cold}");
+    assert_eq!(cold["plugins"], json!([]), "{cold}");
+    // Classes the manifest does not name never reach the detector: not computed either.
     let (_, docs) = s.decide(&bot, "docs_update", "production", json!({})).await;
-    assert!(
-        docs.get("anomaly").is_none() && docs["plugins"] == json!([]),
-        "{docs}"
-    );
+    assert_eq!(docs["anomaly"]["status"], "not_computed", "{docs}");
+    assert!(docs["anomaly"]["reason"].as_str().unwrap().contains("detector"), "{docs}");
+    assert_eq!(docs["plugins"], json!([]), "{docs}");
 
-    // Humans of the team deploy payments to production about once in ten hours, at any hour.
-    let baseline = Baseline {
-        team: "payments".into(),
-        service: "payments".into(),
-        class: "deploy".into(),
-        environment: "production".into(),
-        sample_size: 500,
-        warm: true,
-        rate_per_hour: 0.1,
-        change_size_median: 100.0,
-        change_size_mad: 50.0,
-        hour_of_week_counts: vec![3; 168],
-        seen_combinations: vec!["deploy/production/payments".into()],
-        updated_at: 0,
-    };
-    s.warden
-        .state
-        .store
-        .commit(Change {
-            writes: vec![Write::Baseline(BaselineWrite::UpsertBaseline(baseline))],
-            audit: vec![],
+    // Six humans of the team deploy payments to production about once in ten hours, at any
+    // hour of the week, over the last four weeks; the baselines are recomputed from them.
+    let now = warden::clock::parse_micros(cold["decided_at"].as_str().unwrap_or_default())
+        .unwrap_or_else(|| warden::clock::SystemClock.now_micros());
+    let events: Vec<serde_json::Value> = (0..67)
+        .map(|i| {
+            let at = now - (i64::from(i) * 10 + 1) * 3_600_000_000;
+            json!({
+                "source": "pipeline", "source_id": format!("run-{i}"), "actor_kind": "human",
+                "actor_id": format!("human-{}", i % 6), "team": "payments", "class": "deploy",
+                "environment": "production", "service": "payments", "change_size": 100,
+                "time": warden::clock::format_micros(at),
+            })
         })
-        .await
-        .unwrap();
+        .collect();
+    let (status, stored) = s.post("/v1/events", &s.admin, json!({"events": events})).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["accepted"], 67, "{stored}");
+    let (status, run) = s.post("/v1/baselines/recompute", &s.admin, json!({})).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["events"], 67, "{run}");
 
     // The agent keeps deploying: within a few actions the burst is severe and caps it at tier 2.
     let mut capped = None;
-    for n in 2..=6 {
+    for n in 2..=12 {
         let (_, answer) = s.decide(&bot, "deploy", "production", json!({})).await;
         if answer["verdict"] == "require_approval" {
             capped = Some((n, answer));
@@ -195,7 +189,7 @@ async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
         assert_eq!(answer["verdict"], "allow", "{answer}");
     }
     let (n, answer) = capped.expect("a burst of production deploys is never capped");
-    assert!(n <= 4, "capped only at action {n}");
+    assert!(n <= 9, "capped only at action {n}");
     assert_eq!(
         (answer["tier"].as_u64(), answer["agent_tier"].as_u64()),
         (Some(2), Some(3)),

@@ -90,6 +90,8 @@ impl TestDb {
         let mut config = Config::default();
         config.storage.database_url = self.url.clone();
         config.storage.max_connections = 4;
+        // Each test loads the plugins it is about; the built-in reference ones have their own.
+        config.plugins.reference = false;
         config
     }
 }

@@ -199,6 +199,10 @@ impl Warden {
                     "deploy/production/payments".into(),
                     "deploy/staging/payments".into(),
                 ],
+                targets_tracked: false,
+        targets_seen: vec![],
+                humans: 6,
+                organisation: false,
                 updated_at: 0,
             },
             activity: RecentActivity {
@@ -236,10 +240,10 @@ impl Warden {
     /// The plugins' part alone.
     pub fn assess(&self) -> Assessment {
         let table = self.policy.table_risk("deploy", "production", false);
-        let build = || PluginAction::new(&self.request.action, &self.subject.agent, table, self.now);
+        let build = || PluginAction::new(&self.request.action, &self.subject.agent, table, self.now, &jiff::tz::TimeZone::UTC);
         self.rt
             .block_on(self.host.assess("deploy", build, || {
-                std::future::ready(Ok::<_, std::convert::Infallible>(self.context.clone()))
+                std::future::ready(Ok::<_, std::convert::Infallible>(Some(self.context.clone())))
             }))
             .expect("assess")
     }

@@ -6,16 +6,22 @@
 //!
 //! # What is kept
 //!
-//! | event (action) | class | environment | actor |
-//! |---|---|---|---|
-//! | `deployment` (`created`, or none: GHES) | `deploy` | the deployment's | its creator |
-//! | `deployment_status` `success` / `failure` / `error` | `deploy` + outcome | the deployment's | the deployment's creator |
-//! | `push` to the default branch | `config_change` | `default_environment` | sender |
-//! | `pull_request` `closed`, merged into the default branch | `config_change` | `default_environment` | who merged |
-//! | `workflow_run` `completed` | `run_tests` + outcome | `ci` | triggering actor |
-//! | `release` `published` | `deploy` | `default_environment` | sender |
-//! | `branch_protection_rule`, `repository_ruleset` (`created` / `edited` / `deleted`) | `security_policy_change` | `default_environment` | sender |
-//! | `repository` `edited`, `renamed`, `privatized`, `publicized`, `archived`, `unarchived`, `transferred` | `security_policy_change` | `default_environment` | sender |
+//! | event | kept when | class |
+//! |---|---|---|
+//! | `deployment` | `created` (GHES sends no action) | `deploy` |
+//! | `deployment_status` | `success`; `failure` or `error` | `deploy`, with the outcome |
+//! | `push` | to the default branch | `config_change` |
+//! | `pull_request` | `closed`, merged into the default branch | `config_change` |
+//! | `workflow_run` | `completed` | `run_tests`, with the outcome |
+//! | `release` | `published` | `deploy` |
+//! | `branch_protection_rule` | `created`, `edited`, `deleted` | `security_policy_change` |
+//! | `repository_ruleset` | `created`, `edited`, `deleted` | `security_policy_change` |
+//! | `repository` | settings: `edited`, `renamed`, `privatized`, … | `security_policy_change` |
+//!
+//! The environment is the deployment's (`production` when GitHub marks it a production
+//! environment), `ci` for workflow runs, and [`GithubSettings::default_environment`] for the
+//! rest. The actor is a deployment's creator, whoever merged a pull request, a workflow run's
+//! triggering actor, and otherwise the sender.
 //!
 //! Everything else (other events, other actions, pending deployment statuses, pushes to other
 //! branches or tags, closed but unmerged pull requests, requested workflow runs, deliveries
@@ -579,21 +585,48 @@ mod tests {
     fn fixtures() -> Vec<(&'static str, Value)> {
         vec![
             ("deployment", fixture!("deployment.created.json")),
-            ("deployment", fixture!("deployment.created.github-pages.json")),
-            ("deployment_status", fixture!("deployment_status.created.success.json")),
-            ("deployment_status", fixture!("deployment_status.created.in_progress.json")),
+            (
+                "deployment",
+                fixture!("deployment.created.github-pages.json"),
+            ),
+            (
+                "deployment_status",
+                fixture!("deployment_status.created.success.json"),
+            ),
+            (
+                "deployment_status",
+                fixture!("deployment_status.created.in_progress.json"),
+            ),
             ("push", fixture!("push.default-branch.json")),
             ("push", fixture!("push.tag-created.json")),
             ("push", fixture!("push.tag-deleted.json")),
-            ("pull_request", fixture!("pull_request.closed.unmerged.json")),
-            ("workflow_run", fixture!("workflow_run.completed.success.json")),
-            ("workflow_run", fixture!("workflow_run.completed.queued.json")),
+            (
+                "pull_request",
+                fixture!("pull_request.closed.unmerged.json"),
+            ),
+            (
+                "workflow_run",
+                fixture!("workflow_run.completed.success.json"),
+            ),
+            (
+                "workflow_run",
+                fixture!("workflow_run.completed.queued.json"),
+            ),
             ("workflow_run", fixture!("workflow_run.requested.json")),
             ("release", fixture!("release.published.json")),
             ("release", fixture!("release.created.json")),
-            ("branch_protection_rule", fixture!("branch_protection_rule.created.json")),
-            ("branch_protection_rule", fixture!("branch_protection_rule.edited.json")),
-            ("branch_protection_rule", fixture!("branch_protection_rule.deleted.json")),
+            (
+                "branch_protection_rule",
+                fixture!("branch_protection_rule.created.json"),
+            ),
+            (
+                "branch_protection_rule",
+                fixture!("branch_protection_rule.edited.json"),
+            ),
+            (
+                "branch_protection_rule",
+                fixture!("branch_protection_rule.deleted.json"),
+            ),
             ("repository", fixture!("repository.edited.json")),
             ("repository", fixture!("repository.privatized.json")),
             ("repository", fixture!("repository.publicized.json")),
@@ -601,11 +634,20 @@ mod tests {
             ("repository", fixture!("repository.created.json")),
             ("star", fixture!("star.created.json")),
             ("deployment", fixture!("ghes-3.5.deployment.json")),
-            ("deployment_status", fixture!("ghes-3.5.deployment_status.json")),
+            (
+                "deployment_status",
+                fixture!("ghes-3.5.deployment_status.json"),
+            ),
             ("push", fixture!("ghes-3.5.push.tag-created.json")),
-            ("pull_request", fixture!("ghes-3.5.pull_request.closed.json")),
+            (
+                "pull_request",
+                fixture!("ghes-3.5.pull_request.closed.json"),
+            ),
             ("release", fixture!("ghes-3.5.release.published.json")),
-            ("repository", fixture!("ghes-3.5.repository.privatized.json")),
+            (
+                "repository",
+                fixture!("ghes-3.5.repository.privatized.json"),
+            ),
         ]
     }
 
@@ -640,15 +682,29 @@ mod tests {
 
     #[test]
     fn a_deployment_is_a_deploy_by_its_creator() {
-        let e = one("deployment", &fixture!("deployment.created.json"), &settings());
+        let e = one(
+            "deployment",
+            &fixture!("deployment.created.json"),
+            &settings(),
+        );
         assert_eq!(e.source, "github");
         assert_eq!(e.source_id, "d-1");
-        assert_eq!((e.actor_kind, e.actor_id.as_str()), (ActorKind::Human, "Codertocat"));
+        assert_eq!(
+            (e.actor_kind, e.actor_id.as_str()),
+            (ActorKind::Human, "Codertocat")
+        );
         assert_eq!((e.team.as_str(), e.service.as_str()), ("payments", "hello"));
-        assert_eq!((e.class.as_str(), e.environment.as_str()), ("deploy", "production"));
+        assert_eq!(
+            (e.class.as_str(), e.environment.as_str()),
+            ("deploy", "production")
+        );
         assert_eq!(
             e.targets,
-            ["repo:Codertocat/Hello-World", "ref:master", "deployment:145988746"]
+            [
+                "repo:Codertocat/Hello-World",
+                "ref:master",
+                "deployment:145988746"
+            ]
         );
         assert_eq!(e.at, at("2019-05-15T15:20:53Z"));
         assert_eq!((e.outcome, e.decision_id), (None, None));
@@ -658,15 +714,24 @@ mod tests {
     fn a_bot_deployment_is_an_agent_and_production_environment_wins() {
         let mut payload = fixture!("deployment.created.github-pages.json");
         let e = one("deployment", &payload, &settings());
-        assert_eq!((e.actor_kind, e.actor_id.as_str()), (ActorKind::Agent, "github-pages[bot]"));
+        assert_eq!(
+            (e.actor_kind, e.actor_id.as_str()),
+            (ActorKind::Agent, "github-pages[bot]")
+        );
         assert_eq!(e.environment, "github-pages");
 
         payload["deployment"]["production_environment"] = json!(true);
-        assert_eq!(one("deployment", &payload, &settings()).environment, "production");
+        assert_eq!(
+            one("deployment", &payload, &settings()).environment,
+            "production"
+        );
 
         payload["deployment"]["production_environment"] = json!(false);
         payload["deployment"]["environment"] = json!("Staging EU");
-        assert_eq!(one("deployment", &payload, &settings()).environment, "Staging-EU");
+        assert_eq!(
+            one("deployment", &payload, &settings()).environment,
+            "Staging-EU"
+        );
     }
 
     #[test]
@@ -676,33 +741,54 @@ mod tests {
             let mut s = settings();
             s.agents.insert(name.to_string(), "pages-agent".to_string());
             let e = one("deployment", &payload, &s);
-            assert_eq!((e.actor_kind, e.actor_id.as_str()), (ActorKind::Agent, "pages-agent"));
+            assert_eq!(
+                (e.actor_kind, e.actor_id.as_str()),
+                (ActorKind::Agent, "pages-agent")
+            );
         }
 
         let mut via_app = fixture!("deployment.created.json");
         via_app["deployment"]["performed_via_github_app"] = json!({"slug": "deployer"});
         let mut s = settings();
-        s.agents.insert("deployer".to_string(), "agent-7".to_string());
+        s.agents
+            .insert("deployer".to_string(), "agent-7".to_string());
         assert_eq!(one("deployment", &via_app, &s).actor_id, "agent-7");
 
         // A machine user GitHub calls `User`.
         let mut s = settings();
         s.bots.insert("Codertocat".to_string());
         let e = one("deployment", &fixture!("deployment.created.json"), &s);
-        assert_eq!((e.actor_kind, e.actor_id.as_str()), (ActorKind::Agent, "Codertocat"));
+        assert_eq!(
+            (e.actor_kind, e.actor_id.as_str()),
+            (ActorKind::Agent, "Codertocat")
+        );
     }
 
     #[test]
     fn a_deployment_payload_carries_the_decision_id() {
         let mut payload = fixture!("deployment.created.json");
         payload["deployment"]["payload"] = json!({ "warden_decision_id": "dec_01J9" });
-        assert_eq!(one("deployment", &payload, &settings()).decision_id.as_deref(), Some("dec_01J9"));
+        assert_eq!(
+            one("deployment", &payload, &settings())
+                .decision_id
+                .as_deref(),
+            Some("dec_01J9")
+        );
 
         // The API also takes the payload as a string of JSON.
         payload["deployment"]["payload"] = json!(r#"{"warden_decision_id":"dec_01J9"}"#);
-        assert_eq!(one("deployment", &payload, &settings()).decision_id.as_deref(), Some("dec_01J9"));
+        assert_eq!(
+            one("deployment", &payload, &settings())
+                .decision_id
+                .as_deref(),
+            Some("dec_01J9")
+        );
 
-        for bad in [json!("not json"), json!({"warden_decision_id": 7}), json!({"warden_decision_id": "a b"})] {
+        for bad in [
+            json!("not json"),
+            json!({"warden_decision_id": 7}),
+            json!({"warden_decision_id": "a b"}),
+        ] {
             payload["deployment"]["payload"] = bad;
             assert_eq!(one("deployment", &payload, &settings()).decision_id, None);
         }
@@ -710,48 +796,91 @@ mod tests {
         let mut status = fixture!("deployment_status.created.success.json");
         status["deployment"]["payload"] = json!({ "warden_decision_id": "dec_01J9" });
         let e = one("deployment_status", &status, &settings());
-        assert_eq!((e.decision_id.as_deref(), e.outcome), (Some("dec_01J9"), Some(OutcomeStatus::Succeeded)));
+        assert_eq!(
+            (e.decision_id.as_deref(), e.outcome),
+            (Some("dec_01J9"), Some(OutcomeStatus::Succeeded))
+        );
     }
 
     #[test]
     fn final_deployment_statuses_are_outcomes() {
         let mut payload = fixture!("deployment_status.created.success.json");
         let e = one("deployment_status", &payload, &settings());
-        assert_eq!((e.class.as_str(), e.outcome), ("deploy", Some(OutcomeStatus::Succeeded)));
+        assert_eq!(
+            (e.class.as_str(), e.outcome),
+            ("deploy", Some(OutcomeStatus::Succeeded))
+        );
         assert_eq!(e.at, at("2019-05-15T15:20:55Z"));
         assert!(e.targets.contains(&"deployment:145988746".to_string()));
 
-        for (state, outcome) in [("failure", OutcomeStatus::Failed), ("error", OutcomeStatus::Failed)] {
+        for (state, outcome) in [
+            ("failure", OutcomeStatus::Failed),
+            ("error", OutcomeStatus::Failed),
+        ] {
             payload["deployment_status"]["state"] = json!(state);
-            assert_eq!(one("deployment_status", &payload, &settings()).outcome, Some(outcome));
+            assert_eq!(
+                one("deployment_status", &payload, &settings()).outcome,
+                Some(outcome)
+            );
         }
         for state in ["pending", "queued", "in_progress", "inactive", "exploded"] {
             payload["deployment_status"]["state"] = json!(state);
             none("deployment_status", &payload);
         }
-        none("deployment_status", &fixture!("deployment_status.created.in_progress.json"));
+        none(
+            "deployment_status",
+            &fixture!("deployment_status.created.in_progress.json"),
+        );
     }
 
     #[test]
     fn enterprise_server_deliveries_without_an_action_map() {
-        let e = one("deployment", &fixture!("ghes-3.5.deployment.json"), &settings());
-        assert_eq!((e.class.as_str(), e.at), ("deploy", at("2019-05-15T19:38:20Z")));
-        let e = one("deployment_status", &fixture!("ghes-3.5.deployment_status.json"), &settings());
+        let e = one(
+            "deployment",
+            &fixture!("ghes-3.5.deployment.json"),
+            &settings(),
+        );
+        assert_eq!(
+            (e.class.as_str(), e.at),
+            ("deploy", at("2019-05-15T19:38:20Z"))
+        );
+        let e = one(
+            "deployment_status",
+            &fixture!("ghes-3.5.deployment_status.json"),
+            &settings(),
+        );
         assert_eq!(e.outcome, Some(OutcomeStatus::Succeeded));
-        let e = one("release", &fixture!("ghes-3.5.release.published.json"), &settings());
+        let e = one(
+            "release",
+            &fixture!("ghes-3.5.release.published.json"),
+            &settings(),
+        );
         assert_eq!(e.at, at("2019-05-15T19:38:20Z"));
-        let e = one("repository", &fixture!("ghes-3.5.repository.privatized.json"), &settings());
+        let e = one(
+            "repository",
+            &fixture!("ghes-3.5.repository.privatized.json"),
+            &settings(),
+        );
         assert_eq!(e.class, "security_policy_change");
         none("push", &fixture!("ghes-3.5.push.tag-created.json"));
-        none("pull_request", &fixture!("ghes-3.5.pull_request.closed.json"));
+        none(
+            "pull_request",
+            &fixture!("ghes-3.5.pull_request.closed.json"),
+        );
     }
 
     #[test]
     fn only_pushes_to_the_default_branch_count() {
         let mut payload = fixture!("push.default-branch.json");
         let e = one("push", &payload, &settings());
-        assert_eq!((e.class.as_str(), e.environment.as_str()), ("config_change", "production"));
-        assert_eq!(e.targets, ["repo:Codertocat/Hello-World", "ref:refs/heads/master"]);
+        assert_eq!(
+            (e.class.as_str(), e.environment.as_str()),
+            ("config_change", "production")
+        );
+        assert_eq!(
+            e.targets,
+            ["repo:Codertocat/Hello-World", "ref:refs/heads/master"]
+        );
         assert_eq!(e.at, 1_557_933_657_000_000);
         assert_eq!(e.change_size, None);
 
@@ -766,7 +895,10 @@ mod tests {
         // Without `pushed_at`, the head commit's time; without either, the arrival.
         let mut payload = fixture!("push.default-branch.json");
         payload["repository"]["pushed_at"] = Value::Null;
-        assert_eq!(one("push", &payload, &settings()).at, at("2019-05-15T15:19:25Z"));
+        assert_eq!(
+            one("push", &payload, &settings()).at,
+            at("2019-05-15T15:19:25Z")
+        );
         payload["head_commit"] = Value::Null;
         assert_eq!(one("push", &payload, &settings()).at, RECEIVED);
     }
@@ -781,12 +913,22 @@ mod tests {
         merged["pull_request"]["merged_at"] = json!("2019-05-15T15:21:17Z");
         merged["pull_request"]["merged_by"] = json!({"login": "merge-queue[bot]", "type": "Bot"});
         let e = one("pull_request", &merged, &settings());
-        assert_eq!((e.actor_kind, e.actor_id.as_str()), (ActorKind::Agent, "merge-queue[bot]"));
-        assert_eq!((e.class.as_str(), e.change_size), ("config_change", Some(2)));
+        assert_eq!(
+            (e.actor_kind, e.actor_id.as_str()),
+            (ActorKind::Agent, "merge-queue[bot]")
+        );
+        assert_eq!(
+            (e.class.as_str(), e.change_size),
+            ("config_change", Some(2))
+        );
         assert_eq!(e.at, at("2019-05-15T15:21:17Z"));
         assert_eq!(
             e.targets,
-            ["repo:Codertocat/Hello-World", "ref:refs/heads/master", "pull_request:2"]
+            [
+                "repo:Codertocat/Hello-World",
+                "ref:refs/heads/master",
+                "pull_request:2"
+            ]
         );
 
         // Without `merged_by`, the sender; without sizes, no size.
@@ -803,11 +945,20 @@ mod tests {
     fn a_completed_workflow_run_is_a_test_run_with_its_conclusion() {
         let mut payload = fixture!("workflow_run.completed.success.json");
         let e = one("workflow_run", &payload, &settings());
-        assert_eq!((e.class.as_str(), e.environment.as_str()), ("run_tests", "ci"));
-        assert_eq!((e.team.as_str(), e.service.as_str()), ("platform", "octo-repo"));
+        assert_eq!(
+            (e.class.as_str(), e.environment.as_str()),
+            ("run_tests", "ci")
+        );
+        assert_eq!(
+            (e.team.as_str(), e.service.as_str()),
+            ("platform", "octo-repo")
+        );
         assert_eq!(e.outcome, Some(OutcomeStatus::Succeeded));
         assert_eq!(e.at, at("2020-10-05T16:33:49Z"));
-        assert!(e.targets.contains(&"workflow:.github/workflows/test.yml".to_string()));
+        assert!(
+            e.targets
+                .contains(&"workflow:.github/workflows/test.yml".to_string())
+        );
 
         for (conclusion, outcome) in [
             (json!("failure"), Some(OutcomeStatus::Failed)),
@@ -824,7 +975,11 @@ mod tests {
         assert_eq!(one("workflow_run", &payload, &settings()).actor_id, "alice");
 
         // An older payload with neither actor field falls back to the sender.
-        let e = one("workflow_run", &fixture!("workflow_run.completed.queued.json"), &settings());
+        let e = one(
+            "workflow_run",
+            &fixture!("workflow_run.completed.queued.json"),
+            &settings(),
+        );
         assert_eq!((e.actor_id.as_str(), e.outcome), ("Codertocat", None));
 
         none("workflow_run", &fixture!("workflow_run.requested.json"));
@@ -833,14 +988,20 @@ mod tests {
     #[test]
     fn a_published_release_is_a_deploy() {
         let e = one("release", &fixture!("release.published.json"), &settings());
-        assert_eq!((e.class.as_str(), e.environment.as_str()), ("deploy", "production"));
+        assert_eq!(
+            (e.class.as_str(), e.environment.as_str()),
+            ("deploy", "production")
+        );
         assert_eq!(e.targets, ["repo:Codertocat/Hello-World", "release:0.0.1"]);
         assert_eq!(e.at, at("2019-05-15T15:20:53Z"));
         none("release", &fixture!("release.created.json"));
 
         let mut s = settings();
         s.default_environment = "prod".to_string();
-        assert_eq!(one("release", &fixture!("release.published.json"), &s).environment, "prod");
+        assert_eq!(
+            one("release", &fixture!("release.published.json"), &s).environment,
+            "prod"
+        );
     }
 
     #[test]
@@ -854,9 +1015,16 @@ mod tests {
             assert_eq!(e.class, "security_policy_change", "{name}");
             assert_eq!(
                 e.targets,
-                ["repo:octo-org/octo-repo", "branch_protection_rule:production"]
+                [
+                    "repo:octo-org/octo-repo",
+                    "branch_protection_rule:production"
+                ]
             );
-            let expected = if name == "deleted" { RECEIVED } else { at("2021-08-19T16:16:32Z") };
+            let expected = if name == "deleted" {
+                RECEIVED
+            } else {
+                at("2021-08-19T16:16:32Z")
+            };
             assert_eq!(e.at, expected, "{name}");
         }
 
@@ -867,7 +1035,10 @@ mod tests {
             fixture!("repository.renamed.json"),
         ] {
             let e = one("repository", &payload, &settings());
-            assert_eq!((e.class.as_str(), e.actor_id.as_str()), ("security_policy_change", "Codertocat"));
+            assert_eq!(
+                (e.class.as_str(), e.actor_id.as_str()),
+                ("security_policy_change", "Codertocat")
+            );
         }
         none("repository", &fixture!("repository.created.json"));
     }
@@ -898,7 +1069,16 @@ mod tests {
         let mut payload = fixture!("deployment.created.json");
         payload["action"] = json!("deleted");
         none("deployment", &payload);
-        assert!(map("deployment", "", &fixture!("deployment.created.json"), &settings(), RECEIVED).is_empty());
+        assert!(
+            map(
+                "deployment",
+                "",
+                &fixture!("deployment.created.json"),
+                &settings(),
+                RECEIVED
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -918,6 +1098,34 @@ mod tests {
         assert_eq!(ids, ["d-9#1", "d-9#2"]);
     }
 
+    #[test]
+    fn every_event_from_the_fixtures_is_a_valid_stored_event() {
+        let policy = crate::policy::Policy::default();
+        let mut s = settings();
+        s.agents
+            .insert("github-pages[bot]".to_string(), "pages-agent".to_string());
+        let mut mapped = 0;
+        for (event, payload) in fixtures() {
+            for e in map(
+                event,
+                "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+                &payload,
+                &s,
+                RECEIVED,
+            ) {
+                let again = crate::activity::validate(
+                    e.to_input(),
+                    |c| policy.risk.contains_key(c),
+                    RECEIVED,
+                )
+                .unwrap_or_else(|err| panic!("{event}: {err}: {e:?}"));
+                assert_eq!(again, e);
+                mapped += 1;
+            }
+        }
+        assert_eq!(mapped, 18);
+    }
+
     /// Each way a field can go wrong: missing, null, or of another type.
     fn damaged(value: &Value) -> Vec<Value> {
         let mut out = vec![Value::Null, json!([]), json!("x"), json!(1)];
@@ -925,7 +1133,13 @@ mod tests {
             return out;
         };
         for key in map.keys() {
-            for replacement in [None, Some(Value::Null), Some(json!(17)), Some(json!("")), Some(json!({}))] {
+            for replacement in [
+                None,
+                Some(Value::Null),
+                Some(json!(17)),
+                Some(json!("")),
+                Some(json!({})),
+            ] {
                 let mut copy = value.clone();
                 match replacement {
                     None => {
@@ -944,8 +1158,16 @@ mod tests {
     #[test]
     fn damaged_payloads_never_panic() {
         let events = [
-            "deployment", "deployment_status", "push", "pull_request", "workflow_run", "release",
-            "branch_protection_rule", "repository_ruleset", "repository", "star",
+            "deployment",
+            "deployment_status",
+            "push",
+            "pull_request",
+            "workflow_run",
+            "release",
+            "branch_protection_rule",
+            "repository_ruleset",
+            "repository",
+            "star",
         ];
         for (event, payload) in fixtures() {
             let mut variants = damaged(&payload);

@@ -15,9 +15,9 @@
 //! | resource | class |
 //! |---|---|
 //! | `configmaps`, `secrets` | `config_change` |
-//! | RBAC, `networkpolicies`, `podsecuritypolicies`, `serviceaccounts`, admission webhooks | `security_policy_change` |
-//! | workloads (`deployments`, `statefulsets`, `daemonsets`, `replicasets`, `jobs`, `cronjobs`, `pods`) | `deploy`; deleting one: `infra_delete` |
-//! | anything else | create: `infra_create`; delete: `infra_delete`; update or patch: `config_change` |
+//! | RBAC, network policies, service accounts, admission webhooks | `security_policy_change` |
+//! | workloads (`deployments`, `pods`, `jobs`, …) | `deploy`; deleted: `infra_delete` |
+//! | anything else | created: `infra_create`; deleted: `infra_delete`; else `config_change` |
 //!
 //! A write to a workload changes what runs (a rollout, a scale); deleting one removes it.
 //! Some writes are not changes and are skipped: a `status` subresource (controllers
@@ -134,7 +134,10 @@ pub fn map(list: &Value, settings: &KubernetesSettings) -> Result<Vec<ActivityEv
         Some(Value::Null) => &[],
         _ => return Err(Error::field("items", "must be an array of audit events")),
     };
-    Ok(items.iter().filter_map(|item| event(item, settings)).collect())
+    Ok(items
+        .iter()
+        .filter_map(|item| event(item, settings))
+        .collect())
 }
 
 fn check_list(list: &Value) -> Result<()> {
@@ -142,7 +145,10 @@ fn check_list(list: &Value) -> Result<()> {
     if kind != Some(KIND) {
         return Err(Error::field(
             "kind",
-            format!("expected `{KIND}`, the audit webhook's batch, got {}", shown(kind)),
+            format!(
+                "expected `{KIND}`, the audit webhook's batch, got {}",
+                shown(kind)
+            ),
         ));
     }
     let version = list.get("apiVersion").and_then(Value::as_str);
@@ -179,7 +185,8 @@ fn event(item: &Value, settings: &KubernetesSettings) -> Option<ActivityEvent> {
         .and_then(|ns| settings.namespaces.get(ns))
         .or(settings.default.as_ref())?;
     let (actor_kind, actor_id) = actor(item, settings)?;
-    let at = time(item.get("stageTimestamp")).or_else(|| time(item.get("requestReceivedTimestamp")))?;
+    let at =
+        time(item.get("stageTimestamp")).or_else(|| time(item.get("requestReceivedTimestamp")))?;
     Some(ActivityEvent {
         source: SOURCE.to_string(),
         source_id: text(item.get("auditID"))?.to_string(),
@@ -299,8 +306,10 @@ mod tests {
     use serde_json::json;
 
     fn fixture() -> Value {
-        serde_json::from_str(include_str!("../../../tests/fixtures/kubernetes/eventlist.json"))
-            .expect("eventlist.json")
+        serde_json::from_str(include_str!(
+            "../../../tests/fixtures/kubernetes/eventlist.json"
+        ))
+        .expect("eventlist.json")
     }
 
     fn place(team: &str, service: &str, environment: &str) -> NamespacePlacement {
@@ -315,9 +324,18 @@ mod tests {
         KubernetesSettings {
             namespaces: BTreeMap::from([
                 ("htlogs".to_string(), place("web", "htlogs", "production")),
-                ("default".to_string(), place("platform", "sandbox", "staging")),
-                ("citadel".to_string(), place("security", "webapp", "production")),
-                ("openshift-logging".to_string(), place("logging", "clo", "production")),
+                (
+                    "default".to_string(),
+                    place("platform", "sandbox", "staging"),
+                ),
+                (
+                    "citadel".to_string(),
+                    place("security", "webapp", "production"),
+                ),
+                (
+                    "openshift-logging".to_string(),
+                    place("logging", "clo", "production"),
+                ),
             ]),
             default: None,
             agents: BTreeMap::from([(
@@ -358,7 +376,11 @@ mod tests {
                 ("daffa6ef", "clo-agent", "config_change"),
             ]
         );
-        assert!(events.iter().all(|e| e.source == "kubernetes" && e.decision_id.is_none()));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.source == "kubernetes" && e.decision_id.is_none())
+        );
     }
 
     #[test]
@@ -367,7 +389,10 @@ mod tests {
         let e = by_id(&events, "b603178c");
         assert_eq!(e.source_id, "b603178c-ecbf-4fc4-a9a6-126d2dd9e6c1");
         assert_eq!(e.actor_kind, ActorKind::Human);
-        assert_eq!((e.team.as_str(), e.service.as_str(), e.environment.as_str()), ("web", "htlogs", "production"));
+        assert_eq!(
+            (e.team.as_str(), e.service.as_str(), e.environment.as_str()),
+            ("web", "htlogs", "production")
+        );
         assert_eq!(e.targets, ["deployments/htlogs/htlogsdeployment/scale"]);
         assert_eq!(e.at, parse_micros("2020-10-12T22:44:12.643025Z").unwrap());
         assert_eq!(e.outcome, Some(OutcomeStatus::Succeeded));
@@ -377,7 +402,10 @@ mod tests {
     fn the_impersonated_user_is_the_actor() {
         let events = map(&fixture(), &settings()).unwrap();
         let e = by_id(&events, "75380586");
-        assert_eq!((e.actor_kind, e.actor_id.as_str()), (ActorKind::Human, "agent-smith"));
+        assert_eq!(
+            (e.actor_kind, e.actor_id.as_str()),
+            (ActorKind::Human, "agent-smith")
+        );
         assert_eq!(e.targets, ["configmaps/citadel/webapp-config-map"]);
         assert_eq!(e.environment, "production");
     }
@@ -386,9 +414,15 @@ mod tests {
     fn service_accounts_and_listed_names_are_agents() {
         let events = map(&fixture(), &settings()).unwrap();
         let sa = by_id(&events, "f777f446");
-        assert_eq!((sa.actor_kind, sa.team.as_str()), (ActorKind::Agent, "logging"));
+        assert_eq!(
+            (sa.actor_kind, sa.team.as_str()),
+            (ActorKind::Agent, "logging")
+        );
         let listed = by_id(&events, "daffa6ef");
-        assert_eq!((listed.actor_kind, listed.actor_id.as_str()), (ActorKind::Agent, "clo-agent"));
+        assert_eq!(
+            (listed.actor_kind, listed.actor_id.as_str()),
+            (ActorKind::Agent, "clo-agent")
+        );
         // A 409 AlreadyExists: the write was attempted and did not happen.
         assert_eq!(listed.outcome, Some(OutcomeStatus::Failed));
 
@@ -402,10 +436,19 @@ mod tests {
     fn other_stages_reads_and_noise_are_skipped() {
         let events = map(&fixture(), &settings()).unwrap();
         // The kubectl edit's RequestReceived and ResponseComplete share an audit id: one event.
-        assert_eq!(events.iter().filter(|e| e.source_id.starts_with("5cbd26ec")).count(), 1);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.source_id.starts_with("5cbd26ec"))
+                .count(),
+            1
+        );
         // get, list, a forbidden watch (ResponseStarted and ResponseComplete).
         for read in ["78c3e91f", "ba763a8e", "cb5c6bfd"] {
-            assert!(events.iter().all(|e| !e.source_id.starts_with(read)), "{read}");
+            assert!(
+                events.iter().all(|e| !e.source_id.starts_with(read)),
+                "{read}"
+            );
         }
         // A node's lease renewal is skipped even where a default placement applies.
         let mut s = settings();
@@ -414,7 +457,10 @@ mod tests {
         assert!(events.iter().all(|e| !e.source_id.starts_with("36dc2d61")));
         // ...and the project deletion in an unlisted namespace now counts.
         let e = by_id(&events, "39382d96");
-        assert_eq!((e.class.as_str(), e.actor_kind, e.service.as_str()), ("infra_delete", ActorKind::Human, "cluster"));
+        assert_eq!(
+            (e.class.as_str(), e.actor_kind, e.service.as_str()),
+            ("infra_delete", ActorKind::Human, "cluster")
+        );
     }
 
     #[test]
@@ -424,7 +470,10 @@ mod tests {
         assert_eq!(item["auditID"], "75380586-f62d-4bfc-9fa7-5c62f59233b1");
         item["responseStatus"] = json!({"status": "Failure", "reason": "Forbidden", "code": 403});
         let events = map(&list, &settings()).unwrap();
-        assert_eq!(by_id(&events, "75380586").outcome, Some(OutcomeStatus::Failed));
+        assert_eq!(
+            by_id(&events, "75380586").outcome,
+            Some(OutcomeStatus::Failed)
+        );
 
         list["items"][4]["responseStatus"] = Value::Null;
         let events = map(&list, &settings()).unwrap();
@@ -442,10 +491,25 @@ mod tests {
             ("create", "pods", Some("exec"), None),
             ("delete", "configmaps", None, Some("config_change")),
             ("deletecollection", "secrets", None, Some("config_change")),
-            ("create", "clusterrolebindings", None, Some("security_policy_change")),
-            ("delete", "networkpolicies", None, Some("security_policy_change")),
+            (
+                "create",
+                "clusterrolebindings",
+                None,
+                Some("security_policy_change"),
+            ),
+            (
+                "delete",
+                "networkpolicies",
+                None,
+                Some("security_policy_change"),
+            ),
             ("create", "services", None, Some("infra_create")),
-            ("delete", "persistentvolumeclaims", None, Some("infra_delete")),
+            (
+                "delete",
+                "persistentvolumeclaims",
+                None,
+                Some("infra_delete"),
+            ),
             ("patch", "ingresses", None, Some("config_change")),
             ("create", "tokenreviews", None, None),
             ("update", "leases", None, None),
@@ -457,7 +521,11 @@ mod tests {
                 namespace: Some("default"),
                 name: Some("x"),
             };
-            assert_eq!(class(verb, &object), expected, "{verb} {resource} {subresource:?}");
+            assert_eq!(
+                class(verb, &object),
+                expected,
+                "{verb} {resource} {subresource:?}"
+            );
         }
     }
 
@@ -466,10 +534,16 @@ mod tests {
         let mut list = fixture();
         let item = list["items"][0].clone();
         let mut cluster_scoped = item.clone();
-        cluster_scoped["objectRef"] =
-            json!({"resource": "clusterroles", "name": "view", "apiGroup": "rbac.authorization.k8s.io"});
+        cluster_scoped["objectRef"] = json!({
+            "resource": "clusterroles",
+            "name": "view",
+            "apiGroup": "rbac.authorization.k8s.io",
+        });
         let mut no_stage_time = item.clone();
-        no_stage_time.as_object_mut().unwrap().remove("stageTimestamp");
+        no_stage_time
+            .as_object_mut()
+            .unwrap()
+            .remove("stageTimestamp");
         no_stage_time["auditID"] = json!("no-stage-time");
         let mut no_time = item;
         no_time["stageTimestamp"] = Value::Null;
@@ -480,24 +554,48 @@ mod tests {
         // Without a default, the cluster-scoped write has nowhere to go.
         let events = map(&list, &settings()).unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].at, parse_micros("2020-10-12T22:44:12.631166Z").unwrap());
+        assert_eq!(
+            events[0].at,
+            parse_micros("2020-10-12T22:44:12.631166Z").unwrap()
+        );
 
         let mut s = settings();
         s.default = Some(place("platform", "cluster", "production"));
         let events = map(&list, &s).unwrap();
         assert_eq!(events.len(), 2);
-        assert_eq!((events[0].class.as_str(), events[0].targets[0].as_str()), ("security_policy_change", "clusterroles/view"));
+        assert_eq!(
+            (events[0].class.as_str(), events[0].targets[0].as_str()),
+            ("security_policy_change", "clusterroles/view")
+        );
     }
 
     #[test]
     fn only_an_audit_event_list_is_accepted() {
         let cases = [
-            (json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "items": []}), "kind"),
-            (json!({"apiVersion": "audit.k8s.io/v1", "items": []}), "kind"),
-            (json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1beta1", "items": []}), "apiVersion"),
-            (json!({"kind": "EventList", "apiVersion": "v1", "items": []}), "apiVersion"),
-            (json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1"}), "items"),
-            (json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": {}}), "items"),
+            (
+                json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "items": []}),
+                "kind",
+            ),
+            (
+                json!({"apiVersion": "audit.k8s.io/v1", "items": []}),
+                "kind",
+            ),
+            (
+                json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1beta1", "items": []}),
+                "apiVersion",
+            ),
+            (
+                json!({"kind": "EventList", "apiVersion": "v1", "items": []}),
+                "apiVersion",
+            ),
+            (
+                json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1"}),
+                "items",
+            ),
+            (
+                json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": {}}),
+                "items",
+            ),
             (json!([]), "kind"),
             (Value::Null, "kind"),
         ];
@@ -506,8 +604,29 @@ mod tests {
             assert_eq!(e.field.as_deref(), Some(field), "{list}: {e}");
             assert_eq!(e.code, "invalid_field");
         }
-        let empty = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": null});
+        let empty = json!({
+            "kind": "EventList",
+            "apiVersion": "audit.k8s.io/v1",
+            "metadata": {},
+            "items": null,
+        });
         assert!(map(&empty, &settings()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_event_from_the_fixture_is_a_valid_stored_event() {
+        let policy = crate::policy::Policy::default();
+        let mut s = settings();
+        s.default = Some(place("platform", "cluster", "production"));
+        let events = map(&fixture(), &s).unwrap();
+        assert_eq!(events.len(), 8);
+        let now = parse_micros("2030-01-01T00:00:00Z").unwrap();
+        for e in events {
+            let again =
+                crate::activity::validate(e.to_input(), |c| policy.risk.contains_key(c), now)
+                    .unwrap_or_else(|err| panic!("{err}: {e:?}"));
+            assert_eq!(again, e);
+        }
     }
 
     #[test]
@@ -517,10 +636,18 @@ mod tests {
         let mut s = settings();
         s.default = Some(place("platform", "cluster", "production"));
         for (i, item) in items.iter().enumerate() {
-            let Value::Object(fields) = item else { unreachable!() };
+            let Value::Object(fields) = item else {
+                unreachable!()
+            };
             let mut variants = vec![Value::Null, json!(1), json!("x"), json!([])];
             for key in fields.keys() {
-                for replacement in [None, Some(Value::Null), Some(json!(17)), Some(json!("")), Some(json!({}))] {
+                for replacement in [
+                    None,
+                    Some(Value::Null),
+                    Some(json!(17)),
+                    Some(json!("")),
+                    Some(json!({})),
+                ] {
                     let mut copy = item.clone();
                     match replacement {
                         None => {
@@ -537,7 +664,11 @@ mod tests {
                 let mut damaged = list.clone();
                 damaged["items"][i] = variant;
                 let events = map(&damaged, &s).unwrap();
-                assert!(events.iter().all(|e| !e.source_id.is_empty() && !e.actor_id.is_empty()));
+                assert!(
+                    events
+                        .iter()
+                        .all(|e| !e.source_id.is_empty() && !e.actor_id.is_empty())
+                );
             }
         }
     }

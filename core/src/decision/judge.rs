@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
-    Action, Anomaly, ApprovalRef, ChangeSummary, DecisionAnswer, DecisionRequest, Obligation,
+    Action, Anomaly, AnomalyStatus, ApprovalRef, ChangeSummary, DecisionAnswer, DecisionRequest, Obligation,
     Reason, Risk, Verdict,
 };
 use crate::approvals::{self, Presented};
@@ -13,7 +13,7 @@ use crate::audit::{Actor, AuditRecord, RawJson};
 use crate::clock::format_micros;
 use crate::error::{Error, Result};
 use crate::identity::{Agent, AgentStatus, Caller, Human};
-use crate::plugin::{Assessment, CallStatus, PluginReport};
+use crate::plugin::{AnomalyCheck, Assessment, CallStatus, PluginReport};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
 use crate::quotas::{Charge, Headroom, QuotaPlan};
 use crate::records::{Approval, ApprovalRow, DecisionRow, Event, EvidenceDelta, ViolationRow};
@@ -250,10 +250,29 @@ fn classify(
             format!("{plugin}: {text}"),
         ));
     }
-    let anomaly = plugins.anomaly_checked.then_some(Anomaly {
-        severity: plugins.anomaly_severity,
-        findings: plugins.findings,
-    });
+    let not_computed = |reason: String| Anomaly {
+        status: AnomalyStatus::NotComputed,
+        severity: None,
+        reason: Some(reason),
+        findings: Vec::new(),
+        baseline: None,
+    };
+    let anomaly = match plugins.anomaly {
+        AnomalyCheck::NoDetector => {
+            not_computed(format!("no anomaly detector is loaded for class `{class}`"))
+        }
+        AnomalyCheck::NoBaseline => not_computed(format!(
+            "no human baseline with enough history for this team, service and class `{class}` yet"
+        )),
+        AnomalyCheck::Checked(baseline) => Anomaly {
+            status: AnomalyStatus::Checked,
+            severity: Some(plugins.anomaly_severity),
+            reason: None,
+            findings: plugins.findings,
+            baseline: Some(baseline),
+        },
+    };
+    let anomaly = Some(anomaly);
     (
         Risk {
             level,
@@ -286,7 +305,8 @@ fn effective_tier(
         }
     }
     if let Some(a) = anomaly
-        && a.severity >= policy.policy.severe_anomaly
+        && let Some(severity) = a.severity
+        && severity >= policy.policy.severe_anomaly
         && tier > policy.policy.severe_anomaly_tier_cap
     {
         tier = policy.policy.severe_anomaly_tier_cap;
@@ -299,8 +319,7 @@ fn effective_tier(
         reasons.push(reason(
             "anomaly_cap",
             format!(
-                "a severe anomaly (severity {}){worst} caps the tier at {tier}",
-                a.severity
+                "a severe anomaly (severity {severity}){worst} caps the tier at {tier}"
             ),
         ));
     }

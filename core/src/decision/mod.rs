@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::baseline::BaselineScope;
 use crate::plugin::{AnomalyFinding, PluginReport};
 use crate::policy::RiskLevel;
 use crate::quotas::Headroom;
@@ -141,13 +142,50 @@ pub struct ApprovalRef {
     pub url: String,
 }
 
-/// The anomaly stage's result.
+/// The anomaly stage's result: checked against a human baseline, or said not to be computed.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Anomaly {
-    /// The highest finding's severity, 0–100 (0 when nothing is unusual).
-    pub severity: u8,
+    /// Whether the action was compared with a human baseline at all.
+    pub status: AnomalyStatus,
+    /// The highest finding's severity, 0–100 (0 when nothing is unusual); null when not
+    /// computed, which is not the same as normal.
+    pub severity: Option<u8>,
+    /// Why it was not computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Every finding of every detector.
+    #[serde(default)]
     pub findings: Vec<AnomalyFinding>,
+    /// The baseline the action was compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineRef>,
+}
+
+/// Whether the anomaly stage compared the action with a human baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyStatus {
+    /// Detectors judged it against a warm baseline.
+    Checked,
+    /// No detector sees the class, or no warm baseline exists yet.
+    NotComputed,
+}
+
+/// Which human baseline an action was compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BaselineRef {
+    /// Team, service and class it is for.
+    pub team: String,
+    /// Service.
+    pub service: String,
+    /// Class.
+    pub class: String,
+    /// Whether the organisation's humans stood in for a small team's.
+    pub scope: BaselineScope,
+    /// Humans in the reference.
+    pub humans: u32,
+    /// Human actions in it.
+    pub events: u32,
 }
 
 /// One reason behind a verdict.

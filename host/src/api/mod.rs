@@ -22,7 +22,10 @@ use crate::identity::{Caller, hash_token};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
+use crate::services::baselines::Baselines;
 use crate::services::decisions::Decisions;
+use crate::services::events::{Events, EventsConfig};
+use crate::services::integrations::Receivers;
 use crate::services::notify::Outbox;
 use crate::services::tiering::Controller;
 use crate::store::Store;
@@ -31,8 +34,10 @@ mod agents;
 mod approvals;
 mod audit;
 mod authzen;
+mod baselines;
 mod decisions;
 pub mod error;
+mod events;
 mod humans;
 mod ops;
 mod plugins;
@@ -62,6 +67,14 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Activity in.
+    pub events: Events,
+    /// Its limits.
+    pub events_config: EventsConfig,
+    /// Human baselines.
+    pub baselines: Baselines,
+    /// The GitHub and Kubernetes receivers.
+    pub receivers: Arc<Receivers>,
 }
 
 #[derive(OpenApi)]
@@ -86,6 +99,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The router and the OpenAPI document that describes it.
 pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router {
+    let events_limit = state.events_config.body_limit_bytes;
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(decisions::routes())
         .merge(authzen::routes())
@@ -100,6 +114,8 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
         .merge(quotas::routes())
         .merge(ops::routes())
         .merge(plugins::routes(upload_limit))
+        .merge(baselines::routes())
+        .merge(events::routes(events_limit))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router

@@ -19,7 +19,7 @@ use crate::plugin::{AnomalyContext, PluginAction, RecentActivity};
 use crate::plugins::PluginHost;
 use crate::policy::{CompiledPolicy, PolicyMode};
 use crate::quotas::QuotaPlan;
-use crate::records::Baseline;
+use crate::services::baselines::Baselines;
 use crate::services::notify::Outbox;
 use crate::services::tiering::{Controller, Trigger};
 use crate::store::{
@@ -37,6 +37,7 @@ pub struct Decisions {
     plugins: Arc<PluginHost>,
     outbox: Arc<Outbox>,
     tiers: Controller,
+    baselines: Baselines,
 }
 
 /// How the decision service is put together.
@@ -56,6 +57,8 @@ pub struct Parts {
     pub outbox: Arc<Outbox>,
     /// The tier controller.
     pub tiers: Controller,
+    /// Human baselines.
+    pub baselines: Baselines,
 }
 
 impl Decisions {
@@ -69,6 +72,7 @@ impl Decisions {
             plugins,
             outbox,
             tiers,
+            baselines,
         } = parts;
         Decisions {
             store,
@@ -78,6 +82,7 @@ impl Decisions {
             plugins,
             outbox,
             tiers,
+            baselines,
         }
     }
 
@@ -127,7 +132,7 @@ impl Decisions {
             .plugins
             .assess(
                 &action.class,
-                || PluginAction::new(action, &agent, table, now),
+                || PluginAction::new(action, &agent, table, now, self.baselines.zone()),
                 || self.anomaly_context(action, &agent, now),
             )
             .await?;
@@ -277,42 +282,40 @@ impl Decisions {
     }
 
     /// What anomaly detectors compare the action with: the human baseline of the agent's team
-    /// for this kind of action (cold when none is computed yet) and the agent's last hour.
+    /// for this kind of action, and the agent's last hour in Warden's decisions and in the
+    /// platform's events. Nothing when no warm baseline exists yet ("not computed").
     async fn anomaly_context(
         &self,
         action: &Action,
         agent: &Agent,
         now: i64,
-    ) -> Result<AnomalyContext> {
+    ) -> Result<Option<AnomalyContext>> {
         let (class, env, service) = (&action.class, &action.environment, &action.service);
-        let combination = format!("{class}/{env}/{service}");
-        let activity = self
+        let Some(entry) = self.baselines.get(&agent.team, service, class) else {
+            return Ok(None);
+        };
+        if !entry.baseline.warm() {
+            return Ok(None);
+        }
+        let since = now - 3_600_000_000;
+        let decided = self.store.activity(&agent.id, class, env, service, since).await?;
+        let done = self
             .store
-            .activity(&agent.id, class, env, service, now - 3_600_000_000)
+            .event_activity(&agent.id, class, env, service, since)
             .await?;
-        let baseline = self
-            .store
-            .baseline(&agent.team, service, class, env)
-            .await?
-            .unwrap_or_else(|| Baseline {
-                team: agent.team.clone(),
-                service: service.clone(),
-                class: class.clone(),
-                environment: env.clone(),
-                ..Baseline::default()
-            });
-        Ok(AnomalyContext {
-            baseline,
+        let combination = format!("{class}/{env}/{service}");
+        Ok(Some(AnomalyContext {
+            baseline: entry.for_action(env, &action.resources),
             activity: RecentActivity {
                 // Including this one.
-                actions_last_hour: activity.recent.saturating_add(1),
-                seen_combinations: if activity.done_before {
+                actions_last_hour: decided.recent.saturating_add(done.recent).saturating_add(1),
+                seen_combinations: if decided.done_before || done.done_before {
                     vec![combination]
                 } else {
                     Vec::new()
                 },
             },
-        })
+        }))
     }
 
     async fn parents(&self, agent: &Agent) -> Result<Vec<Agent>> {

@@ -5,8 +5,11 @@
 
 pub mod agents;
 pub mod approvals;
+pub mod baselines;
 pub mod decisions;
+pub mod events;
 pub mod humans;
+pub mod integrations;
 pub mod notify;
 pub mod outcomes;
 pub mod plugins;

@@ -32,6 +32,47 @@ pub async fn publish_dir(
     Ok(changed)
 }
 
+/// The reference plugins built into the binary: name, manifest and core module.
+const REFERENCE: [(&str, &str, &[u8]); 3] = [
+    (
+        "action-classifier",
+        include_str!("../../../plugins/action-classifier/plugin.toml"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/action-classifier.wasm")),
+    ),
+    (
+        "baseline-anomaly",
+        include_str!("../../../plugins/baseline-anomaly/plugin.toml"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/baseline-anomaly.wasm")),
+    ),
+    (
+        "canary-rollback",
+        include_str!("../../../plugins/canary-rollback/plugin.toml"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/canary-rollback.wasm")),
+    ),
+];
+
+/// Publishes the reference plugins built into the binary, each unless a plugin of its name is
+/// stored already (a team's own version, or the reference one from an earlier start).
+pub async fn publish_reference(host: &PluginHost, store: &Store, now: i64) -> anyhow::Result<Vec<String>> {
+    let stored = store.plugin_hashes().await?;
+    let mut published = Vec::new();
+    for (name, manifest, module) in REFERENCE {
+        if stored.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let manifest: Manifest = toml::from_str(manifest)
+            .map_err(|e| anyhow::anyhow!("plugins/{name}/plugin.toml: {e}"))?;
+        let component = crate::plugins::build::componentize(module)?;
+        if let Some(id) = publish(host, store, Actor::configuration(), manifest, component, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("reference plugin {name}: {}", e.message))?
+        {
+            published.push(id);
+        }
+    }
+    Ok(published)
+}
+
 /// Checks, compiles and stores a plugin with an audit record, then installs it here (other
 /// replicas pick it up on their next sync). Returns `name@version` if anything changed, and
 /// nothing if the same component and manifest are already stored.

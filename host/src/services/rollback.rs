@@ -144,7 +144,8 @@ pub async fn receive(
     let table = cx
         .policy
         .table_risk(&action.class, &action.environment, breaking);
-    let plugin_view = PluginAction::new(action, &agent, table, cx.now);
+    // Rollback triggers judge metrics, not the hour: UTC is as good as any zone here.
+    let plugin_view = PluginAction::new(action, &agent, table, cx.now, &jiff::tz::TimeZone::UTC);
 
     let batch = serde_json::to_string(&signals.windows).map_err(Error::internal)?;
     // The measurements judged: this batch and the latest earlier ones that fit the sample budget,

@@ -96,6 +96,7 @@ impl Assessment {
             hold_until: self.agent.hold_until,
             last_hard_at: self.agent.last_hard_at,
             totals: &self.totals,
+            drift: self.trust.drift.as_ref().map(|d| d.score),
         }
     }
 }
@@ -160,7 +161,8 @@ impl Controller {
         let now = self.clock.now_micros();
         let tp = self.tiering();
         let totals = self.store.trust_totals(&agent.id).await?;
-        let trust = assess(&totals, now, &self.policy.policy.trust);
+        let mut trust = assess(&totals, now, &self.policy.policy.trust);
+        trust.drift = self.store.latest_drift(&agent.id).await?;
         let ago = |days: f64| now.saturating_sub((days * DAY_US) as i64);
         let matters = agent.tier > tp.budget_cap_tier
             || tp

@@ -7,7 +7,9 @@
 //! - `change_size`: lines changed against the human median, as a robust z-score (median/MAD);
 //! - `rare_hour`: the hour of the week against a smoothed histogram of human activity;
 //! - `first_seen`: a class/environment/service combination neither humans nor the agent have done,
-//!   judged only once the baseline is warm.
+//!   judged only once the baseline is warm;
+//! - `first_target`: a resource the team's humans never touched (where their activity names
+//!   targets at all).
 //!
 //! The p-values are combined conservatively (Bonferroni) into one `combined` finding whose
 //! severity (0–100) grows by `severity_per_decade` for every factor of ten of surprise.
@@ -175,6 +177,25 @@ impl AnomalyDetector for BaselineAnomaly {
             ));
         }
 
+        // Resources the humans never touched, where their activity names targets at all.
+        if baseline.targets_tracked {
+            let new: Vec<&str> = action
+                .resources
+                .iter()
+                .filter(|r| !baseline.targets_seen.contains(r))
+                .map(String::as_str)
+                .collect();
+            if !new.is_empty() {
+                let p = 1.0 / (f64::from(baseline.sample_size) + 1.0);
+                let list = new.join(", ");
+                tests.push((
+                    "first_target",
+                    p,
+                    Box::new(move || format!("{list}: never touched by this team's humans")),
+                ));
+            }
+        }
+
         let m = tests.len() as f64;
         let p_min = tests.iter().map(|t| t.1).fold(1.0, f64::min);
         let combined = (p_min * m).min(1.0);
@@ -223,6 +244,7 @@ mod tests {
             change_size_mad: 40.0,
             hour_of_week_counts: counts,
             seen_combinations: vec!["deploy/staging/payments".into()],
+            ..Baseline::default()
         }
     }
 

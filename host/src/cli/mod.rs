@@ -17,6 +17,8 @@ use crate::config::{Config, LogFormat};
 use crate::identity::Role;
 use crate::server::{Warden, shutdown_signal};
 
+mod import;
+
 /// Warden: governs AI agents as first-class users of your platform.
 #[derive(Debug, Parser)]
 #[command(name = "warden", version, about, long_about = None)]
@@ -93,6 +95,12 @@ enum Command {
     /// Review policy violations on a running server.
     #[command(subcommand)]
     Violations(ViolationsCommand),
+    /// Send activity done outside Warden to a running server.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Human baselines on a running server.
+    #[command(subcommand)]
+    Baselines(BaselinesCommand),
     /// Ask a running server for a decision.
     #[command(
         after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden decide --agent deploy-bot --class deploy --environment staging --service payments"
@@ -426,6 +434,56 @@ enum QuotasCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Import events from JSON lines or CSV (a header row naming the fields; `targets`
+    /// separated by `;`). Prints what was stored and every rejected line; re-importing stores
+    /// nothing twice. Exits 2 when some lines were rejected.
+    #[command(
+        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden events import deploys.jsonl --strict\n\nFields: source, source_id, actor_kind (human|agent), actor_id, team, class, environment,\nservice, targets, change_size, time (RFC 3339), outcome, decision_id"
+    )]
+    Import {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The file.
+        file: PathBuf,
+        /// jsonl or csv (default: by the file's extension).
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
+        /// All or nothing: check the whole file first and store nothing if any line is bad.
+        #[arg(long)]
+        strict: bool,
+        /// Events per request.
+        #[arg(long, default_value_t = 5000)]
+        batch_size: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BaselinesCommand {
+    /// The newest human baselines, and the run that made them.
+    #[command(after_help = "Example:\n  warden baselines show --team payments --class deploy")]
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Team.
+        #[arg(long)]
+        team: Option<String>,
+        /// Service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Action class.
+        #[arg(long)]
+        class: Option<String>,
+    },
+    /// Recompute every baseline now.
+    #[command(after_help = "Example:\n  warden baselines recompute")]
+    Recompute {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TrustCommand {
     /// One agent's score, components and evidence.
     #[command(after_help = "Example:\n  warden trust show deploy-bot")]
@@ -560,6 +618,10 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The command printed its own result; only the code is left to say.
+        Err(e) if e.downcast_ref::<Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -864,6 +926,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(call(&server, reqwest::Method::GET, &path, None).await?)
             }
         },
+        Command::Events(EventsCommand::Import {
+            server,
+            file,
+            format,
+            strict,
+            batch_size,
+        }) => {
+            let format = format.unwrap_or_else(|| import::Format::of(&file));
+            let summary = import_events(&server, &file, format, strict, batch_size).await?;
+            let rejected = summary["rejected"].as_array().map_or(0, Vec::len);
+            print_json(summary)?;
+            if rejected > 0 {
+                return Err(Exit(2).into());
+            }
+            Ok(())
+        }
+        Command::Baselines(BaselinesCommand::Show {
+            server,
+            team,
+            service,
+            class,
+        }) => {
+            let query: Vec<(&str, String)> = [("team", team), ("service", service), ("class", class)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+            let query = serde_urlencoded::to_string(query)?;
+            print_json(call(&server, reqwest::Method::GET, &format!("/v1/baselines?{query}"), None).await?)
+        }
+        Command::Baselines(BaselinesCommand::Recompute { server }) => print_json(
+            call(&server, reqwest::Method::POST, "/v1/baselines/recompute", None).await?,
+        ),
         Command::Violations(cmd) => match cmd {
             ViolationsCommand::List {
                 server,
@@ -1153,6 +1247,67 @@ fn parse_grant(s: &str) -> anyhow::Result<Value> {
     Ok(
         json!({"class": class, "environment": environment, "service": service, "max_risk": max_risk}),
     )
+}
+
+/// Ends the command with this exit code, having printed what it had to.
+#[derive(Debug)]
+struct Exit(u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Sends a file's events in batches; with `strict`, a dry run of every batch first.
+async fn import_events(
+    server: &ServerArgs,
+    file: &std::path::Path,
+    format: import::Format,
+    strict: bool,
+    batch_size: usize,
+) -> anyhow::Result<Value> {
+    anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
+    let lines = import::read(file, format)?;
+    let mut rejected = Vec::new();
+    let mut good: Vec<(usize, Value)> = Vec::with_capacity(lines.len());
+    for (line, event) in lines {
+        match event {
+            Ok(v) => good.push((line, v)),
+            Err((code, message)) => rejected.push(import::rejection(line, &code, None, &message)),
+        }
+    }
+    let passes: &[bool] = if strict { &[true, false] } else { &[false] };
+    let (mut accepted, mut duplicates) = (0, 0);
+    for &dry_run in passes {
+        if !dry_run && strict && !rejected.is_empty() {
+            break;
+        }
+        for batch in good.chunks(batch_size) {
+            let events: Vec<&Value> = batch.iter().map(|(_, v)| v).collect();
+            let path = if dry_run { "/v1/events?dry_run=true" } else { "/v1/events" };
+            let answer = call(server, reqwest::Method::POST, path, Some(json!({"events": events}))).await?;
+            for r in answer["rejected"].as_array().into_iter().flatten() {
+                let line = r["index"].as_u64().and_then(|i| batch.get(i as usize)).map_or(0, |b| b.0);
+                let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                rejected.push(import::rejection(line, &text("code"), r["field"].as_str(), &text("message")));
+            }
+            if !dry_run {
+                accepted += answer["accepted"].as_u64().unwrap_or(0);
+                duplicates += answer["duplicates"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    rejected.sort_by_key(|r| r["line"].as_u64());
+    Ok(json!({
+        "file": file.display().to_string(),
+        "stored": !(strict && !rejected.is_empty()),
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "rejected": rejected,
+    }))
 }
 
 fn print_json(v: Value) -> anyhow::Result<()> {

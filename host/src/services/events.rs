@@ -1,0 +1,152 @@
+//! Activity in (DESIGN.md, "Human baselines, anomaly and drift"): batches of events from
+//! `POST /v1/events`, `warden events import` and the platform receivers, checked one by one,
+//! stored once per (source, source id), and counted towards the next baseline recompute.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::activity::{self, ActivityEvent, EventInput, Rejected};
+use crate::audit::{Actor, AuditRecord};
+use crate::clock::SharedClock;
+use crate::error::Result;
+use crate::policy::CompiledPolicy;
+use crate::services::baselines::Baselines;
+use crate::store::{Change, EventWrite, Store, Write};
+
+/// `[events]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Most events in one `POST /v1/events` (more is a 413).
+    pub max_batch: usize,
+    /// Largest `POST /v1/events` or receiver body, bytes (more is a 413).
+    pub body_limit_bytes: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            max_batch: 10_000,
+            body_limit_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Ingested {
+    /// Events stored now.
+    pub accepted: usize,
+    /// Events already stored under the same (source, source id), or repeated in the batch.
+    pub duplicates: usize,
+    /// Events turned away, each with its index and the field at fault.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Checks each event of a batch; an event that fails is rejected alone.
+pub fn check(
+    policy: &CompiledPolicy,
+    items: Vec<serde_json::Value>,
+    now: i64,
+) -> (Vec<ActivityEvent>, Vec<Rejected>) {
+    let mut good = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match activity::parse_json(item)
+            .and_then(|input| activity::validate(input, |c| policy.knows_class(c), now))
+        {
+            Ok(e) => good.push(e),
+            Err(e) => rejected.push(Rejected::new(i, e)),
+        }
+    }
+    (good, rejected)
+}
+
+/// Checks typed inputs (an import's parsed lines): the same rules as [`check`].
+pub fn check_inputs(
+    policy: &CompiledPolicy,
+    inputs: Vec<(usize, EventInput)>,
+    now: i64,
+) -> (Vec<ActivityEvent>, Vec<Rejected>) {
+    let mut good = Vec::with_capacity(inputs.len());
+    let mut rejected = Vec::new();
+    for (i, input) in inputs {
+        match activity::validate(input, |c| policy.knows_class(c), now) {
+            Ok(e) => good.push(e),
+            Err(e) => rejected.push(Rejected::new(i, e)),
+        }
+    }
+    (good, rejected)
+}
+
+/// The activity service.
+#[derive(Debug, Clone)]
+pub struct Events {
+    /// The store.
+    pub store: Store,
+    /// Time.
+    pub clock: SharedClock,
+    /// Baselines, told how many events came in.
+    pub baselines: Baselines,
+}
+
+impl Events {
+    /// Stores checked events once each, with one audit record for the batch, and says how
+    /// many were new. Nothing is acknowledged before it is durable.
+    pub async fn store(&self, actor: Actor, events: Vec<ActivityEvent>) -> Result<Ingested> {
+        let mut seen = HashSet::with_capacity(events.len());
+        let mut fresh: Vec<ActivityEvent> = Vec::with_capacity(events.len());
+        let mut duplicates = 0;
+        for e in events {
+            if seen.insert((e.source.clone(), e.source_id.clone())) {
+                fresh.push(e);
+            } else {
+                duplicates += 1;
+            }
+        }
+        let keys: Vec<(&str, &str)> = fresh
+            .iter()
+            .map(|e| (e.source.as_str(), e.source_id.as_str()))
+            .collect();
+        let known = self.store.known_events(&keys).await?;
+        drop(keys);
+        if !known.is_empty() {
+            let before = fresh.len();
+            fresh.retain(|e| !known.contains(&(e.source.clone(), e.source_id.clone())));
+            duplicates += before - fresh.len();
+        }
+        let accepted = fresh.len();
+        if accepted > 0 {
+            let now = self.clock.now_micros();
+            let mut sources: Vec<&str> = fresh.iter().map(|e| e.source.as_str()).collect();
+            sources.sort_unstable();
+            sources.dedup();
+            let humans = fresh
+                .iter()
+                .filter(|e| e.actor_kind == activity::ActorKind::Human)
+                .count();
+            let details = serde_json::json!({
+                "accepted": accepted, "duplicates": duplicates, "humans": humans,
+                "agents": accepted - humans, "sources": sources,
+            });
+            let record = AuditRecord::change(actor, "events.ingested", "events".into(), details, now);
+            self.store
+                .commit(Change {
+                    writes: vec![Write::Event(EventWrite::InsertEvents {
+                        events: fresh,
+                        received_at: now,
+                    })],
+                    audit: vec![record],
+                })
+                .await?;
+            self.baselines.note_events(accepted as u64);
+        }
+        Ok(Ingested {
+            accepted,
+            duplicates,
+            rejected: Vec::new(),
+        })
+    }
+}
