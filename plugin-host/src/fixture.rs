@@ -28,6 +28,10 @@ pub struct Fixture {
     /// For rollback triggers.
     #[serde(default)]
     pub windows: Vec<sdk::MetricWindow>,
+    /// What the verdict must contain: every key of an object and every item of a list, matched
+    /// recursively (`{"findings": [{"detector": "burst_rate"}]}`), or the same scalar.
+    #[serde(default)]
+    pub expect: Option<serde_json::Value>,
 }
 
 /// What a test run printed.
@@ -47,6 +51,23 @@ pub struct Report {
     pub duration_us: u64,
     /// The plugin's log lines.
     pub logs: Vec<String>,
+    /// Whether the verdict holds what the fixture expects (absent: it expects nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<bool>,
+}
+
+/// Whether `actual` holds `expected`: an object every expected key (recursively), a list an
+/// item holding each expected item (an empty list: nothing), a scalar the same value.
+pub fn holds(actual: &serde_json::Value, expected: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|x| holds(x, v))),
+        (Value::Array(a), Value::Array(e)) if e.is_empty() => a.is_empty(),
+        (Value::Array(a), Value::Array(e)) => e.iter().all(|v| a.iter().any(|x| holds(x, v))),
+        (a, e) => a == e,
+    }
 }
 
 fn report<T>(
@@ -72,6 +93,7 @@ fn report<T>(
         module_size,
         duration_us: call.duration_us,
         logs: call.logs,
+        expected: None,
     }
 }
 
@@ -88,7 +110,8 @@ pub async fn run(
     let plugin = runtime.load(manifest, component)?;
     let id = plugin.manifest.id();
     let a: wit::Action = fixture.action.into();
-    Ok(match plugin.manifest.kind {
+    let expect = fixture.expect;
+    let mut report = match plugin.manifest.kind {
         PluginKind::Classifier => {
             let call = runtime.calls().classify_wit(&plugin, &a, 0).await;
             report(
@@ -122,5 +145,7 @@ pub async fn run(
                 |j| serde_json::json!({"verdict": warden_core::plugin::JudgementVerdict::from(j.verdict).as_str(), "reasons": j.reasons}),
             )
         }
-    })
+    };
+    report.expected = expect.map(|e| holds(&report.verdict, &e));
+    Ok(report)
 }

@@ -197,7 +197,7 @@ async fn github_deliveries_are_verified_mapped_and_deduplicated(backend: Backend
     let (status, body) = deliver(&s, "deployment", "forged", &deployment, Some("md5=abc".into())).await;
     assert_error(&(status, body.clone()), StatusCode::UNAUTHORIZED.as_u16(), "invalid_signature");
     let mut tampered = deployment.clone();
-    tampered["deployment"]["environment"] = json!("production");
+    tampered["deployment"]["environment"] = json!("tampered");
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/integrations/github", s.base))
         .header("x-github-event", "deployment")

@@ -11,6 +11,7 @@ mod authzen;
 mod decisions;
 mod errors;
 mod ops;
+mod organisation;
 mod outcomes;
 mod plugins;
 mod process;

@@ -1231,6 +1231,9 @@ async fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
             if report.verdict.get("failed").is_some() {
                 bail!("the plugin failed");
             }
+            if report.expected == Some(false) {
+                bail!("the verdict does not hold the fixture's `expect`");
+            }
             Ok(())
         }
     }

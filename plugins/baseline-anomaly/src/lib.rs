@@ -3,16 +3,23 @@
 //!
 //! Detectors, each giving a p-value (how surprising the observation is if the agent behaved like
 //! the humans):
-//! - `burst_rate`: actions in the last hour against the human hourly rate (Poisson upper tail);
-//! - `change_size`: lines changed against the human median, as a robust z-score (median/MAD);
-//! - `rare_hour`: the hour of the week against a smoothed histogram of human activity;
-//! - `first_seen`: a class/environment/service combination neither humans nor the agent have done,
-//!   judged only once the baseline is warm;
+//! - `burst_rate`: actions in the last hour against how many a human does in an hour when active
+//!   (Poisson upper tail);
+//! - `change_size`: lines changed against the human median, as a robust z-score on a log scale
+//!   (change sizes are skewed: a change twice the median is as ordinary as one half of it);
+//! - `rare_hour`: the hour of the week against the histogram of human activity, with one
+//!   pseudo-action spread over the week so that an hour no human ever worked is rare, not
+//!   impossible; `unworked_hour` when no human of the team ever acted in that hour or the hours
+//!   either side of it;
+//! - `first_seen`: a class/environment/service combination neither humans nor the agent have done;
 //! - `first_target`: a resource the team's humans never touched (where their activity names
 //!   targets at all).
 //!
-//! The p-values are combined conservatively (Bonferroni) into one `combined` finding whose
-//! severity (0–100) grows by `severity_per_decade` for every factor of ten of surprise.
+//! The measured tests are reported below `report_p`; a novelty (`unworked_hour`, `first_seen`,
+//! `first_target`) is reported whenever found, with the rule-of-succession p-value 1/(n+1) after n human actions
+//! that never did it. The p-values are combined conservatively (Bonferroni) into one `combined`
+//! finding whose severity (0–100) grows by `severity_per_decade` for every factor of ten of
+//! surprise. Judged only once the baseline is warm.
 
 use serde::Deserialize;
 use warden_sdk::stats::{normal_upper_tail, poisson_upper_tail};
@@ -37,10 +44,12 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            report_p: 0.05,
+            // One ordinary action in a thousand may be reported: an agent doing a few dozen
+            // actions a week like its humans goes weeks without a finding.
+            report_p: 0.001,
             min_rate_per_hour: 0.1,
             mad_floor: 1.0,
-            hour_pseudo_count: 0.5,
+            hour_pseudo_count: 1.0 / 168.0,
             severity_per_decade: 20.0,
         }
     }
@@ -66,6 +75,11 @@ fn finding(detector: &str, p: f64, message: String, config: &Config) -> Finding 
 
 /// One detector's name, p-value, and its message, made on demand.
 type Test<'a> = (&'static str, f64, Box<dyn Fn() -> String + 'a>);
+
+/// Novelties are reported whenever found; measured tests only below `report_p`.
+fn novelty(detector: &str) -> bool {
+    matches!(detector, "first_seen" | "first_target" | "unworked_hour")
+}
 
 /// The detector.
 pub struct BaselineAnomaly;
@@ -103,10 +117,12 @@ impl AnomalyDetector for BaselineAnomaly {
 
         if let Some(change) = &action.change {
             let size = f64::from(change.lines_added) + f64::from(change.lines_deleted);
+            let median = baseline.change_size_median.max(1.0);
             let mad = baseline.change_size_mad.max(config.mad_floor);
-            // 0.6745 makes the MAD a consistent estimate of the standard deviation.
-            let z = 0.6745 * (size - baseline.change_size_median) / mad;
-            let median = baseline.change_size_median;
+            // On a log scale a change m·e^{±s} is s away; the raw MAD of a log-normal size is
+            // about m·sinh(0.6745 σ), so σ ≈ asinh(MAD/m) / 0.6745.
+            let sigma = ((mad / median).asinh() / 0.6745).max(1e-3);
+            let z = (size.max(1.0) / median).ln() / sigma;
             tests.push((
                 "change_size",
                 normal_upper_tail(z),
@@ -133,8 +149,14 @@ impl AnomalyDetector for BaselineAnomaly {
             let total = total as f64 + 168.0 * config.hour_pseudo_count;
             let share = (f64::from(here) + config.hour_pseudo_count) / total;
             let p = (rarer as f64 + f64::from(rarer_hours) * config.hour_pseudo_count) / total;
+            // An hour in which no human of the team ever acted, nor in the hours either side of
+            // it, is a novelty of its own (a quiet hour amid busy ones is only rare: a class
+            // with few actions leaves gaps in the working day).
+            let around = |d: usize| counts[(hour + d) % 168];
+            let unworked = here == 0 && around(1) == 0 && around(167) == 0;
+            let detector = if unworked { "unworked_hour" } else { "rare_hour" };
             tests.push((
-                "rare_hour",
+                detector,
                 p.min(1.0),
                 Box::new(move || {
                     format!(
@@ -201,7 +223,7 @@ impl AnomalyDetector for BaselineAnomaly {
         let combined = (p_min * m).min(1.0);
         let mut findings: Vec<Finding> = tests
             .into_iter()
-            .filter(|t| t.1 < config.report_p)
+            .filter(|t| t.1 < config.report_p || novelty(t.0))
             .map(|(detector, p, message)| finding(detector, p, message(), config))
             .collect();
         if combined < config.report_p {
@@ -313,11 +335,11 @@ mod tests {
         a.hour_of_week = 6 * 24 + 3; // Sunday 03:00
         let rare = run(&a, &calm)
             .into_iter()
-            .find(|f| f.detector == "rare_hour")
-            .expect("rare hour");
-        // 123 empty hours of 168, each with a pseudo-count of 0.5, over 1800 + 84.
+            .find(|f| f.detector == "unworked_hour")
+            .expect("an hour no human worked");
+        // 123 empty hours of 168, each with a pseudo-count of 1/168, over 1800 + 1.
         assert!(
-            (rare.p_value.unwrap() - 61.5 / 1884.0).abs() < 1e-12,
+            (rare.p_value.unwrap() - (123.0 / 168.0) / 1801.0).abs() < 1e-12,
             "{rare:?}"
         );
         let a = action("db_migration", "production", "ledger");
