@@ -10,14 +10,26 @@ const PLUGINS: [&str; 3] = ["action-classifier", "baseline-anomaly", "canary-rol
 
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("..");
-    for path in ["plugins", "sdk/src", "sdk/build.rs", "sdk/Cargo.toml", "wit"] {
+    for path in [
+        "plugins",
+        "sdk/src",
+        "sdk/build.rs",
+        "sdk/Cargo.toml",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     // A target directory of its own: the outer build holds the lock on the usual one.
     let target_dir = out.join("wasm");
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "--release", "--lib", "--target", "wasm32-unknown-unknown"]);
+    cmd.args([
+        "build",
+        "--release",
+        "--lib",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]);
     for plugin in PLUGINS {
         cmd.args(["-p", plugin]);
     }
@@ -42,7 +54,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("cannot run cargo to build the reference plugins");
+    let status = cmd
+        .status()
+        .expect("cannot run cargo to build the reference plugins");
     assert!(
         status.success(),
         "building the reference plugins failed; is the Wasm target installed? \

@@ -67,7 +67,8 @@ impl Activity {
         let row = u32::try_from(self.at.len()).expect("fewer than 4 billion events");
         let local = local_time(e.at, &self.tz);
         self.human.push(e.actor_kind == ActorKind::Human);
-        let codes = [&e.actor_id, &e.team, &e.service, &e.class, &e.environment].map(|s| self.code(s));
+        let codes =
+            [&e.actor_id, &e.team, &e.service, &e.class, &e.environment].map(|s| self.code(s));
         self.actor.push(codes[0]);
         self.team.push(codes[1]);
         self.service.push(codes[2]);

@@ -36,23 +36,28 @@ fn summarise(lf: LazyFrame, keys: &[&str], value: &str) -> LazyFrame {
         .clone()
         .group_by(cols(keys))
         .agg([v.clone().median().alias("median")]);
-    lf.join(median, cols(keys), cols(keys), JoinArgs::new(JoinType::Left))
-        .with_column(
-            when(v.clone().gt(col("median")))
-                .then(v.clone() - col("median"))
-                .otherwise(col("median") - v.clone())
-                .alias("deviation"),
-        )
-        .group_by(cols(keys))
-        .agg([
-            v.clone().mean().alias("mean"),
-            col("median").first(),
-            col("deviation").median().alias("mad"),
-            v.clone()
-                .quantile(lit(0.9), QuantileMethod::Linear)
-                .alias("p90"),
-            v.quantile(lit(0.99), QuantileMethod::Linear).alias("p99"),
-        ])
+    lf.join(
+        median,
+        cols(keys),
+        cols(keys),
+        JoinArgs::new(JoinType::Left),
+    )
+    .with_column(
+        when(v.clone().gt(col("median")))
+            .then(v.clone() - col("median"))
+            .otherwise(col("median") - v.clone())
+            .alias("deviation"),
+    )
+    .group_by(cols(keys))
+    .agg([
+        v.clone().mean().alias("mean"),
+        col("median").first(),
+        col("deviation").median().alias("mad"),
+        v.clone()
+            .quantile(lit(0.9), QuantileMethod::Linear)
+            .alias("p90"),
+        v.quantile(lit(0.99), QuantileMethod::Linear).alias("p99"),
+    ])
 }
 
 /// Reads a frame's group keys (team/service/class, or class alone).
@@ -109,7 +114,10 @@ fn numbers(humans: &LazyFrame, keys: &[&str]) -> Result<HashMap<Key, Numbers>> {
     let basics = humans
         .clone()
         .group_by(cols(keys))
-        .agg([len().alias("events"), col("actor").n_unique().alias("humans")])
+        .agg([
+            len().alias("events"),
+            col("actor").n_unique().alias("humans"),
+        ])
         .collect()?;
     let events = f64s(&basics, "events")?;
     let people = f64s(&basics, "humans")?;
@@ -166,11 +174,19 @@ fn numbers(humans: &LazyFrame, keys: &[&str]) -> Result<HashMap<Key, Numbers>> {
 }
 
 /// First use and count of each value of `column` per team group, most used first.
-fn seen(lf: LazyFrame, column: &str, a: &Activity, limit: usize) -> Result<HashMap<Key, Vec<Seen>>> {
+fn seen(
+    lf: LazyFrame,
+    column: &str,
+    a: &Activity,
+    limit: usize,
+) -> Result<HashMap<Key, Vec<Seen>>> {
     let df = lf
         .group_by(with(TEAM, &[column]))
         .agg([col("at").min().alias("first"), len().alias("n")])
-        .sort(["n"], SortMultipleOptions::default().with_order_descending(true))
+        .sort(
+            ["n"],
+            SortMultipleOptions::default().with_order_descending(true),
+        )
         .collect()?;
     let values = df.column(column)?.u32()?;
     let first = df.column("first")?.i64()?;
@@ -221,15 +237,12 @@ pub fn baselines(activity: &Activity, from: i64, to: i64) -> Result<Vec<HumanBas
     let team = numbers(&humans, TEAM)?;
     let org = numbers(&humans, ORG)?;
     let environments = seen(humans.clone(), "env", activity, usize::MAX)?;
-    let touched = activity
-        .targets()?
-        .lazy()
-        .join(
-            humans.clone().select(with(TEAM, &["row", "at"])),
-            [col("row")],
-            [col("row")],
-            JoinArgs::new(JoinType::Inner),
-        );
+    let touched = activity.targets()?.lazy().join(
+        humans.clone().select(with(TEAM, &["row", "at"])),
+        [col("row")],
+        [col("row")],
+        JoinArgs::new(JoinType::Inner),
+    );
     let mut targets = seen(touched, "target", activity, MAX_TARGETS)?;
     let hours = ((to - from) as f64 / 3_600_000_000.0).max(1.0);
 
@@ -274,7 +287,11 @@ mod tests {
         ActivityEvent {
             source: "test".into(),
             source_id: format!("{actor}-{at}"),
-            actor_kind: if actor.starts_with("bot") { ActorKind::Agent } else { ActorKind::Human },
+            actor_kind: if actor.starts_with("bot") {
+                ActorKind::Agent
+            } else {
+                ActorKind::Human
+            },
             actor_id: actor.into(),
             team: team.into(),
             class: class.into(),
@@ -294,14 +311,38 @@ mod tests {
         let mut a = Activity::new(jiff::tz::TimeZone::UTC);
         // Six humans deploy to staging at 10:00 on Monday, two deploys each, sizes 10..60;
         // alice alone deploys to production at 14:00.
-        for (i, h) in ["alice", "bob", "carol", "dan", "erin", "frank"].iter().enumerate() {
+        for (i, h) in ["alice", "bob", "carol", "dan", "erin", "frank"]
+            .iter()
+            .enumerate()
+        {
             for _ in 0..2 {
-                a.push(&event(h, "payments", "deploy", "staging", monday + 10 * HOUR, 10 * (i as u32 + 1)));
+                a.push(&event(
+                    h,
+                    "payments",
+                    "deploy",
+                    "staging",
+                    monday + 10 * HOUR,
+                    10 * (i as u32 + 1),
+                ));
             }
         }
-        a.push(&event("alice", "payments", "deploy", "production", monday + 14 * HOUR, 35));
+        a.push(&event(
+            "alice",
+            "payments",
+            "deploy",
+            "production",
+            monday + 14 * HOUR,
+            35,
+        ));
         // An agent's events are not part of any baseline.
-        a.push(&event("bot-1", "payments", "deploy", "moon", monday + 3 * HOUR, 9000));
+        a.push(&event(
+            "bot-1",
+            "payments",
+            "deploy",
+            "moon",
+            monday + 3 * HOUR,
+            9000,
+        ));
         let b = baselines(&a, monday, monday + 7 * 24 * HOUR).unwrap();
         assert_eq!(b.len(), 1);
         let b = &b[0];
@@ -312,20 +353,29 @@ mod tests {
         assert_eq!(b.per_active_hour.median, 2.0);
         assert!((b.per_active_hour.mean - 13.0 / 7.0).abs() < 1e-9);
         assert_eq!(b.per_active_hour.mad, 0.0);
-        assert_eq!(b.per_active_day.median, 2.0, "alice: 3 that day, the rest 2");
+        assert_eq!(
+            b.per_active_day.median, 2.0,
+            "alice: 3 that day, the rest 2"
+        );
         assert!((b.rate_per_hour - 13.0 / 168.0).abs() < 1e-9);
         assert_eq!(b.hour_of_week_counts[10], 12);
         assert_eq!(b.hour_of_week_counts[14], 1);
-        assert_eq!(b.hour_of_week_counts[3], 0, "the agent's hour is not counted");
+        assert_eq!(
+            b.hour_of_week_counts[3], 0,
+            "the agent's hour is not counted"
+        );
         assert!((b.hour_of_week.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         assert!(b.hour_of_week[11] > 0.0, "smoothed into the next hour");
         let sizes = b.change_size.unwrap();
         assert_eq!(sizes.median, 35.0);
         let names: Vec<&str> = b.environments.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["production", "staging"]);
-        assert_eq!(b.environments[0].first_seen, format_micros(monday + 14 * HOUR));
+        assert_eq!(
+            b.environments[0].first_seen,
+            format_micros(monday + 14 * HOUR)
+        );
         assert_eq!(b.targets.len(), 2);
-        assert!(b.warm() == false, "13 events are not enough to judge by");
+        assert!(!b.warm(), "13 events are not enough to judge by");
     }
 
     #[test]
@@ -333,9 +383,23 @@ mod tests {
         let monday = parse_micros("2026-11-02T00:00:00Z").unwrap();
         let mut a = Activity::new(jiff::tz::TimeZone::UTC);
         for (i, h) in ["h1", "h2", "h3", "h4", "h5", "h6"].iter().enumerate() {
-            a.push(&event(h, "platform", "deploy", "production", monday + i as i64 * HOUR, 5));
+            a.push(&event(
+                h,
+                "platform",
+                "deploy",
+                "production",
+                monday + i as i64 * HOUR,
+                5,
+            ));
         }
-        a.push(&event("solo", "tiny", "deploy", "staging", monday + 9 * HOUR, 5));
+        a.push(&event(
+            "solo",
+            "tiny",
+            "deploy",
+            "staging",
+            monday + 9 * HOUR,
+            5,
+        ));
         let b = baselines(&a, monday, monday + 24 * HOUR).unwrap();
         let tiny = b.iter().find(|b| b.team == "tiny").unwrap();
         assert_eq!(tiny.scope, BaselineScope::Organisation);

@@ -43,18 +43,26 @@ fn jsd(p: &[f64], q: &[f64]) -> f64 {
     d.clamp(0.0, 1.0)
 }
 
+/// Counts per bucket (a class × environment, or an hour of the week), by code.
+type Counts = HashMap<Vec<u32>, f64>;
+
 /// Counts of `bucket` per group, as a map group → bucket → count.
-fn counts(lf: LazyFrame, group: &[&str], bucket: &[&str]) -> Result<HashMap<Vec<u32>, HashMap<Vec<u32>, f64>>> {
+fn counts(lf: LazyFrame, group: &[&str], bucket: &[&str]) -> Result<HashMap<Vec<u32>, Counts>> {
     let by: Vec<Expr> = group.iter().chain(bucket).map(|c| col(*c)).collect();
     let df = lf.group_by(by).agg([len().alias("n")]).collect()?;
     let column = |c: &str| -> Result<Vec<u32>> {
-        Ok(df.column(c)?.u32()?.iter().map(|v| v.unwrap_or(u32::MAX)).collect())
+        Ok(df
+            .column(c)?
+            .u32()?
+            .iter()
+            .map(|v| v.unwrap_or(u32::MAX))
+            .collect())
     };
     let groups: Vec<Vec<u32>> = group.iter().map(|c| column(c)).collect::<Result<_>>()?;
     let buckets: Vec<Vec<u32>> = bucket.iter().map(|c| column(c)).collect::<Result<_>>()?;
     let n = df.column("n")?.cast(&DataType::Float64)?;
     let n = n.f64()?;
-    let mut out: HashMap<Vec<u32>, HashMap<Vec<u32>, f64>> = HashMap::new();
+    let mut out: HashMap<Vec<u32>, Counts> = HashMap::new();
     for i in 0..df.height() {
         let g = groups.iter().map(|c| c[i]).collect();
         let b = buckets.iter().map(|c| c[i]).collect();
@@ -64,12 +72,18 @@ fn counts(lf: LazyFrame, group: &[&str], bucket: &[&str]) -> Result<HashMap<Vec<
 }
 
 /// Divergence between an agent's counts and a reference's, over the union of their buckets.
-fn divergence(agent: &HashMap<Vec<u32>, f64>, humans: &HashMap<Vec<u32>, f64>) -> f64 {
+fn divergence(agent: &Counts, humans: &Counts) -> f64 {
     let mut support: Vec<&Vec<u32>> = agent.keys().chain(humans.keys()).collect();
     support.sort_unstable();
     support.dedup();
-    let p: Vec<f64> = support.iter().map(|k| agent.get(*k).copied().unwrap_or(0.0)).collect();
-    let q: Vec<f64> = support.iter().map(|k| humans.get(*k).copied().unwrap_or(0.0)).collect();
+    let p: Vec<f64> = support
+        .iter()
+        .map(|k| agent.get(*k).copied().unwrap_or(0.0))
+        .collect();
+    let q: Vec<f64> = support
+        .iter()
+        .map(|k| humans.get(*k).copied().unwrap_or(0.0))
+        .collect();
     jsd(&p, &q)
 }
 
@@ -95,7 +109,10 @@ pub fn drift(activity: &Activity, from: i64, to: i64, min_actions: u64) -> Resul
     let agent_mix = counts(agents.clone(), &["actor", "team"], &["class", "env"])?;
     let agent_time = counts(agents, &["actor", "team"], &["how"])?;
     let empty = HashMap::new();
-    let org = (org_mix.get(&Vec::new()).unwrap_or(&empty), org_time.get(&Vec::new()).unwrap_or(&empty));
+    let org = (
+        org_mix.get(&Vec::new()).unwrap_or(&empty),
+        org_time.get(&Vec::new()).unwrap_or(&empty),
+    );
 
     let mut out: Vec<DriftScore> = agent_mix
         .iter()
@@ -137,7 +154,11 @@ mod tests {
         ActivityEvent {
             source: "test".into(),
             source_id: format!("{actor}-{at}-{class}"),
-            actor_kind: if actor.starts_with("bot") { ActorKind::Agent } else { ActorKind::Human },
+            actor_kind: if actor.starts_with("bot") {
+                ActorKind::Agent
+            } else {
+                ActorKind::Human
+            },
             actor_id: actor.into(),
             team: "payments".into(),
             class: class.into(),
@@ -175,14 +196,33 @@ mod tests {
         for day in 21..28 {
             let at = day * 24 * HOUR + 9 * HOUR;
             a.push(&event("bot-like", "deploy", "staging", at));
-            a.push(&event("bot-like", "config_change", "staging", at + 2 * HOUR));
-            a.push(&event("bot-odd", "deploy", "production", day * 24 * HOUR + 3 * HOUR));
-            a.push(&event("bot-odd", "db_migration", "production", day * 24 * HOUR + 2 * HOUR));
+            a.push(&event(
+                "bot-like",
+                "config_change",
+                "staging",
+                at + 2 * HOUR,
+            ));
+            a.push(&event(
+                "bot-odd",
+                "deploy",
+                "production",
+                day * 24 * HOUR + 3 * HOUR,
+            ));
+            a.push(&event(
+                "bot-odd",
+                "db_migration",
+                "production",
+                day * 24 * HOUR + 2 * HOUR,
+            ));
         }
         a.push(&event("bot-few", "deploy", "staging", 27 * 24 * HOUR));
         let d = drift(&a, 3 * week, 4 * week, 5).unwrap();
         let names: Vec<&str> = d.iter().map(|s| s.agent.as_str()).collect();
-        assert_eq!(names, ["bot-like", "bot-odd"], "too few actions: not computed");
+        assert_eq!(
+            names,
+            ["bot-like", "bot-odd"],
+            "too few actions: not computed"
+        );
         let (like, odd) = (&d[0], &d[1]);
         assert!(like.mix < 0.01, "{like:?}");
         assert!(like.score < 0.3, "{like:?}");

@@ -214,10 +214,16 @@ mod tests {
         let summer = local_time(parse_micros("2026-07-06T07:00:00Z").unwrap(), &berlin);
         assert_eq!(winter.hour_of_week, 9);
         assert_eq!(summer.hour_of_week, 9);
-        let utc = local_time(parse_micros("2026-07-06T07:00:00Z").unwrap(), &jiff::tz::TimeZone::UTC);
+        let utc = local_time(
+            parse_micros("2026-07-06T07:00:00Z").unwrap(),
+            &jiff::tz::TimeZone::UTC,
+        );
         assert_eq!(utc.hour_of_week, 7);
         // Sunday 23:00 is the last hour of the week.
-        let sunday = local_time(parse_micros("2026-07-12T23:30:00Z").unwrap(), &jiff::tz::TimeZone::UTC);
+        let sunday = local_time(
+            parse_micros("2026-07-12T23:30:00Z").unwrap(),
+            &jiff::tz::TimeZone::UTC,
+        );
         assert_eq!(sunday.hour_of_week, 167);
     }
 }

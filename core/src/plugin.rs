@@ -7,10 +7,10 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::decision::BaselineRef;
 use crate::decision::{Action, ChangeSummary};
 use crate::identity::Agent;
 use crate::policy::RiskLevel;
-use crate::decision::BaselineRef;
 use crate::records::Baseline;
 
 /// What happens when a plugin traps, hits a limit or returns an error.

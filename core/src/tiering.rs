@@ -698,7 +698,11 @@ mod tests {
                 burn: Window::default(),
                 spread: WIDE,
             };
-            assert_eq!(decide(&review, 10 * DAY, &p, &t).is_some(), promoted, "{drift:?}");
+            assert_eq!(
+                decide(&review, 10 * DAY, &p, &t).is_some(),
+                promoted,
+                "{drift:?}"
+            );
         }
         // Too early in the tier, or a cool-down, or a hard trigger lately, or the ceiling: no.
         let early = State {

@@ -145,7 +145,10 @@ impl Warden {
             },
         );
         let baselines = Baselines::new(store.clone(), clock.clone(), config.baselines.clone())?;
-        baselines.refresh().await.map_err(|e| anyhow::anyhow!("cannot load the baselines: {}", e.message))?;
+        baselines
+            .refresh()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot load the baselines: {}", e.message))?;
         baselines.spawn();
         let events = Events {
             store: store.clone(),

@@ -61,9 +61,9 @@ pub struct Report {
 pub fn holds(actual: &serde_json::Value, expected: &serde_json::Value) -> bool {
     use serde_json::Value;
     match (actual, expected) {
-        (Value::Object(a), Value::Object(e)) => e
-            .iter()
-            .all(|(k, v)| a.get(k).is_some_and(|x| holds(x, v))),
+        (Value::Object(a), Value::Object(e)) => {
+            e.iter().all(|(k, v)| a.get(k).is_some_and(|x| holds(x, v)))
+        }
         (Value::Array(a), Value::Array(e)) if e.is_empty() => a.is_empty(),
         (Value::Array(a), Value::Array(e)) => e.iter().all(|v| a.iter().any(|x| holds(x, v))),
         (a, e) => a == e,

@@ -90,7 +90,11 @@ impl Store {
     }
 
     /// The baselines of one version, filtered.
-    pub async fn baselines(&self, version: i64, filter: &BaselineFilter) -> Result<Vec<HumanBaseline>> {
+    pub async fn baselines(
+        &self,
+        version: i64,
+        filter: &BaselineFilter,
+    ) -> Result<Vec<HumanBaseline>> {
         let rows = sqlx::query(
             "SELECT record FROM baselines WHERE version = $1 \
              AND ($2 = '' OR team = $2) AND ($3 = '' OR service = $3) AND ($4 = '' OR class = $4) \
@@ -119,13 +123,12 @@ impl Store {
 
     /// An agent's drift, newest day first.
     pub async fn drift_history(&self, agent_id: &str, limit: u32) -> Result<Vec<AgentDrift>> {
-        let rows = sqlx::query(
-            "SELECT record FROM drift WHERE agent_id = $1 ORDER BY day DESC LIMIT $2",
-        )
-        .bind(agent_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT record FROM drift WHERE agent_id = $1 ORDER BY day DESC LIMIT $2")
+                .bind(agent_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let record: String = r.try_get("record")?;

@@ -77,8 +77,12 @@ impl Store {
         mut each: impl FnMut(ActivityEvent),
     ) -> Result<u64> {
         let sql = match kind {
-            Some(_) => format!("SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 AND actor_kind = $3 ORDER BY at, seq"),
-            None => format!("SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 ORDER BY at, seq"),
+            Some(_) => format!(
+                "SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 AND actor_kind = $3 ORDER BY at, seq"
+            ),
+            None => {
+                format!("SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 ORDER BY at, seq")
+            }
         };
         let mut q = sqlx::query(&sql).bind(from).bind(to);
         if let Some(kind) = kind {
@@ -95,8 +99,9 @@ impl Store {
 
     /// The events an actor did, newest first.
     pub async fn actor_events(&self, actor_id: &str, limit: u32) -> Result<Vec<ActivityEvent>> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM events WHERE actor_id = $1 ORDER BY at DESC, seq DESC LIMIT $2");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE actor_id = $1 ORDER BY at DESC, seq DESC LIMIT $2"
+        );
         let rows = sqlx::query(&sql)
             .bind(actor_id)
             .bind(i64::from(limit))
@@ -108,7 +113,10 @@ impl Store {
     /// The platform's events carrying a decision id: what the platform says happened after it.
     pub async fn decision_events(&self, decision_id: &str) -> Result<Vec<ActivityEvent>> {
         let sql = format!("SELECT {COLUMNS} FROM events WHERE decision_id = $1 ORDER BY at, seq");
-        let rows = sqlx::query(&sql).bind(decision_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(decision_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(event_of).collect()
     }
 
@@ -186,8 +194,8 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &EventWrite) -> Appli
         sql.push_str(" ON CONFLICT (source, source_id) DO NOTHING");
         let mut q = sqlx::query(&sql);
         for e in chunk {
-            let targets =
-                serde_json::to_string(&e.targets).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+            let targets = serde_json::to_string(&e.targets)
+                .map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
             q = q
                 .bind(&e.source)
                 .bind(&e.source_id)

@@ -20,9 +20,10 @@ use warden_core::records::{
 };
 use warden_core::trust::{Kind, TrustPolicy, half_life_us};
 use warden_store::{
-    ApprovalWrite, AuditFilter, Backend, BaselineFilter, BaselineWrite, Change, EventActivity, EventWrite, Conflict, DecisionWrite,
-    DeliveryWrite, IdentityWrite, Missing, OutcomeWrite, PluginRow, PluginWrite, QuotaWrite, Store,
-    StoreError, StoreOptions, TrustWrite, ViolationFilter, ViolationWrite, Write,
+    ApprovalWrite, AuditFilter, Backend, BaselineFilter, BaselineWrite, Change, Conflict,
+    DecisionWrite, DeliveryWrite, EventActivity, EventWrite, IdentityWrite, Missing, OutcomeWrite,
+    PluginRow, PluginWrite, QuotaWrite, Store, StoreError, StoreOptions, TrustWrite,
+    ViolationFilter, ViolationWrite, Write,
 };
 
 /// Runs each named test on SQLite and on PostgreSQL.
@@ -1121,7 +1122,10 @@ async fn plugins_and_baselines(backend: Backend) {
     assert!(second.version > first.version);
     assert_eq!((second.events, second.baselines), (130, 1));
     let all = BaselineFilter::default();
-    assert_eq!(s.baselines(second.version, &all).await.unwrap(), vec![baseline(130)]);
+    assert_eq!(
+        s.baselines(second.version, &all).await.unwrap(),
+        vec![baseline(130)]
+    );
     // Only the newest version's rows are kept (keep = 1); both runs are remembered.
     assert!(s.baselines(first.version, &all).await.unwrap().is_empty());
     assert_eq!(s.baseline_runs(10).await.unwrap().len(), 2);
@@ -1129,7 +1133,12 @@ async fn plugins_and_baselines(backend: Backend) {
         class: Some("db_migration".into()),
         ..BaselineFilter::default()
     };
-    assert!(s.baselines(second.version, &other).await.unwrap().is_empty());
+    assert!(
+        s.baselines(second.version, &other)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Events are stored once per (source, source id), read back whole, and counted per agent.
@@ -1153,7 +1162,14 @@ async fn events(backend: Backend) {
     };
     // 600 events cross the multi-row insert's chunk size.
     let mut batch: Vec<ActivityEvent> = (0..600)
-        .map(|i| event(&format!("d{i}"), ActorKind::Human, "alice", NOW - i64::from(i) * MINUTE))
+        .map(|i| {
+            event(
+                &format!("d{i}"),
+                ActorKind::Human,
+                "alice",
+                NOW - i64::from(i) * MINUTE,
+            )
+        })
         .collect();
     batch.push(event("b1", ActorKind::Agent, "bot", NOW - 2 * MINUTE));
     batch.push(event("b0", ActorKind::Agent, "bot", NOW - 120 * MINUTE));
@@ -1173,23 +1189,40 @@ async fn events(backend: Backend) {
         .known_events(&[("github", "d1"), ("github", "zz"), ("gitlab", "d1")])
         .await
         .unwrap();
-    assert_eq!(known.into_iter().collect::<Vec<_>>(), vec![("github".to_string(), "d1".to_string())]);
+    assert_eq!(
+        known.into_iter().collect::<Vec<_>>(),
+        vec![("github".to_string(), "d1".to_string())]
+    );
 
     let mut humans = Vec::new();
     let n = s
-        .scan_events(Some(ActorKind::Human), NOW - 10 * MINUTE, NOW + 1, |e| humans.push(e))
+        .scan_events(Some(ActorKind::Human), NOW - 10 * MINUTE, NOW + 1, |e| {
+            humans.push(e)
+        })
         .await
         .unwrap();
     assert_eq!(n, 11);
     assert_eq!(humans.len(), 11);
-    assert!(humans.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
-    assert_eq!(humans[10], batch[0], "stored whole, the first delivery wins");
+    assert!(
+        humans.windows(2).all(|w| w[0].at <= w[1].at),
+        "oldest first"
+    );
+    assert_eq!(
+        humans[10], batch[0],
+        "stored whole, the first delivery wins"
+    );
 
     let activity = s
         .event_activity("bot", "deploy", "production", "payments", NOW - 60 * MINUTE)
         .await
         .unwrap();
-    assert_eq!(activity, EventActivity { recent: 1, done_before: true });
+    assert_eq!(
+        activity,
+        EventActivity {
+            recent: 1,
+            done_before: true
+        }
+    );
     assert_eq!(s.decision_events("dec-1").await.unwrap().len(), 2);
     assert_eq!(s.actor_events("bot", 1).await.unwrap()[0].source_id, "b1");
 }

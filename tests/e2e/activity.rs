@@ -50,32 +50,61 @@ async fn events_are_checked_one_by_one_and_stored_once(backend: Backend) {
     ]});
     let (status, body) = s.post("/v1/events", &s.admin, batch.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(2), Some(1)), "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["duplicates"].as_u64()),
+        (Some(2), Some(1)),
+        "{body}"
+    );
     let rejected: Vec<(u64, &str)> = body["rejected"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["index"].as_u64().unwrap(), r["field"].as_str().unwrap_or("")))
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["field"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(rejected, [(2, "class"), (3, "colour"), (4, "")], "{body}");
     // Sent again: nothing new is stored, nothing fails.
     let (_, again) = s.post("/v1/events", &s.admin, batch).await;
-    assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(3)), "{again}");
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(3)),
+        "{again}"
+    );
     // A dry run checks without storing.
     let (_, dry) = s
-        .post("/v1/events?dry_run=true", &s.admin, json!({"events": [event("e9", "carol", now)]}))
+        .post(
+            "/v1/events?dry_run=true",
+            &s.admin,
+            json!({"events": [event("e9", "carol", now)]}),
+        )
         .await;
     assert_eq!(dry["accepted"], 1, "{dry}");
     let (_, after) = s
-        .post("/v1/events", &s.admin, json!({"events": [event("e9", "carol", now)]}))
+        .post(
+            "/v1/events",
+            &s.admin,
+            json!({"events": [event("e9", "carol", now)]}),
+        )
         .await;
     assert_eq!(after["accepted"], 1, "the dry run stored nothing: {after}");
 
     // Bad input on the endpoint itself.
     let many: Vec<Value> = (0..51).map(|i| event(&format!("m{i}"), "x", now)).collect();
-    let (status, body) = s.post("/v1/events", &s.admin, json!({"events": many})).await;
-    assert_error(&(status, body.clone()), StatusCode::PAYLOAD_TOO_LARGE.as_u16(), "batch_too_large");
-    let (status, body) = s.post("/v1/events", &s.admin, json!({"events": [], "extra": 1})).await;
+    let (status, body) = s
+        .post("/v1/events", &s.admin, json!({"events": many}))
+        .await;
+    assert_error(
+        &(status, body.clone()),
+        StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
+        "batch_too_large",
+    );
+    let (status, body) = s
+        .post("/v1/events", &s.admin, json!({"events": [], "extra": 1}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["field"], "extra", "{body}");
     let resp = reqwest::Client::new()
@@ -102,14 +131,23 @@ async fn events_are_checked_one_by_one_and_stored_once(backend: Backend) {
     // Agents may not write the platform's activity.
     let bot = s.agent("bot", 1, json!({})).await;
     let (status, body) = s.post("/v1/events", &bot, json!({"events": []})).await;
-    assert_error(&(status, body.clone()), StatusCode::FORBIDDEN.as_u16(), "forbidden_role");
+    assert_error(
+        &(status, body.clone()),
+        StatusCode::FORBIDDEN.as_u16(),
+        "forbidden_role",
+    );
     // The batch is audited.
-    let (_, page) = s.get("/v1/audit?event_type=events.ingested", &s.admin).await;
+    let (_, page) = s
+        .get("/v1/audit?event_type=events.ingested", &s.admin)
+        .await;
     assert_eq!(page["records"].as_array().unwrap().len(), 2, "{page}");
 }
 
 fn fixture(dir: &str, name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(dir).join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(dir)
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -121,7 +159,13 @@ fn sign(body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn deliver(s: &TestServer, event: &str, delivery: &str, payload: &Value, signature: Option<String>) -> (StatusCode, Value) {
+async fn deliver(
+    s: &TestServer,
+    event: &str,
+    delivery: &str,
+    payload: &Value,
+    signature: Option<String>,
+) -> (StatusCode, Value) {
     let body = serde_json::to_vec(payload).unwrap();
     let mut req = reqwest::Client::new()
         .post(format!("{}/v1/integrations/github", s.base))
@@ -134,7 +178,10 @@ async fn deliver(s: &TestServer, event: &str, delivery: &str, payload: &Value, s
     let resp = req.body(body).send().await.unwrap();
     let status = resp.status();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn github_deliveries_are_verified_mapped_and_deduplicated(backend: Backend) {
@@ -155,10 +202,17 @@ async fn github_deliveries_are_verified_mapped_and_deduplicated(backend: Backend
     for (i, name) in names.iter().enumerate() {
         let payload = fixture("github", name);
         // `ghes-3.5.deployment.json` → `deployment`; `push.tag-created.json` → `push`.
-        let event = name.trim_start_matches("ghes-3.5.").split('.').next().unwrap();
+        let event = name
+            .trim_start_matches("ghes-3.5.")
+            .split('.')
+            .next()
+            .unwrap();
         let (status, body) = deliver(&s, event, &format!("delivery-{i}"), &payload, None).await;
         assert_eq!(status, StatusCode::OK, "{name}: {body}");
-        assert!(body["rejected"].as_array().unwrap().is_empty(), "{name}: {body}");
+        assert!(
+            body["rejected"].as_array().unwrap().is_empty(),
+            "{name}: {body}"
+        );
         stored += body["accepted"].as_u64().unwrap();
         // Altered copies: every top-level field removed in turn, or null: still never a 5xx.
         for key in payload.as_object().unwrap().keys() {
@@ -174,35 +228,80 @@ async fn github_deliveries_are_verified_mapped_and_deduplicated(backend: Backend
                     p
                 },
             ] {
-                let (status, body) = deliver(&s, event, &format!("altered-{i}-{key}"), &altered, None).await;
+                let (status, body) =
+                    deliver(&s, event, &format!("altered-{i}-{key}"), &altered, None).await;
                 assert_eq!(status, StatusCode::OK, "{name} without {key}: {body}");
             }
         }
     }
-    assert!(stored >= 15, "only {stored} events from {} fixtures", names.len());
+    assert!(
+        stored >= 15,
+        "only {stored} events from {} fixtures",
+        names.len()
+    );
 
     // A real deployment: a human's deploy to production, stored once however often delivered.
     let deployment = fixture("github", "deployment.created.json");
     let (_, first) = deliver(&s, "deployment", "dup-1", &deployment, None).await;
     assert_eq!(first["accepted"], 1, "{first}");
     let (_, again) = deliver(&s, "deployment", "dup-1", &deployment, None).await;
-    assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(1)), "{again}");
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(1)),
+        "{again}"
+    );
     // An unmapped event type is accepted and stores nothing.
-    let (status, star) = deliver(&s, "star", "star-1", &fixture("github", "star.created.json"), None).await;
-    assert_eq!((status, star["accepted"].as_u64()), (StatusCode::OK, Some(0)), "{star}");
+    let (status, star) = deliver(
+        &s,
+        "star",
+        "star-1",
+        &fixture("github", "star.created.json"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, star["accepted"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "{star}"
+    );
 
     // Wrong or missing signatures: 401, nothing stored.
-    let (status, body) = deliver(&s, "deployment", "forged", &deployment, Some("sha256=00ff".into())).await;
-    assert_error(&(status, body.clone()), StatusCode::UNAUTHORIZED.as_u16(), "invalid_signature");
-    let (status, body) = deliver(&s, "deployment", "forged", &deployment, Some("md5=abc".into())).await;
-    assert_error(&(status, body.clone()), StatusCode::UNAUTHORIZED.as_u16(), "invalid_signature");
+    let (status, body) = deliver(
+        &s,
+        "deployment",
+        "forged",
+        &deployment,
+        Some("sha256=00ff".into()),
+    )
+    .await;
+    assert_error(
+        &(status, body.clone()),
+        StatusCode::UNAUTHORIZED.as_u16(),
+        "invalid_signature",
+    );
+    let (status, body) = deliver(
+        &s,
+        "deployment",
+        "forged",
+        &deployment,
+        Some("md5=abc".into()),
+    )
+    .await;
+    assert_error(
+        &(status, body.clone()),
+        StatusCode::UNAUTHORIZED.as_u16(),
+        "invalid_signature",
+    );
     let mut tampered = deployment.clone();
     tampered["deployment"]["environment"] = json!("tampered");
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/integrations/github", s.base))
         .header("x-github-event", "deployment")
         .header("x-github-delivery", "tampered")
-        .header("x-hub-signature-256", sign(&serde_json::to_vec(&deployment).unwrap()))
+        .header(
+            "x-hub-signature-256",
+            sign(&serde_json::to_vec(&deployment).unwrap()),
+        )
         .body(serde_json::to_vec(&tampered).unwrap())
         .send()
         .await
@@ -231,7 +330,9 @@ async fn kubernetes_audit_writes_become_activity(backend: Backend) {
     let s = TestServer::start_with(db, config).await;
     let service = s.token("service", Some("kube-apiserver")).await;
     let list = fixture("kubernetes", "eventlist.json");
-    let (status, body) = s.post("/v1/integrations/kubernetes", &service, list.clone()).await;
+    let (status, body) = s
+        .post("/v1/integrations/kubernetes", &service, list.clone())
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let accepted = body["accepted"].as_u64().unwrap();
     let writes = list["items"]
@@ -239,19 +340,39 @@ async fn kubernetes_audit_writes_become_activity(backend: Backend) {
         .unwrap()
         .iter()
         .filter(|e| e["stage"] == "ResponseComplete")
-        .filter(|e| ["create", "update", "patch", "delete"].contains(&e["verb"].as_str().unwrap_or("")))
+        .filter(|e| {
+            ["create", "update", "patch", "delete"].contains(&e["verb"].as_str().unwrap_or(""))
+        })
         .count() as u64;
-    assert!(accepted >= 1 && accepted <= writes, "{accepted} of {writes} writes: {body}");
+    assert!(
+        accepted >= 1 && accepted <= writes,
+        "{accepted} of {writes} writes: {body}"
+    );
     // The API server retries a batch it is unsure of: nothing twice.
     let (_, again) = s.post("/v1/integrations/kubernetes", &service, list).await;
-    assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(accepted)), "{again}");
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(accepted)),
+        "{again}"
+    );
     // Not an EventList: 400 naming the field.
     let (status, body) = s
-        .post("/v1/integrations/kubernetes", &service, json!({"kind": "Pod", "apiVersion": "v1"}))
+        .post(
+            "/v1/integrations/kubernetes",
+            &service,
+            json!({"kind": "Pod", "apiVersion": "v1"}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["field"], "kind", "{body}");
-    let (status, _) = s.call(reqwest::Method::POST, "/v1/integrations/kubernetes", None, Some(json!({}))).await;
+    let (status, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/v1/integrations/kubernetes",
+            None,
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -260,9 +381,17 @@ async fn baselines_and_drift_come_from_the_activity(backend: Backend) {
     let now = SystemClock.now_micros();
     // Six humans deploy payments to staging, one a day each, for two weeks.
     let events: Vec<Value> = (0..84)
-        .map(|i| event(&format!("h{i}"), &format!("human-{}", i % 6), now - (i64::from(i) * 4 + 1) * HOUR))
+        .map(|i| {
+            event(
+                &format!("h{i}"),
+                &format!("human-{}", i % 6),
+                now - (i64::from(i) * 4 + 1) * HOUR,
+            )
+        })
         .collect();
-    let (_, stored) = s.post("/v1/events", &s.admin, json!({"events": events})).await;
+    let (_, stored) = s
+        .post("/v1/events", &s.admin, json!({"events": events}))
+        .await;
     assert_eq!(stored["accepted"], 84, "{stored}");
     // An agent's own platform activity: a new environment the humans never used.
     let bot = s.agent("bot", 1, json!({})).await;
@@ -275,7 +404,9 @@ async fn baselines_and_drift_come_from_the_activity(backend: Backend) {
             e
         })
         .collect();
-    let (_, stored) = s.post("/v1/events", &s.admin, json!({"events": agent_events})).await;
+    let (_, stored) = s
+        .post("/v1/events", &s.admin, json!({"events": agent_events}))
+        .await;
     assert_eq!(stored["accepted"], 25, "{stored}");
 
     // Before any recompute: drift is null, not 0.
@@ -284,10 +415,20 @@ async fn baselines_and_drift_come_from_the_activity(backend: Backend) {
 
     let (status, run) = s.post("/v1/baselines/recompute", &s.admin, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{run}");
-    assert_eq!((run["events"].as_u64(), run["baselines"].as_u64()), (Some(84), Some(1)), "{run}");
-    let (_, page) = s.get("/v1/baselines?team=payments&class=deploy", &s.admin).await;
+    assert_eq!(
+        (run["events"].as_u64(), run["baselines"].as_u64()),
+        (Some(84), Some(1)),
+        "{run}"
+    );
+    let (_, page) = s
+        .get("/v1/baselines?team=payments&class=deploy", &s.admin)
+        .await;
     let b = &page["baselines"][0];
-    assert_eq!((b["humans"].as_u64(), b["events"].as_u64()), (Some(6), Some(84)), "{page}");
+    assert_eq!(
+        (b["humans"].as_u64(), b["events"].as_u64()),
+        (Some(6), Some(84)),
+        "{page}"
+    );
     assert_eq!(b["scope"], "team");
     assert_eq!(b["environments"][0]["name"], "staging");
     assert_eq!(page["run"]["version"], run["version"]);

@@ -105,7 +105,9 @@ async fn anomalies_are_found_and_human_like_agents_are_left_alone(backend: Backe
         })
         .collect();
     let humans = events.len();
-    let (status, stored) = s.post("/v1/events", &s.admin, json!({"events": events})).await;
+    let (status, stored) = s
+        .post("/v1/events", &s.admin, json!({"events": events}))
+        .await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(stored["accepted"].as_u64(), Some(humans as u64), "{stored}");
     let (status, run) = s.post("/v1/baselines/recompute", &s.admin, json!({})).await;
@@ -124,12 +126,28 @@ async fn anomalies_are_found_and_human_like_agents_are_left_alone(backend: Backe
             for _ in 0..4 {
                 let (class, env, target, size) = ordinary(&mut rng);
                 let at = office_hours(week + day * DAY, &mut rng);
-                plan.push(Planned { at, agent: agent.to_string(), class, env, target: target.into(), size, anomalous: Some(false) });
+                plan.push(Planned {
+                    at,
+                    agent: agent.to_string(),
+                    class,
+                    env,
+                    target: target.into(),
+                    size,
+                    anomalous: Some(false),
+                });
             }
         }
     }
     let mut odd_one = |agent: &str, at: i64, class, env, target: &str, size, anomalous| {
-        plan.push(Planned { at, agent: agent.into(), class, env, target: target.into(), size, anomalous });
+        plan.push(Planned {
+            at,
+            agent: agent.into(),
+            class,
+            env,
+            target: target.into(),
+            size,
+            anomalous,
+        });
     };
     // Twenty staging deploys a minute apart on Wednesday at 14:00: from the sixth in the
     // hour on, more than any human does; the fifth is not scored either way.
@@ -139,18 +157,62 @@ async fn anomalies_are_found_and_human_like_agents_are_left_alone(backend: Backe
             5 => None,
             _ => Some(true),
         };
-        odd_one("burst", week + 2 * DAY + 14 * HOUR + i * 60_000_000, "deploy", "staging", TARGETS[0], 60, label);
+        odd_one(
+            "burst",
+            week + 2 * DAY + 14 * HOUR + i * 60_000_000,
+            "deploy",
+            "staging",
+            TARGETS[0],
+            60,
+            label,
+        );
     }
     // Production deploys at 03:00 on Saturday and Sunday nights: no human works then.
-    for at in [week + 5 * DAY + 3 * HOUR, week + 6 * DAY + 3 * HOUR, week + 6 * DAY + 4 * HOUR] {
-        odd_one("night", at, "deploy", "production", TARGETS[1], 60, Some(true));
+    for at in [
+        week + 5 * DAY + 3 * HOUR,
+        week + 6 * DAY + 3 * HOUR,
+        week + 6 * DAY + 4 * HOUR,
+    ] {
+        odd_one(
+            "night",
+            at,
+            "deploy",
+            "production",
+            TARGETS[1],
+            60,
+            Some(true),
+        );
     }
     for day in 0..3 {
         let at = week + day * DAY + 11 * HOUR + 17 * 60_000_000;
-        odd_one("target", at, "deploy", "staging", "deployment/payments-legacy", 60, Some(true));
-        odd_one("oversized", at, "deploy", "staging", TARGETS[2], 6000, Some(true));
+        odd_one(
+            "target",
+            at,
+            "deploy",
+            "staging",
+            "deployment/payments-legacy",
+            60,
+            Some(true),
+        );
+        odd_one(
+            "oversized",
+            at,
+            "deploy",
+            "staging",
+            TARGETS[2],
+            6000,
+            Some(true),
+        );
         // An environment no human of the team ever used (and the agent was never allowed).
-        odd_one("newenv", at, "deploy", "prod-eu", TARGETS[0], 60, Some(true));
+        odd_one(
+            "newenv",
+            at,
+            "deploy",
+            "prod-eu",
+            TARGETS[0],
+            60,
+            Some(true),
+        );
     }
     plan.sort_by_key(|p| p.at);
 
@@ -183,11 +245,25 @@ async fn anomalies_are_found_and_human_like_agents_are_left_alone(backend: Backe
             (Some(true), true) => tp += 1,
             (Some(false), true) => {
                 fp += 1;
-                eprintln!("false positive: {} {} {} at {}: {}", p.agent, p.class, p.env, format_micros(p.at), answer["anomaly"]);
+                eprintln!(
+                    "false positive: {} {} {} at {}: {}",
+                    p.agent,
+                    p.class,
+                    p.env,
+                    format_micros(p.at),
+                    answer["anomaly"]
+                );
             }
             (Some(true), false) => {
                 fn_ += 1;
-                eprintln!("missed: {} {} {} at {}: {}", p.agent, p.class, p.env, format_micros(p.at), answer["anomaly"]);
+                eprintln!(
+                    "missed: {} {} {} at {}: {}",
+                    p.agent,
+                    p.class,
+                    p.env,
+                    format_micros(p.at),
+                    answer["anomaly"]
+                );
             }
             _ => {}
         }
@@ -202,5 +278,8 @@ async fn anomalies_are_found_and_human_like_agents_are_left_alone(backend: Backe
     assert!(tp >= 20, "only {tp} anomalies found");
     assert!(precision >= 0.9, "precision {precision:.3}");
     assert!(recall >= 0.9, "recall {recall:.3}");
-    assert!(like_findings.is_empty(), "findings for human-like agents: {like_findings:?}");
+    assert!(
+        like_findings.is_empty(),
+        "findings for human-like agents: {like_findings:?}"
+    );
 }

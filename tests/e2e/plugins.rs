@@ -148,12 +148,24 @@ async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
     assert_eq!(cold["verdict"], "allow", "{cold}");
     assert_eq!(cold["anomaly"]["status"], "not_computed", "{cold}");
     assert_eq!(cold["anomaly"]["severity"], json!(null), "{cold}");
-    assert!(cold["anomaly"]["reason"].as_str().unwrap().contains("baseline"), "{cold}");
+    assert!(
+        cold["anomaly"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("baseline"),
+        "{cold}"
+    );
     assert_eq!(cold["plugins"], json!([]), "{cold}");
     // Classes the manifest does not name never reach the detector: not computed either.
     let (_, docs) = s.decide(&bot, "docs_update", "production", json!({})).await;
     assert_eq!(docs["anomaly"]["status"], "not_computed", "{docs}");
-    assert!(docs["anomaly"]["reason"].as_str().unwrap().contains("detector"), "{docs}");
+    assert!(
+        docs["anomaly"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("detector"),
+        "{docs}"
+    );
     assert_eq!(docs["plugins"], json!([]), "{docs}");
 
     // Six humans of the team deploy payments to production about once in ten hours, at any
@@ -171,7 +183,9 @@ async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
             })
         })
         .collect();
-    let (status, stored) = s.post("/v1/events", &s.admin, json!({"events": events})).await;
+    let (status, stored) = s
+        .post("/v1/events", &s.admin, json!({"events": events}))
+        .await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(stored["accepted"], 67, "{stored}");
     let (status, run) = s.post("/v1/baselines/recompute", &s.admin, json!({})).await;

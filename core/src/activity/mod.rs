@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::records::{OutcomeStatus, wire_names};
 
 /// Who did it: the line the baselines draw (humans are the reference; agents are compared).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     /// A person.
@@ -193,15 +195,32 @@ pub fn validate(
 /// Parses one event from a JSON value, naming an unknown or malformed field.
 pub fn parse_json(value: serde_json::Value) -> Result<EventInput> {
     let serde_json::Value::Object(map) = &value else {
-        return Err(Error::new(crate::error::Kind::BadRequest, "invalid_event", "an event must be a JSON object"));
+        return Err(Error::new(
+            crate::error::Kind::BadRequest,
+            "invalid_event",
+            "an event must be a JSON object",
+        ));
     };
-    if let Some(unknown) = map.keys().find(|k| !EventInput::FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = map
+        .keys()
+        .find(|k| !EventInput::FIELDS.contains(&k.as_str()))
+    {
         return Err(Error::field(
             unknown.clone(),
             format!("unknown field; known: {}", EventInput::FIELDS.join(", ")),
         ));
     }
-    for required in ["source", "source_id", "actor_kind", "actor_id", "team", "class", "environment", "service", "time"] {
+    for required in [
+        "source",
+        "source_id",
+        "actor_kind",
+        "actor_id",
+        "team",
+        "class",
+        "environment",
+        "service",
+        "time",
+    ] {
         if !map.contains_key(required) {
             return Err(Error::field(required, "missing"));
         }

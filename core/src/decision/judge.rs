@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
-    Action, Anomaly, AnomalyStatus, ApprovalRef, ChangeSummary, DecisionAnswer, DecisionRequest, Obligation,
-    Reason, Risk, Verdict,
+    Action, Anomaly, AnomalyStatus, ApprovalRef, ChangeSummary, DecisionAnswer, DecisionRequest,
+    Obligation, Reason, Risk, Verdict,
 };
 use crate::approvals::{self, Presented};
 use crate::audit::{Actor, AuditRecord, RawJson};
@@ -318,9 +318,7 @@ fn effective_tier(
             .unwrap_or_default();
         reasons.push(reason(
             "anomaly_cap",
-            format!(
-                "a severe anomaly (severity {severity}){worst} caps the tier at {tier}"
-            ),
+            format!("a severe anomaly (severity {severity}){worst} caps the tier at {tier}"),
         ));
     }
     tier

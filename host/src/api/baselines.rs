@@ -68,7 +68,10 @@ async fn list_baselines(
 /// Recompute every baseline now (admins); answers with the new run.
 #[utoipa::path(post, path = "/v1/baselines/recompute", tag = "baselines", security(("bearer" = [])),
     responses((status = 200, body = BaselineRun), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn recompute(State(state): State<AppState>, caller: Caller) -> Result<axum::Json<BaselineRun>> {
+async fn recompute(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<BaselineRun>> {
     caller.require(&[Role::Admin])?;
     Ok(axum::Json(state.baselines.recompute().await?))
 }

@@ -63,7 +63,10 @@ fn read_csv(file: std::fs::File) -> anyhow::Result<Vec<Line>> {
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    if let Some(unknown) = header.iter().find(|h| !EventInput::FIELDS.contains(&h.as_str())) {
+    if let Some(unknown) = header
+        .iter()
+        .find(|h| !EventInput::FIELDS.contains(&h.as_str()))
+    {
         bail!(
             "line 1: unknown column `{unknown}`; known: {}",
             EventInput::FIELDS.join(", ")
@@ -86,7 +89,9 @@ fn read_csv(file: std::fs::File) -> anyhow::Result<Vec<Line>> {
             let value = match name.as_str() {
                 "targets" => json!(cell.split(';').map(str::trim).collect::<Vec<_>>()),
                 // A number that does not parse is passed on as text, so the server names it.
-                "change_size" => cell.parse::<u64>().map_or_else(|_| json!(cell), |n| json!(n)),
+                "change_size" => cell
+                    .parse::<u64>()
+                    .map_or_else(|_| json!(cell), |n| json!(n)),
                 _ => json!(cell),
             };
             event.insert(name.clone(), value);
@@ -113,7 +118,11 @@ mod tests {
     fn reads_json_lines_and_csv_by_line() {
         let dir = tempfile::tempdir().unwrap();
         let jsonl = dir.path().join("events.jsonl");
-        std::fs::write(&jsonl, "{\"source\": \"a\"}\n\nnot json\n{\"source\": \"b\"}\n").unwrap();
+        std::fs::write(
+            &jsonl,
+            "{\"source\": \"a\"}\n\nnot json\n{\"source\": \"b\"}\n",
+        )
+        .unwrap();
         let lines = read(&jsonl, Format::of(&jsonl)).unwrap();
         let numbers: Vec<usize> = lines.iter().map(|l| l.0).collect();
         assert_eq!(numbers, [1, 3, 4]);

@@ -948,15 +948,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             service,
             class,
         }) => {
-            let query: Vec<(&str, String)> = [("team", team), ("service", service), ("class", class)]
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect();
+            let query: Vec<(&str, String)> =
+                [("team", team), ("service", service), ("class", class)]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect();
             let query = serde_urlencoded::to_string(query)?;
-            print_json(call(&server, reqwest::Method::GET, &format!("/v1/baselines?{query}"), None).await?)
+            print_json(
+                call(
+                    &server,
+                    reqwest::Method::GET,
+                    &format!("/v1/baselines?{query}"),
+                    None,
+                )
+                .await?,
+            )
         }
         Command::Baselines(BaselinesCommand::Recompute { server }) => print_json(
-            call(&server, reqwest::Method::POST, "/v1/baselines/recompute", None).await?,
+            call(
+                &server,
+                reqwest::Method::POST,
+                "/v1/baselines/recompute",
+                None,
+            )
+            .await?,
         ),
         Command::Violations(cmd) => match cmd {
             ViolationsCommand::List {
@@ -1290,12 +1305,30 @@ async fn import_events(
         }
         for batch in good.chunks(batch_size) {
             let events: Vec<&Value> = batch.iter().map(|(_, v)| v).collect();
-            let path = if dry_run { "/v1/events?dry_run=true" } else { "/v1/events" };
-            let answer = call(server, reqwest::Method::POST, path, Some(json!({"events": events}))).await?;
+            let path = if dry_run {
+                "/v1/events?dry_run=true"
+            } else {
+                "/v1/events"
+            };
+            let answer = call(
+                server,
+                reqwest::Method::POST,
+                path,
+                Some(json!({"events": events})),
+            )
+            .await?;
             for r in answer["rejected"].as_array().into_iter().flatten() {
-                let line = r["index"].as_u64().and_then(|i| batch.get(i as usize)).map_or(0, |b| b.0);
+                let line = r["index"]
+                    .as_u64()
+                    .and_then(|i| batch.get(i as usize))
+                    .map_or(0, |b| b.0);
                 let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                rejected.push(import::rejection(line, &text("code"), r["field"].as_str(), &text("message")));
+                rejected.push(import::rejection(
+                    line,
+                    &text("code"),
+                    r["field"].as_str(),
+                    &text("message"),
+                ));
             }
             if !dry_run {
                 accepted += answer["accepted"].as_u64().unwrap_or(0);
@@ -1306,7 +1339,7 @@ async fn import_events(
     rejected.sort_by_key(|r| r["line"].as_u64());
     Ok(json!({
         "file": file.display().to_string(),
-        "stored": !(strict && !rejected.is_empty()),
+        "stored": !strict || rejected.is_empty(),
         "accepted": accepted,
         "duplicates": duplicates,
         "rejected": rejected,

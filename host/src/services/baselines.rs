@@ -62,7 +62,10 @@ impl BaselinesConfig {
     /// The configured time zone: an error names the setting.
     pub fn zone(&self) -> anyhow::Result<jiff::tz::TimeZone> {
         jiff::tz::TimeZone::get(&self.time_zone).map_err(|e| {
-            anyhow::anyhow!("baselines.time_zone `{}` is not a time zone: {e}", self.time_zone)
+            anyhow::anyhow!(
+                "baselines.time_zone `{}` is not a time zone: {e}",
+                self.time_zone
+            )
         })
     }
 }
@@ -119,7 +122,11 @@ struct Inner {
 
 impl Baselines {
     /// The service; nothing is loaded until [`Baselines::refresh`].
-    pub fn new(store: Store, clock: SharedClock, config: BaselinesConfig) -> anyhow::Result<Baselines> {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        config: BaselinesConfig,
+    ) -> anyhow::Result<Baselines> {
         let zone = config.zone()?;
         Ok(Baselines {
             inner: Arc::new(Inner {
@@ -234,7 +241,9 @@ impl Baselines {
         self.inner
             .store
             .scan_allowed(drift_from, now + 1, |d| {
-                let Some(team) = teams.get(&d.agent_id) else { return };
+                let Some(team) = teams.get(&d.agent_id) else {
+                    return;
+                };
                 activity.push(&ActivityEvent {
                     source: "warden".into(),
                     source_id: String::new(),
@@ -318,14 +327,20 @@ impl Baselines {
         let run = self
             .run()
             .ok_or_else(|| Error::internal("the recorded run is not readable"))?;
-        tracing::info!(version = run.version, events, baselines = count, "human baselines recomputed");
+        tracing::info!(
+            version = run.version,
+            events,
+            baselines = count,
+            "human baselines recomputed"
+        );
         Ok(run)
     }
 
     /// Recomputes unless enough events are waiting or the newest version (perhaps another
     /// replica's) is younger than `every`, in which case that version is loaded.
     async fn recompute_if_stale(&self, every: Duration) -> Result<()> {
-        let waiting = self.inner.pending.load(Ordering::Relaxed) >= self.inner.config.recompute_after_events;
+        let waiting =
+            self.inner.pending.load(Ordering::Relaxed) >= self.inner.config.recompute_after_events;
         if !waiting && let Some(run) = self.inner.store.latest_baseline_run().await? {
             let age = self.inner.clock.now_micros() - parse_micros(&run.computed_at).unwrap_or(0);
             if age >= 0 && (age as u128) < every.as_micros() {

@@ -298,7 +298,10 @@ impl Decisions {
             return Ok(None);
         }
         let since = now - 3_600_000_000;
-        let decided = self.store.activity(&agent.id, class, env, service, since).await?;
+        let decided = self
+            .store
+            .activity(&agent.id, class, env, service, since)
+            .await?;
         let done = self
             .store
             .event_activity(&agent.id, class, env, service, since)

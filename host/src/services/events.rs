@@ -131,7 +131,8 @@ impl Events {
                 "accepted": accepted, "duplicates": duplicates, "humans": humans,
                 "agents": accepted - humans, "sources": sources,
             });
-            let record = AuditRecord::change(actor, "events.ingested", "events".into(), details, now);
+            let record =
+                AuditRecord::change(actor, "events.ingested", "events".into(), details, now);
             self.store
                 .commit(Change {
                     writes: vec![Write::Event(EventWrite::InsertEvents {

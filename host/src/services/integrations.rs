@@ -43,7 +43,9 @@ impl Receivers {
     pub fn new(config: IntegrationsConfig, github_secret: Option<String>) -> Receivers {
         Receivers {
             config,
-            github_secret: github_secret.filter(|s| !s.is_empty()).map(String::into_bytes),
+            github_secret: github_secret
+                .filter(|s| !s.is_empty())
+                .map(String::into_bytes),
         }
     }
 
@@ -96,8 +98,14 @@ impl Receivers {
     ) -> Result<Ingested> {
         let mapped = kubernetes::map(list, &self.config.kubernetes)?;
         let now = events.clock.now_micros();
-        self.store(events, policy, Actor::integration("kubernetes"), mapped, now)
-            .await
+        self.store(
+            events,
+            policy,
+            Actor::integration("kubernetes"),
+            mapped,
+            now,
+        )
+        .await
     }
 
     /// Mapped events pass the same checks as posted ones (a class the policy does not know, a

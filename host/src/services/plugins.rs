@@ -53,7 +53,11 @@ const REFERENCE: [(&str, &str, &[u8]); 3] = [
 
 /// Publishes the reference plugins built into the binary, each unless a plugin of its name is
 /// stored already (a team's own version, or the reference one from an earlier start).
-pub async fn publish_reference(host: &PluginHost, store: &Store, now: i64) -> anyhow::Result<Vec<String>> {
+pub async fn publish_reference(
+    host: &PluginHost,
+    store: &Store,
+    now: i64,
+) -> anyhow::Result<Vec<String>> {
     let stored = store.plugin_hashes().await?;
     let mut published = Vec::new();
     for (name, manifest, module) in REFERENCE {
@@ -63,9 +67,16 @@ pub async fn publish_reference(host: &PluginHost, store: &Store, now: i64) -> an
         let manifest: Manifest = toml::from_str(manifest)
             .map_err(|e| anyhow::anyhow!("plugins/{name}/plugin.toml: {e}"))?;
         let component = crate::plugins::build::componentize(module)?;
-        if let Some(id) = publish(host, store, Actor::configuration(), manifest, component, now)
-            .await
-            .map_err(|e| anyhow::anyhow!("reference plugin {name}: {}", e.message))?
+        if let Some(id) = publish(
+            host,
+            store,
+            Actor::configuration(),
+            manifest,
+            component,
+            now,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("reference plugin {name}: {}", e.message))?
         {
             published.push(id);
         }

@@ -154,7 +154,11 @@ impl AnomalyDetector for BaselineAnomaly {
             // with few actions leaves gaps in the working day).
             let around = |d: usize| counts[(hour + d) % 168];
             let unworked = here == 0 && around(1) == 0 && around(167) == 0;
-            let detector = if unworked { "unworked_hour" } else { "rare_hour" };
+            let detector = if unworked {
+                "unworked_hour"
+            } else {
+                "rare_hour"
+            };
             tests.push((
                 detector,
                 p.min(1.0),
