@@ -83,7 +83,44 @@ pub struct Outcome {
     pub actual_cost_usd: Option<f64>,
     /// Whether a rollback was requested (its canary judgement failed).
     pub rollback_requested: bool,
+    /// What the platform said about it, if it said anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Confirmation>,
 }
+
+/// How much of an agent's outcome evidence the platform stood behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Confirmations {
+    /// Outcomes the platform confirmed (or reported itself).
+    pub confirmed: u64,
+    /// Outcomes the platform contradicted (each also a violation).
+    pub contradicted: u64,
+    /// Outcomes only the agent itself reported.
+    pub self_reported: u64,
+}
+
+/// The platform's word on an outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Confirmation {
+    /// Confirmed or contradicted.
+    pub status: ConfirmationStatus,
+    /// The event that said it (`github:<delivery>`).
+    pub by: String,
+    /// When it came (RFC 3339).
+    pub at: String,
+}
+
+/// Whether the platform agrees with the reported outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmationStatus {
+    /// The platform reports the same outcome (or reported it first).
+    Confirmed,
+    /// The platform reports another outcome than the agent did; the platform's stands.
+    Contradicted,
+}
+
+wire_names!(ConfirmationStatus { Confirmed => "confirmed", Contradicted => "contradicted" });
 
 /// A row of the `violations` table.
 #[derive(Debug, Clone)]

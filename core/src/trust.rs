@@ -34,6 +34,8 @@ pub struct TrustPolicy {
     pub unknown_weight: f64,
     /// Weight of an action denied for going over a quota.
     pub quota_overrun_weight: f64,
+    /// Weight of a confirmed severe anomaly (over the outcome's own evidence).
+    pub confirmed_anomaly_weight: f64,
 }
 
 impl Default for TrustPolicy {
@@ -46,6 +48,7 @@ impl Default for TrustPolicy {
             flagged_violation_weight: 1.0,
             unknown_weight: 0.25,
             quota_overrun_weight: 0.25,
+            confirmed_anomaly_weight: 2.0,
         }
     }
 }
@@ -63,6 +66,7 @@ impl TrustPolicy {
             self.flagged_violation_weight,
             self.unknown_weight,
             self.quota_overrun_weight,
+            self.confirmed_anomaly_weight,
         ];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             return Err("policy.trust weights must be 0 or more".into());
@@ -88,11 +92,14 @@ pub enum Kind {
     Unknown,
     /// An action denied for going over a quota.
     QuotaOverrun,
+    /// A severe anomaly confirmed: a human marked its finding real, or the action failed or
+    /// was rolled back.
+    ConfirmedAnomaly,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Success,
         Kind::Failure,
         Kind::Rollback,
@@ -100,6 +107,7 @@ impl Kind {
         Kind::FlaggedViolation,
         Kind::Unknown,
         Kind::QuotaOverrun,
+        Kind::ConfirmedAnomaly,
     ];
 
     /// The name stored in the database.
@@ -112,6 +120,7 @@ impl Kind {
             Kind::FlaggedViolation => "flagged_violation",
             Kind::Unknown => "unknown",
             Kind::QuotaOverrun => "quota_overrun",
+            Kind::ConfirmedAnomaly => "confirmed_anomaly",
         }
     }
 
@@ -148,6 +157,7 @@ impl Kind {
             Kind::FlaggedViolation => policy.flagged_violation_weight,
             Kind::Unknown => policy.unknown_weight,
             Kind::QuotaOverrun => policy.quota_overrun_weight,
+            Kind::ConfirmedAnomaly => policy.confirmed_anomaly_weight,
         }
     }
 }
@@ -279,6 +289,9 @@ pub struct Counts {
     pub violations: u64,
     /// Outcomes never reported.
     pub unknown: u64,
+    /// Severe anomalies confirmed.
+    #[serde(default)]
+    pub confirmed_anomalies: u64,
 }
 
 /// An agent's trust, as of a moment.
@@ -427,6 +440,7 @@ pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
             rollbacks: count(&[Kind::Rollback]),
             violations: count(&[Kind::Violation, Kind::FlaggedViolation, Kind::QuotaOverrun]),
             unknown: count(&[Kind::Unknown]),
+            confirmed_anomalies: count(&[Kind::ConfirmedAnomaly]),
         },
         by_risk,
     }

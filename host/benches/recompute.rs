@@ -17,7 +17,14 @@ use warden::services::baselines::{Baselines, BaselinesConfig};
 use warden::store::{Change, EventWrite, Store, StoreOptions, Write};
 
 const HOUR: i64 = 3_600_000_000;
-const CLASSES: [&str; 6] = ["deploy", "config_change", "db_migration", "run_tests", "infra_create", "api_call"];
+const CLASSES: [&str; 6] = [
+    "deploy",
+    "config_change",
+    "db_migration",
+    "run_tests",
+    "infra_create",
+    "api_call",
+];
 const ENVS: [&str; 3] = ["dev", "staging", "production"];
 
 fn peak_kib() -> u64 {

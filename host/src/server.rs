@@ -154,6 +154,8 @@ impl Warden {
             store: store.clone(),
             clock: clock.clone(),
             baselines: baselines.clone(),
+            policy: policy.clone(),
+            tiers: tiers.clone(),
         };
         let secret = config
             .integrations

@@ -52,3 +52,13 @@ CREATE TABLE drift (
     computed_at  BIGINT NOT NULL,
     PRIMARY KEY (agent_id, day)
 );
+
+-- What the platform said about an allowed action's outcome: `confirmed` (the same as the
+-- agent's report, or the platform's own report) or `contradicted`, and which delivery said it.
+ALTER TABLE decisions ADD COLUMN outcome_confirmation TEXT;
+ALTER TABLE decisions ADD COLUMN outcome_confirmed_by TEXT;
+ALTER TABLE decisions ADD COLUMN outcome_confirmed_at BIGINT;
+
+-- When a severe anomaly was confirmed (a human marked its finding real, or the action failed):
+-- it is trust evidence once.
+ALTER TABLE decisions ADD COLUMN anomaly_confirmed_at BIGINT;

@@ -253,6 +253,45 @@ async fn an_input_larger_than_the_arena_is_judged_whole() {
     );
 }
 
+/// Every reference plugin passes its own fixtures (`plugins/<name>/fixtures/*.json`, what
+/// `warden plugin test` runs) with its own `plugin.toml`, the example a team copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_plugins_pass_their_fixtures() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rt = warden_plugin_host::runtime::Runtime::with_spares(0).unwrap();
+    for krate in ["action-classifier", "baseline-anomaly", "canary-rollback"] {
+        let dir = root.join("plugins").join(krate);
+        let toml_text = std::fs::read_to_string(dir.join("plugin.toml")).unwrap();
+        let component = component(&format!("plugins/{krate}"));
+        let mut fixtures: Vec<_> = std::fs::read_dir(dir.join("fixtures"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        fixtures.sort();
+        assert!(fixtures.len() >= 2, "{krate} ships at least two fixtures");
+        for path in fixtures {
+            let fixture: warden_plugin_host::fixture::Fixture =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert!(
+                fixture.expect.is_some(),
+                "{} expects nothing",
+                path.display()
+            );
+            let report =
+                warden_plugin_host::fixture::run(&rt, manifest(&toml_text), &component, fixture)
+                    .await
+                    .unwrap();
+            assert_eq!(
+                report.expected,
+                Some(true),
+                "{}: {}",
+                path.display(),
+                report.verdict
+            );
+        }
+    }
+}
+
 /// A reference plugin of `plugins/`, built and loaded as `<krate>@0.1.0`.
 fn reference(
     rt: &warden_plugin_host::runtime::Runtime,

@@ -37,6 +37,8 @@ pub enum Conflict {
     ViolationNotOpen,
     /// A charge would take a quota past its limit.
     QuotaExceeded,
+    /// The decision's anomaly was confirmed already.
+    AnomalyConfirmed,
 }
 
 impl Conflict {
@@ -57,6 +59,7 @@ impl Conflict {
             Conflict::RollbackRequested => "rollback_requested",
             Conflict::ViolationNotOpen => "violation_not_open",
             Conflict::QuotaExceeded => "quota_exceeded",
+            Conflict::AnomalyConfirmed => "anomaly_confirmed",
         }
     }
 }

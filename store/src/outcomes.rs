@@ -4,7 +4,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use warden_core::clock::format_micros;
 use warden_core::policy::RiskLevel;
-use warden_core::records::{Outcome, OutcomeStatus};
+use warden_core::records::{
+    Confirmation, ConfirmationStatus, Confirmations, Outcome, OutcomeStatus,
+};
 
 use crate::error::{Conflict, Result};
 use crate::writer::{Applied, affected};
@@ -30,6 +32,24 @@ pub enum OutcomeWrite {
         /// The outcome it replaces, as read (none, `unknown`, or a report being corrected);
         /// 409 if it is no longer what is there, so evidence is never counted twice.
         expected: Option<OutcomeStatus>,
+    },
+    /// Record what the platform said about a decision's outcome.
+    ConfirmOutcome {
+        /// The decision.
+        decision_id: String,
+        /// Confirmed or contradicted.
+        status: ConfirmationStatus,
+        /// The event that said it.
+        by: String,
+        /// When, Unix microseconds.
+        at: i64,
+    },
+    /// Mark a decision's anomaly confirmed; 409 if it was already.
+    ConfirmAnomaly {
+        /// The decision.
+        decision_id: String,
+        /// When, Unix microseconds.
+        at: i64,
     },
     /// Record an overdue outcome as `unknown`; 409 if one arrived meanwhile.
     OutcomeOverdue {
@@ -67,7 +87,7 @@ impl From<OutcomeWrite> for Write {
 }
 
 const OUTCOME_COLUMNS: &str = "SELECT id, agent_id, verdict, class, environment, service, risk_level, outcome, outcome_due_at, outcome_at, outcome_by, \
-     outcome_detail, actual_cost_usd, rollback_requested_at FROM decisions";
+     outcome_detail, actual_cost_usd, rollback_requested_at, outcome_confirmation, outcome_confirmed_by, outcome_confirmed_at FROM decisions";
 
 fn outcome_of(r: &AnyRow) -> Result<Outcome> {
     let time = |column: &str| -> Result<Option<String>> {
@@ -90,6 +110,16 @@ fn outcome_of(r: &AnyRow) -> Result<Outcome> {
         rollback_requested: r
             .try_get::<Option<i64>, _>("rollback_requested_at")?
             .is_some(),
+        confirmation: match wire_opt(r, "outcome_confirmation", ConfirmationStatus::parse)? {
+            Some(status) => Some(Confirmation {
+                status,
+                by: r
+                    .try_get::<Option<String>, _>("outcome_confirmed_by")?
+                    .unwrap_or_default(),
+                at: time("outcome_confirmed_at")?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -114,6 +144,37 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(outcome_of).transpose()
+    }
+
+    /// How many of an agent's outcomes the platform confirmed and contradicted, and how many it
+    /// reported itself that the platform never spoke to.
+    pub async fn confirmations(&self, agent_id: &str) -> Result<Confirmations> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN outcome_confirmation = 'confirmed' THEN 1 ELSE 0 END), 0) AS confirmed, \
+                    COALESCE(SUM(CASE WHEN outcome_confirmation = 'contradicted' THEN 1 ELSE 0 END), 0) AS contradicted, \
+                    COALESCE(SUM(CASE WHEN outcome_confirmation IS NULL AND outcome_by = $1 THEN 1 ELSE 0 END), 0) AS unconfirmed \
+             FROM decisions WHERE agent_id = $1 AND outcome IS NOT NULL",
+        )
+        .bind(agent_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let n =
+            |c: &str| -> Result<u64> { Ok(u64::try_from(row.try_get::<i64, _>(c)?).unwrap_or(0)) };
+        Ok(Confirmations {
+            confirmed: n("confirmed")?,
+            contradicted: n("contradicted")?,
+            self_reported: n("unconfirmed")?,
+        })
+    }
+
+    /// Whether a decision's anomaly was confirmed already.
+    pub async fn anomaly_confirmed(&self, decision_id: &str) -> Result<bool> {
+        let at: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT anomaly_confirmed_at FROM decisions WHERE id = $1")
+                .bind(decision_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(at.flatten().is_some())
     }
 
     /// A decision's request (JSON), verdict, agent and whether a rollback was requested.
@@ -226,6 +287,38 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &OutcomeWrite) -> App
                 n,
                 Conflict::OutcomeReported,
                 format!("decision `{decision_id}` already has an outcome"),
+            )
+        }
+        OutcomeWrite::ConfirmOutcome {
+            decision_id,
+            status,
+            by,
+            at,
+        } => {
+            sqlx::query(
+                "UPDATE decisions SET outcome_confirmation = $1, outcome_confirmed_by = $2, outcome_confirmed_at = $3 WHERE id = $4",
+            )
+            .bind(status.as_str())
+            .bind(by)
+            .bind(*at)
+            .bind(decision_id)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+        OutcomeWrite::ConfirmAnomaly { decision_id, at } => {
+            let n = sqlx::query(
+                "UPDATE decisions SET anomaly_confirmed_at = $1 WHERE id = $2 AND anomaly_confirmed_at IS NULL",
+            )
+            .bind(*at)
+            .bind(decision_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Conflict::AnomalyConfirmed,
+                format!("decision `{decision_id}` has its anomaly confirmed already"),
             )
         }
         OutcomeWrite::InsertSignal {

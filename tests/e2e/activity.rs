@@ -18,6 +18,7 @@ both_backends!(
     github_deliveries_are_verified_mapped_and_deduplicated,
     kubernetes_audit_writes_become_activity,
     baselines_and_drift_come_from_the_activity,
+    the_platform_confirms_or_contradicts_outcomes,
 );
 
 const HOUR: i64 = 3_600_000_000;
@@ -441,4 +442,129 @@ async fn baselines_and_drift_come_from_the_activity(backend: Backend) {
     assert!(drift["score"].as_f64().unwrap() > 0.5, "{trust}");
     assert_eq!(drift["mix"].as_f64(), Some(1.0), "{trust}");
     assert_eq!(drift["actions"], 25, "{trust}");
+}
+
+/// GitHub's deployment statuses about deployments Warden allowed (their payload names the
+/// decision): the same outcome as the agent's report confirms it; another contradicts it,
+/// replaces it and is a violation; without a report, the platform's stands as the outcome.
+async fn the_platform_confirms_or_contradicts_outcomes(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.integrations.github_secret = Some(SECRET.into());
+    let s = TestServer::start_with(db, config).await;
+    let bot = s.agent("bot", 3, json!({})).await;
+    s.lift_quotas("bot").await;
+    let decision = || async {
+        let (_, answer) = s.decide(&bot, "deploy", "production", json!({})).await;
+        assert_eq!(answer["verdict"], "allow", "{answer}");
+        answer["decision_id"].as_str().unwrap().to_string()
+    };
+    let (said_ok, lied, silent) = (decision().await, decision().await, decision().await);
+    for id in [&said_ok, &lied] {
+        let path = format!("/v1/decisions/{id}/outcome");
+        let (status, body) = s.post(&path, &bot, json!({"status": "succeeded"})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let real = fixture("github", "deployment_status.created.success.json");
+    let status_for = |id: &str, state: &str| {
+        let mut p = real.clone();
+        p["deployment"]["payload"] = json!({"warden_decision_id": id});
+        p["deployment_status"]["state"] = json!(state);
+        p
+    };
+    let (_, body) = deliver(
+        &s,
+        "deployment_status",
+        "st-1",
+        &status_for(&said_ok, "success"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (body["confirmed"].as_u64(), body["contradicted"].as_u64()),
+        (Some(1), Some(0)),
+        "{body}"
+    );
+    let (_, body) = deliver(
+        &s,
+        "deployment_status",
+        "st-2",
+        &status_for(&lied, "failure"),
+        None,
+    )
+    .await;
+    assert_eq!(body["contradicted"], 1, "{body}");
+    let (_, body) = deliver(
+        &s,
+        "deployment_status",
+        "st-3",
+        &status_for(&silent, "success"),
+        None,
+    )
+    .await;
+    assert_eq!(body["confirmed"], 1, "{body}");
+    // Redelivered: stored once, confirmed once.
+    let (_, body) = deliver(
+        &s,
+        "deployment_status",
+        "st-2",
+        &status_for(&lied, "failure"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (body["duplicates"].as_u64(), body["contradicted"].as_u64()),
+        (Some(1), Some(0)),
+        "{body}"
+    );
+
+    let outcome = |id: String| {
+        let s = &s;
+        async move {
+            s.get(&format!("/v1/decisions/{id}/outcome"), &s.admin)
+                .await
+                .1
+        }
+    };
+    let ok = outcome(said_ok.clone()).await;
+    assert_eq!(
+        (
+            ok["outcome"].as_str(),
+            ok["confirmation"]["status"].as_str()
+        ),
+        (Some("succeeded"), Some("confirmed")),
+        "{ok}"
+    );
+    let lie = outcome(lied.clone()).await;
+    assert_eq!(
+        (
+            lie["outcome"].as_str(),
+            lie["confirmation"]["status"].as_str()
+        ),
+        (Some("failed"), Some("contradicted")),
+        "{lie}"
+    );
+    assert_eq!(lie["confirmation"]["by"], "github:st-2", "{lie}");
+    let first = outcome(silent.clone()).await;
+    assert_eq!(
+        (first["outcome"].as_str(), first["reported_by"].as_str()),
+        (Some("succeeded"), Some("platform:github")),
+        "{first}"
+    );
+    // The contradiction is a violation, and the trust view shows the mix.
+    let (_, violations) = s.get("/v1/violations?agent=bot", &s.admin).await;
+    let reasons: Vec<&str> = violations["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["outcome_contradicted"], "{violations}");
+    let (_, trust) = s.get("/v1/agents/bot/trust", &s.admin).await;
+    assert_eq!(
+        trust["confirmations"],
+        json!({"confirmed": 2, "contradicted": 1, "self_reported": 0}),
+        "{trust}"
+    );
+    assert_eq!(trust["evidence"]["violations"], 1, "{trust}");
 }

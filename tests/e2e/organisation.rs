@@ -221,6 +221,7 @@ async fn anomalies_are_found_and_human_like_agents_are_left_alone(backend: Backe
         s.lift_quotas(agent).await;
     }
     let (mut tp, mut fp, mut fn_, mut like_findings) = (0, 0, 0, Vec::new());
+    let (mut night_decision, mut quiet_decision) = (None, None);
     for p in &plan {
         let now = clock.now_micros();
         assert!(p.at >= now, "the plan is in time order");
@@ -238,6 +239,12 @@ async fn anomalies_are_found_and_human_like_agents_are_left_alone(backend: Backe
         assert_eq!(answer["anomaly"]["status"], "checked", "{answer}");
         let findings = answer["anomaly"]["findings"].as_array().unwrap();
         let found = !findings.is_empty();
+        let id = answer["decision_id"].as_str().unwrap().to_string();
+        match (p.agent.as_str(), found) {
+            ("night", true) => night_decision = Some(id),
+            ("like-1", false) => quiet_decision = Some(id),
+            _ => {}
+        }
         if like.contains(&p.agent.as_str()) && found {
             like_findings.push(answer["anomaly"].clone());
         }
@@ -282,4 +289,34 @@ async fn anomalies_are_found_and_human_like_agents_are_left_alone(backend: Backe
         like_findings.is_empty(),
         "findings for human-like agents: {like_findings:?}"
     );
+
+    // A human marks the night deploy's findings real: evidence of its own, once; a decision
+    // without findings has nothing to confirm.
+    let night = night_decision.unwrap();
+    let path = format!("/v1/decisions/{night}/anomaly/confirm");
+    let (status, body) = s
+        .post(&path, &s.admin, json!({"comment": "nobody deploys at 3am"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s.post(&path, &s.admin, json!({})).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (409, Some("anomaly_confirmed")),
+        "{body}"
+    );
+    let quiet = quiet_decision.unwrap();
+    let (status, body) = s
+        .post(
+            &format!("/v1/decisions/{quiet}/anomaly/confirm"),
+            &s.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (422, Some("no_anomaly")),
+        "{body}"
+    );
+    let (_, trust) = s.get("/v1/agents/night/trust", &s.admin).await;
+    assert_eq!(trust["evidence"]["confirmed_anomalies"], 1, "{trust}");
 }

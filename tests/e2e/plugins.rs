@@ -288,6 +288,10 @@ async fn a_severe_anomaly_caps_the_tier(backend: Backend) {
         history["changes"][0]["reason"], "confirmed_severe_anomaly",
         "{history}"
     );
+    // The confirmed anomaly is evidence of its own, besides the failure.
+    let (_, trust) = s.get("/v1/agents/bot/trust", &s.admin).await;
+    assert_eq!(trust["evidence"]["confirmed_anomalies"], 1, "{trust}");
+    assert_eq!(trust["evidence"]["failures"], 1, "{trust}");
 }
 
 async fn hostile_plugins_follow_their_failure_policy(backend: Backend) {

@@ -18,6 +18,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(decide))
         .routes(routes!(get_decision))
         .routes(routes!(report_outcome, get_outcome))
+        .routes(routes!(confirm_anomaly))
         .routes(routes!(signals))
 }
 
@@ -82,6 +83,39 @@ async fn report_outcome(
     };
     Ok(axum::Json(
         outcomes::report(&cx, &caller, &id, &report).await?,
+    ))
+}
+
+/// `POST /v1/decisions/{id}/anomaly/confirm`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AnomalyConfirmation {
+    /// What the reviewer found.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// A human marks a decision's anomaly findings as real (admins and approvers): trust evidence
+/// of its own weight (`policy.trust.confirmed_anomaly_weight`), once per decision, and a hard
+/// trigger when the anomaly was severe. 422 for a decision without findings, 409 the second time.
+#[utoipa::path(post, path = "/v1/decisions/{id}/anomaly/confirm", tag = "decisions", request_body = AnomalyConfirmation,
+    params(("id" = String, Path, description = "Decision id")), security(("bearer" = [])),
+    responses((status = 200, body = Outcome), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn confirm_anomaly(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<AnomalyConfirmation>,
+) -> Result<axum::Json<Outcome>> {
+    let cx = outcomes::Reporting {
+        store: &state.store,
+        policy: &state.policy,
+        tiers: &state.tiers,
+        clock: &state.clock,
+    };
+    Ok(axum::Json(
+        outcomes::confirm_anomaly(&cx, &caller, &id, body.comment).await?,
     ))
 }
 

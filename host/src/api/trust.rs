@@ -12,7 +12,7 @@ use super::{AppState, Query};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::clock::{format_micros, parse_micros};
 use crate::identity::{Agent, AgentStatus, Caller, Role};
-use crate::records::{DailyTrust, TierChange};
+use crate::records::{Confirmations, DailyTrust, TierChange};
 use crate::tiering::{NextPromotion, Window};
 use crate::trust::{Trust, TrustPolicy};
 
@@ -43,6 +43,8 @@ pub(super) struct AgentTrust {
     pub trust: Trust,
     /// Changes over the error budget's window (`policy.tiering.slo_window_days`).
     pub error_budget: Window,
+    /// How much of its outcome evidence the platform confirmed, contradicted, or never saw.
+    pub confirmations: Confirmations,
     /// The next promotion and every gate it needs (absent at tier 4).
     pub next_promotion: Option<NextPromotion>,
     /// The latest tier changes, newest first.
@@ -81,13 +83,14 @@ async fn get_trust(
 async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTrust> {
     let tiers = &state.tiers;
     let a = tiers.assess(agent, true, false).await?;
-    let (next_promotion, last_changes) = if detail {
+    let (next_promotion, last_changes, confirmations) = if detail {
         (
             tiers.next_promotion(&a).await?,
             state.store.tier_changes(&a.agent.id, 0, 5).await?,
+            state.store.confirmations(&a.agent.id).await?,
         )
     } else {
-        (None, Vec::new())
+        (None, Vec::new(), Confirmations::default())
     };
     Ok(AgentTrust {
         agent: a.agent.id,
@@ -98,6 +101,7 @@ async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTru
         tier_since: a.agent.tier_since,
         trust: a.trust,
         error_budget: a.budget,
+        confirmations,
         next_promotion,
         last_changes,
         policy: state.policy.policy.trust.clone(),

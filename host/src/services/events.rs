@@ -3,6 +3,7 @@
 //! stored once per (source, source id), and counted towards the next baseline recompute.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,7 +13,10 @@ use crate::audit::{Actor, AuditRecord};
 use crate::clock::SharedClock;
 use crate::error::Result;
 use crate::policy::CompiledPolicy;
+use crate::records::ConfirmationStatus;
 use crate::services::baselines::Baselines;
+use crate::services::outcomes::{self, Reporting};
+use crate::services::tiering::Controller;
 use crate::store::{Change, EventWrite, Store, Write};
 
 /// `[events]`.
@@ -43,6 +47,12 @@ pub struct Ingested {
     pub duplicates: usize,
     /// Events turned away, each with its index and the field at fault.
     pub rejected: Vec<Rejected>,
+    /// Agents' outcomes the platform's events confirmed (or reported first).
+    #[serde(default)]
+    pub confirmed: usize,
+    /// Agents' outcomes the platform's events contradicted (each a violation).
+    #[serde(default)]
+    pub contradicted: usize,
 }
 
 /// Checks each event of a batch; an event that fails is rejected alone.
@@ -90,6 +100,10 @@ pub struct Events {
     pub clock: SharedClock,
     /// Baselines, told how many events came in.
     pub baselines: Baselines,
+    /// The policy (what an outcome the platform reports weighs).
+    pub policy: Arc<CompiledPolicy>,
+    /// The tier controller, which reacts to confirmed and contradicted outcomes.
+    pub tiers: Controller,
 }
 
 impl Events {
@@ -118,6 +132,12 @@ impl Events {
             duplicates += before - fresh.len();
         }
         let accepted = fresh.len();
+        // Events about an action Warden allowed, with how it ended: the platform's word on it.
+        let about_decisions: Vec<ActivityEvent> = fresh
+            .iter()
+            .filter(|e| e.decision_id.is_some() && e.outcome.is_some())
+            .cloned()
+            .collect();
         if accepted > 0 {
             let now = self.clock.now_micros();
             let mut sources: Vec<&str> = fresh.iter().map(|e| e.source.as_str()).collect();
@@ -144,10 +164,24 @@ impl Events {
                 .await?;
             self.baselines.note_events(accepted as u64);
         }
-        Ok(Ingested {
+        let mut ingested = Ingested {
             accepted,
             duplicates,
-            rejected: Vec::new(),
-        })
+            ..Ingested::default()
+        };
+        let reporting = Reporting {
+            store: &self.store,
+            policy: &self.policy,
+            tiers: &self.tiers,
+            clock: &self.clock,
+        };
+        for e in &about_decisions {
+            match outcomes::confirm(&reporting, e).await? {
+                Some(ConfirmationStatus::Confirmed) => ingested.confirmed += 1,
+                Some(ConfirmationStatus::Contradicted) => ingested.contradicted += 1,
+                None => {}
+            }
+        }
+        Ok(ingested)
     }
 }

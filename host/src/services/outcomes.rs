@@ -6,17 +6,19 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::audit::{Actor, AuditRecord};
+use crate::activity::ActivityEvent;
+use crate::audit::{Actor, AuditRecord, by_caller};
 use crate::clock::{SharedClock, parse_micros};
 use crate::decision::DecisionAnswer;
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Caller, Role};
-use crate::policy::{CompiledPolicy, RiskLevel};
+use crate::policy::{CompiledPolicy, RiskLevel, ViolationMode};
 use crate::quotas::{Unit, cents, window_at};
-use crate::records::{Outcome, OutcomeStatus};
+use crate::records::{ConfirmationStatus, Outcome, OutcomeStatus, ViolationRow};
 use crate::services::tiering::{Controller, Trigger};
 use crate::store::{
-    Change, Conflict, OutcomeWrite, QuotaWrite, Store, StoreError, TrustWrite, Write,
+    Change, Conflict, OutcomeWrite, QuotaWrite, Store, StoreError, TrustWrite, ViolationWrite,
+    Write,
 };
 use crate::tiering::HardTrigger;
 use crate::trust::Kind as TrustKind;
@@ -263,6 +265,11 @@ async fn attempt_report(
     })?;
     let note = tiers.note(&agent);
     let status = report.status;
+    // A failed or rolled-back action judged severely anomalous confirms the anomaly: evidence
+    // of its own, once per decision (a human may have confirmed it already).
+    let anomaly_confirmed = status != OutcomeStatus::Succeeded
+        && severely_anomalous(cx, id).await?
+        && !cx.store.anomaly_confirmed(id).await?;
     let actual_cost = report.actual_cost_usd;
     let mut writes = vec![Write::Outcome(OutcomeWrite::ReportOutcome {
         decision_id: id.to_string(),
@@ -278,6 +285,20 @@ async fn attempt_report(
             .into_iter()
             .map(|e| Write::Trust(TrustWrite::AddEvidence(e))),
     );
+    if anomaly_confirmed {
+        writes.push(Write::Outcome(OutcomeWrite::ConfirmAnomaly {
+            decision_id: id.to_string(),
+            at: now,
+        }));
+        writes.push(Write::Trust(TrustWrite::AddEvidence(tiers.evidence(
+            &current.agent,
+            &current.environment,
+            current.risk,
+            TrustKind::ConfirmedAnomaly,
+            now,
+            1,
+        ))));
+    }
     writes.push(note);
     if let Some(actual) = actual_cost {
         writes.extend(cost_corrections(cx, caller, id, &current, actual).await?);
@@ -311,7 +332,7 @@ async fn attempt_report(
     // anomalous (the anomaly confirmed), is a hard trigger.
     let trigger = if status == OutcomeStatus::RolledBack && current.risk == RiskLevel::Critical {
         Trigger::Hard(HardTrigger::CriticalRollback)
-    } else if status != OutcomeStatus::Succeeded && severely_anomalous(cx, id).await? {
+    } else if anomaly_confirmed {
         Trigger::Hard(HardTrigger::ConfirmedAnomaly)
     } else {
         Trigger::Outcome {
@@ -390,4 +411,207 @@ async fn severely_anomalous(cx: &Reporting<'_>, id: &str) -> Result<bool> {
         .and_then(|s| s.as_u64())
         .unwrap_or(0);
     Ok(severity >= u64::from(cx.policy.policy.severe_anomaly))
+}
+
+/// What the platform says happened after an action Warden allowed (an event carrying the
+/// decision's id and an outcome): the platform's word stands. Recorded as the outcome when no
+/// one reported yet; the same as the agent's report confirms it; another contradicts it,
+/// replaces it (the evidence follows) and is a violation of its own. Returns what it was, or
+/// nothing for an event about no allowed action (a stray id is ignored, never an error).
+pub async fn confirm(
+    cx: &Reporting<'_>,
+    event: &ActivityEvent,
+) -> Result<Option<ConfirmationStatus>> {
+    let (Some(id), Some(status)) = (&event.decision_id, event.outcome) else {
+        return Ok(None);
+    };
+    let Some(before) = cx.store.outcome(id).await? else {
+        return Ok(None);
+    };
+    if before.verdict != "allow" || before.due_at.is_none() || before.confirmation.is_some() {
+        return Ok(None);
+    }
+    let by = format!("{}:{}", event.source, event.source_id);
+    // The platform reports like a service: the same rules, and it may correct the agent.
+    let platform = Caller {
+        token_id: by.clone(),
+        role: Role::Service,
+        subject: Some(format!("platform:{}", event.source)),
+    };
+    let report_of_platform = OutcomeReport {
+        status,
+        detail: Some(format!("reported by the platform ({by})")),
+        actual_cost_usd: None,
+    };
+    match report(cx, &platform, id, &report_of_platform).await {
+        Ok(_) => {}
+        // A rollback already requested, or a race with another report: nothing to confirm.
+        Err(e) if matches!(e.kind, Kind::Conflict | Kind::Unprocessable) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let contradicted =
+        matches!(before.outcome, Some(o) if o != status && o != OutcomeStatus::Unknown);
+    let confirmation = if contradicted {
+        ConfirmationStatus::Contradicted
+    } else {
+        ConfirmationStatus::Confirmed
+    };
+    let now = cx.clock.now_micros();
+    let mut writes = vec![Write::Outcome(OutcomeWrite::ConfirmOutcome {
+        decision_id: id.clone(),
+        status: confirmation,
+        by: by.clone(),
+        at: now,
+    })];
+    let details = serde_json::json!({"decision_id": id, "by": by, "platform": status, "agent": before.outcome});
+    let record = AuditRecord {
+        agent: Some(before.agent.clone()),
+        decision_id: Some(id.clone()),
+        action_class: Some(before.class.clone()),
+        environment: Some(before.environment.clone()),
+        outcome: Some(status.as_str().to_string()),
+        ..AuditRecord::change(
+            Actor::integration(&event.source),
+            if contradicted {
+                "outcome.contradicted"
+            } else {
+                "outcome.confirmed"
+            },
+            format!("service:{}", before.service),
+            details,
+            now,
+        )
+    };
+    if contradicted {
+        // Reporting an outcome the platform contradicts is a violation, weighed as a blocked one.
+        writes.push(Write::Violation(ViolationWrite::InsertViolation(
+            ViolationRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                at: now,
+                decision_id: id.clone(),
+                agent_id: before.agent.clone(),
+                class: before.class.clone(),
+                environment: before.environment.clone(),
+                service: before.service.clone(),
+                mode: ViolationMode::Block,
+                reason: "outcome_contradicted".into(),
+            },
+        )));
+        writes.push(Write::Trust(TrustWrite::AddEvidence(cx.tiers.evidence(
+            &before.agent,
+            &before.environment,
+            before.risk,
+            TrustKind::Violation,
+            now,
+            1,
+        ))));
+        if let Some(agent) = cx.store.agent(&before.agent).await? {
+            writes.push(cx.tiers.note(&agent));
+        }
+    }
+    cx.store
+        .commit(Change {
+            writes,
+            audit: vec![record],
+        })
+        .await?;
+    if contradicted
+        && let Err(e) = cx
+            .tiers
+            .review(&before.agent, Trigger::Outcome { bad: true })
+            .await
+    {
+        tracing::warn!(agent = %before.agent, error = %e.message, "tier review after a contradiction failed");
+    }
+    Ok(Some(confirmation))
+}
+
+/// A human marks a decision's anomaly findings as real (admins and approvers): trust evidence
+/// of its own, once per decision, and a hard trigger when the anomaly was severe.
+pub async fn confirm_anomaly(
+    cx: &Reporting<'_>,
+    caller: &Caller,
+    id: &str,
+    comment: Option<String>,
+) -> Result<Outcome> {
+    caller.require(&[Role::Admin, Role::Approver])?;
+    if let Some(c) = &comment
+        && c.len() > 4096
+    {
+        return Err(Error::field(
+            "comment",
+            format!("is {} bytes, over the limit of 4096", c.len()),
+        ));
+    }
+    let current = visible(cx.store, caller, id).await?;
+    let Some((_, answer)) = cx.store.decision(id).await? else {
+        return Err(Error::not_found(
+            "unknown_decision",
+            format!("no decision `{id}`"),
+        ));
+    };
+    let answer: serde_json::Value = serde_json::from_str(&answer).map_err(Error::internal)?;
+    let findings = answer
+        .pointer("/anomaly/findings")
+        .and_then(|f| f.as_array())
+        .map_or(0, Vec::len);
+    if findings == 0 {
+        return Err(Error::new(
+            Kind::Unprocessable,
+            "no_anomaly",
+            format!("decision `{id}` has no anomaly findings to confirm"),
+        ));
+    }
+    let severe = severely_anomalous(cx, id).await?;
+    let now = cx.clock.now_micros();
+    let details = serde_json::json!({"decision_id": id, "comment": comment, "severe": severe});
+    let mut record = by_caller(
+        caller,
+        "anomaly.confirmed",
+        format!("decision:{id}"),
+        Some(current.agent.clone()),
+        details,
+        now,
+    );
+    record.decision_id = Some(id.to_string());
+    let mut writes = vec![
+        Write::Outcome(OutcomeWrite::ConfirmAnomaly {
+            decision_id: id.to_string(),
+            at: now,
+        }),
+        Write::Trust(TrustWrite::AddEvidence(cx.tiers.evidence(
+            &current.agent,
+            &current.environment,
+            current.risk,
+            TrustKind::ConfirmedAnomaly,
+            now,
+            1,
+        ))),
+    ];
+    if let Some(agent) = cx.store.agent(&current.agent).await? {
+        writes.push(cx.tiers.note(&agent));
+    }
+    cx.store
+        .commit(Change {
+            writes,
+            audit: vec![record],
+        })
+        .await
+        .map_err(|e| match e.conflict() {
+            Some(Conflict::AnomalyConfirmed) => Error::new(
+                Kind::Conflict,
+                "anomaly_confirmed",
+                format!("decision `{id}` has its anomaly confirmed already"),
+            ),
+            _ => e.into(),
+        })?;
+    let trigger = if severe {
+        Trigger::Hard(HardTrigger::ConfirmedAnomaly)
+    } else {
+        Trigger::Outcome { bad: true }
+    };
+    if let Err(e) = cx.tiers.review(&current.agent, trigger).await {
+        tracing::warn!(agent = %current.agent, error = %e.message, "tier review after a confirmed anomaly failed");
+    }
+    visible(cx.store, caller, id).await
 }
