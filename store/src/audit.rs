@@ -45,6 +45,7 @@ pub(crate) async fn insert_audit(
 ) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_insert(
+            crate::Backend::of(conn),
             "audit_events (seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, record, prev_hash, hash)",
             12,
             chunk.len(),

@@ -27,6 +27,7 @@ pub(crate) async fn insert_decisions(
 ) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_insert(
+            crate::Backend::of(conn),
             "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer, \
              outcome_due_at)",
             15,

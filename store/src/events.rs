@@ -9,7 +9,7 @@ use warden_core::records::OutcomeStatus;
 
 use crate::error::{Result, StoreError};
 use crate::writer::{Applied, ROWS_PER_INSERT, multi_insert};
-use crate::{Store, Write, wire, wire_opt};
+use crate::{Store, Write};
 
 /// A write to activity events.
 #[derive(Debug, Clone)]
@@ -67,8 +67,8 @@ impl Store {
         Ok(known)
     }
 
-    /// Every event of one actor kind (or all) with `from <= at < to`, oldest first, handed to
-    /// `each` one at a time so that a million events never sit in memory as rows.
+    /// Every event of one actor kind (or all) with `from <= at < to`, in no particular order,
+    /// handed to `each` one at a time so that a million events never sit in memory as rows.
     pub async fn scan_events(
         &self,
         kind: Option<ActorKind>,
@@ -78,10 +78,10 @@ impl Store {
     ) -> Result<u64> {
         let sql = match kind {
             Some(_) => format!(
-                "SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 AND actor_kind = $3 ORDER BY at, seq"
+                "SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 AND actor_kind = $3"
             ),
             None => {
-                format!("SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 ORDER BY at, seq")
+                format!("SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2")
             }
         };
         let mut q = sqlx::query(&sql).bind(from).bind(to);
@@ -159,22 +159,31 @@ impl Store {
 }
 
 fn event_of(row: &sqlx::any::AnyRow) -> Result<ActivityEvent> {
-    let targets: String = row.try_get("targets")?;
-    let change_size: Option<i64> = row.try_get("change_size")?;
+    // By position, in the order of `COLUMNS`: a million rows' name lookups cost seconds.
+    let kind: String = row.try_get(0)?;
+    let targets: String = row.try_get(6)?;
+    let change_size: Option<i64> = row.try_get(7)?;
+    let outcome: Option<String> = row.try_get(9)?;
+    let unknown = |column: &str, value: &str| {
+        StoreError::Bug(format!("stored {column} `{value}` is not one Warden knows"))
+    };
     Ok(ActivityEvent {
-        source: row.try_get("source")?,
-        source_id: row.try_get("source_id")?,
-        actor_kind: wire(row, "actor_kind", ActorKind::parse)?,
-        actor_id: row.try_get("actor_id")?,
-        team: row.try_get("team")?,
-        class: row.try_get("class")?,
-        environment: row.try_get("environment")?,
-        service: row.try_get("service")?,
+        actor_kind: ActorKind::parse(&kind).ok_or_else(|| unknown("actor_kind", &kind))?,
+        actor_id: row.try_get(1)?,
+        team: row.try_get(2)?,
+        class: row.try_get(3)?,
+        environment: row.try_get(4)?,
+        service: row.try_get(5)?,
         targets: serde_json::from_str(&targets).map_err(StoreError::bug)?,
         change_size: change_size.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-        at: row.try_get("at")?,
-        outcome: wire_opt(row, "outcome", OutcomeStatus::parse)?,
-        decision_id: row.try_get("decision_id")?,
+        at: row.try_get(8)?,
+        outcome: match outcome {
+            Some(o) => Some(OutcomeStatus::parse(&o).ok_or_else(|| unknown("outcome", &o))?),
+            None => None,
+        },
+        decision_id: row.try_get(10)?,
+        source: row.try_get(11)?,
+        source_id: row.try_get(12)?,
     })
 }
 
@@ -187,6 +196,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &EventWrite) -> Appli
     // SQLite allows 32766 parameters per statement; 14 columns × 256 rows stays well below.
     for chunk in events.chunks(ROWS_PER_INSERT) {
         let mut sql = multi_insert(
+            crate::Backend::of(conn),
             "events (source, source_id, actor_kind, actor_id, team, class, environment, service, targets, change_size, at, outcome, decision_id, received_at)",
             14,
             chunk.len(),

@@ -97,6 +97,7 @@ impl QuotaCounts {
             .collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
+                crate::Backend::of(conn),
                 "quota_usage (agent_id, quota, scope, window_start, used)",
                 5,
                 chunk.len(),

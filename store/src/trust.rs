@@ -314,6 +314,7 @@ impl Store {
         let rows: Vec<_> = totals.into_iter().collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
+                crate::Backend::of(&tx),
                 "trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count)",
                 7,
                 chunk.len(),

@@ -84,6 +84,7 @@ pub(crate) async fn insert_violations(
 ) -> std::result::Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_insert(
+            crate::Backend::of(conn),
             "violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)",
             9,
             chunk.len(),

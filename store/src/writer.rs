@@ -286,7 +286,12 @@ async fn apply_all<'a>(
 pub(crate) const ROWS_PER_INSERT: usize = 256;
 
 /// `INSERT INTO table (columns) VALUES ($1, …), ($n+1, …), …` for `rows` rows.
-pub(crate) fn multi_insert(table_and_columns: &str, columns: usize, rows: usize) -> String {
+pub(crate) fn multi_insert(
+    backend: Backend,
+    table_and_columns: &str,
+    columns: usize,
+    rows: usize,
+) -> String {
     let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -294,7 +299,7 @@ pub(crate) fn multi_insert(table_and_columns: &str, columns: usize, rows: usize)
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * columns + c + 1));
+            sql.push_str(&backend.parameter(r * columns + c + 1));
         }
         sql.push(')');
     }
@@ -343,8 +348,12 @@ mod tests {
     #[test]
     fn multi_row_inserts_number_every_parameter() {
         assert_eq!(
-            multi_insert("t (a, b)", 2, 2),
+            multi_insert(Backend::Postgres, "t (a, b)", 2, 2),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(
+            multi_insert(Backend::Sqlite, "t (a, b)", 2, 2),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
         );
     }
 }

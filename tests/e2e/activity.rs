@@ -308,6 +308,18 @@ async fn github_deliveries_are_verified_mapped_and_deduplicated(backend: Backend
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Over the receivers' body limit: 413 before anything is read.
+    let huge = format!("{{\"padding\": \"{}\"}}", "x".repeat(17 << 20));
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/integrations/github", s.base))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "huge")
+        .header("x-hub-signature-256", sign(huge.as_bytes()))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Malformed JSON, correctly signed: 400.
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/integrations/github", s.base))
@@ -435,6 +447,11 @@ async fn baselines_and_drift_come_from_the_activity(backend: Backend) {
     assert_eq!(page["run"]["version"], run["version"]);
     let (_, none) = s.get("/v1/baselines?class=db_migration", &s.admin).await;
     assert_eq!(none["baselines"], json!([]));
+    let (status, body) = s.get("/v1/baselines?colour=red", &s.admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let agent_token = s.token("agent", Some("bot")).await;
+    let (status, _) = s.get("/v1/baselines", &agent_token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The agent works somewhere its humans never do: high drift, shown in the trust API.
     let (_, trust) = s.get("/v1/agents/bot/trust", &s.admin).await;

@@ -92,8 +92,9 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 async fn github(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::Json<Ingested>> {
+    let body = body.map_err(|r| super::body_error(r, "events.body_limit_bytes"))?;
     // The signature is checked over the exact bytes, before anything reads them.
     state
         .receivers

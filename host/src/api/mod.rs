@@ -208,18 +208,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
                 "the body must be JSON with `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::new(
-                    Kind::PayloadTooLarge,
-                    "payload_too_large",
-                    "the body is over the server's limit (server.body_limit_bytes)",
-                )
-            } else {
-                Error::new(Kind::BadRequest, "unreadable_body", rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_error(r, "server.body_limit_bytes; events.body_limit_bytes for activity, plugins.upload_limit_bytes for plugins"))?;
         parse_json(&bytes).map(Json)
+    }
+}
+
+/// A body that could not be read: 413 over the limit (naming the setting), else 400.
+pub(crate) fn body_error(
+    rejection: axum::extract::rejection::BytesRejection,
+    setting: &str,
+) -> Error {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        Error::new(
+            Kind::PayloadTooLarge,
+            "payload_too_large",
+            format!("the body is over the server's limit ({setting})"),
+        )
+    } else {
+        Error::new(Kind::BadRequest, "unreadable_body", rejection.body_text())
     }
 }
 

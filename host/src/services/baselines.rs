@@ -4,11 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 use warden_analytics::Activity;
 
 use crate::activity::{ActivityEvent, ActorKind};
@@ -19,6 +19,9 @@ use crate::records::Baseline;
 use crate::store::{BaselineFilter, BaselineWrite, Change, Store, Write};
 
 const DAY: i64 = 86_400_000_000;
+
+/// Slices of the period read in parallel during a recompute.
+const READ_SLICES: i64 = 4;
 
 /// `[baselines]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,7 +120,7 @@ struct Inner {
     pending: AtomicU64,
     kick: Notify,
     /// One recompute at a time in this process.
-    running: Mutex<()>,
+    running: tokio::sync::Mutex<()>,
 }
 
 impl Baselines {
@@ -137,7 +140,7 @@ impl Baselines {
                 current: RwLock::new(Arc::new(Snapshot::default())),
                 pending: AtomicU64::new(0),
                 kick: Notify::new(),
-                running: Mutex::new(()),
+                running: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -215,21 +218,39 @@ impl Baselines {
     /// agent's work of the drift window (its allowed decisions, and the platform's events of
     /// it that no decision accounts for already).
     async fn read_activity(&self, from: i64, drift_from: i64, now: i64) -> Result<(Activity, u64)> {
-        let mut activity = Activity::new(self.inner.zone.clone());
-        let mut humans = 0;
-        self.inner
-            .store
-            .scan_events(None, from.min(drift_from), now + 1, |e| {
-                if e.actor_kind == ActorKind::Human {
-                    if e.at >= from {
-                        activity.push(&e);
-                        humans += 1;
-                    }
-                } else if e.at >= drift_from && e.decision_id.is_none() {
-                    activity.push(&e);
-                }
+        let activity = Arc::new(Mutex::new((Activity::new(self.inner.zone.clone()), 0u64)));
+        // Reading rows is most of a recompute: slices of the period are read by tasks of their
+        // own (on connections of their own), in parallel, into one set of columns.
+        let start = from.min(drift_from);
+        let step = ((now + 1 - start) / READ_SLICES + 1).max(1);
+        let slices: Vec<_> = (0..READ_SLICES)
+            .map(|i| {
+                let (lo, hi) = (start + i * step, (start + (i + 1) * step).min(now + 1));
+                let (activity, store) = (activity.clone(), self.inner.store.clone());
+                tokio::spawn(async move {
+                    store
+                        .scan_events(None, lo, hi, move |e| {
+                            let mut guard = activity.lock().expect("activity lock");
+                            if e.actor_kind == ActorKind::Human {
+                                if e.at >= from {
+                                    guard.0.push(&e);
+                                    guard.1 += 1;
+                                }
+                            } else if e.at >= drift_from && e.decision_id.is_none() {
+                                guard.0.push(&e);
+                            }
+                        })
+                        .await
+                })
             })
-            .await?;
+            .collect();
+        for read in slices {
+            read.await.map_err(Error::internal)??;
+        }
+        let (mut activity, humans) = Arc::try_unwrap(activity)
+            .map_err(|_| Error::internal("a read is still running"))?
+            .into_inner()
+            .expect("activity lock");
         let teams: HashMap<String, String> = self
             .inner
             .store
@@ -273,7 +294,9 @@ impl Baselines {
         let now = self.inner.clock.now_micros();
         let from = now - i64::from(config.window_days) * DAY;
         let drift_from = now - i64::from(config.drift_window_days) * DAY;
+        let started = std::time::Instant::now();
         let (activity, events) = self.read_activity(from, drift_from, now).await?;
+        let read_ms = started.elapsed().as_millis();
         let min_actions = config.drift_min_actions;
         // Polars works on its own threads; keep it off the runtime's.
         let (computed, drift) = tokio::task::spawn_blocking(move || {
@@ -285,6 +308,7 @@ impl Baselines {
         .map_err(Error::internal)?
         .map_err(Error::internal)?;
         let count = computed.len();
+        let compute_ms = started.elapsed().as_millis() - read_ms;
         let day = jiff::Timestamp::from_microsecond(now)
             .map(|t| self.inner.zone.to_datetime(t).date().to_string())
             .map_err(Error::internal)?;
@@ -331,6 +355,9 @@ impl Baselines {
             version = run.version,
             events,
             baselines = count,
+            read_ms,
+            compute_ms,
+            total_ms = started.elapsed().as_millis(),
             "human baselines recomputed"
         );
         Ok(run)
