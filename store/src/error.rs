@@ -39,6 +39,8 @@ pub enum Conflict {
     QuotaExceeded,
     /// The decision's anomaly was confirmed already.
     AnomalyConfirmed,
+    /// The platform's word on the decision's outcome was recorded already.
+    OutcomeConfirmed,
 }
 
 impl Conflict {
@@ -60,6 +62,7 @@ impl Conflict {
             Conflict::ViolationNotOpen => "violation_not_open",
             Conflict::QuotaExceeded => "quota_exceeded",
             Conflict::AnomalyConfirmed => "anomaly_confirmed",
+            Conflict::OutcomeConfirmed => "outcome_confirmed",
         }
     }
 }

@@ -295,16 +295,24 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &OutcomeWrite) -> App
             by,
             at,
         } => {
-            sqlx::query(
-                "UPDATE decisions SET outcome_confirmation = $1, outcome_confirmed_by = $2, outcome_confirmed_at = $3 WHERE id = $4",
+            // Once: a second replica handling the same word gets the conflict, not a second
+            // violation.
+            let n = sqlx::query(
+                "UPDATE decisions SET outcome_confirmation = $1, outcome_confirmed_by = $2, outcome_confirmed_at = $3 \
+                 WHERE id = $4 AND outcome_confirmation IS NULL",
             )
             .bind(status.as_str())
             .bind(by)
             .bind(*at)
             .bind(decision_id)
             .execute(&mut *conn)
-            .await?;
-            Ok(())
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Conflict::OutcomeConfirmed,
+                format!("decision `{decision_id}` has the platform's word already"),
+            )
         }
         OutcomeWrite::ConfirmAnomaly { decision_id, at } => {
             let n = sqlx::query(

@@ -218,6 +218,17 @@ impl Baselines {
     /// agent's work of the drift window (its allowed decisions, and the platform's events of
     /// it that no decision accounts for already).
     async fn read_activity(&self, from: i64, drift_from: i64, now: i64) -> Result<(Activity, u64)> {
+        // A Warden agent's work counts for its own team, whatever team owns the repository or
+        // namespace a platform event names.
+        let teams: Arc<HashMap<String, String>> = Arc::new(
+            self.inner
+                .store
+                .agents(None)
+                .await?
+                .into_iter()
+                .map(|a| (a.id, a.team))
+                .collect(),
+        );
         let activity = Arc::new(Mutex::new((Activity::new(self.inner.zone.clone()), 0u64)));
         // Reading rows is most of a recompute: slices of the period are read by tasks of their
         // own (on connections of their own), in parallel, into one set of columns.
@@ -226,7 +237,8 @@ impl Baselines {
         let slices: Vec<_> = (0..READ_SLICES)
             .map(|i| {
                 let (lo, hi) = (start + i * step, (start + (i + 1) * step).min(now + 1));
-                let (activity, store) = (activity.clone(), self.inner.store.clone());
+                let (activity, store, teams) =
+                    (activity.clone(), self.inner.store.clone(), teams.clone());
                 tokio::spawn(async move {
                     store
                         .scan_events(None, lo, hi, move |e| {
@@ -237,6 +249,10 @@ impl Baselines {
                                     guard.1 += 1;
                                 }
                             } else if e.at >= drift_from && e.decision_id.is_none() {
+                                let mut e = e;
+                                if let Some(team) = teams.get(&e.actor_id) {
+                                    e.team.clone_from(team);
+                                }
                                 guard.0.push(&e);
                             }
                         })
@@ -251,14 +267,6 @@ impl Baselines {
             .map_err(|_| Error::internal("a read is still running"))?
             .into_inner()
             .expect("activity lock");
-        let teams: HashMap<String, String> = self
-            .inner
-            .store
-            .agents(None)
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a.team))
-            .collect();
         self.inner
             .store
             .scan_allowed(drift_from, now + 1, |d| {

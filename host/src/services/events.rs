@@ -110,6 +110,14 @@ impl Events {
     /// Stores checked events once each, with one audit record for the batch, and says how
     /// many were new. Nothing is acknowledged before it is durable.
     pub async fn store(&self, actor: Actor, events: Vec<ActivityEvent>) -> Result<Ingested> {
+        // Events about an action Warden allowed, with how it ended: the platform's word on it.
+        // Duplicates too: a redelivery after a failed confirmation confirms then (a decision
+        // already confirmed is skipped).
+        let about_decisions: Vec<ActivityEvent> = events
+            .iter()
+            .filter(|e| e.decision_id.is_some() && e.outcome.is_some())
+            .cloned()
+            .collect();
         let mut seen = HashSet::with_capacity(events.len());
         let mut fresh: Vec<ActivityEvent> = Vec::with_capacity(events.len());
         let mut duplicates = 0;
@@ -132,12 +140,6 @@ impl Events {
             duplicates += before - fresh.len();
         }
         let accepted = fresh.len();
-        // Events about an action Warden allowed, with how it ended: the platform's word on it.
-        let about_decisions: Vec<ActivityEvent> = fresh
-            .iter()
-            .filter(|e| e.decision_id.is_some() && e.outcome.is_some())
-            .cloned()
-            .collect();
         if accepted > 0 {
             let now = self.clock.now_micros();
             let mut sources: Vec<&str> = fresh.iter().map(|e| e.source.as_str()).collect();
@@ -175,11 +177,18 @@ impl Events {
             tiers: &self.tiers,
             clock: &self.clock,
         };
+        // The events are stored: a confirmation that fails is logged, and the platform's
+        // redelivery (or the same event posted again) makes it again.
         for e in &about_decisions {
-            match outcomes::confirm(&reporting, e).await? {
-                Some(ConfirmationStatus::Confirmed) => ingested.confirmed += 1,
-                Some(ConfirmationStatus::Contradicted) => ingested.contradicted += 1,
-                None => {}
+            match outcomes::confirm(&reporting, e).await {
+                Ok(Some(ConfirmationStatus::Confirmed)) => ingested.confirmed += 1,
+                Ok(Some(ConfirmationStatus::Contradicted)) => ingested.contradicted += 1,
+                Ok(None) => {}
+                Err(err) => tracing::warn!(
+                    decision = e.decision_id.as_deref().unwrap_or_default(),
+                    error = %err.message,
+                    "the platform's outcome could not be recorded; a redelivery will try again"
+                ),
             }
         }
         Ok(ingested)

@@ -314,6 +314,8 @@ async fn attempt_report(
         // Another report landed first: the same one is fine (a retry), a different one conflicts.
         let now_there = visible(cx.store, caller, id).await?;
         return match (e.conflict(), now_there.outcome) {
+            // A human confirmed the anomaly meanwhile: report again, on the fresh state.
+            (Some(Conflict::AnomalyConfirmed), _) => Ok(None),
             (Some(Conflict::OutcomeReported), Some(s)) if s == status => Ok(Some(now_there)),
             (Some(Conflict::OutcomeReported), Some(OutcomeStatus::Unknown))
                 if current.outcome.is_none() =>
@@ -509,12 +511,19 @@ pub async fn confirm(
             writes.push(cx.tiers.note(&agent));
         }
     }
-    cx.store
+    match cx
+        .store
         .commit(Change {
             writes,
             audit: vec![record],
         })
-        .await?;
+        .await
+    {
+        Ok(()) => {}
+        // Another replica recorded the platform's word on this decision first.
+        Err(e) if e.conflict() == Some(Conflict::OutcomeConfirmed) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
     if contradicted
         && let Err(e) = cx
             .tiers
