@@ -1126,35 +1126,6 @@ mod tests {
         assert_eq!(mapped, 18);
     }
 
-    /// Each way a field can go wrong: missing, null, or of another type.
-    fn damaged(value: &Value) -> Vec<Value> {
-        let mut out = vec![Value::Null, json!([]), json!("x"), json!(1)];
-        let Value::Object(map) = value else {
-            return out;
-        };
-        for key in map.keys() {
-            for replacement in [
-                None,
-                Some(Value::Null),
-                Some(json!(17)),
-                Some(json!("")),
-                Some(json!({})),
-            ] {
-                let mut copy = value.clone();
-                match replacement {
-                    None => {
-                        if let Some(m) = copy.as_object_mut() {
-                            m.remove(key);
-                        }
-                    }
-                    Some(r) => copy[key] = r,
-                }
-                out.push(copy);
-            }
-        }
-        out
-    }
-
     #[test]
     fn damaged_payloads_never_panic() {
         let events = [
@@ -1170,11 +1141,11 @@ mod tests {
             "star",
         ];
         for (event, payload) in fixtures() {
-            let mut variants = damaged(&payload);
+            let mut variants = crate::activity::damaged(&payload);
             // One level down too: the object each event reads from.
             if let Value::Object(top) = &payload {
                 for (key, inner) in top {
-                    for broken in damaged(inner) {
+                    for broken in crate::activity::damaged(inner) {
                         let mut copy = payload.clone();
                         copy[key] = broken;
                         variants.push(copy);

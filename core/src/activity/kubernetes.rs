@@ -636,31 +636,7 @@ mod tests {
         let mut s = settings();
         s.default = Some(place("platform", "cluster", "production"));
         for (i, item) in items.iter().enumerate() {
-            let Value::Object(fields) = item else {
-                unreachable!()
-            };
-            let mut variants = vec![Value::Null, json!(1), json!("x"), json!([])];
-            for key in fields.keys() {
-                for replacement in [
-                    None,
-                    Some(Value::Null),
-                    Some(json!(17)),
-                    Some(json!("")),
-                    Some(json!({})),
-                ] {
-                    let mut copy = item.clone();
-                    match replacement {
-                        None => {
-                            if let Some(m) = copy.as_object_mut() {
-                                m.remove(key);
-                            }
-                        }
-                        Some(r) => copy[key] = r,
-                    }
-                    variants.push(copy);
-                }
-            }
-            for variant in variants {
+            for variant in crate::activity::damaged(item) {
                 let mut damaged = list.clone();
                 damaged["items"][i] = variant;
                 let events = map(&damaged, &s).unwrap();

@@ -278,6 +278,38 @@ impl Rejected {
     }
 }
 
+/// Damaged copies of a payload, for the mappers' no-panic tests: not an object at all, and each
+/// top-level field removed or replaced by null, a number, an empty string or an empty object.
+#[cfg(test)]
+pub(crate) fn damaged(value: &serde_json::Value) -> Vec<serde_json::Value> {
+    use serde_json::{Value, json};
+    let mut out = vec![Value::Null, json!([]), json!("x"), json!(1)];
+    let Value::Object(map) = value else {
+        return out;
+    };
+    for key in map.keys() {
+        for replacement in [
+            None,
+            Some(Value::Null),
+            Some(json!(17)),
+            Some(json!("")),
+            Some(json!({})),
+        ] {
+            let mut copy = value.clone();
+            match replacement {
+                None => {
+                    if let Some(m) = copy.as_object_mut() {
+                        m.remove(key);
+                    }
+                }
+                Some(r) => copy[key] = r,
+            }
+            out.push(copy);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

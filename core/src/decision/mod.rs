@@ -253,4 +253,4 @@ mod judge;
 pub(crate) mod validate;
 
 pub use judge::{DecisionWrites, Inputs, Judgement, Subject, bound, judge};
-pub use validate::{resolve_agent, validate};
+pub use validate::{check_len, resolve_agent, validate};

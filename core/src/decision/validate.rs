@@ -32,7 +32,8 @@ pub fn resolve_agent(caller: &Caller, request: &DecisionRequest) -> Result<Strin
     }
 }
 
-pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
+/// A 400 naming `field` when `value` is over `max` bytes.
+pub fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         Err(Error::field(
             field,

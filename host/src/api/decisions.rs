@@ -75,12 +75,7 @@ async fn report_outcome(
     Path(id): Path<String>,
     Json(report): Json<OutcomeReport>,
 ) -> Result<axum::Json<Outcome>> {
-    let cx = outcomes::Reporting {
-        store: &state.store,
-        policy: &state.policy,
-        tiers: &state.tiers,
-        clock: &state.clock,
-    };
+    let cx = reporting(&state);
     Ok(axum::Json(
         outcomes::report(&cx, &caller, &id, &report).await?,
     ))
@@ -108,15 +103,20 @@ async fn confirm_anomaly(
     Path(id): Path<String>,
     Json(body): Json<AnomalyConfirmation>,
 ) -> Result<axum::Json<Outcome>> {
-    let cx = outcomes::Reporting {
+    let cx = reporting(&state);
+    Ok(axum::Json(
+        outcomes::confirm_anomaly(&cx, &caller, &id, body.comment).await?,
+    ))
+}
+
+/// What recording an outcome needs, from the handlers' state.
+fn reporting(state: &AppState) -> outcomes::Reporting<'_> {
+    outcomes::Reporting {
         store: &state.store,
         policy: &state.policy,
         tiers: &state.tiers,
         clock: &state.clock,
-    };
-    Ok(axum::Json(
-        outcomes::confirm_anomaly(&cx, &caller, &id, body.comment).await?,
-    ))
+    }
 }
 
 /// A decision's outcome: reported, `unknown` when overdue, or absent while still due.

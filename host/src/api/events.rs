@@ -12,10 +12,8 @@ use utoipa_axum::routes;
 use super::{AppState, Json, Query};
 use crate::activity::EventInput;
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
-use crate::audit::Actor;
-use crate::error::Kind;
 use crate::identity::{Caller, Role};
-use crate::services::events::{self, Ingested};
+use crate::services::events::Ingested;
 
 pub(super) fn routes(body_limit: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -53,29 +51,15 @@ async fn post_events(
     Query(q): Query<BatchQuery>,
     Json(batch): Json<EventBatch>,
 ) -> Result<axum::Json<Ingested>> {
-    caller.require(&[Role::Service, Role::Admin])?;
-    let max = state.events_config.max_batch;
-    if batch.events.len() > max {
-        return Err(Error::new(
-            Kind::PayloadTooLarge,
-            "batch_too_large",
-            format!(
-                "{} events, over the limit of {max} per call (events.max_batch); split the batch",
-                batch.events.len()
-            ),
-        ));
-    }
-    let now = state.clock.now_micros();
-    let (good, rejected) = events::check(&state.policy, batch.events, now);
-    let mut ingested = if q.dry_run {
-        Ingested {
-            accepted: good.len(),
-            ..Ingested::default()
-        }
-    } else {
-        state.events.store(Actor::of(&caller), good).await?
-    };
-    ingested.rejected = rejected;
+    let ingested = state
+        .events
+        .post(
+            &caller,
+            batch.events,
+            q.dry_run,
+            state.events_config.max_batch,
+        )
+        .await?;
     Ok(axum::Json(ingested))
 }
 

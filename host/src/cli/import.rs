@@ -101,6 +101,85 @@ fn read_csv(file: std::fs::File) -> anyhow::Result<Vec<Line>> {
     Ok(lines)
 }
 
+/// Ends the command with this exit code, having printed what it had to.
+#[derive(Debug)]
+pub(super) struct Exit(pub(super) u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Sends a file's events in batches; with `strict`, a dry run of every batch first.
+pub(super) async fn run(
+    server: &super::ServerArgs,
+    file: &std::path::Path,
+    format: Format,
+    strict: bool,
+    batch_size: usize,
+) -> anyhow::Result<Value> {
+    anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
+    let lines = read(file, format)?;
+    let mut rejected = Vec::new();
+    let mut good: Vec<(usize, Value)> = Vec::with_capacity(lines.len());
+    for (line, event) in lines {
+        match event {
+            Ok(v) => good.push((line, v)),
+            Err((code, message)) => rejected.push(rejection(line, &code, None, &message)),
+        }
+    }
+    let passes: &[bool] = if strict { &[true, false] } else { &[false] };
+    let (mut accepted, mut duplicates) = (0, 0);
+    for &dry_run in passes {
+        if !dry_run && strict && !rejected.is_empty() {
+            break;
+        }
+        for batch in good.chunks(batch_size) {
+            let events: Vec<&Value> = batch.iter().map(|(_, v)| v).collect();
+            let path = if dry_run {
+                "/v1/events?dry_run=true"
+            } else {
+                "/v1/events"
+            };
+            let answer = super::call(
+                server,
+                reqwest::Method::POST,
+                path,
+                Some(json!({"events": events})),
+            )
+            .await?;
+            for r in answer["rejected"].as_array().into_iter().flatten() {
+                let line = r["index"]
+                    .as_u64()
+                    .and_then(|i| batch.get(i as usize))
+                    .map_or(0, |b| b.0);
+                let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                rejected.push(rejection(
+                    line,
+                    &text("code"),
+                    r["field"].as_str(),
+                    &text("message"),
+                ));
+            }
+            if !dry_run {
+                accepted += answer["accepted"].as_u64().unwrap_or(0);
+                duplicates += answer["duplicates"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    rejected.sort_by_key(|r| r["line"].as_u64());
+    Ok(json!({
+        "file": file.display().to_string(),
+        "stored": !strict || rejected.is_empty(),
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "rejected": rejected,
+    }))
+}
+
 /// A rejection, by line.
 pub(super) fn rejection(line: usize, code: &str, field: Option<&str>, message: &str) -> Value {
     let mut r = json!({"line": line, "code": code, "message": message});

@@ -619,8 +619,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         // The command printed its own result; only the code is left to say.
-        Err(e) if e.downcast_ref::<Exit>().is_some() => {
-            ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.0))
+        Err(e) if e.downcast_ref::<import::Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<import::Exit>().map_or(1, |x| x.0))
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -934,11 +934,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             batch_size,
         }) => {
             let format = format.unwrap_or_else(|| import::Format::of(&file));
-            let summary = import_events(&server, &file, format, strict, batch_size).await?;
+            let summary = import::run(&server, &file, format, strict, batch_size).await?;
             let rejected = summary["rejected"].as_array().map_or(0, Vec::len);
             print_json(summary)?;
             if rejected > 0 {
-                return Err(Exit(2).into());
+                return Err(import::Exit(2).into());
             }
             Ok(())
         }
@@ -1265,85 +1265,6 @@ fn parse_grant(s: &str) -> anyhow::Result<Value> {
     Ok(
         json!({"class": class, "environment": environment, "service": service, "max_risk": max_risk}),
     )
-}
-
-/// Ends the command with this exit code, having printed what it had to.
-#[derive(Debug)]
-struct Exit(u8);
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}", self.0)
-    }
-}
-
-impl std::error::Error for Exit {}
-
-/// Sends a file's events in batches; with `strict`, a dry run of every batch first.
-async fn import_events(
-    server: &ServerArgs,
-    file: &std::path::Path,
-    format: import::Format,
-    strict: bool,
-    batch_size: usize,
-) -> anyhow::Result<Value> {
-    anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
-    let lines = import::read(file, format)?;
-    let mut rejected = Vec::new();
-    let mut good: Vec<(usize, Value)> = Vec::with_capacity(lines.len());
-    for (line, event) in lines {
-        match event {
-            Ok(v) => good.push((line, v)),
-            Err((code, message)) => rejected.push(import::rejection(line, &code, None, &message)),
-        }
-    }
-    let passes: &[bool] = if strict { &[true, false] } else { &[false] };
-    let (mut accepted, mut duplicates) = (0, 0);
-    for &dry_run in passes {
-        if !dry_run && strict && !rejected.is_empty() {
-            break;
-        }
-        for batch in good.chunks(batch_size) {
-            let events: Vec<&Value> = batch.iter().map(|(_, v)| v).collect();
-            let path = if dry_run {
-                "/v1/events?dry_run=true"
-            } else {
-                "/v1/events"
-            };
-            let answer = call(
-                server,
-                reqwest::Method::POST,
-                path,
-                Some(json!({"events": events})),
-            )
-            .await?;
-            for r in answer["rejected"].as_array().into_iter().flatten() {
-                let line = r["index"]
-                    .as_u64()
-                    .and_then(|i| batch.get(i as usize))
-                    .map_or(0, |b| b.0);
-                let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                rejected.push(import::rejection(
-                    line,
-                    &text("code"),
-                    r["field"].as_str(),
-                    &text("message"),
-                ));
-            }
-            if !dry_run {
-                accepted += answer["accepted"].as_u64().unwrap_or(0);
-                duplicates += answer["duplicates"].as_u64().unwrap_or(0);
-            }
-        }
-    }
-    rejected.sort_by_key(|r| r["line"].as_u64());
-    Ok(json!({
-        "file": file.display().to_string(),
-        "stored": !strict || rejected.is_empty(),
-        "accepted": accepted,
-        "duplicates": duplicates,
-        "rejected": rejected,
-    }))
 }
 
 fn print_json(v: Value) -> anyhow::Result<()> {

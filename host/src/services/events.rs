@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 use crate::activity::{self, ActivityEvent, EventInput, Rejected};
 use crate::audit::{Actor, AuditRecord};
 use crate::clock::SharedClock;
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
+use crate::identity::{Caller, Role};
 use crate::policy::CompiledPolicy;
 use crate::records::ConfirmationStatus;
 use crate::services::baselines::Baselines;
@@ -107,6 +108,39 @@ pub struct Events {
 }
 
 impl Events {
+    /// A posted batch (service and admin tokens): at most `max_batch` events (more is a 413),
+    /// each checked alone; with `dry_run`, checked and counted, nothing stored.
+    pub async fn post(
+        &self,
+        caller: &Caller,
+        items: Vec<serde_json::Value>,
+        dry_run: bool,
+        max_batch: usize,
+    ) -> Result<Ingested> {
+        caller.require(&[Role::Service, Role::Admin])?;
+        if items.len() > max_batch {
+            return Err(Error::new(
+                Kind::PayloadTooLarge,
+                "batch_too_large",
+                format!(
+                    "{} events, over the limit of {max_batch} per call (events.max_batch); split the batch",
+                    items.len()
+                ),
+            ));
+        }
+        let (good, rejected) = check(&self.policy, items, self.clock.now_micros());
+        let mut ingested = if dry_run {
+            Ingested {
+                accepted: good.len(),
+                ..Ingested::default()
+            }
+        } else {
+            self.store(Actor::of(caller), good).await?
+        };
+        ingested.rejected = rejected;
+        Ok(ingested)
+    }
+
     /// Stores checked events once each, with one audit record for the batch, and says how
     /// many were new. Nothing is acknowledged before it is durable.
     pub async fn store(&self, actor: Actor, events: Vec<ActivityEvent>) -> Result<Ingested> {

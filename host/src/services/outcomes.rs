@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::activity::ActivityEvent;
 use crate::audit::{Actor, AuditRecord, by_caller};
 use crate::clock::{SharedClock, parse_micros};
-use crate::decision::DecisionAnswer;
+use crate::decision::{DecisionAnswer, check_len};
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Caller, Role};
 use crate::policy::{CompiledPolicy, RiskLevel, ViolationMode};
@@ -544,13 +544,8 @@ pub async fn confirm_anomaly(
     comment: Option<String>,
 ) -> Result<Outcome> {
     caller.require(&[Role::Admin, Role::Approver])?;
-    if let Some(c) = &comment
-        && c.len() > 4096
-    {
-        return Err(Error::field(
-            "comment",
-            format!("is {} bytes, over the limit of 4096", c.len()),
-        ));
+    if let Some(c) = &comment {
+        check_len("comment", c, 4096)?;
     }
     let current = visible(cx.store, caller, id).await?;
     let Some((_, answer)) = cx.store.decision(id).await? else {

@@ -2,6 +2,7 @@
 
 use crate::audit::by_caller;
 use crate::clock::SharedClock;
+use crate::decision::check_len;
 use crate::error::{Error, Result};
 use crate::identity::{Caller, Role};
 use crate::records::Violation;
@@ -16,13 +17,8 @@ pub async fn acknowledge(
     comment: Option<String>,
 ) -> Result<Violation> {
     caller.require(&[Role::Admin, Role::Approver])?;
-    if let Some(c) = &comment
-        && c.len() > 4096
-    {
-        return Err(Error::field(
-            "comment",
-            format!("is {} bytes, over the limit of 4096", c.len()),
-        ));
+    if let Some(c) = &comment {
+        check_len("comment", c, 4096)?;
     }
     let v = store
         .violation(id)
