@@ -222,6 +222,11 @@ pub struct Agent {
     pub last_hard_at: Option<i64>,
     /// An admin's quota limits for this agent (quota name → limit), over its tier's and team's.
     pub quota_overrides: std::collections::BTreeMap<String, f64>,
+    /// For each tier Warden promoted the agent into: the classes among the tier's new rights it
+    /// may use alone, having done them under approval. The tier's other new rights still need a
+    /// human until earned. Empty when humans set the tier.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub earned_classes: std::collections::BTreeMap<u8, std::collections::BTreeSet<String>>,
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -375,6 +380,7 @@ impl Agent {
             hold_until: None,
             last_hard_at: None,
             quota_overrides: Default::default(),
+            earned_classes: Default::default(),
             created_at: String::new(),
             updated_at: String::new(),
             version: 1,

@@ -21,5 +21,6 @@ pub mod plugin;
 pub mod policy;
 pub mod quotas;
 pub mod records;
+pub mod replay;
 pub mod tiering;
 pub mod trust;

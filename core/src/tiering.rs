@@ -1,12 +1,16 @@
 //! The tier controller (DESIGN.md, "Tier changes"): an agent's tier follows its trust, both
 //! ways, slowly up and quickly down, and never past what humans allow.
 //!
-//! - Up by one tier when every gate holds: the score clears the new tier's bar; enough confirmed
-//!   successes at the kind of work the new tier newly allows (its environment, at or above its
-//!   risk) with a score there that clears the bar too; spread over enough distinct days and
-//!   targets; a minimum time in the current tier; no cool-down running; no hard trigger in the
-//!   last `hard_window_days`; not above the ceiling or the parent's tier; not pinned; the
-//!   change-success error budget not spent.
+//! - Up by one tier when every gate holds: the score clears the new tier's bar; enough
+//!   *watched* successes — actions the new tier would newly allow alone, done under a human's
+//!   approval at the current tier — with a score there that clears the bar too, spread over
+//!   enough distinct days and targets; above `self_report_max_tier`, only successes the platform
+//!   or a service vouches for count; a minimum time in the current tier; no cool-down running;
+//!   no hard trigger in the last `hard_window_days` and no blocked violation in the last
+//!   `violation_hold_days`; not above the ceiling or the parent's tier; not pinned; the
+//!   change-success error budget not spent. The promotion grants alone only the classes the
+//!   agent has `min_class_successes` watched successes in; the tier's other new rights keep
+//!   needing approval until it has them (each such success is watched work too).
 //! - Down at once on a hard trigger (a critical rollback, a severe anomaly confirmed by the
 //!   action failing or being rolled back, a forged or reused approval, a security-policy
 //!   violation, repeated blocked violations): to `hard_demotion_tier`.
@@ -21,11 +25,14 @@
 //! Everything here is a pure function of its inputs and the time it is given, so a test can
 //! simulate months in milliseconds; the service's tier controller does the reading and writing.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::policy::{MAX_TIER, RiskLevel, glob_match};
-use crate::trust::{Kind, Total, TrustPolicy, Weight, weigh};
+use crate::policy::{CompiledPolicy, MAX_TIER, Permission, RiskLevel, glob_match};
+use crate::records::OutcomeStatus;
+use crate::trust::{Kind, Source, Total, Weight, half_life_us, weigh};
 
 /// A day in microseconds, for the policy's day-counted settings.
 pub const DAY_US: f64 = 86_400e6;
@@ -38,12 +45,21 @@ pub struct Step {
     pub tier: u8,
     /// Score (0–1) the agent must reach overall and on the qualifying work.
     pub bar: f64,
-    /// Confirmed successes needed on qualifying work.
+    /// Watched successes needed on qualifying work.
     pub min_successes: u32,
-    /// Qualifying work: its environment (a pattern, `*` for any)…
+    /// Narrows qualifying work to an environment (a pattern; `*`, the default, for any)…
+    #[serde(default = "any_environment")]
     pub environment: String,
-    /// …at or above this risk.
+    /// …and to this risk or above (default `low`).
+    #[serde(default = "low")]
     pub min_risk: RiskLevel,
+}
+
+fn any_environment() -> String {
+    "*".into()
+}
+fn low() -> RiskLevel {
+    RiskLevel::Low
 }
 
 /// How tiers follow trust (part of the policy: `[policy.tiering]`).
@@ -94,6 +110,13 @@ pub struct TierPolicy {
     /// Drift from the team's humans (0–1) above which a promotion is held; an agent whose
     /// drift is not computed yet is not held.
     pub max_drift: f64,
+    /// Days after a blocked violation during which no promotion happens.
+    pub violation_hold_days: f64,
+    /// The highest tier self-reported successes can promote into: above it, only successes the
+    /// platform or a service vouches for count as watched work.
+    pub self_report_max_tier: u8,
+    /// Watched successes in a class before a promotion grants that class alone.
+    pub min_class_successes: u32,
 }
 
 impl Default for TierPolicy {
@@ -109,9 +132,9 @@ impl Default for TierPolicy {
             enabled: true,
             steps: vec![
                 step(1, 0.5, 5, "*", RiskLevel::Low),
-                step(2, 0.7, 10, "staging", RiskLevel::Low),
-                step(3, 0.8, 20, "production", RiskLevel::Low),
-                step(4, 0.9, 30, "production", RiskLevel::Medium),
+                step(2, 0.7, 10, "*", RiskLevel::Low),
+                step(3, 0.8, 20, "*", RiskLevel::Low),
+                step(4, 0.9, 30, "*", RiskLevel::Low),
             ],
             low_water: 0.9,
             min_days_in_tier: 7.0,
@@ -132,6 +155,9 @@ impl Default for TierPolicy {
             fast_burn_min_outcomes: 5,
             review_interval_secs: 3600,
             max_drift: 0.5,
+            violation_hold_days: 14.0,
+            self_report_max_tier: 2,
+            min_class_successes: 3,
         }
     }
 }
@@ -168,6 +194,7 @@ impl TierPolicy {
             ("slo_window_days", self.slo_window_days),
             ("fast_burn_window_hours", self.fast_burn_window_hours),
             ("fast_burn_rate", self.fast_burn_rate),
+            ("violation_hold_days", self.violation_hold_days),
         ];
         for (name, v) in days {
             if !(v.is_finite() && v >= 0.0) {
@@ -178,12 +205,16 @@ impl TierPolicy {
             ("hard_demotion_tier", self.hard_demotion_tier),
             ("soft_floor_tier", self.soft_floor_tier),
             ("budget_cap_tier", self.budget_cap_tier),
+            ("self_report_max_tier", self.self_report_max_tier),
         ] {
             if t > MAX_TIER {
                 return Err(format!(
                     "policy.tiering.{name} must be a tier, 0 to {MAX_TIER}"
                 ));
             }
+        }
+        if self.min_class_successes == 0 {
+            return Err("policy.tiering.min_class_successes must be at least 1".into());
         }
         if self.review_interval_secs == 0 {
             return Err("policy.tiering.review_interval_secs must be at least 1".into());
@@ -220,6 +251,8 @@ pub struct State<'a> {
     pub totals: &'a [Total],
     /// Its drift from its team's humans, once measured.
     pub drift: Option<f64>,
+    /// Its latest blocked violation (quota overruns aside), Unix microseconds.
+    pub last_blocked_violation: Option<i64>,
 }
 
 /// Changes in a recent window, undecayed.
@@ -241,7 +274,7 @@ impl Window {
     }
 }
 
-/// How qualifying successes are spread.
+/// How watched successes are spread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Spread {
     /// Distinct days.
@@ -319,6 +352,9 @@ pub enum Move {
         text: String,
         /// Whether a cool-down starts (demotions).
         cool_down: bool,
+        /// For a promotion, the classes it grants alone (the rest of the tier's new rights
+        /// keep needing approval).
+        earned: Option<BTreeSet<String>>,
     },
     /// The agent is suspended (fast error-budget burn).
     Suspend {
@@ -347,6 +383,10 @@ pub struct NextPromotion {
     pub tier: u8,
     /// Every gate; the promotion happens once all are met.
     pub gates: Vec<Gate>,
+    /// The watched successes it rests on (decision ids), once read.
+    pub rests_on: Vec<String>,
+    /// The classes it would grant alone, once read.
+    pub would_earn: Vec<String>,
 }
 
 impl NextPromotion {
@@ -356,34 +396,139 @@ impl NextPromotion {
     }
 }
 
-/// The weight of qualifying work for promotion into `step`'s tier.
-pub fn qualifying(totals: &[Total], step: &Step, now: i64, trust: &TrustPolicy) -> (Weight, u64) {
-    let qualifies =
-        |t: &Total| t.risk >= step.min_risk && glob_match(&step.environment, &t.environment);
-    let successes = totals
-        .iter()
-        .filter(|t| qualifies(t) && t.kind == Kind::Success)
-        .map(|t| t.count.max(0) as u64)
-        .sum();
-    (weigh(totals, now, trust, qualifies), successes)
+/// An outcome of an action the agent did under a human's approval: the work promotions rest on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched {
+    /// The decision that allowed it (with the approval).
+    pub decision_id: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// Risk it was judged at.
+    pub risk: RiskLevel,
+    /// What happened.
+    pub outcome: OutcomeStatus,
+    /// Who vouches for the outcome.
+    pub source: Source,
+    /// When the outcome was reported, Unix microseconds.
+    pub at: i64,
+}
+
+/// Whether tier `to` newly allows this action alone: it allows it, the tier below does not.
+pub fn newly_allowed(
+    policy: &CompiledPolicy,
+    to: u8,
+    class: &str,
+    environment: &str,
+    service: &str,
+    risk: RiskLevel,
+) -> bool {
+    to >= 1
+        && policy.permission(to, class, environment, service, risk) == Permission::Allowed
+        && policy.permission(to - 1, class, environment, service, risk) != Permission::Allowed
+}
+
+/// The watched work that counts towards promotion into one tier.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Qualifying {
+    /// The successes counted, as their decision ids, in the order given.
+    pub successes: Vec<String>,
+    /// Successes per action class.
+    pub by_class: BTreeMap<String, u32>,
+    /// Decayed weight of the qualifying outcomes: successes by their source, the rest against.
+    pub weight: Weight,
+    /// How the successes are spread.
+    pub spread: Spread,
+}
+
+impl Qualifying {
+    /// The classes with at least `min` successes: the rights a promotion grants alone.
+    pub fn earned(&self, min: u32) -> BTreeSet<String> {
+        self.by_class
+            .iter()
+            .filter(|(_, n)| **n >= min)
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+}
+
+/// Of `work`, what counts towards promotion into tier `to`: outcomes of actions that `to` newly
+/// allows alone (and that its step's environment and risk admit). Above
+/// `self_report_max_tier`, a success counts only when the platform or a service vouches for it;
+/// a failure always counts, whoever reports it.
+pub fn qualifying(work: &[Watched], to: u8, policy: &CompiledPolicy, now: i64) -> Qualifying {
+    let (tp, trust) = (&policy.policy.tiering, &policy.policy.trust);
+    let mut q = Qualifying::default();
+    let Some(step) = tp.step(to) else {
+        return q;
+    };
+    let h = half_life_us(trust);
+    let confirmed_only = to > tp.self_report_max_tier;
+    let (mut days, mut targets) = (BTreeSet::new(), BTreeSet::new());
+    for w in work {
+        if w.risk < step.min_risk
+            || !glob_match(&step.environment, &w.environment)
+            || !newly_allowed(policy, to, &w.class, &w.environment, &w.service, w.risk)
+        {
+            continue;
+        }
+        let decayed = 0.5f64.powf((now - w.at).max(0) as f64 / h);
+        let kind = Kind::of_outcome(w.outcome, w.source);
+        if w.outcome != OutcomeStatus::Succeeded {
+            q.weight.negative += kind.weight_against(w.risk, trust) * decayed;
+            continue;
+        }
+        if confirmed_only && w.source == Source::SelfReported {
+            continue;
+        }
+        q.weight.positive += trust.success_weights.of(w.source) * decayed;
+        q.successes.push(w.decision_id.clone());
+        *q.by_class.entry(w.class.clone()).or_default() += 1;
+        days.insert(w.at.div_euclid(DAY_US as i64));
+        targets.insert(w.service.as_str());
+    }
+    q.spread = Spread {
+        days: u32::try_from(days.len()).unwrap_or(u32::MAX),
+        targets: u32::try_from(targets.len()).unwrap_or(u32::MAX),
+    };
+    q
+}
+
+/// The classes of `work` the agent has now earned at its tier `tier` beyond `earned`: rights of
+/// the tier it got alone after the promotion that granted only some of them.
+pub fn newly_earned(
+    work: &[Watched],
+    tier: u8,
+    earned: &BTreeSet<String>,
+    policy: &CompiledPolicy,
+    now: i64,
+) -> BTreeSet<String> {
+    qualifying(work, tier, policy, now)
+        .earned(policy.policy.tiering.min_class_successes)
+        .difference(earned)
+        .cloned()
+        .collect()
 }
 
 fn days(us: i64) -> f64 {
     us as f64 / DAY_US
 }
 
-/// The gates of the next promotion. The spread of qualifying successes costs a query, so the
-/// caller measures it only once the other gates hold (`None`: not measured, not met).
+/// The gates of the next promotion. The watched work costs a query, so the caller reads it
+/// only once the other gates hold (`None`: not read, not met).
 pub fn next_promotion(
     state: &State<'_>,
     budget: Window,
     now: i64,
-    policy: &TierPolicy,
-    trust: &TrustPolicy,
-    spread: Option<Spread>,
+    policy: &CompiledPolicy,
+    work: Option<&[Watched]>,
 ) -> Option<NextPromotion> {
+    let (tp, trust) = (&policy.policy.tiering, &policy.policy.trust);
     let to = state.tier + 1;
-    let step = policy.step(to)?;
+    let step = tp.step(to)?;
     let mut gates = Vec::new();
     let mut gate = |gate: &str, needs: String, has: String, met: bool| {
         gates.push(Gate {
@@ -398,9 +543,9 @@ pub fn next_promotion(
         "tiering enabled, agent active and not pinned".into(),
         format!(
             "enabled={} suspended={} pinned={}",
-            policy.enabled, state.suspended, state.pinned
+            tp.enabled, state.suspended, state.pinned
         ),
-        policy.enabled && !state.suspended && !state.pinned,
+        tp.enabled && !state.suspended && !state.pinned,
     );
     gate(
         "ceiling",
@@ -423,29 +568,12 @@ pub fn next_promotion(
         format!("{score:.3}"),
         score >= step.bar,
     );
-    let (w, successes) = qualifying(state.totals, step, now, trust);
-    let scope = format!(
-        "{} work at {} risk or above",
-        step.environment, step.min_risk
-    );
-    gate(
-        "qualifying_successes",
-        format!("{} confirmed successes on {scope}", step.min_successes),
-        successes.to_string(),
-        successes >= u64::from(step.min_successes),
-    );
-    gate(
-        "qualifying_score",
-        format!("score ≥ {:.2} on {scope}", step.bar),
-        format!("{:.3}", w.score()),
-        w.score() >= step.bar,
-    );
     let in_tier = days(now - state.tier_since);
     gate(
         "time_in_tier",
-        format!("{} days in tier {}", policy.min_days_in_tier, state.tier),
+        format!("{} days in tier {}", tp.min_days_in_tier, state.tier),
         format!("{in_tier:.1} days"),
-        in_tier >= policy.min_days_in_tier,
+        in_tier >= tp.min_days_in_tier,
     );
     let held = state.hold_until.is_some_and(|h| now < h);
     gate(
@@ -459,10 +587,10 @@ pub fn next_promotion(
     );
     let hard = state
         .last_hard_at
-        .is_some_and(|h| days(now - h) < policy.hard_window_days);
+        .is_some_and(|h| days(now - h) < tp.hard_window_days);
     gate(
         "no_hard_trigger",
-        format!("no hard trigger in {} days", policy.hard_window_days),
+        format!("no hard trigger in {} days", tp.hard_window_days),
         if hard {
             "one recently".into()
         } else {
@@ -470,51 +598,106 @@ pub fn next_promotion(
         },
         !hard,
     );
+    let violated = state
+        .last_blocked_violation
+        .filter(|v| days(now - v) < tp.violation_hold_days);
+    gate(
+        "no_blocked_violation",
+        format!("no blocked violation in {} days", tp.violation_hold_days),
+        violated.map_or("none".into(), |v| {
+            format!("one {:.1} days ago", days(now - v))
+        }),
+        violated.is_none(),
+    );
     gate(
         "drift",
-        format!("drift from the team's humans ≤ {:.2}", policy.max_drift),
+        format!("drift from the team's humans ≤ {:.2}", tp.max_drift),
         state
             .drift
             .map_or("not computed".into(), |d| format!("{d:.3}")),
-        state.drift.is_none_or(|d| d <= policy.max_drift),
+        state.drift.is_none_or(|d| d <= tp.max_drift),
     );
-    let spent = budget_spent(budget, policy);
+    let spent = budget_spent(budget, tp);
     gate(
         "error_budget",
         format!(
             "changes failing ≤ {:.0}% over {} days",
-            (1.0 - policy.slo) * 100.0,
-            policy.slo_window_days
+            (1.0 - tp.slo) * 100.0,
+            tp.slo_window_days
         ),
         format!("{}/{}", budget.bad, budget.outcomes),
-        !spent || to <= policy.budget_cap_tier,
+        !spent || to <= tp.budget_cap_tier,
     );
-    match spread {
-        None => gates.push(Gate {
-            gate: "spread".into(),
-            needs: format!(
-                "successes on {} distinct days and {} distinct targets",
-                policy.min_distinct_days, policy.min_distinct_targets
-            ),
-            has: "measured once the other gates hold".into(),
-            met: false,
-        }),
-        Some(s) => {
-            gates.push(Gate {
-                gate: "distinct_days".into(),
-                needs: format!("{} distinct days", policy.min_distinct_days),
-                has: s.days.to_string(),
-                met: s.days >= policy.min_distinct_days,
-            });
-            gates.push(Gate {
-                gate: "distinct_targets".into(),
-                needs: format!("{} distinct targets", policy.min_distinct_targets),
-                has: s.targets.to_string(),
-                met: s.targets >= policy.min_distinct_targets,
-            });
+    let mut rests_on = Vec::new();
+    let mut would_earn = Vec::new();
+    let vouched = if to > tp.self_report_max_tier {
+        ", confirmed by the platform or a service"
+    } else {
+        ""
+    };
+    let scope =
+        format!("work tier {to} newly allows alone, done under a human's approval{vouched}");
+    match work {
+        None => gate(
+            "watched_work",
+            format!("{} successes on {scope}", step.min_successes),
+            "read once the other gates hold".into(),
+            false,
+        ),
+        Some(work) => {
+            let q = qualifying(work, to, policy, now);
+            gate(
+                "watched_successes",
+                format!("{} successes on {scope}", step.min_successes),
+                q.successes.len().to_string(),
+                q.successes.len() >= step.min_successes as usize,
+            );
+            gate(
+                "watched_score",
+                format!("score ≥ {:.2} on that work", step.bar),
+                format!("{:.3}", q.weight.score()),
+                q.weight.score() >= step.bar,
+            );
+            let earned = q.earned(tp.min_class_successes);
+            gate(
+                "earned_classes",
+                format!(
+                    "{} watched successes in at least one class (the promotion grants alone only the classes that have them)",
+                    tp.min_class_successes
+                ),
+                if q.by_class.is_empty() {
+                    "none".into()
+                } else {
+                    q.by_class
+                        .iter()
+                        .map(|(c, n)| format!("{c} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                !earned.is_empty(),
+            );
+            gate(
+                "distinct_days",
+                format!("{} distinct days", tp.min_distinct_days),
+                q.spread.days.to_string(),
+                q.spread.days >= tp.min_distinct_days,
+            );
+            gate(
+                "distinct_targets",
+                format!("{} distinct targets", tp.min_distinct_targets),
+                q.spread.targets.to_string(),
+                q.spread.targets >= tp.min_distinct_targets,
+            );
+            would_earn = earned.into_iter().collect();
+            rests_on = q.successes;
         }
     }
-    Some(NextPromotion { tier: to, gates })
+    Some(NextPromotion {
+        tier: to,
+        gates,
+        rests_on,
+        would_earn,
+    })
 }
 
 fn budget_spent(w: Window, policy: &TierPolicy) -> bool {
@@ -532,25 +715,21 @@ pub struct Review<'a> {
     pub budget: Window,
     /// Outcomes over the fast-burn window.
     pub burn: Window,
-    /// How widely the qualifying work is spread (days, targets), if measured.
-    pub spread: Option<Spread>,
+    /// The agent's watched work, if read.
+    pub work: Option<&'a [Watched]>,
 }
 
 /// Decides whether the agent's tier moves. `hard` is a hard trigger that just happened;
 /// `budget` and `burn` are the recent changes over `slo_window_days` and `fast_burn_window_hours`.
 #[allow(clippy::too_many_arguments)]
-pub fn decide(
-    review: &Review<'_>,
-    now: i64,
-    policy: &TierPolicy,
-    trust: &TrustPolicy,
-) -> Option<Move> {
+pub fn decide(review: &Review<'_>, now: i64, compiled: &CompiledPolicy) -> Option<Move> {
+    let (policy, trust) = (&compiled.policy.tiering, &compiled.policy.trust);
     let Review {
         state,
         hard,
         budget,
         burn,
-        spread,
+        work,
     } = *review;
     if !policy.enabled || state.suspended || state.pinned {
         return None;
@@ -562,6 +741,7 @@ pub fn decide(
             reason: h.code().into(),
             text: format!("hard trigger ({}): down to tier {to} at once", h.code()),
             cool_down: true,
+            earned: None,
         });
     }
     let allowed = (1.0 - policy.slo).max(f64::EPSILON);
@@ -590,6 +770,7 @@ pub fn decide(
                 (1.0 - policy.slo) * 100.0
             ),
             cool_down: true,
+            earned: None,
         });
     }
     let dwelt = days(now - state.tier_since) >= policy.min_days_in_tier;
@@ -608,32 +789,40 @@ pub fn decide(
                     state.tier
                 ),
                 cool_down: true,
+                earned: None,
             });
         }
     }
-    let next = next_promotion(state, budget, now, policy, trust, spread)?;
+    let next = next_promotion(state, budget, now, compiled, work)?;
     next.ready().then(|| Move::Tier {
         to: next.tier,
         reason: "promotion".into(),
         text: format!(
-            "every gate of tier {} holds ({})",
+            "every gate of tier {} holds ({}); granted alone: {}",
             next.tier,
             next.gates
                 .iter()
                 .map(|g| format!("{} {}", g.gate, g.has))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            next.would_earn.join(", ")
         ),
         cool_down: false,
+        earned: Some(next.would_earn.iter().cloned().collect()),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::{Evidence, half_life_us, totals_of};
+    use crate::policy::Policy;
+    use crate::trust::{Evidence, totals_of};
 
     const DAY: i64 = 86_400_000_000;
+
+    fn compiled() -> CompiledPolicy {
+        CompiledPolicy::new(Policy::default()).unwrap()
+    }
 
     fn evidence(kind: Kind, env: &str, risk: RiskLevel, n: usize, at: i64) -> Vec<Evidence> {
         vec![
@@ -659,277 +848,284 @@ mod tests {
             last_hard_at: None,
             totals,
             drift: None,
+            last_blocked_violation: None,
         }
     }
 
-    const WIDE: Option<Spread> = Some(Spread {
-        days: 10,
-        targets: 3,
-    });
+    /// `n` approved actions of one kind with `outcome`, one a day from `first_day`, over
+    /// `services` services.
+    fn watched(
+        class: &str,
+        env: &str,
+        n: usize,
+        first_day: i64,
+        services: usize,
+        source: Source,
+    ) -> Vec<Watched> {
+        (0..n)
+            .map(|i| Watched {
+                decision_id: format!("{class}-{env}-{first_day}-{i}"),
+                class: class.into(),
+                environment: env.into(),
+                service: format!("svc-{}", i % services),
+                risk: compiled().table_risk(class, env, false),
+                outcome: OutcomeStatus::Succeeded,
+                source,
+                at: (first_day + i as i64) * DAY,
+            })
+            .collect()
+    }
+
+    fn review<'a>(s: &'a State<'a>, work: Option<&'a [Watched]>) -> Review<'a> {
+        Review {
+            state: s,
+            hard: None,
+            budget: Window::default(),
+            burn: Window::default(),
+            work,
+        }
+    }
+
+    fn gate(next: &NextPromotion, name: &str) -> Gate {
+        next.gates
+            .iter()
+            .find(|g| g.gate == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no gate {name} in {next:?}"))
+    }
 
     #[test]
     fn promotes_only_when_every_gate_holds() {
-        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        let c = compiled();
         let totals = totals_of(
             &evidence(Kind::Success, "staging", RiskLevel::Low, 40, 9 * DAY),
-            half_life_us(&t),
+            half_life_us(&c.policy.trust),
         );
+        // Approved staging deploys at tier 1: tier 2 deploys to staging alone.
+        let work = watched("deploy", "staging", 12, 0, 3, Source::Service);
         let s = state(1, &totals);
-        let m = decide(
-            &Review {
-                state: &s,
-                hard: None,
-                budget: Window::default(),
-                burn: Window::default(),
-                spread: WIDE,
-            },
-            10 * DAY,
-            &p,
-            &t,
+        let m = decide(&review(&s, Some(&work)), 12 * DAY, &c);
+        let Some(Move::Tier {
+            to: 2,
+            earned: Some(earned),
+            ..
+        }) = m
+        else {
+            panic!("{m:?}")
+        };
+        assert_eq!(earned, BTreeSet::from(["deploy".to_string()]));
+        let next = next_promotion(&s, Window::default(), 12 * DAY, &c, Some(&work)).unwrap();
+        assert_eq!(
+            next.rests_on.len(),
+            12,
+            "the evidence lists the watched actions"
         );
-        assert!(matches!(m, Some(Move::Tier { to: 2, .. })), "{m:?}");
+        assert_eq!(next.rests_on[0], work[0].decision_id);
         // Drift from the humans within the policy's bound promotes; beyond it holds.
         for (drift, promoted) in [(Some(0.2), true), (Some(0.8), false)] {
             let drifting = State { drift, ..s.clone() };
-            let review = Review {
-                state: &drifting,
-                hard: None,
-                budget: Window::default(),
-                burn: Window::default(),
-                spread: WIDE,
-            };
             assert_eq!(
-                decide(&review, 10 * DAY, &p, &t).is_some(),
+                decide(&review(&drifting, Some(&work)), 12 * DAY, &c).is_some(),
                 promoted,
                 "{drift:?}"
             );
         }
-        // Too early in the tier, or a cool-down, or a hard trigger lately, or the ceiling: no.
-        let early = State {
-            tier_since: 5 * DAY,
+        // Too early in the tier, a cool-down, a hard trigger or a blocked violation lately, the
+        // ceiling, the parent, a pin: no.
+        let holds = [
+            State {
+                tier_since: 8 * DAY,
+                ..s.clone()
+            },
+            State {
+                hold_until: Some(13 * DAY),
+                ..s.clone()
+            },
+            State {
+                last_hard_at: Some(DAY),
+                ..s.clone()
+            },
+            State {
+                last_blocked_violation: Some(DAY),
+                ..s.clone()
+            },
+            State {
+                ceiling: 1,
+                ..s.clone()
+            },
+            State {
+                parent_tier: Some(1),
+                ..s.clone()
+            },
+            State {
+                pinned: true,
+                ..s.clone()
+            },
+        ];
+        for held in &holds {
+            assert_eq!(
+                decide(&review(held, Some(&work)), 12 * DAY, &c),
+                None,
+                "{held:?}"
+            );
+        }
+        // The violation hold ends after `violation_hold_days`.
+        let old = State {
+            last_blocked_violation: Some(DAY),
             ..s.clone()
         };
+        assert!(decide(&review(&old, Some(&work)), 16 * DAY, &c).is_some());
+        let next = next_promotion(&holds[3], Window::default(), 12 * DAY, &c, Some(&work)).unwrap();
+        let g = gate(&next, "no_blocked_violation");
+        assert!(!g.met && g.has.starts_with("one 11.0 days ago"), "{g:?}");
+        // Narrow work (one day, one service), or work not read: no.
+        let narrow = watched("deploy", "staging", 12, 0, 1, Source::Service)
+            .into_iter()
+            .map(|w| Watched { at: 3 * DAY, ..w })
+            .collect::<Vec<_>>();
+        assert_eq!(decide(&review(&s, Some(&narrow)), 12 * DAY, &c), None);
         assert_eq!(
-            decide(
-                &Review {
-                    state: &early,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                10 * DAY,
-                &p,
-                &t
-            ),
-            None
-        );
-        let held = State {
-            hold_until: Some(11 * DAY),
-            ..s.clone()
-        };
-        assert_eq!(
-            decide(
-                &Review {
-                    state: &held,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                10 * DAY,
-                &p,
-                &t
-            ),
-            None
-        );
-        let hard = State {
-            last_hard_at: Some(DAY),
-            ..s.clone()
-        };
-        assert_eq!(
-            decide(
-                &Review {
-                    state: &hard,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                10 * DAY,
-                &p,
-                &t
-            ),
-            None
-        );
-        let capped = State {
-            ceiling: 1,
-            ..s.clone()
-        };
-        assert_eq!(
-            decide(
-                &Review {
-                    state: &capped,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                10 * DAY,
-                &p,
-                &t
-            ),
-            None
-        );
-        let parent = State {
-            parent_tier: Some(1),
-            ..s.clone()
-        };
-        assert_eq!(
-            decide(
-                &Review {
-                    state: &parent,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                10 * DAY,
-                &p,
-                &t
-            ),
-            None
-        );
-        let pinned = State {
-            pinned: true,
-            ..s.clone()
-        };
-        assert_eq!(
-            decide(
-                &Review {
-                    state: &pinned,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                10 * DAY,
-                &p,
-                &t
-            ),
-            None
-        );
-        let narrow = Some(Spread {
-            days: 1,
-            targets: 1,
-        });
-        assert_eq!(
-            decide(
-                &Review {
-                    state: &s,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: narrow
-                },
-                10 * DAY,
-                &p,
-                &t
-            ),
-            None
-        );
-        assert_eq!(
-            decide(
-                &Review {
-                    state: &s,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: None
-                },
-                10 * DAY,
-                &p,
-                &t
-            ),
+            decide(&review(&s, None), 12 * DAY, &c),
             None,
-            "unmeasured spread is not met"
+            "unread work is not met"
         );
     }
 
     #[test]
-    fn low_risk_work_elsewhere_does_not_open_production() {
-        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
-        // Hundreds of docs updates in dev: a near-perfect score, but nothing in production.
+    fn farmed_work_never_promotes() {
+        let c = compiled();
         let totals = totals_of(
-            &evidence(Kind::Success, "dev", RiskLevel::Low, 500, 20 * DAY),
-            half_life_us(&t),
+            &evidence(Kind::Success, "production", RiskLevel::Low, 500, 20 * DAY),
+            half_life_us(&c.policy.trust),
         );
+        // Documentation updates in production, even approved ones: tier 1 already allows them
+        // alone, so they say nothing about deploying.
+        let docs = watched("docs_update", "production", 60, 0, 4, Source::Platform);
         let s = state(2, &totals);
+        assert_eq!(decide(&review(&s, Some(&docs)), 21 * DAY, &c), None);
+        let next = next_promotion(&s, Window::default(), 21 * DAY, &c, Some(&docs)).unwrap();
+        let g = gate(&next, "watched_successes");
+        assert!(!g.met && g.has == "0", "{g:?}");
+        // The same at tier 1 with staging docs.
+        let staging_docs = watched("docs_update", "staging", 60, 0, 4, Source::Platform);
         assert_eq!(
             decide(
-                &Review {
-                    state: &s,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
+                &review(&state(1, &totals), Some(&staging_docs)),
                 21 * DAY,
-                &p,
-                &t
+                &c
             ),
             None
         );
-        let next = next_promotion(&s, Window::default(), 21 * DAY, &p, &t, WIDE).unwrap();
-        let gate = next
-            .gates
-            .iter()
-            .find(|g| g.gate == "qualifying_successes")
-            .unwrap();
-        assert!(!gate.met && gate.has == "0", "{next:?}");
-        // Low-risk production successes open tier 3, not tier 4 (which needs medium-risk ones).
-        let totals = totals_of(
-            &evidence(Kind::Success, "production", RiskLevel::Low, 100, 20 * DAY),
-            half_life_us(&t),
-        );
+        // Approved low-risk production deploys open tier 3, not tier 4 (which newly allows
+        // medium-risk production work only).
+        let deploys = watched("deploy", "production", 25, 0, 3, Source::Platform);
         assert!(matches!(
-            decide(
-                &Review {
-                    state: &state(2, &totals),
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                21 * DAY,
-                &p,
-                &t
-            ),
+            decide(&review(&state(2, &totals), Some(&deploys)), 26 * DAY, &c),
             Some(Move::Tier { to: 3, .. })
         ));
         assert_eq!(
-            decide(
-                &Review {
-                    state: &state(3, &totals),
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                21 * DAY,
-                &p,
-                &t
-            ),
+            decide(&review(&state(3, &totals), Some(&deploys)), 26 * DAY, &c),
             None
+        );
+    }
+
+    #[test]
+    fn self_reports_alone_stop_at_self_report_max_tier() {
+        let c = compiled();
+        let totals = totals_of(
+            &evidence(Kind::Success, "production", RiskLevel::Low, 200, 20 * DAY),
+            half_life_us(&c.policy.trust),
+        );
+        let own = |class, env, n| watched(class, env, n, 0, 3, Source::SelfReported);
+        // Into tier 2 the agent's own word counts (weighted), into tier 3 it does not.
+        assert!(matches!(
+            decide(
+                &review(&state(1, &totals), Some(&own("deploy", "staging", 25))),
+                26 * DAY,
+                &c
+            ),
+            Some(Move::Tier { to: 2, .. })
+        ));
+        let prod = own("deploy", "production", 40);
+        assert_eq!(
+            decide(&review(&state(2, &totals), Some(&prod)), 41 * DAY, &c),
+            None
+        );
+        let next = next_promotion(
+            &state(2, &totals),
+            Window::default(),
+            41 * DAY,
+            &c,
+            Some(&prod),
+        )
+        .unwrap();
+        assert_eq!(gate(&next, "watched_successes").has, "0");
+        // A failure counts against the watched score whoever reports it.
+        let mut mixed = watched("deploy", "production", 25, 0, 3, Source::Service);
+        for w in mixed.iter_mut().take(8) {
+            w.outcome = OutcomeStatus::Failed;
+            w.source = Source::SelfReported;
+        }
+        let next = next_promotion(
+            &state(2, &totals),
+            Window::default(),
+            26 * DAY,
+            &c,
+            Some(&mixed),
+        )
+        .unwrap();
+        assert!(!gate(&next, "watched_score").met, "{next:?}");
+    }
+
+    #[test]
+    fn a_promotion_grants_alone_only_the_classes_watched_and_more_are_earned_later() {
+        let c = compiled();
+        let totals = totals_of(
+            &evidence(Kind::Success, "production", RiskLevel::Low, 200, 20 * DAY),
+            half_life_us(&c.policy.trust),
+        );
+        let mut work = watched("deploy", "production", 24, 0, 3, Source::Service);
+        work.extend(watched(
+            "config_change",
+            "production",
+            1,
+            5,
+            1,
+            Source::Service,
+        ));
+        let m = decide(&review(&state(2, &totals), Some(&work)), 25 * DAY, &c);
+        let Some(Move::Tier {
+            to: 3,
+            earned: Some(earned),
+            ..
+        }) = m
+        else {
+            panic!("{m:?}")
+        };
+        assert_eq!(earned, BTreeSet::from(["deploy".to_string()]));
+        // At tier 3 two more approved config changes make three: the class is earned.
+        assert!(newly_earned(&work, 3, &earned, &c, 26 * DAY).is_empty());
+        work.extend(watched(
+            "config_change",
+            "production",
+            2,
+            26,
+            1,
+            Source::Service,
+        ));
+        assert_eq!(
+            newly_earned(&work, 3, &earned, &c, 28 * DAY),
+            BTreeSet::from(["config_change".to_string()])
         );
     }
 
     #[test]
     fn hard_triggers_demote_at_once_and_soft_ones_after_the_dwell() {
-        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        let c = compiled();
+        let (p, t) = (&c.policy.tiering, &c.policy.trust);
         let totals = totals_of(
             &evidence(Kind::Success, "production", RiskLevel::Low, 100, 0),
-            half_life_us(&t),
+            half_life_us(t),
         );
         let s = State {
             tier_since: DAY,
@@ -937,15 +1133,11 @@ mod tests {
         };
         let m = decide(
             &Review {
-                state: &s,
                 hard: Some(HardTrigger::ForgedApproval),
-                budget: Window::default(),
-                burn: Window::default(),
-                spread: WIDE,
+                ..review(&s, None)
             },
             DAY + 1,
-            &p,
-            &t,
+            &c,
         );
         assert!(
             matches!(
@@ -967,105 +1159,57 @@ mod tests {
             10,
             0,
         ));
-        let totals = totals_of(&e, half_life_us(&t));
-        let s = State {
-            tier_since: 0,
-            ..state(3, &totals)
-        };
-        assert_eq!(
-            decide(
-                &Review {
-                    state: &s,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                DAY,
-                &p,
-                &t
-            ),
-            None
-        );
+        let totals = totals_of(&e, half_life_us(t));
+        let s = state(3, &totals);
+        assert_eq!(decide(&review(&s, None), DAY, &c), None);
         assert!(matches!(
-            decide(
-                &Review {
-                    state: &s,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                8 * DAY,
-                &p,
-                &t
-            ),
+            decide(&review(&s, None), 8 * DAY, &c),
             Some(Move::Tier { to: 2, .. })
         ));
         // Little evidence: a human-given tier stays.
         let few = totals_of(
             &evidence(Kind::Failure, "production", RiskLevel::Low, 3, 0),
-            half_life_us(&t),
+            half_life_us(t),
         );
+        assert_eq!(decide(&review(&state(3, &few), None), 8 * DAY, &c), None);
         assert_eq!(
-            decide(
-                &Review {
-                    state: &state(3, &few),
-                    hard: None,
-                    budget: Window::default(),
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                8 * DAY,
-                &p,
-                &t
-            ),
-            None
-        );
-        assert_eq!(
-            HardTrigger::of_violation("no_grant", "deploy", 3, &p),
+            HardTrigger::of_violation("no_grant", "deploy", 3, p),
             Some(HardTrigger::RepeatedViolations)
         );
-        assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 2, &p), None);
+        assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 2, p), None);
         assert_eq!(
-            HardTrigger::of_violation("approval_unknown", "deploy", 1, &p),
+            HardTrigger::of_violation("approval_unknown", "deploy", 1, p),
             Some(HardTrigger::ForgedApproval)
         );
         assert_eq!(
-            HardTrigger::of_violation("approval_reused", "deploy", 1, &p),
+            HardTrigger::of_violation("approval_reused", "deploy", 1, p),
             Some(HardTrigger::ForgedApproval)
         );
         assert_eq!(
-            HardTrigger::of_violation("quota_exceeded", "security_policy_change", 9, &p),
+            HardTrigger::of_violation("quota_exceeded", "security_policy_change", 9, p),
             None
         );
     }
 
     #[test]
     fn error_budget_caps_and_fast_burn_suspends() {
-        let (p, t) = (TierPolicy::default(), TrustPolicy::default());
+        let c = compiled();
         let totals = totals_of(
             &evidence(Kind::Success, "production", RiskLevel::Medium, 200, 0),
-            half_life_us(&t),
+            half_life_us(&c.policy.trust),
         );
         let s = state(4, &totals);
+        let with = |budget, burn| Review {
+            budget,
+            burn,
+            ..review(&s, None)
+        };
         let spent = Window {
             outcomes: 40,
             bad: 3,
         };
         assert!(matches!(
-            decide(
-                &Review {
-                    state: &s,
-                    hard: None,
-                    budget: spent,
-                    burn: Window::default(),
-                    spread: WIDE
-                },
-                DAY,
-                &p,
-                &t
-            ),
+            decide(&with(spent, Window::default()), DAY, &c),
             Some(Move::Tier { to: 2, .. })
         ));
         let burning = Window {
@@ -1073,39 +1217,24 @@ mod tests {
             bad: 5,
         };
         assert!(matches!(
-            decide(
-                &Review {
-                    state: &s,
-                    hard: None,
-                    budget: Window::default(),
-                    burn: burning,
-                    spread: WIDE
-                },
-                DAY,
-                &p,
-                &t
-            ),
+            decide(&with(Window::default(), burning), DAY, &c),
             Some(Move::Suspend { .. })
         ));
         // Within budget: nothing.
         assert_eq!(
             decide(
-                &Review {
-                    state: &s,
-                    hard: None,
-                    budget: Window {
+                &with(
+                    Window {
                         outcomes: 40,
                         bad: 2
                     },
-                    burn: Window {
+                    Window {
                         outcomes: 6,
                         bad: 1
-                    },
-                    spread: WIDE
-                },
+                    }
+                ),
                 DAY,
-                &p,
-                &t
+                &c
             ),
             None
         );
@@ -1117,5 +1246,10 @@ mod tests {
         let mut p = TierPolicy::default();
         p.steps.pop();
         assert!(p.validate().unwrap_err().contains("steps"));
+        let p = TierPolicy {
+            min_class_successes: 0,
+            ..TierPolicy::default()
+        };
+        assert!(p.validate().unwrap_err().contains("min_class_successes"));
     }
 }

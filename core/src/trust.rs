@@ -2,10 +2,11 @@
 //! forgotten exponentially, summarized as a lower confidence bound so that little evidence means
 //! little trust.
 //!
-//! Evidence: a reported `succeeded` outcome is a success; `failed` a failure; `rolled_back` a
-//! failure that weighs more; a violation a failure weighed by how it was handled (blocked or only
-//! flagged); an overdue (`unknown`) outcome a weak failure. Each piece counts
-//! `weight × 0.5^(age / half-life)`. The score is the one-sided Wilson lower bound (95%) on the
+//! Evidence: a reported `succeeded` outcome is a success, weighed by its source (confirmed by
+//! the platform, reported by a service or an admin, or only the agent's own word); `failed` a
+//! failure; `rolled_back` a failure that weighs more; a violation a failure weighed by how it
+//! was handled (blocked or only flagged) and by the risk of what was attempted; an overdue
+//! (`unknown`) outcome a weak failure. Each piece counts `weight × 0.5^(age / half-life)`. The score is the one-sided Wilson lower bound (95%) on the
 //! share of successes in the decayed evidence: 0 with no evidence, approaching the success rate
 //! as evidence grows, and falling back towards 0 as it ages.
 
@@ -36,6 +37,122 @@ pub struct TrustPolicy {
     pub quota_overrun_weight: f64,
     /// Weight of a confirmed severe anomaly (over the outcome's own evidence).
     pub confirmed_anomaly_weight: f64,
+    /// Weight of a success by who vouches for it.
+    pub success_weights: SourceWeights,
+    /// A violation's weight is multiplied by the risk of what was attempted.
+    pub violation_risk_factors: RiskFactors,
+}
+
+/// Who vouches for an outcome.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The platform itself (a deployment status, a rollback) confirmed it.
+    Platform,
+    /// A service or an admin reported it.
+    Service,
+    /// Only the agent's own report.
+    SelfReported,
+}
+
+impl Source {
+    /// Every source, most trusted first.
+    pub const ALL: [Source; 3] = [Source::Platform, Source::Service, Source::SelfReported];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Platform => "platform",
+            Source::Service => "service",
+            Source::SelfReported => "self_reported",
+        }
+    }
+
+    /// The source of an outcome from who reported it and whether the platform confirmed it:
+    /// `reported_by` is the reporter's id (the agent's own, a service's or an admin's, or
+    /// `platform:<source>`).
+    pub fn of_report(agent: &str, reported_by: Option<&str>, confirmed: bool) -> Source {
+        match reported_by {
+            _ if confirmed => Source::Platform,
+            Some(by) if by.starts_with("platform:") => Source::Platform,
+            Some(by) if by == agent => Source::SelfReported,
+            Some(_) => Source::Service,
+            // Overdue outcomes have no reporter; they are never successes.
+            None => Source::SelfReported,
+        }
+    }
+}
+
+/// A success's weight per source (`[policy.trust.success_weights]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceWeights {
+    /// Confirmed by the platform.
+    pub platform: f64,
+    /// Reported by a service or an admin.
+    pub service: f64,
+    /// The agent's own word, unconfirmed.
+    pub self_reported: f64,
+}
+
+impl Default for SourceWeights {
+    fn default() -> SourceWeights {
+        SourceWeights {
+            platform: 1.0,
+            service: 1.0,
+            self_reported: 0.5,
+        }
+    }
+}
+
+impl SourceWeights {
+    /// The weight of a success from `source`.
+    pub fn of(&self, source: Source) -> f64 {
+        match source {
+            Source::Platform => self.platform,
+            Source::Service => self.service,
+            Source::SelfReported => self.self_reported,
+        }
+    }
+}
+
+/// A multiplier per risk level (`[policy.trust.violation_risk_factors]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskFactors {
+    /// Low risk.
+    pub low: f64,
+    /// Medium risk.
+    pub medium: f64,
+    /// High risk.
+    pub high: f64,
+    /// Critical risk.
+    pub critical: f64,
+}
+
+impl Default for RiskFactors {
+    fn default() -> RiskFactors {
+        RiskFactors {
+            low: 1.0,
+            medium: 2.0,
+            high: 4.0,
+            critical: 8.0,
+        }
+    }
+}
+
+impl RiskFactors {
+    /// The factor for `risk`.
+    pub fn of(&self, risk: RiskLevel) -> f64 {
+        match risk {
+            RiskLevel::Low => self.low,
+            RiskLevel::Medium => self.medium,
+            RiskLevel::High => self.high,
+            RiskLevel::Critical => self.critical,
+        }
+    }
 }
 
 impl Default for TrustPolicy {
@@ -49,6 +166,8 @@ impl Default for TrustPolicy {
             unknown_weight: 0.25,
             quota_overrun_weight: 0.25,
             confirmed_anomaly_weight: 2.0,
+            success_weights: SourceWeights::default(),
+            violation_risk_factors: RiskFactors::default(),
         }
     }
 }
@@ -67,9 +186,16 @@ impl TrustPolicy {
             self.unknown_weight,
             self.quota_overrun_weight,
             self.confirmed_anomaly_weight,
+            self.success_weights.platform,
+            self.success_weights.service,
+            self.success_weights.self_reported,
+            self.violation_risk_factors.low,
+            self.violation_risk_factors.medium,
+            self.violation_risk_factors.high,
+            self.violation_risk_factors.critical,
         ];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
-            return Err("policy.trust weights must be 0 or more".into());
+            return Err("policy.trust weights and factors must be 0 or more".into());
         }
         Ok(())
     }
@@ -78,8 +204,12 @@ impl TrustPolicy {
 /// What one piece of evidence says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
-    /// A reported success.
+    /// A success reported by a service or an admin.
     Success,
+    /// A success the platform confirmed (or reported itself).
+    PlatformSuccess,
+    /// A success only the agent reported.
+    SelfReportedSuccess,
     /// A reported failure.
     Failure,
     /// A rollback.
@@ -99,8 +229,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Success,
+        Kind::PlatformSuccess,
+        Kind::SelfReportedSuccess,
         Kind::Failure,
         Kind::Rollback,
         Kind::Violation,
@@ -114,6 +246,8 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Success => "success",
+            Kind::PlatformSuccess => "platform_success",
+            Kind::SelfReportedSuccess => "self_reported_success",
             Kind::Failure => "failure",
             Kind::Rollback => "rollback",
             Kind::Violation => "violation",
@@ -129,13 +263,33 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// The evidence an outcome is (`succeeded`, `failed`, `rolled_back`, `unknown`).
-    pub fn of_outcome(outcome: OutcomeStatus) -> Kind {
+    /// The evidence an outcome is (`succeeded`, `failed`, `rolled_back`, `unknown`); a
+    /// success by who vouches for it. (An agent reporting its own failure is believed.)
+    pub fn of_outcome(outcome: OutcomeStatus, source: Source) -> Kind {
         match outcome {
-            OutcomeStatus::Succeeded => Kind::Success,
+            OutcomeStatus::Succeeded => Kind::success(source),
             OutcomeStatus::Failed => Kind::Failure,
             OutcomeStatus::RolledBack => Kind::Rollback,
             OutcomeStatus::Unknown => Kind::Unknown,
+        }
+    }
+
+    /// A success from `source`.
+    pub fn success(source: Source) -> Kind {
+        match source {
+            Source::Platform => Kind::PlatformSuccess,
+            Source::Service => Kind::Success,
+            Source::SelfReported => Kind::SelfReportedSuccess,
+        }
+    }
+
+    /// Whether this is a success, and from whom.
+    pub fn success_source(self) -> Option<Source> {
+        match self {
+            Kind::PlatformSuccess => Some(Source::Platform),
+            Kind::Success => Some(Source::Service),
+            Kind::SelfReportedSuccess => Some(Source::SelfReported),
+            _ => None,
         }
     }
 
@@ -148,13 +302,15 @@ impl Kind {
         }
     }
 
-    fn negative(self, policy: &TrustPolicy) -> f64 {
+    /// How much one piece weighs against the agent, at the risk of the action it concerns.
+    pub fn weight_against(self, risk: RiskLevel, policy: &TrustPolicy) -> f64 {
+        let factor = policy.violation_risk_factors.of(risk);
         match self {
-            Kind::Success => 0.0,
+            Kind::Success | Kind::PlatformSuccess | Kind::SelfReportedSuccess => 0.0,
             Kind::Failure => policy.failure_weight,
             Kind::Rollback => policy.rollback_weight,
-            Kind::Violation => policy.violation_weight,
-            Kind::FlaggedViolation => policy.flagged_violation_weight,
+            Kind::Violation => policy.violation_weight * factor,
+            Kind::FlaggedViolation => policy.flagged_violation_weight * factor,
             Kind::Unknown => policy.unknown_weight,
             Kind::QuotaOverrun => policy.quota_overrun_weight,
             Kind::ConfirmedAnomaly => policy.confirmed_anomaly_weight,
@@ -281,6 +437,9 @@ pub fn totals_of(evidence: &[Evidence], half_life_us: f64) -> Vec<Total> {
 pub struct Counts {
     /// Successes.
     pub successes: u64,
+    /// The successes by who vouches for them.
+    #[serde(default)]
+    pub successes_by_source: BySource,
     /// Failures.
     pub failures: u64,
     /// Rollbacks.
@@ -292,6 +451,17 @@ pub struct Counts {
     /// Severe anomalies confirmed.
     #[serde(default)]
     pub confirmed_anomalies: u64,
+}
+
+/// Successes by who vouches for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BySource {
+    /// Confirmed by the platform.
+    pub platform: u64,
+    /// Reported by a service or an admin.
+    pub service: u64,
+    /// Only the agent's own word.
+    pub self_reported: u64,
 }
 
 /// An agent's trust, as of a moment.
@@ -376,9 +546,9 @@ pub fn weigh(
     let mut w = Weight::default();
     for t in totals.iter().filter(|t| keep(t)) {
         let amount = t.decayed.at(now, h);
-        match t.kind {
-            Kind::Success => w.positive += amount,
-            kind => w.negative += kind.negative(policy) * amount,
+        match t.kind.success_source() {
+            Some(source) => w.positive += policy.success_weights.of(source) * amount,
+            None => w.negative += t.kind.weight_against(t.risk, policy) * amount,
         }
     }
     w
@@ -408,7 +578,12 @@ pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
             .sum()
     };
     let weight = weigh(totals, now, policy, |_| true);
-    let outcomes = amount(&[Kind::Success, Kind::Failure, Kind::Rollback, Kind::Unknown]);
+    const SUCCESSES: [Kind; 3] = [
+        Kind::PlatformSuccess,
+        Kind::Success,
+        Kind::SelfReportedSuccess,
+    ];
+    let outcomes = amount(&SUCCESSES) + amount(&[Kind::Failure, Kind::Rollback, Kind::Unknown]);
     let violations = amount(&[Kind::Violation, Kind::FlaggedViolation, Kind::QuotaOverrun]);
     let by_risk = [
         RiskLevel::Low,
@@ -422,7 +597,7 @@ pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
         score: weigh(totals, now, policy, |t| t.risk == risk).score(),
         successes: totals
             .iter()
-            .filter(|t| t.risk == risk && t.kind == Kind::Success)
+            .filter(|t| t.risk == risk && t.kind.success_source().is_some())
             .map(|t| t.count.max(0) as u64)
             .sum(),
     })
@@ -435,7 +610,12 @@ pub fn assess(totals: &[Total], now: i64, policy: &TrustPolicy) -> Trust {
         drift: None,
         weight,
         evidence: Counts {
-            successes: count(&[Kind::Success]),
+            successes: count(&SUCCESSES),
+            successes_by_source: BySource {
+                platform: count(&[Kind::PlatformSuccess]),
+                service: count(&[Kind::Success]),
+                self_reported: count(&[Kind::SelfReportedSuccess]),
+            },
             failures: count(&[Kind::Failure]),
             rollbacks: count(&[Kind::Rollback]),
             violations: count(&[Kind::Violation, Kind::FlaggedViolation, Kind::QuotaOverrun]),
@@ -484,6 +664,66 @@ mod tests {
             "vanishing evidence is none, never NaN"
         );
         assert!(wilson_lower(100.0, 100.0) < 1.0 && wilson_lower(100.0, 100.0) > 0.97);
+    }
+
+    #[test]
+    fn a_success_weighs_by_who_vouches_for_it() {
+        let p = TrustPolicy::default();
+        let score = |kind| assess_all(&many(kind, 7, 0), 0, &p).score;
+        let (platform, service, own) = (
+            score(Kind::PlatformSuccess),
+            score(Kind::Success),
+            score(Kind::SelfReportedSuccess),
+        );
+        assert_eq!(platform, service, "both weigh 1 by default");
+        assert!(own < service - 0.1, "own word {own} vs service {service}");
+        let t = assess_all(
+            &[
+                many(Kind::PlatformSuccess, 2, 0),
+                many(Kind::Success, 3, 0),
+                many(Kind::SelfReportedSuccess, 4, 0),
+            ]
+            .concat(),
+            0,
+            &p,
+        );
+        assert_eq!(t.evidence.successes, 9);
+        assert_eq!(
+            t.evidence.successes_by_source,
+            BySource {
+                platform: 2,
+                service: 3,
+                self_reported: 4
+            }
+        );
+        // Self-reports can be switched off entirely.
+        let mut none = p.clone();
+        none.success_weights.self_reported = 0.0;
+        assert_eq!(
+            assess_all(&many(Kind::SelfReportedSuccess, 50, 0), 0, &none).score,
+            0.0
+        );
+    }
+
+    #[test]
+    fn a_violation_weighs_by_the_risk_of_what_was_attempted() {
+        let p = TrustPolicy::default();
+        let with = |risk| {
+            let mut e = many(Kind::Success, 19, 0);
+            e.push(Evidence {
+                kind: Kind::Violation,
+                at: 0,
+                environment: "production".into(),
+                risk,
+            });
+            assess_all(&e, 0, &p).score
+        };
+        let (low, high, critical) = (
+            with(RiskLevel::Low),
+            with(RiskLevel::High),
+            with(RiskLevel::Critical),
+        );
+        assert!(low > high && high > critical, "{low} {high} {critical}");
     }
 
     #[test]

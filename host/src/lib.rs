@@ -22,7 +22,7 @@ pub mod services;
 
 pub use warden_core::{
     activity, approvals, audit, baseline, clock, decision, error, identity, plugin, policy, quotas,
-    records, tiering, trust,
+    records, replay, tiering, trust,
 };
 pub use warden_plugin_host as plugins;
 pub use warden_store as store;

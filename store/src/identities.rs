@@ -43,7 +43,7 @@ impl From<IdentityWrite> for Write {
 }
 
 const AGENT_COLUMNS: &str = "id, tool, model, team, sponsor, tier, ceiling, parent, status, shadow, version, created_at, updated_at, pinned, tier_since, trust_score, hold_until, last_hard_at, \
-     quota_overrides";
+     quota_overrides, earned_classes";
 
 fn agent_from_row(r: &AnyRow) -> Result<Agent> {
     let status: String = r.try_get("status")?;
@@ -71,6 +71,8 @@ fn agent_from_row(r: &AnyRow) -> Result<Agent> {
         hold_until: r.try_get("hold_until")?,
         last_hard_at: r.try_get("last_hard_at")?,
         quota_overrides: serde_json::from_str(&r.try_get::<String, _>("quota_overrides")?)
+            .map_err(StoreError::bug)?,
+        earned_classes: serde_json::from_str(&r.try_get::<String, _>("earned_classes")?)
             .map_err(StoreError::bug)?,
         version: r.try_get("version")?,
         created_at: format_micros(r.try_get("created_at")?),
@@ -250,7 +252,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &IdentityWrite) -> Ap
             let n = sqlx::query(
                 "UPDATE agents SET tool = $1, model = $2, team = $3, sponsor = $4, tier = $5, ceiling = $6, parent = $7, status = $8, \
                  shadow = $9, version = version + 1, updated_at = $10, pinned = $13, tier_since = $14, hold_until = $15, last_hard_at = $16, \
-                 quota_overrides = $17 WHERE id = $11 AND version = $12",
+                 quota_overrides = $17, earned_classes = $18 WHERE id = $11 AND version = $12",
             )
             .bind(&a.tool)
             .bind(&a.model)
@@ -269,6 +271,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &IdentityWrite) -> Ap
             .bind(a.hold_until)
             .bind(a.last_hard_at)
             .bind(serde_json::to_string(&a.quota_overrides).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+            .bind(serde_json::to_string(&a.earned_classes).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
             .execute(&mut *conn)
             .await?
             .rows_affected();

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use warden_core::clock::format_micros;
-use warden_core::policy::{RiskLevel, ViolationMode};
+use warden_core::policy::ViolationMode;
 use warden_core::records::{DailyTrust, EvidenceDelta, OutcomeStatus, TierChange};
+use warden_core::trust::Source;
 
 use crate::dialect::Backend;
 use crate::error::{Result, StoreError};
@@ -130,39 +131,108 @@ impl Store {
         Ok(totals.into_iter().flatten().collect())
     }
 
-    /// Distinct days and targets of an agent's successes since `since` in environments matching
-    /// `environment` (a pattern) at `risks`.
-    pub async fn success_spread(
+    /// The outcomes since `since` of an agent's actions that used a human's approval: the
+    /// watched work promotions rest on, oldest first.
+    pub async fn watched_work(
         &self,
         agent: &str,
         since: i64,
-        environment: &str,
-        risks: &[RiskLevel],
-    ) -> Result<warden_core::tiering::Spread> {
-        // Patterns use only [a-z0-9-_.*/:]; `_` is LIKE's own wildcard, so escape it.
-        let like = environment.replace('_', "\\_").replace('*', "%");
-        let list = risks
-            .iter()
-            .map(|r| format!("'{}'", r.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT COUNT(DISTINCT outcome_at / {DAY_US}) AS days, COUNT(DISTINCT service) AS targets FROM decisions \
-             WHERE agent_id = $1 AND outcome = 'succeeded' AND outcome_at >= $2 AND environment LIKE $3 ESCAPE '\\' AND risk_level IN ({list})"
-        );
-        let r = sqlx::query(&sql)
-            .bind(agent)
-            .bind(since)
-            .bind(like)
-            .fetch_one(&self.pool)
-            .await?;
-        let n = |c: &str| -> Result<u32> {
-            Ok(u32::try_from(r.try_get::<i64, _>(c)?.max(0)).unwrap_or(u32::MAX))
-        };
-        Ok(warden_core::tiering::Spread {
-            days: n("days")?,
-            targets: n("targets")?,
-        })
+    ) -> Result<Vec<warden_core::tiering::Watched>> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.class, d.environment, d.service, d.risk_level, d.outcome, d.outcome_at, d.outcome_by, d.outcome_confirmation \
+             FROM decisions d JOIN approvals a ON a.consumed_by = d.id \
+             WHERE d.agent_id = $1 AND d.outcome IS NOT NULL AND d.outcome_at >= $2 ORDER BY d.outcome_at, d.id",
+        )
+        .bind(agent)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut work = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(outcome) = wire_opt(r, "outcome", OutcomeStatus::parse)? else {
+                continue;
+            };
+            let by: Option<String> = r.try_get("outcome_by")?;
+            let confirmed = r
+                .try_get::<Option<String>, _>("outcome_confirmation")?
+                .as_deref()
+                == Some("confirmed");
+            work.push(warden_core::tiering::Watched {
+                decision_id: r.try_get("id")?,
+                class: r.try_get("class")?,
+                environment: r.try_get("environment")?,
+                service: r.try_get("service")?,
+                risk: risk_of(&r.try_get::<String, _>("risk_level")?),
+                outcome,
+                source: Source::of_report(agent, by.as_deref(), confirmed),
+                at: r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0),
+            });
+        }
+        Ok(work)
+    }
+
+    /// An agent's outcomes reported since `since`, with who vouched for each (for a replay).
+    pub async fn recorded_outcomes(
+        &self,
+        agent: &str,
+        since: i64,
+    ) -> Result<Vec<warden_core::replay::RecordedOutcome>> {
+        let rows = sqlx::query(
+            "SELECT environment, risk_level, outcome, outcome_at, outcome_by, outcome_confirmation FROM decisions \
+             WHERE agent_id = $1 AND outcome IS NOT NULL AND outcome_at >= $2",
+        )
+        .bind(agent)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(outcome) = wire_opt(r, "outcome", OutcomeStatus::parse)? else {
+                continue;
+            };
+            let by: Option<String> = r.try_get("outcome_by")?;
+            let confirmed = r
+                .try_get::<Option<String>, _>("outcome_confirmation")?
+                .as_deref()
+                == Some("confirmed");
+            outcomes.push(warden_core::replay::RecordedOutcome {
+                outcome,
+                source: Source::of_report(agent, by.as_deref(), confirmed),
+                environment: r.try_get("environment")?,
+                risk: risk_of(&r.try_get::<String, _>("risk_level")?),
+                at: r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// An agent's violations since `since`, with the risk of what was attempted (for a replay).
+    pub async fn recorded_violations(
+        &self,
+        agent: &str,
+        since: i64,
+    ) -> Result<Vec<warden_core::replay::RecordedViolation>> {
+        let rows = sqlx::query(
+            "SELECT v.reason, v.mode, v.class, v.environment, d.risk_level, v.at FROM violations v JOIN decisions d ON d.id = v.decision_id \
+             WHERE v.agent_id = $1 AND v.at >= $2",
+        )
+        .bind(agent)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(warden_core::replay::RecordedViolation {
+                    reason: r.try_get("reason")?,
+                    mode: ViolationMode::parse(&r.try_get::<String, _>("mode")?)
+                        .unwrap_or(ViolationMode::Block),
+                    class: r.try_get("class")?,
+                    environment: r.try_get("environment")?,
+                    risk: risk_of(&r.try_get::<String, _>("risk_level")?),
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
     }
 
     /// An agent's tier changes, newest first.
@@ -258,16 +328,23 @@ impl Store {
         let mut after = String::new();
         loop {
             let page = sqlx::query(
-                "SELECT id, agent_id, environment, risk_level, outcome, outcome_at FROM decisions WHERE outcome IS NOT NULL AND id > $1 ORDER BY id LIMIT 20000",
+                "SELECT id, agent_id, environment, risk_level, outcome, outcome_at, outcome_by, outcome_confirmation FROM decisions WHERE outcome IS NOT NULL AND id > $1 ORDER BY id LIMIT 20000",
             )
             .bind(&after)
             .fetch_all(&mut *tx)
             .await?;
             for r in &page {
                 if let Some(outcome) = wire_opt(r, "outcome", OutcomeStatus::parse)? {
-                    let kind = warden_core::trust::Kind::of_outcome(outcome);
+                    let agent: String = r.try_get("agent_id")?;
+                    let by: Option<String> = r.try_get("outcome_by")?;
+                    let confirmed = r
+                        .try_get::<Option<String>, _>("outcome_confirmation")?
+                        .as_deref()
+                        == Some("confirmed");
+                    let source = Source::of_report(&agent, by.as_deref(), confirmed);
+                    let kind = warden_core::trust::Kind::of_outcome(outcome, source);
                     add(
-                        r.try_get("agent_id")?,
+                        agent,
                         r.try_get("environment")?,
                         r.try_get("risk_level")?,
                         kind,

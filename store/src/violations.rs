@@ -108,6 +108,14 @@ pub(crate) async fn insert_violations(
 }
 
 impl Store {
+    /// When the agent's latest blocked violation was (quota overruns are minor and left out).
+    pub async fn last_blocked_violation(&self, agent: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MAX(at) FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded'")
+            .bind(agent)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Blocked violations of an agent since `since` (quota overruns are minor and left out).
     pub async fn blocked_violations(&self, agent: &str, since: i64) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' AND at >= $2")

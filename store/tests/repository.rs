@@ -15,10 +15,10 @@ use warden_core::identity::{Agent, Human, Role, mint_token};
 use warden_core::policy::{Effect, Grant, RiskLevel, ViolationMode};
 use warden_core::quotas::{Charge, Unit};
 use warden_core::records::{
-    ApprovalRow, ApprovalStatus, DecisionRow, Delivery, DeliveryStatus, EvidenceDelta,
-    OutcomeStatus, TierChange, ViolationRow,
+    ApprovalRow, ApprovalStatus, ConfirmationStatus, DecisionRow, Delivery, DeliveryStatus,
+    EvidenceDelta, OutcomeStatus, TierChange, ViolationRow,
 };
-use warden_core::trust::{Kind, TrustPolicy, half_life_us};
+use warden_core::trust::{Kind, Source, TrustPolicy, half_life_us};
 use warden_store::{
     ApprovalWrite, AuditFilter, Backend, BaselineFilter, BaselineWrite, Change, Conflict,
     DecisionWrite, DeliveryWrite, EventActivity, EventWrite, IdentityWrite, Missing, OutcomeWrite,
@@ -408,6 +408,8 @@ async fn decisions_and_violations(backend: Backend) {
         1,
         "only blocked violations count"
     );
+    assert_eq!(s.last_blocked_violation("bot").await.unwrap(), Some(NOW));
+    assert_eq!(s.last_blocked_violation("nobody").await.unwrap(), None);
     let flagged = s.violation("v2").await.unwrap().unwrap();
     assert_eq!(
         (flagged.mode.as_str(), flagged.status.as_str()),
@@ -820,6 +822,133 @@ async fn trust(backend: Backend) {
     // Evidence from decisions with outcomes: rebuilt when the half-life changes, not otherwise.
     assert!(s.ensure_trust_totals(half_life * 2.0).await.unwrap());
     assert!(!s.ensure_trust_totals(half_life * 2.0).await.unwrap());
+
+    // Watched work: an action allowed with a human's approval, its outcome and who vouches.
+    let mut writes = Vec::new();
+    for id in ["d-watched", "d-alone"] {
+        writes.push(Write::Decision(DecisionWrite::InsertDecision(decision(
+            id,
+            "bot",
+            Verdict::Allow,
+            NOW,
+        ))));
+    }
+    writes.push(Write::Decision(DecisionWrite::InsertDecision(decision(
+        "d-asked",
+        "bot",
+        Verdict::RequireApproval,
+        NOW,
+    ))));
+    writes.push(Write::Approval(ApprovalWrite::InsertApproval(
+        ApprovalRow {
+            decision_id: "d-asked".into(),
+            ..approval_row("a-w", NOW + 60 * MINUTE, 1)
+        },
+    )));
+    commit(s, writes).await.unwrap();
+    let report = |id: &str, by: &str| {
+        Write::Outcome(OutcomeWrite::ReportOutcome {
+            decision_id: id.into(),
+            outcome: OutcomeStatus::Succeeded,
+            at: NOW + 2 * MINUTE,
+            by: by.into(),
+            detail: None,
+            actual_cost_usd: None,
+            expected: None,
+        })
+    };
+    commit(
+        s,
+        vec![
+            Write::Approval(ApprovalWrite::DecideApproval {
+                id: "a-w".into(),
+                approve: true,
+                by: "carol".into(),
+                at: NOW + 1,
+                comment: None,
+            }),
+            Write::Approval(ApprovalWrite::ConsumeApproval {
+                id: "a-w".into(),
+                decision_id: "d-watched".into(),
+                at: NOW + 2,
+            }),
+            report("d-watched", "bot"),
+            report("d-alone", "ci-pipeline"),
+        ],
+    )
+    .await
+    .unwrap();
+    let work = s.watched_work("bot", NOW).await.unwrap();
+    assert_eq!(
+        work.iter()
+            .map(|w| (w.decision_id.as_str(), w.outcome, w.source))
+            .collect::<Vec<_>>(),
+        [("d-watched", OutcomeStatus::Succeeded, Source::SelfReported)],
+        "only the approved action is watched work"
+    );
+    assert_eq!(
+        (work[0].class.as_str(), work[0].risk),
+        ("deploy", RiskLevel::Medium)
+    );
+    assert!(
+        s.watched_work("bot", NOW + 3 * MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    commit(
+        s,
+        vec![Write::Outcome(OutcomeWrite::ConfirmOutcome {
+            decision_id: "d-watched".into(),
+            status: ConfirmationStatus::Confirmed,
+            by: "github:1".into(),
+            at: NOW + 3 * MINUTE,
+        })],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.watched_work("bot", NOW).await.unwrap()[0].source,
+        Source::Platform
+    );
+    // Rebuilt totals keep who vouched for each success.
+    assert!(s.ensure_trust_totals(half_life).await.unwrap());
+    let rebuilt = s.trust_totals("bot").await.unwrap();
+    let count = |kind| {
+        rebuilt
+            .iter()
+            .filter(|t| t.kind == kind)
+            .map(|t| t.count)
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (
+            count(Kind::PlatformSuccess),
+            count(Kind::Success),
+            count(Kind::SelfReportedSuccess)
+        ),
+        (1, 1, 0)
+    );
+
+    // Classes earned at a tier, kept on the agent.
+    let mut bot = s.agent_fresh("bot").await.unwrap().unwrap();
+    bot.earned_classes
+        .insert(2, ["deploy".to_string()].into_iter().collect());
+    let version = bot.version;
+    commit(
+        s,
+        vec![Write::Identity(IdentityWrite::UpdateAgent {
+            agent: bot,
+            expected_version: version,
+            at: NOW + 4 * MINUTE,
+        })],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.agent_fresh("bot").await.unwrap().unwrap().earned_classes[&2],
+        ["deploy".to_string()].into_iter().collect()
+    );
 }
 
 async fn quotas(backend: Backend) {

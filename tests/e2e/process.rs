@@ -243,6 +243,68 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         Some(1),
         "{history}"
     );
+    // What-if, on the database directly: the approved deploy is watched work under a proposed
+    // policy too; nothing moves on one success.
+    std::fs::write(
+        dir.path().join("proposed.toml"),
+        "[policy.tiering]\nviolation_hold_days = 30.0\n",
+    )
+    .unwrap();
+    let replayed: serde_json::Value = serde_json::from_slice(&cli(
+        &[
+            "trust",
+            "replay",
+            "--config",
+            "proposed.toml",
+            "--since",
+            "1d",
+            "--agent",
+            "bot",
+            "--json",
+        ],
+        "",
+    ))
+    .unwrap();
+    let bot = &replayed["agents"][0];
+    assert_eq!(
+        (
+            bot["agent"].as_str(),
+            bot["from_tier"].as_u64(),
+            bot["tier"].as_u64()
+        ),
+        (Some("bot"), Some(2), Some(2)),
+        "{replayed}"
+    );
+    let watched = bot["next_promotion"]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == "watched_successes")
+        .unwrap();
+    assert_eq!(watched["has"], "1", "{replayed}");
+    let table = String::from_utf8(cli(
+        &[
+            "trust",
+            "replay",
+            "--config",
+            "proposed.toml",
+            "--since",
+            "1d",
+        ],
+        "",
+    ))
+    .unwrap();
+    assert!(table.lines().any(|l| l.starts_with("bot ")), "{table}");
+    let out = warden(&db, dir.path())
+        .args(["trust", "replay", "--since", "yesterday"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--since `yesterday`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let set: serde_json::Value = serde_json::from_slice(&cli(
         &[
             "quotas",

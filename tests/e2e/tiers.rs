@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use warden::clock::{ManualClock, parse_micros};
+use warden::clock::{Clock as _, ManualClock, parse_micros};
 use warden::config::{Config, WebhookConfig, WebhookFormat};
 
 use crate::both_backends;
@@ -19,11 +19,13 @@ both_backends!(
     totals_follow_a_new_half_life
 );
 
-/// A server on a manual clock, with an approver who may approve anything.
+/// A server on a manual clock, with an approver who may approve anything and a deploy
+/// pipeline (a service) that reports what it saw happen.
 struct Sim {
     s: TestServer,
     clock: ManualClock,
     approver: String,
+    ci: String,
 }
 
 impl Sim {
@@ -44,14 +46,34 @@ impl Sim {
             .await;
         assert_eq!(status, 201, "{body}");
         let approver = s.token("approver", Some("carol")).await;
-        Sim { s, clock, approver }
+        let ci = s.token("service", None).await;
+        Sim {
+            s,
+            clock,
+            approver,
+            ci,
+        }
     }
 
     /// Asks for an action, goes through an approval when one is needed, and reports `outcome`
-    /// when the action is allowed. Returns the last answer.
+    /// (the agent itself) when the action is allowed. Returns the last answer.
     async fn act(
         &self,
         token: &str,
+        class: &str,
+        env: &str,
+        service: &str,
+        outcome: &str,
+    ) -> Value {
+        self.act_reported(token, token, class, env, service, outcome)
+            .await
+    }
+
+    /// [`Sim::act`] with the outcome reported by `reporter`.
+    async fn act_reported(
+        &self,
+        token: &str,
+        reporter: &str,
         class: &str,
         env: &str,
         service: &str,
@@ -81,7 +103,10 @@ impl Sim {
                 "/v1/decisions/{}/outcome",
                 answer["decision_id"].as_str().unwrap()
             );
-            let (status, reported) = self.s.post(&path, token, json!({"status": outcome})).await;
+            let (status, reported) = self
+                .s
+                .post(&path, reporter, json!({"status": outcome}))
+                .await;
             assert_eq!(status, 200, "{reported}");
         }
         answer
@@ -127,30 +152,52 @@ async fn sixty_days_three_personas() {
     let (mut flaky_changes, mut rogue_violations, mut rogue_narrowed_at) = (0, 0, None);
     for day in 0..60usize {
         let svc = |i: usize| services[(day + i) % services.len()];
-        // The reliable agent: its own tier's work alone, the next tier's under approval.
+        // The reliable agent: its own tier's work alone, the next tier's under approval; the
+        // deploy pipeline reports how each went.
         match tier(&sim.agent("reliable").await) {
             1 => {
-                sim.act(&reliable, "deploy", "dev", svc(0), "succeeded")
+                sim.act_reported(&reliable, &sim.ci, "deploy", "dev", svc(0), "succeeded")
                     .await;
                 for i in 0..2 {
-                    sim.act(&reliable, "deploy", "staging", svc(i), "succeeded")
+                    sim.act_reported(&reliable, &sim.ci, "deploy", "staging", svc(i), "succeeded")
                         .await;
                 }
             }
             2 => {
-                sim.act(&reliable, "deploy", "staging", svc(0), "succeeded")
+                sim.act_reported(&reliable, &sim.ci, "deploy", "staging", svc(0), "succeeded")
                     .await;
                 for i in 0..2 {
-                    sim.act(&reliable, "deploy", "production", svc(i), "succeeded")
-                        .await;
+                    sim.act_reported(
+                        &reliable,
+                        &sim.ci,
+                        "deploy",
+                        "production",
+                        svc(i),
+                        "succeeded",
+                    )
+                    .await;
                 }
             }
             _ => {
-                sim.act(&reliable, "deploy", "production", svc(0), "succeeded")
-                    .await;
+                sim.act_reported(
+                    &reliable,
+                    &sim.ci,
+                    "deploy",
+                    "production",
+                    svc(0),
+                    "succeeded",
+                )
+                .await;
                 for i in 0..3 {
                     let answer = sim
-                        .act(&reliable, "api_call", "production", svc(i), "succeeded")
+                        .act_reported(
+                            &reliable,
+                            &sim.ci,
+                            "api_call",
+                            "production",
+                            svc(i),
+                            "succeeded",
+                        )
                         .await;
                     assert_eq!(answer["risk"]["level"], "medium");
                 }
@@ -267,6 +314,228 @@ async fn sixty_days_three_personas() {
         .act(&reliable, "deploy", "production", "payments", "succeeded")
         .await;
     assert!(answer["trust_score"].as_f64().unwrap() > 0.9, "{answer}");
+}
+
+/// The gate of an agent's next promotion named `name`, from the trust API.
+async fn gate(sim: &Sim, id: &str, name: &str) -> Value {
+    let (status, trust) = sim
+        .s
+        .get(&format!("/v1/agents/{id}/trust"), &sim.s.admin)
+        .await;
+    assert_eq!(status, 200, "{trust}");
+    trust["next_promotion"]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no gate {name}: {trust}"))
+}
+
+/// Trying to earn rights one should not have, over three weeks: farming documentation updates,
+/// a slow-burn rogue that tries a forbidden production deploy every twentieth action, and an
+/// agent's own word against a pipeline's. An honest agent doing the same work under approval
+/// is the control: it is promoted, and gets alone only the class it was watched at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn farmed_slow_burn_and_self_reported_work_earns_nothing() {
+    let sim = Sim::start(Backend::Sqlite, |_| {}).await;
+    let s = &sim.s;
+    let farmer2 = s.agent("farmer-2", 2, json!({"ceiling": 4})).await;
+    let farmer1 = s.agent("farmer-1", 1, json!({"ceiling": 4})).await;
+    let rogue = s.agent("slow-burn", 1, json!({"ceiling": 4})).await;
+    let honest = s.agent("honest", 1, json!({"ceiling": 4})).await;
+    for id in ["farmer-2", "farmer-1", "slow-burn", "honest"] {
+        s.lift_quotas(id).await;
+    }
+    let services = ["payments", "ledger", "search"];
+    let mut rogue_actions = 0;
+    for day in 0..21usize {
+        let svc = |i: usize| services[(day + i) % services.len()];
+        for i in 0..8 {
+            // Confirmed by the pipeline, even: documentation says nothing about deploying.
+            sim.act_reported(
+                &farmer2,
+                &sim.ci,
+                "docs_update",
+                "production",
+                svc(i),
+                "succeeded",
+            )
+            .await;
+            sim.act_reported(
+                &farmer1,
+                &sim.ci,
+                "docs_update",
+                "staging",
+                svc(i),
+                "succeeded",
+            )
+            .await;
+        }
+        for (who, token) in [("slow-burn", &rogue), ("honest", &honest)] {
+            if tier(&sim.agent(who).await) > 1 {
+                continue;
+            }
+            for i in 0..5 {
+                // Dev deploys alone; staging deploys under approval.
+                let env = if i == 0 { "dev" } else { "staging" };
+                let answer = sim
+                    .act_reported(token, &sim.ci, "deploy", env, svc(i), "succeeded")
+                    .await;
+                assert_eq!(answer["verdict"], "allow", "{answer}");
+                if who == "slow-burn" {
+                    rogue_actions += 1;
+                    if rogue_actions % 20 == 0 {
+                        let (_, denied) = s.decide(token, "deploy", "production", json!({})).await;
+                        assert_eq!(denied["verdict"], "deny", "{denied}");
+                    }
+                }
+            }
+        }
+        sim.clock.advance(DAY - 240 * MINUTE);
+    }
+    // 168 farmed documentation updates each: no promotion, and the trust API says why.
+    for id in ["farmer-2", "farmer-1"] {
+        let agent = sim.agent(id).await;
+        assert!(
+            tier(&agent) <= 2 && sim.history(id).await.is_empty(),
+            "{agent}"
+        );
+        let g = gate(&sim, id, "watched_successes").await;
+        assert_eq!(
+            (g["met"].as_bool(), g["has"].as_str()),
+            (Some(false), Some("0")),
+            "{g}"
+        );
+    }
+    // The slow-burn rogue: the same honest work, and the violations hold every promotion.
+    assert_eq!(tier(&sim.agent("slow-burn").await), 1);
+    assert!(sim.history("slow-burn").await.is_empty());
+    let g = gate(&sim, "slow-burn", "no_blocked_violation").await;
+    assert_eq!(g["met"], false, "{g}");
+    // One attempt every four days is below `repeated_violations`: no hard trigger, only the hold.
+    assert_eq!(gate(&sim, "slow-burn", "no_hard_trigger").await["met"], true);
+    assert_eq!(gate(&sim, "slow-burn", "watched_successes").await["met"], true);
+    assert!(g["has"].as_str().unwrap().starts_with("one "), "{g}");
+    // The control: promoted once, resting on its watched staging deploys, granted deploys.
+    let honest_history = sim.history("honest").await;
+    assert_eq!(honest_history.len(), 1, "{honest_history:?}");
+    let promotion = &honest_history[0];
+    assert_eq!(
+        (promotion["from"].as_u64(), promotion["to"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let watched = &promotion["evidence"]["watched"];
+    assert!(
+        watched["decisions"].as_array().unwrap().len() >= 10,
+        "{promotion}"
+    );
+    assert_eq!(watched["granted_alone"], json!(["deploy"]), "{promotion}");
+    assert_eq!(
+        sim.agent("honest").await["earned_classes"],
+        json!({"2": ["deploy"]})
+    );
+    // A right of tier 2 it was never watched at still needs a human, until it has been watched
+    // three times.
+    let (_, answer) = s
+        .decide(&honest, "config_change", "staging", json!({}))
+        .await;
+    assert_eq!(answer["verdict"], "require_approval", "{answer}");
+    assert!(
+        answer["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "class_not_earned"),
+        "{answer}"
+    );
+    for service in services {
+        sim.act_reported(
+            &honest,
+            &sim.ci,
+            "config_change",
+            "staging",
+            service,
+            "succeeded",
+        )
+        .await;
+    }
+    assert_eq!(
+        sim.agent("honest").await["earned_classes"],
+        json!({"2": ["config_change", "deploy"]})
+    );
+    assert_eq!(
+        s.verdict(&honest, "config_change", "staging").await,
+        "allow"
+    );
+
+    // What-if: the same three weeks replayed from the store. Under today's policy, the record
+    // says what happened; under a proposal with no violation hold, the slow-burn rogue would
+    // have been promoted too.
+    let store = &s.warden.state.store;
+    let (from, now) = (
+        parse_micros("2026-01-05T00:00:00Z").unwrap(),
+        sim.clock.now_micros(),
+    );
+    let tier_of = |replayed: &[warden::replay::Replayed], id: &str| {
+        replayed
+            .iter()
+            .find(|r| r.agent == id)
+            .map(|r| (r.from_tier, r.tier))
+    };
+    let today = warden::services::tiering::replay(store, &s.warden.state.policy, from, now, None)
+        .await
+        .unwrap();
+    assert_eq!(tier_of(&today, "honest"), Some((1, 2)), "{today:?}");
+    assert_eq!(tier_of(&today, "slow-burn"), Some((1, 1)));
+    assert_eq!(tier_of(&today, "farmer-2"), Some((2, 2)));
+    let mut lenient = warden::config::Config::default().policy.apply();
+    lenient.tiering.violation_hold_days = 0.0;
+    let lenient = warden::policy::CompiledPolicy::new(lenient).unwrap();
+    let replayed = warden::services::tiering::replay(store, &lenient, from, now, Some("slow-burn"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tier_of(&replayed, "slow-burn"),
+        Some((1, 2)),
+        "{replayed:?}"
+    );
+    assert_eq!(replayed[0].moves[0].reason, "promotion");
+
+    // Seven successes on the agent's own word weigh less than seven a pipeline reported.
+    let own = s.agent("own-word", 1, json!({})).await;
+    let vouched = s.agent("vouched", 1, json!({})).await;
+    for i in 0..7 {
+        sim.act(&own, "deploy", "dev", services[i % 3], "succeeded")
+            .await;
+        sim.act_reported(
+            &vouched,
+            &sim.ci,
+            "deploy",
+            "dev",
+            services[i % 3],
+            "succeeded",
+        )
+        .await;
+    }
+    let trust = |id: &'static str| async move {
+        s.get(&format!("/v1/agents/{id}/trust"), &s.admin).await.1
+    };
+    let (own_trust, vouched_trust) = (trust("own-word").await, trust("vouched").await);
+    let score = |t: &Value| t["score"].as_f64().unwrap();
+    assert!(score(&own_trust) < 0.6, "{own_trust}");
+    assert!(
+        score(&own_trust) < score(&vouched_trust) - 0.1,
+        "{own_trust} {vouched_trust}"
+    );
+    assert_eq!(
+        own_trust["evidence"]["successes_by_source"],
+        json!({"platform": 0, "service": 0, "self_reported": 7})
+    );
+    assert_eq!(
+        vouched_trust["evidence"]["successes_by_source"]["service"],
+        7
+    );
 }
 
 async fn hard_triggers_pins_and_history(backend: Backend) {
@@ -425,10 +694,12 @@ async fn hard_triggers_pins_and_history(backend: Backend) {
 async fn totals_follow_a_new_half_life(backend: Backend) {
     let sim = Sim::start(backend, |_| {}).await;
     let bot = sim.s.agent("steady", 2, json!({})).await;
+    // Reported by the pipeline: each success weighs 1.
     for svc in ["payments", "ledger", "search", "payments"] {
-        sim.act(&bot, "deploy", "staging", svc, "succeeded").await;
+        sim.act_reported(&bot, &sim.ci, "deploy", "staging", svc, "succeeded")
+            .await;
     }
-    sim.act(&bot, "deploy", "staging", "payments", "failed")
+    sim.act_reported(&bot, &sim.ci, "deploy", "staging", "payments", "failed")
         .await;
     let (_, before) = sim.s.get("/v1/agents/steady/trust", &sim.s.admin).await;
     assert!(

@@ -26,7 +26,8 @@ async fn trust_follows_the_record(backend: Backend) {
         "no evidence, no trust: {none}"
     );
 
-    // Twenty staging deploys that succeeded.
+    // Twenty staging deploys that succeeded, as the deploy pipeline (a service) reports.
+    let pipeline = s.token("service", None).await;
     for _ in 0..20 {
         let (_, d) = s.decide(&bot, "deploy", "staging", json!({})).await;
         let path = format!(
@@ -34,7 +35,9 @@ async fn trust_follows_the_record(backend: Backend) {
             d["decision_id"].as_str().unwrap()
         );
         assert_eq!(
-            s.post(&path, &bot, json!({"status": "succeeded"})).await.0,
+            s.post(&path, &pipeline, json!({"status": "succeeded"}))
+                .await
+                .0,
             200
         );
     }

@@ -355,6 +355,22 @@ fn permit(
     let (verdict, r, violation) = match suspended {
         Some(r) => (Verdict::Deny, r, None),
         None => match policy.permission(tier, class, env, service, level) {
+            Permission::Allowed
+                if let Some(t) = unearned(policy, agent, tier, (class, env, service), level) =>
+            {
+                (
+                    Verdict::RequireApproval,
+                    reason(
+                        "class_not_earned",
+                        format!(
+                            "tier {t} ({}) lets this agent {class} alone only after {} successes done under approval; until then a human approves",
+                            policy.tier_name(t),
+                            policy.policy.tiering.min_class_successes
+                        ),
+                    ),
+                    None,
+                )
+            }
             Permission::Allowed => (
                 Verdict::Allow,
                 reason(
@@ -406,6 +422,24 @@ fn permit(
         draft.violation = Some("on_behalf_of_not_permitted");
         draft.verdict = Verdict::Deny;
     }
+}
+
+/// The tier whose new right this is, when the agent was promoted into it without earning the
+/// class yet (see [`Agent::earned_classes`]).
+fn unearned(
+    policy: &CompiledPolicy,
+    agent: &Agent,
+    tier: u8,
+    (class, env, service): (&str, &str, &str),
+    level: RiskLevel,
+) -> Option<u8> {
+    if agent.earned_classes.is_empty() {
+        return None;
+    }
+    let first = (1..=tier)
+        .find(|t| policy.permission(*t, class, env, service, level) == Permission::Allowed)?;
+    let earned = agent.earned_classes.get(&first)?;
+    (!earned.contains(class)).then_some(first)
 }
 
 /// Stage 8, an approval presented: it allows exactly the action it was given for, once.
@@ -961,6 +995,42 @@ mod tests {
         );
         assert_eq!(
             verdict(&p, &s, "security_policy_change", "staging").0,
+            Verdict::RequireApproval
+        );
+    }
+
+    #[test]
+    fn a_promoted_agent_uses_alone_only_the_classes_it_earned() {
+        let p = policy();
+        let mut a = agent("a", 3);
+        a.earned_classes
+            .insert(3, ["deploy".to_string()].into_iter().collect());
+        a.earned_classes
+            .insert(2, ["deploy".to_string()].into_iter().collect());
+        let s = alone(a);
+        // Tier 3's new right, earned: alone.
+        assert_eq!(verdict(&p, &s, "deploy", "production").0, Verdict::Allow);
+        // Tier 3's new right, not earned: a human approves.
+        let (v, _, reasons) = verdict(&p, &s, "config_change", "production");
+        assert_eq!(v, Verdict::RequireApproval);
+        assert!(
+            reasons.contains(&"class_not_earned".to_string()),
+            "{reasons:?}"
+        );
+        // Tier 2's new right, not earned at tier 2 either: a human approves.
+        assert_eq!(
+            verdict(&p, &s, "config_change", "staging").0,
+            Verdict::RequireApproval
+        );
+        // Rights of tier 1 (docs, dev) were given by humans: alone.
+        assert_eq!(
+            verdict(&p, &s, "docs_update", "production").0,
+            Verdict::Allow
+        );
+        assert_eq!(verdict(&p, &s, "config_change", "dev").0, Verdict::Allow);
+        // What the tier needs approval for still does.
+        assert_eq!(
+            verdict(&p, &s, "db_migration", "production").0,
             Verdict::RequireApproval
         );
     }

@@ -38,6 +38,9 @@ pub(super) struct AgentTrust {
     pub pinned: bool,
     /// In its tier since (RFC 3339).
     pub tier_since: String,
+    /// For each tier Warden promoted it into, the classes of the tier's new rights it may use
+    /// alone (the others need approval until earned); empty when humans set its tier.
+    pub earned_classes: std::collections::BTreeMap<u8, std::collections::BTreeSet<String>>,
     /// The score and its components.
     #[serde(flatten)]
     pub trust: Trust,
@@ -99,6 +102,7 @@ async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTru
         status: a.agent.status,
         pinned: a.agent.pinned,
         tier_since: a.agent.tier_since,
+        earned_classes: a.agent.earned_classes,
         trust: a.trust,
         error_budget: a.budget,
         confirmations,

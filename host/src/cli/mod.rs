@@ -515,6 +515,23 @@ enum TrustCommand {
         #[arg(long)]
         team: Option<String>,
     },
+    /// What-if: replay the recorded evidence under the `[policy.trust]` and `[policy.tiering]`
+    /// of `--config` (a copy of warden.toml with the proposed policy) and print where each
+    /// agent would stand, and why. Reads the database only; changes nothing.
+    #[command(
+        after_help = "Example:\n  cp warden.toml proposed.toml   # edit [policy.tiering] in proposed.toml\n  warden trust replay --config proposed.toml --since 90d"
+    )]
+    Replay {
+        /// The period: `90d` (days before now) or an RFC 3339 time.
+        #[arg(long, default_value = "90d")]
+        since: String,
+        /// Only this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -917,6 +934,84 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                     .await?,
                 )
+            }
+            TrustCommand::Replay { since, agent, json } => {
+                let config = load_config(&cli.db)?;
+                let proposed = crate::policy::CompiledPolicy::new(config.policy.apply())
+                    .context("invalid [policy] in the proposed configuration")?;
+                let now = jiff::Timestamp::now().as_microsecond();
+                let from = match since.strip_suffix('d').map(str::parse::<u32>) {
+                    Some(Ok(days)) => now - i64::from(days) * 86_400_000_000,
+                    _ => crate::clock::parse_micros(&since).with_context(|| {
+                        format!("--since `{since}` is neither `<days>d` nor an RFC 3339 time")
+                    })?,
+                };
+                let store = crate::store::Store::open(&config.store_options()?).await?;
+                let replayed = crate::services::tiering::replay(
+                    &store,
+                    &proposed,
+                    from,
+                    now,
+                    agent.as_deref(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+                let stood: Vec<(String, u8)> = store
+                    .agents(None)
+                    .await?
+                    .into_iter()
+                    .map(|a| (a.id, a.tier))
+                    .collect();
+                store.close().await;
+                if json {
+                    return print_json(
+                        json!({"policy_version": proposed.version, "since": crate::clock::format_micros(from),
+                        "until": crate::clock::format_micros(now), "agents": replayed}),
+                    );
+                }
+                println!(
+                    "policy {} replayed from {} to {}",
+                    proposed.version,
+                    crate::clock::format_micros(from),
+                    crate::clock::format_micros(now)
+                );
+                println!(
+                    "{:<24} {:>5} {:>6} {:>9} {:>6}  why",
+                    "agent", "start", "now", "replayed", "score"
+                );
+                for r in &replayed {
+                    let now_tier = stood
+                        .iter()
+                        .find(|(id, _)| *id == r.agent)
+                        .map_or("?".to_string(), |(_, t)| t.to_string());
+                    let why = match r.moves.last() {
+                        Some(m) => format!(
+                            "{} move(s); last {}: {} → {} ({})",
+                            r.moves.len(),
+                            &m.at[..10],
+                            m.from,
+                            m.to,
+                            m.reason
+                        ),
+                        None => "no move".to_string(),
+                    };
+                    println!(
+                        "{:<24} {:>5} {:>6} {:>9} {:>6.3}  {why}",
+                        r.agent, r.from_tier, now_tier, r.tier, r.score
+                    );
+                    if let Some(next) = &r.next_promotion {
+                        let held: Vec<String> = next
+                            .gates
+                            .iter()
+                            .filter(|g| !g.met)
+                            .map(|g| format!("{} (needs {}, has {})", g.gate, g.needs, g.has))
+                            .collect();
+                        if !held.is_empty() {
+                            println!("{:<24} tier {} held by: {}", "", next.tier, held.join("; "));
+                        }
+                    }
+                }
+                Ok(())
             }
             TrustCommand::List { server, team } => {
                 let path = match team {

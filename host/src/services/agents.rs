@@ -57,6 +57,7 @@ pub async fn create(store: &Store, caller: &Caller, req: AgentCreate, now: i64) 
         hold_until: None,
         last_hard_at: None,
         quota_overrides: Default::default(),
+        earned_classes: Default::default(),
         created_at: format_micros(now),
         updated_at: format_micros(now),
         version: 1,
@@ -81,7 +82,8 @@ pub async fn create(store: &Store, caller: &Caller, req: AgentCreate, now: i64) 
 }
 
 /// Changes an agent (admins): tier, ceiling, parent, status, shadow mode, pin, details. A tier
-/// set by a human is history too (`tier.changed`), and restarts the time in tier.
+/// set by a human is history too (`tier.changed`), restarts the time in tier, and comes with
+/// all the rights of its grants (no class is left to earn).
 pub async fn patch(
     store: &Store,
     clock: &SharedClock,
@@ -107,6 +109,8 @@ pub async fn patch(
         let (mut writes, mut records) = (Vec::new(), Vec::new());
         if after.tier != before.tier {
             after.tier_since = format_micros(now);
+            // A tier a human sets comes with all its rights.
+            after.earned_classes.clear();
             let change = TierChange {
                 id: uuid::Uuid::now_v7().to_string(),
                 agent: id.to_string(),

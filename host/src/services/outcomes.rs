@@ -21,7 +21,7 @@ use crate::store::{
     Write,
 };
 use crate::tiering::HardTrigger;
-use crate::trust::Kind as TrustKind;
+use crate::trust::{Kind as TrustKind, Source};
 
 /// Records overdue outcomes as `unknown` (audited as `outcome.overdue`, weak negative trust
 /// evidence): one step of the periodic task (see [`crate::jobs`]).
@@ -234,8 +234,8 @@ async fn attempt_report(
     };
     // Trust evidence: the report, less what it replaces (an `unknown`, or a corrected report).
     let tiers = cx.tiers;
-    let evidence_of = |outcome: OutcomeStatus, at: i64, delta: i64| {
-        let kind = TrustKind::of_outcome(outcome);
+    let evidence_of = |outcome: OutcomeStatus, source: Source, at: i64, delta: i64| {
+        let kind = TrustKind::of_outcome(outcome, source);
         tiers.evidence(
             &current.agent,
             &current.environment,
@@ -248,6 +248,7 @@ async fn attempt_report(
     let replaced = current.outcome.map(|o| {
         evidence_of(
             o,
+            source_of(&current),
             current
                 .reported_at
                 .as_deref()
@@ -258,7 +259,12 @@ async fn attempt_report(
     });
     let evidence: Vec<_> = replaced
         .into_iter()
-        .chain([evidence_of(report.status, now, 1)])
+        .chain([evidence_of(
+            report.status,
+            Source::of_report(&current.agent, Some(&by), false),
+            now,
+            1,
+        )])
         .collect();
     let agent = cx.store.agent(&current.agent).await?.ok_or_else(|| {
         Error::not_found("unknown_agent", format!("no agent `{}`", current.agent))
@@ -484,6 +490,30 @@ pub async fn confirm(
             now,
         )
     };
+    // A success someone else reported, now confirmed: the platform vouches for it from now on.
+    if !contradicted
+        && before.outcome == Some(OutcomeStatus::Succeeded)
+        && source_of(&before) != Source::Platform
+    {
+        let at = before
+            .reported_at
+            .as_deref()
+            .and_then(parse_micros)
+            .unwrap_or(now);
+        for (source, delta) in [(source_of(&before), -1), (Source::Platform, 1)] {
+            writes.push(Write::Trust(TrustWrite::AddEvidence(cx.tiers.evidence(
+                &before.agent,
+                &before.environment,
+                before.risk,
+                TrustKind::success(source),
+                at,
+                delta,
+            ))));
+        }
+        if let Some(agent) = cx.store.agent(&before.agent).await? {
+            writes.push(cx.tiers.note(&agent));
+        }
+    }
     if contradicted {
         // Reporting an outcome the platform contradicts is a violation, weighed as a blocked one.
         writes.push(Write::Violation(ViolationWrite::InsertViolation(
@@ -533,6 +563,17 @@ pub async fn confirm(
         tracing::warn!(agent = %before.agent, error = %e.message, "tier review after a contradiction failed");
     }
     Ok(Some(confirmation))
+}
+
+/// Who vouches for an outcome as recorded.
+fn source_of(o: &Outcome) -> Source {
+    Source::of_report(
+        &o.agent,
+        o.reported_by.as_deref(),
+        o.confirmation
+            .as_ref()
+            .is_some_and(|c| c.status == ConfirmationStatus::Confirmed),
+    )
 }
 
 /// A human marks a decision's anomaly findings as real (admins and approvers): trust evidence

@@ -1,6 +1,7 @@
 //! The tier controller: reads an agent's record, applies the pure rules of
 //! [`warden_core::tiering`], and writes what they decide.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use warden_core::error::{Error, Kind as ErrorKind, Result};
 use warden_core::identity::{Agent, AgentStatus};
 use warden_core::policy::{CompiledPolicy, RiskLevel};
 use warden_core::records::{EvidenceDelta, TierChange};
+use warden_core::replay::{Record, Replayed};
 use warden_core::tiering::*;
 use warden_core::trust::{Kind, Total, Trust, assess, half_life_us};
 use warden_store::{Change, IdentityWrite, Store, TrustWrite, Write};
@@ -79,6 +81,8 @@ pub struct Assessment {
     pub burn: Window,
     /// The parent's tier.
     pub parent_tier: Option<u8>,
+    /// Its latest blocked violation, Unix microseconds.
+    pub last_blocked_violation: Option<i64>,
     /// As of, Unix microseconds.
     pub now: i64,
 }
@@ -97,6 +101,7 @@ impl Assessment {
             last_hard_at: self.agent.last_hard_at,
             totals: &self.totals,
             drift: self.trust.drift.as_ref().map(|d| d.score),
+            last_blocked_violation: self.last_blocked_violation,
         }
     }
 }
@@ -186,6 +191,7 @@ impl Controller {
             Some(p) => self.store.agent(p).await?.map(|a| a.tier),
             None => None,
         };
+        let last_blocked_violation = self.store.last_blocked_violation(&agent.id).await?;
         Ok(Assessment {
             agent,
             totals,
@@ -193,65 +199,46 @@ impl Controller {
             budget,
             burn,
             parent_tier,
+            last_blocked_violation,
             now,
         })
     }
 
-    /// The next promotion and its gates, with the spread of successes measured when the other gates hold.
+    /// The next promotion and its gates, with the watched work read.
     pub async fn next_promotion(&self, a: &Assessment) -> Result<Option<NextPromotion>> {
-        let spread = self.measured_spread(a).await?;
+        let work = self.watched_work(&a.agent.id, a.now).await?;
         Ok(next_promotion(
             &a.state(),
             a.budget,
             a.now,
-            self.tiering(),
-            &self.policy.policy.trust,
-            spread,
+            &self.policy,
+            Some(&work),
         ))
     }
 
-    /// The spread of qualifying successes for the next promotion, measured (a query) only when
-    /// every other gate holds.
-    async fn measured_spread(&self, a: &Assessment) -> Result<Option<Spread>> {
-        let Some(cheap) = next_promotion(
-            &a.state(),
-            a.budget,
-            a.now,
-            self.tiering(),
-            &self.policy.policy.trust,
-            None,
-        ) else {
-            return Ok(None);
-        };
-        if !cheap
-            .gates
-            .iter()
-            .filter(|g| g.gate != "spread")
-            .all(|g| g.met)
-        {
+    /// The agent's watched work that still weighs: older than three half-lives, a success
+    /// weighs under an eighth and spreads nothing.
+    async fn watched_work(&self, agent: &str, now: i64) -> Result<Vec<Watched>> {
+        let since =
+            now.saturating_sub((self.policy.policy.trust.half_life_days * 3.0 * DAY_US) as i64);
+        Ok(self.store.watched_work(agent, since).await?)
+    }
+
+    /// The watched work, read (a query) only when every other gate of the next promotion
+    /// holds, or when the agent has rights of its tier still to earn.
+    async fn work_if_needed(&self, a: &Assessment) -> Result<Option<Vec<Watched>>> {
+        let to_earn = a.agent.earned_classes.contains_key(&a.agent.tier);
+        let promotable = next_promotion(&a.state(), a.budget, a.now, &self.policy, None)
+            .is_some_and(|next| {
+                next.gates
+                    .iter()
+                    .filter(|g| g.gate != "watched_work")
+                    .all(|g| g.met)
+            });
+        if !(to_earn || promotable) {
             return Ok(None);
         }
-        let Some(step) = self.tiering().step(cheap.tier) else {
-            return Ok(None);
-        };
-        let risks: Vec<RiskLevel> = [
-            RiskLevel::Low,
-            RiskLevel::Medium,
-            RiskLevel::High,
-            RiskLevel::Critical,
-        ]
-        .into_iter()
-        .filter(|r| *r >= step.min_risk)
-        .collect();
-        // Successes older than three half-lives weigh under an eighth: they no longer spread anything.
-        let since = a
-            .now
-            .saturating_sub((self.policy.policy.trust.half_life_days * 3.0 * DAY_US) as i64);
-        Ok(Some(
-            self.store
-                .success_spread(&a.agent.id, since, &step.environment, &risks)
-                .await?,
-        ))
+        Ok(Some(self.watched_work(&a.agent.id, a.now).await?))
     }
 
     /// Reviews one agent after new evidence or on the periodic sweep, and writes any change.
@@ -285,10 +272,10 @@ impl Controller {
                     HardTrigger::of_violation(reason, class, blocked, &tp)
                 }
             };
-            let spread = if hard.is_some() {
+            let work = if hard.is_some() {
                 None
             } else {
-                self.measured_spread(&a).await?
+                self.work_if_needed(&a).await?
             };
             let state = a.state();
             let review = Review {
@@ -296,9 +283,25 @@ impl Controller {
                 hard,
                 budget: a.budget,
                 burn: a.burn,
-                spread,
+                work: work.as_deref(),
             };
-            let decided = decide(&review, a.now, &tp, &self.policy.policy.trust);
+            let decided = decide(&review, a.now, &self.policy);
+            // No move: a restricted tier may have earned more of its classes meanwhile.
+            let earned = match (&decided, &work) {
+                (None, Some(work)) => a
+                    .agent
+                    .earned_classes
+                    .get(&a.agent.tier)
+                    .map(|have| newly_earned(work, a.agent.tier, have, &self.policy, a.now))
+                    .filter(|more| !more.is_empty()),
+                _ => None,
+            };
+            if let Some(more) = earned {
+                match self.earn(&a, more).await {
+                    Err(e) if e.kind == ErrorKind::Conflict => continue,
+                    other => return other.map(|()| None),
+                }
+            }
             match self.write(&a, hard, decided).await {
                 Err(e) if e.kind == ErrorKind::Conflict => continue,
                 other => return other,
@@ -325,9 +328,16 @@ impl Controller {
                 reason,
                 text,
                 cool_down,
+                earned,
             }) => {
                 after.tier = *to;
                 after.tier_since = format_micros(now);
+                // Rights of tiers above the new one go with them; a promotion grants its
+                // tier's new rights only for the classes it earned.
+                after.earned_classes.retain(|tier, _| tier <= to);
+                if let Some(earned) = earned {
+                    after.earned_classes.insert(*to, earned.clone());
+                }
                 if *cool_down {
                     after.hold_until =
                         Some(now.saturating_add((self.tiering().cool_down_days * DAY_US) as i64));
@@ -352,7 +362,16 @@ impl Controller {
         after.updated_at = format_micros(now);
         after.version = before.version + 1;
         let actor = Actor::warden();
-        let evidence = serde_json::json!({"trust": a.trust, "error_budget": a.budget, "fast_burn": a.burn, "hard_trigger": hard});
+        let rests_on = match &decided {
+            Some(Move::Tier { to, .. }) if *to > before.tier => {
+                let work = self.watched_work(&before.id, now).await?;
+                let next = next_promotion(&a.state(), a.budget, now, &self.policy, Some(&work));
+                next.map(|n| (n.rests_on, n.would_earn))
+            }
+            _ => None,
+        };
+        let evidence = serde_json::json!({"trust": a.trust, "error_budget": a.budget, "fast_burn": a.burn, "hard_trigger": hard,
+            "watched": rests_on.as_ref().map(|(ids, classes)| serde_json::json!({"decisions": ids, "granted_alone": classes}))});
         let mut writes = vec![Write::Identity(IdentityWrite::UpdateAgent {
             agent: after.clone(),
             expected_version: before.version,
@@ -410,6 +429,43 @@ impl Controller {
         Ok(change)
     }
 
+    /// Records classes the agent has now earned at its tier: an agent update and an audit
+    /// record (`tier.classes_earned`), in one transaction.
+    async fn earn(&self, a: &Assessment, more: BTreeSet<String>) -> Result<()> {
+        let now = a.now;
+        let before = &a.agent;
+        let mut after = before.clone();
+        after
+            .earned_classes
+            .entry(before.tier)
+            .or_default()
+            .extend(more.iter().cloned());
+        after.updated_at = format_micros(now);
+        after.version = before.version + 1;
+        let details = serde_json::json!({"tier": before.tier, "earned": more, "now_alone": after.earned_classes.get(&before.tier)});
+        let record = AuditRecord {
+            agent: Some(before.id.clone()),
+            ..AuditRecord::change(
+                Actor::warden(),
+                "tier.classes_earned",
+                format!("agent:{}", before.id),
+                details,
+                now,
+            )
+        };
+        self.store
+            .commit(Change {
+                writes: vec![Write::Identity(IdentityWrite::UpdateAgent {
+                    agent: after,
+                    expected_version: before.version,
+                    at: now,
+                })],
+                audit: vec![record],
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Reviews every active agent: promotions that only waited for time, and demotions as
     /// evidence fades. One step of the periodic task (see [`crate::jobs`]), every
     /// `review_interval_secs`.
@@ -429,4 +485,43 @@ impl Controller {
     pub fn sweep_interval(&self) -> Duration {
         Duration::from_secs(self.tiering().review_interval_secs)
     }
+}
+
+/// Replays every agent's record (or one agent's) from `since` to `now` under `proposed`: where
+/// each would stand and why ([`warden_core::replay`]). Reads only. Evidence from three
+/// half-lives before `since` is read too: it is part of where an agent stood when the period
+/// began, from the tier it had then (its first change in the period says).
+pub async fn replay(
+    store: &Store,
+    proposed: &CompiledPolicy,
+    since: i64,
+    now: i64,
+    agent: Option<&str>,
+) -> Result<Vec<Replayed>> {
+    let agents = match agent {
+        Some(id) => vec![
+            store
+                .agent(id)
+                .await?
+                .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?,
+        ],
+        None => store.agents(None).await?,
+    };
+    let lookback =
+        since.saturating_sub((proposed.policy.trust.half_life_days * 3.0 * DAY_US) as i64);
+    let mut replayed = Vec::with_capacity(agents.len());
+    for a in agents {
+        let first_change = store.tier_changes(&a.id, since, 1000).await?.pop();
+        let record = Record {
+            tier: first_change.map_or(a.tier, |c| c.from),
+            ceiling: a.ceiling,
+            pinned: a.pinned,
+            outcomes: store.recorded_outcomes(&a.id, lookback).await?,
+            violations: store.recorded_violations(&a.id, lookback).await?,
+            watched: store.watched_work(&a.id, lookback).await?,
+            agent: a.id,
+        };
+        replayed.push(warden_core::replay::replay(&record, since, now, proposed));
+    }
+    Ok(replayed)
 }
