@@ -280,6 +280,45 @@ pub struct Policy {
     pub tiering: crate::tiering::TierPolicy,
     /// Quotas and rate limits.
     pub quotas: crate::quotas::QuotaPolicy,
+    /// The watch over guarded actions.
+    #[serde(default)]
+    pub guard: GuardPolicy,
+}
+
+/// What a watch that ends without usable signals means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSilence {
+    /// Roll the action back: nothing showed it healthy.
+    Rollback,
+    /// Ask a human (a review in the approvals inbox).
+    Ask,
+}
+
+/// The watch over a guarded action (`[policy.guard]`): a class in `guard` mode lets a
+/// violation through under a watch; rollback-trigger plugins judge the signals sent for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardPolicy {
+    /// How long a guarded action is watched, seconds.
+    pub watch_secs: u64,
+    /// Per action class, overriding `watch_secs`.
+    pub watch_by_class: BTreeMap<String, u64>,
+    /// A watch that ends with no signals (or only failed judgements of them): roll back, or ask.
+    pub on_silence: OnSilence,
+    /// Trigger errors in a row on one watch before `rollback_trigger.failing` goes out.
+    pub error_limit: u32,
+}
+
+impl Default for GuardPolicy {
+    fn default() -> GuardPolicy {
+        GuardPolicy {
+            watch_secs: 1800,
+            watch_by_class: BTreeMap::new(),
+            on_silence: OnSilence::Rollback,
+            error_limit: 3,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -370,6 +409,7 @@ impl Default for Policy {
             trust: crate::trust::TrustPolicy::default(),
             tiering: crate::tiering::TierPolicy::default(),
             quotas: crate::quotas::QuotaPolicy::default(),
+            guard: GuardPolicy::default(),
         }
     }
 }
@@ -474,14 +514,31 @@ impl CompiledPolicy {
                 "policy.approvers_required.{class} must be from 1 to 5, not {n}"
             );
         }
+        for (class, secs) in std::iter::once(("*", &policy.guard.watch_secs)).chain(
+            policy
+                .guard
+                .watch_by_class
+                .iter()
+                .map(|(c, s)| (c.as_str(), s)),
+        ) {
+            ensure!(
+                (60..=7 * 24 * 3600).contains(secs),
+                "policy.guard watch for `{class}` must be from 60 seconds to 7 days, not {secs}"
+            );
+        }
+        ensure!(
+            policy.guard.error_limit >= 1,
+            "policy.guard.error_limit must be at least 1"
+        );
         for class in policy
             .approval_ttl_by_class
             .keys()
             .chain(policy.outcome_deadline_by_class.keys())
+            .chain(policy.guard.watch_by_class.keys())
         {
             ensure!(
                 policy.risk.contains_key(class),
-                "policy names action class `{class}` (approval_ttl_by_class or outcome_deadline_by_class) that has no row in policy.risk"
+                "policy names action class `{class}` (approval_ttl_by_class, outcome_deadline_by_class or guard.watch_by_class) that has no row in policy.risk"
             );
         }
         for class in policy.violation_modes.keys() {
@@ -591,6 +648,18 @@ impl CompiledPolicy {
             .get(class)
             .copied()
             .unwrap_or(self.policy.outcome_deadline_secs);
+        i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+    }
+
+    /// How long a guarded `class` action is watched, microseconds.
+    pub fn guard_watch_micros(&self, class: &str) -> i64 {
+        let secs = self
+            .policy
+            .guard
+            .watch_by_class
+            .get(class)
+            .copied()
+            .unwrap_or(self.policy.guard.watch_secs);
         i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
     }
 

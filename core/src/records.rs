@@ -86,6 +86,66 @@ pub struct Outcome {
     /// What the platform said about it, if it said anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<Confirmation>,
+    /// The watch over it, for a guarded action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Guard>,
+}
+
+/// Where the watch over a guarded action stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardStatus {
+    /// Signals are judged until the deadline.
+    Watching,
+    /// Waiting for a human: a judgement was inconclusive, or the watch ended silent and the
+    /// policy asks.
+    Held,
+    /// Ended with the action healthy: its success counts.
+    Clean,
+    /// A human looked and kept the action: its success counts.
+    Kept,
+    /// Rolled back: a failed judgement, silence, or a human's call.
+    RolledBack,
+}
+
+wire_names!(GuardStatus { Watching => "watching", Held => "held", Clean => "clean", Kept => "kept", RolledBack => "rolled_back" });
+
+impl GuardStatus {
+    /// Whether the watch is over.
+    pub fn closed(self) -> bool {
+        !matches!(self, GuardStatus::Watching | GuardStatus::Held)
+    }
+}
+
+/// The watch over a guarded action (a row of `guards`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Guard {
+    /// The guarded decision.
+    pub decision_id: String,
+    /// The agent.
+    pub agent: String,
+    /// Action class.
+    pub class: String,
+    /// Environment.
+    pub environment: String,
+    /// Service.
+    pub service: String,
+    /// Armed at, Unix microseconds.
+    #[serde(skip)]
+    pub armed_at: i64,
+    /// The watch ends at, Unix microseconds.
+    #[serde(skip)]
+    pub deadline: i64,
+    /// Where it stands.
+    pub status: GuardStatus,
+    /// Batches of signals judged.
+    pub signals: i64,
+    /// Trigger errors in a row.
+    pub errors: i64,
+    /// The latest judgement (`successful`, `failed`, `inconclusive`, `error`).
+    pub last_verdict: Option<String>,
+    /// The human review asked for, when held (an approval id).
+    pub review: Option<String>,
 }
 
 /// How much of an agent's outcome evidence the platform stood behind.

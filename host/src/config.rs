@@ -192,6 +192,8 @@ pub struct PolicyOverrides {
     pub tiering: Option<crate::tiering::TierPolicy>,
     /// Quotas (the whole table replaces the built-in one; unset keys keep their defaults).
     pub quotas: Option<crate::quotas::QuotaPolicy>,
+    /// The watch over guarded actions (unset keys keep their defaults).
+    pub guard: Option<crate::policy::GuardPolicy>,
 }
 
 impl PolicyOverrides {
@@ -245,6 +247,9 @@ impl PolicyOverrides {
         }
         if let Some(q) = &self.quotas {
             policy.quotas = q.clone();
+        }
+        if let Some(g) = &self.guard {
+            policy.guard = g.clone();
         }
         policy
     }

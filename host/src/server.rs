@@ -23,7 +23,7 @@ use crate::services::events::Events;
 use crate::services::integrations::{GITHUB_SECRET_ENV, Receivers};
 use crate::services::notify::{self, Outbox};
 use crate::services::tiering::Controller;
-use crate::services::{approvals, outcomes, plugins as publishing, quotas};
+use crate::services::{approvals, guards, outcomes, plugins as publishing, quotas};
 use crate::store::{Change, Store};
 
 /// Everything a server needs, opened and ready.
@@ -120,6 +120,34 @@ impl Warden {
             move || {
                 let (s, c, t) = (s.clone(), c.clone(), t.clone());
                 async move { outcomes::mark_overdue(&s, &c, &t).await }
+            },
+        );
+        let (s, c, t, o, p) = (
+            store.clone(),
+            clock.clone(),
+            tiers.clone(),
+            outbox.clone(),
+            policy.clone(),
+        );
+        jobs::spawn(
+            "guard watches",
+            every,
+            First::Now,
+            store.clone(),
+            move || {
+                let (s, c, t, o, p) = (s.clone(), c.clone(), t.clone(), o.clone(), p.clone());
+                async move {
+                    let watch = guards::Watch {
+                        reporting: outcomes::Reporting {
+                            store: &s,
+                            policy: &p,
+                            tiers: &t,
+                            clock: &c,
+                        },
+                        outbox: &o,
+                    };
+                    watch.sweep().await
+                }
             },
         );
         let t = tiers.clone();

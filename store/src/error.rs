@@ -41,6 +41,8 @@ pub enum Conflict {
     AnomalyConfirmed,
     /// The platform's word on the decision's outcome was recorded already.
     OutcomeConfirmed,
+    /// The guard's watch moved on meanwhile (closed, or held for a human).
+    GuardMoved,
 }
 
 impl Conflict {
@@ -63,6 +65,7 @@ impl Conflict {
             Conflict::QuotaExceeded => "quota_exceeded",
             Conflict::AnomalyConfirmed => "anomaly_confirmed",
             Conflict::OutcomeConfirmed => "outcome_confirmed",
+            Conflict::GuardMoved => "guard_moved",
         }
     }
 }

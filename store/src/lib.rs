@@ -29,6 +29,7 @@ mod deliveries;
 pub mod dialect;
 mod error;
 mod events;
+mod guards;
 mod identities;
 mod outcomes;
 mod plugins;
@@ -44,6 +45,7 @@ pub use deliveries::DeliveryWrite;
 pub use dialect::Backend;
 pub use error::{Conflict, Missing, Result, StoreError};
 pub use events::{EventActivity, EventWrite};
+pub use guards::GuardWrite;
 pub use identities::IdentityWrite;
 pub use outcomes::OutcomeWrite;
 pub use plugins::{PluginRow, PluginWrite};
@@ -81,6 +83,8 @@ pub enum Write {
     Baseline(BaselineWrite),
     /// Activity events.
     Event(EventWrite),
+    /// Watches over guarded actions.
+    Guard(GuardWrite),
 }
 
 /// How to open the store.
@@ -184,7 +188,8 @@ impl ReadCache {
                 | Write::Delivery(_)
                 | Write::Plugin(_)
                 | Write::Baseline(_)
-                | Write::Event(_) => {}
+                | Write::Event(_)
+                | Write::Guard(_) => {}
             }
         }
     }

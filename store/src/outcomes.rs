@@ -120,6 +120,8 @@ fn outcome_of(r: &AnyRow) -> Result<Outcome> {
             }),
             None => None,
         },
+        // Read on its own where it is wanted (`Store::guard`).
+        guard: None,
     })
 }
 

@@ -16,13 +16,13 @@ use warden_core::policy::{Effect, Grant, RiskLevel, ViolationMode};
 use warden_core::quotas::{Charge, Unit};
 use warden_core::records::{
     ApprovalRow, ApprovalStatus, ConfirmationStatus, DecisionRow, Delivery, DeliveryStatus,
-    EvidenceDelta, OutcomeStatus, TierChange, ViolationRow,
+    EvidenceDelta, Guard, GuardStatus, OutcomeStatus, TierChange, ViolationRow,
 };
 use warden_core::trust::{Kind, Source, TrustPolicy, half_life_us};
 use warden_store::{
     ApprovalWrite, AuditFilter, Backend, BaselineFilter, BaselineWrite, Change, Conflict,
-    DecisionWrite, DeliveryWrite, EventActivity, EventWrite, IdentityWrite, Missing, OutcomeWrite,
-    PluginRow, PluginWrite, QuotaWrite, Store, StoreError, StoreOptions, TrustWrite,
+    DecisionWrite, DeliveryWrite, EventActivity, EventWrite, GuardWrite, IdentityWrite, Missing,
+    OutcomeWrite, PluginRow, PluginWrite, QuotaWrite, Store, StoreError, StoreOptions, TrustWrite,
     ViolationFilter, ViolationWrite, Write,
 };
 
@@ -41,6 +41,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    guards,
     identities,
     decisions_and_violations,
     approvals,
@@ -949,6 +950,150 @@ async fn trust(backend: Backend) {
         s.agent_fresh("bot").await.unwrap().unwrap().earned_classes[&2],
         ["deploy".to_string()].into_iter().collect()
     );
+}
+
+async fn guards(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = &db.store;
+    commit(
+        s,
+        vec![Write::Identity(IdentityWrite::InsertAgent(agent("bot", 1)))],
+    )
+    .await
+    .unwrap();
+    let guard = |id: &str, deadline: i64| Guard {
+        decision_id: id.into(),
+        agent: "bot".into(),
+        class: "deploy".into(),
+        environment: "staging".into(),
+        service: "payments".into(),
+        armed_at: NOW,
+        deadline,
+        status: GuardStatus::Watching,
+        signals: 0,
+        errors: 0,
+        last_verdict: None,
+        review: None,
+    };
+    let mut writes = Vec::new();
+    for (id, deadline) in [("g1", NOW + MINUTE), ("g2", NOW + 10 * MINUTE)] {
+        writes.push(Write::Decision(DecisionWrite::InsertDecision(decision(
+            id,
+            "bot",
+            Verdict::Allow,
+            NOW,
+        ))));
+        writes.push(Write::Guard(GuardWrite::Arm(guard(id, deadline))));
+    }
+    commit(s, writes).await.unwrap();
+    // Judgements count, and errors in a row reset on anything else.
+    let judged = |verdict: &str, error| {
+        Write::Guard(GuardWrite::Judged {
+            decision_id: "g1".into(),
+            verdict: verdict.into(),
+            error,
+        })
+    };
+    for (v, e) in [
+        ("error", true),
+        ("error", true),
+        ("successful", false),
+        ("error", true),
+    ] {
+        commit(s, vec![judged(v, e)]).await.unwrap();
+    }
+    let g1 = s.guard("g1").await.unwrap().unwrap();
+    assert_eq!(
+        (g1.signals, g1.errors, g1.last_verdict.as_deref()),
+        (4, 1, Some("error"))
+    );
+    // Due: only what passed its deadline and is still watched.
+    let due = s.due_guards(NOW + 2 * MINUTE, 10).await.unwrap();
+    assert_eq!(
+        due.iter()
+            .map(|g| g.decision_id.as_str())
+            .collect::<Vec<_>>(),
+        ["g1"]
+    );
+    // Moves are a compare-and-set: one replica holds it for a human, the other's move fails.
+    let hold = |review: &str| {
+        Write::Guard(GuardWrite::Move {
+            decision_id: "g1".into(),
+            from: GuardStatus::Watching,
+            to: GuardStatus::Held,
+            review: Some(review.into()),
+            at: NOW + 2 * MINUTE,
+        })
+    };
+    commit(s, vec![hold("r1")]).await.unwrap();
+    assert_eq!(
+        commit(s, vec![hold("r2")]).await.unwrap_err().conflict(),
+        Some(Conflict::GuardMoved)
+    );
+    assert_eq!(
+        s.guard_of_review("r1").await.unwrap().unwrap().status,
+        GuardStatus::Held
+    );
+    assert!(s.due_guards(NOW + 2 * MINUTE, 10).await.unwrap().is_empty());
+    // A held watch's review, once decided, is found for the sweep.
+    assert!(s.decided_reviews(10).await.unwrap().is_empty());
+    commit(
+        s,
+        vec![
+            Write::Decision(DecisionWrite::InsertDecision(decision(
+                "d-r1",
+                "bot",
+                Verdict::RequireApproval,
+                NOW,
+            ))),
+            Write::Approval(ApprovalWrite::InsertApproval(ApprovalRow {
+                id: "r1".into(),
+                decision_id: "g1".into(),
+                ..approval_row("r1", NOW + 60 * MINUTE, 1)
+            })),
+        ],
+    )
+    .await
+    .unwrap();
+    commit(
+        s,
+        vec![Write::Approval(ApprovalWrite::DecideApproval {
+            id: "r1".into(),
+            approve: false,
+            by: "olga".into(),
+            at: NOW + 3 * MINUTE,
+            comment: None,
+        })],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.decided_reviews(10).await.unwrap().len(), 1);
+    // Closed: judgements no longer land.
+    commit(
+        s,
+        vec![Write::Guard(GuardWrite::Move {
+            decision_id: "g1".into(),
+            from: GuardStatus::Held,
+            to: GuardStatus::RolledBack,
+            review: None,
+            at: NOW + 4 * MINUTE,
+        })],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        commit(s, vec![judged("successful", false)])
+            .await
+            .unwrap_err()
+            .conflict(),
+        Some(Conflict::GuardMoved)
+    );
+    let g1 = s.guard("g1").await.unwrap().unwrap();
+    assert_eq!(
+        (g1.status, g1.review.as_deref()),
+        (GuardStatus::RolledBack, Some("r1"))
+    );
+    assert!(s.guard("nope").await.unwrap().is_none());
 }
 
 async fn quotas(backend: Backend) {

@@ -10,6 +10,7 @@ mod audit;
 mod authzen;
 mod decisions;
 mod errors;
+mod guards;
 mod ops;
 mod organisation;
 mod outcomes;

@@ -414,8 +414,14 @@ async fn farmed_slow_burn_and_self_reported_work_earns_nothing() {
     let g = gate(&sim, "slow-burn", "no_blocked_violation").await;
     assert_eq!(g["met"], false, "{g}");
     // One attempt every four days is below `repeated_violations`: no hard trigger, only the hold.
-    assert_eq!(gate(&sim, "slow-burn", "no_hard_trigger").await["met"], true);
-    assert_eq!(gate(&sim, "slow-burn", "watched_successes").await["met"], true);
+    assert_eq!(
+        gate(&sim, "slow-burn", "no_hard_trigger").await["met"],
+        true
+    );
+    assert_eq!(
+        gate(&sim, "slow-burn", "watched_successes").await["met"],
+        true
+    );
     assert!(g["has"].as_str().unwrap().starts_with("one "), "{g}");
     // The control: promoted once, resting on its watched staging deploys, granted deploys.
     let honest_history = sim.history("honest").await;

@@ -16,7 +16,9 @@ use crate::identity::{Agent, AgentStatus, Caller, Human};
 use crate::plugin::{AnomalyCheck, Assessment, CallStatus, PluginReport};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
 use crate::quotas::{Charge, Headroom, QuotaPlan};
-use crate::records::{Approval, ApprovalRow, DecisionRow, Event, EvidenceDelta, ViolationRow};
+use crate::records::{
+    Approval, ApprovalRow, DecisionRow, Event, EvidenceDelta, Guard, GuardStatus, ViolationRow,
+};
 
 /// Everything `judge` needs, loaded by the decisions service.
 #[derive(Debug, Clone)]
@@ -67,6 +69,8 @@ pub struct DecisionWrites {
     pub violation: Option<(ViolationRow, EvidenceDelta)>,
     /// A new approval request.
     pub approval: Option<ApprovalRow>,
+    /// The watch a guarded action arms.
+    pub guard: Option<Guard>,
 }
 
 /// What `judge` produces: the answer and what records it.
@@ -181,6 +185,20 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
     // Every allowed write owes its outcome by a deadline (reads change nothing).
     let outcome_due_at = (draft.verdict == Verdict::Allow && class != "read")
         .then(|| now.saturating_add(policy.outcome_deadline_micros(class)));
+    // A guarded action that goes ahead is watched until its deadline.
+    let guard_deadline = now.saturating_add(policy.guard_watch_micros(class));
+    let guarded = draft.verdict == Verdict::Allow
+        && draft.obligations.iter().any(|o| o.kind == "rollback_guard");
+    for o in draft
+        .obligations
+        .iter_mut()
+        .filter(|o| o.kind == "rollback_guard")
+    {
+        o.detail = format!(
+            "an automatic-rollback watch is armed until the deadline: send metric windows to /v1/decisions/{decision_id}/signals; a failed judgement rolls the action back, and so does silence unless the policy asks a human"
+        );
+        o.due_at = Some(format_micros(guard_deadline));
+    }
     if let Some(due) = outcome_due_at {
         draft.obligations.push(Obligation {
             kind: "report_outcome".into(),
@@ -205,12 +223,27 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         plugins: reports,
         decided_at: format_micros(now),
     };
+    let guard = guarded.then(|| Guard {
+        decision_id: decision_id.clone(),
+        agent: agent.id.clone(),
+        class: class.to_string(),
+        environment: env.to_string(),
+        service: service.to_string(),
+        armed_at: now,
+        deadline: guard_deadline,
+        status: GuardStatus::Watching,
+        signals: 0,
+        errors: 0,
+        last_verdict: None,
+        review: None,
+    });
     let rest = Recorded {
         consume: draft.consume,
         charge: draft.charge,
         violation: draft.violation_row,
         approval: new_approval,
         outcome_due_at,
+        guard,
     };
     record(policy, caller, agent, request, answer, rest, now)
 }
@@ -531,9 +564,10 @@ fn handle_violation(
                 "violation_guarded",
                 format!("{class} is in guard mode: allowed under an automatic-rollback watch, and recorded as a violation"),
             ));
+            // Its detail and deadline are filled in once the decision's id and time are known.
             draft.obligations.push(Obligation {
                 kind: "rollback_guard".into(),
-                detail: "an automatic-rollback watch is armed; send metric samples to /v1/decisions/{id}/signals".into(),
+                detail: String::new(),
                 due_at: None,
             });
             draft.verdict = Verdict::Allow;
@@ -655,6 +689,7 @@ struct Recorded {
     violation: Option<ViolationRow>,
     approval: Option<ApprovalRow>,
     outcome_due_at: Option<i64>,
+    guard: Option<Guard>,
 }
 
 /// Stage 9: the rows, audit records and events, committed by the caller before the answer leaves.
@@ -819,6 +854,7 @@ fn record(
         decision,
         violation,
         approval,
+        guard: rest.guard,
     };
     Ok(Judgement {
         answer,
@@ -1136,10 +1172,27 @@ mod tests {
         let s = alone(agent("a", 0));
         let j = run(&p, &s, request("deploy", "production")).unwrap();
         assert_eq!(j.answer.verdict, Verdict::Allow);
-        assert_eq!(j.answer.obligations[0].kind, "rollback_guard");
+        let guard = &j.answer.obligations[0];
+        assert_eq!(guard.kind, "rollback_guard");
+        assert!(
+            guard.detail.contains("/v1/decisions/d/signals"),
+            "{guard:?}"
+        );
         assert!(matches!(&j.writes.violation, Some((v, _)) if v.mode == ViolationMode::Guard));
+        // The watch is armed with the decision, until the class's deadline (30 minutes).
+        let armed = j.writes.guard.as_ref().expect("a watch is armed");
+        assert_eq!(
+            (armed.decision_id.as_str(), armed.status),
+            ("d", GuardStatus::Watching)
+        );
+        assert_eq!(armed.deadline, 1_800_000_000);
+        assert_eq!(
+            guard.due_at.as_deref(),
+            Some(format_micros(armed.deadline).as_str())
+        );
         let j = run(&p, &s, request("docs_update", "dev")).unwrap();
         assert_eq!(j.answer.verdict, Verdict::Allow);
         assert!(matches!(&j.writes.violation, Some((v, _)) if v.mode == ViolationMode::Flag));
+        assert!(j.writes.guard.is_none(), "flagged actions are not watched");
     }
 }

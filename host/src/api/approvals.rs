@@ -147,5 +147,6 @@ pub(super) fn deciding(state: &AppState) -> approvals::Deciding<'_> {
         store: &state.store,
         clock: &state.clock,
         outbox: &state.outbox,
+        watch: super::decisions::watch(state),
     }
 }

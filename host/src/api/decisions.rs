@@ -109,6 +109,14 @@ async fn confirm_anomaly(
     ))
 }
 
+/// What the watch over guarded actions needs, from the handlers' state.
+pub(super) fn watch(state: &AppState) -> crate::services::guards::Watch<'_> {
+    crate::services::guards::Watch {
+        reporting: reporting(state),
+        outbox: &state.outbox,
+    }
+}
+
 /// What recording an outcome needs, from the handlers' state.
 fn reporting(state: &AppState) -> outcomes::Reporting<'_> {
     outcomes::Reporting {
@@ -149,6 +157,7 @@ async fn signals(
         policy: &state.policy,
         plugins: &state.plugins,
         outbox: &state.outbox,
+        watch: watch(&state),
         now: state.clock.now_micros(),
     };
     Ok(axum::Json(

@@ -7,7 +7,7 @@ use crate::clock::SharedClock;
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Caller, Role};
 use crate::policy::RiskLevel;
-use crate::records::{Approval, Event};
+use crate::records::{Approval, ApprovalStatus, Event};
 use crate::services::notify::Outbox;
 use crate::store::{ApprovalWrite, Change, Conflict, Store, StoreError, Write};
 
@@ -64,6 +64,8 @@ pub struct Deciding<'a> {
     pub clock: &'a SharedClock,
     /// Where `approval.decided` goes.
     pub outbox: &'a Outbox,
+    /// The watch over guarded actions: some approvals are its reviews.
+    pub watch: crate::services::guards::Watch<'a>,
 }
 
 /// A failed attempt: another approver changed the approval meanwhile (try again on the fresh
@@ -118,7 +120,16 @@ pub async fn decide(
         match try_decide(cx, caller, id, &comment, approve).await {
             Err(Retry::Changed) => continue,
             Err(Retry::Failed(e)) => return Err(e),
-            Ok(approval) => return Ok(approval),
+            Ok(approval) => {
+                // A review of a guarded action: keep it or roll it back now (the periodic
+                // sweep applies it later should this fail).
+                if approval.status != ApprovalStatus::Pending
+                    && let Err(e) = cx.watch.reviewed(&approval).await
+                {
+                    tracing::warn!(approval = %id, error = %e.message, "applying a guard review failed");
+                }
+                return Ok(approval);
+            }
         }
     }
     Err(Error::new(

@@ -23,8 +23,8 @@ use crate::services::baselines::Baselines;
 use crate::services::notify::Outbox;
 use crate::services::tiering::{Controller, Trigger};
 use crate::store::{
-    ApprovalWrite, Change, Conflict, DecisionWrite, QuotaWrite, Store, StoreError, TrustWrite,
-    ViolationWrite, Write,
+    ApprovalWrite, Change, Conflict, DecisionWrite, GuardWrite, QuotaWrite, Store, StoreError,
+    TrustWrite, ViolationWrite, Write,
 };
 
 /// The decision service: what `POST /v1/decisions` and the AuthZEN endpoints call.
@@ -357,6 +357,7 @@ pub fn decision_writes(w: DecisionWrites) -> Vec<Write> {
         decision,
         violation,
         approval,
+        guard,
     } = w;
     let mut writes = Vec::with_capacity(5);
     if let Some(id) = consume_approval {
@@ -379,6 +380,9 @@ pub fn decision_writes(w: DecisionWrites) -> Vec<Write> {
     }
     if let Some(a) = approval {
         writes.push(Write::Approval(ApprovalWrite::InsertApproval(a)));
+    }
+    if let Some(g) = guard {
+        writes.push(Write::Guard(GuardWrite::Arm(g)));
     }
     writes
 }

@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod baselines;
 pub mod decisions;
 pub mod events;
+pub mod guards;
 pub mod humans;
 pub mod integrations;
 pub mod notify;

@@ -134,12 +134,14 @@ impl Outbox {
 }
 
 /// The event types Warden sends.
-pub const EVENT_TYPES: [&str; 6] = [
+pub const EVENT_TYPES: [&str; 8] = [
     "approval.requested",
     "approval.decided",
     "approval.expired",
     "violation.flagged",
     "rollback.requested",
+    "guard.review_requested",
+    "rollback_trigger.failing",
     "tier.changed",
 ];
 

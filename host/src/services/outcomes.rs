@@ -161,7 +161,10 @@ pub async fn visible(store: &Store, caller: &Caller, id: &str) -> Result<Outcome
     if caller.role == Role::Agent && caller.subject.as_deref() != Some(outcome.agent.as_str()) {
         return Err(unknown());
     }
-    Ok(outcome)
+    Ok(Outcome {
+        guard: store.guard(id).await?,
+        ..outcome
+    })
 }
 
 /// One attempt at recording a report: the outcome as recorded, or `None` when an overdue
@@ -245,7 +248,13 @@ async fn attempt_report(
             delta,
         )
     };
-    let replaced = current.outcome.map(|o| {
+    // A guarded action's success counts once its watch ends clean: until then it has no
+    // evidence to take back, and a new one waits.
+    let guard = current.guard.clone();
+    let counts = |o: &OutcomeStatus| {
+        *o != OutcomeStatus::Succeeded || crate::services::guards::success_counts(guard.as_ref())
+    };
+    let replaced = current.outcome.filter(counts).map(|o| {
         evidence_of(
             o,
             source_of(&current),
@@ -257,15 +266,15 @@ async fn attempt_report(
             -1,
         )
     });
-    let evidence: Vec<_> = replaced
-        .into_iter()
-        .chain([evidence_of(
+    let added = counts(&report.status).then(|| {
+        evidence_of(
             report.status,
             Source::of_report(&current.agent, Some(&by), false),
             now,
             1,
-        )])
-        .collect();
+        )
+    });
+    let evidence: Vec<_> = replaced.into_iter().chain(added).collect();
     let agent = cx.store.agent(&current.agent).await?.ok_or_else(|| {
         Error::not_found("unknown_agent", format!("no agent `{}`", current.agent))
     })?;
@@ -566,7 +575,7 @@ pub async fn confirm(
 }
 
 /// Who vouches for an outcome as recorded.
-fn source_of(o: &Outcome) -> Source {
+pub fn source_of(o: &Outcome) -> Source {
     Source::of_report(
         &o.agent,
         o.reported_by.as_deref(),

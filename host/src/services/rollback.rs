@@ -3,6 +3,7 @@
 //! rollback-trigger plugins that see its class. A `failed` judgement requests a rollback once:
 //! the decision is marked and `rollback.requested` goes to the webhooks in the same
 //! transaction. `inconclusive` holds for a human; `error` (missing telemetry) never rolls back.
+//! For a guarded action, the watch moves on with each judgement ([`crate::services::guards`]).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -106,6 +107,8 @@ pub struct Context<'a> {
     pub plugins: &'a PluginHost,
     /// The outbox.
     pub outbox: &'a Outbox,
+    /// The watch over guarded actions, which moves on with each judgement.
+    pub watch: crate::services::guards::Watch<'a>,
     /// Now, Unix microseconds.
     pub now: i64,
 }
@@ -245,6 +248,7 @@ pub async fn receive(
     if request_now {
         cx.outbox.notify();
     }
+    cx.watch.judged(id, judged.verdict, &judged.reasons).await?;
     Ok(SignalsAnswer {
         decision_id: id.to_string(),
         verdict: judged.verdict,
