@@ -268,6 +268,75 @@ async fn an_approver_approves_in_the_browser() {
     assert_eq!(still["status"], "pending");
 }
 
+/// A guarded action the canary could not judge goes to a human in the same inbox; rejecting it
+/// there rolls it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_review_in_the_browser() {
+    let db = crate::support::TestDb::new(Backend::Sqlite).await;
+    let mut config = db.config();
+    config.plugins.reference = true;
+    config
+        .policy
+        .violation_modes
+        .insert("deploy".into(), warden::policy::ViolationMode::Guard);
+    let s = TestServer::start_with(db, config).await;
+    let bot = s.agent("shipper", 1, json!({})).await;
+    let grants =
+        json!([{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]);
+    s.post(
+        "/v1/humans",
+        &s.admin,
+        json!({"id": "carol", "team": "platform", "grants": grants}),
+    )
+    .await;
+    let carol = s.token("approver", Some("carol")).await;
+    let (_, answer) = s.decide(&bot, "deploy", "production", json!({})).await;
+    assert_eq!(answer["verdict"], "allow", "{answer}");
+    let id = answer["decision_id"].as_str().unwrap().to_string();
+    let few = json!({"name": "latency_ms", "canary": [100.0, 101.0], "baseline": [100.0, 99.0]});
+    let (_, judged) = s
+        .post(
+            &format!("/v1/decisions/{id}/signals"),
+            &bot,
+            json!({"windows": [few]}),
+        )
+        .await;
+    assert_eq!(judged["verdict"], "inconclusive", "{judged}");
+
+    let (url, token) = (format!("{}/ui/approvals", s.base), carol.clone());
+    let (text, decided) = tokio::task::spawn_blocking(move || {
+        let mut b = Browser::launch();
+        b.navigate(&url);
+        b.wait_for("document.querySelector('input[name=token]')");
+        b.eval(&format!("document.querySelector('input[name=token]').value = {}; document.querySelector('form').submit(); true", json!(token)));
+        b.wait_for("document.querySelectorAll('.approval').length === 1");
+        let text = b.eval("document.querySelector('.approval').innerText").as_str().unwrap().to_string();
+        b.eval("document.querySelector('.approval .comment').value = 'error rate looks off'; document.querySelector('.approval button.reject').click(); true");
+        b.wait_for("document.getElementById('notice')");
+        let decided = b.eval("document.getElementById('notice').innerText").as_str().unwrap().to_string();
+        (text, decided)
+    })
+    .await
+    .unwrap();
+    assert!(
+        text.contains("Keep shipper's guarded deploy of payments in production?"),
+        "{text}"
+    );
+    assert!(text.contains("inconclusive"), "{text}");
+    assert!(decided.contains("rejected by carol"), "{decided}");
+    let (_, outcome) = s
+        .get(&format!("/v1/decisions/{id}/outcome"), &s.admin)
+        .await;
+    assert_eq!(
+        (
+            outcome["guard"]["status"].as_str(),
+            outcome["outcome"].as_str()
+        ),
+        (Some("rolled_back"), Some("rolled_back")),
+        "{outcome}"
+    );
+}
+
 /// Signing in takes only live approver tokens, and the cookie is locked down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_takes_only_approvers() {

@@ -172,14 +172,28 @@ fn card(a: &Approval, csrf: &str) -> String {
             .unwrap_or_else(|| serde_json::to_string_pretty(v).unwrap_or_default())
     };
     let level = s["risk"]["level"].as_str().unwrap_or("?");
+    // A guarded action's review asks whether to keep what was done, not to allow it.
+    let title = if s["guard_review"].is_object() {
+        format!(
+            "Keep {}'s guarded {} of {} in {}? (approve keeps it, reject rolls it back)",
+            esc(&a.agent),
+            esc(&a.class),
+            esc(&a.service),
+            esc(&a.environment)
+        )
+    } else {
+        format!(
+            "{} wants to {} {} in {}",
+            esc(&a.agent),
+            esc(&a.class),
+            esc(&a.service),
+            esc(&a.environment)
+        )
+    };
     let mut html = format!(
-        r#"<div class="card approval" id="a-{id}"><div><strong>{agent} wants to {class} {service} in {env}</strong> <span class="risk {level}">{level}</span></div>
+        r#"<div class="card approval" id="a-{id}"><div><strong>{title}</strong> <span class="risk {level}">{level}</span></div>
 <div class="meta">requested {created} · expires {expires}{obo} · tier {tier}{progress}</div>"#,
         id = esc(&a.id),
-        agent = esc(&a.agent),
-        class = esc(&a.class),
-        service = esc(&a.service),
-        env = esc(&a.environment),
         level = esc(level),
         created = esc(&a.created_at),
         expires = esc(&a.expires_at),
