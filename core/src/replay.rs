@@ -153,18 +153,20 @@ pub fn replay(record: &Record, from: i64, to: i64, policy: &CompiledPolicy) -> R
             add(&mut totals, &v.environment, v.risk, kind, v.at, 1, h);
             if kind == Kind::Violation {
                 last_blocked_violation = Some(v.at);
-                let window = v.at - (tp.repeated_violation_days * DAY_US) as i64;
-                let blocked = violations[..=next_violation]
-                    .iter()
-                    .filter(|w| {
-                        w.at >= window && Kind::of_violation(w.mode, &w.reason) == Kind::Violation
-                    })
-                    .count() as u64;
-                if v.at >= from
-                    && let Some(t) = HardTrigger::of_violation(&v.reason, &v.class, blocked, tp)
-                {
-                    hard_at.get_or_insert((t, v.at));
-                }
+            }
+            // As the controller does: every violation is looked at (a forged approval, a
+            // security-policy change in flag mode), with the blocked ones of the window counted.
+            let window = v.at - (tp.repeated_violation_days * DAY_US) as i64;
+            let blocked = violations[..=next_violation]
+                .iter()
+                .filter(|w| {
+                    w.at >= window && Kind::of_violation(w.mode, &w.reason) == Kind::Violation
+                })
+                .count() as u64;
+            if v.at >= from
+                && let Some(t) = HardTrigger::of_violation(&v.reason, &v.class, blocked, tp)
+            {
+                hard_at.get_or_insert((t, v.at));
             }
             next_violation += 1;
         }
@@ -173,7 +175,13 @@ pub fn replay(record: &Record, from: i64, to: i64, policy: &CompiledPolicy) -> R
             None => day_end,
         };
         let budget = window(&outcomes, at - (tp.slo_window_days * DAY_US) as i64, at);
-        let work: Vec<Watched> = watched.iter().filter(|w| w.at <= at).cloned().collect();
+        // The controller reads watched work of the last three half-lives.
+        let oldest = at - (trust.half_life_days * 3.0 * DAY_US) as i64;
+        let work: Vec<Watched> = watched
+            .iter()
+            .filter(|w| w.at <= at && w.at >= oldest)
+            .cloned()
+            .collect();
         let state = State {
             tier,
             ceiling: record.ceiling,
@@ -248,6 +256,8 @@ pub fn replay(record: &Record, from: i64, to: i64, policy: &CompiledPolicy) -> R
         last_blocked_violation,
     };
     let budget = window(&outcomes, to - (tp.slo_window_days * DAY_US) as i64, to);
+    let oldest = to - (trust.half_life_days * 3.0 * DAY_US) as i64;
+    let recent: Vec<Watched> = watched.into_iter().filter(|w| w.at >= oldest).collect();
     Replayed {
         agent: record.agent.clone(),
         from_tier: record.tier,
@@ -255,7 +265,7 @@ pub fn replay(record: &Record, from: i64, to: i64, policy: &CompiledPolicy) -> R
         score: weigh(&totals, to, trust, |_| true).score(),
         suspended,
         moves,
-        next_promotion: next_promotion(&state, budget, to, policy, Some(&watched)),
+        next_promotion: next_promotion(&state, budget, to, policy, Some(&recent)),
     }
 }
 

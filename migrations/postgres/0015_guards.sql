@@ -13,6 +13,7 @@ CREATE TABLE guards (
     errors        BIGINT NOT NULL DEFAULT 0,
     last_verdict  TEXT,
     review_id     TEXT,
+    paged_at      BIGINT,
     closed_at     BIGINT
 );
 CREATE INDEX guards_due ON guards(status, deadline);

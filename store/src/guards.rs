@@ -24,6 +24,22 @@ pub enum GuardWrite {
         /// Whether it was a trigger error.
         error: bool,
     },
+    /// Holds only while the watch is open (watching or held): a report whose evidence waits
+    /// for the watch conflicts (409 `guard_moved`) with the watch closing meanwhile.
+    ExpectOpen {
+        /// The guarded decision.
+        decision_id: String,
+    },
+    /// Notes that someone was paged about trigger errors on this watch: once, and only with at
+    /// least `limit` errors in a row (409 `guard_moved` otherwise).
+    Page {
+        /// The guarded decision.
+        decision_id: String,
+        /// Errors in a row needed.
+        limit: i64,
+        /// When, Unix microseconds.
+        at: i64,
+    },
     /// Moves a watch from `from` to `to` (compare-and-set: 409 `guard_moved` otherwise), with
     /// the human review asked for when it is held.
     Move {
@@ -91,7 +107,21 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT g.decision_id, g.agent_id, g.class, g.environment, g.service, g.armed_at, g.deadline, g.status, g.signals, g.errors, \
              g.last_verdict, g.review_id FROM guards g JOIN approvals a ON a.id = g.review_id \
-             WHERE g.status = 'held' AND a.status IN ('approved', 'consumed', 'rejected') LIMIT {}",
+             WHERE g.status = 'held' AND a.status IN ('approved', 'consumed', 'rejected') ORDER BY g.deadline LIMIT {}",
+            limit.clamp(1, 1000)
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(guard_of).collect()
+    }
+
+    /// Watches rolled back whose decision does not yet record the outcome `rolled_back` (the
+    /// watch closes first; the outcome follows in a change of its own).
+    pub async fn unsettled_rollbacks(&self, limit: i64) -> Result<Vec<Guard>> {
+        let rows = sqlx::query(&format!(
+            "SELECT g.decision_id, g.agent_id, g.class, g.environment, g.service, g.armed_at, g.deadline, g.status, g.signals, g.errors, \
+             g.last_verdict, g.review_id FROM guards g JOIN decisions d ON d.id = g.decision_id \
+             WHERE g.status = 'rolled_back' AND COALESCE(d.outcome, '') <> 'rolled_back' ORDER BY g.deadline LIMIT {}",
             limit.clamp(1, 1000)
         ))
         .fetch_all(&self.pool)
@@ -152,6 +182,42 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &GuardWrite) -> Appli
                 n,
                 Conflict::GuardMoved,
                 format!("the watch over decision `{decision_id}` is not open any more"),
+            )
+        }
+        GuardWrite::ExpectOpen { decision_id } => {
+            let n = sqlx::query(
+                "UPDATE guards SET status = status WHERE decision_id = $1 AND status IN ('watching', 'held')",
+            )
+            .bind(decision_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Conflict::GuardMoved,
+                format!("the watch over decision `{decision_id}` ended meanwhile"),
+            )
+        }
+        GuardWrite::Page {
+            decision_id,
+            limit,
+            at,
+        } => {
+            let n = sqlx::query(
+                "UPDATE guards SET paged_at = $1 WHERE decision_id = $2 AND paged_at IS NULL AND errors >= $3",
+            )
+            .bind(*at)
+            .bind(decision_id)
+            .bind(*limit)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Conflict::GuardMoved,
+                format!(
+                    "the watch over decision `{decision_id}` paged already, or has fewer errors"
+                ),
             )
         }
         GuardWrite::Move {

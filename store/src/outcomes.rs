@@ -15,6 +15,14 @@ use crate::{Store, Write, wire_opt};
 /// A write to outcomes, metric signals and rollback requests.
 #[derive(Debug, Clone)]
 pub enum OutcomeWrite {
+    /// Holds only while the decision's outcome is still `outcome` (409 `outcome_reported`
+    /// otherwise): what was read is what the change rests on.
+    ExpectOutcome {
+        /// The decision.
+        decision_id: String,
+        /// The outcome read, or none.
+        outcome: Option<OutcomeStatus>,
+    },
     /// Record a decision's outcome; 409 if a real one (not `unknown`) is there already.
     ReportOutcome {
         /// The decision.
@@ -347,6 +355,24 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &OutcomeWrite) -> App
                 .execute(&mut *conn)
                 .await?;
             Ok(())
+        }
+        OutcomeWrite::ExpectOutcome {
+            decision_id,
+            outcome,
+        } => {
+            let n = sqlx::query(
+                "UPDATE decisions SET outcome = outcome WHERE id = $1 AND COALESCE(outcome, '') = $2",
+            )
+            .bind(decision_id)
+            .bind(outcome.map_or("", |o| o.as_str()))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Conflict::OutcomeReported,
+                format!("decision `{decision_id}` got another outcome meanwhile"),
+            )
         }
         OutcomeWrite::RequestRollback { decision_id, at } => {
             let n = sqlx::query("UPDATE decisions SET rollback_requested_at = $1 WHERE id = $2 AND rollback_requested_at IS NULL")

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use warden_core::clock::format_micros;
 use warden_core::policy::ViolationMode;
-use warden_core::records::{DailyTrust, EvidenceDelta, OutcomeStatus, TierChange};
+use warden_core::records::{DailyTrust, EvidenceDelta, GuardStatus, OutcomeStatus, TierChange};
 use warden_core::trust::Source;
 
 use crate::dialect::Backend;
@@ -235,6 +235,19 @@ impl Store {
             .collect()
     }
 
+    /// The tier an agent had at `at`: where its first change since then came from, or its
+    /// tier now.
+    pub async fn tier_at(&self, agent: &str, at: i64) -> Result<Option<u8>> {
+        let row = sqlx::query(
+            "SELECT from_tier FROM tier_changes WHERE agent_id = $1 AND at >= $2 ORDER BY at, id LIMIT 1",
+        )
+        .bind(agent)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| small(r.try_get("from_tier")?)).transpose()
+    }
+
     /// An agent's tier changes, newest first.
     pub async fn tier_changes(
         &self,
@@ -328,13 +341,22 @@ impl Store {
         let mut after = String::new();
         loop {
             let page = sqlx::query(
-                "SELECT id, agent_id, environment, risk_level, outcome, outcome_at, outcome_by, outcome_confirmation FROM decisions WHERE outcome IS NOT NULL AND id > $1 ORDER BY id LIMIT 20000",
+                "SELECT d.id, d.agent_id, d.environment, d.risk_level, d.outcome, d.outcome_at, d.outcome_by, d.outcome_confirmation, \
+                 g.status AS guard_status FROM decisions d LEFT JOIN guards g ON g.decision_id = d.id \
+                 WHERE d.outcome IS NOT NULL AND d.id > $1 ORDER BY d.id LIMIT 20000",
             )
             .bind(&after)
             .fetch_all(&mut *tx)
             .await?;
             for r in &page {
-                if let Some(outcome) = wire_opt(r, "outcome", OutcomeStatus::parse)? {
+                // A guarded action's success counts once its watch ended clean or was kept.
+                let waiting = r
+                    .try_get::<Option<String>, _>("guard_status")?
+                    .and_then(|g| GuardStatus::parse(&g))
+                    .is_some_and(|g| !matches!(g, GuardStatus::Clean | GuardStatus::Kept));
+                let outcome = wire_opt(r, "outcome", OutcomeStatus::parse)?
+                    .filter(|o| !(waiting && *o == OutcomeStatus::Succeeded));
+                if let Some(outcome) = outcome {
                     let agent: String = r.try_get("agent_id")?;
                     let by: Option<String> = r.try_get("outcome_by")?;
                     let confirmed = r

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use warden::clock::{ManualClock, parse_micros};
+use warden::clock::{Clock as _, ManualClock, format_micros, parse_micros};
 use warden::config::{WebhookConfig, WebhookFormat};
 use warden::policy::{GuardPolicy, ViolationMode};
 
@@ -148,23 +148,36 @@ async fn guarded_actions_are_watched(backend: Backend) {
     // 2. Silence until the deadline: rolled back by policy.
     let silent = guarded().await;
     clock.advance(11 * MINUTE);
-    let o = outcome_when(&s, &silent, |o| o["guard"]["status"] == "rolled_back").await;
-    assert_eq!(o["outcome"], "rolled_back", "{o}");
+    // The watch closes first; the outcome follows in a change of its own.
+    let o = outcome_when(&s, &silent, |o| o["outcome"] == "rolled_back").await;
+    assert_eq!(o["guard"]["status"], "rolled_back", "{o}");
     assert_eq!(trust(&s).await["evidence"]["rollbacks"], 2);
 
-    // 3. Healthy signals, a reported success: it counts once the watch ends clean.
+    // 3. Healthy signals, a reported success the platform confirms: it counts once, as the
+    // platform's, when the watch ends clean.
     let healthy = guarded().await;
     assert_eq!(
         signals(&healthy, window(1.0, 300)).await["verdict"],
         "successful"
     );
     assert_eq!(report(&healthy, "succeeded").await.0, 200);
+    let deployed = json!({"events": [{"source": "pipeline", "source_id": "deploy-1", "actor_kind": "agent",
+        "actor_id": "canary-bot", "team": "payments", "class": "deploy", "environment": "production",
+        "service": "payments", "time": format_micros(clock.now_micros()), "outcome": "succeeded", "decision_id": healthy}]});
+    let (status, stored) = s.post("/v1/events", &s.admin, deployed).await;
+    assert_eq!(status, 200, "{stored}");
+    let o = outcome_when(&s, &healthy, |o| o["confirmation"]["status"] == "confirmed").await;
+    assert_eq!(o["guard"]["status"], "watching", "{o}");
     assert_eq!(trust(&s).await["evidence"]["successes"], 0);
     clock.advance(11 * MINUTE);
     let o = outcome_when(&s, &healthy, |o| o["guard"]["status"] == "clean").await;
     assert_eq!(o["outcome"], "succeeded", "{o}");
     let after_clean = trust(&s).await;
-    assert_eq!(after_clean["evidence"]["successes"], 1, "{after_clean}");
+    assert_eq!(
+        after_clean["evidence"]["successes_by_source"],
+        json!({"platform": 1, "service": 0, "self_reported": 0}),
+        "{after_clean}"
+    );
     assert!(after_clean["score"].as_f64().unwrap() >= after_failure["score"].as_f64().unwrap());
 
     // 4. Too few samples to judge: inconclusive, so a human decides in the approvals inbox.
@@ -217,10 +230,6 @@ async fn guarded_actions_are_watched(backend: Backend) {
         }
     }
     assert!(errors >= 2, "{errors} error judgements");
-    let (_, dbg) = s
-        .get(&format!("/v1/decisions/{blind}/outcome"), &s.admin)
-        .await;
-    eprintln!("DEBUG {dbg}");
     let (_, failing_audit) = s
         .get("/v1/audit?event_type=rollback_trigger.failing", &s.admin)
         .await;

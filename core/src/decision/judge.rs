@@ -469,8 +469,10 @@ fn unearned(
     if agent.earned_classes.is_empty() {
         return None;
     }
-    let first = (1..=tier)
-        .find(|t| policy.permission(*t, class, env, service, level) == Permission::Allowed)?;
+    // Tier 0's rights are nobody's new right: never restricted.
+    let first = (0..=tier)
+        .find(|t| policy.permission(*t, class, env, service, level) == Permission::Allowed)
+        .filter(|t| *t > 0)?;
     let earned = agent.earned_classes.get(&first)?;
     (!earned.contains(class)).then_some(first)
 }

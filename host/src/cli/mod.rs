@@ -517,7 +517,8 @@ enum TrustCommand {
     },
     /// What-if: replay the recorded evidence under the `[policy.trust]` and `[policy.tiering]`
     /// of `--config` (a copy of warden.toml with the proposed policy) and print where each
-    /// agent would stand, and why. Reads the database only; changes nothing.
+    /// agent would stand, and why. Reads the database (applying pending migrations, as every
+    /// command that opens it does) and changes nothing else.
     #[command(
         after_help = "Example:\n  cp warden.toml proposed.toml   # edit [policy.tiering] in proposed.toml\n  warden trust replay --config proposed.toml --since 90d"
     )]

@@ -102,12 +102,9 @@ impl Watch<'_> {
                 )
                 .await
             }
-            JudgementVerdict::Error
-                if guard.errors + 1
-                    == i64::from(self.reporting.policy.policy.guard.error_limit) =>
-            {
-                self.failing(&guard, &why).await
-            }
+            // Whether this error makes `error_limit` in a row is for the store to say (another
+            // batch may be judged at the same moment): paged once per watch.
+            JudgementVerdict::Error => self.failing(&guard, &why).await,
             _ => Ok(()),
         }
     }
@@ -145,6 +142,15 @@ impl Watch<'_> {
             }
         }
         for g in store
+            .unsettled_rollbacks(100)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            if let Err(e) = self.record_rollback(&g, "rolled back by the watch").await {
+                tracing::warn!(decision = %g.decision_id, error = %e.message, "recording a rollback failed");
+            }
+        }
+        for g in store
             .decided_reviews(100)
             .await
             .map_err(|e| e.to_string())?
@@ -170,8 +176,20 @@ impl Watch<'_> {
             return Ok(());
         }
         let by = approval.decided_by.as_deref().unwrap_or("a human");
+        // A review is never used like an approval: one approved and left past its expiry reads
+        // `expired`, and still said keep.
+        let approved = approval.approved_by.len() as i64 >= approval.approvals_needed;
         match approval.status {
             ApprovalStatus::Approved | ApprovalStatus::Consumed => {
+                self.close(
+                    &g,
+                    GuardStatus::Held,
+                    GuardStatus::Kept,
+                    &format!("kept by {by}"),
+                )
+                .await
+            }
+            ApprovalStatus::Expired if approved => {
                 self.close(
                     &g,
                     GuardStatus::Held,
@@ -193,17 +211,44 @@ impl Watch<'_> {
         }
     }
 
-    /// Ends a watch with the action standing: a success already reported now counts.
+    /// Ends a watch with the action standing: a success already reported now counts. The
+    /// change rests on the outcome as read: a report landing meanwhile makes it look again.
     async fn close(&self, g: &Guard, from: GuardStatus, to: GuardStatus, why: &str) -> Result<()> {
+        for _ in 0..3 {
+            match self.try_close(g, from, to, why).await {
+                Err(e) if e.code == "outcome_reported" => continue,
+                other => return other,
+            }
+        }
+        Err(Error::new(
+            Kind::Conflict,
+            "guard_busy",
+            format!("the outcome of decision `{}` kept changing", g.decision_id),
+        ))
+    }
+
+    async fn try_close(
+        &self,
+        g: &Guard,
+        from: GuardStatus,
+        to: GuardStatus,
+        why: &str,
+    ) -> Result<()> {
         let (store, now) = (self.reporting.store, self.now());
-        let mut writes = vec![Write::Guard(GuardWrite::Move {
-            decision_id: g.decision_id.clone(),
-            from,
-            to,
-            review: None,
-            at: now,
-        })];
         let outcome = store.outcome(&g.decision_id).await?;
+        let mut writes = vec![
+            Write::Guard(GuardWrite::Move {
+                decision_id: g.decision_id.clone(),
+                from,
+                to,
+                review: None,
+                at: now,
+            }),
+            Write::Outcome(OutcomeWrite::ExpectOutcome {
+                decision_id: g.decision_id.clone(),
+                outcome: outcome.as_ref().and_then(|o| o.outcome),
+            }),
+        ];
         let success = outcome
             .as_ref()
             .filter(|o| o.outcome == Some(OutcomeStatus::Succeeded));
@@ -245,7 +290,8 @@ impl Watch<'_> {
     }
 
     /// Rolls a guarded action back: the watch closes, `rollback.requested` goes out (unless the
-    /// failed judgement requested it already), and the outcome is `rolled_back`.
+    /// failed judgement requested it already), and the outcome is `rolled_back`. A watch that
+    /// moved meanwhile (held for a human, say) but is still open is rolled back all the same.
     async fn roll_back(
         &self,
         g: &Guard,
@@ -253,53 +299,66 @@ impl Watch<'_> {
         requested: bool,
         why: &str,
     ) -> Result<()> {
-        let now = self.now();
-        let mut writes = vec![Write::Guard(GuardWrite::Move {
-            decision_id: g.decision_id.clone(),
-            from,
-            to: GuardStatus::RolledBack,
-            review: None,
-            at: now,
-        })];
-        if !requested {
-            let data = serde_json::json!({"decision_id": g.decision_id, "agent": g.agent, "class": g.class,
-                "environment": g.environment, "service": g.service, "reasons": [why]});
-            writes.push(Write::Outcome(OutcomeWrite::RequestRollback {
+        let (mut from, mut requested) = (from, requested);
+        for _ in 0..3 {
+            let now = self.now();
+            let mut writes = vec![Write::Guard(GuardWrite::Move {
                 decision_id: g.decision_id.clone(),
+                from,
+                to: GuardStatus::RolledBack,
+                review: None,
                 at: now,
-            }));
-            writes.extend(
-                self.outbox
-                    .writes(&Event::new("rollback.requested", now, data), now),
-            );
-        }
-        let record = self.record(g, "guard.rolled_back", why, now);
-        match self.commit_move(writes, record).await {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
-            // A failed judgement of another batch requested it meanwhile: close without.
-            Err(e) if e.kind == Kind::Conflict && !requested => {
-                return Box::pin(self.roll_back(g, from, true, why)).await;
+            })];
+            if !requested {
+                let data = serde_json::json!({"decision_id": g.decision_id, "agent": g.agent, "class": g.class,
+                    "environment": g.environment, "service": g.service, "reasons": [why]});
+                writes.push(Write::Outcome(OutcomeWrite::RequestRollback {
+                    decision_id: g.decision_id.clone(),
+                    at: now,
+                }));
+                writes.extend(
+                    self.outbox
+                        .writes(&Event::new("rollback.requested", now, data), now),
+                );
             }
-            Err(e) => return Err(e),
+            let record = self.record(g, "guard.rolled_back", why, now);
+            match self.commit_move(writes, record).await {
+                Ok(true) => {
+                    self.outbox.notify();
+                    return self.record_rollback(g, why).await;
+                }
+                Ok(false) => match self.reporting.store.guard(&g.decision_id).await? {
+                    Some(now_there) if !now_there.status.closed() => from = now_there.status,
+                    _ => return Ok(()),
+                },
+                // A failed judgement of another batch requested it meanwhile: close without.
+                Err(e) if e.code == "rollback_requested" && !requested => requested = true,
+                Err(e) => return Err(e),
+            }
         }
-        self.outbox.notify();
+        Err(Error::new(
+            Kind::Conflict,
+            "guard_busy",
+            format!("the watch over decision `{}` kept moving", g.decision_id),
+        ))
+    }
+
+    /// Records `rolled_back` as the outcome of an action the watch rolled back: the watch has
+    /// the last word over any earlier report. (The periodic sweep does it again should this
+    /// fail.)
+    async fn record_rollback(&self, g: &Guard, why: &str) -> Result<()> {
         let warden = Caller {
             token_id: "warden".into(),
             role: Role::Service,
-            subject: Some("warden:guard".into()),
+            subject: Some(outcomes::GUARD_REPORTER.into()),
         };
         let report = OutcomeReport {
             status: OutcomeStatus::RolledBack,
             detail: Some(format!("rolled back by the watch: {why}")),
             actual_cost_usd: None,
         };
-        match outcomes::report(&self.reporting, &warden, &g.decision_id, &report).await {
-            Ok(_) => Ok(()),
-            // Reported `rolled_back` already, or a failure the agent reported stands.
-            Err(e) if e.kind == Kind::Conflict => Ok(()),
-            Err(e) => Err(e),
-        }
+        outcomes::report(&self.reporting, &warden, &g.decision_id, &report).await?;
+        Ok(())
     }
 
     /// Holds a watch for a human: a review in the approvals inbox (approve keeps the action,
@@ -340,7 +399,7 @@ impl Watch<'_> {
             summary: summary.to_string(),
             created_at: now,
             expires_at: now.saturating_add(self.reporting.policy.approval_ttl_micros(&g.class)),
-            approvals_needed: 1,
+            approvals_needed: i64::from(self.reporting.policy.approvers_required(&g.class)),
         };
         let data = serde_json::json!({"review_id": id, "decision_id": g.decision_id, "agent": g.agent, "class": g.class,
             "environment": g.environment, "service": g.service, "why": why});
@@ -365,29 +424,32 @@ impl Watch<'_> {
         Ok(())
     }
 
-    /// `error_limit` trigger errors in a row: someone must look at the trigger or the telemetry.
+    /// `error_limit` trigger errors in a row: someone must look at the trigger or the telemetry
+    /// (once per watch).
     async fn failing(&self, g: &Guard, why: &str) -> Result<()> {
         let now = self.now();
         let limit = self.reporting.policy.policy.guard.error_limit;
         let data = serde_json::json!({"decision_id": g.decision_id, "agent": g.agent, "class": g.class,
             "environment": g.environment, "service": g.service, "errors_in_a_row": limit, "reasons": why});
-        let writes = self
-            .outbox
-            .writes(&Event::new("rollback_trigger.failing", now, data), now);
+        let mut writes = vec![Write::Guard(GuardWrite::Page {
+            decision_id: g.decision_id.clone(),
+            limit: i64::from(limit),
+            at: now,
+        })];
+        writes.extend(
+            self.outbox
+                .writes(&Event::new("rollback_trigger.failing", now, data), now),
+        );
         let record = self.record(
             g,
             "rollback_trigger.failing",
             &format!("{limit} trigger errors in a row: {why}"),
             now,
         );
-        self.reporting
-            .store
-            .commit(Change {
-                writes,
-                audit: vec![record],
-            })
-            .await?;
-        self.outbox.notify();
+        // Fewer errors in a row than the limit, or paged already: nothing to say.
+        if self.commit_move(writes, record).await? {
+            self.outbox.notify();
+        }
         Ok(())
     }
 

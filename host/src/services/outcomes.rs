@@ -17,8 +17,8 @@ use crate::quotas::{Unit, cents, window_at};
 use crate::records::{ConfirmationStatus, Outcome, OutcomeStatus, ViolationRow};
 use crate::services::tiering::{Controller, Trigger};
 use crate::store::{
-    Change, Conflict, OutcomeWrite, QuotaWrite, Store, StoreError, TrustWrite, ViolationWrite,
-    Write,
+    Change, Conflict, GuardWrite, OutcomeWrite, QuotaWrite, Store, StoreError, TrustWrite,
+    ViolationWrite, Write,
 };
 use crate::tiering::HardTrigger;
 use crate::trust::{Kind as TrustKind, Source};
@@ -200,10 +200,13 @@ async fn attempt_report(
             format!("decision `{id}` failed its canary judgement and a rollback was requested"),
         ));
     }
-    // A service or an admin may correct what the agent reported about itself; otherwise the
+    // A service or an admin may correct what the agent reported about itself, and the watch
+    // over a guarded action has the last word on it (it rolled the action back); otherwise the
     // first real report stands.
     let correcting = |by: &Option<String>| {
-        caller.role != Role::Agent && by.as_deref() == Some(current.agent.as_str())
+        caller.role != Role::Agent
+            && (by.as_deref() == Some(current.agent.as_str())
+                || caller.subject.as_deref() == Some(GUARD_REPORTER))
     };
     match current.outcome {
         Some(same) if same == report.status => return Ok(Some(current)),
@@ -295,6 +298,12 @@ async fn attempt_report(
         actual_cost_usd: report.actual_cost_usd,
         expected: current.outcome,
     })];
+    // Evidence waiting for the watch must not miss it ending meanwhile.
+    if guard.as_ref().is_some_and(|g| !g.status.closed()) {
+        writes.push(Write::Guard(GuardWrite::ExpectOpen {
+            decision_id: id.to_string(),
+        }));
+    }
     writes.extend(
         evidence
             .into_iter()
@@ -329,8 +338,9 @@ async fn attempt_report(
         // Another report landed first: the same one is fine (a retry), a different one conflicts.
         let now_there = visible(cx.store, caller, id).await?;
         return match (e.conflict(), now_there.outcome) {
-            // A human confirmed the anomaly meanwhile: report again, on the fresh state.
-            (Some(Conflict::AnomalyConfirmed), _) => Ok(None),
+            // A human confirmed the anomaly, or the watch ended, meanwhile: report again, on
+            // the fresh state.
+            (Some(Conflict::AnomalyConfirmed | Conflict::GuardMoved), _) => Ok(None),
             (Some(Conflict::OutcomeReported), Some(s)) if s == status => Ok(Some(now_there)),
             (Some(Conflict::OutcomeReported), Some(OutcomeStatus::Unknown))
                 if current.outcome.is_none() =>
@@ -445,6 +455,7 @@ pub async fn confirm(
     let Some(before) = cx.store.outcome(id).await? else {
         return Ok(None);
     };
+    let guard = cx.store.guard(id).await?;
     if before.verdict != "allow" || before.due_at.is_none() || before.confirmation.is_some() {
         return Ok(None);
     }
@@ -480,6 +491,13 @@ pub async fn confirm(
         by: by.clone(),
         at: now,
     })];
+    // A success waiting for its watch moves nothing now: the watch counts it, as the
+    // platform's, when it ends clean. That must not happen in between.
+    if guard.as_ref().is_some_and(|g| !g.status.closed()) {
+        writes.push(Write::Guard(GuardWrite::ExpectOpen {
+            decision_id: id.clone(),
+        }));
+    }
     let details = serde_json::json!({"decision_id": id, "by": by, "platform": status, "agent": before.outcome});
     let record = AuditRecord {
         agent: Some(before.agent.clone()),
@@ -503,6 +521,7 @@ pub async fn confirm(
     if !contradicted
         && before.outcome == Some(OutcomeStatus::Succeeded)
         && source_of(&before) != Source::Platform
+        && crate::services::guards::success_counts(guard.as_ref())
     {
         let at = before
             .reported_at
@@ -573,6 +592,9 @@ pub async fn confirm(
     }
     Ok(Some(confirmation))
 }
+
+/// Who reports the outcome of an action the watch rolled back.
+pub const GUARD_REPORTER: &str = "warden:guard";
 
 /// Who vouches for an outcome as recorded.
 pub fn source_of(o: &Outcome) -> Source {

@@ -248,7 +248,11 @@ pub async fn receive(
     if request_now {
         cx.outbox.notify();
     }
-    cx.watch.judged(id, judged.verdict, &judged.reasons).await?;
+    // The batch is stored and judged: the answer stands whatever the watch does next (its
+    // sweep catches up on what fails here).
+    if let Err(e) = cx.watch.judged(id, judged.verdict, &judged.reasons).await {
+        tracing::warn!(decision = %id, error = %e.message, "the watch could not move on after a judgement");
+    }
     Ok(SignalsAnswer {
         decision_id: id.to_string(),
         verdict: judged.verdict,

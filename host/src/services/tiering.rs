@@ -1,7 +1,7 @@
 //! The tier controller: reads an agent's record, applies the pure rules of
 //! [`warden_core::tiering`], and writes what they decide.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -227,7 +227,7 @@ impl Controller {
     /// The watched work, read (a query) only when every other gate of the next promotion
     /// holds, or when the agent has rights of its tier still to earn.
     async fn work_if_needed(&self, a: &Assessment) -> Result<Option<Vec<Watched>>> {
-        let to_earn = a.agent.earned_classes.contains_key(&a.agent.tier);
+        let to_earn = a.agent.earned_classes.keys().any(|t| *t <= a.agent.tier);
         let promotable = next_promotion(&a.state(), a.budget, a.now, &self.policy, None)
             .is_some_and(|next| {
                 next.gates
@@ -286,18 +286,21 @@ impl Controller {
                 work: work.as_deref(),
             };
             let decided = decide(&review, a.now, &self.policy);
-            // No move: a restricted tier may have earned more of its classes meanwhile.
-            let earned = match (&decided, &work) {
+            // No move: a restricted tier (this one, or one below it whose rights the agent
+            // skipped) may have earned more of its classes meanwhile.
+            let earned: BTreeMap<u8, BTreeSet<String>> = match (&decided, &work) {
                 (None, Some(work)) => a
                     .agent
                     .earned_classes
-                    .get(&a.agent.tier)
-                    .map(|have| newly_earned(work, a.agent.tier, have, &self.policy, a.now))
-                    .filter(|more| !more.is_empty()),
-                _ => None,
+                    .iter()
+                    .filter(|(t, _)| **t <= a.agent.tier)
+                    .map(|(t, have)| (*t, newly_earned(work, *t, have, &self.policy, a.now)))
+                    .filter(|(_, more)| !more.is_empty())
+                    .collect(),
+                _ => BTreeMap::new(),
             };
-            if let Some(more) = earned {
-                match self.earn(&a, more).await {
+            if !earned.is_empty() {
+                match self.earn(&a, earned).await {
                     Err(e) if e.kind == ErrorKind::Conflict => continue,
                     other => return other.map(|()| None),
                 }
@@ -429,20 +432,22 @@ impl Controller {
         Ok(change)
     }
 
-    /// Records classes the agent has now earned at its tier: an agent update and an audit
-    /// record (`tier.classes_earned`), in one transaction.
-    async fn earn(&self, a: &Assessment, more: BTreeSet<String>) -> Result<()> {
+    /// Records classes the agent has now earned at its restricted tiers: an agent update and
+    /// an audit record (`tier.classes_earned`), in one transaction.
+    async fn earn(&self, a: &Assessment, more: BTreeMap<u8, BTreeSet<String>>) -> Result<()> {
         let now = a.now;
         let before = &a.agent;
         let mut after = before.clone();
-        after
-            .earned_classes
-            .entry(before.tier)
-            .or_default()
-            .extend(more.iter().cloned());
+        for (tier, classes) in &more {
+            after
+                .earned_classes
+                .entry(*tier)
+                .or_default()
+                .extend(classes.iter().cloned());
+        }
         after.updated_at = format_micros(now);
         after.version = before.version + 1;
-        let details = serde_json::json!({"tier": before.tier, "earned": more, "now_alone": after.earned_classes.get(&before.tier)});
+        let details = serde_json::json!({"tier": before.tier, "earned": more, "now_alone": after.earned_classes});
         let record = AuditRecord {
             agent: Some(before.id.clone()),
             ..AuditRecord::change(
@@ -511,9 +516,8 @@ pub async fn replay(
         since.saturating_sub((proposed.policy.trust.half_life_days * 3.0 * DAY_US) as i64);
     let mut replayed = Vec::with_capacity(agents.len());
     for a in agents {
-        let first_change = store.tier_changes(&a.id, since, 1000).await?.pop();
         let record = Record {
-            tier: first_change.map_or(a.tier, |c| c.from),
+            tier: store.tier_at(&a.id, since).await?.unwrap_or(a.tier),
             ceiling: a.ceiling,
             pinned: a.pinned,
             outcomes: store.recorded_outcomes(&a.id, lookback).await?,
