@@ -1,5 +1,5 @@
 //! The only place SQLite and PostgreSQL differ: connection set-up, migrations, how a write
-//! transaction begins, and how rows are locked. Everything else is one SQL dialect on sqlx's
+//! transaction begins, how rows are locked, and how many rows become one JSON value. Everything else is one SQL dialect on sqlx's
 //! `Any` driver.
 
 use sqlx::{AnyConnection, Executor as _};
@@ -35,6 +35,29 @@ impl Backend {
         match self {
             Backend::Sqlite => "?".to_string(),
             Backend::Postgres => format!("${n}"),
+        }
+    }
+
+    /// An aggregate turning a query's rows into one JSON array of arrays (as text; `[]` for no
+    /// rows), for scans of many rows: the driver then hands over one value per chunk instead
+    /// of one row at a time (each row costs sqlx a copy of every value and a hand-over between
+    /// threads, about ten times the database's own work). `columns` are column names; one
+    /// holding JSON text is named `json:column`, and comes back as JSON.
+    pub(crate) fn json_rows(self, columns: &[&str]) -> String {
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|c| match (c.strip_prefix("json:"), self) {
+                (Some(c), Backend::Sqlite) => format!("json({c})"),
+                (Some(c), Backend::Postgres) => format!("{c}::json"),
+                (None, _) => (*c).to_string(),
+            })
+            .collect();
+        match self {
+            Backend::Sqlite => format!("json_group_array(json_array({}))", cols.join(", ")),
+            Backend::Postgres => format!(
+                "COALESCE(json_agg(json_build_array({})), '[]'::json)::text",
+                cols.join(", ")
+            ),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use sqlx::{AnyConnection, Row as _};
 use warden_core::activity::{ActivityEvent, ActorKind};
 use warden_core::records::OutcomeStatus;
@@ -40,6 +40,87 @@ pub struct EventActivity {
 
 const COLUMNS: &str = "actor_kind, actor_id, team, class, environment, service, targets, change_size, at, outcome, decision_id, source, source_id";
 
+/// [`COLUMNS`] for a scan, `targets` as JSON.
+const SCAN_COLUMNS: [&str; 13] = [
+    "actor_kind",
+    "actor_id",
+    "team",
+    "class",
+    "environment",
+    "service",
+    "json:targets",
+    "change_size",
+    "at",
+    "outcome",
+    "decision_id",
+    "source",
+    "source_id",
+];
+
+/// Rows of `seq` one chunk of a scan covers: a few megabytes of JSON.
+const SCAN_CHUNK: i64 = 20_000;
+
+/// One event of a scan, as the database wrote it into the chunk's JSON (in [`SCAN_COLUMNS`]'
+/// order).
+#[derive(serde::Deserialize)]
+struct ScanRow(
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<String>,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+impl ScanRow {
+    fn into_event(self) -> Result<ActivityEvent> {
+        let ScanRow(
+            kind,
+            actor_id,
+            team,
+            class,
+            environment,
+            service,
+            targets,
+            change_size,
+            at,
+            outcome,
+            decision_id,
+            source,
+            source_id,
+        ) = self;
+        Ok(ActivityEvent {
+            actor_kind: ActorKind::parse(&kind).ok_or_else(|| unknown("actor_kind", &kind))?,
+            actor_id,
+            team,
+            class,
+            environment,
+            service,
+            targets,
+            change_size: change_size.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            at,
+            outcome: match outcome {
+                Some(o) => Some(OutcomeStatus::parse(&o).ok_or_else(|| unknown("outcome", &o))?),
+                None => None,
+            },
+            decision_id,
+            source,
+            source_id,
+        })
+    }
+}
+
+fn unknown(column: &str, value: &str) -> StoreError {
+    StoreError::Bug(format!("stored {column} `{value}` is not one Warden knows"))
+}
+
 impl Store {
     /// Of these (source, source id) pairs, those already stored.
     pub async fn known_events(&self, keys: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
@@ -69,6 +150,9 @@ impl Store {
 
     /// Every event of one actor kind (or all) with `from <= at < to`, in no particular order,
     /// handed to `each` one at a time so that a million events never sit in memory as rows.
+    /// Read in chunks of `seq`, each one JSON value built by the database (see
+    /// [`crate::Backend::json_rows`]), two chunks in flight: the database builds the next
+    /// while this one is parsed.
     pub async fn scan_events(
         &self,
         kind: Option<ActorKind>,
@@ -76,23 +160,45 @@ impl Store {
         to: i64,
         mut each: impl FnMut(ActivityEvent),
     ) -> Result<u64> {
-        let sql = match kind {
-            Some(_) => format!(
-                "SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2 AND actor_kind = $3"
-            ),
-            None => {
-                format!("SELECT {COLUMNS} FROM events WHERE at >= $1 AND at < $2")
-            }
+        let row = sqlx::query("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        let (Some(lo), Some(hi)) = (
+            row.try_get::<Option<i64>, _>("lo")?,
+            row.try_get::<Option<i64>, _>("hi")?,
+        ) else {
+            return Ok(0);
         };
-        let mut q = sqlx::query(&sql).bind(from).bind(to);
-        if let Some(kind) = kind {
-            q = q.bind(kind.as_str());
-        }
-        let mut rows = q.fetch(&self.pool);
+        let rows = self.backend.json_rows(&SCAN_COLUMNS);
+        let only = if kind.is_some() {
+            " AND actor_kind = $5"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {rows} AS rows FROM events WHERE seq >= $1 AND seq < $2 AND at >= $3 AND at < $4{only}"
+        );
+        let starts = (lo..=hi).step_by(SCAN_CHUNK as usize);
+        let mut chunks = futures::stream::iter(starts)
+            .map(|start| {
+                let mut q = sqlx::query_scalar::<_, String>(&sql)
+                    .bind(start)
+                    .bind(start + SCAN_CHUNK)
+                    .bind(from)
+                    .bind(to);
+                if let Some(kind) = kind {
+                    q = q.bind(kind.as_str());
+                }
+                q.fetch_one(&self.pool)
+            })
+            .buffered(2);
         let mut n = 0;
-        while let Some(row) = rows.try_next().await? {
-            each(event_of(&row)?);
-            n += 1;
+        while let Some(json) = chunks.try_next().await? {
+            let rows: Vec<ScanRow> = serde_json::from_str(&json).map_err(StoreError::bug)?;
+            for r in rows {
+                each(r.into_event()?);
+                n += 1;
+            }
         }
         Ok(n)
     }
@@ -164,9 +270,6 @@ fn event_of(row: &sqlx::any::AnyRow) -> Result<ActivityEvent> {
     let targets: String = row.try_get(6)?;
     let change_size: Option<i64> = row.try_get(7)?;
     let outcome: Option<String> = row.try_get(9)?;
-    let unknown = |column: &str, value: &str| {
-        StoreError::Bug(format!("stored {column} `{value}` is not one Warden knows"))
-    };
     Ok(ActivityEvent {
         actor_kind: ActorKind::parse(&kind).ok_or_else(|| unknown("actor_kind", &kind))?,
         actor_id: row.try_get(1)?,

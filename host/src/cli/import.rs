@@ -7,6 +7,7 @@ use std::io::BufRead as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
 use serde_json::{Map, Value, json};
 
 use crate::activity::EventInput;
@@ -113,15 +114,32 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
-/// Sends a file's events in batches; with `strict`, a dry run of every batch first.
+/// How a file is sent.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sending {
+    /// All or nothing: a dry run of every batch first.
+    pub(super) strict: bool,
+    /// Events per request.
+    pub(super) batch_size: usize,
+    /// Requests in flight at once.
+    pub(super) parallel: usize,
+}
+
+/// Sends a file's events in batches, `parallel` at a time; with `strict`, a dry run of every
+/// batch first.
 pub(super) async fn run(
     server: &super::ServerArgs,
     file: &std::path::Path,
     format: Format,
-    strict: bool,
-    batch_size: usize,
+    sending: Sending,
 ) -> anyhow::Result<Value> {
+    let Sending {
+        strict,
+        batch_size,
+        parallel,
+    } = sending;
     anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
+    anyhow::ensure!(parallel > 0, "--parallel must be at least 1");
     let lines = read(file, format)?;
     let mut rejected = Vec::new();
     let mut good: Vec<(usize, Value)> = Vec::with_capacity(lines.len());
@@ -137,20 +155,27 @@ pub(super) async fn run(
         if !dry_run && strict && !rejected.is_empty() {
             break;
         }
-        for batch in good.chunks(batch_size) {
-            let events: Vec<&Value> = batch.iter().map(|(_, v)| v).collect();
-            let path = if dry_run {
-                "/v1/events?dry_run=true"
-            } else {
-                "/v1/events"
-            };
-            let answer = super::call(
-                server,
-                reqwest::Method::POST,
-                path,
-                Some(json!({"events": events})),
-            )
-            .await?;
+        let path = if dry_run {
+            "/v1/events?dry_run=true"
+        } else {
+            "/v1/events"
+        };
+        // Answers come back in order, whatever order the server finishes them in.
+        let mut answers = futures::stream::iter(good.chunks(batch_size))
+            .map(|batch| async move {
+                let events: Vec<&Value> = batch.iter().map(|(_, v)| v).collect();
+                let answer = super::call(
+                    server,
+                    reqwest::Method::POST,
+                    path,
+                    Some(json!({"events": events})),
+                )
+                .await;
+                (batch, answer)
+            })
+            .buffered(parallel);
+        while let Some((batch, answer)) = answers.next().await {
+            let answer = answer?;
             for r in answer["rejected"].as_array().into_iter().flatten() {
                 let line = r["index"]
                     .as_u64()

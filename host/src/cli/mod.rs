@@ -455,6 +455,9 @@ enum EventsCommand {
         /// Events per request.
         #[arg(long, default_value_t = 5000)]
         batch_size: usize,
+        /// Requests in flight at once (the server parses one batch while it stores another).
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
     },
 }
 
@@ -1028,9 +1031,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             strict,
             batch_size,
+            parallel,
         }) => {
             let format = format.unwrap_or_else(|| import::Format::of(&file));
-            let summary = import::run(&server, &file, format, strict, batch_size).await?;
+            let sending = import::Sending {
+                strict,
+                batch_size,
+                parallel,
+            };
+            let summary = import::run(&server, &file, format, sending).await?;
             let rejected = summary["rejected"].as_array().map_or(0, Vec::len);
             print_json(summary)?;
             if rejected > 0 {

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,9 +19,6 @@ use crate::records::Baseline;
 use crate::store::{BaselineFilter, BaselineWrite, Change, Store, Write};
 
 const DAY: i64 = 86_400_000_000;
-
-/// Slices of the period read in parallel during a recompute.
-const READ_SLICES: i64 = 4;
 
 /// `[baselines]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,53 +217,34 @@ impl Baselines {
     async fn read_activity(&self, from: i64, drift_from: i64, now: i64) -> Result<(Activity, u64)> {
         // A Warden agent's work counts for its own team, whatever team owns the repository or
         // namespace a platform event names.
-        let teams: Arc<HashMap<String, String>> = Arc::new(
-            self.inner
-                .store
-                .agents(None)
-                .await?
-                .into_iter()
-                .map(|a| (a.id, a.team))
-                .collect(),
-        );
-        let activity = Arc::new(Mutex::new((Activity::new(self.inner.zone.clone()), 0u64)));
-        // Reading rows is most of a recompute: slices of the period are read by tasks of their
-        // own (on connections of their own), in parallel, into one set of columns.
-        let start = from.min(drift_from);
-        let step = ((now + 1 - start) / READ_SLICES + 1).max(1);
-        let slices: Vec<_> = (0..READ_SLICES)
-            .map(|i| {
-                let (lo, hi) = (start + i * step, (start + (i + 1) * step).min(now + 1));
-                let (activity, store, teams) =
-                    (activity.clone(), self.inner.store.clone(), teams.clone());
-                tokio::spawn(async move {
-                    store
-                        .scan_events(None, lo, hi, move |e| {
-                            let mut guard = activity.lock().expect("activity lock");
-                            if e.actor_kind == ActorKind::Human {
-                                if e.at >= from {
-                                    guard.0.push(&e);
-                                    guard.1 += 1;
-                                }
-                            } else if e.at >= drift_from && e.decision_id.is_none() {
-                                let mut e = e;
-                                if let Some(team) = teams.get(&e.actor_id) {
-                                    e.team.clone_from(team);
-                                }
-                                guard.0.push(&e);
-                            }
-                        })
-                        .await
-                })
-            })
+        let teams: HashMap<String, String> = self
+            .inner
+            .store
+            .agents(None)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a.team))
             .collect();
-        for read in slices {
-            read.await.map_err(Error::internal)??;
-        }
-        let (mut activity, humans) = Arc::try_unwrap(activity)
-            .map_err(|_| Error::internal("a read is still running"))?
-            .into_inner()
-            .expect("activity lock");
+        let mut activity = Activity::new(self.inner.zone.clone());
+        let mut humans = 0u64;
+        // One scan of the period: the store reads it in chunks, two in flight.
+        self.inner
+            .store
+            .scan_events(None, from.min(drift_from), now + 1, |e| {
+                if e.actor_kind == ActorKind::Human {
+                    if e.at >= from {
+                        activity.push(&e);
+                        humans += 1;
+                    }
+                } else if e.at >= drift_from && e.decision_id.is_none() {
+                    let mut e = e;
+                    if let Some(team) = teams.get(&e.actor_id) {
+                        e.team.clone_from(team);
+                    }
+                    activity.push(&e);
+                }
+            })
+            .await?;
         self.inner
             .store
             .scan_allowed(drift_from, now + 1, |d| {
