@@ -160,9 +160,14 @@ impl Store {
         to: i64,
         mut each: impl FnMut(ActivityEvent),
     ) -> Result<u64> {
-        let row = sqlx::query("SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM events")
-            .fetch_one(&self.pool)
-            .await?;
+        // The period's first and last seq, from the index on `at` alone.
+        let row = sqlx::query(
+            "SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM events WHERE at >= $1 AND at < $2",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await?;
         let (Some(lo), Some(hi)) = (
             row.try_get::<Option<i64>, _>("lo")?,
             row.try_get::<Option<i64>, _>("hi")?,
@@ -203,10 +208,10 @@ impl Store {
         Ok(n)
     }
 
-    /// The events an actor did, newest first.
+    /// The events an agent did, newest first (humans' events are read by time, in scans).
     pub async fn actor_events(&self, actor_id: &str, limit: u32) -> Result<Vec<ActivityEvent>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE actor_id = $1 ORDER BY at DESC, seq DESC LIMIT $2"
+            "SELECT {COLUMNS} FROM events WHERE actor_kind = 'agent' AND actor_id = $1 ORDER BY at DESC, seq DESC LIMIT $2"
         );
         let rows = sqlx::query(&sql)
             .bind(actor_id)
@@ -226,7 +231,8 @@ impl Store {
         rows.iter().map(event_of).collect()
     }
 
-    /// An agent's events of one kind since `since`, and whether it did the kind before.
+    /// An agent's events of one kind since `since`, and whether it did the kind before (on the
+    /// partial index of agents' events).
     pub async fn event_activity(
         &self,
         actor_id: &str,
@@ -238,7 +244,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(CASE WHEN at >= $5 THEN 1 ELSE 0 END), 0) AS recent, \
                     COALESCE(SUM(CASE WHEN at < $5 THEN 1 ELSE 0 END), 0) AS before \
-             FROM events WHERE actor_id = $1 AND class = $2 AND environment = $3 AND service = $4",
+             FROM events WHERE actor_kind = 'agent' AND actor_id = $1 AND class = $2 AND environment = $3 AND service = $4",
         )
         .bind(actor_id)
         .bind(class)
