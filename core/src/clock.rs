@@ -90,9 +90,42 @@ pub fn parse_micros(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000).ok()
 }
 
+/// A moment given as an RFC 3339 time or as a span before `now`: `30d`, `12h`, `15m`
+/// (days, hours, minutes; a whole number up to ten years), as Unix microseconds.
+pub fn parse_moment(s: &str, now: i64) -> Option<i64> {
+    if let Some(t) = parse_micros(s) {
+        return Some(t);
+    }
+    let unit: i64 = match s.chars().last()? {
+        'd' => 86_400_000_000,
+        'h' => 3_600_000_000,
+        'm' => 60_000_000,
+        _ => return None,
+    };
+    let n: u32 = s[..s.len() - 1].parse().ok()?;
+    let span = i64::from(n).checked_mul(unit)?;
+    (span <= 3_650 * 86_400_000_000).then(|| now.saturating_sub(span))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moments_are_times_or_spans_before_now() {
+        let now = parse_micros("2026-12-02T12:00:00Z").unwrap();
+        let at = |s| parse_moment(s, now).map(format_micros);
+        assert_eq!(at("30d").as_deref(), Some("2026-11-02T12:00:00.000000Z"));
+        assert_eq!(at("12h").as_deref(), Some("2026-12-02T00:00:00.000000Z"));
+        assert_eq!(at("15m").as_deref(), Some("2026-12-02T11:45:00.000000Z"));
+        assert_eq!(
+            at("2026-01-01T00:00:00Z").as_deref(),
+            Some("2026-01-01T00:00:00.000000Z")
+        );
+        for bad in ["", "d", "30", "-3d", "3.5d", "30w", "99999d", "yesterday"] {
+            assert_eq!(parse_moment(bad, now), None, "{bad}");
+        }
+    }
 
     #[test]
     fn round_trips() {

@@ -247,6 +247,16 @@ async fn audit_filters(backend: Backend) {
     assert_eq!(get("action_class=deploy").await.len(), 3);
     assert_eq!(get("since=2999-01-01T00:00:00Z").await.len(), 0);
     assert_eq!(get("until=2000-01-01T00:00:00Z").await.len(), 0);
+    // Spans before now: everything here happened within the last hour, nothing an hour ago.
+    let all = get("").await.len();
+    assert_eq!(get("since=1h").await.len(), all);
+    assert_eq!(get("since=30d&until=1h").await.len(), 0);
+    let (status, bad) = s.get("/v1/audit?since=yesterday", &s.admin).await;
+    assert_eq!(
+        (status.as_u16(), bad["error"]["field"].as_str()),
+        (400, Some("since")),
+        "{bad}"
+    );
     // Paging follows the chain.
     let (_, first) = s.get("/v1/audit?limit=5", &s.admin).await;
     assert_eq!(first["records"].as_array().unwrap().len(), 5);

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::{AppState, Query};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::audit::AuditEntry;
-use crate::clock::parse_micros;
+use crate::clock::parse_moment;
 use crate::identity::{Caller, Role};
 use crate::store::AuditFilter;
 
@@ -30,9 +30,9 @@ struct AuditQuery {
     action_class: Option<String>,
     /// Event type (`decision`, `agent.created`, …).
     event_type: Option<String>,
-    /// At or after this time (RFC 3339).
+    /// At or after this time (RFC 3339, or a span before now: `30d`, `12h`, `15m`).
     since: Option<String>,
-    /// Before this time (RFC 3339).
+    /// Before this time (RFC 3339, or a span before now).
     until: Option<String>,
     /// Page after this sequence number (use the previous page's `next_after`).
     after: Option<i64>,
@@ -49,13 +49,18 @@ pub(super) struct AuditPage {
     pub next_after: Option<i64>,
 }
 
-/// An optional RFC 3339 query parameter as Unix microseconds; 400 naming the field if malformed.
-pub(super) fn time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
+/// An optional time query parameter (RFC 3339, or a span before now: `30d`, `12h`, `15m`) as
+/// Unix microseconds; 400 naming the field if malformed.
+pub(super) fn time(field: &str, value: &Option<String>, now: i64) -> Result<Option<i64>> {
     value
         .as_deref()
         .map(|v| {
-            parse_micros(v)
-                .ok_or_else(|| Error::field(field, format!("`{v}` is not an RFC 3339 time")))
+            parse_moment(v, now).ok_or_else(|| {
+                Error::field(
+                    field,
+                    format!("`{v}` is neither an RFC 3339 time nor a span such as 30d, 12h or 15m"),
+                )
+            })
         })
         .transpose()
 }
@@ -81,8 +86,8 @@ async fn list_audit(
         environment: q.environment,
         action_class: q.action_class,
         event_type: q.event_type,
-        since: time("since", &q.since)?,
-        until: time("until", &q.until)?,
+        since: time("since", &q.since, state.clock.now_micros())?,
+        until: time("until", &q.until, state.clock.now_micros())?,
         after_seq: q.after,
         // One more than asked tells whether another page exists.
         limit: limit + 1,

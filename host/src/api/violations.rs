@@ -33,9 +33,9 @@ struct ViolationQuery {
     environment: Option<String>,
     /// `block`, `flag` or `guard`.
     mode: Option<String>,
-    /// At or after this time (RFC 3339).
+    /// At or after this time (RFC 3339, or a span before now: `30d`, `12h`, `15m`).
     since: Option<String>,
-    /// Before this time (RFC 3339).
+    /// Before this time (RFC 3339, or a span before now).
     until: Option<String>,
     /// Page after this violation id (use the previous page's `next_after`).
     after: Option<String>,
@@ -79,8 +79,8 @@ async fn list_violations(
         class: q.class,
         environment: q.environment,
         mode: q.mode,
-        since: super::audit::time("since", &q.since)?,
-        until: super::audit::time("until", &q.until)?,
+        since: super::audit::time("since", &q.since, state.clock.now_micros())?,
+        until: super::audit::time("until", &q.until, state.clock.now_micros())?,
         after: q.after,
         // One more than asked tells whether another page exists.
         limit: limit + 1,

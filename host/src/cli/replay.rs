@@ -17,12 +17,9 @@ pub(super) async fn run(
     let proposed = crate::policy::CompiledPolicy::new(config.policy.apply())
         .context("invalid [policy] in the proposed configuration")?;
     let now = jiff::Timestamp::now().as_microsecond();
-    let from = match since.strip_suffix('d').map(str::parse::<u32>) {
-        Some(Ok(days)) => now - i64::from(days) * 86_400_000_000,
-        _ => crate::clock::parse_micros(since).with_context(|| {
-            format!("--since `{since}` is neither `<days>d` nor an RFC 3339 time")
-        })?,
-    };
+    let from = crate::clock::parse_moment(since, now).with_context(|| {
+        format!("--since `{since}` is neither a span such as 90d, 12h or 15m nor an RFC 3339 time")
+    })?;
     let store = crate::store::Store::open(&config.store_options()?).await?;
     let replayed = crate::services::tiering::replay(&store, &proposed, from, now, agent)
         .await
