@@ -830,6 +830,39 @@ mod tests {
     }
 
     #[test]
+    fn guard_watches_are_checked() {
+        let c = compiled();
+        assert_eq!(c.guard_watch_micros("deploy"), 1_800_000_000);
+        let with = |guard: GuardPolicy| {
+            CompiledPolicy::new(Policy {
+                guard,
+                ..Policy::default()
+            })
+            .map(|c| c.guard_watch_micros("db_migration"))
+        };
+        let by_class = GuardPolicy {
+            watch_by_class: [("db_migration".to_string(), 7200)].into(),
+            ..GuardPolicy::default()
+        };
+        assert_eq!(with(by_class), Ok(7_200_000_000));
+        let short = GuardPolicy {
+            watch_secs: 5,
+            ..GuardPolicy::default()
+        };
+        assert!(with(short).unwrap_err().0.contains("60 seconds to 7 days"));
+        let unknown = GuardPolicy {
+            watch_by_class: [("teleport".to_string(), 600)].into(),
+            ..GuardPolicy::default()
+        };
+        assert!(with(unknown).unwrap_err().0.contains("`teleport`"));
+        let never = GuardPolicy {
+            error_limit: 0,
+            ..GuardPolicy::default()
+        };
+        assert!(with(never).unwrap_err().0.contains("error_limit"));
+    }
+
+    #[test]
     fn rejects_incomplete_tiers_and_unknown_classes() {
         let mut p = Policy::default();
         p.tiers.pop();

@@ -62,7 +62,8 @@ impl From<GuardWrite> for Write {
     }
 }
 
-const COLUMNS: &str = "SELECT decision_id, agent_id, class, environment, service, armed_at, deadline, status, signals, errors, last_verdict, review_id FROM guards";
+const COLUMNS: &str = "SELECT g.decision_id, g.agent_id, g.class, g.environment, g.service, g.armed_at, g.deadline, g.status, g.signals, g.errors, \
+     g.last_verdict, g.review_id FROM guards g";
 
 fn guard_of(r: &AnyRow) -> Result<Guard> {
     let status: String = r.try_get("status")?;
@@ -86,7 +87,7 @@ fn guard_of(r: &AnyRow) -> Result<Guard> {
 impl Store {
     /// The watch over a decision, if it was guarded.
     pub async fn guard(&self, decision_id: &str) -> Result<Option<Guard>> {
-        let row = sqlx::query(&format!("{COLUMNS} WHERE decision_id = $1"))
+        let row = sqlx::query(&format!("{COLUMNS} WHERE g.decision_id = $1"))
             .bind(decision_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -95,7 +96,7 @@ impl Store {
 
     /// The watch a human review was asked for.
     pub async fn guard_of_review(&self, review_id: &str) -> Result<Option<Guard>> {
-        let row = sqlx::query(&format!("{COLUMNS} WHERE review_id = $1"))
+        let row = sqlx::query(&format!("{COLUMNS} WHERE g.review_id = $1"))
             .bind(review_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -105,8 +106,7 @@ impl Store {
     /// Watches held for a human whose review was decided (approved, used, or rejected).
     pub async fn decided_reviews(&self, limit: i64) -> Result<Vec<Guard>> {
         let rows = sqlx::query(&format!(
-            "SELECT g.decision_id, g.agent_id, g.class, g.environment, g.service, g.armed_at, g.deadline, g.status, g.signals, g.errors, \
-             g.last_verdict, g.review_id FROM guards g JOIN approvals a ON a.id = g.review_id \
+            "{COLUMNS} JOIN approvals a ON a.id = g.review_id \
              WHERE g.status = 'held' AND a.status IN ('approved', 'consumed', 'rejected') ORDER BY g.deadline LIMIT {}",
             limit.clamp(1, 1000)
         ))
@@ -119,8 +119,7 @@ impl Store {
     /// watch closes first; the outcome follows in a change of its own).
     pub async fn unsettled_rollbacks(&self, limit: i64) -> Result<Vec<Guard>> {
         let rows = sqlx::query(&format!(
-            "SELECT g.decision_id, g.agent_id, g.class, g.environment, g.service, g.armed_at, g.deadline, g.status, g.signals, g.errors, \
-             g.last_verdict, g.review_id FROM guards g JOIN decisions d ON d.id = g.decision_id \
+            "{COLUMNS} JOIN decisions d ON d.id = g.decision_id \
              WHERE g.status = 'rolled_back' AND COALESCE(d.outcome, '') <> 'rolled_back' ORDER BY g.deadline LIMIT {}",
             limit.clamp(1, 1000)
         ))
@@ -132,7 +131,7 @@ impl Store {
     /// Watches still open whose deadline has passed, oldest first.
     pub async fn due_guards(&self, now: i64, limit: i64) -> Result<Vec<Guard>> {
         let rows = sqlx::query(&format!(
-            "{COLUMNS} WHERE status = 'watching' AND deadline <= $1 ORDER BY deadline LIMIT {}",
+            "{COLUMNS} WHERE g.status = 'watching' AND g.deadline <= $1 ORDER BY g.deadline LIMIT {}",
             limit.clamp(1, 1000)
         ))
         .bind(now)

@@ -6,7 +6,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use warden_core::clock::format_micros;
 use warden_core::policy::ViolationMode;
-use warden_core::records::{DailyTrust, EvidenceDelta, GuardStatus, OutcomeStatus, TierChange};
+use warden_core::records::{
+    ConfirmationStatus, DailyTrust, EvidenceDelta, GuardStatus, OutcomeStatus, TierChange,
+};
 use warden_core::trust::Source;
 
 use crate::dialect::Backend;
@@ -62,6 +64,17 @@ fn total_of(r: &AnyRow) -> std::result::Result<Option<warden_core::trust::Total>
         },
         count: r.try_get("count")?,
     }))
+}
+
+/// Who vouches for a decision's outcome, from its `outcome_by` and `outcome_confirmation`.
+fn source_of(r: &AnyRow, agent: &str) -> std::result::Result<Source, sqlx::Error> {
+    let by: Option<String> = r.try_get("outcome_by")?;
+    let confirmation: Option<String> = r.try_get("outcome_confirmation")?;
+    Ok(Source::of_report(
+        agent,
+        by.as_deref(),
+        confirmation.as_deref() == Some(ConfirmationStatus::Confirmed.as_str()),
+    ))
 }
 
 /// Adds one piece of evidence to its running total: create the row if missing, lock it (on
@@ -152,11 +165,6 @@ impl Store {
             let Some(outcome) = wire_opt(r, "outcome", OutcomeStatus::parse)? else {
                 continue;
             };
-            let by: Option<String> = r.try_get("outcome_by")?;
-            let confirmed = r
-                .try_get::<Option<String>, _>("outcome_confirmation")?
-                .as_deref()
-                == Some("confirmed");
             work.push(warden_core::tiering::Watched {
                 decision_id: r.try_get("id")?,
                 class: r.try_get("class")?,
@@ -164,7 +172,7 @@ impl Store {
                 service: r.try_get("service")?,
                 risk: risk_of(&r.try_get::<String, _>("risk_level")?),
                 outcome,
-                source: Source::of_report(agent, by.as_deref(), confirmed),
+                source: source_of(r, agent)?,
                 at: r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0),
             });
         }
@@ -190,14 +198,9 @@ impl Store {
             let Some(outcome) = wire_opt(r, "outcome", OutcomeStatus::parse)? else {
                 continue;
             };
-            let by: Option<String> = r.try_get("outcome_by")?;
-            let confirmed = r
-                .try_get::<Option<String>, _>("outcome_confirmation")?
-                .as_deref()
-                == Some("confirmed");
             outcomes.push(warden_core::replay::RecordedOutcome {
                 outcome,
-                source: Source::of_report(agent, by.as_deref(), confirmed),
+                source: source_of(r, agent)?,
                 environment: r.try_get("environment")?,
                 risk: risk_of(&r.try_get::<String, _>("risk_level")?),
                 at: r.try_get::<Option<i64>, _>("outcome_at")?.unwrap_or(0),
@@ -358,12 +361,7 @@ impl Store {
                     .filter(|o| !(waiting && *o == OutcomeStatus::Succeeded));
                 if let Some(outcome) = outcome {
                     let agent: String = r.try_get("agent_id")?;
-                    let by: Option<String> = r.try_get("outcome_by")?;
-                    let confirmed = r
-                        .try_get::<Option<String>, _>("outcome_confirmation")?
-                        .as_deref()
-                        == Some("confirmed");
-                    let source = Source::of_report(&agent, by.as_deref(), confirmed);
+                    let source = source_of(r, &agent)?;
                     let kind = warden_core::trust::Kind::of_outcome(outcome, source);
                     add(
                         agent,

@@ -42,6 +42,30 @@ pub struct Watch<'a> {
     pub outbox: &'a Outbox,
 }
 
+/// How a change moving a watch went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moved {
+    /// Committed.
+    Done,
+    /// Another change (another replica, another batch) moved the watch first.
+    ByAnother,
+    /// Another condition of the change no longer held (an outcome reported, a rollback
+    /// requested meanwhile).
+    Raced(Conflict),
+}
+
+/// A conflict a move of the watch could not get past.
+fn raced(g: &Guard, c: Conflict) -> Error {
+    Error::new(
+        Kind::Conflict,
+        c.code(),
+        format!(
+            "the watch over decision `{}` met another change",
+            g.decision_id
+        ),
+    )
+}
+
 /// Whether a success reported for a guarded decision carries evidence now: only once its watch
 /// ended clean or a human kept it.
 pub fn success_counts(guard: Option<&Guard>) -> bool {
@@ -215,9 +239,10 @@ impl Watch<'_> {
     /// change rests on the outcome as read: a report landing meanwhile makes it look again.
     async fn close(&self, g: &Guard, from: GuardStatus, to: GuardStatus, why: &str) -> Result<()> {
         for _ in 0..3 {
-            match self.try_close(g, from, to, why).await {
-                Err(e) if e.code == "outcome_reported" => continue,
-                other => return other,
+            match self.try_close(g, from, to, why).await? {
+                Moved::Raced(Conflict::OutcomeReported) => continue,
+                Moved::Raced(c) => return Err(raced(g, c)),
+                Moved::Done | Moved::ByAnother => return Ok(()),
             }
         }
         Err(Error::new(
@@ -233,7 +258,7 @@ impl Watch<'_> {
         from: GuardStatus,
         to: GuardStatus,
         why: &str,
-    ) -> Result<()> {
+    ) -> Result<Moved> {
         let (store, now) = (self.reporting.store, self.now());
         let outcome = store.outcome(&g.decision_id).await?;
         let mut writes = vec![
@@ -274,10 +299,9 @@ impl Watch<'_> {
             }
         }
         let record = self.record(g, &format!("guard.{}", to.as_str()), why, now);
-        if !self.commit_move(writes, record).await? {
-            return Ok(());
-        }
-        if success.is_some()
+        let moved = self.commit_move(writes, record).await?;
+        if moved == Moved::Done
+            && success.is_some()
             && let Err(e) = self
                 .reporting
                 .tiers
@@ -286,7 +310,7 @@ impl Watch<'_> {
         {
             tracing::warn!(agent = %g.agent, error = %e.message, "tier review after a clean watch failed");
         }
-        Ok(())
+        Ok(moved)
     }
 
     /// Rolls a guarded action back: the watch closes, `rollback.requested` goes out (unless the
@@ -322,18 +346,18 @@ impl Watch<'_> {
                 );
             }
             let record = self.record(g, "guard.rolled_back", why, now);
-            match self.commit_move(writes, record).await {
-                Ok(true) => {
+            match self.commit_move(writes, record).await? {
+                Moved::Done => {
                     self.outbox.notify();
                     return self.record_rollback(g, why).await;
                 }
-                Ok(false) => match self.reporting.store.guard(&g.decision_id).await? {
+                Moved::ByAnother => match self.reporting.store.guard(&g.decision_id).await? {
                     Some(now_there) if !now_there.status.closed() => from = now_there.status,
                     _ => return Ok(()),
                 },
                 // A failed judgement of another batch requested it meanwhile: close without.
-                Err(e) if e.code == "rollback_requested" && !requested => requested = true,
-                Err(e) => return Err(e),
+                Moved::Raced(Conflict::RollbackRequested) if !requested => requested = true,
+                Moved::Raced(c) => return Err(raced(g, c)),
             }
         }
         Err(Error::new(
@@ -418,8 +442,10 @@ impl Watch<'_> {
                 .writes(&Event::new("guard.review_requested", now, data), now),
         );
         let record = self.record(g, "guard.held", why, now);
-        if self.commit_move(writes, record).await? {
-            self.outbox.notify();
+        match self.commit_move(writes, record).await? {
+            Moved::Done => self.outbox.notify(),
+            Moved::ByAnother => {}
+            Moved::Raced(c) => return Err(raced(g, c)),
         }
         Ok(())
     }
@@ -447,14 +473,16 @@ impl Watch<'_> {
             now,
         );
         // Fewer errors in a row than the limit, or paged already: nothing to say.
-        if self.commit_move(writes, record).await? {
-            self.outbox.notify();
+        match self.commit_move(writes, record).await? {
+            Moved::Done => self.outbox.notify(),
+            Moved::ByAnother => {}
+            Moved::Raced(c) => return Err(raced(g, c)),
         }
         Ok(())
     }
 
-    /// Commits a move of the watch; `false` when another replica moved it first.
-    async fn commit_move(&self, writes: Vec<Write>, record: AuditRecord) -> Result<bool> {
+    /// Commits a move of the watch, saying how it went when another change got there first.
+    async fn commit_move(&self, writes: Vec<Write>, record: AuditRecord) -> Result<Moved> {
         match self
             .reporting
             .store
@@ -464,8 +492,9 @@ impl Watch<'_> {
             })
             .await
         {
-            Ok(()) => Ok(true),
-            Err(StoreError::Conflict(Conflict::GuardMoved, _)) => Ok(false),
+            Ok(()) => Ok(Moved::Done),
+            Err(StoreError::Conflict(Conflict::GuardMoved, _)) => Ok(Moved::ByAnother),
+            Err(StoreError::Conflict(c, _)) => Ok(Moved::Raced(c)),
             Err(e) => Err(e.into()),
         }
     }

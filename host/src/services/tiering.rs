@@ -305,7 +305,7 @@ impl Controller {
                     other => return other.map(|()| None),
                 }
             }
-            match self.write(&a, hard, decided).await {
+            match self.write(&a, hard, decided, work.as_deref()).await {
                 Err(e) if e.kind == ErrorKind::Conflict => continue,
                 other => return other,
             }
@@ -318,6 +318,7 @@ impl Controller {
         a: &Assessment,
         hard: Option<HardTrigger>,
         decided: Option<Move>,
+        work: Option<&[Watched]>,
     ) -> Result<Option<TierChange>> {
         let now = a.now;
         let before = &a.agent;
@@ -365,16 +366,15 @@ impl Controller {
         after.updated_at = format_micros(now);
         after.version = before.version + 1;
         let actor = Actor::warden();
-        let rests_on = match &decided {
-            Some(Move::Tier { to, .. }) if *to > before.tier => {
-                let work = self.watched_work(&before.id, now).await?;
-                let next = next_promotion(&a.state(), a.budget, now, &self.policy, Some(&work));
-                next.map(|n| (n.rests_on, n.would_earn))
-            }
+        // A promotion rests on the watched work the review read.
+        let watched = match (&decided, work) {
+            (Some(Move::Tier { to, earned, .. }), Some(work)) if *to > before.tier => Some(
+                serde_json::json!({"decisions": qualifying(work, *to, &self.policy, now).successes, "granted_alone": earned}),
+            ),
             _ => None,
         };
         let evidence = serde_json::json!({"trust": a.trust, "error_budget": a.budget, "fast_burn": a.burn, "hard_trigger": hard,
-            "watched": rests_on.as_ref().map(|(ids, classes)| serde_json::json!({"decisions": ids, "granted_alone": classes}))});
+            "watched": watched});
         let mut writes = vec![Write::Identity(IdentityWrite::UpdateAgent {
             agent: after.clone(),
             expected_version: before.version,
