@@ -8,6 +8,7 @@
 mod activity;
 mod baselines;
 mod drift;
+pub mod parquet;
 
 pub use activity::Activity;
 pub use baselines::baselines;

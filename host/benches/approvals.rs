@@ -90,6 +90,7 @@ async fn token(warden: &Warden, role: Role, subject: &str) -> String {
         tool: None,
         model: None,
         token_id: None,
+        ..Default::default()
     };
     let now = warden.state.clock.now_micros();
     warden::services::tokens::issue(

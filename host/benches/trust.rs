@@ -160,6 +160,7 @@ async fn main() {
         tool: None,
         model: None,
         token_id: None,
+        ..Default::default()
     };
     let admin = warden::services::tokens::issue(
         &warden.state.store,
@@ -292,6 +293,7 @@ async fn main() {
             tool: None,
             model: None,
             token_id: None,
+            ..Default::default()
         };
         warden::services::tokens::issue(
             &warden.state.store,

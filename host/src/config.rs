@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::{Policy, PolicyMode, RiskLevel, Tier, ViolationMode};
 pub use crate::services::baselines::BaselinesConfig;
+pub use crate::services::checkpoints::AuditConfig;
 pub use crate::services::events::EventsConfig;
 pub use crate::services::integrations::IntegrationsConfig;
 pub use crate::services::notify::{NotificationsConfig, WebhookConfig, WebhookFormat};
@@ -41,6 +42,8 @@ pub struct Config {
     pub baselines: BaselinesConfig,
     /// The GitHub and Kubernetes receivers.
     pub integrations: IntegrationsConfig,
+    /// The audit trail's signed checkpoints.
+    pub audit: AuditConfig,
 }
 
 /// `[plugins]`.

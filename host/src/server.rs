@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::audit::checkpoint::NoteVerifier;
 use crate::audit::{Actor, AuditRecord};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
@@ -23,7 +24,7 @@ use crate::services::events::Events;
 use crate::services::integrations::{GITHUB_SECRET_ENV, Receivers};
 use crate::services::notify::{self, Outbox};
 use crate::services::tiering::Controller;
-use crate::services::{approvals, guards, outcomes, plugins as publishing, quotas};
+use crate::services::{approvals, checkpoints, guards, outcomes, plugins as publishing, quotas};
 use crate::store::{Change, Store};
 
 /// Everything a server needs, opened and ready.
@@ -191,6 +192,21 @@ impl Warden {
             .clone()
             .or_else(|| std::env::var(GITHUB_SECRET_ENV).ok());
         let receivers = Arc::new(Receivers::new(config.integrations.clone(), secret));
+        let signer = Arc::new(config.audit.signer(&config.storage.data_dir)?);
+        let audit_key = Arc::new(NoteVerifier::parse(&signer.vkey())?);
+        if config.audit.checkpoint_interval_secs > 0 {
+            let (s, c, k) = (store.clone(), clock.clone(), signer.clone());
+            jobs::spawn(
+                "audit checkpoints",
+                Duration::from_secs(config.audit.checkpoint_interval_secs),
+                First::AfterInterval,
+                store.clone(),
+                move || {
+                    let (s, c, k) = (s.clone(), c.clone(), k.clone());
+                    async move { checkpoints::checkpoint(&s, &c, &k).await.map(|_| ()) }
+                },
+            );
+        }
         let parts = Parts {
             baselines: baselines.clone(),
             store: store.clone(),
@@ -223,6 +239,8 @@ impl Warden {
                 events_config: config.events.clone(),
                 baselines,
                 receivers,
+                signer,
+                audit_key,
             },
             config,
         })
@@ -249,6 +267,7 @@ impl Warden {
             tool: None,
             model: None,
             token_id: None,
+            ..Default::default()
         };
         let now = self.state.clock.now_micros();
         match crate::services::tokens::issue(

@@ -1,102 +1,391 @@
 //! The store's part for the audit chain: reading, paging and verifying it (appending is the writer's): reads, and how each of its writes is applied.
 
 use sqlx::{AnyConnection, Row as _};
-use warden_core::audit::{self, AuditEntry, AuditRecord, StoredRow};
+use warden_core::audit::merkle::{self, Frontier};
+use warden_core::audit::{self, AuditEntry, AuditRecord, Break, Columns, StoredRow, Tamper};
 
 use crate::error::{Result, StoreError};
 use crate::writer::{ROWS_PER_INSERT, multi_insert};
-use crate::{Filters, Store};
+use crate::{Arg, Filters, Store};
 
-/// Filters for audit queries.
-#[derive(Debug, Clone, Default)]
+/// What an audit query selects (every field narrows it).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct AuditFilter {
     /// `agent`, `human`, `service` or `admin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_kind: Option<String>,
     /// The agent concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// A human the record names: acting, acted for, authorising or approving.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub human: Option<String>,
+    /// The agent's team.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
     /// Environment of the action.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// Service acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// Action class.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action_class: Option<String>,
+    /// A decision's verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// An outcome record's outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Risk level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<String>,
     /// Event type.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub event_type: Option<String>,
     /// At or after, Unix microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<i64>,
     /// Before, Unix microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<i64>,
-    /// Only records after this sequence number (for paging).
-    pub after_seq: Option<i64>,
+    /// Case-insensitive text in the agent's reasoning or plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Records up to this one (exports stop at their checkpoint).
+    #[serde(skip)]
+    pub through_seq: Option<i64>,
+    /// Whose view: everything, or what a role may read.
+    #[serde(skip_serializing_if = "AuditScope::is_all")]
+    pub scope: AuditScope,
+}
+
+/// The records a reader may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditScope {
+    /// Everything (admins).
+    #[default]
+    All,
+    /// Records naming this human, and records of decisions still waiting for approval.
+    Approver(String),
+    /// This agent's own records.
+    Agent(String),
+}
+
+impl AuditScope {
+    fn is_all(&self) -> bool {
+        *self == AuditScope::All
+    }
+}
+
+/// Pages run by (at, seq), oldest first (the chain's order) or newest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOrder {
+    /// Oldest first.
+    #[default]
+    Oldest,
+    /// Newest first.
+    Newest,
+    /// By sequence number alone (exports and proofs): `after` compares `seq` only.
+    Chain,
+}
+
+/// A page of an audit query.
+#[derive(Debug, Clone, Default)]
+pub struct AuditPageRequest {
+    /// What to select.
+    pub filter: AuditFilter,
+    /// Which way.
+    pub order: AuditOrder,
+    /// Only records past this (at, seq), in the page's direction.
+    pub after: Option<(i64, i64)>,
     /// At most this many records.
     pub limit: i64,
 }
 
+/// What a summary groups counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditGroup {
+    /// The agent concerned.
+    Agent,
+    /// The UTC day.
+    Day,
+    /// The action class.
+    Class,
+    /// The environment.
+    Environment,
+    /// A decision's verdict.
+    Verdict,
+    /// The event type.
+    EventType,
+}
+
+/// A stored record with its text exactly as hashed (for exports and proofs).
+#[derive(Debug, Clone)]
+pub struct RawAuditRow {
+    /// Sequence number.
+    pub seq: i64,
+    /// Unix microseconds.
+    pub at: i64,
+    /// The canonical JSON the hash covers.
+    pub record: String,
+    /// Previous hash.
+    pub prev_hash: String,
+    /// This record's hash.
+    pub hash: String,
+}
+
 pub(crate) struct AuditRow<'a> {
     pub(crate) seq: i64,
-    pub(crate) at: i64,
+    pub(crate) columns: Columns,
     pub(crate) record: &'a AuditRecord,
     pub(crate) json: String,
     pub(crate) prev_hash: String,
     pub(crate) hash: String,
 }
 
+const COLUMNS: &str = "seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, \
+    service, team, verdict, outcome, risk, on_behalf_of, record, prev_hash, hash";
+
 pub(crate) async fn insert_audit(
     conn: &mut AnyConnection,
     rows: &[AuditRow<'_>],
 ) -> std::result::Result<(), sqlx::Error> {
+    let backend = crate::Backend::of(conn);
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = multi_insert(
-            crate::Backend::of(conn),
-            "audit_events (seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, record, prev_hash, hash)",
-            12,
+            backend,
+            &format!("audit_events ({COLUMNS})"),
+            18,
             chunk.len(),
         );
         let mut q = sqlx::query(&sql);
         for r in chunk {
+            let c = &r.columns;
             q = q
                 .bind(r.seq)
-                .bind(r.at)
-                .bind(&r.record.event_type)
-                .bind(&r.record.actor.kind)
-                .bind(&r.record.actor.id)
-                .bind(&r.record.agent)
-                .bind(&r.record.environment)
-                .bind(&r.record.action_class)
-                .bind(&r.record.decision_id)
+                .bind(c.at)
+                .bind(&c.event_type)
+                .bind(&c.actor_kind)
+                .bind(&c.actor_id)
+                .bind(&c.agent_id)
+                .bind(&c.environment)
+                .bind(&c.action_class)
+                .bind(&c.decision_id)
+                .bind(&c.service)
+                .bind(&c.team)
+                .bind(&c.verdict)
+                .bind(&c.outcome)
+                .bind(&c.risk)
+                .bind(&c.on_behalf_of)
                 .bind(&r.json)
                 .bind(&r.prev_hash)
                 .bind(&r.hash);
         }
         q.execute(&mut *conn).await?;
     }
+    let people: Vec<(&str, i64)> = rows
+        .iter()
+        .flat_map(|r| r.record.people().into_iter().map(move |h| (h, r.seq)))
+        .collect();
+    for chunk in people.chunks(ROWS_PER_INSERT) {
+        let sql = multi_insert(backend, "audit_people (human, seq)", 2, chunk.len());
+        let mut q = sqlx::query(&sql);
+        for (human, seq) in chunk {
+            q = q.bind(*human).bind(*seq);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
+/// The filter's conditions, added to `w`.
+fn narrow(w: &mut Filters, backend: crate::Backend, f: &AuditFilter) {
+    w.text("actor_kind", &f.actor_kind);
+    w.text("agent_id", &f.agent);
+    w.text("team", &f.team);
+    w.text("environment", &f.environment);
+    w.text("service", &f.service);
+    w.text("action_class", &f.action_class);
+    w.text("verdict", &f.verdict);
+    w.text("outcome", &f.outcome);
+    w.text("risk", &f.risk);
+    w.text("event_type", &f.event_type);
+    w.int("at", ">=", f.since);
+    w.int("at", "<", f.until);
+    w.int("seq", "<=", f.through_seq);
+    if let Some(h) = &f.human {
+        let p = w.arg(Arg::Text(h.clone()));
+        w.and(&format!(
+            "seq IN (SELECT seq FROM audit_people WHERE human = {p})"
+        ));
+    }
+    if let Some(t) = &f.text {
+        let escaped = t
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let p = w.arg(Arg::Text(format!("%{escaped}%")));
+        let (reasoning, plan) = match backend {
+            crate::Backend::Sqlite => (
+                "json_extract(record, '$.reasoning')",
+                "json_extract(record, '$.action.plan')",
+            ),
+            crate::Backend::Postgres => (
+                "(record::jsonb->>'reasoning')",
+                "(record::jsonb->'action'->>'plan')",
+            ),
+        };
+        w.and(&format!(
+            "(lower({reasoning}) LIKE {p} ESCAPE '\\' OR lower({plan}) LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    match &f.scope {
+        AuditScope::All => {}
+        AuditScope::Agent(id) => w.text("agent_id", &Some(id.clone())),
+        AuditScope::Approver(human) => {
+            let p = w.arg(Arg::Text(human.clone()));
+            w.and(&format!(
+                "(seq IN (SELECT seq FROM audit_people WHERE human = {p}) \
+                 OR decision_id IN (SELECT decision_id FROM approvals WHERE status = 'pending'))"
+            ));
+        }
+    }
+}
+
+fn entry(r: &sqlx::any::AnyRow) -> Result<AuditEntry> {
+    let record: String = r.try_get("record")?;
+    Ok(AuditEntry {
+        seq: r.try_get("seq")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+        record: serde_json::from_str(&record).map_err(StoreError::bug)?,
+    })
+}
+
+fn raw(r: &sqlx::any::AnyRow) -> Result<RawAuditRow> {
+    Ok(RawAuditRow {
+        seq: r.try_get("seq")?,
+        at: r.try_get("at")?,
+        record: r.try_get("record")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
 impl Store {
-    /// Audit records matching a filter, in chain order.
-    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let mut w = Filters::new("SELECT seq, record, prev_hash, hash FROM audit_events");
-        w.text("actor_kind", &filter.actor_kind);
-        w.text("agent_id", &filter.agent);
-        w.text("environment", &filter.environment);
-        w.text("action_class", &filter.action_class);
-        w.text("event_type", &filter.event_type);
-        w.int("at", ">=", filter.since);
-        w.int("at", "<", filter.until);
-        w.int("seq", ">", filter.after_seq);
+    /// A page of audit records matching a filter, by (at, seq) in the page's direction.
+    pub async fn audit(&self, page: &AuditPageRequest) -> Result<Vec<AuditEntry>> {
+        let rows = self.audit_rows(page).await?;
+        rows.iter().map(entry).collect()
+    }
+
+    /// Like [`Store::audit`], with each record's text exactly as hashed.
+    pub async fn audit_raw(&self, page: &AuditPageRequest) -> Result<Vec<RawAuditRow>> {
+        let rows = self.audit_rows(page).await?;
+        rows.iter().map(raw).collect()
+    }
+
+    async fn audit_rows(&self, page: &AuditPageRequest) -> Result<Vec<sqlx::any::AnyRow>> {
+        let mut w = Filters::new("SELECT seq, at, record, prev_hash, hash FROM audit_events");
+        narrow(&mut w, self.backend, &page.filter);
+        let (cmp, order) = match page.order {
+            AuditOrder::Newest => ("<", "at DESC, seq DESC"),
+            AuditOrder::Oldest => (">", "at, seq"),
+            AuditOrder::Chain => (">", "seq"),
+        };
+        match (page.after, page.order) {
+            (Some((_, seq)), AuditOrder::Chain) => w.int("seq", ">", Some(seq)),
+            (Some((at, seq)), _) => {
+                let a = w.arg(Arg::Int(at));
+                let s = w.arg(Arg::Int(seq));
+                w.and(&format!("(at, seq) {cmp} ({a}, {s})"));
+            }
+            (None, _) => {}
+        }
+        Ok(w.fetch_all(
+            &format!(" ORDER BY {order} LIMIT {}", page.limit.clamp(1, 10_001)),
+            &self.pool,
+        )
+        .await?)
+    }
+
+    /// Counts of the records matching a filter, grouped, largest first.
+    pub async fn audit_summary(
+        &self,
+        filter: &AuditFilter,
+        group: AuditGroup,
+    ) -> Result<Vec<(Option<String>, i64)>> {
+        let key = match (group, self.backend) {
+            (AuditGroup::Agent, _) => "agent_id",
+            (AuditGroup::Class, _) => "action_class",
+            (AuditGroup::Environment, _) => "environment",
+            (AuditGroup::Verdict, _) => "verdict",
+            (AuditGroup::EventType, _) => "event_type",
+            (AuditGroup::Day, crate::Backend::Sqlite) => {
+                "strftime('%Y-%m-%d', at / 1000000, 'unixepoch')"
+            }
+            (AuditGroup::Day, crate::Backend::Postgres) => {
+                "to_char(to_timestamp(at / 1000000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+        };
+        let mut w = Filters::new(&format!(
+            "SELECT {key} AS k, COUNT(*) AS n FROM audit_events"
+        ));
+        narrow(&mut w, self.backend, filter);
+        let order = if group == AuditGroup::Day {
+            "k"
+        } else {
+            "n DESC, k"
+        };
         let rows = w
             .fetch_all(
-                &format!(" ORDER BY seq LIMIT {}", filter.limit.clamp(1, 1001)),
+                &format!(" GROUP BY k ORDER BY {order} LIMIT 10000"),
                 &self.pool,
             )
             .await?;
         rows.iter()
+            .map(|r| Ok((r.try_get("k")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Records after `after_seq` in chain order, at most `limit`, exactly as stored (for
+    /// verification, exports and proofs, a chunk at a time).
+    pub async fn audit_chain(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
             .map(|r| {
-                let record: String = r.try_get("record")?;
-                Ok(AuditEntry {
+                Ok(StoredRow {
                     seq: r.try_get("seq")?,
+                    columns: Columns {
+                        at: r.try_get("at")?,
+                        event_type: r.try_get("event_type")?,
+                        actor_kind: r.try_get("actor_kind")?,
+                        actor_id: r.try_get("actor_id")?,
+                        agent_id: r.try_get("agent_id")?,
+                        environment: r.try_get("environment")?,
+                        action_class: r.try_get("action_class")?,
+                        decision_id: r.try_get("decision_id")?,
+                        service: r.try_get("service")?,
+                        team: r.try_get("team")?,
+                        verdict: r.try_get("verdict")?,
+                        outcome: r.try_get("outcome")?,
+                        risk: r.try_get("risk")?,
+                        on_behalf_of: r.try_get("on_behalf_of")?,
+                    },
+                    record: r.try_get("record")?,
                     prev_hash: r.try_get("prev_hash")?,
                     hash: r.try_get("hash")?,
-                    record: serde_json::from_str(&record).map_err(StoreError::bug)?,
                 })
             })
             .collect()
@@ -122,45 +411,89 @@ impl Store {
         Ok(record.policy_version)
     }
 
-    /// Verifies the whole audit chain; returns the number of records, or what is wrong.
-    pub async fn verify_audit(&self) -> Result<std::result::Result<i64, String>> {
-        let mut verifier = audit::Verifier::default();
-        let mut after = 0i64;
-        loop {
-            let rows = sqlx::query(
-                "SELECT seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, record, prev_hash, hash \
-                 FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 5000",
-            )
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in &rows {
-                let row = StoredRow {
-                    seq: r.try_get("seq")?,
-                    at: r.try_get("at")?,
-                    event_type: r.try_get("event_type")?,
-                    actor_kind: r.try_get("actor_kind")?,
-                    actor_id: r.try_get("actor_id")?,
-                    agent_id: r.try_get("agent_id")?,
-                    environment: r.try_get("environment")?,
-                    action_class: r.try_get("action_class")?,
-                    decision_id: r.try_get("decision_id")?,
-                    record: r.try_get("record")?,
-                    prev_hash: r.try_get("prev_hash")?,
-                    hash: r.try_get("hash")?,
-                };
-                if let Err(problem) = verifier.check(&row) {
-                    return Ok(Err(problem));
-                }
-                after = row.seq;
-            }
-        }
+    /// The chain's head: the last record appended and its hash.
+    pub async fn audit_head(&self) -> Result<(i64, String)> {
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
-        Ok(verifier.finish(head.try_get("seq")?, &head.try_get::<String, _>("hash")?))
+        Ok((head.try_get("seq")?, head.try_get("hash")?))
+    }
+
+    /// Where the stored chain starts: the last pruned record and its hash (0 and the genesis
+    /// hash when nothing was pruned).
+    pub async fn audit_start(&self) -> Result<(i64, String)> {
+        let row = sqlx::query("SELECT through_seq, through_hash FROM audit_retention WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("through_seq")?, row.try_get("through_hash")?))
+    }
+
+    /// Verifies the stored chain from its start to its head, 5,000 records at a time, and
+    /// the Merkle tree against every stored checkpoint on the way (their signatures are the
+    /// caller's to check); returns the last record's number, or the first break.
+    pub async fn verify_audit(&self) -> Result<std::result::Result<i64, Break>> {
+        let (start, start_hash) = self.audit_start().await?;
+        let mut frontier = if start == 0 {
+            Frontier::new()
+        } else {
+            match self.checkpoint(start).await? {
+                Some(cp) if cp.chain_hash == start_hash => cp.frontier,
+                _ => {
+                    return Ok(Err(Break {
+                        seq: start,
+                        tamper: Tamper::CheckpointMismatch,
+                        detail: format!(
+                            "records up to {start} were pruned, but no checkpoint of {start} records ends the chain where the rest begins"
+                        ),
+                    }));
+                }
+            }
+        };
+        let mut verifier = audit::Verifier::resume(start, start_hash);
+        let mut batch = self.checkpoints_after(start, 1000).await?;
+        let mut more = batch.len() == 1000;
+        let mut checkpoints = batch.into_iter().peekable();
+        let mut last_checked = start;
+        let mut after = start;
+        loop {
+            let rows = self.audit_chain(after, 5000).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.seq;
+            for row in &rows {
+                if let Err(b) = verifier.check(row) {
+                    return Ok(Err(b));
+                }
+                let Some(leaf) = merkle::leaf_hash(&row.hash) else {
+                    return Ok(Err(Break {
+                        seq: row.seq,
+                        tamper: Tamper::Edited,
+                        detail: "its hash is not a SHA-256 hash".into(),
+                    }));
+                };
+                frontier.push(leaf);
+                if more && checkpoints.peek().is_none() {
+                    batch = self.checkpoints_after(last_checked, 1000).await?;
+                    more = batch.len() == 1000;
+                    checkpoints = batch.into_iter().peekable();
+                }
+                if let Some(cp) = checkpoints.next_if(|cp| cp.size == row.seq) {
+                    if cp.root != frontier.root() || cp.chain_hash != row.hash {
+                        return Ok(Err(Break {
+                            seq: last_checked + 1,
+                            tamper: Tamper::CheckpointMismatch,
+                            detail: format!(
+                                "records {}..{} no longer make the tree of checkpoint {}: one of them was rewritten with every hash after it",
+                                last_checked + 1,
+                                cp.size,
+                                cp.size
+                            ),
+                        }));
+                    }
+                    last_checked = cp.size;
+                }
+            }
+        }
+        let (head, hash) = self.audit_head().await?;
+        Ok(verifier.finish(head, &hash))
     }
 }

@@ -23,6 +23,7 @@ use warden_core::identity::{Agent, Human, TokenRecord};
 
 mod approvals;
 mod audit;
+mod audit_tree;
 mod baselines;
 mod decisions;
 mod deliveries;
@@ -38,7 +39,8 @@ mod trust;
 mod writer;
 
 pub use approvals::ApprovalWrite;
-pub use audit::AuditFilter;
+pub use audit::{AuditFilter, AuditGroup, AuditOrder, AuditPageRequest, AuditScope, RawAuditRow};
+pub use audit_tree::{BLOCK, Extended, ProofError, Proofs, StoredCheckpoint};
 pub use baselines::{BaselineFilter, BaselineWrite};
 pub use decisions::{AllowedAction, DecisionWrite};
 pub use deliveries::DeliveryWrite;
@@ -213,6 +215,18 @@ impl Filters {
         self.args.push(arg);
         self.sql
             .push_str(&format!(" AND {column} {op} ${}", self.args.len()));
+    }
+
+    /// Binds `arg`; returns its placeholder.
+    fn arg(&mut self, arg: Arg) -> String {
+        self.args.push(arg);
+        format!("${}", self.args.len())
+    }
+
+    /// Adds a condition written with placeholders from [`Filters::arg`].
+    fn and(&mut self, clause: &str) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(clause);
     }
 
     fn text(&mut self, column: &str, value: &Option<String>) {

@@ -248,12 +248,12 @@ async fn apply_all<'a>(
                 let json =
                     serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                 let next = audit::chain_hash(&hash, seq, &json);
-                let at = warden_core::clock::parse_micros(&record.at).ok_or_else(|| {
+                let columns = record.columns().ok_or_else(|| {
                     sqlx::Error::Protocol(format!("audit time `{}` is not RFC 3339", record.at))
                 })?;
                 audit_rows.push(AuditRow {
                     seq,
-                    at,
+                    columns,
                     record,
                     json,
                     prev_hash: std::mem::replace(&mut hash, next.clone()),

@@ -10,7 +10,8 @@ use warden_core::decision::Verdict;
 use warden_core::policy::{RiskLevel, ViolationMode};
 use warden_core::records::{ApprovalStatus, DecisionRow, OutcomeStatus, ViolationStatus};
 use warden_store::{
-    AuditFilter, Change, DecisionWrite, Store, StoreOptions, ViolationFilter, Write,
+    AuditFilter, AuditPageRequest, Change, DecisionWrite, Store, StoreOptions, ViolationFilter,
+    Write,
 };
 
 #[tokio::test]
@@ -84,8 +85,11 @@ async fn a_database_from_the_previous_release_opens_and_verifies() {
     );
 
     let reported = s
-        .audit(&AuditFilter {
-            event_type: Some("outcome.reported".into()),
+        .audit(&AuditPageRequest {
+            filter: AuditFilter {
+                event_type: Some("outcome.reported".into()),
+                ..Default::default()
+            },
             limit: 10,
             ..Default::default()
         })
@@ -101,7 +105,10 @@ async fn a_database_from_the_previous_release_opens_and_verifies() {
 
     // The chain the previous release wrote verifies, and this store extends it.
     let all = s
-        .audit(&AuditFilter {
+        .audit(&AuditPageRequest {
+            filter: AuditFilter {
+                ..Default::default()
+            },
             limit: 1000,
             ..Default::default()
         })

@@ -20,10 +20,10 @@ use warden_core::records::{
 };
 use warden_core::trust::{Kind, Source, TrustPolicy, half_life_us};
 use warden_store::{
-    ApprovalWrite, AuditFilter, Backend, BaselineFilter, BaselineWrite, Change, Conflict,
-    DecisionWrite, DeliveryWrite, EventActivity, EventWrite, GuardWrite, IdentityWrite, Missing,
-    OutcomeWrite, PluginRow, PluginWrite, QuotaWrite, Store, StoreError, StoreOptions, TrustWrite,
-    ViolationFilter, ViolationWrite, Write,
+    ApprovalWrite, AuditFilter, AuditPageRequest, Backend, BaselineFilter, BaselineWrite, Change,
+    Conflict, DecisionWrite, DeliveryWrite, EventActivity, EventWrite, GuardWrite, IdentityWrite,
+    Missing, OutcomeWrite, PluginRow, PluginWrite, QuotaWrite, Store, StoreError, StoreOptions,
+    TrustWrite, ViolationFilter, ViolationWrite, Write,
 };
 
 /// Runs each named test on SQLite and on PostgreSQL.
@@ -49,6 +49,7 @@ both_backends!(
     trust,
     quotas,
     audit_chain,
+    audit_tree,
     deliveries,
     plugins_and_baselines,
     events,
@@ -1208,7 +1209,10 @@ async fn audit_chain(backend: Backend) {
     );
     assert_eq!(s.count_audit_for_decision("d1").await.unwrap(), 1);
     let all = s
-        .audit(&AuditFilter {
+        .audit(&AuditPageRequest {
+            filter: AuditFilter {
+                ..Default::default()
+            },
             limit: 100,
             ..Default::default()
         })
@@ -1220,9 +1224,12 @@ async fn audit_chain(backend: Backend) {
         "in chain order"
     );
     let filtered = s
-        .audit(&AuditFilter {
-            event_type: Some("decision".into()),
-            agent: Some("bot".into()),
+        .audit(&AuditPageRequest {
+            filter: AuditFilter {
+                event_type: Some("decision".into()),
+                agent: Some("bot".into()),
+                ..Default::default()
+            },
             limit: 10,
             ..Default::default()
         })
@@ -1247,6 +1254,122 @@ async fn audit_chain(backend: Backend) {
             .is_err()
     );
     assert_eq!(s.verify_audit().await.unwrap(), Ok(3));
+}
+
+/// The Merkle tree over the chain: checkpoints extend it from their stored edge, proofs come
+/// out right across blocks of 256, and after a prune what remains still verifies and proves.
+async fn audit_tree(backend: Backend) {
+    use warden_core::audit::merkle;
+    let db = TestDb::new(backend).await;
+    let s = &db.store;
+    assert!(s.latest_checkpoint().await.unwrap().is_none());
+    let append = |n: usize, from: usize| {
+        (from..from + n)
+            .map(|i| record("test.filler", &format!("a{i}")))
+            .collect::<Vec<_>>()
+    };
+    s.commit(Change {
+        writes: vec![],
+        audit: append(700, 0),
+    })
+    .await
+    .unwrap();
+    let tree = s.extend_tree().await.unwrap().unwrap();
+    assert_eq!(tree.frontier.size(), 700);
+    s.add_checkpoint(&tree, NOW, "note-700").await.unwrap();
+    // The same size again (another replica) keeps one row.
+    s.add_checkpoint(&tree, NOW + 1, "note-700-again")
+        .await
+        .unwrap();
+    assert!(s.extend_tree().await.unwrap().is_none(), "nothing new");
+    s.commit(Change {
+        writes: vec![],
+        audit: append(100, 700),
+    })
+    .await
+    .unwrap();
+    let tree = s.extend_tree().await.unwrap().unwrap();
+    s.add_checkpoint(&tree, NOW + MINUTE, "note-800")
+        .await
+        .unwrap();
+    let cps = s.checkpoints_after(0, 10).await.unwrap();
+    assert_eq!(
+        cps.iter()
+            .map(|c| (c.size, c.note.as_str()))
+            .collect::<Vec<_>>(),
+        [(700, "note-700"), (800, "note-800")]
+    );
+    let chain = s.audit_chain(0, 1000).await.unwrap();
+    let leaves: Vec<merkle::Hash> = chain
+        .iter()
+        .map(|r| merkle::leaf_hash(&r.hash).unwrap())
+        .collect();
+    assert_eq!(cps[0].root, merkle::root(&leaves[..700]));
+    assert_eq!(cps[1].root, merkle::root(&leaves));
+    assert_eq!(cps[1].chain_hash, chain[799].hash);
+    let mut proofs = s.proofs();
+    for seq in [1, 256, 257, 513, 700, 799, 800] {
+        let p = proofs.inclusion(seq, 800).await.unwrap().unwrap();
+        assert!(
+            merkle::verify_inclusion(
+                &leaves[seq as usize - 1],
+                seq as u64 - 1,
+                800,
+                &p,
+                &cps[1].root
+            ),
+            "{seq}"
+        );
+    }
+    let p = proofs.consistency(700, 800).await.unwrap().unwrap();
+    assert!(merkle::verify_consistency(
+        700,
+        800,
+        &cps[0].root,
+        &cps[1].root,
+        &p
+    ));
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(800));
+    assert!(
+        s.checkpoint_before(NOW + 1)
+            .await
+            .unwrap()
+            .is_some_and(|c| c.size == 700)
+    );
+
+    // Prune through the first checkpoint.
+    assert_eq!(s.prune_audit(&cps[0]).await.unwrap(), 700);
+    assert_eq!(
+        s.audit_start().await.unwrap(),
+        (700, cps[0].chain_hash.clone())
+    );
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(800));
+    let mut proofs = s.proofs();
+    assert!(matches!(
+        proofs.inclusion(5, 800).await.unwrap(),
+        Err(warden_store::ProofError::Pruned(_))
+    ));
+    for seq in [701, 800] {
+        let p = proofs.inclusion(seq, 800).await.unwrap().unwrap();
+        assert!(
+            merkle::verify_inclusion(
+                &leaves[seq as usize - 1],
+                seq as u64 - 1,
+                800,
+                &p,
+                &cps[1].root
+            ),
+            "{seq}"
+        );
+    }
+    let p = proofs.consistency(700, 800).await.unwrap().unwrap();
+    assert!(merkle::verify_consistency(
+        700,
+        800,
+        &cps[0].root,
+        &cps[1].root,
+        &p
+    ));
 }
 
 async fn deliveries(backend: Backend) {

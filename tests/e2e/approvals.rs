@@ -42,25 +42,13 @@ fn codes(answer: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn human(s: &TestServer, id: &str) -> String {
-    let (status, body) = s
-        .post(
-            "/v1/humans",
-            &s.admin,
-            json!({"id": id, "team": "platform", "grants": [{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    s.token("approver", Some(id)).await
-}
-
 async fn approve_then_execute_exactly_once(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("migrator", 2, json!({})).await;
     // These scenarios present misused approvals on purpose: keep the tier controller out of them.
     s.patch("/v1/agents/migrator", &s.admin, json!({"pinned": true}))
         .await;
-    let carol = human(&s, "carol").await;
+    let carol = s.approver("carol").await;
 
     // A production migration at tier 2 waits for a human.
     let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
@@ -213,8 +201,8 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
     // These scenarios present misused approvals on purpose: keep the tier controller out of them.
     s.patch("/v1/agents/deployer", &s.admin, json!({"pinned": true}))
         .await;
-    let carol = human(&s, "carol").await;
-    let alice = human(&s, "alice").await;
+    let carol = s.approver("carol").await;
+    let alice = s.approver("alice").await;
 
     // Rejected: the agent's re-submission is denied.
     let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
@@ -354,8 +342,8 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
 async fn who_may_approve_and_races(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("migrator", 2, json!({})).await;
-    let carol = human(&s, "carol").await;
-    let dave = human(&s, "dave").await;
+    let carol = s.approver("carol").await;
+    let dave = s.approver("dave").await;
     // Erin may approve staging work only: her grants do not cover a production migration.
     let (status, body) = s
         .post(
@@ -425,7 +413,7 @@ async fn two_replicas_consume_once(backend: Backend) {
     // These scenarios present misused approvals on purpose: keep the tier controller out of them.
     s.patch("/v1/agents/migrator", &s.admin, json!({"pinned": true}))
         .await;
-    let carol = human(&s, "carol").await;
+    let carol = s.approver("carol").await;
     for round in 0..3 {
         let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
         let id = asked["approval"]["id"].as_str().unwrap().to_string();
@@ -477,8 +465,8 @@ async fn distinct_approvers_where_configured(backend: Backend) {
         .insert("db_migration".into(), 2);
     let s = TestServer::start_with(db, config).await;
     let bot = s.agent("migrator", 2, json!({})).await;
-    let carol = human(&s, "carol").await;
-    let dave = human(&s, "dave").await;
+    let carol = s.approver("carol").await;
+    let dave = s.approver("dave").await;
     let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
     let id = asked["approval"]["id"].as_str().unwrap().to_string();
 

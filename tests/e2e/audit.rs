@@ -12,8 +12,9 @@ use crate::support::{Backend, TestServer, assert_error};
 both_backends!(
     every_decision_has_exactly_one_record,
     change_and_record_commit_together,
-    tampering_is_detected,
     audit_filters,
+    complete_records_name_who_approved,
+    reads_are_scoped_and_recorded,
     store_down_fails_closed
 );
 
@@ -65,10 +66,11 @@ async fn every_decision_has_exactly_one_record(backend: Backend) {
         .map(|r| r["decision_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(audited, ids);
-    // 60 decisions, the 20 production ones each with an approval request, and 5 set-up records.
+    // 60 decisions, the 20 production ones each with an approval request, 5 set-up records,
+    // and the read of the trail above.
     assert_eq!(
         s.warden.state.store.verify_audit().await.unwrap(),
-        Ok(60 + 20 + 5)
+        Ok(60 + 20 + 5 + 1)
     );
 }
 
@@ -157,66 +159,6 @@ async fn change_and_record_commit_together(backend: Backend) {
     assert!(s.warden.state.store.verify_audit().await.unwrap().is_ok());
 }
 
-async fn tampering_is_detected(backend: Backend) {
-    let s = TestServer::start(backend).await;
-    let bot = s.agent("bot", 2, json!({})).await;
-    for _ in 0..3 {
-        s.verdict(&bot, "deploy", "staging").await;
-    }
-    let store = &s.warden.state.store;
-    assert_eq!(store.verify_audit().await.unwrap(), Ok(7));
-    let pool = s.db.pool().await;
-    // Append-only is enforced by the database too.
-    assert!(
-        pool.execute("UPDATE audit_events SET record = record WHERE seq = 4")
-            .await
-            .is_err()
-    );
-    assert!(
-        pool.execute("DELETE FROM audit_events WHERE seq = 4")
-            .await
-            .is_err()
-    );
-    // Someone with raw access removes the guard and rewrites history.
-    match s.db.backend {
-        Backend::Sqlite => pool
-            .execute("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
-            .await
-            .unwrap(),
-        Backend::Postgres => pool
-            .execute("DROP TRIGGER audit_append_only ON audit_events")
-            .await
-            .unwrap(),
-    };
-    pool.execute(
-        "UPDATE audit_events SET record = replace(record, '\"allow\"', '\"deny\"') WHERE seq = 5",
-    )
-    .await
-    .unwrap();
-    let problem = store.verify_audit().await.unwrap().unwrap_err();
-    assert!(
-        problem.contains("record 5") && problem.contains("edited"),
-        "{problem}"
-    );
-    pool.execute(
-        "UPDATE audit_events SET record = replace(record, '\"deny\"', '\"allow\"') WHERE seq = 5",
-    )
-    .await
-    .unwrap();
-    assert_eq!(store.verify_audit().await.unwrap(), Ok(7));
-    pool.execute("DELETE FROM audit_events WHERE seq = 6")
-        .await
-        .unwrap();
-    assert!(
-        store
-            .verify_audit()
-            .await
-            .unwrap()
-            .unwrap_err()
-            .contains("record 6")
-    );
-}
-
 async fn audit_filters(backend: Backend) {
     let s = TestServer::start(backend).await;
     let bot = s.agent("bot", 2, json!({})).await;
@@ -224,19 +166,31 @@ async fn audit_filters(backend: Backend) {
     s.verdict(&bot, "deploy", "staging").await;
     s.verdict(&bot, "deploy", "production").await;
     let s = &s;
+    // Every read is recorded (`audit.read`): count what the reads are about, not the reads.
     let get = |q: &'static str| async move {
-        s.get(&format!("/v1/audit?{q}"), &s.admin).await.1["records"]
+        let (status, page) = s.get(&format!("/v1/audit?{q}"), &s.admin).await;
+        assert_eq!(status, 200, "{q}: {page}");
+        page["records"]
             .as_array()
             .unwrap()
-            .clone()
+            .iter()
+            .filter(|r| r["event_type"] != "audit.read")
+            .cloned()
+            .collect::<Vec<_>>()
     };
     // Two decisions, and the approval the production deploy asks for.
     assert_eq!(get("actor_kind=agent").await.len(), 3);
     assert_eq!(
         get("actor_kind=admin").await.len(),
         6,
-        "the policy, the test's admin token, 2 agents and their 2 tokens"
+        "the policy, the test's admin token, 2 agents and their 2 tokens (reads aside)"
     );
+    assert_eq!(get("verdict=allow").await.len(), 1);
+    assert_eq!(get("verdict=require_approval").await.len(), 1);
+    assert_eq!(get("risk=low&event_type=decision").await.len(), 2);
+    assert_eq!(get("risk=high").await.len(), 0);
+    assert_eq!(get("team=payments&event_type=decision").await.len(), 2);
+    assert_eq!(get("service=payments&event_type=decision").await.len(), 2);
     assert_eq!(get("agent=bot&environment=production").await.len(), 2);
     assert_eq!(
         get("agent=bot&environment=production&event_type=decision")
@@ -251,22 +205,80 @@ async fn audit_filters(backend: Backend) {
     let all = get("").await.len();
     assert_eq!(get("since=1h").await.len(), all);
     assert_eq!(get("since=30d&until=1h").await.len(), 0);
-    let (status, bad) = s.get("/v1/audit?since=yesterday", &s.admin).await;
     assert_eq!(
-        (status.as_u16(), bad["error"]["field"].as_str()),
-        (400, Some("since")),
-        "{bad}"
+        assert_error(
+            &s.get("/v1/audit?since=yesterday", &s.admin).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("since")
     );
-    // Paging follows the chain.
-    let (_, first) = s.get("/v1/audit?limit=5", &s.admin).await;
+    // Paging follows the chain, with a cursor tied to its query.
+    let (_, first) = s.get("/v1/audit?actor_kind=admin&limit=5", &s.admin).await;
     assert_eq!(first["records"].as_array().unwrap().len(), 5);
-    let after = first["next_after"].as_i64().unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
     let (_, rest) = s
-        .get(&format!("/v1/audit?limit=5&after={after}"), &s.admin)
+        .get(
+            &format!("/v1/audit?actor_kind=admin&limit=5&cursor={cursor}"),
+            &s.admin,
+        )
         .await;
-    assert_eq!(rest["records"].as_array().unwrap().len(), 4);
     assert_eq!(rest["records"][0]["prev_hash"], first["records"][4]["hash"]);
-    assert!(rest["next_after"].is_null());
+    assert_eq!(
+        rest["records"][0]["seq"],
+        first["records"][4]["seq"].as_i64().unwrap() + 1
+    );
+    let (status, other) = s
+        .get(
+            &format!("/v1/audit?actor_kind=agent&limit=5&cursor={cursor}"),
+            &s.admin,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), other["error"]["field"].as_str()),
+        (400, Some("cursor")),
+        "{other}"
+    );
+    assert_eq!(
+        assert_error(
+            &s.get("/v1/audit?cursor=garbage", &s.admin).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("cursor")
+    );
+    // Newest first walks the other way.
+    let (_, newest) = s.get("/v1/audit?order=newest&limit=2", &s.admin).await;
+    let (a, b) = (
+        newest["records"][0]["seq"].as_i64().unwrap(),
+        newest["records"][1]["seq"].as_i64().unwrap(),
+    );
+    assert!(a > b, "{newest}");
+    // Every bad value is a 400 naming its parameter.
+    for (q, field) in [
+        ("verdict=maybe", "verdict"),
+        ("outcome=fine", "outcome"),
+        ("risk=extreme", "risk"),
+        ("actor_kind=robot", "actor_kind"),
+        ("until=tomorrow", "until"),
+        ("order=sideways", "order"),
+        ("limit=0", "limit"),
+        ("group_by=agent", "group_by"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, bad) = s.get(&format!("/v1/audit?{q}"), &s.admin).await;
+        assert_eq!(status, 400, "{q}: {bad}");
+        assert!(
+            bad["error"]["field"].as_str() == Some(field)
+                || bad["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(field),
+            "{q}: {bad}"
+        );
+    }
     // Approvers may read the trail.
     s.post(
         "/v1/humans",
@@ -349,4 +361,249 @@ async fn store_down_fails_closed(backend: Backend) {
     assert!(recovered, "the server did not recover");
     let (_, page) = s.get("/v1/audit?event_type=decision", &s.admin).await;
     assert_eq!(page["records"].as_array().unwrap().len(), 2);
+}
+
+fn migration() -> serde_json::Value {
+    json!({"class": "db_migration", "environment": "production", "service": "payments",
+        "reasoning": "add an index for the slow refunds query", "plan": {"steps": ["create index concurrently"]}})
+}
+
+/// "Who, for whom, approved by whom, did what, where, with what result, and why": the record
+/// of a decision allowed through an approval answers all of it, and its outcome links to it.
+async fn complete_records_name_who_approved(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let bot = s
+        .agent(
+            "migrator",
+            3,
+            json!({"tool": "claude-code", "model": "opus", "team": "payments", "sponsor": "erin"}),
+        )
+        .await;
+    let carol = s.approver("carol").await;
+    let (_, asked) = s
+        .post("/v1/decisions", &bot, json!({"action": migration()}))
+        .await;
+    assert_eq!(asked["verdict"], "require_approval", "{asked}");
+    let approval = asked["approval"]["id"].as_str().unwrap().to_string();
+    let (status, body) = s
+        .post(
+            &format!("/v1/approvals/{approval}/approve"),
+            &carol,
+            json!({"comment": "ok"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, allowed) = s
+        .post(
+            "/v1/decisions",
+            &bot,
+            json!({"action": migration(), "approval_id": approval}),
+        )
+        .await;
+    assert_eq!(allowed["verdict"], "allow", "{allowed}");
+    let id = allowed["decision_id"].as_str().unwrap();
+    let (status, body) = s
+        .post(
+            &format!("/v1/decisions/{id}/outcome"),
+            &bot,
+            json!({"status": "succeeded"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (_, page) = s
+        .get(
+            "/v1/audit?event_type=decision&verdict=allow&agent=migrator",
+            &s.admin,
+        )
+        .await;
+    let r = &page["records"][0];
+    assert_eq!(r["decision_id"], id, "{page}");
+    assert_eq!(r["actor"]["kind"], "agent");
+    assert_eq!(r["actor"]["tool"], "claude-code");
+    assert_eq!(r["actor"]["model"], "opus");
+    assert_eq!(r["actor"]["team"], "payments");
+    assert_eq!(r["actor"]["sponsor"], "erin");
+    assert_eq!(r["team"], "payments");
+    assert_eq!(r["service"], "payments");
+    assert_eq!(r["approval_id"], approval.as_str());
+    assert_eq!(r["approvers"], json!(["carol"]));
+    assert_eq!(r["outcome"], "allow");
+    assert_eq!(r["risk"], "high");
+    assert_eq!(r["reasoning"], "add an index for the slow refunds query");
+    assert_eq!(r["action"]["plan"]["steps"][0], "create index concurrently");
+    assert!(r["policy_version"].is_string());
+    assert!(
+        r["details"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["code"] == "approved"),
+        "{r}"
+    );
+    assert!(r["details"]["plugins"].is_array());
+    // The approval's own record names the approver and the human is findable in all of them.
+    let (_, approved) = s
+        .get("/v1/audit?event_type=approval.approved", &s.admin)
+        .await;
+    assert_eq!(approved["records"][0]["approvers"], json!(["carol"]));
+    assert_eq!(approved["records"][0]["actor"]["id"], "carol");
+    let (_, carols) = s.get("/v1/audit?human=carol", &s.admin).await;
+    let kinds: HashSet<&str> = carols["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains("approval.approved")
+            && kinds.contains("decision")
+            && kinds.contains("approval.consumed"),
+        "{kinds:?}"
+    );
+    // The outcome links its decision, and is found by outcome.
+    let (_, outcomes) = s.get("/v1/audit?outcome=succeeded", &s.admin).await;
+    assert_eq!(outcomes["records"][0]["decision_id"], id);
+    assert_eq!(outcomes["records"][0]["event_type"], "outcome.reported");
+    // Free text over reasoning and plan.
+    let (_, found) = s
+        .get("/v1/audit?q=REFUNDS%20query&event_type=decision", &s.admin)
+        .await;
+    assert_eq!(found["records"].as_array().unwrap().len(), 2);
+    let (_, found) = s
+        .get("/v1/audit?q=concurrently&event_type=decision", &s.admin)
+        .await;
+    assert_eq!(found["records"].as_array().unwrap().len(), 2);
+    let (_, none) = s.get("/v1/audit?q=50%25_off", &s.admin).await;
+    assert_eq!(
+        none["records"].as_array().unwrap().len(),
+        0,
+        "LIKE wildcards are literal"
+    );
+    // Summaries for dashboards.
+    let (_, by_verdict) = s
+        .get(
+            "/v1/audit/summary?group_by=verdict&event_type=decision",
+            &s.admin,
+        )
+        .await;
+    assert_eq!(by_verdict["total"], 2, "{by_verdict}");
+    let groups: HashSet<(String, i64)> = by_verdict["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["key"].as_str().unwrap().to_string(),
+                g["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        HashSet::from([
+            ("allow".to_string(), 1),
+            ("require_approval".to_string(), 1)
+        ])
+    );
+    let (_, by_day) = s
+        .get("/v1/audit/summary?group_by=day&since=1h", &s.admin)
+        .await;
+    assert_eq!(by_day["groups"].as_array().unwrap().len(), 1, "{by_day}");
+    assert!(
+        by_day["groups"][0]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("20")
+    );
+    assert_eq!(
+        assert_error(
+            &s.get("/v1/audit/summary?group_by=colour", &s.admin).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("group_by")
+    );
+    assert_eq!(
+        assert_error(
+            &s.get("/v1/audit/summary?cursor=x", &s.admin).await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("cursor")
+    );
+}
+
+/// Admins read everything; an approver what names them and what is pending; an agent its own
+/// records; and every read is itself a record of who asked with which filter.
+async fn reads_are_scoped_and_recorded(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let bot = s.agent("migrator", 3, json!({})).await;
+    let other = s.agent("other", 2, json!({})).await;
+    s.verdict(&other, "deploy", "staging").await;
+    let carol = s.approver("carol").await;
+    let dave = s.approver("dave").await;
+    let (_, asked) = s
+        .post("/v1/decisions", &bot, json!({"action": migration()}))
+        .await;
+    let pending_decision = asked["decision_id"].as_str().unwrap().to_string();
+
+    // Dave approved nothing yet: he sees the pending request's records only.
+    let (status, page) = s.get("/v1/audit", &dave).await;
+    assert_eq!(status, 200);
+    let seen: Vec<&serde_json::Value> = page["records"].as_array().unwrap().iter().collect();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|r| r["decision_id"] == pending_decision.as_str()),
+        "{page}"
+    );
+
+    // Carol approves: now the approval's records name her, and they stay hers to read.
+    let approval = asked["approval"]["id"].as_str().unwrap();
+    s.post(
+        &format!("/v1/approvals/{approval}/approve"),
+        &carol,
+        json!({}),
+    )
+    .await;
+    let (_, page) = s
+        .get("/v1/audit?event_type=approval.approved", &carol)
+        .await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 1);
+    let (_, page) = s.get("/v1/audit?agent=other", &carol).await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 0, "{page}");
+
+    // An agent reads its own records, and a filter cannot widen that.
+    let (status, page) = s.get("/v1/audit?agent=other", &bot).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["records"].as_array().unwrap().len(), 0);
+    let (_, page) = s.get("/v1/audit", &bot).await;
+    assert!(
+        page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["agent"] == "migrator"),
+        "{page}"
+    );
+
+    // Platform services ask for decisions; they do not read the trail.
+    let service = s.token("service", None).await;
+    assert_error(&s.get("/v1/audit", &service).await, 403, "forbidden_role");
+
+    // Each read above is on record, with its reader and filter.
+    let (_, reads) = s
+        .get("/v1/audit?event_type=audit.read&human=carol", &s.admin)
+        .await;
+    let reads = reads["records"].as_array().unwrap();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert_eq!(reads[1]["details"]["filter"]["agent"], "other");
+    assert_eq!(reads[1]["details"]["filter"]["scope"]["approver"], "carol");
+    let (_, mine) = s
+        .get("/v1/audit?event_type=audit.read&agent=migrator", &s.admin)
+        .await;
+    assert_eq!(mine["records"].as_array().unwrap().len(), 2);
 }

@@ -239,7 +239,12 @@ async fn auth_errors(backend: Backend) {
         403,
         "forbidden_role",
     );
-    assert_error(&s.get("/v1/audit", &bot).await, 403, "forbidden_role");
+    // An agent reads its own audit records only; verifying the whole chain is an admin's.
+    assert_error(
+        &s.get("/v1/audit/verify", &bot).await,
+        403,
+        "forbidden_role",
+    );
     assert_error(
         &s.post("/v1/tokens", &bot, json!({"role": "admin"})).await,
         403,

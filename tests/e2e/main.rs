@@ -7,6 +7,7 @@ mod activity;
 mod agents;
 mod approvals;
 mod audit;
+mod audit_export;
 mod authzen;
 mod decisions;
 mod errors;

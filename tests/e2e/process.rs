@@ -374,6 +374,73 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // "Show me all production changes made by AI in the last 30 days", as a table and as CSV.
+    let table = String::from_utf8(cli(
+        &[
+            "audit",
+            "query",
+            "--server",
+            &server,
+            "--actor-kind",
+            "agent",
+            "--environment",
+            "production",
+            "--since",
+            "30d",
+        ],
+        bootstrap,
+    ))
+    .unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("SEQ") && lines[0].contains("APPROVED BY"),
+        "{table}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("agent:bot") && l.contains("production")),
+        "{table}"
+    );
+    assert!(
+        lines.iter().skip(1).all(|l| !l.contains("staging")),
+        "{table}"
+    );
+    let csv = String::from_utf8(cli(
+        &[
+            "audit",
+            "query",
+            "--server",
+            &server,
+            "--actor-kind",
+            "agent",
+            "--since",
+            "30d",
+            "--format",
+            "csv",
+            "--limit",
+            "2",
+        ],
+        bootstrap,
+    ))
+    .unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "a header and two rows, across pages: {csv}"
+    );
+    let out = warden(&db, dir.path())
+        .args(["audit", "query", "--server", &server, "--since", "a while"])
+        .env("WARDEN_TOKEN", bootstrap)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("since"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Load, then SIGTERM in the middle of it: everything acknowledged must be durable.
     let mut tasks = Vec::new();
     for i in 0..300 {
@@ -435,6 +502,72 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Export with proofs and verify it with the public key alone (no database).
+    let out = warden(&db, dir.path())
+        .args(["audit", "public-key"])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("warden-audit+"), "{key}");
+    let out = warden(&db, dir.path())
+        .args([
+            "audit",
+            "export",
+            "--format",
+            "ocsf",
+            "--output",
+            "ai.ocsf.jsonl",
+            "--actor-kind",
+            "agent",
+            "--since",
+            "30d",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verify = |file: &str| {
+        Command::new(BIN)
+            .current_dir(dir.path())
+            .env("WARDEN_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .args(["audit", "verify", "--file", file, "--public-key", &key])
+            .output()
+            .unwrap()
+    };
+    let out = verify("ai.ocsf.jsonl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("export intact"));
+    let exported = std::fs::read_to_string(dir.path().join("ai.ocsf.jsonl")).unwrap();
+    std::fs::write(
+        dir.path().join("edited.ocsf.jsonl"),
+        exported.replacen("payments", "billing", 1),
+    )
+    .unwrap();
+    std::fs::copy(
+        dir.path().join("ai.ocsf.jsonl.checkpoint"),
+        dir.path().join("edited.ocsf.jsonl.checkpoint"),
+    )
+    .unwrap();
+    let out = verify("edited.ocsf.jsonl");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("export broken"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = warden(&db, dir.path())
+        .args(["audit", "export", "--output", "/nonexistent/audit.jsonl"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/audit.jsonl"));
     let pool = db.pool().await;
     for id in &acked {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE id = $1")

@@ -64,7 +64,8 @@ impl TestDb {
                 TestDb {
                     backend,
                     url,
-                    _dir: None,
+                    // Files beside the database (the audit signing key) go here.
+                    _dir: Some(tempfile::tempdir().unwrap()),
                     schema: Some(schema),
                 }
             }
@@ -81,6 +82,14 @@ impl TestDb {
             .unwrap()
     }
 
+    /// The directory beside the database (the data directory of its servers).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self._dir
+            .as_ref()
+            .expect("every test database has a directory")
+            .path()
+    }
+
     /// The PostgreSQL schema, if this is PostgreSQL.
     pub(crate) fn schema(&self) -> Option<&str> {
         self.schema.as_deref()
@@ -89,6 +98,7 @@ impl TestDb {
     pub(crate) fn config(&self) -> Config {
         let mut config = Config::default();
         config.storage.database_url = self.url.clone();
+        config.storage.data_dir = self.dir().to_path_buf();
         config.storage.max_connections = 4;
         // Each test loads the plugins it is about; the built-in reference ones have their own.
         config.plugins.reference = false;
@@ -165,6 +175,7 @@ impl TestServer {
             tool: None,
             model: None,
             token_id: None,
+            ..Default::default()
         };
         let now = warden.state.clock.now_micros();
         let admin = warden::services::tokens::issue(
@@ -306,6 +317,19 @@ impl TestServer {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         created["token"].as_str().unwrap().to_string()
+    }
+
+    /// A human who may approve anything, and an approver token for them.
+    pub(crate) async fn approver(&self, id: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/humans",
+                &self.admin,
+                json!({"id": id, "team": "platform", "grants": [{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.token("approver", Some(id)).await
     }
 
     /// Asks for a decision with a token; returns status and body.

@@ -102,7 +102,7 @@ struct Draft {
     violation: Option<&'static str>,
     /// A forged, reused or misapplied approval: always blocked.
     approval_violation: bool,
-    consume: Option<String>,
+    consume: Option<Consumed>,
     pending: Option<ApprovalRef>,
     violation_row: Option<ViolationRow>,
     charge: Option<Vec<Charge>>,
@@ -506,7 +506,10 @@ fn present_approval(subject: &Subject, level: RiskLevel, draft: &mut Draft) {
                 ),
             ));
             draft.verdict = Verdict::Allow;
-            draft.consume = Some(a.id.clone());
+            draft.consume = Some(Consumed {
+                id: a.id.clone(),
+                approvers: a.approved_by.clone(),
+            });
         }
         Some(Presented::Pending(a)) if verdict == Verdict::RequireApproval => {
             draft.reasons.push(reason(
@@ -684,9 +687,15 @@ fn request_approval(
     new_approval
 }
 
+/// The approval a decision used, and who gave it (the decision's record names them).
+struct Consumed {
+    id: String,
+    approvers: Vec<String>,
+}
+
 /// What the stages decided to write besides the decision itself.
 struct Recorded {
-    consume: Option<String>,
+    consume: Option<Consumed>,
     charge: Option<Vec<Charge>>,
     violation: Option<ViolationRow>,
     approval: Option<ApprovalRow>,
@@ -733,8 +742,19 @@ fn record(
             tool: Some(agent.tool.clone()),
             model: Some(agent.model.clone()),
             token_id: Some(caller.token_id.clone()),
+            team: Some(agent.team.clone()),
+            sponsor: Some(agent.sponsor.clone()),
         },
         agent: Some(agent.id.clone()),
+        service: Some(service.to_string()),
+        team: Some(agent.team.clone()),
+        risk: Some(answer.risk.level.as_str().to_string()),
+        approval_id: rest.consume.as_ref().map(|c| c.id.clone()),
+        approvers: rest
+            .consume
+            .as_ref()
+            .map(|c| c.approvers.clone())
+            .unwrap_or_default(),
         on_behalf_of: request.on_behalf_of.clone(),
         authorizing_human: None,
         action_class: Some(class.to_string()),
@@ -767,7 +787,7 @@ fn record(
     };
     let mut records = vec![audit];
     let mut events = Vec::new();
-    if let Some(id) = &rest.consume {
+    if let Some(Consumed { id, .. }) = &rest.consume {
         let details = serde_json::json!({"approval_id": id});
         records.push(approval_record(
             &records[0],
@@ -851,7 +871,7 @@ fn record(
         None => None,
     };
     let writes = DecisionWrites {
-        consume_approval: rest.consume,
+        consume_approval: rest.consume.map(|c| c.id),
         charge: rest.charge,
         decision,
         violation,
@@ -940,6 +960,11 @@ fn approval_record(
         on_behalf_of: decision.on_behalf_of.clone(),
         action_class: decision.action_class.clone(),
         environment: decision.environment.clone(),
+        service: decision.service.clone(),
+        team: decision.team.clone(),
+        risk: decision.risk.clone(),
+        approval_id: Some(id.to_string()),
+        approvers: decision.approvers.clone(),
         decision_id: decision.decision_id.clone(),
         ..AuditRecord::change(
             decision.actor.clone(),

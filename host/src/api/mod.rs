@@ -16,6 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::api::error::ApiError as Error;
+use crate::audit::checkpoint::{NoteVerifier, Signer};
 use crate::clock::SharedClock;
 use crate::error::Kind;
 use crate::identity::{Caller, hash_token};
@@ -75,6 +76,10 @@ pub struct AppState {
     pub baselines: Baselines,
     /// The GitHub and Kubernetes receivers.
     pub receivers: Arc<Receivers>,
+    /// Signs the audit trail's checkpoints.
+    pub signer: Arc<Signer>,
+    /// Its public half, to verify them.
+    pub audit_key: Arc<NoteVerifier>,
 }
 
 #[derive(OpenApi)]

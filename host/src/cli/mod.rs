@@ -17,6 +17,7 @@ use crate::config::{Config, LogFormat};
 use crate::identity::Role;
 use crate::server::{Warden, shutdown_signal};
 
+mod audit;
 mod import;
 mod replay;
 
@@ -75,9 +76,9 @@ enum Command {
     /// Create, list and revoke API tokens directly in the database (works offline; bootstrapping).
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Query the audit trail (server) or verify its hash chain (offline).
+    /// Query the audit trail (server); verify, export or archive it (offline).
     #[command(subcommand)]
-    Audit(AuditCommand),
+    Audit(Box<audit::AuditCommand>),
     /// Manage agents on a running server.
     #[command(subcommand)]
     Agents(AgentsCommand),
@@ -231,39 +232,6 @@ enum TokenCommand {
     /// List tokens (never their secrets).
     #[command(after_help = "Example:\n  warden token list")]
     List,
-}
-
-#[derive(Debug, Subcommand)]
-enum AuditCommand {
-    /// Verify the hash chain: detects edited, deleted or reordered records (offline).
-    #[command(after_help = "Example:\n  warden audit verify --data-dir ./warden-data")]
-    Verify,
-    /// List audit records from a running server.
-    #[command(
-        after_help = "Example:\n  WARDEN_TOKEN=wdn_… warden audit list --actor-kind agent --environment production --since 2026-11-01T00:00:00Z"
-    )]
-    List {
-        #[command(flatten)]
-        server: ServerArgs,
-        /// agent, human, service or admin.
-        #[arg(long)]
-        actor_kind: Option<String>,
-        /// Records concerning this agent.
-        #[arg(long)]
-        agent: Option<String>,
-        /// Environment.
-        #[arg(long)]
-        environment: Option<String>,
-        /// Action class.
-        #[arg(long)]
-        action_class: Option<String>,
-        /// At or after (RFC 3339).
-        #[arg(long)]
-        since: Option<String>,
-        /// Page size.
-        #[arg(long, default_value_t = 100)]
-        limit: i64,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -682,6 +650,7 @@ fn offline_actor() -> Actor {
         tool: None,
         model: None,
         token_id: None,
+        ..Default::default()
     }
 }
 
@@ -781,44 +750,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             result
         }
-        Command::Audit(AuditCommand::Verify) => {
-            let warden = Warden::open_default(load_config(&cli.db)?).await?;
-            let outcome = warden.state.store.verify_audit().await?;
-            warden.state.store.close().await;
-            match outcome {
-                Ok(n) => {
-                    println!("audit chain intact: {n} records");
-                    Ok(())
-                }
-                Err(problem) => bail!("audit chain broken: {problem}"),
-            }
-        }
-        Command::Audit(AuditCommand::List {
-            server,
-            actor_kind,
-            agent,
-            environment,
-            action_class,
-            since,
-            limit,
-        }) => {
-            let filters = [
-                ("actor_kind", actor_kind),
-                ("agent", agent),
-                ("environment", environment),
-                ("action_class", action_class),
-                ("since", since),
-            ];
-            print_json(
-                call(
-                    &server,
-                    reqwest::Method::GET,
-                    &with_query("/v1/audit", limit, filters)?,
-                    None,
-                )
-                .await?,
-            )
-        }
+        Command::Audit(cmd) => audit::run(*cmd, &cli.db).await,
         Command::Approvals(cmd) => match cmd {
             ApprovalsCommand::List {
                 server,

@@ -247,6 +247,12 @@ async fn try_decide(
     record.decision_id = Some(approval.decision_id.clone());
     record.action_class = Some(approval.class.clone());
     record.environment = Some(approval.environment.clone());
+    record.service = Some(approval.service.clone());
+    record.on_behalf_of = approval.on_behalf_of.clone();
+    record.approval_id = Some(id.to_string());
+    if approve {
+        record.approvers = approvers.clone();
+    }
     let mut writes = vec![write];
     // Subscribers hear of the outcome, not of each step towards it.
     if status != "pending" {

@@ -5,9 +5,12 @@
 
 pub mod agents;
 pub mod approvals;
+pub mod audit;
 pub mod baselines;
+pub mod checkpoints;
 pub mod decisions;
 pub mod events;
+pub mod export;
 pub mod guards;
 pub mod humans;
 pub mod integrations;

@@ -5,17 +5,25 @@
 //! Records are appended by the store's writer in the same transaction as the change they
 //! describe.
 
+pub mod checkpoint;
+pub mod export;
+pub mod merkle;
+pub mod ocsf;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::identity::Caller;
 
+mod verify;
+pub use verify::{Break, StoredRow, Tamper, Verifier};
+
 /// The hash before the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Who acted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Actor {
     /// `agent`, `human`, `service` or `admin`.
     pub kind: String,
@@ -30,6 +38,12 @@ pub struct Actor {
     /// The token the call came with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// For agents: the owning team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// For agents: the human accountable for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor: Option<String>,
 }
 
 impl Actor {
@@ -41,6 +55,7 @@ impl Actor {
             tool: None,
             model: None,
             token_id: None,
+            ..Default::default()
         }
     }
 
@@ -52,6 +67,7 @@ impl Actor {
             tool: None,
             model: None,
             token_id: None,
+            ..Default::default()
         }
     }
 
@@ -63,6 +79,7 @@ impl Actor {
             tool: None,
             model: None,
             token_id: None,
+            ..Default::default()
         }
     }
 
@@ -74,6 +91,7 @@ impl Actor {
             tool: None,
             model: None,
             token_id: Some(caller.token_id.clone()),
+            ..Default::default()
         }
     }
 }
@@ -132,7 +150,7 @@ impl PartialEq for RawJson {
 }
 
 /// One audit record: the part the hash covers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditRecord {
     /// `decision`, `agent.created`, `agent.updated`, `human.created`, `token.created`, `token.revoked`, …
     pub event_type: String,
@@ -155,15 +173,30 @@ pub struct AuditRecord {
     /// Environment, for decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The service acted on, for decisions and what follows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The team the record concerns (the agent's owning team).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
     /// What was acted on: `service:payments`, `agent:deploy-bot`, `token:tok_…`.
     pub target: String,
     /// The action as requested, for decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub action: Option<RawJson>,
-    /// Verdict or outcome.
+    /// Verdict (decisions) or outcome (outcome reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// Risk level, for decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<String>,
+    /// The approval a decision consumed, or the approval a record is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// The humans who approved it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
     /// The agent's stated reasoning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
@@ -206,6 +239,7 @@ impl AuditRecord {
             policy_version: None,
             decision_id: None,
             details: Some(details.into()),
+            ..Default::default()
         }
     }
 }
@@ -235,198 +269,82 @@ pub fn chain_hash(prev_hash: &str, seq: i64, record_json: &str) -> String {
     hex::encode(h.finalize())
 }
 
-/// A stored row, as `verify` reads it.
-#[derive(Debug, Clone)]
-pub struct StoredRow {
-    /// Sequence number.
-    pub seq: i64,
-    /// Stored copy of the record's time, Unix microseconds.
+/// The copies of a record's fields kept in columns for querying, derived from the record
+/// alone so the verifier can check that nobody edited them apart from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Columns {
+    /// Unix microseconds.
     pub at: i64,
-    /// Stored copies of record fields, for querying.
+    /// Event type.
     pub event_type: String,
-    /// Stored copy.
+    /// Actor kind.
     pub actor_kind: String,
-    /// Stored copy.
+    /// Actor id.
     pub actor_id: String,
-    /// Stored copy.
+    /// The agent concerned.
     pub agent_id: Option<String>,
-    /// Stored copy.
+    /// Environment.
     pub environment: Option<String>,
-    /// Stored copy.
+    /// Action class.
     pub action_class: Option<String>,
-    /// Stored copy.
+    /// Decision id.
     pub decision_id: Option<String>,
-    /// The canonical JSON the hash covers.
-    pub record: String,
-    /// Stored previous hash.
-    pub prev_hash: String,
-    /// Stored hash.
-    pub hash: String,
+    /// Service: the record's own, or its `service:` target.
+    pub service: Option<String>,
+    /// Team.
+    pub team: Option<String>,
+    /// A decision's verdict.
+    pub verdict: Option<String>,
+    /// An outcome record's outcome.
+    pub outcome: Option<String>,
+    /// Risk level.
+    pub risk: Option<String>,
+    /// The human an agent acted for.
+    pub on_behalf_of: Option<String>,
 }
 
-/// Walks the chain in order, checking each row against the one before it. Feed rows in
-/// ascending `seq`; call [`Verifier::finish`] with the stored head.
-#[derive(Debug)]
-pub struct Verifier {
-    expected_seq: i64,
-    prev_hash: String,
-}
-
-impl Default for Verifier {
-    fn default() -> Self {
-        Verifier {
-            expected_seq: 1,
-            prev_hash: GENESIS.to_string(),
-        }
-    }
-}
-
-impl Verifier {
-    /// Checks the next row; the error says which record is wrong and how.
-    pub fn check(&mut self, row: &StoredRow) -> Result<(), String> {
-        let seq = row.seq;
-        if seq != self.expected_seq {
-            return Err(format!(
-                "record {} is missing or out of order (found {seq} in its place)",
-                self.expected_seq
-            ));
-        }
-        if row.prev_hash != self.prev_hash {
-            return Err(format!(
-                "record {seq}: its previous-hash does not match record {}'s hash (deleted or reordered records)",
-                seq - 1
-            ));
-        }
-        if chain_hash(&row.prev_hash, seq, &row.record) != row.hash {
-            return Err(format!(
-                "record {seq}: its content does not match its hash (edited)"
-            ));
-        }
-        let record: AuditRecord = serde_json::from_str(&row.record)
-            .map_err(|e| format!("record {seq}: unreadable ({e})"))?;
-        let at = crate::clock::parse_micros(&record.at)
-            .ok_or_else(|| format!("record {seq}: bad time"))?;
-        let columns_agree = row.at == at
-            && row.event_type == record.event_type
-            && row.actor_kind == record.actor.kind
-            && row.actor_id == record.actor.id
-            && row.agent_id == record.agent
-            && row.environment == record.environment
-            && row.action_class == record.action_class
-            && row.decision_id == record.decision_id;
-        if !columns_agree {
-            return Err(format!(
-                "record {seq}: its query columns were edited and no longer match the hashed record"
-            ));
-        }
-        self.expected_seq += 1;
-        self.prev_hash = row.hash.clone();
-        Ok(())
-    }
-
-    /// Checks the chain's end against the stored head; returns the number of records.
-    pub fn finish(self, head_seq: i64, head_hash: &str) -> Result<i64, String> {
-        let count = self.expected_seq - 1;
-        if head_seq != count || head_hash != self.prev_hash {
-            return Err(format!(
-                "the chain ends at record {count} but its head says {head_seq}: records were deleted from the end"
-            ));
-        }
-        Ok(count)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(seq: i64, prev: &str, event: &str) -> StoredRow {
-        let record = AuditRecord {
-            event_type: event.into(),
-            at: "2026-01-01T00:00:00.000000Z".into(),
-            actor: Actor {
-                kind: "admin".into(),
-                id: "root".into(),
-                tool: None,
-                model: None,
-                token_id: None,
-            },
-            agent: None,
-            on_behalf_of: None,
-            authorizing_human: None,
-            action_class: None,
-            environment: None,
-            target: "agent:x".into(),
-            action: None,
-            outcome: None,
-            reasoning: None,
-            policy_version: None,
-            decision_id: None,
-            details: None,
+impl AuditRecord {
+    /// The query columns; `None` if the record's time is not RFC 3339.
+    pub fn columns(&self) -> Option<Columns> {
+        let at = crate::clock::parse_micros(&self.at)?;
+        // Older records put a decision's verdict in `outcome`, as new ones still do.
+        let (verdict, outcome) = if self.event_type == "decision" {
+            (self.outcome.clone(), None)
+        } else {
+            (None, self.outcome.clone())
         };
-        let json = serde_json::to_string(&record).unwrap();
-        StoredRow {
-            seq,
-            at: crate::clock::parse_micros(&record.at).unwrap(),
-            event_type: event.into(),
-            actor_kind: "admin".into(),
-            actor_id: "root".into(),
-            agent_id: None,
-            environment: None,
-            action_class: None,
-            decision_id: None,
-            hash: chain_hash(prev, seq, &json),
-            record: json,
-            prev_hash: prev.into(),
-        }
+        let service = self
+            .service
+            .clone()
+            .or_else(|| self.target.strip_prefix("service:").map(str::to_string));
+        Some(Columns {
+            at,
+            event_type: self.event_type.clone(),
+            actor_kind: self.actor.kind.clone(),
+            actor_id: self.actor.id.clone(),
+            agent_id: self.agent.clone(),
+            environment: self.environment.clone(),
+            action_class: self.action_class.clone(),
+            decision_id: self.decision_id.clone(),
+            service,
+            team: self.team.clone(),
+            verdict,
+            outcome,
+            risk: self.risk.clone(),
+            on_behalf_of: self.on_behalf_of.clone(),
+        })
     }
 
-    fn chain(n: i64) -> Vec<StoredRow> {
-        let mut rows: Vec<StoredRow> = Vec::new();
-        for seq in 1..=n {
-            let prev = rows
-                .last()
-                .map(|r| r.hash.clone())
-                .unwrap_or_else(|| GENESIS.into());
-            rows.push(row(seq, &prev, "agent.created"));
-        }
-        rows
-    }
-
-    fn verify(rows: &[StoredRow], head: (i64, &str)) -> Result<i64, String> {
-        let mut v = Verifier::default();
-        for r in rows {
-            v.check(r)?;
-        }
-        v.finish(head.0, head.1)
-    }
-
-    #[test]
-    fn intact_chain_verifies() {
-        let rows = chain(5);
-        assert_eq!(verify(&rows, (5, &rows[4].hash)), Ok(5));
-    }
-
-    #[test]
-    fn detects_edit_delete_reorder_truncate_and_column_edit() {
-        let rows = chain(5);
-        let head = (5, rows[4].hash.as_str());
-        let mut edited = rows.clone();
-        edited[2].record = edited[2].record.replace("agent:x", "agent:y");
-        assert!(verify(&edited, head).unwrap_err().contains("record 3"));
-        let mut deleted = rows.clone();
-        deleted.remove(1);
-        assert!(verify(&deleted, head).unwrap_err().contains("record 2"));
-        let mut reordered = rows.clone();
-        reordered.swap(1, 2);
-        assert!(verify(&reordered, head).is_err());
-        assert!(
-            verify(&rows[..4], head)
-                .unwrap_err()
-                .contains("deleted from the end")
-        );
-        let mut column = rows.clone();
-        column[3].actor_kind = "human".into();
-        assert!(verify(&column, head).unwrap_err().contains("record 4"));
+    /// The humans a record names: the acting human, the one an agent acted for, the one who
+    /// authorised it and its approvers (what `human=` finds, and what an approver may read).
+    pub fn people(&self) -> std::collections::BTreeSet<&str> {
+        let acting =
+            matches!(self.actor.kind.as_str(), "human" | "admin").then_some(self.actor.id.as_str());
+        acting
+            .into_iter()
+            .chain(self.on_behalf_of.as_deref())
+            .chain(self.authorizing_human.as_deref())
+            .chain(self.approvers.iter().map(String::as_str))
+            .collect()
     }
 }
