@@ -44,6 +44,16 @@ impl Warden {
                 .context("invalid [policy] in the configuration")?,
         );
         let store = Store::open(&config.store_options()?).await?;
+        // One signer for the checkpoints: refuse a replica with another key before it writes.
+        let signer = Arc::new(config.audit.signer(&config.storage.data_dir)?);
+        let stored_key = store.claim_audit_key(&signer.vkey()).await?;
+        anyhow::ensure!(
+            stored_key == signer.vkey(),
+            "the audit signing key in {} ({}) is not the one this database's checkpoints are signed with ({stored_key}): give every replica the same [audit] signing_key_file",
+            config.audit.key_path(&config.storage.data_dir).display(),
+            signer.vkey()
+        );
+        let audit_key = Arc::new(NoteVerifier::parse(&signer.vkey())?);
         // Trust totals computed with another half-life (or none yet) are rebuilt from the
         // evidence, before anything else of this process writes.
         if store
@@ -192,8 +202,6 @@ impl Warden {
             .clone()
             .or_else(|| std::env::var(GITHUB_SECRET_ENV).ok());
         let receivers = Arc::new(Receivers::new(config.integrations.clone(), secret));
-        let signer = Arc::new(config.audit.signer(&config.storage.data_dir)?);
-        let audit_key = Arc::new(NoteVerifier::parse(&signer.vkey())?);
         if config.audit.checkpoint_interval_secs > 0 {
             let (s, c, k) = (store.clone(), clock.clone(), signer.clone());
             jobs::spawn(

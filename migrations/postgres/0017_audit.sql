@@ -7,16 +7,19 @@ ALTER TABLE audit_events ADD COLUMN outcome TEXT;
 ALTER TABLE audit_events ADD COLUMN risk TEXT;
 ALTER TABLE audit_events ADD COLUMN on_behalf_of TEXT;
 
+-- jsonb refuses an escaped NUL (which an agent's free text may hold): read records without.
+CREATE FUNCTION warden_record(record TEXT) RETURNS jsonb LANGUAGE sql IMMUTABLE
+    AS $$ SELECT replace(record, '\u0000', '')::jsonb $$;
 ALTER TABLE audit_events DISABLE TRIGGER audit_append_only;
 UPDATE audit_events SET
-    service = COALESCE(record::jsonb->>'service',
-        CASE WHEN left(record::jsonb->>'target', 8) = 'service:'
-             THEN substr(record::jsonb->>'target', 9) END),
-    team = record::jsonb->>'team',
-    verdict = CASE WHEN event_type = 'decision' THEN record::jsonb->>'outcome' END,
-    outcome = CASE WHEN event_type <> 'decision' THEN record::jsonb->>'outcome' END,
-    risk = record::jsonb->>'risk',
-    on_behalf_of = record::jsonb->>'on_behalf_of';
+    service = COALESCE(warden_record(record)->>'service',
+        CASE WHEN left(warden_record(record)->>'target', 8) = 'service:'
+             THEN substr(warden_record(record)->>'target', 9) END),
+    team = warden_record(record)->>'team',
+    verdict = CASE WHEN event_type = 'decision' THEN warden_record(record)->>'outcome' END,
+    outcome = CASE WHEN event_type <> 'decision' THEN warden_record(record)->>'outcome' END,
+    risk = warden_record(record)->>'risk',
+    on_behalf_of = warden_record(record)->>'on_behalf_of';
 ALTER TABLE audit_events ENABLE TRIGGER audit_append_only;
 
 -- Every human a record names (acting, acted for, authorising, approving): `human=` and an
@@ -29,10 +32,10 @@ CREATE TABLE audit_people (
 INSERT INTO audit_people (human, seq)
     SELECT actor_id, seq FROM audit_events WHERE actor_kind IN ('human', 'admin')
     UNION SELECT on_behalf_of, seq FROM audit_events WHERE on_behalf_of IS NOT NULL
-    UNION SELECT record::jsonb->>'authorizing_human', seq FROM audit_events
-        WHERE record::jsonb->>'authorizing_human' IS NOT NULL
-    UNION SELECT jsonb_array_elements_text(record::jsonb->'approvers'), seq FROM audit_events
-        WHERE jsonb_typeof(record::jsonb->'approvers') = 'array'
+    UNION SELECT warden_record(record)->>'authorizing_human', seq FROM audit_events
+        WHERE warden_record(record)->>'authorizing_human' IS NOT NULL
+    UNION SELECT jsonb_array_elements_text(warden_record(record)->'approvers'), seq FROM audit_events
+        WHERE jsonb_typeof(warden_record(record)->'approvers') = 'array'
 ON CONFLICT DO NOTHING;
 
 -- Pages run newest first (or oldest first) by (at, seq) within a time range: each index a
@@ -56,12 +59,24 @@ CREATE TABLE audit_checkpoints (
     frontier   TEXT NOT NULL,
     note       TEXT NOT NULL
 );
+-- The public key the checkpoints are signed with: the first replica's, which every other
+-- replica's must equal (they share the key file).
+CREATE TABLE audit_key (
+    id         BIGINT PRIMARY KEY CHECK (id = 1),
+    public_key TEXT NOT NULL
+);
 CREATE TABLE audit_nodes (
     size  BIGINT NOT NULL,
     start BIGINT NOT NULL,
     hash  TEXT NOT NULL,
     PRIMARY KEY (size, start)
 );
+CREATE FUNCTION warden_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$;
+CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+FOR EACH ROW EXECUTE FUNCTION warden_append_only();
+CREATE TRIGGER audit_nodes_append_only BEFORE UPDATE OR DELETE ON audit_nodes
+FOR EACH ROW EXECUTE FUNCTION warden_append_only();
 
 -- Retention: records up to `through_seq` were archived (with the checkpoint at that size)
 -- and may be deleted; nothing after them may.

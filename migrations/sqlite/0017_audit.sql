@@ -56,12 +56,26 @@ CREATE TABLE audit_checkpoints (
     frontier   TEXT NOT NULL,
     note       TEXT NOT NULL
 );
+-- The public key the checkpoints are signed with: the first replica's, which every other
+-- replica's must equal (they share the key file).
+CREATE TABLE audit_key (
+    id         BIGINT PRIMARY KEY CHECK (id = 1),
+    public_key TEXT NOT NULL
+);
 CREATE TABLE audit_nodes (
     size  BIGINT NOT NULL,
     start BIGINT NOT NULL,
     hash  TEXT NOT NULL,
     PRIMARY KEY (size, start)
 );
+CREATE TRIGGER audit_checkpoints_fixed BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+CREATE TRIGGER audit_checkpoints_kept BEFORE DELETE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+CREATE TRIGGER audit_nodes_fixed BEFORE UPDATE ON audit_nodes
+BEGIN SELECT RAISE(ABORT, 'audit_nodes is append-only'); END;
+CREATE TRIGGER audit_nodes_kept BEFORE DELETE ON audit_nodes
+BEGIN SELECT RAISE(ABORT, 'audit_nodes is append-only'); END;
 
 -- Retention: records up to `through_seq` were archived (with the checkpoint at that size)
 -- and may be deleted; nothing after them may.

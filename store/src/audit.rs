@@ -236,8 +236,8 @@ fn narrow(w: &mut Filters, backend: crate::Backend, f: &AuditFilter) {
                 "json_extract(record, '$.action.plan')",
             ),
             crate::Backend::Postgres => (
-                "(record::jsonb->>'reasoning')",
-                "(record::jsonb->'action'->>'plan')",
+                "(warden_record(record)->>'reasoning')",
+                "(warden_record(record)->'action'->>'plan')",
             ),
         };
         w.and(&format!(
@@ -428,11 +428,42 @@ impl Store {
         Ok((row.try_get("through_seq")?, row.try_get("through_hash")?))
     }
 
+    /// Whether an `audit.archived` record after `through` says the records up to it were
+    /// archived (the prune commits with it).
+    async fn archived_through(&self, through: i64) -> Result<bool> {
+        let rows = sqlx::query(
+            "SELECT record FROM audit_events WHERE event_type = 'audit.archived' AND seq > $1 ORDER BY seq LIMIT 100",
+        )
+        .bind(through)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            let record: AuditRecord = serde_json::from_str(&r.try_get::<String, _>("record")?)
+                .map_err(StoreError::bug)?;
+            let says = record
+                .details
+                .map(|d| d.value()["through"].as_i64() == Some(through));
+            if says == Some(true) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Verifies the stored chain from its start to its head, 5,000 records at a time, and
     /// the Merkle tree against every stored checkpoint on the way (their signatures are the
     /// caller's to check); returns the last record's number, or the first break.
     pub async fn verify_audit(&self) -> Result<std::result::Result<i64, Break>> {
         let (start, start_hash) = self.audit_start().await?;
+        if start > 0 && !self.archived_through(start).await? {
+            return Ok(Err(Break {
+                seq: start,
+                tamper: Tamper::Deleted,
+                detail: format!(
+                    "records up to {start} are gone, and no `audit.archived` record says they were archived"
+                ),
+            }));
+        }
         let mut frontier = if start == 0 {
             Frontier::new()
         } else {
@@ -492,6 +523,24 @@ impl Store {
                     last_checked = cp.size;
                 }
             }
+        }
+        // A signed checkpoint past the last stored record: records were cut from the end, head
+        // and all.
+        let (last, _) = verifier.position();
+        if let Some(cp) = checkpoints
+            .find(|cp| cp.size > last)
+            .or(self.checkpoints_after(last, 1).await?.pop())
+        {
+            return Ok(Err(Break {
+                seq: last + 1,
+                tamper: Tamper::Truncated,
+                detail: format!(
+                    "checkpoint {} was signed over records {}..{} that are gone",
+                    cp.size,
+                    last + 1,
+                    cp.size
+                ),
+            }));
         }
         let (head, hash) = self.audit_head().await?;
         Ok(verifier.finish(head, &hash))

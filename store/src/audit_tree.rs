@@ -45,6 +45,47 @@ pub struct Extended {
     nodes: Vec<Subtree>,
 }
 
+/// How the audit trail's retention is applied.
+#[derive(Debug, Clone)]
+pub enum AuditWrite {
+    /// Deletes the records through a checkpoint's size, which an archive holds; the chain
+    /// resumes from the checkpoint's chain hash. Commit it with the `audit.archived` record
+    /// that says so, so that no prune goes unrecorded.
+    Prune {
+        /// The checkpoint's size.
+        through: i64,
+        /// The checkpoint's chain hash.
+        hash: String,
+    },
+}
+
+pub(crate) async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    write: &AuditWrite,
+) -> crate::writer::Applied {
+    match write {
+        AuditWrite::Prune { through, hash } => {
+            // Only forwards: a second prune of an earlier range is a no-op.
+            sqlx::query(
+                "UPDATE audit_retention SET through_seq = $1, through_hash = $2 WHERE id = 1 AND through_seq < $1",
+            )
+            .bind(through)
+            .bind(hash)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
+                .bind(through)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("DELETE FROM audit_people WHERE seq <= $1")
+                .bind(through)
+                .execute(&mut *conn)
+                .await?;
+            Ok(Ok(()))
+        }
+    }
+}
+
 /// Why a proof cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
@@ -77,6 +118,19 @@ fn checkpoint_of(r: &sqlx::any::AnyRow) -> Result<StoredCheckpoint> {
 const CHECKPOINT_COLUMNS: &str = "size, at, root, chain_hash, frontier, note";
 
 impl Store {
+    /// The public key the checkpoints are signed with: the stored one, or `public_key` when
+    /// none is stored yet (then stored).
+    pub async fn claim_audit_key(&self, public_key: &str) -> Result<String> {
+        sqlx::query("INSERT INTO audit_key (id, public_key) VALUES (1, $1) ON CONFLICT DO NOTHING")
+            .bind(public_key)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT public_key FROM audit_key WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("public_key")?)
+    }
+
     /// The newest checkpoint, if any.
     pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
         let row = sqlx::query(&format!(
@@ -217,34 +271,6 @@ impl Store {
             pruned: None,
             block: None,
         }
-    }
-
-    /// Archives nothing itself: marks records through `size` (a checkpoint's size) as archived
-    /// and deletes them; what remains still verifies from that checkpoint.
-    pub async fn prune_audit(&self, checkpoint: &StoredCheckpoint) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
-        let size = checkpoint.size;
-        sqlx::query(
-            "UPDATE audit_retention SET through_seq = $1, through_hash = $2 WHERE id = 1 AND through_seq < $1",
-        )
-        .bind(size)
-        .bind(&checkpoint.chain_hash)
-        .execute(&mut *tx)
-        .await?;
-        let deleted = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
-            .bind(size)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM audit_people WHERE seq <= $1")
-            .bind(size)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        if let Some(sql) = self.backend.checkpoint() {
-            let _ = sqlx::query(sql).execute(&self.pool).await;
-        }
-        Ok(deleted as i64)
     }
 }
 

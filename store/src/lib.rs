@@ -40,7 +40,7 @@ mod writer;
 
 pub use approvals::ApprovalWrite;
 pub use audit::{AuditFilter, AuditGroup, AuditOrder, AuditPageRequest, AuditScope, RawAuditRow};
-pub use audit_tree::{BLOCK, Extended, ProofError, Proofs, StoredCheckpoint};
+pub use audit_tree::{AuditWrite, BLOCK, Extended, ProofError, Proofs, StoredCheckpoint};
 pub use baselines::{BaselineFilter, BaselineWrite};
 pub use decisions::{AllowedAction, DecisionWrite};
 pub use deliveries::DeliveryWrite;
@@ -87,6 +87,8 @@ pub enum Write {
     Event(EventWrite),
     /// Watches over guarded actions.
     Guard(GuardWrite),
+    /// The audit trail's retention.
+    Audit(AuditWrite),
 }
 
 /// How to open the store.
@@ -191,7 +193,8 @@ impl ReadCache {
                 | Write::Plugin(_)
                 | Write::Baseline(_)
                 | Write::Event(_)
-                | Write::Guard(_) => {}
+                | Write::Guard(_)
+                | Write::Audit(_) => {}
             }
         }
     }

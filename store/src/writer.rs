@@ -338,6 +338,7 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::Plugin(w) => crate::plugins::apply(conn, w).await,
         Write::Event(w) => crate::events::apply(conn, w).await,
         Write::Baseline(w) => crate::baselines::apply(conn, w).await,
+        Write::Audit(w) => crate::audit_tree::apply(conn, w).await,
         Write::Guard(w) => crate::guards::apply(conn, w).await,
     }
 }

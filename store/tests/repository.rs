@@ -20,10 +20,10 @@ use warden_core::records::{
 };
 use warden_core::trust::{Kind, Source, TrustPolicy, half_life_us};
 use warden_store::{
-    ApprovalWrite, AuditFilter, AuditPageRequest, Backend, BaselineFilter, BaselineWrite, Change,
-    Conflict, DecisionWrite, DeliveryWrite, EventActivity, EventWrite, GuardWrite, IdentityWrite,
-    Missing, OutcomeWrite, PluginRow, PluginWrite, QuotaWrite, Store, StoreError, StoreOptions,
-    TrustWrite, ViolationFilter, ViolationWrite, Write,
+    ApprovalWrite, AuditFilter, AuditPageRequest, AuditWrite, Backend, BaselineFilter,
+    BaselineWrite, Change, Conflict, DecisionWrite, DeliveryWrite, EventActivity, EventWrite,
+    GuardWrite, IdentityWrite, Missing, OutcomeWrite, PluginRow, PluginWrite, QuotaWrite, Store,
+    StoreError, StoreOptions, TrustWrite, ViolationFilter, ViolationWrite, Write,
 };
 
 /// Runs each named test on SQLite and on PostgreSQL.
@@ -1337,13 +1337,23 @@ async fn audit_tree(backend: Backend) {
             .is_some_and(|c| c.size == 700)
     );
 
-    // Prune through the first checkpoint.
-    assert_eq!(s.prune_audit(&cps[0]).await.unwrap(), 700);
+    // Prune through the first checkpoint, with the record that says so.
+    let mut archived = record("audit.archived", "none");
+    archived.details = Some(serde_json::json!({"through": 700}).into());
+    s.commit(Change {
+        writes: vec![Write::Audit(AuditWrite::Prune {
+            through: 700,
+            hash: cps[0].chain_hash.clone(),
+        })],
+        audit: vec![archived],
+    })
+    .await
+    .unwrap();
     assert_eq!(
         s.audit_start().await.unwrap(),
         (700, cps[0].chain_hash.clone())
     );
-    assert_eq!(s.verify_audit().await.unwrap(), Ok(800));
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(801));
     let mut proofs = s.proofs();
     assert!(matches!(
         proofs.inclusion(5, 800).await.unwrap(),
@@ -1370,6 +1380,42 @@ async fn audit_tree(backend: Backend) {
         &cps[1].root,
         &p
     ));
+
+    // Records deleted past the guard, with no archive record saying so, do not verify.
+    let db = TestDb::new(backend).await;
+    let s = &db.store;
+    s.commit(Change {
+        writes: vec![],
+        audit: append(20, 0),
+    })
+    .await
+    .unwrap();
+    let tree = s.extend_tree().await.unwrap().unwrap();
+    s.add_checkpoint(&tree, NOW, "note-20").await.unwrap();
+    let raw = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    raw.execute(
+        format!(
+            "UPDATE audit_retention SET through_seq = 20, through_hash = '{}'",
+            tree.chain_hash
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    raw.execute("DELETE FROM audit_events WHERE seq <= 20")
+        .await
+        .unwrap();
+    let b = s.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!(
+        (b.seq, b.tamper),
+        (20, warden_core::audit::Tamper::Deleted),
+        "{b}"
+    );
+    raw.close().await;
 }
 
 async fn deliveries(backend: Backend) {

@@ -249,6 +249,27 @@ async fn audit_filters(backend: Backend) {
         .as_deref(),
         Some("cursor")
     );
+    // A span such as 30d means the first page's moment on every page after it.
+    let (_, first) = s.get("/v1/audit?since=30d&limit=2", &s.admin).await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let (status, second) = s
+        .get(
+            &format!("/v1/audit?since=30d&limit=2&cursor={cursor}"),
+            &s.admin,
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        second["records"][0]["seq"],
+        first["records"][1]["seq"].as_i64().unwrap() + 1
+    );
+    let (status, _) = s
+        .get(
+            &format!("/v1/audit?since=7d&limit=2&cursor={cursor}"),
+            &s.admin,
+        )
+        .await;
+    assert_eq!(status, 400);
     // Newest first walks the other way.
     let (_, newest) = s.get("/v1/audit?order=newest&limit=2", &s.admin).await;
     let (a, b) = (
@@ -480,6 +501,12 @@ async fn complete_records_name_who_approved(backend: Backend) {
         0,
         "LIKE wildcards are literal"
     );
+    // A NUL in an agent's text is data, not a way to break the search.
+    let nul = json!({"action": {"class": "read", "environment": "dev", "service": "payments", "reasoning": "nul\u{0}byte"}});
+    assert_eq!(s.post("/v1/decisions", &bot, nul).await.0, 200);
+    let (status, found) = s.get("/v1/audit?q=nul", &s.admin).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["records"].as_array().unwrap().len(), 1);
     // Summaries for dashboards.
     let (_, by_verdict) = s
         .get(
@@ -487,7 +514,7 @@ async fn complete_records_name_who_approved(backend: Backend) {
             &s.admin,
         )
         .await;
-    assert_eq!(by_verdict["total"], 2, "{by_verdict}");
+    assert_eq!(by_verdict["total"], 3, "{by_verdict}");
     let groups: HashSet<(String, i64)> = by_verdict["groups"]
         .as_array()
         .unwrap()
@@ -502,7 +529,7 @@ async fn complete_records_name_who_approved(backend: Backend) {
     assert_eq!(
         groups,
         HashSet::from([
-            ("allow".to_string(), 1),
+            ("allow".to_string(), 2),
             ("require_approval".to_string(), 1)
         ])
     );

@@ -65,6 +65,8 @@ async fn tampering_four_ways_is_named(backend: Backend) {
     );
     let n = v["through"].as_i64().unwrap();
     assert_eq!(n, 8, "policy, admin token, agent, its token, 4 decisions");
+    let (status, _) = s.post("/v1/audit/checkpoints", &s.admin, json!({})).await;
+    assert_eq!(status, 200);
     // Append-only is enforced by the database too.
     let pool = s.db.pool().await;
     assert!(
@@ -166,6 +168,12 @@ async fn tampering_four_ways_is_named(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(broken(&s).await.1, Tamper::Truncated);
+    // The head rewritten to match: the signed checkpoint still remembers the records.
+    let hash6 = record_hash(&s, 6).await;
+    pool.execute(format!("UPDATE audit_head SET seq = 6, hash = '{hash6}' WHERE id = 1").as_str())
+        .await
+        .unwrap();
+    assert_eq!(broken(&s).await, (7, Tamper::Truncated));
 }
 
 /// `count` records appended in one change (for trees past one block of 256).
@@ -316,6 +324,16 @@ async fn checkpoints_prove_inclusion_and_consistency(backend: Backend) {
     assert_eq!(v["intact"], true, "{v}");
     // A stored checkpoint whose note no longer matches is caught.
     let pool = s.db.pool().await;
+    assert!(
+        pool.execute("DELETE FROM audit_checkpoints").await.is_err(),
+        "checkpoints are append-only"
+    );
+    pool.execute(match s.db.backend {
+        Backend::Sqlite => "DROP TRIGGER audit_checkpoints_fixed",
+        Backend::Postgres => "DROP TRIGGER audit_checkpoints_append_only ON audit_checkpoints",
+    })
+    .await
+    .unwrap();
     pool.execute(
         format!(
             "UPDATE audit_checkpoints SET root = '{}' WHERE size = {old}",
@@ -364,6 +382,7 @@ async fn exports_verify_with_the_public_key_alone(backend: Backend) {
             through: None,
             format,
             path: path.clone(),
+            replace: true,
         };
         let done = export::export(
             &state.store,
@@ -480,6 +499,7 @@ async fn exports_verify_with_the_public_key_alone(backend: Backend) {
         through: None,
         format: Format::Jsonl,
         path: dir.path().join("missing-dir/audit.jsonl"),
+        replace: true,
     };
     let err = export::export(
         &state.store,
@@ -606,6 +626,26 @@ async fn archived_records_are_pruned_and_the_rest_verifies(backend: Backend) {
     let first_line: Value = serde_json::from_str(read(&second).lines().next().unwrap()).unwrap();
     assert_eq!(first_line["seq"], through + 1);
     assert!(s.warden.state.store.verify_audit().await.unwrap().is_ok());
+    // An archive never replaces a file: the records in it are gone from the database.
+    s.verdict(&bot, "deploy", "staging").await;
+    let later = state.clock.now_micros() + 60_000_000;
+    let err = export::archive(
+        &state.store,
+        &state.clock,
+        &state.signer,
+        Actor::warden(),
+        later,
+        &second,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("exists"), "{err}");
+    assert_eq!(
+        export::verify_file(&second, None, &key)
+            .unwrap()
+            .map(|(n, _)| n),
+        Ok(done2.records)
+    );
 }
 
 async fn replicas_make_one_chain_and_one_tree(backend: Backend) {
@@ -675,4 +715,15 @@ async fn replicas_make_one_chain_and_one_tree(backend: Backend) {
     }
     replica.stop().await;
     other.store.close().await;
+    // A replica with a key of its own is refused: checkpoints have one signer.
+    let mut stranger = s.warden.config.clone();
+    let elsewhere = tempfile::tempdir().unwrap();
+    stranger.storage.data_dir = elsewhere.path().to_path_buf();
+    let Err(err) =
+        warden::server::Warden::open(stranger, std::sync::Arc::new(warden::clock::SystemClock))
+            .await
+    else {
+        panic!("a second key is refused");
+    };
+    assert!(err.to_string().contains("signing_key_file"), "{err}");
 }

@@ -61,16 +61,28 @@ impl Digest256 {
     }
 }
 
+/// What the manifest's `chain` line says: the size of the tree the records are proven
+/// against, and a digest of the export's format and filter (so neither can be edited to claim
+/// the file holds something else).
+pub fn manifest_scope(tree_size: u64, format: &str, filter: &serde_json::Value) -> String {
+    let mut h = Sha256::new();
+    h.update(format.as_bytes());
+    h.update(b"\n");
+    // A JSON value's object keys serialize sorted: one text per filter.
+    h.update(filter.to_string().as_bytes());
+    format!("{tree_size}.{}", hex::encode(&h.finalize()[..16]))
+}
+
 /// The manifest: a note in the checkpoint format whose origin is `<log>/export`, whose size
 /// is the number of records, whose root is the digest of their (seq, hash) list, and whose
-/// `chain` line is the size of the tree they are proven against.
-pub fn manifest(signer: &Signer, records: u64, digest: Hash, tree_size: u64, time: &str) -> String {
+/// `chain` line is [`manifest_scope`].
+pub fn manifest(signer: &Signer, records: u64, digest: Hash, scope: String, time: &str) -> String {
     signer.sign(&Checkpoint {
         origin: format!("{}/export", signer.name()),
         size: records,
         root: digest,
         time: time.to_string(),
-        chain: tree_size.to_string(),
+        chain: scope,
     })
 }
 
@@ -104,11 +116,12 @@ impl ExportVerifier {
         let manifest = key
             .open(&envelope.manifest)
             .map_err(|e| at(format!("the manifest: {e}")))?;
-        if manifest.origin != format!("{}/export", checkpoint.origin)
-            || manifest.chain != checkpoint.size.to_string()
-        {
+        if manifest.origin != format!("{}/export", checkpoint.origin) {
+            return Err(at("the manifest belongs to another log".into()));
+        }
+        if manifest.chain != manifest_scope(checkpoint.size, &envelope.format, &envelope.filter) {
             return Err(at(
-                "the manifest belongs to another log or checkpoint".into()
+                "the manifest was signed for another checkpoint, format or filter".into(),
             ));
         }
         Ok(ExportVerifier {
@@ -375,7 +388,7 @@ mod tests {
                 &signer,
                 out.len() as u64,
                 digest.finish(),
-                n as u64,
+                manifest_scope(n as u64, "jsonl", &serde_json::json!({})),
                 &cp.time,
             ),
             public_key: signer.vkey(),
@@ -396,6 +409,15 @@ mod tests {
     fn an_export_verifies_with_the_public_key_alone() {
         let (envelope, records, signer) = exported(37, &[2, 3, 4, 17, 36, 37]);
         assert_eq!(verify(&envelope, &records, &signer.vkey()), Ok(6));
+        // The filter is signed: an export cannot claim to hold something else.
+        let mut widened = envelope.clone();
+        widened.filter = serde_json::json!({"agent": "bot"});
+        assert_eq!(
+            verify(&widened, &records, &signer.vkey())
+                .unwrap_err()
+                .tamper,
+            Tamper::CheckpointMismatch
+        );
         let other = Signer::generate("test-log").unwrap();
         assert_eq!(
             verify(&envelope, &records, &other.vkey())

@@ -157,11 +157,13 @@ async fn list_audit(
         _ => AuditOrder::Oldest,
     };
     let (cursor, limit) = (q.cursor.clone(), super::page_limit(q.limit)?);
+    let times_as_given = [q.since.clone(), q.until.clone()];
     let query = service::PageQuery {
         filter: q.parse(state.clock.now_micros())?,
         order,
         cursor,
         limit,
+        times_as_given,
     };
     let page = service::page(&state.store, &state.clock, &caller, query).await?;
     let records = page

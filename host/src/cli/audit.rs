@@ -301,6 +301,7 @@ pub(super) async fn run(cmd: AuditCommand, db: &DbArgs) -> anyhow::Result<()> {
                 through: None,
                 format,
                 path: output.clone(),
+                replace: true,
             };
             let done = export::export(
                 &state.store,

@@ -37,6 +37,9 @@ pub struct PageQuery {
     pub order: AuditOrder,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
+    /// `since` and `until` as given: a span such as `30d` means the moment the first page was
+    /// read, which the cursor carries to the next pages.
+    pub times_as_given: [Option<String>; 2],
     /// Page size.
     pub limit: i64,
 }
@@ -50,31 +53,66 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// The identity of a query, so a cursor is refused by any other.
-fn fingerprint(filter: &AuditFilter, order: AuditOrder) -> String {
-    let text = serde_json::to_string(&(filter, order)).unwrap_or_default();
+/// The identity of a query, so a cursor is refused by any other: its filters, with the times
+/// as given (a span resolves anew at each request; the cursor keeps the first page's moments).
+fn fingerprint(filter: &AuditFilter, order: AuditOrder, times: &[Option<String>; 2]) -> String {
+    let untimed = AuditFilter {
+        since: None,
+        until: None,
+        ..filter.clone()
+    };
+    let text = serde_json::to_string(&(untimed, order, times)).unwrap_or_default();
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
-/// A cursor: the last record's (at, seq), tied to the query that produced it.
-fn encode_cursor(at: i64, seq: i64, fingerprint: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{at}.{seq}.{fingerprint}"))
+/// Where a page ends, and the moments its query's times meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    at: i64,
+    seq: i64,
+    since: Option<i64>,
+    until: Option<i64>,
 }
 
-fn decode_cursor(cursor: &str, fingerprint: &str) -> Result<(i64, i64)> {
+/// A cursor, tied to the query that produced it.
+fn encode_cursor(c: Cursor, fingerprint: &str) -> String {
+    let time = |t: Option<i64>| t.map_or("-".to_string(), |t| t.to_string());
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}.{}.{}.{}.{fingerprint}",
+        c.at,
+        c.seq,
+        time(c.since),
+        time(c.until)
+    ))
+}
+
+fn decode_cursor(cursor: &str, fingerprint: &str) -> Result<Cursor> {
     let bad = || Error::field("cursor", "not a cursor this API returned");
     let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let text = String::from_utf8(text).map_err(|_| bad())?;
-    let mut parts = text.splitn(3, '.');
-    let at = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let seq = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    if parts.next() != Some(fingerprint) {
+    let parts: Vec<&str> = text.split('.').collect();
+    let [at, seq, since, until, fp] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let time = |t: &str| -> Result<Option<i64>> {
+        match t {
+            "-" => Ok(None),
+            t => t.parse().map(Some).map_err(|_| bad()),
+        }
+    };
+    let c = Cursor {
+        at: at.parse().map_err(|_| bad())?,
+        seq: seq.parse().map_err(|_| bad())?,
+        since: time(since)?,
+        until: time(until)?,
+    };
+    if *fp != fingerprint {
         return Err(Error::field(
             "cursor",
             "this cursor belongs to another query: repeat the filters it was made with",
         ));
     }
-    Ok((at, seq))
+    Ok(c)
 }
 
 /// One page of the trail, in the caller's scope; the read is recorded.
@@ -85,12 +123,18 @@ pub async fn page(
     mut query: PageQuery,
 ) -> Result<Page> {
     query.filter.scope = scope_of(caller)?;
-    let fp = fingerprint(&query.filter, query.order);
-    let after = query
+    let fp = fingerprint(&query.filter, query.order, &query.times_as_given);
+    let cursor = query
         .cursor
         .as_deref()
         .map(|c| decode_cursor(c, &fp))
         .transpose()?;
+    if let Some(c) = cursor {
+        query.filter.since = c.since;
+        query.filter.until = c.until;
+    }
+    let after = cursor.map(|c| (c.at, c.seq));
+    let (since, until) = (query.filter.since, query.filter.until);
     let request = AuditPageRequest {
         filter: query.filter,
         order: query.order,
@@ -103,7 +147,13 @@ pub async fn page(
         records.truncate(query.limit as usize);
         records.last().and_then(|e| {
             let at = crate::clock::parse_micros(&e.record.at)?;
-            Some(encode_cursor(at, e.seq, &fp))
+            let c = Cursor {
+                at,
+                seq: e.seq,
+                since,
+                until,
+            };
+            Some(encode_cursor(c, &fp))
         })
     } else {
         None
@@ -215,11 +265,31 @@ mod tests {
             environment: Some("staging".into()),
             ..Default::default()
         };
-        let fa = fingerprint(&a, AuditOrder::Oldest);
-        let cursor = encode_cursor(10, 3, &fa);
-        assert_eq!(decode_cursor(&cursor, &fa).unwrap(), (10, 3));
-        assert!(decode_cursor(&cursor, &fingerprint(&b, AuditOrder::Oldest)).is_err());
-        assert!(decode_cursor(&cursor, &fingerprint(&a, AuditOrder::Newest)).is_err());
+        let given = [Some("30d".to_string()), None];
+        let fa = fingerprint(&a, AuditOrder::Oldest, &given);
+        let c = Cursor {
+            at: 10,
+            seq: 3,
+            since: Some(7),
+            until: None,
+        };
+        let cursor = encode_cursor(c, &fa);
+        assert_eq!(decode_cursor(&cursor, &fa).unwrap(), c);
+        // A span resolves anew at every request: the same query still matches.
+        let later = AuditFilter {
+            since: Some(8),
+            ..a.clone()
+        };
+        assert_eq!(fingerprint(&later, AuditOrder::Oldest, &given), fa);
+        assert!(decode_cursor(&cursor, &fingerprint(&b, AuditOrder::Oldest, &given)).is_err());
+        assert!(decode_cursor(&cursor, &fingerprint(&a, AuditOrder::Newest, &given)).is_err());
+        assert!(
+            decode_cursor(
+                &cursor,
+                &fingerprint(&a, AuditOrder::Oldest, &[Some("7d".into()), None])
+            )
+            .is_err()
+        );
         assert!(decode_cursor("not-a-cursor", &fa).is_err());
     }
 }

@@ -13,12 +13,14 @@ use anyhow::{Context as _, bail};
 
 use crate::audit::checkpoint::{NoteVerifier, Signer};
 use crate::audit::export::{
-    COLUMNS, Digest256, Envelope, ExportVerifier, Exported, LAYOUT, manifest,
+    COLUMNS, Digest256, Envelope, ExportVerifier, Exported, LAYOUT, manifest, manifest_scope,
 };
 use crate::audit::merkle;
 use crate::audit::{Actor, AuditRecord, Break};
 use crate::clock::{SharedClock, format_micros};
-use crate::store::{AuditFilter, AuditOrder, AuditPageRequest, Change, Store, StoredCheckpoint};
+use crate::store::{
+    AuditFilter, AuditOrder, AuditPageRequest, AuditWrite, Change, Store, StoredCheckpoint, Write,
+};
 
 /// The formats an export is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +185,9 @@ pub struct ExportRequest {
     pub format: Format,
     /// The file.
     pub path: PathBuf,
+    /// Whether an existing file at `path` may be replaced (never for archives: the records
+    /// they hold are deleted from the database).
+    pub replace: bool,
 }
 
 /// Writes an export; the output path is checked before any work, and nothing appears at it
@@ -194,6 +199,12 @@ pub async fn export(
     actor: Actor,
     request: &ExportRequest,
 ) -> anyhow::Result<ExportDone> {
+    if !request.replace && request.path.exists() {
+        bail!(
+            "{} exists: an archive never replaces a file",
+            request.path.display()
+        );
+    }
     let tmp = temporary(&request.path);
     let file = File::create(&tmp).with_context(|| {
         format!(
@@ -213,7 +224,18 @@ pub async fn export(
     if request.format != Format::Jsonl {
         std::fs::rename(sidecar(&tmp), sidecar(&request.path))?;
     }
-    std::fs::rename(&tmp, &request.path)?;
+    if request.replace {
+        std::fs::rename(&tmp, &request.path)?;
+    } else {
+        // Fails if the file appeared meanwhile: an archive never replaces one.
+        std::fs::hard_link(&tmp, &request.path)
+            .with_context(|| format!("cannot create {}", request.path.display()))?;
+        std::fs::remove_file(&tmp)?;
+    }
+    // The new name is durable before anything relies on the file (an archive's prune).
+    if let Some(dir) = request.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
     let details = serde_json::json!({"format": request.format.as_str(), "filter": request.filter,
         "records": done.records, "checkpoint": done.checkpoint.size, "path": request.path.display().to_string()});
     store
@@ -293,12 +315,14 @@ async fn write_export(
         }
     }
     let time = format_micros(clock.now_micros());
+    let filter = serde_json::to_value(&request.filter)?;
+    let scope = manifest_scope(size as u64, request.format.as_str(), &filter);
     let envelope = Envelope {
         warden_audit_export: LAYOUT,
         format: request.format.as_str().to_string(),
-        filter: serde_json::to_value(&request.filter)?,
+        filter,
         checkpoint: checkpoint.note.clone(),
-        manifest: manifest(signer, records, digest.finish(), size as u64, &time),
+        manifest: manifest(signer, records, digest.finish(), scope, &time),
         public_key: signer.vkey(),
     };
     sink.finish(&envelope, &sidecar(tmp))?;
@@ -332,17 +356,26 @@ pub async fn archive(
         through: Some(cp.size),
         format: Format::Jsonl,
         path: path.to_path_buf(),
+        replace: false,
     };
     let done = export(store, clock, signer, actor.clone(), &request).await?;
     // Read it back before anything is deleted: the archive must verify on its own.
-    verify_file(path, None, &NoteVerifier::parse(&signer.vkey())?)
-        .with_context(|| format!("the archive {} does not verify", path.display()))?
-        .map_err(|b| anyhow::anyhow!("the archive {} does not verify: {b}", path.display()))?;
-    let pruned = store.prune_audit(&cp).await?;
-    let details = serde_json::json!({"through": cp.size, "pruned": pruned, "path": path.display().to_string()});
+    verify_file(
+        path,
+        Some(Format::Jsonl),
+        &NoteVerifier::parse(&signer.vkey())?,
+    )
+    .with_context(|| format!("the archive {} does not verify", path.display()))?
+    .map_err(|b| anyhow::anyhow!("the archive {} does not verify: {b}", path.display()))?;
+    // The prune and the record of it commit together: no prune goes unrecorded.
+    let details = serde_json::json!({"through": cp.size, "through_hash": cp.chain_hash,
+        "records": done.records, "path": path.display().to_string()});
     store
         .commit(Change {
-            writes: Vec::new(),
+            writes: vec![Write::Audit(AuditWrite::Prune {
+                through: cp.size,
+                hash: cp.chain_hash.clone(),
+            })],
             audit: vec![AuditRecord::change(
                 actor,
                 "audit.archived",
@@ -419,9 +452,24 @@ pub fn verify_file(
         }
         Format::Csv => {
             let mut reader = csv::Reader::from_path(path)?;
+            if reader.headers()?.iter().ne(COLUMNS) {
+                bail!(
+                    "{} does not have an export's columns ({})",
+                    path.display(),
+                    COLUMNS.join(",")
+                );
+            }
             let mut outcome = Ok(());
             for row in reader.records() {
                 let row = row?;
+                if row.len() != COLUMNS.len() {
+                    bail!(
+                        "a row of {} has {} columns, not {}",
+                        path.display(),
+                        row.len(),
+                        COLUMNS.len()
+                    );
+                }
                 let cells: Vec<Option<String>> = row
                     .iter()
                     .map(|c| (!c.is_empty()).then(|| c.to_string()))
@@ -433,7 +481,16 @@ pub fn verify_file(
                 let texts = &cells[1..cells.len() - 1];
                 let e = Exported::from_cells(seq, texts, row.get(COLUMNS.len() - 1).unwrap_or(""))
                     .context("a row lacks the record or its hashes")?;
-                let derived = e.cells().as_deref() == Some(texts);
+                // CSV has no null: an empty cell is an absent value.
+                let derived = e
+                    .cells()
+                    .map(|c| {
+                        c.into_iter()
+                            .map(|v| v.filter(|v| !v.is_empty()))
+                            .collect::<Vec<_>>()
+                    })
+                    .as_deref()
+                    == Some(texts);
                 let seq = e.seq;
                 if let Err(b) = check(e).and_then(|_| mapped(seq, derived)) {
                     outcome = Err(b);
