@@ -4,7 +4,10 @@
 use std::path::Path;
 
 fn main() {
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/warden-plugin.wit");
+    // Read when the script runs, not baked in when it is compiled: the same compiled script is
+    // reused by clones at other paths that share a target directory (CI's fresh clones).
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let wit = Path::new(&dir).join("../wit/warden-plugin.wit");
     println!("cargo:rerun-if-changed={}", wit.display());
     let text = std::fs::read_to_string(&wit)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", wit.display()));
