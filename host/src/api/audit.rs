@@ -327,17 +327,7 @@ async fn latest_checkpoint(
     caller: Caller,
 ) -> Result<axum::Json<CheckpointBody>> {
     caller.require(&[Role::Admin, Role::Approver])?;
-    let cp = state
-        .store
-        .latest_checkpoint()
-        .await
-        .map_err(crate::error::Error::from)?
-        .ok_or_else(|| {
-            Error::not_found(
-                "no_checkpoint",
-                "no checkpoint has been signed yet (POST /v1/audit/checkpoints makes one)",
-            )
-        })?;
+    let cp = checkpoints::latest(&state.store).await?;
     Ok(axum::Json(checkpoint_body(&state, cp)))
 }
 

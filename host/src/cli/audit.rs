@@ -266,24 +266,18 @@ pub(super) async fn run(cmd: AuditCommand, db: &DbArgs) -> anyhow::Result<()> {
             let warden = Warden::open_default(load_config(db)?).await?;
             let state = &warden.state;
             let (start, _) = state.store.audit_start().await?;
-            let chain = state.store.verify_audit().await?;
-            let notes = match chain {
-                Ok(_) => {
-                    crate::services::checkpoints::verify_notes(&state.store, &state.audit_key)
-                        .await?
-                }
-                Err(_) => Ok(0),
-            };
+            let outcome =
+                crate::services::checkpoints::verify_all(&state.store, &state.audit_key).await?;
             state.store.close().await;
-            match (chain, notes) {
-                (Ok(n), Ok(checkpoints)) => {
+            match outcome {
+                Ok((n, checkpoints)) => {
                     println!(
                         "audit chain intact: records {}..{n}, {checkpoints} signed checkpoints verified",
                         start + 1
                     );
                     Ok(())
                 }
-                (Err(b), _) | (_, Err(b)) => bail!("audit chain broken: {b}"),
+                Err(b) => bail!("audit chain broken: {b}"),
             }
         }
         AuditCommand::Export {

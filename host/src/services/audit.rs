@@ -231,12 +231,9 @@ pub async fn verify(
 ) -> Result<Verified> {
     caller.require(&[Role::Admin])?;
     let (start, _) = store.audit_start().await?;
-    let outcome = match store.verify_audit().await? {
-        Ok(last) => super::checkpoints::verify_notes(store, key)
-            .await?
-            .map(|_| last),
-        Err(b) => Err(b),
-    };
+    let outcome = super::checkpoints::verify_all(store, key)
+        .await?
+        .map(|(last, _)| last);
     let (through, broken) = match outcome {
         Ok(last) => (last, None),
         Err(b) => (b.seq, Some(b)),

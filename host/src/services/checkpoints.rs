@@ -146,6 +146,23 @@ pub async fn verify_notes(
     Ok(Ok(checked))
 }
 
+/// Verifies the whole stored trail: the chain and the tree against every checkpoint, then
+/// every checkpoint's signature. Returns the last record and the checkpoints verified.
+pub async fn verify_all(
+    store: &Store,
+    key: &NoteVerifier,
+) -> Result<Result<(i64, usize), crate::audit::Break>, StoreError> {
+    Ok(match store.verify_audit().await? {
+        Ok(last) => verify_notes(store, key).await?.map(|n| (last, n)),
+        Err(b) => Err(b),
+    })
+}
+
+/// The newest checkpoint; not found while none is signed.
+pub async fn latest(store: &Store) -> crate::error::Result<StoredCheckpoint> {
+    checkpoint_of(store, None).await
+}
+
 /// A proof, with the checkpoint it is against.
 #[derive(Debug)]
 pub struct Proven {
