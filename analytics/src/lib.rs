@@ -1,5 +1,6 @@
-//! Warden's analytics on polars: human baselines from activity and each agent's drift from its
-//! team's humans (DESIGN.md, "Human baselines, anomaly and drift").
+//! Warden's analytics on polars: human baselines from activity, each agent's drift from its
+//! team's humans (DESIGN.md, "Human baselines, anomaly and drift"), and weekly behaviour
+//! reports ("Weekly behaviour reports").
 //!
 //! Pure functions from frames to frames: the caller reads rows into an [`Activity`] (strings
 //! interned to integer codes, so that a million events group in well under a second) and
@@ -9,10 +10,12 @@ mod activity;
 mod baselines;
 mod drift;
 pub mod parquet;
+mod report;
 
 pub use activity::Activity;
 pub use baselines::baselines;
 pub use drift::{DriftScore, drift};
+pub use report::weekly;
 
 /// Why a computation failed: polars refused a frame (a bug here, never bad input).
 #[derive(Debug, thiserror::Error)]

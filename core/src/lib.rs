@@ -22,5 +22,6 @@ pub mod policy;
 pub mod quotas;
 pub mod records;
 pub mod replay;
+pub mod report;
 pub mod tiering;
 pub mod trust;

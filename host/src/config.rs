@@ -16,6 +16,7 @@ pub use crate::services::checkpoints::AuditConfig;
 pub use crate::services::events::EventsConfig;
 pub use crate::services::integrations::IntegrationsConfig;
 pub use crate::services::notify::{NotificationsConfig, WebhookConfig, WebhookFormat};
+pub use crate::services::reports::ReportsConfig;
 use crate::store::StoreOptions;
 
 /// The whole configuration.
@@ -44,6 +45,8 @@ pub struct Config {
     pub integrations: IntegrationsConfig,
     /// The audit trail's signed checkpoints.
     pub audit: AuditConfig,
+    /// Weekly behaviour reports: their schedule and time zone.
+    pub reports: ReportsConfig,
 }
 
 /// `[plugins]`.

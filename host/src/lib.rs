@@ -22,7 +22,7 @@ pub mod services;
 
 pub use warden_core::{
     activity, approvals, audit, baseline, clock, decision, error, identity, plugin, policy, quotas,
-    records, replay, tiering, trust,
+    records, replay, report, tiering, trust,
 };
 pub use warden_plugin_host as plugins;
 pub use warden_store as store;

@@ -23,6 +23,7 @@ use crate::services::decisions::{Decisions, Parts};
 use crate::services::events::Events;
 use crate::services::integrations::{GITHUB_SECRET_ENV, Receivers};
 use crate::services::notify::{self, Outbox};
+use crate::services::reports::Reports;
 use crate::services::tiering::Controller;
 use crate::services::{approvals, checkpoints, guards, outcomes, plugins as publishing, quotas};
 use crate::store::{Change, Store};
@@ -215,6 +216,27 @@ impl Warden {
                 },
             );
         }
+        let reports = Reports::new(
+            store.clone(),
+            clock.clone(),
+            tiers.clone(),
+            outbox.clone(),
+            config.reports.clone(),
+            config.notifications.public_url.clone(),
+        )?;
+        if config.reports.schedule {
+            let r = reports.clone();
+            jobs::spawn(
+                "weekly reports",
+                Duration::from_secs(60),
+                First::AfterInterval,
+                store.clone(),
+                move || {
+                    let r = r.clone();
+                    async move { r.scheduled().await.map_err(|e| e.message) }
+                },
+            );
+        }
         let parts = Parts {
             baselines: baselines.clone(),
             store: store.clone(),
@@ -249,6 +271,7 @@ impl Warden {
                 receivers,
                 signer,
                 audit_key,
+                reports,
             },
             config,
         })

@@ -43,6 +43,8 @@ pub enum Conflict {
     OutcomeConfirmed,
     /// The guard's watch moved on meanwhile (closed, or held for a human).
     GuardMoved,
+    /// A report for the week and scope is kept already.
+    ReportKept,
 }
 
 impl Conflict {
@@ -66,6 +68,7 @@ impl Conflict {
             Conflict::AnomalyConfirmed => "anomaly_confirmed",
             Conflict::OutcomeConfirmed => "outcome_confirmed",
             Conflict::GuardMoved => "guard_moved",
+            Conflict::ReportKept => "report_kept",
         }
     }
 }

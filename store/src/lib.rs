@@ -35,6 +35,7 @@ mod identities;
 mod outcomes;
 mod plugins;
 mod quotas;
+mod reports;
 mod trust;
 mod writer;
 
@@ -53,6 +54,7 @@ pub use outcomes::OutcomeWrite;
 pub use plugins::{PluginRow, PluginWrite};
 use quotas::QuotaKey;
 pub use quotas::QuotaWrite;
+pub use reports::{RecentDecision, ReportWrite, StoredReport};
 pub use trust::TrustWrite;
 pub use violations::{ViolationFilter, ViolationWrite};
 use writer::{Job, Msg, Writer};
@@ -89,6 +91,8 @@ pub enum Write {
     Guard(GuardWrite),
     /// The audit trail's retention.
     Audit(AuditWrite),
+    /// Kept weekly reports.
+    Report(ReportWrite),
 }
 
 /// How to open the store.
@@ -194,7 +198,8 @@ impl ReadCache {
                 | Write::Baseline(_)
                 | Write::Event(_)
                 | Write::Guard(_)
-                | Write::Audit(_) => {}
+                | Write::Audit(_)
+                | Write::Report(_) => {}
             }
         }
     }

@@ -340,6 +340,7 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::Baseline(w) => crate::baselines::apply(conn, w).await,
         Write::Audit(w) => crate::audit_tree::apply(conn, w).await,
         Write::Guard(w) => crate::guards::apply(conn, w).await,
+        Write::Report(w) => crate::reports::apply(conn, w).await,
     }
 }
 

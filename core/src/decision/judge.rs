@@ -90,6 +90,7 @@ fn reason(code: &str, text: String) -> Reason {
     Reason {
         code: code.to_string(),
         text,
+        quota: None,
     }
 }
 
@@ -602,17 +603,20 @@ fn charge_quotas(
                 format!(" for {}", c.scope)
             };
             let needs = c.headroom(c.amount).used;
-            draft.reasons.push(reason(
-                "quota_exceeded",
-                format!(
-                    "quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}",
-                    c.quota,
-                    h.used,
-                    h.limit,
-                    c.unit.label(),
-                    h.resets_at
-                ),
-            ));
+            draft.reasons.push(Reason {
+                quota: Some(c.quota.clone()),
+                ..reason(
+                    "quota_exceeded",
+                    format!(
+                        "quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}",
+                        c.quota,
+                        h.used,
+                        h.limit,
+                        c.unit.label(),
+                        h.resets_at
+                    ),
+                )
+            });
             draft.verdict = Verdict::Deny;
             // The approval (if any) stays unused: the agent may try again once the quota resets.
             draft.consume = None;

@@ -195,6 +195,9 @@ pub struct Reason {
     pub code: String,
     /// For humans.
     pub text: String,
+    /// For `quota_exceeded`: the quota that was spent (the weekly report counts hits by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
 }
 
 /// Something the agent or platform must do after an allowed action.

@@ -590,6 +590,48 @@ fn budget_spent(w: Window, policy: &TierPolicy) -> bool {
     w.outcomes >= u64::from(policy.slo_min_outcomes) && w.bad_share() > 1.0 - policy.slo
 }
 
+/// Why the agent is close to a soft demotion, if it is: three quarters or more of its error
+/// budget spent, or its score within 5% above the low-water mark (the weekly report's watch
+/// list). `None` when it is not close, or cannot be demoted (pinned, suspended, at the floor).
+pub fn demotion_warning(
+    state: &State<'_>,
+    budget: Window,
+    now: i64,
+    compiled: &CompiledPolicy,
+) -> Option<String> {
+    let (policy, trust) = (&compiled.policy.tiering, &compiled.policy.trust);
+    if !policy.enabled || state.suspended || state.pinned {
+        return None;
+    }
+    let allowed = 1.0 - policy.slo;
+    if state.tier > policy.budget_cap_tier
+        && budget.outcomes >= u64::from(policy.slo_min_outcomes)
+        && allowed > 0.0
+        && budget.bad_share() >= 0.75 * allowed
+    {
+        return Some(format!(
+            "{:.0}% of its error budget spent ({} of {} changes bad in {} days)",
+            (budget.bad_share() / allowed * 100.0).min(100.0),
+            budget.bad,
+            budget.outcomes,
+            policy.slo_window_days
+        ));
+    }
+    if state.tier <= policy.soft_floor_tier {
+        return None;
+    }
+    let step = policy.step(state.tier)?;
+    let w = weigh(state.totals, now, trust, |_| true);
+    let low = policy.low_water * step.bar;
+    let score = w.score();
+    (w.positive + w.negative >= f64::from(step.min_successes) && score < low * 1.05).then(|| {
+        format!(
+            "score {score:.3} is within 5% of the low-water mark {low:.3} of tier {}",
+            state.tier
+        )
+    })
+}
+
 /// What a tier review looks at besides the policies and the time.
 #[derive(Debug, Clone, Copy)]
 pub struct Review<'a> {

@@ -43,6 +43,7 @@ mod humans;
 mod ops;
 mod plugins;
 mod quotas;
+mod reports;
 pub mod tokens;
 mod trust;
 mod ui;
@@ -80,6 +81,8 @@ pub struct AppState {
     pub signer: Arc<Signer>,
     /// Its public half, to verify them.
     pub audit_key: Arc<NoteVerifier>,
+    /// Weekly behaviour reports.
+    pub reports: crate::services::reports::Reports,
 }
 
 #[derive(OpenApi)]
@@ -120,6 +123,7 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
         .merge(ops::routes())
         .merge(plugins::routes(upload_limit))
         .merge(baselines::routes())
+        .merge(reports::routes())
         .merge(events::routes(events_limit))
         .split_for_parts();
     let openapi = Arc::new(openapi);

@@ -1,4 +1,5 @@
-//! `/ui/approvals`: the approver's inbox, server-rendered HTML and CSS with no script.
+//! `/ui/approvals`: the approver's inbox, server-rendered HTML and CSS with no script; beside
+//! it the weekly reports and a page per agent (`reports`).
 //!
 //! Sign-in posts an approver token once; it comes back as an `HttpOnly`, `SameSite=Strict`
 //! cookie scoped to `/ui`. Every form that changes something carries a CSRF token derived from
@@ -18,11 +19,18 @@ use super::AppState;
 use crate::identity::{Caller, Role};
 use crate::records::{Approval, ApprovalStatus};
 
+mod reports;
+
 const COOKIE_NAME: &str = "warden_session";
 
 pub(super) fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/ui/approvals", get(inbox))
+        .route("/ui/reports", get(reports::list))
+        .route("/ui/reports/view", get(reports::pick))
+        .route("/ui/reports/{week}", get(reports::report))
+        .route("/ui/agents", get(reports::agents))
+        .route("/ui/agents/{id}", get(reports::agent))
         .route("/ui/approvals/{id}", post(decide))
         .route("/ui/login", post(login))
         .route("/ui/logout", post(logout))
@@ -70,16 +78,57 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(Caller, Str
     matches!(caller.role, Role::Approver | Role::Admin).then_some((caller, secret))
 }
 
+/// The signed-in header: the pages, who is signed in, and sign-out.
+fn header(caller: &Caller, secret: &str, current: &str) -> String {
+    let links: Vec<String> = [
+        ("approvals", "/ui/approvals"),
+        ("reports", "/ui/reports"),
+        ("agents", "/ui/agents"),
+    ]
+    .iter()
+    .map(|(name, href)| {
+        let class = if *name == current {
+            r#" class="current""#
+        } else {
+            ""
+        };
+        format!(r#"<a href="{href}"{class}>{name}</a>"#)
+    })
+    .collect();
+    format!(
+        r#"<header class="warden-ui"><h1>Warden · {current}</h1><nav>{}</nav><span>{}</span><form method="post" action="/ui/logout">
+<input type="hidden" name="csrf" value="{}"><button type="submit">Sign out</button></form></header>"#,
+        links.join(" "),
+        esc(caller.subject.as_deref().unwrap_or(&caller.token_id)),
+        csrf(secret)
+    )
+}
+
+/// The header of a page for signed-in humans, or the way to the sign-in form.
+async fn signed_in_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    current: &str,
+) -> Result<(String, Caller), Response> {
+    match signed_in(state, headers).await {
+        Some((caller, secret)) => Ok((header(&caller, &secret, current), caller)),
+        None => Err(back("error", "sign in first")),
+    }
+}
+
 /// A page; never cached (it shows pending requests and carries the session's CSRF token).
 fn page(title: &str, body: &str) -> impl IntoResponse + use<> {
     let html = Html(format!(
         r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
 <title>Warden · {title}</title>
 <style>
 body {{ font: 15px/1.45 system-ui, sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }}
 header {{ background: #1d2330; color: #fff; padding: 12px 24px; display: flex; gap: 16px; align-items: center; }}
 header h1 {{ font-size: 17px; margin: 0; flex: 1; }} header form {{ margin: 0; }}
+header nav a {{ color: #cfd6e4; margin-right: 12px; text-decoration: none; }} header nav a.current {{ color: #fff; font-weight: 600; }}
+table {{ border-collapse: collapse; width: 100%; }} th, td {{ text-align: left; padding: 4px 8px; border-bottom: 1px solid #e6e9ef; font-size: 14px; }}
+tr.unmet td {{ color: #a8262f; }} .charts {{ display: flex; flex-wrap: wrap; gap: 16px; }} .charts figure {{ flex: 1 1 420px; margin: 0; }}
 main {{ max-width: 980px; margin: 24px auto; padding: 0 16px; }}
 .card {{ background: #fff; border: 1px solid #dde1e8; border-radius: 8px; padding: 16px 20px; margin-bottom: 16px; }}
 .meta {{ color: #5b6478; font-size: 13px; }} .notice {{ background: #e3f5e8; }} .error {{ background: #ffd4d8; }}
@@ -135,11 +184,7 @@ async fn inbox(
         }
     };
     let token = csrf(&secret);
-    let mut body = format!(
-        r#"<header><h1>Warden · approvals waiting for a human</h1><span>{}</span><form method="post" action="/ui/logout">
-<input type="hidden" name="csrf" value="{token}"><button type="submit">Sign out</button></form></header><main>"#,
-        esc(caller.subject.as_deref().unwrap_or(&caller.token_id))
-    );
+    let mut body = format!("{}<main>", header(&caller, &secret, "approvals"));
     if let Some(n) = flash.notice {
         body.push_str(&format!(
             r#"<div class="card notice" id="notice">{}</div>"#,

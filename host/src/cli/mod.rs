@@ -20,6 +20,7 @@ use crate::server::{Warden, shutdown_signal};
 mod audit;
 mod import;
 mod replay;
+mod report;
 
 /// Warden: governs AI agents as first-class users of your platform.
 #[derive(Debug, Parser)]
@@ -79,6 +80,9 @@ enum Command {
     /// Query the audit trail (server); verify, export or archive it (offline).
     #[command(subcommand)]
     Audit(Box<audit::AuditCommand>),
+    /// Weekly behaviour reports, made from the database (offline).
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Manage agents on a running server.
     #[command(subcommand)]
     Agents(AgentsCommand),
@@ -751,6 +755,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Audit(cmd) => audit::run(*cmd, &cli.db).await,
+        Command::Report(cmd) => report::run(cmd, &cli.db).await,
         Command::Approvals(cmd) => match cmd {
             ApprovalsCommand::List {
                 server,

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod outcomes;
 pub mod plugins;
 pub mod quotas;
+pub mod reports;
 pub mod rollback;
 pub mod tiering;
 pub mod tokens;

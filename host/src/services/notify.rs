@@ -267,6 +267,12 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
                         s("text")
                     )
                 }
+                "report.ready" => format!(
+                    "Weekly report {} ({}): {}",
+                    s("week"),
+                    s("scope"),
+                    s("summary")
+                ),
                 other => format!("Warden event {other}"),
             };
             let mut detail = Vec::new();
@@ -285,6 +291,11 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
             }
             if let Some(level) = d.pointer("/risk/level").and_then(|v| v.as_str()) {
                 detail.push(format!("*Risk:* {}", slack_text(level)));
+            }
+            if event.event_type == "report.ready"
+                && let Some(url) = d.get("url").and_then(|v| v.as_str())
+            {
+                detail.push(format!("<{}|Open the report>", slack_text(url)));
             }
             if let Some(id) = d.get("approval_id").and_then(|v| v.as_str()) {
                 // Approval ids are Warden's own UUIDs; the page lists pending requests.
@@ -491,6 +502,28 @@ mod tests {
         assert_eq!(
             hex::encode(two),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_ready_report_reaches_slack_as_its_headline_and_a_link() {
+        let event = Event::new(
+            "report.ready",
+            0,
+            serde_json::json!({"week": "2027-W01", "scope": "team:web", "summary": "In 2027-W01, AI agents made 4 production changes (failure rate 25.0%) and humans made 3 (failure rate 33.3%).",
+                "url": "https://warden.example/ui/reports/2027-W01?scope=team:web"}),
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(&render(&event, WebhookFormat::Slack, "https://w")).unwrap();
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("Weekly report 2027-W01 (team:web): In 2027-W01, AI agents made 4"),
+            "{text}"
+        );
+        let detail = body["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert_eq!(
+            detail,
+            "<https://warden.example/ui/reports/2027-W01?scope=team:web|Open the report>"
         );
     }
 

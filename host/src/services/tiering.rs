@@ -216,6 +216,11 @@ impl Controller {
         ))
     }
 
+    /// Why the agent is close to a soft demotion, if it is.
+    pub fn demotion_warning(&self, a: &Assessment) -> Option<String> {
+        crate::tiering::demotion_warning(&a.state(), a.budget, a.now, &self.policy)
+    }
+
     /// The agent's watched work that still weighs: older than three half-lives, a success
     /// weighs under an eighth and spreads nothing.
     async fn watched_work(&self, agent: &str, now: i64) -> Result<Vec<Watched>> {
