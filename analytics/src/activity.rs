@@ -8,12 +8,41 @@ use polars::prelude::*;
 use warden_core::activity::{ActivityEvent, ActorKind};
 use warden_core::baseline::local_time;
 
+/// Strings interned to `u32` codes, so frames group and join on integers.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    names: Vec<String>,
+    codes: HashMap<String, u32>,
+}
+
+impl Names {
+    /// The code of `s`, new or known.
+    pub(crate) fn code(&mut self, s: &str) -> u32 {
+        if let Some(&c) = self.codes.get(s) {
+            return c;
+        }
+        let c = u32::try_from(self.names.len()).expect("fewer than 4 billion names");
+        self.names.push(s.to_string());
+        self.codes.insert(s.to_string(), c);
+        c
+    }
+
+    /// The code of `s`, if it has one.
+    pub(crate) fn known(&self, s: &str) -> Option<u32> {
+        self.codes.get(s).copied()
+    }
+
+    /// The string behind a code.
+    pub(crate) fn name(&self, code: u32) -> &str {
+        &self.names[code as usize]
+    }
+}
+
 /// Events as columns, built one event at a time.
 #[derive(Debug)]
 pub struct Activity {
     tz: TimeZone,
-    names: Vec<String>,
-    codes: HashMap<String, u32>,
+    names: Names,
     human: Vec<bool>,
     actor: Vec<u32>,
     team: Vec<u32>,
@@ -34,8 +63,7 @@ impl Activity {
     pub fn new(tz: TimeZone) -> Activity {
         Activity {
             tz,
-            names: Vec::new(),
-            codes: HashMap::new(),
+            names: Names::default(),
             human: Vec::new(),
             actor: Vec::new(),
             team: Vec::new(),
@@ -53,13 +81,7 @@ impl Activity {
     }
 
     fn code(&mut self, s: &str) -> u32 {
-        if let Some(&c) = self.codes.get(s) {
-            return c;
-        }
-        let c = u32::try_from(self.names.len()).expect("fewer than 4 billion names");
-        self.names.push(s.to_string());
-        self.codes.insert(s.to_string(), c);
-        c
+        self.names.code(s)
     }
 
     /// Adds one event.
@@ -103,7 +125,7 @@ impl Activity {
 
     /// The string behind a code.
     pub(crate) fn name(&self, code: u32) -> &str {
-        &self.names[code as usize]
+        self.names.name(code)
     }
 
     /// One row per event.

@@ -19,6 +19,7 @@ use warden_core::report::{
 };
 
 use crate::Result;
+use crate::activity::Names;
 
 /// Severity from which an anomaly counts as severe.
 const SEVERE: u8 = 70;
@@ -33,29 +34,6 @@ const WAITS: [(&str, f64); 6] = [
     ("over 1 day", f64::INFINITY),
 ];
 
-/// Strings to codes and back.
-#[derive(Default)]
-struct Names {
-    names: Vec<String>,
-    codes: HashMap<String, u32>,
-}
-
-impl Names {
-    fn code(&mut self, s: &str) -> u32 {
-        if let Some(&c) = self.codes.get(s) {
-            return c;
-        }
-        let c = u32::try_from(self.names.len()).expect("fewer than 4 billion names");
-        self.names.push(s.to_string());
-        self.codes.insert(s.to_string(), c);
-        c
-    }
-
-    fn name(&self, code: u32) -> &str {
-        &self.names[code as usize]
-    }
-}
-
 /// Per key (codes) and week, the row count and the sums of some flags: `[n, flag…]`.
 type Tally = BTreeMap<Vec<u32>, Vec<Count>>;
 
@@ -67,15 +45,17 @@ fn add(count: &mut Count, week: u32, n: u64) {
     }
 }
 
-/// Groups `lf` by `keys` and the week, counting rows and summing the boolean `flags`.
+/// Groups `lf` by `keys` and the week, summing the rows' weights (`n`: how many decisions or
+/// events a row stands for) and the weights of the rows each boolean of `flags` holds for.
 fn tally(lf: &LazyFrame, keys: &[&str], flags: &[&str]) -> Result<Tally> {
     let mut by: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
     by.push(col("week"));
-    let mut aggs = vec![len().cast(DataType::UInt64).alias("_n")];
+    let n = || col("n").cast(DataType::UInt64);
+    let mut aggs = vec![n().sum().alias("_n")];
     aggs.extend(
         flags
             .iter()
-            .map(|f| col(*f).cast(DataType::UInt64).sum().alias(*f)),
+            .map(|f| (col(*f).cast(DataType::UInt64) * n()).sum().alias(*f)),
     );
     let df = lf.clone().group_by(by).agg(aggs).collect()?;
     let key_cols: Vec<Vec<u32>> = keys
@@ -150,6 +130,7 @@ fn decisions_frame(
 ) -> Result<LazyFrame> {
     let n = facts.decisions.len();
     let mut day = Vec::with_capacity(n);
+    let mut weight: Vec<u64> = Vec::with_capacity(n);
     let (mut agent, mut team, mut class, mut env) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -163,6 +144,7 @@ fn decisions_frame(
             continue;
         };
         day.push(i as u32);
+        weight.push(d.count);
         agent.push(names.code(&d.agent));
         team.push(teams.get(d.agent.as_str()).copied().unwrap_or(unknown));
         class.push(names.code(&d.class));
@@ -206,6 +188,7 @@ fn decisions_frame(
     let df = DataFrame::new_infer_height(vec![
         Column::new("day".into(), day),
         Column::new("week".into(), week),
+        Column::new("n".into(), weight),
         Column::new("agent".into(), agent),
         Column::new("team".into(), team),
         Column::new("class".into(), class),
@@ -242,7 +225,9 @@ fn humans_frame(facts: &Facts, names: &mut Names) -> Result<LazyFrame> {
         rolled_back.push(h.outcome == Some(OutcomeStatus::RolledBack));
     }
     let both = |a: &[bool], b: &[bool]| a.iter().zip(b).map(|(x, y)| *x && *y).collect::<Vec<_>>();
+    let ones = vec![1u64; week.len()];
     let df = DataFrame::new_infer_height(vec![
+        Column::new("n".into(), ones),
         Column::new("week".into(), week),
         Column::new("team".into(), team),
         Column::new("class".into(), class),
@@ -453,7 +438,7 @@ fn agent_and_team_rows(
         &["team"],
         &[PROD_FAILED, PROD_ROLLED_BACK],
     )?;
-    let code = |s: &str| names.codes.get(s).copied();
+    let code = |s: &str| names.known(s);
     let mut violations: HashMap<&str, Count> = HashMap::new();
     for v in &facts.violations {
         if let Some(d) = facts.day_of(v.at) {
@@ -684,7 +669,7 @@ fn quota_rows(facts: &Facts) -> Vec<QuotaRow> {
     let mut by: BTreeMap<&str, Count> = BTreeMap::new();
     for d in &facts.decisions {
         if let (Some(q), Some(day)) = (&d.quota, facts.day_of(d.at)) {
-            add(by.entry(q).or_default(), day as u32 / 7, 1);
+            add(by.entry(q).or_default(), day as u32 / 7, d.count);
         }
     }
     by.into_iter()
@@ -703,9 +688,9 @@ fn anomalies(facts: &Facts) -> Anomalies {
             continue;
         };
         let week = day as u32 / 7;
-        add(&mut out.decisions, week, 1);
+        add(&mut out.decisions, week, d.count);
         if severity >= SEVERE {
-            add(&mut out.severe, week, 1);
+            add(&mut out.severe, week, d.count);
         }
         if week == 1 {
             top.push(d);
@@ -756,9 +741,9 @@ fn plugin_rows(facts: &Facts) -> Vec<PluginRow> {
         for p in &d.plugin_issues {
             let c = by.entry(&p.plugin).or_default();
             let week = day as u32 / 7;
-            add(&mut c[0], week, 1);
-            add(&mut c[1], week, u64::from(p.limit));
-            add(&mut c[2], week, u64::from(p.fail_closed));
+            add(&mut c[0], week, d.count);
+            add(&mut c[1], week, d.count * u64::from(p.limit));
+            add(&mut c[2], week, d.count * u64::from(p.fail_closed));
         }
     }
     by.into_iter()
@@ -828,6 +813,7 @@ mod tests {
     ) -> DecisionFact {
         DecisionFact {
             id: format!("{agent}-{when}"),
+            count: 1,
             at: at(when),
             agent: agent.into(),
             class: class.into(),
@@ -900,14 +886,18 @@ mod tests {
                 Verdict::Allow,
                 None,
             ),
-            decision(
-                "b",
-                "2027-01-06T10:00:00Z",
-                "deploy",
-                "staging",
-                Verdict::Allow,
-                None,
-            ),
+            // Three alike staging deploys of one day, as the store groups them.
+            DecisionFact {
+                count: 3,
+                ..decision(
+                    "b",
+                    "2027-01-06T10:00:00Z",
+                    "deploy",
+                    "staging",
+                    Verdict::Allow,
+                    None,
+                )
+            },
             DecisionFact {
                 quota: Some("deploys_per_hour_per_service".into()),
                 anomaly: Some(80),
@@ -1014,21 +1004,21 @@ mod tests {
                 last_week: Some(0.0)
             }
         );
-        assert_eq!(r.verdicts.decisions, c(6, 1));
+        assert_eq!(r.verdicts.decisions, c(8, 1));
         assert_eq!(
             (
                 r.verdicts.allowed,
                 r.verdicts.denied,
                 r.verdicts.approval_required
             ),
-            (c(4, 1), c(1, 0), c(1, 0))
+            (c(6, 1), c(1, 0), c(1, 0))
         );
         assert_eq!(
             r.days[6].approval_required, 1,
             "Sunday 23:59 is still this week"
         );
         let deploy = r.outcomes.iter().find(|o| o.class == "deploy").unwrap();
-        assert_eq!((deploy.expected, deploy.unreported), (c(3, 1), c(1, 0)));
+        assert_eq!((deploy.expected, deploy.unreported), (c(5, 1), c(3, 0)));
         assert_eq!(deploy.human_changes, c(3, 1));
         assert!(
             r.outcomes.iter().all(|o| o.class != "read"),
@@ -1066,7 +1056,7 @@ mod tests {
         assert_eq!((b.tier_start, b.tier_end), (Some(2), Some(1)));
         assert_eq!(r.tier_changes.len(), 1);
         let t2 = r.teams.iter().find(|t| t.team == "t2").unwrap();
-        assert_eq!((t2.decisions, t2.human_changes), (c(2, 0), c(1, 0)));
+        assert_eq!((t2.decisions, t2.human_changes), (c(4, 0), c(1, 0)));
         assert!(r.activity);
     }
 

@@ -44,6 +44,9 @@ pub struct DecisionRow {
     pub answer: String,
     /// When the outcome must be reported by (allowed writes), Unix microseconds.
     pub outcome_due_at: Option<i64>,
+    /// Whether the answer holds what the weekly report lists (an anomaly finding, a failed
+    /// plugin call, a quota denial), so the report reads only those answers.
+    pub notable: bool,
 }
 
 /// What happened after a decision, as reported (or found overdue).

@@ -215,12 +215,15 @@ pub struct PluginIssue {
     pub fail_closed: bool,
 }
 
-/// One of an agent's decisions.
+/// One of an agent's decisions, or `count` alike decisions of one day (same agent, class,
+/// environment, verdicts and outcome, and nothing notable).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionFact {
-    /// Decision id.
+    /// Decision id (for a notable decision; empty for a group).
     pub id: String,
-    /// Unix microseconds.
+    /// How many decisions it stands for.
+    pub count: u64,
+    /// Unix microseconds (a group's earliest).
     pub at: i64,
     /// Agent id.
     pub agent: String,

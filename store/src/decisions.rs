@@ -29,8 +29,8 @@ pub(crate) async fn insert_decisions(
         let sql = multi_insert(
             crate::Backend::of(conn),
             "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer, \
-             outcome_due_at)",
-            15,
+             outcome_due_at, notable)",
+            16,
             chunk.len(),
         );
         let mut q = sqlx::query(&sql);
@@ -50,7 +50,8 @@ pub(crate) async fn insert_decisions(
                 .bind(&d.policy_version)
                 .bind(&d.request)
                 .bind(&d.answer)
-                .bind(d.outcome_due_at);
+                .bind(d.outcome_due_at)
+                .bind(i64::from(d.notable));
         }
         q.execute(&mut *conn).await?;
     }

@@ -2,15 +2,15 @@
 //! time and a scope, and the reports kept once made.
 //!
 //! A decision's answer is read only when it holds something the report needs (a denial's
-//! quota, an anomaly finding, a failed plugin call): the database looks for those markers, so
-//! a week of a million allowed, unremarkable decisions moves no JSON at all.
+//! quota, an anomaly finding, a failed plugin call), which the decision marked `notable` when
+//! it was written, so a week of a million unremarkable decisions moves no JSON at all.
 
 use futures::TryStreamExt as _;
 use serde::Deserialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
-use warden_core::decision::{Anomaly, Reason, Verdict};
-use warden_core::plugin::{CallStatus, FailurePolicy, PluginReport};
+use warden_core::decision::Verdict;
+use warden_core::plugin::{CallStatus, FailurePolicy};
 use warden_core::records::{ApprovalStatus, OutcomeStatus};
 use warden_core::report::{
     AgentFact, ApprovalFact, DecisionFact, DriftFact, HumanFact, PluginIssue, Scope,
@@ -93,23 +93,58 @@ fn bind_scope(q: Query<'_>, value: Option<String>) -> Query<'_> {
     }
 }
 
-/// The parts of a decision's answer the report reads.
+/// The parts of a decision's answer the report reads (serde skips the rest).
 #[derive(Deserialize)]
 struct AnswerParts {
     #[serde(default)]
-    reasons: Vec<Reason>,
+    reasons: Vec<ReasonPart>,
     #[serde(default)]
-    anomaly: Option<Anomaly>,
+    anomaly: Option<AnomalyPart>,
     #[serde(default)]
-    plugins: Vec<PluginReport>,
+    plugins: Vec<PluginPart>,
+}
+
+#[derive(Deserialize)]
+struct ReasonPart {
+    code: String,
+    #[serde(default)]
+    quota: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AnomalyPart {
+    #[serde(default)]
+    severity: Option<u8>,
+    #[serde(default)]
+    findings: Vec<FindingPart>,
+}
+
+#[derive(Deserialize)]
+struct FindingPart {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct PluginPart {
+    plugin: String,
+    outcome: CallStatus,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    failure_policy: Option<FailurePolicy>,
 }
 
 fn decision_fact(r: &AnyRow) -> Result<DecisionFact> {
     let answer: Option<String> = r.try_get("answer")?;
-    let parts = match answer {
-        Some(a) => Some(serde_json::from_str::<AnswerParts>(&a).map_err(StoreError::bug)?),
-        None => None,
-    };
+    // An answer that does not read back costs the report its details, never the report.
+    let parts = answer.and_then(|a| match serde_json::from_str::<AnswerParts>(&a) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let id: Option<String> = r.try_get("id").unwrap_or_default();
+            tracing::warn!(decision = id.as_deref().unwrap_or(""), error = %e, "a stored answer does not read back; the report counts the decision without its details");
+            None
+        }
+    });
     let anomaly = parts
         .as_ref()
         .and_then(|p| p.anomaly.as_ref())
@@ -144,13 +179,11 @@ fn decision_fact(r: &AnyRow) -> Result<DecisionFact> {
         })
         .collect();
     let due: Option<i64> = r.try_get("outcome_due_at")?;
+    let id: Option<String> = r.try_get("id")?;
+    let n: i64 = r.try_get("n")?;
     Ok(DecisionFact {
-        // Only a listed (anomalous) decision needs its id; the rest skip the allocation.
-        id: if anomaly.is_some() {
-            r.try_get("id")?
-        } else {
-            String::new()
-        },
+        id: id.unwrap_or_default(),
+        count: n.max(0) as u64,
         at: r.try_get("at")?,
         agent: r.try_get("agent_id")?,
         class: r.try_get("class")?,
@@ -194,25 +227,40 @@ impl Store {
             .collect()
     }
 
-    /// The decisions in `[from, to)` of agents in scope, in no particular order.
-    pub async fn report_decisions(
-        &self,
-        scope: &Scope,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<DecisionFact>> {
+    /// The decisions of agents in scope between the first and the last of `days` (the instants
+    /// days start at, and the end), in no particular order. Alike decisions of a day come as one
+    /// fact with their `count`: the database groups them, so a million decisions cross as a few
+    /// thousand rows. A notable decision (with its answer) is always a fact of its own.
+    pub async fn report_decisions(&self, scope: &Scope, days: &[i64]) -> Result<Vec<DecisionFact>> {
+        let (Some(&from), Some(&to)) = (days.first(), days.last()) else {
+            return Ok(Vec::new());
+        };
         let (clause, bind) = scope_sql(scope, "agent_id", 3);
-        // `_` in LIKE matches any character: the markers may match a little more, never less.
-        let sql = format!(
-            "SELECT id, at, agent_id, class, environment, verdict, shadow_verdict, outcome_due_at, outcome, \
-             CASE WHEN verdict = 'deny' OR answer LIKE '%\"failure_policy\"%' OR answer LIKE '%\"findings\":[{{%' \
-             THEN answer END AS answer \
-             FROM decisions WHERE at >= $1 AND at < $2{clause}"
+        // The day boundaries are Warden's own integers, written into the text.
+        let day: String = days[1..days.len() - 1]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("WHEN at < {b} THEN {i} "))
+            .collect();
+        let grouped = format!(
+            "SELECT MIN(at) AS at, agent_id, class, environment, verdict, shadow_verdict, \
+             MAX(outcome_due_at) AS outcome_due_at, outcome, COUNT(*) AS n, CAST(NULL AS TEXT) AS id, CAST(NULL AS TEXT) AS answer \
+             FROM decisions WHERE at >= $1 AND at < $2 AND notable = 0{clause} \
+             GROUP BY CASE {day}ELSE {last} END, agent_id, class, environment, verdict, shadow_verdict, \
+             outcome_due_at IS NULL, outcome",
+            last = days.len() - 2
         );
-        let mut rows = bind_scope(sqlx::query(&sql).bind(from).bind(to), bind).fetch(&self.pool);
+        let notable = format!(
+            "SELECT at, agent_id, class, environment, verdict, shadow_verdict, outcome_due_at, outcome, \
+             1 AS n, id, answer FROM decisions WHERE at >= $1 AND at < $2 AND notable <> 0{clause}"
+        );
         let mut out = Vec::new();
-        while let Some(r) = rows.try_next().await? {
-            out.push(decision_fact(&r)?);
+        for sql in [grouped, notable] {
+            let mut rows =
+                bind_scope(sqlx::query(&sql).bind(from).bind(to), bind.clone()).fetch(&self.pool);
+            while let Some(r) = rows.try_next().await? {
+                out.push(decision_fact(&r)?);
+            }
         }
         Ok(out)
     }

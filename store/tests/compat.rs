@@ -133,6 +133,7 @@ async fn a_database_from_the_previous_release_opens_and_verifies() {
         request: "{}".into(),
         answer: "{}".into(),
         outcome_due_at: None,
+        notable: false,
     };
     let mut record = AuditRecord::change(
         Actor::warden(),

@@ -199,6 +199,7 @@ fn decision(id: &str, agent: &str, verdict: Verdict, at: i64) -> DecisionRow {
         request: r#"{"action":{"class":"deploy","environment":"staging","service":"payments","estimated_cost_usd":1.5}}"#.into(),
         answer: r#"{"verdict":"allow"}"#.into(),
         outcome_due_at: (verdict == Verdict::Allow).then_some(at + 10 * MINUTE),
+        notable: false,
     }
 }
 

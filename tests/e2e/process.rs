@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
+use warden::clock::Clock as _;
 
 use crate::both_backends;
 use crate::support::{Backend, TestDb};
@@ -568,7 +569,62 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/audit.jsonl"));
+    // This week's report from the database: every table as CSV, and the JSON counting every
+    // decision made above.
+    let week = warden::report::IsoWeek::at(
+        warden::clock::SystemClock.now_micros(),
+        &jiff::tz::TimeZone::UTC,
+    )
+    .to_string();
+    let out = warden(&db, dir.path())
+        .args([
+            "report", "weekly", "--week", &week, "--format", "csv", "--out", "reports",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_dir(dir.path().join("reports"))
+        .unwrap()
+        .count();
+    assert_eq!(written, 16, "one CSV per table");
+    let out = warden(&db, dir.path())
+        .args(["report", "weekly", "--week", &week, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pool = db.pool().await;
+    let decided: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let counted = &report["verdicts"]["decisions"];
+    assert_eq!(
+        counted["this_week"].as_i64().unwrap() + counted["last_week"].as_i64().unwrap(),
+        decided,
+        "{counted}"
+    );
+    for (args, says) in [
+        (vec!["report", "weekly", "--format", "csv"], "--out"),
+        (vec!["report", "weekly", "--week", "2026-W99"], "--week"),
+        (
+            vec!["report", "weekly", "--team", "a", "--agent", "b"],
+            "--agent",
+        ),
+    ] {
+        let out = warden(&db, dir.path()).args(&args).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
     for id in &acked {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions WHERE id = $1")
             .bind(id)

@@ -482,6 +482,15 @@ async fn a_week_with_known_counts(backend: Backend) {
     rate(&empty["headline"]["agents"]["failure_rate"], None, None);
     assert_eq!(empty["outcomes"], json!([]));
 
+    // A stored answer that no longer reads back costs the report its details, not the report.
+    let pool = f.s.db.pool().await;
+    sqlx::query("UPDATE decisions SET answer = '{\"reasons\": 7}' WHERE agent_id = 'helper'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let again = f.report("week=2027-W01&agent=helper").await;
+    count(&again["verdicts"]["denied"], 2, 0);
+
     // Formats.
     let text = |query: &str| {
         let url = format!("{}/v1/reports/weekly?{query}", f.s.base);

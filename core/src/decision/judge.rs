@@ -772,6 +772,16 @@ fn record(
         details: Some(RawJson::of(&details).map_err(Error::internal)?),
     };
     let level = answer.risk.level;
+    let notable = answer
+        .anomaly
+        .as_ref()
+        .and_then(|a| a.severity)
+        .is_some_and(|s| s > 0)
+        || answer
+            .plugins
+            .iter()
+            .any(|p| p.outcome != crate::plugin::CallStatus::Ok)
+        || answer.reasons.iter().any(|r| r.quota.is_some());
     let decision = DecisionRow {
         id: decision_id.clone(),
         at: now,
@@ -788,6 +798,7 @@ fn record(
         request: serde_json::to_string(&request).map_err(Error::internal)?,
         answer: serde_json::to_string(&answer).map_err(Error::internal)?,
         outcome_due_at: rest.outcome_due_at,
+        notable,
     };
     let mut records = vec![audit];
     let mut events = Vec::new();

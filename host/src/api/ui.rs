@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use crate::identity::{Caller, Role};
 use crate::records::{Approval, ApprovalStatus};
+use crate::services::reports::svg::esc;
 
 mod reports;
 
@@ -34,22 +35,6 @@ pub(super) fn router() -> axum::Router<AppState> {
         .route("/ui/approvals/{id}", post(decide))
         .route("/ui/login", post(login))
         .route("/ui/logout", post(logout))
-}
-
-/// Escapes text for HTML.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn csrf(secret: &str) -> String {

@@ -6,12 +6,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{AppState, esc, page, signed_in_page};
+use super::{AppState, page, signed_in_page};
 use crate::clock::format_micros;
 use crate::report::{IsoWeek, Scope};
 use crate::services::reports::AgentOverview;
 use crate::services::reports::html;
-use crate::services::reports::svg::line_chart;
+use crate::services::reports::svg::{esc, line_chart};
 
 /// The UI header's look inside a report page, which has its own stylesheet.
 const NAV_STYLE: &str = "<style>header.warden-ui { background: #1d2330; color: #fff; padding: 12px 24px; display: flex; gap: 16px; align-items: center; font: 15px/1.45 system-ui, sans-serif; } header.warden-ui h1 { font-size: 17px; margin: 0; flex: 1; } header.warden-ui form { margin: 0; } header.warden-ui nav a { color: #cfd6e4; margin-right: 12px; text-decoration: none; } @media print { header.warden-ui { display: none; } }</style>";

@@ -48,6 +48,8 @@ th, td { border-bottom: 1px solid #e6e8ec; padding: 4px 8px; text-align: left;
   vertical-align: top; overflow-wrap: anywhere; }
 th { font-weight: 600; background: #f0f2f5; }
 th.n, td.n { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+th, td:first-child { white-space: nowrap; }
+section { overflow-x: auto; }
 td ul { margin: 0; padding-left: 16px; }
 figure.chart { margin: 16px 0; }
 figure.chart svg { display: block; width: 100%; max-width: 760px; height: auto; }

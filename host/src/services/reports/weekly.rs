@@ -306,35 +306,56 @@ impl Reports {
             Scope::Team(t) => Some(t.clone()),
             Scope::Agent(_) => agents.first().map(|a| a.team.clone()),
         };
-        let days = week.previous().days();
-        let last = week.days()[6];
+        let (first, last) = (
+            week.previous().days()[0].to_string(),
+            week.days()[6].to_string(),
+        );
+        // The reads run at once, each week's decisions on a connection of its own.
+        let (earlier, later, humans, approvals, violations, trust, tier_changes, drift) = tokio::try_join!(
+            store.report_decisions(scope, &bounds[..8]),
+            store.report_decisions(scope, &bounds[7..]),
+            store.report_humans(team.as_deref(), from, to),
+            store.report_approvals(scope, from, to),
+            store.report_violations(scope, from, to),
+            store.report_trust(scope, from, to),
+            store.report_tier_changes(scope, from),
+            store.report_drift(scope, &first, &last),
+        )?;
+        let mut decisions = earlier;
+        decisions.extend(later);
         Ok(Facts {
             week,
             scope: scope.clone(),
             time_zone: self.inner.config.time_zone.clone(),
             bounds,
             now: self.inner.clock.now_micros(),
-            decisions: store.report_decisions(scope, from, to).await?,
-            humans: store.report_humans(team.as_deref(), from, to).await?,
-            approvals: store.report_approvals(scope, from, to).await?,
-            violations: store.report_violations(scope, from, to).await?,
-            trust: store.report_trust(scope, from, to).await?,
-            tier_changes: store.report_tier_changes(scope, from).await?,
-            drift: store
-                .report_drift(scope, &days[0].to_string(), &last.to_string())
-                .await?,
+            decisions,
+            humans,
+            approvals,
+            violations,
+            trust,
+            tier_changes,
+            drift,
             agents,
         })
     }
 
     /// Makes the report of `week` for `scope` now.
     pub async fn weekly(&self, week: IsoWeek, scope: &Scope) -> Result<WeeklyReport> {
+        let started = std::time::Instant::now();
         let facts = self.facts(week, scope).await?;
+        let (read, decisions) = (started.elapsed(), facts.decisions.len());
         let mut report = tokio::task::spawn_blocking(move || warden_analytics::weekly(&facts))
             .await
             .map_err(Error::internal)?
             .map_err(Error::internal)?;
+        let computed = started.elapsed();
         report.watch = self.watch(scope).await?;
+        tracing::info!(week = %week, scope = %scope.key(), decisions,
+            read_ms = read.as_millis() as u64,
+            compute_ms = (computed - read).as_millis() as u64,
+            watch_ms = (started.elapsed() - computed).as_millis() as u64,
+            "weekly report made");
         Ok(report)
     }
 
