@@ -1122,6 +1122,56 @@ mod tests {
     }
 
     #[test]
+    fn the_watch_list_warns_before_a_demotion() {
+        let c = compiled();
+        let t = &c.policy.trust;
+        let strong = totals_of(
+            &evidence(Kind::Success, "production", RiskLevel::Low, 100, 0),
+            half_life_us(t),
+        );
+        let s = state(3, &strong);
+        // The budget allows 5% bad changes over at least 20: 4 of 100 is 80% of it spent.
+        let w = |outcomes, bad| Window { outcomes, bad };
+        let warned = demotion_warning(&s, w(100, 4), DAY, &c).unwrap();
+        assert!(
+            warned.starts_with("80% of its error budget spent"),
+            "{warned}"
+        );
+        assert_eq!(
+            demotion_warning(&s, w(100, 3), DAY, &c),
+            None,
+            "60% spent is not close"
+        );
+        assert_eq!(
+            demotion_warning(&s, w(10, 4), DAY, &c),
+            None,
+            "too few outcomes to judge"
+        );
+        // At or below the budget's cap, a spent budget demotes nothing.
+        assert_eq!(
+            demotion_warning(&state(2, &strong), w(100, 4), DAY, &c),
+            None
+        );
+        // Mostly rollbacks: the score is under the low-water mark, so it is close.
+        let mut e = evidence(Kind::Success, "production", RiskLevel::Low, 30, 0);
+        e.extend(evidence(
+            Kind::Rollback,
+            "production",
+            RiskLevel::Low,
+            10,
+            0,
+        ));
+        let weak = totals_of(&e, half_life_us(t));
+        let warned = demotion_warning(&state(3, &weak), w(0, 0), DAY, &c).unwrap();
+        assert!(warned.contains("low-water mark"), "{warned}");
+        let pinned = State {
+            pinned: true,
+            ..state(3, &weak)
+        };
+        assert_eq!(demotion_warning(&pinned, w(100, 4), DAY, &c), None);
+    }
+
+    #[test]
     fn error_budget_caps_and_fast_burn_suspends() {
         let c = compiled();
         let totals = totals_of(
