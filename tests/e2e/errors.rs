@@ -161,6 +161,19 @@ async fn bad_input_is_400_naming_the_field(backend: Backend) {
         .as_deref(),
         Some("actor_kind")
     );
+    // A plan nested deeper than an approval can be read back with (#19's poisoned approvals):
+    // refused before anything is stored, naming the field; the approvals stay readable.
+    let mut plan = json!("deploy");
+    for _ in 0..125 {
+        plan = json!([plan]);
+    }
+    let body = json!({"action": {"class": "deploy", "environment": "production", "service": "payments", "plan": plan}});
+    assert_eq!(
+        assert_error(&d(body).await, 400, "invalid_field").as_deref(),
+        Some("action.plan")
+    );
+    let (status, pending) = s.get("/v1/approvals", &s.admin).await;
+    assert_eq!(status, 200, "{pending}");
 }
 
 async fn auth_errors(backend: Backend) {

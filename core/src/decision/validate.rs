@@ -69,6 +69,26 @@ pub(crate) fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// How deep `action.plan` may nest (objects and arrays).
+pub const MAX_PLAN_DEPTH: usize = 32;
+
+/// How deep a JSON value nests: 0 for a scalar, 1 for a flat array or object. Iterative, so a
+/// hostile value cannot exhaust the stack.
+fn nesting(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    deepest
+}
+
 /// Stage 2: checks the action against size limits and the policy's known classes.
 pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
     if !policy.knows_class(&action.class) {
@@ -116,6 +136,16 @@ pub fn validate(policy: &CompiledPolicy, action: &Action) -> Result<()> {
     }
     if let Some(plan) = &action.plan {
         check_len("action.plan", &plan.to_string(), 64 * 1024)?;
+        // A stored approval nests the plan in its summary, and every reader of approvals parses
+        // it back under serde_json's recursion limit (128): a deeper plan would be accepted and
+        // then make the approvals list, the inbox and the expiry sweeper unreadable (#19).
+        let depth = nesting(plan);
+        if depth > MAX_PLAN_DEPTH {
+            return Err(Error::field(
+                "action.plan",
+                format!("nests {depth} levels deep, over the limit of {MAX_PLAN_DEPTH}"),
+            ));
+        }
     }
     if action.labels.len() > 64 {
         return Err(Error::field("action.labels", "at most 64 labels"));
@@ -154,6 +184,27 @@ mod tests {
     fn request(class: &str, env: &str) -> DecisionRequest {
         let json = serde_json::json!({"agent": "a", "action": {"class": class, "environment": env, "service": "payments"}});
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_plan_nests_at_most_so_deep() {
+        let p = policy();
+        let nested = |levels: usize| {
+            let mut v = serde_json::json!("step");
+            for _ in 0..levels {
+                v = serde_json::json!([v]);
+            }
+            v
+        };
+        assert_eq!(nesting(&serde_json::json!("flat")), 0);
+        assert_eq!(nesting(&serde_json::json!({"steps": ["a", {"b": 1}]})), 3);
+        let mut a = request("deploy", "prod").action;
+        a.plan = Some(nested(MAX_PLAN_DEPTH));
+        assert!(validate(&p, &a).is_ok());
+        a.plan = Some(nested(MAX_PLAN_DEPTH + 1));
+        let e = validate(&p, &a).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("action.plan"));
+        assert!(e.message.contains("33 levels"), "{}", e.message);
     }
 
     #[test]
