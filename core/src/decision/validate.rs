@@ -70,7 +70,7 @@ pub(crate) fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
 }
 
 /// How deep `action.plan` may nest (objects and arrays).
-pub const MAX_PLAN_DEPTH: usize = 32;
+pub(crate) const MAX_PLAN_DEPTH: usize = 32;
 
 /// How deep a JSON value nests: 0 for a scalar, 1 for a flat array or object. Iterative, so a
 /// hostile value cannot exhaust the stack.
