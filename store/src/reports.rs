@@ -106,7 +106,6 @@ struct AnswerParts {
 
 #[derive(Deserialize)]
 struct ReasonPart {
-    code: String,
     #[serde(default)]
     quota: Option<String>,
 }
@@ -159,12 +158,10 @@ fn decision_fact(r: &AnyRow) -> Result<DecisionFact> {
             .collect(),
         _ => Vec::new(),
     };
-    let quota = parts.as_ref().and_then(|p| {
-        p.reasons
-            .iter()
-            .find(|r| r.code == "quota_exceeded")
-            .map(|r| r.quota.clone().unwrap_or_else(|| "unnamed".into()))
-    });
+    // The quota a denial names (`Reason.quota`, set only for `quota_exceeded`).
+    let quota = parts
+        .as_ref()
+        .and_then(|p| p.reasons.iter().find_map(|r| r.quota.clone()));
     let plugin_issues = parts
         .iter()
         .flat_map(|p| &p.plugins)

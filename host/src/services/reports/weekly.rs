@@ -311,7 +311,7 @@ impl Reports {
             week.days()[6].to_string(),
         );
         // The reads run at once, each week's decisions on a connection of its own.
-        let (earlier, later, humans, approvals, violations, trust, tier_changes, drift) = tokio::try_join!(
+        let (last_week, this_week, humans, approvals, violations, trust, tier_changes, drift) = tokio::try_join!(
             store.report_decisions(scope, &bounds[..8]),
             store.report_decisions(scope, &bounds[7..]),
             store.report_humans(team.as_deref(), from, to),
@@ -321,8 +321,8 @@ impl Reports {
             store.report_tier_changes(scope, from),
             store.report_drift(scope, &first, &last),
         )?;
-        let mut decisions = earlier;
-        decisions.extend(later);
+        let mut decisions = last_week;
+        decisions.extend(this_week);
         Ok(Facts {
             week,
             scope: scope.clone(),
@@ -363,10 +363,13 @@ impl Reports {
     async fn watch(&self, scope: &Scope) -> Result<Vec<WatchRow>> {
         let tiers = &self.inner.tiers;
         let mut out = Vec::new();
-        for fact in self.inner.store.report_agents(scope).await? {
-            let Some(agent) = self.inner.store.agent(&fact.id).await? else {
-                continue;
-            };
+        let store = &self.inner.store;
+        let agents = match scope {
+            Scope::Organisation => store.agents(None).await?,
+            Scope::Team(t) => store.agents(Some(t.as_str())).await?,
+            Scope::Agent(id) => store.agent(id).await?.into_iter().collect(),
+        };
+        for agent in agents {
             let a = tiers.assess(agent, true, false).await?;
             if let Some(warning) = tiers.demotion_warning(&a) {
                 out.push(WatchRow {
