@@ -15,6 +15,10 @@ pub enum Kind {
     Forbidden,
     /// 404: no such resource.
     NotFound,
+    /// 405: the endpoint exists but does not take this method.
+    MethodNotAllowed,
+    /// 408: the request's body did not arrive in time.
+    RequestTimeout,
     /// 409: the resource exists already or changed underneath.
     Conflict,
     /// 410: the resource existed but has lapsed (an expired approval).

@@ -131,7 +131,8 @@ pub enum PolicyMode {
 pub struct Grant {
     /// Action class, or `*`.
     pub class: String,
-    /// Environment name or pattern (`prod*`), or `*`.
+    /// Environment name or pattern (`prod*`), or `*`; case-insensitive.
+    #[serde(deserialize_with = "crate::policy::environment_name")]
     pub environment: String,
     /// Service name or pattern (`pay*`), or `*`.
     #[serde(default = "star")]
@@ -195,6 +196,14 @@ impl Grant {
         }
         Ok(())
     }
+}
+
+/// Environment names (and patterns) are case-insensitive: `Production` is production. They are
+/// kept in lower case from the moment they are read, so every comparison is a plain one.
+pub fn environment_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let mut name = String::deserialize(d)?;
+    name.make_ascii_lowercase();
+    Ok(name)
 }
 
 /// Matches `value` against a pattern where `*` stands for any run of characters.
@@ -458,7 +467,19 @@ macro_rules! ensure {
 
 impl CompiledPolicy {
     /// Validates and compiles a policy.
-    pub fn new(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
+    pub fn new(mut policy: Policy) -> Result<CompiledPolicy, PolicyError> {
+        // Built in code rather than read, the table may name an environment in capitals.
+        for (class, row) in &mut policy.risk {
+            let columns = row.len();
+            *row = std::mem::take(row)
+                .into_iter()
+                .map(|(env, risk)| (env.to_ascii_lowercase(), risk))
+                .collect();
+            ensure!(
+                row.len() == columns,
+                "policy.risk.{class} names an environment twice (names are case-insensitive)"
+            );
+        }
         let mut tiers = policy.tiers.clone();
         tiers.sort_by_key(|t| t.tier);
         let numbers: Vec<u8> = tiers.iter().map(|t| t.tier).collect();

@@ -62,8 +62,8 @@ pub struct Quota {
     /// Action classes it counts (a pattern; `*` for all).
     #[serde(default = "star")]
     pub class: String,
-    /// Environments it counts (a pattern).
-    #[serde(default = "star")]
+    /// Environments it counts (a pattern; case-insensitive).
+    #[serde(default = "star", deserialize_with = "crate::policy::environment_name")]
     pub environment: String,
     /// Whether each service has its own count.
     #[serde(default)]

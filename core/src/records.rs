@@ -590,3 +590,20 @@ impl Event {
         }
     }
 }
+
+/// An approval moved out of the way, as it was stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QuarantinedApproval {
+    /// Approval id.
+    pub id: String,
+    /// Its columns as stored, every text one as text (its summary is not parsed, so that
+    /// whatever made it unreadable cannot make this unreadable too).
+    #[schema(value_type = Object)]
+    pub raw: serde_json::Value,
+    /// Why it was moved.
+    pub reason: String,
+    /// Who moved it.
+    pub quarantined_by: String,
+    /// When, RFC 3339.
+    pub quarantined_at: String,
+}

@@ -90,6 +90,15 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// How long a connection may wait for its next request's headers to arrive in full, from
+    /// the moment it is opened or its last response went out: idle and half-sent alike.
+    pub header_read_timeout_secs: u64,
+    /// How long a request's body may take to arrive, from its headers; slower is a 408.
+    pub body_read_timeout_secs: u64,
+    /// Most connections open at once; one more gets a 503 and is closed.
+    pub max_connections: usize,
+    /// How long the answer to a request sent with `Idempotency-Key` is kept for its retries.
+    pub idempotency_window_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +107,10 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".parse().expect("valid"),
             body_limit_bytes: 256 * 1024,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 30,
+            body_read_timeout_secs: 30,
+            max_connections: 4096,
+            idempotency_window_secs: 24 * 3600,
         }
     }
 }

@@ -9,7 +9,7 @@
 //! decisions, approvals, outcomes, rollback, agents, tokens, tiering, notify, plugins) →
 //! the crates below: `warden-store`, `warden-plugin-host` and `warden-core`. No service imports
 //! `api`; `config` composes each crate's settings and only `server` and `cli` read it; `jobs`
-//! runs every periodic task. The crates below are re-exported under their domain names so
+//! runs every periodic task; `serve` is the connection loop beneath the router. The crates below are re-exported under their domain names so
 //! that `warden::policy`, `warden::store` and the rest read as one library.
 
 pub mod api;
@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod jobs;
 pub mod metrics;
+mod serve;
 pub mod server;
 pub mod services;
 

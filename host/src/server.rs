@@ -18,6 +18,7 @@ use crate::jobs::{self, First};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
+use crate::serve;
 use crate::services::baselines::Baselines;
 use crate::services::decisions::{Decisions, Parts};
 use crate::services::events::Events;
@@ -184,6 +185,17 @@ impl Warden {
                 async move { quotas::prune(&s, &c).await }
             },
         );
+        let (s, c) = (store.clone(), clock.clone());
+        jobs::spawn(
+            "idempotency key pruning",
+            Duration::from_secs(3600),
+            First::AfterInterval,
+            store.clone(),
+            move || {
+                let (s, c) = (s.clone(), c.clone());
+                async move { s.prune_idempotency_keys(c.now_micros()).await.map(|_| ()) }
+            },
+        );
         let baselines = Baselines::new(store.clone(), clock.clone(), config.baselines.clone())?;
         baselines
             .refresh()
@@ -320,30 +332,42 @@ impl Warden {
     }
 
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish
-    /// (for at most `server.shutdown_grace_secs`) and closes the store.
+    /// (for at most `server.shutdown_grace_secs`; idle connections are closed at once) and
+    /// closes the store.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
-        let store = self.state.store.clone();
-        let app = api::router(
-            self.state,
-            self.config.server.body_limit_bytes,
-            self.config.plugins.upload_limit_bytes,
+        let server = &self.config.server;
+        anyhow::ensure!(
+            server.max_connections > 0,
+            "server.max_connections must be at least 1"
         );
-        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stopping_tx.send(true);
-        });
-        tokio::select! {
-            result = server => result.context("the HTTP server failed")?,
-            _ = async { let _ = stopping_rx.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the shutdown grace period");
-            }
+        anyhow::ensure!(
+            server.header_read_timeout_secs > 0 && server.body_read_timeout_secs > 0,
+            "server.header_read_timeout_secs and server.body_read_timeout_secs must be at least 1"
+        );
+        let limits = serve::Limits {
+            header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
+            max_connections: server.max_connections,
+            grace: Duration::from_secs(server.shutdown_grace_secs),
+        };
+        let body_timeout = Duration::from_secs(server.body_read_timeout_secs);
+        let store = self.state.store.clone();
+        let router_limits = api::Limits {
+            body: server.body_limit_bytes,
+            upload: self.config.plugins.upload_limit_bytes,
+            idempotency_window: Duration::from_secs(server.idempotency_window_secs),
+        };
+        let app = api::router(self.state, router_limits).layer(axum::middleware::from_fn(
+            move |req, next| serve::body_deadline(body_timeout, req, next),
+        ));
+        if !serve::run(listener, app, limits, shutdown).await {
+            tracing::warn!(
+                grace_secs = limits.grace.as_secs(),
+                "in-flight requests outlived the shutdown grace period"
+            );
         }
         store.close().await;
         tracing::info!("stopped");

@@ -3,11 +3,11 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use warden_core::clock::format_micros;
-use warden_core::records::{Approval, ApprovalRow, ApprovalStatus};
+use warden_core::records::{Approval, ApprovalRow, ApprovalStatus, QuarantinedApproval};
 
-use crate::error::{Conflict, Result, StoreError};
-use crate::writer::{Applied, affected};
-use crate::{Arg, Filters, Store, Write, wire};
+use crate::error::{Conflict, Missing, Result, StoreError};
+use crate::writer::{Applied, affected, missing};
+use crate::{Arg, Filters, Listed, Store, Write, unreadable, wire};
 
 /// A write to approval requests: asked, decided, used, lapsed.
 #[derive(Debug, Clone)]
@@ -60,6 +60,18 @@ pub enum ApprovalWrite {
         /// Approval id.
         id: String,
     },
+    /// Move an approval out of every reader's way, whatever state it is in (an admin's act):
+    /// its raw columns are kept in `quarantined_approvals`; 404 if there is no such approval.
+    Quarantine {
+        /// Approval id.
+        id: String,
+        /// Who.
+        by: String,
+        /// Why.
+        reason: String,
+        /// When, Unix microseconds.
+        at: i64,
+    },
 }
 
 impl From<ApprovalWrite> for Write {
@@ -70,6 +82,45 @@ impl From<ApprovalWrite> for Write {
 
 const APPROVAL_COLUMNS: &str = "SELECT id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, \
      created_at, expires_at, decided_by, decided_at, comment, consumed_by, consumed_at, approvals_needed, approved_by FROM approvals";
+
+/// The columns of an approval as they are stored: text as text, numbers as numbers, and null
+/// for what does not decode, so that any row can be kept.
+const RAW_TEXT: [&str; 14] = [
+    "id",
+    "decision_id",
+    "agent_id",
+    "on_behalf_of",
+    "class",
+    "environment",
+    "service",
+    "action_hash",
+    "summary",
+    "status",
+    "decided_by",
+    "comment",
+    "consumed_by",
+    "approved_by",
+];
+const RAW_NUMBERS: [&str; 5] = [
+    "created_at",
+    "expires_at",
+    "decided_at",
+    "consumed_at",
+    "approvals_needed",
+];
+
+fn raw_of(r: &AnyRow) -> serde_json::Value {
+    let mut raw = serde_json::Map::new();
+    for column in RAW_TEXT {
+        let v = r.try_get::<Option<String>, _>(column).ok().flatten();
+        raw.insert(column.into(), v.into());
+    }
+    for column in RAW_NUMBERS {
+        let v = r.try_get::<Option<i64>, _>(column).ok().flatten();
+        raw.insert(column.into(), v.into());
+    }
+    serde_json::Value::Object(raw)
+}
 
 fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
     let expires_at: i64 = r.try_get("expires_at")?;
@@ -109,12 +160,38 @@ fn approval_of(r: &AnyRow, now: i64) -> Result<Approval> {
 
 impl Store {
     /// One approval, with `pending` or `approved` shown as `expired` once `now` (Unix microseconds) is past its expiry.
+    /// A stored approval that does not read back is [`StoreError::Unreadable`].
     pub async fn approval(&self, id: &str, now: i64) -> Result<Option<Approval>> {
         let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(|r| approval_of(r, now)).transpose()
+        row.as_ref()
+            .map(|r| approval_of(r, now).map_err(|e| unreadable(id, &e)))
+            .transpose()
+    }
+
+    /// Approvals moved out of the way, newest first.
+    pub async fn quarantined_approvals(&self, limit: i64) -> Result<Vec<QuarantinedApproval>> {
+        let rows = sqlx::query(&format!(
+            "SELECT id, raw, reason, quarantined_by, quarantined_at FROM quarantined_approvals ORDER BY quarantined_at DESC, id LIMIT {}",
+            limit.clamp(1, 1000)
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let raw: String = r.try_get("raw")?;
+                Ok(QuarantinedApproval {
+                    id: r.try_get("id")?,
+                    // Written by `raw_of`: flat, so it always parses.
+                    raw: serde_json::from_str(&raw).map_err(StoreError::bug)?,
+                    reason: r.try_get("reason")?,
+                    quarantined_by: r.try_get("quarantined_by")?,
+                    quarantined_at: format_micros(r.try_get("quarantined_at")?),
+                })
+            })
+            .collect()
     }
 
     /// Approvals by status (as of `now`) and agent, oldest first, after an id.
@@ -125,7 +202,7 @@ impl Store {
         after: Option<&str>,
         limit: i64,
         now: i64,
-    ) -> Result<Vec<Approval>> {
+    ) -> Result<Listed<Approval>> {
         let mut w = Filters::new(APPROVAL_COLUMNS);
         match status {
             Some(s @ (ApprovalStatus::Pending | ApprovalStatus::Approved)) => {
@@ -146,23 +223,48 @@ impl Store {
                 &self.pool,
             )
             .await?;
-        rows.iter().map(|r| approval_of(r, now)).collect()
+        Ok(Listed::read(&rows, "approval", |r| approval_of(r, now)))
     }
 
     /// Approvals that lapsed undecided before `now` and whose expiry is not yet announced.
-    pub async fn unannounced_expiries(&self, now: i64, limit: i64) -> Result<Vec<Approval>> {
+    pub async fn unannounced_expiries(&self, now: i64, limit: i64) -> Result<Listed<Approval>> {
         let sql = format!(
             "{APPROVAL_COLUMNS} WHERE status = 'pending' AND expires_at <= $1 AND expiry_notified = 0 ORDER BY id LIMIT {}",
             limit.clamp(1, 1000)
         );
         let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
-        rows.iter().map(|r| approval_of(r, now)).collect()
+        Ok(Listed::read(&rows, "approval", |r| approval_of(r, now)))
     }
 }
 
 /// Applies one write inside the writer's transaction.
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Applied {
     Ok(match write {
+        ApprovalWrite::Quarantine { id, by, reason, at } => {
+            // Read inside the transaction, so what is kept is what is removed.
+            let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let Some(row) = row else {
+                return Ok(missing(0, Missing::Approval, format!("no approval `{id}`")));
+            };
+            sqlx::query(
+                "INSERT INTO quarantined_approvals (id, raw, reason, quarantined_by, quarantined_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(raw_of(&row).to_string())
+            .bind(reason)
+            .bind(by)
+            .bind(*at)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM approvals WHERE id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
         ApprovalWrite::NoteApprovalExpired { id } => {
             let n = sqlx::query(
                 "UPDATE approvals SET expiry_notified = 1 WHERE id = $1 AND expiry_notified = 0",

@@ -45,6 +45,8 @@ pub enum Conflict {
     GuardMoved,
     /// A report for the week and scope is kept already.
     ReportKept,
+    /// Another request holds the idempotency key, or its answer is kept.
+    IdempotencyKeyTaken,
 }
 
 impl Conflict {
@@ -69,6 +71,7 @@ impl Conflict {
             Conflict::OutcomeConfirmed => "outcome_confirmed",
             Conflict::GuardMoved => "guard_moved",
             Conflict::ReportKept => "report_kept",
+            Conflict::IdempotencyKeyTaken => "idempotency_key_in_use",
         }
     }
 }
@@ -80,6 +83,8 @@ pub enum Missing {
     Token,
     /// No such plugin.
     Plugin,
+    /// No such approval.
+    Approval,
 }
 
 impl Missing {
@@ -88,6 +93,7 @@ impl Missing {
         match self {
             Missing::Token => "unknown_token",
             Missing::Plugin => "unknown_plugin",
+            Missing::Approval => "unknown_approval",
         }
     }
 }
@@ -107,6 +113,9 @@ pub enum StoreError {
     /// A bug: a row that does not decode, a missing column, a value that does not serialize.
     #[error("store bug: {0}")]
     Bug(String),
+    /// One stored document that does not read back, named; the rest of the store is fine.
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 impl StoreError {
@@ -152,6 +161,9 @@ impl From<StoreError> for Error {
             StoreError::NotFound(m, message) => Error::new(Kind::NotFound, m.code(), message),
             StoreError::Unavailable(message) => Error::unavailable(message),
             StoreError::Bug(message) => Error::internal(message),
+            StoreError::Unreadable(message) => {
+                Error::new(Kind::Unprocessable, "unreadable_record", message)
+            }
         }
     }
 }

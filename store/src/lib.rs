@@ -31,6 +31,7 @@ pub mod dialect;
 mod error;
 mod events;
 mod guards;
+mod idempotency;
 mod identities;
 mod outcomes;
 mod plugins;
@@ -49,6 +50,7 @@ pub use dialect::Backend;
 pub use error::{Conflict, Missing, Result, StoreError};
 pub use events::{EventActivity, EventWrite};
 pub use guards::GuardWrite;
+pub use idempotency::{IdempotencyKey, IdempotencyWrite, Kept};
 pub use identities::IdentityWrite;
 pub use outcomes::OutcomeWrite;
 pub use plugins::{PluginRow, PluginWrite};
@@ -93,6 +95,8 @@ pub enum Write {
     Audit(AuditWrite),
     /// Kept weekly reports.
     Report(ReportWrite),
+    /// Idempotency keys: claims and kept answers.
+    Idempotency(IdempotencyWrite),
 }
 
 /// How to open the store.
@@ -198,6 +202,7 @@ impl ReadCache {
                 | Write::Baseline(_)
                 | Write::Event(_)
                 | Write::Guard(_)
+                | Write::Idempotency(_)
                 | Write::Audit(_)
                 | Write::Report(_) => {}
             }
@@ -451,6 +456,44 @@ async fn checkpoint_wal(pool: AnyPool, sql: &'static str) {
             tracing::debug!(error = %e, "WAL checkpoint skipped");
         }
     }
+}
+
+/// A list read from the store, and the ids of the rows in it that did not read back: those are
+/// skipped and logged, so one bad row costs the reader that row, not the list.
+#[derive(Debug, Clone)]
+pub struct Listed<T> {
+    /// What read back.
+    pub items: Vec<T>,
+    /// The ids of rows that did not.
+    pub unreadable: Vec<String>,
+}
+
+impl<T> Listed<T> {
+    /// Reads each row with `read`; a row's error is its own (decoding does no I/O).
+    pub(crate) fn read(rows: &[AnyRow], what: &str, read: impl Fn(&AnyRow) -> Result<T>) -> Self {
+        let mut listed = Listed {
+            items: Vec::with_capacity(rows.len()),
+            unreadable: Vec::new(),
+        };
+        for row in rows {
+            match read(row) {
+                Ok(item) => listed.items.push(item),
+                Err(err) => {
+                    let id: String = sqlx::Row::try_get(row, "id").unwrap_or_default();
+                    tracing::warn!(what, id, error = %err, "a stored row does not read back; skipped (an admin can quarantine it)");
+                    listed.unreadable.push(id);
+                }
+            }
+        }
+        listed
+    }
+}
+
+/// The error for one stored document, named by `id`, that does not read back.
+pub(crate) fn unreadable(id: &str, err: &StoreError) -> StoreError {
+    StoreError::Unreadable(format!(
+        "`{id}` is stored in a form that does not read back ({err}); an admin can quarantine it"
+    ))
 }
 
 /// A stored wire name read back as its closed set; anything else is a bug, not an outage.

@@ -50,7 +50,8 @@ async fn a_database_from_the_previous_release_opens_and_verifies() {
     let approvals = s
         .approvals(None, Some("fixture-bot"), None, 10, 0)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     let statuses: Vec<ApprovalStatus> = approvals.iter().map(|a| a.status).collect();
     assert_eq!(
         statuses,

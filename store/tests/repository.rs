@@ -504,7 +504,8 @@ async fn approvals(backend: Backend) {
     let pending = s
         .approvals(Some(ApprovalStatus::Pending), Some("bot"), None, 10, NOW)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(
         pending.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
         ["a1", "a2", "a3"]
@@ -581,6 +582,7 @@ async fn approvals(backend: Backend) {
         s.unannounced_expiries(later, 10)
             .await
             .unwrap()
+            .items
             .iter()
             .map(|a| a.id.as_str())
             .collect::<Vec<_>>(),
@@ -592,7 +594,13 @@ async fn approvals(backend: Backend) {
         commit(s, vec![note()]).await.unwrap_err().conflict(),
         Some(Conflict::ExpiryNoted)
     );
-    assert!(s.unannounced_expiries(later, 10).await.unwrap().is_empty());
+    assert!(
+        s.unannounced_expiries(later, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     // A stored status this version does not know is a bug (500), not an outage (503).
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
@@ -604,11 +612,40 @@ async fn approvals(backend: Backend) {
         .unwrap();
     let err = s.approval("a3", NOW).await.unwrap_err();
     assert!(
-        matches!(&err, StoreError::Bug(m) if m.contains("mislaid")),
+        matches!(&err, StoreError::Unreadable(m) if m.contains("mislaid") && m.contains("a3")),
         "{err:?}"
     );
     let core: warden_core::error::Error = err.into();
-    assert_eq!(core.kind, warden_core::error::Kind::Internal);
+    assert_eq!(core.code, "unreadable_record");
+    // One row that does not read back costs a list that row, named, not the list.
+    let listed = s.approvals(None, Some("bot"), None, 10, NOW).await.unwrap();
+    assert_eq!(listed.unreadable, ["a3"]);
+    assert!(listed.items.iter().all(|a| a.id != "a3") && !listed.items.is_empty());
+    // Quarantine moves it out of every reader's way, keeping what was stored, in one write.
+    let quarantine = |id: &str| {
+        Write::Approval(ApprovalWrite::Quarantine {
+            id: id.into(),
+            by: "root".into(),
+            reason: "does not read back".into(),
+            at: NOW,
+        })
+    };
+    commit(s, vec![quarantine("a3")]).await.unwrap();
+    assert!(s.approval("a3", NOW).await.unwrap().is_none());
+    let listed = s.approvals(None, Some("bot"), None, 10, NOW).await.unwrap();
+    assert!(listed.unreadable.is_empty());
+    let kept = s.quarantined_approvals(10).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].id.as_str(), kept[0].raw["status"].as_str()),
+        ("a3", Some("mislaid"))
+    );
+    assert_eq!(kept[0].raw["agent_id"], "bot");
+    assert!(kept[0].raw["expires_at"].is_i64());
+    assert!(matches!(
+        commit(s, vec![quarantine("a3")]).await.unwrap_err(),
+        StoreError::NotFound(warden_store::Missing::Approval, _)
+    ));
 }
 
 async fn outcomes_and_signals(backend: Backend) {

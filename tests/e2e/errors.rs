@@ -10,7 +10,8 @@ both_backends!(
     bad_input_is_400_naming_the_field,
     auth_errors,
     not_found_and_conflicts,
-    size_and_content_type
+    size_and_content_type,
+    methods_trailing_data_names_and_cases
 );
 
 async fn bad_input_is_400_naming_the_field(backend: Backend) {
@@ -415,4 +416,74 @@ async fn size_and_content_type(backend: Backend) {
         .as_deref(),
         Some("action.reasoning")
     );
+}
+
+async fn methods_trailing_data_names_and_cases(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let bot = s.agent("bot", 2, json!({})).await;
+    // A route that exists, with a method it does not take.
+    let (status, body) = s
+        .call(Method::DELETE, "/v1/decisions", Some(&bot), None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (405, &json!("method_not_allowed"))
+    );
+    // One JSON document and nothing after it.
+    for tail in ["garbage", " {}", "]"] {
+        let resp = s
+            .client
+            .post(format!("{}/v1/decisions", s.base))
+            .bearer_auth(&bot)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"action": {{"class": "read", "environment": "dev", "service": "x"}}}}{tail}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{tail}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "malformed_json", "{tail}");
+    }
+    // Names of other things are bounded.
+    let long = "a".repeat(129);
+    for field in ["approval_id", "on_behalf_of"] {
+        assert_eq!(
+            assert_error(
+                &s.decide(&bot, "deploy", "production", json!({field: long}))
+                    .await,
+                400,
+                "invalid_field"
+            )
+            .as_deref(),
+            Some(field)
+        );
+    }
+    assert_eq!(
+        assert_error(
+            &s.decide(
+                &bot,
+                "deploy",
+                "production",
+                json!({"approval_id": "apr 1; drop"})
+            )
+            .await,
+            400,
+            "invalid_field"
+        )
+        .as_deref(),
+        Some("approval_id")
+    );
+    // Environments are case-insensitive: `Production` is production, not an unnamed one.
+    let (status, upper) = s.decide(&bot, "deploy", "Production", json!({})).await;
+    assert_eq!(status, 200, "{upper}");
+    let (_, lower) = s.decide(&bot, "deploy", "production", json!({})).await;
+    assert_eq!(upper["verdict"], lower["verdict"]);
+    assert_eq!(upper["risk"]["level"], lower["risk"]["level"]);
+    let id = upper["approval"]["id"]
+        .as_str()
+        .expect("production needs approval at tier 2");
+    let (_, approval) = s.get(&format!("/v1/approvals/{id}"), &s.admin).await;
+    assert_eq!(approval["environment"], "production");
 }

@@ -104,6 +104,17 @@ async fn an_approver_approves_in_the_browser() {
         .await
         .unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    // Without any CSRF token at all: refused the same way, not taken for a malformed form.
+    for path in [format!("/ui/approvals/{other}"), "/ui/logout".to_string()] {
+        let bare = no_redirects
+            .post(format!("{}{path}", s.base))
+            .header("cookie", format!("warden_session={carol}"))
+            .form(&[("decision", "approve")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), StatusCode::FORBIDDEN, "{path}");
+    }
     let anonymous = no_redirects
         .post(format!("{}/ui/approvals/{other}", s.base))
         .form(&[("decision", "approve"), ("csrf", "x")])

@@ -116,6 +116,7 @@ pub struct GithubSettings {
     pub agents: BTreeMap<String, String>,
     /// Environment of what names none: pushes and merges to the default branch, releases and
     /// settings changes (default `production`: the default branch is what production runs).
+    #[serde(deserialize_with = "crate::policy::environment_name")]
     pub default_environment: String,
 }
 
@@ -541,7 +542,7 @@ fn environment_name(raw: &str) -> Option<String> {
         .take(64)
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_./:".contains(c) {
-                c
+                c.to_ascii_lowercase()
             } else {
                 '-'
             }

@@ -108,6 +108,7 @@ pub struct NamespacePlacement {
     /// The service that runs in it.
     pub service: String,
     /// The environment it is part of.
+    #[serde(deserialize_with = "crate::policy::environment_name")]
     pub environment: String,
 }
 

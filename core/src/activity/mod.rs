@@ -47,7 +47,8 @@ pub struct ActivityEvent {
     pub team: String,
     /// Action class (a class the policy knows).
     pub class: String,
-    /// Environment.
+    /// Environment (case-insensitive; kept in lower case).
+    #[serde(deserialize_with = "crate::policy::environment_name")]
     pub environment: String,
     /// Service.
     pub service: String,

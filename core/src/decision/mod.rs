@@ -47,7 +47,9 @@ pub struct DecisionRequest {
 pub struct Action {
     /// Action class (`deploy`, `db_migration`, …); see `GET /v1/policy`.
     pub class: String,
-    /// Target environment (`dev`, `staging`, `production`, …).
+    /// Target environment (`dev`, `staging`, `production`, …); case-insensitive, kept in
+    /// lower case.
+    #[serde(deserialize_with = "crate::policy::environment_name")]
     pub environment: String,
     /// Target service.
     pub service: String,
@@ -256,4 +258,4 @@ mod judge;
 pub(crate) mod validate;
 
 pub use judge::{DecisionWrites, Inputs, Judgement, Subject, bound, judge};
-pub use validate::{check_len, resolve_agent, validate};
+pub use validate::{check_len, resolve_agent, validate, validate_references};

@@ -32,6 +32,23 @@ pub fn resolve_agent(caller: &Caller, request: &DecisionRequest) -> Result<Strin
     }
 }
 
+/// The request's names of other things (the agent, the human, the approval) are bounded: an
+/// id past these lengths exists nowhere, and it would be copied into what is stored.
+pub fn validate_references(request: &DecisionRequest) -> Result<()> {
+    for (field, value) in [
+        ("agent", &request.agent),
+        ("on_behalf_of", &request.on_behalf_of),
+    ] {
+        if let Some(v) = value {
+            check_len(field, v, 128)?;
+        }
+    }
+    if let Some(id) = &request.approval_id {
+        check_name("approval_id", id, 128)?;
+    }
+    Ok(())
+}
+
 /// A 400 naming `field` when `value` is over `max` bytes.
 pub fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {

@@ -260,6 +260,8 @@ pub struct State<'a> {
 
 /// Changes in a recent window, undecayed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+// Named apart from the quotas' `Window` in the OpenAPI document, where names are global.
+#[schema(as = OutcomeWindow)]
 pub struct Window {
     /// Outcomes in the window.
     pub outcomes: u64,

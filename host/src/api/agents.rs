@@ -1,5 +1,6 @@
 //! `/v1/agents`: agents as service accounts of their own.
 
+use super::auth::{Admins, Allowed, Readers};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -24,7 +25,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         (status = 403, body = ErrorBody), (status = 409, description = "The id exists", body = ErrorBody)))]
 async fn create_agent(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Json(req): Json<AgentCreate>,
 ) -> Result<(StatusCode, axum::Json<Agent>)> {
     let agent = agents::create(&state.store, &caller, req, state.clock.now_micros()).await?;
@@ -43,10 +44,9 @@ struct ListAgents {
     responses((status = 200, body = [Agent]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_agents(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Readers>,
     Query(q): Query<ListAgents>,
 ) -> Result<axum::Json<Vec<Agent>>> {
-    caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     Ok(axum::Json(state.store.agents(q.team.as_deref()).await?))
 }
 
@@ -78,7 +78,7 @@ async fn get_agent(
         (status = 404, body = ErrorBody), (status = 409, description = "Changed concurrently; retry", body = ErrorBody)))]
 async fn patch_agent(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(id): Path<String>,
     Json(patch): Json<AgentPatch>,
 ) -> Result<axum::Json<Agent>> {

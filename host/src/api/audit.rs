@@ -1,6 +1,7 @@
 //! `GET /v1/audit`, `/v1/audit/summary`, `/v1/audit/verify`: the audit trail, filtered,
 //! counted and checked.
 
+use super::auth::{Admins, Allowed, Staff};
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -10,7 +11,7 @@ use utoipa_axum::routes;
 use super::{AppState, Query};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::clock::parse_moment;
-use crate::identity::{Caller, Role};
+use crate::identity::Caller;
 use crate::services::audit as service;
 use crate::services::checkpoints;
 use crate::store::{AuditFilter, AuditGroup, AuditOrder};
@@ -324,9 +325,8 @@ fn checkpoint_body(state: &AppState, cp: crate::store::StoredCheckpoint) -> Chec
     responses((status = 200, body = CheckpointBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn latest_checkpoint(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Staff>,
 ) -> Result<axum::Json<CheckpointBody>> {
-    caller.require(&[Role::Admin, Role::Approver])?;
     let cp = checkpoints::latest(&state.store).await?;
     Ok(axum::Json(checkpoint_body(&state, cp)))
 }
@@ -336,9 +336,8 @@ async fn latest_checkpoint(
     responses((status = 200, body = CheckpointBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn make_checkpoint(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Admins>,
 ) -> Result<axum::Json<CheckpointBody>> {
-    caller.require(&[Role::Admin])?;
     let cp = checkpoints::checkpoint(&state.store, &state.clock, &state.signer)
         .await
         .map_err(crate::error::Error::from)?
@@ -370,10 +369,9 @@ struct InclusionParams {
     responses((status = 200, body = ProofBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn inclusion_proof(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Staff>,
     Query(q): Query<InclusionParams>,
 ) -> Result<axum::Json<ProofBody>> {
-    caller.require(&[Role::Admin, Role::Approver])?;
     let p = checkpoints::inclusion(&state.store, q.seq, q.size).await?;
     Ok(axum::Json(ProofBody {
         proof: p.proof.iter().map(crate::audit::merkle::to_hex).collect(),
@@ -396,10 +394,9 @@ struct ConsistencyParams {
     responses((status = 200, body = ProofBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn consistency_proof(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Staff>,
     Query(q): Query<ConsistencyParams>,
 ) -> Result<axum::Json<ProofBody>> {
-    caller.require(&[Role::Admin, Role::Approver])?;
     let p = checkpoints::consistency(&state.store, q.old, q.new).await?;
     Ok(axum::Json(ProofBody {
         proof: p.proof.iter().map(crate::audit::merkle::to_hex).collect(),

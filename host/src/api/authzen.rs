@@ -6,6 +6,7 @@
 //! action}}`, `context {approval_id?}`. `require_approval` answers `decision: false` with the
 //! verdict in `context`.
 
+use super::auth::{Acting, Allowed};
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -219,7 +220,7 @@ fn response(verdict: Verdict, decision_id: &str, reasons: &[Reason]) -> Evaluati
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn evaluation(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Acting>,
     Json(e): Json<EvaluationRequest>,
 ) -> Result<axum::Json<EvaluationResponse>> {
     Ok(axum::Json(evaluate_one(&state, &caller, &e).await?))
@@ -238,7 +239,7 @@ enum Semantic {
     responses((status = 200, body = EvaluationsResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn evaluations(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Acting>,
     Json(batch): Json<EvaluationsRequest>,
 ) -> Result<axum::response::Response> {
     use axum::response::IntoResponse as _;

@@ -1,5 +1,6 @@
 //! `/v1/baselines`: how the team's humans work, as the anomaly detectors see it.
 
+use super::auth::{Admins, Allowed, Readers};
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -9,7 +10,6 @@ use utoipa_axum::routes;
 use super::{AppState, Query};
 use crate::api::error::{ErrorBody, Result};
 use crate::baseline::{BaselineRun, HumanBaseline};
-use crate::identity::{Caller, Role};
 use crate::store::BaselineFilter;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -43,10 +43,9 @@ pub(super) struct BaselinePage {
     responses((status = 200, body = BaselinePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_baselines(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Readers>,
     Query(q): Query<BaselineQuery>,
 ) -> Result<axum::Json<BaselinePage>> {
-    caller.require(&[Role::Admin, Role::Service, Role::Approver])?;
     let Some(run) = state.store.latest_baseline_run().await? else {
         return Ok(axum::Json(BaselinePage {
             run: None,
@@ -70,8 +69,7 @@ async fn list_baselines(
     responses((status = 200, body = BaselineRun), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn recompute(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Admins>,
 ) -> Result<axum::Json<BaselineRun>> {
-    caller.require(&[Role::Admin])?;
     Ok(axum::Json(state.baselines.recompute().await?))
 }

@@ -1,6 +1,7 @@
 //! `POST /v1/decisions`: ask before acting. `GET /v1/decisions/{id}`: read one back.
 //! `POST /v1/decisions/{id}/outcome`: report what happened after.
 
+use super::auth::{Acting, Allowed, Staff};
 use axum::extract::{Path, State};
 use axum::response::IntoResponse as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -11,6 +12,7 @@ use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::decision::{DecisionAnswer, DecisionRequest};
 use crate::identity::{Caller, Role};
 use crate::records::Outcome;
+use crate::services::idempotency::Claim;
 use crate::services::outcomes::{self, OutcomeReport};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -24,20 +26,27 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// Ask whether an agent may act. The decision is durable before the answer is sent.
 #[utoipa::path(post, path = "/v1/decisions", tag = "decisions", request_body = DecisionRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body within `server.idempotency_window_secs` get the first answer and change nothing; another body is a 422")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The verdict", body = DecisionAnswer),
         (status = 400, description = "Invalid request; `field` names the problem", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "A request with the same Idempotency-Key is still being answered", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was sent with another request", body = ErrorBody),
         (status = 503, description = "The store is unavailable; nothing was decided (fail closed)", body = ErrorBody),
     ))]
 async fn decide(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Acting>,
+    claim: Option<axum::Extension<Claim>>,
     Json(request): Json<DecisionRequest>,
 ) -> Result<axum::Json<DecisionAnswer>> {
-    Ok(axum::Json(state.decisions.decide(&caller, request).await?))
+    let claim = claim.as_ref().map(|axum::Extension(c)| c);
+    Ok(axum::Json(
+        state.decisions.decide_once(&caller, request, claim).await?,
+    ))
 }
 
 /// A recorded decision's answer. Agents may read only their own.
@@ -66,12 +75,12 @@ async fn get_decision(
 /// The same report again is accepted; a different one is 409; for a decision that did not
 /// allow the action, 422.
 #[utoipa::path(post, path = "/v1/decisions/{id}/outcome", tag = "decisions", request_body = OutcomeReport,
-    params(("id" = String, Path, description = "Decision id")), security(("bearer" = [])),
+    params(("id" = String, Path, description = "Decision id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body within `server.idempotency_window_secs` get the first answer and change nothing; another body is a 422")), security(("bearer" = [])),
     responses((status = 200, body = Outcome), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn report_outcome(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Acting>,
     Path(id): Path<String>,
     Json(report): Json<OutcomeReport>,
 ) -> Result<axum::Json<Outcome>> {
@@ -99,7 +108,7 @@ pub(super) struct AnomalyConfirmation {
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn confirm_anomaly(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Staff>,
     Path(id): Path<String>,
     Json(body): Json<AnomalyConfirmation>,
 ) -> Result<axum::Json<Outcome>> {
@@ -143,12 +152,12 @@ async fn get_outcome(
 /// Metric samples for an allowed action, judged with all received so far by the rollback-trigger
 /// plugins; a failed judgement requests a rollback once (`rollback.requested`).
 #[utoipa::path(post, path = "/v1/decisions/{id}/signals", tag = "decisions", request_body = crate::services::rollback::Signals,
-    params(("id" = String, Path, description = "Decision id")), security(("bearer" = [])),
+    params(("id" = String, Path, description = "Decision id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and body within `server.idempotency_window_secs` get the first answer and change nothing; another body is a 422")), security(("bearer" = [])),
     responses((status = 200, body = crate::services::rollback::SignalsAnswer), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn signals(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Acting>,
     Path(id): Path<String>,
     Json(signals): Json<crate::services::rollback::Signals>,
 ) -> Result<axum::Json<crate::services::rollback::SignalsAnswer>> {

@@ -1,6 +1,7 @@
 //! `/v1/events` and `/v1/integrations/*`: activity done outside Warden, posted by the platform
 //! or received from GitHub and Kubernetes.
 
+use super::auth::{Allowed, Feeds};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -12,7 +13,6 @@ use utoipa_axum::routes;
 use super::{AppState, Json, Query};
 use crate::activity::EventInput;
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
-use crate::identity::{Caller, Role};
 use crate::services::events::Ingested;
 
 pub(super) fn routes(body_limit: usize) -> OpenApiRouter<AppState> {
@@ -47,7 +47,7 @@ struct BatchQuery {
     responses((status = 200, body = Ingested), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn post_events(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Feeds>,
     Query(q): Query<BatchQuery>,
     Json(batch): Json<EventBatch>,
 ) -> Result<axum::Json<Ingested>> {
@@ -102,10 +102,9 @@ async fn github(
     responses((status = 200, body = Ingested), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn kubernetes(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Feeds>,
     Json(list): Json<serde_json::Value>,
 ) -> Result<axum::Json<Ingested>> {
-    caller.require(&[Role::Service, Role::Admin])?;
     let ingested = state
         .receivers
         .kubernetes(&state.events, &state.policy, &list)

@@ -1,5 +1,6 @@
 //! `/v1/humans`: people, with grants of their own that bound agents acting for them.
 
+use super::auth::{Admins, Allowed, Readers};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -7,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::{AppState, Json};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
-use crate::identity::{Caller, Human, Role};
+use crate::identity::Human;
 use crate::services::humans;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -22,7 +23,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_human(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Json(human): Json<Human>,
 ) -> Result<(StatusCode, axum::Json<Human>)> {
     let human = humans::create(&state.store, &state.clock, &caller, human).await?;
@@ -34,9 +35,8 @@ async fn create_human(
     responses((status = 200, body = [Human]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_humans(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Readers>,
 ) -> Result<axum::Json<Vec<Human>>> {
-    caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     Ok(axum::Json(state.store.humans().await?))
 }
 
@@ -45,10 +45,9 @@ async fn list_humans(
     responses((status = 200, body = Human), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_human(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Readers>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Human>> {
-    caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     Ok(axum::Json(state.store.human(&id).await?.ok_or_else(
         || Error::not_found("unknown_human", format!("no human `{id}`")),
     )?))

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
+pub(crate) use auth::caller_for;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
@@ -19,7 +20,6 @@ use crate::api::error::ApiError as Error;
 use crate::audit::checkpoint::{NoteVerifier, Signer};
 use crate::clock::SharedClock;
 use crate::error::Kind;
-use crate::identity::{Caller, hash_token};
 use crate::metrics::Metrics;
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
@@ -34,12 +34,14 @@ use crate::store::Store;
 mod agents;
 mod approvals;
 mod audit;
+mod auth;
 mod authzen;
 mod baselines;
 mod decisions;
 pub mod error;
 mod events;
 mod humans;
+mod idempotency;
 mod ops;
 mod plugins;
 mod quotas;
@@ -105,11 +107,36 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The router's limits, from `[server]`, `[plugins]` and `[events]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body, bytes, where no other limit applies.
+    pub body: usize,
+    /// Largest plugin upload, bytes.
+    pub upload: usize,
+    /// How long an idempotent answer is kept for retries.
+    pub idempotency_window: std::time::Duration,
+}
+
 /// The router and the OpenAPI document that describes it.
-pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router {
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let Limits {
+        body: body_limit,
+        upload: upload_limit,
+        idempotency_window,
+    } = limits;
     let events_limit = state.events_config.body_limit_bytes;
+    let keyed = idempotency::Settings {
+        state: state.clone(),
+        window: idempotency_window,
+    };
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(decisions::routes())
+        .merge(
+            decisions::routes().layer(axum::middleware::from_fn_with_state(
+                keyed,
+                idempotency::layer,
+            )),
+        )
         .merge(authzen::routes())
         .merge(agents::routes())
         .merge(humans::routes())
@@ -136,59 +163,13 @@ pub fn router(state: AppState, body_limit: usize, upload_limit: usize) -> Router
         .fallback(|| async { Error::not_found("no_route", "no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             Error::new(
-                Kind::BadRequest,
+                Kind::MethodNotAllowed,
                 "method_not_allowed",
                 "this endpoint does not take that method; see /openapi.json",
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Error> {
-        let unauthorized = |code, msg: &str| Error::new(Kind::Unauthorized, code, msg);
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| unauthorized("missing_token", "send `Authorization: Bearer <token>`"))?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && s.len() <= 512)
-            .ok_or_else(|| {
-                unauthorized(
-                    "invalid_token",
-                    "the Authorization header must be `Bearer <token>`",
-                )
-            })?;
-        caller_for(state, secret).await
-    }
-}
-
-/// The caller a token secret stands for: 401 if unknown or revoked.
-pub(crate) async fn caller_for(state: &AppState, secret: &str) -> Result<Caller, Error> {
-    let unauthorized = |code, msg: &str| Error::new(Kind::Unauthorized, code, msg);
-    let token = state
-        .store
-        .token_by_hash(&hash_token(secret))
-        .await?
-        .ok_or_else(|| unauthorized("invalid_token", "unknown token"))?;
-    if token.revoked_at.is_some() {
-        return Err(unauthorized("token_revoked", "this token was revoked"));
-    }
-    Ok(Caller {
-        token_id: token.id,
-        role: token.role,
-        subject: token.subject,
-    })
 }
 
 /// A JSON body: 415 unless it is JSON, 413 over the limit, 400 naming the field at fault.
@@ -229,7 +210,13 @@ pub(crate) fn body_error(
     rejection: axum::extract::rejection::BytesRejection,
     setting: &str,
 ) -> Error {
-    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+    if crate::serve::timed_out(&rejection) {
+        Error::new(
+            Kind::RequestTimeout,
+            "body_timeout",
+            "the body did not arrive in time (server.body_read_timeout_secs)",
+        )
+    } else if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         Error::new(
             Kind::PayloadTooLarge,
             "payload_too_large",
@@ -242,8 +229,8 @@ pub(crate) fn body_error(
 
 /// Parses JSON, naming the field at fault on error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -270,7 +257,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             None => path,
         };
         Error::field(field, message)
-    })
+    })?;
+    // One document and nothing after it: `{…}garbage` is not a request to half-read.
+    de.end().map_err(|inner| {
+        Error::new(
+            Kind::BadRequest,
+            "malformed_json",
+            format!("the body is not valid JSON: {inner}"),
+        )
+    })?;
+    Ok(value)
 }
 
 /// Query parameters, with a 400 naming the problem.
@@ -367,5 +363,10 @@ mod tests {
         assert_eq!(e.code, "malformed_json");
         let e = parse_json::<DecisionRequest>(br#"{}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("action"));
+        let e = parse_json::<serde_json::Value>(b"{} {}").unwrap_err();
+        assert_eq!(e.code, "malformed_json");
+        let e = parse_json::<serde_json::Value>(b"{}garbage").unwrap_err();
+        assert_eq!(e.code, "malformed_json");
+        parse_json::<serde_json::Value>(b" {} \n").expect("whitespace after the document is fine");
     }
 }

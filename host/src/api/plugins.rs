@@ -4,6 +4,7 @@
 //! says why; then it is stored with its SHA-256 and an audit record, installed here at once, and
 //! picked up by every other replica on its next sync.
 
+use super::auth::{Admins, Allowed, Readers};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -15,7 +16,6 @@ use utoipa_axum::routes;
 use super::{AppState, Json};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::audit::Actor;
-use crate::identity::{Caller, Role};
 use crate::plugins::manifest::{FailurePolicy, Limits, Manifest, PluginKind};
 
 pub(super) fn routes(upload_limit: usize) -> OpenApiRouter<AppState> {
@@ -71,10 +71,9 @@ pub(super) struct PluginLoaded {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn load_plugin(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Json(upload): Json<PluginUpload>,
 ) -> Result<(StatusCode, axum::Json<PluginLoaded>)> {
-    caller.require(&[Role::Admin])?;
     upload
         .manifest
         .validate()
@@ -106,9 +105,8 @@ async fn load_plugin(
     responses((status = 200, body = [PluginInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_plugins(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Readers>,
 ) -> Result<axum::Json<Vec<PluginInfo>>> {
-    caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     let list = state
         .plugins
         .snapshot()
@@ -132,10 +130,9 @@ async fn list_plugins(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn remove_plugin(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    caller.require(&[Role::Admin])?;
     crate::services::plugins::unpublish(
         &state.plugins,
         &state.store,

@@ -1,6 +1,7 @@
 //! `GET /v1/agents/{id}/quotas`: an agent's quotas and what it has used of them now.
 //! `PUT /v1/agents/{id}/quotas`: an admin's per-agent limits.
 
+use super::auth::{Admins, Allowed};
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
@@ -146,7 +147,7 @@ pub(super) struct QuotaOverrides {
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn put_quotas(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(id): Path<String>,
     Json(body): Json<QuotaOverrides>,
 ) -> Result<axum::Json<AgentQuotas>> {

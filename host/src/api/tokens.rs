@@ -1,5 +1,6 @@
 //! `/v1/tokens`: API tokens. Secrets are shown once and stored hashed.
 
+use super::auth::{Admins, Allowed};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use super::{AppState, Json};
 use crate::api::error::{ErrorBody, Result};
 use crate::audit::Actor;
 use crate::clock::format_micros;
-use crate::identity::{Caller, Role, TokenRecord};
+use crate::identity::{Role, TokenRecord};
 use crate::services::tokens::{issue, revoke};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -51,10 +52,9 @@ pub struct TokenCreated {
     responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_token(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Json(req): Json<TokenCreate>,
 ) -> Result<(StatusCode, axum::Json<TokenCreated>)> {
-    caller.require(&[Role::Admin])?;
     let new = issue(
         &state.store,
         Actor::of(&caller),
@@ -111,9 +111,8 @@ impl From<TokenRecord> for TokenInfo {
     responses((status = 200, body = [TokenInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_tokens(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Admins>,
 ) -> Result<axum::Json<Vec<TokenInfo>>> {
-    caller.require(&[Role::Admin])?;
     Ok(axum::Json(
         state
             .store
@@ -130,10 +129,9 @@ async fn list_tokens(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_token(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Admins>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    caller.require(&[Role::Admin])?;
     revoke(
         &state.store,
         Actor::of(&caller),

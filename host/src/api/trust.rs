@@ -2,6 +2,7 @@
 //! needs. `GET /v1/agents/{id}/trust/history`: its tier changes and daily scores.
 //! `GET /v1/trust`: every agent's, for dashboards.
 
+use super::auth::{Allowed, Readers};
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -169,10 +170,9 @@ struct TrustQuery {
     responses((status = 200, body = Vec<AgentTrust>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_trust(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Readers>,
     Query(q): Query<TrustQuery>,
 ) -> Result<axum::Json<Vec<AgentTrust>>> {
-    caller.require(&[Role::Admin, Role::Approver, Role::Service])?;
     let mut all = Vec::new();
     for agent in state.store.agents(q.team.as_deref()).await? {
         all.push(assess(&state, agent, false).await?);

@@ -182,11 +182,18 @@ async fn inbox(
             esc(&e)
         ));
     }
+    if !pending.unreadable.is_empty() {
+        body.push_str(&format!(
+            r#"<div class="card error" id="unreadable">{} pending approval(s) are stored in a form that does not read back and are not shown: {}. An admin can quarantine them (<code>POST /v1/approvals/{{id}}/quarantine</code>).</div>"#,
+            pending.unreadable.len(),
+            esc(&pending.unreadable.join(", "))
+        ));
+    }
     body.push_str(&format!(
         r#"<p class="meta" id="count">{} pending</p>"#,
-        pending.len()
+        pending.items.len()
     ));
-    for a in &pending {
+    for a in &pending.items {
         body.push_str(&card(a, &token));
     }
     body.push_str("</main>");
@@ -343,6 +350,8 @@ async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Respon
 
 #[derive(Debug, Deserialize)]
 struct SignOut {
+    // Absent is refused like wrong (a 403), not rejected as a malformed form (a 422).
+    #[serde(default)]
     csrf: String,
 }
 
@@ -357,14 +366,24 @@ async fn logout(headers: HeaderMap, Form(form): Form<SignOut>) -> Response {
         );
         return response;
     }
-    back(
-        "error",
-        "sign-out refused: the form did not come from this page",
+    refused()
+}
+
+/// A post that does not carry this session's CSRF token did not come from Warden's page.
+fn refused() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        page(
+            "refused",
+            "<main><p>Refused: the form did not come from Warden's page.</p></main>",
+        ),
     )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
 struct Decision {
+    #[serde(default)]
     csrf: String,
     decision: String,
     #[serde(default)]
@@ -382,14 +401,7 @@ async fn decide(
     };
     // A post that does not carry this session's token did not come from this page.
     if form.csrf != csrf(&secret) {
-        return (
-            StatusCode::FORBIDDEN,
-            page(
-                "refused",
-                "<main><p>Refused: the form did not come from Warden's page.</p></main>",
-            ),
-        )
-            .into_response();
+        return refused();
     }
     let approve = match form.decision.as_str() {
         "approve" => true,

@@ -1,5 +1,6 @@
 //! `/v1/violations`: policy violations for human review.
 
+use super::auth::{Allowed, Staff};
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -8,7 +9,6 @@ use utoipa_axum::routes;
 
 use super::{AppState, Json, Query};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
-use crate::identity::{Caller, Role};
 use crate::records::Violation;
 use crate::services::violations;
 use crate::store::ViolationFilter;
@@ -66,10 +66,9 @@ pub(super) struct Ack {
     responses((status = 200, body = ViolationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_violations(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Staff>,
     Query(q): Query<ViolationQuery>,
 ) -> Result<axum::Json<ViolationPage>> {
-    caller.require(&[Role::Admin, Role::Approver])?;
     super::one_of("status", &q.status, &["open", "acknowledged"])?;
     super::one_of("mode", &q.mode, &["block", "flag", "guard"])?;
     let limit = super::page_limit(q.limit)?;
@@ -98,10 +97,9 @@ async fn list_violations(
     responses((status = 200, body = Violation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_violation(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Staff>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Violation>> {
-    caller.require(&[Role::Admin, Role::Approver])?;
     let v = state
         .store
         .violation(&id)
@@ -117,7 +115,7 @@ async fn get_violation(
         (status = 409, body = ErrorBody)))]
 async fn ack_violation(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Allowed<Staff>,
     Path(id): Path<String>,
     Json(ack): Json<Ack>,
 ) -> Result<axum::Json<Violation>> {

@@ -1,5 +1,6 @@
 //! `/v1/webhooks/deliveries`: what the outbox sent, is retrying, or parked.
 
+use super::auth::{Admins, Allowed};
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -8,7 +9,6 @@ use utoipa_axum::routes;
 
 use super::{AppState, Query};
 use crate::api::error::{ErrorBody, Result};
-use crate::identity::{Caller, Role};
 use crate::records::Delivery;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -42,10 +42,9 @@ pub(super) struct DeliveryPage {
     responses((status = 200, body = DeliveryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_deliveries(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Admins>,
     Query(q): Query<DeliveryQuery>,
 ) -> Result<axum::Json<DeliveryPage>> {
-    caller.require(&[Role::Admin])?;
     super::one_of("status", &q.status, &["pending", "delivered", "parked"])?;
     let limit = super::page_limit(q.limit)?;
     let mut deliveries = state

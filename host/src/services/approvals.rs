@@ -19,7 +19,8 @@ pub async fn announce_expiries(
     clock: &SharedClock,
 ) -> std::result::Result<(), StoreError> {
     let now = clock.now_micros();
-    for a in store.unannounced_expiries(now, 100).await? {
+    let lapsed = store.unannounced_expiries(now, 100).await?;
+    for a in lapsed.items {
         let data = serde_json::json!({"approval_id": a.id, "decision_id": a.decision_id, "agent": a.agent, "class": a.class,
             "environment": a.environment, "service": a.service, "expires_at": a.expires_at});
         let event = Event::new("approval.expired", now, data.clone());
@@ -52,6 +53,46 @@ pub async fn announce_expiries(
             outbox.notify();
         }
     }
+    // The others were announced; these wait for an admin (logged as the step's failure).
+    if !lapsed.unreadable.is_empty() {
+        return Err(StoreError::Unreadable(format!(
+            "approvals {} lapsed but do not read back, so their expiry is not announced; quarantine them (POST /v1/approvals/{{id}}/quarantine)",
+            lapsed.unreadable.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Moves an approval out of every reader's way (admins): one that no longer reads back, or one
+/// an admin wants gone. Its stored columns are kept, with who and why, beside an audit record.
+pub async fn quarantine(
+    store: &Store,
+    caller: &Caller,
+    id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    caller.require(&[Role::Admin])?;
+    let reason = reason.trim();
+    crate::identity::validate_text("reason", reason, 4096)?;
+    let record = AuditRecord::change(
+        Actor::of(caller),
+        "approval.quarantined",
+        format!("approval:{id}"),
+        serde_json::json!({"approval_id": id, "reason": reason}),
+        now,
+    );
+    store
+        .commit(Change {
+            writes: vec![Write::Approval(ApprovalWrite::Quarantine {
+                id: id.to_string(),
+                by: caller.actor_id(),
+                reason: reason.to_string(),
+                at: now,
+            })],
+            audit: vec![record],
+        })
+        .await?;
     Ok(())
 }
 

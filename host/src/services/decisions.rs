@@ -10,7 +10,7 @@ use crate::approvals;
 use crate::clock::SharedClock;
 use crate::decision::{
     Action, DecisionAnswer, DecisionRequest, DecisionWrites, Inputs, Judgement, MAX_PARENT_DEPTH,
-    Subject, bound, judge, resolve_agent, validate,
+    Subject, bound, judge, resolve_agent, validate, validate_references,
 };
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Agent, Caller};
@@ -20,6 +20,7 @@ use crate::plugins::PluginHost;
 use crate::policy::{CompiledPolicy, PolicyMode};
 use crate::quotas::QuotaPlan;
 use crate::services::baselines::Baselines;
+use crate::services::idempotency::Claim;
 use crate::services::notify::Outbox;
 use crate::services::tiering::{Controller, Trigger};
 use crate::store::{
@@ -92,9 +93,21 @@ impl Decisions {
         caller: &Caller,
         request: DecisionRequest,
     ) -> Result<DecisionAnswer> {
+        self.decide_once(caller, request, None).await
+    }
+
+    /// Decides under an idempotency key's claim: the answer is kept under the key in the same
+    /// transaction as the decision, so a retry finds one exactly when the other is there.
+    pub async fn decide_once(
+        &self,
+        caller: &Caller,
+        request: DecisionRequest,
+        claim: Option<&Claim>,
+    ) -> Result<DecisionAnswer> {
         let started = Instant::now();
         let agent_id = resolve_agent(caller, &request)?;
         // Validate before touching the store: bad input is the caller's problem, whatever the store's state.
+        validate_references(&request)?;
         validate(&self.policy, &request.action)?;
         let agent = self.store.agent(&agent_id).await?.ok_or_else(|| {
             Error::not_found("unknown_agent", format!("no agent `{agent_id}`")).at("agent")
@@ -160,7 +173,7 @@ impl Decisions {
             quotas: &plan,
         })?;
         for attempt in 1.. {
-            match self.record(&subject, judgement, now).await {
+            match self.record(&subject, judgement, now, claim).await {
                 // Other decisions took what was left of a quota meanwhile: judge again on the counts now.
                 Err(e)
                     if e.conflict() == Some(Conflict::QuotaExceeded)
@@ -237,6 +250,7 @@ impl Decisions {
         subject: &Subject,
         judgement: Judgement,
         now: i64,
+        claim: Option<&Claim>,
     ) -> std::result::Result<DecisionAnswer, StoreError> {
         let Judgement {
             answer,
@@ -267,6 +281,11 @@ impl Decisions {
         // A violation is trust evidence: the agent's noted score moves with it.
         if evidence {
             change.writes.push(self.tiers.note(&subject.agent));
+        }
+        if let Some(claim) = claim {
+            // The body the API sends: `axum::Json` serializes the same way.
+            let body = serde_json::to_string(&answer).map_err(StoreError::bug)?;
+            change.writes.push(claim.answer(200, body));
         }
         self.store.commit(change).await?;
         if notify {

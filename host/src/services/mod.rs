@@ -13,6 +13,7 @@ pub mod events;
 pub mod export;
 pub mod guards;
 pub mod humans;
+pub mod idempotency;
 pub mod integrations;
 pub mod notify;
 pub mod outcomes;

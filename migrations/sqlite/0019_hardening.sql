@@ -1,0 +1,25 @@
+-- Approvals taken out of every reader's way by an admin: a stored approval that no longer reads
+-- back (or one an admin wants gone), kept here as its raw columns with who moved it and why.
+CREATE TABLE quarantined_approvals (
+    id              TEXT PRIMARY KEY,
+    raw             TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    quarantined_by  TEXT NOT NULL,
+    quarantined_at  BIGINT NOT NULL
+);
+
+-- Idempotent requests: per caller, route and Idempotency-Key, the hash of the first request and,
+-- once answered, its answer; a retry within the window gets that answer and writes nothing.
+-- status 0 is a request still in flight (a claim, taken over once stale).
+CREATE TABLE idempotency_keys (
+    principal     TEXT NOT NULL,
+    route         TEXT NOT NULL,
+    idem_key      TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    status        BIGINT NOT NULL DEFAULT 0,
+    response      TEXT,
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL,
+    PRIMARY KEY (principal, route, idem_key)
+);
+CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires_at);
