@@ -15,6 +15,7 @@ pub mod audit;
 pub mod baseline;
 pub mod clock;
 pub mod decision;
+pub mod delegation;
 pub mod error;
 pub mod identity;
 pub mod plugin;

@@ -7,6 +7,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use warden::decision::{DecisionRequest, Inputs, Judgement, Subject, judge, validate};
+use warden::delegation::{HumanProof, OnBehalfOf};
 use warden::identity::{Agent, Caller, Human, Role};
 use warden::plugin::{Assessment, PluginAction};
 use warden::policy::{CompiledPolicy, Policy};
@@ -66,7 +67,10 @@ fn pipeline(c: &mut Criterion) {
     let chatops = Subject {
         agent: agent("deploy-bot", 4),
         parents: vec![agent("orchestrator", 4)],
-        human: Some(human),
+        human: Some(OnBehalfOf {
+            human,
+            proof: HumanProof::Delegated("d1".into()),
+        }),
         approval: None,
     };
 

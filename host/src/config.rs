@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::{Policy, PolicyMode, RiskLevel, Tier, ViolationMode};
 pub use crate::services::baselines::BaselinesConfig;
 pub use crate::services::checkpoints::AuditConfig;
+pub use crate::services::delegations::DelegationConfig;
 pub use crate::services::events::EventsConfig;
 pub use crate::services::integrations::IntegrationsConfig;
 pub use crate::services::notify::{NotificationsConfig, WebhookConfig, WebhookFormat};
@@ -47,6 +48,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Weekly behaviour reports: their schedule and time zone.
     pub reports: ReportsConfig,
+    /// Who may vouch for the human an agent acts for.
+    pub delegation: DelegationConfig,
 }
 
 /// `[plugins]`.

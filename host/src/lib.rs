@@ -22,8 +22,8 @@ pub mod server;
 pub mod services;
 
 pub use warden_core::{
-    activity, approvals, audit, baseline, clock, decision, error, identity, plugin, policy, quotas,
-    records, replay, report, tiering, trust,
+    activity, approvals, audit, baseline, clock, decision, delegation, error, identity, plugin,
+    policy, quotas, records, replay, report, tiering, trust,
 };
 pub use warden_plugin_host as plugins;
 pub use warden_store as store;

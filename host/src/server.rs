@@ -258,6 +258,7 @@ impl Warden {
             plugins,
             outbox,
             tiers,
+            delegation: Arc::new(config.delegation.clone()),
         };
         let decisions = Decisions::new(parts.clone());
         let Parts {

@@ -23,3 +23,20 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (principal, route, idem_key)
 );
 CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires_at);
+
+-- Delegations: a human lets an agent act on their behalf, within a scope (JSON lists of
+-- patterns; empty for all) and until a time, or until revoked.
+CREATE TABLE delegations (
+    id            TEXT PRIMARY KEY,
+    human_id      TEXT NOT NULL,
+    agent_id      TEXT NOT NULL,
+    classes       TEXT NOT NULL,
+    environments  TEXT NOT NULL,
+    services      TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL,
+    revoked_at    BIGINT,
+    revoked_by    TEXT
+);
+CREATE INDEX delegations_human_agent ON delegations(human_id, agent_id, expires_at);
+CREATE INDEX delegations_agent ON delegations(agent_id, expires_at);

@@ -85,6 +85,8 @@ pub enum Missing {
     Plugin,
     /// No such approval.
     Approval,
+    /// No such live delegation.
+    Delegation,
 }
 
 impl Missing {
@@ -94,6 +96,7 @@ impl Missing {
             Missing::Token => "unknown_token",
             Missing::Plugin => "unknown_plugin",
             Missing::Approval => "unknown_approval",
+            Missing::Delegation => "unknown_delegation",
         }
     }
 }

@@ -26,6 +26,7 @@ mod audit;
 mod audit_tree;
 mod baselines;
 mod decisions;
+mod delegations;
 mod deliveries;
 pub mod dialect;
 mod error;
@@ -45,6 +46,7 @@ pub use audit::{AuditFilter, AuditGroup, AuditOrder, AuditPageRequest, AuditScop
 pub use audit_tree::{AuditWrite, BLOCK, Extended, ProofError, Proofs, StoredCheckpoint};
 pub use baselines::{BaselineFilter, BaselineWrite};
 pub use decisions::{AllowedAction, DecisionWrite};
+pub use delegations::DelegationWrite;
 pub use deliveries::DeliveryWrite;
 pub use dialect::Backend;
 pub use error::{Conflict, Missing, Result, StoreError};
@@ -97,6 +99,8 @@ pub enum Write {
     Report(ReportWrite),
     /// Idempotency keys: claims and kept answers.
     Idempotency(IdempotencyWrite),
+    /// Delegations from humans to agents.
+    Delegation(DelegationWrite),
 }
 
 /// How to open the store.
@@ -203,6 +207,7 @@ impl ReadCache {
                 | Write::Event(_)
                 | Write::Guard(_)
                 | Write::Idempotency(_)
+                | Write::Delegation(_)
                 | Write::Audit(_)
                 | Write::Report(_) => {}
             }

@@ -330,6 +330,7 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::Identity(w) => crate::identities::apply(conn, w).await,
         Write::Decision(w) => crate::decisions::apply(conn, w).await,
         Write::Idempotency(w) => crate::idempotency::apply(conn, w).await,
+        Write::Delegation(w) => crate::delegations::apply(conn, w).await,
         Write::Violation(w) => crate::violations::apply(conn, w).await,
         Write::Approval(w) => crate::approvals::apply(conn, w).await,
         Write::Outcome(w) => crate::outcomes::apply(conn, w).await,

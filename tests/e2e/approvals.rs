@@ -197,12 +197,21 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
         .approval_ttl_by_class
         .insert("deploy".into(), 1);
     let s = TestServer::start_with(db, config).await;
-    let bot = s.agent("deployer", 2, json!({})).await;
+    let bot = s.agent("deployer", 2, json!({"sponsor": "sam"})).await;
     // These scenarios present misused approvals on purpose: keep the tier controller out of them.
     s.patch("/v1/agents/deployer", &s.admin, json!({"pinned": true}))
         .await;
     let carol = s.approver("carol").await;
     let alice = s.approver("alice").await;
+    // Alice lets the agent act for her (with her own token), so it may name her.
+    let (status, given) = s
+        .post(
+            "/v1/delegations",
+            &alice,
+            json!({"agent": "deployer", "hours": 8}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{given}");
 
     // Rejected: the agent's re-submission is denied.
     let (_, asked) = decide(&s, &bot, migration("payments"), None).await;
@@ -229,16 +238,23 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
         "approval_not_pending",
     );
 
-    // Four eyes: the human the agent acts for may not approve; another human may.
+    // Four eyes: the human the agent acts for may not approve, nor its sponsor, nor anyone
+    // whose identity is the agent's; another human may.
     let mut body = json!({"action": migration("payments"), "on_behalf_of": "alice"});
     let (_, asked) = s.post("/v1/decisions", &bot, body.clone()).await;
     let id = asked["approval"]["id"].as_str().unwrap().to_string();
-    assert_error(
-        &s.post(&format!("/v1/approvals/{id}/approve"), &alice, json!({}))
-            .await,
-        403,
-        "self_approval",
-    );
+    let sam = s.approver("sam").await;
+    let itself = s.approver("deployer").await;
+    for (who, token) in [("alice", &alice), ("sam", &sam), ("deployer", &itself)] {
+        let (status, refused) = s
+            .post(&format!("/v1/approvals/{id}/approve"), token, json!({}))
+            .await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("self_approval")),
+            "{who}: {refused}"
+        );
+    }
     assert_eq!(
         s.post(&format!("/v1/approvals/{id}/approve"), &carol, json!({}))
             .await

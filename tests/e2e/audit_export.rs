@@ -683,6 +683,16 @@ async fn replicas_make_one_chain_and_one_tree(backend: Backend) {
         }
     };
     futures::future::join(futures::future::join_all(asks), signing).await;
+    // One more record, so that the last checkpoint is of a larger tree than any before it,
+    // however fast the decisions above outran the signing.
+    let (status, _) = s
+        .post(
+            "/v1/decisions",
+            &bot,
+            json!({"action": {"class": "read", "environment": "dev", "service": "payments"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
     warden::services::checkpoints::checkpoint(&other.store, &other.clock, &other.signer)
         .await
         .unwrap();

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::support::{Backend, TestServer};
+use crate::support::{Backend, TestDb, TestServer, assert_error};
 
 both_backends!(
     standard_agent,
@@ -91,14 +91,29 @@ async fn observe_agent_is_denied_every_write(backend: Backend) {
 }
 
 async fn chatops_agent_bounded_by_human(backend: Backend) {
-    let s = TestServer::start(backend).await;
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.delegation.vouching_services = vec!["chat-bridge".into()];
+    let s = TestServer::start_with(db, config).await;
     let (status, _) = s
         .post("/v1/humans", &s.admin, json!({"id": "bob", "team": "payments", "grants": [{"class": "*", "environment": "staging", "service": "*", "max_risk": "critical"}, {"class": "read", "environment": "*", "max_risk": "critical"}]}))
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    let bob = s.token("approver", Some("bob")).await;
     // Tier 4 alone may deploy to production...
     let bot = s.agent("chatops", 4, json!({})).await;
     assert_eq!(s.verdict(&bot, "deploy", "production").await, "allow");
+    // Bob lets it act for him, with his own credentials (an admin cannot do it for him).
+    let scope = json!({"agent": "chatops", "classes": ["deploy", "read"], "environments": ["Staging", "production"], "hours": 8});
+    assert_error(
+        &s.post("/v1/delegations", &s.admin, scope.clone()).await,
+        403,
+        "forbidden_role",
+    );
+    let (status, given) = s.post("/v1/delegations", &bob, scope).await;
+    assert_eq!(status, StatusCode::CREATED, "{given}");
+    assert_eq!(given["environments"], json!(["staging", "production"]));
+    let delegation = given["id"].as_str().unwrap().to_string();
     // ...but not for bob, who has no production rights.
     let (status, a) = s
         .decide(&bot, "deploy", "production", json!({"on_behalf_of": "bob"}))
@@ -117,8 +132,8 @@ async fn chatops_agent_bounded_by_human(backend: Backend) {
     let (_, a) = s
         .decide(&bot, "deploy", "staging", json!({"on_behalf_of": "bob"}))
         .await;
-    assert_eq!(a["verdict"], "allow");
-    // The audit record names both the agent and the human.
+    assert_eq!(a["verdict"], "allow", "{a}");
+    // The audit record names both the agent and the human, and what proves the claim.
     let (_, page) = s
         .get("/v1/audit?event_type=decision&agent=chatops", &s.admin)
         .await;
@@ -126,11 +141,92 @@ async fn chatops_agent_bounded_by_human(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["on_behalf_of"] == "bob")
+        .find(|r| r["on_behalf_of"] == "bob" && r["outcome"] == "allow")
         .expect("a decision on behalf of bob");
     assert_eq!(rec["actor"]["kind"], "agent");
     assert_eq!(rec["actor"]["id"], "chatops");
     assert_eq!(rec["actor"]["tool"], "claude-code");
+    assert_eq!(
+        rec["details"]["on_behalf_of_proof"]["delegation"],
+        json!(delegation)
+    );
+
+    // Who sees which delegations.
+    let (_, mine) = s.get("/v1/delegations", &bob).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    let (_, its) = s.get("/v1/delegations", &bot).await;
+    assert_eq!(its[0]["human"], "bob");
+    let carol = s.approver("carol").await;
+    let (_, hers) = s.get("/v1/delegations?human=bob", &carol).await;
+    assert_eq!(hers, json!([]), "a human sees only their own");
+    assert_error(
+        &s.post(
+            &format!("/v1/delegations/{delegation}/revoke"),
+            &carol,
+            json!({}),
+        )
+        .await,
+        404,
+        "unknown_delegation",
+    );
+
+    // A trusted service vouches for the human in the same call; another service cannot.
+    let helper = "helper";
+    s.agent(helper, 4, json!({})).await;
+    let bridge = s.token("service", Some("chat-bridge")).await;
+    let other = s.token("service", Some("cron")).await;
+    let ask = json!({"agent": helper, "on_behalf_of": "bob", "action": {"class": "deploy", "environment": "staging", "service": "payments"}});
+    let (_, vouched) = s.post("/v1/decisions", &bridge, ask.clone()).await;
+    assert_eq!(vouched["verdict"], "allow", "{vouched}");
+    let (_, unvouched) = s.post("/v1/decisions", &other, ask).await;
+    assert_eq!(unvouched["verdict"], "deny", "{unvouched}");
+    assert_eq!(
+        unvouched["reasons"][unvouched["reasons"].as_array().unwrap().len() - 1]["code"],
+        "on_behalf_of_unproven"
+    );
+
+    // Out of the delegation's scope, or after bob revokes it: refused, and a violation.
+    let (_, outside) = s
+        .decide(
+            &bot,
+            "config_change",
+            "staging",
+            json!({"on_behalf_of": "bob"}),
+        )
+        .await;
+    assert_eq!(outside["verdict"], "deny", "{outside}");
+    let (status, revoked) = s
+        .post(
+            &format!("/v1/delegations/{delegation}/revoke"),
+            &bob,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert!(revoked["revoked_at"].is_string());
+    let (_, after) = s
+        .decide(&bot, "read", "staging", json!({"on_behalf_of": "bob"}))
+        .await;
+    assert_eq!(after["verdict"], "deny", "{after}");
+    let (_, violations) = s.get("/v1/violations?agent=chatops", &s.admin).await;
+    let reasons: Vec<&str> = violations["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == "on_behalf_of_unproven")
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    let (_, audit) = s
+        .get("/v1/audit?event_type=delegation.revoked", &s.admin)
+        .await;
+    assert_eq!(audit["records"].as_array().unwrap().len(), 1);
 }
 
 async fn shadow_mode_never_blocks(backend: Backend) {

@@ -731,7 +731,7 @@ mod tests {
         payload["deployment"]["environment"] = json!("Staging EU");
         assert_eq!(
             one("deployment", &payload, &settings()).environment,
-            "Staging-EU"
+            "staging-eu"
         );
     }
 

@@ -11,8 +11,9 @@ use super::{
 use crate::approvals::{self, Presented};
 use crate::audit::{Actor, AuditRecord, RawJson};
 use crate::clock::format_micros;
+use crate::delegation::{HumanProof, OnBehalfOf};
 use crate::error::{Error, Result};
-use crate::identity::{Agent, AgentStatus, Caller, Human};
+use crate::identity::{Agent, AgentStatus, Caller};
 use crate::plugin::{AnomalyCheck, Assessment, CallStatus, PluginReport};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
 use crate::quotas::{Charge, Headroom, QuotaPlan};
@@ -27,8 +28,8 @@ pub struct Subject {
     pub agent: Agent,
     /// Its parents, nearest first.
     pub parents: Vec<Agent>,
-    /// The on-behalf-of human.
-    pub human: Option<Human>,
+    /// The on-behalf-of human, and what proves the agent may act for them.
+    pub human: Option<OnBehalfOf>,
     /// The approval presented with the request, checked against it.
     pub approval: Option<Presented>,
 }
@@ -245,6 +246,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         approval: new_approval,
         outcome_due_at,
         guard,
+        proof: subject.human.as_ref().map(|h| h.proof.clone()),
     };
     record(policy, caller, agent, request, answer, rest, now)
 }
@@ -444,11 +446,21 @@ fn permit(
     draft.verdict = verdict;
     draft.reasons.push(r);
     draft.violation = violation;
-    // On behalf of a human: the agent gets at most the human's rights.
-    if let Some(human) = &subject.human
-        && draft.verdict != Verdict::Deny
-        && !human.covers(class, env, service, level)
-    {
+    // On behalf of a human: only one who said so, and the agent gets at most their rights.
+    let Some(OnBehalfOf { human, proof }) = &subject.human else {
+        return;
+    };
+    if *proof == HumanProof::Unproven {
+        draft.reasons.push(reason(
+            "on_behalf_of_unproven",
+            format!(
+                "`{}` has not delegated {class} in {env} for {service} to agent `{}`, and no trusted service vouched for them",
+                human.id, agent.id
+            ),
+        ));
+        draft.violation = Some("on_behalf_of_unproven");
+        draft.verdict = Verdict::Deny;
+    } else if draft.verdict != Verdict::Deny && !human.covers(class, env, service, level) {
         draft.reasons.push(reason(
             "on_behalf_of_not_permitted",
             format!("`{}`, on whose behalf the agent acts, may not {class} in {env} for {service} at {level} risk", human.id),
@@ -705,6 +717,8 @@ struct Recorded {
     approval: Option<ApprovalRow>,
     outcome_due_at: Option<i64>,
     guard: Option<Guard>,
+    /// What proved the on-behalf-of claim, for the record.
+    proof: Option<HumanProof>,
 }
 
 /// Stage 9: the rows, audit records and events, committed by the caller before the answer leaves.
@@ -736,6 +750,11 @@ fn record(
             role: caller.role.as_str(),
             id: caller_id,
         },
+        on_behalf_of_proof: rest.proof.as_ref().map(|p| match p {
+            HumanProof::Delegated(id) => serde_json::json!({"delegation": id}),
+            HumanProof::Vouched(service) => serde_json::json!({"vouched_by": service}),
+            HumanProof::Unproven => serde_json::json!("unproven"),
+        }),
     };
     let audit = AuditRecord {
         event_type: "decision".into(),
@@ -945,6 +964,8 @@ struct DecisionDetails<'a> {
     tier: u8,
     plugins: &'a [PluginReport],
     caller: CallerBrief<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_behalf_of_proof: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -994,7 +1015,7 @@ fn approval_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Role;
+    use crate::identity::{Human, Role};
     use crate::policy::{Grant, Policy};
 
     fn policy() -> CompiledPolicy {
@@ -1146,16 +1167,35 @@ mod tests {
             }],
             created_at: String::new(),
         };
-        let s = Subject {
+        let on_behalf = |proof| Subject {
             agent: agent("a", 4),
             parents: vec![],
-            human: Some(bob),
+            human: Some(OnBehalfOf {
+                human: bob.clone(),
+                proof,
+            }),
             approval: None,
         };
+        let s = on_behalf(HumanProof::Delegated("d1".into()));
         let (v, _, codes) = verdict(&p, &s, "deploy", "production");
         assert_eq!(v, Verdict::Deny);
         assert!(codes.contains(&"on_behalf_of_not_permitted".to_string()));
         assert_eq!(verdict(&p, &s, "deploy", "staging").0, Verdict::Allow);
+        let vouched = on_behalf(HumanProof::Vouched("chatops".into()));
+        assert_eq!(verdict(&p, &vouched, "deploy", "staging").0, Verdict::Allow);
+        // Naming a human who said nothing: refused, whatever the human may do, and a violation.
+        let unproven = on_behalf(HumanProof::Unproven);
+        let (v, _, codes) = verdict(&p, &unproven, "deploy", "staging");
+        assert_eq!(v, Verdict::Deny);
+        assert!(
+            codes.contains(&"on_behalf_of_unproven".to_string()),
+            "{codes:?}"
+        );
+        let j = run(&p, &unproven, request("deploy", "staging")).unwrap();
+        assert_eq!(
+            j.writes.violation.as_ref().map(|(v, _)| v.reason.as_str()),
+            Some("on_behalf_of_unproven")
+        );
     }
 
     #[test]

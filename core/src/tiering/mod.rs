@@ -318,7 +318,12 @@ impl HardTrigger {
             None
         } else if matches!(
             reason,
-            "approval_unknown" | "approval_reused" | "approval_wrong_agent" | "approval_mismatch"
+            // A human's consent claimed without proof is as forged as an approval.
+            "approval_unknown"
+                | "approval_reused"
+                | "approval_wrong_agent"
+                | "approval_mismatch"
+                | "on_behalf_of_unproven"
         ) {
             Some(HardTrigger::ForgedApproval)
         } else if class == "security_policy_change" {

@@ -38,6 +38,7 @@ mod auth;
 mod authzen;
 mod baselines;
 mod decisions;
+mod delegations;
 pub mod error;
 mod events;
 mod humans;
@@ -138,6 +139,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             )),
         )
         .merge(authzen::routes())
+        .merge(delegations::routes())
         .merge(agents::routes())
         .merge(humans::routes())
         .merge(tokens::routes())

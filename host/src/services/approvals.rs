@@ -212,12 +212,30 @@ async fn try_decide(
             ),
         )));
     }
-    // Four eyes: the human an agent acts for asked for the action and may not approve it.
-    if approve && approval.on_behalf_of.as_deref() == Some(who.as_str()) {
-        return Err(Retry::Failed(Error::forbidden(
-            "self_approval",
-            format!("`{who}` asked for this action (on_behalf_of) and may not approve it"),
-        )));
+    // Four eyes: nobody approves what they asked for. That is the human the agent acts for, the
+    // agent's sponsor (who answers for the agent), and anyone whose identity is the agent's.
+    if approve {
+        let sponsor = cx
+            .store
+            .agent(&approval.agent)
+            .await?
+            .map(|a| a.sponsor)
+            .unwrap_or_default();
+        let asked = if approval.on_behalf_of.as_deref() == Some(who.as_str()) {
+            Some("asked for this action (on_behalf_of)")
+        } else if sponsor == who {
+            Some("sponsors the agent that asks")
+        } else if approval.agent == who {
+            Some("is the agent that asks")
+        } else {
+            None
+        };
+        if let Some(why) = asked {
+            return Err(Retry::Failed(Error::forbidden(
+                "self_approval",
+                format!("`{who}` {why} and may not approve it"),
+            )));
+        }
     }
     match approval.status.as_str() {
         "pending" => {}

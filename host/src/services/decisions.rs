@@ -12,6 +12,7 @@ use crate::decision::{
     Action, DecisionAnswer, DecisionRequest, DecisionWrites, Inputs, Judgement, MAX_PARENT_DEPTH,
     Subject, bound, judge, resolve_agent, validate, validate_references,
 };
+use crate::delegation::OnBehalfOf;
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Agent, Caller};
 use crate::metrics::Metrics;
@@ -20,6 +21,7 @@ use crate::plugins::PluginHost;
 use crate::policy::{CompiledPolicy, PolicyMode};
 use crate::quotas::QuotaPlan;
 use crate::services::baselines::Baselines;
+use crate::services::delegations::{self, DelegationConfig};
 use crate::services::idempotency::Claim;
 use crate::services::notify::Outbox;
 use crate::services::tiering::{Controller, Trigger};
@@ -39,6 +41,7 @@ pub struct Decisions {
     outbox: Arc<Outbox>,
     tiers: Controller,
     baselines: Baselines,
+    delegation: Arc<DelegationConfig>,
 }
 
 /// How the decision service is put together.
@@ -60,6 +63,8 @@ pub struct Parts {
     pub tiers: Controller,
     /// Human baselines.
     pub baselines: Baselines,
+    /// Who may vouch for a human.
+    pub delegation: Arc<DelegationConfig>,
 }
 
 impl Decisions {
@@ -74,6 +79,7 @@ impl Decisions {
             outbox,
             tiers,
             baselines,
+            delegation,
         } = parts;
         Decisions {
             store,
@@ -84,6 +90,7 @@ impl Decisions {
             outbox,
             tiers,
             baselines,
+            delegation,
         }
     }
 
@@ -113,13 +120,26 @@ impl Decisions {
             Error::not_found("unknown_agent", format!("no agent `{agent_id}`")).at("agent")
         })?;
         let parents = self.parents(&agent).await?;
+        let now = self.clock.now_micros();
         let human = match &request.on_behalf_of {
-            Some(id) => Some(self.store.human(id).await?.ok_or_else(|| {
-                Error::not_found("unknown_human", format!("no human `{id}`")).at("on_behalf_of")
-            })?),
+            Some(id) => {
+                let human = self.store.human(id).await?.ok_or_else(|| {
+                    Error::not_found("unknown_human", format!("no human `{id}`")).at("on_behalf_of")
+                })?;
+                let a = &request.action;
+                let proof = delegations::prove(
+                    &self.store,
+                    &self.delegation,
+                    caller,
+                    (id, &agent.id),
+                    (&a.class, &a.environment, &a.service),
+                    now,
+                )
+                .await?;
+                Some(OnBehalfOf { human, proof })
+            }
             None => None,
         };
-        let now = self.clock.now_micros();
         let approval = match &request.approval_id {
             Some(id) => {
                 let hash = approvals::action_hash(&bound(

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod baselines;
 pub mod checkpoints;
 pub mod decisions;
+pub mod delegations;
 pub mod events;
 pub mod export;
 pub mod guards;
