@@ -184,6 +184,53 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     ))
     .unwrap();
     assert_eq!(approved["status"], "approved");
+    // Alice lets the agent act for her, sees it, and takes it back: with her own token.
+    let given: serde_json::Value = serde_json::from_slice(&cli(
+        &[
+            "delegations",
+            "give",
+            "--server",
+            &server,
+            "bot",
+            "--class",
+            "deploy",
+            "--environment",
+            "Staging",
+            "--hours",
+            "2",
+        ],
+        &approver,
+    ))
+    .unwrap();
+    assert_eq!(
+        (given["human"].as_str(), given["environments"][0].as_str()),
+        (Some("alice"), Some("staging")),
+        "{given}"
+    );
+    let live: serde_json::Value = serde_json::from_slice(&cli(
+        &["delegations", "list", "--server", &server, "--live"],
+        &approver,
+    ))
+    .unwrap();
+    assert_eq!(live[0]["id"], given["id"]);
+    let revoked: serde_json::Value = serde_json::from_slice(&cli(
+        &[
+            "delegations",
+            "revoke",
+            "--server",
+            &server,
+            given["id"].as_str().unwrap(),
+        ],
+        &approver,
+    ))
+    .unwrap();
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    let live: serde_json::Value = serde_json::from_slice(&cli(
+        &["delegations", "list", "--server", &server, "--live"],
+        &approver,
+    ))
+    .unwrap();
+    assert_eq!(live, serde_json::json!([]));
     let args = [
         "decide",
         "--server",

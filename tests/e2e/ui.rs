@@ -251,3 +251,84 @@ async fn sign_in_takes_only_approvers() {
     .unwrap();
     assert_eq!(shown, json!("unknown or revoked token"));
 }
+
+/// A human lets an agent act for them in the browser, sees it, and revokes it; the agent's
+/// claim is proven while it lasts and refused after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_delegates_and_revokes_in_the_browser() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let bot = s.agent("chatops", 3, json!({})).await;
+    s.post(
+        "/v1/humans",
+        &s.admin,
+        json!({"id": "bob", "team": "payments", "grants": [{"class": "*", "environment": "*", "service": "*", "max_risk": "critical"}]}),
+    )
+    .await;
+    let bob = s.token("approver", Some("bob")).await;
+    let (url, token) = (format!("{}/ui/approvals", s.base), bob.clone());
+    let delegations = format!("{}/ui/delegations", s.base);
+    let (given, row, errors, scripts) = tokio::task::spawn_blocking(move || {
+        let mut b = Browser::launch();
+        b.navigate(&url);
+        b.wait_for("document.querySelector('input[name=token]')");
+        b.eval(&format!("document.querySelector('input[name=token]').value = {}; document.querySelector('form').submit(); true", json!(token)));
+        b.wait_for("document.getElementById('count')");
+        b.navigate(&delegations);
+        b.wait_for("document.getElementById('give')");
+        b.eval("const f = document.getElementById('give'); f.agent.value = 'chatops'; f.classes.value = 'deploy, read'; f.environments.value = 'Staging'; f.hours.value = '4'; f.submit(); true");
+        b.wait_for("document.getElementById('notice')");
+        let given = b.eval("document.getElementById('notice').innerText");
+        let row = b.eval("document.querySelector('tr.delegation').innerText");
+        let scripts = b.eval("document.scripts.length");
+        let errors = b.errors();
+        (given, row, errors, scripts)
+    })
+    .await
+    .unwrap();
+    assert!(
+        given
+            .as_str()
+            .unwrap()
+            .contains("chatops may act for you until"),
+        "{given}"
+    );
+    let row = row.as_str().unwrap();
+    assert!(
+        row.contains("bob") && row.contains("deploy, read") && row.contains("staging"),
+        "{row}"
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(scripts, json!(0));
+    let ask = json!({"on_behalf_of": "bob"});
+    assert_eq!(
+        s.decide(&bot, "deploy", "staging", ask.clone()).await.1["verdict"],
+        "allow"
+    );
+
+    // Revoked in the browser: the claim is refused from then on.
+    let (url, delegations) = (
+        format!("{}/ui/approvals", s.base),
+        format!("{}/ui/delegations", s.base),
+    );
+    let revoked = tokio::task::spawn_blocking(move || {
+        let mut b = Browser::launch();
+        b.navigate(&url);
+        b.wait_for("document.querySelector('input[name=token]')");
+        b.eval(&format!("document.querySelector('input[name=token]').value = {}; document.querySelector('form').submit(); true", json!(bob)));
+        b.wait_for("document.getElementById('count')");
+        b.navigate(&delegations);
+        b.wait_for("document.querySelector('tr.delegation button.reject')");
+        b.eval("document.querySelector('tr.delegation button.reject').click(); true");
+        b.wait_for("document.getElementById('notice')");
+        b.eval("document.getElementById('notice').innerText + ' / ' + document.querySelector('tr.delegation').innerText")
+    })
+    .await
+    .unwrap();
+    let revoked = revoked.as_str().unwrap();
+    assert!(
+        revoked.contains("may no longer act for bob") && revoked.contains("revoked"),
+        "{revoked}"
+    );
+    let (_, after) = s.decide(&bot, "deploy", "staging", ask).await;
+    assert_eq!(after["verdict"], "deny", "{after}");
+}

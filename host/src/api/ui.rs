@@ -20,6 +20,7 @@ use crate::identity::{Caller, Role};
 use crate::records::{Approval, ApprovalStatus};
 use crate::services::reports::svg::esc;
 
+mod delegations;
 mod reports;
 
 const COOKIE_NAME: &str = "warden_session";
@@ -33,6 +34,11 @@ pub(super) fn router() -> axum::Router<AppState> {
         .route("/ui/agents", get(reports::agents))
         .route("/ui/agents/{id}", get(reports::agent))
         .route("/ui/approvals/{id}", post(decide))
+        .route(
+            "/ui/delegations",
+            get(delegations::list).post(delegations::give),
+        )
+        .route("/ui/delegations/{id}/revoke", post(delegations::revoke))
         .route("/ui/login", post(login))
         .route("/ui/logout", post(logout))
 }
@@ -69,6 +75,7 @@ fn header(caller: &Caller, secret: &str, current: &str) -> String {
         ("approvals", "/ui/approvals"),
         ("reports", "/ui/reports"),
         ("agents", "/ui/agents"),
+        ("delegations", "/ui/delegations"),
     ]
     .iter()
     .map(|(name, href)| {

@@ -18,6 +18,7 @@ use crate::identity::Role;
 use crate::server::{Warden, shutdown_signal};
 
 mod audit;
+mod delegations;
 mod import;
 mod replay;
 mod report;
@@ -92,6 +93,9 @@ enum Command {
     /// Decide approval requests on a running server.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Let agents act on your behalf, on a running server (your own approver token).
+    #[command(subcommand)]
+    Delegations(delegations::DelegationsCommand),
     /// Agents' quotas on a running server.
     #[command(subcommand)]
     Quotas(QuotasCommand),
@@ -756,6 +760,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(cmd) => audit::run(*cmd, &cli.db).await,
         Command::Report(cmd) => report::run(cmd, &cli.db).await,
+        Command::Delegations(cmd) => delegations::run(cmd).await,
         Command::Approvals(cmd) => match cmd {
             ApprovalsCommand::List {
                 server,
