@@ -23,6 +23,7 @@ mod process;
 mod quotas;
 mod readback;
 mod reports;
+mod roles;
 mod signals;
 mod tiers;
 mod trust;
