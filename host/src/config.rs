@@ -18,6 +18,7 @@ pub use crate::services::events::EventsConfig;
 pub use crate::services::integrations::IntegrationsConfig;
 pub use crate::services::notify::{NotificationsConfig, WebhookConfig, WebhookFormat};
 pub use crate::services::reports::ReportsConfig;
+pub use crate::services::sessions::UiConfig;
 use crate::store::StoreOptions;
 
 /// The whole configuration.
@@ -50,6 +51,8 @@ pub struct Config {
     pub reports: ReportsConfig,
     /// Who may vouch for the human an agent acts for.
     pub delegation: DelegationConfig,
+    /// The web UI: its sessions.
+    pub ui: UiConfig,
 }
 
 /// `[plugins]`.

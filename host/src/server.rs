@@ -25,6 +25,7 @@ use crate::services::events::Events;
 use crate::services::integrations::{GITHUB_SECRET_ENV, Receivers};
 use crate::services::notify::{self, Outbox};
 use crate::services::reports::Reports;
+use crate::services::sessions::UiConfig;
 use crate::services::tiering::Controller;
 use crate::services::{approvals, checkpoints, guards, outcomes, plugins as publishing, quotas};
 use crate::store::{Change, Store};
@@ -187,6 +188,17 @@ impl Warden {
         );
         let (s, c) = (store.clone(), clock.clone());
         jobs::spawn(
+            "ui session pruning",
+            Duration::from_secs(3600),
+            First::AfterInterval,
+            store.clone(),
+            move || {
+                let (s, c) = (s.clone(), c.clone());
+                async move { s.prune_sessions(c.now_micros()).await.map(|_| ()) }
+            },
+        );
+        let (s, c) = (store.clone(), clock.clone());
+        jobs::spawn(
             "idempotency key pruning",
             Duration::from_secs(3600),
             First::AfterInterval,
@@ -285,6 +297,11 @@ impl Warden {
                 signer,
                 audit_key,
                 reports,
+                ui: UiConfig {
+                    secure_cookie: config.ui.secure_cookie
+                        || config.notifications.public_url.starts_with("https://"),
+                    ..config.ui.clone()
+                },
             },
             config,
         })

@@ -40,3 +40,14 @@ CREATE TABLE delegations (
 );
 CREATE INDEX delegations_human_agent ON delegations(human_id, agent_id, expires_at);
 CREATE INDEX delegations_agent ON delegations(agent_id, expires_at);
+
+-- The web UI's sessions: the cookie holds a random id, this its SHA-256; a session ends at its
+-- expiry, on sign-out, or with the token it was opened with.
+CREATE TABLE ui_sessions (
+    id_hash     TEXT PRIMARY KEY,
+    token_id    TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    revoked_at  BIGINT
+);
+CREATE INDEX ui_sessions_expires ON ui_sessions(expires_at);

@@ -94,7 +94,7 @@ fn human_from_row(r: &AnyRow) -> Result<Human> {
     })
 }
 
-fn token_from_row(r: &AnyRow) -> Result<TokenRecord> {
+pub(crate) fn token_from_row(r: &AnyRow) -> Result<TokenRecord> {
     let role: String = r.try_get("role")?;
     Ok(TokenRecord {
         id: r.try_get("id")?,

@@ -38,6 +38,7 @@ mod outcomes;
 mod plugins;
 mod quotas;
 mod reports;
+mod sessions;
 mod trust;
 mod writer;
 
@@ -59,6 +60,7 @@ pub use plugins::{PluginRow, PluginWrite};
 use quotas::QuotaKey;
 pub use quotas::QuotaWrite;
 pub use reports::{RecentDecision, ReportWrite, StoredReport};
+pub use sessions::SessionWrite;
 pub use trust::TrustWrite;
 pub use violations::{ViolationFilter, ViolationWrite};
 use writer::{Job, Msg, Writer};
@@ -101,6 +103,8 @@ pub enum Write {
     Idempotency(IdempotencyWrite),
     /// Delegations from humans to agents.
     Delegation(DelegationWrite),
+    /// The web UI's sessions.
+    Session(SessionWrite),
 }
 
 /// How to open the store.
@@ -208,6 +212,7 @@ impl ReadCache {
                 | Write::Guard(_)
                 | Write::Idempotency(_)
                 | Write::Delegation(_)
+                | Write::Session(_)
                 | Write::Audit(_)
                 | Write::Report(_) => {}
             }

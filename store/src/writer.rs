@@ -331,6 +331,7 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
         Write::Decision(w) => crate::decisions::apply(conn, w).await,
         Write::Idempotency(w) => crate::idempotency::apply(conn, w).await,
         Write::Delegation(w) => crate::delegations::apply(conn, w).await,
+        Write::Session(w) => crate::sessions::apply(conn, w).await,
         Write::Violation(w) => crate::violations::apply(conn, w).await,
         Write::Approval(w) => crate::approvals::apply(conn, w).await,
         Write::Outcome(w) => crate::outcomes::apply(conn, w).await,

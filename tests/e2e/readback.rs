@@ -38,7 +38,7 @@ async fn inbox(s: &TestServer, approver: &str) -> (StatusCode, String) {
     let resp = s
         .client
         .get(format!("{}/ui/approvals", s.base))
-        .header("cookie", format!("warden_session={approver}"))
+        .header("cookie", s.sign_in(approver).await)
         .send()
         .await
         .unwrap();

@@ -319,6 +319,45 @@ impl TestServer {
         created["token"].as_str().unwrap().to_string()
     }
 
+    /// Signs in to the web UI as a browser would (the form's nonce and its cookie, then the
+    /// token); returns the `Cookie` header of the session.
+    pub(crate) async fn sign_in(&self, token: &str) -> String {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = client
+            .get(format!("{}/ui/approvals", self.base))
+            .send()
+            .await
+            .unwrap();
+        let cookie_of = |resp: &reqwest::Response, name: &str| {
+            resp.headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|c| {
+                    c.strip_prefix(&format!("{name}="))
+                        .map(|v| v.split(';').next().unwrap().to_string())
+                })
+        };
+        let nonce = cookie_of(&form, "warden_login").expect("the sign-in form sets its nonce");
+        let html = form.text().await.unwrap();
+        assert!(
+            html.contains(&format!(r#"name="login_csrf" value="{nonce}""#)),
+            "{html}"
+        );
+        let signed = client
+            .post(format!("{}/ui/login", self.base))
+            .header("cookie", format!("warden_login={nonce}"))
+            .form(&[("token", token), ("login_csrf", nonce.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let session = cookie_of(&signed, "warden_session").expect("signed in");
+        format!("warden_session={session}")
+    }
+
     /// A human who may approve anything, and an approver token for them.
     pub(crate) async fn approver(&self, id: &str) -> String {
         let (status, body) = self

@@ -92,9 +92,10 @@ async fn an_approver_approves_in_the_browser() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    let session = s.sign_in(&carol).await;
     let forged = no_redirects
         .post(format!("{}/ui/approvals/{other}", s.base))
-        .header("cookie", format!("warden_session={carol}"))
+        .header("cookie", &session)
         .form(&[
             ("decision", "approve"),
             ("csrf", "guessed"),
@@ -108,7 +109,7 @@ async fn an_approver_approves_in_the_browser() {
     for path in [format!("/ui/approvals/{other}"), "/ui/logout".to_string()] {
         let bare = no_redirects
             .post(format!("{}{path}", s.base))
-            .header("cookie", format!("warden_session={carol}"))
+            .header("cookie", &session)
             .form(&[("decision", "approve")])
             .send()
             .await
@@ -195,32 +196,69 @@ async fn a_guard_review_in_the_browser() {
     );
 }
 
-/// Signing in takes only live approver tokens, and the cookie is locked down.
+/// Signing in takes only live approver tokens, opens a server-side session (the cookie holds its
+/// id, never the token), is protected against login CSRF, and ends on sign-out or revocation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_takes_only_approvers() {
-    let s = TestServer::start(Backend::Sqlite).await;
+    let db = crate::support::TestDb::new(Backend::Sqlite).await;
+    let mut config = db.config();
+    config.notifications.public_url = "https://warden.example".into();
+    let s = TestServer::start_with(db, config).await;
     let bot = s.agent("migrator", 2, json!({})).await;
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // Without the sign-in form's nonce (a page elsewhere posting a token): refused.
+    let forged = no_redirects
+        .post(format!("{}/ui/login", s.base))
+        .form(&[("token", bot.as_str()), ("login_csrf", "guessed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.headers().get("set-cookie").is_none());
+    // With it, an agent's token and an unknown one are refused with a message.
+    let form = no_redirects
+        .get(format!("{}/ui/approvals", s.base))
+        .send()
+        .await
+        .unwrap();
+    let nonce_cookie = form.headers()["set-cookie"].to_str().unwrap().to_string();
+    let nonce = nonce_cookie
+        .strip_prefix("warden_login=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let login = |token: String| {
         no_redirects
             .post(format!("{}/ui/login", s.base))
-            .form(&[("token", token)])
+            .header("cookie", format!("warden_login={nonce}"))
+            .form(&[("token", token), ("login_csrf", nonce.clone())])
             .send()
     };
-    let refused = login(bot.clone()).await.unwrap();
-    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
-    assert!(refused.headers().get("set-cookie").is_none());
-    assert!(
-        refused.headers()["location"]
-            .to_str()
-            .unwrap()
-            .contains("error=")
-    );
-    let unknown = login("wdn_nope".into()).await.unwrap();
-    assert!(unknown.headers().get("set-cookie").is_none());
+    for token in [bot.clone(), "wdn_nope".into()] {
+        let refused = login(token).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+        assert!(
+            refused.headers()["location"]
+                .to_str()
+                .unwrap()
+                .contains("error=")
+        );
+        let cookies: Vec<&str> = refused
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|c| c.to_str().unwrap())
+            .collect();
+        assert!(
+            !cookies.iter().any(|c| c.starts_with("warden_session=")),
+            "{cookies:?}"
+        );
+    }
     s.post(
         "/v1/humans",
         &s.admin,
@@ -228,14 +266,79 @@ async fn sign_in_takes_only_approvers() {
     )
     .await;
     let carol = s.token("approver", Some("carol")).await;
-    let ok = login(carol).await.unwrap();
-    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
+    let ok = login(carol.clone()).await.unwrap();
+    let cookie = ok
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("warden_session="))
+        .expect("a session");
     assert!(
         cookie.contains("HttpOnly")
             && cookie.contains("SameSite=Strict")
-            && cookie.contains("Path=/ui"),
+            && cookie.contains("Path=/ui")
+            && cookie.contains("Max-Age=28800")
+            && cookie.contains("Secure"),
         "{cookie}"
     );
+    assert!(!cookie.contains(&carol), "the cookie never holds the token");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = |cookie: String| {
+        let c = no_redirects
+            .get(format!("{}/ui/approvals", s.base))
+            .header("cookie", cookie);
+        async move { c.send().await.unwrap().text().await.unwrap() }
+    };
+    let inbox = page(session.clone()).await;
+    assert!(inbox.contains("Sign out"), "signed in");
+    assert!(
+        !page(format!("warden_session={carol}"))
+            .await
+            .contains("Sign out"),
+        "a token is not a session"
+    );
+    // Signing out ends the session on the server: the same cookie, replayed, is worthless.
+    let csrf = inbox
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = no_redirects
+        .post(format!("{}/ui/logout", s.base))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(!page(session).await.contains("Sign out"), "signed out");
+    // Revoking the token ends its sessions.
+    let session = s.sign_in(&carol).await;
+    assert!(page(session.clone()).await.contains("Sign out"));
+    let (_, tokens) = s.get("/v1/tokens", &s.admin).await;
+    let id = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["subject"] == "carol")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = s
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    assert!(!page(session).await.contains("Sign out"), "revoked");
 
     // In the browser: a bad token shows the error on the sign-in page.
     let url = format!("{}/ui/approvals", s.base);

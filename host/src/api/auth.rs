@@ -42,7 +42,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// The caller a token secret stands for: 401 if unknown or revoked.
-pub(crate) async fn caller_for(state: &AppState, secret: &str) -> Result<Caller, Error> {
+async fn caller_for(state: &AppState, secret: &str) -> Result<Caller, Error> {
     let unauthorized = |code, msg: &str| Error::new(Kind::Unauthorized, code, msg);
     let token = state
         .store

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-pub(crate) use auth::caller_for;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -86,6 +85,8 @@ pub struct AppState {
     pub audit_key: Arc<NoteVerifier>,
     /// Weekly behaviour reports.
     pub reports: crate::services::reports::Reports,
+    /// The web UI's sessions (`secure_cookie` already true when served over TLS).
+    pub ui: crate::services::sessions::UiConfig,
 }
 
 #[derive(OpenApi)]

@@ -1,10 +1,13 @@
 //! `/ui/approvals`: the approver's inbox, server-rendered HTML and CSS with no script; beside
 //! it the weekly reports and a page per agent (`reports`).
 //!
-//! Sign-in posts an approver token once; it comes back as an `HttpOnly`, `SameSite=Strict`
-//! cookie scoped to `/ui`. Every form that changes something carries a CSRF token derived from
-//! the session's secret (SHA-256 of a label and the token), which a page on another site can
-//! neither read nor compute; together with `SameSite=Strict` a forged post is refused.
+//! Sign-in posts an approver token once and opens a server-side session
+//! ([`crate::services::sessions`]): the cookie (`HttpOnly`, `SameSite=Strict`, scoped to `/ui`,
+//! `Secure` behind TLS) holds the session's random id, never the token. Every form that
+//! changes something carries a CSRF token derived from the session id (SHA-256 of a label and
+//! the id), which a page on another site can neither read nor compute; the sign-in form itself
+//! carries a nonce that must match a cookie set with the form (login CSRF). Together with
+//! `SameSite=Strict` a forged post is refused.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -16,14 +19,17 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::identity::{Caller, Role};
+use crate::identity::Caller;
 use crate::records::{Approval, ApprovalStatus};
 use crate::services::reports::svg::esc;
+use crate::services::sessions;
 
 mod delegations;
 mod reports;
 
 const COOKIE_NAME: &str = "warden_session";
+/// The sign-in form's nonce, matched against the form's field (double submit).
+const LOGIN_COOKIE: &str = "warden_login";
 
 pub(super) fn router() -> axum::Router<AppState> {
     axum::Router::new()
@@ -49,24 +55,43 @@ fn csrf(secret: &str) -> String {
     ))
 }
 
-/// The session's token secret, from the cookie.
-fn session(headers: &HeaderMap) -> Option<String> {
+/// A cookie's value.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
         .filter(|v| !v.is_empty() && v.len() <= 512)
 }
 
-/// The signed-in approver, if the cookie holds a live approver or admin token.
+/// The session id, from the cookie.
+fn session(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE_NAME)
+}
+
+/// The signed-in human and their session id, if the cookie names a live session.
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(Caller, String)> {
-    let secret = session(headers)?;
-    let caller = super::caller_for(state, &secret).await.ok()?;
-    matches!(caller.role, Role::Approver | Role::Admin).then_some((caller, secret))
+    let id = session(headers)?;
+    let now = state.clock.now_micros();
+    let caller = sessions::find(&state.store, &id, now).await.ok()??;
+    Some((caller, id))
+}
+
+/// A `Set-Cookie` value scoped to the UI; `max_age` 0 deletes it.
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
+    let secure = if state.ui.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .ok()
 }
 
 /// The signed-in header: the pages, who is signed in, and sign-out.
@@ -153,12 +178,18 @@ async fn inbox(
             .error
             .map(|e| format!(r#"<div class="card error">{}</div>"#, esc(&e)))
             .unwrap_or_default();
+        let nonce = sessions::random_id();
         let body = format!(
             r#"<header><h1>Warden · approvals</h1></header><main>{error}<form class="card" method="post" action="/ui/login">
+<input type="hidden" name="login_csrf" value="{nonce}">
 <p>Sign in with your approver token.</p><div class="row"><input type="password" name="token" placeholder="wdn_…" autocomplete="off" required>
 <button type="submit">Sign in</button></div></form></main>"#
         );
-        return page("sign in", &body).into_response();
+        let mut response = page("sign in", &body).into_response();
+        if let Some(v) = set_cookie(&state, LOGIN_COOKIE, &nonce, 600) {
+            response.headers_mut().append(SET_COOKIE, v);
+        }
+        return response;
     };
     let now = state.clock.now_micros();
     let pending = match state
@@ -336,22 +367,46 @@ fn back(key: &str, message: &str) -> Response {
 
 #[derive(Debug, Deserialize)]
 struct Login {
+    #[serde(default)]
     token: String,
+    #[serde(default)]
+    login_csrf: String,
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
-    let secret = form.token.trim().to_string();
-    match super::caller_for(&state, &secret).await {
-        Ok(c) if matches!(c.role, Role::Approver | Role::Admin) && secret.len() <= 512 => {
-            let cookie = format!("{COOKIE_NAME}={secret}; Path=/ui; HttpOnly; SameSite=Strict");
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Login>,
+) -> Response {
+    // Login CSRF: a page elsewhere cannot sign this browser in to someone else's account, since
+    // it can neither read the form's nonce nor set the cookie it must match.
+    if cookie(&headers, LOGIN_COOKIE).is_none_or(|nonce| nonce != form.login_csrf) {
+        return refused();
+    }
+    let secret = form.token.trim();
+    if secret.is_empty() || secret.len() > 512 {
+        return back("error", "unknown or revoked token");
+    }
+    let ttl = std::time::Duration::from_secs(state.ui.session_ttl_secs);
+    let now = state.clock.now_micros();
+    match sessions::open(&state.store, secret, now, ttl).await {
+        Ok((id, _)) => {
             let mut response = Redirect::to("/ui/approvals").into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().insert(SET_COOKIE, v);
+            let headers = response.headers_mut();
+            for v in [
+                set_cookie(&state, COOKIE_NAME, &id, state.ui.session_ttl_secs),
+                set_cookie(&state, LOGIN_COOKIE, "", 0),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                headers.append(SET_COOKIE, v);
             }
             response
         }
-        Ok(_) => back("error", "that token is not an approver's"),
-        Err(_) => back("error", "unknown or revoked token"),
+        Err(e) if e.code == "forbidden_role" => back("error", "that token is not an approver's"),
+        Err(e) if e.code == "unknown_token" => back("error", "unknown or revoked token"),
+        Err(e) => back("error", &e.message),
     }
 }
 
@@ -362,18 +417,23 @@ struct SignOut {
     csrf: String,
 }
 
-async fn logout(headers: HeaderMap, Form(form): Form<SignOut>) -> Response {
-    if session(&headers).is_some_and(|s| csrf(&s) == form.csrf) {
-        let mut response = Redirect::to("/ui/approvals").into_response();
-        response.headers_mut().insert(
-            SET_COOKIE,
-            HeaderValue::from_static(
-                "warden_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0",
-            ),
-        );
-        return response;
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignOut>,
+) -> Response {
+    let Some(id) = session(&headers).filter(|id| csrf(id) == form.csrf) else {
+        return refused();
+    };
+    // The session ends on the server: a copy of the cookie is worth nothing after this.
+    if let Err(e) = sessions::close(&state.store, &id, state.clock.now_micros()).await {
+        return back("error", &e.message);
     }
-    refused()
+    let mut response = Redirect::to("/ui/approvals").into_response();
+    if let Some(v) = set_cookie(&state, COOKIE_NAME, "", 0) {
+        response.headers_mut().insert(SET_COOKIE, v);
+    }
+    response
 }
 
 /// A post that does not carry this session's CSRF token did not come from Warden's page.

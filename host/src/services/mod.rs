@@ -22,6 +22,7 @@ pub mod plugins;
 pub mod quotas;
 pub mod reports;
 pub mod rollback;
+pub mod sessions;
 pub mod tiering;
 pub mod tokens;
 pub mod violations;
