@@ -26,6 +26,7 @@ mod reports;
 mod roles;
 mod signals;
 mod tiers;
+mod tls;
 mod trust;
 mod ui;
 mod violations;

@@ -33,6 +33,16 @@ pub(crate) struct TestDb {
 }
 
 impl TestDb {
+    /// A database someone else made (and will drop): a PostgreSQL `url`, beside `dir`.
+    pub(crate) fn at(url: String, dir: tempfile::TempDir) -> TestDb {
+        TestDb {
+            backend: Backend::Postgres,
+            url,
+            _dir: Some(dir),
+            schema: None,
+        }
+    }
+
     pub(crate) async fn new(backend: Backend) -> TestDb {
         match backend {
             Backend::Sqlite => {

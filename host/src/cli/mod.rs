@@ -50,9 +50,12 @@ struct DbArgs {
 /// A running server to talk to.
 #[derive(Debug, Args)]
 struct ServerArgs {
-    /// The server's base URL.
+    /// The server's base URL (`https://…` behind TLS).
     #[arg(long, env = "WARDEN_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// A PEM file of certificate authorities to trust besides the built-in ones (a private CA).
+    #[arg(long, env = "WARDEN_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1255,9 +1258,17 @@ async fn call(
     let token = std::env::var("WARDEN_TOKEN")
         .context("set WARDEN_TOKEN to an API token (create one with `warden token create`)")?;
     let url = format!("{}{path}", server.server.trim_end_matches('/'));
-    let mut req = reqwest::Client::new()
-        .request(method, &url)
-        .bearer_auth(token);
+    let mut client = reqwest::Client::builder();
+    if let Some(path) = &server.ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA certificates in {}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificates", path.display()))?
+        {
+            client = client.add_root_certificate(cert);
+        }
+    }
+    let mut req = client.build()?.request(method, &url).bearer_auth(token);
     if let Some(b) = body {
         req = req.json(&b);
     }
