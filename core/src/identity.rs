@@ -304,8 +304,9 @@ pub struct Human {
     pub team: String,
     /// What the human may do; an agent acting on their behalf gets at most this.
     pub grants: Vec<Grant>,
-    /// Creation time (RFC 3339); set by the server.
-    #[serde(default, skip_deserializing)]
+    /// Creation time (RFC 3339); set by the server (what a request says is ignored).
+    #[serde(default)]
+    #[schema(read_only)]
     pub created_at: String,
 }
 

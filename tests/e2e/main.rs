@@ -24,6 +24,7 @@ mod quotas;
 mod readback;
 mod reports;
 mod roles;
+mod schema;
 mod signals;
 mod tiers;
 mod tls;

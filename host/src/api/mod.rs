@@ -109,6 +109,61 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Documents on every operation the errors any of its kind can answer, so that no operation's
+/// list of answers is short of one the server gives: 400 (and 404 for an id in the path) where
+/// there is input, 401, 403 and 503 where there is a token, 408, 413 and 415 where there is a
+/// body, and 500 everywhere.
+struct StandardErrors;
+
+impl utoipa::Modify for StandardErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in operations.into_iter().flatten() {
+                let secured = op.security.is_some();
+                let body = op.request_body.is_some();
+                let input = body || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let wanted = [
+                    (input, "400", "Bad input; `field` names the problem"),
+                    (secured, "401", "No token, or an unknown or revoked one"),
+                    (secured, "403", "The token's role may not do this"),
+                    (path.contains('{'), "404", "No such resource"),
+                    (body, "408", "The body did not arrive in time"),
+                    (body, "413", "The body is over its limit"),
+                    (body, "415", "The body is not JSON"),
+                    (true, "500", "A bug"),
+                    (secured, "503", "The store is unavailable; nothing was done"),
+                ];
+                for (applies, status, description) in wanted {
+                    if applies && !op.responses.responses.contains_key(status) {
+                        op.responses
+                            .responses
+                            .insert(status.to_string(), error(description).into());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The router's limits, from `[server]`, `[plugins]` and `[events]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -156,6 +211,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .merge(reports::routes())
         .merge(events::routes(events_limit))
         .split_for_parts();
+    // After the paths are in: `modifiers(…)` run before the routers are merged.
+    let mut openapi = openapi;
+    utoipa::Modify::modify(&StandardErrors, &mut openapi);
     let openapi = Arc::new(openapi);
     router
         .route(
