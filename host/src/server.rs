@@ -175,37 +175,20 @@ impl Warden {
                 async move { t.sweep().await.map_err(|e| e.message) }
             },
         );
+        // What has served its time: old quota counts, ended sessions, lapsed idempotency keys.
         let (s, c) = (store.clone(), clock.clone());
         jobs::spawn(
-            "quota pruning",
+            "pruning",
             Duration::from_secs(3600),
             First::AfterInterval,
             store.clone(),
             move || {
                 let (s, c) = (s.clone(), c.clone());
-                async move { quotas::prune(&s, &c).await }
-            },
-        );
-        let (s, c) = (store.clone(), clock.clone());
-        jobs::spawn(
-            "ui session pruning",
-            Duration::from_secs(3600),
-            First::AfterInterval,
-            store.clone(),
-            move || {
-                let (s, c) = (s.clone(), c.clone());
-                async move { s.prune_sessions(c.now_micros()).await.map(|_| ()) }
-            },
-        );
-        let (s, c) = (store.clone(), clock.clone());
-        jobs::spawn(
-            "idempotency key pruning",
-            Duration::from_secs(3600),
-            First::AfterInterval,
-            store.clone(),
-            move || {
-                let (s, c) = (s.clone(), c.clone());
-                async move { s.prune_idempotency_keys(c.now_micros()).await.map(|_| ()) }
+                async move {
+                    quotas::prune(&s, &c).await?;
+                    s.prune_sessions(c.now_micros()).await?;
+                    s.prune_idempotency_keys(c.now_micros()).await.map(drop)
+                }
             },
         );
         let baselines = Baselines::new(store.clone(), clock.clone(), config.baselines.clone())?;

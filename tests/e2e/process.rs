@@ -8,19 +8,11 @@ use serde_json::json;
 use warden::clock::Clock as _;
 
 use crate::both_backends;
-use crate::support::{Backend, TestDb};
+use crate::support::{Backend, TestDb, free_port};
 
 both_backends!(binary_serves_and_shuts_down_without_loss);
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn warden(db: &TestDb, dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);

@@ -188,11 +188,7 @@ async fn two_processes_hold_quotas_exactly() {
     let mut children = Vec::new();
     let mut bases = Vec::new();
     for _ in 0..2 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_warden"))
             .current_dir(dir.path())
             .env("WARDEN_DATABASE_URL", &db.url)

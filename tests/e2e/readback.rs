@@ -34,6 +34,16 @@ async fn sweep(s: &TestServer, days: i64) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// The ids on a page of approvals.
+fn listed_ids(page: &Value) -> Vec<&str> {
+    page["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect()
+}
+
 async fn inbox(s: &TestServer, approver: &str) -> (StatusCode, String) {
     let resp = s
         .client
@@ -67,12 +77,7 @@ async fn an_unreadable_approval_costs_only_itself(backend: Backend) {
     // The list, the inbox and the sweeper go on with the rest, and say what they left out.
     let (status, page) = s.get("/v1/approvals", &carol).await;
     assert_eq!(status, 200, "{page}");
-    let listed: Vec<&str> = page["approvals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["id"].as_str().unwrap())
-        .collect();
+    let listed = listed_ids(&page);
     assert_eq!(listed, [good.as_str()]);
     assert_eq!(page["unreadable"], json!([bad]));
     let (status, html) = inbox(&s, &carol).await;
@@ -254,12 +259,7 @@ async fn whatever_decisions_accept_reads_back(backend: Backend) {
     let (status, page) = s.get("/v1/approvals?limit=1000", &carol).await;
     assert_eq!(status, 200, "seed {seed}: {page}");
     assert!(page.get("unreadable").is_none(), "seed {seed}: {page}");
-    let listed: Vec<&str> = page["approvals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["id"].as_str().unwrap())
-        .collect();
+    let listed = listed_ids(&page);
     for id in &accepted {
         assert!(
             listed.contains(&id.as_str()),

@@ -150,6 +150,15 @@ impl Drop for TestDb {
     }
 }
 
+/// A port nothing listens on now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A real Warden HTTP server on a random port.
 pub(crate) struct TestServer {
     pub base: String,

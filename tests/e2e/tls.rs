@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{TestDb, TestServer};
+use crate::support::{TestDb, TestServer, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden");
 
@@ -20,14 +20,6 @@ fn run(cmd: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A CA, and a server certificate it signed for `localhost` and 127.0.0.1.
