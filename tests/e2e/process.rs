@@ -10,7 +10,10 @@ use warden::clock::Clock as _;
 use crate::both_backends;
 use crate::support::{Backend, TestDb, free_port};
 
-both_backends!(binary_serves_and_shuts_down_without_loss);
+both_backends!(
+    binary_serves_and_shuts_down_without_loss,
+    kill_nine_under_load_loses_nothing_acknowledged
+);
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden");
 
@@ -702,4 +705,124 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         !String::from_utf8_lossy(&out.stdout).contains("wdn_"),
         "secrets are never listed"
     );
+}
+
+/// Starts `warden serve` on `port` and waits until it is ready.
+async fn serve(
+    db: &TestDb,
+    dir: &std::path::Path,
+    port: u16,
+    bootstrap: &str,
+) -> std::process::Child {
+    let child = warden(db, dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("WARDEN_BOOTSTRAP_ADMIN_TOKEN", bootstrap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        let ready = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+/// SIGKILL in the middle of a stream of decisions: every decision answered before the kill is
+/// there after a restart, and the audit chain still verifies.
+async fn kill_nine_under_load_loses_nothing_acknowledged(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = "bootstrap-secret-for-tests-0123456789abcdef";
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = serve(&db, dir.path(), port, bootstrap).await;
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/v1/agents"))
+        .bearer_auth(bootstrap)
+        .json(&serde_json::json!({"id": "bot", "tool": "t", "model": "m", "team": "core", "sponsor": "s", "tier": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let lift = serde_json::json!({"limits": {"deploys_per_hour_per_service": 100000, "calls_per_minute": 100000}});
+    let lifted = client
+        .put(format!("{base}/v1/agents/bot/quotas"))
+        .bearer_auth(bootstrap)
+        .json(&lift)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 200);
+    // Eight streams of decisions; each keeps the ids it was answered.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let streams: Vec<_> = (0..8)
+        .map(|i| {
+            let (client, base, acks) = (client.clone(), base.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let body = serde_json::json!({"agent": "bot", "action": {"class": "deploy", "environment": "staging", "service": format!("svc-{i}-{}", n % 5)}});
+                    let Ok(resp) = client.post(format!("{base}/v1/decisions")).bearer_auth(bootstrap).json(&body).send().await else {
+                        return;
+                    };
+                    let Ok(answer) = resp.json::<serde_json::Value>().await else {
+                        return;
+                    };
+                    if let Some(id) = answer["decision_id"].as_str() {
+                        acks.lock().unwrap().push(id.to_string());
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill once a few hundred are answered, mid-stream.
+    for _ in 0..600 {
+        if acknowledged.lock().unwrap().len() >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // `Child::kill` is SIGKILL on Unix: no shutdown, no draining.
+    child.kill().unwrap();
+    let _ = child.wait();
+    for s in streams {
+        let _ = s.await;
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 300,
+        "{} answered before the kill",
+        acknowledged.len()
+    );
+
+    let mut child = serve(&db, dir.path(), port, bootstrap).await;
+    for id in &acknowledged {
+        let found = client
+            .get(format!("{base}/v1/decisions/{id}"))
+            .bearer_auth(bootstrap)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(found.status(), 200, "decision {id} was answered, then lost");
+    }
+    let verified: serde_json::Value = client
+        .get(format!("{base}/v1/audit/verify"))
+        .bearer_auth(bootstrap)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["intact"], true, "{verified}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
