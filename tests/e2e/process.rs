@@ -714,7 +714,7 @@ async fn serve(
     port: u16,
     bootstrap: &str,
 ) -> std::process::Child {
-    let child = warden(db, dir)
+    let mut child = warden(db, dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("WARDEN_BOOTSTRAP_ADMIN_TOKEN", bootstrap)
         .stdout(Stdio::null())
@@ -732,6 +732,8 @@ async fn serve(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not become ready");
 }
 
