@@ -101,6 +101,9 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// How long a request's body may take to arrive, from its headers; slower is a 408.
     pub body_read_timeout_secs: u64,
+    /// How long a response may wait for the client to take any of it before the connection
+    /// is closed.
+    pub send_timeout_secs: u64,
     /// Most connections open at once; one more gets a 503 and is closed.
     pub max_connections: usize,
     /// How long the answer to a request sent with `Idempotency-Key` is kept for its retries.
@@ -115,6 +118,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 30,
+            send_timeout_secs: 30,
             max_connections: 4096,
             idempotency_window_secs: 24 * 3600,
         }

@@ -346,11 +346,19 @@ impl Warden {
             "server.max_connections must be at least 1"
         );
         anyhow::ensure!(
-            server.header_read_timeout_secs > 0 && server.body_read_timeout_secs > 0,
-            "server.header_read_timeout_secs and server.body_read_timeout_secs must be at least 1"
+            server.header_read_timeout_secs > 0
+                && server.body_read_timeout_secs > 0
+                && server.send_timeout_secs > 0,
+            "server.header_read_timeout_secs, body_read_timeout_secs and send_timeout_secs must be at least 1"
+        );
+        let lease = crate::services::idempotency::CLAIM_LEASE.as_secs();
+        anyhow::ensure!(
+            server.idempotency_window_secs >= lease,
+            "server.idempotency_window_secs must be at least {lease} (a request in flight holds its key that long)"
         );
         let limits = serve::Limits {
             header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
+            send_timeout: Duration::from_secs(server.send_timeout_secs),
             max_connections: server.max_connections,
             grace: Duration::from_secs(server.shutdown_grace_secs),
         };

@@ -80,8 +80,14 @@ impl From<ApprovalWrite> for Write {
     }
 }
 
-const APPROVAL_COLUMNS: &str = "SELECT id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, \
-     created_at, expires_at, decided_by, decided_at, comment, consumed_by, consumed_at, approvals_needed, approved_by FROM approvals";
+macro_rules! approval_fields {
+    () => {
+        "id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, \
+         created_at, expires_at, decided_by, decided_at, comment, consumed_by, consumed_at, approvals_needed, approved_by"
+    };
+}
+const APPROVAL_FIELDS: &str = approval_fields!();
+const APPROVAL_COLUMNS: &str = concat!("SELECT ", approval_fields!(), " FROM approvals");
 
 /// The columns of an approval as they are stored: text as text, numbers as numbers, and null
 /// for what does not decode, so that any row can be kept.
@@ -226,13 +232,23 @@ impl Store {
         Ok(Listed::read(&rows, "approval", |r| approval_of(r, now)))
     }
 
-    /// Approvals that lapsed undecided before `now` and whose expiry is not yet announced.
-    pub async fn unannounced_expiries(&self, now: i64, limit: i64) -> Result<Listed<Approval>> {
+    /// Approvals that lapsed undecided before `now` and whose expiry is not yet announced, in
+    /// id order after `after` (so a reader can page past rows that do not read back).
+    pub async fn unannounced_expiries(
+        &self,
+        now: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Listed<Approval>> {
         let sql = format!(
-            "{APPROVAL_COLUMNS} WHERE status = 'pending' AND expires_at <= $1 AND expiry_notified = 0 ORDER BY id LIMIT {}",
+            "{APPROVAL_COLUMNS} WHERE status = 'pending' AND expires_at <= $1 AND expiry_notified = 0 AND id > $2 ORDER BY id LIMIT {}",
             limit.clamp(1, 1000)
         );
-        let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(now)
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(Listed::read(&rows, "approval", |r| approval_of(r, now)))
     }
 }
@@ -241,11 +257,14 @@ impl Store {
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Applied {
     Ok(match write {
         ApprovalWrite::Quarantine { id, by, reason, at } => {
-            // Read inside the transaction, so what is kept is what is removed.
-            let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?;
+            // Removed and read in one statement, so what is kept is what was removed, whatever
+            // another replica did to the row meanwhile (and a second quarantine finds none).
+            let row = sqlx::query(&format!(
+                "DELETE FROM approvals WHERE id = $1 RETURNING {APPROVAL_FIELDS}"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
             let Some(row) = row else {
                 return Ok(missing(0, Missing::Approval, format!("no approval `{id}`")));
             };
@@ -259,10 +278,6 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
             .bind(*at)
             .execute(&mut *conn)
             .await?;
-            sqlx::query("DELETE FROM approvals WHERE id = $1")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
             Ok(())
         }
         ApprovalWrite::NoteApprovalExpired { id } => {

@@ -36,19 +36,27 @@ pub enum IdempotencyWrite {
         /// Claims made before this are abandoned (their process died).
         stale_before: i64,
     },
-    /// Keep the answer of the claimed request (once; later attempts change nothing).
+    /// Keep the answer of the claimed request; 409 ([`Conflict::IdempotencyKeyTaken`]) unless
+    /// the claim made at `claimed_at` still holds the key unanswered (it lapsed and a retry
+    /// took it over, or the answer is kept already). In the change that makes the answer true,
+    /// that rolls the change back: one key, one action.
     Answer {
         /// The key.
         key: IdempotencyKey,
+        /// When the claim was made (which claim this is).
+        claimed_at: i64,
         /// The HTTP status.
         status: u16,
         /// The body.
         response: String,
     },
-    /// Give up a claim whose request was not answered with success, so a retry runs afresh.
+    /// Give up a claim whose request was not answered with success, so a retry runs afresh;
+    /// a claim another request has taken over is left alone.
     Release {
         /// The key.
         key: IdempotencyKey,
+        /// When the claim was made.
+        claimed_at: i64,
     },
 }
 
@@ -138,28 +146,39 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &IdempotencyWrite) ->
         }
         IdempotencyWrite::Answer {
             key,
+            claimed_at,
             status,
             response,
         } => {
-            sqlx::query(
-                "UPDATE idempotency_keys SET status = $1, response = $2 WHERE principal = $3 AND route = $4 AND idem_key = $5 AND status = 0",
+            let n = sqlx::query(
+                "UPDATE idempotency_keys SET status = $1, response = $2 WHERE principal = $3 AND route = $4 AND idem_key = $5 AND status = 0 AND created_at = $6",
             )
             .bind(i64::from(*status))
             .bind(response)
             .bind(&key.principal)
             .bind(&key.route)
             .bind(&key.key)
+            .bind(*claimed_at)
             .execute(&mut *conn)
-            .await?;
-            Ok(())
+            .await?
+            .rows_affected();
+            affected(
+                n,
+                Conflict::IdempotencyKeyTaken,
+                format!(
+                    "the claim on Idempotency-Key `{}` lapsed and another request took it; retry to get its answer",
+                    key.key
+                ),
+            )
         }
-        IdempotencyWrite::Release { key } => {
+        IdempotencyWrite::Release { key, claimed_at } => {
             sqlx::query(
-                "DELETE FROM idempotency_keys WHERE principal = $1 AND route = $2 AND idem_key = $3 AND status = 0",
+                "DELETE FROM idempotency_keys WHERE principal = $1 AND route = $2 AND idem_key = $3 AND status = 0 AND created_at = $4",
             )
             .bind(&key.principal)
             .bind(&key.route)
             .bind(&key.key)
+            .bind(*claimed_at)
             .execute(&mut *conn)
             .await?;
             Ok(())

@@ -48,6 +48,7 @@ both_backends!(
     outcomes_and_signals,
     trust,
     quotas,
+    idempotency_keys,
     audit_chain,
     audit_tree,
     deliveries,
@@ -579,7 +580,7 @@ async fn approvals(backend: Backend) {
         ApprovalStatus::Expired
     );
     assert_eq!(
-        s.unannounced_expiries(later, 10)
+        s.unannounced_expiries(later, "", 10)
             .await
             .unwrap()
             .items
@@ -595,7 +596,7 @@ async fn approvals(backend: Backend) {
         Some(Conflict::ExpiryNoted)
     );
     assert!(
-        s.unannounced_expiries(later, 10)
+        s.unannounced_expiries(later, "", 10)
             .await
             .unwrap()
             .items
@@ -1133,6 +1134,88 @@ async fn guards(backend: Backend) {
         (GuardStatus::RolledBack, Some("r1"))
     );
     assert!(s.guard("nope").await.unwrap().is_none());
+}
+
+async fn idempotency_keys(backend: Backend) {
+    use warden_store::{IdempotencyKey, IdempotencyWrite, Kept};
+    let db = TestDb::new(backend).await;
+    let s = &db.store;
+    let key = IdempotencyKey {
+        principal: "agent:bot".into(),
+        route: "POST /v1/decisions".into(),
+        key: "k1".into(),
+    };
+    let claim = |at: i64| {
+        Write::Idempotency(IdempotencyWrite::Claim {
+            key: key.clone(),
+            request_hash: "h".into(),
+            at,
+            expires_at: at + 60 * MINUTE,
+            stale_before: at - MINUTE,
+        })
+    };
+    let answer = |claimed_at: i64, body: &str| {
+        Write::Idempotency(IdempotencyWrite::Answer {
+            key: key.clone(),
+            claimed_at,
+            status: 200,
+            response: body.into(),
+        })
+    };
+    let taken = Some(Conflict::IdempotencyKeyTaken);
+    commit(s, vec![claim(NOW)]).await.unwrap();
+    // Held while in flight; taken over once the claim is stale (its process died).
+    assert_eq!(
+        commit(s, vec![claim(NOW + 1)])
+            .await
+            .unwrap_err()
+            .conflict(),
+        taken
+    );
+    let later = NOW + 2 * MINUTE;
+    commit(s, vec![claim(later)]).await.unwrap();
+    // The first request's answer no longer lands: one key, one action.
+    assert_eq!(
+        commit(s, vec![answer(NOW, "first")])
+            .await
+            .unwrap_err()
+            .conflict(),
+        taken
+    );
+    // Nor does its release take the key from the request that holds it now.
+    let release = |claimed_at| {
+        Write::Idempotency(IdempotencyWrite::Release {
+            key: key.clone(),
+            claimed_at,
+        })
+    };
+    commit(s, vec![release(NOW)]).await.unwrap();
+    commit(s, vec![answer(later, "second")]).await.unwrap();
+    assert_eq!(
+        commit(s, vec![answer(later, "again")])
+            .await
+            .unwrap_err()
+            .conflict(),
+        taken
+    );
+    assert_eq!(
+        s.idempotency_key(&key, later).await.unwrap(),
+        Some(Kept {
+            request_hash: "h".into(),
+            answer: Some((200, "second".into()))
+        })
+    );
+    // A kept answer is not taken over while it lasts, and lapses with its window.
+    assert_eq!(
+        commit(s, vec![claim(later + 2 * MINUTE)])
+            .await
+            .unwrap_err()
+            .conflict(),
+        taken
+    );
+    let lapsed = later + 60 * MINUTE;
+    assert_eq!(s.idempotency_key(&key, lapsed).await.unwrap(), None);
+    assert_eq!(s.prune_idempotency_keys(lapsed).await.unwrap(), 1);
 }
 
 async fn quotas(backend: Backend) {

@@ -1,6 +1,7 @@
 //! What a connection may cost, over real sockets: a deadline for each request's headers (idle
-//! or half-sent), one for its body, a cap on open connections, a role checked before the body
-//! is read, and a shutdown that does not wait for idle connections. The connection loop is the
+//! or half-sent), one for its body, one for a response the client does not take, a cap on open
+//! connections, a role checked before the body is read, and a shutdown that does not wait for
+//! idle connections. The connection loop is the
 //! same whatever the store, so these run on SQLite alone.
 
 use std::time::Duration;
@@ -120,7 +121,9 @@ async fn connections_past_the_cap_get_a_503_until_one_closes() {
         assert!(read_response(&mut c).await.starts_with("HTTP/1.1 200"));
         held.push(c);
     }
+    // It has sent its request before it is refused: the answer still arrives, not a reset.
     let mut third = connect(&s).await;
+    third.write_all(HEALTH).await.unwrap();
     let answer = read_to_close(&mut third)
         .await
         .expect("answered and closed");
@@ -141,6 +144,38 @@ async fn connections_past_the_cap_get_a_503_until_one_closes() {
     }
     assert!(served, "no room after a connection closed");
     drop(held);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_loses_its_place() {
+    let s = server(|c| {
+        c.server.max_connections = 1;
+        c.server.send_timeout_secs = 1;
+    })
+    .await;
+    // Hundreds of requests for the 150 KB document, and not a byte of them read.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr = s.base.trim_start_matches("http://").parse().unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    let asks = b"GET /openapi.json HTTP/1.1\r\nhost: warden\r\n\r\n".repeat(300);
+    stalled.write_all(&asks).await.unwrap();
+    // It holds the only place until its response has waited a second; then another is served.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut c = connect(&s).await;
+        c.write_all(HEALTH).await.unwrap();
+        if read_response(&mut c).await.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled connection kept its place"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stalled);
     s.stop().await;
 }
 

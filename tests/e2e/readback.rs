@@ -15,7 +15,8 @@ use crate::support::{Backend, TestServer, assert_error};
 
 both_backends!(
     an_unreadable_approval_costs_only_itself,
-    whatever_decisions_accept_reads_back
+    whatever_decisions_accept_reads_back,
+    a_page_of_unreadable_approvals_holds_no_other_up
 );
 
 const DAY_US: i64 = 86_400_000_000;
@@ -274,4 +275,36 @@ async fn whatever_decisions_accept_reads_back(backend: Backend) {
     sweep(&s, 2)
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+}
+
+/// More unreadable lapsed approvals than the sweeper reads at once: it pages past them and
+/// announces the readable one after them.
+async fn a_page_of_unreadable_approvals_holds_no_other_up(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let bot = s.agent("bot", 2, json!({})).await;
+    s.lift_quotas("bot").await;
+    for i in 0..101 {
+        let body = json!({"action": {"class": "deploy", "environment": "production", "service": format!("svc-{i}")}});
+        let (status, answer) = s.post("/v1/decisions", &bot, body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // Ids are time-ordered: every approval but the newest is made unreadable.
+    let pool = s.db.pool().await;
+    let newest: String = sqlx::query_scalar("SELECT MAX(id) FROM approvals")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE approvals SET summary = 'not json' WHERE id <> $1")
+        .bind(&newest)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let swept = sweep(&s, 2).await.unwrap_err();
+    assert!(swept.contains("lapsed but do not read back"), "{swept}");
+    let (_, expired) = s
+        .get("/v1/audit?event_type=approval.expired", &s.admin)
+        .await;
+    let records = expired["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{expired}");
+    assert_eq!(records[0]["target"], format!("approval:{newest}"));
 }

@@ -19,45 +19,61 @@ pub async fn announce_expiries(
     clock: &SharedClock,
 ) -> std::result::Result<(), StoreError> {
     let now = clock.now_micros();
-    let lapsed = store.unannounced_expiries(now, 100).await?;
-    for a in lapsed.items {
-        let data = serde_json::json!({"approval_id": a.id, "decision_id": a.decision_id, "agent": a.agent, "class": a.class,
-            "environment": a.environment, "service": a.service, "expires_at": a.expires_at});
-        let event = Event::new("approval.expired", now, data.clone());
-        let mut writes = vec![Write::Approval(ApprovalWrite::NoteApprovalExpired {
-            id: a.id.clone(),
-        })];
-        writes.extend(outbox.writes(&event, now));
-        let record = AuditRecord {
-            agent: Some(a.agent.clone()),
-            decision_id: Some(a.decision_id.clone()),
-            action_class: Some(a.class.clone()),
-            environment: Some(a.environment.clone()),
-            ..AuditRecord::change(
-                Actor::warden(),
-                "approval.expired",
-                format!("approval:{}", a.id),
-                data,
-                now,
-            )
-        };
-        // A conflict means another replica announced it first.
-        if store
-            .commit(Change {
-                writes,
-                audit: vec![record],
-            })
-            .await
-            .is_ok()
-        {
-            outbox.notify();
+    // Pages in id order, so rows that do not read back cannot hold the others up.
+    let (mut after, mut unreadable) = (String::new(), Vec::new());
+    loop {
+        let page = store.unannounced_expiries(now, &after, 100).await?;
+        let full = page.items.len() + page.unreadable.len() >= 100;
+        let last = page
+            .items
+            .iter()
+            .map(|a| a.id.clone())
+            .chain(page.unreadable.iter().cloned())
+            .max();
+        for a in page.items {
+            let data = serde_json::json!({"approval_id": a.id, "decision_id": a.decision_id, "agent": a.agent, "class": a.class,
+                "environment": a.environment, "service": a.service, "expires_at": a.expires_at});
+            let event = Event::new("approval.expired", now, data.clone());
+            let mut writes = vec![Write::Approval(ApprovalWrite::NoteApprovalExpired {
+                id: a.id.clone(),
+            })];
+            writes.extend(outbox.writes(&event, now));
+            let record = AuditRecord {
+                agent: Some(a.agent.clone()),
+                decision_id: Some(a.decision_id.clone()),
+                action_class: Some(a.class.clone()),
+                environment: Some(a.environment.clone()),
+                ..AuditRecord::change(
+                    Actor::warden(),
+                    "approval.expired",
+                    format!("approval:{}", a.id),
+                    data,
+                    now,
+                )
+            };
+            // A conflict means another replica announced it first.
+            if store
+                .commit(Change {
+                    writes,
+                    audit: vec![record],
+                })
+                .await
+                .is_ok()
+            {
+                outbox.notify();
+            }
+        }
+        unreadable.extend(page.unreadable);
+        match last {
+            Some(last) if full && last > after => after = last,
+            _ => break,
         }
     }
     // The others were announced; these wait for an admin (logged as the step's failure).
-    if !lapsed.unreadable.is_empty() {
+    if !unreadable.is_empty() {
         return Err(StoreError::Unreadable(format!(
             "approvals {} lapsed but do not read back, so their expiry is not announced; quarantine them (POST /v1/approvals/{{id}}/quarantine)",
-            lapsed.unreadable.join(", ")
+            unreadable.join(", ")
         )));
     }
     Ok(())

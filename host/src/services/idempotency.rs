@@ -21,14 +21,18 @@ pub const MAX_KEY_LEN: usize = 255;
 #[derive(Debug, Clone)]
 pub struct Claim {
     key: IdempotencyKey,
+    /// When it was made: which claim this is, should a retry take the key over.
+    at: i64,
 }
 
 impl Claim {
     /// The write that keeps `body` as the answer: put it in the change that makes the answer
-    /// true, so that the answer and what it says are kept together or not at all.
+    /// true, so that the answer and what it says are kept together or not at all. It fails
+    /// (and the change with it) if this claim no longer holds the key.
     pub fn answer(&self, status: u16, body: String) -> Write {
         Write::Idempotency(IdempotencyWrite::Answer {
             key: self.key.clone(),
+            claimed_at: self.at,
             status,
             response: body,
         })
@@ -104,7 +108,7 @@ pub async fn begin(
             audit: vec![],
         };
         match store.commit(change).await {
-            Ok(()) => return Ok(Begun::Fresh(Claim { key })),
+            Ok(()) => return Ok(Begun::Fresh(Claim { key, at: now })),
             Err(e) if e.conflict() == Some(Conflict::IdempotencyKeyTaken) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -119,18 +123,23 @@ pub async fn begin(
     ))
 }
 
-/// Keeps a successful answer (a no-op when the request's own change kept it already), or gives
-/// the key up after a failure, so that a retry runs afresh.
+/// Keeps a successful answer, or gives the key up after a failure, so that a retry runs
+/// afresh. An answer the request's own change kept already is left as it is.
 pub async fn finish(store: &Store, claim: Claim, answer: Option<(u16, String)>) -> Result<()> {
     let write = match answer {
         Some((status, body)) => claim.answer(status, body),
-        None => Write::Idempotency(IdempotencyWrite::Release { key: claim.key }),
+        None => Write::Idempotency(IdempotencyWrite::Release {
+            key: claim.key,
+            claimed_at: claim.at,
+        }),
     };
-    store
-        .commit(Change {
-            writes: vec![write],
-            audit: vec![],
-        })
-        .await?;
-    Ok(())
+    let change = Change {
+        writes: vec![write],
+        audit: vec![],
+    };
+    match store.commit(change).await {
+        // Kept by the request's own change, or (its claim having lapsed) by a retry's.
+        Err(e) if e.conflict() == Some(Conflict::IdempotencyKeyTaken) => Ok(()),
+        other => Ok(other?),
+    }
 }
