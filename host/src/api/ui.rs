@@ -404,9 +404,9 @@ async fn login(
             }
             response
         }
-        Err(e) if e.code == "forbidden_role" => back("error", "that token is not an approver's"),
-        Err(e) if e.code == "unknown_token" => back("error", "unknown or revoked token"),
-        Err(e) => back("error", &e.message),
+        Err(sessions::Refused::NotAnApprover) => back("error", "that token is not an approver's"),
+        Err(sessions::Refused::UnknownToken) => back("error", "unknown or revoked token"),
+        Err(sessions::Refused::Store(e)) => back("error", &e.message),
     }
 }
 

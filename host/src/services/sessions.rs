@@ -40,23 +40,37 @@ pub fn random_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Why a sign-in was refused.
+#[derive(Debug)]
+pub enum Refused {
+    /// No such token, or a revoked one.
+    UnknownToken,
+    /// A token of a role that does not sign in (agents, services).
+    NotAnApprover,
+    /// The store failed.
+    Store(Error),
+}
+
+impl From<crate::store::StoreError> for Refused {
+    fn from(e: crate::store::StoreError) -> Refused {
+        Refused::Store(e.into())
+    }
+}
+
 /// Opens a session for a live approver's or admin's token: the session id, and who it is.
 pub async fn open(
     store: &Store,
     secret: &str,
     now: i64,
     ttl: Duration,
-) -> Result<(String, Caller)> {
+) -> std::result::Result<(String, Caller), Refused> {
     let token = store
         .token_by_hash(&hash_token(secret))
         .await?
         .filter(|t| t.revoked_at.is_none())
-        .ok_or_else(|| Error::forbidden("unknown_token", "unknown or revoked token"))?;
+        .ok_or(Refused::UnknownToken)?;
     if !matches!(token.role, Role::Approver | Role::Admin) {
-        return Err(Error::forbidden(
-            "forbidden_role",
-            "that token is not an approver's",
-        ));
+        return Err(Refused::NotAnApprover);
     }
     let id = random_id();
     let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
