@@ -29,6 +29,11 @@ pub enum Kind {
     PayloadTooLarge,
     /// 415: the body is not JSON.
     UnsupportedMediaType,
+    /// 429: the caller is over a rate limit and is refused until its window ends.
+    TooManyRequests {
+        /// Seconds until the window ends (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
     /// 503: the store cannot be reached; nothing was decided or written.
     Unavailable,
     /// 500: a bug.

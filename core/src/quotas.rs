@@ -5,7 +5,8 @@
 //! Every quota counts in a fixed window: a calendar minute, hour or day (days in the policy's
 //! time zone, so a team's cost budget resets at its midnight). Built in: `cost_per_day` (US
 //! dollars of estimated cost, corrected by the actual cost reported with the outcome),
-//! `calls_per_minute` (decisions) and `deploys_per_hour_per_service`; a team adds its own
+//! `calls_per_minute` (every request, denied ones included: over it, an agent is cut off until
+//! the window ends) and `deploys_per_hour_per_service`; a team adds its own
 //! counters (action class × environment × window). Limits come from the agent's tier, then the
 //! team's overrides, then the agent's own (`PUT /v1/agents/{id}/quotas`).
 
@@ -50,6 +51,18 @@ impl Unit {
     }
 }
 
+/// Which requests a quota counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Counting {
+    /// Actions allowed: a denied action, or one waiting for an approval, costs nothing.
+    #[default]
+    Allowed,
+    /// Every request the agent makes, whatever its verdict. Over the limit, the agent is cut
+    /// off (429) until the window ends instead of being judged: a rate limit, not a budget.
+    Requests,
+}
+
 /// One quota.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +72,9 @@ pub struct Quota {
     /// What it counts.
     #[serde(default = "calls")]
     pub unit: Unit,
+    /// Which requests it counts.
+    #[serde(default)]
+    pub counts: Counting,
     /// Action classes it counts (a pattern; `*` for all).
     #[serde(default = "star")]
     pub class: String,
@@ -97,51 +113,56 @@ pub struct QuotaPolicy {
 
 impl Default for QuotaPolicy {
     fn default() -> QuotaPolicy {
-        let q =
-            |name: &str, unit, class: &str, per_service, window, limits: [Option<f64>; 5]| Quota {
-                name: name.into(),
-                unit,
-                class: class.into(),
-                environment: "*".into(),
-                per_service,
-                window,
-                limits: limits.to_vec(),
-            };
+        let q = |name: &str,
+                 unit,
+                 counts,
+                 class: &str,
+                 per_service,
+                 window,
+                 limits: [Option<f64>; 5]| Quota {
+            name: name.into(),
+            unit,
+            counts,
+            class: class.into(),
+            environment: "*".into(),
+            per_service,
+            window,
+            limits: limits.to_vec(),
+        };
         QuotaPolicy {
             enabled: true,
             time_zone: "UTC".into(),
+            // The platform's stated needs are the standard tier's (2): $500 of cost a day, 100
+            // calls a minute, 5 deploys an hour per service. docs/quotas.md gives each tier's reason.
             quotas: vec![
                 q(
                     "cost_per_day",
                     Unit::Usd,
+                    Counting::Allowed,
                     "*",
                     false,
                     Window::Day,
                     [
                         Some(0.0),
-                        Some(10.0),
                         Some(100.0),
                         Some(500.0),
+                        Some(1000.0),
                         Some(2000.0),
                     ],
                 ),
                 q(
                     "calls_per_minute",
                     Unit::Calls,
+                    Counting::Requests,
                     "*",
                     false,
                     Window::Minute,
-                    [
-                        Some(60.0),
-                        Some(120.0),
-                        Some(300.0),
-                        Some(600.0),
-                        Some(1200.0),
-                    ],
+                    [Some(100.0); 5],
                 ),
                 q(
                     "deploys_per_hour_per_service",
                     Unit::Calls,
+                    Counting::Allowed,
                     "deploy",
                     true,
                     Window::Hour,
@@ -313,6 +334,8 @@ pub struct Charge {
     pub limit: i64,
     /// The unit.
     pub unit: Unit,
+    /// Which requests it counts.
+    pub counts: Counting,
 }
 
 /// What an action of `class` in `environment` for `service`, costing `estimated_usd`, draws on
@@ -348,6 +371,7 @@ pub fn charges(
                 amount,
                 limit: limit?,
                 unit: q.unit,
+                counts: q.counts,
             })
         })
         .collect()
@@ -406,6 +430,23 @@ impl Charge {
     pub fn fits(&self, used: i64) -> bool {
         used.saturating_add(self.amount) <= self.limit
     }
+
+    /// Whether it counts every request (a rate limit) rather than allowed actions.
+    pub fn every_request(&self) -> bool {
+        self.counts == Counting::Requests
+    }
+}
+
+impl QuotaPlan {
+    /// The first rate limit (a quota counting every request) the request does not fit in: the
+    /// agent is cut off until its window ends rather than judged.
+    pub fn over_rate_limit(&self) -> Option<(&Charge, i64)> {
+        self.charges
+            .iter()
+            .zip(&self.used)
+            .find(|(c, used)| c.every_request() && !c.fits(**used))
+            .map(|(c, used)| (c, *used))
+    }
 }
 
 #[cfg(test)]
@@ -461,13 +502,53 @@ mod tests {
     }
 
     #[test]
+    fn the_standard_tier_starts_from_the_platforms_stated_needs() {
+        let p = QuotaPolicy::default();
+        let standard = |name: &str| p.quota(name).unwrap().limits[2];
+        assert_eq!(standard("cost_per_day"), Some(500.0));
+        assert_eq!(standard("calls_per_minute"), Some(100.0));
+        assert_eq!(standard("deploys_per_hour_per_service"), Some(5.0));
+        assert!(p.quota("deploys_per_hour_per_service").unwrap().per_service);
+        let counting: Vec<_> = p
+            .quotas
+            .iter()
+            .map(|q| (q.name.as_str(), q.counts))
+            .collect();
+        assert_eq!(
+            counting,
+            [
+                ("cost_per_day", Counting::Allowed),
+                ("calls_per_minute", Counting::Requests),
+                ("deploys_per_hour_per_service", Counting::Allowed)
+            ]
+        );
+        // A plan over its rate limit names it; over a budget alone, it does not.
+        let c = charges(
+            &p,
+            &TimeZone::UTC,
+            &agent(),
+            ("deploy", "staging", "payments"),
+            None,
+            at("2026-11-26T10:30:00Z"),
+        );
+        let plan = |used: Vec<i64>| QuotaPlan {
+            charges: c.clone(),
+            used,
+        };
+        assert_eq!(plan(vec![0, 99, 5]).over_rate_limit(), None);
+        let over = plan(vec![0, 100, 0]);
+        let (charge, used) = over.over_rate_limit().unwrap();
+        assert_eq!((charge.quota.as_str(), used), ("calls_per_minute", 100));
+    }
+
+    #[test]
     fn limits_come_from_the_agent_then_the_team_then_the_tier() {
         let p = QuotaPolicy::default();
         let q = p.quota("cost_per_day").unwrap();
         let none = BTreeMap::new();
         let team: BTreeMap<String, f64> = [("cost_per_day".to_string(), 250.0)].into();
         let agent: BTreeMap<String, f64> = [("cost_per_day".to_string(), 12.34)].into();
-        assert_eq!(limit_of(q, 2, None, &none), (Some(10_000), "tier"));
+        assert_eq!(limit_of(q, 2, None, &none), (Some(50_000), "tier"));
         assert_eq!(limit_of(q, 2, Some(&team), &none), (Some(25_000), "team"));
         assert_eq!(limit_of(q, 2, Some(&team), &agent), (Some(1_234), "agent"));
     }
@@ -516,6 +597,7 @@ mod tests {
             unit: Unit::Calls,
             class: "db_migration".into(),
             environment: "prod*".into(),
+            counts: Counting::Allowed,
             per_service: false,
             window: Window::Day,
             limits: vec![Some(0.0), Some(0.0), Some(1.0), Some(2.0), Some(5.0)],

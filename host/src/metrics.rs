@@ -23,6 +23,7 @@ pub struct Metrics {
     registry: Registry,
     decisions: Family<VerdictLabel, Counter>,
     latency: Histogram,
+    rate_limited: Counter,
 }
 
 impl Default for Metrics {
@@ -43,10 +44,17 @@ impl Default for Metrics {
             "Time to decide and durably record a decision",
             latency.clone(),
         );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited_requests",
+            "Requests refused (429) because their agent was over a quota counting every request",
+            rate_limited.clone(),
+        );
         Metrics {
             registry,
             decisions,
             latency,
+            rate_limited,
         }
     }
 }
@@ -60,6 +68,11 @@ impl Metrics {
             })
             .inc();
         self.latency.observe(took.as_secs_f64());
+    }
+
+    /// Counts a request refused for a rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
     }
 
     /// Registers the plugin runtime's counts of calls that ran in a spare instance and calls

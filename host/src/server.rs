@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Shared};
 use crate::audit::checkpoint::NoteVerifier;
 use crate::audit::{Actor, AuditRecord};
 use crate::clock::{SharedClock, SystemClock};
@@ -256,6 +256,18 @@ impl Warden {
             delegation: Arc::new(config.delegation.clone()),
         };
         let decisions = Decisions::new(parts.clone());
+        // A flooding agent's window becomes one audit record once it closes.
+        let cutoffs = decisions.cutoffs().clone();
+        jobs::spawn(
+            "rate-limited windows",
+            Duration::from_secs(1),
+            First::AfterInterval,
+            store.clone(),
+            move || {
+                let cutoffs = cutoffs.clone();
+                async move { cutoffs.close(false).await.map(drop).map_err(|e| e.message) }
+            },
+        );
         let Parts {
             policy,
             plugins,
@@ -264,7 +276,7 @@ impl Warden {
             ..
         } = parts;
         Ok(Warden {
-            state: AppState {
+            state: AppState::new(Shared {
                 decisions,
                 policy,
                 plugins,
@@ -285,7 +297,7 @@ impl Warden {
                         || config.notifications.public_url.starts_with("https://"),
                     ..config.ui.clone()
                 },
-            },
+            }),
             config,
         })
     }
@@ -364,6 +376,7 @@ impl Warden {
         };
         let body_timeout = Duration::from_secs(server.body_read_timeout_secs);
         let store = self.state.store.clone();
+        let cutoffs = self.state.decisions.cutoffs().clone();
         let router_limits = api::Limits {
             body: server.body_limit_bytes,
             upload: self.config.plugins.upload_limit_bytes,
@@ -377,6 +390,10 @@ impl Warden {
                 grace_secs = limits.grace.as_secs(),
                 "in-flight requests outlived the shutdown grace period"
             );
+        }
+        // Windows still open are recorded with what they refused so far.
+        if let Err(e) = cutoffs.close(true).await {
+            tracing::warn!(error = %e.message, "rate-limited windows not recorded at shutdown");
         }
         store.close().await;
         tracing::info!("stopped");

@@ -140,9 +140,9 @@ pub struct RawAuditRow {
 
 pub(crate) struct AuditRow<'a> {
     pub(crate) seq: i64,
-    pub(crate) columns: Columns,
+    pub(crate) columns: &'a Columns,
     pub(crate) record: &'a AuditRecord,
-    pub(crate) json: String,
+    pub(crate) json: &'a str,
     pub(crate) prev_hash: String,
     pub(crate) hash: String,
 }
@@ -164,7 +164,7 @@ pub(crate) async fn insert_audit(
         );
         let mut q = sqlx::query(&sql);
         for r in chunk {
-            let c = &r.columns;
+            let c = r.columns;
             q = q
                 .bind(r.seq)
                 .bind(c.at)
@@ -181,7 +181,7 @@ pub(crate) async fn insert_audit(
                 .bind(&c.outcome)
                 .bind(&c.risk)
                 .bind(&c.on_behalf_of)
-                .bind(&r.json)
+                .bind(r.json)
                 .bind(&r.prev_hash)
                 .bind(&r.hash);
         }

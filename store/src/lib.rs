@@ -142,7 +142,7 @@ pub struct Store {
 /// This process's own writes evict what they change at once; another replica's change (or an
 /// offline `warden token revoke`) is seen here within `ttl`.
 #[derive(Debug)]
-struct ReadCache {
+pub(crate) struct ReadCache {
     ttl: Duration,
     tokens: Mutex<HashMap<String, (Instant, TokenRecord)>>,
     agents: Mutex<HashMap<String, (Instant, Agent)>>,
@@ -179,27 +179,68 @@ impl ReadCache {
         map.insert(key.to_string(), (Instant::now(), value));
     }
 
-    fn evict(&self, change: &Change) {
-        for write in &change.writes {
-            match write {
+    /// What the writer committed: a cached agent keeps its row with the score noted, so a
+    /// decision's trust evidence does not send the agent's next decision to the database; a
+    /// known quota count takes the value its charge came to. Both are exact as of the commit,
+    /// so a hint never runs ahead of the database (a count of calls only grows, and a full one
+    /// may deny without a read).
+    pub(crate) fn noted(&self, scores: &[(String, f64)], counts: &[(QuotaKey, i64)]) {
+        {
+            let mut agents = self.agents.lock().expect("cache lock");
+            for (id, score) in scores {
+                if let Some((_, agent)) = agents.get_mut(id) {
+                    agent.trust_score = Some(*score);
+                }
+            }
+        }
+        let mut hints = self.quotas.lock().expect("cache lock");
+        for (key, used) in counts {
+            if let Some(hint) = hints.get_mut(key) {
+                *hint = *used;
+            }
+        }
+    }
+
+    fn evict(&self, stale: &[Stale]) {
+        for s in stale {
+            match s {
+                Stale::Agent(id) => {
+                    self.agents.lock().expect("cache lock").remove(id);
+                }
+                Stale::Human(id) => {
+                    self.humans.lock().expect("cache lock").remove(id);
+                }
+                Stale::Tokens => self.tokens.lock().expect("cache lock").clear(),
+            }
+        }
+    }
+}
+
+/// A cached entry a change makes stale.
+#[derive(Debug)]
+enum Stale {
+    Agent(String),
+    Human(String),
+    /// Tokens are cached by hash; revocation is rare, so all of them.
+    Tokens,
+}
+
+impl Stale {
+    /// What `change` makes stale: nothing for a decision (the hot path).
+    fn of(change: &Change) -> Vec<Stale> {
+        change
+            .writes
+            .iter()
+            .filter_map(|write| match write {
                 Write::Identity(
                     IdentityWrite::InsertAgent(a) | IdentityWrite::UpdateAgent { agent: a, .. },
-                ) => {
-                    self.agents.lock().expect("cache lock").remove(&a.id);
-                }
-                Write::Trust(TrustWrite::NoteTrust { agent_id, .. }) => {
-                    self.agents.lock().expect("cache lock").remove(agent_id);
-                }
-                Write::Identity(IdentityWrite::InsertHuman(h, _)) => {
-                    self.humans.lock().expect("cache lock").remove(&h.id);
-                }
-                // Tokens are cached by hash; revocation is rare, so drop them all.
-                Write::Identity(IdentityWrite::RevokeToken { .. }) => {
-                    self.tokens.lock().expect("cache lock").clear()
-                }
+                ) => Some(Stale::Agent(a.id.clone())),
+                Write::Identity(IdentityWrite::InsertHuman(h, _)) => Some(Stale::Human(h.id.clone())),
+                Write::Identity(IdentityWrite::RevokeToken { .. }) => Some(Stale::Tokens),
                 // Nothing else is cached (quota hints follow the commit, in `Store::commit`).
                 Write::Identity(IdentityWrite::InsertToken(_))
-                | Write::Trust(TrustWrite::AddEvidence(_) | TrustWrite::RecordTierChange(_))
+                // A noted score is written into the cached agent by the writer once committed.
+                | Write::Trust(_)
                 | Write::Decision(_)
                 | Write::Violation(_)
                 | Write::Approval(_)
@@ -214,9 +255,9 @@ impl ReadCache {
                 | Write::Delegation(_)
                 | Write::Session(_)
                 | Write::Audit(_)
-                | Write::Report(_) => {}
-            }
-        }
+                | Write::Report(_) => None,
+            })
+            .collect()
     }
 }
 
@@ -316,19 +357,6 @@ impl Store {
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
-        let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(
-            Writer {
-                pool: pool.clone(),
-                backend,
-                conn: None,
-                max_batch: options.max_batch.max(1),
-            }
-            .run(rx),
-        );
-        if let Some(sql) = backend.checkpoint() {
-            tokio::spawn(checkpoint_wal(pool.clone(), sql));
-        }
         let cache = Arc::new(ReadCache {
             ttl: options.cache_ttl,
             tokens: Default::default(),
@@ -336,6 +364,20 @@ impl Store {
             humans: Default::default(),
             quotas: Default::default(),
         });
+        let (tx, rx) = mpsc::channel(8192);
+        tokio::spawn(
+            Writer {
+                pool: pool.clone(),
+                backend,
+                conn: None,
+                max_batch: options.max_batch.max(1),
+                cache: cache.clone(),
+            }
+            .run(rx),
+        );
+        if let Some(sql) = backend.checkpoint() {
+            tokio::spawn(checkpoint_wal(pool.clone(), sql));
+        }
         Ok(Store {
             pool,
             backend,
@@ -356,82 +398,32 @@ impl Store {
 
     /// Commits a change and its audit records; returns once durable.
     pub async fn commit(&self, change: Change) -> Result<()> {
-        let counted: Vec<(QuotaKey, i64)> = change
-            .writes
-            .iter()
-            .flat_map(|w| match w {
-                Write::Quota(QuotaWrite::ChargeQuotas { agent_id, charges }) => charges
-                    .iter()
-                    .map(|c| {
-                        (
-                            (
-                                agent_id.clone(),
-                                c.quota.clone(),
-                                c.scope.clone(),
-                                c.window.0,
-                            ),
-                            c.amount,
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-                Write::Quota(QuotaWrite::AdjustQuota {
-                    agent_id,
-                    quota,
-                    scope,
-                    window_start,
-                    delta,
-                }) => {
-                    vec![(
-                        (
-                            agent_id.clone(),
-                            quota.clone(),
-                            scope.clone(),
-                            *window_start,
-                        ),
-                        *delta,
-                    )]
-                }
-                _ => Vec::new(),
-            })
-            .collect();
-        let result = self.commit_change(change).await;
-        if result.is_ok() && !counted.is_empty() {
-            let mut hints = self.cache.quotas.lock().expect("cache lock");
-            for (key, amount) in counted {
-                if let Some(used) = hints.get_mut(&key) {
-                    *used += amount;
-                }
-            }
-        }
-        result
+        self.commit_change(change).await
     }
 
     async fn commit_change(&self, change: Change) -> Result<()> {
         // Identity changes evict the cache before and after: a read racing the commit cannot
         // keep the old row for long. Decisions (the hot path) change nothing cached.
-        let evicts = change.writes.iter().any(|w| {
-            !matches!(
-                w,
-                Write::Decision(DecisionWrite::InsertDecision(_))
-                    | Write::Violation(ViolationWrite::InsertViolation(_))
-                    | Write::Identity(IdentityWrite::InsertToken(_))
-            )
-        });
-        let copy = evicts.then(|| change.clone());
-        if let Some(c) = &copy {
-            self.cache.evict(c);
-        }
+        let stale = Stale::of(&change);
+        let sealed = change
+            .audit
+            .iter()
+            .map(writer::Sealed::of)
+            .collect::<Result<Vec<_>>>()?;
+        self.cache.evict(&stale);
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(Msg::Job(Job { change, reply }))
+            .send(Msg::Job(Job {
+                change,
+                sealed,
+                reply,
+            }))
             .await
             .map_err(|_| StoreError::unavailable("the writer has stopped"))?;
         let result = rx
             .await
             .map_err(|_| StoreError::unavailable("the writer has stopped"))?;
-        if let Some(c) = &copy {
-            self.cache.evict(c);
-        }
+        self.cache.evict(&stale);
         result
     }
 

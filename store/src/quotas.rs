@@ -85,11 +85,18 @@ impl QuotaCounts {
             .0 += delta;
     }
 
-    /// Writes the sums; the error names a count that a charge took over its limit.
+    /// Writes the sums and returns the counts they came to; the error names the counts that
+    /// charges took over their limits, and by how much.
     pub(crate) async fn flush(
         self,
         conn: &mut AnyConnection,
-    ) -> std::result::Result<Result<()>, sqlx::Error> {
+    ) -> std::result::Result<
+        std::result::Result<Vec<(QuotaKey, i64)>, (Vec<(QuotaKey, i64)>, StoreError)>,
+        sqlx::Error,
+    > {
+        let mut over = Vec::new();
+        let mut first = None;
+        let mut counts = Vec::with_capacity(self.deltas.len());
         let rows: Vec<_> = self
             .deltas
             .into_iter()
@@ -124,20 +131,28 @@ impl QuotaCounts {
                     .iter()
                     .find(|(k, _)| *k == key)
                     .and_then(|(_, (_, limit))| *limit);
-                if limit.is_some_and(|l| used > l) {
+                if let Some(excess) = limit.map(|l| used - l).filter(|e| *e > 0) {
                     let scope = if key.2 == "*" {
                         String::new()
                     } else {
                         format!(" for {}", key.2)
                     };
-                    return Ok(Err(StoreError::Conflict(
-                        Conflict::QuotaExceeded,
-                        format!("quota `{}`{scope} would pass its limit", key.1),
-                    )));
+                    first.get_or_insert_with(|| {
+                        StoreError::Conflict(
+                            Conflict::QuotaExceeded,
+                            format!("quota `{}`{scope} would pass its limit", key.1),
+                        )
+                    });
+                    over.push((key, excess));
+                    continue;
                 }
+                counts.push((key, used));
             }
         }
-        Ok(Ok(()))
+        match first {
+            Some(error) => Ok(Err((over, error))),
+            None => Ok(Ok(counts)),
+        }
     }
 }
 

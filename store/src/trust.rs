@@ -79,15 +79,20 @@ fn source_of(r: &AnyRow, agent: &str) -> std::result::Result<Source, sqlx::Error
 
 /// Adds one piece of evidence to its running total: create the row if missing, lock it (on
 /// PostgreSQL another replica may be adding to it), decay and add.
+/// Adds evidence to one running total: `deltas` all share its key (agent, environment, risk,
+/// kind) and apply in order, so a batch's evidence for one total costs three statements.
 async fn add_evidence(
     conn: &mut AnyConnection,
-    e: &EvidenceDelta,
+    deltas: &[&EvidenceDelta],
 ) -> std::result::Result<(), sqlx::Error> {
+    let Some(first) = deltas.first() else {
+        return Ok(());
+    };
     let key = (
-        e.agent_id.as_str(),
-        e.environment.as_str(),
-        e.risk.as_str(),
-        e.kind.as_str(),
+        first.agent_id.as_str(),
+        first.environment.as_str(),
+        first.risk.as_str(),
+        first.kind.as_str(),
     );
     sqlx::query(
         "INSERT INTO trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count) VALUES ($1, $2, $3, $4, 0, $5, 0) \
@@ -97,7 +102,7 @@ async fn add_evidence(
     .bind(key.1)
     .bind(key.2)
     .bind(key.3)
-    .bind(e.at)
+    .bind(first.at)
     .execute(&mut *conn)
     .await?;
     let lock = Backend::of(conn).lock_rows();
@@ -109,16 +114,19 @@ async fn add_evidence(
             .bind(key.3)
             .fetch_one(&mut *conn)
             .await?;
-    let before = warden_core::trust::Decayed {
+    let mut total = warden_core::trust::Decayed {
         amount: row.try_get("amount")?,
         as_of: row.try_get("as_of")?,
     };
-    let after = before.add(e.delta as f64, e.at, e.half_life_us);
-    let count: i64 = row.try_get("count")?;
+    let mut count: i64 = row.try_get("count")?;
+    for e in deltas {
+        total = total.add(e.delta as f64, e.at, e.half_life_us);
+        count += e.delta;
+    }
     sqlx::query("UPDATE trust_totals SET amount = $1, as_of = $2, count = $3 WHERE agent_id = $4 AND environment = $5 AND risk_level = $6 AND kind = $7")
-        .bind(after.amount)
-        .bind(after.as_of)
-        .bind(count + e.delta)
+        .bind(total.amount)
+        .bind(total.as_of)
+        .bind(count)
         .bind(key.0)
         .bind(key.1)
         .bind(key.2)
@@ -126,6 +134,113 @@ async fn add_evidence(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// A batch's trust writes, applied together after its other writes: evidence summed per
+/// running total, and each agent's score noted once, from the totals with all of it. Neither
+/// can fail for a logical reason, and nothing else in a transaction reads what they write, so
+/// coalescing changes no result: a flood of denials for one agent costs a few statements per
+/// batch, not a few per denial.
+#[derive(Debug, Default)]
+pub(crate) struct TrustBatch<'a> {
+    evidence: HashMap<(&'a str, &'a str, &'static str, &'static str), Vec<&'a EvidenceDelta>>,
+    notes: HashMap<&'a str, Note<'a>>,
+}
+
+/// An agent's score to note: the latest request wins.
+#[derive(Debug)]
+struct Note<'a> {
+    tier: u8,
+    at: i64,
+    policy: &'a warden_core::trust::TrustPolicy,
+}
+
+impl<'a> TrustBatch<'a> {
+    /// Takes evidence into the batch.
+    pub(crate) fn evidence(&mut self, e: &'a EvidenceDelta) {
+        let key = (
+            e.agent_id.as_str(),
+            e.environment.as_str(),
+            e.risk.as_str(),
+            e.kind.as_str(),
+        );
+        self.evidence.entry(key).or_default().push(e);
+    }
+
+    /// Notes an agent's score once the batch's evidence is in (the latest request wins).
+    pub(crate) fn note(
+        &mut self,
+        agent_id: &'a str,
+        tier: u8,
+        at: i64,
+        policy: &'a warden_core::trust::TrustPolicy,
+    ) {
+        let note = Note { tier, at, policy };
+        match self.notes.get_mut(agent_id) {
+            Some(n) if n.at > at => {}
+            Some(n) => *n = note,
+            None => {
+                self.notes.insert(agent_id, note);
+            }
+        }
+    }
+
+    /// Writes the batch's evidence, then notes the scores; returns each agent's noted score.
+    pub(crate) async fn flush(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> std::result::Result<Vec<(String, f64)>, sqlx::Error> {
+        for deltas in self.evidence.values() {
+            add_evidence(conn, deltas).await?;
+        }
+        let mut noted = Vec::with_capacity(self.notes.len());
+        for (agent_id, note) in &self.notes {
+            let score = note_trust(conn, agent_id, note.tier, note.at, note.policy).await?;
+            noted.push((agent_id.to_string(), score));
+        }
+        Ok(noted)
+    }
+}
+
+/// Notes an agent's score from its running totals (and its day in the trust history).
+async fn note_trust(
+    conn: &mut AnyConnection,
+    agent_id: &str,
+    tier: u8,
+    at: i64,
+    policy: &warden_core::trust::TrustPolicy,
+) -> std::result::Result<f64, sqlx::Error> {
+    let rows = sqlx::query(TOTALS_SQL)
+        .bind(agent_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let totals = rows
+        .iter()
+        .map(total_of)
+        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
+    let score = warden_core::trust::weigh(
+        &totals.into_iter().flatten().collect::<Vec<_>>(),
+        at,
+        policy,
+        |_| true,
+    )
+    .score();
+    sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2")
+        .bind(score)
+        .bind(agent_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO trust_daily (agent_id, day, score, tier) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (agent_id, day) DO UPDATE SET score = excluded.score, tier = excluded.tier",
+    )
+    .bind(agent_id)
+    .bind(at.div_euclid(DAY_US))
+    .bind(score)
+    .bind(i64::from(tier))
+    .execute(&mut *conn)
+    .await?;
+    Ok(score)
 }
 
 const DAY_US: i64 = 86_400_000_000;
@@ -445,7 +560,7 @@ impl Store {
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &TrustWrite) -> Applied {
     Ok(match write {
         TrustWrite::AddEvidence(e) => {
-            add_evidence(conn, e).await?;
+            add_evidence(conn, &[e]).await?;
             Ok(())
         }
         TrustWrite::NoteTrust {
@@ -454,36 +569,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &TrustWrite) -> Appli
             at,
             policy,
         } => {
-            let rows = sqlx::query(TOTALS_SQL)
-                .bind(agent_id)
-                .fetch_all(&mut *conn)
-                .await?;
-            let totals = rows
-                .iter()
-                .map(total_of)
-                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
-            let score = warden_core::trust::weigh(
-                &totals.into_iter().flatten().collect::<Vec<_>>(),
-                *at,
-                policy,
-                |_| true,
-            )
-            .score();
-            sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2")
-                .bind(score)
-                .bind(agent_id)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query(
-                "INSERT INTO trust_daily (agent_id, day, score, tier) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (agent_id, day) DO UPDATE SET score = excluded.score, tier = excluded.tier",
-            )
-            .bind(agent_id)
-            .bind(at.div_euclid(DAY_US))
-            .bind(score)
-            .bind(i64::from(*tier))
-            .execute(&mut *conn)
-            .await?;
+            note_trust(conn, agent_id, *tier, *at, policy).await?;
             Ok(())
         }
         TrustWrite::RecordTierChange(c) => {

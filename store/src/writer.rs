@@ -5,18 +5,41 @@
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _};
 use tokio::sync::{mpsc, oneshot};
-use warden_core::audit;
+use warden_core::audit::{self, AuditRecord, Columns};
 
 use crate::audit::{AuditRow, insert_audit};
 use crate::decisions::insert_decisions;
 use crate::error::{Conflict, Missing, Result, StoreError};
-use crate::quotas::QuotaCounts;
+use crate::quotas::{QuotaCounts, QuotaKey};
+use crate::trust::{TrustBatch, TrustWrite};
 use crate::violations::insert_violations;
 use crate::{Backend, Change, DecisionWrite, QuotaWrite, ViolationWrite, Write};
 
 pub(crate) struct Job {
     pub(crate) change: Change,
+    /// The change's audit records, in order, made ready for the chain.
+    pub(crate) sealed: Vec<Sealed>,
     pub(crate) reply: oneshot::Sender<Result<()>>,
+}
+
+/// An audit record made ready for the chain by the caller, before it reaches the writer: its
+/// JSON text and its indexed columns. The one writer then only numbers and hashes it, so the
+/// serialisation of many records runs beside the commit, not inside it.
+pub(crate) struct Sealed {
+    json: String,
+    columns: Columns,
+}
+
+impl Sealed {
+    /// Seals a record; a time that is not RFC 3339 is the caller's bug, refused before it can
+    /// fail a batch.
+    pub(crate) fn of(record: &AuditRecord) -> Result<Sealed> {
+        let columns = record.columns().ok_or_else(|| {
+            StoreError::bug(format!("audit time `{}` is not RFC 3339", record.at))
+        })?;
+        let json = serde_json::to_string(record).map_err(StoreError::bug)?;
+        Ok(Sealed { json, columns })
+    }
 }
 
 pub(crate) enum Msg {
@@ -31,6 +54,8 @@ pub(crate) struct Writer {
     pub(crate) backend: Backend,
     pub(crate) conn: Option<PoolConnection<Any>>,
     pub(crate) max_batch: usize,
+    /// The store's read cache, told the trust scores a commit noted.
+    pub(crate) cache: std::sync::Arc<crate::ReadCache>,
 }
 
 /// A write's result: the outer error is the database's, the inner one is logical (409/404).
@@ -44,6 +69,15 @@ enum Failed {
     /// A change in a batch failed for a logical reason after its first write, which cannot be
     /// undone inside the batch's transaction: the batch is retried change by change.
     PastFirstWrite(StoreError),
+    /// Charges took these quota counts over their limits, by so much: enough of the changes
+    /// charging them are refused, and the others retried without them.
+    OverQuota(Vec<(QuotaKey, i64)>, StoreError),
+}
+
+/// A batch's fate: committed (each change's result), or split on counts over their limits.
+enum Split {
+    Committed(Vec<Result<()>>),
+    OverQuota(Vec<(QuotaKey, i64)>, StoreError),
 }
 
 impl From<sqlx::Error> for Failed {
@@ -57,7 +91,36 @@ impl std::fmt::Display for Failed {
         match self {
             Failed::Database(e) => e.fmt(f),
             Failed::PastFirstWrite(e) => write!(f, "a change failed after its first write: {e}"),
+            Failed::OverQuota(_, e) => e.fmt(f),
         }
+    }
+}
+
+/// A change and its sealed audit records, as a transaction applies them.
+type Parts<'a> = (&'a Change, &'a [Sealed]);
+
+impl Job {
+    fn parts(&self) -> Parts<'_> {
+        (&self.change, &self.sealed)
+    }
+
+    /// What the change charges to one quota count.
+    fn charged(&self, (agent, quota, scope, start): &QuotaKey) -> i64 {
+        self.change
+            .writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Quota(QuotaWrite::ChargeQuotas { agent_id, charges })
+                    if agent_id == agent =>
+                {
+                    Some(charges)
+                }
+                _ => None,
+            })
+            .flatten()
+            .filter(|c| c.quota == *quota && c.scope == *scope && c.window.0 == *start)
+            .map(|c| c.amount)
+            .sum()
     }
 }
 
@@ -99,19 +162,72 @@ impl Writer {
         }
     }
 
+    /// Commits a batch. Charges that take a quota count over its limit refuse as many of the
+    /// last changes charging it as it went over by, and the rest commit without them: a
+    /// flooding agent's last requests cost the others a rolled-back attempt, not a commit each.
     async fn commit(&mut self, jobs: &[Job]) -> Vec<Result<()>> {
+        let mut results: Vec<Option<Result<()>>> = jobs.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..jobs.len()).collect();
+        while !pending.is_empty() {
+            let some: Vec<&Job> = pending.iter().map(|i| &jobs[*i]).collect();
+            match self.commit_some(&some).await {
+                Split::Committed(done) => {
+                    for (i, r) in pending.iter().zip(done) {
+                        results[*i] = Some(r);
+                    }
+                    break;
+                }
+                Split::OverQuota(over, error) => {
+                    // The last changes charging each count, as many as it went over by, are
+                    // refused (their callers judge again on the counts then); the others fit.
+                    for (key, mut excess) in over {
+                        for i in pending.iter().rev() {
+                            if excess <= 0 {
+                                break;
+                            }
+                            let amount = jobs[*i].charged(&key);
+                            if amount > 0 && results[*i].is_none() {
+                                results[*i] = Some(Err(error.clone()));
+                                excess -= amount;
+                            }
+                        }
+                    }
+                    // Only a charge has a limit, so the loop above refuses at least one change;
+                    // were none found, the rest are refused rather than retried for ever.
+                    if pending.iter().all(|i| results[*i].is_none()) {
+                        for i in &pending {
+                            results[*i] = Some(Err(error.clone()));
+                        }
+                    }
+                    pending.retain(|i| results[*i].is_none());
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every change has its result"))
+            .collect()
+    }
+
+    async fn commit_some(&mut self, jobs: &[&Job]) -> Split {
         // A connection that died while idle (failover, restart) fails the first attempt; the
         // second runs on a fresh one. A failed transaction wrote nothing, so retrying is safe.
         // A change alone needs no batch semantics: a logical failure at any write rolls it back.
         let batch = jobs.len() > 1;
-        let mut outcome = self.try_commit(jobs.iter().map(|j| &j.change), batch).await;
+        let mut outcome = self.try_commit(jobs.iter().map(|j| j.parts()), batch).await;
+        if let Err(Failed::OverQuota(keys, error)) = outcome {
+            return Split::OverQuota(keys, error);
+        }
         // A change that failed past its first write fails the same way again: go one by one.
         let logical = matches!(&outcome, Err(Failed::PastFirstWrite(_)));
         if outcome.is_err() && !logical {
             self.conn = None;
-            outcome = self.try_commit(jobs.iter().map(|j| &j.change), batch).await;
+            outcome = self.try_commit(jobs.iter().map(|j| j.parts()), batch).await;
+            if let Err(Failed::OverQuota(keys, error)) = outcome {
+                return Split::OverQuota(keys, error);
+            }
         }
-        match outcome {
+        Split::Committed(match outcome {
             Ok(results) => results,
             Err(e) if jobs.len() == 1 => {
                 self.conn = None;
@@ -128,7 +244,7 @@ impl Writer {
                 let mut results = Vec::with_capacity(jobs.len());
                 for job in jobs {
                     results.push(
-                        match self.try_commit(std::iter::once(&job.change), false).await {
+                        match self.try_commit(std::iter::once(job.parts()), false).await {
                             Ok(mut r) => r.remove(0),
                             Err(e) => {
                                 self.conn = None;
@@ -139,17 +255,20 @@ impl Writer {
                 }
                 results
             }
-        }
+        })
     }
 
     async fn try_commit<'a>(
         &mut self,
-        changes: impl Iterator<Item = &'a Change>,
+        changes: impl Iterator<Item = Parts<'a>>,
         batch: bool,
     ) -> std::result::Result<Vec<Result<()>>, Failed> {
         let backend = self.backend;
+        let cache = self.cache.clone();
         let conn = self.connection().await?;
-        commit_batch(conn, backend, changes, batch).await
+        let (results, noted) = commit_batch(conn, backend, changes, batch).await?;
+        cache.noted(&noted.scores, &noted.counts);
+        Ok(results)
     }
 
     async fn connection(&mut self) -> std::result::Result<&mut AnyConnection, sqlx::Error> {
@@ -165,19 +284,25 @@ impl Writer {
 async fn commit_batch<'a>(
     conn: &mut AnyConnection,
     backend: Backend,
-    changes: impl Iterator<Item = &'a Change>,
+    changes: impl Iterator<Item = Parts<'a>>,
     batch: bool,
-) -> std::result::Result<Vec<Result<()>>, Failed> {
+) -> std::result::Result<(Vec<Result<()>>, Noted), Failed> {
     conn.execute(backend.begin()).await?;
     let result = apply_all(conn, backend, changes, batch).await;
     match result {
-        Ok((results, true)) => {
+        Ok(Batched {
+            results,
+            noted: Some(noted),
+        }) => {
             conn.execute("COMMIT").await?;
-            Ok(results)
+            Ok((results, noted))
         }
-        Ok((results, false)) => {
+        Ok(Batched {
+            results,
+            noted: None,
+        }) => {
             conn.execute("ROLLBACK").await?;
-            Ok(results)
+            Ok((results, Noted::default()))
         }
         Err(e) => {
             let _ = conn.execute("ROLLBACK").await;
@@ -186,13 +311,13 @@ async fn commit_batch<'a>(
     }
 }
 
-/// Applies changes inside an open transaction; the flag says whether to commit.
+/// Applies changes inside an open transaction.
 async fn apply_all<'a>(
     conn: &mut AnyConnection,
     backend: Backend,
-    changes: impl Iterator<Item = &'a Change>,
+    changes: impl Iterator<Item = Parts<'a>>,
     batch: bool,
-) -> std::result::Result<(Vec<Result<()>>, bool), Failed> {
+) -> std::result::Result<Batched, Failed> {
     let head_sql = format!(
         "SELECT seq, hash FROM audit_head WHERE id = 1{}",
         backend.lock_rows()
@@ -202,15 +327,24 @@ async fn apply_all<'a>(
     let start_seq = seq;
     let mut results = Vec::new();
     // Rows that cannot fail for a logical reason are gathered and written with one multi-row
-    // INSERT per table: a batch costs a few statements, not a few per decision.
+    // INSERT per table, and trust evidence and scores once per total and agent: a batch costs a
+    // few statements, not a few per decision.
     let (mut decisions, mut violations, mut audit_rows) = (Vec::new(), Vec::new(), Vec::new());
     let mut quotas = QuotaCounts::default();
-    for change in changes {
+    let mut trust = TrustBatch::default();
+    for (change, sealed) in changes {
         let mut outcome = Ok(());
         for (i, write) in change.writes.iter().enumerate() {
             match write {
                 Write::Decision(DecisionWrite::InsertDecision(d)) => decisions.push(d),
                 Write::Violation(ViolationWrite::InsertViolation(v)) => violations.push(v),
+                Write::Trust(TrustWrite::AddEvidence(e)) => trust.evidence(e),
+                Write::Trust(TrustWrite::NoteTrust {
+                    agent_id,
+                    tier,
+                    at,
+                    policy,
+                }) => trust.note(agent_id, *tier, *at, policy),
                 other => {
                     let applied = match other {
                         Write::Quota(QuotaWrite::ChargeQuotas { agent_id, charges }) => {
@@ -234,7 +368,7 @@ async fn apply_all<'a>(
                             if batch {
                                 return Err(Failed::PastFirstWrite(e));
                             }
-                            return Ok((vec![Err(e)], false));
+                            return Ok(Batched::rolled_back(e));
                         }
                         outcome = Err(e);
                         break;
@@ -243,19 +377,14 @@ async fn apply_all<'a>(
             }
         }
         if outcome.is_ok() {
-            for record in &change.audit {
+            for (record, sealed) in change.audit.iter().zip(sealed) {
                 seq += 1;
-                let json =
-                    serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-                let next = audit::chain_hash(&hash, seq, &json);
-                let columns = record.columns().ok_or_else(|| {
-                    sqlx::Error::Protocol(format!("audit time `{}` is not RFC 3339", record.at))
-                })?;
+                let next = audit::chain_hash(&hash, seq, &sealed.json);
                 audit_rows.push(AuditRow {
                     seq,
-                    columns,
+                    columns: &sealed.columns,
                     record,
-                    json,
+                    json: &sealed.json,
                     prev_hash: std::mem::replace(&mut hash, next.clone()),
                     hash: next,
                 });
@@ -263,14 +392,14 @@ async fn apply_all<'a>(
         }
         results.push(outcome);
     }
-    if let Err(e) = quotas.flush(conn).await? {
-        if batch {
-            return Err(Failed::PastFirstWrite(e));
-        }
-        return Ok((vec![Err(e)], false));
-    }
+    let counts = match quotas.flush(conn).await? {
+        Ok(counts) => counts,
+        Err((keys, e)) if batch => return Err(Failed::OverQuota(keys, e)),
+        Err((_, e)) => return Ok(Batched::rolled_back(e)),
+    };
     insert_decisions(conn, &decisions).await?;
     insert_violations(conn, &violations).await?;
+    let noted = trust.flush(conn).await?;
     insert_audit(conn, &audit_rows).await?;
     if seq != start_seq {
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
@@ -279,7 +408,37 @@ async fn apply_all<'a>(
             .execute(&mut *conn)
             .await?;
     }
-    Ok((results, true))
+    Ok(Batched {
+        results,
+        noted: Some(Noted {
+            scores: noted,
+            counts,
+        }),
+    })
+}
+
+/// What a committed batch tells the read cache: the trust scores it noted and the quota counts
+/// its charges came to, each exact as of the commit.
+#[derive(Default)]
+pub(crate) struct Noted {
+    scores: Vec<(String, f64)>,
+    counts: Vec<(QuotaKey, i64)>,
+}
+
+/// What applying a batch came to: each change's result, and what it tells the cache, or `None`
+/// where the transaction must roll back (a change alone failed past its first write).
+struct Batched {
+    results: Vec<Result<()>>,
+    noted: Option<Noted>,
+}
+
+impl Batched {
+    fn rolled_back(e: StoreError) -> Batched {
+        Batched {
+            results: vec![Err(e)],
+            noted: None,
+        }
+    }
 }
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.

@@ -13,7 +13,7 @@ use warden_core::clock::format_micros;
 use warden_core::decision::Verdict;
 use warden_core::identity::{Agent, Human, Role, mint_token};
 use warden_core::policy::{Effect, Grant, RiskLevel, ViolationMode};
-use warden_core::quotas::{Charge, Unit};
+use warden_core::quotas::{Charge, Counting, Unit};
 use warden_core::records::{
     ApprovalRow, ApprovalStatus, ConfirmationStatus, DecisionRow, Delivery, DeliveryStatus,
     EvidenceDelta, Guard, GuardStatus, OutcomeStatus, TierChange, ViolationRow,
@@ -47,6 +47,7 @@ both_backends!(
     approvals,
     outcomes_and_signals,
     trust,
+    a_batch_of_evidence_sums_as_one_by_one,
     quotas,
     idempotency_keys,
     audit_chain,
@@ -1228,6 +1229,7 @@ async fn quotas(backend: Backend) {
         amount,
         limit,
         unit: Unit::Calls,
+        counts: Counting::Requests,
     };
     let charged = |amount, limit| {
         Write::Quota(QuotaWrite::ChargeQuotas {
@@ -1790,6 +1792,120 @@ async fn events(backend: Backend) {
 
 /// Many changes commit in one transaction; one that fails after its first write (which the
 /// batch's transaction cannot undo alone) is retried on its own and fails alone.
+/// Evidence and scores committed together (the writer coalesces them per running total and per
+/// agent within a batch) come to what writing them one by one would: the same counts, the same
+/// decayed amount, and the score noted from all of it, also in a cached agent.
+async fn a_batch_of_evidence_sums_as_one_by_one(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = Store::open(&StoreOptions {
+        url: db.url.clone(),
+        max_connections: 4,
+        max_batch: 64,
+        cache_ttl: Duration::from_secs(600),
+    })
+    .await
+    .unwrap();
+    for id in ["bot", "other"] {
+        commit(
+            &s,
+            vec![Write::Identity(IdentityWrite::InsertAgent(agent(id, 2)))],
+        )
+        .await
+        .unwrap();
+    }
+    let before = s.agent("bot").await.unwrap().unwrap();
+    assert_eq!(before.trust_score, None, "cached before any evidence");
+    let policy = TrustPolicy::default();
+    let half_life = half_life_us(&policy);
+    let evidence = |agent: &str, kind, at| EvidenceDelta {
+        agent_id: agent.into(),
+        environment: "staging".into(),
+        risk: RiskLevel::Low,
+        kind,
+        at,
+        delta: 1,
+        half_life_us: half_life,
+    };
+    const NOTED: i64 = NOW + 100 * 3_600_000_000;
+    let mut tasks = Vec::new();
+    for i in 0..60i64 {
+        let (s, policy) = (s.clone(), policy.clone());
+        let agent = if i % 3 == 0 { "other" } else { "bot" };
+        let kind = if i % 2 == 0 {
+            Kind::Violation
+        } else {
+            Kind::Success
+        };
+        let at = NOW + i * 3_600_000_000;
+        let e = evidence(agent, kind, at);
+        tasks.push(tokio::spawn(async move {
+            s.commit(Change {
+                writes: vec![
+                    Write::Decision(DecisionWrite::InsertDecision(decision(
+                        &format!("d{i}"),
+                        agent,
+                        Verdict::Deny,
+                        at,
+                    ))),
+                    Write::Trust(TrustWrite::AddEvidence(e)),
+                    // All noted as of one moment: whichever batch commits last notes the
+                    // score of all the evidence.
+                    Write::Trust(TrustWrite::NoteTrust {
+                        agent_id: agent.into(),
+                        tier: 2,
+                        at: NOTED,
+                        policy,
+                    }),
+                ],
+                audit: vec![record("decision", agent)],
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for agent in ["bot", "other"] {
+        let mine: Vec<i64> = (0..60i64)
+            .filter(|i| (i % 3 == 0) == (agent == "other"))
+            .collect();
+        let totals = s.trust_totals(agent).await.unwrap();
+        for kind in [Kind::Violation, Kind::Success] {
+            let of_kind: Vec<i64> = mine
+                .iter()
+                .copied()
+                .filter(|i| (i % 2 == 0) == (kind == Kind::Violation))
+                .collect();
+            let expected = of_kind
+                .iter()
+                .fold(warden_core::trust::Decayed::default(), |d, i| {
+                    d.add(1.0, NOW + i * 3_600_000_000, half_life)
+                });
+            let total = totals.iter().find(|t| t.kind == kind).unwrap();
+            assert_eq!(total.count, of_kind.len() as i64, "{agent} {kind:?}");
+            let last = NOW + 59 * 3_600_000_000;
+            let (got, want) = (
+                total.decayed.at(last, half_life),
+                expected.at(last, half_life),
+            );
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{agent} {kind:?}: {got} against {want}"
+            );
+        }
+        // The score noted is the one all of the agent's evidence gives.
+        let want = warden_core::trust::weigh(&totals, NOTED, &policy, |_| true).score();
+        let cached = s.agent(agent).await.unwrap().unwrap().trust_score;
+        let stored = s.agent_fresh(agent).await.unwrap().unwrap().trust_score;
+        assert_eq!(stored, Some(want), "{agent}");
+        assert_eq!(
+            cached, stored,
+            "the cached agent has the noted score: {agent}"
+        );
+    }
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(60));
+}
+
 async fn one_failed_change_does_not_sink_its_batch(backend: Backend) {
     let db = TestDb::new(backend).await;
     let s = db.store.clone();

@@ -35,7 +35,8 @@ fn quota<'a>(answer: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no quota {name}: {answer}"))
 }
 
-/// Fires `n` decisions at once (spread over `bases`) and returns each answer with its cost.
+/// Fires `n` decisions at once (spread over `bases`) and returns each answer with its cost;
+/// every one must be answered 200.
 async fn burst(
     bases: &[String],
     token: &str,
@@ -44,6 +45,25 @@ async fn burst(
     env: &str,
     costs: &[f64],
 ) -> Vec<(f64, Value)> {
+    let answers = flood(bases, token, n, class, env, costs).await;
+    answers
+        .into_iter()
+        .map(|(cost, status, _, answer)| {
+            assert_eq!(status, 200, "{answer}");
+            (cost, answer)
+        })
+        .collect()
+}
+
+/// Fires `n` decisions at once and returns each answer's cost, status, `Retry-After` and body.
+async fn flood(
+    bases: &[String],
+    token: &str,
+    n: usize,
+    class: &str,
+    env: &str,
+    costs: &[f64],
+) -> Vec<(f64, u16, Option<u64>, Value)> {
     let client = reqwest::Client::new();
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -62,8 +82,16 @@ async fn burst(
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status(), 200);
-            (cost, r.json::<Value>().await.unwrap())
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (
+                cost,
+                r.status().as_u16(),
+                retry_after,
+                r.json::<Value>().await.unwrap(),
+            )
         }));
     }
     let mut out = Vec::new();
@@ -75,12 +103,16 @@ async fn burst(
 
 async fn exactly_five_deploys_an_hour(backend: Backend) {
     // Time stands still, so the burst cannot straddle an hour (or a minute).
-    let clock = ManualClock::at(parse_micros("2026-11-26T10:00:00Z").unwrap());
+    let clock = Arc::new(ManualClock::at(
+        parse_micros("2026-11-26T10:00:20Z").unwrap(),
+    ));
     let db = TestDb::new(backend).await;
     let config = db.config();
-    let s = TestServer::start_clocked(db, config, Arc::new(clock)).await;
+    let s = TestServer::start_clocked(db, config, clock.clone()).await;
     let bot = s.agent("looper", 2, json!({})).await;
-    let answers = burst(
+    // 200 at once: the first 100 are decided (every request counts against calls_per_minute,
+    // denied ones too); the rest find the agent over its rate limit and are refused.
+    let answered = flood(
         std::slice::from_ref(&s.base),
         &bot,
         200,
@@ -89,6 +121,21 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
         &[0.0],
     )
     .await;
+    let refused: Vec<_> = answered.iter().filter(|a| a.1 == 429).collect();
+    assert_eq!(refused.len(), 100, "100 calls a minute, then cut off");
+    for (_, _, retry_after, body) in &refused {
+        assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+        assert_eq!(*retry_after, Some(40), "the minute ends in 40 s: {body}");
+    }
+    let answers: Vec<(f64, Value)> = answered
+        .into_iter()
+        .filter(|a| a.1 != 429)
+        .map(|(cost, status, _, answer)| {
+            assert_eq!(status, 200, "{answer}");
+            (cost, answer)
+        })
+        .collect();
+    assert_eq!(answers.len(), 100);
     let allowed: Vec<&Value> = answers
         .iter()
         .map(|(_, a)| a)
@@ -126,6 +173,31 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
                 .unwrap(),
         )
     }));
+    // Cut off means cut off: even an action that would be allowed is refused, body unread.
+    let (status, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/v1/decisions",
+            Some(&bot),
+            Some(json!({"action": {"class": "read", "environment": "dev", "service": "x"}})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (429, &json!("rate_limited"))
+    );
+    let garbage = reqwest::Client::new()
+        .post(format!("{}/v1/decisions", s.base))
+        .bearer_auth(&bot)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 429, "refused before the body is read");
+    // Another agent is not affected.
+    let other = s.agent("steady", 2, json!({})).await;
+    assert_eq!(s.verdict(&other, "deploy", "staging").await, "allow");
 
     // Usage now; each denial is a minor violation, and an audit event.
     let (_, q) = s.get("/v1/agents/looper/quotas", &bot).await;
@@ -150,20 +222,72 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
         .find(|q| q["quota"] == "calls_per_minute")
         .unwrap();
     assert_eq!(
-        calls["usage"][0]["used"], 5.0,
-        "denied actions consume nothing: {q}"
+        calls["usage"][0]["used"], 100.0,
+        "every request counts, denied ones too; refused ones are not decided: {q}"
     );
     let (_, v) = s
         .get("/v1/violations?agent=looper&limit=500", &s.admin)
         .await;
     let list = v["violations"].as_array().unwrap();
-    assert_eq!(list.len(), 195);
+    assert_eq!(list.len(), 95);
     assert!(list.iter().all(|v| v["reason"] == "quota_exceeded"), "{v}");
     let (_, trust) = s.get("/v1/agents/looper/trust", &s.admin).await;
     assert_eq!(
         trust["tier"], 2,
         "quota overruns are minor: no hard trigger: {trust}"
     );
+    assert_eq!(trust["evidence"]["violations"], 95, "{trust}");
+    // The refusals are one audit record and one piece of evidence, once the minute is over.
+    let (_, none) = s
+        .get("/v1/audit?event_type=agent.rate_limited", &s.admin)
+        .await;
+    assert_eq!(none["records"], json!([]), "not before the window ends");
+    clock.advance(40_000_000);
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        let (_, page) = s
+            .get("/v1/audit?event_type=agent.rate_limited", &s.admin)
+            .await;
+        records = page["records"].as_array().unwrap().clone();
+        if !records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(records.len(), 1, "{records:?}");
+    let details = &records[0]["details"];
+    assert_eq!(
+        (
+            &records[0]["agent"],
+            &details["quota"],
+            &details["limit"],
+            &details["refused"],
+            &details["window_end"]
+        ),
+        (
+            &json!("looper"),
+            &json!("calls_per_minute"),
+            &json!(100),
+            &json!(102),
+            &json!("2026-11-26T10:01:00.000000Z")
+        ),
+        "{details}"
+    );
+    let (_, trust) = s.get("/v1/agents/looper/trust", &s.admin).await;
+    assert_eq!(
+        trust["evidence"]["violations"], 96,
+        "one more, for the whole flood: {trust}"
+    );
+    // A new minute: the agent is heard again (its deploys stay spent for the hour).
+    let (_, again) = s
+        .decide(
+            &bot,
+            "deploy",
+            "staging",
+            json!({"action": {"class": "deploy", "environment": "staging", "service": "payments"}}),
+        )
+        .await;
+    assert_eq!(codes(&again), ["grant_allows", "quota_exceeded"], "{again}");
     // Another service has its own count; a non-deploy is not a deploy.
     assert_eq!(
         s.decide(
@@ -229,6 +353,18 @@ async fn two_processes_hold_quotas_exactly() {
             (r.status(), r.json::<Value>().await.unwrap())
         }
     };
+    // Sets an agent's limits through one replica, then waits until the other replica's read
+    // cache (`storage.cache_ttl_ms`, 1 s) has let go of the old ones.
+    let set_limits = |base: &str, agent: &str, limits: Value| {
+        let req = client
+            .put(format!("{base}/v1/agents/{agent}/quotas"))
+            .bearer_auth(bootstrap)
+            .json(&json!({ "limits": limits }));
+        async move {
+            assert_eq!(req.send().await.unwrap().status(), 200);
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+    };
     let agent = json!({"id": "fleet", "tool": "t", "model": "m", "team": "payments", "sponsor": "s", "tier": 2});
     assert_eq!(post(&bases[0], "/v1/agents", bootstrap, agent).await.0, 201);
     let (_, token) = post(
@@ -239,6 +375,8 @@ async fn two_processes_hold_quotas_exactly() {
     )
     .await;
     let bot = token["token"].as_str().unwrap().to_string();
+    // 400 requests in a minute: the rate limit is round three's subject, not this one's.
+    set_limits(&bases[0], "fleet", json!({"calls_per_minute": 100000})).await;
     // Real processes keep real time: start well inside an hour, so one burst counts in one window.
     let into_hour = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -263,14 +401,12 @@ async fn two_processes_hold_quotas_exactly() {
     assert_eq!(allowed.len(), 5, "exactly five deploys across two replicas");
 
     // Round two: config changes under a $60 daily budget (an admin's override).
-    let r = client
-        .put(format!("{}/v1/agents/fleet/quotas", bases[0]))
-        .bearer_auth(bootstrap)
-        .json(&json!({"limits": {"cost_per_day": 60}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    set_limits(
+        &bases[0],
+        "fleet",
+        json!({"cost_per_day": 60, "calls_per_minute": 100000}),
+    )
+    .await;
     let answers = burst(&bases, &bot, 200, "config_change", "staging", &costs).await;
     let more: Vec<f64> = answers
         .iter()
@@ -306,6 +442,41 @@ async fn two_processes_hold_quotas_exactly() {
         let c = quota(a, "cost_per_day");
         assert!(c["limit"] == 60.0 && c["resets_at"].is_string(), "{a}");
     }
+
+    // Round three: a rate limit of 50 calls a minute, flooded through both replicas at once.
+    let agent = json!({"id": "sprinter", "tool": "t", "model": "m", "team": "payments", "sponsor": "s", "tier": 2});
+    assert_eq!(post(&bases[1], "/v1/agents", bootstrap, agent).await.0, 201);
+    let (_, token) = post(
+        &bases[0],
+        "/v1/tokens",
+        bootstrap,
+        json!({"role": "agent", "subject": "sprinter"}),
+    )
+    .await;
+    let sprinter = token["token"].as_str().unwrap().to_string();
+    set_limits(&bases[1], "sprinter", json!({"calls_per_minute": 50})).await;
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into_minute > 45 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    let answered = flood(&bases, &sprinter, 120, "read", "production", &[0.0]).await;
+    let status = |code| answered.iter().filter(|a| a.1 == code).count();
+    assert_eq!(
+        (status(200), status(429)),
+        (50, 70),
+        "exactly 50 decided across two replicas, the rest refused"
+    );
+    assert!(
+        answered
+            .iter()
+            .filter(|a| a.1 == 429)
+            .all(|a| a.2.is_some_and(|s| (1..=60).contains(&s))),
+        "every refusal says when to come back"
+    );
     for mut child in children {
         let _ = child.kill();
         let _ = child.wait();

@@ -62,7 +62,7 @@ pub struct DecisionWrites {
     /// An approval this decision uses up; if another decision used it meanwhile, the whole
     /// change fails and nothing is recorded (single use, on every replica).
     pub consume_approval: Option<String>,
-    /// What the action is charged to its quotas (an allowed action that costs something).
+    /// What the action is charged to its quotas: rate limits always, the others when allowed.
     pub charge: Option<Vec<Charge>>,
     /// The decision itself.
     pub decision: DecisionRow,
@@ -594,66 +594,74 @@ fn handle_violation(
     draft.violation_row = Some(violation_of(mode, code));
 }
 
-/// Stage 6: quotas, for an action about to go ahead (an approved one is charged when its
-/// approval is used, not when it was asked for).
+/// Stage 6: quotas. Rate limits (quotas counting every request) are charged whatever the
+/// verdict; the others only for an action about to go ahead (an approved one is charged when
+/// its approval is used, not when it was asked for).
 fn charge_quotas(
     quotas: &QuotaPlan,
     draft: &mut Draft,
     violation_of: &impl Fn(ViolationMode, &str) -> ViolationRow,
 ) {
-    if draft.verdict != Verdict::Allow || quotas.charges.is_empty() {
+    if quotas.charges.is_empty() {
         return;
     }
     let counts = quotas.charges.iter().zip(&quotas.used);
-    match counts.clone().find(|(c, used)| !c.fits(**used)) {
-        Some((c, used)) => {
-            draft.headroom = counts.map(|(c, used)| c.headroom(*used)).collect();
-            let h = c.headroom(*used);
-            let scope = if c.scope == "*" {
-                String::new()
-            } else {
-                format!(" for {}", c.scope)
-            };
-            let needs = c.headroom(c.amount).used;
-            draft.reasons.push(Reason {
-                quota: Some(c.quota.clone()),
-                ..reason(
-                    "quota_exceeded",
-                    format!(
-                        "quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}",
-                        c.quota,
-                        h.used,
-                        h.limit,
-                        c.unit.label(),
-                        h.resets_at
-                    ),
-                )
-            });
-            draft.verdict = Verdict::Deny;
-            // The approval (if any) stays unused: the agent may try again once the quota resets.
-            draft.consume = None;
-            // A class in flag or guard mode let the action through; the quota stops it: the
-            // violation on record is the quota's (blocked), not a flagged one.
-            draft.obligations.retain(|o| o.kind != "rollback_guard");
-            draft
-                .reasons
-                .retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
-            draft.violation_row = Some(violation_of(ViolationMode::Block, "quota_exceeded"));
-        }
-        None => {
-            draft.headroom = counts
-                .map(|(c, used)| c.headroom(used + c.amount))
-                .collect();
-            // Nothing to add (a free action) needs no write; its limit was checked above.
-            let charges: Vec<_> = quotas
-                .charges
-                .iter()
-                .filter(|c| c.amount > 0)
-                .cloned()
-                .collect();
-            draft.charge = (!charges.is_empty()).then_some(charges);
-        }
+    let over = counts.clone().find(|(c, used)| {
+        (draft.verdict == Verdict::Allow || c.every_request()) && !c.fits(**used)
+    });
+    if let Some((c, used)) = over {
+        draft.headroom = counts.clone().map(|(c, used)| c.headroom(*used)).collect();
+        let h = c.headroom(*used);
+        let scope = if c.scope == "*" {
+            String::new()
+        } else {
+            format!(" for {}", c.scope)
+        };
+        let needs = c.headroom(c.amount).used;
+        draft.reasons.push(Reason {
+            quota: Some(c.quota.clone()),
+            ..reason(
+                "quota_exceeded",
+                format!(
+                    "quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}",
+                    c.quota,
+                    h.used,
+                    h.limit,
+                    c.unit.label(),
+                    h.resets_at
+                ),
+            )
+        });
+        draft.verdict = Verdict::Deny;
+        // The approval (if any) stays unused: the agent may try again once the quota resets.
+        draft.consume = None;
+        // A class in flag or guard mode let the action through; the quota stops it: the
+        // violation on record is the quota's (blocked), not a flagged one.
+        draft.obligations.retain(|o| o.kind != "rollback_guard");
+        draft
+            .reasons
+            .retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
+        draft.violation_row = Some(violation_of(ViolationMode::Block, "quota_exceeded"));
     }
+    // What the decision draws on: everything when it goes ahead, otherwise the rate limits
+    // (none when a rate limit itself is what it is over: the service cuts such a caller off
+    // before judging, see `QuotaPlan::over_rate_limit`).
+    let allowed = draft.verdict == Verdict::Allow;
+    let rate_limited = over.is_some_and(|(c, _)| c.every_request());
+    let charged = |c: &Charge| !rate_limited && (allowed || c.every_request());
+    if over.is_none() {
+        draft.headroom = counts
+            .map(|(c, used)| c.headroom(if charged(c) { used + c.amount } else { *used }))
+            .collect();
+    }
+    // Nothing to add (a free action) needs no write; its limit was checked above.
+    let charges: Vec<_> = quotas
+        .charges
+        .iter()
+        .filter(|c| charged(c) && c.amount > 0)
+        .cloned()
+        .collect();
+    draft.charge = (!charges.is_empty()).then_some(charges);
 }
 
 /// Stage 8, a new request: a human decides; the agent re-submits the same action with its id.
@@ -1077,6 +1085,76 @@ mod tests {
             human: None,
             approval: None,
         }
+    }
+
+    #[test]
+    fn rate_limits_count_every_request_and_budgets_only_allowed_ones() {
+        let p = policy();
+        let s = alone(agent("a", 2));
+        let judged = |class: &str, env: &str, used: [i64; 3]| {
+            let charges = crate::quotas::charges(
+                &p.policy.quotas,
+                &jiff::tz::TimeZone::UTC,
+                &s.agent,
+                (class, env, "payments"),
+                Some(1.0),
+                0,
+            );
+            let quotas = QuotaPlan {
+                used: used[..charges.len()].to_vec(),
+                charges,
+            };
+            judge(Inputs {
+                policy: &p,
+                caller: &caller(),
+                subject: &s,
+                request: request(class, env),
+                now: 0,
+                decision_id: "d".into(),
+                plugins: Assessment::default(),
+                quotas: &quotas,
+            })
+            .unwrap()
+        };
+        let names = |j: &Judgement| -> Vec<String> {
+            j.writes
+                .charge
+                .iter()
+                .flatten()
+                .map(|c| c.quota.clone())
+                .collect()
+        };
+        // Allowed: every quota it touches.
+        let allowed = judged("deploy", "staging", [0, 0, 0]);
+        assert_eq!(allowed.answer.verdict, Verdict::Allow);
+        assert_eq!(
+            names(&allowed),
+            [
+                "cost_per_day",
+                "calls_per_minute",
+                "deploys_per_hour_per_service"
+            ]
+        );
+        // Waiting for an approval: only the rate limit, and its headroom counts this request.
+        let waiting = judged("deploy", "production", [0, 7, 0]);
+        assert_eq!(waiting.answer.verdict, Verdict::RequireApproval);
+        assert_eq!(names(&waiting), ["calls_per_minute"]);
+        let calls = waiting
+            .answer
+            .quotas
+            .iter()
+            .find(|h| h.quota == "calls_per_minute")
+            .unwrap();
+        assert_eq!((calls.used, calls.remaining), (8.0, 92.0));
+        // Over a budget: denied, and the denial still counts as a request.
+        let over = judged("deploy", "staging", [0, 0, 5]);
+        assert_eq!(over.answer.verdict, Verdict::Deny);
+        assert_eq!(names(&over), ["calls_per_minute"]);
+        // Over the rate limit itself (the service cuts such a caller off before judging): a
+        // denial that charges nothing, so it can never push the count further.
+        let flooded = judged("deploy", "staging", [0, 100, 0]);
+        assert_eq!(flooded.answer.verdict, Verdict::Deny);
+        assert!(flooded.writes.charge.is_none());
     }
 
     #[test]

@@ -35,11 +35,13 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         (status = 409, description = "A request with the same Idempotency-Key is still being answered", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was sent with another request", body = ErrorBody),
+        (status = 429, description = "The agent is over a rate limit (`calls_per_minute`) and is refused until its window ends; `Retry-After` says when, in seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
         (status = 503, description = "The store is unavailable; nothing was decided (fail closed)", body = ErrorBody),
     ))]
 async fn decide(
     State(state): State<AppState>,
-    caller: Allowed<Acting>,
+    Asking(caller): Asking,
     claim: Option<axum::Extension<Claim>>,
     Json(request): Json<DecisionRequest>,
 ) -> Result<axum::Json<DecisionAnswer>> {
@@ -47,6 +49,25 @@ async fn decide(
     Ok(axum::Json(
         state.decisions.decide_once(&caller, request, claim).await?,
     ))
+}
+
+/// Who asks for a decision: a caller whose role may, and whose agent is not cut off for
+/// flooding. Both from the headers, so a flooding agent's body is never read.
+struct Asking(Allowed<Acting>);
+
+impl axum::extract::FromRequestParts<AppState> for Asking {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Asking> {
+        let caller = Allowed::<Acting>::from_request_parts(parts, state).await?;
+        match state.decisions.refused(&caller).await {
+            Some(refusal) => Err(refusal.into()),
+            None => Ok(Asking(caller)),
+        }
+    }
 }
 
 /// A recorded decision's answer. Agents may read only their own.

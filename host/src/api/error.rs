@@ -85,6 +85,7 @@ pub fn status(kind: Kind) -> StatusCode {
         Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
         Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Kind::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -127,6 +128,13 @@ impl IntoResponse for ApiError {
                 field,
             },
         };
-        (status(kind), axum::Json(body)).into_response()
+        let mut response = (status(kind), axum::Json(body)).into_response();
+        if let Kind::TooManyRequests { retry_after_secs } = kind {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+        }
+        response
     }
 }

@@ -58,6 +58,12 @@ async fn keyed(settings: Settings, req: Request, next: Next) -> Result<Response>
     idempotency::check_key(&key)?;
     // Who asks, and whether these routes let them, before the body is read.
     let caller = Allowed::<Acting>::from_request_parts(&mut parts, &state).await?;
+    // A flooding agent is refused before its key costs a write.
+    if parts.uri.path() == "/v1/decisions"
+        && let Some(refusal) = state.decisions.refused(&caller).await
+    {
+        return Err(refusal.into());
+    }
     // The body under the route's own limits (the extensions carry them).
     let mut only_body = Request::new(body);
     *only_body.extensions_mut() = parts.extensions.clone();

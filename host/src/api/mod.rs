@@ -52,9 +52,29 @@ mod ui;
 mod violations;
 mod webhooks;
 
-/// What every handler can reach: the services, and the parts they share.
+/// What every handler can reach, behind one pointer: extractors take the state per request,
+/// and a clone of one `Arc` is cheaper than of the twenty handles inside.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state over its parts.
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The services, and the parts they share.
+#[derive(Debug)]
+pub struct Shared {
     /// The decision service.
     pub decisions: Decisions,
     /// The effective policy.

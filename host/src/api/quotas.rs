@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::{AppState, Json};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::identity::{Agent, Caller, Role};
-use crate::quotas::{Charge, Headroom, Unit, Window, limit_of, window_at};
+use crate::quotas::{Charge, Counting, Headroom, Unit, Window, limit_of, window_at};
 use crate::services::quotas;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -27,6 +27,8 @@ pub(super) struct AgentQuota {
     pub quota: String,
     /// `calls` or `usd`.
     pub unit: Unit,
+    /// `allowed` (actions allowed) or `requests` (every request: a rate limit).
+    pub counts: Counting,
     /// `minute`, `hour` or `day` (calendar, in the policy's time zone).
     pub window: Window,
     /// The limit, or null for none.
@@ -100,6 +102,7 @@ async fn view(state: &AppState, agent: Agent) -> Result<AgentQuotas> {
                     amount: 0,
                     limit,
                     unit: quota.unit,
+                    counts: quota.counts,
                 };
                 usage.push(charge.headroom(used));
             }
@@ -114,6 +117,7 @@ async fn view(state: &AppState, agent: Agent) -> Result<AgentQuotas> {
         quotas.push(AgentQuota {
             quota: quota.name.clone(),
             unit: quota.unit,
+            counts: quota.counts,
             window: quota.window,
             limit: limit.map(show),
             source: source.into(),

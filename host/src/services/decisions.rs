@@ -14,13 +14,14 @@ use crate::decision::{
 };
 use crate::delegation::OnBehalfOf;
 use crate::error::{Error, Kind, Result};
-use crate::identity::{Agent, Caller};
+use crate::identity::{Agent, Caller, Role};
 use crate::metrics::Metrics;
 use crate::plugin::{AnomalyContext, PluginAction, RecentActivity};
 use crate::plugins::PluginHost;
 use crate::policy::{CompiledPolicy, PolicyMode};
-use crate::quotas::QuotaPlan;
+use crate::quotas::{QuotaPlan, Unit};
 use crate::services::baselines::Baselines;
+use crate::services::cutoffs::{Cutoffs, HOLD};
 use crate::services::delegations::{self, DelegationConfig};
 use crate::services::idempotency::Claim;
 use crate::services::notify::Outbox;
@@ -42,6 +43,7 @@ pub struct Decisions {
     tiers: Controller,
     baselines: Baselines,
     delegation: Arc<DelegationConfig>,
+    cutoffs: Cutoffs,
 }
 
 /// How the decision service is put together.
@@ -81,6 +83,7 @@ impl Decisions {
             baselines,
             delegation,
         } = parts;
+        let cutoffs = Cutoffs::new(store.clone(), tiers.clone(), clock.clone(), metrics.clone());
         Decisions {
             store,
             policy,
@@ -91,7 +94,27 @@ impl Decisions {
             tiers,
             baselines,
             delegation,
+            cutoffs,
         }
+    }
+
+    /// The agents cut off for flooding (their windows are recorded as they close).
+    pub fn cutoffs(&self) -> &Cutoffs {
+        &self.cutoffs
+    }
+
+    /// The 429 for a caller whose agent is cut off now (an agent's own token): what the edge
+    /// can answer before it reads the body or claims an idempotency key. The answer is held
+    /// for up to [`HOLD`] first: a runaway loop that waits for its answers slows to one
+    /// request a second per connection, and a held answer costs a timer, not a core.
+    pub async fn refused(&self, caller: &Caller) -> Option<Error> {
+        let agent = caller
+            .subject
+            .as_deref()
+            .filter(|_| caller.role == Role::Agent)?;
+        let (refusal, until) = self.cutoffs.refused(agent, self.clock.now_micros())?;
+        tokio::time::sleep(HOLD.min(until)).await;
+        Some(refusal)
     }
 
     /// Decides, records durably, and answers.
@@ -113,6 +136,10 @@ impl Decisions {
     ) -> Result<DecisionAnswer> {
         let started = Instant::now();
         let agent_id = resolve_agent(caller, &request)?;
+        // A flooding agent is refused before anything is read or judged.
+        if let Some((refusal, _)) = self.cutoffs.refused(&agent_id, self.clock.now_micros()) {
+            return Err(refusal);
+        }
         // Validate before touching the store: bad input is the caller's problem, whatever the store's state.
         validate_references(&request)?;
         validate(&self.policy, &request.action)?;
@@ -180,51 +207,38 @@ impl Decisions {
         let mut plan = self
             .quota_plan(&subject.agent, &request.action, now)
             .await?;
-        let mut again = (!plan.charges.is_empty()).then(|| (request.clone(), assessment.clone()));
+        if let Some((charge, _)) = plan.over_rate_limit() {
+            return Err(self
+                .cutoffs
+                .cut(&subject.agent, charge, &request.action.environment, now));
+        }
         let policy = &self.policy;
-        let mut judgement = judge(Inputs {
-            policy,
-            caller,
-            subject: &subject,
-            request,
-            now,
-            decision_id: decision_id.clone(),
-            plugins: assessment,
-            quotas: &plan,
-        })?;
-        for attempt in 1.. {
+        // Other decisions may fill a quota between the counts read and the commit: the charge
+        // is then refused at commit, and the action judged again on the counts as they are. A
+        // refusal follows someone else's commit, so retries make progress; the bound is a
+        // backstop.
+        const ATTEMPTS: usize = 8;
+        for attempt in 1..=ATTEMPTS {
+            let judgement = judge(Inputs {
+                policy,
+                caller,
+                subject: &subject,
+                request: request.clone(),
+                now,
+                decision_id: decision_id.clone(),
+                plugins: assessment.clone(),
+                quotas: &plan,
+            })?;
             match self.record(&subject, judgement, now, claim).await {
-                // Other decisions took what was left of a quota meanwhile: judge again on the counts now.
-                Err(e)
-                    if e.conflict() == Some(Conflict::QuotaExceeded)
-                        && attempt < 3
-                        && again.is_some() =>
-                {
-                    let (request, assessment) = again.take().expect("checked");
+                Err(e) if e.conflict() == Some(Conflict::QuotaExceeded) && attempt < ATTEMPTS => {
                     plan.used = self
                         .store
                         .quota_used_fresh(&subject.agent.id, &plan.charges)
                         .await?;
-                    if plan
-                        .charges
-                        .iter()
-                        .zip(&plan.used)
-                        .all(|(c, used)| c.fits(*used))
-                    {
-                        // Counts can fall (an actual cost below its estimate): the action may fit after all.
-                        again = Some((request.clone(), assessment.clone()));
+                    if let Some((charge, _)) = plan.over_rate_limit() {
+                        let environment = &request.action.environment;
+                        return Err(self.cutoffs.cut(&subject.agent, charge, environment, now));
                     }
-                    let decision_id = decision_id.clone();
-                    judgement = judge(Inputs {
-                        policy,
-                        caller,
-                        subject: &subject,
-                        request,
-                        now,
-                        decision_id,
-                        plugins: assessment,
-                        quotas: &plan,
-                    })?;
                 }
                 Err(e) => return Err(e.into()),
                 Ok(answer) => {
@@ -256,8 +270,13 @@ impl Decisions {
             now,
         );
         let mut used = self.store.quota_used(&agent.id, &charges).await?;
-        // Never deny on a hint: another replica may have corrected a count downwards.
-        if charges.iter().zip(&used).any(|(c, u)| !c.fits(*u)) {
+        // Never deny on a hint that can have fallen: another replica may have corrected a cost
+        // downwards. Counts of calls only grow within their window, so a full one is full.
+        if charges
+            .iter()
+            .zip(&used)
+            .any(|(c, u)| !c.fits(*u) && c.unit == Unit::Usd)
+        {
             used = self.store.quota_used_fresh(&agent.id, &charges).await?;
         }
         Ok(QuotaPlan { charges, used })

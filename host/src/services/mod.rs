@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod audit;
 pub mod baselines;
 pub mod checkpoints;
+pub mod cutoffs;
 pub mod decisions;
 pub mod delegations;
 pub mod events;
