@@ -303,6 +303,19 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
     assert_eq!(s.verdict(&bot, "config_change", "staging").await, "allow");
 }
 
+/// Waits, if need be, until the real clock has at least `margin` seconds left in its current
+/// window of `window` seconds, so that a burst counts in one window.
+async fn well_inside(window: u64, margin: u64) {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % window;
+    if into > window - margin {
+        tokio::time::sleep(Duration::from_secs(window + 1 - into)).await;
+    }
+}
+
 /// Two real `warden serve` processes on one PostgreSQL schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_hold_quotas_exactly() {
@@ -365,27 +378,25 @@ async fn two_processes_hold_quotas_exactly() {
             tokio::time::sleep(Duration::from_millis(1100)).await;
         }
     };
-    let agent = json!({"id": "fleet", "tool": "t", "model": "m", "team": "payments", "sponsor": "s", "tier": 2});
-    assert_eq!(post(&bases[0], "/v1/agents", bootstrap, agent).await.0, 201);
-    let (_, token) = post(
-        &bases[1],
-        "/v1/tokens",
-        bootstrap,
-        json!({"role": "agent", "subject": "fleet"}),
-    )
-    .await;
-    let bot = token["token"].as_str().unwrap().to_string();
+    // An agent created through one replica, its token through the other.
+    let enrol = |id: &'static str, first: usize| {
+        let (post, bases) = (&post, &bases);
+        async move {
+            let agent = json!({"id": id, "tool": "t", "model": "m", "team": "payments", "sponsor": "s", "tier": 2});
+            assert_eq!(
+                post(&bases[first], "/v1/agents", bootstrap, agent).await.0,
+                201
+            );
+            let subject = json!({"role": "agent", "subject": id});
+            let (_, token) = post(&bases[1 - first], "/v1/tokens", bootstrap, subject).await;
+            token["token"].as_str().unwrap().to_string()
+        }
+    };
+    let bot = enrol("fleet", 0).await;
     // 400 requests in a minute: the rate limit is round three's subject, not this one's.
     set_limits(&bases[0], "fleet", json!({"calls_per_minute": 100000})).await;
     // Real processes keep real time: start well inside an hour, so one burst counts in one window.
-    let into_hour = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 3600;
-    if into_hour > 3570 {
-        tokio::time::sleep(Duration::from_secs(3602 - into_hour)).await;
-    }
+    well_inside(3600, 30).await;
 
     // Round one: 200 deploys split across the two replicas, each with its own cost.
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
@@ -444,25 +455,9 @@ async fn two_processes_hold_quotas_exactly() {
     }
 
     // Round three: a rate limit of 50 calls a minute, flooded through both replicas at once.
-    let agent = json!({"id": "sprinter", "tool": "t", "model": "m", "team": "payments", "sponsor": "s", "tier": 2});
-    assert_eq!(post(&bases[1], "/v1/agents", bootstrap, agent).await.0, 201);
-    let (_, token) = post(
-        &bases[0],
-        "/v1/tokens",
-        bootstrap,
-        json!({"role": "agent", "subject": "sprinter"}),
-    )
-    .await;
-    let sprinter = token["token"].as_str().unwrap().to_string();
+    let sprinter = enrol("sprinter", 1).await;
     set_limits(&bases[1], "sprinter", json!({"calls_per_minute": 50})).await;
-    let into_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
-    if into_minute > 45 {
-        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
-    }
+    well_inside(60, 15).await;
     let answered = flood(&bases, &sprinter, 120, "read", "production", &[0.0]).await;
     let status = |code| answered.iter().filter(|a| a.1 == code).count();
     assert_eq!(
