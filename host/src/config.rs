@@ -108,6 +108,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long the answer to a request sent with `Idempotency-Key` is kept for its retries.
     pub idempotency_window_secs: u64,
+    /// How many of one agent's decisions this process judges at once; the agent's others wait
+    /// their turn, so that one agent's burst cannot crowd the others out of the writer.
+    pub agent_concurrency: usize,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +124,7 @@ impl Default for ServerConfig {
             send_timeout_secs: 30,
             max_connections: 4096,
             idempotency_window_secs: 24 * 3600,
+            agent_concurrency: 4,
         }
     }
 }

@@ -254,6 +254,7 @@ impl Warden {
             outbox,
             tiers,
             delegation: Arc::new(config.delegation.clone()),
+            agent_concurrency: config.server.agent_concurrency,
         };
         let decisions = Decisions::new(parts.clone());
         // A flooding agent's window becomes one audit record once it closes.
@@ -356,6 +357,10 @@ impl Warden {
         anyhow::ensure!(
             server.max_connections > 0,
             "server.max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            server.agent_concurrency > 0,
+            "server.agent_concurrency must be at least 1"
         );
         anyhow::ensure!(
             server.header_read_timeout_secs > 0

@@ -24,6 +24,7 @@ use crate::services::baselines::Baselines;
 use crate::services::cutoffs::{Cutoffs, HOLD};
 use crate::services::delegations::{self, DelegationConfig};
 use crate::services::idempotency::Claim;
+use crate::services::lanes::Lanes;
 use crate::services::notify::Outbox;
 use crate::services::tiering::{Controller, Trigger};
 use crate::store::{
@@ -44,6 +45,7 @@ pub struct Decisions {
     baselines: Baselines,
     delegation: Arc<DelegationConfig>,
     cutoffs: Cutoffs,
+    lanes: Lanes,
 }
 
 /// How the decision service is put together.
@@ -67,6 +69,8 @@ pub struct Parts {
     pub baselines: Baselines,
     /// Who may vouch for a human.
     pub delegation: Arc<DelegationConfig>,
+    /// How many of one agent's decisions are judged at once (`server.agent_concurrency`).
+    pub agent_concurrency: usize,
 }
 
 impl Decisions {
@@ -82,6 +86,7 @@ impl Decisions {
             tiers,
             baselines,
             delegation,
+            agent_concurrency,
         } = parts;
         let cutoffs = Cutoffs::new(store.clone(), tiers.clone(), clock.clone(), metrics.clone());
         Decisions {
@@ -95,6 +100,7 @@ impl Decisions {
             baselines,
             delegation,
             cutoffs,
+            lanes: Lanes::new(agent_concurrency),
         }
     }
 
@@ -137,6 +143,11 @@ impl Decisions {
         let started = Instant::now();
         let agent_id = resolve_agent(caller, &request)?;
         // A flooding agent is refused before anything is read or judged.
+        if let Some((refusal, _)) = self.cutoffs.refused(&agent_id, self.clock.now_micros()) {
+            return Err(refusal);
+        }
+        // One agent's burst waits in its own lane instead of filling the writer's batches.
+        let _turn = self.lanes.enter(&agent_id).await;
         if let Some((refusal, _)) = self.cutoffs.refused(&agent_id, self.clock.now_micros()) {
             return Err(refusal);
         }

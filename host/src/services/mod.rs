@@ -17,6 +17,7 @@ pub mod guards;
 pub mod humans;
 pub mod idempotency;
 pub mod integrations;
+pub mod lanes;
 pub mod notify;
 pub mod outcomes;
 pub mod plugins;
