@@ -24,6 +24,7 @@ pub struct Metrics {
     decisions: Family<VerdictLabel, Counter>,
     latency: Histogram,
     rate_limited: Counter,
+    lane_waits: Counter,
 }
 
 impl Default for Metrics {
@@ -50,11 +51,18 @@ impl Default for Metrics {
             "Requests refused (429) because their agent was over a quota counting every request",
             rate_limited.clone(),
         );
+        let lane_waits = Counter::default();
+        registry.register(
+            "agent_lane_waits",
+            "Decisions that waited for their turn because their agent had server.agent_concurrency in flight",
+            lane_waits.clone(),
+        );
         Metrics {
             registry,
             decisions,
             latency,
             rate_limited,
+            lane_waits,
         }
     }
 }
@@ -73,6 +81,11 @@ impl Metrics {
     /// Counts a request refused for a rate limit.
     pub fn rate_limited(&self) {
         self.rate_limited.inc();
+    }
+
+    /// Counts a decision that waited for its agent's lane.
+    pub fn lane_wait(&self) {
+        self.lane_waits.inc();
     }
 
     /// Registers the plugin runtime's counts of calls that ran in a spare instance and calls

@@ -198,6 +198,16 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
     // Another agent is not affected.
     let other = s.agent("steady", 2, json!({})).await;
     assert_eq!(s.verdict(&other, "deploy", "staging").await, "allow");
+    // The burst went through the looper's lane a few at a time (server.agent_concurrency).
+    let (_, metrics) = s.call(reqwest::Method::GET, "/metrics", None, None).await;
+    let waits: u64 = metrics
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("warden_agent_lane_waits_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no lane waits counted: {metrics}"));
+    assert!(waits > 0, "{waits}");
 
     // Usage now; each denial is a minor violation, and an audit event.
     let (_, q) = s.get("/v1/agents/looper/quotas", &bot).await;

@@ -147,7 +147,10 @@ impl Decisions {
             return Err(refusal);
         }
         // One agent's burst waits in its own lane instead of filling the writer's batches.
-        let _turn = self.lanes.enter(&agent_id).await;
+        let turn = self.lanes.enter(&agent_id).await;
+        if turn.waited() {
+            self.metrics.lane_wait();
+        }
         if let Some((refusal, _)) = self.cutoffs.refused(&agent_id, self.clock.now_micros()) {
             return Err(refusal);
         }

@@ -24,6 +24,7 @@ pub struct Lanes {
 pub struct Turn {
     lane: Arc<Semaphore>,
     held: bool,
+    waited: bool,
     agent: String,
     lanes: Lanes,
 }
@@ -49,15 +50,22 @@ impl Lanes {
         let mut turn = Turn {
             lane,
             held: false,
+            waited: false,
             agent: agent.to_owned(),
             lanes: self.clone(),
         };
         // A waiter is the `Turn` itself, so a dropped wait clears the lane like a finished one.
-        turn.lane
-            .acquire()
-            .await
-            .expect("lanes are never closed")
-            .forget();
+        match turn.lane.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(_) => {
+                turn.waited = true;
+                turn.lane
+                    .acquire()
+                    .await
+                    .expect("lanes are never closed")
+                    .forget();
+            }
+        }
         turn.held = true;
         turn
     }
@@ -65,6 +73,13 @@ impl Lanes {
     /// How many agents have a decision in flight or waiting.
     pub fn busy(&self) -> usize {
         self.open.lock().expect("lanes lock").len()
+    }
+}
+
+impl Turn {
+    /// Whether this turn had to wait for another of the agent's decisions to finish.
+    pub fn waited(&self) -> bool {
+        self.waited
     }
 }
 
@@ -91,6 +106,7 @@ mod tests {
         let lanes = Lanes::new(2);
         let a1 = lanes.enter("a").await;
         let a2 = lanes.enter("a").await;
+        assert!(!a1.waited() && !a2.waited());
         // A third turn for `a` waits; `b` goes at once.
         let third = tokio::spawn({
             let lanes = lanes.clone();
@@ -106,6 +122,7 @@ mod tests {
             .await
             .expect("a freed turn is taken")
             .expect("task");
+        assert!(a3.waited() && !b.waited());
         assert_eq!(lanes.busy(), 2);
         drop((a2, a3, b));
         assert_eq!(lanes.busy(), 0, "idle lanes are forgotten");
