@@ -6,7 +6,7 @@ use warden_core::clock::format_micros;
 use warden_core::records::{Approval, ApprovalRow, ApprovalStatus, QuarantinedApproval};
 
 use crate::error::{Conflict, Missing, Result, StoreError};
-use crate::writer::{Applied, affected, missing};
+use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
 use crate::{Arg, Filters, Listed, Store, Write, unreadable, wire};
 
 /// A write to approval requests: asked, decided, used, lapsed.
@@ -254,6 +254,42 @@ impl Store {
 }
 
 /// Applies one write inside the writer's transaction.
+/// Inserts new pending approvals, a multi-row `INSERT` per [`ROWS_PER_INSERT`]: a new approval
+/// cannot fail for a logical reason, so the writer gathers a batch's approvals into one statement.
+pub(crate) async fn insert_approvals(
+    conn: &mut AnyConnection,
+    rows: &[&ApprovalRow],
+) -> std::result::Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_insert(
+            crate::Backend::of(conn),
+            "approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at, \
+             approvals_needed)",
+            13,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q
+                .bind(&a.id)
+                .bind(&a.decision_id)
+                .bind(&a.agent_id)
+                .bind(&a.on_behalf_of)
+                .bind(&a.class)
+                .bind(&a.environment)
+                .bind(&a.service)
+                .bind(&a.action_hash)
+                .bind(&a.summary)
+                .bind(ApprovalStatus::Pending.as_str())
+                .bind(a.created_at)
+                .bind(a.expires_at)
+                .bind(a.approvals_needed);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Applied {
     Ok(match write {
         ApprovalWrite::Quarantine { id, by, reason, at } => {
@@ -295,24 +331,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
             )
         }
         ApprovalWrite::InsertApproval(a) => {
-            sqlx::query(
-                "INSERT INTO approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at, \
-                 approvals_needed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12)",
-            )
-            .bind(&a.id)
-            .bind(&a.decision_id)
-            .bind(&a.agent_id)
-            .bind(&a.on_behalf_of)
-            .bind(&a.class)
-            .bind(&a.environment)
-            .bind(&a.service)
-            .bind(&a.action_hash)
-            .bind(&a.summary)
-            .bind(a.created_at)
-            .bind(a.expires_at)
-            .bind(a.approvals_needed)
-            .execute(&mut *conn)
-            .await?;
+            insert_approvals(conn, &[a]).await?;
             Ok(())
         }
         ApprovalWrite::DecideApproval {

@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Row as _};
 use warden_core::records::{Guard, GuardStatus};
 
 use crate::error::{Conflict, Result, StoreError};
-use crate::writer::{Applied, affected};
+use crate::writer::{Applied, ROWS_PER_INSERT, affected, multi_insert};
 use crate::{Store, Write};
 
 /// A write to guards.
@@ -142,23 +142,41 @@ impl Store {
 }
 
 /// Applies one write inside the writer's transaction.
+/// Arms new guards, a multi-row `INSERT` per [`ROWS_PER_INSERT`]: a guard is armed with its new
+/// decision, which no other guard can name, so the writer gathers a batch's guards into one
+/// statement.
+pub(crate) async fn insert_guards(
+    conn: &mut AnyConnection,
+    rows: &[&Guard],
+) -> std::result::Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_insert(
+            crate::Backend::of(conn),
+            "guards (decision_id, agent_id, class, environment, service, armed_at, deadline, status)",
+            8,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(&sql);
+        for g in chunk {
+            q = q
+                .bind(&g.decision_id)
+                .bind(&g.agent)
+                .bind(&g.class)
+                .bind(&g.environment)
+                .bind(&g.service)
+                .bind(g.armed_at)
+                .bind(g.deadline)
+                .bind(g.status.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &GuardWrite) -> Applied {
     Ok(match write {
         GuardWrite::Arm(g) => {
-            sqlx::query(
-                "INSERT INTO guards (decision_id, agent_id, class, environment, service, armed_at, deadline, status) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&g.decision_id)
-            .bind(&g.agent)
-            .bind(&g.class)
-            .bind(&g.environment)
-            .bind(&g.service)
-            .bind(g.armed_at)
-            .bind(g.deadline)
-            .bind(g.status.as_str())
-            .execute(&mut *conn)
-            .await?;
+            insert_guards(conn, &[g]).await?;
             Ok(())
         }
         GuardWrite::Judged {

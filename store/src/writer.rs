@@ -7,9 +7,11 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _};
 use tokio::sync::{mpsc, oneshot};
 use warden_core::audit::{self, AuditRecord, Columns};
 
+use crate::approvals::{ApprovalWrite, insert_approvals};
 use crate::audit::{AuditRow, insert_audit};
 use crate::decisions::insert_decisions;
 use crate::error::{Conflict, Missing, Result, StoreError};
+use crate::guards::{GuardWrite, insert_guards};
 use crate::quotas::{QuotaCounts, QuotaKey};
 use crate::trust::{TrustBatch, TrustWrite};
 use crate::violations::insert_violations;
@@ -330,6 +332,7 @@ async fn apply_all<'a>(
     // INSERT per table, and trust evidence and scores once per total and agent: a batch costs a
     // few statements, not a few per decision.
     let (mut decisions, mut violations, mut audit_rows) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut approvals, mut guards) = (Vec::new(), Vec::new());
     let mut quotas = QuotaCounts::default();
     let mut trust = TrustBatch::default();
     for (change, sealed) in changes {
@@ -338,6 +341,10 @@ async fn apply_all<'a>(
             match write {
                 Write::Decision(DecisionWrite::InsertDecision(d)) => decisions.push(d),
                 Write::Violation(ViolationWrite::InsertViolation(v)) => violations.push(v),
+                // New rows under fresh ids: no client knows them before the commit, so no
+                // later change in the batch can need them written already.
+                Write::Approval(ApprovalWrite::InsertApproval(a)) => approvals.push(a),
+                Write::Guard(GuardWrite::Arm(g)) => guards.push(g),
                 Write::Trust(TrustWrite::AddEvidence(e)) => trust.evidence(e),
                 Write::Trust(TrustWrite::NoteTrust {
                     agent_id,
@@ -399,6 +406,8 @@ async fn apply_all<'a>(
     };
     insert_decisions(conn, &decisions).await?;
     insert_violations(conn, &violations).await?;
+    insert_approvals(conn, &approvals).await?;
+    insert_guards(conn, &guards).await?;
     let noted = trust.flush(conn).await?;
     insert_audit(conn, &audit_rows).await?;
     if seq != start_seq {

@@ -1927,12 +1927,34 @@ async fn one_failed_change_does_not_sink_its_batch(backend: Backend) {
     for i in 0..40 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            let mut writes = vec![Write::Decision(DecisionWrite::InsertDecision(decision(
-                &format!("d{i}"),
-                "bot",
-                Verdict::Allow,
-                NOW,
-            )))];
+            // The new decision's approval and guard are gathered into the batch's own inserts.
+            let mut writes = vec![
+                Write::Decision(DecisionWrite::InsertDecision(decision(
+                    &format!("d{i}"),
+                    "bot",
+                    Verdict::Allow,
+                    NOW,
+                ))),
+                Write::Approval(ApprovalWrite::InsertApproval(approval_row(
+                    &format!("a{i}"),
+                    NOW + MINUTE,
+                    1 + i % 2,
+                ))),
+                Write::Guard(GuardWrite::Arm(Guard {
+                    decision_id: format!("d{i}"),
+                    agent: "bot".into(),
+                    class: "deploy".into(),
+                    environment: "staging".into(),
+                    service: "payments".into(),
+                    armed_at: NOW,
+                    deadline: NOW + MINUTE + i,
+                    status: GuardStatus::Watching,
+                    signals: 0,
+                    errors: 0,
+                    last_verdict: None,
+                    review: None,
+                })),
+            ];
             if i == 17 {
                 // Fails at its second write: the agent exists.
                 writes.push(Write::Identity(IdentityWrite::InsertAgent(agent(
@@ -1954,9 +1976,23 @@ async fn one_failed_change_does_not_sink_its_batch(backend: Backend) {
                 s.decision("d17").await.unwrap().is_none(),
                 "a failed change wrote nothing"
             );
+            assert!(s.approval("a17", NOW).await.unwrap().is_none());
+            assert!(s.guard("d17").await.unwrap().is_none());
         } else {
             result.unwrap();
             assert!(s.decision(&format!("d{i}")).await.unwrap().is_some());
+            let approval = s.approval(&format!("a{i}"), NOW).await.unwrap().unwrap();
+            assert_eq!(
+                (approval.status, approval.approvals_needed),
+                (ApprovalStatus::Pending, 1 + i as i64 % 2),
+                "a{i}"
+            );
+            let guard = s.guard(&format!("d{i}")).await.unwrap().unwrap();
+            assert_eq!(
+                (guard.status, guard.deadline),
+                (GuardStatus::Watching, NOW + MINUTE + i as i64),
+                "d{i}"
+            );
         }
     }
     assert_eq!(
