@@ -6,7 +6,7 @@ use warden_core::clock::format_micros;
 use warden_core::records::{Approval, ApprovalRow, ApprovalStatus, QuarantinedApproval};
 
 use crate::error::{Conflict, Missing, Result, StoreError};
-use crate::writer::{Applied, ROWS_PER_INSERT, affected, missing, multi_insert};
+use crate::writer::{Applied, affected, insert_rows, missing};
 use crate::{Arg, Filters, Listed, Store, Write, unreadable, wire};
 
 /// A write to approval requests: asked, decided, used, lapsed.
@@ -260,34 +260,24 @@ pub(crate) async fn insert_approvals(
     conn: &mut AnyConnection,
     rows: &[&ApprovalRow],
 ) -> std::result::Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = multi_insert(
-            crate::Backend::of(conn),
-            "approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at, \
-             approvals_needed)",
-            13,
-            chunk.len(),
-        );
-        let mut q = sqlx::query(&sql);
-        for a in chunk {
-            q = q
-                .bind(&a.id)
-                .bind(&a.decision_id)
-                .bind(&a.agent_id)
-                .bind(&a.on_behalf_of)
-                .bind(&a.class)
-                .bind(&a.environment)
-                .bind(&a.service)
-                .bind(&a.action_hash)
-                .bind(&a.summary)
-                .bind(ApprovalStatus::Pending.as_str())
-                .bind(a.created_at)
-                .bind(a.expires_at)
-                .bind(a.approvals_needed);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    insert_rows(conn, "approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at, \
+             approvals_needed)", 13, rows, |q, a| {
+        q
+            .bind(&a.id)
+            .bind(&a.decision_id)
+            .bind(&a.agent_id)
+            .bind(&a.on_behalf_of)
+            .bind(&a.class)
+            .bind(&a.environment)
+            .bind(&a.service)
+            .bind(&a.action_hash)
+            .bind(&a.summary)
+            .bind(ApprovalStatus::Pending.as_str())
+            .bind(a.created_at)
+            .bind(a.expires_at)
+            .bind(a.approvals_needed)
+    })
+    .await
 }
 
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Applied {

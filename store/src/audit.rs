@@ -5,7 +5,7 @@ use warden_core::audit::merkle::{self, Frontier};
 use warden_core::audit::{self, AuditEntry, AuditRecord, Break, Columns, StoredRow, Tamper};
 
 use crate::error::{Result, StoreError};
-use crate::writer::{ROWS_PER_INSERT, multi_insert};
+use crate::writer::insert_rows;
 use crate::{Arg, Filters, Store};
 
 /// What an audit query selects (every field narrows it).
@@ -154,51 +154,41 @@ pub(crate) async fn insert_audit(
     conn: &mut AnyConnection,
     rows: &[AuditRow<'_>],
 ) -> std::result::Result<(), sqlx::Error> {
-    let backend = crate::Backend::of(conn);
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = multi_insert(
-            backend,
-            &format!("audit_events ({COLUMNS})"),
-            18,
-            chunk.len(),
-        );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            let c = r.columns;
-            q = q
-                .bind(r.seq)
-                .bind(c.at)
-                .bind(&c.event_type)
-                .bind(&c.actor_kind)
-                .bind(&c.actor_id)
-                .bind(&c.agent_id)
-                .bind(&c.environment)
-                .bind(&c.action_class)
-                .bind(&c.decision_id)
-                .bind(&c.service)
-                .bind(&c.team)
-                .bind(&c.verdict)
-                .bind(&c.outcome)
-                .bind(&c.risk)
-                .bind(&c.on_behalf_of)
-                .bind(r.json)
-                .bind(&r.prev_hash)
-                .bind(&r.hash);
-        }
-        q.execute(&mut *conn).await?;
-    }
+    let table = format!("audit_events ({COLUMNS})");
+    insert_rows(conn, &table, 18, rows, |q, r| {
+        let c = r.columns;
+        q.bind(r.seq)
+            .bind(c.at)
+            .bind(&c.event_type)
+            .bind(&c.actor_kind)
+            .bind(&c.actor_id)
+            .bind(&c.agent_id)
+            .bind(&c.environment)
+            .bind(&c.action_class)
+            .bind(&c.decision_id)
+            .bind(&c.service)
+            .bind(&c.team)
+            .bind(&c.verdict)
+            .bind(&c.outcome)
+            .bind(&c.risk)
+            .bind(&c.on_behalf_of)
+            .bind(r.json)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+    })
+    .await?;
     let people: Vec<(&str, i64)> = rows
         .iter()
         .flat_map(|r| r.record.people().into_iter().map(move |h| (h, r.seq)))
         .collect();
-    for chunk in people.chunks(ROWS_PER_INSERT) {
-        let sql = multi_insert(backend, "audit_people (human, seq)", 2, chunk.len());
-        let mut q = sqlx::query(&sql);
-        for (human, seq) in chunk {
-            q = q.bind(*human).bind(*seq);
-        }
-        q.execute(&mut *conn).await?;
-    }
+    insert_rows(
+        conn,
+        "audit_people (human, seq)",
+        2,
+        &people,
+        |q, (human, seq)| q.bind(*human).bind(*seq),
+    )
+    .await?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Row as _};
 use warden_core::records::{Activity, DecisionRow};
 
 use crate::error::Result;
-use crate::writer::{Applied, ROWS_PER_INSERT, multi_insert};
+use crate::writer::{Applied, insert_rows};
 use crate::{Store, Write};
 
 /// A write to decisions.
@@ -25,37 +25,27 @@ pub(crate) async fn insert_decisions(
     conn: &mut AnyConnection,
     rows: &[&DecisionRow],
 ) -> std::result::Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = multi_insert(
-            crate::Backend::of(conn),
-            "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer, \
-             outcome_due_at, notable)",
-            16,
-            chunk.len(),
-        );
-        let mut q = sqlx::query(&sql);
-        for d in chunk {
-            q = q
-                .bind(&d.id)
-                .bind(d.at)
-                .bind(&d.agent_id)
-                .bind(&d.on_behalf_of)
-                .bind(&d.class)
-                .bind(&d.environment)
-                .bind(&d.service)
-                .bind(d.verdict.as_str())
-                .bind(d.shadow_verdict.map(|v| v.as_str()))
-                .bind(d.risk_level.as_str())
-                .bind(i64::from(d.tier))
-                .bind(&d.policy_version)
-                .bind(&d.request)
-                .bind(&d.answer)
-                .bind(d.outcome_due_at)
-                .bind(i64::from(d.notable));
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    insert_rows(conn, "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer, \
+             outcome_due_at, notable)", 16, rows, |q, d| {
+        q
+            .bind(&d.id)
+            .bind(d.at)
+            .bind(&d.agent_id)
+            .bind(&d.on_behalf_of)
+            .bind(&d.class)
+            .bind(&d.environment)
+            .bind(&d.service)
+            .bind(d.verdict.as_str())
+            .bind(d.shadow_verdict.map(|v| v.as_str()))
+            .bind(d.risk_level.as_str())
+            .bind(i64::from(d.tier))
+            .bind(&d.policy_version)
+            .bind(&d.request)
+            .bind(&d.answer)
+            .bind(d.outcome_due_at)
+            .bind(i64::from(d.notable))
+    })
+    .await
 }
 
 impl Store {

@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Row as _};
 use warden_core::records::{Guard, GuardStatus};
 
 use crate::error::{Conflict, Result, StoreError};
-use crate::writer::{Applied, ROWS_PER_INSERT, affected, multi_insert};
+use crate::writer::{Applied, affected, insert_rows};
 use crate::{Store, Write};
 
 /// A write to guards.
@@ -149,28 +149,23 @@ pub(crate) async fn insert_guards(
     conn: &mut AnyConnection,
     rows: &[&Guard],
 ) -> std::result::Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = multi_insert(
-            crate::Backend::of(conn),
-            "guards (decision_id, agent_id, class, environment, service, armed_at, deadline, status)",
-            8,
-            chunk.len(),
-        );
-        let mut q = sqlx::query(&sql);
-        for g in chunk {
-            q = q
-                .bind(&g.decision_id)
+    insert_rows(
+        conn,
+        "guards (decision_id, agent_id, class, environment, service, armed_at, deadline, status)",
+        8,
+        rows,
+        |q, g| {
+            q.bind(&g.decision_id)
                 .bind(&g.agent)
                 .bind(&g.class)
                 .bind(&g.environment)
                 .bind(&g.service)
                 .bind(g.armed_at)
                 .bind(g.deadline)
-                .bind(g.status.as_str());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(g.status.as_str())
+        },
+    )
+    .await
 }
 
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &GuardWrite) -> Applied {

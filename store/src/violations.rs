@@ -7,7 +7,7 @@ use warden_core::policy::ViolationMode;
 use warden_core::records::{Violation, ViolationRow, ViolationStatus};
 
 use crate::error::{Conflict, Result};
-use crate::writer::{Applied, ROWS_PER_INSERT, affected, multi_insert};
+use crate::writer::{Applied, affected, insert_rows};
 use crate::{Filters, Store, Write, wire};
 
 /// A write to violations and their review.
@@ -82,17 +82,13 @@ pub(crate) async fn insert_violations(
     conn: &mut AnyConnection,
     rows: &[&ViolationRow],
 ) -> std::result::Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = multi_insert(
-            crate::Backend::of(conn),
-            "violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)",
-            9,
-            chunk.len(),
-        );
-        let mut q = sqlx::query(&sql);
-        for v in chunk {
-            q = q
-                .bind(&v.id)
+    insert_rows(
+        conn,
+        "violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)",
+        9,
+        rows,
+        |q, v| {
+            q.bind(&v.id)
                 .bind(v.at)
                 .bind(&v.decision_id)
                 .bind(&v.agent_id)
@@ -100,11 +96,10 @@ pub(crate) async fn insert_violations(
                 .bind(&v.environment)
                 .bind(&v.service)
                 .bind(v.mode.as_str())
-                .bind(&v.reason);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(&v.reason)
+        },
+    )
+    .await
 }
 
 impl Store {

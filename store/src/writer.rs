@@ -474,6 +474,27 @@ pub(crate) fn multi_insert(
     sql
 }
 
+/// A query of the store's, its values bound.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+
+/// Inserts rows with one multi-row `INSERT` per [`ROWS_PER_INSERT`] of them; `bind` binds one
+/// row's `columns` values in their order. For rows that cannot fail for a logical reason.
+pub(crate) async fn insert_rows<T: Sync>(
+    conn: &mut AnyConnection,
+    table_and_columns: &str,
+    columns: usize,
+    rows: &[T],
+    bind: impl for<'q> Fn(Query<'q>, &'q T) -> Query<'q> + Send,
+) -> std::result::Result<(), sqlx::Error> {
+    let backend = Backend::of(conn);
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_insert(backend, table_and_columns, columns, chunk.len());
+        let query = chunk.iter().fold(sqlx::query(&sql), &bind);
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// A write that had to touch exactly one row: anything else is the conflict.
 pub(crate) fn affected(n: u64, conflict: Conflict, message: String) -> Result<()> {
     if n == 1 {
