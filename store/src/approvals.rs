@@ -253,9 +253,9 @@ impl Store {
     }
 }
 
-/// Applies one write inside the writer's transaction.
-/// Inserts new pending approvals, a multi-row `INSERT` per [`ROWS_PER_INSERT`]: a new approval
-/// cannot fail for a logical reason, so the writer gathers a batch's approvals into one statement.
+/// Inserts new pending approvals, a multi-row `INSERT` per
+/// [`crate::writer::ROWS_PER_INSERT`] rows: a new approval cannot fail for a logical reason, so
+/// the writer gathers a batch's approvals into one statement.
 pub(crate) async fn insert_approvals(
     conn: &mut AnyConnection,
     rows: &[&ApprovalRow],
@@ -280,6 +280,7 @@ pub(crate) async fn insert_approvals(
     .await
 }
 
+/// Applies one write inside the writer's transaction.
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Applied {
     Ok(match write {
         ApprovalWrite::Quarantine { id, by, reason, at } => {

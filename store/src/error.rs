@@ -113,6 +113,10 @@ pub enum StoreError {
     /// The database cannot be reached or failed; nothing was written.
     #[error("the store is unavailable, nothing was decided or written: {0}")]
     Unavailable(String),
+    /// The write was committed but the disk failed to flush it: it may not survive a power
+    /// loss, and no later write is vouched for until Warden restarts.
+    #[error("the write may not be durable, the disk failed to flush it: {0}")]
+    Undurable(String),
     /// A bug: a row that does not decode, a missing column, a value that does not serialize.
     #[error("store bug: {0}")]
     Bug(String),
@@ -164,6 +168,9 @@ impl From<StoreError> for Error {
             StoreError::NotFound(m, message) => Error::new(Kind::NotFound, m.code(), message),
             StoreError::Unavailable(message) => Error::unavailable(message),
             StoreError::Bug(message) => Error::internal(message),
+            err @ StoreError::Undurable(_) => {
+                Error::new(Kind::Unavailable, "store_undurable", err.to_string())
+            }
             StoreError::Unreadable(message) => {
                 Error::new(Kind::Unprocessable, "unreadable_record", message)
             }

@@ -141,10 +141,9 @@ impl Store {
     }
 }
 
-/// Applies one write inside the writer's transaction.
-/// Arms new guards, a multi-row `INSERT` per [`ROWS_PER_INSERT`]: a guard is armed with its new
-/// decision, which no other guard can name, so the writer gathers a batch's guards into one
-/// statement.
+/// Arms new guards, a multi-row `INSERT` per [`crate::writer::ROWS_PER_INSERT`] rows: a guard
+/// is armed with its new decision, which no other guard can name, so the writer gathers a
+/// batch's guards into one statement.
 pub(crate) async fn insert_guards(
     conn: &mut AnyConnection,
     rows: &[&Guard],
@@ -168,6 +167,7 @@ pub(crate) async fn insert_guards(
     .await
 }
 
+/// Applies one write inside the writer's transaction.
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &GuardWrite) -> Applied {
     Ok(match write {
         GuardWrite::Arm(g) => {

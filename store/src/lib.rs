@@ -40,6 +40,7 @@ mod quotas;
 mod reports;
 mod sessions;
 mod trust;
+mod wal_sync;
 mod writer;
 
 pub use approvals::ApprovalWrite;
@@ -372,6 +373,7 @@ impl Store {
                 conn: None,
                 max_batch: options.max_batch.max(1),
                 cache: cache.clone(),
+                sync: None,
             }
             .run(rx),
         );

@@ -15,6 +15,7 @@ use crate::guards::{GuardWrite, insert_guards};
 use crate::quotas::{QuotaCounts, QuotaKey};
 use crate::trust::{TrustBatch, TrustWrite};
 use crate::violations::insert_violations;
+use crate::wal_sync::WalSync;
 use crate::{Backend, Change, DecisionWrite, QuotaWrite, ViolationWrite, Write};
 
 pub(crate) struct Job {
@@ -58,6 +59,8 @@ pub(crate) struct Writer {
     pub(crate) max_batch: usize,
     /// The store's read cache, told the trust scores a commit noted.
     pub(crate) cache: std::sync::Arc<crate::ReadCache>,
+    /// On a SQLite file: the thread that flushes the WAL and then answers (see [`WalSync`]).
+    pub(crate) sync: Option<WalSync>,
 }
 
 /// A write's result: the outer error is the database's, the inner one is logical (409/404).
@@ -146,11 +149,20 @@ impl Writer {
             }
             if !batch.is_empty() {
                 let results = self.commit(&batch).await;
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
+                let replies = batch.drain(..).map(|job| job.reply).zip(results);
+                match &self.sync {
+                    Some(sync) => sync.answer(replies.collect()),
+                    None => {
+                        for (reply, result) in replies {
+                            let _ = reply.send(result);
+                        }
+                    }
                 }
             }
             if let Some(ack) = stop {
+                if let Some(sync) = &self.sync {
+                    sync.drain().await;
+                }
                 rx.close();
                 while let Ok(Msg::Job(job)) = rx.try_recv() {
                     let _ = job
@@ -275,10 +287,49 @@ impl Writer {
 
     async fn connection(&mut self) -> std::result::Result<&mut AnyConnection, sqlx::Error> {
         if self.conn.is_none() {
-            self.conn = Some(self.pool.acquire().await?);
+            let mut conn = self.pool.acquire().await?;
+            if self.backend == Backend::Sqlite {
+                self.defer_flush(&mut conn).await?;
+            }
+            self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("just set"))
     }
+
+    /// On a SQLite file, commits stop waiting for the disk and the WAL thread flushes instead.
+    async fn defer_flush(
+        &mut self,
+        conn: &mut PoolConnection<Any>,
+    ) -> std::result::Result<(), sqlx::Error> {
+        // Back in the pool this connection would commit for others without flushing: it is
+        // closed when the writer lets go of it.
+        conn.close_on_drop();
+        if self.sync.is_none() {
+            let Some(wal) = wal_file(conn).await? else {
+                return Ok(()); // in memory: nothing to flush
+            };
+            self.sync = Some(WalSync::start(wal).map_err(sqlx::Error::Io)?);
+        }
+        conn.execute("PRAGMA synchronous = NORMAL").await?;
+        Ok(())
+    }
+}
+
+/// The WAL file of the database `conn` writes to, if it is a file in WAL mode.
+async fn wal_file(
+    conn: &mut AnyConnection,
+) -> std::result::Result<Option<std::path::PathBuf>, sqlx::Error> {
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await?;
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(
+        (mode.eq_ignore_ascii_case("wal") && !file.is_empty())
+            .then(|| format!("{file}-wal").into()),
+    )
 }
 
 /// Commits changes in one transaction. With `batch`, a logical failure past a change's first
@@ -539,6 +590,64 @@ async fn apply(conn: &mut AnyConnection, write: &Write) -> Applied {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn pool(url: &str, connections: u32) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(connections)
+            .after_connect(|conn, _| Box::pin(async move { Backend::Sqlite.set_up(conn).await }))
+            .connect(url)
+            .await
+            .unwrap()
+    }
+
+    fn writer(pool: &AnyPool) -> Writer {
+        Writer {
+            pool: pool.clone(),
+            backend: Backend::Sqlite,
+            conn: None,
+            max_batch: 8,
+            cache: std::sync::Arc::new(crate::ReadCache {
+                ttl: std::time::Duration::ZERO,
+                tokens: Default::default(),
+                agents: Default::default(),
+                humans: Default::default(),
+                quotas: Default::default(),
+            }),
+            sync: None,
+        }
+    }
+
+    async fn synchronous(conn: &mut AnyConnection) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn on_a_file_only_the_writers_connection_leaves_flushing_to_the_wal_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("warden.db");
+        let pool = pool(&format!("sqlite://{}?mode=rwc", db.display()), 2).await;
+        let mut writer = writer(&pool);
+        assert_eq!(synchronous(writer.connection().await.unwrap()).await, 1); // NORMAL
+        assert!(writer.sync.is_some());
+        // The writer lets go of its connection (as after a failed batch): it is closed, not
+        // handed to a reader or another writer that expects each commit on disk.
+        writer.conn = None;
+        let (mut a, mut b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+        assert_eq!(synchronous(&mut a).await, 2); // FULL
+        assert_eq!(synchronous(&mut b).await, 2);
+    }
+
+    #[tokio::test]
+    async fn in_memory_the_writer_commits_as_before() {
+        let pool = pool("sqlite::memory:", 1).await;
+        let mut writer = writer(&pool);
+        assert_eq!(synchronous(writer.connection().await.unwrap()).await, 2);
+        assert!(writer.sync.is_none());
+    }
 
     #[test]
     fn multi_row_inserts_number_every_parameter() {
