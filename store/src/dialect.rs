@@ -1,8 +1,10 @@
 //! The only place SQLite and PostgreSQL differ: connection set-up, migrations, how a write
-//! transaction begins, how rows are locked, and how many rows become one JSON value. Everything else is one SQL dialect on sqlx's
-//! `Any` driver.
+//! transaction begins, how rows are locked, how many rows become one JSON value, and how the
+//! writer's commits are made durable. Everything else is one SQL dialect on sqlx's `Any` driver.
 
-use sqlx::{AnyConnection, Executor as _};
+use sqlx::{AnyConnection, AnyPool, Executor as _};
+
+use crate::flush::Log;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,36 @@ impl Backend {
             conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
         }
         Ok(())
+    }
+
+    /// What the writer's connection runs so that its commits return without waiting for the
+    /// disk; the flusher then makes them durable before anyone is answered (see `flush`).
+    pub(crate) fn commit_without_flush(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "PRAGMA synchronous = NORMAL",
+            Backend::Postgres => "SET synchronous_commit = off",
+        }
+    }
+
+    /// The log the flusher makes durable for the writer on `conn`: SQLite's WAL file (none for
+    /// a database in memory), or PostgreSQL's log through the pool.
+    pub(crate) async fn log(
+        self,
+        conn: &mut AnyConnection,
+        pool: &AnyPool,
+    ) -> Result<Option<Log>, sqlx::Error> {
+        if self == Backend::Postgres {
+            return Ok(Some(Log::Postgres(pool.clone())));
+        }
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        let file: String =
+            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_one(&mut *conn)
+                .await?;
+        let wal = mode.eq_ignore_ascii_case("wal") && !file.is_empty();
+        Ok(wal.then(|| Log::Wal(format!("{file}-wal").into())))
     }
 
     /// Starts the writer's transaction: on SQLite it takes the write lock at once, so a batch

@@ -31,6 +31,7 @@ mod deliveries;
 pub mod dialect;
 mod error;
 mod events;
+mod flush;
 mod guards;
 mod idempotency;
 mod identities;
@@ -40,7 +41,6 @@ mod quotas;
 mod reports;
 mod sessions;
 mod trust;
-mod wal_sync;
 mod writer;
 
 pub use approvals::ApprovalWrite;
@@ -347,7 +347,8 @@ impl Store {
             );
         };
         let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1) + 1)
+            // One more for the writer, and one for its flusher (on PostgreSQL).
+            .max_connections(options.max_connections.max(1) + 2)
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _| Box::pin(async move { backend.set_up(conn).await }))
             .connect(url)
@@ -373,7 +374,7 @@ impl Store {
                 conn: None,
                 max_batch: options.max_batch.max(1),
                 cache: cache.clone(),
-                sync: None,
+                flusher: None,
             }
             .run(rx),
         );

@@ -11,11 +11,11 @@ use crate::approvals::{ApprovalWrite, insert_approvals};
 use crate::audit::{AuditRow, insert_audit};
 use crate::decisions::insert_decisions;
 use crate::error::{Conflict, Missing, Result, StoreError};
+use crate::flush::Flusher;
 use crate::guards::{GuardWrite, insert_guards};
 use crate::quotas::{QuotaCounts, QuotaKey};
 use crate::trust::{TrustBatch, TrustWrite};
 use crate::violations::insert_violations;
-use crate::wal_sync::WalSync;
 use crate::{Backend, Change, DecisionWrite, QuotaWrite, ViolationWrite, Write};
 
 pub(crate) struct Job {
@@ -59,8 +59,9 @@ pub(crate) struct Writer {
     pub(crate) max_batch: usize,
     /// The store's read cache, told the trust scores a commit noted.
     pub(crate) cache: std::sync::Arc<crate::ReadCache>,
-    /// On a SQLite file: the thread that flushes the WAL and then answers (see [`WalSync`]).
-    pub(crate) sync: Option<WalSync>,
+    /// The task that makes commits durable and then answers (see [`Flusher`]); none on an
+    /// in-memory database.
+    pub(crate) flusher: Option<Flusher>,
 }
 
 /// A write's result: the outer error is the database's, the inner one is logical (409/404).
@@ -150,8 +151,8 @@ impl Writer {
             if !batch.is_empty() {
                 let results = self.commit(&batch).await;
                 let replies = batch.drain(..).map(|job| job.reply).zip(results);
-                match &self.sync {
-                    Some(sync) => sync.answer(replies.collect()),
+                match &self.flusher {
+                    Some(flusher) => flusher.answer(replies.collect()),
                     None => {
                         for (reply, result) in replies {
                             let _ = reply.send(result);
@@ -160,8 +161,8 @@ impl Writer {
                 }
             }
             if let Some(ack) = stop {
-                if let Some(sync) = &self.sync {
-                    sync.drain().await;
+                if let Some(flusher) = &self.flusher {
+                    flusher.drain().await;
                 }
                 rx.close();
                 while let Ok(Msg::Job(job)) = rx.try_recv() {
@@ -288,15 +289,13 @@ impl Writer {
     async fn connection(&mut self) -> std::result::Result<&mut AnyConnection, sqlx::Error> {
         if self.conn.is_none() {
             let mut conn = self.pool.acquire().await?;
-            if self.backend == Backend::Sqlite {
-                self.defer_flush(&mut conn).await?;
-            }
+            self.defer_flush(&mut conn).await?;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("just set"))
     }
 
-    /// On a SQLite file, commits stop waiting for the disk and the WAL thread flushes instead.
+    /// The writer's commits stop waiting for the disk: the flusher waits instead, beside it.
     async fn defer_flush(
         &mut self,
         conn: &mut PoolConnection<Any>,
@@ -304,32 +303,15 @@ impl Writer {
         // Back in the pool this connection would commit for others without flushing: it is
         // closed when the writer lets go of it.
         conn.close_on_drop();
-        if self.sync.is_none() {
-            let Some(wal) = wal_file(conn).await? else {
+        if self.flusher.is_none() {
+            let Some(log) = self.backend.log(conn, &self.pool).await? else {
                 return Ok(()); // in memory: nothing to flush
             };
-            self.sync = Some(WalSync::start(wal).map_err(sqlx::Error::Io)?);
+            self.flusher = Some(Flusher::start(log));
         }
-        conn.execute("PRAGMA synchronous = NORMAL").await?;
+        conn.execute(self.backend.commit_without_flush()).await?;
         Ok(())
     }
-}
-
-/// The WAL file of the database `conn` writes to, if it is a file in WAL mode.
-async fn wal_file(
-    conn: &mut AnyConnection,
-) -> std::result::Result<Option<std::path::PathBuf>, sqlx::Error> {
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut *conn)
-        .await?;
-    let file: String =
-        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok(
-        (mode.eq_ignore_ascii_case("wal") && !file.is_empty())
-            .then(|| format!("{file}-wal").into()),
-    )
 }
 
 /// Commits changes in one transaction. With `batch`, a logical failure past a change's first
@@ -614,7 +596,7 @@ mod tests {
                 humans: Default::default(),
                 quotas: Default::default(),
             }),
-            sync: None,
+            flusher: None,
         }
     }
 
@@ -632,7 +614,7 @@ mod tests {
         let pool = pool(&format!("sqlite://{}?mode=rwc", db.display()), 2).await;
         let mut writer = writer(&pool);
         assert_eq!(synchronous(writer.connection().await.unwrap()).await, 1); // NORMAL
-        assert!(writer.sync.is_some());
+        assert!(writer.flusher.is_some());
         // The writer lets go of its connection (as after a failed batch): it is closed, not
         // handed to a reader or another writer that expects each commit on disk.
         writer.conn = None;
@@ -642,11 +624,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn on_postgres_only_the_writers_connection_leaves_flushing_to_the_flusher() {
+        sqlx::any::install_default_drivers();
+        let url = std::env::var("WARDEN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable");
+        let mut writer = writer(&pool);
+        writer.backend = Backend::Postgres;
+        let setting = "SELECT current_setting('synchronous_commit')";
+        let conn = writer.connection().await.unwrap();
+        let mine: String = sqlx::query_scalar(setting).fetch_one(conn).await.unwrap();
+        assert_eq!(mine, "off");
+        assert!(writer.flusher.is_some());
+        writer.conn = None;
+        let (mut a, mut b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+        for conn in [&mut a, &mut b] {
+            let theirs: String = sqlx::query_scalar(setting)
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(theirs, "on");
+        }
+    }
+
+    #[tokio::test]
     async fn in_memory_the_writer_commits_as_before() {
         let pool = pool("sqlite::memory:", 1).await;
         let mut writer = writer(&pool);
         assert_eq!(synchronous(writer.connection().await.unwrap()).await, 2);
-        assert!(writer.sync.is_none());
+        assert!(writer.flusher.is_none());
     }
 
     #[test]
