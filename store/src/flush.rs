@@ -213,8 +213,20 @@ fn sync_dir(_: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A pool on the PostgreSQL server at `WARDEN_TEST_POSTGRES_URL` (no schema of its own).
+    pub(crate) async fn postgres_pool(connections: u32) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = std::env::var("WARDEN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(connections)
+            .connect(&url)
+            .await
+            .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable")
+    }
 
     fn reply() -> (oneshot::Sender<Result<()>>, oneshot::Receiver<Result<()>>) {
         oneshot::channel()
@@ -278,14 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn on_postgres_a_synchronous_commit_vouches_and_a_failed_one_does_not() {
-        sqlx::any::install_default_drivers();
-        let url = std::env::var("WARDEN_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable");
+        let pool = postgres_pool(1).await;
         let flusher = Flusher::start(Log::Postgres(pool.clone()));
         let (ok, ok_rx) = reply();
         flusher.answer(vec![(ok, Ok(()))]);

@@ -625,14 +625,7 @@ mod tests {
 
     #[tokio::test]
     async fn on_postgres_only_the_writers_connection_leaves_flushing_to_the_flusher() {
-        sqlx::any::install_default_drivers();
-        let url = std::env::var("WARDEN_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(2)
-            .connect(&url)
-            .await
-            .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable");
+        let pool = crate::flush::tests::postgres_pool(2).await;
         let mut writer = writer(&pool);
         writer.backend = Backend::Postgres;
         let setting = "SELECT current_setting('synchronous_commit')";
