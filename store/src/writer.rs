@@ -608,7 +608,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn on_a_file_only_the_writers_connection_leaves_flushing_to_the_wal_thread() {
+    async fn on_a_file_only_the_writers_connection_leaves_flushing_to_the_flusher() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("warden.db");
         let pool = pool(&format!("sqlite://{}?mode=rwc", db.display()), 2).await;
