@@ -121,7 +121,7 @@ impl Backend {
                 .fetch_one(&mut *conn)
                 .await?;
         let wal = mode.eq_ignore_ascii_case("wal") && !file.is_empty();
-        Ok(wal.then(|| Log::Wal(format!("{file}-wal").into())))
+        Ok(wal.then(|| Log::wal(format!("{file}-wal").into())))
     }
 
     /// Starts the writer's transaction: on SQLite it takes the write lock at once, so a batch

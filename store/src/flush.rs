@@ -37,9 +37,9 @@ enum Msg {
 
 /// The log a flush makes durable.
 pub(crate) enum Log {
-    /// SQLite's WAL file.
-    Wal(PathBuf),
-    /// PostgreSQL's write-ahead log, through a connection of the flusher's own.
+    /// SQLite's WAL file (behind a lock only to move it onto a blocking thread).
+    Wal(Arc<Mutex<Wal>>),
+    /// PostgreSQL's write-ahead log, through the pool.
     Postgres(AnyPool),
 }
 
@@ -52,10 +52,6 @@ impl Flusher {
     /// Starts the task that flushes `log`.
     pub(crate) fn start(log: Log) -> Flusher {
         let (tx, rx) = mpsc::unbounded_channel();
-        let log = match log {
-            Log::Wal(path) => Flush::Wal(Arc::new(Mutex::new(Wal { path, file: None }))),
-            Log::Postgres(pool) => Flush::Postgres(pool),
-        };
         tokio::spawn(run(log, rx));
         Flusher { tx }
     }
@@ -83,15 +79,15 @@ impl Flusher {
     }
 }
 
-enum Flush {
-    Wal(Arc<Mutex<Wal>>),
-    Postgres(AnyPool),
-}
+impl Log {
+    /// SQLite's WAL file at `path`, opened at the first flush.
+    pub(crate) fn wal(path: PathBuf) -> Log {
+        Log::Wal(Arc::new(Mutex::new(Wal { path, file: None })))
+    }
 
-impl Flush {
-    async fn run(&self) -> std::result::Result<(), String> {
+    async fn flush(&self) -> std::result::Result<(), String> {
         match self {
-            Flush::Wal(wal) => {
+            Log::Wal(wal) => {
                 let wal = wal.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut wal = wal.lock().unwrap_or_else(|e| e.into_inner());
@@ -103,7 +99,7 @@ impl Flush {
             }
             // An id makes the transaction commit with a record of its own, which a synchronous
             // commit flushes with everything before it.
-            Flush::Postgres(pool) => sqlx::query("SELECT txid_current()")
+            Log::Postgres(pool) => sqlx::query("SELECT txid_current()")
                 .execute(pool)
                 .await
                 .map(|_| ())
@@ -115,11 +111,11 @@ impl Flush {
     /// succeed without them (PostgreSQL's "fsyncgate"): on SQLite no later write is vouched
     /// for either. A failed PostgreSQL commit is the server's to recover from.
     fn sticky(&self) -> bool {
-        matches!(self, Flush::Wal(_))
+        matches!(self, Log::Wal(_))
     }
 }
 
-async fn run(log: Flush, mut rx: mpsc::UnboundedReceiver<Msg>) {
+async fn run(log: Log, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut failed: Option<String> = None;
     let mut msgs = Vec::new();
     while rx.recv_many(&mut msgs, usize::MAX).await > 0 {
@@ -130,7 +126,7 @@ async fn run(log: Flush, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let mut this = failed.clone();
         if owed
             && this.is_none()
-            && let Err(e) = log.run().await
+            && let Err(e) = log.flush().await
         {
             if log.sticky() {
                 tracing::error!(error = %e, "cannot flush the WAL to disk; every write from now on fails until Warden restarts");
@@ -160,7 +156,7 @@ async fn run(log: Flush, mut rx: mpsc::UnboundedReceiver<Msg>) {
 }
 
 /// The WAL file, opened again whenever SQLite has made a new one (the path names another file).
-struct Wal {
+pub(crate) struct Wal {
     path: PathBuf,
     file: Option<(File, FileId)>,
 }
@@ -228,6 +224,13 @@ pub(crate) mod tests {
             .expect("PostgreSQL at WARDEN_TEST_POSTGRES_URL must be reachable")
     }
 
+    /// A WAL file with something in it, in `dir`.
+    fn wal_file(dir: &tempfile::TempDir) -> PathBuf {
+        let path = dir.path().join("db-wal");
+        std::fs::write(&path, b"frames").unwrap();
+        path
+    }
+
     fn reply() -> (oneshot::Sender<Result<()>>, oneshot::Receiver<Result<()>>) {
         oneshot::channel()
     }
@@ -235,9 +238,8 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn answers_after_flushing_and_keeps_logical_failures() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db-wal");
-        std::fs::write(&path, b"frames").unwrap();
-        let sync = Flusher::start(Log::Wal(path));
+        let path = wal_file(&dir);
+        let sync = Flusher::start(Log::wal(path));
         let (ok, ok_rx) = reply();
         let (bad, bad_rx) = reply();
         let conflict = StoreError::Conflict(crate::Conflict::AgentExists, "taken".into());
@@ -254,7 +256,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db-wal");
         // No WAL file where the store said it would be: the flush fails.
-        let sync = Flusher::start(Log::Wal(path.clone()));
+        let sync = Flusher::start(Log::wal(path.clone()));
         let (first, first_rx) = reply();
         sync.answer(vec![(first, Ok(()))]);
         assert!(
@@ -273,8 +275,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_replaced_wal_is_opened_again() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db-wal");
-        std::fs::write(&path, b"frames").unwrap();
+        let path = wal_file(&dir);
         let mut wal = Wal {
             path: path.clone(),
             file: None,
@@ -307,9 +308,8 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn drain_waits_for_earlier_answers() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db-wal");
-        std::fs::write(&path, b"frames").unwrap();
-        let sync = Flusher::start(Log::Wal(path));
+        let path = wal_file(&dir);
+        let sync = Flusher::start(Log::wal(path));
         let (a, mut a_rx) = reply();
         sync.answer(vec![(a, Ok(()))]);
         sync.drain().await;
