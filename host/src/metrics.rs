@@ -103,6 +103,26 @@ impl Metrics {
         );
     }
 
+    /// Registers the store writer's counts: commits, the changes they carried, and the
+    /// flushes that made them durable (changes per commit is the batch size).
+    pub fn store_writer(&mut self, counters: warden_store::WriterCounters) {
+        self.registry.register(
+            "store_commits",
+            "Transactions the store's writer committed",
+            counters.commits,
+        );
+        self.registry.register(
+            "store_committed_changes",
+            "Changes (a decision with its records, say) those transactions committed",
+            counters.changes,
+        );
+        self.registry.register(
+            "store_flushes",
+            "Flushes of the database's log that made commits durable before their callers were answered",
+            counters.flushes,
+        );
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -135,6 +155,24 @@ mod tests {
             text.contains("warden_decision_duration_seconds_count 3"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn renders_the_store_writers_counts() {
+        let mut m = Metrics::default();
+        let counters = warden_store::WriterCounters::default();
+        m.store_writer(counters.clone());
+        counters.commits.inc_by(2);
+        counters.changes.inc_by(37);
+        counters.flushes.inc();
+        let text = m.render();
+        for line in [
+            "warden_store_commits_total 2",
+            "warden_store_committed_changes_total 37",
+            "warden_store_flushes_total 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

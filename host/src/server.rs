@@ -71,6 +71,7 @@ impl Warden {
         // Refuses a `spare_instances` over its maximum, naming the setting.
         let plugins = Arc::new(PluginHost::with_spares(config.plugins.spare_instances)?);
         metrics.plugin_instances(plugins.runtime().instance_counters());
+        metrics.store_writer(store.writer_counters());
         let metrics = Arc::new(metrics);
         if config.plugins.reference {
             for id in publishing::publish_reference(&plugins, &store, clock.now_micros()).await? {

@@ -21,6 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::counter::Counter;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -49,10 +50,10 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the task that flushes `log`.
-    pub(crate) fn start(log: Log) -> Flusher {
+    /// Starts the task that flushes `log`, counting its flushes in `flushes`.
+    pub(crate) fn start(log: Log, flushes: Counter) -> Flusher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(log, rx));
+        tokio::spawn(run(log, rx, flushes));
         Flusher { tx }
     }
 
@@ -115,7 +116,7 @@ impl Log {
     }
 }
 
-async fn run(log: Log, mut rx: mpsc::UnboundedReceiver<Msg>) {
+async fn run(log: Log, mut rx: mpsc::UnboundedReceiver<Msg>, flushes: Counter) {
     let mut failed: Option<String> = None;
     let mut msgs = Vec::new();
     while rx.recv_many(&mut msgs, usize::MAX).await > 0 {
@@ -124,17 +125,13 @@ async fn run(log: Log, mut rx: mpsc::UnboundedReceiver<Msg>) {
             Msg::Drain(_) => false,
         });
         let mut this = failed.clone();
-        if owed
-            && this.is_none()
-            && let Err(e) = log.flush().await
-        {
-            if log.sticky() {
-                tracing::error!(error = %e, "cannot flush the WAL to disk; every write from now on fails until Warden restarts");
-                failed = Some(e.clone());
-            } else {
-                tracing::warn!(error = %e, "cannot make the last commits durable; their callers are told so");
+        if owed && this.is_none() {
+            match log.flush().await {
+                Ok(()) => {
+                    flushes.inc();
+                }
+                Err(e) => this = Some(failed_flush(&log, e, &mut failed)),
             }
-            this = Some(e);
         }
         for msg in msgs.drain(..) {
             match msg {
@@ -153,6 +150,17 @@ async fn run(log: Log, mut rx: mpsc::UnboundedReceiver<Msg>) {
             }
         }
     }
+}
+
+/// Logs a failed flush, and remembers it where it is sticky; returns what callers are told.
+fn failed_flush(log: &Log, e: String, failed: &mut Option<String>) -> String {
+    if log.sticky() {
+        tracing::error!(error = %e, "cannot flush the WAL to disk; every write from now on fails until Warden restarts");
+        *failed = Some(e.clone());
+    } else {
+        tracing::warn!(error = %e, "cannot make the last commits durable; their callers are told so");
+    }
+    e
 }
 
 /// The WAL file, opened again whenever SQLite has made a new one (the path names another file).
@@ -239,7 +247,7 @@ pub(crate) mod tests {
     async fn answers_after_flushing_and_keeps_logical_failures() {
         let dir = tempfile::tempdir().unwrap();
         let path = wal_file(&dir);
-        let sync = Flusher::start(Log::wal(path));
+        let sync = Flusher::start(Log::wal(path), Counter::default());
         let (ok, ok_rx) = reply();
         let (bad, bad_rx) = reply();
         let conflict = StoreError::Conflict(crate::Conflict::AgentExists, "taken".into());
@@ -256,7 +264,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db-wal");
         // No WAL file where the store said it would be: the flush fails.
-        let sync = Flusher::start(Log::wal(path.clone()));
+        let sync = Flusher::start(Log::wal(path.clone()), Counter::default());
         let (first, first_rx) = reply();
         sync.answer(vec![(first, Ok(()))]);
         assert!(
@@ -292,7 +300,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn on_postgres_a_synchronous_commit_vouches_and_a_failed_one_does_not() {
         let pool = postgres_pool(1).await;
-        let flusher = Flusher::start(Log::Postgres(pool.clone()));
+        let flusher = Flusher::start(Log::Postgres(pool.clone()), Counter::default());
         let (ok, ok_rx) = reply();
         flusher.answer(vec![(ok, Ok(()))]);
         assert!(ok_rx.await.unwrap().is_ok());
@@ -309,10 +317,26 @@ pub(crate) mod tests {
     async fn drain_waits_for_earlier_answers() {
         let dir = tempfile::tempdir().unwrap();
         let path = wal_file(&dir);
-        let sync = Flusher::start(Log::wal(path));
+        let sync = Flusher::start(Log::wal(path), Counter::default());
         let (a, mut a_rx) = reply();
         sync.answer(vec![(a, Ok(()))]);
         sync.drain().await;
         assert!(matches!(a_rx.try_recv(), Ok(Ok(()))));
+    }
+
+    #[tokio::test]
+    async fn counts_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let flushes = Counter::default();
+        let sync = Flusher::start(Log::wal(wal_file(&dir)), flushes.clone());
+        let (a, a_rx) = reply();
+        sync.answer(vec![(a, Ok(()))]);
+        assert!(a_rx.await.unwrap().is_ok());
+        assert_eq!(flushes.get(), 1);
+        // A batch of failures alone is answered without a flush.
+        let (b, b_rx) = reply();
+        sync.answer(vec![(b, Err(StoreError::unavailable("closing")))]);
+        assert!(b_rx.await.unwrap().is_err());
+        assert_eq!(flushes.get(), 1);
     }
 }

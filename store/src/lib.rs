@@ -64,6 +64,7 @@ pub use reports::{RecentDecision, ReportWrite, StoredReport};
 pub use sessions::SessionWrite;
 pub use trust::TrustWrite;
 pub use violations::{ViolationFilter, ViolationWrite};
+pub use writer::WriterCounters;
 use writer::{Job, Msg, Writer};
 
 mod violations;
@@ -137,6 +138,7 @@ pub struct Store {
     backend: Backend,
     writer: mpsc::Sender<Msg>,
     cache: Arc<ReadCache>,
+    counters: WriterCounters,
 }
 
 /// Found tokens, agents and humans, kept for `ttl` so the decision hot path skips its reads.
@@ -367,6 +369,7 @@ impl Store {
             quotas: Default::default(),
         });
         let (tx, rx) = mpsc::channel(8192);
+        let counters = WriterCounters::default();
         tokio::spawn(
             Writer {
                 pool: pool.clone(),
@@ -375,6 +378,7 @@ impl Store {
                 max_batch: options.max_batch.max(1),
                 cache: cache.clone(),
                 flusher: None,
+                counters: counters.clone(),
             }
             .run(rx),
         );
@@ -386,7 +390,13 @@ impl Store {
             backend,
             writer: tx,
             cache,
+            counters,
         })
+    }
+
+    /// The writer's counts of commits, changes and flushes, for the service's metrics.
+    pub fn writer_counters(&self) -> WriterCounters {
+        self.counters.clone()
     }
 
     /// Whether the store has been closed.

@@ -2,6 +2,7 @@
 //! one transaction, extends the audit chain, and answers each caller only once its change is
 //! durable (or has failed and written nothing).
 
+use prometheus_client::metrics::counter::Counter;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _};
 use tokio::sync::{mpsc, oneshot};
@@ -62,6 +63,21 @@ pub(crate) struct Writer {
     /// The task that makes commits durable and then answers (see [`Flusher`]); none on an
     /// in-memory database.
     pub(crate) flusher: Option<Flusher>,
+    pub(crate) counters: WriterCounters,
+}
+
+/// What the writer has done since the process started, for the service's metrics: changes
+/// per commit is the size of its batches, changes per flush how many callers one wait for the
+/// disk answered.
+#[derive(Debug, Clone, Default)]
+pub struct WriterCounters {
+    /// Transactions committed.
+    pub commits: Counter,
+    /// Changes those transactions committed.
+    pub changes: Counter,
+    /// Flushes of the log that made commits durable (none on a database in memory, whose
+    /// commits answer at once).
+    pub flushes: Counter,
 }
 
 /// A write's result: the outer error is the database's, the inner one is logical (409/404).
@@ -283,6 +299,11 @@ impl Writer {
         let conn = self.connection().await?;
         let (results, noted) = commit_batch(conn, backend, changes, batch).await?;
         cache.noted(&noted.scores, &noted.counts);
+        let committed = results.iter().filter(|r| r.is_ok()).count() as u64;
+        if committed > 0 {
+            self.counters.commits.inc();
+            self.counters.changes.inc_by(committed);
+        }
         Ok(results)
     }
 
@@ -307,7 +328,7 @@ impl Writer {
             let Some(log) = self.backend.log(conn, &self.pool).await? else {
                 return Ok(()); // in memory: nothing to flush
             };
-            self.flusher = Some(Flusher::start(log));
+            self.flusher = Some(Flusher::start(log, self.counters.flushes.clone()));
         }
         conn.execute(self.backend.commit_without_flush()).await?;
         Ok(())
@@ -597,6 +618,7 @@ mod tests {
                 quotas: Default::default(),
             }),
             flusher: None,
+            counters: WriterCounters::default(),
         }
     }
 

@@ -57,6 +57,24 @@ async fn operations_endpoints(backend: Backend) {
         metrics.contains("warden_decision_duration_seconds_count 3"),
         "{metrics}"
     );
+    // The writer's counts: the three decisions and the set-up before them, in at least one
+    // commit each batch, made durable by at least one flush of the log (a file, or PostgreSQL).
+    let count = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (commits, changes) = (
+        count("warden_store_commits_total "),
+        count("warden_store_committed_changes_total "),
+    );
+    assert!(
+        changes >= 3 && (1..=changes).contains(&commits),
+        "{commits} commits of {changes} changes"
+    );
+    assert!(count("warden_store_flushes_total ") >= 1, "{metrics}");
     // The OpenAPI document is generated from the handlers.
     let (_, doc) = s
         .call(reqwest::Method::GET, "/openapi.json", None, None)
