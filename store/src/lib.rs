@@ -370,18 +370,33 @@ impl Store {
         });
         let (tx, rx) = mpsc::channel(8192);
         let counters = WriterCounters::default();
-        tokio::spawn(
-            Writer {
-                pool: pool.clone(),
-                backend,
-                conn: None,
-                max_batch: options.max_batch.max(1),
-                cache: cache.clone(),
-                flusher: None,
-                counters: counters.clone(),
+        let writer = Writer {
+            pool: pool.clone(),
+            backend,
+            conn: None,
+            max_batch: options.max_batch.max(1),
+            cache: cache.clone(),
+            flusher: None,
+            counters: counters.clone(),
+        };
+        match backend {
+            // SQLite's connections each run on a thread of their own, so the writer can too: its
+            // serial work then has a thread to itself, not a turn among every request's tasks.
+            Backend::Sqlite => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the writer's runtime")?;
+                std::thread::Builder::new()
+                    .name("warden-writer".into())
+                    .spawn(move || runtime.block_on(writer.run(rx)))
+                    .context("cannot start the writer's thread")?;
             }
-            .run(rx),
-        );
+            // PostgreSQL's connections are sockets of the service's runtime.
+            Backend::Postgres => {
+                tokio::spawn(writer.run(rx));
+            }
+        }
         if let Some(sql) = backend.checkpoint() {
             tokio::spawn(checkpoint_wal(pool.clone(), sql));
         }
