@@ -1,10 +1,10 @@
 //! Persistence on SQLite (the embedded default) or PostgreSQL (several replicas), through one
 //! SQL dialect on sqlx's `Any` driver; [`dialect`] is the only place the two differ.
 //!
-//! Reads go straight to the pool. Every write goes through one writer task per process that
-//! commits whole batches of changes in one transaction (group commit): each change's rows and
-//! its audit records land together or not at all, and a caller hears back only after the
-//! transaction is durable. The writer also extends the audit hash chain; on PostgreSQL it locks
+//! Reads go straight to the pool. Every write goes through one writer per process (on SQLite a
+//! thread of its own, on PostgreSQL a task) that commits whole batches of changes in one
+//! transaction (group commit): each change's rows and its audit records land together or not at
+//! all, and a caller hears back only after the transaction is durable. The writer also extends the audit hash chain; on PostgreSQL it locks
 //! the chain's head row, so replicas append one batch at a time and the chain stays linear.
 //!
 //! One file per domain holds its reads and how its writes apply. This crate depends on
