@@ -71,7 +71,7 @@ pub(crate) struct Writer {
 /// disk answered.
 #[derive(Debug, Clone, Default)]
 pub struct WriterCounters {
-    /// Transactions committed.
+    /// Transactions committed with at least one change in them.
     pub commits: Counter,
     /// Changes those transactions committed.
     pub changes: Counter,

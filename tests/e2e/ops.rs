@@ -57,8 +57,9 @@ async fn operations_endpoints(backend: Backend) {
         metrics.contains("warden_decision_duration_seconds_count 3"),
         "{metrics}"
     );
-    // The writer's counts: the three decisions and the set-up before them, in at least one
-    // commit each batch, made durable by at least one flush of the log (a file, or PostgreSQL).
+    // The writer's counts: the three decisions and the set-up before them, committed in one
+    // transaction or more and made durable by at least one flush of the log (a file, or
+    // PostgreSQL's).
     let count = |name: &str| -> u64 {
         let line = metrics
             .lines()
