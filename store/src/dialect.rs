@@ -88,18 +88,35 @@ impl Backend {
             conn.execute("PRAGMA synchronous = FULL").await?;
             conn.execute("PRAGMA busy_timeout = 5000").await?;
             conn.execute("PRAGMA foreign_keys = ON").await?;
-            // Checkpoints run in the background (`checkpoint`), not inside the writer's commits.
+            // Only the writer's connection checkpoints on its own (`writer_settings`); others'
+            // commits would otherwise stop to checkpoint, and the background task (`checkpoint`)
+            // catches up once the writer is idle.
             conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
         }
         Ok(())
     }
 
-    /// What the writer's connection runs so that its commits return without waiting for the
+    /// What the writer's connection runs first. Its commits return without waiting for the
     /// disk; the flusher then makes them durable before anyone is answered (see `flush`).
-    pub(crate) fn commit_without_flush(self) -> &'static str {
+    ///
+    /// On SQLite the writer also checkpoints the WAL itself once it holds 1,000 pages (4 MB),
+    /// right after the commit that took it there. A checkpoint beside a writer that never stops
+    /// can never catch up with it, and the WAL restarts from its beginning only once a
+    /// checkpoint has: under sustained load it grew by some 50 MB a second, without end. The
+    /// file is cut back to 64 MB when it restarts, should a long read have let it grow.
+    ///
+    /// A multi-row insert keeps a statement journal (what its pages were, to undo it alone);
+    /// past 64 KB SQLite spills it into a temporary file, created and deleted per statement.
+    /// The writer's are kept in memory: a batch's are a few hundred kilobytes.
+    pub(crate) fn writer_settings(self) -> &'static [&'static str] {
         match self {
-            Backend::Sqlite => "PRAGMA synchronous = NORMAL",
-            Backend::Postgres => "SET synchronous_commit = off",
+            Backend::Sqlite => &[
+                "PRAGMA synchronous = NORMAL",
+                "PRAGMA wal_autocheckpoint = 1000",
+                "PRAGMA journal_size_limit = 67108864",
+                "PRAGMA temp_store = MEMORY",
+            ],
+            Backend::Postgres => &["SET synchronous_commit = off"],
         }
     }
 

@@ -474,7 +474,9 @@ impl Store {
 }
 
 /// Copies the SQLite WAL back into the database once a second without blocking the writer
-/// (PASSIVE), so that commits never pay for a checkpoint. Ends when the pool closes.
+/// (PASSIVE). Under load the writer checkpoints itself every 1,000 pages (this one cannot catch
+/// up with it); this one covers what an idle writer left and what other connections wrote.
+/// Ends when the pool closes.
 async fn checkpoint_wal(pool: AnyPool, sql: &'static str) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

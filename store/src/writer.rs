@@ -317,6 +317,7 @@ impl Writer {
     }
 
     /// The writer's commits stop waiting for the disk: the flusher waits instead, beside it.
+    /// (On SQLite the writer's connection also checkpoints the WAL: `Backend::writer_settings`.)
     async fn defer_flush(
         &mut self,
         conn: &mut PoolConnection<Any>,
@@ -330,7 +331,9 @@ impl Writer {
             };
             self.flusher = Some(Flusher::start(log, self.counters.flushes.clone()));
         }
-        conn.execute(self.backend.commit_without_flush()).await?;
+        for setting in self.backend.writer_settings() {
+            conn.execute(*setting).await?;
+        }
         Ok(())
     }
 }
