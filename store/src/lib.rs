@@ -4,8 +4,9 @@
 //! Reads go straight to the pool. Every write goes through one writer per process (on SQLite a
 //! thread of its own, on PostgreSQL a task) that commits whole batches of changes in one
 //! transaction (group commit): each change's rows and its audit records land together or not at
-//! all, and a caller hears back only after the transaction is durable. The writer also extends the audit hash chain; on PostgreSQL it locks
-//! the chain's head row, so replicas append one batch at a time and the chain stays linear.
+//! all, and a caller hears back only after the transaction is durable. The writer also extends
+//! the audit hash chain; on PostgreSQL it locks the chain's head row, so replicas append one
+//! batch at a time and the chain stays linear.
 //!
 //! One file per domain holds its reads and how its writes apply. This crate depends on
 //! `warden-core` only, never on the service.
