@@ -102,7 +102,8 @@ impl Backend {
     /// On SQLite the writer also checkpoints the WAL itself once it holds 1,000 pages (4 MB),
     /// right after the commit that took it there. A checkpoint beside a writer that never stops
     /// can never catch up with it, and the WAL restarts from its beginning only once a
-    /// checkpoint has: under sustained load it grew by 60-90 MB a second, without end. The
+    /// checkpoint has: under sustained load it grew by 60-90 MB a second, without end. (The
+    /// store's background checkpoint, woken by every commit, copies most of it beforehand.) The
     /// file is cut back to 64 MB when it restarts, should a long read have let it grow.
     ///
     /// A multi-row insert keeps a statement journal (what its pages were, to undo it alone);

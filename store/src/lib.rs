@@ -371,6 +371,7 @@ impl Store {
         });
         let (tx, rx) = mpsc::channel(8192);
         let counters = WriterCounters::default();
+        let commits = Arc::new(tokio::sync::Notify::new());
         let writer = Writer {
             pool: pool.clone(),
             backend,
@@ -379,6 +380,7 @@ impl Store {
             cache: cache.clone(),
             flusher: None,
             counters: counters.clone(),
+            commits: commits.clone(),
         };
         match backend {
             // SQLite's connections each run on a thread of their own, so the writer can too: its
@@ -399,7 +401,7 @@ impl Store {
             }
         }
         if let Some(sql) = backend.checkpoint() {
-            tokio::spawn(checkpoint_wal(pool.clone(), sql));
+            tokio::spawn(checkpoint_wal(pool.clone(), sql, commits));
         }
         Ok(Store {
             pool,
@@ -474,22 +476,27 @@ impl Store {
     }
 }
 
-/// Copies the SQLite WAL back into the database once a second without blocking the writer
-/// (PASSIVE). Under load the writer checkpoints itself every 1,000 pages (this one cannot catch
-/// up with it); this one covers what an idle writer left and what other connections wrote.
-/// Ends when the pool closes.
-async fn checkpoint_wal(pool: AnyPool, sql: &'static str) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// Copies the SQLite WAL back into the database beside the writer, without blocking it
+/// (PASSIVE): woken by the writer's commits, at most once every [`CHECKPOINT_SPACING`], and
+/// once a second for what other connections wrote. The writer's own checkpoint (at 1,000
+/// pages, `Backend::writer_settings`), which lets the log restart, then finds little left to
+/// copy, so the batch behind it no longer waits for the whole copy. Ends when the pool closes.
+async fn checkpoint_wal(pool: AnyPool, sql: &'static str, commits: Arc<tokio::sync::Notify>) {
     loop {
-        tick.tick().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), commits.notified()).await;
         if pool.is_closed() {
             return;
         }
         if let Err(e) = sqlx::query(sql).execute(&pool).await {
             tracing::debug!(error = %e, "WAL checkpoint skipped");
         }
+        tokio::time::sleep(CHECKPOINT_SPACING).await;
     }
 }
+
+/// The least time between two background checkpoints: a few commits' pages are copied at
+/// once, so a page the writer changes in every commit is not copied for each of them.
+const CHECKPOINT_SPACING: Duration = Duration::from_millis(5);
 
 /// A list read from the store, and the ids of the rows in it that did not read back: those are
 /// skipped and logged, so one bad row costs the reader that row, not the list.

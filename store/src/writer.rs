@@ -64,6 +64,8 @@ pub(crate) struct Writer {
     /// in-memory database.
     pub(crate) flusher: Option<Flusher>,
     pub(crate) counters: WriterCounters,
+    /// Told of every commit: it wakes the store's background checkpoint of SQLite's WAL.
+    pub(crate) commits: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What the writer has done since the process started, for the service's metrics: changes
@@ -301,6 +303,7 @@ impl Writer {
         cache.noted(&noted.scores, &noted.counts);
         let committed = results.iter().filter(|r| r.is_ok()).count() as u64;
         if committed > 0 {
+            self.commits.notify_one();
             self.counters.commits.inc();
             self.counters.changes.inc_by(committed);
         }
@@ -622,6 +625,7 @@ mod tests {
             }),
             flusher: None,
             counters: WriterCounters::default(),
+            commits: Default::default(),
         }
     }
 
@@ -675,6 +679,29 @@ mod tests {
         let mut writer = writer(&pool);
         assert_eq!(synchronous(writer.connection().await.unwrap()).await, 2);
         assert!(writer.flusher.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_commit_wakes_the_wal_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("warden.db");
+        let pool = pool(&format!("sqlite://{}?mode=rwc", db.display()), 2).await;
+        Backend::Sqlite.migrations().run(&pool).await.unwrap();
+        let mut writer = writer(&pool);
+        let commits = writer.commits.clone();
+        let woken =
+            |wait| tokio::time::timeout(std::time::Duration::from_millis(wait), commits.notified());
+        assert!(woken(20).await.is_err(), "nothing committed yet");
+        let change = Change {
+            writes: vec![],
+            audit: vec![],
+        };
+        let results = writer
+            .try_commit(std::iter::once((&change, &[][..])), false)
+            .await
+            .unwrap();
+        assert!(results[0].is_ok());
+        woken(5_000).await.expect("the commit woke the checkpoint");
     }
 
     #[test]
