@@ -89,8 +89,8 @@ impl Backend {
             conn.execute("PRAGMA busy_timeout = 5000").await?;
             conn.execute("PRAGMA foreign_keys = ON").await?;
             // Only the writer's connection checkpoints on its own (`writer_settings`); others'
-            // commits would otherwise stop to checkpoint, and the background task (`checkpoint`)
-            // catches up once the writer is idle.
+            // commits would otherwise stop to checkpoint. The store's background task
+            // (`checkpoint`) copies beside the writer, woken by its commits.
             conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
         }
         Ok(())
