@@ -384,6 +384,11 @@ pub struct QuotaPlan {
     pub charges: Vec<Charge>,
     /// Each charge's count, read before the decision (the charge itself re-checks at commit).
     pub used: Vec<i64>,
+    /// Each charge whose window already has its overrun on record as a violation (as far as
+    /// the deciding process knows; a charge not listed has none). A denial for going over it
+    /// again is a decision like any other, not another violation: an agent retrying a spent
+    /// quota overruns it once per window, as a rate-limited flood does.
+    pub overrun_recorded: Vec<bool>,
 }
 
 /// A quota's headroom after a decision, as the answer shows it.
@@ -446,6 +451,11 @@ impl QuotaPlan {
             .zip(&self.used)
             .find(|(c, used)| c.every_request() && !c.fits(**used))
             .map(|(c, used)| (c, *used))
+    }
+
+    /// Whether the `i`th charge's overrun in its window is already on record.
+    pub fn overrun_recorded(&self, i: usize) -> bool {
+        self.overrun_recorded.get(i).copied().unwrap_or(false)
     }
 }
 
@@ -534,6 +544,7 @@ mod tests {
         let plan = |used: Vec<i64>| QuotaPlan {
             charges: c.clone(),
             used,
+            ..QuotaPlan::default()
         };
         assert_eq!(plan(vec![0, 99, 5]).over_rate_limit(), None);
         let over = plan(vec![0, 100, 0]);

@@ -104,18 +104,23 @@ pub(crate) async fn insert_violations(
 
 impl Store {
     /// When the agent's latest blocked violation was (quota overruns are minor and left out).
+    /// Read backwards along the agent's index to the first that counts, not by `MAX` over them
+    /// all: an agent with many violations costs one step, not one per violation.
     pub async fn last_blocked_violation(&self, agent: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MAX(at) FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded'")
+        Ok(sqlx::query_scalar("SELECT at FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' ORDER BY at DESC LIMIT 1")
             .bind(agent)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?)
     }
 
-    /// Blocked violations of an agent since `since` (quota overruns are minor and left out).
-    pub async fn blocked_violations(&self, agent: &str, since: i64) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' AND at >= $2")
+    /// Blocked violations of an agent since `since`, counted up to `at_most` (quota overruns
+    /// are minor and left out). Whether a threshold is reached needs no more rows than it: an
+    /// agent denied over and over must not make each review read all its violations.
+    pub async fn blocked_violations(&self, agent: &str, since: i64, at_most: u64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' AND at >= $2 LIMIT $3) AS v")
             .bind(agent)
             .bind(since)
+            .bind(i64::try_from(at_most).unwrap_or(i64::MAX))
             .fetch_one(&self.pool)
             .await?;
         Ok(n.max(0) as u64)

@@ -409,9 +409,33 @@ async fn decisions_and_violations(backend: Backend) {
     ];
     commit(s, writes).await.unwrap();
     assert_eq!(
-        s.blocked_violations("bot", NOW - MINUTE).await.unwrap(),
+        s.blocked_violations("bot", NOW - MINUTE, 10).await.unwrap(),
         1,
         "only blocked violations count"
+    );
+    assert_eq!(
+        s.blocked_violations("bot", NOW + 1, 10).await.unwrap(),
+        0,
+        "only since then"
+    );
+    let more = (3..6)
+        .map(|i| {
+            Write::Violation(ViolationWrite::InsertViolation(violation(
+                &format!("v{i}"),
+                ViolationMode::Block,
+                NOW + i,
+            )))
+        })
+        .collect();
+    commit(s, more).await.unwrap();
+    assert_eq!(
+        s.blocked_violations("bot", NOW - MINUTE, 10).await.unwrap(),
+        4
+    );
+    assert_eq!(
+        s.blocked_violations("bot", NOW - MINUTE, 2).await.unwrap(),
+        2,
+        "counted up to the threshold asked about"
     );
     assert_eq!(s.last_blocked_violation("bot").await.unwrap(), Some(NOW));
     assert_eq!(s.last_blocked_violation("nobody").await.unwrap(), None);

@@ -209,7 +209,8 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
         .unwrap_or_else(|| panic!("no lane waits counted: {metrics}"));
     assert!(waits > 0, "{waits}");
 
-    // Usage now; each denial is a minor violation, and an audit event.
+    // Usage now; each denial is a decision with its audit record, and the overrun is one minor
+    // violation for the hour, however often the agent tried again.
     let (_, q) = s.get("/v1/agents/looper/quotas", &bot).await;
     let deploys = q["quotas"]
         .as_array()
@@ -239,14 +240,25 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
         .get("/v1/violations?agent=looper&limit=500", &s.admin)
         .await;
     let list = v["violations"].as_array().unwrap();
-    assert_eq!(list.len(), 95);
+    assert_eq!(list.len(), 1, "{v}");
     assert!(list.iter().all(|v| v["reason"] == "quota_exceeded"), "{v}");
+    let (_, denials) = s
+        .get(
+            "/v1/audit?event_type=decision&agent=looper&verdict=deny&limit=500",
+            &s.admin,
+        )
+        .await;
+    assert_eq!(
+        denials["records"].as_array().unwrap().len(),
+        95,
+        "{denials}"
+    );
     let (_, trust) = s.get("/v1/agents/looper/trust", &s.admin).await;
     assert_eq!(
         trust["tier"], 2,
         "quota overruns are minor: no hard trigger: {trust}"
     );
-    assert_eq!(trust["evidence"]["violations"], 95, "{trust}");
+    assert_eq!(trust["evidence"]["violations"], 1, "{trust}");
     // The refusals are one audit record and one piece of evidence, once the minute is over.
     let (_, none) = s
         .get("/v1/audit?event_type=agent.rate_limited", &s.admin)
@@ -285,7 +297,7 @@ async fn exactly_five_deploys_an_hour(backend: Backend) {
     );
     let (_, trust) = s.get("/v1/agents/looper/trust", &s.admin).await;
     assert_eq!(
-        trust["evidence"]["violations"], 96,
+        trust["evidence"]["violations"], 2,
         "one more, for the whole flood: {trust}"
     );
     // A new minute: the agent is heard again (its deploys stay spent for the hour).

@@ -606,10 +606,10 @@ fn charge_quotas(
         return;
     }
     let counts = quotas.charges.iter().zip(&quotas.used);
-    let over = counts.clone().find(|(c, used)| {
+    let over = counts.clone().enumerate().find(|(_, (c, used))| {
         (draft.verdict == Verdict::Allow || c.every_request()) && !c.fits(**used)
     });
-    if let Some((c, used)) = over {
+    if let Some((i, (c, used))) = over {
         draft.headroom = counts.clone().map(|(c, used)| c.headroom(*used)).collect();
         let h = c.headroom(*used);
         let scope = if c.scope == "*" {
@@ -641,13 +641,15 @@ fn charge_quotas(
         draft
             .reasons
             .retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
-        draft.violation_row = Some(violation_of(ViolationMode::Block, "quota_exceeded"));
+        // Once per window: the agent retrying a spent quota is the same overrun.
+        draft.violation_row = (!quotas.overrun_recorded(i))
+            .then(|| violation_of(ViolationMode::Block, "quota_exceeded"));
     }
     // What the decision draws on: everything when it goes ahead, otherwise the rate limits
     // (none when a rate limit itself is what it is over: the service cuts such a caller off
     // before judging, see `QuotaPlan::over_rate_limit`).
     let allowed = draft.verdict == Verdict::Allow;
-    let rate_limited = over.is_some_and(|(c, _)| c.every_request());
+    let rate_limited = over.is_some_and(|(_, (c, _))| c.every_request());
     let charged = |c: &Charge| !rate_limited && (allowed || c.every_request());
     if over.is_none() {
         draft.headroom = counts
@@ -1103,6 +1105,7 @@ mod tests {
             let quotas = QuotaPlan {
                 used: used[..charges.len()].to_vec(),
                 charges,
+                ..QuotaPlan::default()
             };
             judge(Inputs {
                 policy: &p,
@@ -1155,6 +1158,62 @@ mod tests {
         let flooded = judged("deploy", "staging", [0, 100, 0]);
         assert_eq!(flooded.answer.verdict, Verdict::Deny);
         assert!(flooded.writes.charge.is_none());
+    }
+
+    #[test]
+    fn a_spent_quota_is_one_violation_per_window() {
+        let p = policy();
+        let s = alone(agent("a", 2));
+        let judged = |recorded: Vec<bool>| {
+            let charges = crate::quotas::charges(
+                &p.policy.quotas,
+                &jiff::tz::TimeZone::UTC,
+                &s.agent,
+                ("deploy", "staging", "payments"),
+                Some(1.0),
+                0,
+            );
+            let quotas = QuotaPlan {
+                used: vec![0, 0, 5],
+                charges,
+                overrun_recorded: recorded,
+            };
+            judge(Inputs {
+                policy: &p,
+                caller: &caller(),
+                subject: &s,
+                request: request("deploy", "staging"),
+                now: 0,
+                decision_id: "d".into(),
+                plugins: Assessment::default(),
+                quotas: &quotas,
+            })
+            .unwrap()
+        };
+        // The first denial in the window is the overrun: a violation with its evidence and
+        // its own audit record.
+        let first = judged(vec![]);
+        assert_eq!(first.answer.verdict, Verdict::Deny);
+        let (violation, evidence) = first.writes.violation.as_ref().unwrap();
+        assert_eq!(violation.reason, "quota_exceeded");
+        assert_eq!(evidence.kind, crate::trust::Kind::QuotaOverrun);
+        assert_eq!(first.audit.len(), 2);
+        // Once it is on record, the same denial again is a decision and nothing more.
+        let again = judged(vec![false, false, true]);
+        assert_eq!(again.answer.verdict, Verdict::Deny);
+        assert!(
+            again
+                .answer
+                .reasons
+                .iter()
+                .any(|r| r.code == "quota_exceeded")
+        );
+        assert!(again.writes.violation.is_none());
+        assert_eq!(again.audit.len(), 1);
+        assert_eq!(again.answer.quotas, first.answer.quotas);
+        // Another quota's overrun on record does not cover this one.
+        let other = judged(vec![true, true, false]);
+        assert!(other.writes.violation.is_some());
     }
 
     #[test]

@@ -19,14 +19,15 @@ use crate::metrics::Metrics;
 use crate::plugin::{AnomalyContext, PluginAction, RecentActivity};
 use crate::plugins::PluginHost;
 use crate::policy::{CompiledPolicy, PolicyMode};
-use crate::quotas::{QuotaPlan, Unit};
+use crate::quotas::{Charge, QuotaPlan, Unit};
 use crate::services::baselines::Baselines;
 use crate::services::cutoffs::{Cutoffs, HOLD};
 use crate::services::delegations::{self, DelegationConfig};
 use crate::services::idempotency::Claim;
 use crate::services::lanes::Lanes;
 use crate::services::notify::Outbox;
-use crate::services::tiering::{Controller, Trigger};
+use crate::services::overruns::Overruns;
+use crate::services::tiering::Controller;
 use crate::store::{
     ApprovalWrite, Change, Conflict, DecisionWrite, GuardWrite, QuotaWrite, Store, StoreError,
     TrustWrite, ViolationWrite, Write,
@@ -46,6 +47,7 @@ pub struct Decisions {
     delegation: Arc<DelegationConfig>,
     cutoffs: Cutoffs,
     lanes: Lanes,
+    overruns: Overruns,
 }
 
 /// How the decision service is put together.
@@ -101,6 +103,7 @@ impl Decisions {
             delegation,
             cutoffs,
             lanes: Lanes::new(agent_concurrency),
+            overruns: Overruns::default(),
         }
     }
 
@@ -232,8 +235,8 @@ impl Decisions {
         // refusal follows someone else's commit, so retries make progress; the bound is a
         // backstop.
         const ATTEMPTS: usize = 8;
-        for attempt in 1..=ATTEMPTS {
-            let judgement = judge(Inputs {
+        let judged = |plan: &QuotaPlan| {
+            judge(Inputs {
                 policy,
                 caller,
                 subject: &subject,
@@ -241,14 +244,31 @@ impl Decisions {
                 now,
                 decision_id: decision_id.clone(),
                 plugins: assessment.clone(),
-                quotas: &plan,
-            })?;
-            match self.record(&subject, judgement, now, claim).await {
+                quotas: plan,
+            })
+        };
+        let agent = &subject.agent.id;
+        for attempt in 1..=ATTEMPTS {
+            let mut judgement = judged(&plan)?;
+            // One decision per window records a spent quota's overrun; the others know.
+            let mut claimed = None;
+            if let Some(charge) = overrun_of(&judgement, &plan).cloned() {
+                if self.overruns.claim(agent, &charge, now) {
+                    claimed = Some(charge);
+                } else {
+                    plan.overrun_recorded = self.overruns.recorded(agent, &plan.charges);
+                    judgement = judged(&plan)?;
+                }
+            }
+            let recorded = self.record(&subject, judgement, now, claim).await;
+            if recorded.is_err()
+                && let Some(charge) = &claimed
+            {
+                self.overruns.release(agent, charge);
+            }
+            match recorded {
                 Err(e) if e.conflict() == Some(Conflict::QuotaExceeded) && attempt < ATTEMPTS => {
-                    plan.used = self
-                        .store
-                        .quota_used_fresh(&subject.agent.id, &plan.charges)
-                        .await?;
+                    plan.used = self.store.quota_used_fresh(agent, &plan.charges).await?;
                     if let Some((charge, _)) = plan.over_rate_limit() {
                         let environment = &request.action.environment;
                         return Err(self.cutoffs.cut(&subject.agent, charge, environment, now));
@@ -293,7 +313,12 @@ impl Decisions {
         {
             used = self.store.quota_used_fresh(&agent.id, &charges).await?;
         }
-        Ok(QuotaPlan { charges, used })
+        let overrun_recorded = self.overruns.recorded(&agent.id, &charges);
+        Ok(QuotaPlan {
+            charges,
+            used,
+            overrun_recorded,
+        })
     }
 
     /// Commits a judgement with its outbox deliveries and trust evidence, then lets the tier
@@ -316,10 +341,7 @@ impl Decisions {
             .violation
             .as_ref()
             .filter(|(v, _)| v.reason != "quota_exceeded")
-            .map(|(v, _)| Trigger::Violation {
-                reason: v.reason.clone(),
-                class: v.class.clone(),
-            });
+            .map(|(v, _)| (v.reason.clone(), v.class.clone()));
         let evidence = writes.violation.is_some();
         let mut change = Change {
             writes: decision_writes(writes),
@@ -345,10 +367,10 @@ impl Decisions {
             self.outbox.notify();
         }
         // A violation may be a hard trigger: the tier narrows before the agent's next request.
-        if let Some(trigger) = violation
-            && let Err(e) = self.tiers.review(&subject.agent.id, trigger).await
-        {
-            tracing::warn!(agent = %subject.agent.id, error = %e.message, "tier review after a violation failed");
+        if let Some((reason, class)) = violation {
+            self.tiers
+                .review_violation(&subject.agent.id, &reason, &class)
+                .await;
         }
         Ok(answer)
     }
@@ -418,6 +440,21 @@ impl Decisions {
         }
         Ok(parents)
     }
+}
+
+/// The quota whose overrun a judgement records as a violation, if it does.
+fn overrun_of<'p>(judgement: &Judgement, plan: &'p QuotaPlan) -> Option<&'p Charge> {
+    let (violation, _) = judgement.writes.violation.as_ref()?;
+    if violation.reason != "quota_exceeded" {
+        return None;
+    }
+    let reason = judgement
+        .answer
+        .reasons
+        .iter()
+        .find(|r| r.code == "quota_exceeded")?;
+    let quota = reason.quota.as_deref()?;
+    plan.charges.iter().find(|c| c.quota == quota)
 }
 
 /// A judgement's rows as the store's writes, in the order that makes a failed change write

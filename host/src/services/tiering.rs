@@ -17,6 +17,7 @@ use warden_core::trust::{Kind, Total, Trust, assess, half_life_us};
 use warden_store::{Change, IdentityWrite, Store, TrustWrite, Write};
 
 use crate::records::Event;
+use crate::services::coalesce::Coalesce;
 use crate::services::notify::Outbox;
 
 /// The writes that record a tier change (its history row, and a `tier.changed` delivery per
@@ -33,6 +34,9 @@ pub fn tier_changed(
     writes.push(Write::Trust(TrustWrite::RecordTierChange(change.clone())));
     Ok((writes, data))
 }
+
+/// How long after a hard trigger that moved nothing the same again is not recorded (an hour).
+const HARD_TRIGGER_RESTATED: i64 = 3_600_000_000;
 
 /// What set off a review.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +68,8 @@ pub struct Controller {
     policy: Arc<CompiledPolicy>,
     clock: SharedClock,
     outbox: Arc<Outbox>,
+    /// Reviews after a violation, one at a time per agent, reason and class.
+    after_violations: Arc<Coalesce<(String, String, String)>>,
 }
 
 /// What the controller sees of an agent now.
@@ -119,7 +125,27 @@ impl Controller {
             policy,
             clock,
             outbox,
+            after_violations: Arc::default(),
         }
+    }
+
+    /// Reviews an agent after a violation it committed: returns once a review that began after
+    /// the call has finished, so a hard trigger has narrowed the tier before the agent's next
+    /// request. The same violation committed again meanwhile (an agent retrying what it may not
+    /// do) shares that review instead of queueing one of its own. A failed review is logged.
+    pub async fn review_violation(&self, agent_id: &str, reason: &str, class: &str) {
+        let key = (agent_id.to_string(), reason.to_string(), class.to_string());
+        self.after_violations
+            .run(key, || async {
+                let trigger = Trigger::Violation {
+                    reason: reason.to_string(),
+                    class: class.to_string(),
+                };
+                if let Err(e) = self.review(agent_id, trigger).await {
+                    tracing::warn!(agent = %agent_id, error = %e.message, "tier review after a violation failed");
+                }
+            })
+            .await
     }
 
     fn tiering(&self) -> &TierPolicy {
@@ -272,6 +298,7 @@ impl Controller {
                             agent_id,
                             a.now
                                 .saturating_sub((tp.repeated_violation_days * DAY_US) as i64),
+                            u64::from(tp.repeated_violations),
                         )
                         .await?;
                     HardTrigger::of_violation(reason, class, blocked, &tp)
@@ -356,6 +383,16 @@ impl Controller {
             Some(Move::Suspend { text }) => {
                 after.status = AgentStatus::Suspended;
                 ("fast_burn".to_string(), text.clone())
+            }
+            // The same trigger again within the hour of the last one (an agent repeating what
+            // it may not do): the hold would move by under an hour of its days, and each
+            // violation is on record already, so nothing is written.
+            None if hard.is_some()
+                && before
+                    .last_hard_at
+                    .is_some_and(|at| (0..HARD_TRIGGER_RESTATED).contains(&(now - at))) =>
+            {
+                return Ok(None);
             }
             None if hard.is_some() => {
                 // Already at or below the hard-trigger tier: no change, but no promotion for a while.
