@@ -50,7 +50,12 @@ impl<K: Eq + Hash + Clone> Coalesce<K> {
             notified.as_mut().enable();
             let target = {
                 let mut open = self.open.lock().expect("coalesce lock");
-                let Some(slot) = open.get_mut(&key).filter(|s| s.done < ticket) else {
+                // Gone, or another slot for the key since (this one finished and was removed):
+                // covered either way.
+                let Some(slot) = open
+                    .get_mut(&key)
+                    .filter(|s| Arc::ptr_eq(&s.finished, &finished) && s.done < ticket)
+                else {
                     return;
                 };
                 if slot.running {
