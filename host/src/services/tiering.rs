@@ -38,6 +38,13 @@ pub fn tier_changed(
 /// How long after a hard trigger that moved nothing the same again is not recorded (an hour).
 const HARD_TRIGGER_RESTATED: i64 = 3_600_000_000;
 
+/// Whether a hard trigger now only restates the agent's last, within the hour.
+fn restated(agent: &Agent, now: i64) -> bool {
+    agent
+        .last_hard_at
+        .is_some_and(|at| (0..HARD_TRIGGER_RESTATED).contains(&(now - at)))
+}
+
 /// What set off a review.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
@@ -285,9 +292,7 @@ impl Controller {
             if quiet && matches!(trigger, Trigger::Sweep | Trigger::Outcome { .. }) {
                 return Ok(None);
             }
-            let a = self
-                .assess(agent, false, trigger == Trigger::Outcome { bad: true })
-                .await?;
+            let now = self.clock.now_micros();
             let hard = match &trigger {
                 Trigger::Sweep | Trigger::Outcome { .. } => None,
                 Trigger::Hard(h) => Some(*h),
@@ -296,14 +301,22 @@ impl Controller {
                         .store
                         .blocked_violations(
                             agent_id,
-                            a.now
-                                .saturating_sub((tp.repeated_violation_days * DAY_US) as i64),
+                            now.saturating_sub((tp.repeated_violation_days * DAY_US) as i64),
                             u64::from(tp.repeated_violations),
                         )
                         .await?;
                     HardTrigger::of_violation(reason, class, blocked, &tp)
                 }
             };
+            // A hard trigger that cannot move the agent, within the hour of its last: the
+            // review would write nothing (see `write`), so it reads nothing more either.
+            let unmoved = quiet || agent.tier <= tp.hard_demotion_tier;
+            if hard.is_some() && unmoved && restated(&agent, now) {
+                return Ok(None);
+            }
+            let a = self
+                .assess(agent, false, trigger == Trigger::Outcome { bad: true })
+                .await?;
             let work = if hard.is_some() {
                 None
             } else {
@@ -387,13 +400,7 @@ impl Controller {
             // The same trigger again within the hour of the last one (an agent repeating what
             // it may not do): the hold would move by under an hour of its days, and each
             // violation is on record already, so nothing is written.
-            None if hard.is_some()
-                && before
-                    .last_hard_at
-                    .is_some_and(|at| (0..HARD_TRIGGER_RESTATED).contains(&(now - at))) =>
-            {
-                return Ok(None);
-            }
+            None if hard.is_some() && restated(before, now) => return Ok(None),
             None if hard.is_some() => {
                 // Already at or below the hard-trigger tier: no change, but no promotion for a while.
                 after.hold_until =
