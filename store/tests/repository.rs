@@ -418,24 +418,31 @@ async fn decisions_and_violations(backend: Backend) {
         0,
         "only since then"
     );
+    // Another agent with three: counted up to the threshold asked about.
     let more = (3..6)
         .map(|i| {
-            Write::Violation(ViolationWrite::InsertViolation(violation(
-                &format!("v{i}"),
-                ViolationMode::Block,
-                NOW + i,
-            )))
+            let mut v = violation(&format!("v{i}"), ViolationMode::Block, NOW + i);
+            v.agent_id = "looper".into();
+            Write::Violation(ViolationWrite::InsertViolation(v))
         })
         .collect();
     commit(s, more).await.unwrap();
     assert_eq!(
-        s.blocked_violations("bot", NOW - MINUTE, 10).await.unwrap(),
-        4
+        s.blocked_violations("looper", NOW - MINUTE, 10)
+            .await
+            .unwrap(),
+        3
     );
     assert_eq!(
-        s.blocked_violations("bot", NOW - MINUTE, 2).await.unwrap(),
+        s.blocked_violations("looper", NOW - MINUTE, 2)
+            .await
+            .unwrap(),
         2,
         "counted up to the threshold asked about"
+    );
+    assert_eq!(
+        s.last_blocked_violation("looper").await.unwrap(),
+        Some(NOW + 5)
     );
     assert_eq!(s.last_blocked_violation("bot").await.unwrap(), Some(NOW));
     assert_eq!(s.last_blocked_violation("nobody").await.unwrap(), None);

@@ -101,7 +101,7 @@ mod tests {
         assert_eq!(overruns.recorded("b", &others), [false; 4]);
         // A claim given back (its commit failed) can be made again.
         overruns.release("a", &deploys);
-        assert_eq!(overruns.recorded("a", &others), [false; 4]);
+        assert!(!overruns.recorded("a", &others).contains(&true));
         assert!(overruns.claim("a", &deploys, 30));
     }
 
