@@ -68,6 +68,9 @@ pub struct DecisionWrites {
     pub decision: DecisionRow,
     /// A violation, with the trust evidence it is.
     pub violation: Option<(ViolationRow, EvidenceDelta)>,
+    /// When the violation is a spent quota's overrun: that charge's place in the quota plan
+    /// (the caller notes the window's overrun as on record once this commits).
+    pub overrun: Option<usize>,
     /// A new approval request.
     pub approval: Option<ApprovalRow>,
     /// The watch a guarded action arms.
@@ -107,6 +110,8 @@ struct Draft {
     consume: Option<Consumed>,
     pending: Option<ApprovalRef>,
     violation_row: Option<ViolationRow>,
+    /// The quota charge whose overrun `violation_row` is.
+    overrun: Option<usize>,
     charge: Option<Vec<Charge>>,
     headroom: Vec<Headroom>,
 }
@@ -140,6 +145,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         consume: None,
         pending: None,
         violation_row: None,
+        overrun: None,
         charge: None,
         headroom: Vec::new(),
     };
@@ -243,6 +249,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         consume: draft.consume,
         charge: draft.charge,
         violation: draft.violation_row,
+        overrun: draft.overrun,
         approval: new_approval,
         outcome_due_at,
         guard,
@@ -642,8 +649,10 @@ fn charge_quotas(
             .reasons
             .retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
         // Once per window: the agent retrying a spent quota is the same overrun.
-        draft.violation_row = (!quotas.overrun_recorded(i))
-            .then(|| violation_of(ViolationMode::Block, "quota_exceeded"));
+        draft.overrun = (!quotas.overrun_recorded(i)).then_some(i);
+        draft.violation_row = draft
+            .overrun
+            .map(|_| violation_of(ViolationMode::Block, "quota_exceeded"));
     }
     // What the decision draws on: everything when it goes ahead, otherwise the rate limits
     // (none when a rate limit itself is what it is over: the service cuts such a caller off
@@ -724,6 +733,7 @@ struct Recorded {
     consume: Option<Consumed>,
     charge: Option<Vec<Charge>>,
     violation: Option<ViolationRow>,
+    overrun: Option<usize>,
     approval: Option<ApprovalRow>,
     outcome_due_at: Option<i64>,
     guard: Option<Guard>,
@@ -919,6 +929,7 @@ fn record(
         charge: rest.charge,
         decision,
         violation,
+        overrun: rest.overrun,
         approval,
         guard: rest.guard,
     };
@@ -1197,6 +1208,11 @@ mod tests {
         let (violation, evidence) = first.writes.violation.as_ref().unwrap();
         assert_eq!(violation.reason, "quota_exceeded");
         assert_eq!(evidence.kind, crate::trust::Kind::QuotaOverrun);
+        assert_eq!(
+            first.writes.overrun,
+            Some(2),
+            "deploys_per_hour_per_service"
+        );
         assert_eq!(first.audit.len(), 2);
         // Once it is on record, the same denial again is a decision and nothing more.
         let again = judged(vec![false, false, true]);
@@ -1209,6 +1225,7 @@ mod tests {
                 .any(|r| r.code == "quota_exceeded")
         );
         assert!(again.writes.violation.is_none());
+        assert_eq!(again.writes.overrun, None);
         assert_eq!(again.audit.len(), 1);
         assert_eq!(again.answer.quotas, first.answer.quotas);
         // Another quota's overrun on record does not cover this one.

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{AnomalyContext, PluginAction, RecentActivity};
 use crate::plugins::PluginHost;
 use crate::policy::{CompiledPolicy, PolicyMode};
-use crate::quotas::{Charge, QuotaPlan, Unit};
+use crate::quotas::{QuotaPlan, Unit};
 use crate::services::baselines::Baselines;
 use crate::services::cutoffs::{Cutoffs, HOLD};
 use crate::services::delegations::{self, DelegationConfig};
@@ -252,7 +252,8 @@ impl Decisions {
             let mut judgement = judged(&plan)?;
             // One decision per window records a spent quota's overrun; the others know.
             let mut claimed = None;
-            if let Some(charge) = overrun_of(&judgement, &plan).cloned() {
+            let overrun = judgement.writes.overrun;
+            if let Some(charge) = overrun.and_then(|i| plan.charges.get(i)).cloned() {
                 if self.overruns.claim(agent, &charge, now) {
                     claimed = Some(charge);
                 } else {
@@ -340,7 +341,7 @@ impl Decisions {
         let violation = writes
             .violation
             .as_ref()
-            .filter(|(v, _)| v.reason != "quota_exceeded")
+            .filter(|_| writes.overrun.is_none())
             .map(|(v, _)| (v.reason.clone(), v.class.clone()));
         let evidence = writes.violation.is_some();
         let mut change = Change {
@@ -442,21 +443,6 @@ impl Decisions {
     }
 }
 
-/// The quota whose overrun a judgement records as a violation, if it does.
-fn overrun_of<'p>(judgement: &Judgement, plan: &'p QuotaPlan) -> Option<&'p Charge> {
-    let (violation, _) = judgement.writes.violation.as_ref()?;
-    if violation.reason != "quota_exceeded" {
-        return None;
-    }
-    let reason = judgement
-        .answer
-        .reasons
-        .iter()
-        .find(|r| r.code == "quota_exceeded")?;
-    let quota = reason.quota.as_deref()?;
-    plan.charges.iter().find(|c| c.quota == quota)
-}
-
 /// A judgement's rows as the store's writes, in the order that makes a failed change write
 /// nothing: using the approval, then charging the quotas, can fail; the rest cannot.
 pub fn decision_writes(w: DecisionWrites) -> Vec<Write> {
@@ -465,6 +451,7 @@ pub fn decision_writes(w: DecisionWrites) -> Vec<Write> {
         charge,
         decision,
         violation,
+        overrun: _,
         approval,
         guard,
     } = w;
