@@ -66,7 +66,7 @@ pub struct PluginsConfig {
     /// Largest `POST /v1/plugins` body, bytes (components are larger than decisions).
     pub upload_limit_bytes: usize,
     /// Fresh instances of each plugin made ahead of need, off the decisions' path (0 to 8;
-    /// 0 instantiates in every call). See docs/plugins.md, "Speed".
+    /// 0, the default, instantiates in every call). See docs/plugins.md, "Speed".
     pub spare_instances: usize,
     /// Run the reference plugins built into the binary (the action classifier, the baseline
     /// anomaly detector and the canary rollback trigger) unless a plugin of the same name is
@@ -80,7 +80,10 @@ impl Default for PluginsConfig {
             dir: None,
             sync_interval_ms: 2000,
             upload_limit_bytes: 32 << 20,
-            spare_instances: crate::plugins::spares::DEFAULT_PER_PLUGIN,
+            // Over HTTP a spare saves a call some 8 µs of a request's milliseconds, and on a
+            // loaded machine handing instances between threads cost 12–15% more CPU a decision
+            // (BENCHMARKS.md): spares are for embedding and idle cores, not the default.
+            spare_instances: 0,
             reference: true,
         }
     }

@@ -89,7 +89,8 @@ impl Metrics {
     }
 
     /// Registers the plugin runtime's counts of calls that ran in a spare instance and calls
-    /// that instantiated their plugin on the spot (many of those: raise `spare_instances`).
+    /// that instantiated their plugin on the spot (with spares on, many of those: raise
+    /// `spare_instances`).
     pub fn plugin_instances(&mut self, counters: InstanceCounters) {
         self.registry.register(
             "plugin_spare_instances",
