@@ -81,8 +81,8 @@ impl Default for PluginsConfig {
             sync_interval_ms: 2000,
             upload_limit_bytes: 32 << 20,
             // Over HTTP a spare saves a call some 8 µs of a request's milliseconds, and on a
-            // loaded machine handing instances between threads cost 12–15% more CPU a decision
-            // (BENCHMARKS.md): spares are for embedding and idle cores, not the default.
+            // loaded machine a decision took 12–16% less CPU without them (BENCHMARKS.md):
+            // spares are for embedding and idle cores, not the default.
             spare_instances: 0,
             reference: true,
         }
