@@ -112,6 +112,8 @@ struct Draft {
     violation_row: Option<ViolationRow>,
     /// The quota charge whose overrun `violation_row` is.
     overrun: Option<usize>,
+    /// A violation the class's flag or guard mode lets through, unless a quota stops the action.
+    let_through: Option<ViolationMode>,
     charge: Option<Vec<Charge>>,
     headroom: Vec<Headroom>,
 }
@@ -148,6 +150,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         overrun: None,
         charge: None,
         headroom: Vec::new(),
+        let_through: None,
     };
     let (risk, anomaly, reports) = classify(policy, action, plugins, &mut draft.reasons);
     let level = risk.level;
@@ -176,6 +179,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
     if !shadow {
         handle_violation(policy, class, &mut draft, &violation_of);
         charge_quotas(quotas, &mut draft, &violation_of);
+        let_through(class, &mut draft);
     }
     let shadow_verdict = shadow.then(|| {
         let would = draft.verdict;
@@ -575,16 +579,23 @@ fn handle_violation(
     } else {
         policy.violation_mode(class)
     };
-    match mode {
-        ViolationMode::Block => {}
-        ViolationMode::Flag => {
-            draft.reasons.push(reason(
-                "violation_flagged",
-                format!("{class} is in flag mode: allowed, and recorded as a violation for review"),
-            ));
-            draft.verdict = Verdict::Allow;
-        }
-        ViolationMode::Guard => {
+    if mode != ViolationMode::Block {
+        draft.let_through = Some(mode);
+        draft.verdict = Verdict::Allow;
+    }
+    draft.violation_row = Some(violation_of(mode, code));
+}
+
+/// What a violation let through says: its reason and, in guard mode, the rollback watch (once
+/// the quotas have had their say: a quota that stops the action takes the let-through back).
+fn let_through(class: &str, draft: &mut Draft) {
+    match draft.let_through {
+        None | Some(ViolationMode::Block) => {}
+        Some(ViolationMode::Flag) => draft.reasons.push(reason(
+            "violation_flagged",
+            format!("{class} is in flag mode: allowed, and recorded as a violation for review"),
+        )),
+        Some(ViolationMode::Guard) => {
             draft.reasons.push(reason(
                 "violation_guarded",
                 format!("{class} is in guard mode: allowed under an automatic-rollback watch, and recorded as a violation"),
@@ -595,10 +606,8 @@ fn handle_violation(
                 detail: String::new(),
                 due_at: None,
             });
-            draft.verdict = Verdict::Allow;
         }
     }
-    draft.violation_row = Some(violation_of(mode, code));
 }
 
 /// Stage 6: quotas. Rate limits (quotas counting every request) are charged whatever the
@@ -644,10 +653,7 @@ fn charge_quotas(
         draft.consume = None;
         // A class in flag or guard mode let the action through; the quota stops it: the
         // violation on record is the quota's (blocked), not a flagged one.
-        draft.obligations.retain(|o| o.kind != "rollback_guard");
-        draft
-            .reasons
-            .retain(|r| r.code != "violation_flagged" && r.code != "violation_guarded");
+        draft.let_through = None;
         // Once per window: the agent retrying a spent quota is the same overrun.
         draft.overrun = (!quotas.overrun_recorded(i)).then_some(i);
         draft.violation_row = draft
@@ -1430,5 +1436,54 @@ mod tests {
         assert_eq!(j.answer.verdict, Verdict::Allow);
         assert!(matches!(&j.writes.violation, Some((v, _)) if v.mode == ViolationMode::Flag));
         assert!(j.writes.guard.is_none(), "flagged actions are not watched");
+    }
+
+    #[test]
+    fn a_spent_quota_takes_back_what_guard_mode_let_through() {
+        let mut policy = Policy::default();
+        policy
+            .violation_modes
+            .insert("deploy".into(), ViolationMode::Guard);
+        let p = CompiledPolicy::new(policy).unwrap();
+        let s = alone(agent("a", 0));
+        let charges = crate::quotas::charges(
+            &p.policy.quotas,
+            &jiff::tz::TimeZone::UTC,
+            &s.agent,
+            ("deploy", "staging", "payments"),
+            Some(1.0),
+            0,
+        );
+        let spent = QuotaPlan {
+            used: vec![0, 0, 5],
+            charges,
+            overrun_recorded: Vec::new(),
+        };
+        let j = judge(Inputs {
+            policy: &p,
+            caller: &caller(),
+            subject: &s,
+            request: request("deploy", "staging"),
+            now: 0,
+            decision_id: "d".into(),
+            plugins: Assessment::default(),
+            quotas: &spent,
+        })
+        .unwrap();
+        assert_eq!(j.answer.verdict, Verdict::Deny);
+        let codes: Vec<&str> = j.answer.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert!(codes.contains(&"quota_exceeded"), "{codes:?}");
+        assert!(!codes.contains(&"violation_guarded"), "{codes:?}");
+        assert!(
+            j.answer.obligations.is_empty(),
+            "{:?}",
+            j.answer.obligations
+        );
+        assert!(j.writes.guard.is_none());
+        let (violation, _) = j.writes.violation.as_ref().unwrap();
+        assert_eq!(
+            (violation.reason.as_str(), violation.mode),
+            ("quota_exceeded", ViolationMode::Block)
+        );
     }
 }
