@@ -1106,6 +1106,35 @@ mod tests {
         }
     }
 
+    /// A staging deploy by `subject` whose deploys-per-hour quota is spent (5 of 5), with the
+    /// overruns `recorded` already on record.
+    fn spent_deploy(p: &CompiledPolicy, subject: &Subject, recorded: Vec<bool>) -> Judgement {
+        let charges = crate::quotas::charges(
+            &p.policy.quotas,
+            &jiff::tz::TimeZone::UTC,
+            &subject.agent,
+            ("deploy", "staging", "payments"),
+            Some(1.0),
+            0,
+        );
+        let quotas = QuotaPlan {
+            used: vec![0, 0, 5],
+            charges,
+            overrun_recorded: recorded,
+        };
+        judge(Inputs {
+            policy: p,
+            caller: &caller(),
+            subject,
+            request: request("deploy", "staging"),
+            now: 0,
+            decision_id: "d".into(),
+            plugins: Assessment::default(),
+            quotas: &quotas,
+        })
+        .unwrap()
+    }
+
     #[test]
     fn rate_limits_count_every_request_and_budgets_only_allowed_ones() {
         let p = policy();
@@ -1181,32 +1210,7 @@ mod tests {
     fn a_spent_quota_is_one_violation_per_window() {
         let p = policy();
         let s = alone(agent("a", 2));
-        let judged = |recorded: Vec<bool>| {
-            let charges = crate::quotas::charges(
-                &p.policy.quotas,
-                &jiff::tz::TimeZone::UTC,
-                &s.agent,
-                ("deploy", "staging", "payments"),
-                Some(1.0),
-                0,
-            );
-            let quotas = QuotaPlan {
-                used: vec![0, 0, 5],
-                charges,
-                overrun_recorded: recorded,
-            };
-            judge(Inputs {
-                policy: &p,
-                caller: &caller(),
-                subject: &s,
-                request: request("deploy", "staging"),
-                now: 0,
-                decision_id: "d".into(),
-                plugins: Assessment::default(),
-                quotas: &quotas,
-            })
-            .unwrap()
-        };
+        let judged = |recorded: Vec<bool>| spent_deploy(&p, &s, recorded);
         // The first denial in the window is the overrun: a violation with its evidence and
         // its own audit record.
         let first = judged(vec![]);
@@ -1446,30 +1450,7 @@ mod tests {
             .insert("deploy".into(), ViolationMode::Guard);
         let p = CompiledPolicy::new(policy).unwrap();
         let s = alone(agent("a", 0));
-        let charges = crate::quotas::charges(
-            &p.policy.quotas,
-            &jiff::tz::TimeZone::UTC,
-            &s.agent,
-            ("deploy", "staging", "payments"),
-            Some(1.0),
-            0,
-        );
-        let spent = QuotaPlan {
-            used: vec![0, 0, 5],
-            charges,
-            overrun_recorded: Vec::new(),
-        };
-        let j = judge(Inputs {
-            policy: &p,
-            caller: &caller(),
-            subject: &s,
-            request: request("deploy", "staging"),
-            now: 0,
-            decision_id: "d".into(),
-            plugins: Assessment::default(),
-            quotas: &spent,
-        })
-        .unwrap();
+        let j = spent_deploy(&p, &s, Vec::new());
         assert_eq!(j.answer.verdict, Verdict::Deny);
         let codes: Vec<&str> = j.answer.reasons.iter().map(|r| r.code.as_str()).collect();
         assert!(codes.contains(&"quota_exceeded"), "{codes:?}");
