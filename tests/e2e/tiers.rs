@@ -16,6 +16,7 @@ const DAY: i64 = 24 * 60 * MINUTE;
 
 both_backends!(
     hard_triggers_pins_and_history,
+    a_repeated_hard_trigger_still_narrows_above_the_floor,
     totals_follow_a_new_half_life
 );
 
@@ -695,6 +696,50 @@ async fn hard_triggers_pins_and_history(backend: Backend) {
         .unwrap()
         .clone();
     assert_eq!(parent_gate["met"], false, "{trust}");
+}
+
+/// Within the hour of a hard trigger, a violation by an agent at the floor is not reviewed
+/// again (the review could only restate it); one by an agent above the floor still narrows it
+/// before its next request.
+async fn a_repeated_hard_trigger_still_narrows_above_the_floor(backend: Backend) {
+    let sim = Sim::start(backend, |_| {}).await;
+    let s = &sim.s;
+    let bot = s.agent("again-bot", 3, json!({"ceiling": 4})).await;
+    let forged = json!({"approval_id": "0190aaaa-0000-7000-8000-000000000000"});
+    let deny = |body: Value| async {
+        let (status, answer) = s.decide(&bot, "deploy", "production", body).await;
+        assert_eq!(
+            (status.as_u16(), answer["verdict"].as_str()),
+            (200, Some("deny")),
+            "{answer}"
+        );
+    };
+    deny(forged.clone()).await;
+    assert_eq!(tier(&sim.agent("again-bot").await), 1);
+    // At the floor, ten minutes on: restated, nothing written.
+    sim.clock.advance(10 * MINUTE);
+    deny(forged.clone()).await;
+    assert_eq!(sim.history("again-bot").await.len(), 1);
+    // An admin puts it back above the floor; the same trigger within the hour narrows it again.
+    let (status, body) = s
+        .patch("/v1/agents/again-bot", &s.admin, json!({"tier": 3}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    sim.clock.advance(10 * MINUTE);
+    deny(forged.clone()).await;
+    assert_eq!(tier(&sim.agent("again-bot").await), 1);
+    let changes = sim.history("again-bot").await;
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c["to"].as_u64(), c["reason"].as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (Some(1), Some("forged_approval")),
+            (Some(3), Some("admin")),
+            (Some(1), Some("forged_approval")),
+        ]
+    );
 }
 
 async fn totals_follow_a_new_half_life(backend: Backend) {

@@ -654,6 +654,20 @@ pub struct Review<'a> {
     pub work: Option<&'a [Watched]>,
 }
 
+/// Whether a review after a violation can narrow the agent's tier. It cannot where the
+/// controller leaves the agent alone, or where the agent is already at or below every tier such
+/// a review moves agents down to: a hard trigger's, the spent error budget's cap and the soft
+/// floor (a violation's review never reads the fast burn, so it never suspends). Such a review
+/// may still write (a restated hard trigger) or widen, but the agent's next request has nothing
+/// to wait for.
+pub fn violation_can_narrow(tier: u8, pinned: bool, suspended: bool, policy: &TierPolicy) -> bool {
+    let floor = policy
+        .hard_demotion_tier
+        .min(policy.budget_cap_tier)
+        .min(policy.soft_floor_tier);
+    policy.enabled && !pinned && !suspended && tier > floor
+}
+
 /// Decides whether the agent's tier moves. `hard` is a hard trigger that just happened;
 /// `budget` and `burn` are the recent changes over `slo_window_days` and `fast_burn_window_hours`.
 #[allow(clippy::too_many_arguments)]
@@ -1176,6 +1190,77 @@ mod tests {
             ..state(3, &weak)
         };
         assert_eq!(demotion_warning(&pinned, w(100, 4), DAY, &c), None);
+    }
+
+    #[test]
+    fn a_violation_review_narrows_only_agents_above_its_floors() {
+        let c = compiled();
+        let t = &c.policy.trust;
+        // Mostly rollbacks, long in the tier: below the low-water mark.
+        let mut e = evidence(Kind::Success, "production", RiskLevel::Low, 30, 0);
+        e.extend(evidence(
+            Kind::Rollback,
+            "production",
+            RiskLevel::Low,
+            10,
+            0,
+        ));
+        let totals = totals_of(&e, half_life_us(t));
+        let spent = Window {
+            outcomes: 40,
+            bad: 3,
+        };
+        let floors = [(1, 2, 1), (0, 0, 0), (3, 2, 1), (1, 3, 2), (2, 2, 2)];
+        let hards = [None, Some(HardTrigger::RepeatedViolations)];
+        let mut narrowed = 0;
+        for (hard_tier, cap, soft) in floors {
+            let mut policy = c.policy.clone();
+            policy.tiering.hard_demotion_tier = hard_tier;
+            policy.tiering.budget_cap_tier = cap;
+            policy.tiering.soft_floor_tier = soft;
+            let c = CompiledPolicy::new(policy).unwrap();
+            let p = &c.policy.tiering;
+            for tier in 0..=MAX_TIER {
+                for (pinned, suspended) in [(false, false), (true, false), (false, true)] {
+                    let s = State {
+                        pinned,
+                        suspended,
+                        ..state(tier, &totals)
+                    };
+                    for (hard, budget) in hards
+                        .iter()
+                        .flat_map(|h| [(*h, spent), (*h, Window::default())])
+                    {
+                        let m = decide(
+                            &Review {
+                                hard,
+                                budget,
+                                ..review(&s, None)
+                            },
+                            30 * DAY,
+                            &c,
+                        );
+                        let narrows = match m {
+                            Some(Move::Tier { to, .. }) => to < tier,
+                            Some(Move::Suspend { .. }) => true,
+                            None => false,
+                        };
+                        if narrows {
+                            narrowed += 1;
+                            assert!(
+                                violation_can_narrow(tier, pinned, suspended, p),
+                                "tier {tier}, floors {hard_tier}/{cap}/{soft}: {m:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(narrowed > 20, "the cases narrow somewhere: {narrowed}");
+        let p = &c.policy.tiering;
+        assert!(!violation_can_narrow(1, false, false, p));
+        assert!(violation_can_narrow(2, false, false, p));
+        assert!(!violation_can_narrow(2, true, false, p));
     }
 
     #[test]

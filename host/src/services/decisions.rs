@@ -370,7 +370,7 @@ impl Decisions {
         // A violation may be a hard trigger: the tier narrows before the agent's next request.
         if let Some((reason, class)) = violation {
             self.tiers
-                .review_violation(&subject.agent.id, &reason, &class)
+                .review_violation(&subject.agent, &reason, &class)
                 .await;
         }
         Ok(answer)

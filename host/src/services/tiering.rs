@@ -139,17 +139,26 @@ impl Controller {
     /// Reviews an agent after a violation it committed: returns once a review that began after
     /// the call has finished, so a hard trigger has narrowed the tier before the agent's next
     /// request. The same violation committed again meanwhile (an agent retrying what it may not
-    /// do) shares that review instead of queueing one of its own. A failed review is logged.
-    pub async fn review_violation(&self, agent_id: &str, reason: &str, class: &str) {
-        let key = (agent_id.to_string(), reason.to_string(), class.to_string());
+    /// do) shares that review instead of queueing one of its own. An agent that no such review
+    /// can narrow ([`violation_can_narrow`]), whose last hard trigger is within the hour, is not
+    /// reviewed: the review would only restate that trigger, which is not recorded twice in an
+    /// hour, and what it could widen waits for the sweep. A failed review is logged.
+    pub async fn review_violation(&self, agent: &Agent, reason: &str, class: &str) {
+        let suspended = agent.status == AgentStatus::Suspended;
+        if !violation_can_narrow(agent.tier, agent.pinned, suspended, self.tiering())
+            && restated(agent, self.clock.now_micros())
+        {
+            return;
+        }
+        let key = (agent.id.clone(), reason.to_string(), class.to_string());
         self.after_violations
             .run(key, || async {
                 let trigger = Trigger::Violation {
                     reason: reason.to_string(),
                     class: class.to_string(),
                 };
-                if let Err(e) = self.review(agent_id, trigger).await {
-                    tracing::warn!(agent = %agent_id, error = %e.message, "tier review after a violation failed");
+                if let Err(e) = self.review(&agent.id, trigger).await {
+                    tracing::warn!(agent = %agent.id, error = %e.message, "tier review after a violation failed");
                 }
             })
             .await
