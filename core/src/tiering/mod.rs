@@ -767,7 +767,7 @@ mod tests {
     use crate::policy::Policy;
     use crate::records::OutcomeStatus;
     use crate::trust::{Evidence, totals_of};
-    use crate::trust::{Kind, Source, half_life_us};
+    use crate::trust::{Kind, Source, TrustPolicy, half_life_us};
 
     const DAY: i64 = 86_400_000_000;
 
@@ -785,6 +785,19 @@ mod tests {
             };
             n
         ]
+    }
+
+    /// Thirty successes and ten rollbacks: a score below the low-water mark.
+    fn mostly_rollbacks(t: &TrustPolicy) -> Vec<Total> {
+        let mut e = evidence(Kind::Success, "production", RiskLevel::Low, 30, 0);
+        e.extend(evidence(
+            Kind::Rollback,
+            "production",
+            RiskLevel::Low,
+            10,
+            0,
+        ));
+        totals_of(&e, half_life_us(t))
     }
 
     fn state(tier: u8, totals: &[Total]) -> State<'_> {
@@ -1102,15 +1115,7 @@ mod tests {
             "{m:?}"
         );
         // Mostly rollbacks: below the low-water mark, but only once the dwell is over.
-        let mut e = evidence(Kind::Success, "production", RiskLevel::Low, 30, 0);
-        e.extend(evidence(
-            Kind::Rollback,
-            "production",
-            RiskLevel::Low,
-            10,
-            0,
-        ));
-        let totals = totals_of(&e, half_life_us(t));
+        let totals = mostly_rollbacks(t);
         let s = state(3, &totals);
         assert_eq!(decide(&review(&s, None), DAY, &c), None);
         assert!(matches!(
@@ -1174,15 +1179,7 @@ mod tests {
             None
         );
         // Mostly rollbacks: the score is under the low-water mark, so it is close.
-        let mut e = evidence(Kind::Success, "production", RiskLevel::Low, 30, 0);
-        e.extend(evidence(
-            Kind::Rollback,
-            "production",
-            RiskLevel::Low,
-            10,
-            0,
-        ));
-        let weak = totals_of(&e, half_life_us(t));
+        let weak = mostly_rollbacks(t);
         let warned = demotion_warning(&state(3, &weak), w(0, 0), DAY, &c).unwrap();
         assert!(warned.contains("low-water mark"), "{warned}");
         let pinned = State {
@@ -1197,15 +1194,7 @@ mod tests {
         let c = compiled();
         let t = &c.policy.trust;
         // Mostly rollbacks, long in the tier: below the low-water mark.
-        let mut e = evidence(Kind::Success, "production", RiskLevel::Low, 30, 0);
-        e.extend(evidence(
-            Kind::Rollback,
-            "production",
-            RiskLevel::Low,
-            10,
-            0,
-        ));
-        let totals = totals_of(&e, half_life_us(t));
+        let totals = mostly_rollbacks(t);
         let spent = Window {
             outcomes: 40,
             bad: 3,
