@@ -199,17 +199,17 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         .then(|| now.saturating_add(policy.outcome_deadline_micros(class)));
     // A guarded action that goes ahead is watched until its deadline.
     let guard_deadline = now.saturating_add(policy.guard_watch_micros(class));
-    let guarded = draft.verdict == Verdict::Allow
-        && draft.obligations.iter().any(|o| o.kind == "rollback_guard");
-    for o in draft
-        .obligations
-        .iter_mut()
-        .filter(|o| o.kind == "rollback_guard")
-    {
-        o.detail = format!(
-            "an automatic-rollback watch is armed until the deadline: send metric windows to /v1/decisions/{decision_id}/signals; a failed judgement rolls the action back, and so does silence unless the policy asks a human"
-        );
-        o.due_at = Some(format_micros(guard_deadline));
+    let guarded =
+        draft.verdict == Verdict::Allow && draft.let_through == Some(ViolationMode::Guard);
+    if guarded {
+        // The watch is the answer's first obligation.
+        draft.obligations.insert(0, Obligation {
+            kind: "rollback_guard".into(),
+            detail: format!(
+                "an automatic-rollback watch is armed until the deadline: send metric windows to /v1/decisions/{decision_id}/signals; a failed judgement rolls the action back, and so does silence unless the policy asks a human"
+            ),
+            due_at: Some(format_micros(guard_deadline)),
+        });
     }
     if let Some(due) = outcome_due_at {
         draft.obligations.push(Obligation {
@@ -586,8 +586,8 @@ fn handle_violation(
     draft.violation_row = Some(violation_of(mode, code));
 }
 
-/// What a violation let through says: its reason and, in guard mode, the rollback watch (once
-/// the quotas have had their say: a quota that stops the action takes the let-through back).
+/// What a violation let through says, once the quotas have had their say (a quota that stops
+/// the action takes the let-through back); in guard mode the watch is armed at the end.
 fn let_through(class: &str, draft: &mut Draft) {
     match draft.let_through {
         None | Some(ViolationMode::Block) => {}
@@ -599,13 +599,7 @@ fn let_through(class: &str, draft: &mut Draft) {
             draft.reasons.push(reason(
                 "violation_guarded",
                 format!("{class} is in guard mode: allowed under an automatic-rollback watch, and recorded as a violation"),
-            ));
-            // Its detail and deadline are filled in once the decision's id and time are known.
-            draft.obligations.push(Obligation {
-                kind: "rollback_guard".into(),
-                detail: String::new(),
-                due_at: None,
-            });
+            ))
         }
     }
 }
