@@ -142,12 +142,50 @@ impl Backend {
         Ok(wal.then(|| Log::wal(format!("{file}-wal").into())))
     }
 
-    /// Starts the writer's transaction: on SQLite it takes the write lock at once, so a batch
-    /// never fails half-way for want of it.
-    pub(crate) fn begin(self) -> &'static str {
+    /// Starts the writer's transaction and reads the audit chain's head, locked: statements to
+    /// run in order, the last of them the read. On SQLite the transaction takes the write lock
+    /// at once, so a batch never fails half-way for want of it.
+    ///
+    /// SQLite runs its connection on a thread of its own, so every call is a hand-off there and
+    /// back; one call runs several statements, stopping at the first that fails. PostgreSQL's
+    /// extended protocol takes one statement a call.
+    pub(crate) fn open_at_head(self) -> &'static [&'static str] {
         match self {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
+            Backend::Sqlite => &["BEGIN IMMEDIATE; SELECT seq, hash FROM audit_head WHERE id = 1"],
+            Backend::Postgres => &[
+                "BEGIN",
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+            ],
+        }
+    }
+
+    /// Moves the audit chain's head to `$1` (its sequence number) and `$2` (its hash), and
+    /// commits: statements to run in order, the first taking the two values. One call on
+    /// SQLite, as [`Backend::open_at_head`].
+    pub(crate) fn commit_at_head(self) -> &'static [&'static str] {
+        match self {
+            Backend::Sqlite => &["UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1; COMMIT"],
+            Backend::Postgres => &[
+                "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+                "COMMIT",
+            ],
+        }
+    }
+
+    /// Notes an agent's trust score, `$1` for agent `$2`, on the agent and in its day `$3` of
+    /// the trust history with its tier `$4`: one statement, so one call on either backend.
+    pub(crate) fn note_score(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "UPDATE agents SET trust_score = $1 WHERE id = $2; \
+                 INSERT INTO trust_daily (agent_id, day, score, tier) VALUES ($2, $3, $1, $4) \
+                 ON CONFLICT (agent_id, day) DO UPDATE SET score = excluded.score, tier = excluded.tier"
+            }
+            Backend::Postgres => {
+                "WITH scored AS (UPDATE agents SET trust_score = $1 WHERE id = $2) \
+                 INSERT INTO trust_daily (agent_id, day, score, tier) VALUES ($2, $3, $1, $4) \
+                 ON CONFLICT (agent_id, day) DO UPDATE SET score = excluded.score, tier = excluded.tier"
+            }
         }
     }
 

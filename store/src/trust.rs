@@ -77,10 +77,10 @@ fn source_of(r: &AnyRow, agent: &str) -> std::result::Result<Source, sqlx::Error
     ))
 }
 
-/// Adds one piece of evidence to its running total: create the row if missing, lock it (on
-/// PostgreSQL another replica may be adding to it), decay and add.
 /// Adds evidence to one running total: `deltas` all share its key (agent, environment, risk,
-/// kind) and apply in order, so a batch's evidence for one total costs three statements.
+/// kind) and apply in order, so a batch's evidence for one total costs two statements: the
+/// row created if missing and read back, locked (on PostgreSQL another replica may be adding
+/// to it; the no-op update takes the lock), then decayed and added to.
 async fn add_evidence(
     conn: &mut AnyConnection,
     deltas: &[&EvidenceDelta],
@@ -94,26 +94,18 @@ async fn add_evidence(
         first.risk.as_str(),
         first.kind.as_str(),
     );
-    sqlx::query(
+    let row = sqlx::query(
         "INSERT INTO trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count) VALUES ($1, $2, $3, $4, 0, $5, 0) \
-         ON CONFLICT (agent_id, environment, risk_level, kind) DO NOTHING",
+         ON CONFLICT (agent_id, environment, risk_level, kind) DO UPDATE SET count = trust_totals.count \
+         RETURNING amount, as_of, count",
     )
     .bind(key.0)
     .bind(key.1)
     .bind(key.2)
     .bind(key.3)
     .bind(first.at)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    let lock = Backend::of(conn).lock_rows();
-    let row =
-        sqlx::query(&format!("SELECT amount, as_of, count FROM trust_totals WHERE agent_id = $1 AND environment = $2 AND risk_level = $3 AND kind = $4{lock}"))
-            .bind(key.0)
-            .bind(key.1)
-            .bind(key.2)
-            .bind(key.3)
-            .fetch_one(&mut *conn)
-            .await?;
     let mut total = warden_core::trust::Decayed {
         amount: row.try_get("amount")?,
         as_of: row.try_get("as_of")?,
@@ -225,21 +217,13 @@ async fn note_trust(
         |_| true,
     )
     .score();
-    sqlx::query("UPDATE agents SET trust_score = $1 WHERE id = $2")
+    sqlx::query(Backend::of(conn).note_score())
         .bind(score)
         .bind(agent_id)
+        .bind(at.div_euclid(DAY_US))
+        .bind(i64::from(tier))
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
-        "INSERT INTO trust_daily (agent_id, day, score, tier) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (agent_id, day) DO UPDATE SET score = excluded.score, tier = excluded.tier",
-    )
-    .bind(agent_id)
-    .bind(at.div_euclid(DAY_US))
-    .bind(score)
-    .bind(i64::from(tier))
-    .execute(&mut *conn)
-    .await?;
     Ok(score)
 }
 
@@ -526,7 +510,7 @@ impl Store {
         let rows: Vec<_> = totals.into_iter().collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let sql = multi_insert(
-                crate::Backend::of(&tx),
+                Backend::of(&tx),
                 "trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count)",
                 7,
                 chunk.len(),

@@ -349,19 +349,35 @@ async fn commit_batch<'a>(
     changes: impl Iterator<Item = Parts<'a>>,
     batch: bool,
 ) -> std::result::Result<(Vec<Result<()>>, Noted), Failed> {
-    conn.execute(backend.begin()).await?;
-    let result = apply_all(conn, backend, changes, batch).await;
+    let head = match open_at_head(conn, backend).await {
+        Ok(head) => head,
+        Err(e) => {
+            // The transaction may have begun before the read failed.
+            let _ = conn.execute("ROLLBACK").await;
+            return Err(e.into());
+        }
+    };
+    let result = apply_all(conn, head, changes, batch).await;
     match result {
         Ok(Batched {
             results,
             noted: Some(noted),
+            head,
         }) => {
-            conn.execute("COMMIT").await?;
+            let closed = match head {
+                Some((seq, hash)) => commit_at_head(conn, backend, seq, &hash).await,
+                None => conn.execute("COMMIT").await.map(drop),
+            };
+            if let Err(e) = closed {
+                let _ = conn.execute("ROLLBACK").await;
+                return Err(e.into());
+            }
             Ok((results, noted))
         }
         Ok(Batched {
             results,
             noted: None,
+            ..
         }) => {
             conn.execute("ROLLBACK").await?;
             Ok((results, Noted::default()))
@@ -373,19 +389,52 @@ async fn commit_batch<'a>(
     }
 }
 
-/// Applies changes inside an open transaction.
-async fn apply_all<'a>(
+/// Begins the writer's transaction and reads the audit chain's head in it.
+async fn open_at_head(
     conn: &mut AnyConnection,
     backend: Backend,
+) -> std::result::Result<(i64, String), sqlx::Error> {
+    let (read, before) = backend
+        .open_at_head()
+        .split_last()
+        .expect("a read of the head");
+    for sql in before {
+        conn.execute(*sql).await?;
+    }
+    let rows = sqlx::query(read).fetch_all(&mut *conn).await?;
+    let head = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+    Ok((head.try_get("seq")?, head.try_get("hash")?))
+}
+
+/// Moves the audit chain's head and commits.
+async fn commit_at_head(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    seq: i64,
+    hash: &str,
+) -> std::result::Result<(), sqlx::Error> {
+    let (update, after) = backend
+        .commit_at_head()
+        .split_first()
+        .expect("an update of the head");
+    sqlx::query(update)
+        .bind(seq)
+        .bind(hash)
+        .execute(&mut *conn)
+        .await?;
+    for sql in after {
+        conn.execute(*sql).await?;
+    }
+    Ok(())
+}
+
+/// Applies changes inside an open transaction, from the audit chain's head as it read it.
+async fn apply_all<'a>(
+    conn: &mut AnyConnection,
+    (mut seq, mut hash): (i64, String),
     changes: impl Iterator<Item = Parts<'a>>,
     batch: bool,
 ) -> std::result::Result<Batched, Failed> {
-    let head_sql = format!(
-        "SELECT seq, hash FROM audit_head WHERE id = 1{}",
-        backend.lock_rows()
-    );
-    let head = sqlx::query(&head_sql).fetch_one(&mut *conn).await?;
-    let (mut seq, mut hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
     let start_seq = seq;
     let mut results = Vec::new();
     // Rows that cannot fail for a logical reason are gathered and written with one multi-row
@@ -470,19 +519,13 @@ async fn apply_all<'a>(
     insert_guards(conn, &guards).await?;
     let noted = trust.flush(conn).await?;
     insert_audit(conn, &audit_rows).await?;
-    if seq != start_seq {
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq)
-            .bind(&hash)
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(Batched {
         results,
         noted: Some(Noted {
             scores: noted,
             counts,
         }),
+        head: (seq != start_seq).then_some((seq, hash)),
     })
 }
 
@@ -499,6 +542,8 @@ pub(crate) struct Noted {
 struct Batched {
     results: Vec<Result<()>>,
     noted: Option<Noted>,
+    /// The audit chain's new head, where the batch extended it: moved as the batch commits.
+    head: Option<(i64, String)>,
 }
 
 impl Batched {
@@ -506,6 +551,7 @@ impl Batched {
         Batched {
             results: vec![Err(e)],
             noted: None,
+            head: None,
         }
     }
 }

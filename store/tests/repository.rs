@@ -48,6 +48,7 @@ both_backends!(
     outcomes_and_signals,
     trust,
     a_batch_of_evidence_sums_as_one_by_one,
+    two_replicas_add_to_one_total_and_one_chain,
     quotas,
     idempotency_keys,
     audit_chain,
@@ -1935,6 +1936,62 @@ async fn a_batch_of_evidence_sums_as_one_by_one(backend: Backend) {
         );
     }
     assert_eq!(s.verify_audit().await.unwrap(), Ok(60));
+}
+
+/// Two stores on one database (replicas on PostgreSQL, two processes on one SQLite file) add
+/// evidence to the same new running total and extend the audit chain at once: every piece is
+/// counted once and the chain stays one chain. Each writer creates the total if missing and
+/// reads it back locked, and reads the chain's head inside its transaction's lock.
+async fn two_replicas_add_to_one_total_and_one_chain(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    commit(
+        &db.store,
+        vec![Write::Identity(IdentityWrite::InsertAgent(agent("bot", 2)))],
+    )
+    .await
+    .unwrap();
+    let other = Store::open(&StoreOptions {
+        url: db.url.clone(),
+        max_connections: 4,
+        max_batch: 8,
+        cache_ttl: Duration::ZERO,
+    })
+    .await
+    .unwrap();
+    let half_life = half_life_us(&TrustPolicy::default());
+    const EACH: i64 = 40;
+    let mut tasks = Vec::new();
+    for (r, s) in [db.store.clone(), other.clone()].into_iter().enumerate() {
+        for i in 0..EACH {
+            let s = s.clone();
+            let at = NOW + (r as i64 * EACH + i) * MINUTE;
+            tasks.push(tokio::spawn(async move {
+                s.commit(Change {
+                    writes: vec![Write::Trust(TrustWrite::AddEvidence(EvidenceDelta {
+                        agent_id: "bot".into(),
+                        environment: "production".into(),
+                        risk: RiskLevel::High,
+                        kind: Kind::Violation,
+                        at,
+                        delta: 1,
+                        half_life_us: half_life,
+                    }))],
+                    audit: vec![record("violation.recorded", "bot")],
+                })
+                .await
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for s in [&db.store, &other] {
+        let totals = s.trust_totals("bot").await.unwrap();
+        assert_eq!(totals.len(), 1, "one running total: {totals:?}");
+        assert_eq!(totals[0].count, 2 * EACH);
+        assert_eq!(s.verify_audit().await.unwrap(), Ok(2 * EACH));
+    }
+    other.close().await;
 }
 
 async fn one_failed_change_does_not_sink_its_batch(backend: Backend) {
