@@ -189,15 +189,6 @@ impl Backend {
         }
     }
 
-    /// `FOR UPDATE` where rows can be locked (PostgreSQL, where other replicas write too); on
-    /// SQLite the writer's transaction already holds the database's one write lock.
-    pub(crate) fn lock_rows(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE",
-        }
-    }
-
     /// Locks tables for a rebuild, where replicas could write to them meanwhile.
     pub(crate) fn lock_tables(self, tables: &str) -> Option<String> {
         match self {
