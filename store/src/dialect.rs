@@ -1,6 +1,6 @@
 //! The only place SQLite and PostgreSQL differ: connection set-up, migrations, how a write
-//! transaction begins, how rows are locked, how many rows become one JSON value, and how the
-//! writer's commits are made durable. Everything else is one SQL dialect on sqlx's `Any` driver.
+//! transaction begins and which statements share a call, how tables are locked, how many rows
+//! become one JSON value, and how the writer's commits are made durable. Everything else is one SQL dialect on sqlx's `Any` driver.
 
 use sqlx::{AnyConnection, AnyPool, Executor as _};
 
@@ -173,7 +173,8 @@ impl Backend {
     }
 
     /// Notes an agent's trust score, `$1` for agent `$2`, on the agent and in its day `$3` of
-    /// the trust history with its tier `$4`: one statement, so one call on either backend.
+    /// the trust history with its tier `$4`: one call on either backend (two statements on
+    /// SQLite, one on PostgreSQL).
     pub(crate) fn note_score(self) -> &'static str {
         match self {
             Backend::Sqlite => {
