@@ -14,8 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cedar_compare::{Cedar, Warden};
 use cedar_policy::Decision;
 use criterion::{Criterion, criterion_group, criterion_main};
-use warden::decision::Verdict;
-use warden::policy::RiskLevel;
+use warden_core::decision::Verdict;
+use warden_core::policy::RiskLevel;
 
 fn compare(c: &mut Criterion) {
     let cedar = Cedar::new();

@@ -9,13 +9,13 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Response,
 };
 use serde_json::json;
-use warden::decision::{DecisionRequest, Inputs, Judgement, Subject, judge, validate};
-use warden::identity::{Agent, Caller, Role};
-use warden::plugin::{AnomalyContext, Assessment, PluginAction, RecentActivity};
-use warden::plugins::PluginHost;
-use warden::policy::{CompiledPolicy, Policy};
-use warden::quotas::QuotaPlan;
-use warden::records::Baseline;
+use warden_core::decision::{DecisionRequest, Inputs, Judgement, Subject, judge, validate};
+use warden_core::identity::{Agent, Caller, Role};
+use warden_core::plugin::{AnomalyContext, Assessment, PluginAction, RecentActivity};
+use warden_core::policy::{CompiledPolicy, Policy};
+use warden_core::quotas::QuotaPlan;
+use warden_core::records::Baseline;
+use warden_plugin_host::PluginHost;
 
 /// Warden's default tiers and guard rails as Cedar: tier grants as permits on the principal's
 /// tier, the action, the environment and the risk; suspensions, on-behalf-of limits, approvals,
@@ -118,7 +118,7 @@ fn workspace() -> PathBuf {
 /// Loads one reference plugin, built from the workspace, into the host.
 fn load(host: &PluginHost, krate: &str, kind: &str) {
     let target = workspace().join("target/plugins");
-    let component = warden::plugins::build::build_crate(
+    let component = warden_plugin_host::build::build_crate(
         &workspace().join("plugins").join(krate),
         Some(&target),
     )
@@ -150,7 +150,7 @@ impl Warden {
     /// Builds the three reference plugins from the workspace and loads them, with the
     /// default number of spare instances.
     pub fn new() -> Warden {
-        Warden::with_spares(warden::plugins::spares::DEFAULT_PER_PLUGIN)
+        Warden::with_spares(warden_plugin_host::spares::DEFAULT_PER_PLUGIN)
     }
 
     /// As [`Warden::new`], keeping `per_plugin` spare instances (0: every call instantiates).
@@ -200,7 +200,7 @@ impl Warden {
                     "deploy/staging/payments".into(),
                 ],
                 targets_tracked: false,
-        targets_seen: vec![],
+                targets_seen: vec![],
                 humans: 6,
                 organisation: false,
                 updated_at: 0,
@@ -240,10 +240,20 @@ impl Warden {
     /// The plugins' part alone.
     pub fn assess(&self) -> Assessment {
         let table = self.policy.table_risk("deploy", "production", false);
-        let build = || PluginAction::new(&self.request.action, &self.subject.agent, table, self.now, &jiff::tz::TimeZone::UTC);
+        let build = || {
+            PluginAction::new(
+                &self.request.action,
+                &self.subject.agent,
+                table,
+                self.now,
+                &jiff::tz::TimeZone::UTC,
+            )
+        };
         self.rt
             .block_on(self.host.assess("deploy", build, || {
-                std::future::ready(Ok::<_, std::convert::Infallible>(Some(self.context.clone())))
+                std::future::ready(Ok::<_, std::convert::Infallible>(Some(
+                    self.context.clone(),
+                )))
             }))
             .expect("assess")
     }
