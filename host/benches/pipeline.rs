@@ -31,7 +31,7 @@ fn run(
         policy,
         caller,
         subject,
-        request: request.clone(),
+        request,
         now,
         decision_id,
         plugins,

@@ -265,7 +265,7 @@ impl Warden {
             policy: &self.policy,
             caller: &self.caller,
             subject: &self.subject,
-            request: self.request.clone(),
+            request: &self.request,
             now: self.now,
             decision_id: uuid::Uuid::now_v7().to_string(),
             plugins: assessment,

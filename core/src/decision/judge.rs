@@ -2,17 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
+use super::record::{Consumed, Recorded, record};
 use super::{
     Action, Anomaly, AnomalyStatus, ApprovalRef, ChangeSummary, DecisionAnswer, DecisionRequest,
     Obligation, Reason, Risk, Verdict,
 };
 use crate::approvals::{self, Presented};
-use crate::audit::{Actor, AuditRecord, RawJson};
+use crate::audit::AuditRecord;
 use crate::clock::format_micros;
 use crate::delegation::{HumanProof, OnBehalfOf};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::identity::{Agent, AgentStatus, Caller};
 use crate::plugin::{AnomalyCheck, Assessment, CallStatus, PluginReport};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
@@ -43,8 +42,8 @@ pub struct Inputs<'a> {
     pub caller: &'a Caller,
     /// The agent, its parents, the on-behalf-of human and the presented approval.
     pub subject: &'a Subject,
-    /// The request, validated.
-    pub request: DecisionRequest,
+    /// The request, validated (recorded as the agent's, whoever's token asked).
+    pub request: &'a DecisionRequest,
     /// Decision time, Unix microseconds.
     pub now: i64,
     /// The id the decision is recorded under.
@@ -124,14 +123,13 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         policy,
         caller,
         subject,
-        mut request,
+        request,
         now,
         decision_id,
         plugins,
         quotas,
     } = inputs;
     let agent = &subject.agent;
-    request.agent = Some(agent.id.clone());
     let action = &request.action;
     let (class, env, service) = (
         action.class.as_str(),
@@ -193,7 +191,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         draft.verdict = Verdict::Allow;
         would
     });
-    let new_approval = request_approval(policy, &request, agent, &decision_id, now, &mut draft);
+    let new_approval = request_approval(policy, request, agent, &decision_id, now, &mut draft);
     // Every allowed write owes its outcome by a deadline (reads change nothing).
     let outcome_due_at = (draft.verdict == Verdict::Allow && class != "read")
         .then(|| now.saturating_add(policy.outcome_deadline_micros(class)));
@@ -722,225 +720,6 @@ fn request_approval(
     new_approval
 }
 
-/// The approval a decision used, and who gave it (the decision's record names them).
-struct Consumed {
-    id: String,
-    approvers: Vec<String>,
-}
-
-/// What the stages decided to write besides the decision itself.
-struct Recorded {
-    consume: Option<Consumed>,
-    charge: Option<Vec<Charge>>,
-    violation: Option<ViolationRow>,
-    overrun: Option<usize>,
-    approval: Option<ApprovalRow>,
-    outcome_due_at: Option<i64>,
-    guard: Option<Guard>,
-    /// What proved the on-behalf-of claim, for the record.
-    proof: Option<HumanProof>,
-}
-
-/// Stage 9: the rows, audit records and events, committed by the caller before the answer leaves.
-fn record(
-    policy: &CompiledPolicy,
-    caller: &Caller,
-    agent: &Agent,
-    request: DecisionRequest,
-    answer: DecisionAnswer,
-    rest: Recorded,
-    now: i64,
-) -> Result<Judgement> {
-    let action = &request.action;
-    let (class, env, service) = (
-        action.class.as_str(),
-        action.environment.as_str(),
-        action.service.as_str(),
-    );
-    let decision_id = answer.decision_id.clone();
-    let caller_id = caller.subject.as_deref().unwrap_or(&caller.token_id);
-    let details = DecisionDetails {
-        shadow_verdict: answer.shadow_verdict,
-        risk: &answer.risk,
-        anomaly: &answer.anomaly,
-        reasons: &answer.reasons,
-        tier: answer.tier,
-        plugins: &answer.plugins,
-        caller: CallerBrief {
-            role: caller.role.as_str(),
-            id: caller_id,
-        },
-        on_behalf_of_proof: rest.proof.as_ref().map(|p| match p {
-            HumanProof::Delegated(id) => serde_json::json!({"delegation": id}),
-            HumanProof::Vouched(service) => serde_json::json!({"vouched_by": service}),
-            HumanProof::Unproven => serde_json::json!("unproven"),
-        }),
-    };
-    let audit = AuditRecord {
-        event_type: "decision".into(),
-        at: answer.decided_at.clone(),
-        actor: Actor {
-            kind: "agent".into(),
-            id: agent.id.clone(),
-            tool: Some(agent.tool.clone()),
-            model: Some(agent.model.clone()),
-            token_id: Some(caller.token_id.clone()),
-            team: Some(agent.team.clone()),
-            sponsor: Some(agent.sponsor.clone()),
-        },
-        agent: Some(agent.id.clone()),
-        service: Some(service.to_string()),
-        team: Some(agent.team.clone()),
-        risk: Some(answer.risk.level.as_str().to_string()),
-        approval_id: rest.consume.as_ref().map(|c| c.id.clone()),
-        approvers: rest
-            .consume
-            .as_ref()
-            .map(|c| c.approvers.clone())
-            .unwrap_or_default(),
-        on_behalf_of: request.on_behalf_of.clone(),
-        authorizing_human: None,
-        action_class: Some(class.to_string()),
-        environment: Some(env.to_string()),
-        target: ["service:", service].concat(),
-        action: Some(RawJson::of(action).map_err(Error::internal)?),
-        outcome: Some(answer.verdict.as_str().to_string()),
-        reasoning: action.reasoning.clone(),
-        policy_version: Some(policy.version.clone()),
-        decision_id: Some(decision_id.clone()),
-        details: Some(RawJson::of(&details).map_err(Error::internal)?),
-    };
-    let level = answer.risk.level;
-    let notable = answer
-        .anomaly
-        .as_ref()
-        .and_then(|a| a.severity)
-        .is_some_and(|s| s > 0)
-        || answer
-            .plugins
-            .iter()
-            .any(|p| p.outcome != crate::plugin::CallStatus::Ok)
-        || answer.reasons.iter().any(|r| r.quota.is_some());
-    let decision = DecisionRow {
-        id: decision_id.clone(),
-        at: now,
-        agent_id: agent.id.clone(),
-        on_behalf_of: request.on_behalf_of.clone(),
-        class: class.to_string(),
-        environment: env.to_string(),
-        service: service.to_string(),
-        verdict: answer.verdict,
-        shadow_verdict: answer.shadow_verdict,
-        risk_level: level,
-        tier: answer.tier,
-        policy_version: policy.version.clone(),
-        request: serde_json::to_string(&request).map_err(Error::internal)?,
-        answer: serde_json::to_string(&answer).map_err(Error::internal)?,
-        outcome_due_at: rest.outcome_due_at,
-        notable,
-    };
-    let mut records = vec![audit];
-    let mut events = Vec::new();
-    if let Some(Consumed { id, .. }) = &rest.consume {
-        let details = serde_json::json!({"approval_id": id});
-        records.push(approval_record(
-            &records[0],
-            "approval.consumed",
-            id,
-            details,
-            now,
-        ));
-    }
-    let violation = match rest.violation {
-        Some(v) => {
-            // Every violation is an audit event of its own, so reviewers can follow them alone.
-            let details = serde_json::json!({"violation_id": v.id, "mode": v.mode, "reason": v.reason, "service": v.service});
-            let mut record = AuditRecord::change(
-                records[0].actor.clone(),
-                "violation.recorded",
-                format!("service:{}", v.service),
-                details,
-                now,
-            );
-            record.agent = Some(v.agent_id.clone());
-            record.action_class = Some(v.class.clone());
-            record.environment = Some(v.environment.clone());
-            record.decision_id = Some(v.decision_id.clone());
-            records.push(record);
-            if v.mode != ViolationMode::Block {
-                let data = serde_json::json!({"violation_id": v.id, "decision_id": v.decision_id, "agent": v.agent_id, "class": v.class,
-                    "environment": v.environment, "service": v.service, "mode": v.mode, "reason": v.reason});
-                events.push(Event::new("violation.flagged", now, data));
-            }
-            // The violation is trust evidence, counted in the same transaction.
-            let kind = crate::trust::Kind::of_violation(v.mode, &v.reason);
-            let half_life_us = crate::trust::half_life_us(&policy.policy.trust);
-            let evidence = EvidenceDelta {
-                agent_id: v.agent_id.clone(),
-                environment: v.environment.clone(),
-                risk: level,
-                kind,
-                at: now,
-                delta: 1,
-                half_life_us,
-            };
-            Some((v, evidence))
-        }
-        None => None,
-    };
-    let approval = match rest.approval {
-        Some(mut a) => {
-            // What the approver sees: the plan and reasoning with everything Warden judged.
-            let summary = ApprovalSummary {
-                request: &request,
-                agent: AgentBrief {
-                    id: &agent.id,
-                    tool: &agent.tool,
-                    model: &agent.model,
-                    team: &agent.team,
-                    sponsor: &agent.sponsor,
-                },
-                risk: &answer.risk,
-                anomaly: &answer.anomaly,
-                reasons: &answer.reasons,
-                tier: answer.tier,
-                agent_tier: agent.tier,
-                trust_score: answer.trust_score,
-            };
-            a.summary = serde_json::to_string(&summary).map_err(Error::internal)?;
-            let details = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "action_hash": a.action_hash});
-            records.push(approval_record(
-                &records[0],
-                "approval.requested",
-                &a.id,
-                details,
-                now,
-            ));
-            let data = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "decision_id": a.decision_id, "agent": a.agent_id,
-                "on_behalf_of": a.on_behalf_of, "class": a.class, "environment": a.environment, "service": a.service, "risk": answer.risk,
-                "anomaly": answer.anomaly, "reasoning": request.action.reasoning, "plan": request.action.plan, "tier": answer.tier});
-            events.push(Event::new("approval.requested", now, data));
-            Some(a)
-        }
-        None => None,
-    };
-    let writes = DecisionWrites {
-        consume_approval: rest.consume.map(|c| c.id),
-        charge: rest.charge,
-        decision,
-        violation,
-        overrun: rest.overrun,
-        approval,
-        guard: rest.guard,
-    };
-    Ok(Judgement {
-        answer,
-        writes,
-        audit: records,
-        events,
-    })
-}
-
 fn approved_risk(a: &Approval) -> Option<RiskLevel> {
     serde_json::from_value(a.summary["risk"]["level"].clone()).ok()
 }
@@ -959,77 +738,6 @@ pub fn bound<'a>(
         on_behalf_of,
         estimated_cost_usd: action.estimated_cost_usd,
         labels: &action.labels,
-    }
-}
-
-/// What an approver sees of a request (stored with the approval).
-#[derive(Serialize)]
-struct ApprovalSummary<'a> {
-    request: &'a DecisionRequest,
-    agent: AgentBrief<'a>,
-    risk: &'a Risk,
-    anomaly: &'a Option<Anomaly>,
-    reasons: &'a [Reason],
-    tier: u8,
-    agent_tier: u8,
-    trust_score: Option<f64>,
-}
-
-/// What a decision's audit record says beyond its columns, serialized straight from the answer.
-#[derive(Serialize)]
-struct DecisionDetails<'a> {
-    shadow_verdict: Option<Verdict>,
-    risk: &'a Risk,
-    anomaly: &'a Option<Anomaly>,
-    reasons: &'a [Reason],
-    tier: u8,
-    plugins: &'a [PluginReport],
-    caller: CallerBrief<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    on_behalf_of_proof: Option<serde_json::Value>,
-}
-
-#[derive(Serialize)]
-struct CallerBrief<'a> {
-    role: &'a str,
-    id: &'a str,
-}
-
-#[derive(Serialize)]
-struct AgentBrief<'a> {
-    id: &'a str,
-    tool: &'a str,
-    model: &'a str,
-    team: &'a str,
-    sponsor: &'a str,
-}
-
-/// An approval event in the decision's change, attributed like the decision.
-fn approval_record(
-    decision: &AuditRecord,
-    event: &str,
-    id: &str,
-    details: serde_json::Value,
-    now: i64,
-) -> AuditRecord {
-    AuditRecord {
-        agent: decision.agent.clone(),
-        on_behalf_of: decision.on_behalf_of.clone(),
-        action_class: decision.action_class.clone(),
-        environment: decision.environment.clone(),
-        service: decision.service.clone(),
-        team: decision.team.clone(),
-        risk: decision.risk.clone(),
-        approval_id: Some(id.to_string()),
-        approvers: decision.approvers.clone(),
-        decision_id: decision.decision_id.clone(),
-        ..AuditRecord::change(
-            decision.actor.clone(),
-            event,
-            format!("approval:{id}"),
-            details,
-            now,
-        )
     }
 }
 
@@ -1083,7 +791,7 @@ mod tests {
             policy,
             caller: &caller,
             subject,
-            request,
+            request: &request,
             now: 0,
             decision_id: "d".into(),
             plugins: Assessment::default(),
@@ -1120,7 +828,7 @@ mod tests {
             policy: p,
             caller: &caller(),
             subject,
-            request: request("deploy", "staging"),
+            request: &request("deploy", "staging"),
             now: 0,
             decision_id: "d".into(),
             plugins: Assessment::default(),
@@ -1151,7 +859,7 @@ mod tests {
                 policy: &p,
                 caller: &caller(),
                 subject: &s,
-                request: request(class, env),
+                request: &request(class, env),
                 now: 0,
                 decision_id: "d".into(),
                 plugins: Assessment::default(),

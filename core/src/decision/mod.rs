@@ -255,6 +255,7 @@ pub struct DecisionAnswer {
 }
 
 mod judge;
+mod record;
 pub(crate) mod validate;
 
 pub use judge::{DecisionWrites, Inputs, Judgement, Subject, bound, judge};

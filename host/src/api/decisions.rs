@@ -44,11 +44,15 @@ async fn decide(
     Asking(caller): Asking,
     claim: Option<axum::Extension<Claim>>,
     Json(request): Json<DecisionRequest>,
-) -> Result<axum::Json<DecisionAnswer>> {
+) -> Result<axum::response::Response> {
     let claim = claim.as_ref().map(|axum::Extension(c)| c);
-    Ok(axum::Json(
-        state.decisions.decide_once(&caller, request, claim).await?,
-    ))
+    let decided = state.decisions.decide_once(&caller, request, claim).await?;
+    // The answer was serialized once, for its row; the same text is the body.
+    let json = [(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    )];
+    Ok((json, decided.body).into_response())
 }
 
 /// Who asks for a decision: a caller whose role may, and whose agent is not cut off for

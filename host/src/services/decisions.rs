@@ -50,6 +50,15 @@ pub struct Decisions {
     overruns: Overruns,
 }
 
+/// A committed decision: the answer, and its JSON as recorded, which is the body to send.
+#[derive(Debug)]
+pub struct Decided {
+    /// The answer.
+    pub answer: DecisionAnswer,
+    /// The answer as JSON, exactly as the decision row holds it.
+    pub body: String,
+}
+
 /// How the decision service is put together.
 #[derive(Debug, Clone)]
 pub struct Parts {
@@ -132,7 +141,7 @@ impl Decisions {
         caller: &Caller,
         request: DecisionRequest,
     ) -> Result<DecisionAnswer> {
-        self.decide_once(caller, request, None).await
+        Ok(self.decide_once(caller, request, None).await?.answer)
     }
 
     /// Decides under an idempotency key's claim: the answer is kept under the key in the same
@@ -142,7 +151,7 @@ impl Decisions {
         caller: &Caller,
         request: DecisionRequest,
         claim: Option<&Claim>,
-    ) -> Result<DecisionAnswer> {
+    ) -> Result<Decided> {
         let started = Instant::now();
         let agent_id = resolve_agent(caller, &request)?;
         // A flooding agent is refused before anything is read or judged.
@@ -240,7 +249,7 @@ impl Decisions {
                 policy,
                 caller,
                 subject: &subject,
-                request: request.clone(),
+                request: &request,
                 now,
                 decision_id: decision_id.clone(),
                 plugins: assessment.clone(),
@@ -276,9 +285,10 @@ impl Decisions {
                     }
                 }
                 Err(e) => return Err(e.into()),
-                Ok(answer) => {
-                    self.metrics.decision(answer.verdict, started.elapsed());
-                    return Ok(answer);
+                Ok(decided) => {
+                    self.metrics
+                        .decision(decided.answer.verdict, started.elapsed());
+                    return Ok(decided);
                 }
             }
         }
@@ -330,13 +340,15 @@ impl Decisions {
         judgement: Judgement,
         now: i64,
         claim: Option<&Claim>,
-    ) -> std::result::Result<DecisionAnswer, StoreError> {
+    ) -> std::result::Result<Decided, StoreError> {
         let Judgement {
             answer,
             writes,
             audit,
             events,
         } = judgement;
+        // The row holds the answer as the API sends it: `axum::Json` serializes the same way.
+        let body = writes.decision.answer.clone();
         // (A quota overrun is minor: evidence, but nothing for the controller to act on at once.)
         let violation = writes
             .violation
@@ -359,9 +371,7 @@ impl Decisions {
             change.writes.push(self.tiers.note(&subject.agent));
         }
         if let Some(claim) = claim {
-            // The body the API sends: `axum::Json` serializes the same way.
-            let body = serde_json::to_string(&answer).map_err(StoreError::bug)?;
-            change.writes.push(claim.answer(200, body));
+            change.writes.push(claim.answer(200, body.clone()));
         }
         self.store.commit(change).await?;
         if notify {
@@ -373,7 +383,7 @@ impl Decisions {
                 .review_violation(&subject.agent, &reason, &class)
                 .await;
         }
-        Ok(answer)
+        Ok(Decided { answer, body })
     }
 
     /// What anomaly detectors compare the action with: the human baseline of the agent's team
