@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::records::{Approval, ApprovalStatus};
+use crate::records::{Approval, ApprovalStatus, ViolationReason};
 
 /// An approval presented with a decision request, checked against the request.
 #[derive(Debug, Clone)]
@@ -22,8 +22,8 @@ pub enum Presented {
     Rejected(String),
     /// Presenting it is a violation: unknown, for another action or agent, or already used.
     Violation {
-        /// Reason code (`approval_unknown`, `approval_mismatch`, `approval_reused`).
-        code: &'static str,
+        /// Why (`approval_unknown`, `approval_wrong_agent`, `approval_mismatch`, `approval_reused`).
+        code: ViolationReason,
         /// For humans.
         text: String,
     },
@@ -74,11 +74,14 @@ pub struct Bound<'a, C: serde::Serialize, L: serde::Serialize> {
 pub fn present(approval: Option<Approval>, id: &str, agent: &str, hash: &str) -> Presented {
     let violation = |code, text| Presented::Violation { code, text };
     let Some(a) = approval else {
-        return violation("approval_unknown", format!("no approval `{id}`"));
+        return violation(
+            ViolationReason::ApprovalUnknown,
+            format!("no approval `{id}`"),
+        );
     };
     if a.agent != agent {
         return violation(
-            "approval_wrong_agent",
+            ViolationReason::ApprovalWrongAgent,
             format!(
                 "approval `{id}` was given to agent `{}`, not `{agent}`",
                 a.agent
@@ -87,7 +90,7 @@ pub fn present(approval: Option<Approval>, id: &str, agent: &str, hash: &str) ->
     }
     if a.action_hash != hash {
         return violation(
-            "approval_mismatch",
+            ViolationReason::ApprovalMismatch,
             format!(
                 "approval `{id}` allows {} in {} on {} exactly as asked; this action differs",
                 a.class, a.environment, a.service
@@ -106,7 +109,7 @@ pub fn present(approval: Option<Approval>, id: &str, agent: &str, hash: &str) ->
             a.expires_at
         )),
         ApprovalStatus::Consumed => violation(
-            "approval_reused",
+            ViolationReason::ApprovalReused,
             format!(
                 "approval `{id}` was already used by decision {}",
                 a.consumed_by.as_deref().unwrap_or("?")

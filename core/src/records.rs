@@ -185,6 +185,60 @@ pub enum ConfirmationStatus {
 
 wire_names!(ConfirmationStatus { Confirmed => "confirmed", Contradicted => "contradicted" });
 
+/// Why an agent's action was a violation: the `reason` of its row and audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationReason {
+    /// No grant of the agent's tier covers the action.
+    NoGrant,
+    /// A grant denies the action outright.
+    ExplicitDeny,
+    /// A quota was spent (minor: never a hard trigger).
+    QuotaExceeded,
+    /// An on-behalf-of claim without a delegation or a trusted voucher.
+    OnBehalfOfUnproven,
+    /// The human acted for may not do this themselves.
+    OnBehalfOfNotPermitted,
+    /// The presented approval does not exist.
+    ApprovalUnknown,
+    /// The presented approval was given to another agent.
+    ApprovalWrongAgent,
+    /// The presented approval was given for another action.
+    ApprovalMismatch,
+    /// The presented approval was already used.
+    ApprovalReused,
+    /// An outcome reported that the platform contradicted.
+    OutcomeContradicted,
+}
+
+wire_names!(ViolationReason {
+    NoGrant => "no_grant",
+    ExplicitDeny => "explicit_deny",
+    QuotaExceeded => "quota_exceeded",
+    OnBehalfOfUnproven => "on_behalf_of_unproven",
+    OnBehalfOfNotPermitted => "on_behalf_of_not_permitted",
+    ApprovalUnknown => "approval_unknown",
+    ApprovalWrongAgent => "approval_wrong_agent",
+    ApprovalMismatch => "approval_mismatch",
+    ApprovalReused => "approval_reused",
+    OutcomeContradicted => "outcome_contradicted",
+});
+
+impl ViolationReason {
+    /// Consent claimed that nobody gave: an approval that does not fit, or a human's consent
+    /// without proof (as forged as an approval would be).
+    pub fn is_forged_consent(self) -> bool {
+        matches!(
+            self,
+            ViolationReason::ApprovalUnknown
+                | ViolationReason::ApprovalReused
+                | ViolationReason::ApprovalWrongAgent
+                | ViolationReason::ApprovalMismatch
+                | ViolationReason::OnBehalfOfUnproven
+        )
+    }
+}
+
 /// A row of the `violations` table.
 #[derive(Debug, Clone)]
 pub struct ViolationRow {
@@ -204,8 +258,8 @@ pub struct ViolationRow {
     pub service: String,
     /// The class's violation mode then.
     pub mode: ViolationMode,
-    /// Reason code.
-    pub reason: String,
+    /// Why it was one.
+    pub reason: ViolationReason,
 }
 
 /// One change to an agent's trust evidence.
@@ -606,4 +660,18 @@ pub struct QuarantinedApproval {
     pub quarantined_by: String,
     /// When, RFC 3339.
     pub quarantined_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violation_reasons_are_stored_as_they_serialize() {
+        for &reason in ViolationReason::ALL {
+            assert_eq!(ViolationReason::parse(reason.as_str()), Some(reason));
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+        assert_eq!(ViolationReason::parse("no_such_reason"), None);
+    }
 }

@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use crate::policy::{CompiledPolicy, RiskLevel, ViolationMode};
-use crate::records::OutcomeStatus;
+use crate::records::{OutcomeStatus, ViolationReason};
 use crate::tiering::{
     DAY_US, HardTrigger, Move, NextPromotion, Review, State, Watched, Window, decide,
     next_promotion,
@@ -36,8 +36,8 @@ pub struct RecordedOutcome {
 /// A violation in the record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedViolation {
-    /// Reason code (`no_grant`, `approval_reused`, …).
-    pub reason: String,
+    /// Why it was one.
+    pub reason: ViolationReason,
     /// How it was handled.
     pub mode: ViolationMode,
     /// Action class.
@@ -149,7 +149,7 @@ pub fn replay(record: &Record, from: i64, to: i64, policy: &CompiledPolicy) -> R
             next_outcome += 1;
         }
         while let Some(v) = violations.get(next_violation).filter(|v| v.at < day_end) {
-            let kind = Kind::of_violation(v.mode, &v.reason);
+            let kind = Kind::of_violation(v.mode, v.reason);
             add(&mut totals, &v.environment, v.risk, kind, v.at, 1, h);
             if kind == Kind::Violation {
                 last_blocked_violation = Some(v.at);
@@ -160,11 +160,11 @@ pub fn replay(record: &Record, from: i64, to: i64, policy: &CompiledPolicy) -> R
             let blocked = violations[..=next_violation]
                 .iter()
                 .filter(|w| {
-                    w.at >= window && Kind::of_violation(w.mode, &w.reason) == Kind::Violation
+                    w.at >= window && Kind::of_violation(w.mode, w.reason) == Kind::Violation
                 })
                 .count() as u64;
             if v.at >= from
-                && let Some(t) = HardTrigger::of_violation(&v.reason, &v.class, blocked, tp)
+                && let Some(t) = HardTrigger::of_violation(v.reason, &v.class, blocked, tp)
             {
                 hard_at.get_or_insert((t, v.at));
             }
@@ -332,7 +332,7 @@ mod tests {
         }
         if let Some(day) = violation_day {
             r.violations.push(RecordedViolation {
-                reason: "no_grant".into(),
+                reason: ViolationReason::NoGrant,
                 mode: ViolationMode::Block,
                 class: "deploy".into(),
                 environment: "production".into(),
@@ -381,7 +381,7 @@ mod tests {
         r.tier = 3;
         for i in 0..3 {
             r.violations.push(RecordedViolation {
-                reason: "no_grant".into(),
+                reason: ViolationReason::NoGrant,
                 mode: ViolationMode::Block,
                 class: "db_migration".into(),
                 environment: "production".into(),

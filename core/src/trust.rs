@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::baseline::AgentDrift;
 use crate::policy::{RiskLevel, ViolationMode};
-use crate::records::OutcomeStatus;
+use crate::records::{OutcomeStatus, ViolationReason};
 
 /// How evidence weighs (part of the policy).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -294,9 +294,9 @@ impl Kind {
     }
 
     /// The evidence a violation is, by its mode and reason.
-    pub fn of_violation(mode: ViolationMode, reason: &str) -> Kind {
+    pub fn of_violation(mode: ViolationMode, reason: ViolationReason) -> Kind {
         match (mode, reason) {
-            (_, "quota_exceeded") => Kind::QuotaOverrun,
+            (_, ViolationReason::QuotaExceeded) => Kind::QuotaOverrun,
             (ViolationMode::Block, _) => Kind::Violation,
             _ => Kind::FlaggedViolation,
         }

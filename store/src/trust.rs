@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use warden_core::clock::format_micros;
 use warden_core::policy::ViolationMode;
+use warden_core::records::ViolationReason;
 use warden_core::records::{
     ConfirmationStatus, DailyTrust, EvidenceDelta, GuardStatus, OutcomeStatus, TierChange,
 };
@@ -325,7 +326,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(warden_core::replay::RecordedViolation {
-                    reason: r.try_get("reason")?,
+                    reason: crate::wire(r, "reason", ViolationReason::parse)?,
                     mode: ViolationMode::parse(&r.try_get::<String, _>("mode")?)
                         .unwrap_or(ViolationMode::Block),
                     class: r.try_get("class")?,
@@ -489,7 +490,7 @@ impl Store {
                 let kind = warden_core::trust::Kind::of_violation(
                     ViolationMode::parse(&r.try_get::<String, _>("mode")?)
                         .unwrap_or(ViolationMode::Block),
-                    &r.try_get::<String, _>("reason")?,
+                    crate::wire(r, "reason", ViolationReason::parse)?,
                 );
                 add(
                     r.try_get("agent_id")?,

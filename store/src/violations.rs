@@ -96,7 +96,7 @@ pub(crate) async fn insert_violations(
                 .bind(&v.environment)
                 .bind(&v.service)
                 .bind(v.mode.as_str())
-                .bind(&v.reason)
+                .bind(v.reason.as_str())
         },
     )
     .await

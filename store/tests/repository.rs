@@ -16,7 +16,7 @@ use warden_core::policy::{Effect, Grant, RiskLevel, ViolationMode};
 use warden_core::quotas::{Charge, Counting, Unit};
 use warden_core::records::{
     ApprovalRow, ApprovalStatus, ConfirmationStatus, DecisionRow, Delivery, DeliveryStatus,
-    EvidenceDelta, Guard, GuardStatus, OutcomeStatus, TierChange, ViolationRow,
+    EvidenceDelta, Guard, GuardStatus, OutcomeStatus, TierChange, ViolationReason, ViolationRow,
 };
 use warden_core::trust::{Kind, Source, TrustPolicy, half_life_us};
 use warden_store::{
@@ -388,7 +388,7 @@ async fn decisions_and_violations(backend: Backend) {
         environment: "production".into(),
         service: "payments".into(),
         mode,
-        reason: "no_grant".into(),
+        reason: ViolationReason::NoGrant,
     };
     let writes = vec![
         Write::Decision(DecisionWrite::InsertDecision(decision(

@@ -17,7 +17,8 @@ use crate::plugin::{AnomalyCheck, Assessment, CallStatus, PluginReport};
 use crate::policy::{CompiledPolicy, Permission, PolicyMode, RiskLevel, ViolationMode};
 use crate::quotas::{Charge, Headroom, QuotaPlan};
 use crate::records::{
-    Approval, ApprovalRow, DecisionRow, Event, EvidenceDelta, Guard, GuardStatus, ViolationRow,
+    Approval, ApprovalRow, DecisionRow, Event, EvidenceDelta, Guard, GuardStatus, ViolationReason,
+    ViolationRow,
 };
 
 /// Everything `judge` needs, loaded by the decisions service.
@@ -103,7 +104,7 @@ struct Draft {
     reasons: Vec<Reason>,
     obligations: Vec<Obligation>,
     /// The reason code of a violation the verdict amounts to.
-    violation: Option<&'static str>,
+    violation: Option<ViolationReason>,
     /// A forged, reused or misapplied approval: always blocked.
     approval_violation: bool,
     consume: Option<Consumed>,
@@ -162,7 +163,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         &mut draft,
     );
     present_approval(subject, level, &mut draft);
-    let violation_of = |mode: ViolationMode, reason: &str| ViolationRow {
+    let violation_of = |mode: ViolationMode, reason: ViolationReason| ViolationRow {
         id: uuid::Uuid::now_v7().to_string(),
         at: now,
         decision_id: decision_id.clone(),
@@ -171,7 +172,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         environment: env.to_string(),
         service: service.to_string(),
         mode,
-        reason: reason.to_string(),
+        reason,
     };
     let shadow = agent.shadow || policy.policy.mode == PolicyMode::Shadow;
     if !shadow {
@@ -440,7 +441,7 @@ fn permit(
                     "explicit_deny",
                     format!("a grant of {tier_label} denies {class} in {env} for {service}"),
                 ),
-                Some("explicit_deny"),
+                Some(ViolationReason::ExplicitDeny),
             ),
             Permission::NoGrant => (
                 Verdict::Deny,
@@ -448,7 +449,7 @@ fn permit(
                     "no_grant",
                     format!("{tier_label} has no grant to {class} in {env} at {level} risk"),
                 ),
-                Some("no_grant"),
+                Some(ViolationReason::NoGrant),
             ),
         },
     };
@@ -467,14 +468,14 @@ fn permit(
                 human.id, agent.id
             ),
         ));
-        draft.violation = Some("on_behalf_of_unproven");
+        draft.violation = Some(ViolationReason::OnBehalfOfUnproven);
         draft.verdict = Verdict::Deny;
     } else if draft.verdict != Verdict::Deny && !human.covers(class, env, service, level) {
         draft.reasons.push(reason(
             "on_behalf_of_not_permitted",
             format!("`{}`, on whose behalf the agent acts, may not {class} in {env} for {service} at {level} risk", human.id),
         ));
-        draft.violation = Some("on_behalf_of_not_permitted");
+        draft.violation = Some(ViolationReason::OnBehalfOfNotPermitted);
         draft.verdict = Verdict::Deny;
     }
 }
@@ -554,8 +555,8 @@ fn present_approval(subject: &Subject, level: RiskLevel, draft: &mut Draft) {
             draft.reasons.push(reason("approval_expired", text.clone()))
         }
         Some(Presented::Violation { code, text }) => {
-            draft.reasons.push(reason(code, text.clone()));
-            draft.violation = Some(code);
+            draft.reasons.push(reason(code.as_str(), text.clone()));
+            draft.violation = Some(*code);
             draft.approval_violation = true;
             draft.verdict = Verdict::Deny;
         }
@@ -568,7 +569,7 @@ fn handle_violation(
     policy: &CompiledPolicy,
     class: &str,
     draft: &mut Draft,
-    violation_of: &impl Fn(ViolationMode, &str) -> ViolationRow,
+    violation_of: &impl Fn(ViolationMode, ViolationReason) -> ViolationRow,
 ) {
     let Some(code) = draft.violation else { return };
     // A forged, reused or misapplied approval is always blocked, whatever the class's mode.
@@ -608,7 +609,7 @@ fn let_through(class: &str, draft: &mut Draft) {
 fn charge_quotas(
     quotas: &QuotaPlan,
     draft: &mut Draft,
-    violation_of: &impl Fn(ViolationMode, &str) -> ViolationRow,
+    violation_of: &impl Fn(ViolationMode, ViolationReason) -> ViolationRow,
 ) {
     if quotas.charges.is_empty() {
         return;
@@ -650,7 +651,7 @@ fn charge_quotas(
         draft.overrun = (!quotas.overrun_recorded(i)).then_some(i);
         draft.violation_row = draft
             .overrun
-            .map(|_| violation_of(ViolationMode::Block, "quota_exceeded"));
+            .map(|_| violation_of(ViolationMode::Block, ViolationReason::QuotaExceeded));
     }
     // What the decision draws on: everything when it goes ahead, otherwise the rate limits
     // (none when a rate limit itself is what it is over: the service cuts such a caller off
@@ -918,7 +919,7 @@ mod tests {
         let first = judged(vec![]);
         assert_eq!(first.answer.verdict, Verdict::Deny);
         let (violation, evidence) = first.writes.violation.as_ref().unwrap();
-        assert_eq!(violation.reason, "quota_exceeded");
+        assert_eq!(violation.reason.as_str(), "quota_exceeded");
         assert_eq!(evidence.kind, crate::trust::Kind::QuotaOverrun);
         assert_eq!(
             first.writes.overrun,

@@ -167,7 +167,7 @@ pub(super) fn record(
                 events.push(Event::new("violation.flagged", now, data));
             }
             // The violation is trust evidence, counted in the same transaction.
-            let kind = crate::trust::Kind::of_violation(v.mode, &v.reason);
+            let kind = crate::trust::Kind::of_violation(v.mode, v.reason);
             let half_life_us = crate::trust::half_life_us(&policy.policy.trust);
             let evidence = EvidenceDelta {
                 agent_id: v.agent_id.clone(),

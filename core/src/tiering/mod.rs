@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::policy::{CompiledPolicy, MAX_TIER, RiskLevel};
+use crate::records::ViolationReason;
 use crate::trust::{Total, weigh};
 
 mod watched;
@@ -308,23 +309,15 @@ impl HardTrigger {
     /// The hard trigger a violation is, if any: its reason code and action class, and how many
     /// blocked violations the agent had in the window (this one included).
     pub fn of_violation(
-        reason: &str,
+        reason: ViolationReason,
         class: &str,
         blocked_recently: u64,
         policy: &TierPolicy,
     ) -> Option<HardTrigger> {
-        if reason == "quota_exceeded" {
+        if reason == ViolationReason::QuotaExceeded {
             // A quota overrun is a minor violation, never a hard trigger.
             None
-        } else if matches!(
-            reason,
-            // A human's consent claimed without proof is as forged as an approval.
-            "approval_unknown"
-                | "approval_reused"
-                | "approval_wrong_agent"
-                | "approval_mismatch"
-                | "on_behalf_of_unproven"
-        ) {
+        } else if reason.is_forged_consent() {
             Some(HardTrigger::ForgedApproval)
         } else if class == "security_policy_change" {
             Some(HardTrigger::SecurityPolicyViolation)
@@ -1129,20 +1122,28 @@ mod tests {
         );
         assert_eq!(decide(&review(&state(3, &few), None), 8 * DAY, &c), None);
         assert_eq!(
-            HardTrigger::of_violation("no_grant", "deploy", 3, p),
+            HardTrigger::of_violation(ViolationReason::NoGrant, "deploy", 3, p),
             Some(HardTrigger::RepeatedViolations)
         );
-        assert_eq!(HardTrigger::of_violation("no_grant", "deploy", 2, p), None);
         assert_eq!(
-            HardTrigger::of_violation("approval_unknown", "deploy", 1, p),
+            HardTrigger::of_violation(ViolationReason::NoGrant, "deploy", 2, p),
+            None
+        );
+        assert_eq!(
+            HardTrigger::of_violation(ViolationReason::ApprovalUnknown, "deploy", 1, p),
             Some(HardTrigger::ForgedApproval)
         );
         assert_eq!(
-            HardTrigger::of_violation("approval_reused", "deploy", 1, p),
+            HardTrigger::of_violation(ViolationReason::ApprovalReused, "deploy", 1, p),
             Some(HardTrigger::ForgedApproval)
         );
         assert_eq!(
-            HardTrigger::of_violation("quota_exceeded", "security_policy_change", 9, p),
+            HardTrigger::of_violation(
+                ViolationReason::QuotaExceeded,
+                "security_policy_change",
+                9,
+                p
+            ),
             None
         );
     }

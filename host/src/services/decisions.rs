@@ -354,7 +354,7 @@ impl Decisions {
             .violation
             .as_ref()
             .filter(|_| writes.overrun.is_none())
-            .map(|(v, _)| (v.reason.clone(), v.class.clone()));
+            .map(|(v, _)| (v.reason, v.class.clone()));
         let evidence = writes.violation.is_some();
         let mut change = Change {
             writes: decision_writes(writes),
@@ -380,7 +380,7 @@ impl Decisions {
         // A violation may be a hard trigger: the tier narrows before the agent's next request.
         if let Some((reason, class)) = violation {
             self.tiers
-                .review_violation(&subject.agent, &reason, &class)
+                .review_violation(&subject.agent, reason, &class)
                 .await;
         }
         Ok(Decided { answer, body })

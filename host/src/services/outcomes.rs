@@ -14,7 +14,7 @@ use crate::error::{Error, Kind, Result};
 use crate::identity::{Caller, Role};
 use crate::policy::{CompiledPolicy, RiskLevel, ViolationMode};
 use crate::quotas::{Unit, cents, window_at};
-use crate::records::{ConfirmationStatus, Outcome, OutcomeStatus, ViolationRow};
+use crate::records::{ConfirmationStatus, Outcome, OutcomeStatus, ViolationReason, ViolationRow};
 use crate::services::tiering::{Controller, Trigger};
 use crate::store::{
     Change, Conflict, GuardWrite, OutcomeWrite, QuotaWrite, Store, StoreError, TrustWrite,
@@ -554,7 +554,7 @@ pub async fn confirm(
                 environment: before.environment.clone(),
                 service: before.service.clone(),
                 mode: ViolationMode::Block,
-                reason: "outcome_contradicted".into(),
+                reason: ViolationReason::OutcomeContradicted,
             },
         )));
         writes.push(Write::Trust(TrustWrite::AddEvidence(cx.tiers.evidence(

@@ -16,7 +16,7 @@ use warden_core::tiering::*;
 use warden_core::trust::{Kind, Total, Trust, assess, half_life_us};
 use warden_store::{Change, IdentityWrite, Store, TrustWrite, Write};
 
-use crate::records::Event;
+use crate::records::{Event, ViolationReason};
 use crate::services::coalesce::Coalesce;
 use crate::services::notify::Outbox;
 
@@ -59,8 +59,8 @@ pub enum Trigger {
     Hard(HardTrigger),
     /// A violation: its reason code and action class.
     Violation {
-        /// Reason code.
-        reason: String,
+        /// Why it was one.
+        reason: ViolationReason,
         /// Action class.
         class: String,
     },
@@ -76,7 +76,7 @@ pub struct Controller {
     clock: SharedClock,
     outbox: Arc<Outbox>,
     /// Reviews after a violation, one at a time per agent, reason and class.
-    after_violations: Arc<Coalesce<(String, String, String)>>,
+    after_violations: Arc<Coalesce<(String, ViolationReason, String)>>,
 }
 
 /// What the controller sees of an agent now.
@@ -143,18 +143,18 @@ impl Controller {
     /// can narrow ([`violation_can_narrow`]), whose last hard trigger is within the hour, is not
     /// reviewed: the review would only restate that trigger, which is not recorded twice in an
     /// hour, and what it could widen waits for the sweep. A failed review is logged.
-    pub async fn review_violation(&self, agent: &Agent, reason: &str, class: &str) {
+    pub async fn review_violation(&self, agent: &Agent, reason: ViolationReason, class: &str) {
         let suspended = agent.status == AgentStatus::Suspended;
         if !violation_can_narrow(agent.tier, agent.pinned, suspended, self.tiering())
             && restated(agent, self.clock.now_micros())
         {
             return;
         }
-        let key = (agent.id.clone(), reason.to_string(), class.to_string());
+        let key = (agent.id.clone(), reason, class.to_string());
         self.after_violations
             .run(key, || async {
                 let trigger = Trigger::Violation {
-                    reason: reason.to_string(),
+                    reason,
                     class: class.to_string(),
                 };
                 if let Err(e) = self.review(&agent.id, trigger).await {
@@ -314,7 +314,7 @@ impl Controller {
                             u64::from(tp.repeated_violations),
                         )
                         .await?;
-                    HardTrigger::of_violation(reason, class, blocked, &tp)
+                    HardTrigger::of_violation(*reason, class, blocked, &tp)
                 }
             };
             // A hard trigger that cannot move the agent, within the hour of its last: the
