@@ -438,7 +438,7 @@ fn permit(
             Permission::ExplicitDeny => (
                 Verdict::Deny,
                 reason(
-                    "explicit_deny",
+                    ViolationReason::ExplicitDeny.as_str(),
                     format!("a grant of {tier_label} denies {class} in {env} for {service}"),
                 ),
                 Some(ViolationReason::ExplicitDeny),
@@ -446,7 +446,7 @@ fn permit(
             Permission::NoGrant => (
                 Verdict::Deny,
                 reason(
-                    "no_grant",
+                    ViolationReason::NoGrant.as_str(),
                     format!("{tier_label} has no grant to {class} in {env} at {level} risk"),
                 ),
                 Some(ViolationReason::NoGrant),
@@ -462,7 +462,7 @@ fn permit(
     };
     if *proof == HumanProof::Unproven {
         draft.reasons.push(reason(
-            "on_behalf_of_unproven",
+            ViolationReason::OnBehalfOfUnproven.as_str(),
             format!(
                 "`{}` has not delegated {class} in {env} for {service} to agent `{}`, and no trusted service vouched for them",
                 human.id, agent.id
@@ -472,7 +472,7 @@ fn permit(
         draft.verdict = Verdict::Deny;
     } else if draft.verdict != Verdict::Deny && !human.covers(class, env, service, level) {
         draft.reasons.push(reason(
-            "on_behalf_of_not_permitted",
+            ViolationReason::OnBehalfOfNotPermitted.as_str(),
             format!("`{}`, on whose behalf the agent acts, may not {class} in {env} for {service} at {level} risk", human.id),
         ));
         draft.violation = Some(ViolationReason::OnBehalfOfNotPermitted);
@@ -630,7 +630,7 @@ fn charge_quotas(
         draft.reasons.push(Reason {
             quota: Some(c.quota.clone()),
             ..reason(
-                "quota_exceeded",
+                ViolationReason::QuotaExceeded.as_str(),
                 format!(
                     "quota `{}`{scope}: {} of {} {} used, this action needs {needs}; resets at {}",
                     c.quota,
