@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::import;
-use super::{ServerArgs, call, print_json};
+use super::{ServerArgs, call, print_json, show};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum EventsCommand {
@@ -102,15 +102,7 @@ pub(super) async fn baselines(cmd: BaselinesCommand) -> anyhow::Result<()> {
                     .filter_map(|(k, v)| v.map(|v| (k, v)))
                     .collect();
             let query = serde_urlencoded::to_string(query)?;
-            print_json(
-                call(
-                    &server,
-                    reqwest::Method::GET,
-                    &format!("/v1/baselines?{query}"),
-                    None,
-                )
-                .await?,
-            )
+            show(&server, &format!("/v1/baselines?{query}")).await
         }
         BaselinesCommand::Recompute { server } => print_json(
             call(

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::{DbArgs, load_config, replay};
-use super::{ServerArgs, call, print_json};
+use super::{ServerArgs, call, print_json, show};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AgentsCommand {
@@ -234,17 +234,9 @@ pub(super) async fn agents(cmd: AgentsCommand) -> anyhow::Result<()> {
                 }
                 None => "/v1/agents".into(),
             };
-            print_json(call(&server, reqwest::Method::GET, &path, None).await?)
+            show(&server, &path).await
         }
-        AgentsCommand::Get { server, id } => print_json(
-            call(
-                &server,
-                reqwest::Method::GET,
-                &format!("/v1/agents/{id}"),
-                None,
-            )
-            .await?,
-        ),
+        AgentsCommand::Get { server, id } => show(&server, &format!("/v1/agents/{id}")).await,
         AgentsCommand::Update {
             server,
             id,
@@ -307,32 +299,16 @@ pub(super) async fn humans(cmd: HumansCommand) -> anyhow::Result<()> {
                 .await?,
             )
         }
-        HumansCommand::List { server } => {
-            print_json(call(&server, reqwest::Method::GET, "/v1/humans", None).await?)
-        }
-        HumansCommand::Get { server, id } => print_json(
-            call(
-                &server,
-                reqwest::Method::GET,
-                &format!("/v1/humans/{id}"),
-                None,
-            )
-            .await?,
-        ),
+        HumansCommand::List { server } => show(&server, "/v1/humans").await,
+        HumansCommand::Get { server, id } => show(&server, &format!("/v1/humans/{id}")).await,
     }
 }
 
 pub(super) async fn quotas(cmd: QuotasCommand) -> anyhow::Result<()> {
     match cmd {
-        QuotasCommand::Show { server, id } => print_json(
-            call(
-                &server,
-                reqwest::Method::GET,
-                &format!("/v1/agents/{id}/quotas"),
-                None,
-            )
-            .await?,
-        ),
+        QuotasCommand::Show { server, id } => {
+            show(&server, &format!("/v1/agents/{id}/quotas")).await
+        }
         QuotasCommand::Set {
             server,
             id,
@@ -367,30 +343,14 @@ pub(super) async fn quotas(cmd: QuotasCommand) -> anyhow::Result<()> {
 
 pub(super) async fn trust(cmd: TrustCommand, db: &DbArgs) -> anyhow::Result<()> {
     match cmd {
-        TrustCommand::Show { server, id } => print_json(
-            call(
-                &server,
-                reqwest::Method::GET,
-                &format!("/v1/agents/{id}/trust"),
-                None,
-            )
-            .await?,
-        ),
+        TrustCommand::Show { server, id } => show(&server, &format!("/v1/agents/{id}/trust")).await,
         TrustCommand::History { server, id, since } => {
             let query = since
                 .map(|s| serde_urlencoded::to_string([("since", s)]))
                 .transpose()?
                 .map(|q| format!("?{q}"))
                 .unwrap_or_default();
-            print_json(
-                call(
-                    &server,
-                    reqwest::Method::GET,
-                    &format!("/v1/agents/{id}/trust/history{query}"),
-                    None,
-                )
-                .await?,
-            )
+            show(&server, &format!("/v1/agents/{id}/trust/history{query}")).await
         }
         TrustCommand::Replay { since, agent, json } => {
             replay::run(load_config(db)?, &since, agent.as_deref(), json).await
@@ -400,7 +360,7 @@ pub(super) async fn trust(cmd: TrustCommand, db: &DbArgs) -> anyhow::Result<()> 
                 Some(t) => format!("/v1/trust?{}", serde_urlencoded::to_string([("team", t)])?),
                 None => "/v1/trust".into(),
             };
-            print_json(call(&server, reqwest::Method::GET, &path, None).await?)
+            show(&server, &path).await
         }
     }
 }

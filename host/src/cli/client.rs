@@ -27,6 +27,11 @@ pub(super) fn with_query<const N: usize>(
     Ok(format!("{path}?{}", serde_urlencoded::to_string(&query)?))
 }
 
+/// Reads `path` from the server and prints it.
+pub(super) async fn show(server: &ServerArgs, path: &str) -> anyhow::Result<()> {
+    print_json(call(server, reqwest::Method::GET, path, None).await?)
+}
+
 pub(super) fn print_json(v: Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())

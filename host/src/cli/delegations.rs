@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 
-use super::{ServerArgs, call, print_json};
+use super::{ServerArgs, call, print_json, show};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum DelegationsCommand {
@@ -79,7 +79,7 @@ pub(super) async fn run(cmd: DelegationsCommand) -> anyhow::Result<()> {
             let mut query = vec![("live", live.to_string())];
             query.extend(agent.map(|a| ("agent", a)));
             let path = format!("/v1/delegations?{}", serde_urlencoded::to_string(&query)?);
-            print_json(call(&server, reqwest::Method::GET, &path, None).await?)
+            show(&server, &path).await
         }
         DelegationsCommand::Revoke { server, id } => {
             let path = format!("/v1/delegations/{id}/revoke");

@@ -28,7 +28,7 @@ mod report;
 mod review;
 mod token;
 
-use client::{ServerArgs, call, print_json, with_query};
+use client::{ServerArgs, call, print_json, show, with_query};
 
 /// Warden: governs AI agents as first-class users of your platform.
 #[derive(Debug, Parser)]
@@ -327,9 +327,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Plugin(cmd) => plugin::run(cmd).await,
-        Command::Policy { server } => {
-            print_json(call(&server, reqwest::Method::GET, "/v1/policy", None).await?)
-        }
+        Command::Policy { server } => show(&server, "/v1/policy").await,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use super::{ServerArgs, call, print_json, with_query};
+use super::{ServerArgs, call, print_json, show, with_query};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ApprovalsCommand {
@@ -128,15 +128,9 @@ pub(super) async fn approvals(cmd: ApprovalsCommand) -> anyhow::Result<()> {
             )
             .await?,
         ),
-        ApprovalsCommand::Show { server, id } => print_json(
-            call(
-                &server,
-                reqwest::Method::GET,
-                &format!("/v1/approvals/{id}"),
-                None,
-            )
-            .await?,
-        ),
+        ApprovalsCommand::Show { server, id } => {
+            show(&server, &format!("/v1/approvals/{id}")).await
+        }
         ApprovalsCommand::Approve {
             server,
             id,
@@ -184,25 +178,11 @@ pub(super) async fn violations(cmd: ViolationsCommand) -> anyhow::Result<()> {
                 ("environment", environment),
                 ("since", since),
             ];
-            print_json(
-                call(
-                    &server,
-                    reqwest::Method::GET,
-                    &with_query("/v1/violations", limit, filters)?,
-                    None,
-                )
-                .await?,
-            )
+            show(&server, &with_query("/v1/violations", limit, filters)?).await
         }
-        ViolationsCommand::Show { server, id } => print_json(
-            call(
-                &server,
-                reqwest::Method::GET,
-                &format!("/v1/violations/{id}"),
-                None,
-            )
-            .await?,
-        ),
+        ViolationsCommand::Show { server, id } => {
+            show(&server, &format!("/v1/violations/{id}")).await
+        }
         ViolationsCommand::Ack {
             server,
             id,
