@@ -135,29 +135,25 @@ pub(super) async fn approvals(cmd: ApprovalsCommand) -> anyhow::Result<()> {
             server,
             id,
             comment,
-        } => print_json(
-            call(
-                &server,
-                reqwest::Method::POST,
-                &format!("/v1/approvals/{id}/approve"),
-                Some(serde_json::json!({ "comment": comment })),
-            )
-            .await?,
-        ),
+        } => answer(&server, &id, "approve", comment).await,
         ApprovalsCommand::Reject {
             server,
             id,
             comment,
-        } => print_json(
-            call(
-                &server,
-                reqwest::Method::POST,
-                &format!("/v1/approvals/{id}/reject"),
-                Some(serde_json::json!({ "comment": comment })),
-            )
-            .await?,
-        ),
+        } => answer(&server, &id, "reject", comment).await,
     }
+}
+
+/// Approves or rejects (`verb`) an approval request, with the approver's comment.
+async fn answer(
+    server: &ServerArgs,
+    id: &str,
+    verb: &str,
+    comment: Option<String>,
+) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "comment": comment });
+    let path = format!("/v1/approvals/{id}/{verb}");
+    print_json(call(server, reqwest::Method::POST, &path, Some(body)).await?)
 }
 
 pub(super) async fn violations(cmd: ViolationsCommand) -> anyhow::Result<()> {
