@@ -30,8 +30,8 @@ pub const MAX_PER_PLUGIN: usize = 8;
 /// ([`crate::runtime::POOL_INSTANCES`]) that concurrent calls also need.
 pub const MAX_TOTAL: usize = 64;
 
-/// Spare stores (one instance each) waiting for teardown beyond which callers tear down their
-/// own: slots of the pool are only free again once torn down.
+/// Used stores (a spare's one instance, or a decision's on-the-spot ones) waiting for teardown
+/// beyond which callers tear down their own: slots of the pool are only free again once torn down.
 const MAX_PENDING_RETIRES: usize = 32;
 
 /// A fresh, never-called instance and its store.
@@ -175,7 +175,8 @@ impl Spares {
         self.shared.counters.clone()
     }
 
-    /// Tears down a used spare's store on the thread, or here when the thread is behind or absent.
+    /// Tears down a used store (a spare's, or one a caller instantiated in) on the thread, or
+    /// here when the thread is behind or absent.
     pub fn retire(&self, store: Store<CallState>) {
         let Some(jobs) = &self.jobs else { return };
         if self.shared.pending_retires.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_RETIRES {
