@@ -340,4 +340,23 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn roles_and_plugin_kinds_are_checked_and_listed_by_the_parser() {
+        use clap::Parser;
+        for (args, value) in [
+            (&["warden", "token", "create", "--role", "root"][..], "root"),
+            (
+                &["warden", "plugin", "new", "x", "--kind", "detector"][..],
+                "detector",
+            ),
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(err.contains(&format!("invalid value '{value}'")), "{err}");
+            assert!(err.contains("possible values"), "{err}");
+        }
+        let ok = |args: &[&str]| Cli::try_parse_from(args).map(drop);
+        assert!(ok(&["warden", "token", "create", "--role", "approver"]).is_ok());
+        assert!(ok(&["warden", "plugin", "new", "x", "--kind", "rollback_trigger"]).is_ok());
+    }
 }

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use clap::builder::TypedValueParser as _;
 use serde_json::json;
+
+use crate::plugins::manifest::PluginKind;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum PluginCommand {
@@ -15,9 +18,9 @@ pub(super) enum PluginCommand {
     New {
         /// Crate name (a-z, 0-9, -).
         name: String,
-        /// classifier, anomaly_detector or rollback_trigger.
-        #[arg(long, default_value = "classifier")]
-        kind: String,
+        /// Which world the plugin implements.
+        #[arg(long, default_value = "classifier", value_parser = kind_parser())]
+        kind: PluginKind,
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -50,6 +53,12 @@ pub(super) enum PluginCommand {
     },
 }
 
+/// The plugin kinds' wire names, listed by `--help` and checked by clap.
+fn kind_parser() -> impl clap::builder::TypedValueParser<Value = PluginKind> {
+    clap::builder::PossibleValuesParser::new(["classifier", "anomaly_detector", "rollback_trigger"])
+        .try_map(|name| serde_json::from_value(json!(name)))
+}
+
 pub(super) async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
     use crate::plugins::{build, fixture, manifest::Manifest, scaffold};
     match cmd {
@@ -59,11 +68,6 @@ pub(super) async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             dir,
             sdk_path,
         } => {
-            let kind = serde_json::from_value(json!(kind)).map_err(|_| {
-                anyhow::anyhow!(
-                    "unknown kind `{kind}`: use classifier, anomaly_detector or rollback_trigger"
-                )
-            })?;
             let root = scaffold::new_plugin(
                 &dir,
                 &name,

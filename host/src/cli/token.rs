@@ -1,8 +1,8 @@
 //! `warden token`: API tokens made, listed and revoked straight in the database (it works
 //! before any token exists: bootstrapping).
 
-use anyhow::Context as _;
 use clap::Subcommand;
+use clap::builder::TypedValueParser as _;
 
 use super::{DbArgs, load_config, offline_actor};
 use crate::identity::Role;
@@ -15,9 +15,9 @@ pub(super) enum TokenCommand {
         after_help = "Examples:\n  warden token create --role admin --subject alice\n  warden token create --role agent --subject deploy-bot"
     )]
     Create {
-        /// admin, approver, service or agent.
-        #[arg(long)]
-        role: String,
+        /// What the token may do.
+        #[arg(long, value_parser = role_parser())]
+        role: Role,
         /// The agent's id (agent), the human's id (approver), or a name.
         #[arg(long)]
         subject: Option<String>,
@@ -36,6 +36,12 @@ pub(super) enum TokenCommand {
     List,
 }
 
+/// The roles' wire names, listed by `--help` and checked by clap.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    clap::builder::PossibleValuesParser::new(["admin", "approver", "service", "agent"])
+        .try_map(|name| Role::parse(&name).ok_or("not a role"))
+}
+
 pub(super) async fn run(cmd: TokenCommand, db: &DbArgs) -> anyhow::Result<()> {
     let warden = Warden::open_default(load_config(db)?).await?;
     let store = &warden.state.store;
@@ -46,9 +52,6 @@ pub(super) async fn run(cmd: TokenCommand, db: &DbArgs) -> anyhow::Result<()> {
             subject,
             note,
         } => {
-            let role = Role::parse(&role).with_context(|| {
-                format!("unknown role `{role}`: use admin, approver, service or agent")
-            })?;
             let new = crate::services::tokens::issue(
                 store,
                 offline_actor(),
