@@ -1,12 +1,12 @@
 //! The store's part for the audit chain: reading, paging and verifying it (appending is the writer's): reads, and how each of its writes is applied.
 
-use sqlx::{AnyConnection, Row as _};
+use sqlx::{AnyConnection, Executor as _, Row as _};
 use warden_core::audit::merkle::{self, Frontier};
 use warden_core::audit::{self, AuditEntry, AuditRecord, Break, Columns, StoredRow, Tamper};
 
 use crate::error::{Result, StoreError};
-use crate::writer::insert_rows;
-use crate::{Arg, Filters, Store};
+use crate::writer::{Query, ROWS_PER_INSERT, insert_rows, multi_insert};
+use crate::{Arg, Backend, Filters, Store};
 
 /// What an audit query selects (every field narrows it).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -150,46 +150,88 @@ pub(crate) struct AuditRow<'a> {
 const COLUMNS: &str = "seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, \
     service, team, verdict, outcome, risk, on_behalf_of, record, prev_hash, hash";
 
-pub(crate) async fn insert_audit(
+/// Inserts a batch's audit records and the people they name, moves the chain's head to the
+/// last of them and commits (only commits, given none). One call on SQLite, whose statements
+/// run in order and stop at the first that fails; a statement a call on PostgreSQL. On
+/// failure the caller rolls back.
+pub(crate) async fn insert_audit_and_commit(
     conn: &mut AnyConnection,
     rows: &[AuditRow<'_>],
 ) -> std::result::Result<(), sqlx::Error> {
-    let table = format!("audit_events ({COLUMNS})");
-    insert_rows(conn, &table, 18, rows, |q, r| {
-        let c = r.columns;
-        q.bind(r.seq)
-            .bind(c.at)
-            .bind(&c.event_type)
-            .bind(&c.actor_kind)
-            .bind(&c.actor_id)
-            .bind(&c.agent_id)
-            .bind(&c.environment)
-            .bind(&c.action_class)
-            .bind(&c.decision_id)
-            .bind(&c.service)
-            .bind(&c.team)
-            .bind(&c.verdict)
-            .bind(&c.outcome)
-            .bind(&c.risk)
-            .bind(&c.on_behalf_of)
-            .bind(r.json)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-    })
-    .await?;
+    let Some(last) = rows.last() else {
+        return conn.execute("COMMIT").await.map(drop);
+    };
+    let backend = Backend::of(conn);
     let people: Vec<(&str, i64)> = rows
         .iter()
         .flat_map(|r| r.record.people().into_iter().map(move |h| (h, r.seq)))
         .collect();
-    insert_rows(
-        conn,
-        "audit_people (human, seq)",
-        2,
-        &people,
-        |q, (human, seq)| q.bind(*human).bind(*seq),
-    )
-    .await?;
+    let table = format!("audit_events ({COLUMNS})");
+    let (move_head, commit) = backend.commit_at_head();
+    match backend {
+        Backend::Sqlite => {
+            // Positional parameters run on across the statements of one call.
+            let mut sql: Vec<String> = rows
+                .chunks(ROWS_PER_INSERT)
+                .map(|c| multi_insert(backend, &table, 18, c.len()))
+                .collect();
+            sql.extend(
+                people
+                    .chunks(ROWS_PER_INSERT)
+                    .map(|c| multi_insert(backend, PEOPLE, 2, c.len())),
+            );
+            sql.extend([move_head.to_string(), commit.to_string()]);
+            let sql = sql.join("; ");
+            let query = rows.iter().fold(sqlx::query(&sql), bind_row);
+            let query = people.iter().fold(query, bind_person);
+            query
+                .bind(last.seq)
+                .bind(&last.hash)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Backend::Postgres => {
+            insert_rows(conn, &table, 18, rows, bind_row).await?;
+            insert_rows(conn, PEOPLE, 2, &people, bind_person).await?;
+            sqlx::query(move_head)
+                .bind(last.seq)
+                .bind(&last.hash)
+                .execute(&mut *conn)
+                .await?;
+            conn.execute(commit).await?;
+        }
+    }
     Ok(())
+}
+
+const PEOPLE: &str = "audit_people (human, seq)";
+
+/// Binds an audit record's row, in [`COLUMNS`]' order.
+fn bind_row<'q>(q: Query<'q>, r: &'q AuditRow<'_>) -> Query<'q> {
+    let c = r.columns;
+    q.bind(r.seq)
+        .bind(c.at)
+        .bind(&c.event_type)
+        .bind(&c.actor_kind)
+        .bind(&c.actor_id)
+        .bind(&c.agent_id)
+        .bind(&c.environment)
+        .bind(&c.action_class)
+        .bind(&c.decision_id)
+        .bind(&c.service)
+        .bind(&c.team)
+        .bind(&c.verdict)
+        .bind(&c.outcome)
+        .bind(&c.risk)
+        .bind(&c.on_behalf_of)
+        .bind(r.json)
+        .bind(&r.prev_hash)
+        .bind(&r.hash)
+}
+
+/// Binds a row of the people a record names.
+fn bind_person<'q>(q: Query<'q>, (human, seq): &'q (&str, i64)) -> Query<'q> {
+    q.bind(*human).bind(*seq)
 }
 
 /// The filter's conditions, added to `w`.

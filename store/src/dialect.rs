@@ -159,27 +159,30 @@ impl Backend {
         }
     }
 
-    /// Moves the audit chain's head to `$1` (its sequence number) and `$2` (its hash), and
-    /// commits: statements to run in order, the first taking the two values. One call on
-    /// SQLite, as [`Backend::open_at_head`].
-    pub(crate) fn commit_at_head(self) -> &'static [&'static str] {
+    /// Moves the audit chain's head, taking its sequence number and then its hash (positional
+    /// on SQLite, so that it can follow a batch's inserts in one call), and then commits.
+    pub(crate) fn commit_at_head(self) -> (&'static str, &'static str) {
         match self {
-            Backend::Sqlite => &["UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1; COMMIT"],
-            Backend::Postgres => &[
+            Backend::Sqlite => (
+                "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
+                "COMMIT",
+            ),
+            Backend::Postgres => (
                 "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
                 "COMMIT",
-            ],
+            ),
         }
     }
 
-    /// Notes an agent's trust score, `$1` for agent `$2`, on the agent and in its day `$3` of
-    /// the trust history with its tier `$4`: one call on either backend (two statements on
-    /// SQLite, one on PostgreSQL).
+    /// Notes an agent's trust score on the agent and in its day of the trust history. On
+    /// PostgreSQL one statement taking the score `$1`, the agent `$2`, the day `$3` and the tier
+    /// `$4`. On SQLite two, with positional parameters so that several agents' notes can follow
+    /// other statements in one call: score, agent, agent, day, score, tier.
     pub(crate) fn note_score(self) -> &'static str {
         match self {
             Backend::Sqlite => {
-                "UPDATE agents SET trust_score = $1 WHERE id = $2; \
-                 INSERT INTO trust_daily (agent_id, day, score, tier) VALUES ($2, $3, $1, $4) \
+                "UPDATE agents SET trust_score = ? WHERE id = ?; \
+                 INSERT INTO trust_daily (agent_id, day, score, tier) VALUES (?, ?, ?, ?) \
                  ON CONFLICT (agent_id, day) DO UPDATE SET score = excluded.score, tier = excluded.tier"
             }
             Backend::Postgres => {

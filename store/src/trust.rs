@@ -16,7 +16,7 @@ use crate::dialect::Backend;
 use crate::error::{Result, StoreError};
 use crate::identities::small;
 use crate::outcomes::risk_of;
-use crate::writer::{Applied, ROWS_PER_INSERT, multi_insert};
+use crate::writer::{Applied, Query, ROWS_PER_INSERT, multi_insert};
 use crate::{Store, Write, wire_opt};
 
 /// A write to trust evidence, running totals, noted scores and tier changes.
@@ -78,57 +78,6 @@ fn source_of(r: &AnyRow, agent: &str) -> std::result::Result<Source, sqlx::Error
     ))
 }
 
-/// Adds evidence to one running total: `deltas` all share its key (agent, environment, risk,
-/// kind) and apply in order, so a batch's evidence for one total costs two statements: the
-/// row created if missing and read back, locked (on PostgreSQL another replica may be adding
-/// to it; the no-op update takes the lock), then decayed and added to.
-async fn add_evidence(
-    conn: &mut AnyConnection,
-    deltas: &[&EvidenceDelta],
-) -> std::result::Result<(), sqlx::Error> {
-    let Some(first) = deltas.first() else {
-        return Ok(());
-    };
-    let key = (
-        first.agent_id.as_str(),
-        first.environment.as_str(),
-        first.risk.as_str(),
-        first.kind.as_str(),
-    );
-    let row = sqlx::query(
-        "INSERT INTO trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count) VALUES ($1, $2, $3, $4, 0, $5, 0) \
-         ON CONFLICT (agent_id, environment, risk_level, kind) DO UPDATE SET count = trust_totals.count \
-         RETURNING amount, as_of, count",
-    )
-    .bind(key.0)
-    .bind(key.1)
-    .bind(key.2)
-    .bind(key.3)
-    .bind(first.at)
-    .fetch_one(&mut *conn)
-    .await?;
-    let mut total = warden_core::trust::Decayed {
-        amount: row.try_get("amount")?,
-        as_of: row.try_get("as_of")?,
-    };
-    let mut count: i64 = row.try_get("count")?;
-    for e in deltas {
-        total = total.add(e.delta as f64, e.at, e.half_life_us);
-        count += e.delta;
-    }
-    sqlx::query("UPDATE trust_totals SET amount = $1, as_of = $2, count = $3 WHERE agent_id = $4 AND environment = $5 AND risk_level = $6 AND kind = $7")
-        .bind(total.amount)
-        .bind(total.as_of)
-        .bind(count)
-        .bind(key.0)
-        .bind(key.1)
-        .bind(key.2)
-        .bind(key.3)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
 /// A batch's trust writes, applied together after its other writes: evidence summed per
 /// running total, and each agent's score noted once, from the totals with all of it. Neither
 /// can fail for a logical reason, and nothing else in a transaction reads what they write, so
@@ -179,53 +128,255 @@ impl<'a> TrustBatch<'a> {
     }
 
     /// Writes the batch's evidence, then notes the scores; returns each agent's noted score.
+    ///
+    /// Two calls on SQLite whatever the batch holds: every running total of the batch's agents
+    /// read, then the new totals and scores written together (the writer's transaction holds
+    /// the database's write lock, so nothing changes between). PostgreSQL first creates the
+    /// evidence's totals where missing and locks them, in one order, since another replica may
+    /// be adding to them; each statement is a call of its own there.
     pub(crate) async fn flush(
         &self,
         conn: &mut AnyConnection,
     ) -> std::result::Result<Vec<(String, f64)>, sqlx::Error> {
-        for deltas in self.evidence.values() {
-            add_evidence(conn, deltas).await?;
+        if self.evidence.is_empty() && self.notes.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut noted = Vec::with_capacity(self.notes.len());
-        for (agent_id, note) in &self.notes {
-            let score = note_trust(conn, agent_id, note.tier, note.at, note.policy).await?;
-            noted.push((agent_id.to_string(), score));
+        let backend = Backend::of(conn);
+        let mut keys: Vec<_> = self.evidence.iter().collect();
+        keys.sort_unstable_by_key(|(key, _)| **key);
+        if backend == Backend::Postgres {
+            create_and_lock(conn, &keys).await?;
         }
-        Ok(noted)
+        let mut agents: Vec<&str> = keys
+            .iter()
+            .map(|(key, _)| key.0)
+            .chain(self.notes.keys().copied())
+            .collect();
+        agents.sort_unstable();
+        agents.dedup();
+        let mut stored = read_totals(conn, backend, &agents).await?;
+
+        // The evidence added in memory, in the totals' own order.
+        let mut changed = Vec::with_capacity(keys.len());
+        for ((agent, environment, risk, kind), deltas) in &keys {
+            let rows = stored.entry(agent).or_default();
+            let i = match rows
+                .iter()
+                .position(|r| r.environment == *environment && r.risk == *risk && r.kind == *kind)
+            {
+                Some(i) => i,
+                None => {
+                    rows.push(Stored {
+                        environment: environment.to_string(),
+                        risk: risk.to_string(),
+                        kind: kind.to_string(),
+                        decayed: warden_core::trust::Decayed {
+                            amount: 0.0,
+                            as_of: deltas[0].at,
+                        },
+                        count: 0,
+                    });
+                    rows.len() - 1
+                }
+            };
+            let row = &mut rows[i];
+            for e in deltas.iter() {
+                row.decayed = row.decayed.add(e.delta as f64, e.at, e.half_life_us);
+                row.count += e.delta;
+            }
+            changed.push((*agent, row.clone()));
+        }
+        let mut notes: Vec<_> = self.notes.iter().collect();
+        notes.sort_unstable_by_key(|(agent, _)| **agent);
+        let mut noted = Vec::with_capacity(notes.len());
+        for (agent, note) in &notes {
+            let mut rows: Vec<&Stored> = stored.get(*agent).into_iter().flatten().collect();
+            rows.sort_unstable_by(|a, b| {
+                (&a.environment, &a.risk, &a.kind).cmp(&(&b.environment, &b.risk, &b.kind))
+            });
+            let totals: Vec<_> = rows.into_iter().filter_map(Stored::total).collect();
+            let score = warden_core::trust::weigh(&totals, note.at, note.policy, |_| true).score();
+            noted.push((
+                **agent,
+                score,
+                note.at.div_euclid(DAY_US),
+                i64::from(note.tier),
+            ));
+        }
+        write_totals_and_scores(conn, backend, &changed, &noted).await?;
+        Ok(noted
+            .into_iter()
+            .map(|(agent, score, ..)| (agent.to_string(), score))
+            .collect())
     }
 }
 
-/// Notes an agent's score from its running totals (and its day in the trust history).
-async fn note_trust(
+/// The evidence's running totals and the deltas each takes, sorted by key.
+type Keyed<'b, 'a> = [(
+    &'b (&'a str, &'a str, &'static str, &'static str),
+    &'b Vec<&'a EvidenceDelta>,
+)];
+
+/// Creates the running totals `keys` name where missing (at zero) and locks them, in the
+/// keys' order, so that two replicas adding to the same totals wait for each other instead
+/// of deadlocking.
+async fn create_and_lock(
     conn: &mut AnyConnection,
-    agent_id: &str,
-    tier: u8,
-    at: i64,
-    policy: &warden_core::trust::TrustPolicy,
-) -> std::result::Result<f64, sqlx::Error> {
-    let rows = sqlx::query(TOTALS_SQL)
-        .bind(agent_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    let totals = rows
-        .iter()
-        .map(total_of)
-        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
-    let score = warden_core::trust::weigh(
-        &totals.into_iter().flatten().collect::<Vec<_>>(),
-        at,
-        policy,
-        |_| true,
-    )
-    .score();
-    sqlx::query(Backend::of(conn).note_score())
-        .bind(score)
-        .bind(agent_id)
-        .bind(at.div_euclid(DAY_US))
-        .bind(i64::from(tier))
-        .execute(&mut *conn)
-        .await?;
-    Ok(score)
+    keys: &Keyed<'_, '_>,
+) -> std::result::Result<(), sqlx::Error> {
+    let backend = Backend::of(conn);
+    for chunk in keys.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "{} ON CONFLICT (agent_id, environment, risk_level, kind) DO UPDATE SET count = trust_totals.count",
+            multi_insert(backend, TOTALS_TABLE, 7, chunk.len())
+        );
+        let query = chunk.iter().fold(sqlx::query(&sql), |q, (key, deltas)| {
+            q.bind(key.0)
+                .bind(key.1)
+                .bind(key.2)
+                .bind(key.3)
+                .bind(0.0_f64)
+                .bind(deltas[0].at)
+                .bind(0_i64)
+        });
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+const TOTALS_TABLE: &str =
+    "trust_totals (agent_id, environment, risk_level, kind, amount, as_of, count)";
+
+/// A running total as stored, its key's columns as text.
+#[derive(Debug, Clone)]
+struct Stored {
+    environment: String,
+    risk: String,
+    kind: String,
+    decayed: warden_core::trust::Decayed,
+    count: i64,
+}
+
+impl Stored {
+    /// The total as trust weighs it (none for a kind this version does not know).
+    fn total(&self) -> Option<warden_core::trust::Total> {
+        Some(warden_core::trust::Total {
+            environment: self.environment.clone(),
+            risk: risk_of(&self.risk),
+            kind: warden_core::trust::Kind::parse(&self.kind)?,
+            decayed: self.decayed,
+            count: self.count,
+        })
+    }
+}
+
+/// Every running total of `agents`, by agent: one statement.
+async fn read_totals<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    agents: &[&'a str],
+) -> std::result::Result<HashMap<&'a str, Vec<Stored>>, sqlx::Error> {
+    let mut stored: HashMap<&str, Vec<Stored>> = HashMap::with_capacity(agents.len());
+    for chunk in agents.chunks(ROWS_PER_INSERT) {
+        let list = (1..=chunk.len())
+            .map(|n| backend.parameter(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT agent_id, environment, risk_level, kind, amount, as_of, count FROM trust_totals WHERE agent_id IN ({list})"
+        );
+        let rows = chunk
+            .iter()
+            .fold(sqlx::query(&sql), |q, a| q.bind(*a))
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in &rows {
+            let agent: String = r.try_get("agent_id")?;
+            let Some(agent) = chunk.iter().find(|a| **a == agent) else {
+                continue;
+            };
+            stored.entry(agent).or_default().push(Stored {
+                environment: r.try_get("environment")?,
+                risk: r.try_get("risk_level")?,
+                kind: r.try_get("kind")?,
+                decayed: warden_core::trust::Decayed {
+                    amount: r.try_get("amount")?,
+                    as_of: r.try_get("as_of")?,
+                },
+                count: r.try_get("count")?,
+            });
+        }
+    }
+    Ok(stored)
+}
+
+/// Binds running totals' rows, in [`TOTALS_TABLE`]'s columns.
+fn bind_totals<'q>(query: Query<'q>, rows: &'q [(&'q str, Stored)]) -> Query<'q> {
+    rows.iter().fold(query, |q, (agent, t)| {
+        q.bind(*agent)
+            .bind(t.environment.as_str())
+            .bind(t.risk.as_str())
+            .bind(t.kind.as_str())
+            .bind(t.decayed.amount)
+            .bind(t.decayed.as_of)
+            .bind(t.count)
+    })
+}
+
+/// Writes running totals and notes scores (agent, score, day, tier): one call on SQLite,
+/// a statement a call on PostgreSQL.
+async fn write_totals_and_scores(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    totals: &[(&str, Stored)],
+    scores: &[(&str, f64, i64, i64)],
+) -> std::result::Result<(), sqlx::Error> {
+    let upserts: Vec<String> = totals
+        .chunks(ROWS_PER_INSERT)
+        .map(|chunk| {
+            format!(
+                "{} ON CONFLICT (agent_id, environment, risk_level, kind) DO UPDATE SET \
+                 amount = excluded.amount, as_of = excluded.as_of, count = excluded.count",
+                multi_insert(backend, TOTALS_TABLE, 7, chunk.len())
+            )
+        })
+        .collect();
+    match backend {
+        Backend::Sqlite => {
+            // Positional parameters run on across the statements of one call.
+            let mut sql = upserts;
+            sql.extend(scores.iter().map(|_| backend.note_score().to_string()));
+            let sql = sql.join("; ");
+            let mut query = bind_totals(sqlx::query(&sql), totals);
+            for (agent, score, day, tier) in scores {
+                query = query
+                    .bind(*score)
+                    .bind(*agent)
+                    .bind(*agent)
+                    .bind(*day)
+                    .bind(*score)
+                    .bind(*tier);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Backend::Postgres => {
+            for (sql, chunk) in upserts.iter().zip(totals.chunks(ROWS_PER_INSERT)) {
+                bind_totals(sqlx::query(sql), chunk)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            for (agent, score, day, tier) in scores {
+                sqlx::query(backend.note_score())
+                    .bind(*score)
+                    .bind(*agent)
+                    .bind(*day)
+                    .bind(*tier)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 const DAY_US: i64 = 86_400_000_000;
@@ -241,7 +392,16 @@ impl Store {
             .iter()
             .map(total_of)
             .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
-        Ok(totals.into_iter().flatten().collect())
+        let mut totals: Vec<_> = totals.into_iter().flatten().collect();
+        // In the order the writer weighs them when it notes a score, so that both sum alike.
+        totals.sort_unstable_by(|a, b| {
+            (&a.environment, a.risk.as_str(), a.kind.as_str()).cmp(&(
+                &b.environment,
+                b.risk.as_str(),
+                b.kind.as_str(),
+            ))
+        });
+        Ok(totals)
     }
 
     /// The outcomes since `since` of an agent's actions that used a human's approval: the
@@ -545,7 +705,9 @@ impl Store {
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &TrustWrite) -> Applied {
     Ok(match write {
         TrustWrite::AddEvidence(e) => {
-            add_evidence(conn, &[e]).await?;
+            let mut batch = TrustBatch::default();
+            batch.evidence(e);
+            batch.flush(conn).await?;
             Ok(())
         }
         TrustWrite::NoteTrust {
@@ -554,7 +716,9 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &TrustWrite) -> Appli
             at,
             policy,
         } => {
-            note_trust(conn, agent_id, *tier, *at, policy).await?;
+            let mut batch = TrustBatch::default();
+            batch.note(agent_id, *tier, *at, policy);
+            batch.flush(conn).await?;
             Ok(())
         }
         TrustWrite::RecordTierChange(c) => {

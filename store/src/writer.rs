@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use warden_core::audit::{self, AuditRecord, Columns};
 
 use crate::approvals::{ApprovalWrite, insert_approvals};
-use crate::audit::{AuditRow, insert_audit};
+use crate::audit::{AuditRow, insert_audit_and_commit};
 use crate::decisions::insert_decisions;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::flush::Flusher;
@@ -362,13 +362,9 @@ async fn commit_batch<'a>(
         Ok(Batched {
             results,
             noted: Some(noted),
-            head,
+            audit,
         }) => {
-            let closed = match head {
-                Some((seq, hash)) => commit_at_head(conn, backend, seq, &hash).await,
-                None => conn.execute("COMMIT").await.map(drop),
-            };
-            if let Err(e) = closed {
+            if let Err(e) = insert_audit_and_commit(conn, &audit).await {
                 let _ = conn.execute("ROLLBACK").await;
                 return Err(e.into());
             }
@@ -406,36 +402,13 @@ async fn open_at_head(
     Ok((head.try_get("seq")?, head.try_get("hash")?))
 }
 
-/// Moves the audit chain's head and commits.
-async fn commit_at_head(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    seq: i64,
-    hash: &str,
-) -> std::result::Result<(), sqlx::Error> {
-    let (update, after) = backend
-        .commit_at_head()
-        .split_first()
-        .expect("an update of the head");
-    sqlx::query(update)
-        .bind(seq)
-        .bind(hash)
-        .execute(&mut *conn)
-        .await?;
-    for sql in after {
-        conn.execute(*sql).await?;
-    }
-    Ok(())
-}
-
 /// Applies changes inside an open transaction, from the audit chain's head as it read it.
 async fn apply_all<'a>(
     conn: &mut AnyConnection,
     (mut seq, mut hash): (i64, String),
     changes: impl Iterator<Item = Parts<'a>>,
     batch: bool,
-) -> std::result::Result<Batched, Failed> {
-    let start_seq = seq;
+) -> std::result::Result<Batched<'a>, Failed> {
     let mut results = Vec::new();
     // Rows that cannot fail for a logical reason are gathered and written with one multi-row
     // INSERT per table, and trust evidence and scores once per total and agent: a batch costs a
@@ -518,14 +491,13 @@ async fn apply_all<'a>(
     insert_approvals(conn, &approvals).await?;
     insert_guards(conn, &guards).await?;
     let noted = trust.flush(conn).await?;
-    insert_audit(conn, &audit_rows).await?;
     Ok(Batched {
         results,
         noted: Some(Noted {
             scores: noted,
             counts,
         }),
-        head: (seq != start_seq).then_some((seq, hash)),
+        audit: audit_rows,
     })
 }
 
@@ -539,19 +511,20 @@ pub(crate) struct Noted {
 
 /// What applying a batch came to: each change's result, and what it tells the cache, or `None`
 /// where the transaction must roll back (a change alone failed past its first write).
-struct Batched {
+struct Batched<'a> {
     results: Vec<Result<()>>,
     noted: Option<Noted>,
-    /// The audit chain's new head, where the batch extended it: moved as the batch commits.
-    head: Option<(i64, String)>,
+    /// The batch's audit records, chained: written as it commits, the chain's head moved to
+    /// the last.
+    audit: Vec<AuditRow<'a>>,
 }
 
-impl Batched {
-    fn rolled_back(e: StoreError) -> Batched {
+impl Batched<'_> {
+    fn rolled_back(e: StoreError) -> Self {
         Batched {
             results: vec![Err(e)],
             noted: None,
-            head: None,
+            audit: Vec::new(),
         }
     }
 }
