@@ -102,12 +102,20 @@ pub(crate) async fn insert_violations(
     .await
 }
 
+/// An agent's latest blocked violation ($1 the agent). Both this and [`BLOCKED_SINCE`] walk
+/// the agent's blocked violations in `violations_agent_mode_at` alone, however many flagged ones
+/// it has.
+const LAST_BLOCKED: &str = "SELECT at FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' ORDER BY at DESC LIMIT 1";
+
+/// An agent's ($1) blocked violations since $2, at most $3 of them.
+const BLOCKED_SINCE: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' AND at >= $2 LIMIT $3) AS v";
+
 impl Store {
     /// When the agent's latest blocked violation was (quota overruns are minor and left out).
     /// Read backwards along the agent's index to the first that counts, not by `MAX` over them
     /// all: an agent with many violations costs one step, not one per violation.
     pub async fn last_blocked_violation(&self, agent: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT at FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' ORDER BY at DESC LIMIT 1")
+        Ok(sqlx::query_scalar(LAST_BLOCKED)
             .bind(agent)
             .fetch_optional(&self.pool)
             .await?)
@@ -117,7 +125,7 @@ impl Store {
     /// are minor and left out). Whether a threshold is reached needs no more rows than it: an
     /// agent denied over and over must not make each review read all its violations.
     pub async fn blocked_violations(&self, agent: &str, since: i64, at_most: u64) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM violations WHERE agent_id = $1 AND mode = 'block' AND reason <> 'quota_exceeded' AND at >= $2 LIMIT $3) AS v")
+        let n: i64 = sqlx::query_scalar(BLOCKED_SINCE)
             .bind(agent)
             .bind(since)
             .bind(i64::try_from(at_most).unwrap_or(i64::MAX))
@@ -186,4 +194,38 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ViolationWrite) -> A
             Ok(())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Backend;
+
+    /// A review's reads of an agent's blocked violations go straight to them in the index
+    /// (agent, then mode): an agent with a class in `flag` mode, one violation a decision, once
+    /// made each review step over all of them.
+    #[tokio::test]
+    async fn reviews_read_only_blocked_violations() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        Backend::Sqlite.migrations().run(&pool).await.unwrap();
+        for sql in [LAST_BLOCKED, BLOCKED_SINCE] {
+            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get("detail").unwrap())
+                .collect();
+            assert!(
+                plan.iter().any(|step| step
+                    .contains("USING INDEX violations_agent_mode_at (agent_id=? AND mode=?")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
 }

@@ -17,6 +17,7 @@ const DAY: i64 = 24 * 60 * MINUTE;
 both_backends!(
     hard_triggers_pins_and_history,
     a_repeated_hard_trigger_still_narrows_above_the_floor,
+    at_the_floor_only_blocked_violations_make_a_repeat,
     totals_follow_a_new_half_life
 );
 
@@ -740,6 +741,65 @@ async fn a_repeated_hard_trigger_still_narrows_above_the_floor(backend: Backend)
             (Some(1), Some("forged_approval")),
         ]
     );
+}
+
+/// At the floor, a violation allowed in `flag` mode is no hard trigger and is not reviewed
+/// (only blocked violations make a repeat); the third blocked one within the window is a hard
+/// trigger, recorded once, and flagged ones after it within the hour restate it.
+async fn at_the_floor_only_blocked_violations_make_a_repeat(backend: Backend) {
+    let sim = Sim::start(backend, |c| {
+        c.policy
+            .violation_modes
+            .insert("config_change".into(), warden::policy::ViolationMode::Flag);
+    })
+    .await;
+    let s = &sim.s;
+    let bot = s.agent("flag-bot", 1, json!({"ceiling": 4})).await;
+    let hard_triggers = || async {
+        let (status, page) = s
+            .get("/v1/audit?event_type=trust.hard_trigger", &s.admin)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        page["records"].as_array().unwrap().clone()
+    };
+    let flagged = || async {
+        let (status, answer) = s
+            .decide(&bot, "config_change", "production", json!({}))
+            .await;
+        assert_eq!(
+            (status.as_u16(), answer["verdict"].as_str()),
+            (200, Some("allow")),
+            "{answer}"
+        );
+        assert!(
+            answer["reasons"].to_string().contains("violation"),
+            "{answer}"
+        );
+    };
+    for _ in 0..5 {
+        flagged().await;
+        sim.clock.advance(MINUTE);
+    }
+    assert!(hard_triggers().await.is_empty());
+    for blocked in 1..=3 {
+        let (status, answer) = s.decide(&bot, "deploy", "production", json!({})).await;
+        assert_eq!(
+            (status.as_u16(), answer["verdict"].as_str()),
+            (200, Some("deny")),
+            "{answer}"
+        );
+        sim.clock.advance(MINUTE);
+        assert_eq!(hard_triggers().await.len(), usize::from(blocked == 3));
+    }
+    let records = hard_triggers().await;
+    assert_eq!(
+        records[0]["details"]["hard_trigger"], "repeated_violations",
+        "{records:?}"
+    );
+    flagged().await;
+    assert_eq!(hard_triggers().await.len(), 1);
+    assert_eq!(tier(&sim.agent("flag-bot").await), 1);
+    assert!(sim.history("flag-bot").await.is_empty());
 }
 
 async fn totals_follow_a_new_half_life(backend: Backend) {

@@ -140,19 +140,24 @@ impl Controller {
     /// the call has finished, so a hard trigger has narrowed the tier before the agent's next
     /// request. The same violation committed again meanwhile (an agent retrying what it may not
     /// do) shares that review instead of queueing one of its own. An agent that no such review
-    /// can narrow ([`violation_can_narrow`]), whose last hard trigger is within the hour, is not
-    /// reviewed: the review would only restate that trigger, which is not recorded twice in an
-    /// hour, and what it could widen waits for the sweep. A failed review is logged.
+    /// can narrow ([`violation_can_narrow`]) is not reviewed when its last hard trigger is
+    /// within the hour (the review would only restate it, and a trigger is not recorded twice
+    /// in an hour), nor when this violation is no hard trigger (one allowed in `flag` mode, say,
+    /// with fewer blocked ones in the window than make a repeat): the review could then only
+    /// widen, and what it could widen waits for the sweep. A failed review is logged.
     pub async fn review_violation(&self, agent: &Agent, reason: ViolationReason, class: &str) {
         let suspended = agent.status == AgentStatus::Suspended;
-        if !violation_can_narrow(agent.tier, agent.pinned, suspended, self.tiering())
-            && restated(agent, self.clock.now_micros())
-        {
+        let floor = !violation_can_narrow(agent.tier, agent.pinned, suspended, self.tiering());
+        if floor && restated(agent, self.clock.now_micros()) {
             return;
         }
         let key = (agent.id.clone(), reason, class.to_string());
         self.after_violations
             .run(key, || async {
+                let now = self.clock.now_micros();
+                if floor && !self.hard(&agent.id, reason, class, now).await {
+                    return;
+                }
                 let trigger = Trigger::Violation {
                     reason,
                     class: class.to_string(),
@@ -162,6 +167,21 @@ impl Controller {
                 }
             })
             .await
+    }
+
+    /// Whether a violation the agent committed now is a hard trigger (true when that cannot
+    /// be read: the review then looks).
+    async fn hard(&self, agent: &str, reason: ViolationReason, class: &str, now: i64) -> bool {
+        let tp = self.tiering();
+        let since = now.saturating_sub((tp.repeated_violation_days * DAY_US) as i64);
+        match self
+            .store
+            .blocked_violations(agent, since, u64::from(tp.repeated_violations))
+            .await
+        {
+            Ok(blocked) => HardTrigger::of_violation(reason, class, blocked, tp).is_some(),
+            Err(_) => true,
+        }
     }
 
     fn tiering(&self) -> &TierPolicy {
