@@ -48,25 +48,6 @@ impl From<TrustWrite> for Write {
     }
 }
 
-const TOTALS_SQL: &str = "SELECT environment, risk_level, kind, amount, as_of, count FROM trust_totals WHERE agent_id = $1";
-
-/// One running total (none for a kind this version does not know).
-fn total_of(r: &AnyRow) -> std::result::Result<Option<warden_core::trust::Total>, sqlx::Error> {
-    let Some(kind) = warden_core::trust::Kind::parse(&r.try_get::<String, _>("kind")?) else {
-        return Ok(None);
-    };
-    Ok(Some(warden_core::trust::Total {
-        environment: r.try_get("environment")?,
-        risk: risk_of(&r.try_get::<String, _>("risk_level")?),
-        kind,
-        decayed: warden_core::trust::Decayed {
-            amount: r.try_get("amount")?,
-            as_of: r.try_get("as_of")?,
-        },
-        count: r.try_get("count")?,
-    }))
-}
-
 /// Who vouches for a decision's outcome, from its `outcome_by` and `outcome_confirmation`.
 fn source_of(r: &AnyRow, agent: &str) -> std::result::Result<Source, sqlx::Error> {
     let by: Option<String> = r.try_get("outcome_by")?;
@@ -190,11 +171,7 @@ impl<'a> TrustBatch<'a> {
         notes.sort_unstable_by_key(|(agent, _)| **agent);
         let mut noted = Vec::with_capacity(notes.len());
         for (agent, note) in &notes {
-            let mut rows: Vec<&Stored> = stored.get(*agent).into_iter().flatten().collect();
-            rows.sort_unstable_by(|a, b| {
-                (&a.environment, &a.risk, &a.kind).cmp(&(&b.environment, &b.risk, &b.kind))
-            });
-            let totals: Vec<_> = rows.into_iter().filter_map(Stored::total).collect();
+            let totals = weighable(stored.get(*agent).map_or(&[], Vec::as_slice));
             let score = warden_core::trust::weigh(&totals, note.at, note.policy, |_| true).score();
             noted.push((
                 **agent,
@@ -268,6 +245,16 @@ impl Stored {
             count: self.count,
         })
     }
+}
+
+/// Running totals as trust weighs them: known kinds only, in one order, so that the writer
+/// noting a score and a reader assessing one sum them alike.
+fn weighable(rows: &[Stored]) -> Vec<warden_core::trust::Total> {
+    let mut rows: Vec<&Stored> = rows.iter().collect();
+    rows.sort_unstable_by(|a, b| {
+        (&a.environment, &a.risk, &a.kind).cmp(&(&b.environment, &b.risk, &b.kind))
+    });
+    rows.into_iter().filter_map(Stored::total).collect()
 }
 
 /// Every running total of `agents`, by agent: one statement.
@@ -384,26 +371,11 @@ const DAY_US: i64 = 86_400_000_000;
 impl Store {
     /// An agent's running trust totals.
     pub async fn trust_totals(&self, agent: &str) -> Result<Vec<warden_core::trust::Total>> {
-        let rows = sqlx::query(TOTALS_SQL)
-            .bind(agent)
-            .fetch_all(&self.pool)
-            .await?;
-        let totals = rows
-            .iter()
-            .map(total_of)
-            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?;
-        let mut totals: Vec<_> = totals.into_iter().flatten().collect();
-        // In the order the writer weighs them when it notes a score, so that both sum alike.
-        totals.sort_unstable_by(|a, b| {
-            (&a.environment, a.risk.as_str(), a.kind.as_str()).cmp(&(
-                &b.environment,
-                b.risk.as_str(),
-                b.kind.as_str(),
-            ))
-        });
-        Ok(totals)
+        let mut conn = self.pool.acquire().await?;
+        let backend = Backend::of(&conn);
+        let stored = read_totals(&mut conn, backend, &[agent]).await?;
+        Ok(weighable(stored.get(agent).map_or(&[], Vec::as_slice)))
     }
-
     /// The outcomes since `since` of an agent's actions that used a human's approval: the
     /// watched work promotions rest on, oldest first.
     pub async fn watched_work(

@@ -155,7 +155,13 @@ impl Controller {
         self.after_violations
             .run(key, || async {
                 let now = self.clock.now_micros();
-                if floor && !self.hard(&agent.id, reason, class, now).await {
+                // A count that cannot be read leaves the review to look.
+                if floor
+                    && matches!(
+                        self.violation_trigger(&agent.id, reason, class, now).await,
+                        Ok(None)
+                    )
+                {
                     return;
                 }
                 let trigger = Trigger::Violation {
@@ -169,19 +175,22 @@ impl Controller {
             .await
     }
 
-    /// Whether a violation the agent committed now is a hard trigger (true when that cannot
-    /// be read: the review then looks).
-    async fn hard(&self, agent: &str, reason: ViolationReason, class: &str, now: i64) -> bool {
+    /// The hard trigger a violation the agent committed now is, if any: its reason, its class
+    /// and how many blocked violations the agent has in the window.
+    async fn violation_trigger(
+        &self,
+        agent: &str,
+        reason: ViolationReason,
+        class: &str,
+        now: i64,
+    ) -> Result<Option<HardTrigger>> {
         let tp = self.tiering();
         let since = now.saturating_sub((tp.repeated_violation_days * DAY_US) as i64);
-        match self
+        let blocked = self
             .store
             .blocked_violations(agent, since, u64::from(tp.repeated_violations))
-            .await
-        {
-            Ok(blocked) => HardTrigger::of_violation(reason, class, blocked, tp).is_some(),
-            Err(_) => true,
-        }
+            .await?;
+        Ok(HardTrigger::of_violation(reason, class, blocked, tp))
     }
 
     fn tiering(&self) -> &TierPolicy {
@@ -326,15 +335,8 @@ impl Controller {
                 Trigger::Sweep | Trigger::Outcome { .. } => None,
                 Trigger::Hard(h) => Some(*h),
                 Trigger::Violation { reason, class } => {
-                    let blocked = self
-                        .store
-                        .blocked_violations(
-                            agent_id,
-                            now.saturating_sub((tp.repeated_violation_days * DAY_US) as i64),
-                            u64::from(tp.repeated_violations),
-                        )
-                        .await?;
-                    HardTrigger::of_violation(*reason, class, blocked, &tp)
+                    self.violation_trigger(agent_id, *reason, class, now)
+                        .await?
                 }
             };
             // A hard trigger that cannot move the agent, within the hour of its last: the
