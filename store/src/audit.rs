@@ -578,3 +578,108 @@ impl Store {
         Ok(verifier.finish(head, &hash))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// Migration 0022 makes `seq` the table's rowid: a trail written before it keeps every
+    /// record as it was, reads by seq go straight to the table, and the trail stays append-only.
+    #[tokio::test]
+    async fn seq_becomes_the_rowid_and_keeps_the_trail() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let all = Backend::Sqlite.migrations();
+        let before = sqlx::migrate::Migrator {
+            migrations: Cow::Owned(all.iter().filter(|m| m.version < 22).cloned().collect()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        before.run(&pool).await.unwrap();
+        for seq in 1..=3_i64 {
+            sqlx::query(&format!(
+                "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, 'decision', 'agent', 'a1', \
+                 'a1', 'staging', 'deploy', $3, 'svc', 'team', 'allow', NULL, 'low', NULL, $4, $5, $6)"
+            ))
+            .bind(seq)
+            .bind(1_000 * seq)
+            .bind(format!("d{seq}"))
+            .bind(format!("{{\"n\":{seq}}}"))
+            .bind(format!("h{}", seq - 1))
+            .bind(format!("h{seq}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let read = |pool: sqlx::AnyPool| async move {
+            sqlx::query(&format!("SELECT {COLUMNS} FROM audit_events ORDER BY seq"))
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            r.try_get::<Option<String>, _>(i)
+                                .or_else(|_| r.try_get::<i64, _>(i).map(|n| Some(n.to_string())))
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        let old = read(pool.clone()).await;
+        all.run(&pool).await.unwrap();
+        assert_eq!(read(pool.clone()).await, old);
+        assert_eq!(old.len(), 3);
+
+        let plan: Vec<String> = sqlx::query(&format!(
+            "EXPLAIN QUERY PLAN SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("detail").unwrap())
+        .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INTEGER PRIMARY KEY (rowid>?)")),
+            "{plan:?}"
+        );
+        let indexes: Vec<String> = sqlx::query(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events' ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("name").unwrap())
+        .collect();
+        assert_eq!(
+            indexes,
+            [
+                "audit_actor_kind",
+                "audit_agent",
+                "audit_at",
+                "audit_decision",
+                "audit_environment"
+            ]
+        );
+        let refused = sqlx::query("UPDATE audit_events SET hash = 'x' WHERE seq = 2")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("append-only"), "{refused}");
+        let refused = sqlx::query("DELETE FROM audit_events WHERE seq = 3")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("append-only"), "{refused}");
+    }
+}
