@@ -80,7 +80,7 @@ pub enum Effect {
 }
 
 /// How a denied action of a class is handled (DESIGN.md, pipeline step 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ViolationMode {
     /// Deny the action.

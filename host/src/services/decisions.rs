@@ -354,7 +354,7 @@ impl Decisions {
             .violation
             .as_ref()
             .filter(|_| writes.overrun.is_none())
-            .map(|(v, _)| (v.reason, v.class.clone()));
+            .map(|(v, _)| (v.reason, v.class.clone(), v.mode));
         let evidence = writes.violation.is_some();
         let mut change = Change {
             writes: decision_writes(writes),
@@ -378,9 +378,9 @@ impl Decisions {
             self.outbox.notify();
         }
         // A violation may be a hard trigger: the tier narrows before the agent's next request.
-        if let Some((reason, class)) = violation {
+        if let Some((reason, class, mode)) = violation {
             self.tiers
-                .review_violation(&subject.agent, reason, &class)
+                .review_violation(&subject.agent, reason, &class, mode)
                 .await;
         }
         Ok(Decided { answer, body })

@@ -1,15 +1,17 @@
 //! The tier controller: reads an agent's record, applies the pure rules of
 //! [`warden_core::tiering`], and writes what they decide.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use warden_core::audit::{Actor, AuditRecord};
 use warden_core::clock::{SharedClock, format_micros, parse_micros};
 use warden_core::error::{Error, Kind as ErrorKind, Result};
 use warden_core::identity::{Agent, AgentStatus};
-use warden_core::policy::{CompiledPolicy, RiskLevel};
+use warden_core::policy::{CompiledPolicy, RiskLevel, ViolationMode};
 use warden_core::records::{EvidenceDelta, TierChange};
 use warden_core::replay::{Record, Replayed};
 use warden_core::tiering::*;
@@ -75,8 +77,66 @@ pub struct Controller {
     policy: Arc<CompiledPolicy>,
     clock: SharedClock,
     outbox: Arc<Outbox>,
-    /// Reviews after a violation, one at a time per agent, reason and class.
-    after_violations: Arc<Coalesce<(String, ViolationReason, String)>>,
+    /// Reviews after a violation, one at a time per agent, reason, class and mode.
+    after_violations: Arc<Coalesce<(String, ViolationReason, String, ViolationMode)>>,
+    /// At the floor, agents' recent counts of blocked violations short of a repeat.
+    short_of_repeat: Arc<ShortOfRepeat>,
+}
+
+/// How long a count of an agent's blocked violations short of a repeat answers for the
+/// violations it commits that are not blocked (a second: the store's cache of agents is as old).
+const SHORT_OF_REPEAT_FOR: i64 = 1_000_000;
+
+/// Agents' counts kept before they are all dropped (a crude bound, as the store's caches have).
+const SHORT_OF_REPEAT_CAPACITY: usize = 100_000;
+
+/// Recent counts of agents' blocked violations that were short of a repeat. Only a blocked
+/// violation adds to that count (the window only drops old ones), so until the agent commits
+/// one, a count stays an upper bound, and a violation allowed in `flag` or `guard` mode at the
+/// floor need not count again: an agent flagged thousands of times a second made a count for
+/// each batch of them. A blocked violation forgets the agent's count and is always counted
+/// afresh, and a count that began before it is not kept. Another replica's blocked violations
+/// are reviewed there; here a count is trusted for [`SHORT_OF_REPEAT_FOR`] at most.
+#[derive(Debug, Default)]
+struct ShortOfRepeat {
+    counts: Mutex<HashMap<String, (i64, u64)>>,
+    /// Bumped by every forgotten count, so a count read across it is not kept.
+    forgotten: AtomicU64,
+}
+
+impl ShortOfRepeat {
+    /// The agent's count, when made within [`SHORT_OF_REPEAT_FOR`] of `now`.
+    fn recent(&self, agent: &str, now: i64) -> Option<u64> {
+        let counts = self.counts.lock().expect("short-of-repeat lock");
+        counts
+            .get(agent)
+            .filter(|(at, _)| (0..SHORT_OF_REPEAT_FOR).contains(&(now - at)))
+            .map(|(_, n)| *n)
+    }
+
+    /// What [`ShortOfRepeat::keep`] is given to tell whether a count began after any forgetting.
+    fn epoch(&self) -> u64 {
+        self.forgotten.load(Ordering::SeqCst)
+    }
+
+    /// Keeps a count made at `now` that began at `epoch`, unless a count was forgotten since.
+    fn keep(&self, agent: &str, now: i64, blocked: u64, epoch: u64) {
+        let mut counts = self.counts.lock().expect("short-of-repeat lock");
+        if self.forgotten.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        if counts.len() >= SHORT_OF_REPEAT_CAPACITY {
+            counts.clear();
+        }
+        counts.insert(agent.to_string(), (now, blocked));
+    }
+
+    /// Forgets the agent's count: it has just committed a blocked violation.
+    fn forget(&self, agent: &str) {
+        let mut counts = self.counts.lock().expect("short-of-repeat lock");
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
+        counts.remove(agent);
+    }
 }
 
 /// What the controller sees of an agent now.
@@ -133,6 +193,7 @@ impl Controller {
             clock,
             outbox,
             after_violations: Arc::default(),
+            short_of_repeat: Arc::default(),
         }
     }
 
@@ -143,22 +204,29 @@ impl Controller {
     /// can narrow ([`violation_can_narrow`]) is not reviewed when its last hard trigger is
     /// within the hour (the review would only restate it, and a trigger is not recorded twice
     /// in an hour), nor when this violation is no hard trigger (one allowed in `flag` mode, say,
-    /// with fewer blocked ones in the window than make a repeat): the review could then only
-    /// widen, and what it could widen waits for the sweep. A failed review is logged.
-    pub async fn review_violation(&self, agent: &Agent, reason: ViolationReason, class: &str) {
+    /// with fewer blocked ones in the window than make a repeat; see [`ShortOfRepeat`] for when
+    /// that is known without counting): the review could then only widen, and what it could
+    /// widen waits for the sweep. A failed review is logged.
+    pub async fn review_violation(
+        &self,
+        agent: &Agent,
+        reason: ViolationReason,
+        class: &str,
+        mode: ViolationMode,
+    ) {
         let suspended = agent.status == AgentStatus::Suspended;
         let floor = !violation_can_narrow(agent.tier, agent.pinned, suspended, self.tiering());
         if floor && restated(agent, self.clock.now_micros()) {
             return;
         }
-        let key = (agent.id.clone(), reason, class.to_string());
+        let key = (agent.id.clone(), reason, class.to_string(), mode);
         self.after_violations
             .run(key, || async {
                 let now = self.clock.now_micros();
                 // A count that cannot be read leaves the review to look.
                 if floor
                     && matches!(
-                        self.violation_trigger(&agent.id, reason, class, now).await,
+                        self.floor_trigger(&agent.id, reason, class, mode, now).await,
                         Ok(None)
                     )
                 {
@@ -175,6 +243,30 @@ impl Controller {
             .await
     }
 
+    /// [`Controller::violation_trigger`] at the floor, for a violation committed in `mode`:
+    /// one that is not blocked takes a recent count short of a repeat as it is.
+    async fn floor_trigger(
+        &self,
+        agent: &str,
+        reason: ViolationReason,
+        class: &str,
+        mode: ViolationMode,
+        now: i64,
+    ) -> Result<Option<HardTrigger>> {
+        let tp = self.tiering();
+        if mode == ViolationMode::Block {
+            self.short_of_repeat.forget(agent);
+        } else if let Some(blocked) = self.short_of_repeat.recent(agent, now) {
+            return Ok(HardTrigger::of_violation(reason, class, blocked, tp));
+        }
+        let epoch = self.short_of_repeat.epoch();
+        let blocked = self.blocked_recently(agent, now).await?;
+        if blocked < u64::from(tp.repeated_violations) {
+            self.short_of_repeat.keep(agent, now, blocked, epoch);
+        }
+        Ok(HardTrigger::of_violation(reason, class, blocked, tp))
+    }
+
     /// The hard trigger a violation the agent committed now is, if any: its reason, its class
     /// and how many blocked violations the agent has in the window.
     async fn violation_trigger(
@@ -184,13 +276,23 @@ impl Controller {
         class: &str,
         now: i64,
     ) -> Result<Option<HardTrigger>> {
+        let blocked = self.blocked_recently(agent, now).await?;
+        Ok(HardTrigger::of_violation(
+            reason,
+            class,
+            blocked,
+            self.tiering(),
+        ))
+    }
+
+    /// The agent's blocked violations in the repeat window, counted up to a repeat.
+    async fn blocked_recently(&self, agent: &str, now: i64) -> Result<u64> {
         let tp = self.tiering();
         let since = now.saturating_sub((tp.repeated_violation_days * DAY_US) as i64);
-        let blocked = self
+        Ok(self
             .store
             .blocked_violations(agent, since, u64::from(tp.repeated_violations))
-            .await?;
-        Ok(HardTrigger::of_violation(reason, class, blocked, tp))
+            .await?)
     }
 
     fn tiering(&self) -> &TierPolicy {
@@ -608,4 +710,38 @@ pub async fn replay(
         replayed.push(warden_core::replay::replay(&record, since, now, proposed));
     }
     Ok(replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_short_of_a_repeat_answers_for_a_second() {
+        let short = ShortOfRepeat::default();
+        let epoch = short.epoch();
+        short.keep("a1", 10_000_000, 2, epoch);
+        assert_eq!(short.recent("a1", 10_000_000), Some(2));
+        assert_eq!(short.recent("a1", 10_999_999), Some(2));
+        assert_eq!(short.recent("a1", 11_000_000), None);
+        // A clock that went back does not make an old count new.
+        assert_eq!(short.recent("a1", 9_999_999), None);
+        assert_eq!(short.recent("a2", 10_000_000), None);
+    }
+
+    #[test]
+    fn a_blocked_violation_forgets_and_a_count_across_it_is_not_kept() {
+        let short = ShortOfRepeat::default();
+        short.keep("a1", 10, 1, short.epoch());
+        short.keep("a2", 10, 1, short.epoch());
+        // A count begins, a blocked violation is forgotten meanwhile, the count ends.
+        let epoch = short.epoch();
+        short.forget("a1");
+        short.keep("a1", 20, 1, epoch);
+        assert_eq!(short.recent("a1", 20), None);
+        assert_eq!(short.recent("a2", 20), Some(1));
+        // A count that began after it is kept.
+        short.keep("a1", 30, 2, short.epoch());
+        assert_eq!(short.recent("a1", 30), Some(2));
+    }
 }
