@@ -581,26 +581,14 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use super::*;
+    use crate::sqlite_tests::{migrated, plan};
 
     /// Migration 0022 makes `seq` the table's rowid: a trail written before it keeps every
     /// record as it was, reads by seq go straight to the table, and the trail stays append-only.
     #[tokio::test]
     async fn seq_becomes_the_rowid_and_keeps_the_trail() {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        let all = Backend::Sqlite.migrations();
-        let before = sqlx::migrate::Migrator {
-            migrations: Cow::Owned(all.iter().filter(|m| m.version < 22).cloned().collect()),
-            ..sqlx::migrate::Migrator::DEFAULT
-        };
-        before.run(&pool).await.unwrap();
+        let pool = migrated(22).await;
         for seq in 1..=3_i64 {
             sqlx::query(&format!(
                 "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, 'decision', 'agent', 'a1', \
@@ -634,19 +622,15 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let old = read(pool.clone()).await;
-        all.run(&pool).await.unwrap();
+        Backend::Sqlite.migrations().run(&pool).await.unwrap();
         assert_eq!(read(pool.clone()).await, old);
         assert_eq!(old.len(), 3);
 
-        let plan: Vec<String> = sqlx::query(&format!(
-            "EXPLAIN QUERY PLAN SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-        ))
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get("detail").unwrap())
-        .collect();
+        let plan = plan(
+            &pool,
+            &format!("SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"),
+        )
+        .await;
         assert!(
             plan.iter()
                 .any(|step| step.contains("USING INTEGER PRIMARY KEY (rowid>?)")),

@@ -577,6 +577,41 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// What the modules' tests of SQLite's schema share.
+#[cfg(test)]
+mod sqlite_tests {
+    /// A private in-memory SQLite database, migrated up to (not including) `below`.
+    pub(crate) async fn migrated(below: i64) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let all = crate::Backend::Sqlite.migrations();
+        let some = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                all.iter().filter(|m| m.version < below).cloned().collect(),
+            ),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        some.run(&pool).await.unwrap();
+        pool
+    }
+
+    /// The steps of SQLite's plan for `sql`.
+    pub(crate) async fn plan(pool: &sqlx::AnyPool, sql: &str) -> Vec<String> {
+        use sqlx::Row;
+        sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get("detail").unwrap())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

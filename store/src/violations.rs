@@ -199,28 +199,16 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ViolationWrite) -> A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Backend;
+    use crate::sqlite_tests::{migrated, plan};
 
     /// A review's reads of an agent's blocked violations go straight to them in the index
     /// (agent, then mode): an agent with a class in `flag` mode, one violation a decision, once
     /// made each review step over all of them.
     #[tokio::test]
     async fn reviews_read_only_blocked_violations() {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        Backend::Sqlite.migrations().run(&pool).await.unwrap();
+        let pool = migrated(i64::MAX).await;
         for sql in [LAST_BLOCKED, BLOCKED_SINCE] {
-            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.try_get("detail").unwrap())
-                .collect();
+            let plan = plan(&pool, sql).await;
             assert!(
                 plan.iter().any(|step| step
                     .contains("USING INDEX violations_agent_mode_at (agent_id=? AND mode=?")),
