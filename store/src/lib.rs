@@ -580,7 +580,8 @@ pub fn redact(url: &str) -> String {
 /// What the modules' tests of SQLite's schema share.
 #[cfg(test)]
 mod sqlite_tests {
-    /// A private in-memory SQLite database, migrated up to (not including) `below`.
+    /// A private in-memory SQLite database, migrated up to (not including) `below`; `i64::MAX`
+    /// migrates it all.
     pub(crate) async fn migrated(below: i64) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();
         let pool = sqlx::any::AnyPoolOptions::new()

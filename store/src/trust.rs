@@ -376,6 +376,7 @@ impl Store {
         let stored = read_totals(&mut conn, backend, &[agent]).await?;
         Ok(weighable(stored.get(agent).map_or(&[], Vec::as_slice)))
     }
+
     /// The outcomes since `since` of an agent's actions that used a human's approval: the
     /// watched work promotions rest on, oldest first.
     pub async fn watched_work(
