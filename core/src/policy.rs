@@ -249,6 +249,10 @@ fn yes() -> bool {
     true
 }
 
+fn same_violation_secs() -> u64 {
+    60
+}
+
 /// The effective policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -266,6 +270,13 @@ pub struct Policy {
     pub violation_modes: BTreeMap<String, ViolationMode>,
     /// Violation handling for classes not in `violation_modes`.
     pub default_violation_mode: ViolationMode,
+    /// How long a blocked violation stays on record as the same one, seconds: an agent that
+    /// tries the same thing again (class, environment, service and reason) within it is denied
+    /// every time, each a decision with its audit record, but the violation is recorded once.
+    /// 0 records every one. A violation let through (`flag`, `guard`) is an action that
+    /// happened and is always recorded.
+    #[serde(default = "same_violation_secs")]
+    pub same_violation_secs: u64,
     /// The five tiers, 0 to 4.
     pub tiers: Vec<Tier>,
     /// Anomaly severity (0–100) from which an action is severely anomalous.
@@ -407,6 +418,7 @@ impl Default for Policy {
             breaking_change_risk: High,
             violation_modes: BTreeMap::new(),
             default_violation_mode: ViolationMode::Block,
+            same_violation_secs: same_violation_secs(),
             tiers,
             severe_anomaly: 70,
             severe_anomaly_tier_cap: 2,
@@ -548,6 +560,11 @@ impl CompiledPolicy {
             );
         }
         ensure!(
+            policy.same_violation_secs <= 3600,
+            "policy.same_violation_secs must be at most 3600 (an hour), not {}",
+            policy.same_violation_secs
+        );
+        ensure!(
             policy.guard.error_limit >= 1,
             "policy.guard.error_limit must be at least 1"
         );
@@ -682,6 +699,12 @@ impl CompiledPolicy {
             .copied()
             .unwrap_or(self.policy.guard.watch_secs);
         i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+    }
+
+    /// How long a blocked violation stays on record as the same one, microseconds (0: not at all).
+    pub fn same_violation_micros(&self) -> i64 {
+        // At most an hour, by `compile`.
+        i64::try_from(self.policy.same_violation_secs).unwrap_or(3600) * 1_000_000
     }
 
     /// How many distinct approvers an approval for `class` needs.

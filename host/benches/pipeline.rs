@@ -36,6 +36,7 @@ fn run(
         decision_id,
         plugins,
         quotas: &quotas,
+        on_record: &[],
     })
     .unwrap()
 }

@@ -202,6 +202,8 @@ pub struct PolicyOverrides {
     pub breaking_change_risk: Option<RiskLevel>,
     /// Violation mode for classes not in `violation_modes`.
     pub default_violation_mode: Option<ViolationMode>,
+    /// How long a blocked violation stays on record as the same one, seconds (0: every one).
+    pub same_violation_secs: Option<u64>,
     /// Per-class risk rows (class → environment → level); a new class is added.
     pub risk: BTreeMap<String, BTreeMap<String, RiskLevel>>,
     /// Per-class violation modes.
@@ -244,6 +246,9 @@ impl PolicyOverrides {
         }
         if let Some(v) = self.default_violation_mode {
             policy.default_violation_mode = v;
+        }
+        if let Some(s) = self.same_violation_secs {
+            policy.same_violation_secs = s;
         }
         for (class, row) in &self.risk {
             policy.risk.insert(class.clone(), row.clone());

@@ -7,7 +7,10 @@ use serde_json::json;
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer, assert_error};
 
-both_backends!(violations_are_reviewed_and_acknowledged_once);
+both_backends!(
+    violations_are_reviewed_and_acknowledged_once,
+    the_same_blocked_attempt_is_one_violation_in_its_window
+);
 
 async fn violations_are_reviewed_and_acknowledged_once(backend: Backend) {
     let db = TestDb::new(backend).await;
@@ -191,4 +194,89 @@ async fn violations_are_reviewed_and_acknowledged_once(backend: Backend) {
         .await;
     assert_eq!(acks["records"].as_array().unwrap().len(), 1);
     assert_eq!(acks["records"][0]["authorizing_human"], "carol");
+}
+
+/// An agent that tries what it may not do again and again is denied every time, each denial a
+/// decision with its audit record, but the attempt is one violation (one audit record of its
+/// own, one piece of trust evidence) per `policy.same_violation_secs`; a violation let through
+/// is an action that happened and is recorded every time; 0 records every attempt.
+async fn the_same_blocked_attempt_is_one_violation_in_its_window(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config
+        .policy
+        .violation_modes
+        .insert("docs_update".into(), warden::policy::ViolationMode::Flag);
+    let s = TestServer::start_with(db, config).await;
+    let looper = s.agent("looper", 0, json!({})).await;
+    for _ in 0..4 {
+        assert_eq!(s.verdict(&looper, "deploy", "staging").await, "deny");
+    }
+    // Another service is another attempt; a flagged one is recorded each time.
+    let (status, answer) = s
+        .post(
+            "/v1/decisions",
+            &looper,
+            json!({"action": {"class": "deploy", "environment": "staging", "service": "ledger"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["verdict"].as_str()),
+        (StatusCode::OK, Some("deny"))
+    );
+    for _ in 0..2 {
+        assert_eq!(s.verdict(&looper, "docs_update", "staging").await, "allow");
+    }
+    let count = |path: String, key: &'static str| {
+        let s = &s;
+        async move {
+            let (status, page) = s.get(&path, &s.admin).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page[key].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(
+        count(
+            "/v1/violations?agent=looper&mode=block".into(),
+            "violations"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count("/v1/violations?agent=looper&mode=flag".into(), "violations").await,
+        2
+    );
+    assert_eq!(
+        count(
+            "/v1/audit?event_type=violation.recorded&agent=looper".into(),
+            "records"
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        count(
+            "/v1/audit?event_type=decision&agent=looper".into(),
+            "records"
+        )
+        .await,
+        7,
+        "every attempt is a decision on record"
+    );
+    let (_, trust) = s.get("/v1/agents/looper/trust", &s.admin).await;
+    assert_eq!(trust["evidence"]["violations"], 4, "{trust}");
+    drop(s);
+
+    // With the window at 0, every attempt is a violation.
+    let db = TestDb::new(backend).await;
+    let mut config = db.config();
+    config.policy.same_violation_secs = Some(0);
+    let s = TestServer::start_with(db, config).await;
+    let looper = s.agent("looper", 0, json!({})).await;
+    for _ in 0..3 {
+        assert_eq!(s.verdict(&looper, "deploy", "staging").await, "deny");
+    }
+    let (_, all) = s.get("/v1/violations?agent=looper", &s.admin).await;
+    assert_eq!(all["violations"].as_array().unwrap().len(), 3, "{all}");
 }

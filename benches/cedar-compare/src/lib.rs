@@ -270,6 +270,7 @@ impl Warden {
             decision_id: uuid::Uuid::now_v7().to_string(),
             plugins: assessment,
             quotas: &quotas,
+            on_record: &[],
         })
         .expect("judge")
     }

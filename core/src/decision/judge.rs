@@ -53,6 +53,10 @@ pub struct Inputs<'a> {
     pub plugins: Assessment,
     /// The quotas the action draws on, with their counts.
     pub quotas: &'a QuotaPlan,
+    /// The agent's blocked violations of this class, environment and service already on
+    /// record in their window (`policy.same_violation_secs`), by reason, as far as the
+    /// deciding process knows: the same attempt again is denied, but is not another violation.
+    pub on_record: &'a [ViolationReason],
 }
 
 /// What a decision writes, in the order it must be written: the writes that may fail come
@@ -129,6 +133,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
         decision_id,
         plugins,
         quotas,
+        on_record,
     } = inputs;
     let agent = &subject.agent;
     let action = &request.action;
@@ -176,7 +181,7 @@ pub fn judge(inputs: Inputs<'_>) -> Result<Judgement> {
     };
     let shadow = agent.shadow || policy.policy.mode == PolicyMode::Shadow;
     if !shadow {
-        handle_violation(policy, class, &mut draft, &violation_of);
+        handle_violation(policy, class, on_record, &mut draft, &violation_of);
         charge_quotas(quotas, &mut draft, &violation_of);
         let_through(class, &mut draft);
     }
@@ -568,6 +573,7 @@ fn present_approval(subject: &Subject, level: RiskLevel, draft: &mut Draft) {
 fn handle_violation(
     policy: &CompiledPolicy,
     class: &str,
+    on_record: &[ViolationReason],
     draft: &mut Draft,
     violation_of: &impl Fn(ViolationMode, ViolationReason) -> ViolationRow,
 ) {
@@ -581,6 +587,9 @@ fn handle_violation(
     if mode != ViolationMode::Block {
         draft.let_through = Some(mode);
         draft.verdict = Verdict::Allow;
+    } else if on_record.contains(&code) {
+        // The same attempt again within its window: denied, but the violation is on record.
+        return;
     }
     draft.violation_row = Some(violation_of(mode, code));
 }
@@ -797,6 +806,7 @@ mod tests {
             decision_id: "d".into(),
             plugins: Assessment::default(),
             quotas: &quotas,
+            on_record: &[],
         })
     }
 
@@ -834,6 +844,7 @@ mod tests {
             decision_id: "d".into(),
             plugins: Assessment::default(),
             quotas: &quotas,
+            on_record: &[],
         })
         .unwrap()
     }
@@ -865,6 +876,7 @@ mod tests {
                 decision_id: "d".into(),
                 plugins: Assessment::default(),
                 quotas: &quotas,
+                on_record: &[],
             })
             .unwrap()
         };
@@ -944,6 +956,60 @@ mod tests {
         // Another quota's overrun on record does not cover this one.
         let other = judged(vec![true, true, false]);
         assert!(other.writes.violation.is_some());
+    }
+
+    #[test]
+    fn a_blocked_violation_on_record_is_not_recorded_again_in_its_window() {
+        let mut policy = Policy::default();
+        policy
+            .violation_modes
+            .insert("docs_update".into(), ViolationMode::Flag);
+        let p = CompiledPolicy::new(policy).unwrap();
+        let s = alone(agent("a", 0));
+        let judged = |class: &str, on_record: &[ViolationReason]| {
+            let (caller, quotas) = (caller(), QuotaPlan::default());
+            judge(Inputs {
+                policy: &p,
+                caller: &caller,
+                subject: &s,
+                request: &request(class, "staging"),
+                now: 0,
+                decision_id: "d".into(),
+                plugins: Assessment::default(),
+                quotas: &quotas,
+                on_record,
+            })
+            .unwrap()
+        };
+        // The first attempt is a violation with its evidence and its own audit record.
+        let first = judged("deploy", &[]);
+        assert_eq!(first.answer.verdict, Verdict::Deny);
+        let (violation, _) = first.writes.violation.as_ref().unwrap();
+        assert_eq!(violation.reason, ViolationReason::NoGrant);
+        assert_eq!(first.audit.len(), 2);
+        // The same attempt again while it is on record: denied for the same reason, one
+        // decision and its record, and nothing more.
+        let again = judged("deploy", &[ViolationReason::NoGrant]);
+        assert_eq!(again.answer.verdict, Verdict::Deny);
+        let codes = |j: &Judgement| {
+            j.answer
+                .reasons
+                .iter()
+                .map(|r| r.code.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(codes(&again), ["no_grant"]);
+        assert_eq!(codes(&again), codes(&first));
+        assert!(again.writes.violation.is_none());
+        assert_eq!(again.audit.len(), 1);
+        assert!(again.events.is_empty());
+        // Another reason on record does not cover this one.
+        let other = judged("deploy", &[ViolationReason::ExplicitDeny]);
+        assert!(other.writes.violation.is_some());
+        // A violation let through is an action that happened: always recorded.
+        let flagged = judged("docs_update", &[ViolationReason::NoGrant]);
+        assert_eq!(flagged.answer.verdict, Verdict::Allow);
+        assert!(matches!(&flagged.writes.violation, Some((v, _)) if v.mode == ViolationMode::Flag));
     }
 
     #[test]

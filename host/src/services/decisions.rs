@@ -18,8 +18,9 @@ use crate::identity::{Agent, Caller, Role};
 use crate::metrics::Metrics;
 use crate::plugin::{AnomalyContext, PluginAction, RecentActivity};
 use crate::plugins::PluginHost;
-use crate::policy::{CompiledPolicy, PolicyMode};
+use crate::policy::{CompiledPolicy, PolicyMode, ViolationMode};
 use crate::quotas::{QuotaPlan, Unit};
+use crate::records::ViolationReason;
 use crate::services::baselines::Baselines;
 use crate::services::cutoffs::{Cutoffs, HOLD};
 use crate::services::delegations::{self, DelegationConfig};
@@ -27,6 +28,7 @@ use crate::services::idempotency::Claim;
 use crate::services::lanes::Lanes;
 use crate::services::notify::Outbox;
 use crate::services::overruns::Overruns;
+use crate::services::repeats::Repeats;
 use crate::services::tiering::Controller;
 use crate::store::{
     ApprovalWrite, Change, Conflict, DecisionWrite, GuardWrite, QuotaWrite, Store, StoreError,
@@ -48,6 +50,7 @@ pub struct Decisions {
     cutoffs: Cutoffs,
     lanes: Lanes,
     overruns: Overruns,
+    repeats: Repeats,
 }
 
 /// A committed decision: the answer, and its JSON as recorded, which is the body to send.
@@ -113,6 +116,7 @@ impl Decisions {
             cutoffs,
             lanes: Lanes::new(agent_concurrency),
             overruns: Overruns::default(),
+            repeats: Repeats::default(),
         }
     }
 
@@ -244,7 +248,7 @@ impl Decisions {
         // refusal follows someone else's commit, so retries make progress; the bound is a
         // backstop.
         const ATTEMPTS: usize = 8;
-        let judged = |plan: &QuotaPlan| {
+        let judged = |plan: &QuotaPlan, on_record: &[ViolationReason]| {
             judge(Inputs {
                 policy,
                 caller,
@@ -254,27 +258,50 @@ impl Decisions {
                 decision_id: decision_id.clone(),
                 plugins: assessment.clone(),
                 quotas: plan,
+                on_record,
             })
         };
         let agent = &subject.agent.id;
+        let attempt_of = (
+            action.class.as_str(),
+            action.environment.as_str(),
+            action.service.as_str(),
+        );
+        let window = policy.same_violation_micros();
+        let mut on_record = self.repeats.on_record(agent, attempt_of, now);
         for attempt in 1..=ATTEMPTS {
-            let mut judgement = judged(&plan)?;
-            // One decision per window records a spent quota's overrun; the others know.
+            let mut judgement = judged(&plan, &on_record)?;
+            // One decision per window records a spent quota's overrun, and one the same
+            // blocked attempt's violation; the others know.
             let mut claimed = None;
+            let mut repeated = None;
             let overrun = judgement.writes.overrun;
             if let Some(charge) = overrun.and_then(|i| plan.charges.get(i)).cloned() {
                 if self.overruns.claim(agent, &charge, now) {
                     claimed = Some(charge);
                 } else {
                     plan.overrun_recorded = self.overruns.recorded(agent, &plan.charges);
-                    judgement = judged(&plan)?;
+                    judgement = judged(&plan, &on_record)?;
+                }
+            } else if let Some((v, _)) = &judgement.writes.violation
+                && v.mode == ViolationMode::Block
+                && window > 0
+            {
+                if self.repeats.claim(v, window, now) {
+                    repeated = Some(v.clone());
+                } else {
+                    on_record = self.repeats.on_record(agent, attempt_of, now);
+                    judgement = judged(&plan, &on_record)?;
                 }
             }
             let recorded = self.record(&subject, judgement, now, claim).await;
-            if recorded.is_err()
-                && let Some(charge) = &claimed
-            {
-                self.overruns.release(agent, charge);
+            if recorded.is_err() {
+                if let Some(charge) = &claimed {
+                    self.overruns.release(agent, charge);
+                }
+                if let Some(v) = &repeated {
+                    self.repeats.release(v);
+                }
             }
             match recorded {
                 Err(e) if e.conflict() == Some(Conflict::QuotaExceeded) && attempt < ATTEMPTS => {

@@ -24,6 +24,7 @@ pub mod outcomes;
 pub mod overruns;
 pub mod plugins;
 pub mod quotas;
+pub mod repeats;
 pub mod reports;
 pub mod rollback;
 pub mod sessions;
