@@ -26,11 +26,22 @@ impl OnRecord {
     }
 }
 
-/// The blocked violations recorded by this process whose windows have not ended, by agent.
+/// The blocked violations recorded by this process whose windows have not ended.
 #[derive(Debug, Clone, Default)]
 pub struct Repeats {
-    recorded: Arc<Mutex<HashMap<String, Vec<OnRecord>>>>,
+    recorded: Arc<Mutex<Recorded>>,
 }
+
+/// The violations on record by agent, and when ended windows were last forgotten.
+#[derive(Debug, Default)]
+struct Recorded {
+    by_agent: HashMap<String, Vec<OnRecord>>,
+    swept_at: i64,
+}
+
+/// How often a claim forgets every agent's ended windows, microseconds: often enough to keep
+/// the map small, seldom enough that many agents' claims do not each walk all of it.
+const SWEEP_EVERY: i64 = 1_000_000;
 
 impl Repeats {
     /// The reasons `agent`'s blocked violations of this class, environment and service are on
@@ -42,7 +53,7 @@ impl Repeats {
         now: i64,
     ) -> Vec<ViolationReason> {
         let recorded = self.recorded.lock().expect("repeats lock");
-        let Some(kept) = recorded.get(agent) else {
+        let Some(kept) = recorded.by_agent.get(agent) else {
             return Vec::new();
         };
         kept.iter()
@@ -52,15 +63,20 @@ impl Repeats {
     }
 
     /// Claims the recording of blocked violation `v` for `window` microseconds from `now`,
-    /// forgetting the windows that ended: true for the first claim, which records it (or gives
-    /// the claim back if its commit fails), false once another has.
+    /// forgetting the windows that ended (the agent's at once, everyone's once a second): true
+    /// for the first claim, which records it (or gives the claim back if its commit fails),
+    /// false once another has.
     pub fn claim(&self, v: &ViolationRow, window: i64, now: i64) -> bool {
         let mut recorded = self.recorded.lock().expect("repeats lock");
-        recorded.retain(|_, kept| {
-            kept.retain(|r| r.until > now);
-            !kept.is_empty()
-        });
-        let kept = recorded.entry(v.agent_id.clone()).or_default();
+        if now.saturating_sub(recorded.swept_at) >= SWEEP_EVERY {
+            recorded.by_agent.retain(|_, kept| {
+                kept.retain(|r| r.until > now);
+                !kept.is_empty()
+            });
+            recorded.swept_at = now;
+        }
+        let kept = recorded.by_agent.entry(v.agent_id.clone()).or_default();
+        kept.retain(|r| r.until > now);
         if kept
             .iter()
             .any(|r| r.reason == v.reason && r.is(&v.class, &v.environment, &v.service))
@@ -80,10 +96,10 @@ impl Repeats {
     /// Gives a claim back: its decision was not committed, so the next attempt records it.
     pub fn release(&self, v: &ViolationRow) {
         let mut recorded = self.recorded.lock().expect("repeats lock");
-        if let Some(kept) = recorded.get_mut(&v.agent_id) {
+        if let Some(kept) = recorded.by_agent.get_mut(&v.agent_id) {
             kept.retain(|r| !(r.reason == v.reason && r.is(&v.class, &v.environment, &v.service)));
             if kept.is_empty() {
-                recorded.remove(&v.agent_id);
+                recorded.by_agent.remove(&v.agent_id);
             }
         }
     }
@@ -157,13 +173,14 @@ mod tests {
         assert_eq!(repeats.on_record("a", ACTION, 109).len(), 1);
         assert!(repeats.on_record("a", ACTION, 110).is_empty());
         assert!(repeats.claim(&no_grant, 100, 110), "the next window's");
-        assert!(repeats.claim(
-            &violation("b", "payments", ViolationReason::NoGrant),
-            100,
-            300
-        ));
+        assert_eq!(repeats.recorded.lock().unwrap().by_agent["a"].len(), 1);
+        // Other agents' ended windows go once a second, with a claim.
+        let other = violation("b", "payments", ViolationReason::NoGrant);
+        assert!(repeats.claim(&other, 100, 300));
+        assert_eq!(repeats.recorded.lock().unwrap().by_agent.len(), 2);
+        assert!(repeats.claim(&other, 100, SWEEP_EVERY + 300));
         let recorded = repeats.recorded.lock().unwrap();
-        assert_eq!(recorded.len(), 1, "agent a's ended window is gone");
-        assert!(recorded.contains_key("b"));
+        assert_eq!(recorded.by_agent.len(), 1, "agent a's ended window is gone");
+        assert!(recorded.by_agent.contains_key("b"));
     }
 }
