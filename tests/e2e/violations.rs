@@ -12,14 +12,19 @@ both_backends!(
     the_same_blocked_attempt_is_one_violation_in_its_window
 );
 
-async fn violations_are_reviewed_and_acknowledged_once(backend: Backend) {
+/// A server whose policy puts `docs_update` in `flag` mode.
+async fn docs_flagged(backend: Backend) -> TestServer {
     let db = TestDb::new(backend).await;
     let mut config = db.config();
     config
         .policy
         .violation_modes
         .insert("docs_update".into(), warden::policy::ViolationMode::Flag);
-    let s = TestServer::start_with(db, config).await;
+    TestServer::start_with(db, config).await
+}
+
+async fn violations_are_reviewed_and_acknowledged_once(backend: Backend) {
+    let s = docs_flagged(backend).await;
     let scribe = s.agent("scribe", 0, json!({})).await;
     let other = s.agent("other", 0, json!({})).await;
     let (status, carol) = s
@@ -201,13 +206,7 @@ async fn violations_are_reviewed_and_acknowledged_once(backend: Backend) {
 /// own, one piece of trust evidence) per `policy.same_violation_secs`; a violation let through
 /// is an action that happened and is recorded every time; 0 records every attempt.
 async fn the_same_blocked_attempt_is_one_violation_in_its_window(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let mut config = db.config();
-    config
-        .policy
-        .violation_modes
-        .insert("docs_update".into(), warden::policy::ViolationMode::Flag);
-    let s = TestServer::start_with(db, config).await;
+    let s = docs_flagged(backend).await;
     let looper = s.agent("looper", 0, json!({})).await;
     for _ in 0..4 {
         assert_eq!(s.verdict(&looper, "deploy", "staging").await, "deny");
