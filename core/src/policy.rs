@@ -907,6 +907,32 @@ mod tests {
     }
 
     #[test]
+    fn the_same_violation_window_is_at_most_an_hour() {
+        let with = |secs: u64| {
+            CompiledPolicy::new(Policy {
+                same_violation_secs: secs,
+                ..Policy::default()
+            })
+            .map(|c| c.same_violation_micros())
+        };
+        assert_eq!(with(60), Ok(60_000_000));
+        assert_eq!(Policy::default().same_violation_secs, 60);
+        assert_eq!(with(0), Ok(0));
+        assert_eq!(with(3600), Ok(3_600_000_000));
+        assert!(
+            with(3601)
+                .unwrap_err()
+                .0
+                .contains("policy.same_violation_secs")
+        );
+        // A policy written before the setting existed reads with the default.
+        let mut older = serde_json::to_value(Policy::default()).unwrap();
+        older.as_object_mut().unwrap().remove("same_violation_secs");
+        let older: Policy = serde_json::from_value(older).unwrap();
+        assert_eq!(older.same_violation_secs, 60);
+    }
+
+    #[test]
     fn rejects_incomplete_tiers_and_unknown_classes() {
         let mut p = Policy::default();
         p.tiers.pop();
