@@ -284,11 +284,14 @@ impl Runtime {
             .total_tables(POOL_INSTANCES * 2)
             .total_stacks(POOL_INSTANCES)
             .max_memory_size(MAX_LIMITS.memory_bytes as usize)
-            // Keep each slot's pages mapped between calls and reset only the pages a call
-            // dirtied (pagemap_scan, Linux 6.7+): cheaper than unmapping and faulting them in again.
-            .linear_memory_keep_resident(4 << 20)
+            // Keep the first MiB of each slot's memory mapped between calls and reset it with a
+            // plain copy, decommitting the rest. A plugin built with the SDK has two 64 KiB pages,
+            // and copying them back costs less than asking the kernel which pages a call
+            // dirtied (`PAGEMAP_SCAN`, about a third of a fresh instance's cost, BENCHMARKS.md);
+            // a plugin that grows its memory past a MiB pays for its faults, not the others.
+            .linear_memory_keep_resident(1 << 20)
             .table_keep_resident(64 << 10)
-            .pagemap_scan(wasmtime::Enabled::Auto);
+            .pagemap_scan(wasmtime::Enabled::No);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
