@@ -796,6 +796,16 @@ mod tests {
         subject: &Subject,
         request: DecisionRequest,
     ) -> Result<Judgement> {
+        run_on_record(policy, subject, request, &[])
+    }
+
+    /// `run`, with these of the agent's blocked violations on record.
+    fn run_on_record(
+        policy: &CompiledPolicy,
+        subject: &Subject,
+        request: DecisionRequest,
+        on_record: &[ViolationReason],
+    ) -> Result<Judgement> {
         let (caller, quotas) = (caller(), QuotaPlan::default());
         judge(Inputs {
             policy,
@@ -806,7 +816,7 @@ mod tests {
             decision_id: "d".into(),
             plugins: Assessment::default(),
             quotas: &quotas,
-            on_record: &[],
+            on_record,
         })
     }
 
@@ -967,19 +977,7 @@ mod tests {
         let p = CompiledPolicy::new(policy).unwrap();
         let s = alone(agent("a", 0));
         let judged = |class: &str, on_record: &[ViolationReason]| {
-            let (caller, quotas) = (caller(), QuotaPlan::default());
-            judge(Inputs {
-                policy: &p,
-                caller: &caller,
-                subject: &s,
-                request: &request(class, "staging"),
-                now: 0,
-                decision_id: "d".into(),
-                plugins: Assessment::default(),
-                quotas: &quotas,
-                on_record,
-            })
-            .unwrap()
+            run_on_record(&p, &s, request(class, "staging"), on_record).unwrap()
         };
         // The first attempt is a violation with its evidence and its own audit record.
         let first = judged("deploy", &[]);
