@@ -6,7 +6,7 @@ use warden_core::clock::format_micros;
 use warden_core::records::{Approval, ApprovalRow, ApprovalStatus, QuarantinedApproval};
 
 use crate::error::{Conflict, Missing, Result, StoreError};
-use crate::writer::{Applied, affected, insert_rows, missing};
+use crate::writer::{Applied, Table, affected, missing};
 use crate::{Arg, Filters, Listed, Store, Write, unreadable, wire};
 
 /// A write to approval requests: asked, decided, used, lapsed.
@@ -256,28 +256,28 @@ impl Store {
 /// Inserts new pending approvals, a multi-row `INSERT` per
 /// [`crate::writer::ROWS_PER_INSERT`] rows: a new approval cannot fail for a logical reason, so
 /// the writer gathers a batch's approvals into one statement.
-pub(crate) async fn insert_approvals(
-    conn: &mut AnyConnection,
-    rows: &[&ApprovalRow],
-) -> std::result::Result<(), sqlx::Error> {
-    insert_rows(conn, "approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at, \
-             approvals_needed)", 13, rows, |q, a| {
-        q
-            .bind(&a.id)
-            .bind(&a.decision_id)
-            .bind(&a.agent_id)
-            .bind(&a.on_behalf_of)
-            .bind(&a.class)
-            .bind(&a.environment)
-            .bind(&a.service)
-            .bind(&a.action_hash)
-            .bind(&a.summary)
-            .bind(ApprovalStatus::Pending.as_str())
-            .bind(a.created_at)
-            .bind(a.expires_at)
-            .bind(a.approvals_needed)
-    })
-    .await
+/// New approval rows, for one multi-row INSERT.
+pub(crate) fn approval_rows<'a>() -> Table<'a, ApprovalRow> {
+    Table::<ApprovalRow>::new(
+        "approvals (id, decision_id, agent_id, on_behalf_of, class, environment, service, action_hash, summary, status, created_at, expires_at, \
+             approvals_needed)",
+        13,
+        |q, a| {
+            q.bind(&a.id)
+                .bind(&a.decision_id)
+                .bind(&a.agent_id)
+                .bind(&a.on_behalf_of)
+                .bind(&a.class)
+                .bind(&a.environment)
+                .bind(&a.service)
+                .bind(&a.action_hash)
+                .bind(&a.summary)
+                .bind(ApprovalStatus::Pending.as_str())
+                .bind(a.created_at)
+                .bind(a.expires_at)
+                .bind(a.approvals_needed)
+        },
+    )
 }
 
 /// Applies one write inside the writer's transaction.
@@ -322,7 +322,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
             )
         }
         ApprovalWrite::InsertApproval(a) => {
-            insert_approvals(conn, &[a]).await?;
+            approval_rows().with(a).insert(conn).await?;
             Ok(())
         }
         ApprovalWrite::DecideApproval {

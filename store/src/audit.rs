@@ -5,7 +5,7 @@ use warden_core::audit::merkle::{self, Frontier};
 use warden_core::audit::{self, AuditEntry, AuditRecord, Break, Columns, StoredRow, Tamper};
 
 use crate::error::{Result, StoreError};
-use crate::writer::{Query, ROWS_PER_INSERT, insert_rows, multi_insert};
+use crate::writer::{NewRows, Query, ROWS_PER_INSERT, insert_rows, multi_insert};
 use crate::{Arg, Backend, Filters, Store};
 
 /// What an audit query selects (every field narrows it).
@@ -150,17 +150,15 @@ pub(crate) struct AuditRow<'a> {
 const COLUMNS: &str = "seq, at, event_type, actor_kind, actor_id, agent_id, environment, action_class, decision_id, \
     service, team, verdict, outcome, risk, on_behalf_of, record, prev_hash, hash";
 
-/// Inserts a batch's audit records and the people they name, moves the chain's head to the
-/// last of them and commits (only commits, given none). One call on SQLite, whose statements
-/// run in order and stop at the first that fails; a statement a call on PostgreSQL. On
-/// failure the caller rolls back.
-pub(crate) async fn insert_audit_and_commit(
+/// Inserts a batch's new rows, then its audit records and the people they name, moves the
+/// chain's head to the last record and commits. One call on SQLite, whose statements run in
+/// order and stop at the first that fails (each call is a round trip to SQLite's thread); a
+/// statement a call on PostgreSQL. On failure the caller rolls back.
+pub(crate) async fn insert_and_commit(
     conn: &mut AnyConnection,
+    new: &NewRows<'_>,
     rows: &[AuditRow<'_>],
 ) -> std::result::Result<(), sqlx::Error> {
-    let Some(last) = rows.last() else {
-        return conn.execute("COMMIT").await.map(drop);
-    };
     let backend = Backend::of(conn);
     let people: Vec<(&str, i64)> = rows
         .iter()
@@ -171,33 +169,42 @@ pub(crate) async fn insert_audit_and_commit(
     match backend {
         Backend::Sqlite => {
             // Positional parameters run on across the statements of one call.
-            let mut sql: Vec<String> = rows
-                .chunks(ROWS_PER_INSERT)
-                .map(|c| multi_insert(backend, &table, 18, c.len()))
-                .collect();
+            let mut sql = Vec::new();
+            new.statements(backend, &mut sql);
+            sql.extend(
+                rows.chunks(ROWS_PER_INSERT)
+                    .map(|c| multi_insert(backend, &table, 18, c.len())),
+            );
             sql.extend(
                 people
                     .chunks(ROWS_PER_INSERT)
                     .map(|c| multi_insert(backend, PEOPLE, 2, c.len())),
             );
-            sql.extend([move_head.to_string(), commit.to_string()]);
+            if !rows.is_empty() {
+                sql.push(move_head.to_string());
+            }
+            sql.push(commit.to_string());
             let sql = sql.join("; ");
-            let query = rows.iter().fold(sqlx::query(&sql), bind_row);
+            let query = new.bind(sqlx::query(&sql));
+            let query = rows.iter().fold(query, bind_row);
             let query = people.iter().fold(query, bind_person);
-            query
-                .bind(last.seq)
-                .bind(&last.hash)
-                .execute(&mut *conn)
-                .await?;
+            let query = match rows.last() {
+                Some(last) => query.bind(last.seq).bind(&last.hash),
+                None => query,
+            };
+            query.execute(&mut *conn).await?;
         }
         Backend::Postgres => {
-            insert_rows(conn, &table, 18, rows, bind_row).await?;
-            insert_rows(conn, PEOPLE, 2, &people, bind_person).await?;
-            sqlx::query(move_head)
-                .bind(last.seq)
-                .bind(&last.hash)
-                .execute(&mut *conn)
-                .await?;
+            new.insert(conn).await?;
+            if let Some(last) = rows.last() {
+                insert_rows(conn, &table, 18, rows, bind_row).await?;
+                insert_rows(conn, PEOPLE, 2, &people, bind_person).await?;
+                sqlx::query(move_head)
+                    .bind(last.seq)
+                    .bind(&last.hash)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             conn.execute(commit).await?;
         }
     }

@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Row as _};
 use warden_core::records::{Activity, DecisionRow};
 
 use crate::error::Result;
-use crate::writer::{Applied, insert_rows};
+use crate::writer::{Applied, Table};
 use crate::{Store, Write};
 
 /// A write to decisions.
@@ -21,31 +21,31 @@ impl From<DecisionWrite> for Write {
     }
 }
 
-pub(crate) async fn insert_decisions(
-    conn: &mut AnyConnection,
-    rows: &[&DecisionRow],
-) -> std::result::Result<(), sqlx::Error> {
-    insert_rows(conn, "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer, \
-             outcome_due_at, notable)", 16, rows, |q, d| {
-        q
-            .bind(&d.id)
-            .bind(d.at)
-            .bind(&d.agent_id)
-            .bind(&d.on_behalf_of)
-            .bind(&d.class)
-            .bind(&d.environment)
-            .bind(&d.service)
-            .bind(d.verdict.as_str())
-            .bind(d.shadow_verdict.map(|v| v.as_str()))
-            .bind(d.risk_level.as_str())
-            .bind(i64::from(d.tier))
-            .bind(&d.policy_version)
-            .bind(&d.request)
-            .bind(&d.answer)
-            .bind(d.outcome_due_at)
-            .bind(i64::from(d.notable))
-    })
-    .await
+/// New decision rows, for one multi-row INSERT.
+pub(crate) fn decision_rows<'a>() -> Table<'a, DecisionRow> {
+    Table::<DecisionRow>::new(
+        "decisions (id, at, agent_id, on_behalf_of, class, environment, service, verdict, shadow_verdict, risk_level, tier, policy_version, request, answer, \
+             outcome_due_at, notable)",
+        16,
+        |q, d| {
+            q.bind(&d.id)
+                .bind(d.at)
+                .bind(&d.agent_id)
+                .bind(&d.on_behalf_of)
+                .bind(&d.class)
+                .bind(&d.environment)
+                .bind(&d.service)
+                .bind(d.verdict.as_str())
+                .bind(d.shadow_verdict.map(|v| v.as_str()))
+                .bind(d.risk_level.as_str())
+                .bind(i64::from(d.tier))
+                .bind(&d.policy_version)
+                .bind(&d.request)
+                .bind(&d.answer)
+                .bind(d.outcome_due_at)
+                .bind(i64::from(d.notable))
+        },
+    )
 }
 
 impl Store {
@@ -156,7 +156,7 @@ impl Store {
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &DecisionWrite) -> Applied {
     Ok(match write {
         DecisionWrite::InsertDecision(d) => {
-            insert_decisions(conn, &[d]).await?;
+            decision_rows().with(d).insert(conn).await?;
             Ok(())
         }
     })

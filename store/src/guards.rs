@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Row as _};
 use warden_core::records::{Guard, GuardStatus};
 
 use crate::error::{Conflict, Result, StoreError};
-use crate::writer::{Applied, affected, insert_rows};
+use crate::writer::{Applied, Table, affected};
 use crate::{Store, Write};
 
 /// A write to guards.
@@ -144,15 +144,11 @@ impl Store {
 /// Arms new guards, a multi-row `INSERT` per [`crate::writer::ROWS_PER_INSERT`] rows: a guard
 /// is armed with its new decision, which no other guard can name, so the writer gathers a
 /// batch's guards into one statement.
-pub(crate) async fn insert_guards(
-    conn: &mut AnyConnection,
-    rows: &[&Guard],
-) -> std::result::Result<(), sqlx::Error> {
-    insert_rows(
-        conn,
+/// New guard rows, for one multi-row INSERT.
+pub(crate) fn guard_rows<'a>() -> Table<'a, Guard> {
+    Table::<Guard>::new(
         "guards (decision_id, agent_id, class, environment, service, armed_at, deadline, status)",
         8,
-        rows,
         |q, g| {
             q.bind(&g.decision_id)
                 .bind(&g.agent)
@@ -164,14 +160,13 @@ pub(crate) async fn insert_guards(
                 .bind(g.status.as_str())
         },
     )
-    .await
 }
 
 /// Applies one write inside the writer's transaction.
 pub(crate) async fn apply(conn: &mut AnyConnection, write: &GuardWrite) -> Applied {
     Ok(match write {
         GuardWrite::Arm(g) => {
-            insert_guards(conn, &[g]).await?;
+            guard_rows().with(g).insert(conn).await?;
             Ok(())
         }
         GuardWrite::Judged {

@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::error::{Conflict, Result, StoreError};
-use crate::writer::{Applied, ROWS_PER_INSERT, multi_insert};
+use crate::writer::{Applied, Query, ROWS_PER_INSERT, multi_insert};
 use crate::{CACHE_CAPACITY, Store, Write};
 
 /// A write to quota counts.
@@ -73,7 +74,21 @@ impl QuotaCounts {
         }
     }
 
-    pub(crate) fn adjust(&mut self, agent: &str, quota: &str, scope: &str, start: i64, delta: i64) {
+    /// Adds a write's charges or correction to the sums.
+    pub(crate) fn add(&mut self, write: &QuotaWrite) {
+        match write {
+            QuotaWrite::ChargeQuotas { agent_id, charges } => self.charge(agent_id, charges),
+            QuotaWrite::AdjustQuota {
+                agent_id,
+                quota,
+                scope,
+                window_start,
+                delta,
+            } => self.adjust(agent_id, quota, scope, *window_start, *delta),
+        }
+    }
+
+    fn adjust(&mut self, agent: &str, quota: &str, scope: &str, start: i64, delta: i64) {
         self.deltas
             .entry((
                 agent.to_string(),
@@ -88,72 +103,107 @@ impl QuotaCounts {
     /// Writes the sums and returns the counts they came to; the error names the counts that
     /// charges took over their limits, and by how much.
     pub(crate) async fn flush(
-        self,
+        &self,
         conn: &mut AnyConnection,
-    ) -> std::result::Result<
-        std::result::Result<Vec<(QuotaKey, i64)>, (Vec<(QuotaKey, i64)>, StoreError)>,
-        sqlx::Error,
-    > {
+    ) -> std::result::Result<Counted, sqlx::Error> {
+        let backend = crate::Backend::of(conn);
+        let upserts = self.upserts();
+        let mut returned = Vec::with_capacity(upserts.len());
+        for chunk in upserts.chunks(ROWS_PER_INSERT) {
+            let sql = upsert(backend, chunk.len());
+            let query = chunk.iter().fold(sqlx::query(&sql), bind_upsert);
+            returned.extend(query.fetch_all(&mut *conn).await?);
+        }
+        self.counted(&returned)
+    }
+
+    /// The sums to write, in a fixed order.
+    pub(crate) fn upserts(&self) -> Vec<(&QuotaKey, i64)> {
+        self.deltas
+            .iter()
+            .filter(|(_, (delta, _))| *delta != 0)
+            .map(|(key, (delta, _))| (key, *delta))
+            .collect()
+    }
+
+    /// The upserts' statements with positional parameters (SQLite), to run in one call with
+    /// others: bind them with [`QuotaCounts::bind`].
+    pub(crate) fn statements(upserts: &[(&QuotaKey, i64)], sql: &mut Vec<String>) {
+        sql.extend(
+            upserts
+                .chunks(ROWS_PER_INSERT)
+                .map(|chunk| upsert(crate::Backend::Sqlite, chunk.len())),
+        );
+    }
+
+    /// Binds the upserts' values, in [`QuotaCounts::statements`]' order.
+    pub(crate) fn bind<'q>(upserts: &'q [(&'q QuotaKey, i64)], q: Query<'q>) -> Query<'q> {
+        upserts.iter().fold(q, bind_upsert)
+    }
+
+    /// The counts the upserts returned, or the counts that charges took over their limits.
+    pub(crate) fn counted(&self, returned: &[AnyRow]) -> std::result::Result<Counted, sqlx::Error> {
         let mut over = Vec::new();
         let mut first = None;
-        let mut counts = Vec::with_capacity(self.deltas.len());
-        let rows: Vec<_> = self
-            .deltas
-            .into_iter()
-            .filter(|(_, (delta, _))| *delta != 0)
-            .collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let sql = multi_insert(
-                crate::Backend::of(conn),
-                "quota_usage (agent_id, quota, scope, window_start, used)",
-                5,
-                chunk.len(),
-            ) + " ON CONFLICT (agent_id, quota, scope, window_start) DO UPDATE SET used = quota_usage.used + excluded.used \
-                   RETURNING agent_id, quota, scope, window_start, used";
-            let mut q = sqlx::query(&sql);
-            for ((agent, quota, scope, start), (delta, _)) in chunk {
-                q = q
-                    .bind(agent)
-                    .bind(quota)
-                    .bind(scope)
-                    .bind(*start)
-                    .bind(*delta);
+        let mut counts = Vec::with_capacity(returned.len());
+        for r in returned {
+            let key: QuotaKey = (
+                r.try_get("agent_id")?,
+                r.try_get("quota")?,
+                r.try_get("scope")?,
+                r.try_get("window_start")?,
+            );
+            let used: i64 = r.try_get("used")?;
+            let limit = self.deltas.get(&key).and_then(|(_, limit)| *limit);
+            if let Some(excess) = limit.map(|l| used - l).filter(|e| *e > 0) {
+                let scope = if key.2 == "*" {
+                    String::new()
+                } else {
+                    format!(" for {}", key.2)
+                };
+                first.get_or_insert_with(|| {
+                    StoreError::Conflict(
+                        Conflict::QuotaExceeded,
+                        format!("quota `{}`{scope} would pass its limit", key.1),
+                    )
+                });
+                over.push((key, excess));
+                continue;
             }
-            for r in q.fetch_all(&mut *conn).await? {
-                let key: QuotaKey = (
-                    r.try_get("agent_id")?,
-                    r.try_get("quota")?,
-                    r.try_get("scope")?,
-                    r.try_get("window_start")?,
-                );
-                let used: i64 = r.try_get("used")?;
-                let limit = chunk
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .and_then(|(_, (_, limit))| *limit);
-                if let Some(excess) = limit.map(|l| used - l).filter(|e| *e > 0) {
-                    let scope = if key.2 == "*" {
-                        String::new()
-                    } else {
-                        format!(" for {}", key.2)
-                    };
-                    first.get_or_insert_with(|| {
-                        StoreError::Conflict(
-                            Conflict::QuotaExceeded,
-                            format!("quota `{}`{scope} would pass its limit", key.1),
-                        )
-                    });
-                    over.push((key, excess));
-                    continue;
-                }
-                counts.push((key, used));
-            }
+            counts.push((key, used));
         }
-        match first {
-            Some(error) => Ok(Err((over, error))),
-            None => Ok(Ok(counts)),
-        }
+        Ok(match first {
+            Some(error) => Err((over, error)),
+            None => Ok(counts),
+        })
     }
+}
+
+/// What a batch's quota sums came to: the counts, or the counts over their limits (by how
+/// much) and the error that refuses them.
+pub(crate) type Counted =
+    std::result::Result<Vec<(QuotaKey, i64)>, (Vec<(QuotaKey, i64)>, StoreError)>;
+
+/// Adds `rows` sums to their counts and returns the counts.
+fn upsert(backend: crate::Backend, rows: usize) -> String {
+    multi_insert(
+        backend,
+        "quota_usage (agent_id, quota, scope, window_start, used)",
+        5,
+        rows,
+    ) + " ON CONFLICT (agent_id, quota, scope, window_start) DO UPDATE SET used = quota_usage.used + excluded.used \
+       RETURNING agent_id, quota, scope, window_start, used"
+}
+
+fn bind_upsert<'q>(
+    q: Query<'q>,
+    ((agent, quota, scope, start), delta): &'q (&QuotaKey, i64),
+) -> Query<'q> {
+    q.bind(agent.as_str())
+        .bind(quota.as_str())
+        .bind(scope.as_str())
+        .bind(*start)
+        .bind(*delta)
 }
 
 impl Store {

@@ -7,7 +7,7 @@ use warden_core::policy::ViolationMode;
 use warden_core::records::{Violation, ViolationRow, ViolationStatus};
 
 use crate::error::{Conflict, Result};
-use crate::writer::{Applied, affected, insert_rows};
+use crate::writer::{Applied, Table, affected};
 use crate::{Filters, Store, Write, wire};
 
 /// A write to violations and their review.
@@ -78,15 +78,11 @@ fn violation_of(r: &AnyRow) -> Result<Violation> {
     })
 }
 
-pub(crate) async fn insert_violations(
-    conn: &mut AnyConnection,
-    rows: &[&ViolationRow],
-) -> std::result::Result<(), sqlx::Error> {
-    insert_rows(
-        conn,
+/// New violation rows, for one multi-row INSERT.
+pub(crate) fn violation_rows<'a>() -> Table<'a, ViolationRow> {
+    Table::<ViolationRow>::new(
         "violations (id, at, decision_id, agent_id, class, environment, service, mode, reason)",
         9,
-        rows,
         |q, v| {
             q.bind(&v.id)
                 .bind(v.at)
@@ -99,7 +95,6 @@ pub(crate) async fn insert_violations(
                 .bind(v.reason.as_str())
         },
     )
-    .await
 }
 
 /// An agent's latest blocked violation ($1 the agent). Both this and [`BLOCKED_SINCE`] walk
@@ -190,7 +185,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ViolationWrite) -> A
             )
         }
         ViolationWrite::InsertViolation(v) => {
-            insert_violations(conn, &[v]).await?;
+            violation_rows().with(v).insert(conn).await?;
             Ok(())
         }
     })

@@ -8,15 +8,17 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _};
 use tokio::sync::{mpsc, oneshot};
 use warden_core::audit::{self, AuditRecord, Columns};
 
-use crate::approvals::{ApprovalWrite, insert_approvals};
-use crate::audit::{AuditRow, insert_audit_and_commit};
-use crate::decisions::insert_decisions;
+use warden_core::records::{ApprovalRow, DecisionRow, Guard, ViolationRow};
+
+use crate::approvals::{ApprovalWrite, approval_rows};
+use crate::audit::{AuditRow, insert_and_commit};
+use crate::decisions::decision_rows;
 use crate::error::{Conflict, Missing, Result, StoreError};
 use crate::flush::Flusher;
-use crate::guards::{GuardWrite, insert_guards};
-use crate::quotas::{QuotaCounts, QuotaKey};
+use crate::guards::{GuardWrite, guard_rows};
+use crate::quotas::{Counted, QuotaCounts, QuotaKey};
 use crate::trust::{TrustBatch, TrustWrite};
-use crate::violations::insert_violations;
+use crate::violations::violation_rows;
 use crate::{Backend, Change, DecisionWrite, QuotaWrite, ViolationWrite, Write};
 
 pub(crate) struct Job {
@@ -349,22 +351,42 @@ async fn commit_batch<'a>(
     changes: impl Iterator<Item = Parts<'a>>,
     batch: bool,
 ) -> std::result::Result<(Vec<Result<()>>, Noted), Failed> {
-    let head = match open_at_head(conn, backend).await {
-        Ok(head) => head,
+    let changes: Vec<Parts<'a>> = changes.collect();
+    // On SQLite a batch of gathered writes alone adds its quota sums in the call that opens its
+    // transaction, a round trip to SQLite's thread fewer. (A write applied on its own may fail
+    // and take its change's charges with it, so such a batch sums them as it goes.)
+    let sums = (backend == Backend::Sqlite
+        && changes
+            .iter()
+            .all(|(change, _)| change.writes.iter().all(gathered)))
+    .then(|| {
+        let mut sums = QuotaCounts::default();
+        for (change, _) in &changes {
+            for write in &change.writes {
+                if let Write::Quota(q) = write {
+                    sums.add(q);
+                }
+            }
+        }
+        sums
+    });
+    let (head, counted) = match open_at_head(conn, backend, sums.as_ref()).await {
+        Ok(opened) => opened,
         Err(e) => {
             // The transaction may have begun before the read failed.
             let _ = conn.execute("ROLLBACK").await;
             return Err(e.into());
         }
     };
-    let result = apply_all(conn, head, changes, batch).await;
+    let result = apply_all(conn, head, changes.into_iter(), batch, counted).await;
     match result {
         Ok(Batched {
             results,
             noted: Some(noted),
+            rows,
             audit,
         }) => {
-            if let Err(e) = insert_audit_and_commit(conn, &audit).await {
+            if let Err(e) = insert_and_commit(conn, &rows, &audit).await {
                 let _ = conn.execute("ROLLBACK").await;
                 return Err(e.into());
             }
@@ -385,11 +407,13 @@ async fn commit_batch<'a>(
     }
 }
 
-/// Begins the writer's transaction and reads the audit chain's head in it.
+/// Begins the writer's transaction and reads the audit chain's head in it; with `sums` (on
+/// SQLite), adds them to their quota counts in the same call and returns what they came to.
 async fn open_at_head(
     conn: &mut AnyConnection,
     backend: Backend,
-) -> std::result::Result<(i64, String), sqlx::Error> {
+    sums: Option<&QuotaCounts>,
+) -> std::result::Result<((i64, String), Option<Counted>), sqlx::Error> {
     let (read, before) = backend
         .open_at_head()
         .split_last()
@@ -397,36 +421,59 @@ async fn open_at_head(
     for sql in before {
         conn.execute(*sql).await?;
     }
-    let rows = sqlx::query(read).fetch_all(&mut *conn).await?;
+    let upserts = sums.map(QuotaCounts::upserts).unwrap_or_default();
+    let mut sql = vec![read.to_string()];
+    QuotaCounts::statements(&upserts, &mut sql);
+    let sql = sql.join("; ");
+    let rows = QuotaCounts::bind(&upserts, sqlx::query(&sql))
+        .fetch_all(&mut *conn)
+        .await?;
     let head = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-    Ok((head.try_get("seq")?, head.try_get("hash")?))
+    let counted = sums.map(|s| s.counted(&rows[1..])).transpose()?;
+    Ok(((head.try_get("seq")?, head.try_get("hash")?), counted))
 }
 
-/// Applies changes inside an open transaction, from the audit chain's head as it read it.
+/// Whether a write is gathered into the batch's multi-row inserts and sums, which cannot fail
+/// for a logical reason, rather than applied on its own (as `apply_all` does).
+fn gathered(write: &Write) -> bool {
+    matches!(
+        write,
+        Write::Decision(DecisionWrite::InsertDecision(_))
+            | Write::Violation(ViolationWrite::InsertViolation(_))
+            | Write::Approval(ApprovalWrite::InsertApproval(_))
+            | Write::Guard(GuardWrite::Arm(_))
+            | Write::Trust(TrustWrite::AddEvidence(_) | TrustWrite::NoteTrust { .. })
+            | Write::Quota(QuotaWrite::ChargeQuotas { .. } | QuotaWrite::AdjustQuota { .. })
+    )
+}
+
+/// Applies changes inside an open transaction, from the audit chain's head as it read it;
+/// `counted` is what their quota sums came to if the opening call added them.
 async fn apply_all<'a>(
     conn: &mut AnyConnection,
     (mut seq, mut hash): (i64, String),
     changes: impl Iterator<Item = Parts<'a>>,
     batch: bool,
+    counted: Option<Counted>,
 ) -> std::result::Result<Batched<'a>, Failed> {
     let mut results = Vec::new();
     // Rows that cannot fail for a logical reason are gathered and written with one multi-row
-    // INSERT per table, and trust evidence and scores once per total and agent: a batch costs a
-    // few statements, not a few per decision.
-    let (mut decisions, mut violations, mut audit_rows) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut approvals, mut guards) = (Vec::new(), Vec::new());
+    // INSERT per table as the batch commits, and trust evidence and scores once per total and
+    // agent: a batch costs a few statements, not a few per decision.
+    let mut rows = NewRows::default();
+    let mut audit_rows = Vec::new();
     let mut quotas = QuotaCounts::default();
     let mut trust = TrustBatch::default();
     for (change, sealed) in changes {
         let mut outcome = Ok(());
         for (i, write) in change.writes.iter().enumerate() {
             match write {
-                Write::Decision(DecisionWrite::InsertDecision(d)) => decisions.push(d),
-                Write::Violation(ViolationWrite::InsertViolation(v)) => violations.push(v),
+                Write::Decision(DecisionWrite::InsertDecision(d)) => rows.decisions.push(d),
+                Write::Violation(ViolationWrite::InsertViolation(v)) => rows.violations.push(v),
                 // New rows under fresh ids: no client knows them before the commit, so no
                 // later change in the batch can need them written already.
-                Write::Approval(ApprovalWrite::InsertApproval(a)) => approvals.push(a),
-                Write::Guard(GuardWrite::Arm(g)) => guards.push(g),
+                Write::Approval(ApprovalWrite::InsertApproval(a)) => rows.approvals.push(a),
+                Write::Guard(GuardWrite::Arm(g)) => rows.guards.push(g),
                 Write::Trust(TrustWrite::AddEvidence(e)) => trust.evidence(e),
                 Write::Trust(TrustWrite::NoteTrust {
                     agent_id,
@@ -434,24 +481,10 @@ async fn apply_all<'a>(
                     at,
                     policy,
                 }) => trust.note(agent_id, *tier, *at, policy),
+                Write::Quota(q) => quotas.add(q),
                 other => {
-                    let applied = match other {
-                        Write::Quota(QuotaWrite::ChargeQuotas { agent_id, charges }) => {
-                            quotas.charge(agent_id, charges);
-                            Ok(())
-                        }
-                        Write::Quota(QuotaWrite::AdjustQuota {
-                            agent_id,
-                            quota,
-                            scope,
-                            window_start,
-                            delta,
-                        }) => {
-                            quotas.adjust(agent_id, quota, scope, *window_start, *delta);
-                            Ok(())
-                        }
-                        _ => apply(conn, other).await?,
-                    };
+                    debug_assert!(!gathered(other), "a gathered write is applied on its own");
+                    let applied = apply(conn, other).await?;
                     if let Err(e) = applied {
                         if i > 0 {
                             if batch {
@@ -481,15 +514,15 @@ async fn apply_all<'a>(
         }
         results.push(outcome);
     }
-    let counts = match quotas.flush(conn).await? {
+    let counted = match counted {
+        Some(counted) => counted,
+        None => quotas.flush(conn).await?,
+    };
+    let counts = match counted {
         Ok(counts) => counts,
         Err((keys, e)) if batch => return Err(Failed::OverQuota(keys, e)),
         Err((_, e)) => return Ok(Batched::rolled_back(e)),
     };
-    insert_decisions(conn, &decisions).await?;
-    insert_violations(conn, &violations).await?;
-    insert_approvals(conn, &approvals).await?;
-    insert_guards(conn, &guards).await?;
     let noted = trust.flush(conn).await?;
     Ok(Batched {
         results,
@@ -497,8 +530,119 @@ async fn apply_all<'a>(
             scores: noted,
             counts,
         }),
+        rows,
         audit: audit_rows,
     })
+}
+
+/// A batch's new rows that cannot fail for a logical reason, written as it commits, in this
+/// order (a violation, an approval or a guard names its decision).
+pub(crate) struct NewRows<'a> {
+    decisions: Table<'a, DecisionRow>,
+    violations: Table<'a, ViolationRow>,
+    approvals: Table<'a, ApprovalRow>,
+    guards: Table<'a, Guard>,
+}
+
+impl Default for NewRows<'_> {
+    fn default() -> Self {
+        NewRows {
+            decisions: decision_rows(),
+            violations: violation_rows(),
+            approvals: approval_rows(),
+            guards: guard_rows(),
+        }
+    }
+}
+
+impl NewRows<'_> {
+    /// Inserts them now, a statement (and a call) per table that has rows.
+    pub(crate) async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> std::result::Result<(), sqlx::Error> {
+        self.decisions.insert(conn).await?;
+        self.violations.insert(conn).await?;
+        self.approvals.insert(conn).await?;
+        self.guards.insert(conn).await
+    }
+
+    /// Their INSERT statements with positional parameters (SQLite), to run in one call with
+    /// others: bind them with [`NewRows::bind`].
+    pub(crate) fn statements(&self, backend: Backend, sql: &mut Vec<String>) {
+        self.decisions.statements(backend, sql);
+        self.violations.statements(backend, sql);
+        self.approvals.statements(backend, sql);
+        self.guards.statements(backend, sql);
+    }
+
+    /// Binds their values, in [`NewRows::statements`]' order.
+    pub(crate) fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
+        let q = self.decisions.bind(q);
+        let q = self.violations.bind(q);
+        let q = self.approvals.bind(q);
+        self.guards.bind(q)
+    }
+}
+
+/// New rows of one table, written with one multi-row INSERT per [`ROWS_PER_INSERT`] of them.
+pub(crate) struct Table<'a, T> {
+    table_and_columns: &'static str,
+    columns: usize,
+    /// Binds one row's `columns` values in their order.
+    bind_row: for<'q> fn(Query<'q>, &'q T) -> Query<'q>,
+    rows: Vec<&'a T>,
+}
+
+impl<'a, T: Sync> Table<'a, T> {
+    pub(crate) fn new(
+        table_and_columns: &'static str,
+        columns: usize,
+        bind_row: for<'q> fn(Query<'q>, &'q T) -> Query<'q>,
+    ) -> Self {
+        Table {
+            table_and_columns,
+            columns,
+            bind_row,
+            rows: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, row: &'a T) {
+        self.rows.push(row);
+    }
+
+    pub(crate) fn with(mut self, row: &'a T) -> Self {
+        self.push(row);
+        self
+    }
+
+    /// Inserts the rows now, a call per statement.
+    pub(crate) async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> std::result::Result<(), sqlx::Error> {
+        insert_rows(
+            conn,
+            self.table_and_columns,
+            self.columns,
+            &self.rows,
+            |q, row| (self.bind_row)(q, row),
+        )
+        .await
+    }
+
+    fn statements(&self, backend: Backend, sql: &mut Vec<String>) {
+        sql.extend(
+            self.rows.chunks(ROWS_PER_INSERT).map(|chunk| {
+                multi_insert(backend, self.table_and_columns, self.columns, chunk.len())
+            }),
+        );
+    }
+
+    fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
+        self.rows.iter().fold(q, |q, row| (self.bind_row)(q, row))
+    }
 }
 
 /// What a committed batch tells the read cache: the trust scores it noted and the quota counts
@@ -514,6 +658,8 @@ pub(crate) struct Noted {
 struct Batched<'a> {
     results: Vec<Result<()>>,
     noted: Option<Noted>,
+    /// The batch's new rows, written as it commits.
+    rows: NewRows<'a>,
     /// The batch's audit records, chained: written as it commits, the chain's head moved to
     /// the last.
     audit: Vec<AuditRow<'a>>,
@@ -524,6 +670,7 @@ impl Batched<'_> {
         Batched {
             results: vec![Err(e)],
             noted: None,
+            rows: NewRows::default(),
             audit: Vec::new(),
         }
     }

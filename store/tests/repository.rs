@@ -57,6 +57,7 @@ both_backends!(
     plugins_and_baselines,
     events,
     one_failed_change_does_not_sink_its_batch,
+    a_batch_charges_its_quotas_exactly,
     a_closed_store_is_unavailable,
 );
 
@@ -2088,6 +2089,116 @@ async fn one_failed_change_does_not_sink_its_batch(backend: Backend) {
         Ok(39),
         "the chain holds the 39 that committed, in order"
     );
+}
+
+/// Decisions racing for a quota's last units: exactly the limit commit, the rest are refused
+/// with nothing written. A change that fails at its first write charges nothing, also in a
+/// batch whose other changes are decisions alone (on SQLite those add their sums in the call
+/// that opens the transaction; a write applied on its own makes the batch wait for it).
+async fn a_batch_charges_its_quotas_exactly(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store.clone();
+    commit(
+        &s,
+        vec![Write::Identity(IdentityWrite::InsertAgent(agent("bot", 1)))],
+    )
+    .await
+    .unwrap();
+    let charge = |quota: &str, limit| Charge {
+        quota: quota.into(),
+        scope: "*".into(),
+        window: (NOW, NOW + MINUTE),
+        amount: 1,
+        limit,
+        unit: Unit::Calls,
+        counts: Counting::Requests,
+    };
+    let charged = |quota: &str, limit| {
+        Write::Quota(QuotaWrite::ChargeQuotas {
+            agent_id: "bot".into(),
+            charges: vec![charge(quota, limit)],
+        })
+    };
+    let decided = |id: &str| {
+        Write::Decision(DecisionWrite::InsertDecision(decision(
+            id,
+            "bot",
+            Verdict::Allow,
+            NOW,
+        )))
+    };
+    let mut tasks = Vec::new();
+    for i in 0..25 {
+        let (s, writes) = (
+            s.clone(),
+            vec![charged("tight", 10), decided(&format!("t{i}"))],
+        );
+        tasks.push(tokio::spawn(async move {
+            s.commit(Change {
+                writes,
+                audit: vec![record("decision", "bot")],
+            })
+            .await
+        }));
+    }
+    let mut committed = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        let written = s.decision(&format!("t{i}")).await.unwrap().is_some();
+        match result {
+            Ok(()) => {
+                committed += 1;
+                assert!(written, "t{i}");
+            }
+            Err(e) => {
+                assert_eq!(e.conflict(), Some(Conflict::QuotaExceeded), "t{i}");
+                assert!(!written, "a refused change wrote nothing: t{i}");
+            }
+        }
+    }
+    assert_eq!(committed, 10);
+    assert_eq!(
+        s.quota_used_fresh("bot", &[charge("tight", 10)])
+            .await
+            .unwrap(),
+        vec![10]
+    );
+
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let mut writes = vec![charged("loose", 100), decided(&format!("l{i}"))];
+        if i == 3 {
+            // Fails at its first write (the agent exists): its charge is not counted.
+            writes.insert(
+                0,
+                Write::Identity(IdentityWrite::InsertAgent(agent("bot", 1))),
+            );
+        }
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.commit(Change {
+                writes,
+                audit: vec![record("decision", "bot")],
+            })
+            .await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        if i == 3 {
+            assert_eq!(result.unwrap_err().conflict(), Some(Conflict::AgentExists));
+        } else {
+            result.unwrap();
+        }
+    }
+    assert_eq!(
+        s.quota_used_fresh("bot", &[charge("loose", 100)])
+            .await
+            .unwrap(),
+        vec![9]
+    );
+    assert!(s.decision("l3").await.unwrap().is_none());
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(19));
 }
 
 async fn a_closed_store_is_unavailable(backend: Backend) {
