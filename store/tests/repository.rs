@@ -177,6 +177,23 @@ fn record(event: &str, agent: &str) -> AuditRecord {
     }
 }
 
+/// Commits a change of `writes` with one decision's audit record, in a task of its own (so
+/// that several of them share the writer's batches).
+fn spawn_decided(
+    store: &Store,
+    writes: Vec<Write>,
+) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        store
+            .commit(Change {
+                writes,
+                audit: vec![record("decision", "bot")],
+            })
+            .await
+    })
+}
+
 async fn commit(store: &Store, writes: Vec<Write>) -> Result<(), StoreError> {
     store
         .commit(Change {
@@ -2014,48 +2031,41 @@ async fn one_failed_change_does_not_sink_its_batch(backend: Backend) {
     .unwrap();
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            // The new decision's approval and guard are gathered into the batch's own inserts.
-            let mut writes = vec![
-                Write::Decision(DecisionWrite::InsertDecision(decision(
-                    &format!("d{i}"),
-                    "bot",
-                    Verdict::Allow,
-                    NOW,
-                ))),
-                Write::Approval(ApprovalWrite::InsertApproval(approval_row(
-                    &format!("a{i}"),
-                    NOW + MINUTE,
-                    1 + i % 2,
-                ))),
-                Write::Guard(GuardWrite::Arm(Guard {
-                    decision_id: format!("d{i}"),
-                    agent: "bot".into(),
-                    class: "deploy".into(),
-                    environment: "staging".into(),
-                    service: "payments".into(),
-                    armed_at: NOW,
-                    deadline: NOW + MINUTE + i,
-                    status: GuardStatus::Watching,
-                    signals: 0,
-                    errors: 0,
-                    last_verdict: None,
-                    review: None,
-                })),
-            ];
-            if i == 17 {
-                // Fails at its second write: the agent exists.
-                writes.push(Write::Identity(IdentityWrite::InsertAgent(agent(
-                    "taken", 1,
-                ))));
-            }
-            s.commit(Change {
-                writes,
-                audit: vec![record("decision", "bot")],
-            })
-            .await
-        }));
+        // The new decision's approval and guard are gathered into the batch's own inserts.
+        let mut writes = vec![
+            Write::Decision(DecisionWrite::InsertDecision(decision(
+                &format!("d{i}"),
+                "bot",
+                Verdict::Allow,
+                NOW,
+            ))),
+            Write::Approval(ApprovalWrite::InsertApproval(approval_row(
+                &format!("a{i}"),
+                NOW + MINUTE,
+                1 + i % 2,
+            ))),
+            Write::Guard(GuardWrite::Arm(Guard {
+                decision_id: format!("d{i}"),
+                agent: "bot".into(),
+                class: "deploy".into(),
+                environment: "staging".into(),
+                service: "payments".into(),
+                armed_at: NOW,
+                deadline: NOW + MINUTE + i,
+                status: GuardStatus::Watching,
+                signals: 0,
+                errors: 0,
+                last_verdict: None,
+                review: None,
+            })),
+        ];
+        if i == 17 {
+            // Fails at its second write: the agent exists.
+            writes.push(Write::Identity(IdentityWrite::InsertAgent(agent(
+                "taken", 1,
+            ))));
+        }
+        tasks.push(spawn_decided(&s, writes));
     }
     for (i, task) in tasks.into_iter().enumerate() {
         let result = task.await.unwrap();
@@ -2129,17 +2139,8 @@ async fn a_batch_charges_its_quotas_exactly(backend: Backend) {
     };
     let mut tasks = Vec::new();
     for i in 0..25 {
-        let (s, writes) = (
-            s.clone(),
-            vec![charged("tight", 10), decided(&format!("t{i}"))],
-        );
-        tasks.push(tokio::spawn(async move {
-            s.commit(Change {
-                writes,
-                audit: vec![record("decision", "bot")],
-            })
-            .await
-        }));
+        let writes = vec![charged("tight", 10), decided(&format!("t{i}"))];
+        tasks.push(spawn_decided(&s, writes));
     }
     let mut committed = 0;
     for (i, task) in tasks.into_iter().enumerate() {
@@ -2174,14 +2175,7 @@ async fn a_batch_charges_its_quotas_exactly(backend: Backend) {
                 Write::Identity(IdentityWrite::InsertAgent(agent("bot", 1))),
             );
         }
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            s.commit(Change {
-                writes,
-                audit: vec![record("decision", "bot")],
-            })
-            .await
-        }));
+        tasks.push(spawn_decided(&s, writes));
     }
     for (i, task) in tasks.into_iter().enumerate() {
         let result = task.await.unwrap();
