@@ -7,7 +7,6 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _};
 use tokio::sync::{mpsc, oneshot};
 use warden_core::audit::{self, AuditRecord, Columns};
-
 use warden_core::records::{ApprovalRow, DecisionRow, Guard, ViolationRow};
 
 use crate::approvals::{ApprovalWrite, approval_rows};
