@@ -58,7 +58,7 @@ pub(crate) struct QuotaCounts {
 pub(crate) type QuotaKey = (String, String, String, i64);
 
 impl QuotaCounts {
-    pub(crate) fn charge(&mut self, agent: &str, charges: &[warden_core::quotas::Charge]) {
+    fn charge(&mut self, agent: &str, charges: &[warden_core::quotas::Charge]) {
         for c in charges {
             let e = self
                 .deltas
