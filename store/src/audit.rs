@@ -5,7 +5,7 @@ use warden_core::audit::merkle::{self, Frontier};
 use warden_core::audit::{self, AuditEntry, AuditRecord, Break, Columns, StoredRow, Tamper};
 
 use crate::error::{Result, StoreError};
-use crate::writer::{NewRows, Query, ROWS_PER_INSERT, insert_rows, multi_insert};
+use crate::writer::{NewRows, Query, ROWS_PER_INSERT, insert_rows, multi_insert_at};
 use crate::{Arg, Backend, Filters, Store};
 
 /// What an audit query selects (every field narrows it).
@@ -151,9 +151,14 @@ const COLUMNS: &str = "seq, at, event_type, actor_kind, actor_id, agent_id, envi
     service, team, verdict, outcome, risk, on_behalf_of, record, prev_hash, hash";
 
 /// Inserts a batch's new rows, then its audit records and the people they name, moves the
-/// chain's head to the last record and commits. One call on SQLite, whose statements run in
-/// order and stop at the first that fails (each call is a round trip to SQLite's thread); a
-/// statement a call on PostgreSQL. On failure the caller rolls back.
+/// chain's head to the last record and commits, in as few round trips as each database takes:
+/// - SQLite: one call, whose statements run in order and stop at the first that fails (each
+///   call is a hand-off to SQLite's thread and back).
+/// - PostgreSQL, whose extended protocol binds one statement a round trip: the new rows a
+///   statement per table, then the audit records, the people and the head's move as one
+///   statement (the inserts data-modifying `WITH` clauses of the move), then `COMMIT`.
+///
+/// On failure the caller rolls back.
 pub(crate) async fn insert_and_commit(
     conn: &mut AnyConnection,
     new: &NewRows<'_>,
@@ -165,50 +170,91 @@ pub(crate) async fn insert_and_commit(
         .flat_map(|r| r.record.people().into_iter().map(move |h| (h, r.seq)))
         .collect();
     let table = format!("audit_events ({COLUMNS})");
-    let (move_head, commit) = backend.commit_at_head();
+    let mut sql = Vec::new();
+    let mut next = 1;
+    new.statements(backend, &mut sql, &mut next);
+    // The chain's part, its parameters numbered on from the new rows' on SQLite (one call) and
+    // from the first on PostgreSQL (a statement of its own).
+    let mut chain = Vec::new();
+    let mut next = match backend {
+        Backend::Sqlite => next,
+        Backend::Postgres => 1,
+    };
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        chain.push(multi_insert_at(backend, &table, 18, chunk.len(), next));
+        next += 18 * chunk.len();
+    }
+    for chunk in people.chunks(ROWS_PER_INSERT) {
+        chain.push(multi_insert_at(backend, PEOPLE, 2, chunk.len(), next));
+        next += 2 * chunk.len();
+    }
+    if !rows.is_empty() {
+        chain.push(backend.move_head(next));
+        next += 2;
+    }
+    let bind_chain = |query| {
+        let query = rows.iter().fold(query, bind_row);
+        let query = people.iter().fold(query, bind_person);
+        match rows.last() {
+            Some(last) => query.bind(last.seq).bind(&last.hash),
+            None => query,
+        }
+    };
     match backend {
         Backend::Sqlite => {
-            // Positional parameters run on across the statements of one call.
-            let mut sql = Vec::new();
-            new.statements(backend, &mut sql);
-            sql.extend(
-                rows.chunks(ROWS_PER_INSERT)
-                    .map(|c| multi_insert(backend, &table, 18, c.len())),
-            );
-            sql.extend(
-                people
-                    .chunks(ROWS_PER_INSERT)
-                    .map(|c| multi_insert(backend, PEOPLE, 2, c.len())),
-            );
-            if !rows.is_empty() {
-                sql.push(move_head.to_string());
-            }
-            sql.push(commit.to_string());
-            let sql = sql.join("; ");
-            let query = new.bind(sqlx::query(&sql));
-            let query = rows.iter().fold(query, bind_row);
-            let query = people.iter().fold(query, bind_person);
-            let query = match rows.last() {
-                Some(last) => query.bind(last.seq).bind(&last.hash),
-                None => query,
-            };
-            query.execute(&mut *conn).await?;
+            sql.extend(chain);
+            sql.push("COMMIT".to_string());
+            bind_chain(new.bind(sqlx::query(&sql.join("; "))))
+                .execute(&mut *conn)
+                .await?;
         }
         Backend::Postgres => {
+            // Each statement's text changes with one table's row count: the connection keeps
+            // the common ones prepared. (The whole batch as one statement has too many texts to
+            // keep: BENCHMARKS.md.)
             new.insert(conn).await?;
-            if let Some(last) = rows.last() {
-                insert_rows(conn, &table, 18, rows, bind_row).await?;
-                insert_rows(conn, PEOPLE, 2, &people, bind_person).await?;
-                sqlx::query(move_head)
-                    .bind(last.seq)
-                    .bind(&last.hash)
-                    .execute(&mut *conn)
-                    .await?;
+            match one_statement(&chain, next - 1) {
+                Some(sql) => {
+                    bind_chain(sqlx::query(&sql)).execute(&mut *conn).await?;
+                }
+                // None, or more than one statement binds.
+                None => {
+                    insert_rows(conn, &table, 18, rows, bind_row).await?;
+                    insert_rows(conn, PEOPLE, 2, &people, bind_person).await?;
+                    if let Some(last) = rows.last() {
+                        sqlx::query(&backend.move_head(1))
+                            .bind(last.seq)
+                            .bind(&last.hash)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
             }
-            conn.execute(commit).await?;
+            conn.execute("COMMIT").await?;
         }
     }
     Ok(())
+}
+
+/// PostgreSQL's most parameters in one statement.
+const POSTGRES_PARAMETERS: usize = 65_535;
+
+/// Statements as one PostgreSQL statement, each but the last a data-modifying `WITH` clause;
+/// none when there are none, or more `parameters` than one statement takes.
+fn one_statement(sql: &[String], parameters: usize) -> Option<String> {
+    let (main, with) = sql.split_last()?;
+    if parameters > POSTGRES_PARAMETERS {
+        return None;
+    }
+    if with.is_empty() {
+        return Some(main.clone());
+    }
+    let with: Vec<String> = with
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("w{i} AS ({s})"))
+        .collect();
+    Some(format!("WITH {} {main}", with.join(", ")))
 }
 
 const PEOPLE: &str = "audit_people (human, seq)";
@@ -590,6 +636,30 @@ impl Store {
 mod tests {
     use super::*;
     use crate::sqlite_tests::{migrated, plan};
+
+    /// A batch's statements become one on PostgreSQL, the last its main statement, unless
+    /// they bind more parameters than one statement takes.
+    #[test]
+    fn a_batch_is_one_statement_within_postgres_limit() {
+        let sql = [
+            "INSERT INTO a VALUES ($1)".to_string(),
+            "INSERT INTO b VALUES ($2)".to_string(),
+            "UPDATE h SET x = $3".to_string(),
+        ];
+        assert_eq!(
+            one_statement(&sql, 3).as_deref(),
+            Some(
+                "WITH w0 AS (INSERT INTO a VALUES ($1)), w1 AS (INSERT INTO b VALUES ($2)) \
+                 UPDATE h SET x = $3"
+            )
+        );
+        assert_eq!(
+            one_statement(&sql[..1], 1).as_deref(),
+            Some(sql[0].as_str())
+        );
+        assert_eq!(one_statement(&sql, POSTGRES_PARAMETERS + 1), None);
+        assert_eq!(one_statement(&[], 0), None);
+    }
 
     /// Migration 0022 makes `seq` the table's rowid: a trail written before it keeps every
     /// record as it was, reads by seq go straight to the table, and the trail stays append-only.

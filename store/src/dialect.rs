@@ -142,36 +142,25 @@ impl Backend {
         Ok(wal.then(|| Log::wal(format!("{file}-wal").into())))
     }
 
-    /// Starts the writer's transaction and reads the audit chain's head, locked: statements to
-    /// run in order, the last of them the read. On SQLite the transaction takes the write lock
-    /// at once, so a batch never fails half-way for want of it.
-    ///
-    /// SQLite runs its connection on a thread of its own, so every call is a hand-off there and
-    /// back; one call runs several statements, stopping at the first that fails. PostgreSQL's
-    /// extended protocol takes one statement a call.
-    pub(crate) fn open_at_head(self) -> &'static [&'static str] {
+    /// Starts the writer's transaction and reads the audit chain's head, locked, in one call
+    /// (one statement after another: a call to SQLite's thread, a simple-protocol query to
+    /// PostgreSQL). On SQLite the transaction takes the write lock at once, so a batch never
+    /// fails half-way for want of it.
+    pub(crate) fn open_at_head(self) -> &'static str {
         match self {
-            Backend::Sqlite => &["BEGIN IMMEDIATE; SELECT seq, hash FROM audit_head WHERE id = 1"],
-            Backend::Postgres => &[
-                "BEGIN",
-                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-            ],
+            Backend::Sqlite => "BEGIN IMMEDIATE; SELECT seq, hash FROM audit_head WHERE id = 1",
+            Backend::Postgres => "BEGIN; SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
         }
     }
 
-    /// Moves the audit chain's head, taking its sequence number and then its hash (positional
-    /// on SQLite, so that it can follow a batch's inserts in one call), and then commits.
-    pub(crate) fn commit_at_head(self) -> (&'static str, &'static str) {
-        match self {
-            Backend::Sqlite => (
-                "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
-                "COMMIT",
-            ),
-            Backend::Postgres => (
-                "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-                "COMMIT",
-            ),
-        }
+    /// Moves the audit chain's head, taking its sequence number and then its hash as
+    /// parameters `first` and the next, to follow a batch's inserts in one call.
+    pub(crate) fn move_head(self, first: usize) -> String {
+        format!(
+            "UPDATE audit_head SET seq = {}, hash = {} WHERE id = 1",
+            self.parameter(first),
+            self.parameter(first + 1)
+        )
     }
 
     /// Notes an agent's trust score on the agent and in its day of the trust history. On

@@ -413,20 +413,19 @@ async fn open_at_head(
     backend: Backend,
     sums: Option<&QuotaCounts>,
 ) -> std::result::Result<((i64, String), Option<Counted>), sqlx::Error> {
-    let (read, before) = backend
-        .open_at_head()
-        .split_last()
-        .expect("a read of the head");
-    for sql in before {
-        conn.execute(*sql).await?;
-    }
     let upserts = sums.map(QuotaCounts::upserts).unwrap_or_default();
-    let mut sql = vec![read.to_string()];
+    let mut sql = vec![backend.open_at_head().to_string()];
     QuotaCounts::statements(&upserts, &mut sql);
     let sql = sql.join("; ");
-    let rows = QuotaCounts::bind(&upserts, sqlx::query(&sql))
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = if upserts.is_empty() {
+        // Without parameters PostgreSQL takes several statements in one query (its simple
+        // protocol), and the extended one, which binds them, only one.
+        conn.fetch_all(sql.as_str()).await?
+    } else {
+        QuotaCounts::bind(&upserts, sqlx::query(&sql))
+            .fetch_all(&mut *conn)
+            .await?
+    };
     let head = rows.first().ok_or(sqlx::Error::RowNotFound)?;
     let counted = sums.map(|s| s.counted(&rows[1..])).transpose()?;
     Ok(((head.try_get("seq")?, head.try_get("hash")?), counted))
@@ -566,13 +565,13 @@ impl NewRows<'_> {
         self.guards.insert(conn).await
     }
 
-    /// Their INSERT statements with positional parameters (SQLite), to run in one call with
-    /// others: bind them with [`NewRows::bind`].
-    pub(crate) fn statements(&self, backend: Backend, sql: &mut Vec<String>) {
-        self.decisions.statements(backend, sql);
-        self.violations.statements(backend, sql);
-        self.approvals.statements(backend, sql);
-        self.guards.statements(backend, sql);
+    /// Their INSERT statements, to run in one call with others, their parameters numbered on
+    /// from `next` (which they advance): bind them with [`NewRows::bind`].
+    pub(crate) fn statements(&self, backend: Backend, sql: &mut Vec<String>, next: &mut usize) {
+        self.decisions.statements(backend, sql, next);
+        self.violations.statements(backend, sql, next);
+        self.approvals.statements(backend, sql, next);
+        self.guards.statements(backend, sql, next);
     }
 
     /// Binds their values, in [`NewRows::statements`]' order.
@@ -631,12 +630,17 @@ impl<'a, T: Sync> Table<'a, T> {
         .await
     }
 
-    fn statements(&self, backend: Backend, sql: &mut Vec<String>) {
-        sql.extend(
-            self.rows.chunks(ROWS_PER_INSERT).map(|chunk| {
-                multi_insert(backend, self.table_and_columns, self.columns, chunk.len())
-            }),
-        );
+    fn statements(&self, backend: Backend, sql: &mut Vec<String>, next: &mut usize) {
+        for chunk in self.rows.chunks(ROWS_PER_INSERT) {
+            sql.push(multi_insert_at(
+                backend,
+                self.table_and_columns,
+                self.columns,
+                chunk.len(),
+                *next,
+            ));
+            *next += self.columns * chunk.len();
+        }
     }
 
     fn bind<'q>(&'q self, q: Query<'q>) -> Query<'q> {
@@ -685,6 +689,18 @@ pub(crate) fn multi_insert(
     columns: usize,
     rows: usize,
 ) -> String {
+    multi_insert_at(backend, table_and_columns, columns, rows, 1)
+}
+
+/// [`multi_insert`] with its parameters numbered from `first`, to follow other statements'
+/// in one query.
+pub(crate) fn multi_insert_at(
+    backend: Backend,
+    table_and_columns: &str,
+    columns: usize,
+    rows: usize,
+    first: usize,
+) -> String {
     let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -692,7 +708,7 @@ pub(crate) fn multi_insert(
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&backend.parameter(r * columns + c + 1));
+            sql.push_str(&backend.parameter(first + r * columns + c));
         }
         sql.push(')');
     }
@@ -878,6 +894,15 @@ mod tests {
         assert_eq!(
             multi_insert(Backend::Sqlite, "t (a, b)", 2, 2),
             "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+        );
+        // Following another statement's five parameters in one query.
+        assert_eq!(
+            multi_insert_at(Backend::Postgres, "t (a, b)", 2, 2, 6),
+            "INSERT INTO t (a, b) VALUES ($6, $7), ($8, $9)"
+        );
+        assert_eq!(
+            Backend::Postgres.move_head(10),
+            "UPDATE audit_head SET seq = $10, hash = $11 WHERE id = 1"
         );
     }
 }

@@ -58,6 +58,7 @@ both_backends!(
     events,
     one_failed_change_does_not_sink_its_batch,
     a_batch_charges_its_quotas_exactly,
+    a_batch_too_large_for_one_statement,
     a_closed_store_is_unavailable,
 );
 
@@ -2193,6 +2194,30 @@ async fn a_batch_charges_its_quotas_exactly(backend: Backend) {
     );
     assert!(s.decision("l3").await.unwrap().is_none());
     assert_eq!(s.verify_audit().await.unwrap(), Ok(19));
+}
+
+/// A batch of audit records binding more values than one PostgreSQL statement takes (65,535)
+/// is written statement by statement, all of it, and the chain verifies.
+async fn a_batch_too_large_for_one_statement(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = &db.store;
+    commit(
+        s,
+        vec![Write::Identity(IdentityWrite::InsertAgent(agent("bot", 1)))],
+    )
+    .await
+    .unwrap();
+    // 18 values a record.
+    let n = 3_700;
+    let audit = (0..n).map(|_| record("decision", "bot")).collect();
+    s.commit(Change {
+        writes: vec![],
+        audit,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.verify_audit().await.unwrap(), Ok(n));
+    assert_eq!(s.audit_head().await.unwrap().0, n);
 }
 
 async fn a_closed_store_is_unavailable(backend: Backend) {
