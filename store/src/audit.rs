@@ -170,16 +170,14 @@ pub(crate) async fn insert_and_commit(
         .flat_map(|r| r.record.people().into_iter().map(move |h| (h, r.seq)))
         .collect();
     let table = format!("audit_events ({COLUMNS})");
+    // SQLite's one call begins with the new rows; the chain's part follows, its parameters
+    // numbered on from theirs (on PostgreSQL a statement of its own, numbered from the first).
     let mut sql = Vec::new();
     let mut next = 1;
-    new.statements(backend, &mut sql, &mut next);
-    // The chain's part, its parameters numbered on from the new rows' on SQLite (one call) and
-    // from the first on PostgreSQL (a statement of its own).
+    if backend == Backend::Sqlite {
+        new.statements(backend, &mut sql, &mut next);
+    }
     let mut chain = Vec::new();
-    let mut next = match backend {
-        Backend::Sqlite => next,
-        Backend::Postgres => 1,
-    };
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         chain.push(multi_insert_at(backend, &table, 18, chunk.len(), next));
         next += 18 * chunk.len();

@@ -2201,12 +2201,6 @@ async fn a_batch_charges_its_quotas_exactly(backend: Backend) {
 async fn a_batch_too_large_for_one_statement(backend: Backend) {
     let db = TestDb::new(backend).await;
     let s = &db.store;
-    commit(
-        s,
-        vec![Write::Identity(IdentityWrite::InsertAgent(agent("bot", 1)))],
-    )
-    .await
-    .unwrap();
     // 18 values a record.
     let n = 3_700;
     let audit = (0..n).map(|_| record("decision", "bot")).collect();
