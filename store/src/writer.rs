@@ -479,7 +479,9 @@ async fn apply_all<'a>(
                     at,
                     policy,
                 }) => trust.note(agent_id, *tier, *at, policy),
-                Write::Quota(q) => quotas.add(q),
+                // Summed once: by the call that opened the transaction, if it did.
+                Write::Quota(q) if counted.is_none() => quotas.add(q),
+                Write::Quota(_) => {}
                 other => {
                     debug_assert!(!gathered(other), "a gathered write is applied on its own");
                     let applied = apply(conn, other).await?;
