@@ -65,6 +65,11 @@ impl From<GuardWrite> for Write {
 const COLUMNS: &str = "SELECT g.decision_id, g.agent_id, g.class, g.environment, g.service, g.armed_at, g.deadline, g.status, g.signals, g.errors, \
      g.last_verdict, g.review_id FROM guards g";
 
+/// The watch whose review is `$1`.
+pub(crate) fn of_review() -> String {
+    format!("{COLUMNS} WHERE g.review_id = $1")
+}
+
 fn guard_of(r: &AnyRow) -> Result<Guard> {
     let status: String = r.try_get("status")?;
     Ok(Guard {
@@ -96,7 +101,7 @@ impl Store {
 
     /// The watch a human review was asked for.
     pub async fn guard_of_review(&self, review_id: &str) -> Result<Option<Guard>> {
-        let row = sqlx::query(&format!("{COLUMNS} WHERE g.review_id = $1"))
+        let row = sqlx::query(&of_review())
             .bind(review_id)
             .fetch_optional(&self.pool)
             .await?;

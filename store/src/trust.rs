@@ -368,6 +368,11 @@ async fn write_totals_and_scores(
 
 const DAY_US: i64 = 86_400_000_000;
 
+/// An agent's decisions with an outcome since `$2` that consumed a human's approval.
+const WATCHED_WORK: &str = "SELECT d.id, d.class, d.environment, d.service, d.risk_level, d.outcome, d.outcome_at, d.outcome_by, d.outcome_confirmation \
+     FROM decisions d JOIN approvals a ON a.consumed_by = d.id \
+     WHERE d.agent_id = $1 AND d.outcome IS NOT NULL AND d.outcome_at >= $2 ORDER BY d.outcome_at, d.id";
+
 impl Store {
     /// An agent's running trust totals.
     pub async fn trust_totals(&self, agent: &str) -> Result<Vec<warden_core::trust::Total>> {
@@ -384,15 +389,11 @@ impl Store {
         agent: &str,
         since: i64,
     ) -> Result<Vec<warden_core::tiering::Watched>> {
-        let rows = sqlx::query(
-            "SELECT d.id, d.class, d.environment, d.service, d.risk_level, d.outcome, d.outcome_at, d.outcome_by, d.outcome_confirmation \
-             FROM decisions d JOIN approvals a ON a.consumed_by = d.id \
-             WHERE d.agent_id = $1 AND d.outcome IS NOT NULL AND d.outcome_at >= $2 ORDER BY d.outcome_at, d.id",
-        )
-        .bind(agent)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(WATCHED_WORK)
+            .bind(agent)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
         let mut work = Vec::with_capacity(rows.len());
         for r in &rows {
             let Some(outcome) = wire_opt(r, "outcome", OutcomeStatus::parse)? else {
@@ -714,4 +715,43 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &TrustWrite) -> Appli
             Ok(())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite_tests::{migrated, plan};
+
+    /// Approval requests enter the index of what consumed them only once consumed, and watches
+    /// the index of their review only once reviewed (entries for neither were one more page
+    /// written a batch); the reads by them still go through the indexes.
+    #[tokio::test]
+    async fn only_set_references_are_indexed() {
+        let unset = [
+            "SELECT COUNT(*) FROM approvals INDEXED BY approvals_consumed_by WHERE consumed_by IS NULL",
+            "SELECT COUNT(*) FROM guards INDEXED BY guards_review WHERE review_id IS NULL",
+        ];
+        let before = migrated(23).await;
+        let pool = migrated(i64::MAX).await;
+        for sql in unset {
+            sqlx::query(sql).fetch_one(&before).await.unwrap();
+            let Err(refused) = sqlx::query(sql).fetch_one(&pool).await else {
+                panic!("rows without the reference are still in the index: {sql}");
+            };
+            assert!(
+                refused.to_string().contains("no query solution"),
+                "{refused}"
+            );
+        }
+        for (sql, index) in [
+            (WATCHED_WORK, "INDEX approvals_consumed_by (consumed_by=?)"),
+            (
+                &crate::guards::of_review(),
+                "INDEX guards_review (review_id=?)",
+            ),
+        ] {
+            let plan = plan(&pool, sql).await;
+            assert!(plan.iter().any(|step| step.contains(index)), "{plan:?}");
+        }
+    }
 }
