@@ -288,7 +288,8 @@ fn bind_person<'q>(q: Query<'q>, (human, seq): &'q (&str, i64)) -> Query<'q> {
 /// The filter's conditions, added to `w`.
 fn narrow(w: &mut Filters, backend: crate::Backend, f: &AuditFilter) {
     w.text("actor_kind", &f.actor_kind);
-    if f.actor_kind.as_deref().is_some_and(|k| k != "agent") {
+    let agents = warden_core::identity::Role::Agent.actor_kind();
+    if f.actor_kind.as_deref().is_some_and(|k| k != agents) {
         // Implied by the term above, and the condition of `audit_actor_kind`, which holds only
         // the kinds other than agents': written out so that the planner may use it.
         w.and("actor_kind <> 'agent'");
