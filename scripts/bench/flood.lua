@@ -1,10 +1,12 @@
 -- wrk script: one agent asking for the same staging deploy as fast as it can (a runaway loop);
--- WARDEN_CLASS asks for another action class instead.
+-- WARDEN_CLASS asks for another action class instead; WARDEN_APPROVAL presents that approval id.
 -- Counts the answers by status: 200 (decided) and 429 (cut off for its rate limit).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("WARDEN_TOKEN")
-wrk.body = '{"action":{"class":"' .. (os.getenv("WARDEN_CLASS") or "deploy") .. '","environment":"staging","service":"payments","reasoning":"again"}}'
+local approval = os.getenv("WARDEN_APPROVAL")
+if approval == "" then approval = nil end
+wrk.body = '{' .. (approval and ('"approval_id":"' .. approval .. '",') or '') .. '"action":{"class":"' .. (os.getenv("WARDEN_CLASS") or "deploy") .. '","environment":"staging","service":"payments","reasoning":"again"}}'
 
 local threads = {}
 setup = function(thread)

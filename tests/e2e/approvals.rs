@@ -350,9 +350,13 @@ async fn reject_expire_and_four_eyes(backend: Backend) {
         403,
         "forbidden_role",
     );
-    let (_, unknown) = decide(&s, &bot, migration("payments"), Some("forged-id")).await;
-    assert_eq!(unknown["verdict"], "deny");
-    assert!(codes(&unknown).contains(&"approval_unknown".to_string()));
+    // A made-up id, presented again and again (the second time answered from what the first
+    // read found): denied every time.
+    for _ in 0..3 {
+        let (_, unknown) = decide(&s, &bot, migration("payments"), Some("forged-id")).await;
+        assert_eq!(unknown["verdict"], "deny", "{unknown}");
+        assert!(codes(&unknown).contains(&"approval_unknown".to_string()));
+    }
 }
 
 async fn who_may_approve_and_races(backend: Backend) {
@@ -468,6 +472,23 @@ async fn two_replicas_consume_once(backend: Backend) {
             .filter(|(st, a)| *st == StatusCode::OK && a["verdict"] == "allow")
             .count();
         assert_eq!(allowed, 1, "round {round}: {results:?}");
+        // Used on one replica, it is used on both: each read it before (approved, or already
+        // used) and answers from the store or from what it keeps.
+        for base in [&s.base, &base2, &s.base, &base2] {
+            let r = s
+                .client
+                .post(format!("{base}/v1/decisions"))
+                .bearer_auth(&bot)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let answer = r.json::<Value>().await.unwrap();
+            assert!(
+                codes(&answer).contains(&"approval_reused".to_string()),
+                "round {round}: {answer}"
+            );
+        }
     }
     replica.stop().await;
 }

@@ -28,6 +28,7 @@ use crate::services::idempotency::Claim;
 use crate::services::lanes::Lanes;
 use crate::services::notify::Outbox;
 use crate::services::overruns::Overruns;
+use crate::services::presented::Presentations;
 use crate::services::repeats::Repeats;
 use crate::services::tiering::Controller;
 use crate::store::{
@@ -51,6 +52,7 @@ pub struct Decisions {
     lanes: Lanes,
     overruns: Overruns,
     repeats: Repeats,
+    presentations: Presentations,
 }
 
 /// A committed decision: the answer, and its JSON as recorded, which is the body to send.
@@ -117,6 +119,7 @@ impl Decisions {
             lanes: Lanes::new(agent_concurrency),
             overruns: Overruns::default(),
             repeats: Repeats::default(),
+            presentations: Presentations::default(),
         }
     }
 
@@ -203,12 +206,15 @@ impl Decisions {
                     &request.action,
                     request.on_behalf_of.as_deref(),
                 ));
-                Some(approvals::present(
-                    self.store.approval(id, now).await?,
-                    id,
-                    &agent.id,
-                    &hash,
-                ))
+                let found = match self.presentations.settled(id, &agent.id, &hash) {
+                    Some(kept) => kept,
+                    None => {
+                        let found = self.store.approval(id, now).await?;
+                        self.presentations.keep(id, found.as_ref());
+                        found
+                    }
+                };
+                Some(approvals::present(found, id, &agent.id, &hash))
             }
             None => None,
         };

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod outcomes;
 pub mod overruns;
 pub mod plugins;
+pub mod presented;
 pub mod quotas;
 pub mod repeats;
 pub mod reports;
