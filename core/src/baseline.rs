@@ -89,6 +89,19 @@ pub const MAX_TARGETS: usize = 2_000;
 /// Human actions a baseline needs before detectors judge against it.
 pub const MIN_WARM_EVENTS: u64 = 20;
 
+/// How far an agent's actions of one kind in the last hour are counted for anomaly detectors
+/// (`actions_last_hour`), given the humans' mean rate of that kind per hour: at least 100, and
+/// at least four times the humans' rate and 50 more. Beyond that every detector's verdict is
+/// long settled, and counting on would make each decision of a busy agent cost more than the
+/// last (a count of every decision in the hour, read on every decision).
+pub fn activity_cap(human_rate_per_hour: f64) -> u32 {
+    let scaled = (human_rate_per_hour.max(0.0) * 4.0 + 50.0).ceil();
+    if scaled >= f64::from(u32::MAX) {
+        return u32::MAX;
+    }
+    (scaled as u32).max(100)
+}
+
 impl HumanBaseline {
     /// Whether there is enough history to judge against.
     pub fn warm(&self) -> bool {
@@ -203,6 +216,15 @@ pub fn local_time(at: i64, tz: &jiff::tz::TimeZone) -> LocalTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activity_is_counted_well_past_what_humans_do() {
+        assert_eq!(activity_cap(0.0), 100);
+        assert_eq!(activity_cap(f64::NAN), 100);
+        assert_eq!(activity_cap(2.5), 100);
+        assert_eq!(activity_cap(100.0), 450);
+        assert_eq!(activity_cap(1e12), u32::MAX);
+    }
     use crate::clock::parse_micros;
 
     #[test]

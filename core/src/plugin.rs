@@ -192,7 +192,8 @@ impl PluginAction {
 /// The agent's own recent activity of one kind (the WIT `activity` record).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecentActivity {
-    /// Actions of the same kind in the last hour, including this one.
+    /// Actions of the same kind in the last hour, including this one, counted up to a cap: at
+    /// least 100, and at least four times the humans' hourly rate and 50 more.
     pub actions_last_hour: u32,
     /// `class/environment/service` combinations this agent has done before.
     pub seen_combinations: Vec<String>,

@@ -211,7 +211,8 @@ pub struct Baseline {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Activity {
-    /// Actions of the same kind in the last hour, including this one.
+    /// Actions of the same kind in the last hour, including this one, counted up to a cap: at
+    /// least 100, and at least four times the humans' hourly rate and 50 more.
     pub actions_last_hour: u32,
     /// `class/environment/service` combinations this agent has done before.
     pub seen_combinations: Vec<String>,

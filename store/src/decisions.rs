@@ -77,8 +77,10 @@ impl Store {
             .transpose()?)
     }
 
-    /// An agent's decisions of one kind since `since` (Unix microseconds), and whether it was
-    /// ever allowed that kind of action; both answered from one index.
+    /// An agent's decisions of one kind since `since` (Unix microseconds), counted up to
+    /// `at_most`, and whether it was ever allowed that kind of action; both answered from one
+    /// index. The count stops at `at_most` so that a busy agent's decision does not read every
+    /// decision it made in the window.
     pub async fn activity(
         &self,
         agent: &str,
@@ -86,9 +88,10 @@ impl Store {
         environment: &str,
         service: &str,
         since: i64,
+        at_most: u32,
     ) -> Result<Activity> {
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 AND at >= $5) AS recent, \
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 AND at >= $5 LIMIT $6) AS r) AS recent, \
                     (SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
                      AND verdict = 'allow' LIMIT 1) AS d) AS done",
         )
@@ -97,6 +100,7 @@ impl Store {
         .bind(environment)
         .bind(service)
         .bind(since)
+        .bind(i64::from(at_most))
         .fetch_one(&self.pool)
         .await?;
         let (recent, done): (i64, i64) = (row.try_get("recent")?, row.try_get("done")?);

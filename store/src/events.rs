@@ -231,8 +231,9 @@ impl Store {
         rows.iter().map(event_of).collect()
     }
 
-    /// An agent's events of one kind since `since`, and whether it did the kind before (on the
-    /// partial index of agents' events).
+    /// An agent's events of one kind since `since`, counted up to `at_most`, and whether it did
+    /// the kind before (on the partial index of agents' events). Neither reads more than it
+    /// needs: the agent's whole history of the kind was once summed on every decision.
     pub async fn event_activity(
         &self,
         actor_id: &str,
@@ -240,17 +241,20 @@ impl Store {
         environment: &str,
         service: &str,
         since: i64,
+        at_most: u32,
     ) -> Result<EventActivity> {
         let row = sqlx::query(
-            "SELECT COALESCE(SUM(CASE WHEN at >= $5 THEN 1 ELSE 0 END), 0) AS recent, \
-                    COALESCE(SUM(CASE WHEN at < $5 THEN 1 ELSE 0 END), 0) AS before \
-             FROM events WHERE actor_kind = 'agent' AND actor_id = $1 AND class = $2 AND environment = $3 AND service = $4",
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE actor_kind = 'agent' AND actor_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
+                     AND at >= $5 LIMIT $6) AS r) AS recent, \
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE actor_kind = 'agent' AND actor_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
+                     AND at < $5 LIMIT 1) AS b) AS before",
         )
         .bind(actor_id)
         .bind(class)
         .bind(environment)
         .bind(service)
         .bind(since)
+        .bind(i64::from(at_most))
         .fetch_one(&self.pool)
         .await?;
         let recent: i64 = row.try_get("recent")?;

@@ -392,10 +392,39 @@ async fn decisions_and_violations(backend: Backend) {
     assert_eq!(at, NOW - MINUTE);
     assert!(request.contains("estimated_cost_usd"));
     let activity = s
-        .activity("bot", "deploy", "staging", "payments", NOW - 3_600_000_000)
+        .activity(
+            "bot",
+            "deploy",
+            "staging",
+            "payments",
+            NOW - 3_600_000_000,
+            100,
+        )
         .await
         .unwrap();
     assert_eq!((activity.recent, activity.done_before), (1, true));
+    // Counted up to the cap: a busy agent's decision does not read its whole hour.
+    for i in 2..=4 {
+        commit(
+            s,
+            vec![Write::Decision(DecisionWrite::InsertDecision(decision(
+                &format!("d-busy-{i}"),
+                "bot",
+                Verdict::Deny,
+                NOW - MINUTE + i,
+            )))],
+        )
+        .await
+        .unwrap();
+    }
+    let since = NOW - 3_600_000_000;
+    for (at_most, recent) in [(100, 4), (4, 4), (3, 3), (1, 1)] {
+        let activity = s
+            .activity("bot", "deploy", "staging", "payments", since, at_most)
+            .await
+            .unwrap();
+        assert_eq!((activity.recent, activity.done_before), (recent, true));
+    }
     assert!(s.decision("nope").await.unwrap().is_none());
 
     let violation = |id: &str, mode, at| ViolationRow {
@@ -1827,7 +1856,14 @@ async fn events(backend: Backend) {
     );
 
     let activity = s
-        .event_activity("bot", "deploy", "production", "payments", NOW - 60 * MINUTE)
+        .event_activity(
+            "bot",
+            "deploy",
+            "production",
+            "payments",
+            NOW - 60 * MINUTE,
+            100,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1837,6 +1873,31 @@ async fn events(backend: Backend) {
             done_before: true
         }
     );
+    // Nothing before `since`, and the recent ones counted up to the cap.
+    let all = s
+        .event_activity(
+            "bot",
+            "deploy",
+            "production",
+            "payments",
+            NOW - 600 * MINUTE,
+            100,
+        )
+        .await
+        .unwrap();
+    let capped = s
+        .event_activity(
+            "bot",
+            "deploy",
+            "production",
+            "payments",
+            NOW - 600 * MINUTE,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!((all.recent, all.done_before), (2, false));
+    assert_eq!((capped.recent, capped.done_before), (1, false));
     assert_eq!(s.decision_events("dec-1").await.unwrap().len(), 2);
     assert_eq!(s.actor_events("bot", 1).await.unwrap()[0].source_id, "b1");
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::approvals;
+use crate::baseline::activity_cap;
 use crate::clock::SharedClock;
 use crate::decision::{
     Action, DecisionAnswer, DecisionRequest, DecisionWrites, Inputs, Judgement, MAX_PARENT_DEPTH,
@@ -436,20 +437,26 @@ impl Decisions {
             return Ok(None);
         }
         let since = now - 3_600_000_000;
+        let baseline = entry.for_action(env, &action.resources);
+        let cap = activity_cap(baseline.rate_per_hour);
         let decided = self
             .store
-            .activity(&agent.id, class, env, service, since)
+            .activity(&agent.id, class, env, service, since, cap)
             .await?;
         let done = self
             .store
-            .event_activity(&agent.id, class, env, service, since)
+            .event_activity(&agent.id, class, env, service, since, cap)
             .await?;
         let combination = format!("{class}/{env}/{service}");
         Ok(Some(AnomalyContext {
-            baseline: entry.for_action(env, &action.resources),
+            baseline,
             activity: RecentActivity {
                 // Including this one.
-                actions_last_hour: decided.recent.saturating_add(done.recent).saturating_add(1),
+                actions_last_hour: decided
+                    .recent
+                    .saturating_add(done.recent)
+                    .saturating_add(1)
+                    .min(cap),
                 seen_combinations: if decided.done_before || done.done_before {
                     vec![combination]
                 } else {
