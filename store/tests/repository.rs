@@ -1855,38 +1855,24 @@ async fn events(backend: Backend) {
         "stored whole, the first delivery wins"
     );
 
-    let activity = s
-        .event_activity(
-            "bot",
-            "deploy",
-            "production",
-            "payments",
-            NOW - 60 * MINUTE,
-            100,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        activity,
-        EventActivity {
-            recent: 1,
-            done_before: true
-        }
-    );
-    // Nothing before `since`, and the recent ones counted up to the cap.
-    for (at_most, recent) in [(100, 2), (1, 1)] {
+    // The last hour holds one of the bot's two events, the one before it counts as done before;
+    // with `since` before both, nothing is before it, and the recent ones count up to the cap.
+    for (since, at_most, recent, done_before) in [
+        (NOW - 60 * MINUTE, 100, 1, true),
+        (NOW - 600 * MINUTE, 100, 2, false),
+        (NOW - 600 * MINUTE, 1, 1, false),
+    ] {
         let activity = s
-            .event_activity(
-                "bot",
-                "deploy",
-                "production",
-                "payments",
-                NOW - 600 * MINUTE,
-                at_most,
-            )
+            .event_activity("bot", "deploy", "production", "payments", since, at_most)
             .await
             .unwrap();
-        assert_eq!((activity.recent, activity.done_before), (recent, false));
+        assert_eq!(
+            activity,
+            EventActivity {
+                recent,
+                done_before
+            }
+        );
     }
     assert_eq!(s.decision_events("dec-1").await.unwrap().len(), 2);
     assert_eq!(s.actor_events("bot", 1).await.unwrap()[0].source_id, "b1");
