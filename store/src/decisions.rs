@@ -2,7 +2,7 @@
 
 use futures::TryStreamExt as _;
 use sqlx::{AnyConnection, Row as _};
-use warden_core::records::{Activity, DecisionRow};
+use warden_core::records::DecisionRow;
 
 use crate::error::Result;
 use crate::writer::{Applied, Table};
@@ -75,39 +75,6 @@ impl Store {
                 ))
             })
             .transpose()?)
-    }
-
-    /// An agent's decisions of one kind since `since` (Unix microseconds), counted up to
-    /// `at_most`, and whether it was ever allowed that kind of action; both answered from one
-    /// index. The count stops at `at_most` so that a busy agent's decision does not read every
-    /// decision it made in the window.
-    pub async fn activity(
-        &self,
-        agent: &str,
-        class: &str,
-        environment: &str,
-        service: &str,
-        since: i64,
-        at_most: u32,
-    ) -> Result<Activity> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 AND at >= $5 LIMIT $6) AS r) AS recent, \
-                    (SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
-                     AND verdict = 'allow' LIMIT 1) AS d) AS done",
-        )
-        .bind(agent)
-        .bind(class)
-        .bind(environment)
-        .bind(service)
-        .bind(since)
-        .bind(i64::from(at_most))
-        .fetch_one(&self.pool)
-        .await?;
-        let (recent, done): (i64, i64) = (row.try_get("recent")?, row.try_get("done")?);
-        Ok(Activity {
-            recent: u32::try_from(recent).unwrap_or(u32::MAX),
-            done_before: done > 0,
-        })
     }
 }
 

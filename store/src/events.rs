@@ -29,15 +29,6 @@ impl From<EventWrite> for Write {
     }
 }
 
-/// An agent's activity of one kind from the platform's events.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EventActivity {
-    /// Events since the window start.
-    pub recent: u32,
-    /// Whether the agent did this kind of action before the window.
-    pub done_before: bool,
-}
-
 const COLUMNS: &str = "actor_kind, actor_id, team, class, environment, service, targets, change_size, at, outcome, decision_id, source, source_id";
 
 /// [`COLUMNS`] for a scan, `targets` as JSON.
@@ -229,40 +220,6 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(event_of).collect()
-    }
-
-    /// An agent's events of one kind since `since`, counted up to `at_most`, and whether it did
-    /// the kind before (on the partial index of agents' events). Neither reads more than it
-    /// needs: the agent's whole history of the kind was once summed on every decision.
-    pub async fn event_activity(
-        &self,
-        actor_id: &str,
-        class: &str,
-        environment: &str,
-        service: &str,
-        since: i64,
-        at_most: u32,
-    ) -> Result<EventActivity> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE actor_kind = 'agent' AND actor_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
-                     AND at >= $5 LIMIT $6) AS r) AS recent, \
-                    (SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE actor_kind = 'agent' AND actor_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
-                     AND at < $5 LIMIT 1) AS b) AS before",
-        )
-        .bind(actor_id)
-        .bind(class)
-        .bind(environment)
-        .bind(service)
-        .bind(since)
-        .bind(i64::from(at_most))
-        .fetch_one(&self.pool)
-        .await?;
-        let recent: i64 = row.try_get("recent")?;
-        let before: i64 = row.try_get("before")?;
-        Ok(EventActivity {
-            recent: u32::try_from(recent).unwrap_or(u32::MAX),
-            done_before: before > 0,
-        })
     }
 
     /// How many events are stored.

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use warden_core::audit::AuditRecord;
 use warden_core::identity::{Agent, Human, TokenRecord};
 
+mod activity;
 mod approvals;
 mod audit;
 mod audit_tree;
@@ -44,6 +45,7 @@ mod sessions;
 mod trust;
 mod writer;
 
+pub use activity::{AgentActivity, EventActivity};
 pub use approvals::ApprovalWrite;
 pub use audit::{AuditFilter, AuditGroup, AuditOrder, AuditPageRequest, AuditScope, RawAuditRow};
 pub use audit_tree::{AuditWrite, BLOCK, Extended, ProofError, Proofs, StoredCheckpoint};
@@ -53,7 +55,7 @@ pub use delegations::DelegationWrite;
 pub use deliveries::DeliveryWrite;
 pub use dialect::Backend;
 pub use error::{Conflict, Missing, Result, StoreError};
-pub use events::{EventActivity, EventWrite};
+pub use events::EventWrite;
 pub use guards::GuardWrite;
 pub use idempotency::{IdempotencyKey, IdempotencyWrite, Kept};
 pub use identities::IdentityWrite;

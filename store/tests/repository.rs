@@ -401,16 +401,21 @@ async fn decisions_and_violations(backend: Backend) {
             100,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .decided;
     assert_eq!((activity.recent, activity.done_before), (1, true));
-    // Counted up to the cap: a busy agent's decision does not read its whole hour.
-    for i in 2..=4 {
+    // Every verdict counts, up to the cap: a busy agent's decision does not read its whole hour.
+    for (i, verdict) in [
+        (2, Verdict::Deny),
+        (3, Verdict::RequireApproval),
+        (4, Verdict::Deny),
+    ] {
         commit(
             s,
             vec![Write::Decision(DecisionWrite::InsertDecision(decision(
                 &format!("d-busy-{i}"),
                 "bot",
-                Verdict::Deny,
+                verdict,
                 NOW - MINUTE + i,
             )))],
         )
@@ -418,12 +423,37 @@ async fn decisions_and_violations(backend: Backend) {
         .unwrap();
     }
     let since = NOW - 3_600_000_000;
+    // A kind the agent was never allowed: counted, and not done before however many there are.
+    for (i, verdict) in [
+        Verdict::RequireApproval,
+        Verdict::Deny,
+        Verdict::RequireApproval,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut row = decision(&format!("d-prod-{i}"), "bot", verdict, NOW - 2 * MINUTE);
+        row.environment = "production".into();
+        commit(s, vec![Write::Decision(DecisionWrite::InsertDecision(row))])
+            .await
+            .unwrap();
+    }
+    let prod = s
+        .activity("bot", "deploy", "production", "payments", since, 100)
+        .await
+        .unwrap()
+        .decided;
+    assert_eq!((prod.recent, prod.done_before), (3, false));
     for (at_most, recent) in [(100, 4), (4, 4), (3, 3), (1, 1)] {
         let activity = s
             .activity("bot", "deploy", "staging", "payments", since, at_most)
             .await
             .unwrap();
-        assert_eq!((activity.recent, activity.done_before), (recent, true));
+        assert_eq!(
+            (activity.decided.recent, activity.decided.done_before),
+            (recent, true)
+        );
+        assert_eq!(activity.done, EventActivity::default(), "no events stored");
     }
     assert!(s.decision("nope").await.unwrap().is_none());
 
@@ -1863,11 +1893,11 @@ async fn events(backend: Backend) {
         (NOW - 600 * MINUTE, 1, 1, false),
     ] {
         let activity = s
-            .event_activity("bot", "deploy", "production", "payments", since, at_most)
+            .activity("bot", "deploy", "production", "payments", since, at_most)
             .await
             .unwrap();
         assert_eq!(
-            activity,
+            activity.done,
             EventActivity {
                 recent,
                 done_before

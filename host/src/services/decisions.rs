@@ -33,8 +33,8 @@ use crate::services::presented::Presentations;
 use crate::services::repeats::Repeats;
 use crate::services::tiering::Controller;
 use crate::store::{
-    ApprovalWrite, Change, Conflict, DecisionWrite, GuardWrite, QuotaWrite, Store, StoreError,
-    TrustWrite, ViolationWrite, Write,
+    AgentActivity, ApprovalWrite, Change, Conflict, DecisionWrite, GuardWrite, QuotaWrite, Store,
+    StoreError, TrustWrite, ViolationWrite, Write,
 };
 
 /// The decision service: what `POST /v1/decisions` and the AuthZEN endpoints call.
@@ -439,13 +439,9 @@ impl Decisions {
         let since = now - 3_600_000_000;
         let baseline = entry.for_action(env, &action.resources);
         let cap = activity_cap(baseline.rate_per_hour);
-        let decided = self
+        let AgentActivity { decided, done } = self
             .store
             .activity(&agent.id, class, env, service, since, cap)
-            .await?;
-        let done = self
-            .store
-            .event_activity(&agent.id, class, env, service, since, cap)
             .await?;
         let combination = format!("{class}/{env}/{service}");
         Ok(Some(AnomalyContext {

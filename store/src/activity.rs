@@ -1,0 +1,88 @@
+//! An agent's recent activity of one kind of action, from Warden's decisions and from the
+//! platform's events. The anomaly stage asks on every decision, so both tables are read in one
+//! statement: one hand-off to the database, not two.
+
+use sqlx::Row as _;
+use warden_core::decision::Verdict;
+use warden_core::records::Activity;
+
+use crate::Store;
+use crate::error::Result;
+
+/// An agent's activity of one kind from the platform's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventActivity {
+    /// Events since the window start.
+    pub recent: u32,
+    /// Whether the agent did this kind of action before the window.
+    pub done_before: bool,
+}
+
+/// An agent's activity of one kind, as each table tells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentActivity {
+    /// From Warden's decisions.
+    pub decided: Activity,
+    /// From the platform's events.
+    pub done: EventActivity,
+}
+
+// Each count stops at `$6` (LIMIT inside, COUNT outside) and each "before" at its first row, so
+// a busy agent's decision reads no more of its history than the cap. Decisions answer from the
+// index on (agent, kind, verdict, time): the count names every verdict so that it seeks each
+// one's range from `$5`, and "ever allowed" is one seek. Events answer from the partial index
+// of agents' events.
+const SQL: &str = "SELECT \
+    (SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
+     AND verdict IN ('allow', 'require_approval', 'deny') AND at >= $5 LIMIT $6) AS dr) AS decided_recent, \
+    (SELECT COUNT(*) FROM (SELECT 1 FROM decisions WHERE agent_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
+     AND verdict = 'allow' LIMIT 1) AS da) AS decided_allowed, \
+    (SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE actor_kind = 'agent' AND actor_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
+     AND at >= $5 LIMIT $6) AS er) AS done_recent, \
+    (SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE actor_kind = 'agent' AND actor_id = $1 AND class = $2 AND environment = $3 AND service = $4 \
+     AND at < $5 LIMIT 1) AS eb) AS done_before";
+
+// The count above names every verdict: a new one does not compile here until it is named there.
+const _: () = match Verdict::Allow {
+    Verdict::Allow | Verdict::RequireApproval | Verdict::Deny => (),
+};
+
+impl Store {
+    /// An agent's activity of one kind (class, environment, service) since `since` (Unix
+    /// microseconds): in decisions, how many since then, counted up to `at_most`, and whether it
+    /// was ever allowed the kind; in events, how many since then, up to `at_most`, and whether
+    /// it did the kind before then.
+    pub async fn activity(
+        &self,
+        agent: &str,
+        class: &str,
+        environment: &str,
+        service: &str,
+        since: i64,
+        at_most: u32,
+    ) -> Result<AgentActivity> {
+        let row = sqlx::query(SQL)
+            .bind(agent)
+            .bind(class)
+            .bind(environment)
+            .bind(service)
+            .bind(since)
+            .bind(i64::from(at_most))
+            .fetch_one(&self.pool)
+            .await?;
+        let count = |column: &str| -> Result<u32> {
+            let n: i64 = row.try_get(column)?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        Ok(AgentActivity {
+            decided: Activity {
+                recent: count("decided_recent")?,
+                done_before: count("decided_allowed")? > 0,
+            },
+            done: EventActivity {
+                recent: count("done_recent")?,
+                done_before: count("done_before")? > 0,
+            },
+        })
+    }
+}
