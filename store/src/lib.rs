@@ -355,6 +355,18 @@ impl Store {
             // One more for the writer, and one for its flusher (on PostgreSQL).
             .max_connections(options.max_connections.max(1) + 2)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings a connection every time it is taken from the pool: a round trip of its
+            // own (to SQLite's thread, or to PostgreSQL) before every read. Only a connection
+            // idle long enough for the server to have dropped it is checked.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= CHECK_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _| Box::pin(async move { backend.set_up(conn).await }))
             .connect(url)
             .await
@@ -498,6 +510,9 @@ async fn checkpoint_wal(pool: AnyPool, sql: &'static str, commits: Arc<tokio::sy
 
 /// The least time between two background checkpoints: a few commits' pages are copied at
 /// once, so a page the writer changes in every commit is not copied for each of them.
+/// How long a pooled connection may sit idle and still be handed out unchecked.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
+
 const CHECKPOINT_SPACING: Duration = Duration::from_millis(5);
 
 /// A list read from the store, and the ids of the rows in it that did not read back: those are
