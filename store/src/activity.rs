@@ -86,3 +86,25 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite_tests::{migrated, plan};
+
+    /// Both reads of decisions seek the agent's kind and a verdict in the index: "ever allowed"
+    /// once walked a never-allowed kind's whole history, reading each row for its verdict.
+    #[tokio::test]
+    async fn decisions_are_read_by_kind_and_verdict() {
+        let seek = "USING COVERING INDEX decisions_agent_kind_verdict_at (agent_id=? AND class=? \
+                    AND environment=? AND service=? AND verdict=?";
+        let now = plan(&migrated(i64::MAX).await, SQL).await;
+        assert_eq!(
+            now.iter().filter(|step| step.contains(seek)).count(),
+            2,
+            "{now:?}"
+        );
+        let before = plan(&migrated(25).await, SQL).await;
+        assert!(!before.iter().any(|step| step.contains(seek)), "{before:?}");
+    }
+}
