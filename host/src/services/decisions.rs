@@ -443,7 +443,6 @@ impl Decisions {
             .store
             .activity(&agent.id, class, env, service, since, cap)
             .await?;
-        let combination = format!("{class}/{env}/{service}");
         Ok(Some(AnomalyContext {
             baseline,
             activity: RecentActivity {
@@ -454,7 +453,7 @@ impl Decisions {
                     .saturating_add(1)
                     .min(cap),
                 seen_combinations: if decided.done_before || done.done_before {
-                    vec![combination]
+                    vec![format!("{class}/{env}/{service}")]
                 } else {
                     Vec::new()
                 },
