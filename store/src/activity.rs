@@ -7,7 +7,7 @@ use warden_core::decision::Verdict;
 use warden_core::records::Activity;
 
 use crate::Store;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 
 /// An agent's activity of one kind from the platform's events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,6 +61,10 @@ impl Store {
         since: i64,
         at_most: u32,
     ) -> Result<AgentActivity> {
+        if self.pool.is_closed() {
+            return Err(StoreError::unavailable("the store is closed"));
+        }
+        let (_turn, mut conn) = self.readers.take().await?;
         let row = sqlx::query(SQL)
             .bind(agent)
             .bind(class)
@@ -68,8 +72,9 @@ impl Store {
             .bind(service)
             .bind(since)
             .bind(i64::from(at_most))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut conn)
             .await?;
+        self.readers.give_back(conn);
         let count = |column: &str| -> Result<u32> {
             let n: i64 = row.try_get(column)?;
             Ok(u32::try_from(n).unwrap_or(u32::MAX))

@@ -40,6 +40,7 @@ mod identities;
 mod outcomes;
 mod plugins;
 mod quotas;
+mod readers;
 mod reports;
 mod sessions;
 mod trust;
@@ -142,6 +143,8 @@ pub struct Store {
     writer: mpsc::Sender<Msg>,
     cache: Arc<ReadCache>,
     counters: WriterCounters,
+    /// The decision path's reading connections, outside the pool (`readers`).
+    readers: Arc<readers::Readers>,
 }
 
 /// Found tokens, agents and humans, kept for `ttl` so the decision hot path skips its reads.
@@ -354,7 +357,7 @@ impl Store {
         let pool = AnyPoolOptions::new()
             // One more for the writer, and one for its flusher (on PostgreSQL).
             .max_connections(options.max_connections.max(1) + 2)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // sqlx pings a connection every time it is taken from the pool: a round trip of its
             // own (to SQLite's thread, or to PostgreSQL) before every read. Only a connection
             // idle long enough for the server to have dropped it is checked.
@@ -423,6 +426,11 @@ impl Store {
             writer: tx,
             cache,
             counters,
+            readers: Arc::new(readers::Readers::new(
+                url,
+                backend,
+                options.max_connections.max(1) as usize,
+            )),
         })
     }
 
@@ -487,6 +495,7 @@ impl Store {
             let _ = rx.await;
         }
         self.pool.close().await;
+        self.readers.close();
     }
 }
 
@@ -508,11 +517,14 @@ async fn checkpoint_wal(pool: AnyPool, sql: &'static str, commits: Arc<tokio::sy
     }
 }
 
+/// How long a read waits for a connection before it fails as unavailable.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a pooled connection may sit idle and still be handed out unchecked.
+pub(crate) const CHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
+
 /// The least time between two background checkpoints: a few commits' pages are copied at
 /// once, so a page the writer changes in every commit is not copied for each of them.
-/// How long a pooled connection may sit idle and still be handed out unchecked.
-const CHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
-
 const CHECKPOINT_SPACING: Duration = Duration::from_millis(5);
 
 /// A list read from the store, and the ids of the rows in it that did not read back: those are

@@ -2296,6 +2296,15 @@ async fn a_closed_store_is_unavailable(backend: Backend) {
         db.store.agent("bot").await.unwrap_err(),
         StoreError::Unavailable(_)
     ));
+    // The decision path's read, on connections outside the pool, closes with it.
+    let activity = db
+        .store
+        .activity("bot", "deploy", "production", "payments", 0, 100)
+        .await;
+    assert!(
+        matches!(activity, Err(StoreError::Unavailable(_))),
+        "{activity:?}"
+    );
 }
 
 /// A checkpoint beside a writer that never stops cannot catch up with it, and SQLite's WAL
