@@ -74,8 +74,12 @@ impl Readers {
         }
     }
 
-    /// Gives back a connection whose read succeeded (one that failed is dropped instead).
+    /// Gives back a connection whose read succeeded (one that failed is dropped instead, and so
+    /// is one read while the store closed).
     pub(crate) fn give_back(&self, conn: AnyConnection) {
+        if self.permits.is_closed() {
+            return;
+        }
         self.idle
             .lock()
             .expect("readers lock")
@@ -122,10 +126,16 @@ mod tests {
     async fn a_closed_set_turns_readers_away() {
         sqlx::any::install_default_drivers();
         let readers = Readers::new("sqlite::memory:", Backend::Sqlite, 2);
-        let (turn, conn) = readers.take().await.unwrap();
-        readers.give_back(conn);
-        drop(turn);
+        let (idle_turn, idle) = readers.take().await.unwrap();
+        let (turn, in_flight) = readers.take().await.unwrap();
+        readers.give_back(idle);
+        drop(idle_turn);
+        assert_eq!(readers.idle.lock().unwrap().len(), 1);
         readers.close();
+        assert!(readers.idle.lock().unwrap().is_empty());
+        // A read in flight as the store closed does not leave its connection behind.
+        readers.give_back(in_flight);
+        drop(turn);
         assert!(readers.idle.lock().unwrap().is_empty());
         assert!(matches!(
             readers.take().await,
