@@ -7,7 +7,7 @@ use warden_core::decision::Verdict;
 use warden_core::records::Activity;
 
 use crate::Store;
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 
 /// An agent's activity of one kind from the platform's events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,9 +61,6 @@ impl Store {
         since: i64,
         at_most: u32,
     ) -> Result<AgentActivity> {
-        if self.pool.is_closed() {
-            return Err(StoreError::unavailable("the store is closed"));
-        }
         let (_turn, mut conn) = self.readers.take().await?;
         let row = sqlx::query(SQL)
             .bind(agent)

@@ -494,8 +494,8 @@ impl Store {
         if self.writer.send(Msg::Stop(tx)).await.is_ok() {
             let _ = rx.await;
         }
-        self.pool.close().await;
         self.readers.close();
+        self.pool.close().await;
     }
 }
 
