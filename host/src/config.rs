@@ -20,6 +20,7 @@ pub use crate::services::notify::{NotificationsConfig, WebhookConfig, WebhookFor
 pub use crate::services::reports::ReportsConfig;
 pub use crate::services::sessions::UiConfig;
 use crate::store::StoreOptions;
+use warden_plugin_host::MemoryReset;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -68,6 +69,10 @@ pub struct PluginsConfig {
     /// Fresh instances of each plugin made ahead of need, off the decisions' path (0 to 8;
     /// 0, the default, instantiates in every call). See docs/plugins.md, "Speed".
     pub spare_instances: usize,
+    /// How a used plugin instance's memory is reset before its slot is used again: `auto`
+    /// (measure both ways at start, keep the faster), `copy` or `scan` (Linux 6.7). See
+    /// docs/plugins.md, "Speed".
+    pub memory_reset: MemoryReset,
     /// Run the reference plugins built into the binary (the action classifier, the baseline
     /// anomaly detector and the canary rollback trigger) unless a plugin of the same name is
     /// published; `false` runs only what is published.
@@ -84,6 +89,7 @@ impl Default for PluginsConfig {
             // loaded machine a decision took 12–16% less CPU without them (BENCHMARKS.md):
             // spares are for embedding and idle cores, not the default.
             spare_instances: 0,
+            memory_reset: MemoryReset::Auto,
             reference: true,
         }
     }
@@ -414,6 +420,21 @@ mod tests {
             Policy::default().risk["db_migration"]
         );
         assert_eq!(p.violation_modes["docs_update"], ViolationMode::Flag);
+    }
+
+    #[test]
+    fn memory_reset_is_one_of_three_ways() {
+        let c: Config = toml::from_str("[plugins]\nmemory_reset = \"scan\"").unwrap();
+        assert_eq!(c.plugins.memory_reset, MemoryReset::Scan);
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.plugins.memory_reset, MemoryReset::Auto);
+        let err = toml::from_str::<Config>("[plugins]\nmemory_reset = \"fast\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("memory_reset") && err.contains("`auto`, `copy`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -68,8 +68,12 @@ impl Warden {
         }
         let mut metrics = Metrics::default();
         record_policy(&store, &policy, clock.now_micros()).await?;
-        // Refuses a `spare_instances` over its maximum, naming the setting.
-        let plugins = Arc::new(PluginHost::with_spares(config.plugins.spare_instances)?);
+        // Refuses a `spare_instances` over its maximum, or `memory_reset = "scan"` on a kernel
+        // without it, naming the setting.
+        let plugins = Arc::new(PluginHost::configured(
+            config.plugins.spare_instances,
+            config.plugins.memory_reset,
+        )?);
         metrics.plugin_instances(plugins.runtime().instance_counters());
         metrics.store_writer(store.writer_counters());
         let metrics = Arc::new(metrics);

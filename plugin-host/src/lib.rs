@@ -12,8 +12,10 @@ mod convert;
 pub mod fixture;
 pub mod manifest;
 mod registry;
+mod reset;
 pub mod runtime;
 pub mod scaffold;
 pub mod spares;
 
 pub use registry::{Judged, PluginHost, read_dir};
+pub use reset::MemoryReset;

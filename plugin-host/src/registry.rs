@@ -16,6 +16,7 @@ use warden_core::plugin::{
 use warden_core::policy::RiskLevel;
 
 use crate::manifest::{Manifest, PluginKind};
+use crate::reset::MemoryReset;
 use crate::runtime::bindings::types;
 use crate::runtime::{self, CallOutcome, LoadedPlugin, Runtime};
 use crate::spares;
@@ -35,8 +36,14 @@ impl PluginHost {
 
     /// A host with no plugins loaded, keeping `per_plugin` spare instances of each plugin.
     pub fn with_spares(per_plugin: usize) -> anyhow::Result<PluginHost> {
+        PluginHost::configured(per_plugin, MemoryReset::Auto)
+    }
+
+    /// A host with no plugins loaded, `per_plugin` spares of each plugin and used memories
+    /// reset as `reset` says (`[plugins] memory_reset`).
+    pub fn configured(per_plugin: usize, reset: MemoryReset) -> anyhow::Result<PluginHost> {
         Ok(PluginHost {
-            runtime: Runtime::with_spares(per_plugin)?,
+            runtime: Runtime::configured(per_plugin, reset)?,
             loaded: RwLock::new(Arc::new(Vec::new())),
         })
     }

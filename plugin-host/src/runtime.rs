@@ -17,6 +17,7 @@ use wasmtime::{
 };
 
 use crate::manifest::{Limits, MAX_LIMITS, Manifest, PluginKind, check_contract};
+use crate::reset::MemoryReset;
 use crate::spares::{self, Queue, Spare, Spares};
 
 /// Generated host bindings, one module per world; the shared types are generated once.
@@ -253,6 +254,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     spares: Spares,
+    memory_reset: MemoryReset,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -271,38 +273,19 @@ impl Runtime {
     /// Builds the engine keeping `per_plugin` fresh instances of each plugin ready, made and
     /// torn down off the calls' path (see [`spares`]); 0 instantiates on every call.
     pub fn with_spares(per_plugin: usize) -> anyhow::Result<Runtime> {
+        Runtime::configured(per_plugin, MemoryReset::Auto)
+    }
+
+    /// Builds the engine with `per_plugin` spares and a used memory reset as `reset` says.
+    pub fn configured(per_plugin: usize, reset: MemoryReset) -> anyhow::Result<Runtime> {
         if per_plugin > spares::MAX_PER_PLUGIN {
             bail!(
                 "invalid [plugins] in the configuration: spare_instances is {per_plugin}, at most {}",
                 spares::MAX_PER_PLUGIN
             );
         }
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(POOL_INSTANCES)
-            .total_core_instances(POOL_INSTANCES * 2)
-            .total_memories(POOL_INSTANCES * 2)
-            .total_tables(POOL_INSTANCES * 2)
-            .total_stacks(POOL_INSTANCES)
-            .max_memory_size(MAX_LIMITS.memory_bytes as usize)
-            // Keep the first MiB of each slot's memory mapped between calls and reset it with a
-            // plain copy, decommitting the rest. A plugin built with the SDK has two 64 KiB pages,
-            // and copying them back costs less than asking the kernel which pages a call
-            // dirtied (`PAGEMAP_SCAN`, about a third of a fresh instance's cost, BENCHMARKS.md);
-            // a plugin that grows its memory past a MiB pays for its faults, not the others.
-            .linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(64 << 10)
-            .pagemap_scan(wasmtime::Enabled::No);
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .consume_fuel(true)
-            .memory_init_cow(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        // `perf` can name plugins' compiled functions when the engine writes /tmp/perf-PID.map.
-        if std::env::var_os(PROFILER_ENV).is_some_and(|v| v == "perfmap") {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        let engine = any(Engine::new(&config)).context("cannot start the WebAssembly engine")?;
+        let memory_reset = reset.resolve()?;
+        let engine = engine(memory_reset, POOL_INSTANCES)?;
         let mut linker = Linker::new(&engine);
         bindings::classifier::warden::plugin::log::add_to_linker::<CallState, HasSelf<CallState>>(
             &mut linker,
@@ -313,7 +296,13 @@ impl Runtime {
             engine,
             linker,
             spares,
+            memory_reset,
         })
+    }
+
+    /// How this engine resets a used memory: `Copy` or `Scan` (`Auto` resolved).
+    pub fn memory_reset(&self) -> MemoryReset {
+        self.memory_reset
     }
 
     /// Compiles and pre-instantiates a component for its manifest. Refuses what is not a
@@ -405,6 +394,36 @@ impl Runtime {
         store.fuel_async_yield_interval(Some(YIELD_FUEL))?;
         Ok(store)
     }
+}
+
+/// The engine: a pool of `instances` fresh-instance slots with copy-on-write heaps, fuel and
+/// async yields, resetting used memories the way `reset` says (`Copy` or `Scan`).
+pub(crate) fn engine(reset: MemoryReset, instances: u32) -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 2)
+        .total_memories(instances * 2)
+        .total_tables(instances * 2)
+        .total_stacks(instances)
+        .max_memory_size(MAX_LIMITS.memory_bytes as usize)
+        // Keep the first MiB of each slot's memory mapped between calls and reset it in place
+        // (all of it copied back, or only the pages a call wrote: `reset`), decommitting the
+        // rest. A plugin built with the SDK has two 64 KiB pages; a plugin that grows its
+        // memory past a MiB pays for its faults, not the others.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(reset.pagemap());
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // `perf` can name plugins' compiled functions when the engine writes /tmp/perf-PID.map.
+    if std::env::var_os(PROFILER_ENV).is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    any(Engine::new(&config)).context("cannot start the WebAssembly engine")
 }
 
 /// Plugin calls, such as one decision's classifiers and anomaly detectors. Every call runs in

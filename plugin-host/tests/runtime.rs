@@ -10,8 +10,8 @@ use warden_core::plugin::{
 };
 use warden_core::policy::RiskLevel;
 use warden_core::records::Baseline;
-use warden_plugin_host::PluginHost;
 use warden_plugin_host::manifest::Manifest;
+use warden_plugin_host::{MemoryReset, PluginHost};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -318,15 +318,28 @@ fn hostile_classifier(
         .unwrap()
 }
 
+/// Both ways of resetting a used memory (`[plugins] memory_reset`), where the kernel has both.
+fn memory_resets() -> Vec<MemoryReset> {
+    let mut ways = vec![MemoryReset::Copy];
+    if warden_plugin_host::runtime::Runtime::configured(0, MemoryReset::Scan).is_ok() {
+        ways.push(MemoryReset::Scan);
+    }
+    ways
+}
+
 /// Every call starts from the component's initial state: a plugin that keeps a call counter
 /// and the previous caller in statics sees neither, whether its instances are spares made
-/// ahead of need, have stores of their own or share one (as a decision's calls do), and
-/// however fast the calls come.
+/// ahead of need, have stores of their own or share one (as a decision's calls do), however
+/// fast the calls come, and whichever way used memories are reset.
 #[tokio::test]
 async fn no_call_sees_another() {
     use warden_plugin_host::runtime::{CallOutcome, Runtime};
-    for per_plugin in [2, 0] {
-        let rt = Runtime::with_spares(per_plugin).unwrap();
+    for (per_plugin, reset) in memory_resets()
+        .into_iter()
+        .flat_map(|reset| [(2, reset), (0, reset)])
+    {
+        let rt = Runtime::configured(per_plugin, reset).unwrap();
+        assert_eq!(rt.memory_reset(), reset);
         let plugin = hostile_classifier(&rt, "remember");
         let mut shared = rt.calls();
         let mut spares_used = 0;
@@ -431,12 +444,16 @@ async fn a_spare_answers_as_a_fresh_instance() {
 }
 
 /// A plugin that traps, or runs out of fuel on the fast path, leaves nothing behind for the
-/// next plugin of the same decision, whether in a spare or in the store the calls share.
+/// next plugin of the same decision, whether in a spare or in the store the calls share, and
+/// whichever way used memories are reset (one of them grows its memory past every limit).
 #[tokio::test]
 async fn a_trap_does_not_harm_the_next_call() {
     use warden_plugin_host::runtime::{CallOutcome, Runtime};
-    for per_plugin in [0, 2] {
-        let rt = Runtime::with_spares(per_plugin).unwrap();
+    for (per_plugin, reset) in memory_resets()
+        .into_iter()
+        .flat_map(|reset| [(0, reset), (2, reset)])
+    {
+        let rt = Runtime::configured(per_plugin, reset).unwrap();
         let good = hostile_classifier(&rt, "ok");
         let action = deploy("bot", "production");
         for mode in ["panic", "loop", "busy", "grow"] {

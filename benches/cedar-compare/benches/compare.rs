@@ -22,6 +22,7 @@ fn compare(c: &mut Criterion) {
     assert_eq!(cedar.is_authorized().decision(), Decision::Allow);
     let warden = Warden::new();
     let on_demand = Warden::with_spares(0);
+    println!("plugin memory reset: {:?}", warden.memory_reset());
     // The plugins really ran and agreed: two reports, nothing anomalous, allowed.
     for w in [&warden, &on_demand] {
         let first = w.decide();

@@ -15,7 +15,7 @@ use warden_core::plugin::{AnomalyContext, Assessment, PluginAction, RecentActivi
 use warden_core::policy::{CompiledPolicy, Policy};
 use warden_core::quotas::QuotaPlan;
 use warden_core::records::Baseline;
-use warden_plugin_host::PluginHost;
+use warden_plugin_host::{MemoryReset, PluginHost};
 
 /// Warden's default tiers and guard rails as Cedar: tier grants as permits on the principal's
 /// tier, the action, the environment and the risk; suspensions, on-behalf-of limits, approvals,
@@ -147,6 +147,11 @@ pub struct Warden {
 }
 
 impl Warden {
+    /// How used plugin memories are reset (`auto` resolved).
+    pub fn memory_reset(&self) -> MemoryReset {
+        self.host.runtime().memory_reset()
+    }
+
     /// Builds the three reference plugins from the workspace and loads them, with the
     /// default number of spare instances.
     pub fn new() -> Warden {
@@ -154,8 +159,15 @@ impl Warden {
     }
 
     /// As [`Warden::new`], keeping `per_plugin` spare instances (0: every call instantiates).
+    /// `WARDEN_BENCH_MEMORY_RESET=copy|scan` sets `[plugins] memory_reset` (default `auto`), to
+    /// compare the two ways in one build.
     pub fn with_spares(per_plugin: usize) -> Warden {
-        let host = PluginHost::with_spares(per_plugin).expect("plugin host");
+        let reset = match std::env::var("WARDEN_BENCH_MEMORY_RESET").as_deref() {
+            Ok("copy") => MemoryReset::Copy,
+            Ok("scan") => MemoryReset::Scan,
+            _ => MemoryReset::Auto,
+        };
+        let host = PluginHost::configured(per_plugin, reset).expect("plugin host");
         load(&host, "action-classifier", "classifier");
         load(&host, "baseline-anomaly", "anomaly_detector");
         load(&host, "canary-rollback", "rollback_trigger");
