@@ -1,6 +1,6 @@
 //! How a used instance's memory goes back to its original contents before its pool slot is
 //! used again. Every call runs in a fresh instance, so this happens once per plugin call, on
-//! the calling thread when there are no spares: it is a fifth of a decision's plugin cost.
+//! the calling thread when there are no spares: by copying, a third of the plugins' cost.
 //!
 //! Two ways, and which is cheaper depends on the machine (BENCHMARKS.md, "Which pages a call
 //! dirtied"): copying the whole resident part back (a reference plugin's two 64 KiB pages),
