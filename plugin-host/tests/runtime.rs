@@ -321,7 +321,7 @@ fn hostile_classifier(
 /// Both ways of resetting a used memory (`[plugins] memory_reset`), where the kernel has both.
 fn memory_resets() -> Vec<MemoryReset> {
     let mut ways = vec![MemoryReset::Copy];
-    if warden_plugin_host::runtime::Runtime::configured(0, MemoryReset::Scan).is_ok() {
+    if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
         ways.push(MemoryReset::Scan);
     }
     ways
