@@ -161,6 +161,8 @@ pub(crate) struct ReadCache {
     /// itself is checked against the database when it commits, so a stale hint costs at most a
     /// second judgement, never a wrong count.
     quotas: Mutex<HashMap<QuotaKey, i64>>,
+    /// Agents' recent activity per kind of action, for the anomaly stage (`activity`).
+    activity: activity::ActivityCache,
 }
 
 /// Entries kept per map before it is cleared (a crude bound; the TTL keeps entries fresh).
@@ -385,6 +387,7 @@ impl Store {
             agents: Default::default(),
             humans: Default::default(),
             quotas: Default::default(),
+            activity: activity::ActivityCache::new(options.cache_ttl),
         });
         let (tx, rx) = mpsc::channel(8192);
         let counters = WriterCounters::default();
@@ -456,7 +459,8 @@ impl Store {
 
     async fn commit_change(&self, change: Change) -> Result<()> {
         // Identity changes evict the cache before and after: a read racing the commit cannot
-        // keep the old row for long. Decisions (the hot path) change nothing cached.
+        // keep the old row for long. Decisions (the hot path) evict nothing: the writer counts
+        // them into the kept activity answers.
         let stale = Stale::of(&change);
         let sealed = change
             .audit

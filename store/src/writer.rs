@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use warden_core::audit::{self, AuditRecord, Columns};
 use warden_core::records::{ApprovalRow, DecisionRow, Guard, ViolationRow};
 
+use crate::activity::{Decided, acting_agents};
 use crate::approvals::{ApprovalWrite, approval_rows};
 use crate::audit::{AuditRow, insert_and_commit};
 use crate::decisions::decision_rows;
@@ -302,6 +303,10 @@ impl Writer {
         let conn = self.connection().await?;
         let (results, noted) = commit_batch(conn, backend, changes, batch).await?;
         cache.noted(&noted.scores, &noted.counts);
+        cache.activity.committed(noted.head, &noted.decided);
+        cache
+            .activity
+            .forget(noted.actors.iter().map(String::as_str));
         let committed = results.iter().filter(|r| r.is_ok()).count() as u64;
         if committed > 0 {
             self.commits.notify_one();
@@ -351,6 +356,11 @@ async fn commit_batch<'a>(
     batch: bool,
 ) -> std::result::Result<(Vec<Result<()>>, Noted), Failed> {
     let changes: Vec<Parts<'a>> = changes.collect();
+    let actors: Vec<String> = changes
+        .iter()
+        .flat_map(|(change, _)| change.writes.iter().flat_map(acting_agents))
+        .map(str::to_owned)
+        .collect();
     // On SQLite a batch of gathered writes alone adds its quota sums in the call that opens its
     // transaction, a round trip to SQLite's thread fewer. (A write applied on its own may fail
     // and take its change's charges with it, so such a batch sums them as it goes.)
@@ -381,7 +391,7 @@ async fn commit_batch<'a>(
     match result {
         Ok(Batched {
             results,
-            noted: Some(noted),
+            noted: Some(mut noted),
             rows,
             audit,
         }) => {
@@ -389,6 +399,15 @@ async fn commit_batch<'a>(
                 let _ = conn.execute("ROLLBACK").await;
                 return Err(e.into());
             }
+            noted.actors = actors;
+            noted.head = audit.last().map(|r| r.seq);
+            noted.decided = rows
+                .decisions
+                .rows
+                .iter()
+                .copied()
+                .map(Decided::of)
+                .collect();
             Ok((results, noted))
         }
         Ok(Batched {
@@ -529,6 +548,7 @@ async fn apply_all<'a>(
         noted: Some(Noted {
             scores: noted,
             counts,
+            ..Noted::default()
         }),
         rows,
         audit: audit_rows,
@@ -656,6 +676,12 @@ impl<'a, T: Sync> Table<'a, T> {
 pub(crate) struct Noted {
     scores: Vec<(String, f64)>,
     counts: Vec<(QuotaKey, i64)>,
+    /// The audit chain's head after the commit, if it moved (the service commits every
+    /// decision with its audit record), and the decisions it wrote.
+    head: Option<i64>,
+    decided: Vec<Decided>,
+    /// The agents whose own events it stored (all of the batch's: one more read is harmless).
+    actors: Vec<String>,
 }
 
 /// What applying a batch came to: each change's result, and what it tells the cache, or `None`
@@ -805,6 +831,7 @@ mod tests {
                 agents: Default::default(),
                 humans: Default::default(),
                 quotas: Default::default(),
+                activity: crate::activity::ActivityCache::new(std::time::Duration::ZERO),
             }),
             flusher: None,
             counters: WriterCounters::default(),

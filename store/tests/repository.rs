@@ -15,15 +15,17 @@ use warden_core::identity::{Agent, Human, Role, mint_token};
 use warden_core::policy::{Effect, Grant, RiskLevel, ViolationMode};
 use warden_core::quotas::{Charge, Counting, Unit};
 use warden_core::records::{
-    ApprovalRow, ApprovalStatus, ConfirmationStatus, DecisionRow, Delivery, DeliveryStatus,
-    EvidenceDelta, Guard, GuardStatus, OutcomeStatus, TierChange, ViolationReason, ViolationRow,
+    Activity, ApprovalRow, ApprovalStatus, ConfirmationStatus, DecisionRow, Delivery,
+    DeliveryStatus, EvidenceDelta, Guard, GuardStatus, OutcomeStatus, TierChange, ViolationReason,
+    ViolationRow,
 };
 use warden_core::trust::{Kind, Source, TrustPolicy, half_life_us};
 use warden_store::{
-    ApprovalWrite, AuditFilter, AuditPageRequest, AuditWrite, Backend, BaselineFilter,
-    BaselineWrite, Change, Conflict, DecisionWrite, DeliveryWrite, EventActivity, EventWrite,
-    GuardWrite, IdentityWrite, Missing, OutcomeWrite, PluginRow, PluginWrite, QuotaWrite, Store,
-    StoreError, StoreOptions, TrustWrite, ViolationFilter, ViolationWrite, Write,
+    AgentActivity, ApprovalWrite, AuditFilter, AuditPageRequest, AuditWrite, Backend,
+    BaselineFilter, BaselineWrite, Change, Conflict, DecisionWrite, DeliveryWrite, EventActivity,
+    EventWrite, GuardWrite, IdentityWrite, Missing, OutcomeWrite, PluginRow, PluginWrite,
+    QuotaWrite, Store, StoreError, StoreOptions, TrustWrite, ViolationFilter, ViolationWrite,
+    Write,
 };
 
 /// Runs each named test on SQLite and on PostgreSQL.
@@ -56,6 +58,7 @@ both_backends!(
     deliveries,
     plugins_and_baselines,
     events,
+    kept_activity_answers_as_the_database,
     one_failed_change_does_not_sink_its_batch,
     a_batch_charges_its_quotas_exactly,
     a_batch_too_large_for_one_statement,
@@ -1906,6 +1909,175 @@ async fn events(backend: Backend) {
     }
     assert_eq!(s.decision_events("dec-1").await.unwrap().len(), 2);
     assert_eq!(s.actor_events("bot", 1).await.unwrap()[0].source_id, "b1");
+}
+
+/// An event of the agent "bot" in staging payments, now.
+fn bot_event(id: &str, class: &str) -> ActivityEvent {
+    ActivityEvent {
+        source: "github".into(),
+        source_id: id.into(),
+        actor_kind: ActorKind::Agent,
+        actor_id: "bot".into(),
+        team: "payments".into(),
+        class: class.into(),
+        environment: "staging".into(),
+        service: "payments".into(),
+        targets: vec![],
+        change_size: None,
+        at: NOW,
+        outcome: None,
+        decision_id: None,
+    }
+}
+
+/// The anomaly stage's answer, kept per kind of action for the cache's TTL, is the one the
+/// database gives after this process's own commits, however they interleave with its reads:
+/// each commit is counted in once, whether a read's snapshot has it or not. Another store's
+/// decisions come in with the next read after the TTL; this process's events at once.
+async fn kept_activity_answers_as_the_database(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let kept = Store::open(&StoreOptions {
+        url: db.url.clone(),
+        max_connections: 4,
+        max_batch: 8,
+        cache_ttl: Duration::from_secs(3600),
+    })
+    .await
+    .unwrap();
+    commit(
+        &kept,
+        vec![Write::Identity(IdentityWrite::InsertAgent(agent("bot", 2)))],
+    )
+    .await
+    .unwrap();
+    let since = NOW - 60 * MINUTE;
+    let ask = |s: &Store| {
+        let s = s.clone();
+        async move {
+            s.activity("bot", "deploy", "staging", "payments", since, 1000)
+                .await
+                .unwrap()
+        }
+    };
+    let decided = |recent, done_before| AgentActivity {
+        decided: Activity {
+            recent,
+            done_before,
+        },
+        done: EventActivity::default(),
+    };
+    assert_eq!(ask(&kept).await, decided(0, false));
+    // Denials and waits, each committed while others ask: never allowed yet. One decision
+    // before the window counts for "before" only.
+    let verdicts = |from: usize, n: usize, allow: bool| {
+        (from..from + n).map(move |i| {
+            let verdict = match i % 3 {
+                0 if allow => Verdict::Allow,
+                1 => Verdict::RequireApproval,
+                _ => Verdict::Deny,
+            };
+            (i, verdict)
+        })
+    };
+    // Each round forgets the kept answer (the agent's event of another kind), then decides
+    // ten times while as many asks run, so that reads are under way as decisions land.
+    let round = |r: usize, allow: bool| {
+        let kept = kept.clone();
+        async move {
+            spawn_decided(
+                &kept,
+                vec![Write::Event(EventWrite::InsertEvents {
+                    events: vec![bot_event(&format!("e{r}"), "config_change")],
+                    received_at: NOW,
+                })],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            let mut tasks = Vec::new();
+            for (i, verdict) in verdicts(r * 10, 10, allow) {
+                let at = NOW - i as i64 * 1_000_000;
+                let asking = ask(&kept);
+                tasks.push(tokio::spawn(async move {
+                    asking.await;
+                    Ok(())
+                }));
+                tasks.push(spawn_decided(
+                    &kept,
+                    vec![Write::Decision(DecisionWrite::InsertDecision(decision(
+                        &format!("d{i}"),
+                        "bot",
+                        verdict,
+                        at,
+                    )))],
+                ));
+            }
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        }
+    };
+    for r in 0..9 {
+        round(r, r >= 3).await;
+        let n = 10 * (r as u32 + 1);
+        assert_eq!(ask(&db.store).await, decided(n, r >= 3), "round {r}");
+        assert_eq!(ask(&kept).await, decided(n, r >= 3), "round {r}, kept");
+    }
+    spawn_decided(
+        &kept,
+        vec![Write::Decision(DecisionWrite::InsertDecision(decision(
+            "old",
+            "bot",
+            Verdict::Deny,
+            since - MINUTE,
+        )))],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let both = ask(&db.store).await;
+    assert_eq!(both, decided(90, true));
+    assert_eq!(
+        ask(&kept).await,
+        both,
+        "kept after this process's own commits"
+    );
+
+    // Another store's decision (a replica's) is in the database, not yet in the kept answer.
+    spawn_decided(
+        &db.store,
+        vec![Write::Decision(DecisionWrite::InsertDecision(decision(
+            "r1",
+            "bot",
+            Verdict::Deny,
+            NOW,
+        )))],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(ask(&db.store).await, decided(91, true));
+    assert_eq!(ask(&kept).await, decided(90, true), "within the TTL");
+    // This process's own events of the agent: read again, with the replica's decision too.
+    commit(
+        &kept,
+        vec![Write::Event(EventWrite::InsertEvents {
+            events: vec![bot_event("e-deploy", "deploy")],
+            received_at: NOW,
+        })],
+    )
+    .await
+    .unwrap();
+    let with_event = AgentActivity {
+        done: EventActivity {
+            recent: 1,
+            done_before: false,
+        },
+        ..decided(91, true)
+    };
+    assert_eq!(ask(&db.store).await, with_event);
+    assert_eq!(ask(&kept).await, with_event);
+    kept.close().await;
 }
 
 /// Many changes commit in one transaction; one that fails after its first write (which the
