@@ -239,6 +239,9 @@ const MEANWHILE_CAPACITY: usize = 4096;
 struct Slots {
     next: u64,
     agents: HashMap<String, HashMap<Action, Slot>>,
+    /// Slots over all agents: at [`CACHE_CAPACITY`] all are dropped (the TTL keeps the rest
+    /// fresh; a crude bound, as for the other cached reads).
+    len: usize,
 }
 
 impl Slots {
@@ -247,8 +250,16 @@ impl Slots {
     }
 
     fn remove(&mut self, kind: &Kind) {
-        if let Some(actions) = self.agents.get_mut(&kind.agent) {
-            actions.remove(&kind.action);
+        if let Some(actions) = self.agents.get_mut(&kind.agent)
+            && actions.remove(&kind.action).is_some()
+        {
+            self.len -= 1;
+        }
+    }
+
+    fn forget(&mut self, agent: &str) {
+        if let Some(actions) = self.agents.remove(agent) {
+            self.len -= actions.len();
         }
     }
 }
@@ -296,19 +307,18 @@ impl ActivityCache {
         }
         let ttl_us = i64::try_from(self.ttl.as_micros()).unwrap_or(i64::MAX);
         let mut slots = self.lock();
-        let Slots { next, agents } = &mut *slots;
-        if agents.len() >= CACHE_CAPACITY && !agents.contains_key(&kind.agent) {
-            agents.clear();
+        if slots.slot(kind).is_none() && slots.len >= CACHE_CAPACITY {
+            slots.agents.clear();
+            slots.len = 0;
         }
+        let Slots { next, agents, len } = &mut *slots;
         if !agents.contains_key(&kind.agent) {
             agents.insert(kind.agent.clone(), HashMap::new());
         }
         let actions = agents.get_mut(&kind.agent).expect("inserted above");
-        if actions.len() >= CACHE_CAPACITY && !actions.contains_key(&kind.action) {
-            actions.clear();
-        }
         if !actions.contains_key(&kind.action) {
             actions.insert(kind.action.clone(), Slot::default());
+            *len += 1;
         }
         let slot = actions.get_mut(&kind.action).expect("inserted above");
         if let Some(known) = &slot.known {
@@ -390,7 +400,7 @@ impl ActivityCache {
         }
         let mut slots = self.lock();
         for agent in agents {
-            slots.agents.remove(agent);
+            slots.forget(agent);
         }
     }
 }
@@ -702,5 +712,46 @@ mod tests {
         assert_eq!(kept().await, activity(4, true).unwrap());
         assert_eq!(database().await.1.activity.decided, kept().await);
         store.close().await;
+    }
+
+    /// The slots over all agents are bounded: the one past the capacity drops them all, and
+    /// forgetting an agent gives its slots back to the count.
+    #[test]
+    fn the_slots_are_bounded() {
+        let c = cache();
+        let len = |c: &ActivityCache| c.lock().len;
+        for i in 0..CACHE_CAPACITY {
+            let agent = format!("a{}", i % 100);
+            let _ = c.get(
+                &Kind::new(&agent, "deploy", &format!("env{i}"), "s"),
+                SINCE,
+                100,
+            );
+        }
+        assert_eq!(len(&c), CACHE_CAPACITY);
+        c.forget(["a7"]);
+        assert_eq!(len(&c), CACHE_CAPACITY - CACHE_CAPACITY / 100);
+        let _ = c.get(&Kind::new("a7", "deploy", "env7", "s"), SINCE, 100);
+        assert_eq!(len(&c), CACHE_CAPACITY - CACHE_CAPACITY / 100 + 1);
+        let _ = c.get(&Kind::new("a7", "deploy", "env7", "s"), SINCE, 100);
+        assert_eq!(
+            len(&c),
+            CACHE_CAPACITY - CACHE_CAPACITY / 100 + 1,
+            "the same kind again"
+        );
+        for i in 0.. {
+            if len(&c) == CACHE_CAPACITY {
+                break;
+            }
+            let _ = c.get(
+                &Kind::new("b", "deploy", &format!("env{i}"), "s"),
+                SINCE,
+                100,
+            );
+        }
+        let _ = c.get(&kind(), SINCE, 100);
+        assert_eq!(len(&c), 1, "all dropped for the one past the capacity");
+        c.lock().remove(&kind());
+        assert_eq!(len(&c), 0);
     }
 }
