@@ -132,63 +132,55 @@ pub(crate) fn measure() -> anyhow::Result<Measured> {
 /// first the shadow stack, the second holding 32 KiB of data then the arena; its one function
 /// writes to the stack's top, the data and the arena, as a call does.
 fn plugin_shaped_module() -> Vec<u8> {
-    const PAGE: u32 = 1 << 16;
-    const DATA: u32 = 32 << 10;
-    fn leb(mut n: u32, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn i32_const(n: u32, out: &mut Vec<u8>) {
-        out.push(0x41);
-        // Signed LEB128: done once the rest is zero and the sign bit of the last byte clear.
-        let mut n = i64::from(n);
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 && byte & 0x40 == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
-        out.push(id);
-        leb(body.len() as u32, out);
-        out.extend_from_slice(body);
-    }
-    let mut code = vec![0]; // no locals
+    use wasm_encoder::{
+        CodeSection, ConstExpr, DataSection, ExportKind, ExportSection, Function, FunctionSection,
+        MemArg, MemorySection, MemoryType, TypeSection,
+    };
+    const PAGE: i32 = 1 << 16;
+    const DATA: i32 = 32 << 10;
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 2,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    let mut exports = ExportSection::new();
+    exports.export("call", ExportKind::Func, 0);
+    let mut call = Function::new([]);
     for address in [PAGE - 64, PAGE - 4096 - 64, PAGE + 512, PAGE + DATA + 256] {
-        i32_const(address, &mut code);
-        i32_const(1, &mut code);
-        code.extend_from_slice(&[0x36, 0x02, 0x00]); // i32.store align=4 offset=0
+        call.instructions()
+            .i32_const(address)
+            .i32_const(1)
+            .i32_store(MemArg {
+                offset: 0,
+                align: 2,
+                memory_index: 0,
+            });
     }
-    code.push(0x0b);
-    let mut body = vec![1];
-    leb(code.len() as u32, &mut body);
-    body.extend_from_slice(&code);
-
-    let mut data = vec![1, 0];
-    i32_const(PAGE, &mut data);
-    data.push(0x0b);
-    leb(DATA, &mut data);
-    data.extend((0..DATA).map(|i| (i % 251) as u8 | 1));
-
-    let mut out = b"\0asm\x01\0\0\0".to_vec();
-    section(1, &[1, 0x60, 0, 0], &mut out); // one type: () -> ()
-    section(3, &[1, 0], &mut out); // one function of it
-    section(5, &[1, 0, 2], &mut out); // one memory of two pages
-    section(7, &[1, 4, b'c', b'a', b'l', b'l', 0, 0], &mut out); // exported as `call`
-    section(10, &body, &mut out);
-    section(11, &data, &mut out);
-    out
+    call.instructions().end();
+    let mut code = CodeSection::new();
+    code.function(&call);
+    let mut data = DataSection::new();
+    data.active(
+        0,
+        &ConstExpr::i32_const(PAGE),
+        (0..DATA).map(|i| (i % 251) as u8 | 1),
+    );
+    let mut module = wasm_encoder::Module::new();
+    module
+        .section(&types)
+        .section(&functions)
+        .section(&memories)
+        .section(&exports)
+        .section(&code)
+        .section(&data);
+    module.finish()
 }
 
 #[cfg(test)]
