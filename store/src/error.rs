@@ -147,6 +147,7 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> StoreError {
+        crate::liveness::note(&err);
         match err {
             // The schema and the code disagree: a bug, not an outage, and retrying will not help.
             sqlx::Error::ColumnDecode { .. }

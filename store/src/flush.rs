@@ -104,7 +104,10 @@ impl Log {
                 .execute(pool)
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("committing PostgreSQL's log: {e}")),
+                .map_err(|e| {
+                    crate::liveness::note(&e);
+                    format!("committing PostgreSQL's log: {e}")
+                }),
         }
     }
 

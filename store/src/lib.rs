@@ -37,6 +37,7 @@ mod flush;
 mod guards;
 mod idempotency;
 mod identities;
+mod liveness;
 mod outcomes;
 mod plugins;
 mod quotas;
@@ -356,23 +357,9 @@ impl Store {
                 redact(url)
             );
         };
-        let pool = AnyPoolOptions::new()
-            // One more for the writer, and one for its flusher (on PostgreSQL).
-            .max_connections(options.max_connections.max(1) + 2)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            // sqlx pings a connection every time it is taken from the pool: a round trip of its
-            // own (to SQLite's thread, or to PostgreSQL) before every read. Only a connection
-            // idle long enough for the server to have dropped it is checked.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= CHECK_IDLE_AFTER {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .after_connect(move |conn, _| Box::pin(async move { backend.set_up(conn).await }))
+        // One more for SQLite's writer (PostgreSQL's has a pool of its own, below).
+        let writers = u32::from(backend == Backend::Sqlite);
+        let pool = pool_options(backend, options.max_connections.max(1) + writers)
             .connect(url)
             .await
             .with_context(|| format!("cannot open the database at {}", redact(url)))?;
@@ -402,24 +389,17 @@ impl Store {
             counters: counters.clone(),
             commits: commits.clone(),
         };
-        match backend {
-            // SQLite's connections each run on a thread of their own, so the writer can too: its
-            // serial work then has a thread to itself, not a turn among every request's tasks.
-            Backend::Sqlite => {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("cannot start the writer's runtime")?;
-                std::thread::Builder::new()
-                    .name("warden-writer".into())
-                    .spawn(move || runtime.block_on(writer.run(rx)))
-                    .context("cannot start the writer's thread")?;
-            }
-            // PostgreSQL's connections are sockets of the service's runtime.
-            Backend::Postgres => {
-                tokio::spawn(writer.run(rx));
-            }
-        }
+        // The writer and its flusher run on a thread of their own: their serial work, and each
+        // wake-up when the database answers, is not a turn among every request's tasks.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the writer's runtime")?;
+        let url_owned = url.to_owned();
+        std::thread::Builder::new()
+            .name("warden-writer".into())
+            .spawn(move || runtime.block_on(run_writer(writer, url_owned, rx)))
+            .context("cannot start the writer's thread")?;
         if let Some(sql) = backend.checkpoint() {
             tokio::spawn(checkpoint_wal(pool.clone(), sql, commits));
         }
@@ -521,11 +501,43 @@ async fn checkpoint_wal(pool: AnyPool, sql: &'static str, commits: Arc<tokio::sy
     }
 }
 
+/// Runs the writer on its thread's runtime until the store closes.
+async fn run_writer(mut writer: Writer, url: String, rx: mpsc::Receiver<Msg>) {
+    // SQLite's connections each run on a thread of their own, whichever runtime asks.
+    // PostgreSQL's are sockets of the runtime that opened them: the writer opens its own here,
+    // one for its commits and one for its flusher. Lazily: a server that is down fails the
+    // first batch, as when a connection dies, and the next connects again.
+    if writer.backend == Backend::Postgres {
+        match pool_options(writer.backend, 2).connect_lazy(&url) {
+            Ok(pool) => writer.pool = pool,
+            Err(e) => return tracing::error!(error = %e, "cannot open the writer's connections"),
+        }
+    }
+    writer.run(rx).await
+}
+
+/// A pool's settings for `backend`, at most `connections` of them.
+fn pool_options(backend: Backend, connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // sqlx pings a connection every time it is taken from the pool: a round trip of its
+        // own (to SQLite's thread, or to PostgreSQL) before every read. Only one that may
+        // have been dropped meanwhile is checked (`liveness`).
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if liveness::check(meta.idle_for) {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+        .after_connect(move |conn, _| Box::pin(async move { backend.set_up(conn).await }))
+}
+
 /// How long a read waits for a connection before it fails as unavailable.
 pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a pooled connection may sit idle and still be handed out unchecked.
-pub(crate) const CHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
 
 /// The least time between two background checkpoints: a few commits' pages are copied at
 /// once, so a page the writer changes in every commit is not copied for each of them.

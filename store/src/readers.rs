@@ -56,7 +56,7 @@ impl Readers {
         loop {
             let next = self.idle.lock().expect("readers lock").pop();
             match next {
-                Some((since, mut conn)) if since.elapsed() >= crate::CHECK_IDLE_AFTER => {
+                Some((since, mut conn)) if crate::liveness::check(since.elapsed()) => {
                     // One the server dropped meanwhile is dropped here too.
                     if conn.ping().await.is_ok() {
                         return Ok(conn);
@@ -64,9 +64,7 @@ impl Readers {
                 }
                 Some((_, conn)) => return Ok(conn),
                 None => {
-                    let mut conn = AnyConnection::connect(&self.url)
-                        .await
-                        .map_err(StoreError::unavailable)?;
+                    let mut conn = AnyConnection::connect(&self.url).await?;
                     self.backend.set_up(&mut conn).await?;
                     return Ok(conn);
                 }

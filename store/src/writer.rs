@@ -108,6 +108,7 @@ enum Split {
 
 impl From<sqlx::Error> for Failed {
     fn from(err: sqlx::Error) -> Failed {
+        crate::liveness::note(&err);
         Failed::Database(err)
     }
 }

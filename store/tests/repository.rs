@@ -63,6 +63,7 @@ both_backends!(
     a_batch_charges_its_quotas_exactly,
     a_batch_too_large_for_one_statement,
     a_closed_store_is_unavailable,
+    the_writer_commits_while_the_stores_runtime_is_busy,
 );
 
 const NOW: i64 = 1_764_000_000_000_000;
@@ -2476,6 +2477,51 @@ async fn a_closed_store_is_unavailable(backend: Backend) {
     assert!(
         matches!(activity, Err(StoreError::Unavailable(_))),
         "{activity:?}"
+    );
+}
+
+/// The writer and its flusher run on a thread of their own, with connections of their own: a
+/// commit needs nothing of the runtime the store was opened on, whose workers are the
+/// requests'. Here that runtime's one thread is held up until a write made from another
+/// runtime has been answered (or for 30 s, which fails the test: the write waited for it).
+async fn the_writer_commits_while_the_stores_runtime_is_busy(backend: Backend) {
+    let (opened, store) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+    let service = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let db = runtime.block_on(TestDb::new(backend));
+        opened.send(db.store.clone()).unwrap();
+        // Blocking inside the runtime's one thread: none of its tasks runs meanwhile.
+        let on_time =
+            runtime.block_on(async { released.recv_timeout(Duration::from_secs(30)).is_ok() });
+        // Then it runs again (a writer on it could then commit, and the test end), and what
+        // was committed is read through the store's own connections, which are this runtime's.
+        runtime.block_on(async {
+            finished.await.unwrap();
+            assert_eq!(db.store.agent("bot").await.unwrap().unwrap().tier, 1);
+            assert_eq!(db.store.verify_audit().await.unwrap().unwrap(), 1);
+        });
+        drop(db);
+        on_time
+    });
+    let store = store.recv().unwrap();
+    store
+        .commit(Change {
+            writes: vec![Write::Identity(IdentityWrite::InsertAgent(agent("bot", 1)))],
+            audit: vec![record("agent.created", "bot")],
+        })
+        .await
+        .unwrap();
+    let _ = release.send(());
+    drop(store);
+    finish.send(()).unwrap();
+    assert!(
+        service.join().unwrap(),
+        "the commit was answered only once the store's runtime was free"
     );
 }
 
