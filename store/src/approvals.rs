@@ -233,23 +233,58 @@ impl Store {
     }
 
     /// Approvals that lapsed undecided before `now` and whose expiry is not yet announced, in
-    /// id order after `after` (so a reader can page past rows that do not read back).
+    /// order of expiry after `after`, and where the next page starts (the last row's place,
+    /// whether it read back or not, so rows that do not read back cannot hold the others up).
+    ///
+    /// The walk is along `approvals_lapsing`, which holds only pending approvals whose expiry
+    /// is not announced, by expiry: it reads the lapsed ones and stops, however many are still
+    /// pending (every second, on every replica).
     pub async fn unannounced_expiries(
         &self,
         now: i64,
-        after: &str,
+        after: &ExpiryCursor,
         limit: i64,
-    ) -> Result<Listed<Approval>> {
-        let sql = format!(
-            "{APPROVAL_COLUMNS} WHERE status = 'pending' AND expires_at <= $1 AND expiry_notified = 0 AND id > $2 ORDER BY id LIMIT {}",
-            limit.clamp(1, 1000)
-        );
-        let rows = sqlx::query(&sql)
+    ) -> Result<(Listed<Approval>, Option<ExpiryCursor>)> {
+        let rows = sqlx::query(&lapsed_sql(limit))
             .bind(now)
-            .bind(after)
+            .bind(after.expires_at)
+            .bind(&after.id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(Listed::read(&rows, "approval", |r| approval_of(r, now)))
+        let next = rows.last().map(|r| ExpiryCursor {
+            expires_at: sqlx::Row::try_get(r, "expires_at").unwrap_or(after.expires_at),
+            id: sqlx::Row::try_get(r, "id").unwrap_or_default(),
+        });
+        Ok((
+            Listed::read(&rows, "approval", |r| approval_of(r, now)),
+            next,
+        ))
+    }
+}
+
+/// The sweep's query: lapsed approvals not yet announced, after a place, by expiry.
+fn lapsed_sql(limit: i64) -> String {
+    format!(
+        "{APPROVAL_COLUMNS} WHERE status = 'pending' AND expiry_notified = 0 AND expires_at <= $1 \
+         AND (expires_at, id) > ($2, $3) ORDER BY expires_at, id LIMIT {}",
+        limit.clamp(1, 1000)
+    )
+}
+
+/// A place in the walk of lapsed approvals: after this expiry, and this id among approvals that
+/// lapsed at the same time. The default is the walk's start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExpiryCursor {
+    expires_at: i64,
+    id: String,
+}
+
+impl Default for ExpiryCursor {
+    fn default() -> Self {
+        ExpiryCursor {
+            expires_at: i64::MIN,
+            id: String::new(),
+        }
     }
 }
 
@@ -409,4 +444,43 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &ApprovalWrite) -> Ap
             )
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The sweep walks `approvals_lapsing` in its order, not every pending approval (SQLite's
+    /// plan; PostgreSQL's is in BENCHMARKS.md, 2026-12-06).
+    #[tokio::test]
+    async fn the_sweep_walks_only_lapsed_approvals() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::StoreOptions {
+            url: format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display()),
+            max_connections: 1,
+            max_batch: 8,
+            cache_ttl: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", lapsed_sql(100)))
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind("")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+            .collect();
+        assert_eq!(
+            plan,
+            [
+                "SEARCH approvals USING INDEX approvals_lapsing (status=? AND (expires_at,id)>(?,?) AND expires_at<?)"
+            ],
+            "{plan:?}"
+        );
+    }
 }

@@ -48,7 +48,7 @@ mod trust;
 mod writer;
 
 pub use activity::{AgentActivity, EventActivity};
-pub use approvals::ApprovalWrite;
+pub use approvals::{ApprovalWrite, ExpiryCursor};
 pub use audit::{AuditFilter, AuditGroup, AuditOrder, AuditPageRequest, AuditScope, RawAuditRow};
 pub use audit_tree::{AuditWrite, BLOCK, Extended, ProofError, Proofs, StoredCheckpoint};
 pub use baselines::{BaselineFilter, BaselineWrite};

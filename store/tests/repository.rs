@@ -23,9 +23,9 @@ use warden_core::trust::{Kind, Source, TrustPolicy, half_life_us};
 use warden_store::{
     AgentActivity, ApprovalWrite, AuditFilter, AuditPageRequest, AuditWrite, Backend,
     BaselineFilter, BaselineWrite, Change, Conflict, DecisionWrite, DeliveryWrite, EventActivity,
-    EventWrite, GuardWrite, IdentityWrite, Missing, OutcomeWrite, PluginRow, PluginWrite,
-    QuotaWrite, Store, StoreError, StoreOptions, TrustWrite, ViolationFilter, ViolationWrite,
-    Write,
+    EventWrite, ExpiryCursor, GuardWrite, IdentityWrite, Missing, OutcomeWrite, PluginRow,
+    PluginWrite, QuotaWrite, Store, StoreError, StoreOptions, TrustWrite, ViolationFilter,
+    ViolationWrite, Write,
 };
 
 /// Runs each named test on SQLite and on PostgreSQL.
@@ -695,9 +695,10 @@ async fn approvals(backend: Backend) {
         ApprovalStatus::Expired
     );
     assert_eq!(
-        s.unannounced_expiries(later, "", 10)
+        s.unannounced_expiries(later, &ExpiryCursor::default(), 10)
             .await
             .unwrap()
+            .0
             .items
             .iter()
             .map(|a| a.id.as_str())
@@ -711,12 +712,14 @@ async fn approvals(backend: Backend) {
         Some(Conflict::ExpiryNoted)
     );
     assert!(
-        s.unannounced_expiries(later, "", 10)
+        s.unannounced_expiries(later, &ExpiryCursor::default(), 10)
             .await
             .unwrap()
+            .0
             .items
             .is_empty()
     );
+    lapsed_approvals_page_by_expiry(&db).await;
     // A stored status this version does not know is a bug (500), not an outage (503).
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
@@ -762,6 +765,72 @@ async fn approvals(backend: Backend) {
         commit(s, vec![quarantine("a3")]).await.unwrap_err(),
         StoreError::NotFound(warden_store::Missing::Approval, _)
     ));
+}
+
+/// The expiry sweep's walk: lapsed approvals by expiry, pages that end between two approvals
+/// of the same expiry, and none that is still pending before its time, decided or announced.
+async fn lapsed_approvals_page_by_expiry(db: &TestDb) {
+    let s = &db.store;
+    let now = NOW + 10 * MINUTE;
+    // Seven lapsed, three of them at the same time; ids out of expiry order.
+    let lapsed = [
+        ("l-g", NOW + MINUTE),
+        ("l-a", NOW + 3 * MINUTE),
+        ("l-f", NOW + 3 * MINUTE),
+        ("l-b", NOW + 3 * MINUTE),
+        ("l-e", NOW + 4 * MINUTE),
+        ("l-c", NOW + 6 * MINUTE),
+        ("l-d", now),
+    ];
+    let mut writes = Vec::new();
+    for (id, expires) in lapsed {
+        writes.push(Write::Approval(ApprovalWrite::InsertApproval(
+            approval_row(id, expires, 1),
+        )));
+    }
+    // Not lapsed yet, rejected, and announced: none of them is walked.
+    writes.push(Write::Approval(ApprovalWrite::InsertApproval(
+        approval_row("p-later", now + 1, 1),
+    )));
+    for id in ["p-rejected", "p-announced"] {
+        writes.push(Write::Approval(ApprovalWrite::InsertApproval(
+            approval_row(id, NOW + 2 * MINUTE, 1),
+        )));
+    }
+    commit(s, writes).await.unwrap();
+    commit(
+        s,
+        vec![
+            Write::Approval(ApprovalWrite::DecideApproval {
+                id: "p-rejected".into(),
+                approve: false,
+                by: "alice".into(),
+                at: NOW,
+                comment: None,
+            }),
+            Write::Approval(ApprovalWrite::NoteApprovalExpired {
+                id: "p-announced".into(),
+            }),
+        ],
+    )
+    .await
+    .unwrap();
+    let (mut after, mut walked, mut pages) = (ExpiryCursor::default(), Vec::new(), 0);
+    loop {
+        let (page, next) = s.unannounced_expiries(now, &after, 2).await.unwrap();
+        assert!(page.unreadable.is_empty());
+        walked.extend(page.items.iter().map(|a| a.id.clone()));
+        pages += 1;
+        match next {
+            Some(next) => {
+                assert!(next > after, "the walk moves on");
+                after = next;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(walked, ["l-g", "l-a", "l-b", "l-f", "l-e", "l-c", "l-d"]);
+    assert_eq!(pages, 5, "three full pages, one of one, then an empty one");
 }
 
 async fn outcomes_and_signals(backend: Backend) {

@@ -9,7 +9,7 @@ use crate::identity::{Caller, Role};
 use crate::policy::RiskLevel;
 use crate::records::{Approval, ApprovalStatus, Event};
 use crate::services::notify::Outbox;
-use crate::store::{ApprovalWrite, Change, Conflict, Store, StoreError, Write};
+use crate::store::{ApprovalWrite, Change, Conflict, ExpiryCursor, Store, StoreError, Write};
 
 /// Announces lapsed approvals (`approval.expired`, audited), once each across replicas: one
 /// step of the periodic task (see [`crate::jobs`]).
@@ -19,17 +19,11 @@ pub async fn announce_expiries(
     clock: &SharedClock,
 ) -> std::result::Result<(), StoreError> {
     let now = clock.now_micros();
-    // Pages in id order, so rows that do not read back cannot hold the others up.
-    let (mut after, mut unreadable) = (String::new(), Vec::new());
+    // Pages by the store's cursor, so rows that do not read back cannot hold the others up.
+    let (mut after, mut unreadable) = (ExpiryCursor::default(), Vec::new());
     loop {
-        let page = store.unannounced_expiries(now, &after, 100).await?;
+        let (page, last) = store.unannounced_expiries(now, &after, 100).await?;
         let full = page.items.len() + page.unreadable.len() >= 100;
-        let last = page
-            .items
-            .iter()
-            .map(|a| a.id.clone())
-            .chain(page.unreadable.iter().cloned())
-            .max();
         for a in page.items {
             let data = serde_json::json!({"approval_id": a.id, "decision_id": a.decision_id, "agent": a.agent, "class": a.class,
                 "environment": a.environment, "service": a.service, "expires_at": a.expires_at});
