@@ -641,14 +641,7 @@ mod tests {
     #[tokio::test]
     async fn the_writers_commits_are_placed_against_the_reads_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&crate::StoreOptions {
-            url: format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display()),
-            max_connections: 2,
-            max_batch: 8,
-            cache_ttl: Duration::from_secs(3600),
-        })
-        .await
-        .unwrap();
+        let store = crate::test_store(dir.path(), 2, Duration::from_secs(3600)).await;
         let cache = &store.cache.activity;
         let decide = |id: &str, verdict: Verdict| {
             let row = DecisionRow {

@@ -457,14 +457,7 @@ mod tests {
     #[tokio::test]
     async fn the_sweep_walks_only_lapsed_approvals() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&crate::StoreOptions {
-            url: format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display()),
-            max_connections: 1,
-            max_batch: 8,
-            cache_ttl: Duration::ZERO,
-        })
-        .await
-        .unwrap();
+        let store = crate::test_store(dir.path(), 1, Duration::ZERO).await;
         let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", lapsed_sql(100)))
             .bind(0_i64)
             .bind(0_i64)

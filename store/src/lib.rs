@@ -501,6 +501,23 @@ async fn checkpoint_wal(pool: AnyPool, sql: &'static str, commits: Arc<tokio::sy
     }
 }
 
+/// A store on a fresh SQLite file in `dir`, for the crate's own tests.
+#[cfg(test)]
+pub(crate) async fn test_store(
+    dir: &std::path::Path,
+    max_connections: u32,
+    cache_ttl: Duration,
+) -> Store {
+    Store::open(&StoreOptions {
+        url: format!("sqlite://{}?mode=rwc", dir.join("warden.db").display()),
+        max_connections,
+        max_batch: 8,
+        cache_ttl,
+    })
+    .await
+    .unwrap()
+}
+
 /// Runs the writer on its thread's runtime until the store closes.
 async fn run_writer(mut writer: Writer, url: String, rx: mpsc::Receiver<Msg>) {
     // SQLite's connections each run on a thread of their own, whichever runtime asks.
