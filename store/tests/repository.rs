@@ -139,6 +139,20 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Another store on the same database (another replica, or one with other settings).
+    async fn another_store(&self, max_batch: usize, cache_ttl: Duration) -> Store {
+        Store::open(&StoreOptions {
+            url: self.url.clone(),
+            max_connections: 4,
+            max_batch,
+            cache_ttl,
+        })
+        .await
+        .unwrap()
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(schema) = self.schema.take() {
@@ -2006,14 +2020,7 @@ fn bot_event(id: &str, class: &str) -> ActivityEvent {
 /// decisions come in with the next read after the TTL; this process's events at once.
 async fn kept_activity_answers_as_the_database(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let kept = Store::open(&StoreOptions {
-        url: db.url.clone(),
-        max_connections: 4,
-        max_batch: 8,
-        cache_ttl: Duration::from_secs(3600),
-    })
-    .await
-    .unwrap();
+    let kept = db.another_store(8, Duration::from_secs(3600)).await;
     commit(
         &kept,
         vec![Write::Identity(IdentityWrite::InsertAgent(agent("bot", 2)))],
@@ -2157,14 +2164,7 @@ async fn kept_activity_answers_as_the_database(backend: Backend) {
 /// decayed amount, and the score noted from all of it, also in a cached agent.
 async fn a_batch_of_evidence_sums_as_one_by_one(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = Store::open(&StoreOptions {
-        url: db.url.clone(),
-        max_connections: 4,
-        max_batch: 64,
-        cache_ttl: Duration::from_secs(600),
-    })
-    .await
-    .unwrap();
+    let s = db.another_store(64, Duration::from_secs(600)).await;
     for id in ["bot", "other"] {
         commit(
             &s,
@@ -2278,14 +2278,7 @@ async fn two_replicas_add_to_one_total_and_one_chain(backend: Backend) {
     )
     .await
     .unwrap();
-    let other = Store::open(&StoreOptions {
-        url: db.url.clone(),
-        max_connections: 4,
-        max_batch: 8,
-        cache_ttl: Duration::ZERO,
-    })
-    .await
-    .unwrap();
+    let other = db.another_store(8, Duration::ZERO).await;
     let half_life = half_life_us(&TrustPolicy::default());
     const EACH: i64 = 40;
     let mut tasks = Vec::new();
