@@ -1,7 +1,7 @@
-//! Prometheus metrics: decisions by verdict, decision latency, and where plugin calls found
-//! their instances.
+//! Prometheus metrics: decisions by verdict, decision latency and where it went, and where
+//! plugin calls found their instances.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,12 +17,109 @@ struct VerdictLabel {
     verdict: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: &'static str,
+}
+
+/// Where a decision's time goes, in the order it goes there. Together they make up the whole
+/// of `warden_decision_duration_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Finding the agent, and waiting for a turn in its lane.
+    Lane,
+    /// Validating, and reading the agent, its parents, the human and the approval presented.
+    Read,
+    /// The classifiers and anomaly detectors, with the anomaly stage's read of recent activity.
+    Plugins,
+    /// Reading the quotas' counts.
+    Quota,
+    /// The pure stages (`judge`).
+    Judge,
+    /// Waiting for the writer: its batch's commit and the flush that makes it durable.
+    Commit,
+    /// The tier controller's review after a violation.
+    Review,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 7] = [
+        Phase::Lane,
+        Phase::Read,
+        Phase::Plugins,
+        Phase::Quota,
+        Phase::Judge,
+        Phase::Commit,
+        Phase::Review,
+    ];
+
+    /// The metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Lane => "lane",
+            Phase::Read => "read",
+            Phase::Plugins => "plugins",
+            Phase::Quota => "quota",
+            Phase::Judge => "judge",
+            Phase::Commit => "commit",
+            Phase::Review => "review",
+        }
+    }
+}
+
+/// A decision's clock: each [`Phases::mark`] ends the phase under way and adds its time.
+#[derive(Debug, Clone)]
+pub struct Phases {
+    started: Instant,
+    last: Instant,
+    took: [Duration; Phase::ALL.len()],
+}
+
+impl Phases {
+    /// Starts the clock.
+    pub fn start() -> Phases {
+        let now = Instant::now();
+        Phases {
+            started: now,
+            last: now,
+            took: [Duration::ZERO; Phase::ALL.len()],
+        }
+    }
+
+    /// Ends the phase under way: the time since the last mark was spent in `phase`.
+    pub fn mark(&mut self, phase: Phase) {
+        let now = Instant::now();
+        self.took[phase as usize] += now - self.last;
+        self.last = now;
+    }
+
+    /// The time spent in `phase`.
+    pub fn took(&self, phase: Phase) -> Duration {
+        self.took[phase as usize]
+    }
+
+    /// The time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Seconds, 100 µs to 2.5 s: the pipeline alone is microseconds, a durable commit
+/// milliseconds, and 10 ms (a decision's target p99) is a bound of its own.
+const BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
+    1.0, 2.5,
+];
+
 /// The process's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     decisions: Family<VerdictLabel, Counter>,
     latency: Histogram,
+    /// One per [`Phase`], in its order: looked up once, not per decision.
+    phases: [Histogram; Phase::ALL.len()],
     rate_limited: Counter,
     lane_waits: Counter,
 }
@@ -36,15 +133,26 @@ impl Default for Metrics {
             "Decisions answered, by verdict",
             decisions.clone(),
         );
-        // 50 µs to ~1.6 s: the pipeline alone is microseconds, a durable commit milliseconds.
-        let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-            0.00005, 2.0, 16,
-        ));
+        let latency = Histogram::new(BUCKETS);
         registry.register(
             "decision_duration_seconds",
             "Time to decide and durably record a decision",
             latency.clone(),
         );
+        let by_phase =
+            Family::<PhaseLabel, Histogram>::new_with_constructor(|| Histogram::new(BUCKETS));
+        registry.register(
+            "decision_phase_seconds",
+            "Where a decision's time went: lane, read, plugins, quota, judge, commit, review",
+            by_phase.clone(),
+        );
+        let phases = Phase::ALL.map(|phase| {
+            by_phase
+                .get_or_create(&PhaseLabel {
+                    phase: phase.as_str(),
+                })
+                .clone()
+        });
         let rate_limited = Counter::default();
         registry.register(
             "rate_limited_requests",
@@ -61,6 +169,7 @@ impl Default for Metrics {
             registry,
             decisions,
             latency,
+            phases,
             rate_limited,
             lane_waits,
         }
@@ -68,14 +177,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a decision and its latency.
-    pub fn decision(&self, verdict: Verdict, took: Duration) {
+    /// Counts a decision, its latency and where it went.
+    pub fn decision(&self, verdict: Verdict, phases: &Phases) {
         self.decisions
             .get_or_create(&VerdictLabel {
                 verdict: verdict.as_str(),
             })
             .inc();
-        self.latency.observe(took.as_secs_f64());
+        self.latency.observe(phases.elapsed().as_secs_f64());
+        for (histogram, phase) in self.phases.iter().zip(Phase::ALL) {
+            histogram.observe(phases.took(phase).as_secs_f64());
+        }
     }
 
     /// Counts a request refused for a rate limit.
@@ -140,9 +252,9 @@ mod tests {
     #[test]
     fn renders_counts_by_verdict() {
         let m = Metrics::default();
-        m.decision(Verdict::Allow, Duration::from_micros(100));
-        m.decision(Verdict::Allow, Duration::from_micros(100));
-        m.decision(Verdict::Deny, Duration::from_millis(3));
+        m.decision(Verdict::Allow, &Phases::start());
+        m.decision(Verdict::Allow, &Phases::start());
+        m.decision(Verdict::Deny, &Phases::start());
         let text = m.render();
         assert!(
             text.contains("warden_decisions_total{verdict=\"allow\"} 2"),
@@ -154,6 +266,46 @@ mod tests {
         );
         assert!(
             text.contains("warden_decision_duration_seconds_count 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_mark_adds_the_time_since_the_last_to_its_phase() {
+        let mut p = Phases::start();
+        std::thread::sleep(Duration::from_millis(3));
+        p.mark(Phase::Lane);
+        std::thread::sleep(Duration::from_millis(2));
+        p.mark(Phase::Commit);
+        std::thread::sleep(Duration::from_millis(2));
+        p.mark(Phase::Commit);
+        assert!(p.took(Phase::Lane) >= Duration::from_millis(3));
+        assert!(p.took(Phase::Commit) >= Duration::from_millis(4), "{p:?}");
+        assert_eq!(p.took(Phase::Read), Duration::ZERO);
+        let sum: Duration = Phase::ALL.iter().map(|&ph| p.took(ph)).sum();
+        assert!(sum <= p.elapsed(), "{p:?}");
+
+        let m = Metrics::default();
+        m.decision(Verdict::Allow, &p);
+        let text = m.render();
+        for phase in Phase::ALL {
+            let count = format!(
+                "warden_decision_phase_seconds_count{{phase=\"{}\"}} 1",
+                phase.as_str()
+            );
+            assert!(text.contains(&count), "{count} in {text}");
+        }
+        // The read took nothing: it is in the smallest bucket; the commit's 4 ms is not.
+        assert!(
+            text.contains("warden_decision_phase_seconds_bucket{le=\"0.0001\",phase=\"read\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_decision_phase_seconds_bucket{le=\"0.0001\",phase=\"commit\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_decision_duration_seconds_bucket{le=\"0.01\"}"),
             "{text}"
         );
     }

@@ -57,6 +57,31 @@ async fn operations_endpoints(backend: Backend) {
         metrics.contains("warden_decision_duration_seconds_count 3"),
         "{metrics}"
     );
+    // Where the time went: every phase of every decision, adding up to no more than the whole,
+    // and the commit (a durable write) never nothing.
+    let seconds = |name: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let mut phases = 0.0;
+    for phase in [
+        "lane", "read", "plugins", "quota", "judge", "commit", "review",
+    ] {
+        let count = format!("warden_decision_phase_seconds_count{{phase=\"{phase}\"}} 3");
+        assert!(metrics.contains(&count), "{count} in {metrics}");
+        phases += seconds(&format!(
+            "warden_decision_phase_seconds_sum{{phase=\"{phase}\"}} "
+        ));
+    }
+    let whole = seconds("warden_decision_duration_seconds_sum ");
+    assert!(
+        phases > 0.0 && phases <= whole,
+        "phases {phases} s, whole {whole} s"
+    );
+    assert!(seconds("warden_decision_phase_seconds_sum{phase=\"commit\"} ") > 0.0);
     // The writer's counts: the three decisions and the set-up before them, committed in one
     // transaction or more and made durable by at least one flush of the log (a file, or
     // PostgreSQL's).

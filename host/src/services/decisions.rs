@@ -4,7 +4,7 @@
 //! decision with its audit record, events and evidence in one transaction before answering.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::approvals;
 use crate::baseline::activity_cap;
@@ -16,7 +16,7 @@ use crate::decision::{
 use crate::delegation::OnBehalfOf;
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Agent, Caller, Role};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Phase, Phases};
 use crate::plugin::{AnomalyContext, PluginAction, RecentActivity};
 use crate::plugins::PluginHost;
 use crate::policy::{CompiledPolicy, PolicyMode, ViolationMode};
@@ -54,6 +54,31 @@ pub struct Decisions {
     overruns: Overruns,
     repeats: Repeats,
     presentations: Presentations,
+}
+
+/// A decision slower than this is logged with where its time went.
+const SLOW: Duration = Duration::from_secs(1);
+
+/// Logs a slow decision's phases: which of them to look at (the writer's commit, a plugin, a
+/// read) is what an operator needs, and the histograms only say it in aggregate.
+fn slow(phases: &Phases, decision_id: &str) {
+    let took = phases.elapsed();
+    if took < SLOW {
+        return;
+    }
+    let ms = |p: Phase| phases.took(p).as_secs_f64() * 1e3;
+    tracing::warn!(
+        decision_id,
+        took_ms = took.as_secs_f64() * 1e3,
+        lane_ms = ms(Phase::Lane),
+        read_ms = ms(Phase::Read),
+        plugins_ms = ms(Phase::Plugins),
+        quota_ms = ms(Phase::Quota),
+        judge_ms = ms(Phase::Judge),
+        commit_ms = ms(Phase::Commit),
+        review_ms = ms(Phase::Review),
+        "slow decision"
+    );
 }
 
 /// A committed decision: the answer, and its JSON as recorded, which is the body to send.
@@ -160,7 +185,7 @@ impl Decisions {
         request: DecisionRequest,
         claim: Option<&Claim>,
     ) -> Result<Decided> {
-        let started = Instant::now();
+        let mut phases = Phases::start();
         let agent_id = resolve_agent(caller, &request)?;
         // A flooding agent is refused before anything is read or judged.
         if let Some((refusal, _)) = self.cutoffs.refused(&agent_id, self.clock.now_micros()) {
@@ -171,6 +196,7 @@ impl Decisions {
         if turn.waited() {
             self.metrics.lane_wait();
         }
+        phases.mark(Phase::Lane);
         if let Some((refusal, _)) = self.cutoffs.refused(&agent_id, self.clock.now_micros()) {
             return Err(refusal);
         }
@@ -219,6 +245,7 @@ impl Decisions {
             }
             None => None,
         };
+        phases.mark(Phase::Read);
         // Stages 3 and 4 (plugins): classifiers, then anomaly detectors, in fresh instances.
         let action = &request.action;
         let breaking = action.change.as_ref().is_some_and(|c| c.breaking);
@@ -233,6 +260,7 @@ impl Decisions {
                 || self.anomaly_context(action, &agent, now),
             )
             .await?;
+        phases.mark(Phase::Plugins);
         let subject = Subject {
             agent,
             parents,
@@ -244,6 +272,7 @@ impl Decisions {
         let mut plan = self
             .quota_plan(&subject.agent, &request.action, now)
             .await?;
+        phases.mark(Phase::Quota);
         if let Some((charge, _)) = plan.over_rate_limit() {
             return Err(self
                 .cutoffs
@@ -301,7 +330,10 @@ impl Decisions {
                     judgement = judged(&plan, &on_record)?;
                 }
             }
-            let recorded = self.record(&subject, judgement, now, claim).await;
+            phases.mark(Phase::Judge);
+            let recorded = self
+                .record(&subject, judgement, now, claim, &mut phases)
+                .await;
             if recorded.is_err() {
                 if let Some(charge) = &claimed {
                     self.overruns.release(agent, charge);
@@ -313,6 +345,7 @@ impl Decisions {
             match recorded {
                 Err(e) if e.conflict() == Some(Conflict::QuotaExceeded) && attempt < ATTEMPTS => {
                     plan.used = self.store.quota_used_fresh(agent, &plan.charges).await?;
+                    phases.mark(Phase::Quota);
                     if let Some((charge, _)) = plan.over_rate_limit() {
                         let environment = &request.action.environment;
                         return Err(self.cutoffs.cut(&subject.agent, charge, environment, now));
@@ -320,8 +353,8 @@ impl Decisions {
                 }
                 Err(e) => return Err(e.into()),
                 Ok(decided) => {
-                    self.metrics
-                        .decision(decided.answer.verdict, started.elapsed());
+                    self.metrics.decision(decided.answer.verdict, &phases);
+                    slow(&phases, &decided.answer.decision_id);
                     return Ok(decided);
                 }
             }
@@ -374,6 +407,7 @@ impl Decisions {
         judgement: Judgement,
         now: i64,
         claim: Option<&Claim>,
+        phases: &mut Phases,
     ) -> std::result::Result<Decided, StoreError> {
         let Judgement {
             answer,
@@ -407,7 +441,9 @@ impl Decisions {
         if let Some(claim) = claim {
             change.writes.push(claim.answer(200, body.clone()));
         }
-        self.store.commit(change).await?;
+        let committed = self.store.commit(change).await;
+        phases.mark(Phase::Commit);
+        committed?;
         if notify {
             self.outbox.notify();
         }
@@ -417,6 +453,7 @@ impl Decisions {
                 .review_violation(&subject.agent, reason, &class, mode)
                 .await;
         }
+        phases.mark(Phase::Review);
         Ok(Decided { answer, body })
     }
 
