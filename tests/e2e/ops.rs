@@ -59,7 +59,8 @@ async fn operations_endpoints(backend: Backend) {
     );
     // Where the time went: every phase of every decision, adding up to no more than the whole,
     // and the commit (a durable write) never nothing.
-    let seconds = |name: &str| -> f64 {
+    // A sample's value (seconds, or a count).
+    let value = |name: &str| -> f64 {
         let line = metrics
             .lines()
             .find(|l| l.starts_with(name))
@@ -72,26 +73,20 @@ async fn operations_endpoints(backend: Backend) {
     ] {
         let count = format!("warden_decision_phase_seconds_count{{phase=\"{phase}\"}} 3");
         assert!(metrics.contains(&count), "{count} in {metrics}");
-        phases += seconds(&format!(
+        phases += value(&format!(
             "warden_decision_phase_seconds_sum{{phase=\"{phase}\"}} "
         ));
     }
-    let whole = seconds("warden_decision_duration_seconds_sum ");
+    let whole = value("warden_decision_duration_seconds_sum ");
     assert!(
         phases > 0.0 && phases <= whole,
         "phases {phases} s, whole {whole} s"
     );
-    assert!(seconds("warden_decision_phase_seconds_sum{phase=\"commit\"} ") > 0.0);
+    assert!(value("warden_decision_phase_seconds_sum{phase=\"commit\"} ") > 0.0);
     // The writer's counts: the three decisions and the set-up before them, committed in one
     // transaction or more and made durable by at least one flush of the log (a file, or
     // PostgreSQL's).
-    let count = |name: &str| -> u64 {
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("{name} in {metrics}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let count = |name: &str| value(name) as u64;
     let (commits, changes) = (
         count("warden_store_commits_total "),
         count("warden_store_committed_changes_total "),
