@@ -441,9 +441,10 @@ impl Decisions {
         if let Some(claim) = claim {
             change.writes.push(claim.answer(200, body.clone()));
         }
-        let committed = self.store.commit(change).await;
+        // Building the change is the judgement's; from here it is the writer's.
+        phases.mark(Phase::Judge);
+        self.store.commit(change).await?;
         phases.mark(Phase::Commit);
-        committed?;
         if notify {
             self.outbox.notify();
         }
