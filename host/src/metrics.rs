@@ -34,7 +34,7 @@ pub enum Phase {
     Plugins,
     /// Reading the quotas' counts.
     Quota,
-    /// The pure stages (`judge`).
+    /// The pure stages (`judge`), and building the change they make.
     Judge,
     /// Waiting for the writer: its batch's commit and the flush that makes it durable.
     Commit,
