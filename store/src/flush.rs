@@ -21,11 +21,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::metrics::counter::Counter;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StoreError};
+use crate::writer::WriterCounters;
 
 /// A caller's reply and what to send it once its batch is durable.
 pub(crate) type Reply = (oneshot::Sender<Result<()>>, Result<()>);
@@ -50,10 +50,10 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the task that flushes `log`, counting its flushes in `flushes`.
-    pub(crate) fn start(log: Log, flushes: Counter) -> Flusher {
+    /// Starts the task that flushes `log`, counting and timing its flushes in `counters`.
+    pub(crate) fn start(log: Log, counters: WriterCounters) -> Flusher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(log, rx, flushes));
+        tokio::spawn(run(log, rx, counters));
         Flusher { tx }
     }
 
@@ -119,7 +119,7 @@ impl Log {
     }
 }
 
-async fn run(log: Log, mut rx: mpsc::UnboundedReceiver<Msg>, flushes: Counter) {
+async fn run(log: Log, mut rx: mpsc::UnboundedReceiver<Msg>, counters: WriterCounters) {
     let mut failed: Option<String> = None;
     let mut msgs = Vec::new();
     while rx.recv_many(&mut msgs, usize::MAX).await > 0 {
@@ -129,9 +129,14 @@ async fn run(log: Log, mut rx: mpsc::UnboundedReceiver<Msg>, flushes: Counter) {
         });
         let mut this = failed.clone();
         if owed && this.is_none() {
-            match log.flush().await {
+            let started = std::time::Instant::now();
+            let flushed = log.flush().await;
+            counters
+                .flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match flushed {
                 Ok(()) => {
-                    flushes.inc();
+                    counters.flushes.inc();
                 }
                 Err(e) => this = Some(failed_flush(&log, e, &mut failed)),
             }
@@ -222,6 +227,7 @@ fn sync_dir(_: &Path) -> io::Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::writer::observed;
 
     /// A pool on the PostgreSQL server at `WARDEN_TEST_POSTGRES_URL` (no schema of its own).
     pub(crate) async fn postgres_pool(connections: u32) -> AnyPool {
@@ -250,7 +256,7 @@ pub(crate) mod tests {
     async fn answers_after_flushing_and_keeps_logical_failures() {
         let dir = tempfile::tempdir().unwrap();
         let path = wal_file(&dir);
-        let sync = Flusher::start(Log::wal(path), Counter::default());
+        let sync = Flusher::start(Log::wal(path), WriterCounters::default());
         let (ok, ok_rx) = reply();
         let (bad, bad_rx) = reply();
         let conflict = StoreError::Conflict(crate::Conflict::AgentExists, "taken".into());
@@ -267,7 +273,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db-wal");
         // No WAL file where the store said it would be: the flush fails.
-        let sync = Flusher::start(Log::wal(path.clone()), Counter::default());
+        let sync = Flusher::start(Log::wal(path.clone()), WriterCounters::default());
         let (first, first_rx) = reply();
         sync.answer(vec![(first, Ok(()))]);
         assert!(
@@ -303,7 +309,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn on_postgres_a_synchronous_commit_vouches_and_a_failed_one_does_not() {
         let pool = postgres_pool(1).await;
-        let flusher = Flusher::start(Log::Postgres(pool.clone()), Counter::default());
+        let flusher = Flusher::start(Log::Postgres(pool.clone()), WriterCounters::default());
         let (ok, ok_rx) = reply();
         flusher.answer(vec![(ok, Ok(()))]);
         assert!(ok_rx.await.unwrap().is_ok());
@@ -320,7 +326,7 @@ pub(crate) mod tests {
     async fn drain_waits_for_earlier_answers() {
         let dir = tempfile::tempdir().unwrap();
         let path = wal_file(&dir);
-        let sync = Flusher::start(Log::wal(path), Counter::default());
+        let sync = Flusher::start(Log::wal(path), WriterCounters::default());
         let (a, mut a_rx) = reply();
         sync.answer(vec![(a, Ok(()))]);
         sync.drain().await;
@@ -328,18 +334,20 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn counts_flushes() {
+    async fn counts_and_times_flushes() {
         let dir = tempfile::tempdir().unwrap();
-        let flushes = Counter::default();
-        let sync = Flusher::start(Log::wal(wal_file(&dir)), flushes.clone());
+        let counters = WriterCounters::default();
+        let sync = Flusher::start(Log::wal(wal_file(&dir)), counters.clone());
         let (a, a_rx) = reply();
         sync.answer(vec![(a, Ok(()))]);
         assert!(a_rx.await.unwrap().is_ok());
-        assert_eq!(flushes.get(), 1);
+        assert_eq!(counters.flushes.get(), 1);
+        assert_eq!(observed(&counters.flush_seconds), 1);
         // A batch of failures alone is answered without a flush.
         let (b, b_rx) = reply();
         sync.answer(vec![(b, Err(StoreError::unavailable("closing")))]);
         assert!(b_rx.await.unwrap().is_err());
-        assert_eq!(flushes.get(), 1);
+        assert_eq!(counters.flushes.get(), 1);
+        assert_eq!(observed(&counters.flush_seconds), 1);
     }
 }

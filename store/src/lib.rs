@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use tokio::sync::{mpsc, oneshot};
@@ -69,7 +70,7 @@ pub use reports::{RecentDecision, ReportWrite, StoredReport};
 pub use sessions::SessionWrite;
 pub use trust::TrustWrite;
 pub use violations::{ViolationFilter, ViolationWrite};
-pub use writer::WriterCounters;
+pub use writer::{DURATION_BUCKETS, WriterCounters};
 use writer::{Job, Msg, Writer};
 
 mod violations;
@@ -401,7 +402,12 @@ impl Store {
             .spawn(move || runtime.block_on(run_writer(writer, url_owned, rx)))
             .context("cannot start the writer's thread")?;
         if let Some(sql) = backend.checkpoint() {
-            tokio::spawn(checkpoint_wal(pool.clone(), sql, commits));
+            tokio::spawn(checkpoint_wal(
+                pool.clone(),
+                sql,
+                commits,
+                counters.checkpoint_seconds.clone(),
+            ));
         }
         Ok(Store {
             pool,
@@ -417,7 +423,8 @@ impl Store {
         })
     }
 
-    /// The writer's counts of commits, changes and flushes, for the service's metrics.
+    /// The writer's counts of commits, changes and flushes, and their times, for the service's
+    /// metrics.
     pub fn writer_counters(&self) -> WriterCounters {
         self.counters.clone()
     }
@@ -488,14 +495,22 @@ impl Store {
 /// once a second for what other connections wrote. The writer's own checkpoint (at 1,000
 /// pages, `Backend::writer_settings`), which lets the log restart, then finds little left to
 /// copy, so the batch behind it no longer waits for the whole copy. Ends when the pool closes.
-async fn checkpoint_wal(pool: AnyPool, sql: &'static str, commits: Arc<tokio::sync::Notify>) {
+/// Each checkpoint's time goes to `seconds`.
+async fn checkpoint_wal(
+    pool: AnyPool,
+    sql: &'static str,
+    commits: Arc<tokio::sync::Notify>,
+    seconds: Histogram,
+) {
     loop {
         let _ = tokio::time::timeout(Duration::from_secs(1), commits.notified()).await;
         if pool.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::query(sql).execute(&pool).await {
-            tracing::debug!(error = %e, "WAL checkpoint skipped");
+        let started = Instant::now();
+        match sqlx::query(sql).execute(&pool).await {
+            Ok(_) => seconds.observe(started.elapsed().as_secs_f64()),
+            Err(e) => tracing::debug!(error = %e, "WAL checkpoint skipped"),
         }
         tokio::time::sleep(CHECKPOINT_SPACING).await;
     }
@@ -687,5 +702,33 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
+    }
+
+    /// A commit is timed as the writer's batch and as the flush that made it durable, and it
+    /// wakes SQLite's background checkpoint, which is timed too.
+    #[tokio::test]
+    async fn the_writer_times_its_batches_flushes_and_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(dir.path(), 1, Duration::ZERO).await;
+        let counters = store.writer_counters();
+        let times = |c: &WriterCounters| {
+            [&c.batch_seconds, &c.flush_seconds, &c.checkpoint_seconds].map(writer::observed)
+        };
+        assert_eq!(times(&counters)[..2], [0, 0], "nothing committed yet");
+        store
+            .commit(Change {
+                writes: vec![],
+                audit: vec![],
+            })
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while times(&counters)[2] == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let [batches, flushes, checkpoints] = times(&counters);
+        assert_eq!((batches, flushes), (1, 1));
+        assert!(checkpoints >= 1, "no checkpoint timed");
+        store.close().await;
     }
 }

@@ -3,6 +3,7 @@
 //! durable (or has failed and written nothing).
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _};
 use tokio::sync::{mpsc, oneshot};
@@ -70,10 +71,18 @@ pub(crate) struct Writer {
     pub(crate) commits: std::sync::Arc<tokio::sync::Notify>,
 }
 
+/// Seconds, 100 µs to 2.5 s, with 10 ms (a decision's target p99) a bound of its own: the
+/// buckets of the writer's times, and of the service's decision times, so the two compare.
+pub const DURATION_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
+    1.0, 2.5,
+];
+
 /// What the writer has done since the process started, for the service's metrics: changes
 /// per commit is the size of its batches, changes per flush how many callers one wait for the
-/// disk answered.
-#[derive(Debug, Clone, Default)]
+/// disk answered. The times tell a slow database from a slow disk: a decision waits for its
+/// batch's transaction and then for a flush.
+#[derive(Debug, Clone)]
 pub struct WriterCounters {
     /// Transactions committed with at least one change in them.
     pub commits: Counter,
@@ -82,6 +91,40 @@ pub struct WriterCounters {
     /// Flushes of the log that made commits durable (none on a database in memory, whose
     /// commits answer at once).
     pub flushes: Counter,
+    /// The writer's time on each batch: its transaction, any retries, not the flush.
+    pub batch_seconds: Histogram,
+    /// Each flush's time: the wait for the disk (or for PostgreSQL's).
+    pub flush_seconds: Histogram,
+    /// Each background checkpoint of SQLite's WAL: the copy into the database file and its
+    /// flush, beside the writer (none on PostgreSQL, which checkpoints on its own).
+    pub checkpoint_seconds: Histogram,
+}
+
+impl Default for WriterCounters {
+    fn default() -> Self {
+        WriterCounters {
+            commits: Counter::default(),
+            changes: Counter::default(),
+            flushes: Counter::default(),
+            batch_seconds: Histogram::new(DURATION_BUCKETS),
+            flush_seconds: Histogram::new(DURATION_BUCKETS),
+            checkpoint_seconds: Histogram::new(DURATION_BUCKETS),
+        }
+    }
+}
+
+/// How many times `histogram` observed, from its exposition (its counts are not public).
+#[cfg(test)]
+pub(crate) fn observed(histogram: &Histogram) -> u64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("h", "", histogram.clone());
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("to a String");
+    text.lines()
+        .find_map(|l| l.strip_prefix("h_count "))
+        .unwrap_or_else(|| panic!("a count in {text}"))
+        .parse()
+        .expect("a count")
 }
 
 /// A write's result: the outer error is the database's, the inner one is logical (409/404).
@@ -170,7 +213,11 @@ impl Writer {
                 }
             }
             if !batch.is_empty() {
+                let started = std::time::Instant::now();
                 let results = self.commit(&batch).await;
+                self.counters
+                    .batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 let replies = batch.drain(..).map(|job| job.reply).zip(results);
                 match &self.flusher {
                     Some(flusher) => flusher.answer(replies.collect()),
@@ -339,7 +386,7 @@ impl Writer {
             let Some(log) = self.backend.log(conn, &self.pool).await? else {
                 return Ok(()); // in memory: nothing to flush
             };
-            self.flusher = Some(Flusher::start(log, self.counters.flushes.clone()));
+            self.flusher = Some(Flusher::start(log, self.counters.clone()));
         }
         for setting in self.backend.writer_settings() {
             conn.execute(*setting).await?;

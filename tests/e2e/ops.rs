@@ -96,6 +96,12 @@ async fn operations_endpoints(backend: Backend) {
         "{commits} commits of {changes} changes"
     );
     assert!(count("warden_store_flushes_total ") >= 1, "{metrics}");
+    // And their times: every batch the writer took, every flush (failed ones included).
+    assert!(count("warden_store_batch_seconds_count ") >= 1, "{metrics}");
+    assert!(
+        count("warden_store_flush_seconds_count ") >= count("warden_store_flushes_total "),
+        "{metrics}"
+    );
     // The OpenAPI document is generated from the handlers.
     let (_, doc) = s
         .call(reqwest::Method::GET, "/openapi.json", None, None)
