@@ -728,6 +728,17 @@ mod tests {
         assert_eq!(redact("sqlite://./x.db"), "sqlite://./x.db");
     }
 
+    /// An empty change, committed: a batch, a flush, and a checkpoint woken.
+    async fn commit_nothing(store: &Store) {
+        store
+            .commit(Change {
+                writes: vec![],
+                audit: vec![],
+            })
+            .await
+            .unwrap();
+    }
+
     /// The writer's thread runs as a batch thread, so that a wake-up does not preempt the
     /// thread that sent it (Linux's scheduling policy 3, `SCHED_BATCH`, is the 39th field of
     /// the thread's `stat` after its name).
@@ -737,13 +748,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = test_store(dir.path(), 1, Duration::ZERO).await;
         // Once a commit is answered the writer's thread has started and set its policy.
-        store
-            .commit(Change {
-                writes: vec![],
-                audit: vec![],
-            })
-            .await
-            .unwrap();
+        commit_nothing(&store).await;
         let mut policies = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap() {
             let task = task.unwrap().path();
@@ -784,13 +789,7 @@ mod tests {
             [&c.batch_seconds, &c.flush_seconds, &c.checkpoint_seconds].map(writer::observed)
         };
         assert_eq!(times(&counters)[..2], [0, 0], "nothing committed yet");
-        store
-            .commit(Change {
-                writes: vec![],
-                audit: vec![],
-            })
-            .await
-            .unwrap();
+        commit_nothing(&store).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while times(&counters)[2] == 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
