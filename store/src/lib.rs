@@ -542,8 +542,8 @@ pub(crate) async fn test_store(
 /// it waits for its turn rather than preempting the thread that woke it. A batch wakes the
 /// writer for each statement's result that SQLite's thread sends it, and preempted mid-answer,
 /// that thread held the writer up in turn: on two cores the writer waited for a core a quarter
-/// of its time while a quarter of the machine was idle. Its context switches halved. On
-/// PostgreSQL, whose backends wake the writer from another process, it cost 5-11% of the
+/// of its time while a quarter of the machine was idle. The process's context switches halved.
+/// On PostgreSQL, whose backends wake the writer from another process, it cost 5-11% of the
 /// throughput, so that writer stays an ordinary thread (BENCHMARKS.md).
 fn run_as_batch() {
     #[cfg(target_os = "linux")]
