@@ -2587,6 +2587,41 @@ async fn the_writer_commits_while_the_stores_runtime_is_busy(backend: Backend) {
     );
 }
 
+/// On PostgreSQL a decision's answer and an audit record, compressed once their row passes about
+/// 2 KB, are compressed with lz4 (migration 0027; this server has it): pglz took 14% of the
+/// database's CPU under load (BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_compresses_answers_and_records_with_lz4() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let long = "tier 2 may deploy to staging; ".repeat(200);
+    let mut d = decision("d1", "bot", Verdict::Allow, NOW);
+    d.answer = serde_json::json!({ "reasons": long }).to_string();
+    let mut audit = record("decision", "bot");
+    audit.details = Some(serde_json::json!({ "reasons": long }).into());
+    db.store
+        .commit(Change {
+            writes: vec![Write::Decision(DecisionWrite::InsertDecision(d))],
+            audit: vec![audit],
+        })
+        .await
+        .unwrap();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let methods: (String, String) = sqlx::query_as(
+        "SELECT pg_column_compression(answer), \
+         (SELECT pg_column_compression(record) FROM audit_events ORDER BY seq DESC LIMIT 1) \
+         FROM decisions WHERE id = 'd1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(methods, ("lz4".to_string(), "lz4".to_string()));
+    pool.close().await;
+}
+
 /// A checkpoint beside a writer that never stops cannot catch up with it, and SQLite's WAL
 /// starts again from its beginning only once one has: the writer checkpoints the WAL itself, so
 /// the log stays a few megabytes however long the load lasts.
