@@ -140,6 +140,15 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// One connection to the database, beside the store, for what its API does not do.
+    async fn raw_pool(&self) -> sqlx::AnyPool {
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .unwrap()
+    }
+
     /// Another store on the same database (another replica, or one with other settings).
     async fn another_store(&self, max_batch: usize, cache_ttl: Duration) -> Store {
         Store::open(&StoreOptions {
@@ -735,11 +744,7 @@ async fn approvals(backend: Backend) {
     );
     lapsed_approvals_page_by_expiry(&db).await;
     // A stored status this version does not know is a bug (500), not an outage (503).
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let pool = db.raw_pool().await;
     pool.execute("UPDATE approvals SET status = 'mislaid' WHERE id = 'a3'")
         .await
         .unwrap();
@@ -1558,11 +1563,7 @@ async fn audit_chain(backend: Backend) {
     assert_eq!(filtered.len(), 1);
     assert_eq!(s.verify_audit().await.unwrap(), Ok(3));
     // Append-only in the database itself (tampering past that guard is tests/e2e/audit.rs's).
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let pool = db.raw_pool().await;
     assert!(
         pool.execute("UPDATE audit_events SET record = record WHERE seq = 3")
             .await
@@ -1712,11 +1713,7 @@ async fn audit_tree(backend: Backend) {
     .unwrap();
     let tree = s.extend_tree().await.unwrap().unwrap();
     s.add_checkpoint(&tree, NOW, "note-20").await.unwrap();
-    let raw = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let raw = db.raw_pool().await;
     raw.execute(
         format!(
             "UPDATE audit_retention SET through_seq = 20, through_hash = '{}'",
@@ -2605,11 +2602,7 @@ async fn postgres_compresses_answers_and_records_with_lz4() {
         })
         .await
         .unwrap();
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let pool = db.raw_pool().await;
     let methods: (String, String) = sqlx::query_as(
         "SELECT pg_column_compression(answer), \
          (SELECT pg_column_compression(record) FROM audit_events ORDER BY seq DESC LIMIT 1) \
@@ -2645,11 +2638,7 @@ async fn sqlite_wal_stays_bounded_while_the_writer_never_stops() {
     // 32 MB of requests went through the log; it restarted every 1,000 pages (4 MB).
     let size = std::fs::metadata(&wal).unwrap().len();
     assert!(size < 16 << 20, "the WAL grew to {size} bytes");
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let pool = db.raw_pool().await;
     let decisions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM decisions")
         .fetch_one(&pool)
         .await
