@@ -61,6 +61,7 @@ fn main() {
             max_connections: 4,
             max_batch: 64,
             cache_ttl: std::time::Duration::ZERO,
+            share_writer_core: true,
         })
         .await
         .unwrap();

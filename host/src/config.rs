@@ -154,6 +154,10 @@ pub struct StorageConfig {
     /// How long (ms) found tokens, agents and humans are cached per process; 0 disables. This
     /// process's own changes apply at once; another replica's within this time.
     pub cache_ttl_ms: u64,
+    /// On Linux, SQLite's writer thread and its connection's thread keep to one core, so that
+    /// the hand-offs of every batch stay on it (docs/configuration.md); `false` lets both run
+    /// on any core, for hosts where another process keeps that core busy.
+    pub share_writer_core: bool,
 }
 
 impl Default for StorageConfig {
@@ -164,6 +168,7 @@ impl Default for StorageConfig {
             max_connections: 8,
             max_batch: 512,
             cache_ttl_ms: 1000,
+            share_writer_core: true,
         }
     }
 }
@@ -348,6 +353,7 @@ impl Config {
             max_connections: self.storage.max_connections,
             max_batch: self.storage.max_batch,
             cache_ttl: std::time::Duration::from_millis(self.storage.cache_ttl_ms),
+            share_writer_core: self.storage.share_writer_core,
         })
     }
 }

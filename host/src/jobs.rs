@@ -68,6 +68,7 @@ mod tests {
             max_connections: 1,
             max_batch: 8,
             cache_ttl: Duration::ZERO,
+            share_writer_core: true,
         };
         let store = Store::open(&options).await.unwrap();
         // The intervals pass in paused time; the store's own I/O needs the real clock.

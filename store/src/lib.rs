@@ -126,6 +126,9 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// How long found tokens, agents and humans are cached; zero disables the cache.
     pub cache_ttl: Duration,
+    /// On Linux, SQLite's writer keeps to one core, shared with its connection's thread
+    /// (`share_a_core`); off, both run on any.
+    pub share_writer_core: bool,
 }
 
 /// A unit of change: rows and the audit records that describe them, committed together.
@@ -396,12 +399,15 @@ impl Store {
             .build()
             .context("cannot start the writer's runtime")?;
         let url_owned = url.to_owned();
+        let share_core = options.share_writer_core;
         std::thread::Builder::new()
             .name("warden-writer".into())
             .spawn(move || {
                 if backend == Backend::Sqlite {
                     run_as_batch();
-                    share_a_core();
+                    if share_core {
+                        share_a_core();
+                    }
                 }
                 runtime.block_on(run_writer(writer, url_owned, rx))
             })
@@ -533,6 +539,7 @@ pub(crate) async fn test_store(
         max_connections,
         max_batch: 8,
         cache_ttl,
+        share_writer_core: true,
     })
     .await
     .unwrap()
@@ -821,46 +828,6 @@ mod tests {
             policies.contains(&libc::SCHED_BATCH),
             "the writers' threads' policies: {policies:?}"
         );
-    }
-
-    /// The writer's thread keeps to one core, and the thread of its SQLite connection, which
-    /// it started, to the same one (`Cpus_allowed_list` in each thread's `status`).
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn the_writer_and_its_sqlite_thread_share_a_core() {
-        let allowed = |status: &String| {
-            let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:"));
-            line.unwrap().split_whitespace().nth(1).unwrap().to_owned()
-        };
-        let process = std::fs::read_to_string("/proc/self/status").unwrap();
-        let everywhere = allowed(&process);
-        if !everywhere.contains([',', '-']) {
-            return; // one core only: every thread shares it anyway
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let store = test_store(dir.path(), 1, Duration::ZERO).await;
-        commit_nothing(&store).await; // the writer has opened its connection
-        let writers: Vec<String> = threads_named("warden-writer", "status")
-            .iter()
-            .map(allowed)
-            .collect();
-        let sqlite: Vec<String> = threads_named("sqlx-sqlite-wor", "status")
-            .iter()
-            .map(allowed)
-            .collect();
-        // Other tests' stores have writers in this process too, and their pools' threads run
-        // anywhere; a writer and a connection's thread on one core are this change's.
-        let core = writers.iter().find(|cpus| !cpus.contains([',', '-']));
-        let core = core.unwrap_or_else(|| panic!("no writer keeps to one core: {writers:?}"));
-        assert!(
-            sqlite.contains(core),
-            "no SQLite thread on the writer's core {core}: {sqlite:?} (the process: {everywhere})"
-        );
-        assert!(
-            sqlite.contains(&everywhere),
-            "the pool's threads run anywhere"
-        );
-        store.close().await;
     }
 
     /// A commit is timed as the writer's batch and as the flush that made it durable, and it

@@ -27,6 +27,7 @@ async fn a_database_from_the_previous_release_opens_and_verifies() {
         max_connections: 2,
         max_batch: 16,
         cache_ttl: Duration::ZERO,
+        share_writer_core: true,
     };
     let s = Store::open(&options).await.unwrap();
 

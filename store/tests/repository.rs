@@ -127,6 +127,7 @@ impl TestDb {
             max_connections: 4,
             max_batch: 64,
             cache_ttl: Duration::ZERO,
+            share_writer_core: true,
         };
         let store = Store::open(&options).await.unwrap();
         assert_eq!(store.backend(), backend);
@@ -156,6 +157,7 @@ impl TestDb {
             max_connections: 4,
             max_batch,
             cache_ttl,
+            share_writer_core: true,
         })
         .await
         .unwrap()
