@@ -60,7 +60,7 @@ async fn the_writer_and_its_sqlite_thread_share_a_core_unless_told_not_to() {
     );
     assert_eq!(
         writers,
-        [everywhere.clone()],
+        std::slice::from_ref(&everywhere),
         "told not to, the writer runs anywhere"
     );
     assert!(
