@@ -790,22 +790,6 @@ mod tests {
             .unwrap();
     }
 
-    /// This process's threads named `name`, each with a file of its `/proc` directory read
-    /// (those that end meanwhile are left out).
-    #[cfg(target_os = "linux")]
-    fn threads_named(name: &str, file: &str) -> Vec<String> {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|task| {
-                let task = task.unwrap().path();
-                let comm = std::fs::read_to_string(task.join("comm")).ok()?;
-                (comm.trim_end() == name)
-                    .then(|| std::fs::read_to_string(task.join(file)).ok())
-                    .flatten()
-            })
-            .collect()
-    }
-
     /// The writer's thread runs as a batch thread, so that a wake-up does not preempt the
     /// thread that sent it (Linux's scheduling policy 3, `SCHED_BATCH`, is the 39th field of
     /// the thread's `stat` after its name).
@@ -816,13 +800,28 @@ mod tests {
         let store = test_store(dir.path(), 1, Duration::ZERO).await;
         // Once a commit is answered the writer's thread has started and set its policy.
         commit_nothing(&store).await;
-        let policies: Vec<i32> = threads_named("warden-writer", "stat")
-            .iter()
-            .map(|stat| {
-                let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-                after_name.split(' ').nth(38).unwrap().parse().unwrap()
-            })
-            .collect();
+        let mut policies = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap().path();
+            let Ok(name) = std::fs::read_to_string(task.join("comm")) else {
+                continue; // a thread that ended meanwhile
+            };
+            if name.trim_end() != "warden-writer" {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(task.join("stat")) else {
+                continue;
+            };
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            policies.push(
+                after_name
+                    .split(' ')
+                    .nth(38)
+                    .unwrap()
+                    .parse::<i32>()
+                    .unwrap(),
+            );
+        }
         // Other tests' stores have writers in this process too, some perhaps only starting.
         assert!(
             policies.contains(&libc::SCHED_BATCH),
