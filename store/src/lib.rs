@@ -591,10 +591,15 @@ fn share_a_core() {
 }
 
 /// Lets the calling thread run on any core the process may use (the main thread's), undoing
-/// what it inherited from a thread that keeps to one (`share_a_core`).
+/// what it inherited from a thread that keeps to one (`share_a_core`). Once per thread: nothing
+/// narrows it again, and the flush calls this every time.
 pub(crate) fn run_anywhere() {
     #[cfg(target_os = "linux")]
     {
+        thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        if DONE.replace(true) {
+            return;
+        }
         let size = std::mem::size_of::<libc::cpu_set_t>();
         // SAFETY: a zeroed cpu_set_t is a valid set for the kernel to fill and then to read.
         unsafe {
