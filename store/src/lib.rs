@@ -568,7 +568,8 @@ fn run_as_batch() {
 /// thread that runs the writer's SQLite connection, started from here, shares the core. A
 /// batch hands each statement to that thread and each result back, and on two cores those
 /// hand-offs crossed between cores: sharing one, the writer took 12% less time a decision and
-/// decisions a second rose in seven pairs of runs of eight (BENCHMARKS.md). Request threads
+/// decisions a second rose in seven pairs of runs of eight on an AMD machine; on an Intel one,
+/// where the disk's flush set the pace, they stayed level (BENCHMARKS.md). Request threads
 /// still run on every core, and the flush on any (`run_anywhere`).
 fn share_a_core() {
     #[cfg(target_os = "linux")]
