@@ -91,9 +91,6 @@ impl Log {
             Log::Wal(wal) => {
                 let wal = wal.clone();
                 tokio::task::spawn_blocking(move || {
-                    // Started from the writer's thread, this one inherited its core: the flush
-                    // waits for the disk on any other (`crate::share_a_core`).
-                    crate::run_anywhere();
                     let mut wal = wal.lock().unwrap_or_else(|e| e.into_inner());
                     wal.sync()
                         .map_err(|e| format!("flushing {}: {e}", wal.path.display()))

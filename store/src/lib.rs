@@ -394,12 +394,18 @@ impl Store {
         };
         // The writer and its flusher run on a thread of their own: their serial work, and each
         // wake-up when the database answers, is not a turn among every request's tasks.
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        let share_core = backend == Backend::Sqlite && options.share_writer_core;
+        let mut runtime = tokio::runtime::Builder::new_current_thread();
+        if share_core {
+            // Its blocking threads (the flush's) start from the writer's and would inherit its
+            // core: they wait for the disk on any.
+            runtime.on_thread_start(run_anywhere);
+        }
+        let runtime = runtime
             .enable_all()
             .build()
             .context("cannot start the writer's runtime")?;
         let url_owned = url.to_owned();
-        let share_core = options.share_writer_core;
         std::thread::Builder::new()
             .name("warden-writer".into())
             .spawn(move || {
@@ -592,15 +598,10 @@ fn share_a_core() {
 }
 
 /// Lets the calling thread run on any core the process may use (the main thread's), undoing
-/// what it inherited from a thread that keeps to one (`share_a_core`). Once per thread: nothing
-/// narrows it again, and the flush calls this every time.
-pub(crate) fn run_anywhere() {
+/// what it inherited from a thread that keeps to one (`share_a_core`).
+fn run_anywhere() {
     #[cfg(target_os = "linux")]
     {
-        thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-        if DONE.replace(true) {
-            return;
-        }
         let size = std::mem::size_of::<libc::cpu_set_t>();
         // SAFETY: a zeroed cpu_set_t is a valid set for the kernel to fill and then to read.
         unsafe {
