@@ -62,6 +62,7 @@ fn main() {
             max_batch: 64,
             cache_ttl: std::time::Duration::ZERO,
             share_writer_core: true,
+            coalesce_wal_writes: true,
         })
         .await
         .unwrap();

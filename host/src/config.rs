@@ -158,6 +158,9 @@ pub struct StorageConfig {
     /// the hand-offs of every batch stay on it (docs/configuration.md); `false` lets both run
     /// on any core, for hosts where another process keeps that core busy.
     pub share_writer_core: bool,
+    /// SQLite's writer writes each commit's WAL frames to the file in one write rather than
+    /// two a frame (docs/configuration.md); `false` leaves SQLite's own writes.
+    pub coalesce_wal_writes: bool,
 }
 
 impl Default for StorageConfig {
@@ -169,6 +172,7 @@ impl Default for StorageConfig {
             max_batch: 512,
             cache_ttl_ms: 1000,
             share_writer_core: true,
+            coalesce_wal_writes: true,
         }
     }
 }
@@ -354,6 +358,7 @@ impl Config {
             max_batch: self.storage.max_batch,
             cache_ttl: std::time::Duration::from_millis(self.storage.cache_ttl_ms),
             share_writer_core: self.storage.share_writer_core,
+            coalesce_wal_writes: self.storage.coalesce_wal_writes,
         })
     }
 }

@@ -69,6 +69,7 @@ mod tests {
             max_batch: 8,
             cache_ttl: Duration::ZERO,
             share_writer_core: true,
+            coalesce_wal_writes: true,
         };
         let store = Store::open(&options).await.unwrap();
         // The intervals pass in paused time; the store's own I/O needs the real clock.

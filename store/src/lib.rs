@@ -46,6 +46,7 @@ mod readers;
 mod reports;
 mod sessions;
 mod trust;
+mod wal_vfs;
 mod writer;
 
 pub use activity::{AgentActivity, EventActivity};
@@ -129,6 +130,9 @@ pub struct StoreOptions {
     /// On Linux, SQLite's writer keeps to one core, shared with its connection's thread
     /// (`share_a_core`); off, both run on any.
     pub share_writer_core: bool,
+    /// SQLite's writer writes each commit's WAL frames in one write (`wal_vfs`); off, two a
+    /// frame, as SQLite does.
+    pub coalesce_wal_writes: bool,
 }
 
 /// A unit of change: rows and the audit records that describe them, committed together.
@@ -405,7 +409,11 @@ impl Store {
             .enable_all()
             .build()
             .context("cannot start the writer's runtime")?;
-        let url_owned = url.to_owned();
+        let url_owned = match backend {
+            Backend::Sqlite if options.coalesce_wal_writes => wal_vfs::url(url),
+            _ => None,
+        }
+        .unwrap_or_else(|| url.to_owned());
         std::thread::Builder::new()
             .name("warden-writer".into())
             .spawn(move || {
@@ -546,6 +554,7 @@ pub(crate) async fn test_store(
         max_batch: 8,
         cache_ttl,
         share_writer_core: true,
+        coalesce_wal_writes: true,
     })
     .await
     .unwrap()

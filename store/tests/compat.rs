@@ -28,6 +28,7 @@ async fn a_database_from_the_previous_release_opens_and_verifies() {
         max_batch: 16,
         cache_ttl: Duration::ZERO,
         share_writer_core: true,
+        coalesce_wal_writes: true,
     };
     let s = Store::open(&options).await.unwrap();
 

@@ -128,6 +128,7 @@ impl TestDb {
             max_batch: 64,
             cache_ttl: Duration::ZERO,
             share_writer_core: true,
+            coalesce_wal_writes: true,
         };
         let store = Store::open(&options).await.unwrap();
         assert_eq!(store.backend(), backend);
@@ -158,6 +159,7 @@ impl TestDb {
             max_batch,
             cache_ttl,
             share_writer_core: true,
+            coalesce_wal_writes: true,
         })
         .await
         .unwrap()

@@ -32,6 +32,7 @@ async fn store_in(dir: &std::path::Path, share_writer_core: bool) -> Store {
         max_batch: 8,
         cache_ttl: Duration::ZERO,
         share_writer_core,
+        coalesce_wal_writes: true,
     })
     .await
     .unwrap();
