@@ -13,8 +13,9 @@
 //! - past [`HOLD_AT_MOST`] bytes;
 //! - as a backstop, before SQLite publishes frames (the wal-index barrier, `xShmBarrier`) and
 //!   before it releases any wal-index lock (`xShmLock`): nothing held outlives the write lock.
-//!   A write that fails there cannot be reported to SQLite, so the process stops rather than
-//!   let a commit be answered that is not in the file.
+//!   A write that fails before frames are published cannot be reported to SQLite, so the
+//!   process stops rather than let a commit be answered that is not in the file. (In SQLite's
+//!   exclusive locking mode neither call is made; no other connection can read the file then.)
 //!
 //! Writes below the furthest point this WAL has reached (SQLite rewriting a frame of the
 //! transaction in place, or its checksums) go straight to the file. Everything else is
@@ -189,20 +190,34 @@ unsafe fn write_out_wal(file: &mut File) -> c_int {
     }
 }
 
-/// The backstop: what the database's WAL holds goes out before frames are published or a
-/// lock released. It never fails silently: a commit SQLite goes on to publish must be in the
-/// file.
-unsafe fn backstop(db: &mut File) {
+/// The backstops, on the database's wal-index calls: what its WAL holds goes out.
+unsafe fn backstop(db: &mut File, at: Backstop) {
     let Role::Db { wal } = db.role else { return };
-    if wal.is_null() {
+    // SAFETY: the WAL unlinks itself from its database when it closes.
+    let Some(wal) = (unsafe { wal.as_mut() }) else {
+        return;
+    };
+    if unsafe { write_out_wal(wal) } == ffi::SQLITE_OK {
         return;
     }
-    // SAFETY: the WAL unlinks itself from its database when it closes.
-    let wal = unsafe { &mut *wal };
-    if unsafe { write_out_wal(wal) } != ffi::SQLITE_OK {
-        tracing::error!("cannot write the SQLite WAL's held frames; stopping");
-        std::process::abort();
+    match at {
+        // Frames SQLite is about to publish: none are held once their commit frame is
+        // complete, but if some were, a commit could be answered that is not in the file, and
+        // SQLite cannot be told. The process stops instead.
+        Backstop::Publish => {
+            tracing::error!("cannot write the SQLite WAL's held frames before publishing them");
+            std::process::abort();
+        }
+        // Only frames of a transaction that did not commit (spilled, then rolled back) can be
+        // held when a lock is released: nobody reads past the last commit, and the next
+        // transaction writes over them.
+        Backstop::Unlock => tracing::warn!("cannot write a rolled-back transaction's WAL frames"),
     }
+}
+
+enum Backstop {
+    Publish,
+    Unlock,
 }
 
 unsafe extern "C" fn open(
@@ -266,7 +281,7 @@ unsafe extern "C" fn open(
 }
 
 /// The methods of a file we wrap: each passes the call on to the real file, and those below
-/// do what this module is for first.
+/// do what this module is for first. Version 3, as the unix VFS's own files are.
 const PASS_ON: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     iVersion: 3,
     xClose: Some(close),
@@ -325,11 +340,7 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
         let real = f.real;
         let rc = (methods(real).xClose.expect("xClose"))(real);
         std::ptr::drop_in_place(file.cast::<File>());
-        if held_rc != ffi::SQLITE_OK {
-            held_rc
-        } else {
-            rc
-        }
+        if rc != ffi::SQLITE_OK { rc } else { held_rc }
     }
 }
 
@@ -373,7 +384,8 @@ unsafe extern "C" fn wal_write(
         // A frame's header: its bytes 4..8 are the database's size in pages after a commit,
         // 0 in any other frame.
         held.commit_due = amount == FRAME_HEADER && bytes[4..8] != [0, 0, 0, 0];
-        if completes_commit || held.bytes.len() >= HOLD_AT_MOST {
+        // (Never between a commit frame's header and its page: the page completes the commit.)
+        if completes_commit || (held.bytes.len() >= HOLD_AT_MOST && !held.commit_due) {
             return write_out(real, held);
         }
         ffi::SQLITE_OK
@@ -479,7 +491,7 @@ unsafe extern "C" fn shm_lock(
     unsafe {
         let f = this(file);
         if flags & ffi::SQLITE_SHM_UNLOCK != 0 {
-            backstop(f);
+            backstop(f, Backstop::Unlock);
         }
         (methods(f.real).xShmLock.expect("xShmLock"))(f.real, offset, n, flags)
     }
@@ -489,7 +501,7 @@ unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
     // SAFETY: `file` is an open database of ours.
     unsafe {
         let f = this(file);
-        backstop(f);
+        backstop(f, Backstop::Publish);
         (methods(f.real).xShmBarrier.expect("xShmBarrier"))(f.real)
     }
 }
