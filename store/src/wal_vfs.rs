@@ -405,22 +405,26 @@ unsafe extern "C" fn write_through(
     }
 }
 
-unsafe extern "C" fn read(
-    file: *mut ffi::sqlite3_file,
-    data: *mut c_void,
-    amount: c_int,
-    offset: i64,
-) -> c_int {
-    // SAFETY: `file` is open; the held frames go out before the file is read.
-    unsafe {
-        let f = this(file);
-        let rc = write_out_wal(f);
-        if rc != ffi::SQLITE_OK {
-            return rc;
+/// Methods that write out what a WAL holds and then pass the call on to the real file.
+macro_rules! write_out_then_pass {
+    ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*)) => {
+        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
+            // SAFETY: `file` is open; the held frames go out before anything else touches it.
+            unsafe {
+                let f = this(file);
+                let rc = write_out_wal(f);
+                if rc != ffi::SQLITE_OK {
+                    return rc;
+                }
+                (methods(f.real).$field.expect(stringify!($field)))(f.real $(, $arg)*)
+            }
         }
-        (methods(f.real).xRead.expect("xRead"))(f.real, data, amount, offset)
-    }
+    };
 }
+
+write_out_then_pass!(read, xRead, (data: *mut c_void, amount: c_int, offset: i64));
+write_out_then_pass!(sync, xSync, (flags: c_int));
+write_out_then_pass!(file_size, xFileSize, (size: *mut i64));
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
     // SAFETY: `file` is open.
@@ -434,30 +438,6 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
             held.end = held.end.min(size);
         }
         (methods(f.real).xTruncate.expect("xTruncate"))(f.real, size)
-    }
-}
-
-unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe {
-        let f = this(file);
-        let rc = write_out_wal(f);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        (methods(f.real).xSync.expect("xSync"))(f.real, flags)
-    }
-}
-
-unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe {
-        let f = this(file);
-        let rc = write_out_wal(f);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        (methods(f.real).xFileSize.expect("xFileSize"))(f.real, size)
     }
 }
 
