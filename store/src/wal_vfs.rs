@@ -650,6 +650,21 @@ mod tests {
         .unwrap();
     }
 
+    #[test]
+    fn only_a_file_database_that_names_no_vfs_gets_this_one() {
+        assert_eq!(
+            url("sqlite:///data/warden.db?mode=rwc").as_deref(),
+            Some("sqlite:///data/warden.db?mode=rwc&vfs=warden-wal")
+        );
+        assert_eq!(
+            url("sqlite:///data/warden.db").as_deref(),
+            Some("sqlite:///data/warden.db?vfs=warden-wal")
+        );
+        assert_eq!(url("sqlite::memory:"), None);
+        assert_eq!(url("sqlite://shared?mode=memory&cache=shared"), None);
+        assert_eq!(url("sqlite:///data/warden.db?vfs=unix-dotfile"), None);
+    }
+
     #[tokio::test]
     async fn a_commit_writes_its_frames_at_once_before_anyone_reads_them() {
         let dir = tempfile::tempdir().unwrap();
