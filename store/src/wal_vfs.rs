@@ -1,8 +1,8 @@
-//! A SQLite VFS for the writer's connection that writes a commit's WAL frames to the file in
-//! one `pwrite`. SQLite writes each frame as two (its 24-byte header, then the page), and a
-//! 4,120-byte frame straddles two of the file's pages: the kernel steps through about three
-//! pages a frame, where one write of the commit's frames steps through about one
-//! (BENCHMARKS.md).
+//! A SQLite VFS for the writer's connection that writes a commit's WAL frames to the file at
+//! once: one `pwrite` for up to 128 KiB of them. SQLite writes each frame as two (its 24-byte
+//! header, then the page), and a 4,120-byte frame straddles two of the file's pages: the kernel
+//! steps through about three pages a frame, where one write of the commit's frames steps
+//! through about one (BENCHMARKS.md).
 //!
 //! Frames appended to the WAL are held only while nobody could read them, and written out:
 //! - when a commit's last frame is complete (the one whose header carries the database's size),
