@@ -5,38 +5,14 @@
 //! the process.
 #![cfg(target_os = "linux")]
 
-use std::time::Duration;
+mod support;
 
+use support::{cores, proc_field, store_in, threads_named};
 use warden_core::audit::{Actor, AuditRecord};
 use warden_core::decision::Verdict;
 use warden_core::policy::RiskLevel;
 use warden_core::records::DecisionRow;
-use warden_store::{Change, DecisionWrite, Store, StoreOptions, Write};
-
-/// A line of a thread's `/proc` file, after its `key`.
-fn field(task: &std::path::Path, file: &str, key: &str) -> String {
-    let text = std::fs::read_to_string(task.join(file)).unwrap();
-    let line = text.lines().find_map(|l| l.strip_prefix(key)).unwrap();
-    line.trim().to_owned()
-}
-
-/// This process's threads named `name`, with the cores each may run on.
-fn threads_named(name: &str) -> Vec<(std::path::PathBuf, String)> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .map(|task| task.unwrap().path())
-        .filter(|task| {
-            std::fs::read_to_string(task.join("comm"))
-                .unwrap()
-                .trim_end()
-                == name
-        })
-        .map(|task| {
-            let cpus = field(&task, "status", "Cpus_allowed_list:");
-            (task, cpus)
-        })
-        .collect()
-}
+use warden_store::{Change, DecisionWrite, Write};
 
 /// The writer's connection's thread: the SQLite thread on the writer's one core.
 fn writers_sqlite_thread() -> std::path::PathBuf {
@@ -53,7 +29,7 @@ fn writers_sqlite_thread() -> std::path::PathBuf {
 }
 
 fn write_calls(task: &std::path::Path) -> u64 {
-    field(task, "io", "syscw:").parse().unwrap()
+    proc_field(task, "io", "syscw:").unwrap().parse().unwrap()
 }
 
 /// The writer's connection's write calls a commit of one decision with its audit record, over
@@ -61,25 +37,7 @@ fn write_calls(task: &std::path::Path) -> u64 {
 /// pages).
 async fn write_calls_a_commit(coalesce_wal_writes: bool, commits: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreOptions {
-        url: format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("warden.db").display()
-        ),
-        max_connections: 1,
-        max_batch: 8,
-        cache_ttl: Duration::ZERO,
-        share_writer_core: true,
-        coalesce_wal_writes,
-    })
-    .await
-    .unwrap();
-    // Once a commit is answered the writer has opened its connection.
-    let nothing = Change {
-        writes: vec![],
-        audit: vec![],
-    };
-    store.commit(nothing).await.unwrap();
+    let store = store_in(dir.path(), true, coalesce_wal_writes).await;
     let thread = writers_sqlite_thread();
     let before = write_calls(&thread);
     for i in 0..commits {
@@ -131,11 +89,7 @@ async fn write_calls_a_commit(coalesce_wal_writes: bool, commits: usize) -> f64 
 #[tokio::test]
 async fn a_commit_writes_its_wal_frames_at_once() {
     let one_core = |cpus: &str| !cpus.contains([',', '-']);
-    if one_core(&field(
-        "/proc/self".as_ref(),
-        "status",
-        "Cpus_allowed_list:",
-    )) {
+    if one_core(&cores("/proc/self".as_ref()).unwrap()) {
         return; // one core only: the writer's connection's thread cannot be told apart
     }
     let held = write_calls_a_commit(true, 40).await;
