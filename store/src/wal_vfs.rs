@@ -1,8 +1,9 @@
-//! A SQLite VFS for the writer's connection that writes a commit's WAL frames to the file at
-//! once: one `pwrite` for up to 128 KiB of them. SQLite writes each frame as two (its 24-byte
-//! header, then the page), and a 4,120-byte frame straddles two of the file's pages: the kernel
-//! steps through about three pages a frame, where one write of the commit's frames steps
-//! through about one (BENCHMARKS.md).
+//! A SQLite VFS that writes a commit's WAL frames to the file at once, and a checkpoint's
+//! copies into the database a run of pages at a time: one `pwrite` for up to 128 KiB. SQLite
+//! writes each frame as two (its 24-byte header, then the page), and a 4,120-byte frame
+//! straddles two of the file's pages: the kernel steps through about three pages a frame,
+//! where one write of the commit's frames steps through about one; and a checkpoint writes each
+//! page it copies as a call of its own (BENCHMARKS.md).
 //!
 //! Frames appended to the WAL are held only while nobody could read them, and written out:
 //! - when a commit's last frame is complete (the one whose header carries the database's size),
@@ -18,9 +19,28 @@
 //!   exclusive locking mode neither call is made; no other connection can read the file then.)
 //!
 //! Writes below the furthest point this WAL has reached (SQLite rewriting a frame of the
-//! transaction in place, or its checksums) go straight to the file. Everything else is
-//! SQLite's own default VFS (unix), whose files these are, so locking is shared with
-//! connections that do not use this one.
+//! transaction in place, or its checksums) go straight to the file.
+//!
+//! A checkpoint through this VFS (the store's background checkpoint has a connection of its
+//! own for it, and the writer checkpoints through it too) copies frames into the database a
+//! page at a time, in page order. Between SQLite's `CKPT_START` and `CKPT_DONE` file controls,
+//! pages that run on from one another are held and written at once, up to 128 KiB a write:
+//! - a page that does not run on from what is held writes it out first, and a failure is that
+//!   page's, so SQLite's to hear of;
+//! - room up to the size SQLite says the checkpoint needs (`SIZE_HINT`) is allocated first,
+//!   without changing the file's size (`fallocate`, Linux), so that the pages it copies past
+//!   the old end are held too. A page past the room there is (none could be allocated: a full
+//!   disk) goes straight to the file, so that the checkpoint fails;
+//! - at `CKPT_DONE` what is held goes out. SQLite goes on to record the frames as copied
+//!   whatever that file control returns, so if this write fails the process stops: the WAL
+//!   still holds every frame, and whoever opens the database next copies them again. (Held
+//!   pages are all within the file: on a file system that writes in place, only an I/O error
+//!   can fail it.)
+//!
+//! Nobody reads a page the checkpoint is copying from the database file until SQLite records
+//! it as copied, which is after `CKPT_DONE`. Everything else is SQLite's own default VFS
+//! (unix), whose files these are, so locking is shared with connections that do not use this
+//! one.
 //!
 //! All `unsafe` of the store's SQLite access is in this file.
 
@@ -106,27 +126,75 @@ const REAL_AT: usize = std::mem::size_of::<File>().next_multiple_of(16);
 
 enum Role {
     /// The main database: its wal-index calls are where held frames must be out.
-    Db { wal: *mut File },
+    Db { wal: *mut File, copy: Copy },
     /// Its WAL.
     Wal(Held),
+}
+
+/// Bytes that run on from one another in a file, held to be written at once.
+#[derive(Default)]
+struct Run {
+    bytes: Vec<u8>,
+    /// Where `bytes` go in the file.
+    at: i64,
+    /// Times held bytes were written out so far (`TEST_WRITES`), and the calls to the real
+    /// file that took.
+    #[cfg(test)]
+    writes: u64,
+    #[cfg(test)]
+    calls: u64,
+}
+
+impl Run {
+    /// Whether `offset` is where the held bytes end (or nothing is held).
+    fn runs_on_at(&self, offset: i64) -> bool {
+        self.bytes.is_empty() || offset == self.at + self.bytes.len() as i64
+    }
+
+    fn hold(&mut self, offset: i64, bytes: &[u8]) {
+        if self.bytes.is_empty() {
+            self.at = offset;
+        }
+        self.bytes.extend_from_slice(bytes);
+    }
 }
 
 /// Frames appended to the WAL and not yet written.
 struct Held {
     db: *mut File,
-    bytes: Vec<u8>,
-    /// Where `bytes` go in the file.
-    at: i64,
+    run: Run,
     /// The furthest byte this WAL has reached since it last started again from its header.
     end: i64,
     /// The last write was a commit frame's header: its page completes the commit.
     commit_due: bool,
-    /// Times held bytes were written out so far (`TEST_WRITES`).
+}
+
+/// A checkpoint's copy of pages into the database (SQLite's `CKPT_START` to `CKPT_DONE`
+/// file controls): page writes that run on from one another are held and written at once.
+#[derive(Default)]
+struct Copy {
+    /// While a checkpoint copies: the file's size, within which writes are held. A write
+    /// past it goes out at once, so that a full disk is SQLite's to hear of.
+    size: Option<i64>,
+    run: Run,
+    /// The file's descriptor, to allocate room past its end (`unix_fd`).
+    fd: Option<c_int>,
+    /// Pages SQLite wrote in checkpoints so far (`TEST_COPIED`), and those that went straight
+    /// to the file.
     #[cfg(test)]
-    writes: u64,
+    pages: u64,
+    #[cfg(test)]
+    through: u64,
 }
 
 impl Held {
+    /// Writes the held frames out to `real`, the WAL's own file.
+    unsafe fn write_out(&mut self, real: *mut ffi::sqlite3_file) -> c_int {
+        self.commit_due = false;
+        // SAFETY: the caller's.
+        unsafe { write_out(real, &mut self.run) }
+    }
+
     /// Whether a write at `offset` extends the WAL (held) rather than rewrites it (written
     /// now).
     fn appends(&self, offset: i64, amount: c_int) -> bool {
@@ -151,7 +219,7 @@ const MOST_A_WRITE: usize = 0x1ffff;
 
 /// Writes what `held` holds to `real`, in as few writes as the real VFS takes, each but the
 /// last ending on a page of the file; empties it either way.
-unsafe fn write_out(real: *mut ffi::sqlite3_file, held: &mut Held) -> c_int {
+unsafe fn write_out(real: *mut ffi::sqlite3_file, held: &mut Run) -> c_int {
     #[cfg(test)]
     {
         held.writes += u64::from(!held.bytes.is_empty());
@@ -166,6 +234,10 @@ unsafe fn write_out(real: *mut ffi::sqlite3_file, held: &mut Held) -> c_int {
                 n = (page_end - at) as usize;
             }
         }
+        #[cfg(test)]
+        {
+            held.calls += 1;
+        }
         // SAFETY: `real` is open, and `rest` is valid for at least `n` bytes.
         rc = unsafe {
             (methods(real).xWrite.expect("xWrite"))(real, rest.as_ptr().cast(), n as c_int, at)
@@ -174,30 +246,39 @@ unsafe fn write_out(real: *mut ffi::sqlite3_file, held: &mut Held) -> c_int {
         rest = &rest[n..];
     }
     held.bytes.clear();
-    held.commit_due = false;
     if held.bytes.capacity() > 2 * HOLD_AT_MOST {
         held.bytes.shrink_to(HOLD_AT_MOST);
     }
     rc
 }
 
-/// Writes out what a WAL handle holds, if `file` is one.
-unsafe fn write_out_wal(file: &mut File) -> c_int {
-    match &mut file.role {
-        // SAFETY: `real` is this file's own.
-        Role::Wal(held) => unsafe { write_out(file.real, held) },
-        Role::Db { .. } => ffi::SQLITE_OK,
+/// Writes out what a handle holds: a WAL's frames, or a checkpoint's pages.
+unsafe fn write_out_held(file: &mut File) -> c_int {
+    // SAFETY: `real` is this file's own.
+    unsafe {
+        match &mut file.role {
+            Role::Wal(held) => held.write_out(file.real),
+            Role::Db { copy, .. } => write_out(file.real, &mut copy.run),
+        }
     }
 }
 
-/// The backstops, on the database's wal-index calls: what its WAL holds goes out.
+/// The backstops, on the database's wal-index calls: what it and its WAL hold goes out.
 unsafe fn backstop(db: &mut File, at: Backstop) {
-    let Role::Db { wal } = db.role else { return };
+    // A checkpoint's pages are out when it ends (`CKPT_DONE`); if some were held past it,
+    // SQLite may have told readers to find them in the file.
+    // SAFETY: `db` is open.
+    if unsafe { write_out_held(db) } != ffi::SQLITE_OK {
+        copy_lost();
+    }
+    let Role::Db { wal, .. } = db.role else {
+        return;
+    };
     // SAFETY: the WAL unlinks itself from its database when it closes.
     let Some(wal) = (unsafe { wal.as_mut() }) else {
         return;
     };
-    if unsafe { write_out_wal(wal) } == ffi::SQLITE_OK {
+    if unsafe { write_out_held(wal) } == ffi::SQLITE_OK {
         return;
     }
     match at {
@@ -220,6 +301,15 @@ enum Backstop {
     Unlock,
 }
 
+/// A checkpoint's held pages could not be written when it ended. SQLite, which cannot be told,
+/// goes on to record the frames as copied, and readers would then read the old pages from the
+/// file; the process stops instead. The WAL still holds every frame, and whoever opens the
+/// database next copies them again.
+fn copy_lost() -> ! {
+    tracing::error!("cannot write a checkpoint's pages into the SQLite database");
+    std::process::abort();
+}
+
 unsafe extern "C" fn open(
     vfs: *mut ffi::sqlite3_vfs,
     name: ffi::sqlite3_filename,
@@ -232,23 +322,21 @@ unsafe extern "C" fn open(
     unsafe {
         let real_vfs = real_vfs(vfs);
         let real_open = (*real_vfs).xOpen.expect("xOpen");
-        let role = if flags & ffi::SQLITE_OPEN_WAL != 0 {
+        let mut role = if flags & ffi::SQLITE_OPEN_WAL != 0 {
             // The database this WAL belongs to, if opened through us too (the same
             // connection's).
             let db = ffi::sqlite3_database_file_object(name).cast::<File>();
             let ours = !db.is_null() && std::ptr::eq((*db).base.pMethods, &DB_METHODS);
             Role::Wal(Held {
                 db: if ours { db } else { std::ptr::null_mut() },
-                bytes: Vec::new(),
-                at: 0,
+                run: Run::default(),
                 end: 0,
                 commit_due: false,
-                #[cfg(test)]
-                writes: 0,
             })
         } else if flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
             Role::Db {
                 wal: std::ptr::null_mut(),
+                copy: Copy::default(),
             }
         } else {
             // Journals and temporary files are the real VFS's alone, in the same memory.
@@ -259,6 +347,9 @@ unsafe extern "C" fn open(
         let rc = real_open(real_vfs, name, real, flags, out_flags);
         if rc != ffi::SQLITE_OK {
             return rc;
+        }
+        if let Role::Db { copy, .. } = &mut role {
+            copy.fd = unix_fd(real, name);
         }
         let methods: &'static ffi::sqlite3_io_methods = match role {
             Role::Wal(_) => &WAL_METHODS,
@@ -272,7 +363,7 @@ unsafe extern "C" fn open(
         });
         if let Role::Wal(held) = &(*file).role
             && !held.db.is_null()
-            && let Role::Db { wal } = &mut (*held.db).role
+            && let Role::Db { wal, .. } = &mut (*held.db).role
         {
             *wal = file;
         }
@@ -304,7 +395,10 @@ const PASS_ON: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     xUnfetch: Some(unfetch),
 };
 
-static DB_METHODS: ffi::sqlite3_io_methods = PASS_ON;
+static DB_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    xWrite: Some(db_write),
+    ..PASS_ON
+};
 
 /// A WAL is never mapped and has no wal-index of its own: version 1.
 static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
@@ -323,14 +417,14 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: `file` is one `open` filled in; after this SQLite does not use it again.
     unsafe {
         let f = this(file);
-        let held_rc = write_out_wal(f);
+        let held_rc = write_out_held(f);
         match &f.role {
             Role::Wal(held) if !held.db.is_null() => {
-                if let Role::Db { wal } = &mut (*held.db).role {
+                if let Role::Db { wal, .. } = &mut (*held.db).role {
                     *wal = std::ptr::null_mut();
                 }
             }
-            Role::Db { wal } if !wal.is_null() => {
+            Role::Db { wal, .. } if !wal.is_null() => {
                 if let Role::Wal(held) = &mut (**wal).role {
                     held.db = std::ptr::null_mut();
                 }
@@ -358,7 +452,7 @@ unsafe extern "C" fn wal_write(
             return write_through(file, data, amount, offset);
         };
         if !held.appends(offset, amount) {
-            let rc = write_out(real, held);
+            let rc = held.write_out(real);
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
@@ -368,25 +462,22 @@ unsafe extern "C" fn wal_write(
             // The WAL starts again from its header: frames overwrite the last round's.
             held.end = 0;
         }
-        if !held.bytes.is_empty() && offset != held.at + held.bytes.len() as i64 {
-            let rc = write_out(real, held);
+        if !held.run.runs_on_at(offset) {
+            let rc = held.write_out(real);
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
         }
-        if held.bytes.is_empty() {
-            held.at = offset;
-        }
         let bytes = std::slice::from_raw_parts(data.cast::<u8>(), amount as usize);
-        held.bytes.extend_from_slice(bytes);
+        held.run.hold(offset, bytes);
         held.end = held.end.max(offset + i64::from(amount));
         let completes_commit = held.commit_due && amount != FRAME_HEADER;
         // A frame's header: its bytes 4..8 are the database's size in pages after a commit,
         // 0 in any other frame.
         held.commit_due = amount == FRAME_HEADER && bytes[4..8] != [0, 0, 0, 0];
         // (Never between a commit frame's header and its page: the page completes the commit.)
-        if completes_commit || (held.bytes.len() >= HOLD_AT_MOST && !held.commit_due) {
-            return write_out(real, held);
+        if completes_commit || (held.run.bytes.len() >= HOLD_AT_MOST && !held.commit_due) {
+            return held.write_out(real);
         }
         ffi::SQLITE_OK
     }
@@ -405,6 +496,56 @@ unsafe extern "C" fn write_through(
     }
 }
 
+/// A page written into the database. While a checkpoint copies, pages that run on from what
+/// is held, within the file's size, are held; each other write first writes out what is.
+unsafe extern "C" fn db_write(
+    file: *mut ffi::sqlite3_file,
+    data: *const c_void,
+    amount: c_int,
+    offset: i64,
+) -> c_int {
+    // SAFETY: `file` is an open database of ours; `data` holds `amount` bytes.
+    unsafe {
+        let f = this(file);
+        let real = f.real;
+        let real_write = methods(real).xWrite.expect("xWrite");
+        let Role::Db { copy, .. } = &mut f.role else {
+            return real_write(real, data, amount, offset);
+        };
+        let Some(size) = copy.size else {
+            return real_write(real, data, amount, offset);
+        };
+        #[cfg(test)]
+        {
+            copy.pages += 1;
+        }
+        let end = offset + i64::from(amount);
+        if !copy.run.runs_on_at(offset)
+            || copy.run.bytes.len() + amount as usize > MOST_A_WRITE
+            || end > size
+        {
+            let rc = write_out(real, &mut copy.run);
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+        }
+        if end > size {
+            #[cfg(test)]
+            {
+                copy.through += 1;
+            }
+            let rc = real_write(real, data, amount, offset);
+            if rc == ffi::SQLITE_OK {
+                copy.size = Some(end);
+            }
+            return rc;
+        }
+        let bytes = std::slice::from_raw_parts(data.cast::<u8>(), amount as usize);
+        copy.run.hold(offset, bytes);
+        ffi::SQLITE_OK
+    }
+}
+
 /// Methods that write out what a WAL holds and then pass the call on to the real file.
 macro_rules! write_out_then_pass {
     ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*)) => {
@@ -412,7 +553,7 @@ macro_rules! write_out_then_pass {
             // SAFETY: `file` is open; the held frames go out before anything else touches it.
             unsafe {
                 let f = this(file);
-                let rc = write_out_wal(f);
+                let rc = write_out_held(f);
                 if rc != ffi::SQLITE_OK {
                     return rc;
                 }
@@ -430,7 +571,7 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
     // SAFETY: `file` is open.
     unsafe {
         let f = this(file);
-        let rc = write_out_wal(f);
+        let rc = write_out_held(f);
         if rc != ffi::SQLITE_OK {
             return rc;
         }
@@ -453,11 +594,77 @@ unsafe extern "C" fn file_control(
         if let Some(rc) = tests::probe(f, op, arg) {
             return rc;
         }
-        let rc = write_out_wal(f);
+        let real = f.real;
+        if op == ffi::SQLITE_FCNTL_CKPT_DONE
+            && let Role::Db { copy, .. } = &mut f.role
+        {
+            // SQLite goes on to record the frames as copied whatever this returns.
+            copy.size = None;
+            if write_out(real, &mut copy.run) != ffi::SQLITE_OK {
+                copy_lost();
+            }
+        }
+        let rc = write_out_held(f);
         if rc != ffi::SQLITE_OK {
             return rc;
         }
-        (methods(f.real).xFileControl.expect("xFileControl"))(f.real, op, arg)
+        if op == ffi::SQLITE_FCNTL_CKPT_START
+            && let Role::Db { copy, .. } = &mut f.role
+        {
+            let mut size = 0;
+            let rc = (methods(real).xFileSize.expect("xFileSize"))(real, &mut size);
+            copy.size = (rc == ffi::SQLITE_OK).then_some(size);
+        }
+        if op == ffi::SQLITE_FCNTL_SIZE_HINT
+            && let Role::Db { copy, .. } = &mut f.role
+            && let Some(size) = copy.size
+        {
+            // The checkpoint will grow the file to this size: with room for it allocated
+            // first, the pages it copies past the end are held too.
+            let wanted = *arg.cast::<i64>();
+            if size < wanted && copy.fd.is_some_and(|fd| allocate(fd, size, wanted)) {
+                copy.size = Some(wanted);
+            }
+        }
+        (methods(real).xFileControl.expect("xFileControl"))(real, op, arg)
+    }
+}
+
+/// Allocates the bytes from `from` to `to` of the file `fd` without changing its size
+/// (`fallocate` with `FALLOC_FL_KEEP_SIZE`): writes there later need no room the disk may not
+/// have. False where it cannot (a full disk, a file system without it).
+#[cfg(target_os = "linux")]
+fn allocate(fd: c_int, from: i64, to: i64) -> bool {
+    // SAFETY: `fallocate` reads only its arguments; a stale `fd` fails or names the same file
+    // (`unix_fd`).
+    unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, from, to - from) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allocate(_: c_int, _: i64, _: i64) -> bool {
+    false
+}
+
+/// The file descriptor of a file the unix VFS opened, if it is the file `name` names. The unix
+/// VFS keeps it in its `unixFile` after three pointers (its methods, its VFS and its inode's
+/// locks; sqlite3.c), as it has since 2008; it has no call that returns it. What is found
+/// there is checked against `name` (device and inode), so a SQLite that keeps it elsewhere
+/// only loses the allocation.
+unsafe fn unix_fd(real: *mut ffi::sqlite3_file, name: ffi::sqlite3_filename) -> Option<c_int> {
+    // SAFETY: the unix VFS's file is at least three pointers and an int long; `name` is the
+    // path SQLite opened it by.
+    unsafe {
+        let fd = *real
+            .cast::<u8>()
+            .add(3 * std::mem::size_of::<*const c_void>())
+            .cast::<c_int>();
+        let (mut open, mut named) = (std::mem::zeroed(), std::mem::zeroed());
+        let same = fd >= 0
+            && !name.is_null()
+            && libc::fstat(fd, &mut open) == 0
+            && libc::stat(name, &mut named) == 0
+            && (open.st_dev, open.st_ino) == (named.st_dev, named.st_ino);
+        same.then_some(fd)
     }
 }
 
@@ -548,27 +755,34 @@ mod tests {
     use super::*;
 
     /// File controls on the main database (not SQLite's own) that read, into an `i64`, how
-    /// many times its WAL's held bytes were written out, and how many it holds now.
+    /// many times its WAL's held bytes were written out, how many it holds now, how many pages
+    /// checkpoints wrote into the database, and in how many calls to the real file.
     const TEST_WRITES: c_int = 0x5741_4c00;
     const TEST_HELD: c_int = 0x5741_4c01;
+    const TEST_COPIED: c_int = 0x5741_4c02;
+    const TEST_COPY_WRITES: c_int = 0x5741_4c03;
 
     pub(super) unsafe fn probe(db: &mut File, op: c_int, out: *mut c_void) -> Option<c_int> {
-        if op != TEST_WRITES && op != TEST_HELD {
+        let Role::Db { wal, copy } = &db.role else {
             return None;
-        }
-        let Role::Db { wal } = db.role else {
-            return Some(ffi::SQLITE_NOTFOUND);
         };
         // SAFETY: a linked WAL is open; `out` is the caller's i64.
         unsafe {
-            let Some(Role::Wal(held)) = wal.as_ref().map(|w| &w.role) else {
+            let wal = wal.as_ref().and_then(|w| match &w.role {
+                Role::Wal(held) => Some(held),
+                Role::Db { .. } => None,
+            });
+            let n = match op {
+                TEST_WRITES => wal.map(|held| held.run.writes),
+                TEST_HELD => wal.map(|held| held.run.bytes.len() as u64),
+                TEST_COPIED => Some(copy.pages),
+                TEST_COPY_WRITES => Some(copy.run.calls + copy.through),
+                _ => return None,
+            };
+            let Some(n) = n else {
                 return Some(ffi::SQLITE_NOTFOUND);
             };
-            *out.cast::<i64>() = if op == TEST_WRITES {
-                held.writes as i64
-            } else {
-                held.bytes.len() as i64
-            };
+            *out.cast::<i64>() = n as i64;
         }
         Some(ffi::SQLITE_OK)
     }
@@ -596,6 +810,21 @@ mod tests {
 
     async fn held_bytes(conn: &mut SqliteConnection) -> i64 {
         probe_wal(conn, TEST_HELD).await
+    }
+
+    /// Pages checkpoints wrote into the database through `conn`, and the writes they took.
+    async fn copied(conn: &mut SqliteConnection) -> (i64, i64) {
+        (
+            probe_wal(conn, TEST_COPIED).await,
+            probe_wal(conn, TEST_COPY_WRITES).await,
+        )
+    }
+
+    async fn rows(conn: &mut SqliteConnection) -> Vec<(i64, Vec<u8>)> {
+        sqlx::query_as("SELECT id, v FROM t ORDER BY id")
+            .fetch_all(conn)
+            .await
+            .unwrap()
     }
 
     async fn probe_wal(conn: &mut SqliteConnection, op: c_int) -> i64 {
@@ -739,5 +968,72 @@ mod tests {
             .unwrap();
         assert_eq!(count, 108);
         recovered(dir.path(), 108).await;
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_writes_runs_of_pages_at_once_before_anyone_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let mut conn = connect(&url(&plain).unwrap()).await;
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+            .await
+            .unwrap();
+        // New pages, copied past the file's old end (grown with zeros first), then every row
+        // rewritten in place: each checkpoint copies runs of pages, up to 31 (128 KiB) a write,
+        // so at most a tenth as many writes as pages.
+        insert(&mut conn, 300).await;
+        let (mut copies, mut expected) = ((0, 0), Vec::new());
+        for rewrite in [false, true] {
+            if rewrite {
+                sqlx::query("UPDATE t SET v = randomblob(3000)")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            // What the WAL holds, read before it is copied.
+            expected = rows(&mut conn).await;
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await
+                .unwrap();
+            let (pages, writes) = copied(&mut conn).await;
+            let (pages, writes) = (pages - copies.0, writes - copies.1);
+            assert!(pages >= 300, "{pages} pages");
+            assert!(
+                writes > 0 && writes * 10 <= pages,
+                "{pages} pages in {writes} writes"
+            );
+            copies = copied(&mut conn).await;
+        }
+        let mut reader = connect(&plain).await;
+        assert_eq!(
+            std::fs::metadata(dir.path().join("w.db-wal"))
+                .unwrap()
+                .len(),
+            0
+        );
+        // The file is as long as the database: the zeros were all written over.
+        let (count, size): (i64, i64) =
+            sqlx::query_as("SELECT page_count, page_size FROM pragma_page_count, pragma_page_size")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let length = std::fs::metadata(dir.path().join("w.db")).unwrap().len();
+        assert_eq!(length as i64, count * size);
+        // This connection and another read them from the file, as does one opened on a copy.
+        assert_eq!(rows(&mut conn).await, expected);
+        assert_eq!(rows(&mut reader).await, expected);
+        drop(reader);
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::copy(dir.path().join("w.db"), copy.path().join("w.db")).unwrap();
+        let mut copied =
+            SqliteConnection::connect(&format!("sqlite://{}", copy.path().join("w.db").display()))
+                .await
+                .unwrap();
+        assert_eq!(rows(&mut copied).await, expected);
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&mut copied)
+            .await
+            .unwrap();
+        assert_eq!(check, "ok");
     }
 }
