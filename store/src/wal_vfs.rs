@@ -24,18 +24,20 @@
 //! A checkpoint through this VFS (the store's background checkpoint has a connection of its
 //! own for it, and the writer checkpoints through it too) copies frames into the database a
 //! page at a time, in page order. Between SQLite's `CKPT_START` and `CKPT_DONE` file controls,
-//! pages that run on from one another are held and written at once, up to 128 KiB a write:
+//! pages that run on from one another are held and written at once, up to 128 KiB a write.
+//! A held page goes out when the checkpoint ends, where SQLite can no longer be told of a
+//! failure, so pages are held only where writing them cannot find the disk full:
+//! - only on Linux, on ext4, XFS or tmpfs (which overwrite allocated blocks in place), and only
+//!   once the whole file has room allocated for this checkpoint (`fallocate` with
+//!   `FALLOC_FL_KEEP_SIZE` from its start, which fills any holes; a few µs when there are none),
+//!   and past its end up to the size SQLite says the checkpoint needs (`SIZE_HINT`). Where that
+//!   fails (a full disk), every page goes straight to the file, as SQLite writes it;
 //! - a page that does not run on from what is held writes it out first, and a failure is that
-//!   page's, so SQLite's to hear of;
-//! - room up to the size SQLite says the checkpoint needs (`SIZE_HINT`) is allocated first,
-//!   without changing the file's size (`fallocate`, Linux), so that the pages it copies past
-//!   the old end are held too. A page past the room there is (none could be allocated: a full
-//!   disk) goes straight to the file, so that the checkpoint fails;
+//!   page's, so SQLite's to hear of; a page past the room goes straight to the file;
 //! - at `CKPT_DONE` what is held goes out. SQLite goes on to record the frames as copied
-//!   whatever that file control returns, so if this write fails the process stops: the WAL
-//!   still holds every frame, and whoever opens the database next copies them again. (Held
-//!   pages are all within the file: on a file system that writes in place, only an I/O error
-//!   can fail it.)
+//!   whatever that file control returns, so if this write fails (an I/O error) the process
+//!   stops: the WAL still holds every frame, and whoever opens the database next copies them
+//!   again.
 //!
 //! Nobody reads a page the checkpoint is copying from the database file until SQLite records
 //! it as copied, which is after `CKPT_DONE`. Everything else is SQLite's own default VFS
@@ -126,7 +128,7 @@ const REAL_AT: usize = std::mem::size_of::<File>().next_multiple_of(16);
 
 enum Role {
     /// The main database: its wal-index calls are where held frames must be out.
-    Db { wal: *mut File, copy: Copy },
+    Db { wal: *mut File, copy: Copies },
     /// Its WAL.
     Wal(Held),
 }
@@ -172,13 +174,14 @@ struct Held {
 /// A checkpoint's copy of pages into the database (SQLite's `CKPT_START` to `CKPT_DONE`
 /// file controls): page writes that run on from one another are held and written at once.
 #[derive(Default)]
-struct Copy {
-    /// While a checkpoint copies: the file's size, within which writes are held. A write
-    /// past it goes out at once, so that a full disk is SQLite's to hear of.
+struct Copies {
+    /// While a checkpoint copies: how far the file has room allocated for it, within which
+    /// writes are held. A write past it goes out at once, so that a full disk is SQLite's to
+    /// hear of.
     size: Option<i64>,
     run: Run,
-    /// The file's descriptor, to allocate room past its end (`unix_fd`).
-    fd: Option<c_int>,
+    /// The file, to allocate room in (`Room::of`); none where writes are never held.
+    room: Option<Room>,
     /// Pages SQLite wrote in checkpoints so far (`TEST_COPIED`), and those that went straight
     /// to the file.
     #[cfg(test)]
@@ -336,7 +339,7 @@ unsafe extern "C" fn open(
         } else if flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
             Role::Db {
                 wal: std::ptr::null_mut(),
-                copy: Copy::default(),
+                copy: Copies::default(),
             }
         } else {
             // Journals and temporary files are the real VFS's alone, in the same memory.
@@ -349,7 +352,7 @@ unsafe extern "C" fn open(
             return rc;
         }
         if let Role::Db { copy, .. } = &mut role {
-            copy.fd = unix_fd(real, name);
+            copy.room = Room::of(real, name);
         }
         let methods: &'static ffi::sqlite3_io_methods = match role {
             Role::Wal(_) => &WAL_METHODS,
@@ -613,7 +616,12 @@ unsafe extern "C" fn file_control(
         {
             let mut size = 0;
             let rc = (methods(real).xFileSize.expect("xFileSize"))(real, &mut size);
-            copy.size = (rc == ffi::SQLITE_OK).then_some(size);
+            copy.size = (rc == ffi::SQLITE_OK
+                && copy
+                    .room
+                    .as_ref()
+                    .is_some_and(|room| room.allocate(0, size)))
+            .then_some(size);
         }
         if op == ffi::SQLITE_FCNTL_SIZE_HINT
             && let Role::Db { copy, .. } = &mut f.role
@@ -622,7 +630,12 @@ unsafe extern "C" fn file_control(
             // The checkpoint will grow the file to this size: with room for it allocated
             // first, the pages it copies past the end are held too.
             let wanted = *arg.cast::<i64>();
-            if size < wanted && copy.fd.is_some_and(|fd| allocate(fd, size, wanted)) {
+            if size < wanted
+                && copy
+                    .room
+                    .as_ref()
+                    .is_some_and(|room| room.allocate(size, wanted))
+            {
                 copy.size = Some(wanted);
             }
         }
@@ -630,41 +643,76 @@ unsafe extern "C" fn file_control(
     }
 }
 
-/// Allocates the bytes from `from` to `to` of the file `fd` without changing its size
-/// (`fallocate` with `FALLOC_FL_KEEP_SIZE`): writes there later need no room the disk may not
-/// have. False where it cannot (a full disk, a file system without it).
-#[cfg(target_os = "linux")]
-fn allocate(fd: c_int, from: i64, to: i64) -> bool {
-    // SAFETY: `fallocate` reads only its arguments; a stale `fd` fails or names the same file
-    // (`unix_fd`).
-    unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, from, to - from) == 0 }
+/// A database file the unix VFS opened, on a file system that overwrites allocated blocks in
+/// place (so that writing where room is allocated needs no more of the disk).
+struct Room {
+    fd: c_int,
+    /// The file's device and inode, checked again before each allocation.
+    id: (u64, u64),
 }
 
-#[cfg(not(target_os = "linux"))]
-fn allocate(_: c_int, _: i64, _: i64) -> bool {
-    false
-}
+impl Room {
+    /// The unix VFS keeps its descriptor in its `unixFile` after three pointers (its methods,
+    /// its VFS and its inode's locks; sqlite3.c), as it has since 2008, and has no call that
+    /// returns it. What is found there must be open on the file `name` names (device and
+    /// inode), or there is no room to allocate and nothing is held.
+    #[cfg(target_os = "linux")]
+    unsafe fn of(real: *mut ffi::sqlite3_file, name: ffi::sqlite3_filename) -> Option<Room> {
+        const EXT4: i64 = 0xef53;
+        const XFS: i64 = 0x5846_5342;
+        const TMPFS: i64 = 0x0102_1994;
+        // SAFETY: the unix VFS's file is at least three pointers and an int long, zeroed
+        // before it is filled in; `name` is the path SQLite opened it by.
+        unsafe {
+            let fd = *real
+                .cast::<u8>()
+                .add(3 * std::mem::size_of::<*const c_void>())
+                .cast::<c_int>();
+            let mut named: libc::stat = std::mem::zeroed();
+            let mut fs: libc::statfs = std::mem::zeroed();
+            let room = Room {
+                fd,
+                id: Room::id(fd)?,
+            };
+            let same = !name.is_null()
+                && libc::stat(name, &mut named) == 0
+                && room.id == (named.st_dev as u64, named.st_ino as u64)
+                && libc::fstatfs(fd, &mut fs) == 0
+                && [EXT4, XFS, TMPFS].contains(&(fs.f_type as i64));
+            same.then_some(room)
+        }
+    }
 
-/// The file descriptor of a file the unix VFS opened, if it is the file `name` names. The unix
-/// VFS keeps it in its `unixFile` after three pointers (its methods, its VFS and its inode's
-/// locks; sqlite3.c), as it has since 2008; it has no call that returns it. What is found
-/// there is checked against `name` (device and inode), so a SQLite that keeps it elsewhere
-/// only loses the allocation.
-unsafe fn unix_fd(real: *mut ffi::sqlite3_file, name: ffi::sqlite3_filename) -> Option<c_int> {
-    // SAFETY: the unix VFS's file is at least three pointers and an int long; `name` is the
-    // path SQLite opened it by.
-    unsafe {
-        let fd = *real
-            .cast::<u8>()
-            .add(3 * std::mem::size_of::<*const c_void>())
-            .cast::<c_int>();
-        let (mut open, mut named) = (std::mem::zeroed(), std::mem::zeroed());
-        let same = fd >= 0
-            && !name.is_null()
-            && libc::fstat(fd, &mut open) == 0
-            && libc::stat(name, &mut named) == 0
-            && (open.st_dev, open.st_ino) == (named.st_dev, named.st_ino);
-        same.then_some(fd)
+    #[cfg(not(target_os = "linux"))]
+    unsafe fn of(_: *mut ffi::sqlite3_file, _: ffi::sqlite3_filename) -> Option<Room> {
+        None
+    }
+
+    #[cfg(target_os = "linux")]
+    fn id(fd: c_int) -> Option<(u64, u64)> {
+        // SAFETY: `fstat` fills the zeroed struct or fails.
+        unsafe {
+            let mut open: libc::stat = std::mem::zeroed();
+            (fd >= 0 && libc::fstat(fd, &mut open) == 0)
+                .then_some((open.st_dev as u64, open.st_ino as u64))
+        }
+    }
+
+    /// Allocates the bytes from `from` to `to` without changing the file's size; false where
+    /// it cannot (a full disk), or where the descriptor no longer names the file.
+    #[cfg(target_os = "linux")]
+    fn allocate(&self, from: i64, to: i64) -> bool {
+        if to <= from {
+            return true;
+        }
+        // SAFETY: `fallocate` reads only its arguments, on the file checked just before.
+        Room::id(self.fd) == Some(self.id)
+            && unsafe { libc::fallocate(self.fd, libc::FALLOC_FL_KEEP_SIZE, from, to - from) } == 0
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn allocate(&self, _: i64, _: i64) -> bool {
+        false
     }
 }
 
@@ -756,11 +804,13 @@ mod tests {
 
     /// File controls on the main database (not SQLite's own) that read, into an `i64`, how
     /// many times its WAL's held bytes were written out, how many it holds now, how many pages
-    /// checkpoints wrote into the database, and in how many calls to the real file.
+    /// checkpoints wrote into the database, in how many calls to the real file, and whether
+    /// the file is one pages are held for (`Room`).
     const TEST_WRITES: c_int = 0x5741_4c00;
     const TEST_HELD: c_int = 0x5741_4c01;
     const TEST_COPIED: c_int = 0x5741_4c02;
     const TEST_COPY_WRITES: c_int = 0x5741_4c03;
+    const TEST_ROOM: c_int = 0x5741_4c04;
 
     pub(super) unsafe fn probe(db: &mut File, op: c_int, out: *mut c_void) -> Option<c_int> {
         let Role::Db { wal, copy } = &db.role else {
@@ -777,6 +827,7 @@ mod tests {
                 TEST_HELD => wal.map(|held| held.run.bytes.len() as u64),
                 TEST_COPIED => Some(copy.pages),
                 TEST_COPY_WRITES => Some(copy.run.calls + copy.through),
+                TEST_ROOM => Some(u64::from(copy.room.is_some())),
                 _ => return None,
             };
             let Some(n) = n else {
@@ -818,6 +869,17 @@ mod tests {
             probe_wal(conn, TEST_COPIED).await,
             probe_wal(conn, TEST_COPY_WRITES).await,
         )
+    }
+
+    /// Whether `dir` is on a file system `Room` holds pages on, as `df` says.
+    fn on_ext4_xfs_or_tmpfs(dir: &std::path::Path) -> bool {
+        let out = std::process::Command::new("df")
+            .args(["--output=fstype"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        let kind = String::from_utf8_lossy(&out.stdout);
+        ["ext4", "xfs", "tmpfs"].contains(&kind.lines().last().unwrap_or("").trim())
     }
 
     async fn rows(conn: &mut SqliteConnection) -> Vec<(i64, Vec<u8>)> {
@@ -978,9 +1040,15 @@ mod tests {
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
             .await
             .unwrap();
-        // New pages, copied past the file's old end (grown with zeros first), then every row
+        // New pages, copied past the file's old end (room allocated first), then every row
         // rewritten in place: each checkpoint copies runs of pages, up to 31 (128 KiB) a write,
-        // so at most a tenth as many writes as pages.
+        // so at most a tenth as many writes as pages. On a file system where room cannot be
+        // allocated, or that does not overwrite in place, it writes each page as SQLite does.
+        let room = probe_wal(&mut conn, TEST_ROOM).await == 1;
+        assert_eq!(
+            room,
+            cfg!(target_os = "linux") && on_ext4_xfs_or_tmpfs(dir.path())
+        );
         insert(&mut conn, 300).await;
         let (mut copies, mut expected) = ((0, 0), Vec::new());
         for rewrite in [false, true] {
@@ -998,10 +1066,14 @@ mod tests {
             let (pages, writes) = copied(&mut conn).await;
             let (pages, writes) = (pages - copies.0, writes - copies.1);
             assert!(pages >= 300, "{pages} pages");
-            assert!(
-                writes > 0 && writes * 10 <= pages,
-                "{pages} pages in {writes} writes"
-            );
+            if room {
+                assert!(
+                    writes > 0 && writes * 10 <= pages,
+                    "{pages} pages in {writes} writes"
+                );
+            } else {
+                assert_eq!(writes, pages);
+            }
             copies = copied(&mut conn).await;
         }
         let mut reader = connect(&plain).await;
