@@ -159,8 +159,7 @@ pub struct StorageConfig {
     /// on any core, for hosts where another process keeps that core busy.
     pub share_writer_core: bool,
     /// SQLite's writer writes each commit's WAL frames to the file in one write rather than
-    /// two a frame, and checkpoints the pages they copy a run at a time rather than one a
-    /// write (docs/configuration.md); `false` leaves SQLite's own writes.
+    /// two a frame (docs/configuration.md); `false` leaves SQLite's own writes.
     pub coalesce_wal_writes: bool,
 }
 

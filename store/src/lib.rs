@@ -130,8 +130,8 @@ pub struct StoreOptions {
     /// On Linux, SQLite's writer keeps to one core, shared with its connection's thread
     /// (`share_a_core`); off, both run on any.
     pub share_writer_core: bool,
-    /// SQLite's writer writes each commit's WAL frames in one write, and a checkpoint the
-    /// pages it copies a run at a time (`wal_vfs`); off, a write each, as SQLite does.
+    /// SQLite's writer writes each commit's WAL frames in one write (`wal_vfs`); off, two a
+    /// frame, as SQLite does.
     pub coalesce_wal_writes: bool,
 }
 
@@ -154,8 +154,6 @@ pub struct Store {
     counters: WriterCounters,
     /// The decision path's reading connections, outside the pool (`readers`).
     readers: Arc<readers::Readers>,
-    /// The WAL checkpoint's own connection, through the store's VFS (SQLite).
-    copier: Option<AnyPool>,
 }
 
 /// Found tokens, agents and humans, kept for `ttl` so the decision hot path skips its reads.
@@ -428,22 +426,9 @@ impl Store {
                 runtime.block_on(run_writer(writer, url_owned, rx))
             })
             .context("cannot start the writer's thread")?;
-        let mut copier = None;
         if let Some(sql) = backend.checkpoint() {
-            // Through the store's VFS, a checkpoint writes the pages it copies a run at a time
-            // (`wal_vfs`): a connection of its own opens the database through it.
-            copier = match options.coalesce_wal_writes {
-                true => wal_vfs::url(url).and_then(|url| {
-                    pool_options(backend, 1)
-                        .connect_lazy(&url)
-                        .inspect_err(|e| tracing::warn!(error = %e, "cannot open the WAL checkpoint's connection"))
-                        .ok()
-                }),
-                false => None,
-            };
             tokio::spawn(checkpoint_wal(
                 pool.clone(),
-                copier.clone(),
                 sql,
                 commits,
                 counters.checkpoint_seconds.clone(),
@@ -460,7 +445,6 @@ impl Store {
                 backend,
                 options.max_connections.max(1) as usize,
             )),
-            copier,
         })
     }
 
@@ -527,9 +511,6 @@ impl Store {
             let _ = rx.await;
         }
         self.readers.close();
-        if let Some(copier) = &self.copier {
-            copier.close().await;
-        }
         self.pool.close().await;
     }
 }
@@ -542,7 +523,6 @@ impl Store {
 /// Each checkpoint's time goes to `seconds`.
 async fn checkpoint_wal(
     pool: AnyPool,
-    copier: Option<AnyPool>,
     sql: &'static str,
     commits: Arc<tokio::sync::Notify>,
     seconds: Histogram,
@@ -553,10 +533,7 @@ async fn checkpoint_wal(
             return;
         }
         let started = Instant::now();
-        match sqlx::query(sql)
-            .execute(copier.as_ref().unwrap_or(&pool))
-            .await
-        {
+        match sqlx::query(sql).execute(&pool).await {
             Ok(_) => seconds.observe(started.elapsed().as_secs_f64()),
             Err(e) => tracing::debug!(error = %e, "WAL checkpoint skipped"),
         }

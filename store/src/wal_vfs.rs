@@ -1,9 +1,8 @@
-//! A SQLite VFS that writes a commit's WAL frames to the file at once, and a checkpoint's
-//! copies into the database a run of pages at a time: one `pwrite` for up to 128 KiB. SQLite
-//! writes each frame as two (its 24-byte header, then the page), and a 4,120-byte frame
-//! straddles two of the file's pages: the kernel steps through about three pages a frame,
-//! where one write of the commit's frames steps through about one; and a checkpoint writes each
-//! page it copies as a call of its own (BENCHMARKS.md).
+//! A SQLite VFS for the writer's connection that writes a commit's WAL frames to the file at
+//! once: one `pwrite` for up to 128 KiB of them. SQLite writes each frame as two (its 24-byte
+//! header, then the page), and a 4,120-byte frame straddles two of the file's pages: the kernel
+//! steps through about three pages a frame, where one write of the commit's frames steps
+//! through about one (BENCHMARKS.md).
 //!
 //! Frames appended to the WAL are held only while nobody could read them, and written out:
 //! - when a commit's last frame is complete (the one whose header carries the database's size),
@@ -19,30 +18,9 @@
 //!   exclusive locking mode neither call is made; no other connection can read the file then.)
 //!
 //! Writes below the furthest point this WAL has reached (SQLite rewriting a frame of the
-//! transaction in place, or its checksums) go straight to the file.
-//!
-//! A checkpoint through this VFS (the store's background checkpoint has a connection of its
-//! own for it, and the writer checkpoints through it too) copies frames into the database a
-//! page at a time, in page order. Between SQLite's `CKPT_START` and `CKPT_DONE` file controls,
-//! pages that run on from one another are held and written at once, up to 128 KiB a write.
-//! A held page goes out when the checkpoint ends, where SQLite can no longer be told of a
-//! failure, so pages are held only where writing them cannot find the disk full:
-//! - only on Linux, on ext4, XFS or tmpfs (which overwrite allocated blocks in place), and only
-//!   once the whole file has room allocated for this checkpoint (`fallocate` with
-//!   `FALLOC_FL_KEEP_SIZE` from its start, which fills any holes; a few µs when there are none),
-//!   and past its end up to the size SQLite says the checkpoint needs (`SIZE_HINT`). Where that
-//!   fails (a full disk), every page goes straight to the file, as SQLite writes it;
-//! - a page that does not run on from what is held writes it out first, and a failure is that
-//!   page's, so SQLite's to hear of; a page past the room goes straight to the file;
-//! - at `CKPT_DONE` what is held goes out. SQLite goes on to record the frames as copied
-//!   whatever that file control returns, so if this write fails (an I/O error) the process
-//!   stops: the WAL still holds every frame, and whoever opens the database next copies them
-//!   again.
-//!
-//! Nobody reads a page the checkpoint is copying from the database file until SQLite records
-//! it as copied, which is after `CKPT_DONE`. Everything else is SQLite's own default VFS
-//! (unix), whose files these are, so locking is shared with connections that do not use this
-//! one.
+//! transaction in place, or its checksums) go straight to the file. Everything else is
+//! SQLite's own default VFS (unix), whose files these are, so locking is shared with
+//! connections that do not use this one.
 //!
 //! All `unsafe` of the store's SQLite access is in this file.
 
@@ -128,76 +106,27 @@ const REAL_AT: usize = std::mem::size_of::<File>().next_multiple_of(16);
 
 enum Role {
     /// The main database: its wal-index calls are where held frames must be out.
-    Db { wal: *mut File, copy: Copies },
+    Db { wal: *mut File },
     /// Its WAL.
     Wal(Held),
-}
-
-/// Bytes that run on from one another in a file, held to be written at once.
-#[derive(Default)]
-struct Run {
-    bytes: Vec<u8>,
-    /// Where `bytes` go in the file.
-    at: i64,
-    /// Times held bytes were written out so far (`TEST_WRITES`), and the calls to the real
-    /// file that took.
-    #[cfg(test)]
-    writes: u64,
-    #[cfg(test)]
-    calls: u64,
-}
-
-impl Run {
-    /// Whether `offset` is where the held bytes end (or nothing is held).
-    fn runs_on_at(&self, offset: i64) -> bool {
-        self.bytes.is_empty() || offset == self.at + self.bytes.len() as i64
-    }
-
-    fn hold(&mut self, offset: i64, bytes: &[u8]) {
-        if self.bytes.is_empty() {
-            self.at = offset;
-        }
-        self.bytes.extend_from_slice(bytes);
-    }
 }
 
 /// Frames appended to the WAL and not yet written.
 struct Held {
     db: *mut File,
-    run: Run,
+    bytes: Vec<u8>,
+    /// Where `bytes` go in the file.
+    at: i64,
     /// The furthest byte this WAL has reached since it last started again from its header.
     end: i64,
     /// The last write was a commit frame's header: its page completes the commit.
     commit_due: bool,
-}
-
-/// A checkpoint's copy of pages into the database (SQLite's `CKPT_START` to `CKPT_DONE`
-/// file controls): page writes that run on from one another are held and written at once.
-#[derive(Default)]
-struct Copies {
-    /// While a checkpoint copies: how far the file has room allocated for it, within which
-    /// writes are held. A write past it goes out at once, so that a full disk is SQLite's to
-    /// hear of.
-    size: Option<i64>,
-    run: Run,
-    /// The file, to allocate room in (`Room::of`); none where writes are never held.
-    room: Option<Room>,
-    /// Pages SQLite wrote in checkpoints so far (`TEST_COPIED`), and those that went straight
-    /// to the file.
+    /// Times held bytes were written out so far (`TEST_WRITES`).
     #[cfg(test)]
-    pages: u64,
-    #[cfg(test)]
-    through: u64,
+    writes: u64,
 }
 
 impl Held {
-    /// Writes the held frames out to `real`, the WAL's own file.
-    unsafe fn write_out(&mut self, real: *mut ffi::sqlite3_file) -> c_int {
-        self.commit_due = false;
-        // SAFETY: the caller's.
-        unsafe { write_out(real, &mut self.run) }
-    }
-
     /// Whether a write at `offset` extends the WAL (held) rather than rewrites it (written
     /// now).
     fn appends(&self, offset: i64, amount: c_int) -> bool {
@@ -222,7 +151,7 @@ const MOST_A_WRITE: usize = 0x1ffff;
 
 /// Writes what `held` holds to `real`, in as few writes as the real VFS takes, each but the
 /// last ending on a page of the file; empties it either way.
-unsafe fn write_out(real: *mut ffi::sqlite3_file, held: &mut Run) -> c_int {
+unsafe fn write_out(real: *mut ffi::sqlite3_file, held: &mut Held) -> c_int {
     #[cfg(test)]
     {
         held.writes += u64::from(!held.bytes.is_empty());
@@ -237,10 +166,6 @@ unsafe fn write_out(real: *mut ffi::sqlite3_file, held: &mut Run) -> c_int {
                 n = (page_end - at) as usize;
             }
         }
-        #[cfg(test)]
-        {
-            held.calls += 1;
-        }
         // SAFETY: `real` is open, and `rest` is valid for at least `n` bytes.
         rc = unsafe {
             (methods(real).xWrite.expect("xWrite"))(real, rest.as_ptr().cast(), n as c_int, at)
@@ -249,39 +174,30 @@ unsafe fn write_out(real: *mut ffi::sqlite3_file, held: &mut Run) -> c_int {
         rest = &rest[n..];
     }
     held.bytes.clear();
+    held.commit_due = false;
     if held.bytes.capacity() > 2 * HOLD_AT_MOST {
         held.bytes.shrink_to(HOLD_AT_MOST);
     }
     rc
 }
 
-/// Writes out what a handle holds: a WAL's frames, or a checkpoint's pages.
-unsafe fn write_out_held(file: &mut File) -> c_int {
-    // SAFETY: `real` is this file's own.
-    unsafe {
-        match &mut file.role {
-            Role::Wal(held) => held.write_out(file.real),
-            Role::Db { copy, .. } => write_out(file.real, &mut copy.run),
-        }
+/// Writes out what a WAL handle holds, if `file` is one.
+unsafe fn write_out_wal(file: &mut File) -> c_int {
+    match &mut file.role {
+        // SAFETY: `real` is this file's own.
+        Role::Wal(held) => unsafe { write_out(file.real, held) },
+        Role::Db { .. } => ffi::SQLITE_OK,
     }
 }
 
-/// The backstops, on the database's wal-index calls: what it and its WAL hold goes out.
+/// The backstops, on the database's wal-index calls: what its WAL holds goes out.
 unsafe fn backstop(db: &mut File, at: Backstop) {
-    // A checkpoint's pages are out when it ends (`CKPT_DONE`); if some were held past it,
-    // SQLite may have told readers to find them in the file.
-    // SAFETY: `db` is open.
-    if unsafe { write_out_held(db) } != ffi::SQLITE_OK {
-        copy_lost();
-    }
-    let Role::Db { wal, .. } = db.role else {
-        return;
-    };
+    let Role::Db { wal } = db.role else { return };
     // SAFETY: the WAL unlinks itself from its database when it closes.
     let Some(wal) = (unsafe { wal.as_mut() }) else {
         return;
     };
-    if unsafe { write_out_held(wal) } == ffi::SQLITE_OK {
+    if unsafe { write_out_wal(wal) } == ffi::SQLITE_OK {
         return;
     }
     match at {
@@ -304,15 +220,6 @@ enum Backstop {
     Unlock,
 }
 
-/// A checkpoint's held pages could not be written when it ended. SQLite, which cannot be told,
-/// goes on to record the frames as copied, and readers would then read the old pages from the
-/// file; the process stops instead. The WAL still holds every frame, and whoever opens the
-/// database next copies them again.
-fn copy_lost() -> ! {
-    tracing::error!("cannot write a checkpoint's pages into the SQLite database");
-    std::process::abort();
-}
-
 unsafe extern "C" fn open(
     vfs: *mut ffi::sqlite3_vfs,
     name: ffi::sqlite3_filename,
@@ -325,21 +232,23 @@ unsafe extern "C" fn open(
     unsafe {
         let real_vfs = real_vfs(vfs);
         let real_open = (*real_vfs).xOpen.expect("xOpen");
-        let mut role = if flags & ffi::SQLITE_OPEN_WAL != 0 {
+        let role = if flags & ffi::SQLITE_OPEN_WAL != 0 {
             // The database this WAL belongs to, if opened through us too (the same
             // connection's).
             let db = ffi::sqlite3_database_file_object(name).cast::<File>();
             let ours = !db.is_null() && std::ptr::eq((*db).base.pMethods, &DB_METHODS);
             Role::Wal(Held {
                 db: if ours { db } else { std::ptr::null_mut() },
-                run: Run::default(),
+                bytes: Vec::new(),
+                at: 0,
                 end: 0,
                 commit_due: false,
+                #[cfg(test)]
+                writes: 0,
             })
         } else if flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
             Role::Db {
                 wal: std::ptr::null_mut(),
-                copy: Copies::default(),
             }
         } else {
             // Journals and temporary files are the real VFS's alone, in the same memory.
@@ -350,9 +259,6 @@ unsafe extern "C" fn open(
         let rc = real_open(real_vfs, name, real, flags, out_flags);
         if rc != ffi::SQLITE_OK {
             return rc;
-        }
-        if let Role::Db { copy, .. } = &mut role {
-            copy.room = Room::of(real, name);
         }
         let methods: &'static ffi::sqlite3_io_methods = match role {
             Role::Wal(_) => &WAL_METHODS,
@@ -366,7 +272,7 @@ unsafe extern "C" fn open(
         });
         if let Role::Wal(held) = &(*file).role
             && !held.db.is_null()
-            && let Role::Db { wal, .. } = &mut (*held.db).role
+            && let Role::Db { wal } = &mut (*held.db).role
         {
             *wal = file;
         }
@@ -398,10 +304,7 @@ const PASS_ON: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     xUnfetch: Some(unfetch),
 };
 
-static DB_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
-    xWrite: Some(db_write),
-    ..PASS_ON
-};
+static DB_METHODS: ffi::sqlite3_io_methods = PASS_ON;
 
 /// A WAL is never mapped and has no wal-index of its own: version 1.
 static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
@@ -420,14 +323,14 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: `file` is one `open` filled in; after this SQLite does not use it again.
     unsafe {
         let f = this(file);
-        let held_rc = write_out_held(f);
+        let held_rc = write_out_wal(f);
         match &f.role {
             Role::Wal(held) if !held.db.is_null() => {
-                if let Role::Db { wal, .. } = &mut (*held.db).role {
+                if let Role::Db { wal } = &mut (*held.db).role {
                     *wal = std::ptr::null_mut();
                 }
             }
-            Role::Db { wal, .. } if !wal.is_null() => {
+            Role::Db { wal } if !wal.is_null() => {
                 if let Role::Wal(held) = &mut (**wal).role {
                     held.db = std::ptr::null_mut();
                 }
@@ -455,7 +358,7 @@ unsafe extern "C" fn wal_write(
             return write_through(file, data, amount, offset);
         };
         if !held.appends(offset, amount) {
-            let rc = held.write_out(real);
+            let rc = write_out(real, held);
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
@@ -465,22 +368,25 @@ unsafe extern "C" fn wal_write(
             // The WAL starts again from its header: frames overwrite the last round's.
             held.end = 0;
         }
-        if !held.run.runs_on_at(offset) {
-            let rc = held.write_out(real);
+        if !held.bytes.is_empty() && offset != held.at + held.bytes.len() as i64 {
+            let rc = write_out(real, held);
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
         }
+        if held.bytes.is_empty() {
+            held.at = offset;
+        }
         let bytes = std::slice::from_raw_parts(data.cast::<u8>(), amount as usize);
-        held.run.hold(offset, bytes);
+        held.bytes.extend_from_slice(bytes);
         held.end = held.end.max(offset + i64::from(amount));
         let completes_commit = held.commit_due && amount != FRAME_HEADER;
         // A frame's header: its bytes 4..8 are the database's size in pages after a commit,
         // 0 in any other frame.
         held.commit_due = amount == FRAME_HEADER && bytes[4..8] != [0, 0, 0, 0];
         // (Never between a commit frame's header and its page: the page completes the commit.)
-        if completes_commit || (held.run.bytes.len() >= HOLD_AT_MOST && !held.commit_due) {
-            return held.write_out(real);
+        if completes_commit || (held.bytes.len() >= HOLD_AT_MOST && !held.commit_due) {
+            return write_out(real, held);
         }
         ffi::SQLITE_OK
     }
@@ -499,56 +405,6 @@ unsafe extern "C" fn write_through(
     }
 }
 
-/// A page written into the database. While a checkpoint copies, pages that run on from what
-/// is held, within the file's size, are held; each other write first writes out what is.
-unsafe extern "C" fn db_write(
-    file: *mut ffi::sqlite3_file,
-    data: *const c_void,
-    amount: c_int,
-    offset: i64,
-) -> c_int {
-    // SAFETY: `file` is an open database of ours; `data` holds `amount` bytes.
-    unsafe {
-        let f = this(file);
-        let real = f.real;
-        let real_write = methods(real).xWrite.expect("xWrite");
-        let Role::Db { copy, .. } = &mut f.role else {
-            return real_write(real, data, amount, offset);
-        };
-        let Some(size) = copy.size else {
-            return real_write(real, data, amount, offset);
-        };
-        #[cfg(test)]
-        {
-            copy.pages += 1;
-        }
-        let end = offset + i64::from(amount);
-        if !copy.run.runs_on_at(offset)
-            || copy.run.bytes.len() + amount as usize > MOST_A_WRITE
-            || end > size
-        {
-            let rc = write_out(real, &mut copy.run);
-            if rc != ffi::SQLITE_OK {
-                return rc;
-            }
-        }
-        if end > size {
-            #[cfg(test)]
-            {
-                copy.through += 1;
-            }
-            let rc = real_write(real, data, amount, offset);
-            if rc == ffi::SQLITE_OK {
-                copy.size = Some(end);
-            }
-            return rc;
-        }
-        let bytes = std::slice::from_raw_parts(data.cast::<u8>(), amount as usize);
-        copy.run.hold(offset, bytes);
-        ffi::SQLITE_OK
-    }
-}
-
 /// Methods that write out what a WAL holds and then pass the call on to the real file.
 macro_rules! write_out_then_pass {
     ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*)) => {
@@ -556,7 +412,7 @@ macro_rules! write_out_then_pass {
             // SAFETY: `file` is open; the held frames go out before anything else touches it.
             unsafe {
                 let f = this(file);
-                let rc = write_out_held(f);
+                let rc = write_out_wal(f);
                 if rc != ffi::SQLITE_OK {
                     return rc;
                 }
@@ -574,7 +430,7 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
     // SAFETY: `file` is open.
     unsafe {
         let f = this(file);
-        let rc = write_out_held(f);
+        let rc = write_out_wal(f);
         if rc != ffi::SQLITE_OK {
             return rc;
         }
@@ -597,122 +453,11 @@ unsafe extern "C" fn file_control(
         if let Some(rc) = tests::probe(f, op, arg) {
             return rc;
         }
-        let real = f.real;
-        if op == ffi::SQLITE_FCNTL_CKPT_DONE
-            && let Role::Db { copy, .. } = &mut f.role
-        {
-            // SQLite goes on to record the frames as copied whatever this returns.
-            copy.size = None;
-            if write_out(real, &mut copy.run) != ffi::SQLITE_OK {
-                copy_lost();
-            }
-        }
-        let rc = write_out_held(f);
+        let rc = write_out_wal(f);
         if rc != ffi::SQLITE_OK {
             return rc;
         }
-        if op == ffi::SQLITE_FCNTL_CKPT_START
-            && let Role::Db { copy, .. } = &mut f.role
-        {
-            let mut size = 0;
-            let rc = (methods(real).xFileSize.expect("xFileSize"))(real, &mut size);
-            copy.size = (rc == ffi::SQLITE_OK
-                && copy
-                    .room
-                    .as_ref()
-                    .is_some_and(|room| room.allocate(0, size)))
-            .then_some(size);
-        }
-        if op == ffi::SQLITE_FCNTL_SIZE_HINT
-            && let Role::Db { copy, .. } = &mut f.role
-            && let Some(size) = copy.size
-        {
-            // The checkpoint will grow the file to this size: with room for it allocated
-            // first, the pages it copies past the end are held too.
-            let wanted = *arg.cast::<i64>();
-            if size < wanted
-                && copy
-                    .room
-                    .as_ref()
-                    .is_some_and(|room| room.allocate(size, wanted))
-            {
-                copy.size = Some(wanted);
-            }
-        }
-        (methods(real).xFileControl.expect("xFileControl"))(real, op, arg)
-    }
-}
-
-/// A database file the unix VFS opened, on a file system that overwrites allocated blocks in
-/// place (so that writing where room is allocated needs no more of the disk).
-struct Room {
-    fd: c_int,
-    /// The file's device and inode, checked again before each allocation.
-    id: (u64, u64),
-}
-
-impl Room {
-    /// The unix VFS keeps its descriptor in its `unixFile` after three pointers (its methods,
-    /// its VFS and its inode's locks; sqlite3.c), as it has since 2008, and has no call that
-    /// returns it. What is found there must be open on the file `name` names (device and
-    /// inode), or there is no room to allocate and nothing is held.
-    #[cfg(target_os = "linux")]
-    unsafe fn of(real: *mut ffi::sqlite3_file, name: ffi::sqlite3_filename) -> Option<Room> {
-        const EXT4: i64 = 0xef53;
-        const XFS: i64 = 0x5846_5342;
-        const TMPFS: i64 = 0x0102_1994;
-        // SAFETY: the unix VFS's file is at least three pointers and an int long, zeroed
-        // before it is filled in; `name` is the path SQLite opened it by.
-        unsafe {
-            let fd = *real
-                .cast::<u8>()
-                .add(3 * std::mem::size_of::<*const c_void>())
-                .cast::<c_int>();
-            let mut named: libc::stat = std::mem::zeroed();
-            let mut fs: libc::statfs = std::mem::zeroed();
-            let room = Room {
-                fd,
-                id: Room::id(fd)?,
-            };
-            let same = !name.is_null()
-                && libc::stat(name, &mut named) == 0
-                && room.id == (named.st_dev as u64, named.st_ino as u64)
-                && libc::fstatfs(fd, &mut fs) == 0
-                && [EXT4, XFS, TMPFS].contains(&(fs.f_type as i64));
-            same.then_some(room)
-        }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    unsafe fn of(_: *mut ffi::sqlite3_file, _: ffi::sqlite3_filename) -> Option<Room> {
-        None
-    }
-
-    #[cfg(target_os = "linux")]
-    fn id(fd: c_int) -> Option<(u64, u64)> {
-        // SAFETY: `fstat` fills the zeroed struct or fails.
-        unsafe {
-            let mut open: libc::stat = std::mem::zeroed();
-            (fd >= 0 && libc::fstat(fd, &mut open) == 0)
-                .then_some((open.st_dev as u64, open.st_ino as u64))
-        }
-    }
-
-    /// Allocates the bytes from `from` to `to` without changing the file's size; false where
-    /// it cannot (a full disk), or where the descriptor no longer names the file.
-    #[cfg(target_os = "linux")]
-    fn allocate(&self, from: i64, to: i64) -> bool {
-        if to <= from {
-            return true;
-        }
-        // SAFETY: `fallocate` reads only its arguments, on the file checked just before.
-        Room::id(self.fd) == Some(self.id)
-            && unsafe { libc::fallocate(self.fd, libc::FALLOC_FL_KEEP_SIZE, from, to - from) } == 0
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn allocate(&self, _: i64, _: i64) -> bool {
-        false
+        (methods(f.real).xFileControl.expect("xFileControl"))(f.real, op, arg)
     }
 }
 
@@ -803,37 +548,27 @@ mod tests {
     use super::*;
 
     /// File controls on the main database (not SQLite's own) that read, into an `i64`, how
-    /// many times its WAL's held bytes were written out, how many it holds now, how many pages
-    /// checkpoints wrote into the database, in how many calls to the real file, and whether
-    /// the file is one pages are held for (`Room`).
+    /// many times its WAL's held bytes were written out, and how many it holds now.
     const TEST_WRITES: c_int = 0x5741_4c00;
     const TEST_HELD: c_int = 0x5741_4c01;
-    const TEST_COPIED: c_int = 0x5741_4c02;
-    const TEST_COPY_WRITES: c_int = 0x5741_4c03;
-    const TEST_ROOM: c_int = 0x5741_4c04;
 
     pub(super) unsafe fn probe(db: &mut File, op: c_int, out: *mut c_void) -> Option<c_int> {
-        let Role::Db { wal, copy } = &db.role else {
+        if op != TEST_WRITES && op != TEST_HELD {
             return None;
+        }
+        let Role::Db { wal } = db.role else {
+            return Some(ffi::SQLITE_NOTFOUND);
         };
         // SAFETY: a linked WAL is open; `out` is the caller's i64.
         unsafe {
-            let wal = wal.as_ref().and_then(|w| match &w.role {
-                Role::Wal(held) => Some(held),
-                Role::Db { .. } => None,
-            });
-            let n = match op {
-                TEST_WRITES => wal.map(|held| held.run.writes),
-                TEST_HELD => wal.map(|held| held.run.bytes.len() as u64),
-                TEST_COPIED => Some(copy.pages),
-                TEST_COPY_WRITES => Some(copy.run.calls + copy.through),
-                TEST_ROOM => Some(u64::from(copy.room.is_some())),
-                _ => return None,
-            };
-            let Some(n) = n else {
+            let Some(Role::Wal(held)) = wal.as_ref().map(|w| &w.role) else {
                 return Some(ffi::SQLITE_NOTFOUND);
             };
-            *out.cast::<i64>() = n as i64;
+            *out.cast::<i64>() = if op == TEST_WRITES {
+                held.writes as i64
+            } else {
+                held.bytes.len() as i64
+            };
         }
         Some(ffi::SQLITE_OK)
     }
@@ -861,32 +596,6 @@ mod tests {
 
     async fn held_bytes(conn: &mut SqliteConnection) -> i64 {
         probe_wal(conn, TEST_HELD).await
-    }
-
-    /// Pages checkpoints wrote into the database through `conn`, and the writes they took.
-    async fn copied(conn: &mut SqliteConnection) -> (i64, i64) {
-        (
-            probe_wal(conn, TEST_COPIED).await,
-            probe_wal(conn, TEST_COPY_WRITES).await,
-        )
-    }
-
-    /// Whether `dir` is on a file system `Room` holds pages on, as `df` says.
-    fn on_ext4_xfs_or_tmpfs(dir: &std::path::Path) -> bool {
-        let out = std::process::Command::new("df")
-            .args(["--output=fstype"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        let kind = String::from_utf8_lossy(&out.stdout);
-        ["ext4", "xfs", "tmpfs"].contains(&kind.lines().last().unwrap_or("").trim())
-    }
-
-    async fn rows(conn: &mut SqliteConnection) -> Vec<(i64, Vec<u8>)> {
-        sqlx::query_as("SELECT id, v FROM t ORDER BY id")
-            .fetch_all(conn)
-            .await
-            .unwrap()
     }
 
     async fn probe_wal(conn: &mut SqliteConnection, op: c_int) -> i64 {
@@ -1030,82 +739,5 @@ mod tests {
             .unwrap();
         assert_eq!(count, 108);
         recovered(dir.path(), 108).await;
-    }
-
-    #[tokio::test]
-    async fn a_checkpoint_writes_runs_of_pages_at_once_before_anyone_reads_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let plain = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
-        let mut conn = connect(&url(&plain).unwrap()).await;
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
-            .await
-            .unwrap();
-        // New pages, copied past the file's old end (room allocated first), then every row
-        // rewritten in place: each checkpoint copies runs of pages, up to 31 (128 KiB) a write,
-        // so at most a tenth as many writes as pages. On a file system where room cannot be
-        // allocated, or that does not overwrite in place, it writes each page as SQLite does.
-        let room = probe_wal(&mut conn, TEST_ROOM).await == 1;
-        assert_eq!(
-            room,
-            cfg!(target_os = "linux") && on_ext4_xfs_or_tmpfs(dir.path())
-        );
-        insert(&mut conn, 300).await;
-        let (mut copies, mut expected) = ((0, 0), Vec::new());
-        for rewrite in [false, true] {
-            if rewrite {
-                sqlx::query("UPDATE t SET v = randomblob(3000)")
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
-            // What the WAL holds, read before it is copied.
-            expected = rows(&mut conn).await;
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                .await
-                .unwrap();
-            let (pages, writes) = copied(&mut conn).await;
-            let (pages, writes) = (pages - copies.0, writes - copies.1);
-            assert!(pages >= 300, "{pages} pages");
-            if room {
-                assert!(
-                    writes > 0 && writes * 10 <= pages,
-                    "{pages} pages in {writes} writes"
-                );
-            } else {
-                assert_eq!(writes, pages);
-            }
-            copies = copied(&mut conn).await;
-        }
-        let mut reader = connect(&plain).await;
-        assert_eq!(
-            std::fs::metadata(dir.path().join("w.db-wal"))
-                .unwrap()
-                .len(),
-            0
-        );
-        // The file is as long as the database: the zeros were all written over.
-        let (count, size): (i64, i64) =
-            sqlx::query_as("SELECT page_count, page_size FROM pragma_page_count, pragma_page_size")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        let length = std::fs::metadata(dir.path().join("w.db")).unwrap().len();
-        assert_eq!(length as i64, count * size);
-        // This connection and another read them from the file, as does one opened on a copy.
-        assert_eq!(rows(&mut conn).await, expected);
-        assert_eq!(rows(&mut reader).await, expected);
-        drop(reader);
-        let copy = tempfile::tempdir().unwrap();
-        std::fs::copy(dir.path().join("w.db"), copy.path().join("w.db")).unwrap();
-        let mut copied =
-            SqliteConnection::connect(&format!("sqlite://{}", copy.path().join("w.db").display()))
-                .await
-                .unwrap();
-        assert_eq!(rows(&mut copied).await, expected);
-        let check: String = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_one(&mut copied)
-            .await
-            .unwrap();
-        assert_eq!(check, "ok");
     }
 }
