@@ -159,5 +159,43 @@ fn with_plugins(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, pipeline, with_plugins);
+/// A decision request's body read into a request, as the API reads it, against the same body
+/// read with the field path tracked (how every body was read before: the path is kept now only
+/// for a body that fails). The bodies are `scripts/bench-http`'s mix.
+fn parse(c: &mut Criterion) {
+    let mix = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/bench/mix.lua"
+    ))
+    .expect("the benchmark mix");
+    let bodies: Vec<String> = mix
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix('\'')?
+                .strip_suffix("',")
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(bodies.len(), 6, "the mix's bodies");
+    c.bench_function("parse/decision_request_mix", |b| {
+        b.iter(|| {
+            for body in &bodies {
+                warden::api::parse_json::<DecisionRequest>(body.as_bytes()).unwrap();
+            }
+        })
+    });
+    c.bench_function("parse/decision_request_mix_path_tracked", |b| {
+        b.iter(|| {
+            for body in &bodies {
+                let mut de = serde_json::Deserializer::from_slice(body.as_bytes());
+                let r: DecisionRequest = serde_path_to_error::deserialize(&mut de).unwrap();
+                de.end().unwrap();
+                std::hint::black_box(r);
+            }
+        })
+    });
+}
+
+criterion_group!(benches, pipeline, with_plugins, parse);
 criterion_main!(benches);
