@@ -3,6 +3,8 @@
 //! delegation that covers the action, or a trusted service vouching for the human in the same
 //! call. Naming anyone else is refused, and the attempt is a violation.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -134,7 +136,7 @@ impl Delegation {
 #[derive(Debug, Clone)]
 pub struct OnBehalfOf {
     /// The human.
-    pub human: Human,
+    pub human: Arc<Human>,
     /// The proof.
     pub proof: HumanProof,
 }

@@ -4,6 +4,8 @@
 //! Run: `cargo bench -p warden --bench pipeline`
 #![allow(missing_docs)] // criterion_main! writes an undocumented `main`.
 
+use std::sync::Arc;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use warden::decision::{DecisionRequest, Inputs, Judgement, Subject, judge, validate};
@@ -58,7 +60,7 @@ fn pipeline(c: &mut Criterion) {
     }))
     .unwrap();
     let alone = Subject {
-        agent: agent("deploy-bot", 3),
+        agent: Arc::new(agent("deploy-bot", 3)),
         parents: vec![],
         human: None,
         approval: None,
@@ -66,10 +68,10 @@ fn pipeline(c: &mut Criterion) {
     let human: Human =
         serde_json::from_value(json!({"id": "bob", "team": "payments", "grants": [{"class": "*", "environment": "*", "max_risk": "high"}]})).unwrap();
     let chatops = Subject {
-        agent: agent("deploy-bot", 4),
-        parents: vec![agent("orchestrator", 4)],
+        agent: Arc::new(agent("deploy-bot", 4)),
+        parents: vec![Arc::new(agent("orchestrator", 4))],
         human: Some(OnBehalfOf {
-            human,
+            human: Arc::new(human),
             proof: HumanProof::Delegated("d1".into()),
         }),
         approval: None,
@@ -127,7 +129,7 @@ fn with_plugins(c: &mut Criterion) {
     }))
     .unwrap();
     let subject = Subject {
-        agent: agent("deploy-bot", 3),
+        agent: Arc::new(agent("deploy-bot", 3)),
         parents: vec![],
         human: None,
         approval: None,

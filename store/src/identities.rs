@@ -1,5 +1,7 @@
 //! The store's part for agents, humans and API tokens: reads, and how each of its writes is applied.
 
+use std::sync::Arc;
+
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use warden_core::clock::format_micros;
@@ -110,7 +112,7 @@ pub(crate) fn token_from_row(r: &AnyRow) -> Result<TokenRecord> {
 
 impl Store {
     /// Looks a token up by the hash of its secret.
-    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<Arc<TokenRecord>>> {
         if let Some(t) = self.cache.get(&self.cache.tokens, hash) {
             return Ok(Some(t));
         }
@@ -118,9 +120,9 @@ impl Store {
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        let token = row.map(|r| token_from_row(&r)).transpose()?;
+        let token = row.map(|r| token_from_row(&r).map(Arc::new)).transpose()?;
         if let Some(t) = &token {
-            self.cache.put(&self.cache.tokens, hash, t.clone());
+            self.cache.put(&self.cache.tokens, hash, Arc::clone(t));
         }
         Ok(token)
     }
@@ -139,14 +141,14 @@ impl Store {
         rows.iter().map(token_from_row).collect()
     }
 
-    /// One agent.
-    pub async fn agent(&self, id: &str) -> Result<Option<Agent>> {
+    /// One agent, shared with the read cache.
+    pub async fn agent(&self, id: &str) -> Result<Option<Arc<Agent>>> {
         if let Some(a) = self.cache.get(&self.cache.agents, id) {
             return Ok(Some(a));
         }
-        let agent = self.agent_fresh(id).await?;
+        let agent = self.agent_fresh(id).await?.map(Arc::new);
         if let Some(a) = &agent {
-            self.cache.put(&self.cache.agents, id, a.clone());
+            self.cache.put(&self.cache.agents, id, Arc::clone(a));
         }
         Ok(agent)
     }
@@ -180,8 +182,8 @@ impl Store {
         rows.iter().map(agent_from_row).collect()
     }
 
-    /// One human.
-    pub async fn human(&self, id: &str) -> Result<Option<Human>> {
+    /// One human, shared with the read cache.
+    pub async fn human(&self, id: &str) -> Result<Option<Arc<Human>>> {
         if let Some(h) = self.cache.get(&self.cache.humans, id) {
             return Ok(Some(h));
         }
@@ -189,9 +191,9 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        let human = row.map(|r| human_from_row(&r)).transpose()?;
+        let human = row.map(|r| human_from_row(&r).map(Arc::new)).transpose()?;
         if let Some(h) = &human {
-            self.cache.put(&self.cache.humans, id, h.clone());
+            self.cache.put(&self.cache.humans, id, Arc::clone(h));
         }
         Ok(human)
     }

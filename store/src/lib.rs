@@ -162,9 +162,11 @@ pub struct Store {
 #[derive(Debug)]
 pub(crate) struct ReadCache {
     ttl: Duration,
-    tokens: Mutex<HashMap<String, (Instant, TokenRecord)>>,
-    agents: Mutex<HashMap<String, (Instant, Agent)>>,
-    humans: Mutex<HashMap<String, (Instant, Human)>>,
+    // Shared, not cloned: a decision reads its token and agent from here, and cloning their
+    // strings was about 1% of the request threads (BENCHMARKS.md).
+    tokens: Mutex<HashMap<String, (Instant, Arc<TokenRecord>)>>,
+    agents: Mutex<HashMap<String, (Instant, Arc<Agent>)>>,
+    humans: Mutex<HashMap<String, (Instant, Arc<Human>)>>,
     /// Last known quota counts (agent, quota, scope, window start): a hint for the decision's
     /// pre-check and its answer, kept up to date by this process's own charges. The charge
     /// itself is checked against the database when it commits, so a stale hint costs at most a
@@ -178,7 +180,7 @@ pub(crate) struct ReadCache {
 pub(crate) const CACHE_CAPACITY: usize = 100_000;
 
 impl ReadCache {
-    fn get<V: Clone>(&self, map: &Mutex<HashMap<String, (Instant, V)>>, key: &str) -> Option<V> {
+    fn get<V>(&self, map: &Mutex<HashMap<String, (Instant, Arc<V>)>>, key: &str) -> Option<Arc<V>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -188,7 +190,7 @@ impl ReadCache {
             .map(|(_, v)| v.clone())
     }
 
-    fn put<V>(&self, map: &Mutex<HashMap<String, (Instant, V)>>, key: &str, value: V) {
+    fn put<V>(&self, map: &Mutex<HashMap<String, (Instant, Arc<V>)>>, key: &str, value: Arc<V>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -209,7 +211,8 @@ impl ReadCache {
             let mut agents = self.agents.lock().expect("cache lock");
             for (id, score) in scores {
                 if let Some((_, agent)) = agents.get_mut(id) {
-                    agent.trust_score = Some(*score);
+                    // Copied only while a decision still holds the old one.
+                    Arc::make_mut(agent).trust_score = Some(*score);
                 }
             }
         }

@@ -282,7 +282,7 @@ async fn identities(backend: Backend) {
     // Compare-and-set on the version: a stale update is refused and writes nothing.
     let changed = Agent {
         tier: 3,
-        ..stored.clone()
+        ..(*stored).clone()
     };
     commit(
         s,

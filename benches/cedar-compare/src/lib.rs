@@ -187,7 +187,7 @@ impl Warden {
         }))
         .expect("request");
         let subject = Subject {
-            agent: Agent::new("deploy-bot", "payments", 3),
+            agent: std::sync::Arc::new(Agent::new("deploy-bot", "payments", 3)),
             parents: vec![],
             human: None,
             approval: None,

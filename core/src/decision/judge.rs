@@ -1,6 +1,7 @@
 //! The pure stages of a decision, from classification to the record, over one [`Inputs`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::record::{Consumed, Recorded, record};
 use super::{
@@ -24,10 +25,10 @@ use crate::records::{
 /// Everything `judge` needs, loaded by the decisions service.
 #[derive(Debug, Clone)]
 pub struct Subject {
-    /// The agent.
-    pub agent: Agent,
+    /// The agent (shared with the store's read cache: not copied per decision).
+    pub agent: Arc<Agent>,
     /// Its parents, nearest first.
-    pub parents: Vec<Agent>,
+    pub parents: Vec<Arc<Agent>>,
     /// The on-behalf-of human, and what proves the agent may act for them.
     pub human: Option<OnBehalfOf>,
     /// The approval presented with the request, checked against it.
@@ -822,7 +823,7 @@ mod tests {
 
     fn alone(a: Agent) -> Subject {
         Subject {
-            agent: a,
+            agent: Arc::new(a),
             parents: vec![],
             human: None,
             approval: None,
@@ -1099,10 +1100,10 @@ mod tests {
             created_at: String::new(),
         };
         let on_behalf = |proof| Subject {
-            agent: agent("a", 4),
+            agent: Arc::new(agent("a", 4)),
             parents: vec![],
             human: Some(OnBehalfOf {
-                human: bob.clone(),
+                human: Arc::new(bob.clone()),
                 proof,
             }),
             approval: None,
@@ -1134,8 +1135,8 @@ mod tests {
         let p = policy();
         let mut parent = agent("boss", 1);
         let s = Subject {
-            agent: agent("a", 3),
-            parents: vec![parent.clone()],
+            agent: Arc::new(agent("a", 3)),
+            parents: vec![Arc::new(parent.clone())],
             human: None,
             approval: None,
         };
@@ -1147,8 +1148,8 @@ mod tests {
         parent.tier = 4;
         parent.status = AgentStatus::Suspended;
         let s = Subject {
-            agent: agent("a", 3),
-            parents: vec![parent],
+            agent: Arc::new(agent("a", 3)),
+            parents: vec![Arc::new(parent)],
             human: None,
             approval: None,
         };

@@ -69,7 +69,7 @@ async fn get_agent(
         .agent(&id)
         .await?
         .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
-    Ok(axum::Json(agent))
+    Ok(axum::Json(std::sync::Arc::unwrap_or_clone(agent)))
 }
 
 /// Change an agent: tier, ceiling, parent, status (suspend/resume), shadow mode, details.

@@ -53,9 +53,9 @@ async fn caller_for(state: &AppState, secret: &str) -> Result<Caller, Error> {
         return Err(unauthorized("token_revoked", "this token was revoked"));
     }
     Ok(Caller {
-        token_id: token.id,
+        token_id: token.id.clone(),
         role: token.role,
-        subject: token.subject,
+        subject: token.subject.clone(),
     })
 }
 

@@ -48,7 +48,10 @@ async fn get_human(
     _: Allowed<Readers>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Human>> {
-    Ok(axum::Json(state.store.human(&id).await?.ok_or_else(
-        || Error::not_found("unknown_human", format!("no human `{id}`")),
-    )?))
+    let human = state
+        .store
+        .human(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_human", format!("no human `{id}`")))?;
+    Ok(axum::Json(std::sync::Arc::unwrap_or_clone(human)))
 }

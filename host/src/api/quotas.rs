@@ -69,7 +69,9 @@ async fn get_quotas(
         return Err(unknown());
     }
     let agent = state.store.agent(&id).await?.ok_or_else(unknown)?;
-    Ok(axum::Json(view(&state, agent).await?))
+    Ok(axum::Json(
+        view(&state, std::sync::Arc::unwrap_or_clone(agent)).await?,
+    ))
 }
 
 async fn view(state: &AppState, agent: Agent) -> Result<AgentQuotas> {

@@ -81,7 +81,9 @@ async fn get_trust(
 ) -> Result<axum::Json<AgentTrust>> {
     visible(&caller, &id)?;
     let agent = state.store.agent(&id).await?.ok_or_else(|| unknown(&id))?;
-    Ok(axum::Json(assess(&state, agent, true).await?))
+    Ok(axum::Json(
+        assess(&state, std::sync::Arc::unwrap_or_clone(agent), true).await?,
+    ))
 }
 
 async fn assess(state: &AppState, agent: Agent, detail: bool) -> Result<AgentTrust> {

@@ -32,7 +32,7 @@ async fn check_parent(store: &Store, agent: &Agent) -> Result<()> {
         let Some(parent) = store.agent(&id).await? else {
             return Err(Error::field("parent", format!("no agent `{id}`")));
         };
-        next = parent.parent;
+        next = parent.parent.clone();
     }
     Ok(())
 }

@@ -229,7 +229,7 @@ async fn try_decide(
             .store
             .agent(&approval.agent)
             .await?
-            .map(|a| a.sponsor)
+            .map(|a| a.sponsor.clone())
             .unwrap_or_default();
         let asked = if approval.on_behalf_of.as_deref() == Some(who.as_str()) {
             Some("asked for this action (on_behalf_of)")

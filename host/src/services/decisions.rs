@@ -499,8 +499,8 @@ impl Decisions {
         }))
     }
 
-    async fn parents(&self, agent: &Agent) -> Result<Vec<Agent>> {
-        let mut parents: Vec<Agent> = Vec::new();
+    async fn parents(&self, agent: &Agent) -> Result<Vec<Arc<Agent>>> {
+        let mut parents: Vec<Arc<Agent>> = Vec::new();
         let mut next = agent.parent.clone();
         while let Some(id) = next {
             if parents.len() >= MAX_PARENT_DEPTH

@@ -86,9 +86,9 @@ pub async fn open(
         })
         .await?;
     let caller = Caller {
-        token_id: token.id,
+        token_id: token.id.clone(),
         role: token.role,
-        subject: token.subject,
+        subject: token.subject.clone(),
     };
     Ok((id, caller))
 }

@@ -690,6 +690,7 @@ pub async fn replay(
             store
                 .agent(id)
                 .await?
+                .map(Arc::unwrap_or_clone)
                 .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?,
         ],
         None => store.agents(None).await?,

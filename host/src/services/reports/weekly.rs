@@ -367,7 +367,12 @@ impl Reports {
         let agents = match scope {
             Scope::Organisation => store.agents(None).await?,
             Scope::Team(t) => store.agents(Some(t.as_str())).await?,
-            Scope::Agent(id) => store.agent(id).await?.into_iter().collect(),
+            Scope::Agent(id) => store
+                .agent(id)
+                .await?
+                .map(Arc::unwrap_or_clone)
+                .into_iter()
+                .collect(),
         };
         for agent in agents {
             let a = tiers.assess(agent, true, false).await?;
@@ -415,7 +420,11 @@ impl Reports {
             .agent(id)
             .await?
             .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
-        let a = self.inner.tiers.assess(agent, true, false).await?;
+        let a = self
+            .inner
+            .tiers
+            .assess(Arc::unwrap_or_clone(agent), true, false)
+            .await?;
         let now = a.now;
         let since = now.saturating_sub(90 * DAY);
         let mut violations = store
