@@ -74,7 +74,7 @@ impl PluginHost {
         let mut names = Vec::new();
         for (manifest, bytes) in read_dir(dir)? {
             let plugin = self.runtime.load(manifest, &bytes)?;
-            names.push(plugin.manifest.id());
+            names.push(plugin.id.clone());
             self.install(plugin);
         }
         Ok(names)
@@ -165,7 +165,7 @@ impl PluginHost {
         let mut calls = self.runtime.calls();
         for plugin in seen(PluginKind::Classifier) {
             let mut call = calls.classify_wit(plugin, action, input_bytes).await;
-            let id = plugin.manifest.id();
+            let id = &plugin.id;
             let mut report = report_of(&id, &mut call);
             if let Some(c) = settle(&mut merged, plugin, &mut report, call.outcome) {
                 let level = RiskLevel::from(c.level);
@@ -189,7 +189,7 @@ impl PluginHost {
             let mut call = calls
                 .detect_wit(plugin, action, baseline, activity, input_bytes)
                 .await;
-            let id = plugin.manifest.id();
+            let id = &plugin.id;
             let mut report = report_of(&id, &mut call);
             if let Some(findings) = settle(&mut merged, plugin, &mut report, call.outcome) {
                 for f in findings {
@@ -277,7 +277,7 @@ impl PluginHost {
         let mut calls = self.runtime.calls();
         for plugin in triggers {
             let mut call = calls.judge_wit(plugin, action, &windows, input_bytes).await;
-            let id = plugin.manifest.id();
+            let id = &plugin.id;
             let mut report = report_of(&id, &mut call);
             let verdict = match call.outcome {
                 CallOutcome::Ok(j) => {

@@ -164,6 +164,8 @@ impl Prepared {
 pub struct LoadedPlugin {
     /// Its manifest.
     pub manifest: Arc<Manifest>,
+    /// `name@version` ([`Manifest::id`]), formatted once: every call's report names it.
+    pub id: String,
     /// SHA-256 of the component, hex.
     pub sha256: String,
     /// Component size in bytes.
@@ -184,7 +186,7 @@ impl LoadedPlugin {
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
-            .field("plugin", &self.manifest.id())
+            .field("plugin", &self.id)
             .field("sha256", &self.sha256)
             .finish()
     }
@@ -367,6 +369,7 @@ impl Runtime {
         let config_json: Arc<str> = serde_json::to_string(&manifest.config)?.into();
         let spares = self.spares.queue(prepared, manifest.limits);
         Ok(LoadedPlugin {
+            id: manifest.id(),
             sha256: hex::encode(Sha256::digest(bytes)),
             size: bytes.len(),
             config_json,
@@ -606,17 +609,12 @@ impl Calls<'_> {
                 "input",
                 format!(
                     "plugin {}: the input is {input_bytes} bytes, over its limit of {} (limits.input_bytes)",
-                    plugin.manifest.id(),
-                    limits.input_bytes
+                    plugin.id, limits.input_bytes
                 ),
             );
         }
-        let cannot_start = |e: wasmtime::Error| {
-            fail(
-                "instantiate",
-                format!("plugin {}: {e:#}", plugin.manifest.id()),
-            )
-        };
+        let cannot_start =
+            |e: wasmtime::Error| fail("instantiate", format!("plugin {}: {e:#}", plugin.id));
         let fast_fuel = limits.fuel.min(FAST_FUEL);
         let taken = plugin.spares.take();
         let mut spare = taken.is_some();
@@ -680,7 +678,7 @@ impl Calls<'_> {
             state = store.into_data();
         }
         let fuel_used = fuel.saturating_sub(left);
-        let id = plugin.manifest.id();
+        let id = &plugin.id;
         let outcome = match result {
             Ok(Ok(value)) => {
                 let size = output_size(&value);
@@ -743,8 +741,7 @@ fn not_kind<T>(plugin: &LoadedPlugin, kind: PluginKind) -> Call<T> {
             limit: "trap",
             message: format!(
                 "plugin {} is a {:?}, not a {kind:?}",
-                plugin.manifest.id(),
-                plugin.manifest.kind
+                plugin.id, plugin.manifest.kind
             ),
         },
         fuel_used: 0,

@@ -2264,6 +2264,12 @@ async fn a_batch_of_evidence_sums_as_one_by_one(backend: Backend) {
             "the cached agent has the noted score: {agent}"
         );
     }
+    // The agent read before the evidence is shared with the cache, not copied: noting a score
+    // replaced the cache's, and the one still held here reads as it did.
+    assert_eq!(
+        before.trust_score, None,
+        "a reader's agent is not changed under it"
+    );
     assert_eq!(s.verify_audit().await.unwrap(), Ok(60));
 }
 
