@@ -40,7 +40,7 @@ impl Backend {
     }
 
     /// Appends [`Backend::parameter`] to a statement's text: a batch's inserts have hundreds,
-    /// and formatting each as a `String` of its own was 7% of PostgreSQL's writer thread.
+    /// and formatting each as a `String` of its own was 5–7% of PostgreSQL's writer thread.
     pub(crate) fn push_parameter(self, sql: &mut String, n: usize) {
         match self {
             Backend::Sqlite => sql.push('?'),

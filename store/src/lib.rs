@@ -163,7 +163,7 @@ pub struct Store {
 pub(crate) struct ReadCache {
     ttl: Duration,
     // Shared, not cloned: a decision reads its token and agent from here, and cloning their
-    // strings was about 1% of the request threads (BENCHMARKS.md).
+    // strings was up to 1% of the request threads (BENCHMARKS.md).
     tokens: Mutex<HashMap<String, (Instant, Arc<TokenRecord>)>>,
     agents: Mutex<HashMap<String, (Instant, Arc<Agent>)>>,
     humans: Mutex<HashMap<String, (Instant, Arc<Human>)>>,
