@@ -166,7 +166,7 @@ impl PluginHost {
         for plugin in seen(PluginKind::Classifier) {
             let mut call = calls.classify_wit(plugin, action, input_bytes).await;
             let id = &plugin.id;
-            let mut report = report_of(&id, &mut call);
+            let mut report = report_of(id, &mut call);
             if let Some(c) = settle(&mut merged, plugin, &mut report, call.outcome) {
                 let level = RiskLevel::from(c.level);
                 merged.level = merged.level.max(Some(level));
@@ -190,7 +190,7 @@ impl PluginHost {
                 .detect_wit(plugin, action, baseline, activity, input_bytes)
                 .await;
             let id = &plugin.id;
-            let mut report = report_of(&id, &mut call);
+            let mut report = report_of(id, &mut call);
             if let Some(findings) = settle(&mut merged, plugin, &mut report, call.outcome) {
                 for f in findings {
                     let severity = f.severity.min(100);
@@ -278,7 +278,7 @@ impl PluginHost {
         for plugin in triggers {
             let mut call = calls.judge_wit(plugin, action, &windows, input_bytes).await;
             let id = &plugin.id;
-            let mut report = report_of(&id, &mut call);
+            let mut report = report_of(id, &mut call);
             let verdict = match call.outcome {
                 CallOutcome::Ok(j) => {
                     judged
