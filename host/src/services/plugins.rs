@@ -8,13 +8,14 @@ use std::sync::Arc;
 use crate::audit::{Actor, AuditRecord};
 use crate::error::{Error, Kind, Result};
 use crate::plugins::manifest::Manifest;
+use crate::plugins::runtime::LoadedPlugin;
 use crate::plugins::{PluginHost, read_dir};
 use crate::store::{Change, PluginRow, PluginWrite, Store, Write};
 
 /// Publishes every `<dir>/<name>/plugin.toml` with its `plugin.wasm` (see [`Self::publish`]);
 /// returns what changed.
 pub async fn publish_dir(
-    host: &PluginHost,
+    host: &Arc<PluginHost>,
     dir: &Path,
     store: &Store,
     now: i64,
@@ -54,7 +55,7 @@ const REFERENCE: [(&str, &str, &[u8]); 3] = [
 /// Publishes the reference plugins built into the binary, each unless a plugin of its name is
 /// stored already (a team's own version, or the reference one from an earlier start).
 pub async fn publish_reference(
-    host: &PluginHost,
+    host: &Arc<PluginHost>,
     store: &Store,
     now: i64,
 ) -> anyhow::Result<Vec<String>> {
@@ -88,16 +89,16 @@ pub async fn publish_reference(
 /// replicas pick it up on their next sync). Returns `name@version` if anything changed, and
 /// nothing if the same component and manifest are already stored.
 pub async fn publish(
-    host: &PluginHost,
+    host: &Arc<PluginHost>,
     store: &Store,
     actor: Actor,
     manifest: Manifest,
     bytes: Vec<u8>,
     now: i64,
 ) -> Result<Option<String>> {
-    let plugin = host
-        .runtime()
-        .load(manifest, &bytes)
+    let bytes = Arc::new(bytes);
+    let plugin = compile(host, manifest, bytes.clone())
+        .await
         .map_err(|e| Error::new(Kind::BadRequest, "invalid_plugin", format!("{e:#}")))?;
     let manifest_json = serde_json::to_string(plugin.manifest.as_ref()).map_err(Error::internal)?;
     let previous = host
@@ -127,7 +128,7 @@ pub async fn publish(
         version: plugin.manifest.version.clone(),
         kind: plugin.manifest.kind.world().to_string(),
         manifest: manifest_json,
-        component: Arc::new(bytes),
+        component: bytes,
         sha256: plugin.sha256.clone(),
         updated_at: now,
     };
@@ -170,7 +171,7 @@ pub async fn unpublish(
 }
 
 /// Converges this replica on the store: loads new or changed plugins, drops removed ones.
-pub async fn sync(host: &PluginHost, store: &Store) -> anyhow::Result<()> {
+pub async fn sync(host: &Arc<PluginHost>, store: &Store) -> anyhow::Result<()> {
     let stored = store.plugin_hashes().await?;
     let loaded = host.snapshot();
     for (name, sha) in &stored {
@@ -184,7 +185,7 @@ pub async fn sync(host: &PluginHost, store: &Store) -> anyhow::Result<()> {
             continue;
         };
         let manifest: Manifest = serde_json::from_str(&manifest_json)?;
-        match host.runtime().load(manifest, &bytes) {
+        match compile(host, manifest, Arc::new(bytes)).await {
             Ok(plugin) => {
                 tracing::info!(plugin = %plugin.manifest.id(), sha256 = %plugin.sha256, "plugin synced from the store");
                 host.install(plugin);
@@ -204,6 +205,20 @@ pub async fn sync(host: &PluginHost, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Compiles a component on a blocking thread. Cranelift takes milliseconds to seconds a
+/// component (more the larger it is), and a request thread held that long stalls every request
+/// queued behind it: an upload here, and on every other replica its next sync.
+async fn compile(
+    host: &Arc<PluginHost>,
+    manifest: Manifest,
+    bytes: Arc<Vec<u8>>,
+) -> anyhow::Result<LoadedPlugin> {
+    let host = host.clone();
+    tokio::task::spawn_blocking(move || host.runtime().load(manifest, &bytes))
+        .await
+        .map_err(|e| anyhow::anyhow!("compiling the plugin did not finish: {e}"))?
+}
+
 fn plugin_record(
     actor: Actor,
     event: &str,
@@ -219,5 +234,37 @@ fn plugin_record(
     AuditRecord {
         authorizing_human,
         ..AuditRecord::change(actor, event, format!("plugin:{name}"), details, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While a component compiles, the request thread it was asked on goes on serving others.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_compile_leaves_the_request_thread_free() {
+        let host = Arc::new(PluginHost::with_spares(0).unwrap());
+        let (_, manifest, module) = REFERENCE[0];
+        let manifest: Manifest = toml::from_str(manifest).unwrap();
+        let component = crate::plugins::build::componentize(module).unwrap();
+        let compiling = tokio::spawn({
+            let host = host.clone();
+            async move { compile(&host, manifest, Arc::new(component)).await }
+        });
+        // On this runtime's one thread: a compile that held it would run to its end in the
+        // task's first poll, leaving this loop a turn or two; off it, the loop turns until the
+        // compile is done.
+        let mut turns = 0u64;
+        while !compiling.is_finished() {
+            tokio::task::yield_now().await;
+            turns += 1;
+        }
+        let plugin = compiling.await.unwrap().unwrap();
+        assert_eq!(plugin.manifest.name, "action-classifier");
+        assert!(
+            turns > 100,
+            "the thread turned {turns} times while the plugin compiled"
+        );
     }
 }
