@@ -619,14 +619,59 @@ pub enum ViolationStatus {
 
 wire_names!(ViolationStatus { Open => "open", Acknowledged => "acknowledged" });
 
+/// The events Warden sends to webhooks: a closed set, so that a webhook's filter can name only
+/// events that exist and every event has its own message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    /// An action waits for human approval.
+    #[serde(rename = "approval.requested")]
+    ApprovalRequested,
+    /// Approvers approved or rejected it.
+    #[serde(rename = "approval.decided")]
+    ApprovalDecided,
+    /// Its approval expired undecided.
+    #[serde(rename = "approval.expired")]
+    ApprovalExpired,
+    /// A violation was let through in `flag` or `guard` mode.
+    #[serde(rename = "violation.flagged")]
+    ViolationFlagged,
+    /// A guarded or reported action should be rolled back.
+    #[serde(rename = "rollback.requested")]
+    RollbackRequested,
+    /// A guarded action's watch needs a human.
+    #[serde(rename = "guard.review_requested")]
+    GuardReviewRequested,
+    /// A rollback trigger erred too many times in a row.
+    #[serde(rename = "rollback_trigger.failing")]
+    RollbackTriggerFailing,
+    /// An agent's tier moved, or it was suspended.
+    #[serde(rename = "tier.changed")]
+    TierChanged,
+    /// A weekly report is ready.
+    #[serde(rename = "report.ready")]
+    ReportReady,
+}
+
+wire_names!(EventType {
+    ApprovalRequested => "approval.requested",
+    ApprovalDecided => "approval.decided",
+    ApprovalExpired => "approval.expired",
+    ViolationFlagged => "violation.flagged",
+    RollbackRequested => "rollback.requested",
+    GuardReviewRequested => "guard.review_requested",
+    RollbackTriggerFailing => "rollback_trigger.failing",
+    TierChanged => "tier.changed",
+    ReportReady => "report.ready",
+});
+
 /// Something that happened that people outside Warden should hear about.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     /// Event id (the same in every endpoint's delivery).
     pub id: String,
-    /// `approval.requested`, `approval.decided`, `violation.flagged`, …
+    /// What happened.
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: EventType,
     /// RFC 3339.
     pub at: String,
     /// The event's data.
@@ -635,10 +680,10 @@ pub struct Event {
 
 impl Event {
     /// A new event of `event_type` at `now` (Unix microseconds).
-    pub fn new(event_type: &str, now: i64, data: serde_json::Value) -> Event {
+    pub fn new(event_type: EventType, now: i64, data: serde_json::Value) -> Event {
         Event {
             id: uuid::Uuid::now_v7().to_string(),
-            event_type: event_type.to_string(),
+            event_type,
             at: format_micros(now),
             data,
         }
@@ -673,5 +718,17 @@ mod tests {
             assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
         }
         assert_eq!(ViolationReason::parse("no_such_reason"), None);
+    }
+
+    #[test]
+    fn event_types_are_sent_as_they_are_named() {
+        for &t in EventType::ALL {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+            assert_eq!(
+                serde_json::from_value::<EventType>(t.as_str().into()).unwrap(),
+                t
+            );
+        }
+        assert!(serde_json::from_value::<EventType>("approval.requestd".into()).is_err());
     }
 }

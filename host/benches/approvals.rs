@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use warden::audit::Actor;
 use warden::clock::SystemClock;
-use warden::config::{Config, WebhookConfig, WebhookFormat};
+use warden::config::{Config, EventType, WebhookConfig, WebhookFormat};
 use warden::identity::Role;
 use warden::policy::ViolationMode;
 use warden::server::Warden;
@@ -130,7 +130,7 @@ async fn start(
             name: "receiver".into(),
             url: format!("http://{addr}/hook"),
             format: WebhookFormat::Warden,
-            events: vec!["violation.flagged".into()],
+            events: vec![EventType::ViolationFlagged],
             secret_env: None,
             secret: Some("bench".into()),
         })

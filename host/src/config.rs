@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{Policy, PolicyMode, RiskLevel, Tier, ViolationMode};
+pub use crate::records::EventType;
 pub use crate::services::baselines::BaselinesConfig;
 pub use crate::services::checkpoints::AuditConfig;
 pub use crate::services::delegations::DelegationConfig;

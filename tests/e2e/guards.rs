@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use warden::clock::{Clock as _, ManualClock, format_micros, parse_micros};
-use warden::config::{WebhookConfig, WebhookFormat};
+use warden::config::{EventType, WebhookConfig, WebhookFormat};
 use warden::policy::{GuardPolicy, ViolationMode};
 
 use crate::both_backends;
@@ -64,9 +64,9 @@ async fn guarded_actions_are_watched(backend: Backend) {
         url: "http://127.0.0.1:9/nothing".into(),
         format: WebhookFormat::Warden,
         events: vec![
-            "rollback.requested".into(),
-            "guard.review_requested".into(),
-            "rollback_trigger.failing".into(),
+            EventType::RollbackRequested,
+            EventType::GuardReviewRequested,
+            EventType::RollbackTriggerFailing,
         ],
         secret_env: None,
         secret: Some("s".into()),

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use warden::config::{WebhookConfig, WebhookFormat};
+use warden::config::{EventType, WebhookConfig, WebhookFormat};
 
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer, assert_error};
@@ -35,7 +35,7 @@ async fn a_failing_canary_requests_a_rollback_once(backend: Backend) {
         name: "pager".into(),
         url: "http://127.0.0.1:9/nothing".into(),
         format: WebhookFormat::Warden,
-        events: vec!["rollback.requested".into()],
+        events: vec![EventType::RollbackRequested],
         secret_env: None,
         secret: Some("s".into()),
     }];

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use warden::clock::{Clock as _, ManualClock, parse_micros};
-use warden::config::{Config, WebhookConfig, WebhookFormat};
+use warden::config::{Config, EventType, WebhookConfig, WebhookFormat};
 
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer, assert_error};
@@ -553,7 +553,7 @@ async fn hard_triggers_pins_and_history(backend: Backend) {
             name: "ops".into(),
             url: "http://127.0.0.1:9/hooks".into(),
             format: WebhookFormat::Warden,
-            events: vec!["tier.changed".into()],
+            events: vec![EventType::TierChanged],
             secret_env: None,
             secret: Some("s3cret".into()),
         }];

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use warden::config::{Config, WebhookConfig, WebhookFormat};
+use warden::config::{Config, EventType, WebhookConfig, WebhookFormat};
 
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer};
@@ -56,7 +56,10 @@ fn hook(name: &str, url: String, format: WebhookFormat, events: &[&str]) -> Webh
         name: name.into(),
         url,
         format,
-        events: events.iter().map(|e| e.to_string()).collect(),
+        events: events
+            .iter()
+            .map(|e| EventType::parse(e).unwrap())
+            .collect(),
         secret_env: None,
         secret: Some(format!("{name}-secret")),
     }

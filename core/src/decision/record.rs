@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::identity::{Agent, Caller};
 use crate::policy::{CompiledPolicy, ViolationMode};
 use crate::quotas::{Charge, Headroom};
-use crate::records::{ApprovalRow, DecisionRow, Event, EvidenceDelta, Guard, ViolationRow};
+use crate::records::{
+    ApprovalRow, DecisionRow, Event, EventType, EvidenceDelta, Guard, ViolationRow,
+};
 
 /// The approval a decision used, and who gave it (the decision's record names them).
 pub(super) struct Consumed {
@@ -164,7 +166,7 @@ pub(super) fn record(
             if v.mode != ViolationMode::Block {
                 let data = serde_json::json!({"violation_id": v.id, "decision_id": v.decision_id, "agent": v.agent_id, "class": v.class,
                     "environment": v.environment, "service": v.service, "mode": v.mode, "reason": v.reason});
-                events.push(Event::new("violation.flagged", now, data));
+                events.push(Event::new(EventType::ViolationFlagged, now, data));
             }
             // The violation is trust evidence, counted in the same transaction.
             let kind = crate::trust::Kind::of_violation(v.mode, v.reason);
@@ -213,7 +215,7 @@ pub(super) fn record(
             let data = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "decision_id": a.decision_id, "agent": a.agent_id,
                 "on_behalf_of": a.on_behalf_of, "class": a.class, "environment": a.environment, "service": a.service, "risk": answer.risk,
                 "anomaly": answer.anomaly, "reasoning": request.action.reasoning, "plan": request.action.plan, "tier": answer.tier});
-            events.push(Event::new("approval.requested", now, data));
+            events.push(Event::new(EventType::ApprovalRequested, now, data));
             Some(a)
         }
         None => None,

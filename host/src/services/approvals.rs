@@ -7,7 +7,7 @@ use crate::clock::SharedClock;
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Caller, Role};
 use crate::policy::RiskLevel;
-use crate::records::{Approval, ApprovalStatus, Event};
+use crate::records::{Approval, ApprovalStatus, Event, EventType};
 use crate::services::notify::Outbox;
 use crate::store::{ApprovalWrite, Change, Conflict, ExpiryCursor, Store, StoreError, Write};
 
@@ -27,7 +27,7 @@ pub async fn announce_expiries(
         for a in page.items {
             let data = serde_json::json!({"approval_id": a.id, "decision_id": a.decision_id, "agent": a.agent, "class": a.class,
                 "environment": a.environment, "service": a.service, "expires_at": a.expires_at});
-            let event = Event::new("approval.expired", now, data.clone());
+            let event = Event::new(EventType::ApprovalExpired, now, data.clone());
             let mut writes = vec![Write::Approval(ApprovalWrite::NoteApprovalExpired {
                 id: a.id.clone(),
             })];
@@ -329,7 +329,7 @@ async fn try_decide(
             "decision_id": approval.decision_id, "agent": approval.agent, "class": approval.class, "environment": approval.environment, "service": approval.service});
         writes.extend(
             cx.outbox
-                .writes(&Event::new("approval.decided", now, data), now),
+                .writes(&Event::new(EventType::ApprovalDecided, now, data), now),
         );
     }
     match cx

@@ -23,7 +23,7 @@ use crate::identity::{Caller, Role};
 use crate::plugin::JudgementVerdict;
 use crate::policy::OnSilence;
 use crate::records::{
-    Approval, ApprovalRow, ApprovalStatus, Event, Guard, GuardStatus, OutcomeStatus,
+    Approval, ApprovalRow, ApprovalStatus, Event, EventType, Guard, GuardStatus, OutcomeStatus,
 };
 use crate::services::notify::Outbox;
 use crate::services::outcomes::{self, OutcomeReport, Reporting};
@@ -342,7 +342,7 @@ impl Watch<'_> {
                 }));
                 writes.extend(
                     self.outbox
-                        .writes(&Event::new("rollback.requested", now, data), now),
+                        .writes(&Event::new(EventType::RollbackRequested, now, data), now),
                 );
             }
             let record = self.record(g, "guard.rolled_back", why, now);
@@ -439,7 +439,7 @@ impl Watch<'_> {
         ];
         writes.extend(
             self.outbox
-                .writes(&Event::new("guard.review_requested", now, data), now),
+                .writes(&Event::new(EventType::GuardReviewRequested, now, data), now),
         );
         let record = self.record(g, "guard.held", why, now);
         match self.commit_move(writes, record).await? {
@@ -462,10 +462,10 @@ impl Watch<'_> {
             limit: i64::from(limit),
             at: now,
         })];
-        writes.extend(
-            self.outbox
-                .writes(&Event::new("rollback_trigger.failing", now, data), now),
-        );
+        writes.extend(self.outbox.writes(
+            &Event::new(EventType::RollbackTriggerFailing, now, data),
+            now,
+        ));
         let record = self.record(
             g,
             "rollback_trigger.failing",

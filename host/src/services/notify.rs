@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 use crate::clock::SharedClock;
 use serde::Deserialize;
 
-use crate::records::Event;
 use crate::records::{Delivery, DeliveryStatus};
+use crate::records::{Event, EventType};
 use crate::store::{Change, DeliveryWrite, Store, Write};
 
 /// `[notifications]`.
@@ -65,7 +65,7 @@ pub struct WebhookConfig {
     pub format: WebhookFormat,
     /// Event types to send (`approval.requested`, …); empty for all.
     #[serde(default)]
-    pub events: Vec<String>,
+    pub events: Vec<EventType>,
     /// Environment variable holding the HMAC-SHA256 signing secret (preferred over `secret`).
     #[serde(default)]
     pub secret_env: Option<String>,
@@ -108,12 +108,12 @@ impl Outbox {
     pub fn writes(&self, event: &Event, now: i64) -> Vec<Write> {
         self.endpoints
             .iter()
-            .filter(|e| e.events.is_empty() || e.events.iter().any(|t| t == &event.event_type))
+            .filter(|e| e.events.is_empty() || e.events.contains(&event.event_type))
             .map(|e| {
                 Write::Delivery(DeliveryWrite::InsertDelivery(Delivery {
                     id: uuid::Uuid::now_v7().to_string(),
                     event_id: event.id.clone(),
-                    event_type: event.event_type.clone(),
+                    event_type: event.event_type.as_str().to_string(),
                     endpoint: e.name.clone(),
                     body: render(event, e.format, &self.settings.public_url),
                     status: DeliveryStatus::Pending,
@@ -133,18 +133,6 @@ impl Outbox {
     }
 }
 
-/// The event types Warden sends.
-pub const EVENT_TYPES: [&str; 8] = [
-    "approval.requested",
-    "approval.decided",
-    "approval.expired",
-    "violation.flagged",
-    "rollback.requested",
-    "guard.review_requested",
-    "rollback_trigger.failing",
-    "tier.changed",
-];
-
 /// The secret an endpoint signs with, from its `secret_env` variable or its `secret`.
 fn secret_of(e: &WebhookConfig) -> Option<String> {
     match &e.secret_env {
@@ -156,7 +144,8 @@ fn secret_of(e: &WebhookConfig) -> Option<String> {
 
 /// Refuses a webhook configuration that would fail quietly: unnamed or duplicate endpoints, a URL
 /// that is not http(s), a `warden`-format endpoint without a signing secret (its receiver could
-/// not tell forged events), an unknown event type, or settings that cannot deliver.
+/// not tell forged events), or settings that cannot deliver. (An unknown event type does not
+/// parse.)
 pub fn check(endpoints: &[WebhookConfig], settings: &NotificationsConfig) -> anyhow::Result<()> {
     let mut names = std::collections::HashSet::new();
     for e in endpoints {
@@ -177,14 +166,6 @@ pub fn check(endpoints: &[WebhookConfig], settings: &NotificationsConfig) -> any
             "webhooks.{}: no signing secret (set secret_env to an environment variable that holds one, or secret)",
             e.name
         );
-        for t in &e.events {
-            anyhow::ensure!(
-                EVENT_TYPES.contains(&t.as_str()),
-                "webhooks.{}.events: unknown event `{t}`; known: {}",
-                e.name,
-                EVENT_TYPES.join(", ")
-            );
-        }
     }
     anyhow::ensure!(
         settings.max_attempts >= 1,
@@ -208,6 +189,20 @@ fn slack_text(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// An event's `reasons`, a list or one text, for a message.
+fn reasons(d: &serde_json::Value) -> String {
+    let text = match d.get("reasons") {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|r| r.as_str().map_or_else(|| r.to_string(), String::from))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Some(serde_json::Value::String(r)) => r.clone(),
+        _ => "?".into(),
+    };
+    slack_text(&text)
+}
+
 /// The body for an endpoint's format.
 fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
     match format {
@@ -215,15 +210,15 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
         WebhookFormat::Slack => {
             let d = &event.data;
             let s = |k: &str| slack_text(d.get(k).and_then(|v| v.as_str()).unwrap_or("?"));
-            let title = match event.event_type.as_str() {
-                "approval.requested" => format!(
+            let title = match event.event_type {
+                EventType::ApprovalRequested => format!(
                     "Approval needed: *{}* wants to {} `{}` in *{}*",
                     s("agent"),
                     s("class"),
                     s("service"),
                     s("environment")
                 ),
-                "approval.decided" => {
+                EventType::ApprovalDecided => {
                     format!(
                         "Approval {} by {}: {} {} `{}` in {}",
                         s("status"),
@@ -234,14 +229,14 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
                         s("environment")
                     )
                 }
-                "approval.expired" => format!(
+                EventType::ApprovalExpired => format!(
                     "Approval expired undecided: {} {} `{}` in {}",
                     s("agent"),
                     s("class"),
                     s("service"),
                     s("environment")
                 ),
-                "violation.flagged" => {
+                EventType::ViolationFlagged => {
                     format!(
                         "Policy violation ({}): *{}* {} `{}` in {} — {}",
                         s("mode"),
@@ -252,7 +247,7 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
                         s("reason")
                     )
                 }
-                "tier.changed" => {
+                EventType::TierChanged => {
                     let n = |k: &str| {
                         d.get(k)
                             .and_then(|v| v.as_u64())
@@ -267,13 +262,36 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
                         s("text")
                     )
                 }
-                "report.ready" => format!(
+                EventType::ReportReady => format!(
                     "Weekly report {} ({}): {}",
                     s("week"),
                     s("scope"),
                     s("summary")
                 ),
-                other => format!("Warden event {other}"),
+                EventType::RollbackRequested => format!(
+                    "Rollback requested: {} {} `{}` in *{}* — {}",
+                    s("agent"),
+                    s("class"),
+                    s("service"),
+                    s("environment"),
+                    reasons(d)
+                ),
+                EventType::GuardReviewRequested => format!(
+                    "Review needed: *{}*'s {} of `{}` in *{}* is held — {}",
+                    s("agent"),
+                    s("class"),
+                    s("service"),
+                    s("environment"),
+                    s("why")
+                ),
+                EventType::RollbackTriggerFailing => format!(
+                    "Rollback trigger failing: the watch of {} {} `{}` in {} — {}",
+                    s("agent"),
+                    s("class"),
+                    s("service"),
+                    s("environment"),
+                    reasons(d)
+                ),
             };
             let mut detail = Vec::new();
             if let Some(r) = d.get("reasoning").and_then(|v| v.as_str()) {
@@ -292,7 +310,7 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
             if let Some(level) = d.pointer("/risk/level").and_then(|v| v.as_str()) {
                 detail.push(format!("*Risk:* {}", slack_text(level)));
             }
-            if event.event_type == "report.ready"
+            if event.event_type == EventType::ReportReady
                 && let Some(url) = d.get("url").and_then(|v| v.as_str())
             {
                 detail.push(format!("<{}|Open the report>", slack_text(url)));
@@ -508,7 +526,7 @@ mod tests {
     #[test]
     fn a_ready_report_reaches_slack_as_its_headline_and_a_link() {
         let event = Event::new(
-            "report.ready",
+            EventType::ReportReady,
             0,
             serde_json::json!({"week": "2027-W01", "scope": "team:web", "summary": "In 2027-W01, AI agents made 4 production changes (failure rate 25.0%) and humans made 3 (failure rate 33.3%).",
                 "url": "https://warden.example/ui/reports/2027-W01?scope=team:web"}),
@@ -530,7 +548,7 @@ mod tests {
     #[test]
     fn slack_messages_escape_what_agents_write() {
         let event = Event::new(
-            "approval.requested",
+            EventType::ApprovalRequested,
             0,
             serde_json::json!({"agent": "bot", "reasoning": "<!channel> see <https://evil|here> & act"}),
         );
@@ -574,20 +592,67 @@ mod tests {
                 .to_string()
                 .contains("unique name")
         );
-        let mut typo = hook("a", Some("s"));
-        typo.events = vec!["approval.requestd".into()];
-        assert!(
-            check(&[typo], &settings)
-                .unwrap_err()
-                .to_string()
-                .contains("unknown event")
-        );
         let mut ftp = hook("a", Some("s"));
         ftp.url = "ftp://x".into();
         assert!(check(&[ftp], &settings).is_err());
         let mut missing_env = hook("a", None);
         missing_env.secret_env = Some("WARDEN_TEST_NO_SUCH_VARIABLE".into());
         assert!(check(&[missing_env], &settings).is_err());
+    }
+
+    /// A filter may name every event Warden sends (`report.ready` was once refused), and a
+    /// misspelt one stops the configuration from loading, naming what it could have been.
+    #[test]
+    fn a_webhook_filter_names_events_that_exist() {
+        let names: Vec<String> = EventType::ALL.iter().map(|t| format!("\"{t}\"")).collect();
+        let every: WebhookConfig = toml::from_str(&format!(
+            "name = \"all\"\nurl = \"https://x\"\nsecret = \"s\"\nevents = [{}]",
+            names.join(", ")
+        ))
+        .unwrap();
+        assert_eq!(every.events, EventType::ALL);
+        assert!(check(&[every], &NotificationsConfig::default()).is_ok());
+        let typo = toml::from_str::<WebhookConfig>(
+            "name = \"a\"\nurl = \"https://x\"\nevents = [\"approval.requestd\"]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            typo.contains("approval.requestd") && typo.contains("report.ready"),
+            "{typo}"
+        );
+    }
+
+    /// Each event reads as itself in Slack, from its own fields.
+    #[test]
+    fn every_event_has_its_own_slack_message() {
+        let data = serde_json::json!({"agent": "bot", "class": "deploy", "service": "payments",
+            "environment": "production", "status": "approved", "decided_by": "alice", "mode": "flag",
+            "reason": "tier_too_low", "from": 2, "to": 1, "text": "two rollbacks", "week": "2027-W01",
+            "scope": "all", "summary": "4 changes", "why": "inconclusive canary",
+            "reasons": ["error rate 4% over 1%", "p99 up 3x"]});
+        let mut titles = std::collections::HashSet::new();
+        for &t in EventType::ALL {
+            let body: serde_json::Value = serde_json::from_str(&render(
+                &Event::new(t, 0, data.clone()),
+                WebhookFormat::Slack,
+                "https://w",
+            ))
+            .unwrap();
+            let title = body["text"].as_str().unwrap().to_string();
+            assert!(!title.contains('?'), "{t}: {title}");
+            assert!(titles.insert(title.clone()), "{t} repeats {title}");
+        }
+        let failing = render(
+            &Event::new(
+                EventType::RollbackTriggerFailing,
+                0,
+                serde_json::json!({"reasons": "no telemetry"}),
+            ),
+            WebhookFormat::Slack,
+            "https://w",
+        );
+        assert!(failing.contains("no telemetry"), "{failing}");
     }
 
     #[test]
@@ -607,18 +672,22 @@ mod tests {
 
     #[test]
     fn endpoints_get_the_events_they_want_in_their_format() {
-        let hook = |name: &str, format, events: &[&str]| WebhookConfig {
+        let hook = |name: &str, format, events: &[EventType]| WebhookConfig {
             name: name.into(),
             url: "http://127.0.0.1:1/".into(),
             format,
-            events: events.iter().map(|e| e.to_string()).collect(),
+            events: events.to_vec(),
             secret_env: None,
             secret: Some("s".into()),
         };
         let outbox = Outbox::new(
             vec![
                 hook("all", WebhookFormat::Warden, &[]),
-                hook("slack", WebhookFormat::Slack, &["approval.requested"]),
+                hook(
+                    "slack",
+                    WebhookFormat::Slack,
+                    &[EventType::ApprovalRequested],
+                ),
             ],
             NotificationsConfig {
                 public_url: "https://warden.example.com/".into(),
@@ -626,7 +695,7 @@ mod tests {
             },
         );
         let event = Event::new(
-            "approval.requested",
+            EventType::ApprovalRequested,
             0,
             serde_json::json!({"approval_id": "a1", "agent": "bot", "class": "deploy", "service": "payments", "environment": "production",
                 "reasoning": "retry fix", "risk": {"level": "high"}}),
@@ -659,7 +728,7 @@ mod tests {
                 .contains("https://warden.example.com/ui/approvals#a1"),
             "{slack}"
         );
-        let other = Event::new("violation.flagged", 0, serde_json::json!({}));
+        let other = Event::new(EventType::ViolationFlagged, 0, serde_json::json!({}));
         assert_eq!(outbox.writes(&other, 0).len(), 1);
     }
 }

@@ -15,7 +15,7 @@ use crate::identity::{Caller, Role};
 use crate::plugin::{JudgementVerdict, MetricWindow, PluginAction, PluginReport};
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
-use crate::records::Event;
+use crate::records::{Event, EventType};
 use crate::services::notify::Outbox;
 use crate::store::{Change, Conflict, OutcomeWrite, Store, Write};
 
@@ -214,7 +214,7 @@ pub async fn receive(
             at: cx.now,
         })];
         writes.extend(cx.outbox.writes(
-            &Event::new("rollback.requested", cx.now, data.clone()),
+            &Event::new(EventType::RollbackRequested, cx.now, data.clone()),
             cx.now,
         ));
         let actor = Actor::warden();

@@ -18,7 +18,7 @@ use warden_core::tiering::*;
 use warden_core::trust::{Kind, Total, Trust, assess, half_life_us};
 use warden_store::{Change, IdentityWrite, Store, TrustWrite, Write};
 
-use crate::records::{Event, ViolationReason};
+use crate::records::{Event, EventType, ViolationReason};
 use crate::services::coalesce::Coalesce;
 use crate::services::notify::Outbox;
 
@@ -32,7 +32,7 @@ pub fn tier_changed(
 ) -> Result<(Vec<Write>, serde_json::Value)> {
     let mut data = serde_json::to_value(change).map_err(Error::internal)?;
     data["status"] = serde_json::json!(status);
-    let mut writes = outbox.writes(&Event::new("tier.changed", now, data.clone()), now);
+    let mut writes = outbox.writes(&Event::new(EventType::TierChanged, now, data.clone()), now);
     writes.push(Write::Trust(TrustWrite::RecordTierChange(change.clone())));
     Ok((writes, data))
 }

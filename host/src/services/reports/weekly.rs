@@ -13,8 +13,8 @@ use crate::audit::{Actor, AuditRecord};
 use crate::clock::{SharedClock, format_micros};
 use crate::error::{Error, Result};
 use crate::identity::Agent;
-use crate::records::Event;
 use crate::records::{DailyTrust, TierChange, Violation};
+use crate::records::{Event, EventType};
 use crate::report::{Facts, IsoWeek, Scope, Toward, WatchRow, WeeklyReport};
 use crate::services::notify::Outbox;
 use crate::services::tiering::Controller;
@@ -507,7 +507,7 @@ impl Reports {
             "humans": {"changes": h.changes.this_week, "failure_rate": h.failure_rate.this_week},
             "url": link,
         });
-        let event = Event::new("report.ready", now, data.clone());
+        let event = Event::new(EventType::ReportReady, now, data.clone());
         let mut writes = vec![Write::Report(ReportWrite::Keep(StoredReport {
             week: week.to_string(),
             scope: scope.key(),
