@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use warden::clock::{Clock as _, ManualClock, format_micros, parse_micros};
-use warden::config::{EventType, WebhookConfig, WebhookFormat};
+use warden::config::EventType;
 use warden::policy::{GuardPolicy, ViolationMode};
 
 use crate::both_backends;
-use crate::support::{Backend, TestDb, TestServer};
+use crate::support::{Backend, TestDb, TestServer, unanswered_hook};
 
 both_backends!(guarded_actions_are_watched);
 
@@ -59,18 +59,14 @@ async fn guarded_actions_are_watched(backend: Backend) {
     });
     config.notifications.poll_interval_ms = 20;
     config.notifications.initial_backoff_ms = 60_000;
-    config.webhooks = vec![WebhookConfig {
-        name: "pager".into(),
-        url: "http://127.0.0.1:9/nothing".into(),
-        format: WebhookFormat::Warden,
-        events: vec![
+    config.webhooks = vec![unanswered_hook(
+        "pager",
+        vec![
             EventType::RollbackRequested,
             EventType::GuardReviewRequested,
             EventType::RollbackTriggerFailing,
         ],
-        secret_env: None,
-        secret: Some("s".into()),
-    }];
+    )];
     let s = TestServer::start_clocked(db, config, Arc::new(clock.clone())).await;
     let bot = s.agent("canary-bot", 1, json!({})).await;
     s.lift_quotas("canary-bot").await;
@@ -272,4 +268,17 @@ async fn guarded_actions_are_watched(backend: Backend) {
             "rollback_trigger.failing"
         ]
     );
+    // The bodies hold the documented fields; both rollback events give their reasons as a list
+    // of texts, whichever path sent them.
+    for body in s.documented_deliveries("pager").await {
+        if body["type"] != "guard.review_requested" {
+            let reasons = body["data"]["reasons"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{body}"));
+            assert!(
+                !reasons.is_empty() && reasons.iter().all(Value::is_string),
+                "{body}"
+            );
+        }
+    }
 }

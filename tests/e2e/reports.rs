@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use warden::clock::{Clock as _, ManualClock, format_micros, parse_micros};
+use warden::config::EventType;
 
 use crate::both_backends;
 use crate::browser::Browser;
-use crate::support::{Backend, TestDb, TestServer, assert_error};
+use crate::support::{Backend, TestDb, TestServer, assert_error, unanswered_hook};
 
 const MINUTE: i64 = 60_000_000;
 const HOUR: i64 = 60 * MINUTE;
@@ -32,7 +33,8 @@ impl Fortnight {
     async fn start(backend: Backend) -> Fortnight {
         let clock = ManualClock::at(parse_micros("2026-12-28T09:00:00Z").unwrap());
         let db = TestDb::new(backend).await;
-        let config = db.config();
+        let mut config = db.config();
+        config.webhooks = vec![unanswered_hook("ops", vec![EventType::ReportReady])];
         let s = TestServer::start_clocked(db, config, Arc::new(clock.clone())).await;
         let deployer = s.agent("deployer", 4, json!({})).await;
         let helper = s
@@ -569,6 +571,25 @@ async fn a_week_with_known_counts(backend: Backend) {
         f.s.get("/v1/audit?event_type=report.ready", &f.s.admin)
             .await;
     assert_eq!(ready["records"].as_array().unwrap().len(), 3, "{ready}");
+    let announced = f.s.documented_deliveries("ops").await;
+    let mut weeks: Vec<(&str, &str)> = announced
+        .iter()
+        .map(|e| {
+            (
+                e["data"]["week"].as_str().unwrap(),
+                e["data"]["scope"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    weeks.sort_unstable();
+    assert_eq!(
+        weeks,
+        [
+            ("2027-W01", "organisation"),
+            ("2027-W01", "team:payments"),
+            ("2027-W01", "team:web")
+        ]
+    );
     // The kept report is the one served, as it was announced.
     f.clock.advance(DAY);
     let served = f.report("week=2027-W01").await;

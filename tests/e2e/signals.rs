@@ -3,10 +3,10 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use warden::config::{EventType, WebhookConfig, WebhookFormat};
+use warden::config::EventType;
 
 use crate::both_backends;
-use crate::support::{Backend, TestDb, TestServer, assert_error};
+use crate::support::{Backend, TestDb, TestServer, assert_error, unanswered_hook};
 
 both_backends!(a_failing_canary_requests_a_rollback_once);
 
@@ -31,14 +31,7 @@ async fn a_failing_canary_requests_a_rollback_once(backend: Backend) {
     let db = TestDb::new(backend).await;
     let mut config = db.config();
     config.plugins.dir = Some(dir.path().to_path_buf());
-    config.webhooks = vec![WebhookConfig {
-        name: "pager".into(),
-        url: "http://127.0.0.1:9/nothing".into(),
-        format: WebhookFormat::Warden,
-        events: vec![EventType::RollbackRequested],
-        secret_env: None,
-        secret: Some("s".into()),
-    }];
+    config.webhooks = vec![unanswered_hook("pager", vec![EventType::RollbackRequested])];
     config.notifications.initial_backoff_ms = 60_000;
     let s = TestServer::start_with(db, config).await;
     let bot = s.agent("deployer", 2, json!({})).await;
@@ -119,14 +112,10 @@ async fn a_failing_canary_requests_a_rollback_once(backend: Backend) {
         1,
         "requested once"
     );
-    let (_, deliveries) = s
-        .get("/v1/webhooks/deliveries?endpoint=pager", &s.admin)
-        .await;
-    let types: Vec<&str> = deliveries["deliveries"]
-        .as_array()
-        .unwrap()
+    let deliveries = s.documented_deliveries("pager").await;
+    let types: Vec<&str> = deliveries
         .iter()
-        .map(|d| d["event_type"].as_str().unwrap())
+        .map(|d| d["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["rollback.requested"]);
 

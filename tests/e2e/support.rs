@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sqlx::{AnyPool, Executor as _};
 use warden::audit::Actor;
 use warden::clock::{SharedClock, SystemClock};
-use warden::config::Config;
+use warden::config::{Config, EventType, WebhookConfig, WebhookFormat};
 use warden::identity::Role;
 use warden::server::Warden;
 
@@ -480,4 +480,75 @@ macro_rules! both_backends {
             }
         }
     )*};
+}
+
+/// A `warden`-format endpoint named `name` that nothing answers, wanting `events`: what Warden
+/// would send it stays readable as pending deliveries.
+pub(crate) fn unanswered_hook(name: &str, events: Vec<EventType>) -> WebhookConfig {
+    WebhookConfig {
+        name: name.into(),
+        url: "http://127.0.0.1:9/nothing-listens".into(),
+        format: WebhookFormat::Warden,
+        events,
+        secret_env: None,
+        secret: Some(format!("{name}-secret")),
+    }
+}
+
+impl TestServer {
+    /// The bodies of the deliveries to `endpoint`, each checked against the documented fields.
+    pub(crate) async fn documented_deliveries(&self, endpoint: &str) -> Vec<Value> {
+        let (status, page) = self
+            .get(
+                &format!("/v1/webhooks/deliveries?endpoint={endpoint}"),
+                &self.admin,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let body: Value = serde_json::from_str(d["body"].as_str().unwrap()).unwrap();
+                assert_eq!(body["type"], d["event_type"], "{d}");
+                assert_documented_event(&body);
+                body
+            })
+            .collect()
+    }
+}
+
+/// Checks a `warden`-format webhook body against the table of each event's `data` fields in
+/// docs/configuration.md: the same fields, no more and no fewer, so the table stays true.
+pub(crate) fn assert_documented_event(body: &Value) {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/configuration.md"
+    ))
+    .unwrap();
+    let event = body["type"].as_str().unwrap_or_else(|| panic!("{body}"));
+    let row = doc
+        .lines()
+        .find(|l| l.starts_with(&format!("| `{event}` |")))
+        .unwrap_or_else(|| panic!("docs/configuration.md has no row for {event}"));
+    let mut documented: Vec<&str> = row
+        .rsplit('|')
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|f| f.trim().trim_matches('`'))
+        .collect();
+    let mut sent: Vec<&str> = body["data"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{body}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    documented.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(
+        sent, documented,
+        "{event}'s data against docs/configuration.md: {body}"
+    );
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use warden::clock::{Clock as _, ManualClock, parse_micros};
-use warden::config::{Config, EventType, WebhookConfig, WebhookFormat};
+use warden::config::{Config, EventType};
 
 use crate::both_backends;
-use crate::support::{Backend, TestDb, TestServer, assert_error};
+use crate::support::{Backend, TestDb, TestServer, assert_error, unanswered_hook};
 
 const MINUTE: i64 = 60_000_000;
 const DAY: i64 = 24 * 60 * MINUTE;
@@ -549,14 +549,7 @@ async fn farmed_slow_burn_and_self_reported_work_earns_nothing() {
 async fn hard_triggers_pins_and_history(backend: Backend) {
     // Tier changes go out as events: to an endpoint that is down, so they wait as deliveries.
     let sim = Sim::start(backend, |c| {
-        c.webhooks = vec![WebhookConfig {
-            name: "ops".into(),
-            url: "http://127.0.0.1:9/hooks".into(),
-            format: WebhookFormat::Warden,
-            events: vec![EventType::TierChanged],
-            secret_env: None,
-            secret: Some("s3cret".into()),
-        }];
+        c.webhooks = vec![unanswered_hook("ops", vec![EventType::TierChanged])];
     })
     .await;
     let s = &sim.s;
@@ -593,11 +586,10 @@ async fn hard_triggers_pins_and_history(backend: Backend) {
         Some(1),
         "{audit}"
     );
-    let (_, deliveries) = s.get("/v1/webhooks/deliveries", &s.admin).await;
-    let list = deliveries["deliveries"].as_array().unwrap();
+    let deliveries = s.documented_deliveries("ops").await;
     assert!(
-        list.iter().any(|d| d["event_type"] == "tier.changed"),
-        "{deliveries}"
+        deliveries.iter().any(|d| d["type"] == "tier.changed"),
+        "{deliveries:?}"
     );
 
     // The trust view says what the next promotion needs: the hard trigger blocks it for 30 days.

@@ -3,9 +3,10 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
+use warden::config::EventType;
 
 use crate::both_backends;
-use crate::support::{Backend, TestDb, TestServer, assert_error};
+use crate::support::{Backend, TestDb, TestServer, assert_error, unanswered_hook};
 
 both_backends!(
     violations_are_reviewed_and_acknowledged_once,
@@ -20,6 +21,7 @@ async fn docs_flagged(backend: Backend) -> TestServer {
         .policy
         .violation_modes
         .insert("docs_update".into(), warden::policy::ViolationMode::Flag);
+    config.webhooks = vec![unanswered_hook("ops", vec![EventType::ViolationFlagged])];
     TestServer::start_with(db, config).await
 }
 
@@ -71,6 +73,13 @@ async fn violations_are_reviewed_and_acknowledged_once(backend: Backend) {
     let (_, flagged) = s.get("/v1/violations?mode=flag", &approver).await;
     assert_eq!(flagged["violations"].as_array().unwrap().len(), 1);
     assert_eq!(flagged["violations"][0]["class"], "docs_update");
+    // The flagged one was announced (a blocked one is not), with the documented fields.
+    let announced = s.documented_deliveries("ops").await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(
+        announced[0]["data"]["violation_id"], flagged["violations"][0]["id"],
+        "{announced:?}"
+    );
     let (_, theirs) = s.get("/v1/violations?agent=other", &s.admin).await;
     assert_eq!(theirs["violations"].as_array().unwrap().len(), 1);
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use warden::config::{Config, EventType, WebhookConfig, WebhookFormat};
 
 use crate::both_backends;
-use crate::support::{Backend, TestDb, TestServer};
+use crate::support::{Backend, TestDb, TestServer, assert_documented_event};
 
 both_backends!(
     deliveries_are_signed_retried_and_parked,
@@ -204,6 +204,10 @@ async fn deliveries_are_signed_retried_and_parked(backend: Backend) {
         .map(|(p, ..)| p.clone())
         .collect();
     assert_eq!(decided, ["/ops"]);
+    // What ops received holds the documented fields, type by type.
+    for (_, _, body) in seen.lock().unwrap().iter().filter(|(p, ..)| p == "/ops") {
+        assert_documented_event(&serde_json::from_str(body).unwrap());
+    }
 
     // The deliveries API shows what happened, including the parked dead endpoint.
     let (_, ops_page) = s
@@ -330,6 +334,7 @@ async fn lapsed_approvals_are_announced_once(backend: Backend) {
         ),
         (Some("approval.expired"), Some(approval.as_str()))
     );
+    assert_documented_event(&event);
     let (_, audit) = s
         .get("/v1/audit?event_type=approval.expired", &s.admin)
         .await;

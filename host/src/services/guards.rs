@@ -456,7 +456,7 @@ impl Watch<'_> {
         let now = self.now();
         let limit = self.reporting.policy.policy.guard.error_limit;
         let data = serde_json::json!({"decision_id": g.decision_id, "agent": g.agent, "class": g.class,
-            "environment": g.environment, "service": g.service, "errors_in_a_row": limit, "reasons": why});
+            "environment": g.environment, "service": g.service, "errors_in_a_row": limit, "reasons": [why]});
         let mut writes = vec![Write::Guard(GuardWrite::Page {
             decision_id: g.decision_id.clone(),
             limit: i64::from(limit),
