@@ -17,6 +17,54 @@ both_backends!(
 
 const BIN: &str = env!("CARGO_BIN_EXE_warden");
 
+/// `warden config` prints what `serve` would use: the file, then the variables and flags over it.
+#[test]
+fn config_shows_the_variables_and_flags_serve_would_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("warden.toml"),
+        "[server]\nlisten = \"127.0.0.1:7000\"\n[log]\nformat = \"json\"\n",
+    )
+    .unwrap();
+    let config = |envs: &[(&str, &str)], args: &[&str]| {
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .env_remove("WARDEN_CONFIG")
+            .env_remove("WARDEN_LISTEN")
+            .env_remove("WARDEN_LOG_FORMAT")
+            .envs(envs.iter().copied())
+            .arg("config")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let shown: toml::Table = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        (
+            shown["server"]["listen"].as_str().unwrap().to_string(),
+            shown["log"]["format"].as_str().unwrap().to_string(),
+        )
+    };
+    let pair = |l: &str, f: &str| (l.to_string(), f.to_string());
+    assert_eq!(config(&[], &[]), pair("127.0.0.1:7000", "json"));
+    assert_eq!(
+        config(
+            &[
+                ("WARDEN_LISTEN", "0.0.0.0:9000"),
+                ("WARDEN_LOG_FORMAT", "text")
+            ],
+            &[]
+        ),
+        pair("0.0.0.0:9000", "text")
+    );
+    assert_eq!(
+        config(
+            &[("WARDEN_LISTEN", "0.0.0.0:9000")],
+            &["--listen", "127.0.0.1:9100"]
+        ),
+        pair("127.0.0.1:9100", "json")
+    );
+}
+
 fn warden(db: &TestDb, dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)

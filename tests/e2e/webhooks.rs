@@ -119,6 +119,15 @@ async fn deliveries_are_signed_retried_and_parked(backend: Backend) {
                 WebhookFormat::Slack,
                 &["approval.requested"],
             ),
+            WebhookConfig {
+                secret: None,
+                ..hook(
+                    "slack-unsigned",
+                    format!("http://{addr}/slack-unsigned"),
+                    WebhookFormat::Slack,
+                    &["approval.requested"],
+                )
+            },
             hook(
                 "dead",
                 "http://127.0.0.1:9/nothing-listens".into(),
@@ -133,8 +142,8 @@ async fn deliveries_are_signed_retried_and_parked(backend: Backend) {
     let (_, asked) = s.post("/v1/decisions", &bot, body).await;
     let approval = asked["approval"]["id"].as_str().unwrap().to_string();
 
-    // Both live endpoints get the event (ops after two 500s); the dead one does not hold them up.
-    wait_for("both deliveries", || seen.lock().unwrap().len() >= 2).await;
+    // The live endpoints get the event (ops after two 500s); the dead one does not hold them up.
+    wait_for("three deliveries", || seen.lock().unwrap().len() >= 3).await;
     let got = seen.lock().unwrap().clone();
     let ops = got
         .iter()
@@ -171,6 +180,17 @@ async fn deliveries_are_signed_retried_and_parked(backend: Backend) {
         "{message}"
     );
     verify(&slack.1, &slack.2, "slack-secret");
+    // A Slack endpoint without a secret gets the message unsigned, not signed with an empty key.
+    let unsigned = got
+        .iter()
+        .find(|(p, ..)| p == "/slack-unsigned")
+        .expect("unsigned slack delivery");
+    assert!(
+        unsigned.1.get("x-warden-signature").is_none(),
+        "{:?}",
+        unsigned.1
+    );
+    assert_eq!(unsigned.1["x-warden-event"], "approval.requested");
 
     // approval.decided goes to ops only (slack listens to approval.requested alone).
     let carol = {

@@ -54,26 +54,45 @@ struct DbArgs {
     database_url: Option<String>,
 }
 
+/// What `serve` listens on and how it logs; `config` takes them too, to show what `serve` would use.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "WARDEN_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Log format.
+    #[arg(long, value_enum, env = "WARDEN_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// The configuration file (or the defaults) with these flags and variables over it.
+    fn load(&self, db: &DbArgs) -> anyhow::Result<Config> {
+        let mut config = load_config(db)?;
+        if let Some(l) = self.listen {
+            config.server.listen = l;
+        }
+        if let Some(f) = self.log_format {
+            config.log.format = f;
+        }
+        Ok(config)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
     #[command(
         after_help = "Example:\n  warden serve --listen 0.0.0.0:8080 --database-url postgres://warden@db/warden --log-format json"
     )]
-    Serve {
-        /// Address to listen on (default 127.0.0.1:8080).
-        #[arg(long, env = "WARDEN_LISTEN")]
-        listen: Option<std::net::SocketAddr>,
-        /// Log format.
-        #[arg(long, value_enum, env = "WARDEN_LOG_FORMAT")]
-        log_format: Option<LogFormat>,
-    },
+    Serve(ServeArgs),
     /// Apply database migrations and exit (serve also applies them at start).
     #[command(after_help = "Example:\n  warden migrate --database-url postgres://warden@db/warden")]
     Migrate,
-    /// Print the effective configuration as TOML.
+    /// Print the effective configuration as TOML: the file, with the variables and flags `serve`
+    /// would apply over it.
     #[command(after_help = "Example:\n  warden config --config warden.toml")]
-    Config,
+    Config(ServeArgs),
     /// Create, list and revoke API tokens directly in the database (works offline; bootstrapping).
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -232,14 +251,8 @@ fn offline_actor() -> Actor {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, log_format } => {
-            let mut config = load_config(&cli.db)?;
-            if let Some(l) = listen {
-                config.server.listen = l;
-            }
-            if let Some(f) = log_format {
-                config.log.format = f;
-            }
+        Command::Serve(args) => {
+            let config = args.load(&cli.db)?;
             init_logging(&config);
             let listen = config.server.listen;
             let warden = Warden::open_default(config).await?;
@@ -262,8 +275,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Config => {
-            let config = load_config(&cli.db)?;
+        Command::Config(args) => {
+            let config = args.load(&cli.db)?;
             crate::policy::CompiledPolicy::new(config.policy.apply())
                 .context("invalid [policy]")?;
             print!("{}", toml::to_string_pretty(&config)?);
