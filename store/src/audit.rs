@@ -1,9 +1,11 @@
 //! The store's part for the audit chain: reading, paging and verifying it (appending is the writer's): reads, and how each of its writes is applied.
 
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Executor as _, Row as _};
 use warden_core::audit::merkle::{self, Frontier};
 use warden_core::audit::{self, AuditEntry, AuditRecord, Break, Columns, StoredRow, Tamper};
 
+use crate::audit_tree::StoredCheckpoint;
 use crate::error::{Result, StoreError};
 use crate::writer::{NewRows, Query, ROWS_PER_INSERT, insert_rows, multi_insert_at};
 use crate::{Arg, Backend, Filters, Store};
@@ -448,39 +450,23 @@ impl Store {
     /// Records after `after_seq` in chain order, at most `limit`, exactly as stored (for
     /// verification, exports and proofs, a chunk at a time).
     pub async fn audit_chain(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredRow>> {
-        let rows = sqlx::query(&format!(
+        self.audit_chain_rows(after_seq, limit)
+            .await?
+            .iter()
+            .map(stored_row)
+            .collect()
+    }
+
+    /// [`Store::audit_chain`]'s rows before they are decoded (which a verify does off the
+    /// request threads).
+    async fn audit_chain_rows(&self, after_seq: i64, limit: i64) -> Result<Vec<AnyRow>> {
+        Ok(sqlx::query(&format!(
             "SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))
         .bind(after_seq)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRow {
-                    seq: r.try_get("seq")?,
-                    columns: Columns {
-                        at: r.try_get("at")?,
-                        event_type: r.try_get("event_type")?,
-                        actor_kind: r.try_get("actor_kind")?,
-                        actor_id: r.try_get("actor_id")?,
-                        agent_id: r.try_get("agent_id")?,
-                        environment: r.try_get("environment")?,
-                        action_class: r.try_get("action_class")?,
-                        decision_id: r.try_get("decision_id")?,
-                        service: r.try_get("service")?,
-                        team: r.try_get("team")?,
-                        verdict: r.try_get("verdict")?,
-                        outcome: r.try_get("outcome")?,
-                        risk: r.try_get("risk")?,
-                        on_behalf_of: r.try_get("on_behalf_of")?,
-                    },
-                    record: r.try_get("record")?,
-                    prev_hash: r.try_get("prev_hash")?,
-                    hash: r.try_get("hash")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// How many `decision` audit records a decision has (its own record; approvals and
@@ -556,7 +542,7 @@ impl Store {
                 ),
             }));
         }
-        let mut frontier = if start == 0 {
+        let frontier = if start == 0 {
             Frontier::new()
         } else {
             match self.checkpoint(start).await? {
@@ -572,57 +558,35 @@ impl Store {
                 }
             }
         };
-        let mut verifier = audit::Verifier::resume(start, start_hash);
-        let mut batch = self.checkpoints_after(start, 1000).await?;
-        let mut more = batch.len() == 1000;
-        let mut checkpoints = batch.into_iter().peekable();
-        let mut last_checked = start;
+        let mut walk = Walk {
+            verifier: audit::Verifier::resume(start, start_hash),
+            frontier,
+            last_checked: start,
+        };
         let mut after = start;
         loop {
-            let rows = self.audit_chain(after, 5000).await?;
+            let rows = self.audit_chain_rows(after, 5000).await?;
             let Some(last) = rows.last() else { break };
-            after = last.seq;
-            for row in &rows {
-                if let Err(b) = verifier.check(row) {
-                    return Ok(Err(b));
-                }
-                let Some(leaf) = merkle::leaf_hash(&row.hash) else {
-                    return Ok(Err(Break {
-                        seq: row.seq,
-                        tamper: Tamper::Edited,
-                        detail: "its hash is not a SHA-256 hash".into(),
-                    }));
-                };
-                frontier.push(leaf);
-                if more && checkpoints.peek().is_none() {
-                    batch = self.checkpoints_after(last_checked, 1000).await?;
-                    more = batch.len() == 1000;
-                    checkpoints = batch.into_iter().peekable();
-                }
-                if let Some(cp) = checkpoints.next_if(|cp| cp.size == row.seq) {
-                    if cp.root != frontier.root() || cp.chain_hash != row.hash {
-                        return Ok(Err(Break {
-                            seq: last_checked + 1,
-                            tamper: Tamper::CheckpointMismatch,
-                            detail: format!(
-                                "records {}..{} no longer make the tree of checkpoint {}: one of them was rewritten with every hash after it",
-                                last_checked + 1,
-                                cp.size,
-                                cp.size
-                            ),
-                        }));
-                    }
-                    last_checked = cp.size;
-                }
+            let last: i64 = last.try_get("seq")?;
+            let checkpoints = self.checkpoints_through(after, last).await?;
+            after = last;
+            // Decoding, hashing and parsing 5,000 records holds a thread for tens of
+            // milliseconds: not one of the request threads, where decisions would wait behind it.
+            let (back, checked) = tokio::task::spawn_blocking(move || {
+                let checked = walk.chunk(&rows, &checkpoints);
+                (walk, checked)
+            })
+            .await
+            .map_err(StoreError::bug)?;
+            walk = back;
+            if let Err(b) = checked? {
+                return Ok(Err(b));
             }
         }
         // A signed checkpoint past the last stored record: records were cut from the end, head
         // and all.
-        let (last, _) = verifier.position();
-        if let Some(cp) = checkpoints
-            .find(|cp| cp.size > last)
-            .or(self.checkpoints_after(last, 1).await?.pop())
-        {
+        let (last, _) = walk.verifier.position();
+        if let Some(cp) = self.checkpoints_after(last, 1).await?.pop() {
             return Ok(Err(Break {
                 seq: last + 1,
                 tamper: Tamper::Truncated,
@@ -635,8 +599,83 @@ impl Store {
             }));
         }
         let (head, hash) = self.audit_head().await?;
-        Ok(verifier.finish(head, &hash))
+        Ok(walk.verifier.finish(head, &hash))
     }
+}
+
+/// How far a verify has got: the chain so far, its Merkle tree, the last checkpoint matched.
+struct Walk {
+    verifier: audit::Verifier,
+    frontier: Frontier,
+    last_checked: i64,
+}
+
+impl Walk {
+    /// Checks a chunk of the chain in order, and the tree against each checkpoint that ends in
+    /// it (`checkpoints`, by size). CPU only: the caller runs it off the request threads.
+    fn chunk(
+        &mut self,
+        rows: &[AnyRow],
+        checkpoints: &[StoredCheckpoint],
+    ) -> Result<std::result::Result<(), Break>> {
+        let mut checkpoints = checkpoints.iter().peekable();
+        for row in rows {
+            let row = stored_row(row)?;
+            if let Err(b) = self.verifier.check(&row) {
+                return Ok(Err(b));
+            }
+            let Some(leaf) = merkle::leaf_hash(&row.hash) else {
+                return Ok(Err(Break {
+                    seq: row.seq,
+                    tamper: Tamper::Edited,
+                    detail: "its hash is not a SHA-256 hash".into(),
+                }));
+            };
+            self.frontier.push(leaf);
+            if let Some(cp) = checkpoints.next_if(|cp| cp.size == row.seq) {
+                if cp.root != self.frontier.root() || cp.chain_hash != row.hash {
+                    return Ok(Err(Break {
+                        seq: self.last_checked + 1,
+                        tamper: Tamper::CheckpointMismatch,
+                        detail: format!(
+                            "records {}..{} no longer make the tree of checkpoint {}: one of them was rewritten with every hash after it",
+                            self.last_checked + 1,
+                            cp.size,
+                            cp.size
+                        ),
+                    }));
+                }
+                self.last_checked = cp.size;
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// A chain row as stored.
+fn stored_row(r: &AnyRow) -> Result<StoredRow> {
+    Ok(StoredRow {
+        seq: r.try_get("seq")?,
+        columns: Columns {
+            at: r.try_get("at")?,
+            event_type: r.try_get("event_type")?,
+            actor_kind: r.try_get("actor_kind")?,
+            actor_id: r.try_get("actor_id")?,
+            agent_id: r.try_get("agent_id")?,
+            environment: r.try_get("environment")?,
+            action_class: r.try_get("action_class")?,
+            decision_id: r.try_get("decision_id")?,
+            service: r.try_get("service")?,
+            team: r.try_get("team")?,
+            verdict: r.try_get("verdict")?,
+            outcome: r.try_get("outcome")?,
+            risk: r.try_get("risk")?,
+            on_behalf_of: r.try_get("on_behalf_of")?,
+        },
+        record: r.try_get("record")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
 }
 
 #[cfg(test)]

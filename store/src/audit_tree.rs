@@ -175,6 +175,22 @@ impl Store {
         rows.iter().map(checkpoint_of).collect()
     }
 
+    /// The checkpoints of sizes `after + 1 ..= through`, by size.
+    pub(crate) async fn checkpoints_through(
+        &self,
+        after: i64,
+        through: i64,
+    ) -> Result<Vec<StoredCheckpoint>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE size > $1 AND size <= $2 ORDER BY size"
+        ))
+        .bind(after)
+        .bind(through)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(checkpoint_of).collect()
+    }
+
     /// The tree from the newest checkpoint extended to the chain's head, reading the new
     /// records a chunk at a time; `None` when the head is the newest checkpoint.
     pub async fn extend_tree(&self) -> Result<Option<Extended>> {
