@@ -669,24 +669,230 @@ wire_names!(EventType {
 pub struct Event {
     /// Event id (the same in every endpoint's delivery).
     pub id: String,
-    /// What happened.
+    /// What happened: always `data`'s own type.
     #[serde(rename = "type")]
     pub event_type: EventType,
     /// RFC 3339.
     pub at: String,
     /// The event's data.
-    pub data: serde_json::Value,
+    pub data: EventData,
 }
 
 impl Event {
-    /// A new event of `event_type` at `now` (Unix microseconds).
-    pub fn new(event_type: EventType, now: i64, data: serde_json::Value) -> Event {
+    /// A new event at `now` (Unix microseconds); its type is its data's.
+    pub fn new(now: i64, data: EventData) -> Event {
         Event {
             id: uuid::Uuid::now_v7().to_string(),
-            event_type,
+            event_type: data.event_type(),
             at: format_micros(now),
             data,
         }
+    }
+}
+
+/// The action an event is about, named the same way in every event that has one.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventAction {
+    /// The decision that allowed or asked about it.
+    pub decision_id: String,
+    /// The agent.
+    pub agent: String,
+    /// Its class.
+    pub class: String,
+    /// Where.
+    pub environment: String,
+    /// On what.
+    pub service: String,
+}
+
+impl From<&Guard> for EventAction {
+    fn from(g: &Guard) -> EventAction {
+        EventAction {
+            decision_id: g.decision_id.clone(),
+            agent: g.agent.clone(),
+            class: g.class.clone(),
+            environment: g.environment.clone(),
+            service: g.service.clone(),
+        }
+    }
+}
+
+impl From<&Approval> for EventAction {
+    fn from(a: &Approval) -> EventAction {
+        EventAction {
+            decision_id: a.decision_id.clone(),
+            agent: a.agent.clone(),
+            class: a.class.clone(),
+            environment: a.environment.clone(),
+            service: a.service.clone(),
+        }
+    }
+}
+
+/// What an event says: one variant per [`EventType`], with the fields docs/configuration.md
+/// lists for it, so that a missing or misspelt field is a compile error rather than a receiver's
+/// surprise. Absent values are sent as `null`, never left out.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    /// `approval.requested`.
+    ApprovalRequested {
+        /// The approval to decide.
+        approval_id: String,
+        /// When it lapses, RFC 3339.
+        expires_at: String,
+        /// The action.
+        #[serde(flatten)]
+        action: EventAction,
+        /// The human the agent acts for, if it said.
+        on_behalf_of: Option<String>,
+        /// The decision's risk.
+        risk: crate::decision::Risk,
+        /// What the anomaly detectors found, when any ran.
+        anomaly: Option<Box<crate::decision::Anomaly>>,
+        /// The agent's reasoning.
+        reasoning: Option<String>,
+        /// The agent's plan.
+        plan: Option<serde_json::Value>,
+        /// The effective tier.
+        tier: u8,
+    },
+    /// `approval.decided`.
+    ApprovalDecided {
+        /// The approval.
+        approval_id: String,
+        /// `approved` or `rejected`.
+        status: ApprovalStatus,
+        /// Who gave the last word.
+        decided_by: String,
+        /// Everyone who approved.
+        approved_by: Vec<String>,
+        /// The decider's comment.
+        comment: Option<String>,
+        /// The action.
+        #[serde(flatten)]
+        action: EventAction,
+    },
+    /// `approval.expired`.
+    ApprovalExpired {
+        /// The approval.
+        approval_id: String,
+        /// The action.
+        #[serde(flatten)]
+        action: EventAction,
+        /// When it lapsed, RFC 3339.
+        expires_at: String,
+    },
+    /// `violation.flagged`.
+    ViolationFlagged {
+        /// The violation.
+        violation_id: String,
+        /// The action.
+        #[serde(flatten)]
+        action: EventAction,
+        /// `flag` or `guard` (a blocked violation is not an event).
+        mode: ViolationMode,
+        /// What was violated.
+        reason: ViolationReason,
+    },
+    /// `rollback.requested`.
+    RollbackRequested {
+        /// The action.
+        #[serde(flatten)]
+        action: EventAction,
+        /// Why, as texts.
+        reasons: Vec<String>,
+    },
+    /// `guard.review_requested`.
+    GuardReviewRequested {
+        /// The review (an approval) to decide.
+        review_id: String,
+        /// The action.
+        #[serde(flatten)]
+        action: EventAction,
+        /// Why a human must look.
+        why: String,
+    },
+    /// `rollback_trigger.failing`.
+    RollbackTriggerFailing {
+        /// The action.
+        #[serde(flatten)]
+        action: EventAction,
+        /// How many errors in a row made it page.
+        errors_in_a_row: u32,
+        /// The last error, as texts.
+        reasons: Vec<String>,
+    },
+    /// `tier.changed`.
+    TierChanged {
+        /// The change, as `/v1/agents/{id}/trust/history` shows it.
+        #[serde(flatten)]
+        change: TierChange,
+        /// The agent's status after it.
+        status: crate::identity::AgentStatus,
+    },
+    /// `report.ready`.
+    ReportReady {
+        /// ISO week, `2027-W01`.
+        week: String,
+        /// Whose report.
+        scope: String,
+        /// Its one-sentence headline.
+        summary: String,
+        /// Whether anything happened in either week.
+        activity: bool,
+        /// Agents' production changes this week.
+        agents: ReportFigures,
+        /// Humans' production changes this week.
+        humans: ReportFigures,
+        /// Where to read it.
+        url: String,
+    },
+}
+
+/// A side's headline figures in `report.ready`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReportFigures {
+    /// Production changes this week.
+    pub changes: u64,
+    /// Their failure rate this week; `null` without changes.
+    pub failure_rate: Option<f64>,
+}
+
+impl EventData {
+    /// The type this data is sent as.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            EventData::ApprovalRequested { .. } => EventType::ApprovalRequested,
+            EventData::ApprovalDecided { .. } => EventType::ApprovalDecided,
+            EventData::ApprovalExpired { .. } => EventType::ApprovalExpired,
+            EventData::ViolationFlagged { .. } => EventType::ViolationFlagged,
+            EventData::RollbackRequested { .. } => EventType::RollbackRequested,
+            EventData::GuardReviewRequested { .. } => EventType::GuardReviewRequested,
+            EventData::RollbackTriggerFailing { .. } => EventType::RollbackTriggerFailing,
+            EventData::TierChanged { .. } => EventType::TierChanged,
+            EventData::ReportReady { .. } => EventType::ReportReady,
+        }
+    }
+
+    /// The action it is about, for the events that have one.
+    pub fn action(&self) -> Option<&EventAction> {
+        match self {
+            EventData::ApprovalRequested { action, .. }
+            | EventData::ApprovalDecided { action, .. }
+            | EventData::ApprovalExpired { action, .. }
+            | EventData::ViolationFlagged { action, .. }
+            | EventData::RollbackRequested { action, .. }
+            | EventData::GuardReviewRequested { action, .. }
+            | EventData::RollbackTriggerFailing { action, .. } => Some(action),
+            EventData::TierChanged { .. } | EventData::ReportReady { .. } => None,
+        }
+    }
+
+    /// As a JSON value, for an audit record's details.
+    pub fn to_value(&self) -> serde_json::Value {
+        // Every field is a string, number, list or map with string keys: this cannot fail.
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 

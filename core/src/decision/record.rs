@@ -14,7 +14,7 @@ use crate::identity::{Agent, Caller};
 use crate::policy::{CompiledPolicy, ViolationMode};
 use crate::quotas::{Charge, Headroom};
 use crate::records::{
-    ApprovalRow, DecisionRow, Event, EventType, EvidenceDelta, Guard, ViolationRow,
+    ApprovalRow, DecisionRow, Event, EventAction, EventData, EvidenceDelta, Guard, ViolationRow,
 };
 
 /// The approval a decision used, and who gave it (the decision's record names them).
@@ -164,9 +164,19 @@ pub(super) fn record(
             record.decision_id = Some(v.decision_id.clone());
             records.push(record);
             if v.mode != ViolationMode::Block {
-                let data = serde_json::json!({"violation_id": v.id, "decision_id": v.decision_id, "agent": v.agent_id, "class": v.class,
-                    "environment": v.environment, "service": v.service, "mode": v.mode, "reason": v.reason});
-                events.push(Event::new(EventType::ViolationFlagged, now, data));
+                let data = EventData::ViolationFlagged {
+                    violation_id: v.id.clone(),
+                    action: EventAction {
+                        decision_id: v.decision_id.clone(),
+                        agent: v.agent_id.clone(),
+                        class: v.class.clone(),
+                        environment: v.environment.clone(),
+                        service: v.service.clone(),
+                    },
+                    mode: v.mode,
+                    reason: v.reason,
+                };
+                events.push(Event::new(now, data));
             }
             // The violation is trust evidence, counted in the same transaction.
             let kind = crate::trust::Kind::of_violation(v.mode, v.reason);
@@ -212,10 +222,24 @@ pub(super) fn record(
                 details,
                 now,
             ));
-            let data = serde_json::json!({"approval_id": a.id, "expires_at": format_micros(a.expires_at), "decision_id": a.decision_id, "agent": a.agent_id,
-                "on_behalf_of": a.on_behalf_of, "class": a.class, "environment": a.environment, "service": a.service, "risk": answer.risk,
-                "anomaly": answer.anomaly, "reasoning": request.action.reasoning, "plan": request.action.plan, "tier": answer.tier});
-            events.push(Event::new(EventType::ApprovalRequested, now, data));
+            let data = EventData::ApprovalRequested {
+                approval_id: a.id.clone(),
+                expires_at: format_micros(a.expires_at),
+                action: EventAction {
+                    decision_id: a.decision_id.clone(),
+                    agent: a.agent_id.clone(),
+                    class: a.class.clone(),
+                    environment: a.environment.clone(),
+                    service: a.service.clone(),
+                },
+                on_behalf_of: a.on_behalf_of.clone(),
+                risk: answer.risk.clone(),
+                anomaly: answer.anomaly.clone().map(Box::new),
+                reasoning: request.action.reasoning.clone(),
+                plan: request.action.plan.clone(),
+                tier: answer.tier,
+            };
+            events.push(Event::new(now, data));
             Some(a)
         }
         None => None,

@@ -123,7 +123,7 @@ pub async fn patch(
                 score: before.trust_score,
                 evidence: serde_json::json!({"trust_score": before.trust_score}),
             };
-            let (more, data) = tier_changed(outbox, &change, after.status, now)?;
+            let (more, data) = tier_changed(outbox, &change, after.status, now);
             writes = more;
             records.push(by_caller(
                 caller,

@@ -7,7 +7,7 @@ use crate::clock::SharedClock;
 use crate::error::{Error, Kind, Result};
 use crate::identity::{Caller, Role};
 use crate::policy::RiskLevel;
-use crate::records::{Approval, ApprovalStatus, Event, EventType};
+use crate::records::{Approval, ApprovalStatus, Event, EventData};
 use crate::services::notify::Outbox;
 use crate::store::{ApprovalWrite, Change, Conflict, ExpiryCursor, Store, StoreError, Write};
 
@@ -25,9 +25,14 @@ pub async fn announce_expiries(
         let (page, last) = store.unannounced_expiries(now, &after, 100).await?;
         let full = page.items.len() + page.unreadable.len() >= 100;
         for a in page.items {
-            let data = serde_json::json!({"approval_id": a.id, "decision_id": a.decision_id, "agent": a.agent, "class": a.class,
-                "environment": a.environment, "service": a.service, "expires_at": a.expires_at});
-            let event = Event::new(EventType::ApprovalExpired, now, data.clone());
+            let event = Event::new(
+                now,
+                EventData::ApprovalExpired {
+                    approval_id: a.id.clone(),
+                    action: (&a).into(),
+                    expires_at: a.expires_at.clone(),
+                },
+            );
             let mut writes = vec![Write::Approval(ApprovalWrite::NoteApprovalExpired {
                 id: a.id.clone(),
             })];
@@ -41,7 +46,7 @@ pub async fn announce_expiries(
                     Actor::warden(),
                     "approval.expired",
                     format!("approval:{}", a.id),
-                    data,
+                    event.data.to_value(),
                     now,
                 )
             };
@@ -325,12 +330,19 @@ async fn try_decide(
     let mut writes = vec![write];
     // Subscribers hear of the outcome, not of each step towards it.
     if status != "pending" {
-        let data = serde_json::json!({"approval_id": id, "status": status, "decided_by": who, "approved_by": approvers, "comment": comment,
-            "decision_id": approval.decision_id, "agent": approval.agent, "class": approval.class, "environment": approval.environment, "service": approval.service});
-        writes.extend(
-            cx.outbox
-                .writes(&Event::new(EventType::ApprovalDecided, now, data), now),
-        );
+        let data = EventData::ApprovalDecided {
+            approval_id: id.to_string(),
+            status: if approve {
+                ApprovalStatus::Approved
+            } else {
+                ApprovalStatus::Rejected
+            },
+            decided_by: who.clone(),
+            approved_by: approvers.clone(),
+            comment: comment.clone(),
+            action: (&approval).into(),
+        };
+        writes.extend(cx.outbox.writes(&Event::new(now, data), now));
     }
     match cx
         .store

@@ -23,7 +23,7 @@ use crate::identity::{Caller, Role};
 use crate::plugin::JudgementVerdict;
 use crate::policy::OnSilence;
 use crate::records::{
-    Approval, ApprovalRow, ApprovalStatus, Event, EventType, Guard, GuardStatus, OutcomeStatus,
+    Approval, ApprovalRow, ApprovalStatus, Event, EventData, Guard, GuardStatus, OutcomeStatus,
 };
 use crate::services::notify::Outbox;
 use crate::services::outcomes::{self, OutcomeReport, Reporting};
@@ -334,16 +334,15 @@ impl Watch<'_> {
                 at: now,
             })];
             if !requested {
-                let data = serde_json::json!({"decision_id": g.decision_id, "agent": g.agent, "class": g.class,
-                    "environment": g.environment, "service": g.service, "reasons": [why]});
+                let data = EventData::RollbackRequested {
+                    action: g.into(),
+                    reasons: vec![why.to_string()],
+                };
                 writes.push(Write::Outcome(OutcomeWrite::RequestRollback {
                     decision_id: g.decision_id.clone(),
                     at: now,
                 }));
-                writes.extend(
-                    self.outbox
-                        .writes(&Event::new(EventType::RollbackRequested, now, data), now),
-                );
+                writes.extend(self.outbox.writes(&Event::new(now, data), now));
             }
             let record = self.record(g, "guard.rolled_back", why, now);
             match self.commit_move(writes, record).await? {
@@ -425,8 +424,11 @@ impl Watch<'_> {
             expires_at: now.saturating_add(self.reporting.policy.approval_ttl_micros(&g.class)),
             approvals_needed: i64::from(self.reporting.policy.approvers_required(&g.class)),
         };
-        let data = serde_json::json!({"review_id": id, "decision_id": g.decision_id, "agent": g.agent, "class": g.class,
-            "environment": g.environment, "service": g.service, "why": why});
+        let data = EventData::GuardReviewRequested {
+            review_id: id.clone(),
+            action: g.into(),
+            why: why.to_string(),
+        };
         let mut writes = vec![
             Write::Guard(GuardWrite::Move {
                 decision_id: g.decision_id.clone(),
@@ -437,10 +439,7 @@ impl Watch<'_> {
             }),
             Write::Approval(ApprovalWrite::InsertApproval(row)),
         ];
-        writes.extend(
-            self.outbox
-                .writes(&Event::new(EventType::GuardReviewRequested, now, data), now),
-        );
+        writes.extend(self.outbox.writes(&Event::new(now, data), now));
         let record = self.record(g, "guard.held", why, now);
         match self.commit_move(writes, record).await? {
             Moved::Done => self.outbox.notify(),
@@ -455,17 +454,17 @@ impl Watch<'_> {
     async fn failing(&self, g: &Guard, why: &str) -> Result<()> {
         let now = self.now();
         let limit = self.reporting.policy.policy.guard.error_limit;
-        let data = serde_json::json!({"decision_id": g.decision_id, "agent": g.agent, "class": g.class,
-            "environment": g.environment, "service": g.service, "errors_in_a_row": limit, "reasons": [why]});
+        let data = EventData::RollbackTriggerFailing {
+            action: g.into(),
+            errors_in_a_row: limit,
+            reasons: vec![why.to_string()],
+        };
         let mut writes = vec![Write::Guard(GuardWrite::Page {
             decision_id: g.decision_id.clone(),
             limit: i64::from(limit),
             at: now,
         })];
-        writes.extend(self.outbox.writes(
-            &Event::new(EventType::RollbackTriggerFailing, now, data),
-            now,
-        ));
+        writes.extend(self.outbox.writes(&Event::new(now, data), now));
         let record = self.record(
             g,
             "rollback_trigger.failing",

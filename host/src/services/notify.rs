@@ -18,7 +18,7 @@ use crate::clock::SharedClock;
 use serde::Deserialize;
 
 use crate::records::{Delivery, DeliveryStatus};
-use crate::records::{Event, EventType};
+use crate::records::{Event, EventAction, EventData, EventType};
 use crate::store::{Change, DeliveryWrite, Store, Write};
 
 /// `[notifications]`.
@@ -189,17 +189,9 @@ fn slack_text(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// An event's `reasons`, a list of texts, for a message.
-fn reasons(d: &serde_json::Value) -> String {
-    let text = match d.get("reasons").and_then(|r| r.as_array()) {
-        Some(items) => items
-            .iter()
-            .map(|r| r.as_str().map_or_else(|| r.to_string(), String::from))
-            .collect::<Vec<_>>()
-            .join("; "),
-        None => "?".into(),
-    };
-    slack_text(&text)
+/// A list of texts (a rollback's reasons) for a message.
+fn joined(texts: &[String]) -> String {
+    slack_text(&texts.join("; "))
 }
 
 /// The body for an endpoint's format.
@@ -207,114 +199,42 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
     match format {
         WebhookFormat::Warden => serde_json::to_string(event).unwrap_or_default(),
         WebhookFormat::Slack => {
-            let d = &event.data;
-            let s = |k: &str| slack_text(d.get(k).and_then(|v| v.as_str()).unwrap_or("?"));
-            let title = match event.event_type {
-                EventType::ApprovalRequested => format!(
-                    "Approval needed: *{}* wants to {} `{}` in *{}*",
-                    s("agent"),
-                    s("class"),
-                    s("service"),
-                    s("environment")
-                ),
-                EventType::ApprovalDecided => {
-                    format!(
-                        "Approval {} by {}: {} {} `{}` in {}",
-                        s("status"),
-                        s("decided_by"),
-                        s("agent"),
-                        s("class"),
-                        s("service"),
-                        s("environment")
-                    )
-                }
-                EventType::ApprovalExpired => format!(
-                    "Approval expired undecided: {} {} `{}` in {}",
-                    s("agent"),
-                    s("class"),
-                    s("service"),
-                    s("environment")
-                ),
-                EventType::ViolationFlagged => {
-                    format!(
-                        "Policy violation ({}): *{}* {} `{}` in {} — {}",
-                        s("mode"),
-                        s("agent"),
-                        s("class"),
-                        s("service"),
-                        s("environment"),
-                        s("reason")
-                    )
-                }
-                EventType::TierChanged => {
-                    let n = |k: &str| {
-                        d.get(k)
-                            .and_then(|v| v.as_u64())
-                            .map_or("?".into(), |t| t.to_string())
-                    };
-                    format!(
-                        "Tier change: *{}* tier {} → {} ({}) — {}",
-                        s("agent"),
-                        n("from"),
-                        n("to"),
-                        s("reason"),
-                        s("text")
-                    )
-                }
-                EventType::ReportReady => format!(
-                    "Weekly report {} ({}): {}",
-                    s("week"),
-                    s("scope"),
-                    s("summary")
-                ),
-                EventType::RollbackRequested => format!(
-                    "Rollback requested: {} {} `{}` in *{}* — {}",
-                    s("agent"),
-                    s("class"),
-                    s("service"),
-                    s("environment"),
-                    reasons(d)
-                ),
-                EventType::GuardReviewRequested => format!(
-                    "Review needed: *{}*'s {} of `{}` in *{}* is held — {}",
-                    s("agent"),
-                    s("class"),
-                    s("service"),
-                    s("environment"),
-                    s("why")
-                ),
-                EventType::RollbackTriggerFailing => format!(
-                    "Rollback trigger failing: the watch of {} {} `{}` in {} — {}",
-                    s("agent"),
-                    s("class"),
-                    s("service"),
-                    s("environment"),
-                    reasons(d)
-                ),
-            };
+            let title = slack_title(&event.data);
             let mut detail = Vec::new();
-            if let Some(r) = d.get("reasoning").and_then(|v| v.as_str()) {
-                detail.push(format!("*Reasoning:* {}", slack_text(r)));
-            }
-            if let Some(p) = d.get("plan").filter(|p| !p.is_null()) {
-                let plan = p
-                    .as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| p.to_string());
-                detail.push(format!(
-                    "*Plan:* {}",
-                    slack_text(&plan.chars().take(1500).collect::<String>())
-                ));
-            }
-            if let Some(level) = d.pointer("/risk/level").and_then(|v| v.as_str()) {
-                detail.push(format!("*Risk:* {}", slack_text(level)));
-            }
-            if event.event_type == EventType::ReportReady
-                && let Some(url) = d.get("url").and_then(|v| v.as_str())
+            if let EventData::ApprovalRequested {
+                reasoning,
+                plan,
+                risk,
+                ..
+            } = &event.data
             {
+                if let Some(r) = reasoning {
+                    detail.push(format!("*Reasoning:* {}", slack_text(r)));
+                }
+                if let Some(p) = plan.as_ref().filter(|p| !p.is_null()) {
+                    let plan = p
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| p.to_string());
+                    detail.push(format!(
+                        "*Plan:* {}",
+                        slack_text(&plan.chars().take(1500).collect::<String>())
+                    ));
+                }
+                detail.push(format!("*Risk:* {}", risk.level.as_str()));
+            }
+            if let EventData::ReportReady { url, .. } = &event.data {
                 detail.push(format!("<{}|Open the report>", slack_text(url)));
             }
-            if let Some(id) = d.get("approval_id").and_then(|v| v.as_str()) {
+            let approval = match &event.data {
+                EventData::ApprovalRequested { approval_id, .. }
+                | EventData::ApprovalDecided { approval_id, .. }
+                | EventData::ApprovalExpired { approval_id, .. } => Some(approval_id),
+                // A guard's review is an approval request too.
+                EventData::GuardReviewRequested { review_id, .. } => Some(review_id),
+                _ => None,
+            };
+            if let Some(id) = approval {
                 // Approval ids are Warden's own UUIDs; the page lists pending requests.
                 detail.push(format!(
                     "<{}/ui/approvals#{}|Open the approvals page>",
@@ -331,6 +251,84 @@ fn render(event: &Event, format: WebhookFormat, public_url: &str) -> String {
             blocks.push(serde_json::json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("{} · {}", event.event_type, event.at)}]}));
             serde_json::json!({"text": title, "blocks": blocks}).to_string()
         }
+    }
+}
+
+/// A Slack message's first line, from the event's own fields.
+fn slack_title(data: &EventData) -> String {
+    let t = slack_text;
+    // Every event but two is about an action: who did what, on what, where.
+    let what = |a: &EventAction| (t(&a.agent), t(&a.class), t(&a.service), t(&a.environment));
+    match data {
+        EventData::ApprovalRequested { action, .. } => {
+            let (agent, class, service, env) = what(action);
+            format!("Approval needed: *{agent}* wants to {class} `{service}` in *{env}*")
+        }
+        EventData::ApprovalDecided {
+            status,
+            decided_by,
+            action,
+            ..
+        } => {
+            let (agent, class, service, env) = what(action);
+            format!(
+                "Approval {status} by {}: {agent} {class} `{service}` in {env}",
+                t(decided_by)
+            )
+        }
+        EventData::ApprovalExpired { action, .. } => {
+            let (agent, class, service, env) = what(action);
+            format!("Approval expired undecided: {agent} {class} `{service}` in {env}")
+        }
+        EventData::ViolationFlagged {
+            action,
+            mode,
+            reason,
+            ..
+        } => {
+            let (agent, class, service, env) = what(action);
+            format!(
+                "Policy violation ({}): *{agent}* {class} `{service}` in {env} — {reason}",
+                mode.as_str()
+            )
+        }
+        EventData::RollbackRequested { action, reasons } => {
+            let (agent, class, service, env) = what(action);
+            format!(
+                "Rollback requested: {agent} {class} `{service}` in *{env}* — {}",
+                joined(reasons)
+            )
+        }
+        EventData::GuardReviewRequested { action, why, .. } => {
+            let (agent, class, service, env) = what(action);
+            format!(
+                "Review needed: *{agent}*'s {class} of `{service}` in *{env}* is held — {}",
+                t(why)
+            )
+        }
+        EventData::RollbackTriggerFailing {
+            action, reasons, ..
+        } => {
+            let (agent, class, service, env) = what(action);
+            format!(
+                "Rollback trigger failing: the watch of {agent} {class} `{service}` in {env} — {}",
+                joined(reasons)
+            )
+        }
+        EventData::TierChanged { change: c, .. } => format!(
+            "Tier change: *{}* tier {} → {} ({}) — {}",
+            t(&c.agent),
+            c.from,
+            c.to,
+            t(&c.reason),
+            t(&c.text)
+        ),
+        EventData::ReportReady {
+            week,
+            scope,
+            summary,
+            ..
+        } => format!("Weekly report {} ({}): {}", t(week), t(scope), t(summary)),
     }
 }
 
@@ -525,11 +523,20 @@ mod tests {
 
     #[test]
     fn a_ready_report_reaches_slack_as_its_headline_and_a_link() {
+        let EventData::ReportReady { agents, humans, .. } = sample(EventType::ReportReady) else {
+            unreachable!()
+        };
         let event = Event::new(
-            EventType::ReportReady,
             0,
-            serde_json::json!({"week": "2027-W01", "scope": "team:web", "summary": "In 2027-W01, AI agents made 4 production changes (failure rate 25.0%) and humans made 3 (failure rate 33.3%).",
-                "url": "https://warden.example/ui/reports/2027-W01?scope=team:web"}),
+            EventData::ReportReady {
+                week: "2027-W01".into(),
+                scope: "team:web".into(),
+                summary: "In 2027-W01, AI agents made 4 production changes (failure rate 25.0%) and humans made 3 (failure rate 33.3%).".into(),
+                activity: true,
+                agents,
+                humans,
+                url: "https://warden.example/ui/reports/2027-W01?scope=team:web".into(),
+            },
         );
         let body: serde_json::Value =
             serde_json::from_str(&render(&event, WebhookFormat::Slack, "https://w")).unwrap();
@@ -547,11 +554,11 @@ mod tests {
 
     #[test]
     fn slack_messages_escape_what_agents_write() {
-        let event = Event::new(
-            EventType::ApprovalRequested,
-            0,
-            serde_json::json!({"agent": "bot", "reasoning": "<!channel> see <https://evil|here> & act"}),
-        );
+        let mut data = sample(EventType::ApprovalRequested);
+        if let EventData::ApprovalRequested { reasoning, .. } = &mut data {
+            *reasoning = Some("<!channel> see <https://evil|here> & act".into());
+        }
+        let event = Event::new(0, data);
         let body = render(&event, WebhookFormat::Slack, "https://w");
         assert!(
             !body.contains("<!channel>") && !body.contains("<https://evil"),
@@ -623,26 +630,141 @@ mod tests {
         );
     }
 
-    /// Each event reads as itself in Slack, from its own fields.
+    /// An event of each type, about the same action.
+    fn sample(t: EventType) -> EventData {
+        let action = EventAction {
+            decision_id: "d1".into(),
+            agent: "bot".into(),
+            class: "deploy".into(),
+            environment: "production".into(),
+            service: "payments".into(),
+        };
+        let reasons = vec!["error rate 4% over 1%".to_string(), "p99 up 3x".to_string()];
+        match t {
+            EventType::ApprovalRequested => EventData::ApprovalRequested {
+                approval_id: "a1".into(),
+                expires_at: "2027-01-01T00:00:00Z".into(),
+                action,
+                on_behalf_of: None,
+                risk: crate::decision::Risk {
+                    level: crate::policy::RiskLevel::High,
+                    score: 80,
+                    categories: vec![],
+                },
+                anomaly: None,
+                reasoning: Some("retry <fix>".into()),
+                plan: None,
+                tier: 2,
+            },
+            EventType::ApprovalDecided => EventData::ApprovalDecided {
+                approval_id: "a1".into(),
+                status: crate::records::ApprovalStatus::Approved,
+                decided_by: "alice".into(),
+                approved_by: vec!["alice".into()],
+                comment: None,
+                action,
+            },
+            EventType::ApprovalExpired => EventData::ApprovalExpired {
+                approval_id: "a1".into(),
+                action,
+                expires_at: "2027-01-01T00:00:00Z".into(),
+            },
+            EventType::ViolationFlagged => EventData::ViolationFlagged {
+                violation_id: "v1".into(),
+                action,
+                mode: crate::policy::ViolationMode::Flag,
+                reason: crate::records::ViolationReason::ALL[0],
+            },
+            EventType::RollbackRequested => EventData::RollbackRequested { action, reasons },
+            EventType::GuardReviewRequested => EventData::GuardReviewRequested {
+                review_id: "r1".into(),
+                action,
+                why: "inconclusive canary".into(),
+            },
+            EventType::RollbackTriggerFailing => EventData::RollbackTriggerFailing {
+                action,
+                errors_in_a_row: 3,
+                reasons,
+            },
+            EventType::TierChanged => EventData::TierChanged {
+                change: crate::records::TierChange {
+                    id: "t1".into(),
+                    agent: "bot".into(),
+                    at: "2027-01-01T00:00:00Z".into(),
+                    from: 2,
+                    to: 1,
+                    reason: "rollbacks".into(),
+                    text: "two rollbacks".into(),
+                    actor: "warden".into(),
+                    score: Some(0.4),
+                    evidence: serde_json::json!({}),
+                },
+                status: crate::identity::AgentStatus::Active,
+            },
+            EventType::ReportReady => EventData::ReportReady {
+                week: "2027-W01".into(),
+                scope: "all".into(),
+                summary: "4 changes".into(),
+                activity: true,
+                agents: crate::records::ReportFigures {
+                    changes: 4,
+                    failure_rate: None,
+                },
+                humans: crate::records::ReportFigures {
+                    changes: 9,
+                    failure_rate: Some(0.1),
+                },
+                url: "https://w/ui/reports/2027-W01?scope=all".into(),
+            },
+        }
+    }
+
+    /// Each event is sent as its own type, and reads as itself in Slack, from its own fields.
     #[test]
     fn every_event_has_its_own_slack_message() {
-        let data = serde_json::json!({"agent": "bot", "class": "deploy", "service": "payments",
-            "environment": "production", "status": "approved", "decided_by": "alice", "mode": "flag",
-            "reason": "tier_too_low", "from": 2, "to": 1, "text": "two rollbacks", "week": "2027-W01",
-            "scope": "all", "summary": "4 changes", "why": "inconclusive canary",
-            "reasons": ["error rate 4% over 1%", "p99 up 3x"]});
         let mut titles = std::collections::HashSet::new();
         for &t in EventType::ALL {
-            let body: serde_json::Value = serde_json::from_str(&render(
-                &Event::new(t, 0, data.clone()),
-                WebhookFormat::Slack,
-                "https://w",
-            ))
-            .unwrap();
+            let event = Event::new(0, sample(t));
+            assert_eq!(event.event_type, t);
+            let warden: serde_json::Value =
+                serde_json::from_str(&render(&event, WebhookFormat::Warden, "https://w")).unwrap();
+            assert_eq!(warden["type"], t.as_str());
+            let body: serde_json::Value =
+                serde_json::from_str(&render(&event, WebhookFormat::Slack, "https://w")).unwrap();
             let title = body["text"].as_str().unwrap().to_string();
             assert!(!title.contains('?'), "{t}: {title}");
             assert!(titles.insert(title.clone()), "{t} repeats {title}");
         }
+        let failing = Event::new(0, sample(EventType::RollbackTriggerFailing));
+        let body = render(&failing, WebhookFormat::Slack, "https://w");
+        assert!(body.contains("error rate 4% over 1%; p99 up 3x"), "{body}");
+        let asked = Event::new(0, sample(EventType::ApprovalRequested));
+        let body = render(&asked, WebhookFormat::Slack, "https://w/");
+        for part in [
+            "*Reasoning:* retry &lt;fix&gt;",
+            "*Risk:* high",
+            "https://w/ui/approvals#a1",
+        ] {
+            assert!(body.contains(part), "{part}: {body}");
+        }
+        // A guard's review is decided on the approvals page too.
+        let held = Event::new(0, sample(EventType::GuardReviewRequested));
+        let body = render(&held, WebhookFormat::Slack, "https://w");
+        assert!(body.contains("https://w/ui/approvals#r1"), "{body}");
+    }
+
+    /// Absent values are sent as `null`: a receiver sees every documented field, always.
+    #[test]
+    fn absent_values_are_sent_as_null() {
+        let event = Event::new(0, sample(EventType::ApprovalRequested));
+        let body: serde_json::Value =
+            serde_json::from_str(&render(&event, WebhookFormat::Warden, "https://w")).unwrap();
+        let data = body["data"].as_object().unwrap();
+        for key in ["on_behalf_of", "anomaly", "plan"] {
+            assert_eq!(data.get(key), Some(&serde_json::Value::Null), "{key}");
+        }
+        assert_eq!(data["agent"], "bot");
+        assert_eq!(data["risk"]["level"], "high");
     }
 
     #[test]
@@ -684,12 +806,7 @@ mod tests {
                 ..NotificationsConfig::default()
             },
         );
-        let event = Event::new(
-            EventType::ApprovalRequested,
-            0,
-            serde_json::json!({"approval_id": "a1", "agent": "bot", "class": "deploy", "service": "payments", "environment": "production",
-                "reasoning": "retry fix", "risk": {"level": "high"}}),
-        );
+        let event = Event::new(0, sample(EventType::ApprovalRequested));
         let writes = outbox.writes(&event, 0);
         assert_eq!(writes.len(), 2);
         let bodies: Vec<&str> = writes
@@ -718,7 +835,7 @@ mod tests {
                 .contains("https://warden.example.com/ui/approvals#a1"),
             "{slack}"
         );
-        let other = Event::new(EventType::ViolationFlagged, 0, serde_json::json!({}));
+        let other = Event::new(0, sample(EventType::ViolationFlagged));
         assert_eq!(outbox.writes(&other, 0).len(), 1);
     }
 }

@@ -15,7 +15,7 @@ use crate::identity::{Caller, Role};
 use crate::plugin::{JudgementVerdict, MetricWindow, PluginAction, PluginReport};
 use crate::plugins::PluginHost;
 use crate::policy::CompiledPolicy;
-use crate::records::{Event, EventType};
+use crate::records::{Event, EventAction, EventData};
 use crate::services::notify::Outbox;
 use crate::store::{Change, Conflict, OutcomeWrite, Store, Write};
 
@@ -207,16 +207,24 @@ pub async fn receive(
     // (another batch may request it at the same moment): the batch above is kept either way.
     let mut request_now = false;
     if judged.verdict == JudgementVerdict::Failed && !already {
-        let data = serde_json::json!({"decision_id": id, "agent": agent_id, "class": action.class, "environment": action.environment, "service": action.service,
-            "reasons": judged.reasons});
+        let event = Event::new(
+            cx.now,
+            EventData::RollbackRequested {
+                action: EventAction {
+                    decision_id: id.to_string(),
+                    agent: agent_id.clone(),
+                    class: action.class.clone(),
+                    environment: action.environment.clone(),
+                    service: action.service.clone(),
+                },
+                reasons: judged.reasons.clone(),
+            },
+        );
         let mut writes = vec![Write::Outcome(OutcomeWrite::RequestRollback {
             decision_id: id.to_string(),
             at: cx.now,
         })];
-        writes.extend(cx.outbox.writes(
-            &Event::new(EventType::RollbackRequested, cx.now, data.clone()),
-            cx.now,
-        ));
+        writes.extend(cx.outbox.writes(&event, cx.now));
         let actor = Actor::warden();
         let record = AuditRecord {
             agent: Some(agent_id.clone()),
@@ -228,7 +236,7 @@ pub async fn receive(
                 actor,
                 "rollback.requested",
                 format!("service:{}", action.service),
-                data,
+                event.data.to_value(),
                 cx.now,
             )
         };

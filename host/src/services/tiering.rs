@@ -18,7 +18,7 @@ use warden_core::tiering::*;
 use warden_core::trust::{Kind, Total, Trust, assess, half_life_us};
 use warden_store::{Change, IdentityWrite, Store, TrustWrite, Write};
 
-use crate::records::{Event, EventType, ViolationReason};
+use crate::records::{Event, EventData, ViolationReason};
 use crate::services::coalesce::Coalesce;
 use crate::services::notify::Outbox;
 
@@ -29,12 +29,17 @@ pub fn tier_changed(
     change: &TierChange,
     status: AgentStatus,
     now: i64,
-) -> Result<(Vec<Write>, serde_json::Value)> {
-    let mut data = serde_json::to_value(change).map_err(Error::internal)?;
-    data["status"] = serde_json::json!(status);
-    let mut writes = outbox.writes(&Event::new(EventType::TierChanged, now, data.clone()), now);
+) -> (Vec<Write>, serde_json::Value) {
+    let event = Event::new(
+        now,
+        EventData::TierChanged {
+            change: change.clone(),
+            status,
+        },
+    );
+    let mut writes = outbox.writes(&event, now);
     writes.push(Write::Trust(TrustWrite::RecordTierChange(change.clone())));
-    Ok((writes, data))
+    (writes, event.data.to_value())
 }
 
 /// How long after a hard trigger that moved nothing the same again is not recorded (an hour).
@@ -576,7 +581,7 @@ impl Controller {
                 score: Some(a.trust.score),
                 evidence,
             };
-            let (more, data) = tier_changed(&self.outbox, &c, after.status, now)?;
+            let (more, data) = tier_changed(&self.outbox, &c, after.status, now);
             writes.extend(more);
             change = Some(c);
             AuditRecord {

@@ -14,7 +14,7 @@ use crate::clock::{SharedClock, format_micros};
 use crate::error::{Error, Result};
 use crate::identity::Agent;
 use crate::records::{DailyTrust, TierChange, Violation};
-use crate::records::{Event, EventType};
+use crate::records::{Event, EventData, ReportFigures};
 use crate::report::{Facts, IsoWeek, Scope, Toward, WatchRow, WeeklyReport};
 use crate::services::notify::Outbox;
 use crate::services::tiering::Controller;
@@ -498,16 +498,24 @@ impl Reports {
         );
         let a = &report.headline.agents;
         let h = &report.headline.humans;
-        let data = serde_json::json!({
-            "week": week.to_string(),
-            "scope": scope.key(),
-            "summary": report.summary,
-            "activity": report.activity,
-            "agents": {"changes": a.changes.this_week, "failure_rate": a.failure_rate.this_week},
-            "humans": {"changes": h.changes.this_week, "failure_rate": h.failure_rate.this_week},
-            "url": link,
-        });
-        let event = Event::new(EventType::ReportReady, now, data.clone());
+        let event = Event::new(
+            now,
+            EventData::ReportReady {
+                week: week.to_string(),
+                scope: scope.key(),
+                summary: report.summary.clone(),
+                activity: report.activity,
+                agents: ReportFigures {
+                    changes: a.changes.this_week,
+                    failure_rate: a.failure_rate.this_week,
+                },
+                humans: ReportFigures {
+                    changes: h.changes.this_week,
+                    failure_rate: h.failure_rate.this_week,
+                },
+                url: link,
+            },
+        );
         let mut writes = vec![Write::Report(ReportWrite::Keep(StoredReport {
             week: week.to_string(),
             scope: scope.key(),
@@ -519,7 +527,7 @@ impl Reports {
             Actor::warden(),
             "report.ready",
             format!("report:{week}:{}", scope.key()),
-            data,
+            event.data.to_value(),
             now,
         );
         match self
