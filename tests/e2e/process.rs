@@ -659,6 +659,50 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/audit.jsonl"));
+    // An offline export refuses the filter values the API refuses, naming the flag, rather than
+    // signing an empty file; an empty `--q` filters nothing, as the API's empty `q`.
+    for (flag, value, said) in [
+        (
+            "--risk",
+            "High",
+            "`High` is not one of low, medium, high, critical",
+        ),
+        (
+            "--actor-kind",
+            "bot",
+            "`bot` is not one of agent, human, service, admin",
+        ),
+        (
+            "--since",
+            "yesterday",
+            "`yesterday` is neither an RFC 3339 time",
+        ),
+    ] {
+        let out = warden(&db, dir.path())
+            .args(["audit", "export", "--output", "refused.jsonl", flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(&format!("{flag}: {said}")), "{stderr}");
+        assert!(!dir.path().join("refused.jsonl").exists());
+    }
+    let out = warden(&db, dir.path())
+        .args(["audit", "export", "--output", "empty-q.jsonl", "--q", ""])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The export above recorded itself, with no reasoning to match a text filter.
+    let kept = std::fs::read_to_string(dir.path().join("empty-q.jsonl")).unwrap();
+    assert!(
+        kept.contains("\"audit.exported\""),
+        "{} lines",
+        kept.lines().count()
+    );
     // This week's report from the database: every table as CSV, and the JSON counting every
     // decision made above.
     let week = warden::report::IsoWeek::at(

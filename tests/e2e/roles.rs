@@ -113,3 +113,53 @@ async fn every_role_on_every_route() {
     assert!(wrong.is_empty(), "{wrong:#?}");
     assert!(checked > 100, "{checked}");
 }
+
+/// docs/api.md lists every route of the OpenAPI document (the matrix above, which the test
+/// above holds to the document) with the roles the matrix lets in, and nothing else outside
+/// its web pages.
+#[test]
+fn the_api_page_names_every_route_and_who_may_call_it() {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    // The web pages come last and are not in the OpenAPI document.
+    let (api, pages) = page.split_once("\n## Web pages").unwrap();
+    assert!(pages.contains("`GET /ui/approvals`"), "{pages}");
+    let mut listed = Vec::new();
+    for row in api.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let route = cells[1].trim_matches('`');
+        let who = cells[2];
+        let said: String = if who.starts_with("public") {
+            "public".into()
+        } else if who.starts_with("any token") {
+            "apsg".into()
+        } else {
+            [
+                ("admin", 'a'),
+                ("approver", 'p'),
+                ("service", 's'),
+                ("agent", 'g'),
+            ]
+            .iter()
+            .filter(|(word, _)| who.contains(word))
+            .map(|(_, c)| *c)
+            .collect()
+        };
+        let Some((_, allowed)) = MATRIX.iter().find(|(r, _)| *r == route) else {
+            panic!("docs/api.md lists {route}, which the OpenAPI document does not have");
+        };
+        let mut allowed: Vec<char> = allowed.chars().collect();
+        let mut said_roles: Vec<char> = said.chars().collect();
+        allowed.sort_unstable();
+        said_roles.sort_unstable();
+        assert_eq!(said_roles, allowed, "{route}: docs/api.md says `{who}`");
+        listed.push(route);
+    }
+    let missing: Vec<&str> = MATRIX
+        .iter()
+        .map(|(r, _)| *r)
+        .filter(|r| !listed.contains(r))
+        .collect();
+    assert!(missing.is_empty(), "missing from docs/api.md: {missing:?}");
+    assert_eq!(listed.len(), MATRIX.len(), "a route listed twice");
+}

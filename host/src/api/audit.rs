@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use super::{AppState, Query};
 use crate::api::error::{ApiError as Error, ErrorBody, Result};
 use crate::clock::parse_moment;
+use crate::error::Kind;
 use crate::identity::Caller;
 use crate::services::audit as service;
 use crate::services::checkpoints;
@@ -82,6 +83,19 @@ pub(super) fn time(field: &str, value: &Option<String>, now: i64) -> Result<Opti
             })
         })
         .transpose()
+}
+
+/// The store filter for `GET /v1/audit`'s filter parameters, checked as that endpoint checks
+/// them: an offline export reads the store directly, and must refuse what the API refuses
+/// rather than sign an empty file for `--risk High`.
+pub(crate) fn filter_of(params: Vec<(&str, String)>, now: i64) -> Result<AuditFilter> {
+    let params: serde_json::Map<String, serde_json::Value> = params
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    let filters: Filters = serde_json::from_value(params.into())
+        .map_err(|e| Error::new(Kind::BadRequest, "invalid_filter", e.to_string()))?;
+    filters.parse(now)
 }
 
 impl Filters {

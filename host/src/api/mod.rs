@@ -32,7 +32,7 @@ use crate::store::Store;
 
 mod agents;
 mod approvals;
-mod audit;
+pub(crate) mod audit;
 mod auth;
 mod authzen;
 mod baselines;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
@@ -170,34 +170,11 @@ impl Filters {
         .collect()
     }
 
-    /// As a store filter, for offline exports.
+    /// As a store filter, for offline exports: checked as the API checks it.
     fn to_filter(&self, now: i64) -> anyhow::Result<AuditFilter> {
-        let time = |field: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
-            v.as_deref()
-                .map(|v| {
-                    crate::clock::parse_moment(v, now).with_context(|| {
-                        format!("--{field}: `{v}` is neither RFC 3339 nor a span such as 30d")
-                    })
-                })
-                .transpose()
-        };
-        let f = self.clone();
-        Ok(AuditFilter {
-            actor_kind: f.actor_kind,
-            agent: f.agent,
-            human: f.human,
-            team: f.team,
-            environment: f.environment,
-            service: f.service,
-            action_class: f.action_class,
-            verdict: f.verdict,
-            outcome: f.outcome,
-            risk: f.risk,
-            event_type: f.event_type,
-            since: time("since", &self.since)?,
-            until: time("until", &self.until)?,
-            text: f.q,
-            ..Default::default()
+        crate::api::audit::filter_of(self.pairs(), now).map_err(|e| match &e.field {
+            Some(field) => anyhow!("--{}: {}", field.replace('_', "-"), e.message),
+            None => anyhow!("{}", e.message),
         })
     }
 }
