@@ -696,10 +696,10 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The export above recorded itself, with no reasoning to match a text filter.
+    // Records without reasoning are kept: the agent's creation, and the export above.
     let kept = std::fs::read_to_string(dir.path().join("empty-q.jsonl")).unwrap();
     assert!(
-        kept.contains("\"audit.exported\""),
+        kept.contains("agent.created") && kept.contains("audit.exported"),
         "{} lines",
         kept.lines().count()
     );
