@@ -570,14 +570,19 @@ impl Store {
             let last: i64 = last.try_get("seq")?;
             let checkpoints = self.checkpoints_through(after, last).await?;
             after = last;
-            // Decoding, hashing and parsing 5,000 records holds a thread for tens of
-            // milliseconds: not one of the request threads, where decisions would wait behind it.
-            let (back, checked) = tokio::task::spawn_blocking(move || {
-                let checked = walk.chunk(&rows, &checkpoints);
-                (walk, checked)
-            })
-            .await
-            .map_err(StoreError::bug)?;
+            // Decoding, hashing and parsing 5,000 records holds a core for tens of milliseconds:
+            // not on a request thread, where decisions would wait behind it, and at the lowest
+            // priority, so that on two cores decisions go first (BENCHMARKS.md).
+            let (send, done) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("warden-verify".into())
+                .spawn(move || {
+                    lowest_priority();
+                    let checked = walk.chunk(&rows, &checkpoints);
+                    let _ = send.send((walk, checked));
+                })
+                .map_err(StoreError::bug)?;
+            let (back, checked) = done.await.map_err(StoreError::bug)?;
             walk = back;
             if let Err(b) = checked? {
                 return Ok(Err(b));
@@ -678,10 +683,41 @@ fn stored_row(r: &AnyRow) -> Result<StoredRow> {
     })
 }
 
+/// Gives the calling thread (one of its own, which ends with its work) the lowest priority on
+/// Linux (nice 19): it runs on what the decisions leave of the cores.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority has no memory preconditions; on Linux, who 0 is this thread.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::debug!(%error, "the verify's thread keeps its priority");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sqlite_tests::{migrated, plan};
+
+    /// A verify's chunks run at nice 19, on a thread of their own: the request threads keep
+    /// theirs.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_verify_thread_runs_at_the_lowest_priority() {
+        // SAFETY: getpriority has no memory preconditions; on Linux, who 0 is this thread.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let before = nice();
+        let inside = std::thread::spawn(move || {
+            lowest_priority();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, 19);
+        assert_eq!(nice(), before, "only the verify's own thread is lowered");
+    }
 
     /// Agents' records, most of the trail, are not in `audit_actor_kind`: a page of them walks
     /// the time index. A page of another kind's records still walks that kind's entries alone.
