@@ -404,7 +404,10 @@ async fn login(
             }
             response
         }
-        Err(sessions::Refused::NotAnApprover) => back("error", "that token is not an approver's"),
+        Err(sessions::Refused::NotAnApprover) => back(
+            "error",
+            "that token is neither an approver's nor an admin's",
+        ),
         Err(sessions::Refused::UnknownToken) => back("error", "unknown or revoked token"),
         Err(sessions::Refused::Store(e)) => back("error", &e.message),
     }

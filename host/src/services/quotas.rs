@@ -10,10 +10,11 @@ use crate::quotas::check_limit;
 use crate::services::agents;
 use crate::store::{Store, StoreError};
 
-/// How long counts are kept after their window ends: the longest window is a day, in any time zone.
+/// How long counts are kept after their window starts: the longest window is a day, in any time
+/// zone, so each is kept two days at least after it ends.
 const KEEP_US: i64 = 3 * 86_400_000_000;
 
-/// Deletes counts of windows that ended over two days ago: one step of an hourly task.
+/// Deletes counts of windows that started over three days ago: one step of an hourly task.
 pub async fn prune(store: &Store, clock: &SharedClock) -> std::result::Result<(), StoreError> {
     store
         .prune_quota_usage(clock.now_micros().saturating_sub(KEEP_US))
