@@ -875,20 +875,6 @@ impl EventData {
         }
     }
 
-    /// The action it is about, for the events that have one.
-    pub fn action(&self) -> Option<&EventAction> {
-        match self {
-            EventData::ApprovalRequested { action, .. }
-            | EventData::ApprovalDecided { action, .. }
-            | EventData::ApprovalExpired { action, .. }
-            | EventData::ViolationFlagged { action, .. }
-            | EventData::RollbackRequested { action, .. }
-            | EventData::GuardReviewRequested { action, .. }
-            | EventData::RollbackTriggerFailing { action, .. } => Some(action),
-            EventData::TierChanged { .. } | EventData::ReportReady { .. } => None,
-        }
-    }
-
     /// As a JSON value, for an audit record's details.
     pub fn to_value(&self) -> serde_json::Value {
         // Every field is a string, number, list or map with string keys: this cannot fail.
