@@ -409,7 +409,7 @@ pub struct Delivery {
     /// The event's id (the same for every endpoint).
     pub event_id: String,
     /// `approval.requested`, …
-    pub event_type: String,
+    pub event_type: EventType,
     /// The endpoint's name.
     pub endpoint: String,
     /// The body sent, in the endpoint's format.
@@ -621,7 +621,7 @@ wire_names!(ViolationStatus { Open => "open", Acknowledged => "acknowledged" });
 
 /// The events Warden sends to webhooks: a closed set, so that a webhook's filter can name only
 /// events that exist and every event has its own message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum EventType {
     /// An action waits for human approval.
     #[serde(rename = "approval.requested")]

@@ -2,7 +2,7 @@
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
-use warden_core::records::{Delivery, DeliveryStatus};
+use warden_core::records::{Delivery, DeliveryStatus, EventType};
 
 use crate::error::{Conflict, Result};
 use crate::writer::{Applied, affected};
@@ -53,7 +53,7 @@ fn delivery_of(r: &AnyRow) -> Result<Delivery> {
     Ok(Delivery {
         id: r.try_get("id")?,
         event_id: r.try_get("event_id")?,
-        event_type: r.try_get("event_type")?,
+        event_type: wire(r, "event_type", EventType::parse)?,
         endpoint: r.try_get("endpoint")?,
         body: r.try_get("body")?,
         status: wire(r, "status", DeliveryStatus::parse)?,
@@ -132,7 +132,7 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &DeliveryWrite) -> Ap
             )
             .bind(&d.id)
             .bind(&d.event_id)
-            .bind(&d.event_type)
+            .bind(d.event_type.as_str())
             .bind(&d.endpoint)
             .bind(&d.body)
             .bind(d.next_attempt_at)

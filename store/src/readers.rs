@@ -52,6 +52,11 @@ impl Readers {
             .map_err(|_| StoreError::unavailable("timed out waiting for a reading connection"))?
     }
 
+    /// The database these connections are to.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     async fn connection(&self) -> Result<AnyConnection> {
         loop {
             let next = self.idle.lock().expect("readers lock").pop();

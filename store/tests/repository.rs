@@ -16,8 +16,8 @@ use warden_core::policy::{Effect, Grant, RiskLevel, ViolationMode};
 use warden_core::quotas::{Charge, Counting, Unit};
 use warden_core::records::{
     Activity, ApprovalRow, ApprovalStatus, ConfirmationStatus, DecisionRow, Delivery,
-    DeliveryStatus, EvidenceDelta, Guard, GuardStatus, OutcomeStatus, TierChange, ViolationReason,
-    ViolationRow,
+    DeliveryStatus, EventType, EvidenceDelta, Guard, GuardStatus, OutcomeStatus, TierChange,
+    ViolationReason, ViolationRow,
 };
 use warden_core::trust::{Kind, Source, TrustPolicy, half_life_us};
 use warden_store::{
@@ -1745,7 +1745,7 @@ async fn deliveries(backend: Backend) {
     let delivery = Delivery {
         id: "del1".into(),
         event_id: "ev1".into(),
-        event_type: "approval.requested".into(),
+        event_type: EventType::ApprovalRequested,
         endpoint: "ops".into(),
         body: "{}".into(),
         status: DeliveryStatus::Pending,

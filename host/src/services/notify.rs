@@ -113,7 +113,7 @@ impl Outbox {
                 Write::Delivery(DeliveryWrite::InsertDelivery(Delivery {
                     id: uuid::Uuid::now_v7().to_string(),
                     event_id: event.id.clone(),
-                    event_type: event.event_type.as_str().to_string(),
+                    event_type: event.event_type,
                     endpoint: e.name.clone(),
                     body: render(event, e.format, &self.settings.public_url),
                     status: DeliveryStatus::Pending,
@@ -448,7 +448,7 @@ async fn attempt(
         .post(&endpoint.url)
         .header("content-type", "application/json")
         .header("user-agent", concat!("warden/", env!("CARGO_PKG_VERSION")))
-        .header("x-warden-event", &d.event_type)
+        .header("x-warden-event", d.event_type.as_str())
         .header("x-warden-event-id", &d.event_id)
         .header("x-warden-delivery", &d.id)
         .header("x-warden-timestamp", timestamp.to_string());
