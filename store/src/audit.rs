@@ -531,40 +531,10 @@ impl Store {
     /// Verifies the stored chain from its start to its head, 5,000 records at a time, and
     /// the Merkle tree against every stored checkpoint on the way (their signatures are the
     /// caller's to check); returns the last record's number, or the first break.
-    ///
-    /// The whole walk, read and check, runs on a thread of its own at the lowest priority,
-    /// through a connection opened from that thread: SQLite's thread for it starts from there
-    /// and inherits the priority, so on two cores decisions go first (BENCHMARKS.md).
+    /// It runs apart from the request threads (`apart`).
     pub async fn verify_audit(&self) -> Result<std::result::Result<i64, Break>> {
-        let (send, done) = tokio::sync::oneshot::channel();
-        let store = self.clone();
-        std::thread::Builder::new()
-            .name("warden-verify".into())
-            .spawn(move || {
-                lowest_priority();
-                let _ = send.send(store.verify_here());
-            })
-            .map_err(StoreError::bug)?;
-        done.await.map_err(StoreError::bug)?
-    }
-
-    /// `walk_audit` on the calling thread, with a runtime and a connection of its own.
-    fn verify_here(self) -> Result<std::result::Result<i64, Break>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(StoreError::bug)?;
-        runtime.block_on(async move {
-            let pool = own_pool(self.backend, self.readers.url()).await?;
-            let verified = Store {
-                pool: pool.clone(),
-                ..self
-            }
-            .walk_audit()
-            .await;
-            pool.close().await;
-            verified
-        })
+        self.apart(|store| async move { store.walk_audit().await })
+            .await
     }
 
     async fn walk_audit(&self) -> Result<std::result::Result<i64, Break>> {
@@ -705,96 +675,10 @@ fn stored_row(r: &AnyRow) -> Result<StoredRow> {
     })
 }
 
-/// A pool of one connection, opened from the calling thread (on SQLite, the connection's own
-/// thread starts from it, at its priority).
-async fn own_pool(backend: Backend, url: &str) -> Result<sqlx::AnyPool> {
-    Ok(crate::pool_options(backend, 1).connect(url).await?)
-}
-
-/// Gives the calling thread (one of its own, which ends with its work) the lowest priority on
-/// Linux (nice 19): it runs on what the decisions leave of the cores. Threads it starts later
-/// inherit it.
-fn lowest_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority has no memory preconditions; on Linux, who 0 is this thread.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
-            let error = std::io::Error::last_os_error();
-            tracing::debug!(%error, "the verify's thread keeps its priority");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sqlite_tests::{migrated, plan};
-
-    /// A verify's chunks run at nice 19, on a thread of their own: the request threads keep
-    /// theirs.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_verify_thread_runs_at_the_lowest_priority() {
-        // SAFETY: getpriority has no memory preconditions; on Linux, who 0 is this thread.
-        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-        let before = nice();
-        let inside = std::thread::spawn(move || {
-            lowest_priority();
-            nice()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(inside, 19);
-        assert_eq!(nice(), before, "only the verify's own thread is lowered");
-    }
-
-    /// The verify reads through SQLite's thread for its own connection: that thread starts at
-    /// the verify's priority, or the read would be a turn taken from decisions.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_verify_reads_at_the_lowest_priority() {
-        // This process's threads: id, name and nice value (`proc_pid_stat(5)`, fields 2 and 19).
-        fn threads() -> Vec<(String, String, i64)> {
-            let tasks = std::fs::read_dir("/proc/self/task").unwrap();
-            tasks
-                .filter_map(|t| {
-                    let id = t.ok()?.file_name().into_string().ok()?;
-                    let stat =
-                        std::fs::read_to_string(format!("/proc/self/task/{id}/stat")).ok()?;
-                    let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
-                    let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
-                    Some((id, name.to_owned(), nice))
-                })
-                .collect()
-        }
-        sqlx::any::install_default_drivers();
-        let before: Vec<String> = threads().into_iter().map(|(id, ..)| id).collect();
-        let started = std::thread::spawn(move || {
-            lowest_priority();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let pool = own_pool(Backend::Sqlite, "sqlite::memory:").await.unwrap();
-                sqlx::query("SELECT 1").fetch_one(&pool).await.unwrap();
-                let started: Vec<_> = threads()
-                    .into_iter()
-                    .filter(|(id, ..)| !before.contains(id))
-                    .collect();
-                pool.close().await;
-                started
-            })
-        })
-        .join()
-        .unwrap();
-        let sqlite: Vec<_> = started
-            .iter()
-            .filter(|(_, name, _)| name.starts_with("sqlx-sqlite"))
-            .collect();
-        assert_eq!(sqlite.len(), 1, "{started:?}");
-        assert_eq!(sqlite[0].2, 19, "{started:?}");
-    }
 
     /// Agents' records, most of the trail, are not in `audit_actor_kind`: a page of them walks
     /// the time index. A page of another kind's records still walks that kind's entries alone.

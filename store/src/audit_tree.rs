@@ -192,8 +192,14 @@ impl Store {
     }
 
     /// The tree from the newest checkpoint extended to the chain's head, reading the new
-    /// records a chunk at a time; `None` when the head is the newest checkpoint.
+    /// records a chunk at a time; `None` when the head is the newest checkpoint. Minutes of
+    /// records are read and hashed apart from the request threads (`apart`).
     pub async fn extend_tree(&self) -> Result<Option<Extended>> {
+        self.apart(|store| async move { store.extend_tree_here().await })
+            .await
+    }
+
+    async fn extend_tree_here(&self) -> Result<Option<Extended>> {
         let (head, head_hash) = self.audit_head().await?;
         let latest = self.latest_checkpoint().await?;
         let mut frontier = latest

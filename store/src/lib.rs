@@ -24,6 +24,7 @@ use warden_core::audit::AuditRecord;
 use warden_core::identity::{Agent, Human, TokenRecord};
 
 mod activity;
+mod apart;
 mod approvals;
 mod audit;
 mod audit_tree;
