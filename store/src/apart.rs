@@ -1,8 +1,11 @@
 //! The audit chain's long walks (a verify, a checkpoint's tree extension) run apart from the
-//! request threads: on a thread of their own at the lowest priority, with a runtime and a
-//! connection opened from that thread. On SQLite the connection's own thread starts from it and
-//! inherits its priority, so neither the read nor the hashing is a turn taken from decisions; on
-//! two cores decisions go first (BENCHMARKS.md).
+//! request threads: on a thread of their own, with a runtime and a connection opened from that
+//! thread, so taking thousands of rows is not a turn on a request thread that decisions queue
+//! behind. The read keeps its priority: SQLite hands rows over fifty at a time, and a read's
+//! snapshot, which keeps the WAL from restarting while it lasts, lasts until the last row is
+//! taken. A read at the lowest priority, starved by the decisions, held it for so long that
+//! their p99 doubled (BENCHMARKS.md). What costs CPU and holds no snapshot, a verify's check of
+//! a chunk, runs at the lowest priority ([`at_lowest_priority`]).
 
 use std::future::Future;
 
@@ -23,7 +26,6 @@ impl Store {
         std::thread::Builder::new()
             .name("warden-walk".into())
             .spawn(move || {
-                lowest_priority();
                 let _ = send.send(store.here(walk));
             })
             .map_err(StoreError::bug)?;
@@ -58,9 +60,22 @@ async fn own_pool(backend: Backend, url: &str) -> Result<sqlx::AnyPool> {
     Ok(crate::pool_options(backend, 1).connect(url).await?)
 }
 
-/// Gives the calling thread (one of its own, which ends with its work) the lowest priority on
-/// Linux (nice 19): it runs on what the decisions leave of the cores. Threads it starts later
-/// inherit it.
+/// Runs `work` on a thread of its own at the lowest priority (nice 19 on Linux), which ends with
+/// it: it runs on what the decisions leave of the cores.
+pub(crate) fn at_lowest_priority<T: Send>(work: impl FnOnce() -> T + Send) -> Result<T> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("warden-low".into())
+            .spawn_scoped(scope, || {
+                lowest_priority();
+                work()
+            })
+            .map_err(StoreError::bug)?
+            .join()
+            .map_err(|_| StoreError::bug("a walk's low-priority work panicked"))
+    })
+}
+
 fn lowest_priority() {
     #[cfg(target_os = "linux")]
     {
@@ -99,10 +114,10 @@ mod tests {
         unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }.into()
     }
 
-    /// A walk runs at nice 19 and reads through SQLite's thread for its own connection, which
-    /// starts at the same priority; the caller's thread keeps its own.
+    /// A walk runs on a thread of its own and reads through SQLite's thread for its own
+    /// connection, both at the caller's priority; its low-priority work runs at nice 19.
     #[tokio::test]
-    async fn a_walk_reads_and_runs_at_the_lowest_priority() {
+    async fn a_walk_reads_apart_at_its_callers_priority() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions {
             url: format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display()),
@@ -116,7 +131,7 @@ mod tests {
         .unwrap();
         let before: Vec<String> = threads().into_iter().map(|(id, ..)| id).collect();
         let caller = nice();
-        let (walker, started) = store
+        let (name, walker, low, started) = store
             .apart(move |store| async move {
                 let (head, _) = store.audit_head().await?;
                 assert_eq!(head, 0);
@@ -124,17 +139,20 @@ mod tests {
                     .into_iter()
                     .filter(|(id, ..)| !before.contains(id))
                     .collect();
-                Ok((nice(), started))
+                let name = std::thread::current().name().map(str::to_owned);
+                Ok((name, nice(), at_lowest_priority(nice)?, started))
             })
             .await
             .unwrap();
-        assert_eq!(walker, 19);
-        assert_eq!(nice(), caller, "only the walk's own threads are lowered");
+        assert_eq!(name.as_deref(), Some("warden-walk"));
+        assert_eq!(walker, caller);
+        assert_eq!(low, 19);
+        assert_eq!(nice(), caller, "only the low-priority work is lowered");
         let sqlite: Vec<_> = started
             .iter()
             .filter(|(_, name, _)| name.starts_with("sqlx-sqlite"))
             .collect();
         assert!(!sqlite.is_empty(), "{started:?}");
-        assert!(sqlite.iter().all(|(.., nice)| *nice == 19), "{started:?}");
+        assert!(sqlite.iter().all(|(.., n)| *n == caller), "{started:?}");
     }
 }

@@ -576,7 +576,8 @@ impl Store {
             let last: i64 = last.try_get("seq")?;
             let checkpoints = self.checkpoints_through(after, last).await?;
             after = last;
-            if let Err(b) = walk.chunk(&rows, &checkpoints)? {
+            // Decoding, hashing and parsing 5,000 records holds a core for tens of milliseconds.
+            if let Err(b) = crate::apart::at_lowest_priority(|| walk.chunk(&rows, &checkpoints))?? {
                 return Ok(Err(b));
             }
         }
