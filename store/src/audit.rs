@@ -528,7 +528,7 @@ impl Store {
         Ok(false)
     }
 
-    /// Verifies the stored chain from its start to its head, 5,000 records at a time, and
+    /// Verifies the stored chain from its start to its head, 1,000 records at a time, and
     /// the Merkle tree against every stored checkpoint on the way (their signatures are the
     /// caller's to check); returns the last record's number, or the first break.
     /// It runs apart from the request threads (`apart`).
@@ -571,12 +571,15 @@ impl Store {
         };
         let mut after = start;
         loop {
-            let rows = self.audit_chain_rows(after, 5000).await?;
+            // A read's snapshot keeps SQLite's WAL from restarting until its last row is taken:
+            // reads of 1,000 records, not 5,000, halved decisions' p99 during a verify
+            // (BENCHMARKS.md).
+            let rows = self.audit_chain_rows(after, 1000).await?;
             let Some(last) = rows.last() else { break };
             let last: i64 = last.try_get("seq")?;
             let checkpoints = self.checkpoints_through(after, last).await?;
             after = last;
-            // Decoding, hashing and parsing 5,000 records holds a core for tens of milliseconds.
+            // Decoding, hashing and parsing them holds a core for milliseconds.
             if let Err(b) = crate::apart::at_lowest_priority(|| walk.chunk(&rows, &checkpoints))?? {
                 return Ok(Err(b));
             }
