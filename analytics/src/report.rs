@@ -324,7 +324,10 @@ pub fn weekly(facts: &Facts) -> Result<WeeklyReport> {
     let this_week = |at: i64| facts.day_of(at).is_some_and(|d| d >= 7);
     let activity = verdicts.decisions.this_week > 0
         || approvals.requested.this_week > 0
-        || facts.humans.iter().any(|h| this_week(h.at))
+        || facts
+            .humans
+            .iter()
+            .any(|h| h.class != READ_CLASS && this_week(h.at))
         || facts.violations.iter().any(|v| this_week(v.at));
     let mut report = WeeklyReport {
         schema: SCHEMA.into(),
@@ -1064,6 +1067,15 @@ mod tests {
     fn an_empty_week_says_so_and_computes_no_rates() {
         let r = weekly(&facts()).unwrap();
         assert!(!r.activity);
+        // A human who only read is not a change: the week is still empty.
+        let mut reads = facts();
+        let mut read = human("ann", "t1", "2027-01-05T10:00:00Z", "production", None);
+        read.class = READ_CLASS.into();
+        reads.humans = vec![read.clone()];
+        assert!(!weekly(&reads).unwrap().activity);
+        read.class = "deploy".into();
+        reads.humans = vec![read];
+        assert!(weekly(&reads).unwrap().activity);
         assert!(
             r.summary.starts_with("No activity in 2027-W01"),
             "{}",

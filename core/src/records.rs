@@ -717,6 +717,30 @@ impl From<&Guard> for EventAction {
     }
 }
 
+impl From<&ViolationRow> for EventAction {
+    fn from(v: &ViolationRow) -> EventAction {
+        EventAction {
+            decision_id: v.decision_id.clone(),
+            agent: v.agent_id.clone(),
+            class: v.class.clone(),
+            environment: v.environment.clone(),
+            service: v.service.clone(),
+        }
+    }
+}
+
+impl From<&ApprovalRow> for EventAction {
+    fn from(a: &ApprovalRow) -> EventAction {
+        EventAction {
+            decision_id: a.decision_id.clone(),
+            agent: a.agent_id.clone(),
+            class: a.class.clone(),
+            environment: a.environment.clone(),
+            service: a.service.clone(),
+        }
+    }
+}
+
 impl From<&Approval> for EventAction {
     fn from(a: &Approval) -> EventAction {
         EventAction {

@@ -81,6 +81,17 @@ async fn approve_then_execute_exactly_once(backend: Backend) {
     );
     assert_eq!(shown["summary"]["risk"]["level"], "high");
     assert_eq!(shown["decision_id"], asked["decision_id"]);
+    // The platform waiting on it may read it too; to another agent it does not exist.
+    let platform = s.token("service", None).await;
+    let (status, seen) = s.get(&format!("/v1/approvals/{id}"), &platform).await;
+    assert_eq!(
+        (status, &seen["id"]),
+        (StatusCode::OK, &shown["id"]),
+        "{seen}"
+    );
+    let other = s.agent("onlooker", 2, json!({})).await;
+    let theirs = s.get(&format!("/v1/approvals/{id}"), &other).await;
+    assert_error(&theirs, 404, "unknown_approval");
 
     // Asking again while it is pending waits on the same approval.
     let (_, again) = decide(&s, &bot, migration("payments"), Some(&id)).await;

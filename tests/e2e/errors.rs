@@ -288,11 +288,8 @@ async fn auth_errors(backend: Backend) {
         .as_deref(),
         Some("agent")
     );
-    assert_error(
-        &s.get("/v1/agents/other", &bot).await,
-        403,
-        "acting_for_another_agent",
-    );
+    // To an agent another agent does not exist, as on every read.
+    assert_error(&s.get("/v1/agents/other", &bot).await, 404, "unknown_agent");
     assert_eq!(s.get("/v1/agents/bot", &bot).await.0, 200);
     // Tokens need real subjects.
     assert_eq!(

@@ -746,6 +746,53 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         decided,
         "{counted}"
     );
+    // A week whose report the schedule kept is given as it was kept and announced, as the API
+    // gives it, not made again.
+    let mut config = db.config();
+    config.storage.data_dir = dir.path().join("warden-data");
+    let keeper =
+        warden::server::Warden::open(config, std::sync::Arc::new(warden::clock::SystemClock))
+            .await
+            .unwrap();
+    let last_week = warden::report::IsoWeek::parse(&week).unwrap().previous();
+    let organisation = warden::report::Scope::Organisation;
+    assert!(
+        keeper
+            .state
+            .reports
+            .keep(last_week, &organisation)
+            .await
+            .unwrap()
+    );
+    let kept = keeper
+        .state
+        .reports
+        .stored(last_week, &organisation)
+        .await
+        .unwrap()
+        .unwrap();
+    keeper.state.store.close().await;
+    let out = warden(&db, dir.path())
+        .args([
+            "report",
+            "weekly",
+            "--week",
+            &last_week.to_string(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let served: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        served["generated_at"].as_str(),
+        Some(kept.generated_at.as_str())
+    );
     for (args, says) in [
         (vec!["report", "weekly", "--format", "csv"], "--out"),
         (vec!["report", "weekly", "--week", "2026-W99"], "--week"),

@@ -166,13 +166,7 @@ pub(super) fn record(
             if v.mode != ViolationMode::Block {
                 let data = EventData::ViolationFlagged {
                     violation_id: v.id.clone(),
-                    action: EventAction {
-                        decision_id: v.decision_id.clone(),
-                        agent: v.agent_id.clone(),
-                        class: v.class.clone(),
-                        environment: v.environment.clone(),
-                        service: v.service.clone(),
-                    },
+                    action: EventAction::from(&v),
                     mode: v.mode,
                     reason: v.reason,
                 };
@@ -225,13 +219,7 @@ pub(super) fn record(
             let data = EventData::ApprovalRequested {
                 approval_id: a.id.clone(),
                 expires_at: format_micros(a.expires_at),
-                action: EventAction {
-                    decision_id: a.decision_id.clone(),
-                    agent: a.agent_id.clone(),
-                    class: a.class.clone(),
-                    environment: a.environment.clone(),
-                    service: a.service.clone(),
-                },
+                action: EventAction::from(&a),
                 on_behalf_of: a.on_behalf_of.clone(),
                 risk: answer.risk.clone(),
                 anomaly: answer.anomaly.clone().map(Box::new),

@@ -50,7 +50,7 @@ async fn list_agents(
     Ok(axum::Json(state.store.agents(q.team.as_deref()).await?))
 }
 
-/// One agent. An agent's token may read only itself.
+/// One agent. An agent's token may read only itself; to it another agent does not exist.
 #[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_agent(
@@ -58,17 +58,11 @@ async fn get_agent(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Agent>> {
+    let unknown = || Error::not_found("unknown_agent", format!("no agent `{id}`"));
     if caller.role == Role::Agent && caller.subject.as_deref() != Some(id.as_str()) {
-        return Err(Error::forbidden(
-            "acting_for_another_agent",
-            "an agent may only read itself",
-        ));
+        return Err(unknown());
     }
-    let agent = state
-        .store
-        .agent(&id)
-        .await?
-        .ok_or_else(|| Error::not_found("unknown_agent", format!("no agent `{id}`")))?;
+    let agent = state.store.agent(&id).await?.ok_or_else(unknown)?;
     Ok(axum::Json(std::sync::Arc::unwrap_or_clone(agent)))
 }
 

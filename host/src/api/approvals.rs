@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::auth::{Admins, Allowed, Approvers, Staff};
 use super::{AppState, Json, Query};
 use crate::api::error::{ErrorBody, Result};
-use crate::identity::{Caller, Role};
+use crate::identity::Caller;
 use crate::records::{Approval, ApprovalStatus, QuarantinedApproval};
 use crate::services::approvals;
 use crate::store::Listed;
@@ -141,7 +141,8 @@ async fn quarantined(
 }
 
 /// One approval: the agent's plan and reasoning, the action, its risk and anomaly findings.
-/// Admins and approvers; an agent may watch its own.
+/// Admins, approvers and services (the platform waiting on it); an agent may watch its own,
+/// and to it another agent's does not exist.
 #[utoipa::path(get, path = "/v1/approvals/{id}", tag = "approvals", params(("id" = String, Path, description = "Approval id")), security(("bearer" = [])),
     responses((status = 200, body = Approval), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_approval(
@@ -149,13 +150,9 @@ async fn get_approval(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Approval>> {
-    let approval = approvals::load(&state.store, &state.clock, &id).await?;
-    let own =
-        caller.role == Role::Agent && caller.subject.as_deref() == Some(approval.agent.as_str());
-    if !own {
-        caller.require(&[Role::Admin, Role::Approver])?;
-    }
-    Ok(axum::Json(approval))
+    Ok(axum::Json(
+        approvals::shown(&state.store, &state.clock, &caller, &id).await?,
+    ))
 }
 
 /// Approve a pending approval: approvers whose own grants cover the action, never the human the

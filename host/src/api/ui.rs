@@ -404,7 +404,7 @@ async fn login(
             }
             response
         }
-        Err(sessions::Refused::NotAnApprover) => back(
+        Err(sessions::Refused::RoleCannotSignIn) => back(
             "error",
             "that token is neither an approver's nor an admin's",
         ),

@@ -78,7 +78,8 @@ pub(super) async fn run(cmd: ReportCommand, db: &DbArgs) -> anyhow::Result<()> {
     let service = &warden.state.reports;
     let week = service.week_of(week.as_deref()).map_err(flag)?;
     let scope = reports::scope_of(team, agent).map_err(flag)?;
-    let report = service.weekly(week, &scope).await.map_err(flag)?;
+    // The kept report when the schedule made one, as the API serves it.
+    let report = service.report(week, &scope).await.map_err(flag)?;
     let rendered = match (format, &out, table.as_deref()) {
         (Format::Csv, Some(_), None) => csv::TABLES
             .iter()

@@ -146,10 +146,27 @@ impl From<crate::store::StoreError> for Retry {
 /// An approval as shown now (lapsed ones read as expired).
 pub async fn load(store: &Store, clock: &SharedClock, id: &str) -> Result<Approval> {
     let now = clock.now_micros();
-    store
-        .approval(id, now)
-        .await?
-        .ok_or_else(|| Error::not_found("unknown_approval", format!("no approval `{id}`")))
+    store.approval(id, now).await?.ok_or_else(|| unknown(id))
+}
+
+/// One approval as `caller` may see it: any role sees it, but to an agent another agent's
+/// approval does not exist.
+pub async fn shown(
+    store: &Store,
+    clock: &SharedClock,
+    caller: &Caller,
+    id: &str,
+) -> Result<Approval> {
+    let approval = load(store, clock, id).await?;
+    if caller.role == Role::Agent && caller.subject.as_deref() != Some(approval.agent.as_str()) {
+        return Err(unknown(id));
+    }
+    Ok(approval)
+}
+
+/// What a caller is told of an approval that does not exist, or is not theirs to see.
+fn unknown(id: &str) -> Error {
+    Error::not_found("unknown_approval", format!("no approval `{id}`"))
 }
 
 /// Approves or rejects as `caller` (the API and the web page share this).

@@ -46,7 +46,7 @@ pub enum Refused {
     /// No such token, or a revoked one.
     UnknownToken,
     /// A token of a role that does not sign in (agents, services).
-    NotAnApprover,
+    RoleCannotSignIn,
     /// The store failed.
     Store(Error),
 }
@@ -70,7 +70,7 @@ pub async fn open(
         .filter(|t| t.revoked_at.is_none())
         .ok_or(Refused::UnknownToken)?;
     if !matches!(token.role, Role::Approver | Role::Admin) {
-        return Err(Refused::NotAnApprover);
+        return Err(Refused::RoleCannotSignIn);
     }
     let id = random_id();
     let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
