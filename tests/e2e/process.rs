@@ -65,6 +65,18 @@ fn config_shows_the_variables_and_flags_serve_would_apply() {
     );
 }
 
+/// Runs a command that must succeed, and gives its output.
+fn succeeds(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn warden(db: &TestDb, dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
@@ -110,32 +122,27 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     assert!(ready, "the server did not become ready");
 
     // The CLI talks to the server with the bootstrap token.
-    let out = warden(&db, dir.path())
-        .args([
-            "agents",
-            "create",
-            "--server",
-            &server,
-            "--id",
-            "bot",
-            "--tool",
-            "t",
-            "--model",
-            "m",
-            "--team",
-            "core",
-            "--sponsor",
-            "s",
-            "--tier",
-            "2",
-        ])
-        .env("WARDEN_TOKEN", bootstrap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        warden(&db, dir.path())
+            .args([
+                "agents",
+                "create",
+                "--server",
+                &server,
+                "--id",
+                "bot",
+                "--tool",
+                "t",
+                "--model",
+                "m",
+                "--team",
+                "core",
+                "--sponsor",
+                "s",
+                "--tier",
+                "2",
+            ])
+            .env("WARDEN_TOKEN", bootstrap),
     );
     let out = warden(&db, dir.path())
         .args([
@@ -584,15 +591,7 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
     );
 
     // Offline: every acknowledged decision is there, and the chain is intact.
-    let out = warden(&db, dir.path())
-        .args(["audit", "verify"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(warden(&db, dir.path()).args(["audit", "verify"]));
     // Export with proofs and verify it with the public key alone (no database).
     let out = warden(&db, dir.path())
         .args(["audit", "public-key"])
@@ -600,26 +599,18 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         .unwrap();
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(key.starts_with("warden-audit+"), "{key}");
-    let out = warden(&db, dir.path())
-        .args([
-            "audit",
-            "export",
-            "--format",
-            "ocsf",
-            "--output",
-            "ai.ocsf.jsonl",
-            "--actor-kind",
-            "agent",
-            "--since",
-            "30d",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(warden(&db, dir.path()).args([
+        "audit",
+        "export",
+        "--format",
+        "ocsf",
+        "--output",
+        "ai.ocsf.jsonl",
+        "--actor-kind",
+        "agent",
+        "--since",
+        "30d",
+    ]));
     let verify = |file: &str| {
         Command::new(BIN)
             .current_dir(dir.path())
@@ -687,15 +678,14 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         assert!(stderr.contains(&format!("{flag}: {said}")), "{stderr}");
         assert!(!dir.path().join("refused.jsonl").exists());
     }
-    let out = warden(&db, dir.path())
-        .args(["audit", "export", "--output", "empty-q.jsonl", "--q", ""])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(warden(&db, dir.path()).args([
+        "audit",
+        "export",
+        "--output",
+        "empty-q.jsonl",
+        "--q",
+        "",
+    ]));
     // Records without reasoning are kept: the agent's creation, and the export above.
     let kept = std::fs::read_to_string(dir.path().join("empty-q.jsonl")).unwrap();
     assert!(
@@ -710,29 +700,15 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         &jiff::tz::TimeZone::UTC,
     )
     .to_string();
-    let out = warden(&db, dir.path())
-        .args([
-            "report", "weekly", "--week", &week, "--format", "csv", "--out", "reports",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(warden(&db, dir.path()).args([
+        "report", "weekly", "--week", &week, "--format", "csv", "--out", "reports",
+    ]));
     let written = std::fs::read_dir(dir.path().join("reports"))
         .unwrap()
         .count();
     assert_eq!(written, 16, "one CSV per table");
-    let out = warden(&db, dir.path())
-        .args(["report", "weekly", "--week", &week, "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        warden(&db, dir.path()).args(["report", "weekly", "--week", &week, "--format", "json"]),
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pool = db.pool().await;
@@ -772,22 +748,14 @@ async fn binary_serves_and_shuts_down_without_loss(backend: Backend) {
         .unwrap()
         .unwrap();
     keeper.state.store.close().await;
-    let out = warden(&db, dir.path())
-        .args([
-            "report",
-            "weekly",
-            "--week",
-            &last_week.to_string(),
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(warden(&db, dir.path()).args([
+        "report",
+        "weekly",
+        "--week",
+        &last_week.to_string(),
+        "--format",
+        "json",
+    ]));
     let served: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         served["generated_at"].as_str(),
