@@ -192,8 +192,10 @@ impl Store {
     }
 
     /// The tree from the newest checkpoint extended to the chain's head, reading the new
-    /// records a chunk at a time; `None` when the head is the newest checkpoint. Minutes of
-    /// records are read and hashed apart from the request threads (`apart`).
+    /// records 2,000 at a time; `None` when the head is the newest checkpoint. Minutes of
+    /// records are read and hashed apart from the request threads (`apart`), in short reads:
+    /// reads of 20,000 doubled decisions' p99 while a checkpoint extended a long tree
+    /// (BENCHMARKS.md).
     pub async fn extend_tree(&self) -> Result<Option<Extended>> {
         self.apart(|store| async move { store.extend_tree_here().await })
             .await
@@ -213,7 +215,7 @@ impl Store {
         let mut after = frontier.size() as i64;
         while after < head {
             let rows = sqlx::query(
-                "SELECT seq, hash FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT 20000",
+                "SELECT seq, hash FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT 2000",
             )
             .bind(after)
             .bind(head)
