@@ -133,12 +133,6 @@ struct PluginPart {
     failure_policy: Option<FailurePolicy>,
 }
 
-/// A report reads a week's decisions an hour of them at a time. A statement's snapshot keeps
-/// SQLite's WAL from restarting while it lasts, and grouping a busy week in one statement held
-/// it for seconds: beside the decisions the WAL grew to 893 MiB and their p99 rose 11-23x
-/// (BENCHMARKS.md).
-const REPORT_SLICE_US: i64 = 3_600_000_000;
-
 fn decision_fact(r: &AnyRow) -> Result<DecisionFact> {
     let answer: Option<String> = r.try_get("answer")?;
     // An answer that does not read back costs the report its details, never the report.
@@ -231,10 +225,9 @@ impl Store {
     }
 
     /// The decisions of agents in scope between the first and the last of `days` (the instants
-    /// days start at, and the end), in no particular order. Alike decisions of an hour come as
-    /// one fact with their `count`: the database groups them, an hour at a time, so a million
-    /// decisions cross as a few thousand rows and no statement runs long. A notable decision
-    /// (with its answer) is always a fact of its own.
+    /// days start at, and the end), in no particular order. Alike decisions of a day come as one
+    /// fact with their `count`: the database groups them, so a million decisions cross as a few
+    /// thousand rows. A notable decision (with its answer) is always a fact of its own.
     pub async fn report_decisions(&self, scope: &Scope, days: &[i64]) -> Result<Vec<DecisionFact>> {
         let (Some(&from), Some(&to)) = (days.first(), days.last()) else {
             return Ok(Vec::new());
@@ -259,17 +252,12 @@ impl Store {
              1 AS n, id, answer FROM decisions WHERE at >= $1 AND at < $2 AND notable <> 0{clause}"
         );
         let mut out = Vec::new();
-        let mut start = from;
-        while start < to {
-            let end = start.saturating_add(REPORT_SLICE_US).min(to);
-            for sql in [&grouped, &notable] {
-                let mut rows = bind_scope(sqlx::query(sql).bind(start).bind(end), bind.clone())
-                    .fetch(&self.pool);
-                while let Some(r) = rows.try_next().await? {
-                    out.push(decision_fact(&r)?);
-                }
+        for sql in [grouped, notable] {
+            let mut rows =
+                bind_scope(sqlx::query(&sql).bind(from).bind(to), bind.clone()).fetch(&self.pool);
+            while let Some(r) = rows.try_next().await? {
+                out.push(decision_fact(&r)?);
             }
-            start = end;
         }
         Ok(out)
     }

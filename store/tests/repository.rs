@@ -56,7 +56,6 @@ both_backends!(
     audit_chain,
     audit_tree,
     a_long_tree_extends_and_verifies_across_reads,
-    a_report_reads_a_day_an_hour_at_a_time,
     deliveries,
     plugins_and_baselines,
     events,
@@ -1613,68 +1612,6 @@ async fn a_long_tree_extends_and_verifies_across_reads(backend: Backend) {
     let cp = s.latest_checkpoint().await.unwrap().unwrap();
     assert_eq!(cp.root, merkle::root(&leaves));
     assert_eq!(s.verify_audit().await.unwrap(), Ok(4321));
-}
-
-/// A report's decisions are grouped an hour at a time: alike decisions of three hours come as
-/// three facts whose counts add up to theirs, one at an hour's first instant counted once, and
-/// a notable decision on its own.
-async fn a_report_reads_a_day_an_hour_at_a_time(backend: Backend) {
-    const HOUR: i64 = 60 * MINUTE;
-    let db = TestDb::new(backend).await;
-    let s = &db.store;
-    commit(
-        s,
-        vec![Write::Identity(IdentityWrite::InsertAgent(agent("bot", 1)))],
-    )
-    .await
-    .unwrap();
-    // NOW is 16:00 UTC; its day starts at midnight, and the report's week with it.
-    let day = NOW - 16 * HOUR;
-    let mut notable = decision("n", "bot", Verdict::Allow, day + 9 * HOUR + 30 * MINUTE);
-    notable.notable = true;
-    let rows = [
-        decision("a1", "bot", Verdict::Allow, day + 9 * HOUR + 10 * MINUTE),
-        decision("a2", "bot", Verdict::Allow, day + 9 * HOUR + 50 * MINUTE),
-        decision("a3", "bot", Verdict::Allow, day + 10 * HOUR),
-        decision("a4", "bot", Verdict::Allow, day + 11 * HOUR + 30 * MINUTE),
-        decision("d1", "bot", Verdict::Deny, day + 9 * HOUR + 20 * MINUTE),
-        notable,
-    ];
-    commit(
-        s,
-        rows.into_iter()
-            .map(|r| Write::Decision(DecisionWrite::InsertDecision(r)))
-            .collect(),
-    )
-    .await
-    .unwrap();
-    let facts = s
-        .report_decisions(
-            &warden_core::report::Scope::Organisation,
-            &(0..8).map(|d| day + d * 24 * HOUR).collect::<Vec<_>>(),
-        )
-        .await
-        .unwrap();
-    let alike: Vec<_> = facts
-        .iter()
-        .filter(|f| f.id.is_empty() && f.verdict == Verdict::Allow)
-        .collect();
-    assert_eq!(alike.len(), 3, "{facts:?}");
-    assert_eq!(alike.iter().map(|f| f.count).sum::<u64>(), 4);
-    let denied: u64 = facts
-        .iter()
-        .filter(|f| f.verdict == Verdict::Deny)
-        .map(|f| f.count)
-        .sum();
-    assert_eq!(denied, 1);
-    let singled: Vec<_> = facts.iter().filter(|f| !f.id.is_empty()).collect();
-    assert_eq!(
-        singled
-            .iter()
-            .map(|f| (f.id.as_str(), f.count))
-            .collect::<Vec<_>>(),
-        [("n", 1)]
-    );
 }
 
 async fn audit_tree(backend: Backend) {
