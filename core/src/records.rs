@@ -705,53 +705,25 @@ pub struct EventAction {
     pub service: String,
 }
 
-impl From<&Guard> for EventAction {
-    fn from(g: &Guard) -> EventAction {
-        EventAction {
-            decision_id: g.decision_id.clone(),
-            agent: g.agent.clone(),
-            class: g.class.clone(),
-            environment: g.environment.clone(),
-            service: g.service.clone(),
+/// `From<&record>` for each record an event can be about: each names the same five things,
+/// only the agent's field is spelt two ways.
+macro_rules! event_action_from {
+    ($($record:ty => $agent:ident),* $(,)?) => {$(
+        impl From<&$record> for EventAction {
+            fn from(r: &$record) -> EventAction {
+                EventAction {
+                    decision_id: r.decision_id.clone(),
+                    agent: r.$agent.clone(),
+                    class: r.class.clone(),
+                    environment: r.environment.clone(),
+                    service: r.service.clone(),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl From<&ViolationRow> for EventAction {
-    fn from(v: &ViolationRow) -> EventAction {
-        EventAction {
-            decision_id: v.decision_id.clone(),
-            agent: v.agent_id.clone(),
-            class: v.class.clone(),
-            environment: v.environment.clone(),
-            service: v.service.clone(),
-        }
-    }
-}
-
-impl From<&ApprovalRow> for EventAction {
-    fn from(a: &ApprovalRow) -> EventAction {
-        EventAction {
-            decision_id: a.decision_id.clone(),
-            agent: a.agent_id.clone(),
-            class: a.class.clone(),
-            environment: a.environment.clone(),
-            service: a.service.clone(),
-        }
-    }
-}
-
-impl From<&Approval> for EventAction {
-    fn from(a: &Approval) -> EventAction {
-        EventAction {
-            decision_id: a.decision_id.clone(),
-            agent: a.agent.clone(),
-            class: a.class.clone(),
-            environment: a.environment.clone(),
-            service: a.service.clone(),
-        }
-    }
-}
+event_action_from!(Guard => agent, Approval => agent, ViolationRow => agent_id, ApprovalRow => agent_id);
 
 /// What an event says: one variant per [`EventType`], with the fields docs/configuration.md
 /// lists for it, so that a missing or misspelt field is a compile error rather than a receiver's
